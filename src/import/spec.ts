@@ -1,0 +1,94 @@
+// What an importer produces: the model's hyper-parameters and its weights under canonical names.
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import type { TensorSource } from './tensor.js';
+
+/** llama3-style rope_scaling (rope_type "llama3"). */
+export interface Llama3RopeScaling {
+  type: 'llama3';
+  factor: number;
+  lowFreqFactor: number;
+  highFreqFactor: number;
+  originalMaxPositionEmbeddings: number;
+}
+
+export interface ModelSpec {
+  arch: 'llama';
+  dim: number;
+  nLayers: number;
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+  dFfn: number;
+  vocabSize: number;
+  normEps: number;
+  maxSeqLen: number;
+  rope: {
+    theta: number;
+    /** 'half': HF's rotate_half (pairs i, i+hd/2); 'interleaved': llama2.c / GGUF (pairs 2i, 2i+1). */
+    style: 'half' | 'interleaved';
+    scaling?: Llama3RopeScaling;
+  };
+  tiedEmbeddings: boolean;
+  bosId: number;
+  eosId: number;
+}
+
+/**
+ * Canonical weight names, all matrices [out, in] row-major (HF layout):
+ *   tok_embeddings [V, d]
+ *   layers.N.attn_norm [d]   layers.N.wq [H·hd, d]  layers.N.wk [KV·hd, d]  layers.N.wv [KV·hd, d]  layers.N.wo [d, H·hd]
+ *   layers.N.ffn_norm [d]    layers.N.w_gate [F, d]  layers.N.w_up [F, d]   layers.N.w_down [d, F]
+ *   norm [d]                 output [V, d]  (absent when tiedEmbeddings)
+ */
+export function expectedWeightShapes(spec: ModelSpec): Map<string, number[]> {
+  const { dim: d, headDim: hd, nHeads: h, nKvHeads: kv, dFfn: f, vocabSize: v } = spec;
+  const m = new Map<string, number[]>();
+  m.set('tok_embeddings', [v, d]);
+  for (let i = 0; i < spec.nLayers; i++) {
+    const p = `layers.${i}.`;
+    m.set(p + 'attn_norm', [d]);
+    m.set(p + 'wq', [h * hd, d]);
+    m.set(p + 'wk', [kv * hd, d]);
+    m.set(p + 'wv', [kv * hd, d]);
+    m.set(p + 'wo', [d, h * hd]);
+    m.set(p + 'ffn_norm', [d]);
+    m.set(p + 'w_gate', [f, d]);
+    m.set(p + 'w_up', [f, d]);
+    m.set(p + 'w_down', [d, f]);
+  }
+  m.set('norm', [d]);
+  if (!spec.tiedEmbeddings) m.set('output', [v, d]);
+  return m;
+}
+
+export type CheckpointFormat = 'hf' | 'llama2c' | 'gguf';
+
+export interface Checkpoint {
+  format: CheckpointFormat;
+  /** The path the user gave (file or directory). */
+  path: string;
+  /** Every file the weights and config came from (for the package's source checksum). */
+  files: string[];
+  spec: ModelSpec;
+  /** Canonical name → tensor, see expectedWeightShapes. */
+  weights: Map<string, TensorSource>;
+  /** The tokenizer found beside or inside the checkpoint, if any. */
+  tokenizer?: Tokenizer;
+  close(): void;
+}
+
+/** Thrown for bad user input (bad files, bad flags): the CLI prints the message alone and exits 1. */
+export class UserError extends Error {
+  override name = 'UserError';
+}
+
+/** Checks that the weight map has exactly the tensors the spec implies, with the right shapes. */
+export function checkWeights(spec: ModelSpec, weights: Map<string, TensorSource>, where: string): void {
+  for (const [name, shape] of expectedWeightShapes(spec)) {
+    const t = weights.get(name);
+    if (!t) throw new UserError(`${where}: missing tensor for ${name} (expected shape [${shape}])`);
+    if (t.shape.length !== shape.length || t.shape.some((s, i) => s !== shape[i])) {
+      throw new UserError(`${where}: tensor ${t.name} has shape [${t.shape}] but the config implies [${shape}]`);
+    }
+  }
+}
