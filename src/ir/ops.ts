@@ -1,0 +1,197 @@
+// The op table: one entry per op with its arity, attributes and shape/dtype rule.
+// Adding an op means adding an entry here and a kernel in every target that declares it.
+import type { AttrValue, Dim, Node, TensorType } from './types.js';
+import { typeToString } from './types.js';
+
+export type AttrKind = 'int' | 'float' | 'string' | 'bool';
+
+export interface AttrSpec {
+  kind: AttrKind;
+  optional?: boolean;
+}
+
+/**
+ * A gradient rule, filled in by the training work (autodiff pass): given the forward node and the
+ * name of its output's gradient, it emits backward nodes and returns one gradient name per input
+ * (null where the input gets none: indices, the Top-K selection itself, tokens).
+ */
+export type GradRule = (emit: GradEmitter, node: Node, dOutput: string) => (string | null)[];
+export interface GradEmitter {
+  emit(op: string, inputs: string[], attrs?: Record<string, AttrValue>): string;
+}
+
+export interface OpDef {
+  name: string;
+  /** Input names, for error messages and docs. */
+  inputs: string[];
+  attrs: Record<string, AttrSpec>;
+  /** Computes the output type from the input types and attributes; throws a plain message on mismatch. */
+  infer(inputs: TensorType[], attrs: Readonly<Record<string, AttrValue>>): TensorType;
+  /** Set by the autodiff work; undefined means "no gradient rule yet". */
+  grad?: GradRule;
+  doc: string;
+}
+
+const FLOATS = new Set(['f32', 'f16', 'bf16', 'q8_0']);
+
+function fail(msg: string): never {
+  throw new Error(msg);
+}
+function expectFloat(t: TensorType, what: string): void {
+  if (!FLOATS.has(t.dtype)) fail(`${what} must be a float tensor, got ${typeToString(t)}`);
+}
+function expectRank(t: TensorType, rank: number, what: string): void {
+  if (t.shape.length !== rank) fail(`${what} must have rank ${rank}, got ${typeToString(t)}`);
+}
+function expectDim(a: Dim, b: Dim, what: string): void {
+  if (a !== b) fail(`${what}: ${a} ≠ ${b}`);
+}
+function num(attrs: Readonly<Record<string, AttrValue>>, k: string): number {
+  return attrs[k] as number;
+}
+const f32 = (...shape: Dim[]): TensorType => ({ dtype: 'f32', shape });
+
+/** Number of channels moc_select keeps: K, or for a:b blocks a per full block plus min(a, tail). */
+export function selectedCount(dFfn: number, attrs: Readonly<Record<string, AttrValue>>): number {
+  if (attrs.k !== undefined) return attrs.k as number;
+  const a = attrs.a as number;
+  const b = attrs.b as number;
+  return a * Math.floor(dFfn / b) + Math.min(a, dFfn % b);
+}
+
+function sameShapeElementwise(ins: TensorType[]): TensorType {
+  const [a, b] = ins as [TensorType, TensorType];
+  expectFloat(a, 'lhs');
+  expectFloat(b, 'rhs');
+  if (a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i])) fail(`shapes differ: ${typeToString(a)} vs ${typeToString(b)}`);
+  return f32(...a.shape);
+}
+function unaryFloat(ins: TensorType[]): TensorType {
+  expectFloat(ins[0]!, 'x');
+  return f32(...ins[0]!.shape);
+}
+
+const defs: OpDef[] = [
+  {
+    name: 'embedding', inputs: ['table', 'tokens'], attrs: {},
+    doc: 'rows of table [V,d] picked by tokens i32[T] → [T,d]',
+    infer([table, tokens]) {
+      expectFloat(table!, 'table'); expectRank(table!, 2, 'table'); expectRank(tokens!, 1, 'tokens');
+      if (tokens!.dtype !== 'i32') fail(`tokens must be i32, got ${typeToString(tokens!)}`);
+      return f32(tokens!.shape[0]!, table!.shape[1]!);
+    },
+  },
+  {
+    name: 'rmsnorm', inputs: ['x', 'weight'], attrs: { eps: { kind: 'float' } },
+    doc: 'x / sqrt(mean(x²) + eps) · weight, over the last axis',
+    infer([x, w]) {
+      expectFloat(x!, 'x'); expectRank(w!, 1, 'weight');
+      expectDim(x!.shape[x!.shape.length - 1]!, w!.shape[0]!, 'rmsnorm width');
+      return f32(...x!.shape);
+    },
+  },
+  {
+    name: 'linear', inputs: ['x', 'weight'], attrs: {},
+    doc: 'x [T,in] · weightᵀ, weight stored [out,in]',
+    infer([x, w]) {
+      expectRank(x!, 2, 'x'); expectRank(w!, 2, 'weight'); expectFloat(w!, 'weight');
+      expectDim(x!.shape[1]!, w!.shape[1]!, 'linear inner dimension');
+      return f32(x!.shape[0]!, w!.shape[0]!);
+    },
+  },
+  {
+    name: 'rope', inputs: ['x'],
+    attrs: {
+      heads: { kind: 'int' }, head_dim: { kind: 'int' }, theta: { kind: 'float' }, style: { kind: 'string' },
+      scaling: { kind: 'string', optional: true }, factor: { kind: 'float', optional: true },
+      low_freq_factor: { kind: 'float', optional: true }, high_freq_factor: { kind: 'float', optional: true },
+      original_max_pos: { kind: 'int', optional: true },
+    },
+    doc: "rotary embedding at positions past..past+T; style 'half' (pairs i, i+hd/2) or 'interleaved' (pairs 2i, 2i+1)",
+    infer([x], attrs) {
+      expectRank(x!, 2, 'x');
+      if (attrs.style !== 'half' && attrs.style !== 'interleaved') fail(`rope style must be half or interleaved, got ${String(attrs.style)}`);
+      if (attrs.scaling !== undefined && attrs.scaling !== 'llama3') fail(`rope scaling must be llama3, got ${String(attrs.scaling)}`);
+      expectDim(x!.shape[1]!, num(attrs, 'heads') * num(attrs, 'head_dim'), 'rope width = heads·head_dim');
+      return f32(...x!.shape);
+    },
+  },
+  {
+    name: 'attention', inputs: ['q', 'k', 'v'],
+    attrs: { heads: { kind: 'int' }, kv_heads: { kind: 'int' }, head_dim: { kind: 'int' }, layer: { kind: 'int' } },
+    doc: 'causal GQA attention of q over the KV cache slot `layer`, after appending k and v to it',
+    infer([q, k, v], attrs) {
+      const hd = num(attrs, 'head_dim');
+      expectDim(q!.shape[1]!, num(attrs, 'heads') * hd, 'q width');
+      expectDim(k!.shape[1]!, num(attrs, 'kv_heads') * hd, 'k width');
+      expectDim(v!.shape[1]!, num(attrs, 'kv_heads') * hd, 'v width');
+      if (num(attrs, 'heads') % num(attrs, 'kv_heads') !== 0) fail('heads must be a multiple of kv_heads');
+      expectDim(q!.shape[0]!, k!.shape[0]!, 'q/k tokens');
+      return f32(...q!.shape);
+    },
+  },
+  { name: 'silu', inputs: ['x'], attrs: {}, doc: 'x·sigmoid(x)', infer: unaryFloat },
+  { name: 'sigmoid', inputs: ['x'], attrs: {}, doc: '1/(1+e^-x)', infer: unaryFloat },
+  { name: 'mul', inputs: ['a', 'b'], attrs: {}, doc: 'elementwise product', infer: sameShapeElementwise },
+  { name: 'add', inputs: ['a', 'b'], attrs: {}, doc: 'elementwise sum', infer: sameShapeElementwise },
+  {
+    name: 'transpose', inputs: ['x'], attrs: {},
+    doc: 'swaps the two axes of a matrix; on a weight it is folded into a stored weight at convert time',
+    infer([x]) {
+      expectRank(x!, 2, 'x');
+      return { dtype: x!.dtype, shape: [x!.shape[1]!, x!.shape[0]!] };
+    },
+  },
+  {
+    name: 'moc_select', inputs: ['g'],
+    attrs: { k: { kind: 'int', optional: true }, a: { kind: 'int', optional: true }, b: { kind: 'int', optional: true } },
+    doc: 'per row, indices of the K largest values (ties → lower index), or the a largest of every b consecutive; ascending channel order',
+    infer([g], attrs) {
+      expectRank(g!, 2, 'g');
+      const f = g!.shape[1]!;
+      if (typeof f !== 'number') fail('moc_select needs a static channel count');
+      const byK = attrs.k !== undefined;
+      const byPattern = attrs.a !== undefined || attrs.b !== undefined;
+      if (byK === byPattern) fail('moc_select takes either k or a:b');
+      if (byK && !(num(attrs, 'k') >= 1 && num(attrs, 'k') <= f)) fail(`k must be in 1..${f}, got ${attrs.k}`);
+      if (byPattern && !(num(attrs, 'a') >= 1 && num(attrs, 'b') >= num(attrs, 'a'))) fail(`pattern a:b needs 1 ≤ a ≤ b, got ${attrs.a}:${attrs.b}`);
+      return { dtype: 'i32', shape: [g!.shape[0]!, selectedCount(f, attrs)] };
+    },
+  },
+  {
+    name: 'moc_gather', inputs: ['g', 'idx'], attrs: {},
+    doc: 'g[t, idx[t,k]] → [T,K]: the kept gate values',
+    infer([g, idx]) {
+      if (idx!.dtype !== 'i32') fail('idx must be i32');
+      expectDim(g!.shape[0]!, idx!.shape[0]!, 'tokens');
+      return f32(g!.shape[0]!, idx!.shape[1]!);
+    },
+  },
+  {
+    name: 'moc_up', inputs: ['x', 'w_up', 'idx'], attrs: {},
+    doc: 'x · w_up[idx]ᵀ per token: the up projection of the kept channels only; w_up [F,d]',
+    infer([x, w, idx]) {
+      expectRank(w!, 2, 'w_up'); expectFloat(w!, 'w_up');
+      expectDim(x!.shape[1]!, w!.shape[1]!, 'moc_up inner dimension');
+      if (idx!.dtype !== 'i32') fail('idx must be i32');
+      return f32(x!.shape[0]!, idx!.shape[1]!);
+    },
+  },
+  {
+    name: 'moc_down', inputs: ['z', 'w_down_t', 'idx'], attrs: {},
+    doc: 'Σ_k z[t,k] · w_down_t[idx[t,k]]: the down projection from kept channels; w_down_t stored [F,d] so a channel is one row',
+    infer([z, w, idx]) {
+      expectRank(w!, 2, 'w_down_t'); expectFloat(w!, 'w_down_t');
+      expectDim(z!.shape[1]!, idx!.shape[1]!, 'kept channels');
+      return f32(z!.shape[0]!, w!.shape[1]!);
+    },
+  },
+];
+
+export const OPS: ReadonlyMap<string, OpDef> = new Map(defs.map((d) => [d.name, d]));
+
+export function opDef(name: string): OpDef {
+  const d = OPS.get(name);
+  if (!d) throw new Error(`unknown op '${name}'`);
+  return d;
+}

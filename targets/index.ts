@@ -1,0 +1,18 @@
+// The registry of targets. Code outside targets/ picks a target by name here, never with if/else on names.
+import { UserError } from '../src/import/spec.js';
+import { refTarget } from './ref/index.js';
+import type { RunnableModel, Target } from './target.js';
+
+export const TARGETS: ReadonlyMap<string, Target> = new Map([[refTarget.name, refTarget]]);
+
+export function getTarget(name: string): Target {
+  const t = TARGETS.get(name);
+  if (!t) throw new UserError(`unknown target '${name}'; available: ${[...TARGETS.keys()].join(', ')}`);
+  return t;
+}
+
+/** Fails clearly when a model uses an op the target lacks. */
+export function checkSupported(target: Target, model: RunnableModel): void {
+  const missing = [...new Set(model.graph.nodes.map((n) => n.op).filter((op) => !target.ops.has(op)))];
+  if (missing.length) throw new UserError(`target ${target.name} does not support op(s): ${missing.join(', ')}`);
+}
