@@ -234,7 +234,10 @@ async function main(): Promise<void> {
   const cleanup = (): void => {
     if (args.keep) return;
     if (!workExisted) rmSync(work, { recursive: true, force: true });
-    else for (const p of created) rmSync(p, { recursive: true, force: true });
+    else {
+      for (const p of created) rmSync(p, { recursive: true, force: true });
+      if (readdirSync(work).length === 0) rmSync(work, { recursive: true, force: true });
+    }
   };
 
   let exitCode = 0;
