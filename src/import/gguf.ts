@@ -62,7 +62,7 @@ const textDecoder = new TextDecoder('utf-8', { fatal: false });
 /** Reads the header sequentially through a sliding window, so no whole-file buffer is ever made. */
 class Reader {
   private buf: Uint8Array = new Uint8Array(0);
-  private dv = new DataView(new ArrayBuffer(0));
+  private dv: DataView = new DataView(new ArrayBuffer(0));
   private bufStart = 0;
   pos = 0;
   constructor(private readonly file: FileHandle, readonly size: number, private readonly where: string) {}
