@@ -132,11 +132,12 @@ test('byte-level (GPT-2 style) tokenizer.json: encode, streaming bytes, round tr
   t.deepEqual(e, [0xc3, 0xa9]);
   t.deepEqual([...tok.pieceBytes(0, 0xc3)], [0xc3]);
   t.deepEqual([...tok.pieceBytes(0xc3, 0xa9)], [0xa9]);
-  for (const s of ['hello  world', ' héllo\n😀', 'tab\there']) {
+  for (const s of ['hello  world', ' héllo\n😀', 'tab\there', '\u0000', '']) {
     const ids2 = tok.encode(s);
     t.is(tok.decode(ids2), s, JSON.stringify(s));
     t.is(streamDecode(tok, ids2), s, JSON.stringify(s));
   }
+  t.is(tok.decode(tok.encode('x\udfffy')), 'x\ufffdy');
   // Special tokens add no text.
   t.is(tok.pieceBytes(vocab['hello']!, eot).length, 0);
 });
