@@ -1,0 +1,46 @@
+// The model and prompt options that `run` and `logits` share.
+import type { Command } from 'commander';
+import { UserError } from '../src/import/spec.js';
+import { loadModel, type LoadedModel } from '../src/model/load.js';
+import { getTarget, checkSupported, TARGETS } from '../targets/index.js';
+import type { ModelSession } from '../targets/target.js';
+import { addSelectionOptions, parseTokenList, selectionFromFlags, type SelectionFlags } from './common.js';
+
+export interface ModelInputFlags extends SelectionFlags {
+  prompt?: string;
+  tokens?: number[];
+  tokenizer?: string;
+  target: string;
+}
+
+export function addModelInputOptions(cmd: Command): Command {
+  cmd
+    .option('--prompt <text>', 'prompt text (needs a tokenizer)')
+    .option('--tokens <ids>', 'prompt as comma-separated token ids (no tokenizer needed)', parseTokenList)
+    .option('--tokenizer <file>', 'tokenizer.json or llama2.c tokenizer.bin (overrides the one found with the model)')
+    .option('--target <name>', `where to run: ${[...TARGETS.keys()].join(', ')}`, 'ref');
+  return addSelectionOptions(cmd, 'checkpoints only; default dense');
+}
+
+export function openForRun(path: string, f: ModelInputFlags): { model: LoadedModel; session: ModelSession; prompt: number[] } {
+  if ((f.prompt === undefined) === (f.tokens === undefined)) throw new UserError('give exactly one of --prompt TEXT or --tokens IDS');
+  const target = getTarget(f.target);
+  const model = loadModel(path, { selection: selectionFromFlags(f, 'dense'), ...(f.tokenizer ? { tokenizer: f.tokenizer } : {}) });
+  try {
+    checkSupported(target, model);
+    let prompt: number[];
+    if (f.tokens) {
+      prompt = f.tokens;
+      const bad = prompt.find((t) => t >= model.spec.vocabSize);
+      if (bad !== undefined) throw new UserError(`token id ${bad} is outside the vocabulary (0..${model.spec.vocabSize - 1})`);
+    } else {
+      if (!model.tokenizer) throw new UserError(`${model.source} has no tokenizer: give --tokenizer FILE, or the prompt as --tokens`);
+      prompt = model.tokenizer.encode(f.prompt!);
+    }
+    if (prompt.length > model.spec.maxSeqLen) throw new UserError(`the prompt has ${prompt.length} tokens; the model's context is ${model.spec.maxSeqLen}`);
+    return { model, session: target.createSession(model), prompt };
+  } catch (e) {
+    model.close();
+    throw e;
+  }
+}

@@ -1,0 +1,4 @@
+import { readFileSync } from 'node:fs';
+import { projectRoot } from './root.js';
+
+export const VERSION: string = (JSON.parse(readFileSync(`${projectRoot()}/package.json`, 'utf8')) as { version: string }).version;

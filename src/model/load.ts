@@ -1,0 +1,55 @@
+// One entry point for commands that run a model: a mocc package, or a checkpoint converted in memory.
+import { buildLlamaGraph } from '../import/llama-graph.js';
+import { openCheckpoint } from '../import/open.js';
+import type { ModelSpec } from '../import/spec.js';
+import { UserError } from '../import/spec.js';
+import type { Graph } from '../ir/types.js';
+import { isPackageDir, openPackage } from '../package/read.js';
+import type { Manifest } from '../package/manifest.js';
+import { mocSummary } from '../package/moc-summary.js';
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import { loadTokenizerFile } from '../tokenizer/load.js';
+import type { RunnableModel } from '../../targets/target.js';
+import { convertPipeline, runPipeline, type MocSelection } from '../../passes/index.js';
+
+export interface LoadedModel extends RunnableModel {
+  tokenizer?: Tokenizer;
+  /** Where it came from, in words (for messages). */
+  source: string;
+  moc: Manifest['moc'];
+  close(): void;
+}
+
+export interface LoadOptions {
+  tokenizer?: string;
+  /** For a checkpoint: convert in memory (default dense). Not allowed for packages (already converted). */
+  selection?: MocSelection | 'dense';
+}
+
+export function loadModel(path: string, opts: LoadOptions = {}): LoadedModel {
+  if (isPackageDir(path)) {
+    if (opts.selection && opts.selection !== 'dense') throw new UserError(`${path} is a converted package; --k/--k-ratio/--pattern apply to checkpoints (convert again to change K)`);
+    const pkg = openPackage(path);
+    let tokenizer = pkg.tokenizer;
+    if (opts.tokenizer) tokenizer = loadTokenizerFile(opts.tokenizer, pkg.manifest.config.vocabSize, { bosId: pkg.manifest.config.bosId, eosId: pkg.manifest.config.eosId });
+    return {
+      graph: pkg.graph, weights: pkg.weights, spec: pkg.manifest.config, moc: pkg.manifest.moc,
+      ...(tokenizer ? { tokenizer } : {}), source: `package ${path}`, close: () => pkg.close(),
+    };
+  }
+  const ck = openCheckpoint(path, opts.tokenizer ? { tokenizer: opts.tokenizer } : {});
+  try {
+    const graph = checkpointGraph(ck.spec, (n) => ck.weights.get(n)!.dtype, opts.selection ?? 'dense');
+    return {
+      graph, weights: ck.weights, spec: ck.spec, moc: mocSummary(graph, ck.spec),
+      ...(ck.tokenizer ? { tokenizer: ck.tokenizer } : {}), source: `${ck.format} checkpoint ${path}`, close: () => ck.close(),
+    };
+  } catch (e) {
+    ck.close();
+    throw e;
+  }
+}
+
+export function checkpointGraph(spec: ModelSpec, dtypeOf: (name: string) => Graph['weights'][number]['type']['dtype'], selection: MocSelection | 'dense'): Graph {
+  return runPipeline(buildLlamaGraph(spec, dtypeOf), convertPipeline(selection));
+}

@@ -1,0 +1,32 @@
+// `mocc convert`: checkpoint → IR → passes → package.
+import { openCheckpoint } from '../import/open.js';
+import { checkpointGraph } from '../model/load.js';
+import type { MocSelection } from '../../passes/index.js';
+import type { Manifest } from './manifest.js';
+import { writePackage, type PackageDType } from './write.js';
+
+export interface ConvertOptions {
+  input: string;
+  output: string;
+  selection: MocSelection | 'dense';
+  dtype?: PackageDType;
+  tokenizer?: string;
+  force?: boolean;
+  version?: string;
+  onProgress?: (doneBytes: number, totalBytes: number, tensor: string) => void;
+}
+
+export async function convert(opts: ConvertOptions): Promise<Manifest> {
+  const ck = openCheckpoint(opts.input, opts.tokenizer ? { tokenizer: opts.tokenizer } : {});
+  try {
+    const graph = checkpointGraph(ck.spec, (n) => ck.weights.get(n)!.dtype, opts.selection);
+    return await writePackage(ck, graph, opts.output, {
+      ...(opts.dtype ? { dtype: opts.dtype } : {}),
+      force: opts.force ?? false,
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+      ...(opts.version ? { version: opts.version } : {}),
+    });
+  } finally {
+    ck.close();
+  }
+}

@@ -1,0 +1,24 @@
+// The model package's manifest: what `mocc convert` wrote and from what.
+import type { ModelSpec } from '../import/spec.js';
+
+export const PACKAGE_FORMAT = 'mocc-package';
+export const PACKAGE_FORMAT_VERSION = 1;
+
+export interface SourceFile {
+  name: string;
+  bytes: number;
+  sha256: string;
+}
+
+export interface Manifest {
+  format: typeof PACKAGE_FORMAT;
+  formatVersion: number;
+  createdBy: string;
+  source: { format: string; path: string; files: SourceFile[] };
+  config: ModelSpec;
+  /** Per-layer kept channels (d_ffn where a layer stayed dense). */
+  moc: { mode: 'dense' | 'topk' | 'pattern'; dFfn: number; perLayerK: number[]; pattern?: string };
+  ir: string;
+  weights: { file: string; dtypes: Record<string, string> };
+  tokenizer: { kind: 'spm' | 'hf'; file: string } | null;
+}

@@ -1,0 +1,37 @@
+// Decoding: prefill the prompt, then one token at a time through the KV cache.
+import type { ModelSession } from '../../targets/target.js';
+import { sampleToken, seededRandom } from './sample.js';
+
+export interface GenerateOptions {
+  maxTokens: number;
+  temperature?: number;
+  topP?: number;
+  seed?: number;
+  /** Stop when this token is produced (it is not emitted). */
+  eosId?: number;
+  /** Called with each new token as soon as it is chosen. */
+  onToken?: (token: number, previous: number) => void;
+}
+
+/** Returns the new tokens (not the prompt). */
+export function generate(session: ModelSession, prompt: readonly number[], opts: GenerateOptions): number[] {
+  if (prompt.length === 0) throw new Error('the prompt has no tokens');
+  const sampling = { temperature: opts.temperature ?? 0, topP: opts.topP ?? 1, random: seededRandom(opts.seed ?? 0) };
+  session.reset();
+  let logits = session.forward(prompt);
+  const vocab = logits.length / prompt.length;
+  let last = logits.subarray(logits.length - vocab);
+  let prev = prompt[prompt.length - 1]!;
+  const out: number[] = [];
+  while (out.length < opts.maxTokens) {
+    const next = sampleToken(last, sampling);
+    if (next === opts.eosId) break;
+    out.push(next);
+    opts.onToken?.(next, prev);
+    prev = next;
+    if (out.length === opts.maxTokens) break;
+    logits = session.forward([next]);
+    last = logits;
+  }
+  return out;
+}
