@@ -1,0 +1,32 @@
+// Paths to the bundled fixtures and the Hugging Face reference outputs (fixtures/stories260K/reference).
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const FIX = `${ROOT}fixtures/stories260K/`;
+export const CHECKPOINTS = {
+  hf: `${FIX}hf`,
+  llama2c: `${FIX}llama2c/stories260K.bin`,
+  gguf: `${FIX}gguf/stories260K.gguf`,
+} as const;
+export const LLAMA2C_TOKENIZER = `${FIX}llama2c/tok512.bin`;
+
+export interface Reference {
+  prompt: string;
+  prompt_ids: number[];
+  greedy_text: string;
+  sequences: Record<string, { tokens: number[]; logits_files: Record<string, string> }>;
+}
+export const REF = JSON.parse(readFileSync(`${FIX}reference/reference.json`, 'utf8')) as Reference;
+
+export function referenceLogits(seq: string, which: 'dense' | 'moc_k32' | 'moc_k128'): Float32Array {
+  const b = readFileSync(`${FIX}reference/${REF.sequences[seq]!.logits_files[which]!}`);
+  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+}
+
+export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
