@@ -33,12 +33,18 @@ export class RefSession implements ModelSession {
   }
 
   forward(tokens: readonly number[]): Float32Array {
-    const T = tokens.length;
-    if (T === 0) throw new Error('forward() needs at least one token');
-    if (this.pos + T > this.model.spec.maxSeqLen) throw new Error(`context full: ${this.pos} + ${T} tokens exceeds the model's ${this.model.spec.maxSeqLen}`);
-    const values = new Map<string, Value>();
-    const input = this.graph.inputs[0]!;
-    values.set(input.name, Int32Array.from(tokens));
+    if (tokens.length === 0) throw new Error('forward() needs at least one token');
+    if (this.pos + tokens.length > this.model.spec.maxSeqLen) {
+      throw new Error(`context full: ${this.pos} + ${tokens.length} tokens exceeds the model's ${this.model.spec.maxSeqLen}`);
+    }
+    const out = this.evaluate({ [this.graph.inputs[0]!.name]: Int32Array.from(tokens) });
+    this.pos += tokens.length;
+    return out as Float32Array;
+  }
+
+  /** Runs the graph on the given inputs (by name) and returns its first output; does not advance the position. */
+  evaluate(inputs: Record<string, Value>): Value {
+    const values = new Map<string, Value>(Object.entries(inputs));
     const get = (o: Operand): Value => {
       if (o.kind === 'weight') return this.weightF32(o.name);
       const v = values.get(o.name) ?? this.constants.get(o.name);
@@ -52,8 +58,7 @@ export class RefSession implements ModelSession {
       }
       values.set(n.name, this.evalNode(n, n.inputs.map(get)));
     }
-    this.pos += T;
-    return get({ kind: 'value', name: this.graph.outputs[0]! }) as Float32Array;
+    return get({ kind: 'value', name: this.graph.outputs[0]! });
   }
 
   private weightF32(name: string): Float32Array {
