@@ -262,7 +262,7 @@ async function main(): Promise<void> {
       console.error(`convert-memory: writing a ${(total / GiB).toFixed(2)} GiB synthetic bf16 checkpoint to ${ckptDir} ...`);
       const t0 = Date.now();
       let lastPct = -1;
-      writeSyntheticLlama(ckptDir, opts, (done, all) => {
+      await writeSyntheticLlama(ckptDir, opts, (done, all) => {
         const pct = Math.floor((100 * done) / all);
         if (pct >= lastPct + 10) {
           lastPct = pct;

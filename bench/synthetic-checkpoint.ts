@@ -128,7 +128,7 @@ const shardName = (i: number, total: number): string =>
   `model-${String(i + 1).padStart(5, '0')}-of-${String(total).padStart(5, '0')}.safetensors`;
 
 /** Writes config.json, model-0000N-of-0000M.safetensors and model.safetensors.index.json into dir. */
-export function writeSyntheticLlama(dir: string, opts: SyntheticLlamaOptions, onProgress?: (bytesDone: number, bytesTotal: number) => void): SyntheticLlamaResult {
+export async function writeSyntheticLlama(dir: string, opts: SyntheticLlamaOptions, onProgress?: (bytesDone: number, bytesTotal: number) => void): Promise<SyntheticLlamaResult> {
   if (opts.dim % opts.nHeads !== 0) throw new Error(`dim ${opts.dim} is not a multiple of nHeads ${opts.nHeads}`);
   if (opts.nHeads % opts.nKvHeads !== 0) throw new Error(`nHeads ${opts.nHeads} is not a multiple of nKvHeads ${opts.nKvHeads}`);
   if (!(opts.shardBytes > 0)) throw new Error(`shardBytes must be positive`);
@@ -181,7 +181,7 @@ export function writeSyntheticLlama(dir: string, opts: SyntheticLlamaOptions, on
   const weightMap: Record<string, string> = {};
   const shards: string[] = [];
   let fileBytes = 0;
-  groups.forEach((g, gi) => {
+  for (const [gi, g] of groups.entries()) {
     const name = shardName(gi, groups.length);
     const entries: SafetensorsEntry[] = g.map((t) => ({
       name: t.name,
@@ -194,10 +194,10 @@ export function writeSyntheticLlama(dir: string, opts: SyntheticLlamaOptions, on
       }),
     }));
     const path = join(dir, name);
-    writeSafetensors(path, entries, { format: 'pt' });
+    await writeSafetensors(path, entries, { format: 'pt' });
     for (const t of g) weightMap[t.name] = name;
     shards.push(path);
-  });
+  }
   const indexPath = join(dir, 'model.safetensors.index.json');
   writeFileSync(indexPath, JSON.stringify({ metadata: { total_size: totalBytes }, weight_map: weightMap }, null, 2) + '\n');
 

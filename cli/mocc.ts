@@ -11,11 +11,18 @@ import { VERSION } from './version.js';
 const program = new Command('mocc')
   .description('Mixture-of-Channels compiler: converts dense LLaMA checkpoints into Top-K channel-sparse FFNs and runs them')
   .version(VERSION)
-  .showHelpAfterError('(run with --help for usage)')
   .addCommand(demoCommand())
   .addCommand(convertCommand())
   .addCommand(inspectCommand())
   .addCommand(runCommand())
   .addCommand(logitsCommand());
+
+// Usage errors (bad option values, missing arguments) print like every other mocc error: one line.
+for (const cmd of [program, ...program.commands]) {
+  const usage = cmd === program ? 'mocc --help' : `mocc ${cmd.name()} --help`;
+  cmd.configureOutput({
+    outputError: (text, write) => write(`mocc: ${text.trim().replace(/^error: /, '').replace(/\n+/g, ' ')} (see ${usage})\n`),
+  });
+}
 
 await program.parseAsync(process.argv);

@@ -134,7 +134,7 @@ const WRITE_BUFFER_BYTES = 1 << 20;
  * tensor sizes. Throws (and removes the partial file) if an entry emits more or fewer bytes than
  * its shape and dtype imply.
  */
-export function writeSafetensors(path: string, entries: SafetensorsEntry[], metadata?: Record<string, string>): void {
+export async function writeSafetensors(path: string, entries: SafetensorsEntry[], metadata?: Record<string, string>): Promise<void> {
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length > 0) {
     for (const [k, v] of Object.entries(metadata)) {
@@ -174,7 +174,9 @@ export function writeSafetensors(path: string, entries: SafetensorsEntry[], meta
       used = 0;
     };
     writeAll(headerBytes);
-    entries.forEach((e, i) => {
+    for (const [i, e] of entries.entries()) {
+      // Yield to the event loop between tensors so a signal handler (Ctrl-C) can run and clean up.
+      await new Promise((resolve) => setImmediate(resolve));
       const expected = sizes[i]!;
       let got = 0;
       e.write((chunk) => {
@@ -190,7 +192,7 @@ export function writeSafetensors(path: string, entries: SafetensorsEntry[], meta
         }
       });
       if (got !== expected) throw new Error(`safetensors tensor ${e.name}: wrote ${got} bytes but its shape [${e.shape}] of ${e.dtype} needs ${expected}`);
-    });
+    }
     flush();
     ok = true;
   } finally {

@@ -3,7 +3,7 @@
 // so a failed or interrupted convert never leaves a package (or half of one) at the output path.
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import type { Checkpoint } from '../import/spec.js';
 import { UserError } from '../import/spec.js';
 import { writeSafetensors, type SafetensorsEntry } from '../import/safetensors.js';
@@ -83,6 +83,9 @@ function emitterFor(src: TensorSource, s: StoredWeight, dtype: PackageDType): Sa
 
 export async function writePackage(ck: Checkpoint, graph: Graph, outDir: string, opts: WritePackageOptions = {}): Promise<Manifest> {
   const out = resolve(outDir);
+  const source = resolve(ck.path);
+  // --force replaces the output directory: never let that be the checkpoint itself or a folder holding it.
+  if (source === out || source.startsWith(out + sep)) throw new UserError(`output ${outDir} is (or contains) the checkpoint being converted; choose another output path`);
   if (existsSync(out) && !opts.force) throw new UserError(`${outDir} already exists (use --force to replace it)`);
   const { graph: stored, stored: plan } = materializeWeightLayouts(graph);
   const dtypes: Record<string, PackageDType> = {};
@@ -108,14 +111,18 @@ export async function writePackage(ck: Checkpoint, graph: Graph, outDir: string,
     }),
   }));
 
-  mkdirSync(dirname(out), { recursive: true });
   const tmp = join(dirname(out), `.${basename(out)}.mocc-tmp-${process.pid}`);
-  rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp);
+  try {
+    mkdirSync(dirname(out), { recursive: true });
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(tmp);
+  } catch (e) {
+    throw new UserError(`cannot create ${outDir}: ${(e as Error).message}`);
+  }
   activeTemp = tmp;
   try {
     const files = await Promise.all(ck.files.map(async (f) => ({ name: basename(f), bytes: statSync(f).size, sha256: await sha256File(f) })));
-    writeSafetensors(join(tmp, 'weights.safetensors'), tracked, { format: 'pt', producer: 'mocc' });
+    await writeSafetensors(join(tmp, 'weights.safetensors'), tracked, { format: 'pt', producer: 'mocc' });
     writeFileSync(join(tmp, 'model.mir'), printGraph(finalGraph));
     let tokenizer: Manifest['tokenizer'] = null;
     if (ck.tokenizer) {
@@ -127,7 +134,7 @@ export async function writePackage(ck: Checkpoint, graph: Graph, outDir: string,
       format: PACKAGE_FORMAT,
       formatVersion: PACKAGE_FORMAT_VERSION,
       createdBy: `mocc ${opts.version ?? ''}`.trim(),
-      source: { format: ck.format, path: ck.path, files },
+      source: { format: ck.format, path: source, files },
       config: ck.spec,
       moc: mocSummary(finalGraph, ck.spec),
       ir: 'model.mir',

@@ -362,20 +362,20 @@ test('random non-checkpoint files: exit 1, not 2', (t) => {
   userError(t, mocc('inspect', empty), /no config\.json/);
 });
 
-// ---------- known bugs (test.failing: these pass while the bug is there; make them plain tests once fixed) ----------
+// ---------- bugs found by these tests, now fixed ----------
 
-test.failing('BUG: convert --force with the output equal to the input checkpoint must not destroy the checkpoint', (t) => {
+test('convert --force with the output equal to (or holding) the input checkpoint refuses and keeps the checkpoint', (t) => {
   const dir = hfCopy(t);
   const r = mocc('convert', dir, '-o', dir, '--k', '32', '--force');
   t.true(existsSync(join(dir, 'model.safetensors')), 'the source checkpoint still exists');
   userError(t, r, /output|input|checkpoint/);
 });
 
-test.failing('BUG: option parsing errors (commander) are printed as "error: ..." instead of "mocc: ..."', (t) => {
+test('option parsing errors (commander) are printed as one "mocc: ..." line', (t) => {
   userError(t, mocc('run', HF, '--tokens', 'abc'), /--tokens/);
 });
 
-test.failing('BUG: convert to a path under an existing regular file exits 2 (EEXIST from mkdir) instead of 1', (t) => {
+test('convert to a path under an existing regular file is a user error (exit 1)', (t) => {
   const dir = tempDir(t);
   writeFileSync(join(dir, 'afile'), 'x');
   userError(t, mocc('convert', HF, '-o', join(dir, 'afile', 'pkg'), '--k', '32'), /afile/);

@@ -31,7 +31,7 @@ function entry(name: string, shape: number[], data: Float32Array, dtype: 'f32' |
 }
 
 /** A checkpoint dir in tmp: config.json (fixture's, patched) and the given safetensors files. */
-function makeDir(configPatch: Record<string, unknown>, files: Record<string, SafetensorsEntry[]> = { 'model.safetensors': FIXTURE.map((t) => entry(t.name, t.shape, t.data)) }, extra: Record<string, string> = {}): string {
+async function makeDir(configPatch: Record<string, unknown>, files: Record<string, SafetensorsEntry[]> = { 'model.safetensors': FIXTURE.map((t) => entry(t.name, t.shape, t.data)) }, extra: Record<string, string> = {}): Promise<string> {
   const dir = join(tmp, `ckpt-${counter++}`);
   mkdirSync(dir);
   const cfg: Record<string, unknown> = { ...CONFIG };
@@ -40,7 +40,7 @@ function makeDir(configPatch: Record<string, unknown>, files: Record<string, Saf
     else cfg[k] = v;
   }
   writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg, null, 2));
-  for (const [f, entries] of Object.entries(files)) writeSafetensors(join(dir, f), entries);
+  for (const [f, entries] of Object.entries(files)) await writeSafetensors(join(dir, f), entries);
   for (const [f, text] of Object.entries(extra)) writeFileSync(join(dir, f), text);
   return dir;
 }
@@ -107,7 +107,7 @@ function permuteToHalf(w: Float32Array, heads: number, hd: number, cols: number)
   return out;
 }
 
-test('fixture: spec from config.json', (t) => {
+test('fixture: spec from config.json', async (t) => {
   withCkpt(HF, (c) => {
     t.is(c.format, 'hf');
     t.is(c.path, HF);
@@ -124,7 +124,7 @@ test('fixture: spec from config.json', (t) => {
   });
 });
 
-test('fixture: weights equal llama2.c stories260K.bin (independent reading)', (t) => {
+test('fixture: weights equal llama2.c stories260K.bin (independent reading)', async (t) => {
   const ref = readLlama2c();
   t.deepEqual([ref.dim, ref.hidden, ref.nLayers, ref.nHeads, ref.nKv, ref.vocab], [64, 172, 5, 8, 4, 512]);
   withCkpt(HF, (c) => {
@@ -163,7 +163,7 @@ function bf16Round(v: Float32Array): Float32Array {
   return new Float32Array(bits.buffer);
 }
 
-function shardedBf16(configPatch: Record<string, unknown> = {}, mutateIndex?: (wm: Record<string, string>) => void, dropShard?: string): string {
+async function shardedBf16(configPatch: Record<string, unknown> = {}, mutateIndex?: (wm: Record<string, string>) => void, dropShard?: string): Promise<string> {
   const half = Math.ceil(FIXTURE.length / 2);
   const shards = ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'];
   const files: Record<string, SafetensorsEntry[]> = {
@@ -175,11 +175,11 @@ function shardedBf16(configPatch: Record<string, unknown> = {}, mutateIndex?: (w
   mutateIndex?.(weightMap);
   if (dropShard) delete files[dropShard];
   const index = JSON.stringify({ metadata: { total_size: 0 }, weight_map: weightMap });
-  return makeDir({ ...configPatch, dtype: 'bfloat16' }, files, { 'model.safetensors.index.json': index });
+  return await makeDir({ ...configPatch, dtype: 'bfloat16' }, files, { 'model.safetensors.index.json': index });
 }
 
-test('sharded bf16 checkpoint (2 shards + index) imports with bf16-rounded fixture values', (t) => {
-  const dir = shardedBf16();
+test('sharded bf16 checkpoint (2 shards + index) imports with bf16-rounded fixture values', async (t) => {
+  const dir = await shardedBf16();
   withCkpt(dir, (c) => {
     t.is(c.spec.dim, 64);
     t.deepEqual(c.files, [join(dir, 'config.json'), join(dir, 'model-00001-of-00002.safetensors'), join(dir, 'model-00002-of-00002.safetensors')]);
@@ -201,79 +201,79 @@ test('sharded bf16 checkpoint (2 shards + index) imports with bf16-rounded fixtu
   });
 });
 
-test('bad: config with model_type gpt2', (t) => {
-  const dir = makeDir({ model_type: 'gpt2', architectures: ['GPT2LMHeadModel'] });
+test('bad: config with model_type gpt2', async (t) => {
+  const dir = await makeDir({ model_type: 'gpt2', architectures: ['GPT2LMHeadModel'] });
   throwsUser(t, () => importHf(dir), /model_type "gpt2".*GPT2LMHeadModel/);
 });
 
-test('model_type llama with another llama-family architecture name is accepted', (t) => {
-  const dir = makeDir({ architectures: ['MistralForCausalLM'] });
+test('model_type llama with another llama-family architecture name is accepted', async (t) => {
+  const dir = await makeDir({ architectures: ['MistralForCausalLM'] });
   withCkpt(dir, (c) => t.is(c.spec.nLayers, 5));
 });
 
-test('bad: a tensor whose shape disagrees with config.json', (t) => {
+test('bad: a tensor whose shape disagrees with config.json', async (t) => {
   const files = { 'model.safetensors': FIXTURE.map((f) => f.name === 'model.layers.2.self_attn.k_proj.weight'
     ? entry(f.name, [16, 64], f.data.slice(0, 16 * 64)) : entry(f.name, f.shape, f.data)) };
-  throwsUser(t, () => importHf(makeDir({}, files)), 'tensor model.layers.2.self_attn.k_proj.weight has shape [16,64] but the config implies [32,64]');
+  throwsUser(t, importHf.bind(null, await makeDir({}, files)), 'tensor model.layers.2.self_attn.k_proj.weight has shape [16,64] but the config implies [32,64]');
   // And the other way: the config disagrees with the (correct) tensors.
-  throwsUser(t, () => importHf(makeDir({ intermediate_size: 128 })), /mlp\.\w+_proj\.weight has shape \[\d+,\d+\] but the config implies/);
+  throwsUser(t, importHf.bind(null, await makeDir({ intermediate_size: 128 })), /mlp\.\w+_proj\.weight has shape \[\d+,\d+\] but the config implies/);
 });
 
-test('bad: a missing tensor', (t) => {
+test('bad: a missing tensor', async (t) => {
   const files = { 'model.safetensors': FIXTURE.filter((f) => f.name !== 'model.layers.3.mlp.up_proj.weight').map((f) => entry(f.name, f.shape, f.data)) };
-  throwsUser(t, () => importHf(makeDir({}, files)), 'missing tensor for layers.3.w_up (expected shape [172,64])');
+  throwsUser(t, importHf.bind(null, await makeDir({}, files)), 'missing tensor for layers.3.w_up (expected shape [172,64])');
 });
 
-test('bad: untied config without lm_head', (t) => {
-  throwsUser(t, () => importHf(makeDir({ tie_word_embeddings: false })), 'missing tensor for output');
+test('bad: untied config without lm_head', async (t) => {
+  throwsUser(t, importHf.bind(null, await makeDir({ tie_word_embeddings: false })), 'missing tensor for output');
 });
 
-test('untied config with lm_head maps it to output; tied ignores lm_head', (t) => {
+test('untied config with lm_head maps it to output; tied ignores lm_head', async (t) => {
   const emb = FIXTURE.find((f) => f.name === 'model.embed_tokens.weight')!;
   const head = emb.data.map((x) => x * 2);
   const files = { 'model.safetensors': [...FIXTURE.map((f) => entry(f.name, f.shape, f.data)), entry('lm_head.weight', emb.shape, head)] };
-  withCkpt(makeDir({ tie_word_embeddings: false }, files), (c) => {
+  withCkpt(await makeDir({ tie_word_embeddings: false }, files), (c) => {
     t.false(c.spec.tiedEmbeddings);
     t.deepEqual(c.weights.get('output')!.toFloat32(), head);
   });
-  withCkpt(makeDir({}, files), (c) => t.false(c.weights.has('output')));
+  withCkpt(await makeDir({}, files), (c) => t.false(c.weights.has('output')));
 });
 
-test('bad: a shard named in the index is missing', (t) => {
-  const dir = shardedBf16({}, undefined, 'model-00002-of-00002.safetensors');
+test('bad: a shard named in the index is missing', async (t) => {
+  const dir = await shardedBf16({}, undefined, 'model-00002-of-00002.safetensors');
   throwsUser(t, () => importHf(dir), /shard model-00002-of-00002\.safetensors is named in the index but .* does not exist/);
 });
 
-test('bad: a tensor listed in the index is absent from its shard', (t) => {
-  const dir = shardedBf16({}, (wm) => { wm['model.layers.0.mlp.gate_proj.weight'] = 'model-00002-of-00002.safetensors'; });
+test('bad: a tensor listed in the index is absent from its shard', async (t) => {
+  const dir = await shardedBf16({}, (wm) => { wm['model.layers.0.mlp.gate_proj.weight'] = 'model-00002-of-00002.safetensors'; });
   throwsUser(t, () => importHf(dir), 'tensor model.layers.0.mlp.gate_proj.weight is listed in the index for shard model-00002-of-00002.safetensors but is not in that file');
 });
 
-test('bad: corrupt safetensors inside a checkpoint names the file', (t) => {
-  const dir = makeDir({}, {}, { 'model.safetensors': 'abc' });
+test('bad: corrupt safetensors inside a checkpoint names the file', async (t) => {
+  const dir = await makeDir({}, {}, { 'model.safetensors': 'abc' });
   throwsUser(t, () => importHf(dir), /model\.safetensors: truncated/);
 });
 
-test('bad: no weights / no config', (t) => {
-  throwsUser(t, () => importHf(makeDir({}, {})), 'no model.safetensors or model.safetensors.index.json');
+test('bad: no weights / no config', async (t) => {
+  throwsUser(t, importHf.bind(null, await makeDir({}, {})), 'no model.safetensors or model.safetensors.index.json');
   const empty = join(tmp, 'empty');
   mkdirSync(empty);
   throwsUser(t, () => importHf(empty), 'no config.json');
-  throwsUser(t, () => importHf(makeDir({}, {}, { 'config.json': '{"model_type": "llama",' })), 'config.json is not valid JSON');
+  throwsUser(t, importHf.bind(null, await makeDir({}, {}, { 'config.json': '{"model_type": "llama",' })), 'config.json is not valid JSON');
 });
 
-test('bad: unsupported features', (t) => {
-  throwsUser(t, () => importHf(makeDir({ mlp_bias: true })), 'mlp_bias');
-  throwsUser(t, () => importHf(makeDir({ attention_bias: true })), 'attention_bias');
-  throwsUser(t, () => importHf(makeDir({ hidden_act: 'gelu' })), 'hidden_act "gelu" is not supported');
-  throwsUser(t, () => importHf(makeDir({ rope_parameters: { rope_theta: 10000, rope_type: 'yarn', factor: 4 } })), 'rope type "yarn" is not supported');
-  throwsUser(t, () => importHf(makeDir({ rope_parameters: undefined, rope_scaling: { type: 'linear', factor: 2 } })), 'rope type "linear"');
-  throwsUser(t, () => importHf(makeDir({ num_hidden_layers: undefined })), 'missing num_hidden_layers');
-  throwsUser(t, () => importHf(makeDir({ hidden_size: 64.5 })), 'hidden_size is 64.5');
+test('bad: unsupported features', async (t) => {
+  throwsUser(t, importHf.bind(null, await makeDir({ mlp_bias: true })), 'mlp_bias');
+  throwsUser(t, importHf.bind(null, await makeDir({ attention_bias: true })), 'attention_bias');
+  throwsUser(t, importHf.bind(null, await makeDir({ hidden_act: 'gelu' })), 'hidden_act "gelu" is not supported');
+  throwsUser(t, importHf.bind(null, await makeDir({ rope_parameters: { rope_theta: 10000, rope_type: 'yarn', factor: 4 } })), 'rope type "yarn" is not supported');
+  throwsUser(t, importHf.bind(null, await makeDir({ rope_parameters: undefined, rope_scaling: { type: 'linear', factor: 2 } })), 'rope type "linear"');
+  throwsUser(t, importHf.bind(null, await makeDir({ num_hidden_layers: undefined })), 'missing num_hidden_layers');
+  throwsUser(t, importHf.bind(null, await makeDir({ hidden_size: 64.5 })), 'hidden_size is 64.5');
 });
 
-test('config variants: top-level rope_theta, llama3 scaling (both spellings), eos list, defaults', (t) => {
-  withCkpt(makeDir({ rope_parameters: undefined, rope_theta: 500000, eos_token_id: [2, 7], bos_token_id: undefined, head_dim: undefined, num_key_value_heads: 4 }), (c) => {
+test('config variants: top-level rope_theta, llama3 scaling (both spellings), eos list, defaults', async (t) => {
+  withCkpt(await makeDir({ rope_parameters: undefined, rope_theta: 500000, eos_token_id: [2, 7], bos_token_id: undefined, head_dim: undefined, num_key_value_heads: 4 }), (c) => {
     t.is(c.spec.rope.theta, 500000);
     t.is(c.spec.rope.scaling, undefined);
     t.is(c.spec.eosId, 2);
@@ -282,31 +282,31 @@ test('config variants: top-level rope_theta, llama3 scaling (both spellings), eo
   });
   const llama3 = { factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 };
   const expected = { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 };
-  withCkpt(makeDir({ rope_parameters: undefined, rope_theta: 500000, rope_scaling: { rope_type: 'llama3', ...llama3 } }), (c) => {
+  withCkpt(await makeDir({ rope_parameters: undefined, rope_theta: 500000, rope_scaling: { rope_type: 'llama3', ...llama3 } }), (c) => {
     t.deepEqual(c.spec.rope, { theta: 500000, style: 'half', scaling: expected });
   });
-  withCkpt(makeDir({ rope_parameters: { rope_theta: 123, rope_type: 'llama3', ...llama3 } }), (c) => {
+  withCkpt(await makeDir({ rope_parameters: { rope_theta: 123, rope_type: 'llama3', ...llama3 } }), (c) => {
     t.deepEqual(c.spec.rope, { theta: 123, style: 'half', scaling: expected });
   });
-  withCkpt(makeDir({ rope_parameters: undefined }), (c) => t.is(c.spec.rope.theta, 10000));
+  withCkpt(await makeDir({ rope_parameters: undefined }), (c) => t.is(c.spec.rope.theta, 10000));
   // GQA default: num_key_value_heads absent → heads; then k_proj [32,64] disagrees with [64,64].
-  throwsUser(t, () => importHf(makeDir({ num_key_value_heads: undefined })), 'but the config implies [64,64]');
+  throwsUser(t, importHf.bind(null, await makeDir({ num_key_value_heads: undefined })), 'but the config implies [64,64]');
 });
 
-test('close() releases every file and reads afterwards fail', (t) => {
-  const c = importHf(shardedBf16());
+test('close() releases every file and reads afterwards fail', async (t) => {
+  const c = importHf(await shardedBf16());
   const w = c.weights.get('layers.4.w_down')!;
   t.is(w.toFloat32().length, 64 * 172);
   c.close();
   t.throws(() => w.toFloat32(), { message: /closed/ });
 });
 
-test('failed imports close the files they opened', (t) => {
+test('failed imports close the files they opened', async (t) => {
   if (!existsSync('/proc/self/fd')) return t.pass('no /proc on this platform');
   const bad = [
-    shardedBf16({}, (wm) => { wm['model.layers.0.mlp.gate_proj.weight'] = 'model-00002-of-00002.safetensors'; }),
-    shardedBf16({ intermediate_size: 128 }),
-    shardedBf16({}, undefined, 'model-00002-of-00002.safetensors'),
+    await shardedBf16({}, (wm) => { wm['model.layers.0.mlp.gate_proj.weight'] = 'model-00002-of-00002.safetensors'; }),
+    await shardedBf16({ intermediate_size: 128 }),
+    await shardedBf16({}, undefined, 'model-00002-of-00002.safetensors'),
   ];
   const before = readdirSync('/proc/self/fd').length;
   for (let i = 0; i < 10; i++) for (const d of bad) t.throws(() => importHf(d), { instanceOf: UserError });

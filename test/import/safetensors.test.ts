@@ -75,13 +75,13 @@ function chunkedEntry(name: string, dtype: 'f32' | 'f16' | 'bf16', shape: number
   };
 }
 
-test('writer round-trip: f32/f16/bf16 values, metadata, 8-aligned header, independent parse', (t) => {
+test('writer round-trip: f32/f16/bf16 values, metadata, 8-aligned header, independent parse', async (t) => {
   const a = exactValues(3 * 5);
   const b = exactValues(17);
   const c = exactValues(2 * 3 * 4);
   const bytes = { a: encodeIndependent('f32', a), b: encodeIndependent('f16', b), c: encodeIndependent('bf16', c) };
   const p = tmpPath('rt.safetensors');
-  writeSafetensors(p, [
+  await writeSafetensors(p, [
     chunkedEntry('a.weight', 'f32', [3, 5], bytes.a),
     chunkedEntry('b', 'f16', [17], bytes.b),
     chunkedEntry('c', 'bf16', [2, 3, 4], bytes.c),
@@ -130,11 +130,11 @@ test('writer round-trip: f32/f16/bf16 values, metadata, 8-aligned header, indepe
   }
 });
 
-test('writer: large tensor streamed in big chunks round-trips', (t) => {
+test('writer: large tensor streamed in big chunks round-trips', async (t) => {
   const rows = 300, cols = 1000; // 1.2 MB f32, more than the writer's buffer
   const p = tmpPath('big.safetensors');
   const rowVals = (r: number) => Float32Array.from({ length: cols }, (_, j) => (r * cols + j) % 977 - 488);
-  writeSafetensors(p, [
+  await writeSafetensors(p, [
     { name: 'small', dtype: 'bf16', shape: [3], write: (emit) => emit(new Uint8Array([0, 0x3f, 0x80, 0x3f, 0, 0xc0])) },
     { name: 'big', dtype: 'f32', shape: [rows, cols], write: (emit) => { for (let r = 0; r < rows; r += 100) {
       const chunk = new Float32Array(100 * cols);
@@ -154,50 +154,50 @@ test('writer: large tensor streamed in big chunks round-trips', (t) => {
   }
 });
 
-test('writer: an entry emitting too few or too many bytes throws and leaves no file', (t) => {
+test('writer: an entry emitting too few or too many bytes throws and leaves no file', async (t) => {
   const p1 = tmpPath('short.safetensors');
-  const e1 = t.throws(() => writeSafetensors(p1, [{ name: 'x', dtype: 'f32', shape: [4], write: (emit) => emit(new Uint8Array(12)) }]));
+  const e1 = await t.throwsAsync(() => writeSafetensors(p1, [{ name: 'x', dtype: 'f32', shape: [4], write: (emit) => emit(new Uint8Array(12)) }]));
   t.regex(e1!.message, /x: wrote 12 bytes but .* needs 16/);
   t.false(existsSync(p1));
   const p2 = tmpPath('long.safetensors');
-  const e2 = t.throws(() => writeSafetensors(p2, [{ name: 'y', dtype: 'bf16', shape: [2, 2], write: (emit) => { emit(new Uint8Array(6)); emit(new Uint8Array(6)); } }]));
+  const e2 = await t.throwsAsync(() => writeSafetensors(p2, [{ name: 'y', dtype: 'bf16', shape: [2, 2], write: (emit) => { emit(new Uint8Array(6)); emit(new Uint8Array(6)); } }]));
   t.regex(e2!.message, /y: wrote more than the 8 bytes/);
   t.false(existsSync(p2));
 });
 
-test('reader: truncated file (shorter than 8 bytes)', (t) => {
+test('reader: truncated file (shorter than 8 bytes)', async (t) => {
   const p = tmpPath('tiny.safetensors');
   writeFileSync(p, Buffer.from([1, 2, 3]));
   throwsUser(t, () => readSafetensorsHeader(p), 'truncated');
   t.true(t.throws(() => readSafetensorsHeader(p))!.message.includes(p), 'names the file');
 });
 
-test('reader: missing file', (t) => {
+test('reader: missing file', async (t) => {
   throwsUser(t, () => readSafetensorsHeader(join(tmp, 'nope.safetensors')), 'ENOENT');
 });
 
-test('reader: header length beyond the file', (t) => {
+test('reader: header length beyond the file', async (t) => {
   const p = rawFile(hdr({}), new Uint8Array(0), 5000n);
   throwsUser(t, () => readSafetensorsHeader(p), /header length 5000 goes beyond the end of the file/);
 });
 
-test('reader: absurd header length', (t) => {
+test('reader: absurd header length', async (t) => {
   const p = rawFile(hdr({}), new Uint8Array(0), 1n << 40n);
   throwsUser(t, () => readSafetensorsHeader(p), 'absurdly large');
 });
 
-test('reader: header not JSON / not an object', (t) => {
+test('reader: header not JSON / not an object', async (t) => {
   throwsUser(t, () => readSafetensorsHeader(rawFile('{"a": ')), 'not valid JSON');
   throwsUser(t, () => readSafetensorsHeader(rawFile('[1,2]')), 'not a JSON object');
   throwsUser(t, () => readSafetensorsHeader(rawFile('null')), 'not a JSON object');
 });
 
-test('reader: unknown dtype names what was found', (t) => {
+test('reader: unknown dtype names what was found', async (t) => {
   const p = rawFile(hdr({ x: { dtype: 'I8', shape: [4], data_offsets: [0, 4] } }), new Uint8Array(4));
   throwsUser(t, () => readSafetensorsHeader(p), 'tensor x has dtype I8, supported: F32, F16, BF16');
 });
 
-test('reader: bad data_offsets', (t) => {
+test('reader: bad data_offsets', async (t) => {
   for (const offs of [[4, 0], [0], [-4, 0], [0.5, 4.5], 'x']) {
     const p = rawFile(hdr({ x: { dtype: 'F32', shape: [1], data_offsets: offs } }), new Uint8Array(8));
     throwsUser(t, () => readSafetensorsHeader(p), 'tensor x has data_offsets');
@@ -206,17 +206,17 @@ test('reader: bad data_offsets', (t) => {
   throwsUser(t, () => readSafetensorsHeader(p), 'tensor x has shape [-1]');
 });
 
-test('reader: offsets outside the data section', (t) => {
+test('reader: offsets outside the data section', async (t) => {
   const p = rawFile(hdr({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [8, 16] } }), new Uint8Array(12));
   throwsUser(t, () => readSafetensorsHeader(p), /tensor b has data_offsets \[8, 16\] outside the data section \(12 bytes\)/);
 });
 
-test('reader: byte length disagrees with shape × element size', (t) => {
+test('reader: byte length disagrees with shape × element size', async (t) => {
   const p = rawFile(hdr({ w: { dtype: 'BF16', shape: [2, 3], data_offsets: [0, 24] } }), new Uint8Array(24));
   throwsUser(t, () => readSafetensorsHeader(p), 'tensor w has 24 bytes but shape [2,3] of BF16 needs 12');
 });
 
-test('reader: overlapping tensors', (t) => {
+test('reader: overlapping tensors', async (t) => {
   const p = rawFile(hdr({
     z: { dtype: 'F32', shape: [2], data_offsets: [16, 24] },
     a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] },
@@ -230,7 +230,7 @@ test('reader: overlapping tensors', (t) => {
   st.file.close();
 });
 
-test('reader: closes its file handle on every error', (t) => {
+test('reader: closes its file handle on every error', async (t) => {
   if (!existsSync('/proc/self/fd')) return t.pass('no /proc on this platform');
   const bad = [
     rawFile(hdr({}), new Uint8Array(0), 5000n),
