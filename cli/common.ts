@@ -74,7 +74,7 @@ export function progressBar(label: string): { update(done: number, total: number
     cliProgress.Presets.shades_classic,
   );
   let started = false;
-  const mib = (b: number) => (b / 2 ** 20).toFixed(0);
+  const mib = (b: number) => (b / 2 ** 20).toFixed(1);
   return {
     update(done, total) {
       if (!started) {

@@ -4,7 +4,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Tokenizer as HfLibTokenizer } from '@huggingface/tokenizers';
 import { UserError } from '../import/spec.js';
-import type { Tokenizer } from './tokenizer.js';
+import { decodeByPieces, type Tokenizer } from './tokenizer.js';
 
 const utf8 = new TextEncoder();
 const utf8Decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
@@ -213,17 +213,7 @@ export class HfTokenizer implements Tokenizer {
   }
 
   decode(ids: number[]): string {
-    const parts: Uint8Array[] = [];
-    let total = 0;
-    for (let i = 1; i < ids.length; i++) {
-      const p = this.pieceBytes(ids[i - 1]!, ids[i]!);
-      parts.push(p);
-      total += p.length;
-    }
-    const all = new Uint8Array(total);
-    let o = 0;
-    for (const p of parts) { all.set(p, o); o += p.length; }
-    return utf8Decoder.decode(all);
+    return decodeByPieces(this, ids);
   }
 
   /** The tokenizer.json bytes as loaded (tokenizer_config.json is not included: pass bos/eos ids on reload). */

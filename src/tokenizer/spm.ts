@@ -2,10 +2,9 @@
 // used for llama2.c tokenizer.bin files and for GGUF's embedded 'llama' vocabularies.
 import { readFileSync, statSync } from 'node:fs';
 import { UserError } from '../import/spec.js';
-import type { Tokenizer } from './tokenizer.js';
+import { decodeByPieces, type Tokenizer } from './tokenizer.js';
 
 const utf8 = new TextEncoder();
-const utf8Decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
 const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;
 const EMPTY = new Uint8Array(0);
 
@@ -182,17 +181,7 @@ export class SpmTokenizer implements Tokenizer {
   }
 
   decode(ids: number[]): string {
-    const parts: Uint8Array[] = [];
-    let total = 0;
-    for (let i = 1; i < ids.length; i++) {
-      const p = this.pieceBytes(ids[i - 1]!, ids[i]!);
-      parts.push(p);
-      total += p.length;
-    }
-    const all = new Uint8Array(total);
-    let o = 0;
-    for (const p of parts) { all.set(p, o); o += p.length; }
-    return utf8Decoder.decode(all);
+    return decodeByPieces(this, ids);
   }
 
   /** llama2.c tokenizer.bin: int32 max_token_length, then per token f32 score, int32 len, bytes. */

@@ -19,3 +19,10 @@ export interface Tokenizer {
   /** Serialized form to store in a package (see src/tokenizer/load.ts). */
   serialize(): { file: string; bytes: Uint8Array };
 }
+
+/** decode() for any tokenizer: the pieces of ids[1..], each in the context of the one before, as UTF-8. */
+export function decodeByPieces(tok: Pick<Tokenizer, 'pieceBytes'>, ids: number[]): string {
+  const parts: Uint8Array[] = [];
+  for (let i = 1; i < ids.length; i++) parts.push(tok.pieceBytes(ids[i - 1]!, ids[i]!));
+  return new TextDecoder('utf-8', { ignoreBOM: true }).decode(Buffer.concat(parts));
+}
