@@ -165,6 +165,7 @@ export function importHf(dir: string): Checkpoint {
     const singlePath = join(dir, 'model.safetensors');
     if (existsSync(indexPath)) {
       const index = readJson(indexPath, 'safetensors index');
+      files.push(indexPath); // the index decides which shard holds what: it belongs in the source checksum
       const wm = index['weight_map'];
       if (typeof wm !== 'object' || wm === null || Array.isArray(wm)) throw new UserError(`${indexPath}: no weight_map object`);
       const byShard = new Map<string, string[]>();

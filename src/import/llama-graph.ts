@@ -37,6 +37,6 @@ export function buildLlamaGraph(spec: ModelSpec, dtypes: (name: string) => DType
     x = b.op('add', [x, b.op('linear', [z, w(p + 'w_down')], {}, n('ffn_out'))], {}, n('x_ffn'));
   }
   const out = b.op('rmsnorm', [x, w('norm')], { eps: spec.normEps }, 'final');
-  const logits = b.op('linear', [out, w(spec.tiedEmbeddings ? 'tok_embeddings' : 'output')], {}, 'logits');
+  const logits = b.op('logits', [out, w(spec.tiedEmbeddings ? 'tok_embeddings' : 'output')], {}, 'logits');
   return b.finish([logits]);
 }

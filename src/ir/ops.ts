@@ -130,6 +130,15 @@ const defs: OpDef[] = [
       return f32(...q!.shape);
     },
   },
+  {
+    name: 'logits', inputs: ['x', 'weight'], attrs: {},
+    doc: 'the final projection to the vocabulary, x [T,d] · weightᵀ with weight [V,d]; its own op so targets can compute only the rows they need and fuse sampling',
+    infer([x, w]) {
+      expectRank(x!, 2, 'x'); expectRank(w!, 2, 'weight'); expectFloat(w!, 'weight');
+      expectDim(x!.shape[1]!, w!.shape[1]!, 'logits inner dimension');
+      return f32(x!.shape[0]!, w!.shape[0]!);
+    },
+  },
   { name: 'silu', inputs: ['x'], attrs: {}, doc: 'x·sigmoid(x)', infer: unaryFloat },
   { name: 'sigmoid', inputs: ['x'], attrs: {}, doc: '1/(1+e^-x)', infer: unaryFloat },
   { name: 'mul', inputs: ['a', 'b'], attrs: {}, doc: 'elementwise product', infer: sameShapeElementwise },

@@ -89,7 +89,7 @@ export class RefSession implements ModelSession {
     switch (n.op) {
       case 'embedding': return K.embedding(f(0), dim(0, 1), idx(1));
       case 'rmsnorm': return K.rmsnorm(f(0), f(1), a.eps as number);
-      case 'linear': return K.linear(f(0), f(1), dim(1, 1));
+      case 'linear': case 'logits': return K.linear(f(0), f(1), dim(1, 1));
       case 'rope':
         return K.rope(f(0), {
           heads: a.heads as number, headDim: a.head_dim as number, theta: a.theta as number, style: a.style as 'half' | 'interleaved',

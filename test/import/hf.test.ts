@@ -182,7 +182,7 @@ test('sharded bf16 checkpoint (2 shards + index) imports with bf16-rounded fixtu
   const dir = await shardedBf16();
   withCkpt(dir, (c) => {
     t.is(c.spec.dim, 64);
-    t.deepEqual(c.files, [join(dir, 'config.json'), join(dir, 'model-00001-of-00002.safetensors'), join(dir, 'model-00002-of-00002.safetensors')]);
+    t.deepEqual(c.files, [join(dir, 'config.json'), join(dir, 'model.safetensors.index.json'), join(dir, 'model-00001-of-00002.safetensors'), join(dir, 'model-00002-of-00002.safetensors')]);
     t.is(c.weights.size, 47);
     for (const ft of FIXTURE) {
       if (ft.name.includes('rotary')) continue;
