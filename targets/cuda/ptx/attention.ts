@@ -1,0 +1,153 @@
+// RoPE, KV-cache append and causal GQA attention over the cache. Positions come from a device
+// int32 (`pos`: tokens already cached) so a captured decode step replays at any position.
+import { f32Imm, KernelBuilder } from './builder.js';
+import type { Kernel } from './dense.js';
+import { pad8 } from './layout.js';
+
+export const ROPE_THREADS = 128;
+
+/**
+ * In-place rotation of x [T, heads·hd] at positions pos[0] + t. `table` holds (cos, sin) float pairs
+ * [maxPos, hd/2], computed on the host in float64 (llama3 scaling included), so no device sin/cos.
+ * Grid (ceil(heads·hd/2 / 128), T), block 128.
+ */
+export function rope(heads: number, hd: number, style: 'half' | 'interleaved'): Kernel {
+  const name = `rope_${style}_h${heads}_hd${hd}`;
+  const half = hd / 2;
+  const k = new KernelBuilder(name, [{ name: 'x', type: 'u64' }, { name: 'table', type: 'u64' }, { name: 'pos', type: 'u64' }]);
+  const x = k.ptrParam('x'), table = k.ptrParam('table'), pos = k.ptrParam('pos');
+  const tid = k.special('%tid.x', 'tid'), bx = k.special('%ctaid.x', 'bx'), t = k.special('%ctaid.y', 't');
+  const j = k.reg('u32', 'j'), p = k.reg('pred', 'p'), done = k.label('done');
+  k.emit(`mad.lo.u32 ${j}, ${bx}, ${ROPE_THREADS}, ${tid}`, `setp.ge.u32 ${p}, ${j}, ${heads * half}`, `@${p} bra ${done}`);
+  const h = k.reg('u32', 'h'), i = k.reg('u32', 'i'), position = k.reg('u32', 'position');
+  k.emit(`div.u32 ${h}, ${j}, ${half}`, `rem.u32 ${i}, ${j}, ${half}`, `ld.global.u32 ${position}, [${pos}]`, `add.u32 ${position}, ${position}, ${t}`);
+  const ti = k.reg('u32', 'ti'), c = k.reg('f32', 'c'), s = k.reg('f32', 's');
+  k.emit(`mad.lo.u32 ${ti}, ${position}, ${half}, ${i}`, `ld.global.nc.v2.f32 {${c}, ${s}}, [${k.addr(table, ti, 8)}]`);
+  const ia = k.reg('u32', 'ia'), ib = k.reg('u32', 'ib');
+  if (style === 'half') k.emit(`mad.lo.u32 ${ia}, ${h}, ${hd}, ${i}`, `add.u32 ${ib}, ${ia}, ${half}`);
+  else k.emit(`mad.lo.u32 ${ia}, ${h}, ${hd}, ${i}`, `add.u32 ${ia}, ${ia}, ${i}`, `add.u32 ${ib}, ${ia}, 1`);
+  const row = k.addr(x, t, pad8(heads * hd) * 4);
+  const pa = k.addr(row, ia, 4), pb = k.addr(row, ib, 4);
+  const a = k.reg('f32', 'va'), b = k.reg('f32', 'vb'), ra = k.reg('f32', 'ra'), rb = k.reg('f32', 'rb');
+  k.emit(`ld.global.f32 ${a}, [${pa}]`, `ld.global.f32 ${b}, [${pb}]`);
+  k.emit(`mul.f32 ${ra}, ${b}, ${s}`);
+  const nbs = k.neg(ra); // −b·s, emitted after the mul above
+  k.emit(`fma.rn.f32 ${ra}, ${a}, ${c}, ${nbs}`);
+  k.emit(`mul.f32 ${rb}, ${b}, ${c}`, `fma.rn.f32 ${rb}, ${a}, ${s}, ${rb}`);
+  k.emit(`st.global.f32 [${pa}], ${ra}`, `st.global.f32 [${pb}], ${rb}`);
+  k.place(done);
+  return { name, text: k.render() };
+}
+
+/** cacheK[pos + t, :] = k[t, :], same for v; rows of width kvw (padded). Grid (1, T), block 128. */
+export function kvStore(kvw: number): Kernel {
+  const name = `kv_store_w${kvw}`;
+  const k = new KernelBuilder(name, [{ name: 'ck', type: 'u64' }, { name: 'cv', type: 'u64' }, { name: 'k', type: 'u64' }, { name: 'v', type: 'u64' }, { name: 'pos', type: 'u64' }]);
+  const ck = k.ptrParam('ck'), cv = k.ptrParam('cv'), kk = k.ptrParam('k'), vv = k.ptrParam('v'), pos = k.ptrParam('pos');
+  const tid = k.special('%tid.x', 'tid'), t = k.special('%ctaid.y', 't');
+  const position = k.reg('u32', 'position');
+  k.emit(`ld.global.u32 ${position}, [${pos}]`, `add.u32 ${position}, ${position}, ${t}`);
+  const ld = pad8(kvw);
+  const srcK = k.addr(kk, t, ld * 4), srcV = k.addr(vv, t, ld * 4), dstK = k.addr(ck, position, ld * 4), dstV = k.addr(cv, position, ld * 4);
+  const i = k.reg('u32', 'i'), p = k.reg('pred', 'p'), a = k.reg('f32', 'a'), b = k.reg('f32', 'b');
+  const loop = k.label('copy'), done = k.label('done');
+  k.emit(`mov.u32 ${i}, ${tid}`);
+  k.place(loop);
+  k.emit(`setp.ge.u32 ${p}, ${i}, ${kvw}`, `@${p} bra ${done}`);
+  k.emit(`ld.global.f32 ${a}, [${k.addr(srcK, i, 4)}]`, `ld.global.f32 ${b}, [${k.addr(srcV, i, 4)}]`);
+  k.emit(`st.global.f32 [${k.addr(dstK, i, 4)}], ${a}`, `st.global.f32 [${k.addr(dstV, i, 4)}], ${b}`, `add.u32 ${i}, ${i}, 128`, `bra ${loop}`);
+  k.place(done);
+  return { name, text: k.render() };
+}
+
+export const ATTN_WARPS = 4;
+
+/**
+ * out[t, h] = softmax(q[t,h]·K[0..pos+t]ᵀ / √hd) · V, for KV head h / (heads/kvHeads). Each of the 4
+ * warps walks every 4th cached position with an online softmax (exp2 domain); lanes split the head
+ * dimension; the warps' partial results are merged through shared memory.
+ * Grid (heads, T), block 128.
+ */
+export function attention(heads: number, kvHeads: number, hd: number): Kernel {
+  const name = `attention_h${heads}_kv${kvHeads}_hd${hd}`;
+  const E = Math.ceil(hd / 32);
+  const group = heads / kvHeads;
+  const k = new KernelBuilder(name, [{ name: 'out', type: 'u64' }, { name: 'q', type: 'u64' }, { name: 'ck', type: 'u64' }, { name: 'cv', type: 'u64' }, { name: 'pos', type: 'u64' }]);
+  const out = k.ptrParam('out'), q = k.ptrParam('q'), ck = k.ptrParam('ck'), cv = k.ptrParam('cv'), pos = k.ptrParam('pos');
+  const tid = k.special('%tid.x', 'tid'), h = k.special('%ctaid.x', 'h'), t = k.special('%ctaid.y', 't');
+  const lane = k.reg('u32', 'lane'), warp = k.reg('u32', 'warp'), n = k.reg('u32', 'n'), kvh = k.reg('u32', 'kvh');
+  k.emit(`and.b32 ${lane}, ${tid}, 31`, `shr.u32 ${warp}, ${tid}, 5`, `ld.global.u32 ${n}, [${pos}]`, `add.u32 ${n}, ${n}, ${t}`, `add.u32 ${n}, ${n}, 1`, `div.u32 ${kvh}, ${h}, ${group}`);
+  const qw = pad8(heads * hd), kvw = pad8(kvHeads * hd);
+  // This lane's head dimensions d_e = lane + 32e (valid while < hd), q pre-scaled by log2(e)/√hd.
+  const valid: string[] = [], qv: string[] = [], dOff: string[] = [];
+  const qrow = k.addr(q, t, qw * 4);
+  const qhead = k.reg('u32', 'qh');
+  k.emit(`mul.lo.u32 ${qhead}, ${h}, ${hd}`);
+  const kvOff = k.reg('u32', 'kvo');
+  k.emit(`mul.lo.u32 ${kvOff}, ${kvh}, ${hd}`);
+  for (let e = 0; e < E; e++) {
+    const d = k.reg('u32', 'd'), pv = k.reg('pred', 'pv'), v = k.reg('f32', 'q');
+    k.emit(`add.u32 ${d}, ${lane}, ${32 * e}`, `setp.lt.u32 ${pv}, ${d}, ${hd}`, `min.u32 ${d}, ${d}, ${hd - 1}`);
+    const qi = k.reg('u32', 'qi');
+    k.emit(`add.u32 ${qi}, ${qhead}, ${d}`, `ld.global.f32 ${v}, [${k.addr(qrow, qi, 4)}]`, `mul.f32 ${v}, ${v}, ${f32Imm(Math.LOG2E / Math.sqrt(hd))}`, `selp.f32 ${v}, ${v}, 0f00000000, ${pv}`);
+    const off = k.reg('u32', 'do');
+    k.emit(`add.u32 ${off}, ${kvOff}, ${d}`);
+    valid.push(pv); qv.push(v); dOff.push(off);
+  }
+  const m = k.reg('f32', 'm'), l = k.reg('f32', 'l'), acc = k.regs('f32', 'acc', E);
+  k.emit(`mov.f32 ${m}, 0fFF800000`, `mov.f32 ${l}, 0f00000000`);
+  for (const a of acc) k.emit(`mov.f32 ${a}, 0f00000000`);
+  const s = k.reg('u32', 's'), p = k.reg('pred', 'p'), loop = k.label('pos'), done = k.label('posdone');
+  k.emit(`mov.u32 ${s}, ${warp}`);
+  k.place(loop);
+  k.emit(`setp.ge.u32 ${p}, ${s}, ${n}`, `@${p} bra ${done}`);
+  const krow = k.addr(ck, s, kvw * 4), vrow = k.addr(cv, s, kvw * 4);
+  const dot = k.reg('f32', 'dot'), kv = k.reg('f32', 'kv');
+  k.emit(`mov.f32 ${dot}, 0f00000000`);
+  const vvals: string[] = [];
+  for (let e = 0; e < E; e++) {
+    const vv = k.reg('f32', 'vv');
+    k.emit(`ld.global.f32 ${kv}, [${k.addr(krow, dOff[e]!, 4)}]`, `fma.rn.f32 ${dot}, ${qv[e]}, ${kv}, ${dot}`, `ld.global.f32 ${vv}, [${k.addr(vrow, dOff[e]!, 4)}]`);
+    vvals.push(vv);
+  }
+  k.warpSum(dot);
+  const mNew = k.reg('f32', 'mn'), corr = k.reg('f32', 'corr'), pe = k.reg('f32', 'pe');
+  k.emit(`max.f32 ${mNew}, ${m}, ${dot}`, `sub.f32 ${corr}, ${m}, ${mNew}`, `ex2.approx.f32 ${corr}, ${corr}`, `sub.f32 ${pe}, ${dot}, ${mNew}`, `ex2.approx.f32 ${pe}, ${pe}`);
+  k.emit(`fma.rn.f32 ${l}, ${l}, ${corr}, ${pe}`, `mov.f32 ${m}, ${mNew}`);
+  for (let e = 0; e < E; e++) k.emit(`mul.f32 ${acc[e]}, ${acc[e]}, ${corr}`, `fma.rn.f32 ${acc[e]}, ${pe}, ${vvals[e]}, ${acc[e]}`);
+  k.emit(`add.u32 ${s}, ${s}, ${ATTN_WARPS}`, `bra ${loop}`);
+  k.place(done);
+  // Merge the warps: shared m[4], l[4], acc[4][hd].
+  const shM = k.sharedArray('m', 'f32', ATTN_WARPS, 4), shL = k.sharedArray('l', 'f32', ATTN_WARPS, 4), shA = k.sharedArray('acc', 'f32', ATTN_WARPS * hd, 4);
+  const a32 = k.reg('u32', 'sa'), p0 = k.reg('pred', 'p');
+  k.emit(`setp.eq.u32 ${p0}, ${lane}, 0`, `mov.u32 ${a32}, ${shM}`, `mad.lo.u32 ${a32}, ${warp}, 4, ${a32}`, `@${p0} st.shared.f32 [${a32}], ${m}`);
+  k.emit(`mov.u32 ${a32}, ${shL}`, `mad.lo.u32 ${a32}, ${warp}, 4, ${a32}`, `@${p0} st.shared.f32 [${a32}], ${l}`);
+  for (let e = 0; e < E; e++) {
+    const sa = k.reg('u32', 'sa');
+    k.emit(`mov.u32 ${sa}, ${shA}`, `mad.lo.u32 ${sa}, ${warp}, ${hd * 4}, ${sa}`, `mad.lo.u32 ${sa}, ${lane}, 4, ${sa}`, `add.u32 ${sa}, ${sa}, ${e * 128}`, `@${valid[e]} st.shared.f32 [${sa}], ${acc[e]}`);
+  }
+  k.emit('bar.sync 0');
+  const fin = k.label('fin');
+  k.emit(`setp.ne.u32 ${p}, ${warp}, 0`, `@${p} bra ${fin}`);
+  const M = k.reg('f32', 'M'), L = k.reg('f32', 'L'), mw = k.regs('f32', 'mw', ATTN_WARPS), sc = k.regs('f32', 'sc', ATTN_WARPS), lw = k.reg('f32', 'lw');
+  k.emit(`ld.shared.f32 ${mw[0]}, [${shM}]`, `mov.f32 ${M}, ${mw[0]}`);
+  for (let w = 1; w < ATTN_WARPS; w++) k.emit(`ld.shared.f32 ${mw[w]}, [${shM}+${w * 4}]`, `max.f32 ${M}, ${M}, ${mw[w]}`);
+  k.emit(`mov.f32 ${L}, 0f00000000`);
+  for (let w = 0; w < ATTN_WARPS; w++) {
+    // A warp that saw no position has m = −inf and l = 0: its scale is 2^(−inf) = 0.
+    k.emit(`sub.f32 ${sc[w]}, ${mw[w]}, ${M}`, `ex2.approx.f32 ${sc[w]}, ${sc[w]}`, `ld.shared.f32 ${lw}, [${shL}+${w * 4}]`, `fma.rn.f32 ${L}, ${lw}, ${sc[w]}, ${L}`);
+  }
+  const orow = k.addr(out, t, qw * 4);
+  for (let e = 0; e < E; e++) {
+    const o = k.reg('f32', 'o'), av = k.reg('f32', 'av'), sa = k.reg('u32', 'sa'), skip = k.label('skip');
+    k.emit(`@!${valid[e]} bra ${skip}`, `mov.f32 ${o}, 0f00000000`);
+    for (let w = 0; w < ATTN_WARPS; w++) {
+      k.emit(`mov.u32 ${sa}, ${shA}`, `mad.lo.u32 ${sa}, ${lane}, 4, ${sa}`, `add.u32 ${sa}, ${sa}, ${w * hd * 4 + e * 128}`, `ld.shared.f32 ${av}, [${sa}]`, `fma.rn.f32 ${o}, ${av}, ${sc[w]}, ${o}`);
+    }
+    const oi = k.reg('u32', 'oi');
+    k.emit(`div.rn.f32 ${o}, ${o}, ${L}`, `add.u32 ${oi}, ${qhead}, ${lane}`, `add.u32 ${oi}, ${oi}, ${e * 32}`, `st.global.f32 [${k.addr(orow, oi, 4)}], ${o}`);
+    k.place(skip);
+  }
+  k.place(fin);
+  return { name, text: k.render() };
+}

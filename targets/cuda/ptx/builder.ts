@@ -1,0 +1,175 @@
+// A small builder for PTX kernels: named registers declared on first use, unique labels, and the
+// idioms every kernel repeats (parameters, global addresses, warp and block reductions).
+// Generated text is deterministic: same spec, same text.
+
+export type RegType = 'b16' | 'b32' | 'b64' | 'u32' | 'u64' | 's32' | 's64' | 'f32' | 'pred';
+export type ParamType = 'u64' | 'u32' | 's32' | 'f32';
+
+export interface Param {
+  name: string;
+  type: ParamType;
+}
+
+/** PTX spells a float immediate as its bits: 0f3F800000 is 1.0. */
+export function f32Imm(v: number): string {
+  const b = new DataView(new ArrayBuffer(4));
+  b.setFloat32(0, v);
+  return '0f' + b.getUint32(0).toString(16).toUpperCase().padStart(8, '0');
+}
+
+export class KernelBuilder {
+  private readonly decls = new Map<string, RegType>();
+  private readonly body: string[] = [];
+  private readonly shared: string[] = [];
+  private counter = 0;
+
+  constructor(readonly name: string, readonly params: Param[]) {}
+
+  /** A fresh register named after `hint` (%hint_N). */
+  reg(type: RegType, hint = type): string {
+    const name = `%${hint}_${this.counter++}`;
+    this.decls.set(name, type);
+    return name;
+  }
+
+  regs(type: RegType, hint: string, n: number): string[] {
+    return Array.from({ length: n }, () => this.reg(type, hint));
+  }
+
+  /** A register holding −v (PTX fma has no negated operand). */
+  neg(v: string): string {
+    const r = this.reg('f32', 'neg');
+    this.emit(`neg.f32 ${r}, ${v}`);
+    return r;
+  }
+
+  label(hint: string): string {
+    return `$L_${hint}_${this.counter++}`;
+  }
+
+  /** Emits instruction lines (a trailing ';' is added where missing; labels end with ':'). */
+  emit(...lines: string[]): void {
+    for (const l of lines) {
+      const t = l.trim();
+      this.body.push(t.endsWith(':') || t.endsWith(';') || t.startsWith('//') || t.endsWith('{') || t === '}' ? `\t${t}` : `\t${t};`);
+    }
+  }
+
+  place(label: string): void {
+    this.body.push(`${label}:`);
+  }
+
+  comment(text: string): void {
+    this.body.push(`\t// ${text}`);
+  }
+
+  /** Declares a shared array and returns its name (use with mov.u64 / cvta or [name+off]). */
+  sharedArray(hint: string, type: 'b32' | 'f32' | 'u32' | 'b8', count: number, align = 16): string {
+    const name = `sh_${hint}_${this.counter++}`;
+    this.shared.push(`\t.shared .align ${align} .${type} ${name}[${count}];`);
+    return name;
+  }
+
+  /** Loads a .u64 pointer parameter as a global address. */
+  ptrParam(name: string): string {
+    const p = this.reg('u64', name);
+    this.emit(`ld.param.u64 ${p}, [${name}]`, `cvta.to.global.u64 ${p}, ${p}`);
+    return p;
+  }
+
+  u32Param(name: string): string {
+    const r = this.reg('u32', name);
+    this.emit(`ld.param.u32 ${r}, [${name}]`);
+    return r;
+  }
+
+  f32Param(name: string): string {
+    const r = this.reg('f32', name);
+    this.emit(`ld.param.f32 ${r}, [${name}]`);
+    return r;
+  }
+
+  special(which: '%tid.x' | '%ctaid.x' | '%ctaid.y' | '%ctaid.z' | '%ntid.x', hint: string): string {
+    const r = this.reg('u32', hint);
+    this.emit(`mov.u32 ${r}, ${which}`);
+    return r;
+  }
+
+  /** base + index·scale (bytes), with index a u32 register or an immediate. */
+  addr(base: string, index: string | number, scale: number): string {
+    const a = this.reg('u64', 'a');
+    if (typeof index === 'number') {
+      this.emit(`add.s64 ${a}, ${base}, ${index * scale}`);
+    } else {
+      const off = this.reg('u64', 'off');
+      this.emit(`mul.wide.u32 ${off}, ${index}, ${scale}`, `add.s64 ${a}, ${base}, ${off}`);
+    }
+    return a;
+  }
+
+  /** Sums `v` across the 32 lanes of a warp (every lane gets the total). */
+  warpSum(v: string): void {
+    const t = this.reg('f32', 'sh');
+    for (const off of [16, 8, 4, 2, 1]) this.emit(`shfl.sync.bfly.b32 ${t}, ${v}, ${off}, 31, -1`, `add.f32 ${v}, ${v}, ${t}`);
+  }
+
+  warpMax(v: string): void {
+    const t = this.reg('f32', 'sh');
+    for (const off of [16, 8, 4, 2, 1]) this.emit(`shfl.sync.bfly.b32 ${t}, ${v}, ${off}, 31, -1`, `max.f32 ${v}, ${v}, ${t}`);
+  }
+
+  /**
+   * Sums `v` over the whole block of `threads` threads (a multiple of 32); every thread gets the
+   * total in `v`. Uses a shared array of one float per warp.
+   */
+  blockSum(v: string, tid: string, threads: number): void {
+    this.warpSum(v);
+    const warps = threads / 32;
+    if (warps === 1) return;
+    const sh = this.sharedArray('red', 'f32', warps, 4);
+    const lane = this.reg('u32', 'lane');
+    const warp = this.reg('u32', 'warp');
+    const p = this.reg('pred', 'p');
+    const a = this.reg('u32', 'sa');
+    this.emit(`and.b32 ${lane}, ${tid}, 31`, `shr.u32 ${warp}, ${tid}, 5`, `setp.eq.u32 ${p}, ${lane}, 0`);
+    this.emit(`mov.u32 ${a}, ${sh}`, `mad.lo.u32 ${a}, ${warp}, 4, ${a}`, `@${p} st.shared.f32 [${a}], ${v}`, 'bar.sync 0');
+    // Every warp reads all partial sums and adds them (warps is at most 32).
+    const w = this.reg('f32', 'w');
+    this.emit(`mov.f32 ${v}, 0f00000000`);
+    for (let i = 0; i < warps; i++) this.emit(`ld.shared.f32 ${w}, [${sh}+${i * 4}]`, `add.f32 ${v}, ${v}, ${w}`);
+    this.emit('bar.sync 0');
+  }
+
+  /**
+   * Block-wide exclusive prefix sum of the u32 `v` over `threads` threads (a multiple of 32):
+   * returns [exclusive, total]; every thread gets both. Ends with a barrier.
+   */
+  blockScan(v: string, tid: string, threads: number): [string, string] {
+    const warps = threads / 32;
+    const lane = this.reg('u32', 'lane'), warp = this.reg('u32', 'warp');
+    this.emit(`and.b32 ${lane}, ${tid}, 31`, `shr.u32 ${warp}, ${tid}, 5`);
+    const inc = this.reg('u32', 'inc'), t = this.reg('u32', 't'), p = this.reg('pred', 'p');
+    this.emit(`mov.u32 ${inc}, ${v}`);
+    for (const off of [1, 2, 4, 8, 16]) this.emit(`shfl.sync.up.b32 ${t}|${p}, ${inc}, ${off}, 0, -1`, `@${p} add.u32 ${inc}, ${inc}, ${t}`);
+    const sh = this.sharedArray('scan', 'u32', warps, 4);
+    const a = this.reg('u32', 'sa'), last = this.reg('pred', 'last');
+    this.emit(`setp.eq.u32 ${last}, ${lane}, 31`, `mov.u32 ${a}, ${sh}`, `mad.lo.u32 ${a}, ${warp}, 4, ${a}`, `@${last} st.shared.u32 [${a}], ${inc}`, 'bar.sync 0');
+    const before = this.reg('u32', 'before'), total = this.reg('u32', 'total'), wt = this.reg('u32', 'wt'), q = this.reg('pred', 'q');
+    this.emit(`mov.u32 ${before}, 0`, `mov.u32 ${total}, 0`);
+    for (let w = 0; w < warps; w++) this.emit(`ld.shared.u32 ${wt}, [${sh}+${w * 4}]`, `add.u32 ${total}, ${total}, ${wt}`, `setp.lt.u32 ${q}, ${w}, ${warp}`, `@${q} add.u32 ${before}, ${before}, ${wt}`);
+    const excl = this.reg('u32', 'excl');
+    this.emit(`add.u32 ${excl}, ${before}, ${inc}`, `sub.u32 ${excl}, ${excl}, ${v}`, 'bar.sync 0');
+    return [excl, total];
+  }
+
+  render(): string {
+    const params = this.params.map((p) => `\t.param .${p.type} ${p.name}`).join(',\n');
+    const decls = [...this.decls].map(([n, t]) => `\t.reg .${t} ${n};`).join('\n');
+    return `.visible .entry ${this.name}(\n${params}\n)\n{\n${decls}\n${this.shared.join('\n')}\n${this.body.join('\n')}\n\tret;\n}\n`;
+  }
+}
+
+/** The module text around kernels. PTX 7.8 / sm_80 runs on Ampere and Hopper (the driver JITs it). */
+export function ptxModule(kernels: string[], target = 'sm_80'): string {
+  return `// Generated by mocc. Do not edit: regenerate with \`mocc compile\`.\n.version 7.8\n.target ${target}\n.address_size 64\n\n${kernels.join('\n')}`;
+}

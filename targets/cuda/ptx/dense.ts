@@ -1,0 +1,259 @@
+// Kernels for the dense parts of a LLaMA step: embedding, RMSNorm, GEMV/GEMM, elementwise, argmax.
+import { f32Imm, KernelBuilder } from './builder.js';
+import { CHUNK, elemBytes, pad8, type WeightDType } from './layout.js';
+import { loadChunk8, loadScalar } from './load.js';
+
+export interface Kernel {
+  name: string;
+  text: string;
+}
+
+const LOG2E = Math.LOG2E;
+
+/** y[t, :] = table[tokens[t], :] in f32. Grid (1, T), block 256. */
+export function embedding(dtype: WeightDType, d: number): Kernel {
+  const name = `embedding_${dtype}_d${d}`;
+  const k = new KernelBuilder(name, [{ name: 'y', type: 'u64' }, { name: 'table', type: 'u64' }, { name: 'tokens', type: 'u64' }]);
+  const y = k.ptrParam('y'), table = k.ptrParam('table'), tokens = k.ptrParam('tokens');
+  const tid = k.special('%tid.x', 'tid'), t = k.special('%ctaid.y', 't');
+  const tok = k.reg('u32', 'tok');
+  k.emit(`ld.global.nc.u32 ${tok}, [${k.addr(tokens, t, 4)}]`);
+  const row = k.addr(table, tok, pad8(d) * elemBytes(dtype));
+  const yrow = k.addr(y, t, pad8(d) * 4);
+  const i = k.reg('u32', 'i'), p = k.reg('pred', 'p'), v = k.reg('f32', 'v');
+  const loop = k.label('loop'), done = k.label('done');
+  k.emit(`mov.u32 ${i}, ${tid}`);
+  k.place(loop);
+  k.emit(`setp.ge.u32 ${p}, ${i}, ${d}`, `@${p} bra ${done}`);
+  loadScalar(k, dtype, k.addr(row, i, elemBytes(dtype)), v);
+  k.emit(`st.global.f32 [${k.addr(yrow, i, 4)}], ${v}`, `add.u32 ${i}, ${i}, 256`, `bra ${loop}`);
+  k.place(done);
+  return { name, text: k.render() };
+}
+
+export const rmsnormThreads = (d: number): number => Math.min(256, Math.ceil(d / 32) * 32);
+
+/** y = x · rsqrt(mean(x²) + eps) · w per row. Grid (1, T), block rmsnormThreads(d). */
+export function rmsnorm(dtype: WeightDType, d: number, eps: number): Kernel {
+  const name = `rmsnorm_${dtype}_d${d}_e${f32Imm(eps).slice(2)}`;
+  const nt = rmsnormThreads(d);
+  const k = new KernelBuilder(name, [{ name: 'y', type: 'u64' }, { name: 'x', type: 'u64' }, { name: 'w', type: 'u64' }]);
+  const y = k.ptrParam('y'), x = k.ptrParam('x'), w = k.ptrParam('w');
+  const tid = k.special('%tid.x', 'tid'), t = k.special('%ctaid.y', 't');
+  const xrow = k.addr(x, t, pad8(d) * 4), yrow = k.addr(y, t, pad8(d) * 4);
+  const ss = k.reg('f32', 'ss'), v = k.reg('f32', 'v'), i = k.reg('u32', 'i'), p = k.reg('pred', 'p');
+  k.emit(`mov.f32 ${ss}, 0f00000000`, `mov.u32 ${i}, ${tid}`);
+  const l1 = k.label('sq'), d1 = k.label('sqdone');
+  k.place(l1);
+  k.emit(`setp.ge.u32 ${p}, ${i}, ${d}`, `@${p} bra ${d1}`, `ld.global.f32 ${v}, [${k.addr(xrow, i, 4)}]`, `fma.rn.f32 ${ss}, ${v}, ${v}, ${ss}`, `add.u32 ${i}, ${i}, ${nt}`, `bra ${l1}`);
+  k.place(d1);
+  k.blockSum(ss, tid, nt);
+  const inv = k.reg('f32', 'inv'), wv = k.reg('f32', 'wv');
+  k.emit(`mul.f32 ${ss}, ${ss}, ${f32Imm(1 / d)}`, `add.f32 ${ss}, ${ss}, ${f32Imm(eps)}`, `sqrt.rn.f32 ${inv}, ${ss}`, `rcp.rn.f32 ${inv}, ${inv}`, `mov.u32 ${i}, ${tid}`);
+  const l2 = k.label('norm'), d2 = k.label('normdone');
+  k.place(l2);
+  k.emit(`setp.ge.u32 ${p}, ${i}, ${d}`, `@${p} bra ${d2}`, `ld.global.f32 ${v}, [${k.addr(xrow, i, 4)}]`);
+  loadScalar(k, dtype, k.addr(w, i, elemBytes(dtype)), wv);
+  k.emit(`mul.f32 ${v}, ${v}, ${inv}`, `mul.f32 ${v}, ${v}, ${wv}`, `st.global.f32 [${k.addr(yrow, i, 4)}], ${v}`, `add.u32 ${i}, ${i}, ${nt}`, `bra ${l2}`);
+  k.place(d2);
+  return { name, text: k.render() };
+}
+
+export type GemvEpilogue = 'store' | 'accumulate' | 'silu_gate';
+
+export interface GemvSpec {
+  dtype: WeightDType;
+  /** Input width (row length of W). */
+  inDim: number;
+  /** Rows computed per token: W's rows, or with gather the number of indices per token. */
+  outDim: number;
+  /** Rows of W are picked by idx[t, j] (MoC's gathered up-projection). */
+  gather?: { wRows: number; gateWidth: number };
+  epilogue: GemvEpilogue;
+  rowsPerWarp?: number;
+  unroll?: number;
+}
+
+export const GEMV_WARPS = 8;
+
+export function gemvName(s: GemvSpec): string {
+  return `gemv_${s.dtype}_i${s.inDim}_o${s.outDim}${s.gather ? `_g${s.gather.wRows}` : ''}_${s.epilogue}_r${s.rowsPerWarp ?? 2}_u${s.unroll ?? 4}`;
+}
+
+export function gemvGrid(s: GemvSpec, tokens: number): [number, number, number] {
+  return [Math.ceil(s.outDim / (GEMV_WARPS * (s.rowsPerWarp ?? 2))), tokens, 1];
+}
+
+/**
+ * One warp computes rowsPerWarp outputs: lanes stride over 16-byte chunks of the weight rows and of
+ * x, several chunks in flight, then a warp reduction. Params: y, x, w, and with gather idx and g.
+ *   store:      y[t, j] = Σ_i x[t, i]·W[r_j, i]
+ *   accumulate: y[t, j] += …               (residual add fused)
+ *   silu_gate:  y[t, j] = silu(g[t, r_j]) · …   (MoC: z = SiLU(G_k)·U_k with r_j = idx[t, j])
+ * Grid gemvGrid(spec, T), block 256.
+ */
+export function gemv(s: GemvSpec): Kernel {
+  const R = s.rowsPerWarp ?? 2;
+  const U = s.unroll ?? 4;
+  const name = gemvName(s);
+  const params = [{ name: 'y', type: 'u64' as const }, { name: 'x', type: 'u64' as const }, { name: 'w', type: 'u64' as const }];
+  if (s.gather) params.push({ name: 'idx', type: 'u64' }, { name: 'g', type: 'u64' });
+  const k = new KernelBuilder(name, params);
+  const y = k.ptrParam('y'), x = k.ptrParam('x'), w = k.ptrParam('w');
+  const idx = s.gather ? k.ptrParam('idx') : '', g = s.gather ? k.ptrParam('g') : '';
+  const tid = k.special('%tid.x', 'tid'), bx = k.special('%ctaid.x', 'bx'), t = k.special('%ctaid.y', 't');
+  const lane = k.reg('u32', 'lane'), warp = k.reg('u32', 'warp'), row0 = k.reg('u32', 'row0');
+  k.emit(`and.b32 ${lane}, ${tid}, 31`, `shr.u32 ${warp}, ${tid}, 5`, `mad.lo.u32 ${row0}, ${bx}, ${GEMV_WARPS}, ${warp}`, `mul.lo.u32 ${row0}, ${row0}, ${R}`);
+  const ld = pad8(s.inDim);
+  const nch = ld / CHUNK;
+  const eb = elemBytes(s.dtype);
+  const xrow = k.addr(x, t, ld * 4);
+  // Row pointers (clamped to a valid row so loads stay in bounds; out-of-range rows are not stored).
+  const rows: string[] = [];
+  const wrow: string[] = [];
+  for (let r = 0; r < R; r++) {
+    const j = k.reg('u32', 'j');
+    k.emit(`add.u32 ${j}, ${row0}, ${r}`, `min.u32 ${j}, ${j}, ${s.outDim - 1}`);
+    rows.push(j);
+    let wr = j;
+    if (s.gather) {
+      wr = k.reg('u32', 'wr');
+      k.emit(`ld.global.nc.u32 ${wr}, [${k.addr(k.addr(idx, t, pad8(s.outDim) * 4), j, 4)}]`);
+    }
+    wrow.push(k.addr(w, wr, ld * eb));
+  }
+  const acc = k.regs('f32', 'acc', R);
+  for (const a of acc) k.emit(`mov.f32 ${a}, 0f00000000`);
+  const c = k.reg('u32', 'c');
+  k.emit(`mov.u32 ${c}, ${lane}`);
+
+  const body = (n: number, guarded: boolean) => {
+    // n chunks per lane: c, c+32, …; loads first so they are all in flight, then the FMAs.
+    const xs: string[][] = [];
+    const ws: string[][][] = [];
+    const p = guarded ? k.reg('pred', 'p') : '';
+    for (let u = 0; u < n; u++) {
+      const cu = k.reg('u32', 'cu');
+      k.emit(`add.u32 ${cu}, ${c}, ${u * 32}`);
+      const xv = k.regs('f32', 'x', 8);
+      loadChunk8(k, 'f32', k.addr(xrow, cu, 32), xv);
+      xs.push(xv);
+      ws.push(rows.map((_, r) => {
+        const wv = k.regs('f32', 'wv', 8);
+        loadChunk8(k, s.dtype, k.addr(wrow[r]!, cu, CHUNK * eb), wv);
+        return wv;
+      }));
+    }
+    void p;
+    for (let u = 0; u < n; u++) for (let r = 0; r < R; r++) for (let e = 0; e < 8; e++) k.emit(`fma.rn.f32 ${acc[r]}, ${xs[u]![e]}, ${ws[u]![r]![e]}, ${acc[r]}`);
+  };
+  // Full rounds: every lane has U chunks; then single guarded chunks for the rest.
+  const full = Math.floor(nch / (32 * U));
+  if (full > 0) {
+    const it = k.reg('u32', 'it'), p = k.reg('pred', 'p');
+    const loop = k.label('main');
+    k.emit(`mov.u32 ${it}, 0`);
+    k.place(loop);
+    body(U, false);
+    k.emit(`add.u32 ${c}, ${c}, ${32 * U}`, `add.u32 ${it}, ${it}, 1`, `setp.lt.u32 ${p}, ${it}, ${full}`, `@${p} bra ${loop}`);
+  }
+  if (nch % (32 * U) !== 0) {
+    const p = k.reg('pred', 'p');
+    const loop = k.label('rest'), done = k.label('restdone');
+    k.place(loop);
+    k.emit(`setp.ge.u32 ${p}, ${c}, ${nch}`, `@${p} bra ${done}`);
+    body(1, true);
+    k.emit(`add.u32 ${c}, ${c}, 32`, `bra ${loop}`);
+    k.place(done);
+  }
+  for (const a of acc) k.warpSum(a);
+  const p0 = k.reg('pred', 'p'), skip = k.label('skip');
+  k.emit(`setp.ne.u32 ${p0}, ${lane}, 0`, `@${p0} bra ${skip}`);
+  const yrow = k.addr(y, t, pad8(s.outDim) * 4);
+  for (let r = 0; r < R; r++) {
+    const j = k.reg('u32', 'jo'), pr = k.reg('pred', 'p'), nx = k.label('next');
+    k.emit(`add.u32 ${j}, ${row0}, ${r}`, `setp.ge.u32 ${pr}, ${j}, ${s.outDim}`, `@${pr} bra ${nx}`);
+    const ya = k.addr(yrow, j, 4);
+    if (s.epilogue === 'accumulate') {
+      const old = k.reg('f32', 'old');
+      k.emit(`ld.global.f32 ${old}, [${ya}]`, `add.f32 ${acc[r]}, ${acc[r]}, ${old}`);
+    } else if (s.epilogue === 'silu_gate') {
+      // z = silu(G[t, channel]) · u, with silu(v) = v / (1 + 2^(−v·log2 e)).
+      const gv = k.reg('f32', 'gv'), e = k.reg('f32', 'e');
+      const ch = k.reg('u32', 'ch');
+      k.emit(`ld.global.nc.u32 ${ch}, [${k.addr(k.addr(idx, t, pad8(s.outDim) * 4), j, 4)}]`);
+      k.emit(`ld.global.f32 ${gv}, [${k.addr(k.addr(g, t, pad8(s.gather!.gateWidth) * 4), ch, 4)}]`);
+      k.emit(`mul.f32 ${e}, ${gv}, ${f32Imm(-LOG2E)}`, `ex2.approx.f32 ${e}, ${e}`, `add.f32 ${e}, ${e}, 0f3F800000`, `div.rn.f32 ${gv}, ${gv}, ${e}`, `mul.f32 ${acc[r]}, ${acc[r]}, ${gv}`);
+    }
+    k.emit(`st.global.f32 [${ya}], ${acc[r]}`);
+    k.place(nx);
+  }
+  k.place(skip);
+  return { name, text: k.render() };
+}
+
+/** Elementwise over n floats: 'silu_mul' z = silu(a)·b, 'add' z = a + b (z may alias a). Grid ceil(n/256). */
+export function elementwise(op: 'silu_mul' | 'add', n: number): Kernel {
+  const name = `${op}_n${n}`;
+  const k = new KernelBuilder(name, [{ name: 'z', type: 'u64' }, { name: 'a', type: 'u64' }, { name: 'b', type: 'u64' }]);
+  const z = k.ptrParam('z'), a = k.ptrParam('a'), b = k.ptrParam('b');
+  const tid = k.special('%tid.x', 'tid'), bx = k.special('%ctaid.x', 'bx');
+  const i = k.reg('u32', 'i'), p = k.reg('pred', 'p'), va = k.reg('f32', 'va'), vb = k.reg('f32', 'vb'), done = k.label('done');
+  k.emit(`mad.lo.u32 ${i}, ${bx}, 256, ${tid}`, `setp.ge.u32 ${p}, ${i}, ${n}`, `@${p} bra ${done}`);
+  k.emit(`ld.global.f32 ${va}, [${k.addr(a, i, 4)}]`, `ld.global.f32 ${vb}, [${k.addr(b, i, 4)}]`);
+  if (op === 'add') {
+    k.emit(`add.f32 ${va}, ${va}, ${vb}`);
+  } else {
+    const e = k.reg('f32', 'e');
+    k.emit(`mul.f32 ${e}, ${va}, ${f32Imm(-LOG2E)}`, `ex2.approx.f32 ${e}, ${e}`, `add.f32 ${e}, ${e}, 0f3F800000`, `div.rn.f32 ${va}, ${va}, ${e}`, `mul.f32 ${va}, ${va}, ${vb}`);
+  }
+  k.emit(`st.global.f32 [${k.addr(z, i, 4)}], ${va}`);
+  k.place(done);
+  return { name, text: k.render() };
+}
+
+/** out[0] = index of the largest of x[0..n) (ties → lower index). Grid 1, block 1024. */
+export function argmax(n: number): Kernel {
+  const name = `argmax_n${n}`;
+  const k = new KernelBuilder(name, [{ name: 'out', type: 'u64' }, { name: 'x', type: 'u64' }]);
+  const out = k.ptrParam('out'), x = k.ptrParam('x');
+  const tid = k.special('%tid.x', 'tid');
+  // An empty slot is (−inf, 0xFFFFFFFF): it loses to any element, −inf ones included, by index.
+  const best = k.reg('f32', 'best'), bi = k.reg('u32', 'bi');
+  const ov = k.reg('f32', 'ov'), oi = k.reg('u32', 'oi');
+  const take = (value: string, index: string) => {
+    const gt = k.reg('pred', 'gt'), eq = k.reg('pred', 'eq'), lo = k.reg('pred', 'lo');
+    k.emit(`setp.gt.f32 ${gt}, ${value}, ${best}`, `setp.eq.f32 ${eq}, ${value}, ${best}`, `setp.lt.u32 ${lo}, ${index}, ${bi}`, `and.pred ${eq}, ${eq}, ${lo}`, `or.pred ${gt}, ${gt}, ${eq}`);
+    k.emit(`@${gt} mov.f32 ${best}, ${value}`, `@${gt} mov.u32 ${bi}, ${index}`);
+  };
+  const warpReduce = () => {
+    for (const off of [16, 8, 4, 2, 1]) {
+      k.emit(`shfl.sync.bfly.b32 ${ov}, ${best}, ${off}, 31, -1`, `shfl.sync.bfly.b32 ${oi}, ${bi}, ${off}, 31, -1`);
+      take(ov, oi);
+    }
+  };
+  const i = k.reg('u32', 'i'), v = k.reg('f32', 'v'), p = k.reg('pred', 'p');
+  k.emit(`mov.f32 ${best}, 0fFF800000`, `mov.u32 ${bi}, -1`, `mov.u32 ${i}, ${tid}`);
+  const loop = k.label('scan'), done = k.label('scandone');
+  k.place(loop);
+  k.emit(`setp.ge.u32 ${p}, ${i}, ${n}`, `@${p} bra ${done}`, `ld.global.f32 ${v}, [${k.addr(x, i, 4)}]`);
+  take(v, i);
+  k.emit(`add.u32 ${i}, ${i}, 1024`, `bra ${loop}`);
+  k.place(done);
+  warpReduce();
+  const shv = k.sharedArray('v', 'f32', 32, 4), shi = k.sharedArray('i', 'u32', 32, 4);
+  const lane = k.reg('u32', 'lane'), warp = k.reg('u32', 'warp');
+  const av = k.reg('u32', 'av'), ai = k.reg('u32', 'ai');
+  k.emit(`and.b32 ${lane}, ${tid}, 31`, `shr.u32 ${warp}, ${tid}, 5`, `setp.eq.u32 ${p}, ${lane}, 0`);
+  k.emit(`mov.u32 ${av}, ${shv}`, `mad.lo.u32 ${av}, ${warp}, 4, ${av}`, `mov.u32 ${ai}, ${shi}`, `mad.lo.u32 ${ai}, ${warp}, 4, ${ai}`);
+  k.emit(`@${p} st.shared.f32 [${av}], ${best}`, `@${p} st.shared.u32 [${ai}], ${bi}`, 'bar.sync 0');
+  // Warp 0: lane l takes warp l's winner, then one more warp reduction.
+  const fin = k.label('fin');
+  k.emit(`setp.ne.u32 ${p}, ${warp}, 0`, `@${p} bra ${fin}`);
+  k.emit(`mov.u32 ${av}, ${shv}`, `mad.lo.u32 ${av}, ${lane}, 4, ${av}`, `mov.u32 ${ai}, ${shi}`, `mad.lo.u32 ${ai}, ${lane}, 4, ${ai}`);
+  k.emit(`ld.shared.f32 ${best}, [${av}]`, `ld.shared.u32 ${bi}, [${ai}]`);
+  warpReduce();
+  k.emit(`setp.eq.u32 ${p}, ${lane}, 0`, `@${p} st.global.u32 [${out}], ${bi}`);
+  k.place(fin);
+  return { name, text: k.render() };
+}

@@ -1,0 +1,42 @@
+// Loading weight elements of any stored type into float32 registers.
+import type { KernelBuilder } from './builder.js';
+import type { WeightDType } from './layout.js';
+
+/** Loads the 8 consecutive elements at global address `a` (16-byte aligned) as 8 f32 registers. */
+export function loadChunk8(k: KernelBuilder, dtype: WeightDType, a: string, out: string[]): void {
+  if (dtype === 'f32') {
+    k.emit(`ld.global.nc.v4.f32 {${out.slice(0, 4).join(', ')}}, [${a}]`, `ld.global.nc.v4.f32 {${out.slice(4, 8).join(', ')}}, [${a}+16]`);
+    return;
+  }
+  const w = k.regs('b32', 'w', 4);
+  k.emit(`ld.global.nc.v4.b32 {${w.join(', ')}}, [${a}]`);
+  unpack8(k, dtype, w, out);
+}
+
+/** Turns 4 words holding 8 packed f16/bf16 values (low half first) into 8 f32 registers. */
+export function unpack8(k: KernelBuilder, dtype: 'f16' | 'bf16', w: string[], out: string[]): void {
+  for (let i = 0; i < 4; i++) {
+    if (dtype === 'bf16') {
+      const lo = k.reg('b32', 'lo');
+      const hi = k.reg('b32', 'hi');
+      k.emit(`shl.b32 ${lo}, ${w[i]}, 16`, `and.b32 ${hi}, ${w[i]}, -65536`, `mov.b32 ${out[2 * i]}, ${lo}`, `mov.b32 ${out[2 * i + 1]}, ${hi}`);
+    } else {
+      const h0 = k.reg('b16', 'h');
+      const h1 = k.reg('b16', 'h');
+      k.emit(`mov.b32 {${h0}, ${h1}}, ${w[i]}`, `cvt.f32.f16 ${out[2 * i]}, ${h0}`, `cvt.f32.f16 ${out[2 * i + 1]}, ${h1}`);
+    }
+  }
+}
+
+/** Loads one element at `a` as f32. */
+export function loadScalar(k: KernelBuilder, dtype: WeightDType, a: string, out: string): void {
+  if (dtype === 'f32') {
+    k.emit(`ld.global.nc.f32 ${out}, [${a}]`);
+  } else if (dtype === 'f16') {
+    const h = k.reg('b16', 'h');
+    k.emit(`ld.global.nc.b16 ${h}, [${a}]`, `cvt.f32.f16 ${out}, ${h}`);
+  } else {
+    const w = k.reg('u32', 'w');
+    k.emit(`ld.global.nc.u16 ${w}, [${a}]`, `shl.b32 ${w}, ${w}, 16`, `mov.b32 ${out}, ${w}`);
+  }
+}
