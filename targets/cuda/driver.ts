@@ -1,0 +1,585 @@
+// Typed wrapper over mocc's native CUDA driver addon (targets/cuda/native, built by `npm run build:native`).
+//
+// The addon dlopens libcuda.so.1 at run time (or $MOCC_LIBCUDA), so loading it never needs CUDA to be
+// installed; `cudaAvailability()` says whether a driver and a device are actually there.
+//
+// Semantics worth knowing:
+//  - Handles and device pointers are BigInts (the raw pointer values).
+//  - Calls without a stream run on the legacy NULL stream. Streams from createStream() are
+//    CU_STREAM_NON_BLOCKING, so they do NOT synchronize implicitly with NULL-stream work: a plain
+//    copyFromDevice(dst, src) after a launch on a stream must be preceded by stream.synchronize().
+//  - copyToDevice without a stream returns when the source may be reused; with a stream it is
+//    cuMemcpyHtoDAsync (for pageable JS memory the driver stages the bytes before returning, so the
+//    source may be reused too). copyFromDevice with a stream is cuMemcpyDtoHAsync: keep `dst`
+//    alive and call stream.synchronize() before reading it.
+//  - Every driver error is an Error "<call>(<details>) failed: CUDA_ERROR_X (n)" with
+//    `code` = "CUDA_ERROR_X" and `cudaError` = n.
+
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface CudaDeviceInfo {
+  name: string;
+  computeCapability: [number, number];
+  multiprocessors: number;
+  totalMemoryBytes: number;
+  l2Bytes: number;
+  maxSharedPerBlockOptin: number;
+  driverVersion: number;
+}
+
+export type DevicePtr = bigint;
+
+export class CudaUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CudaUnavailableError';
+  }
+}
+
+export interface Cuda {
+  device: CudaDeviceInfo;
+  /** cuModuleLoadDataEx with error and info log buffers; throws
+   *  `cuModuleLoadDataEx(<name>) failed: CUDA_ERROR_INVALID_PTX (218)\n<JIT log>` on failure. */
+  loadModule(ptx: string, name?: string): CudaModule;
+  malloc(bytes: number): DevicePtr;
+  free(p: DevicePtr): void;
+  memGetInfo(): { free: number; total: number };
+  /** Copies all of `src` (or its first `bytes`): synchronous on the NULL stream, or async on `stream`. */
+  copyToDevice(dst: DevicePtr, src: ArrayBufferView, stream?: CudaStream | null, bytes?: number): void;
+  /** Fills all of `dst` (or its first `bytes`): synchronous, or async on `stream` (caller syncs the stream). */
+  copyFromDevice(dst: ArrayBufferView, src: DevicePtr, stream?: CudaStream | null, bytes?: number): void;
+  /** Sets `count` 32-bit words to `value` (taken as uint32 bits; negative int32 values are accepted). */
+  memsetD32(dst: DevicePtr, value: number, count: number, stream?: CudaStream | null): void;
+  /** A CU_STREAM_NON_BLOCKING stream. */
+  createStream(): CudaStream;
+  /** cuCtxSynchronize. */
+  synchronize(): void;
+  createEvent(): CudaEvent;
+  /** Destroys everything still alive (graph execs, graphs, events, streams, modules, allocations)
+   *  and releases the primary context. Idempotent. Throws the first error after finishing the cleanup. */
+  close(): void;
+}
+
+export interface CudaModule {
+  /** The JIT info log (ptxas output) of the load; often empty. */
+  readonly infoLog: string;
+  getFunction(name: string): CudaFunction;
+  unload(): void;
+}
+
+export interface CudaFunction {
+  name: string;
+  /** cuFuncSetAttribute(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES). */
+  setMaxDynamicShared(bytes: number): void;
+  /** params: packed little-endian bytes; offsets: byte offset of each parameter (the driver gets void*[] pointing at them). */
+  launch(
+    grid: [number, number, number],
+    block: [number, number, number],
+    sharedBytes: number,
+    stream: CudaStream | null,
+    params: Uint8Array,
+    offsets: Uint32Array,
+  ): void;
+}
+
+export type CaptureMode = 'global' | 'thread-local' | 'relaxed';
+
+export interface CudaStream {
+  synchronize(): void;
+  /** cuStreamBeginCapture_v2; default mode 'global' (CU_STREAM_CAPTURE_MODE_GLOBAL). */
+  beginCapture(mode?: CaptureMode): void;
+  endCapture(): CudaGraph;
+  destroy(): void;
+}
+
+export interface CudaGraph {
+  instantiate(): CudaGraphExec;
+  destroy(): void;
+}
+
+export interface CudaGraphExec {
+  launch(stream: CudaStream): void;
+  destroy(): void;
+}
+
+export interface CudaEvent {
+  record(stream: CudaStream | null): void;
+  synchronize(): void;
+  /** Milliseconds from `since` to this event (cuEventElapsedTime(since, this)). */
+  elapsedMs(since: CudaEvent): number;
+  destroy(): void;
+}
+
+// ---- the addon ----
+
+type H = bigint;
+interface RawDeviceInfo {
+  name: string;
+  ccMajor: number;
+  ccMinor: number;
+  multiprocessors: number;
+  totalMemoryBytes: number;
+  l2Bytes: number;
+  maxSharedPerBlockOptin: number;
+}
+interface Addon {
+  load(path: string): void;
+  init(): void;
+  driverVersion(): number;
+  deviceCount(): number;
+  deviceInfo(ordinal: number): RawDeviceInfo;
+  ctxRetain(ordinal: number): H;
+  ctxRelease(ordinal: number): void;
+  ctxSynchronize(ctx: H): void;
+  memAlloc(ctx: H, bytes: number): H;
+  memFree(ctx: H, p: H): void;
+  memGetInfo(ctx: H): [number, number];
+  memcpyHtoD(ctx: H, dst: H, src: ArrayBufferView, bytes: number, stream: H | null): void;
+  memcpyDtoH(ctx: H, dst: ArrayBufferView, src: H, bytes: number, stream: H | null): void;
+  memsetD32(ctx: H, dst: H, value: number, count: number, stream: H | null): void;
+  streamCreate(ctx: H): H;
+  streamDestroy(ctx: H, s: H): void;
+  streamSynchronize(ctx: H, s: H | null): void;
+  streamBeginCapture(ctx: H, s: H, mode: number): void;
+  streamEndCapture(ctx: H, s: H): H;
+  graphInstantiate(ctx: H, g: H): H;
+  graphLaunch(ctx: H, e: H, s: H | null): void;
+  graphExecDestroy(ctx: H, e: H): void;
+  graphDestroy(ctx: H, g: H): void;
+  moduleLoad(ctx: H, ptx: string, name: string): [H, string];
+  moduleUnload(ctx: H, m: H): void;
+  moduleGetFunction(ctx: H, m: H, name: string): H;
+  funcSetAttribute(ctx: H, f: H, attribute: number, value: number): void;
+  launch(
+    ctx: H, f: H, gx: number, gy: number, gz: number, bx: number, by: number, bz: number,
+    shared: number, stream: H | null, params: Uint8Array, offsets: Uint32Array,
+  ): void;
+  eventCreate(ctx: H): H;
+  eventRecord(ctx: H, e: H, s: H | null): void;
+  eventSynchronize(ctx: H, e: H): void;
+  eventElapsed(ctx: H, start: H, end: H): number;
+  eventDestroy(ctx: H, e: H): void;
+  errorName(code: number): string;
+}
+
+const CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
+const CAPTURE_MODES: Record<CaptureMode, number> = { global: 0, 'thread-local': 1, relaxed: 2 };
+
+function findProjectRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pj = join(dir, 'package.json');
+    if (existsSync(pj)) {
+      try {
+        if ((JSON.parse(readFileSync(pj, 'utf8')) as { name?: unknown }).name === 'mocc') return dir;
+      } catch {
+        // not ours; keep walking up
+      }
+    }
+    const up = dirname(dir);
+    if (up === dir) throw new CudaUnavailableError("mocc's CUDA addon is not built: cannot find mocc's package.json above " + fileURLToPath(import.meta.url));
+    dir = up;
+  }
+}
+
+/** Where the addon is: $MOCC_CUDA_ADDON, else <project root>/targets/cuda/native/build/Release/mocc_cuda.node. */
+export function addonPath(): string {
+  const override = process.env.MOCC_CUDA_ADDON;
+  if (override) return override;
+  return join(findProjectRoot(), 'targets', 'cuda', 'native', 'build', 'Release', 'mocc_cuda.node');
+}
+
+let addonCache: Addon | undefined;
+
+function loadAddon(): Addon {
+  if (addonCache) return addonCache;
+  const path = addonPath();
+  if (!existsSync(path)) {
+    throw new CudaUnavailableError(`mocc's CUDA addon is not built: ${path} does not exist (run \`npm run build:native\`)`);
+  }
+  try {
+    addonCache = createRequire(import.meta.url)(path) as Addon;
+  } catch (e) {
+    throw new CudaUnavailableError(`mocc's CUDA addon is not built: loading ${path} failed: ${oneLine(e)}`);
+  }
+  return addonCache;
+}
+
+function oneLine(e: unknown): string {
+  const m = e instanceof Error ? e.message : String(e);
+  return m.split('\n')[0]!;
+}
+
+/** Loads the addon and the driver and runs cuInit; every failure becomes a CudaUnavailableError. */
+function loadDriver(): Addon {
+  const addon = loadAddon();
+  const lib = process.env.MOCC_LIBCUDA || 'libcuda.so.1';
+  try {
+    addon.load(lib);
+  } catch (e) {
+    const code = (e as { code?: unknown }).code;
+    if (code === 'MOCC_NO_CUDA_DRIVER') throw new CudaUnavailableError(`no CUDA driver found: ${oneLine(e)}`);
+    throw new CudaUnavailableError(oneLine(e));
+  }
+  try {
+    addon.init();
+  } catch (e) {
+    throw new CudaUnavailableError(oneLine(e));
+  }
+  return addon;
+}
+
+function deviceInfo(addon: Addon, ordinal: number): CudaDeviceInfo {
+  const count = addon.deviceCount();
+  if (count === 0) throw new CudaUnavailableError('no CUDA device found (cuDeviceGetCount returned 0)');
+  if (!Number.isInteger(ordinal) || ordinal < 0 || ordinal >= count) {
+    throw new CudaUnavailableError(`CUDA device ${ordinal} does not exist (${count} device${count === 1 ? '' : 's'})`);
+  }
+  const raw = addon.deviceInfo(ordinal);
+  return {
+    name: raw.name,
+    computeCapability: [raw.ccMajor, raw.ccMinor],
+    multiprocessors: raw.multiprocessors,
+    totalMemoryBytes: raw.totalMemoryBytes,
+    l2Bytes: raw.l2Bytes,
+    maxSharedPerBlockOptin: raw.maxSharedPerBlockOptin,
+    driverVersion: addon.driverVersion(),
+  };
+}
+
+/** Tries to load the addon and the driver and to query device 0; never throws. */
+export function cudaAvailability(): { ok: true; device: CudaDeviceInfo } | { ok: false; reason: string } {
+  try {
+    const addon = loadDriver();
+    return { ok: true, device: deviceInfo(addon, 0) };
+  } catch (e) {
+    return { ok: false, reason: oneLine(e) };
+  }
+}
+
+/** Loads addon + driver, cuInit, retains the primary context of `ordinal` and makes it current. */
+export function openCuda(ordinal = 0): Cuda {
+  const addon = loadDriver();
+  let device: CudaDeviceInfo;
+  try {
+    device = deviceInfo(addon, ordinal);
+  } catch (e) {
+    if (e instanceof CudaUnavailableError) throw e;
+    throw new CudaUnavailableError(oneLine(e));
+  }
+  const ctx = addon.ctxRetain(ordinal);
+  return new CudaContext(addon, ordinal, ctx, device);
+}
+
+// ---- implementation ----
+
+function streamHandle(s: CudaStream | null | undefined): H | null {
+  if (s == null) return null;
+  if (!(s instanceof StreamImpl)) throw new TypeError('stream must come from Cuda.createStream()');
+  return s.live();
+}
+
+function viewBytes(v: ArrayBufferView, bytes: number | undefined, what: string): number {
+  if (!ArrayBuffer.isView(v)) throw new TypeError(`${what} must be an ArrayBufferView`);
+  return bytes ?? v.byteLength;
+}
+
+class CudaContext implements Cuda {
+  private closed = false;
+  readonly allocations = new Set<H>();
+  readonly modules = new Set<ModuleImpl>();
+  readonly streams = new Set<StreamImpl>();
+  readonly events = new Set<EventImpl>();
+  readonly graphs = new Set<GraphImpl>();
+  readonly graphExecs = new Set<GraphExecImpl>();
+
+  constructor(
+    readonly addon: Addon,
+    private readonly ordinal: number,
+    private readonly ctxHandle: H,
+    readonly device: CudaDeviceInfo,
+  ) {}
+
+  /** The context handle, or a throw once closed. */
+  ctx(): H {
+    if (this.closed) throw new Error('CUDA context is closed');
+    return this.ctxHandle;
+  }
+
+  loadModule(ptx: string, name = 'module'): CudaModule {
+    const [h, infoLog] = this.addon.moduleLoad(this.ctx(), ptx, name);
+    const m = new ModuleImpl(this, h, name, infoLog);
+    this.modules.add(m);
+    return m;
+  }
+
+  malloc(bytes: number): DevicePtr {
+    const p = this.addon.memAlloc(this.ctx(), bytes);
+    this.allocations.add(p);
+    return p;
+  }
+
+  free(p: DevicePtr): void {
+    const ctx = this.ctx();
+    if (!this.allocations.has(p)) throw new Error(`free(0x${p.toString(16)}): not a live allocation of this context`);
+    this.allocations.delete(p);
+    this.addon.memFree(ctx, p);
+  }
+
+  memGetInfo(): { free: number; total: number } {
+    const [free, total] = this.addon.memGetInfo(this.ctx());
+    return { free, total };
+  }
+
+  copyToDevice(dst: DevicePtr, src: ArrayBufferView, stream?: CudaStream | null, bytes?: number): void {
+    this.addon.memcpyHtoD(this.ctx(), dst, src, viewBytes(src, bytes, 'src'), streamHandle(stream));
+  }
+
+  copyFromDevice(dst: ArrayBufferView, src: DevicePtr, stream?: CudaStream | null, bytes?: number): void {
+    this.addon.memcpyDtoH(this.ctx(), dst, src, viewBytes(dst, bytes, 'dst'), streamHandle(stream));
+  }
+
+  memsetD32(dst: DevicePtr, value: number, count: number, stream?: CudaStream | null): void {
+    const bits = Number.isInteger(value) && value < 0 && value >= -0x80000000 ? value >>> 0 : value;
+    this.addon.memsetD32(this.ctx(), dst, bits, count, streamHandle(stream));
+  }
+
+  createStream(): CudaStream {
+    const s = new StreamImpl(this, this.addon.streamCreate(this.ctx()));
+    this.streams.add(s);
+    return s;
+  }
+
+  synchronize(): void {
+    this.addon.ctxSynchronize(this.ctx());
+  }
+
+  createEvent(): CudaEvent {
+    const e = new EventImpl(this, this.addon.eventCreate(this.ctx()));
+    this.events.add(e);
+    return e;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    const errors: unknown[] = [];
+    const attempt = (f: () => void) => {
+      try {
+        f();
+      } catch (e) {
+        errors.push(e);
+      }
+    };
+    attempt(() => this.synchronize());
+    for (const x of [...this.graphExecs]) attempt(() => x.destroy());
+    for (const x of [...this.graphs]) attempt(() => x.destroy());
+    for (const x of [...this.events]) attempt(() => x.destroy());
+    for (const x of [...this.streams]) attempt(() => x.destroy());
+    for (const x of [...this.modules]) attempt(() => x.unload());
+    for (const p of [...this.allocations]) attempt(() => this.free(p));
+    this.closed = true;
+    attempt(() => this.addon.ctxRelease(this.ordinal));
+    if (errors.length > 0) throw errors[0];
+  }
+}
+
+class ModuleImpl implements CudaModule {
+  private handle: H | null;
+  constructor(private readonly c: CudaContext, h: H, readonly name: string, readonly infoLog: string) {
+    this.handle = h;
+  }
+  live(): H {
+    if (this.handle === null) throw new Error(`module ${this.name} was unloaded`);
+    return this.handle;
+  }
+  getFunction(name: string): CudaFunction {
+    const f = this.c.addon.moduleGetFunction(this.c.ctx(), this.live(), name);
+    return new FunctionImpl(this.c, this, f, name);
+  }
+  unload(): void {
+    const h = this.live();
+    const ctx = this.c.ctx();
+    this.handle = null;
+    this.c.modules.delete(this);
+    this.c.addon.moduleUnload(ctx, h);
+  }
+}
+
+class FunctionImpl implements CudaFunction {
+  constructor(private readonly c: CudaContext, private readonly mod: ModuleImpl, private readonly handle: H, readonly name: string) {}
+  setMaxDynamicShared(bytes: number): void {
+    this.mod.live();
+    this.c.addon.funcSetAttribute(this.c.ctx(), this.handle, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes);
+  }
+  launch(
+    grid: [number, number, number],
+    block: [number, number, number],
+    sharedBytes: number,
+    stream: CudaStream | null,
+    params: Uint8Array,
+    offsets: Uint32Array,
+  ): void {
+    this.mod.live();
+    try {
+      this.c.addon.launch(this.c.ctx(), this.handle, grid[0], grid[1], grid[2], block[0], block[1], block[2],
+        sharedBytes, streamHandle(stream), params, offsets);
+    } catch (e) {
+      if (e instanceof Error && e.message.startsWith('cuLaunchKernel(')) {
+        e.message = `cuLaunchKernel(${this.name}, ` + e.message.slice('cuLaunchKernel('.length);
+      }
+      throw e;
+    }
+  }
+}
+
+class StreamImpl implements CudaStream {
+  private handle: H | null;
+  constructor(private readonly c: CudaContext, h: H) {
+    this.handle = h;
+  }
+  live(): H {
+    if (this.handle === null) throw new Error('stream was destroyed');
+    return this.handle;
+  }
+  synchronize(): void {
+    this.c.addon.streamSynchronize(this.c.ctx(), this.live());
+  }
+  beginCapture(mode: CaptureMode = 'global'): void {
+    const m = CAPTURE_MODES[mode];
+    if (m === undefined) throw new TypeError(`capture mode must be one of ${Object.keys(CAPTURE_MODES).join(', ')}`);
+    this.c.addon.streamBeginCapture(this.c.ctx(), this.live(), m);
+  }
+  endCapture(): CudaGraph {
+    const g = new GraphImpl(this.c, this.c.addon.streamEndCapture(this.c.ctx(), this.live()));
+    this.c.graphs.add(g);
+    return g;
+  }
+  destroy(): void {
+    const h = this.live();
+    const ctx = this.c.ctx();
+    this.handle = null;
+    this.c.streams.delete(this);
+    this.c.addon.streamDestroy(ctx, h);
+  }
+}
+
+class GraphImpl implements CudaGraph {
+  private handle: H | null;
+  constructor(private readonly c: CudaContext, h: H) {
+    this.handle = h;
+  }
+  live(): H {
+    if (this.handle === null) throw new Error('graph was destroyed');
+    return this.handle;
+  }
+  instantiate(): CudaGraphExec {
+    const e = new GraphExecImpl(this.c, this.c.addon.graphInstantiate(this.c.ctx(), this.live()));
+    this.c.graphExecs.add(e);
+    return e;
+  }
+  destroy(): void {
+    const h = this.live();
+    const ctx = this.c.ctx();
+    this.handle = null;
+    this.c.graphs.delete(this);
+    this.c.addon.graphDestroy(ctx, h);
+  }
+}
+
+class GraphExecImpl implements CudaGraphExec {
+  private handle: H | null;
+  constructor(private readonly c: CudaContext, h: H) {
+    this.handle = h;
+  }
+  live(): H {
+    if (this.handle === null) throw new Error('graph exec was destroyed');
+    return this.handle;
+  }
+  launch(stream: CudaStream): void {
+    this.c.addon.graphLaunch(this.c.ctx(), this.live(), streamHandle(stream));
+  }
+  destroy(): void {
+    const h = this.live();
+    const ctx = this.c.ctx();
+    this.handle = null;
+    this.c.graphExecs.delete(this);
+    this.c.addon.graphExecDestroy(ctx, h);
+  }
+}
+
+class EventImpl implements CudaEvent {
+  private handle: H | null;
+  constructor(private readonly c: CudaContext, h: H) {
+    this.handle = h;
+  }
+  live(): H {
+    if (this.handle === null) throw new Error('event was destroyed');
+    return this.handle;
+  }
+  record(stream: CudaStream | null): void {
+    this.c.addon.eventRecord(this.c.ctx(), this.live(), streamHandle(stream));
+  }
+  synchronize(): void {
+    this.c.addon.eventSynchronize(this.c.ctx(), this.live());
+  }
+  elapsedMs(since: CudaEvent): number {
+    if (!(since instanceof EventImpl)) throw new TypeError('since must come from Cuda.createEvent()');
+    return this.c.addon.eventElapsed(this.c.ctx(), since.live(), this.live());
+  }
+  destroy(): void {
+    const h = this.live();
+    const ctx = this.c.ctx();
+    this.handle = null;
+    this.c.events.delete(this);
+    this.c.addon.eventDestroy(ctx, h);
+  }
+}
+
+// ---- kernel parameters ----
+
+const PARAM_SIZE = { u64: 8, u32: 4, i32: 4, f32: 4 } as const;
+
+/** Packs kernel parameters: 'u64' (device pointers, bigint), 'u32', 'i32', 'f32'; each aligned to its size. */
+export function packParams(
+  params: Array<{ type: 'u64' | 'u32' | 'i32' | 'f32'; value: number | bigint }>,
+): { bytes: Uint8Array; offsets: Uint32Array } {
+  const offsets = new Uint32Array(params.length);
+  let end = 0;
+  params.forEach((p, i) => {
+    const size = PARAM_SIZE[p.type];
+    if (size === undefined) throw new TypeError(`parameter ${i}: unknown type ${String(p.type)}`);
+    end = Math.ceil(end / size) * size;
+    offsets[i] = end;
+    end += size;
+  });
+  const bytes = new Uint8Array(end);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  params.forEach((p, i) => {
+    const off = offsets[i]!;
+    const v = p.value;
+    switch (p.type) {
+      case 'u64': {
+        const b = typeof v === 'bigint' ? v : Number.isSafeInteger(v) && v >= 0 ? BigInt(v) : NaN;
+        if (typeof b !== 'bigint' || b < 0n || b > 0xffffffffffffffffn) throw new RangeError(`parameter ${i}: u64 value out of range: ${String(v)}`);
+        dv.setBigUint64(off, b, true);
+        break;
+      }
+      case 'u32':
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new RangeError(`parameter ${i}: u32 value out of range: ${String(v)}`);
+        dv.setUint32(off, v, true);
+        break;
+      case 'i32':
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < -0x80000000 || v > 0x7fffffff) throw new RangeError(`parameter ${i}: i32 value out of range: ${String(v)}`);
+        dv.setInt32(off, v, true);
+        break;
+      case 'f32':
+        if (typeof v !== 'number') throw new TypeError(`parameter ${i}: f32 value must be a number`);
+        dv.setFloat32(off, v, true);
+        break;
+    }
+  });
+  return { bytes, offsets };
+}
