@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // mocc: the Mixture-of-Channels compiler's command line. Commands live in cli/commands/, one per file.
 import { Command } from 'commander';
+import { compileCommand } from './commands/compile.js';
 import { convertCommand } from './commands/convert.js';
 import { demoCommand } from './commands/demo.js';
 import { inspectCommand } from './commands/inspect.js';
@@ -15,7 +16,8 @@ const program = new Command('mocc')
   .addCommand(convertCommand())
   .addCommand(inspectCommand())
   .addCommand(runCommand())
-  .addCommand(logitsCommand());
+  .addCommand(logitsCommand())
+  .addCommand(compileCommand());
 
 // Usage errors (bad option values, missing arguments) print like every other mocc error: one line.
 for (const cmd of [program, ...program.commands]) {

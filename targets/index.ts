@@ -1,9 +1,10 @@
 // The registry of targets. Code outside targets/ picks a target by name here, never with if/else on names.
 import { UserError } from '../src/import/spec.js';
+import { cudaTarget } from './cuda/index.js';
 import { refTarget } from './ref/index.js';
 import type { RunnableModel, Target } from './target.js';
 
-export const TARGETS: ReadonlyMap<string, Target> = new Map([[refTarget.name, refTarget]]);
+export const TARGETS: ReadonlyMap<string, Target> = new Map([refTarget, cudaTarget].map((t) => [t.name, t]));
 
 export function getTarget(name: string): Target {
   const t = TARGETS.get(name);

@@ -17,6 +17,12 @@ export interface ModelSession {
   forward(tokens: readonly number[]): Float32Array;
   /** Empties the KV cache. */
   reset(): void;
+  /**
+   * Optional fast path for greedy decoding: feeds `first` (the token just chosen), then returns the
+   * next n greedy tokens, computed without a host round trip per token where the target can.
+   * With onToken, tokens are reported as made; returning false stops (that token is not kept).
+   */
+  greedy?(first: number, n: number, onToken?: (token: number) => boolean | void): number[];
 }
 
 export interface Target {
@@ -24,4 +30,6 @@ export interface Target {
   readonly description: string;
   readonly ops: ReadonlySet<string>;
   createSession(model: RunnableModel): ModelSession;
+  /** Writes what a deployment needs (kernels, launch manifest) to outDir; absent for interpreters. */
+  compile?(model: RunnableModel, outDir: string): { kernels: number; launches: number };
 }

@@ -23,6 +23,22 @@ export function generate(session: ModelSession, prompt: readonly number[], opts:
   let last = logits.subarray(logits.length - vocab);
   let prev = prompt[prompt.length - 1]!;
   const out: number[] = [];
+  // Greedy: let a target that can decode on its own do so (it reports each token; EOS stops it).
+  if (sampling.temperature <= 0 && session.greedy && opts.maxTokens > 1) {
+    const first = sampleToken(last, sampling);
+    if (first === opts.eosId) return [];
+    opts.onToken?.(first, prev);
+    let p = first;
+    const report = opts.onToken || opts.eosId !== undefined
+      ? (t: number) => {
+        if (t === opts.eosId) return false;
+        opts.onToken?.(t, p);
+        p = t;
+        return true;
+      }
+      : undefined;
+    return [first, ...session.greedy(first, opts.maxTokens - 1, report)];
+  }
   while (out.length < opts.maxTokens) {
     const next = sampleToken(last, sampling);
     if (next === opts.eosId) break;

@@ -26,7 +26,7 @@ export class KernelBuilder {
   constructor(readonly name: string, readonly params: Param[]) {}
 
   /** A fresh register named after `hint` (%hint_N). */
-  reg(type: RegType, hint = type): string {
+  reg(type: RegType, hint: string = type): string {
     const name = `%${hint}_${this.counter++}`;
     this.decls.set(name, type);
     return name;

@@ -192,14 +192,17 @@ export function gemv(s: GemvSpec): Kernel {
   return { name, text: k.render() };
 }
 
-/** Elementwise over n floats: 'silu_mul' z = silu(a)·b, 'add' z = a + b (z may alias a). Grid ceil(n/256). */
-export function elementwise(op: 'silu_mul' | 'add', n: number): Kernel {
-  const name = `${op}_n${n}`;
+/**
+ * Elementwise over rows of `width` floats (the padded row width): 'silu_mul' z = silu(a)·b,
+ * 'add' z = a + b (z may alias a). Zero padding stays zero. Grid (ceil(width/256), T), block 256.
+ */
+export function elementwise(op: 'silu_mul' | 'add', width: number): Kernel {
+  const name = `${op}_w${width}`;
   const k = new KernelBuilder(name, [{ name: 'z', type: 'u64' }, { name: 'a', type: 'u64' }, { name: 'b', type: 'u64' }]);
   const z = k.ptrParam('z'), a = k.ptrParam('a'), b = k.ptrParam('b');
-  const tid = k.special('%tid.x', 'tid'), bx = k.special('%ctaid.x', 'bx');
+  const tid = k.special('%tid.x', 'tid'), bx = k.special('%ctaid.x', 'bx'), t = k.special('%ctaid.y', 't');
   const i = k.reg('u32', 'i'), p = k.reg('pred', 'p'), va = k.reg('f32', 'va'), vb = k.reg('f32', 'vb'), done = k.label('done');
-  k.emit(`mad.lo.u32 ${i}, ${bx}, 256, ${tid}`, `setp.ge.u32 ${p}, ${i}, ${n}`, `@${p} bra ${done}`);
+  k.emit(`mad.lo.u32 ${i}, ${bx}, 256, ${tid}`, `setp.ge.u32 ${p}, ${i}, ${width}`, `@${p} bra ${done}`, `mad.lo.u32 ${i}, ${t}, ${width}, ${i}`);
   k.emit(`ld.global.f32 ${va}, [${k.addr(a, i, 4)}]`, `ld.global.f32 ${vb}, [${k.addr(b, i, 4)}]`);
   if (op === 'add') {
     k.emit(`add.f32 ${va}, ${va}, ${vb}`);
@@ -212,11 +215,24 @@ export function elementwise(op: 'silu_mul' | 'add', n: number): Kernel {
   return { name, text: k.render() };
 }
 
-/** out[0] = index of the largest of x[0..n) (ties → lower index). Grid 1, block 1024. */
+/** pos[0] += T: the last launch of a step, so a captured step replays at the next position. Grid 1, block 1. */
+export function posAdvance(): Kernel {
+  const name = 'pos_advance';
+  const k = new KernelBuilder(name, [{ name: 'pos', type: 'u64' }, { name: 'count', type: 'u32' }]);
+  const pos = k.ptrParam('pos'), n = k.u32Param('count'), v = k.reg('u32', 'v');
+  k.emit(`ld.global.u32 ${v}, [${pos}]`, `add.u32 ${v}, ${v}, ${n}`, `st.global.u32 [${pos}], ${v}`);
+  return { name, text: k.render() };
+}
+
+/**
+ * out[0] = history[pos[0]] = index of the largest of x[0..n) (ties → lower index): the next token
+ * goes straight into the token buffer of the next step, and into a history the host reads once.
+ * Grid 1, block 1024.
+ */
 export function argmax(n: number): Kernel {
   const name = `argmax_n${n}`;
-  const k = new KernelBuilder(name, [{ name: 'out', type: 'u64' }, { name: 'x', type: 'u64' }]);
-  const out = k.ptrParam('out'), x = k.ptrParam('x');
+  const k = new KernelBuilder(name, [{ name: 'out', type: 'u64' }, { name: 'x', type: 'u64' }, { name: 'history', type: 'u64' }, { name: 'pos', type: 'u64' }]);
+  const out = k.ptrParam('out'), x = k.ptrParam('x'), history = k.ptrParam('history'), pos = k.ptrParam('pos');
   const tid = k.special('%tid.x', 'tid');
   // An empty slot is (−inf, 0xFFFFFFFF): it loses to any element, −inf ones included, by index.
   const best = k.reg('f32', 'best'), bi = k.reg('u32', 'bi');
@@ -253,7 +269,8 @@ export function argmax(n: number): Kernel {
   k.emit(`mov.u32 ${av}, ${shv}`, `mad.lo.u32 ${av}, ${lane}, 4, ${av}`, `mov.u32 ${ai}, ${shi}`, `mad.lo.u32 ${ai}, ${lane}, 4, ${ai}`);
   k.emit(`ld.shared.f32 ${best}, [${av}]`, `ld.shared.u32 ${bi}, [${ai}]`);
   warpReduce();
-  k.emit(`setp.eq.u32 ${p}, ${lane}, 0`, `@${p} st.global.u32 [${out}], ${bi}`);
+  const at = k.reg('u32', 'at');
+  k.emit(`ld.global.u32 ${at}, [${pos}]`, `setp.eq.u32 ${p}, ${lane}, 0`, `@${p} st.global.u32 [${out}], ${bi}`, `@${p} st.global.u32 [${k.addr(history, at, 4)}], ${bi}`);
   k.place(fin);
   return { name, text: k.render() };
 }

@@ -1,0 +1,294 @@
+// Lowers an IR graph to a CUDA launch program: one or two kernels per op, with the fusions a
+// LLaMA step needs (residual adds folded into the producing GEMV / MoC reduction, SiLU·mul in one
+// kernel, MoC's gather + up projection + SiLU(G)·U in one kernel), then a buffer plan that reuses
+// activation buffers once their last reader has run.
+import { UserError } from '../../src/import/spec.js';
+import type { Graph, Node, Operand } from '../../src/ir/types.js';
+import type { ModelSpec } from '../../src/import/spec.js';
+import { attention, kvStore, rope, ATTN_WARPS, ROPE_THREADS } from './ptx/attention.js';
+import { argmax, elementwise, embedding, gemv, gemvGrid, posAdvance, rmsnorm, rmsnormThreads, type GemvSpec, type Kernel } from './ptx/dense.js';
+import { pad8, type WeightDType } from './ptx/layout.js';
+import { downPartial, downReduce, downSplit, DOWN_THREADS, patternSelect, selectShape, topkSelect } from './ptx/moc.js';
+import type { Arg, BufferDecl, ConstDecl, Launch, Program, Step } from './program.js';
+
+export const CUDA_OPS = new Set(['embedding', 'rmsnorm', 'linear', 'logits', 'rope', 'attention', 'silu', 'mul', 'add', 'transpose', 'moc_select', 'moc_gather', 'moc_up', 'moc_down']);
+
+interface VBuf {
+  width: number;
+  rowsPerToken: number;
+  dtype: 'f32' | 'i32';
+}
+
+export function lowerToCuda(g: Graph, spec: ModelSpec): Program {
+  const nodes = new Map(g.nodes.map((n, i) => [n.name, { n, i }]));
+  const uses = new Map<string, number[]>();
+  g.nodes.forEach((n, i) => n.inputs.forEach((o) => o.kind === 'value' && uses.set(o.name, [...(uses.get(o.name) ?? []), i])));
+  for (const o of g.outputs) uses.set(o, [...(uses.get(o) ?? []), g.nodes.length]);
+  const useCount = (v: string) => uses.get(v)?.length ?? 0;
+  const producer = (o: Operand | undefined) => (o && o.kind === 'value' ? nodes.get(o.name)?.n : undefined);
+  const weightType = new Map(g.weights.map((w) => [w.name, w.type]));
+  const wdtype = (name: string): WeightDType => {
+    const d = weightType.get(name)?.dtype;
+    return d === 'f16' || d === 'bf16' ? d : 'f32'; // q8_0 is dequantized to f32 on upload
+  };
+  const fail = (n: Node, why: string): never => {
+    throw new UserError(`cuda target: cannot lower %${n.name} = ${n.op}: ${why}`);
+  };
+
+  const kernels = new Map<string, string>();
+  const use = (k: Kernel) => (kernels.set(k.name, k.text), k.name);
+  const vbufs: VBuf[] = [];
+  const newBuf = (width: number, dtype: 'f32' | 'i32' = 'f32', rowsPerToken = 1) => (vbufs.push({ width, rowsPerToken, dtype }), vbufs.length - 1);
+  const bufOf = new Map<string, number>();
+  const steps: Step[] = [];
+  const consts = new Map<string, ConstDecl>();
+  const weights = new Set<string>();
+  const width = (n: Node) => n.type.shape[1] as number;
+  /** Static width (axis 1) of a value operand: a node's output or a graph input. */
+  const widthOf = (o: Operand): number => {
+    const t = o.kind === 'value' ? (nodes.get(o.name)?.n.type ?? g.inputs.find((x) => x.name === o.name)?.type) : weightType.get(o.name);
+    const d = t?.shape[1];
+    if (typeof d !== 'number') throw new UserError(`cuda target: ${o.kind === 'weight' ? '@' : '%'}${o.name} has no static width`);
+    return d;
+  };
+  const launch = (l: Omit<Launch, 'node'>, n: Node) => steps.push({ kind: 'launch', ...l, node: n.name });
+  /** A weight operand (or a transpose of one, computed on the host) as a kernel argument. */
+  const weightArg = (o: Operand, n: Node): { arg: Arg; dtype: WeightDType } => {
+    if (o.kind === 'weight') {
+      weights.add(o.name);
+      return { arg: { kind: 'weight', name: o.name }, dtype: wdtype(o.name) };
+    }
+    const t = producer(o);
+    if (t?.op === 'transpose' && t.inputs[0]!.kind === 'weight') {
+      const name = `${t.inputs[0]!.name}.t`;
+      consts.set(name, { name, kind: 'transpose', of: t.inputs[0]!.name });
+      return { arg: { kind: 'const', name }, dtype: wdtype(t.inputs[0]!.name) };
+    }
+    return fail(n, `operand %${o.name} must be a weight`);
+  };
+  const buf = (o: Operand, n: Node): Arg => {
+    const id = o.kind === 'value' ? bufOf.get(o.name) : undefined;
+    if (id === undefined) return fail(n, `operand ${o.kind === 'weight' ? '@' : '%'}${o.name} has no device buffer`);
+    return { kind: 'buf', id };
+  };
+  /** add(a, b) that can be folded into b's producer: b used once (by the add), a read by nothing after b's producer. */
+  const foldedAdd = (producerIndex: number, out: string): { add: Node; into: string } | undefined => {
+    const u = uses.get(out) ?? [];
+    if (u.length !== 1 || u[0]! >= g.nodes.length) return undefined;
+    const add = g.nodes[u[0]!]!;
+    if (add.op !== 'add') return undefined;
+    const other = add.inputs.find((o) => !(o.kind === 'value' && o.name === out));
+    if (!other || other.kind !== 'value' || !bufOf.has(other.name)) return undefined;
+    if ((uses.get(other.name) ?? []).some((i) => i > producerIndex && i !== u[0])) return undefined;
+    return { add, into: other.name };
+  };
+  const skip = new Set<string>();
+
+  // SiLU·mul groups, found ahead because their parts come before the mul in program order.
+  const mocUpOf = new Map<string, { gather: Node; up: Node; silu: Node }>();
+  for (const n of g.nodes) {
+    if (n.op !== 'mul') continue;
+    for (const [a, b] of [[n.inputs[0]!, n.inputs[1]!], [n.inputs[1]!, n.inputs[0]!]] as const) {
+      const s = producer(a);
+      if (s?.op !== 'silu' || useCount(s.name) !== 1) continue;
+      const gather = producer(s.inputs[0]);
+      const up = producer(b);
+      if (gather?.op === 'moc_gather' && up?.op === 'moc_up' && useCount(gather.name) === 1 && useCount(up.name) === 1 && gather.inputs[1]!.name === up.inputs[2]!.name) {
+        mocUpOf.set(n.name, { gather, up, silu: s });
+        skip.add(gather.name).add(up.name).add(s.name);
+      } else {
+        skip.add(s.name);
+      }
+      break;
+    }
+  }
+
+  const tokens = g.inputs[0]!;
+  if (g.inputs.length !== 1 || tokens.type.dtype !== 'i32') throw new UserError('cuda target: the graph must take one i32 token input');
+  const ropeTable = (n: Node): string => {
+    const a = n.attrs;
+    const name = `rope_table_hd${a.head_dim}_t${a.theta}${a.scaling ? `_l3_${a.factor}_${a.low_freq_factor}_${a.high_freq_factor}_${a.original_max_pos}` : ''}`;
+    consts.set(name, {
+      name, kind: 'rope', headDim: a.head_dim as number, theta: a.theta as number,
+      ...(a.scaling === 'llama3' ? { llama3: { factor: a.factor as number, lowFreqFactor: a.low_freq_factor as number, highFreqFactor: a.high_freq_factor as number, originalMaxPos: a.original_max_pos as number } } : {}),
+    });
+    return name;
+  };
+
+  g.nodes.forEach((n, i) => {
+    if (skip.has(n.name) || bufOf.has(n.name)) return;
+    const out = () => {
+      const id = newBuf(width(n), n.type.dtype === 'i32' ? 'i32' : 'f32');
+      bufOf.set(n.name, id);
+      return { kind: 'buf', id } as Arg;
+    };
+    switch (n.op) {
+      case 'embedding': {
+        const w = weightArg(n.inputs[0]!, n);
+        if (n.inputs[1]!.name !== tokens.name) fail(n, 'embedding must read the token input');
+        launch({ kernel: use(embedding(w.dtype, width(n))), grid: [1, 'T', 1], block: 256, args: [out(), w.arg, { kind: 'tokens' }] }, n);
+        return;
+      }
+      case 'rmsnorm': {
+        const w = weightArg(n.inputs[1]!, n);
+        const x = buf(n.inputs[0]!, n);
+        launch({ kernel: use(rmsnorm(w.dtype, width(n), n.attrs.eps as number)), grid: [1, 'T', 1], block: rmsnormThreads(width(n)), args: [out(), x, w.arg] }, n);
+        return;
+      }
+      case 'linear':
+      case 'logits': {
+        const w = weightArg(n.inputs[1]!, n);
+        const x = buf(n.inputs[0]!, n);
+        const inDim = widthOf(n.inputs[0]!);
+        const fold = foldedAdd(i, n.name);
+        const spec: GemvSpec = { dtype: w.dtype, inDim, outDim: width(n), epilogue: fold ? 'accumulate' : 'store' };
+        let y: Arg;
+        if (fold) {
+          y = { kind: 'buf', id: bufOf.get(fold.into)! };
+          bufOf.set(fold.add.name, bufOf.get(fold.into)!);
+          skip.add(fold.add.name);
+        } else {
+          y = out();
+        }
+        launch({ kernel: use(gemv(spec)), grid: gemvGrid(spec, 0).map((d, j) => (j === 1 ? 'T' : d)) as Launch['grid'], block: 256, args: [y, x, w.arg] }, n);
+        return;
+      }
+      case 'rope': {
+        const x = n.inputs[0]!;
+        if (x.kind !== 'value' || useCount(x.name) !== 1) fail(n, 'rope must be the only reader of its input (it rotates in place)');
+        const id = bufOf.get(x.name)!;
+        bufOf.set(n.name, id);
+        const heads = n.attrs.heads as number, hd = n.attrs.head_dim as number;
+        launch({ kernel: use(rope(heads, hd, n.attrs.style as 'half' | 'interleaved')), grid: [Math.ceil((heads * hd) / 2 / ROPE_THREADS), 'T', 1], block: ROPE_THREADS, args: [{ kind: 'buf', id }, { kind: 'const', name: ropeTable(n) }, { kind: 'pos' }] }, n);
+        return;
+      }
+      case 'attention': {
+        const layer = n.attrs.layer as number, heads = n.attrs.heads as number, kvh = n.attrs.kv_heads as number, hd = n.attrs.head_dim as number;
+        const [q, k, v] = n.inputs.map((o) => buf(o, n)) as [Arg, Arg, Arg];
+        launch({ kernel: use(kvStore(kvh * hd)), grid: [1, 'T', 1], block: 128, args: [{ kind: 'kv', layer, which: 'k' }, { kind: 'kv', layer, which: 'v' }, k, v, { kind: 'pos' }] }, n);
+        launch({ kernel: use(attention(heads, kvh, hd)), grid: [heads, 'T', 1], block: 32 * ATTN_WARPS, args: [out(), q, { kind: 'kv', layer, which: 'k' }, { kind: 'kv', layer, which: 'v' }, { kind: 'pos' }] }, n);
+        return;
+      }
+      case 'mul': {
+        const moc = mocUpOf.get(n.name);
+        if (moc) {
+          const w = weightArg(moc.up.inputs[1]!, n);
+          const x = buf(moc.up.inputs[0]!, n), idx = buf(moc.up.inputs[2]!, n), gate = buf(moc.gather.inputs[0]!, n);
+          const spec: GemvSpec = {
+            dtype: w.dtype, inDim: widthOf(moc.up.inputs[0]!), outDim: width(n),
+            gather: { wRows: weightType.get(moc.up.inputs[1]!.name)!.shape[0] as number, gateWidth: widthOf(moc.gather.inputs[0]!) }, epilogue: 'silu_gate',
+          };
+          launch({ kernel: use(gemv(spec)), grid: gemvGrid(spec, 0).map((d, j) => (j === 1 ? 'T' : d)) as Launch['grid'], block: 256, args: [out(), x, w.arg, idx, gate] }, n);
+          return;
+        }
+        const [a, b] = n.inputs;
+        const sa = producer(a), sb = producer(b);
+        const [siluNode, other] = sa?.op === 'silu' && skip.has(sa.name) ? [sa, b!] : sb?.op === 'silu' && skip.has(sb.name) ? [sb, a!] : [undefined, undefined];
+        if (!siluNode) return fail(n, 'only silu(g)·u is supported');
+        launch({ kernel: use(elementwise('silu_mul', pad8(width(n)))), grid: [Math.ceil(pad8(width(n)) / 256), 'T', 1], block: 256, args: [out(), buf(siluNode.inputs[0]!, n), buf(other!, n)] }, n);
+        return;
+      }
+      case 'add': {
+        const [a, b] = n.inputs.map((o) => buf(o, n)) as [Arg, Arg];
+        // In place when the left operand dies here.
+        const aName = n.inputs[0]!.name;
+        const inPlace = n.inputs[0]!.kind === 'value' && (uses.get(aName) ?? []).every((u) => u <= i);
+        let z: Arg;
+        if (inPlace) {
+          z = a;
+          bufOf.set(n.name, (a as { id: number }).id);
+        } else z = out();
+        launch({ kernel: use(elementwise('add', pad8(width(n)))), grid: [Math.ceil(pad8(width(n)) / 256), 'T', 1], block: 256, args: [z, a, b] }, n);
+        return;
+      }
+      case 'transpose':
+        if (n.inputs[0]!.kind !== 'weight') fail(n, 'only transposes of weights are supported (computed on the host)');
+        return; // read through weightArg by its consumer
+      case 'moc_select': {
+        const f = widthOf(n.inputs[0]!);
+        const g0 = buf(n.inputs[0]!, n);
+        if (n.attrs.k !== undefined) {
+          launch({ kernel: use(topkSelect(f, n.attrs.k as number)), grid: [1, 'T', 1], block: selectShape(f).threads, args: [out(), g0] }, n);
+        } else {
+          const a = n.attrs.a as number, b = n.attrs.b as number;
+          launch({ kernel: use(patternSelect(f, a, b)), grid: [Math.ceil(Math.ceil(f / b) / 128), 'T', 1], block: 128, args: [out(), g0] }, n);
+        }
+        return;
+      }
+      case 'moc_down': {
+        const d = width(n);
+        const kKeep = widthOf(n.inputs[0]!);
+        const w = weightArg(n.inputs[1]!, n);
+        const z = buf(n.inputs[0]!, n), idx = buf(n.inputs[2]!, n);
+        const { slices } = downSplit(kKeep);
+        const partial = newBuf(d, 'f32', slices);
+        launch({ kernel: use(downPartial(w.dtype, d, kKeep)), grid: [Math.ceil(pad8(d) / 8 / DOWN_THREADS), slices, 'T'], block: DOWN_THREADS, args: [{ kind: 'buf', id: partial }, z, w.arg, idx] }, n);
+        const fold = foldedAdd(i, n.name);
+        let y: Arg;
+        if (fold) {
+          y = { kind: 'buf', id: bufOf.get(fold.into)! };
+          bufOf.set(fold.add.name, bufOf.get(fold.into)!);
+          skip.add(fold.add.name);
+        } else {
+          y = out();
+          steps.push({ kind: 'zero', buf: (y as { id: number }).id, node: n.name });
+        }
+        launch({ kernel: use(downReduce(d, kKeep)), grid: [Math.ceil(d / 256), 'T', 1], block: 256, args: [y, { kind: 'buf', id: partial }] }, n);
+        return;
+      }
+      default:
+        fail(n, n.op === 'silu' || n.op === 'moc_gather' || n.op === 'moc_up' ? 'only as part of SiLU·mul or the MoC up projection' : 'no CUDA kernel for this op');
+    }
+  });
+
+  const logitsName = g.outputs[0]!;
+  const logitsBuf = bufOf.get(logitsName);
+  if (logitsBuf === undefined) throw new UserError('cuda target: the graph output has no buffer');
+  const plan = planBuffers(vbufs, steps);
+  const logits = plan.map.get(logitsBuf)!;
+  const greedyTail: Step[] = [
+    { kind: 'launch', kernel: use(argmax(spec.vocabSize)), grid: [1, 1, 1], block: 1024, args: [{ kind: 'tokens' }, { kind: 'buf', id: logits }, { kind: 'history' }, { kind: 'pos' }], node: 'argmax' },
+    { kind: 'launch', kernel: use(posAdvance()), grid: [1, 1, 1], block: 1, args: [{ kind: 'pos' }, { kind: 'T' }], node: 'pos_advance' },
+  ];
+  return {
+    kernels, steps: plan.steps, greedyTail, buffers: plan.buffers, weights: [...weights], consts: [...consts.values()],
+    kvCache: { layers: spec.nLayers, width: spec.nKvHeads * spec.headDim, capacity: spec.maxSeqLen },
+    logits: { buf: logits, vocab: spec.vocabSize },
+  };
+}
+
+/**
+ * Assigns physical buffers: a virtual buffer lives from the first step that touches it to the last;
+ * physical buffers of the same shape are reused once free. Same logical width, not just same size,
+ * so zero padding written by nobody stays zero.
+ */
+function planBuffers(vbufs: VBuf[], steps: Step[]) {
+  const first = new Map<number, number>(), last = new Map<number, number>();
+  const touched = (s: Step) => (s.kind === 'zero' ? [s.buf] : s.args.flatMap((a) => (a.kind === 'buf' ? [a.id] : [])));
+  steps.forEach((s, i) => touched(s).forEach((b) => (first.has(b) || first.set(b, i), last.set(b, i))));
+  const buffers: BufferDecl[] = [];
+  const free = new Map<string, number[]>();
+  const map = new Map<number, number>();
+  const order = [...first.keys()].sort((a, b) => first.get(a)! - first.get(b)! || a - b);
+  const releaseAt = new Map<number, number[]>();
+  for (const v of order) releaseAt.set(last.get(v)!, [...(releaseAt.get(last.get(v)!) ?? []), v]);
+  const key = (v: VBuf) => `${v.dtype}:${v.width}:${v.rowsPerToken}`;
+  let next = 0;
+  for (let i = 0; i < steps.length; i++) {
+    for (const v of order.filter((x) => first.get(x) === i)) {
+      const pool = free.get(key(vbufs[v]!)) ?? [];
+      let id = pool.pop();
+      if (id === undefined) {
+        id = next++;
+        buffers.push({ id, ...vbufs[v]! });
+      }
+      map.set(v, id);
+    }
+    for (const v of releaseAt.get(i) ?? []) {
+      const k = key(vbufs[v]!);
+      free.set(k, [...(free.get(k) ?? []), map.get(v)!]);
+    }
+  }
+  const remap = (ss: Step[]): Step[] => ss.map((s) => (s.kind === 'zero' ? { ...s, buf: map.get(s.buf)! } : { ...s, args: s.args.map((a) => (a.kind === 'buf' ? { kind: 'buf', id: map.get(a.id) ?? a.id } : a)) }));
+  return { buffers, map, steps: remap(steps) };
+}

@@ -1,0 +1,53 @@
+// The launch program the CUDA lowering produces: target-specific, but plain data, so `mocc compile`
+// can write it as a manifest and the runtime can run it. Sizes that depend on the number of tokens
+// in a call are written as 'T'.
+
+export type GridDim = number | 'T';
+
+export type Arg =
+  | { kind: 'buf'; id: number }
+  | { kind: 'weight'; name: string }
+  /** Host-computed constants: transposed weights, RoPE cos/sin tables. */
+  | { kind: 'const'; name: string }
+  | { kind: 'kv'; layer: number; which: 'k' | 'v' }
+  | { kind: 'pos' }
+  | { kind: 'tokens' }
+  | { kind: 'history' }
+  /** The number of tokens in the call, as a u32 parameter. */
+  | { kind: 'T' };
+
+export interface Launch {
+  kernel: string;
+  grid: [GridDim, GridDim, GridDim];
+  block: number;
+  args: Arg[];
+  /** Which IR node this launch computes (for messages and the manifest). */
+  node: string;
+}
+
+export type Step = ({ kind: 'launch' } & Launch) | { kind: 'zero'; buf: number; node: string };
+
+/** An activation buffer: rowsPerToken rows of `width` 4-byte elements per token (row stride pad8(width)). */
+export interface BufferDecl {
+  id: number;
+  width: number;
+  rowsPerToken: number;
+  dtype: 'f32' | 'i32';
+}
+
+export type ConstDecl =
+  | { name: string; kind: 'transpose'; of: string }
+  | { name: string; kind: 'rope'; headDim: number; theta: number; llama3?: { factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPos: number } };
+
+export interface Program {
+  /** Kernel name → PTX text of one entry (deterministic). */
+  kernels: Map<string, string>;
+  steps: Step[];
+  /** Run after `steps` when decoding greedily on the device: argmax into the token buffer, pos += T. */
+  greedyTail: Step[];
+  buffers: BufferDecl[];
+  weights: string[];
+  consts: ConstDecl[];
+  kvCache: { layers: number; width: number; capacity: number };
+  logits: { buf: number; vocab: number };
+}

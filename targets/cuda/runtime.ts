@@ -1,0 +1,207 @@
+// Runs a lowered program on the GPU: device constants, the KV cache, activation buffers per call
+// size, launches on one stream, and a CUDA graph per decode step (captured once, replayed).
+import type { ModelSession, RunnableModel } from '../target.js';
+import type { Cuda, CudaFunction, CudaGraphExec, CudaStream, DevicePtr } from './driver.js';
+import { packParams } from './driver.js';
+import type { Arg, Program, Step } from './program.js';
+import { ptxModule } from './ptx/builder.js';
+import { pad8 } from './ptx/layout.js';
+import { constImage, weightImage } from './upload.js';
+
+interface Prepared {
+  fn: CudaFunction | null;
+  grid: [number, number, number];
+  block: [number, number, number];
+  params: Uint8Array;
+  offsets: Uint32Array;
+  zero?: { ptr: DevicePtr; words: number };
+}
+
+export class CudaModel {
+  readonly functions = new Map<string, CudaFunction>();
+  readonly constants = new Map<string, DevicePtr>();
+  readonly kv: { k: DevicePtr; v: DevicePtr }[] = [];
+  readonly pos: DevicePtr;
+  readonly tokens: DevicePtr;
+  readonly history: DevicePtr;
+  readonly stream: CudaStream;
+  private readonly allocations: DevicePtr[] = [];
+
+  constructor(readonly cuda: Cuda, readonly program: Program, readonly model: RunnableModel) {
+    this.stream = cuda.createStream();
+    const mod = cuda.loadModule(ptxModule([...program.kernels.values()]), 'mocc');
+    for (const name of program.kernels.keys()) this.functions.set(name, mod.getFunction(name));
+    const cap = program.kvCache.capacity;
+    for (const name of program.weights) {
+      const src = model.weights.get(name);
+      if (!src) throw new Error(`weight ${name} is missing`);
+      this.constants.set(name, this.upload(weightImage(src)));
+    }
+    for (const c of program.consts) this.constants.set(c.name, this.upload(constImage(c, model.weights, cap)));
+    const kvBytes = cap * pad8(program.kvCache.width) * 4;
+    for (let l = 0; l < program.kvCache.layers; l++) this.kv.push({ k: this.zeroed(kvBytes), v: this.zeroed(kvBytes) });
+    this.pos = this.zeroed(4);
+    this.tokens = this.zeroed(cap * 4);
+    this.history = this.zeroed((cap + 1) * 4);
+  }
+
+  /** Allocates zeroed device memory owned by this model. */
+  zeroed(bytes: number): DevicePtr {
+    const p = this.cuda.malloc(Math.max(4, bytes));
+    this.allocations.push(p);
+    // on our stream: a memset on the legacy stream is not ordered with a non-blocking stream's launches
+    this.cuda.memsetD32(p, 0, Math.ceil(Math.max(4, bytes) / 4), this.stream);
+    return p;
+  }
+
+  private upload(bytes: Uint8Array): DevicePtr {
+    const p = this.cuda.malloc(Math.max(4, bytes.byteLength));
+    this.allocations.push(p);
+    this.cuda.copyToDevice(p, bytes);
+    return p;
+  }
+
+  /** Activation buffers for calls of T tokens (zeroed: padding must read as zero). */
+  buffersFor(T: number): DevicePtr[] {
+    return this.program.buffers.map((b) => this.zeroed(T * b.rowsPerToken * pad8(b.width) * 4));
+  }
+
+  prepare(steps: Step[], T: number, bufs: DevicePtr[]): Prepared[] {
+    const ptr = (a: Arg): { type: 'u64' | 'u32'; value: bigint | number } => {
+      switch (a.kind) {
+        case 'buf': return { type: 'u64', value: bufs[a.id]! };
+        case 'weight': case 'const': return { type: 'u64', value: this.constants.get(a.name)! };
+        case 'kv': return { type: 'u64', value: this.kv[a.layer]![a.which] };
+        case 'pos': return { type: 'u64', value: this.pos };
+        case 'tokens': return { type: 'u64', value: this.tokens };
+        case 'history': return { type: 'u64', value: this.history };
+        case 'T': return { type: 'u32', value: T };
+      }
+    };
+    return steps.map((s) => {
+      if (s.kind === 'zero') {
+        const b = this.program.buffers[s.buf]!;
+        return { fn: null, grid: [1, 1, 1], block: [1, 1, 1], params: new Uint8Array(), offsets: new Uint32Array(), zero: { ptr: bufs[s.buf]!, words: T * b.rowsPerToken * pad8(b.width) } };
+      }
+      const { bytes, offsets } = packParams(s.args.map(ptr));
+      const grid = s.grid.map((d) => (d === 'T' ? T : d)) as [number, number, number];
+      return { fn: this.functions.get(s.kernel)!, grid, block: [s.block, 1, 1], params: bytes, offsets };
+    });
+  }
+
+  run(prepared: Prepared[]): void {
+    for (const p of prepared) {
+      if (p.zero) this.cuda.memsetD32(p.zero.ptr, 0, p.zero.words, this.stream);
+      else p.fn!.launch(p.grid, p.block, 0, this.stream, p.params, p.offsets);
+    }
+  }
+
+  close(): void {
+    for (const p of this.allocations) this.cuda.free(p);
+    this.allocations.length = 0;
+  }
+}
+
+/** A decoding session: host-side position, prefill by launches, decode steps through CUDA graphs. */
+export class CudaSession implements ModelSession {
+  private pos = 0;
+  private readonly decodeBufs: DevicePtr[];
+  private readonly decodeSteps: Prepared[];
+  private readonly greedySteps: Prepared[];
+  private decodeGraph: CudaGraphExec | null = null;
+  private greedyGraph: CudaGraphExec | null = null;
+  /** CUDA graphs on (default) or off, for checking that both paths agree. */
+  useGraphs = true;
+
+  constructor(readonly m: CudaModel) {
+    this.decodeBufs = m.buffersFor(1);
+    this.decodeSteps = m.prepare(m.program.steps, 1, this.decodeBufs);
+    this.greedySteps = m.prepare([...m.program.steps, ...m.program.greedyTail], 1, this.decodeBufs);
+  }
+
+  get position(): number {
+    return this.pos;
+  }
+
+  reset(): void {
+    this.pos = 0;
+  }
+
+  private setInputs(tokens: readonly number[]): void {
+    this.m.cuda.copyToDevice(this.m.pos, Int32Array.of(this.pos), this.m.stream);
+    this.m.cuda.copyToDevice(this.m.tokens, Int32Array.from(tokens), this.m.stream);
+  }
+
+  private graph(which: 'decode' | 'greedy'): CudaGraphExec {
+    const cached = which === 'decode' ? this.decodeGraph : this.greedyGraph;
+    if (cached) return cached;
+    const s = this.m.stream;
+    s.beginCapture();
+    this.m.run(which === 'decode' ? this.decodeSteps : this.greedySteps);
+    const exec = s.endCapture().instantiate();
+    if (which === 'decode') this.decodeGraph = exec;
+    else this.greedyGraph = exec;
+    return exec;
+  }
+
+  forward(tokens: readonly number[]): Float32Array {
+    const T = tokens.length;
+    const cap = this.m.program.kvCache.capacity;
+    if (T === 0) throw new Error('forward() needs at least one token');
+    if (this.pos + T > cap) throw new Error(`context full: ${this.pos} + ${T} tokens exceeds the model's ${cap}`);
+    this.setInputs(tokens);
+    let bufs = this.decodeBufs;
+    if (T === 1) {
+      if (this.useGraphs) this.graph('decode').launch(this.m.stream);
+      else this.m.run(this.decodeSteps);
+    } else {
+      bufs = this.m.buffersFor(T);
+      this.m.run(this.m.prepare(this.m.program.steps, T, bufs));
+    }
+    const vocab = this.m.program.logits.vocab;
+    const ld = pad8(vocab);
+    const raw = new Float32Array(T * ld);
+    this.m.cuda.copyFromDevice(raw, bufs[this.m.program.logits.buf]!, this.m.stream);
+    this.m.stream.synchronize();
+    if (T > 1) for (const b of bufs) this.m.cuda.free(b);
+    this.pos += T;
+    if (ld === vocab) return raw;
+    const out = new Float32Array(T * vocab);
+    for (let t = 0; t < T; t++) out.set(raw.subarray(t * ld, t * ld + vocab), t * vocab);
+    return out;
+  }
+
+  /**
+   * Greedy decoding on the device: each step's argmax becomes the next step's token without a
+   * round trip. `first` is the last token already chosen (its logits came from forward()); returns
+   * the n tokens after it. With onToken, each token is read back as it is made (one sync a step).
+   */
+  greedy(first: number, n: number, onToken?: (token: number) => boolean | void): number[] {
+    const cap = this.m.program.kvCache.capacity;
+    n = Math.min(n, cap - this.pos);
+    this.setInputs([first]);
+    const exec = this.graph('greedy');
+    const out: number[] = [];
+    const one = new Int32Array(1);
+    for (let i = 0; i < n; i++) {
+      exec.launch(this.m.stream);
+      if (onToken) {
+        this.m.cuda.copyFromDevice(one, this.m.history + BigInt((this.pos + i) * 4), this.m.stream);
+        this.m.stream.synchronize();
+        if (onToken(one[0]!) === false) {
+          this.pos += i + 1;
+          return out;
+        }
+        out.push(one[0]!);
+      }
+    }
+    if (!onToken) {
+      const hist = new Int32Array(n);
+      this.m.cuda.copyFromDevice(hist, this.m.history + BigInt(this.pos * 4), this.m.stream);
+      this.m.stream.synchronize();
+      out.push(...hist);
+    }
+    this.pos += n;
+    return out;
+  }
+}
