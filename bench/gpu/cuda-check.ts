@@ -1,0 +1,283 @@
+// GPU checks for the cuda target (run on the GPU machine: see run.sh):
+//  1. every kernel against the ref target's kernels on fresh random inputs, outputs poisoned (NaN) first;
+//  2. stories260K logits vs the Hugging Face references (max |Δ| ≤ 1e-3), prefill and graph decode;
+//  3. the exact greedy text of "Once upon a time".
+// Prints one line per check and a summary; exits 1 on any failure.
+import { readFileSync } from 'node:fs';
+import * as R from '../../targets/ref/kernels.js';
+import * as A from '../../targets/cuda/ptx/attention.js';
+import * as D from '../../targets/cuda/ptx/dense.js';
+import * as M from '../../targets/cuda/ptx/moc.js';
+import type { WeightDType } from '../../targets/cuda/ptx/layout.js';
+import { createCudaSession } from '../../targets/cuda/index.js';
+import { loadModel } from '../../src/model/load.js';
+import { generate } from '../../src/run/generate.js';
+import { projectRoot } from '../../cli/root.js';
+import { cuda, download, freeAll, launch, pad8, padF32, poisoned, randomF32, relErr, rng, unpadF32, upload, weight } from './harness.js';
+
+const results: { name: string; ok: boolean; detail: string }[] = [];
+function check(name: string, ok: boolean, detail: string): void {
+  results.push({ name, ok, detail });
+  console.log(`${ok ? 'PASS' : 'FAIL'}  ${name}  ${detail}`);
+}
+function guarded(name: string, body: () => void): void {
+  try {
+    body();
+  } catch (e) {
+    check(name, false, `threw: ${(e as Error).message.split('\n')[0]}`);
+  } finally {
+    freeAll();
+  }
+}
+const TOL: Record<WeightDType, number> = { f32: 2e-6, f16: 2e-6, bf16: 2e-6 }; // the weights' exact values are used on both sides
+let seed = 1;
+
+// ---- GEMV ----
+for (const dtype of ['f32', 'bf16', 'f16'] as const) {
+  for (const [inDim, outDim, T] of [[64, 172, 1], [172, 64, 3], [2048, 5461, 1], [5461, 2048, 2], [4096, 1000, 1]] as const) {
+    for (const epilogue of ['store', 'accumulate'] as const) {
+      const name = `gemv ${dtype} ${inDim}→${outDim} T=${T} ${epilogue}`;
+      guarded(name, () => {
+        const r = rng(seed++);
+        const w = weight(randomF32(outDim * inDim, r, 0.05), outDim, inDim, dtype);
+        const x = randomF32(T * inDim, r);
+        const y0 = randomF32(T * outDim, r);
+        const y = epilogue === 'store' ? poisoned(T * pad8(outDim) * 4) : upload(padF32(y0, T, outDim));
+        const spec = { dtype, inDim, outDim, epilogue };
+        launch(D.gemv(spec), D.gemvGrid(spec, T), 256, [y, upload(padF32(x, T, inDim)), w.device]);
+        const got = unpadF32(download(y, new Float32Array(T * pad8(outDim))), T, outDim);
+        let want = R.linear(x, w.exact, inDim);
+        if (epilogue === 'accumulate') want = R.add(want, y0);
+        const e = relErr(got, want);
+        check(name, e < TOL[dtype], `rel ${e.toExponential(2)}`);
+      });
+    }
+  }
+}
+
+// ---- gathered up projection with SiLU(G)·U ----
+for (const dtype of ['f32', 'bf16'] as const) {
+  for (const [d, f, k, T] of [[64, 172, 32, 2], [2048, 5464, 1024, 1], [4096, 14336, 2688, 1]] as const) {
+    const name = `moc up+silu ${dtype} d${d} F${f} K${k} T=${T}`;
+    guarded(name, () => {
+      const r = rng(seed++);
+      const w = weight(randomF32(f * d, r, 0.05), f, d, dtype);
+      const x = randomF32(T * d, r), g = randomF32(T * f, r, 3);
+      const idx = R.mocSelect(g, f, { k });
+      const z = poisoned(T * pad8(k) * 4);
+      const spec = { dtype, inDim: d, outDim: k, gather: { wRows: f, gateWidth: f }, epilogue: 'silu_gate' as const };
+      launch(D.gemv(spec), D.gemvGrid(spec, T), 256, [z, upload(padF32(x, T, d)), w.device, upload(padI32(idx, T, k)), upload(padF32(g, T, f))]);
+      const got = unpadF32(download(z, new Float32Array(T * pad8(k))), T, k);
+      const want = R.mul(R.silu(R.mocGather(g, f, idx, k)), R.mocUp(x, w.exact, d, idx, k));
+      const e = relErr(got, want);
+      check(name, e < 1e-5, `rel ${e.toExponential(2)}`);
+    });
+  }
+}
+
+function padI32(x: Int32Array, rows: number, cols: number): Int32Array {
+  const ld = pad8(cols);
+  const out = new Int32Array(rows * ld);
+  for (let r = 0; r < rows; r++) out.set(x.subarray(r * cols, (r + 1) * cols), r * ld);
+  return out;
+}
+
+// ---- Top-K and a:b selection ----
+for (const [f, k, T] of [[172, 1, 2], [172, 32, 3], [172, 172, 1], [5461, 1024, 2], [5464, 1024, 1], [14336, 2688, 2], [300, 57, 1]] as const) {
+  for (const ties of [false, true]) {
+    const name = `topk F${f} K${k} T=${T}${ties ? ' (ties, NaN, ±0)' : ''}`;
+    guarded(name, () => {
+      const r = rng(seed++);
+      const g = randomF32(T * f, r, 4);
+      if (ties) {
+        for (let i = 0; i < g.length; i++) g[i] = Math.round(g[i]! * 2) / 2; // few distinct values
+        g[3] = NaN; g[5] = -0; g[6] = 0;
+      }
+      const idx = poisoned(T * pad8(k) * 4);
+      launch(M.topkSelect(f, k), [1, T, 1], M.selectShape(f).threads, [idx, upload(padF32(g, T, f))]);
+      const got = download(idx, new Int32Array(T * pad8(k)));
+      const want = R.mocSelect(g, f, { k });
+      let bad = 0;
+      for (let t = 0; t < T; t++) for (let j = 0; j < k; j++) if (got[t * pad8(k) + j] !== want[t * k + j]) bad++;
+      check(name, bad === 0, bad ? `${bad} indices differ` : 'exact');
+    });
+  }
+}
+for (const [f, a, b] of [[172, 2, 8], [172, 3, 5], [5461, 4, 16], [64, 1, 64]] as const) {
+  const name = `pattern ${a}:${b} F${f}`;
+  guarded(name, () => {
+    const r = rng(seed++);
+    const T = 2;
+    const g = randomF32(T * f, r);
+    const kOut = a * Math.floor(f / b) + Math.min(a, f % b);
+    const idx = poisoned(T * pad8(kOut) * 4);
+    launch(M.patternSelect(f, a, b), [Math.ceil(Math.ceil(f / b) / 128), T, 1], 128, [idx, upload(padF32(g, T, f))]);
+    const got = download(idx, new Int32Array(T * pad8(kOut)));
+    const want = R.mocSelect(g, f, { a, b });
+    let bad = 0;
+    for (let t = 0; t < T; t++) for (let j = 0; j < kOut; j++) if (got[t * pad8(kOut) + j] !== want[t * kOut + j]) bad++;
+    check(name, bad === 0, bad ? `${bad} indices differ` : 'exact');
+  });
+}
+
+// ---- gathered down projection (+ residual) ----
+for (const dtype of ['f32', 'bf16'] as const) {
+  for (const [d, f, k, T] of [[64, 172, 32, 2], [2048, 5464, 1024, 1], [4096, 14336, 2688, 1], [100, 300, 7, 1]] as const) {
+    const name = `moc down ${dtype} d${d} F${f} K${k} T=${T}`;
+    guarded(name, () => {
+      const r = rng(seed++);
+      const w = weight(randomF32(f * d, r, 0.05), f, d, dtype);
+      const z = randomF32(T * k, r), y0 = randomF32(T * d, r);
+      const idx = R.mocSelect(randomF32(T * f, r), f, { k });
+      const { slices } = M.downSplit(k);
+      const partial = poisoned(T * slices * pad8(d) * 4);
+      const y = upload(padF32(y0, T, d));
+      launch(M.downPartial(dtype, d, k), [Math.ceil(pad8(d) / 8 / M.DOWN_THREADS), slices, T], M.DOWN_THREADS, [partial, upload(padF32(z, T, k)), w.device, upload(padI32(idx, T, k))]);
+      launch(M.downReduce(d, k), [Math.ceil(d / 256), T, 1], 256, [y, partial]);
+      const got = unpadF32(download(y, new Float32Array(T * pad8(d))), T, d);
+      const want = R.add(y0, R.mocDown(z, w.exact, d, idx, k));
+      const e = relErr(got, want);
+      check(name, e < 1e-5, `rel ${e.toExponential(2)}`);
+    });
+  }
+}
+
+// ---- embedding, RMSNorm, elementwise, argmax ----
+for (const dtype of ['f32', 'bf16', 'f16'] as const) {
+  guarded(`embedding ${dtype} d=70`, () => {
+    const r = rng(seed++);
+    const V = 50, d = 70, toks = Int32Array.of(3, 49, 0, 3);
+    const table = weight(randomF32(V * d, r), V, d, dtype);
+    const y = poisoned(toks.length * pad8(d) * 4);
+    launch(D.embedding(dtype, d), [1, toks.length, 1], 256, [y, table.device, upload(toks)]);
+    const got = unpadF32(download(y, new Float32Array(toks.length * pad8(d))), toks.length, d);
+    const e = relErr(got, R.embedding(table.exact, d, toks));
+    check(`embedding ${dtype} d=70`, e === 0, `rel ${e}`);
+  });
+  for (const d of [64, 2048, 300]) {
+    guarded(`rmsnorm ${dtype} d=${d}`, () => {
+      const r = rng(seed++);
+      const T = 3;
+      const x = randomF32(T * d, r, 2);
+      const w = weight(randomF32(d, r), 1, d, dtype);
+      const y = poisoned(T * pad8(d) * 4);
+      launch(D.rmsnorm(dtype, d, 1e-5), [1, T, 1], D.rmsnormThreads(d), [y, upload(padF32(x, T, d)), w.device]);
+      const got = unpadF32(download(y, new Float32Array(T * pad8(d))), T, d);
+      const e = relErr(got, R.rmsnorm(x, w.exact, 1e-5));
+      check(`rmsnorm ${dtype} d=${d}`, e < 1e-6, `rel ${e.toExponential(2)}`);
+    });
+  }
+}
+for (const op of ['silu_mul', 'add'] as const) {
+  guarded(`${op} width 172 T=3`, () => {
+    const r = rng(seed++);
+    const T = 3, w = 172;
+    const a = randomF32(T * w, r, 4), b = randomF32(T * w, r);
+    const z = poisoned(T * pad8(w) * 4);
+    launch(D.elementwise(op, pad8(w)), [Math.ceil(pad8(w) / 256), T, 1], 256, [z, upload(padF32(a, T, w)), upload(padF32(b, T, w))]);
+    const got = unpadF32(download(z, new Float32Array(T * pad8(w))), T, w);
+    const want = op === 'add' ? R.add(a, b) : R.mul(R.silu(a), b);
+    const e = relErr(got, want);
+    check(`${op} width 172 T=3`, e < 1e-6, `rel ${e.toExponential(2)}`);
+  });
+}
+for (const n of [512, 32000, 1000]) {
+  guarded(`argmax n=${n} (ties)`, () => {
+    const r = rng(seed++);
+    const x = randomF32(n, r);
+    x[n - 7] = 5; x[n - 300 > 0 ? n - 300 : 1] = 5; // a tie at the maximum: the lower index wins
+    const out = poisoned(4), hist = poisoned(64 * 4);
+    launch(D.argmax(n), [1, 1, 1], 1024, [out, upload(x), hist, upload(Int32Array.of(9))]);
+    const got = download(out, new Int32Array(1))[0]!;
+    const h = download(hist, new Int32Array(64))[9]!;
+    const want = Math.min(n - 7, n - 300 > 0 ? n - 300 : 1);
+    check(`argmax n=${n} (ties)`, got === want && h === want, `got ${got} (history ${h}), want ${want}`);
+  });
+}
+
+// ---- RoPE, KV store + attention ----
+for (const style of ['half', 'interleaved'] as const) {
+  for (const [heads, hd] of [[8, 8], [32, 64], [4, 128]] as const) {
+    const name = `rope ${style} h${heads} hd${hd}`;
+    guarded(name, () => {
+      const r = rng(seed++);
+      const T = 3, pos0 = 17, maxPos = 64;
+      const x = randomF32(T * heads * hd, r);
+      const inv = R.ropeInvFreq({ heads, headDim: hd, theta: 10000, style });
+      const table = new Float32Array(maxPos * hd);
+      for (let p = 0; p < maxPos; p++) for (let i = 0; i < hd / 2; i++) (table[(p * hd) / 2 * 2 + i * 2] = Math.cos(p * inv[i]!)), (table[(p * hd) / 2 * 2 + i * 2 + 1] = Math.sin(p * inv[i]!));
+      const xd = upload(padF32(x, T, heads * hd));
+      launch(A.rope(heads, hd, style), [Math.ceil((heads * hd) / 2 / A.ROPE_THREADS), T, 1], A.ROPE_THREADS, [xd, upload(table), upload(Int32Array.of(pos0))]);
+      const got = unpadF32(download(xd, new Float32Array(T * pad8(heads * hd))), T, heads * hd);
+      const e = relErr(got, R.rope(x, { heads, headDim: hd, theta: 10000, style }, pos0));
+      check(name, e < 1e-6, `rel ${e.toExponential(2)}`);
+    });
+  }
+}
+for (const [heads, kvh, hd, pos0, T] of [[8, 4, 8, 0, 5], [8, 4, 8, 30, 1], [32, 32, 64, 100, 1], [32, 8, 128, 7, 3], [4, 1, 64, 1000, 2]] as const) {
+  const name = `attention h${heads} kv${kvh} hd${hd} pos${pos0} T=${T}`;
+  guarded(name, () => {
+    const r = rng(seed++);
+    const cap = pos0 + T + 3, kvw = kvh * hd;
+    const cacheK = new Float32Array(cap * kvw), cacheV = new Float32Array(cap * kvw);
+    cacheK.set(randomF32(pos0 * kvw, r)); cacheV.set(randomF32(pos0 * kvw, r));
+    const q = randomF32(T * heads * hd, r), k = randomF32(T * kvw, r), v = randomF32(T * kvw, r);
+    const ck = upload(padF32(cacheK, cap, kvw)), cv = upload(padF32(cacheV, cap, kvw));
+    const pos = upload(Int32Array.of(pos0));
+    launch(A.kvStore(kvw), [1, T, 1], 128, [ck, cv, upload(padF32(k, T, kvw)), upload(padF32(v, T, kvw)), pos]);
+    const out = poisoned(T * pad8(heads * hd) * 4);
+    launch(A.attention(heads, kvh, hd), [heads, T, 1], 32 * A.ATTN_WARPS, [out, upload(padF32(q, T, heads * hd)), ck, cv, pos]);
+    const got = unpadF32(download(out, new Float32Array(T * pad8(heads * hd))), T, heads * hd);
+    const want = R.attention(q, k, v, { k: cacheK.slice(), v: cacheV.slice() }, pos0, heads, kvh, hd);
+    const e = relErr(got, want);
+    check(name, e < 1e-5, `rel ${e.toExponential(2)}`);
+  });
+}
+
+// ---- the real model: logits vs the HF references, greedy text ----
+const fix = `${projectRoot()}/fixtures/stories260K/`;
+const ref = JSON.parse(readFileSync(`${fix}reference/reference.json`, 'utf8'));
+const refLogits = (seq: string, which: string) => {
+  const b = readFileSync(`${fix}reference/${ref.sequences[seq].logits_files[which]}`);
+  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+};
+const maxAbs = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Number.isFinite(v) ? Math.abs(v - b[i]!) : Infinity), 0);
+for (const [label, sel] of [['dense', 'dense'], ['moc_k32', { k: 32 }], ['moc_k128', { k: 128 }]] as const) {
+  for (const format of ['gguf/stories260K.gguf', 'hf']) {
+    guarded(`stories260K ${format} ${label} logits`, () => {
+      const m = loadModel(`${fix}${format}`, { selection: sel });
+      const s = createCudaSession(m);
+      for (const seq of ['greedy_once_upon', 'sample0']) {
+        const toks: number[] = ref.sequences[seq].tokens;
+        s.reset();
+        const prefill = s.forward(toks);
+        const dp = maxAbs(prefill, refLogits(seq, label));
+        // decode path: 4 tokens of prefill, then one token at a time through the captured graph
+        s.reset();
+        const rows = [s.forward(toks.slice(0, 4))];
+        for (const t of toks.slice(4)) rows.push(s.forward([t]));
+        const step = new Float32Array(prefill.length);
+        let o = 0;
+        for (const row of rows) (step.set(row, o), (o += row.length));
+        const dd = maxAbs(step, refLogits(seq, label));
+        check(`stories260K ${format} ${label} ${seq}`, dp <= 1e-3 && dd <= 1e-3, `max|Δ| prefill ${dp.toExponential(2)}, graph decode ${dd.toExponential(2)}`);
+      }
+      m.close();
+    });
+  }
+}
+guarded('greedy text', () => {
+  const m = loadModel(`${fix}gguf/stories260K.gguf`);
+  const s = createCudaSession(m);
+  const tok = m.tokenizer!;
+  const prompt = tok.encode(ref.prompt);
+  const out = generate(s, prompt, { maxTokens: 120, eosId: m.spec.eosId });
+  const text = tok.decode([...prompt, ...out]);
+  check('greedy text (device-side greedy loop)', text === ref.greedy_text, text === ref.greedy_text ? 'exact' : `differs: ${JSON.stringify(text.slice(0, 80))}`);
+  m.close();
+});
+
+const failed = results.filter((r) => !r.ok);
+console.log(`\ncuda-check on ${cuda().device.name}: ${results.length - failed.length} passed, ${failed.length} failed`);
+for (const f of failed) console.log(`  FAIL ${f.name}: ${f.detail}`);
+process.exitCode = failed.length ? 1 : 0;

@@ -1,0 +1,94 @@
+// Launching single generated kernels on host arrays, for the GPU checks and benchmarks.
+import type { DevicePtr } from '../../targets/cuda/driver.js';
+import { packParams } from '../../targets/cuda/driver.js';
+import { cudaContext } from '../../targets/cuda/index.js';
+import { ptxModule } from '../../targets/cuda/ptx/builder.js';
+import type { Kernel } from '../../targets/cuda/ptx/dense.js';
+import { CHUNK, pad8, type WeightDType } from '../../targets/cuda/ptx/layout.js';
+import { decodeToF32, encodeFromF32 } from '../../src/util/dtype.js';
+
+export const cuda = () => cudaContext();
+const loaded = new Map<string, ReturnType<ReturnType<typeof cuda>['loadModule']>>();
+
+export function fn(k: Kernel) {
+  let m = loaded.get(k.name);
+  if (!m) loaded.set(k.name, (m = cuda().loadModule(ptxModule([k.text]), k.name)));
+  return m.getFunction(k.name);
+}
+
+export function launch(k: Kernel, grid: [number, number, number], block: number, args: (DevicePtr | number)[]): void {
+  const { bytes, offsets } = packParams(args.map((a) => (typeof a === 'bigint' ? { type: 'u64' as const, value: a } : { type: 'u32' as const, value: a })));
+  fn(k).launch(grid, [block, 1, 1], 0, null, bytes, offsets);
+}
+
+const allocs: DevicePtr[] = [];
+export function upload(data: ArrayBufferView): DevicePtr {
+  const p = cuda().malloc(Math.max(4, data.byteLength));
+  allocs.push(p);
+  cuda().copyToDevice(p, data);
+  return p;
+}
+/** Device memory filled with NaN, so an element a kernel failed to write is caught. */
+export function poisoned(bytes: number): DevicePtr {
+  const p = cuda().malloc(Math.max(4, bytes));
+  allocs.push(p);
+  cuda().memsetD32(p, 0x7fc00000, Math.ceil(bytes / 4));
+  return p;
+}
+export function download<T extends Float32Array | Int32Array>(p: DevicePtr, out: T): T {
+  cuda().synchronize();
+  cuda().copyFromDevice(out, p);
+  return out;
+}
+export function freeAll(): void {
+  for (const p of allocs.splice(0)) cuda().free(p);
+}
+
+/** Seeded uniform [-1, 1) values. */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    return (s / 4294967296) * 2 - 1;
+  };
+}
+export function randomF32(n: number, r: () => number, scale = 1): Float32Array {
+  return Float32Array.from({ length: n }, () => r() * scale);
+}
+
+/** Rows × cols floats → padded rows (zeros in the padding). */
+export function padF32(x: Float32Array, rows: number, cols: number): Float32Array {
+  const ld = pad8(cols);
+  const out = new Float32Array(rows * ld);
+  for (let r = 0; r < rows; r++) out.set(x.subarray(r * cols, (r + 1) * cols), r * ld);
+  return out;
+}
+export function unpadF32(x: Float32Array, rows: number, cols: number): Float32Array {
+  const ld = pad8(cols);
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) out.set(x.subarray(r * ld, r * ld + cols), r * cols);
+  return out;
+}
+
+/** A weight in `dtype` as the device stores it (padded rows), and the exact f32 values it holds. */
+export function weight(values: Float32Array, rows: number, cols: number, dtype: WeightDType): { device: DevicePtr; exact: Float32Array } {
+  const enc = encodeFromF32(dtype, values);
+  const exact = decodeToF32(dtype, enc, values.length);
+  const eb = dtype === 'f32' ? 4 : 2;
+  const ld = pad8(cols);
+  const padded = new Uint8Array(rows * ld * eb);
+  for (let r = 0; r < rows; r++) padded.set(enc.subarray(r * cols * eb, (r + 1) * cols * eb), r * ld * eb);
+  return { device: upload(padded), exact };
+}
+
+export function relErr(got: Float32Array, want: Float32Array): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < want.length; i++) {
+    const g = got[i]!;
+    if (!Number.isFinite(g)) return Infinity;
+    num += (g - want[i]!) ** 2;
+    den += want[i]! ** 2;
+  }
+  return Math.sqrt(num / Math.max(den, 1e-30));
+}
+export { CHUNK, pad8 };

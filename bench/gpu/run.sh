@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# On the GPU machine (no Node there: carry .carry, dist and the addon; see bench/gpu/README.md):
+#   source .carry/setup.sh && bash bench/gpu/run.sh [check|sanitize|ffn|e2e|all]
+# Writes logs and JSON under $OUT (the device tool's output folder) or bench/results/gpu.
+set -u
+what=${1:-all}
+out=${OUT:-bench/results/gpu}
+mkdir -p "$out"
+node --version
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader || true
+status=0
+step() { echo; echo "=== $1"; }
+if [[ $what == all || $what == check ]]; then
+  step "cuda-check: kernels vs ref, stories260K logits and greedy text"
+  node dist/bench/gpu/cuda-check.js > "$out/cuda-check.log" 2>&1 || status=1
+  grep -E "^FAIL|passed, .* failed" "$out/cuda-check.log" | tail -40
+fi
+if [[ $what == all || $what == sanitize ]]; then
+  step "compute-sanitizer: one prefill + decode step (memcheck, racecheck)"
+  for tool in memcheck racecheck; do
+    compute-sanitizer --tool $tool --error-exitcode 9 node dist/bench/gpu/one-step.js > "$out/sanitizer-$tool.log" 2>&1 || status=1
+    echo "$tool: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|one decode step' "$out/sanitizer-$tool.log" | tr '\n' ' ')"
+  done
+fi
+if [[ $what == all || $what == ffn || $what == e2e ]]; then
+  step "torch_ffn: cuBLAS dense FFN under a CUDA graph, copy bandwidth"
+  python3 bench/gpu/torch_ffn.py --shapes 2048x5464,4096x14336 --out "$out/torch_ffn.json" 2>&1 | tail -8 || status=1
+fi
+if [[ $what == all || $what == ffn ]]; then
+  step "ffn-decode: mocc MoC vs mocc dense"
+  node dist/bench/gpu/ffn-decode.js --torch "$out/torch_ffn.json" --out "$out/ffn-decode.json" 2>&1 | tail -8 || status=1
+fi
+if [[ $what == all || $what == e2e ]]; then
+  step "decode-e2e: 1B preset, mocc dense / MoC vs HF transformers"
+  model=/tmp/llama-1b
+  [[ -f $model/config.json ]] || python3 bench/gpu/make_llama_1b.py --out $model --seed 0 2>&1 | tail -3
+  python3 bench/gpu/hf_decode.py --model $model --prompt-tokens 16 --new-tokens 128 --warmup 1 --out "$out/hf_decode.json" 2>&1 | tail -3 || status=1
+  node dist/bench/gpu/decode-e2e.js --model $model --hf "$out/hf_decode.json" --torch "$out/torch_ffn.json" --out "$out/decode-e2e.json" 2>&1 | tail -6 || status=1
+fi
+exit $status
