@@ -22,7 +22,9 @@ export function rope(heads: number, hd: number, style: 'half' | 'interleaved'): 
   const h = k.reg('u32', 'h'), i = k.reg('u32', 'i'), position = k.reg('u32', 'position');
   k.emit(`div.u32 ${h}, ${j}, ${half}`, `rem.u32 ${i}, ${j}, ${half}`, `ld.global.u32 ${position}, [${pos}]`, `add.u32 ${position}, ${position}, ${t}`);
   const ti = k.reg('u32', 'ti'), c = k.reg('f32', 'c'), s = k.reg('f32', 's');
-  k.emit(`mad.lo.u32 ${ti}, ${position}, ${half}, ${i}`, `ld.global.nc.v2.f32 {${c}, ${s}}, [${k.addr(table, ti, 8)}]`);
+  k.emit(`mad.lo.u32 ${ti}, ${position}, ${half}, ${i}`);
+  const ta = k.addr(table, ti, 8);
+  k.emit(`ld.global.nc.v2.f32 {${c}, ${s}}, [${ta}]`);
   const ia = k.reg('u32', 'ia'), ib = k.reg('u32', 'ib');
   if (style === 'half') k.emit(`mad.lo.u32 ${ia}, ${h}, ${hd}, ${i}`, `add.u32 ${ib}, ${ia}, ${half}`);
   else k.emit(`mad.lo.u32 ${ia}, ${h}, ${hd}, ${i}`, `add.u32 ${ia}, ${ia}, ${i}`, `add.u32 ${ib}, ${ia}, 1`);
@@ -89,7 +91,9 @@ export function attention(heads: number, kvHeads: number, hd: number): Kernel {
     const d = k.reg('u32', 'd'), pv = k.reg('pred', 'pv'), v = k.reg('f32', 'q');
     k.emit(`add.u32 ${d}, ${lane}, ${32 * e}`, `setp.lt.u32 ${pv}, ${d}, ${hd}`, `min.u32 ${d}, ${d}, ${hd - 1}`);
     const qi = k.reg('u32', 'qi');
-    k.emit(`add.u32 ${qi}, ${qhead}, ${d}`, `ld.global.f32 ${v}, [${k.addr(qrow, qi, 4)}]`, `mul.f32 ${v}, ${v}, ${f32Imm(Math.LOG2E / Math.sqrt(hd))}`, `selp.f32 ${v}, ${v}, 0f00000000, ${pv}`);
+    k.emit(`add.u32 ${qi}, ${qhead}, ${d}`);
+    const qa = k.addr(qrow, qi, 4);
+    k.emit(`ld.global.f32 ${v}, [${qa}]`, `mul.f32 ${v}, ${v}, ${f32Imm(Math.LOG2E / Math.sqrt(hd))}`, `selp.f32 ${v}, ${v}, 0f00000000, ${pv}`);
     const off = k.reg('u32', 'do');
     k.emit(`add.u32 ${off}, ${kvOff}, ${d}`);
     valid.push(pv); qv.push(v); dOff.push(off);
@@ -145,7 +149,9 @@ export function attention(heads: number, kvHeads: number, hd: number): Kernel {
       k.emit(`mov.u32 ${sa}, ${shA}`, `mad.lo.u32 ${sa}, ${lane}, 4, ${sa}`, `add.u32 ${sa}, ${sa}, ${w * hd * 4 + e * 128}`, `ld.shared.f32 ${av}, [${sa}]`, `fma.rn.f32 ${o}, ${av}, ${sc[w]}, ${o}`);
     }
     const oi = k.reg('u32', 'oi');
-    k.emit(`div.rn.f32 ${o}, ${o}, ${L}`, `add.u32 ${oi}, ${qhead}, ${lane}`, `add.u32 ${oi}, ${oi}, ${e * 32}`, `st.global.f32 [${k.addr(orow, oi, 4)}], ${o}`);
+    k.emit(`div.rn.f32 ${o}, ${o}, ${L}`, `add.u32 ${oi}, ${qhead}, ${lane}`, `add.u32 ${oi}, ${oi}, ${e * 32}`);
+    const oa = k.addr(orow, oi, 4);
+    k.emit(`st.global.f32 [${oa}], ${o}`);
     k.place(skip);
   }
   k.place(fin);

@@ -162,7 +162,48 @@ export class KernelBuilder {
     return [excl, total];
   }
 
+  /**
+   * Rejects a register read before any instruction wrote it, in text order. This catches the easy
+   * mistake of calling addr()/neg() inside an emit() whose earlier line defines their input: the
+   * helper's instructions are emitted first, while the argument list is being built.
+   */
+  private checkDefinedBeforeUse(): void {
+    const defined = new Set<string>();
+    const regRe = /%[A-Za-z_][A-Za-z0-9_]*/g;
+    for (const raw of this.body) {
+      let line = raw.trim();
+      if (line.endsWith(':') || line.startsWith('//')) continue;
+      line = line.replace(/;$/, '');
+      const reads: string[] = [];
+      const guard = /^@!?(%[A-Za-z0-9_]+)\s+/.exec(line);
+      if (guard) {
+        reads.push(guard[1]!);
+        line = line.slice(guard[0].length);
+      }
+      const sp = line.search(/\s/);
+      const op = sp < 0 ? line : line.slice(0, sp);
+      const rest = sp < 0 ? '' : line.slice(sp + 1);
+      const noDest = /^(st\.|bra|bar\.|ret)/.test(op);
+      // the first operand (up to a top-level comma) is the destination, unless the op has none
+      let depth = 0, cut = rest.length;
+      for (let i = 0; i < rest.length; i++) {
+        const ch = rest[i];
+        if (ch === '{' || ch === '[') depth++;
+        else if (ch === '}' || ch === ']') depth--;
+        else if (ch === ',' && depth === 0) { cut = i; break; }
+      }
+      const dest = noDest ? '' : rest.slice(0, cut);
+      const srcs = noDest ? rest : rest.slice(cut + 1);
+      for (const r of srcs.match(regRe) ?? []) reads.push(r);
+      for (const r of reads) {
+        if (this.decls.has(r) && !defined.has(r)) throw new Error(`PTX generator bug in ${this.name}: ${r} is read before it is written: '${raw.trim()}'`);
+      }
+      for (const r of dest.match(regRe) ?? []) defined.add(r);
+    }
+  }
+
   render(): string {
+    this.checkDefinedBeforeUse();
     const params = this.params.map((p) => `\t.param .${p.type} ${p.name}`).join(',\n');
     const decls = [...this.decls].map(([n, t]) => `\t.reg .${t} ${n};`).join('\n');
     return `.visible .entry ${this.name}(\n${params}\n)\n{\n${decls}\n${this.shared.join('\n')}\n${this.body.join('\n')}\n\tret;\n}\n`;

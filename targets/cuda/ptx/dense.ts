@@ -270,7 +270,9 @@ export function argmax(n: number): Kernel {
   k.emit(`ld.shared.f32 ${best}, [${av}]`, `ld.shared.u32 ${bi}, [${ai}]`);
   warpReduce();
   const at = k.reg('u32', 'at');
-  k.emit(`ld.global.u32 ${at}, [${pos}]`, `setp.eq.u32 ${p}, ${lane}, 0`, `@${p} st.global.u32 [${out}], ${bi}`, `@${p} st.global.u32 [${k.addr(history, at, 4)}], ${bi}`);
+  k.emit(`ld.global.u32 ${at}, [${pos}]`, `setp.eq.u32 ${p}, ${lane}, 0`);
+  const slot = k.addr(history, at, 4);
+  k.emit(`@${p} st.global.u32 [${out}], ${bi}`, `@${p} st.global.u32 [${slot}], ${bi}`);
   k.place(fin);
   return { name, text: k.render() };
 }

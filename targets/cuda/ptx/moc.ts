@@ -199,7 +199,9 @@ export function downPartial(dtype: WeightDType, d: number, kKeep: number): Kerne
     const zs: string[] = [], ws: string[][] = [];
     for (let u = 0; u < n; u++) {
       const ku = k.reg('u32', 'ku'), ch = k.reg('u32', 'ch'), zv = k.reg('f32', 'z');
-      k.emit(`add.u32 ${ku}, ${kk}, ${u}`, `ld.global.nc.u32 ${ch}, [${k.addr(irow, ku, 4)}]`, `ld.global.f32 ${zv}, [${k.addr(zrow, ku, 4)}]`);
+      k.emit(`add.u32 ${ku}, ${kk}, ${u}`);
+      const ia = k.addr(irow, ku, 4), za = k.addr(zrow, ku, 4);
+      k.emit(`ld.global.nc.u32 ${ch}, [${ia}]`, `ld.global.f32 ${zv}, [${za}]`);
       const wa = k.addr(w, ch, ld * eb);
       k.emit(`add.s64 ${wa}, ${wa}, ${colOff}`);
       const wv = k.regs('f32', 'wv', 8);
