@@ -224,7 +224,7 @@ for (const [heads, kvh, hd, pos0, T] of [[8, 4, 8, 0, 5], [8, 4, 8, 30, 1], [32,
     const q = randomF32(T * heads * hd, r), k = randomF32(T * kvw, r), v = randomF32(T * kvw, r);
     const ck = upload(padF32(cacheK, cap, kvw)), cv = upload(padF32(cacheV, cap, kvw));
     const pos = upload(Int32Array.of(pos0));
-    launch(A.kvStore(kvw), [1, T, 1], 128, [ck, cv, upload(padF32(k, T, kvw)), upload(padF32(v, T, kvw)), pos]);
+    launch(A.kvStore(kvw), [A.kvStoreGrid(kvw), T, 1], 128, [ck, cv, upload(padF32(k, T, kvw)), upload(padF32(v, T, kvw)), pos]);
     const out = poisoned(T * pad8(heads * hd) * 4);
     launch(A.attention(heads, kvh, hd), [heads, T, 1], 32 * A.ATTN_WARPS, [out, upload(padF32(q, T, heads * hd)), ck, cv, pos]);
     const got = unpadF32(download(out, new Float32Array(T * pad8(heads * hd))), T, heads * hd);

@@ -51,7 +51,7 @@ for (const [d, f, k] of SHAPES) {
   const partial = poisoned(slices * pad8(d) * 4);
   const moc: L[] = [], dense: L[] = [];
   const gate = { dtype: 'bf16' as const, inDim: d, outDim: f, epilogue: 'store' as const };
-  const up = { dtype: 'bf16' as const, inDim: d, outDim: k, gather: { wRows: f, gateWidth: f }, epilogue: 'silu_gate' as const };
+  const up = { dtype: 'bf16' as const, inDim: d, outDim: k, gather: { wRows: f, gateWidth: f }, epilogue: 'silu_gate' as const, rowsPerWarp: 1, unroll: 8 }; // as lowered
   const downDense = { dtype: 'bf16' as const, inDim: f, outDim: d, epilogue: 'accumulate' as const };
   const denseCopies = Math.max(3, Math.ceil((4 * l2) / denseBytes));
   for (let c = 0; c < Math.max(copies, denseCopies); c++) {
@@ -74,13 +74,26 @@ for (const [d, f, k] of SHAPES) {
     }
   }
   const mocUs = timeGraph(moc, copies), denseUs = timeGraph(dense, denseCopies);
+  // Where the time goes: each stage alone, under its own graph (same copies).
+  const stage = (list: L[], prefix: string, c: number) => timeGraph(list.filter((l) => l.k.name.startsWith(prefix)), c);
+  const stages = {
+    gate: stage(moc, 'gemv_bf16_i' + d + '_o' + f + '_store', copies), topk: stage(moc, 'moc_topk', copies),
+    upSilu: stage(moc, 'gemv_bf16_i' + d + '_o' + k + '_g', copies), downPartial: stage(moc, 'moc_down_partial', copies), downReduce: stage(moc, 'moc_down_reduce', copies),
+  };
+  // GEMV shapes to choose from: rows per warp × chunks in flight, on the gate projection.
+  const variants: Record<string, number> = {};
+  for (const R of [1, 2, 4]) for (const U of [2, 4, 8]) {
+    const spec = { ...gate, rowsPerWarp: R, unroll: U };
+    variants[`r${R}u${U}`] = timeGraph(moc.filter((l) => l.k.name.startsWith('gemv_bf16_i' + d + '_o' + f + '_store')).map((l) => ({ ...l, k: D.gemv(spec), grid: D.gemvGrid(spec, 1) })), copies);
+  }
+  console.log(`  ${d}x${f} K=${k} stages µs: ${Object.entries(stages).map(([n, v]) => `${n} ${v.toFixed(1)}`).join(', ')}; gate GEMV variants: ${Object.entries(variants).map(([n, v]) => `${n} ${v.toFixed(1)}`).join(', ')}`);
   const t = torch.shapes.find((s: { d: number; dFfn: number }) => s.d === d && s.dFfn === f);
   const row = {
     d, dFfn: f, k, copiesMoc: copies, copiesDense: denseCopies,
     mocUs, denseUs, cublasGraphUs: t?.cublasGraphUs ?? null,
     mocFloorUs: (mocBytes / bw) * 1e6, denseFloorUs: (denseBytes / bw) * 1e6,
   };
-  rows.push({ ...row, mocFractionOfFloor: row.mocFloorUs / mocUs, denseFractionOfFloor: row.denseFloorUs / denseUs });
+  rows.push({ ...row, stages, gateVariants: variants, mocFractionOfFloor: row.mocFloorUs / mocUs, denseFractionOfFloor: row.denseFloorUs / denseUs });
   for (const buf of []) void buf;
 }
 const out = { device: cuda().device.name, copyBandwidthTBs: torch.copyBandwidthTBs, l2Bytes: l2, rows };

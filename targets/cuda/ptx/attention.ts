@@ -41,23 +41,24 @@ export function rope(heads: number, hd: number, style: 'half' | 'interleaved'): 
   return { name, text: k.render() };
 }
 
-/** cacheK[pos + t, :] = k[t, :], same for v; rows of width kvw (padded). Grid (1, T), block 128. */
+/** cacheK[pos + t, :] = k[t, :], same for v; one element a thread (a single looping block measured 10 µs). */
+export const kvStoreGrid = (kvw: number): number => Math.ceil(kvw / 128);
+
+/** Rows of width kvw (padded). Grid (kvStoreGrid(kvw), T), block 128. */
 export function kvStore(kvw: number): Kernel {
   const name = `kv_store_w${kvw}`;
   const k = new KernelBuilder(name, [{ name: 'ck', type: 'u64' }, { name: 'cv', type: 'u64' }, { name: 'k', type: 'u64' }, { name: 'v', type: 'u64' }, { name: 'pos', type: 'u64' }]);
   const ck = k.ptrParam('ck'), cv = k.ptrParam('cv'), kk = k.ptrParam('k'), vv = k.ptrParam('v'), pos = k.ptrParam('pos');
-  const tid = k.special('%tid.x', 'tid'), t = k.special('%ctaid.y', 't');
+  const tid = k.special('%tid.x', 'tid'), bx = k.special('%ctaid.x', 'bx'), t = k.special('%ctaid.y', 't');
+  const i = k.reg('u32', 'i'), p = k.reg('pred', 'p'), done = k.label('done');
+  k.emit(`mad.lo.u32 ${i}, ${bx}, 128, ${tid}`, `setp.ge.u32 ${p}, ${i}, ${kvw}`, `@${p} bra ${done}`);
   const position = k.reg('u32', 'position');
   k.emit(`ld.global.u32 ${position}, [${pos}]`, `add.u32 ${position}, ${position}, ${t}`);
   const ld = pad8(kvw);
-  const srcK = k.addr(kk, t, ld * 4), srcV = k.addr(vv, t, ld * 4), dstK = k.addr(ck, position, ld * 4), dstV = k.addr(cv, position, ld * 4);
-  const i = k.reg('u32', 'i'), p = k.reg('pred', 'p'), a = k.reg('f32', 'a'), b = k.reg('f32', 'b');
-  const loop = k.label('copy'), done = k.label('done');
-  k.emit(`mov.u32 ${i}, ${tid}`);
-  k.place(loop);
-  k.emit(`setp.ge.u32 ${p}, ${i}, ${kvw}`, `@${p} bra ${done}`);
-  k.emit(`ld.global.f32 ${a}, [${k.addr(srcK, i, 4)}]`, `ld.global.f32 ${b}, [${k.addr(srcV, i, 4)}]`);
-  k.emit(`st.global.f32 [${k.addr(dstK, i, 4)}], ${a}`, `st.global.f32 [${k.addr(dstV, i, 4)}], ${b}`, `add.u32 ${i}, ${i}, 128`, `bra ${loop}`);
+  const srcK = k.addr(k.addr(kk, t, ld * 4), i, 4), srcV = k.addr(k.addr(vv, t, ld * 4), i, 4);
+  const dstK = k.addr(k.addr(ck, position, ld * 4), i, 4), dstV = k.addr(k.addr(cv, position, ld * 4), i, 4);
+  const a = k.reg('f32', 'a'), b = k.reg('f32', 'b');
+  k.emit(`ld.global.f32 ${a}, [${srcK}]`, `ld.global.f32 ${b}, [${srcV}]`, `st.global.f32 [${dstK}], ${a}`, `st.global.f32 [${dstV}], ${b}`);
   k.place(done);
   return { name, text: k.render() };
 }

@@ -31,7 +31,9 @@ export function embedding(dtype: WeightDType, d: number): Kernel {
   return { name, text: k.render() };
 }
 
-export const rmsnormThreads = (d: number): number => Math.min(256, Math.ceil(d / 32) * 32);
+// Up to 1024 threads, two elements each: one block per row is latency-bound, so fewer serial
+// rounds matter more than occupancy (256 threads measured 6.9 µs per row at d = 2048 under ncu).
+export const rmsnormThreads = (d: number): number => Math.min(1024, Math.ceil(d / 2 / 32) * 32);
 
 /** y = x · rsqrt(mean(x²) + eps) · w per row. Grid (1, T), block rmsnormThreads(d). */
 export function rmsnorm(dtype: WeightDType, d: number, eps: number): Kernel {

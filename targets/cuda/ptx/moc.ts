@@ -163,11 +163,13 @@ export function patternSelect(f: number, a: number, b: number): Kernel {
   return { name, text: k.render() };
 }
 
-export const DOWN_THREADS = 256;
+// 128 threads (1024 columns) a block and up to 128 slices of kept channels: enough blocks to
+// keep the whole GPU reading (256 blocks at d=2048, K=1024; the first version had 64).
+export const DOWN_THREADS = 128;
 
 /** How the kept channels are split across blocks for the down projection. */
 export function downSplit(kKeep: number): { slices: number; perSlice: number } {
-  const slices = Math.min(64, Math.max(1, Math.ceil(kKeep / 16)));
+  const slices = Math.min(128, Math.max(1, Math.ceil(kKeep / 8)));
   return { slices, perSlice: Math.ceil(kKeep / slices) };
 }
 
