@@ -55,6 +55,25 @@ for (const dtype of ['f32', 'bf16', 'f16'] as const) {
   }
 }
 
+// ---- several GEMVs sharing x in one launch (Q/K/V, gate/up) ----
+for (const dtype of ['f32', 'bf16'] as const) {
+  for (const [inDim, outs, T] of [[64, [64, 32, 32], 2], [2048, [2048, 512, 512], 1], [2048, [5461, 5461], 1]] as const) {
+    const name = `gemv multi ${dtype} ${inDim}→${outs.join('+')} T=${T}`;
+    guarded(name, () => {
+      const r = rng(seed++);
+      const x = randomF32(T * inDim, r);
+      const specs = outs.map((o) => ({ dtype, inDim, outDim: o, epilogue: 'store' as const }));
+      const ws = outs.map((o) => weight(randomF32(o * inDim, r, 0.05), o, inDim, dtype));
+      const ys = outs.map((o) => poisoned(T * pad8(o) * 4));
+      const args: bigint[] = [upload(padF32(x, T, inDim))];
+      outs.forEach((_, i) => args.push(ys[i]!, ws[i]!.device));
+      launch(D.gemvMulti(specs), [D.gemvMultiGrid(specs), T, 1], 256, args);
+      const worst = Math.max(...outs.map((o, i) => relErr(unpadF32(download(ys[i]!, new Float32Array(T * pad8(o))), T, o), R.linear(x, ws[i]!.exact, inDim))));
+      check(name, worst < 2e-6, `rel ${worst.toExponential(2)}`);
+    });
+  }
+}
+
 // ---- gathered up projection with SiLU(G)·U ----
 for (const dtype of ['f32', 'bf16'] as const) {
   for (const [d, f, k, T] of [[64, 172, 32, 2], [2048, 5464, 1024, 1], [4096, 14336, 2688, 1]] as const) {

@@ -6,7 +6,7 @@ import { UserError } from '../../src/import/spec.js';
 import type { Graph, Node, Operand } from '../../src/ir/types.js';
 import type { ModelSpec } from '../../src/import/spec.js';
 import { attention, kvStore, kvStoreGrid, rope, ATTN_WARPS, ROPE_THREADS } from './ptx/attention.js';
-import { argmax, elementwise, embedding, gemv, gemvGrid, posAdvance, rmsnorm, rmsnormThreads, type GemvSpec, type Kernel } from './ptx/dense.js';
+import { argmax, elementwise, embedding, gemv, gemvGrid, gemvMulti, gemvMultiGrid, posAdvance, rmsnorm, rmsnormThreads, type GemvSpec, type Kernel } from './ptx/dense.js';
 import { pad8, type WeightDType } from './ptx/layout.js';
 import { downPartial, downReduce, downSplit, DOWN_THREADS, patternSelect, selectShape, topkSelect } from './ptx/moc.js';
 import type { Arg, BufferDecl, ConstDecl, Launch, Program, Step } from './program.js';
@@ -148,6 +148,21 @@ export function lowerToCuda(g: Graph, spec: ModelSpec): Program {
           bufOf.set(fold.add.name, bufOf.get(fold.into)!);
           skip.add(fold.add.name);
         } else {
+          // Later linears reading the same x (Q/K/V, gate/up) join this launch: one kernel, not three.
+          const group = n.op === 'linear' ? g.nodes.filter((m, j) => j > i && m.op === 'linear' && m.inputs[0]!.kind === 'value' && m.inputs[0]!.name === n.inputs[0]!.name
+            && m.inputs[1]!.kind === 'weight' && wdtype(m.inputs[1]!.name) === w.dtype && !foldedAdd(j, m.name)) : [];
+          if (group.length > 0) {
+            const members = [n, ...group];
+            const specs = members.map((m): GemvSpec => ({ dtype: w.dtype, inDim, outDim: width(m), epilogue: 'store' }));
+            const args: Arg[] = [x];
+            for (const m of members) {
+              const id = newBuf(width(m));
+              bufOf.set(m.name, id);
+              args.push({ kind: 'buf', id }, weightArg(m.inputs[1]!, m).arg);
+            }
+            launch({ kernel: use(gemvMulti(specs)), grid: [gemvMultiGrid(specs), 'T', 1], block: 256, args }, n);
+            return;
+          }
           y = out();
         }
         launch({ kernel: use(gemv(spec)), grid: gemvGrid(spec, 0).map((d, j) => (j === 1 ? 'T' : d)) as Launch['grid'], block: 256, args: [y, x, w.arg] }, n);

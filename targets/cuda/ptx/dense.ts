@@ -95,8 +95,6 @@ export function gemvGrid(s: GemvSpec, tokens: number): [number, number, number] 
  * Grid gemvGrid(spec, T), block 256.
  */
 export function gemv(s: GemvSpec): Kernel {
-  const R = s.rowsPerWarp ?? 2;
-  const U = s.unroll ?? 4;
   const name = gemvName(s);
   const params = [{ name: 'y', type: 'u64' as const }, { name: 'x', type: 'u64' as const }, { name: 'w', type: 'u64' as const }];
   if (s.gather) params.push({ name: 'idx', type: 'u64' }, { name: 'g', type: 'u64' });
@@ -104,6 +102,46 @@ export function gemv(s: GemvSpec): Kernel {
   const y = k.ptrParam('y'), x = k.ptrParam('x'), w = k.ptrParam('w');
   const idx = s.gather ? k.ptrParam('idx') : '', g = s.gather ? k.ptrParam('g') : '';
   const tid = k.special('%tid.x', 'tid'), bx = k.special('%ctaid.x', 'bx'), t = k.special('%ctaid.y', 't');
+  emitGemv(k, s, { y, x, w, idx, g }, bx, tid, t);
+  return { name, text: k.render() };
+}
+
+/**
+ * One launch for several store-epilogue GEMVs that read the same x (Q/K/V; a dense FFN's gate and
+ * up): blocks are split among the matrices by compile-time ranges. Params: x, then y_i, w_i.
+ * Grid (Σ blocks_i, T), block 256.
+ */
+export function gemvMulti(specs: GemvSpec[]): Kernel {
+  const name = `gemv_multi_${specs[0]!.dtype}_i${specs[0]!.inDim}_o${specs.map((s) => s.outDim).join('_')}_r${specs[0]!.rowsPerWarp ?? 2}_u${specs[0]!.unroll ?? 4}`;
+  const params: { name: string; type: 'u64' }[] = [{ name: 'x', type: 'u64' }];
+  specs.forEach((_, i) => params.push({ name: `y${i}`, type: 'u64' }, { name: `w${i}`, type: 'u64' }));
+  const k = new KernelBuilder(name, params);
+  const x = k.ptrParam('x');
+  const tid = k.special('%tid.x', 'tid'), bx = k.special('%ctaid.x', 'bx'), t = k.special('%ctaid.y', 't');
+  const done = k.label('done');
+  let start = 0;
+  specs.forEach((s, i) => {
+    const blocks = gemvGrid(s, 1)[0];
+    const next = k.label('seg'), p = k.reg('pred', 'p'), local = k.reg('u32', 'bxl');
+    k.emit(`setp.ge.u32 ${p}, ${bx}, ${start + blocks}`, `@${p} bra ${next}`, `sub.u32 ${local}, ${bx}, ${start}`);
+    const y = k.ptrParam(`y${i}`), w = k.ptrParam(`w${i}`);
+    emitGemv(k, s, { y, x, w, idx: '', g: '' }, local, tid, t);
+    k.emit(`bra ${done}`);
+    k.place(next);
+    start += blocks;
+  });
+  k.place(done);
+  return { name, text: k.render() };
+}
+
+export function gemvMultiGrid(specs: GemvSpec[]): number {
+  return specs.reduce((n, s) => n + gemvGrid(s, 1)[0], 0);
+}
+
+function emitGemv(k: KernelBuilder, s: GemvSpec, ptr: { y: string; x: string; w: string; idx: string; g: string }, bx: string, tid: string, t: string): void {
+  const R = s.rowsPerWarp ?? 2;
+  const U = s.unroll ?? 4;
+  const { y, x, w, idx, g } = ptr;
   const lane = k.reg('u32', 'lane'), warp = k.reg('u32', 'warp'), row0 = k.reg('u32', 'row0');
   k.emit(`and.b32 ${lane}, ${tid}, 31`, `shr.u32 ${warp}, ${tid}, 5`, `mad.lo.u32 ${row0}, ${bx}, ${GEMV_WARPS}, ${warp}`, `mul.lo.u32 ${row0}, ${row0}, ${R}`);
   const ld = pad8(s.inDim);
@@ -191,7 +229,6 @@ export function gemv(s: GemvSpec): Kernel {
     k.place(nx);
   }
   k.place(skip);
-  return { name, text: k.render() };
 }
 
 /**
