@@ -83,6 +83,18 @@ export function lowerToCuda(g: Graph, spec: ModelSpec): Program {
     return { add, into: other.name };
   };
   const skip = new Set<string>();
+  /**
+   * When node i's only reader is add(a, ·) that can be folded (see foldedAdd), the kernel adds into
+   * a's buffer instead: the add is skipped and its value lives in that buffer. Returns that buffer.
+   */
+  const accumulateInto = (i: number, n: Node): Arg | undefined => {
+    const fold = foldedAdd(i, n.name);
+    if (!fold) return undefined;
+    const id = bufOf.get(fold.into)!;
+    bufOf.set(fold.add.name, id);
+    skip.add(fold.add.name);
+    return { kind: 'buf', id };
+  };
 
   // SiLU·mul groups, found ahead because their parts come before the mul in program order.
   const mocUpOf = new Map<string, { gather: Node; up: Node; silu: Node }>();
@@ -140,13 +152,11 @@ export function lowerToCuda(g: Graph, spec: ModelSpec): Program {
         const w = weightArg(n.inputs[1]!, n);
         const x = buf(n.inputs[0]!, n);
         const inDim = widthOf(n.inputs[0]!);
-        const fold = foldedAdd(i, n.name);
-        const spec: GemvSpec = { dtype: w.dtype, inDim, outDim: width(n), epilogue: fold ? 'accumulate' : 'store' };
+        const residual = accumulateInto(i, n);
+        const spec: GemvSpec = { dtype: w.dtype, inDim, outDim: width(n), epilogue: residual ? 'accumulate' : 'store' };
         let y: Arg;
-        if (fold) {
-          y = { kind: 'buf', id: bufOf.get(fold.into)! };
-          bufOf.set(fold.add.name, bufOf.get(fold.into)!);
-          skip.add(fold.add.name);
+        if (residual) {
+          y = residual;
         } else {
           // Later linears reading the same x (Q/K/V, gate/up) join this launch: one kernel, not three.
           const group = n.op === 'linear' ? g.nodes.filter((m, j) => j > i && m.op === 'linear' && m.inputs[0]!.kind === 'value' && m.inputs[0]!.name === n.inputs[0]!.name
@@ -240,13 +250,8 @@ export function lowerToCuda(g: Graph, spec: ModelSpec): Program {
         const { slices } = downSplit(kKeep);
         const partial = newBuf(d, 'f32', slices);
         launch({ kernel: use(downPartial(w.dtype, d, kKeep)), grid: [Math.ceil(pad8(d) / 8 / DOWN_THREADS), slices, 'T'], block: DOWN_THREADS, args: [{ kind: 'buf', id: partial }, z, w.arg, idx] }, n);
-        const fold = foldedAdd(i, n.name);
-        let y: Arg;
-        if (fold) {
-          y = { kind: 'buf', id: bufOf.get(fold.into)! };
-          bufOf.set(fold.add.name, bufOf.get(fold.into)!);
-          skip.add(fold.add.name);
-        } else {
+        let y = accumulateInto(i, n);
+        if (!y) {
           y = out();
           steps.push({ kind: 'zero', buf: (y as { id: number }).id, node: n.name });
         }
