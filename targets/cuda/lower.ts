@@ -238,6 +238,7 @@ export function lowerToCuda(g: Graph, spec: ModelSpec): Program {
           launch({ kernel: use(topkSelect(f, n.attrs.k as number)), grid: [1, 'T', 1], block: selectShape(f).threads, args: [out(), g0] }, n);
         } else {
           const a = n.attrs.a as number, b = n.attrs.b as number;
+          if (b > 64) fail(n, `pattern ${a}:${b}: the cuda target selects within blocks of at most 64 channels`);
           launch({ kernel: use(patternSelect(f, a, b)), grid: [Math.ceil(Math.ceil(f / b) / 128), 'T', 1], block: 128, args: [out(), g0] }, n);
         }
         return;

@@ -81,6 +81,11 @@ test('generated PTX is deterministic and matches the snapshots', (t) => {
   for (const k of kernels) t.snapshot(k.text, k.name);
 });
 
+test('a:b blocks wider than 64 channels are a clear error on cuda', (t) => {
+  const g = swigluToMoc.run(buildLlamaGraph({ ...PRESET_1B, nLayers: 1 }), { pattern: { a: 8, b: 128 } });
+  t.throws(() => lowerToCuda(g, PRESET_1B), { message: /blocks of at most 64 channels/ });
+});
+
 test('lowering a graph with an op the cuda target lacks is a clear error', (t) => {
   const g = buildLlamaGraph({ ...PRESET_1B, nLayers: 1 });
   const bad = { ...g, nodes: g.nodes.map((n) => (n.op === 'silu' ? { ...n, op: 'sigmoid' } : n)) };
