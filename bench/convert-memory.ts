@@ -13,6 +13,7 @@
 //              'stream' reads every shard in 4 MiB pieces (low RSS), 'slurp' reads every shard whole (high RSS)
 //
 // How the peak RSS is measured: the child runs as `node --import <hook> <cli> convert ...`; the hook
+import { projectRoot } from '../src/util/project-root.js';
 // writes process.resourceUsage() (getrusage(RUSAGE_SELF).ru_maxrss, the kernel's exact high-water
 // mark for the process, worker threads included) to a file on 'exit'. While it runs, the harness also
 // samples /proc/<pid>/status VmHWM and the summed VmRSS of the child's process tree every 50 ms (this
@@ -20,8 +21,8 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
-import { dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join, relative, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { syntheticCheckpointBytes, SYNTHETIC_2GIB_PRESET, writeSyntheticLlama, type SyntheticLlamaOptions } from './synthetic-checkpoint.js';
 
 const MiB = 1024 * 1024;
@@ -31,21 +32,6 @@ const SMALL_PRESET: SyntheticLlamaOptions = {
   dim: 512, nLayers: 8, nHeads: 8, nKvHeads: 2, dFfn: 1376, vocab: 32000, shardBytes: 32 * MiB, seed: 1234, tiedEmbeddings: false,
 };
 
-/** The repository root: the nearest ancestor with mocc's package.json (works from bench/ and dist/bench/). */
-function repoRoot(): string {
-  let d = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const p = join(d, 'package.json');
-    if (existsSync(p)) {
-      try {
-        if ((JSON.parse(readFileSync(p, 'utf8')) as { name?: string }).name === 'mocc') return d;
-      } catch { /* keep looking */ }
-    }
-    const up = dirname(d);
-    if (up === d) return process.cwd();
-    d = up;
-  }
-}
 
 interface Args { keep: boolean; dir?: string; small: boolean; limitMiB: number; cli?: string; standIn?: 'stream' | 'slurp' }
 
@@ -220,7 +206,7 @@ function runChild(cmd: string, argv: string[], rssFile: string): Promise<ChildRe
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
-  const root = repoRoot();
+  const root = projectRoot();
   const work = resolve(args.dir ?? join(root, 'bench', 'work'));
   const workExisted = existsSync(work);
   mkdirSync(work, { recursive: true });

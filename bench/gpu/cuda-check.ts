@@ -12,7 +12,7 @@ import type { WeightDType } from '../../targets/cuda/ptx/layout.js';
 import { createCudaSession } from '../../targets/cuda/index.js';
 import { loadModel } from '../../src/model/load.js';
 import { generate } from '../../src/run/generate.js';
-import { projectRoot } from '../../cli/root.js';
+import { projectRoot } from '../../src/util/project-root.js';
 import { cuda, download, freeAll, launch, pad8, padF32, poisoned, randomF32, relErr, rng, unpadF32, upload, weight } from './harness.js';
 
 const results: { name: string; ok: boolean; detail: string }[] = [];

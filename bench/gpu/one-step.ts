@@ -1,6 +1,6 @@
 // One prefill and one decode step of stories260K (MoC K=32) on the cuda target, graphs off and on:
 // the program compute-sanitizer runs (run.sh), so every kernel of a step is checked for memory errors.
-import { projectRoot } from '../../cli/root.js';
+import { projectRoot } from '../../src/util/project-root.js';
 import { loadModel } from '../../src/model/load.js';
 import { createCudaSession } from '../../targets/cuda/index.js';
 

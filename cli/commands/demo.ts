@@ -8,7 +8,7 @@ import { convert } from '../../src/package/convert.js';
 import { generate } from '../../src/run/generate.js';
 import { getTarget } from '../../targets/index.js';
 import { action, parseIntArg } from '../common.js';
-import { projectRoot } from '../root.js';
+import { projectRoot } from '../../src/util/project-root.js';
 import { VERSION } from '../version.js';
 
 export function demoCommand(): Command {

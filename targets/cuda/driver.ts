@@ -15,10 +15,10 @@
 //  - Every driver error is an Error "<call>(<details>) failed: CUDA_ERROR_X (n)" with
 //    `code` = "CUDA_ERROR_X" and `cudaError` = n.
 
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { projectRoot } from '../../src/util/project-root.js';
 
 export interface CudaDeviceInfo {
   name: string;
@@ -169,19 +169,10 @@ const CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
 const CAPTURE_MODES: Record<CaptureMode, number> = { global: 0, 'thread-local': 1, relaxed: 2 };
 
 function findProjectRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const pj = join(dir, 'package.json');
-    if (existsSync(pj)) {
-      try {
-        if ((JSON.parse(readFileSync(pj, 'utf8')) as { name?: unknown }).name === 'mocc') return dir;
-      } catch {
-        // not ours; keep walking up
-      }
-    }
-    const up = dirname(dir);
-    if (up === dir) throw new CudaUnavailableError("mocc's CUDA addon is not built: cannot find mocc's package.json above " + fileURLToPath(import.meta.url));
-    dir = up;
+  try {
+    return projectRoot();
+  } catch (e) {
+    throw new CudaUnavailableError(`mocc's CUDA addon is not built: ${(e as Error).message}`);
   }
 }
 

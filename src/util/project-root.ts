@@ -7,9 +7,15 @@ export function projectRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (;;) {
     const pj = join(dir, 'package.json');
-    if (existsSync(pj) && (JSON.parse(readFileSync(pj, 'utf8')) as { name?: string }).name === 'mocc') return dir;
+    if (existsSync(pj)) {
+      try {
+        if ((JSON.parse(readFileSync(pj, 'utf8')) as { name?: unknown }).name === 'mocc') return dir;
+      } catch {
+        // not ours; keep walking up
+      }
+    }
     const up = dirname(dir);
-    if (up === dir) throw new Error('cannot find the mocc project root');
+    if (up === dir) throw new Error(`cannot find mocc's package.json above ${fileURLToPath(import.meta.url)}`);
     dir = up;
   }
 }
