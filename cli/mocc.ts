@@ -27,4 +27,10 @@ for (const cmd of [program, ...program.commands]) {
   });
 }
 
+// `mocc run … | head` closes our stdout early: stop quietly instead of crashing on EPIPE.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0);
+  throw e;
+});
+
 await program.parseAsync(process.argv);

@@ -4,8 +4,9 @@
 import test, { type ExecutionContext } from 'ava';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { mocc, tempDir, type CliResult } from '../helpers/cli.js';
-import { CHECKPOINTS, FIX } from '../helpers/fixtures.js';
+import { CHECKPOINTS, FIX, ROOT } from '../helpers/fixtures.js';
 import { f32Bytes, T, writeGguf, type Kv, type WTensor } from '../helpers/gguf-writer.js';
 
 const HF = CHECKPOINTS.hf;
@@ -379,4 +380,10 @@ test('convert to a path under an existing regular file is a user error (exit 1)'
   const dir = tempDir(t);
   writeFileSync(join(dir, 'afile'), 'x');
   userError(t, mocc('convert', HF, '-o', join(dir, 'afile', 'pkg'), '--k', '32'), /afile/);
+});
+
+test('output piped into a reader that closes early (| head) ends quietly, without a crash', (t) => {
+  const r = spawnSync('bash', ['-c', `node ${JSON.stringify(join(ROOT, 'dist/cli/mocc.js'))} demo --max-tokens 60 | head -c 20; exit \${PIPESTATUS[0]}`], { encoding: 'utf8' });
+  t.is(r.status, 0, r.stderr);
+  t.notRegex(r.stderr, /EPIPE|Unhandled/);
 });
