@@ -1,4 +1,5 @@
 import test from 'ava';
+import { throwsUser } from '../helpers/errors.js';
 import { existsSync, mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -45,13 +46,6 @@ async function makeDir(configPatch: Record<string, unknown>, files: Record<strin
   return dir;
 }
 
-function throwsUser(t: import('ava').ExecutionContext, fn: () => unknown, fragment: string | RegExp): void {
-  const err = t.throws(fn, { instanceOf: UserError });
-  if (!err) return;
-  if (typeof fragment === 'string') t.true(err.message.includes(fragment), `message "${err.message}" lacks "${fragment}"`);
-  else t.regex(err.message, fragment);
-  t.false(err.message.includes('\n'), 'one line');
-}
 
 function withCkpt<T>(dir: string, fn: (c: Checkpoint) => T): T {
   const c = importHf(dir);

@@ -1,4 +1,5 @@
 import test from 'ava';
+import { throwsUser } from '../helpers/errors.js';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,13 +22,6 @@ function rawFile(headerText: string, data: Uint8Array = new Uint8Array(0), lenOv
 }
 const hdr = (o: unknown): string => JSON.stringify(o);
 
-function throwsUser(t: import('ava').ExecutionContext, fn: () => unknown, fragment: string | RegExp): void {
-  const err = t.throws(fn, { instanceOf: UserError });
-  if (!err) return;
-  if (typeof fragment === 'string') t.true(err.message.includes(fragment), `message "${err.message}" lacks "${fragment}"`);
-  else t.regex(err.message, fragment);
-  t.false(err.message.includes('\n'), 'one line');
-}
 
 // Values exactly representable in f32, f16 and bf16 (few mantissa bits, modest exponents),
 // so the expected stored bits can be written down without any conversion code.
