@@ -94,7 +94,6 @@ for (const [d, f, k] of SHAPES) {
     mocFloorUs: (mocBytes / bw) * 1e6, denseFloorUs: (denseBytes / bw) * 1e6,
   };
   rows.push({ ...row, stages, gateVariants: variants, mocFractionOfFloor: row.mocFloorUs / mocUs, denseFractionOfFloor: row.denseFloorUs / denseUs });
-  for (const buf of []) void buf;
 }
 const out = { device: cuda().device.name, copyBandwidthTBs: torch.copyBandwidthTBs, l2Bytes: l2, rows };
 writeFileSync(arg('--out')!, JSON.stringify(out, null, 2) + '\n');

@@ -4,7 +4,7 @@ import { packParams } from '../../targets/cuda/driver.js';
 import { cudaContext } from '../../targets/cuda/index.js';
 import { ptxModule } from '../../targets/cuda/ptx/builder.js';
 import type { Kernel } from '../../targets/cuda/ptx/dense.js';
-import { CHUNK, pad8, type WeightDType } from '../../targets/cuda/ptx/layout.js';
+import { pad8, type WeightDType } from '../../targets/cuda/ptx/layout.js';
 import { decodeToF32, encodeFromF32 } from '../../src/util/dtype.js';
 
 export const cuda = () => cudaContext();
@@ -91,4 +91,4 @@ export function relErr(got: Float32Array, want: Float32Array): number {
   }
   return Math.sqrt(num / Math.max(den, 1e-30));
 }
-export { CHUNK, pad8 };
+export { pad8 };

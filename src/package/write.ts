@@ -12,7 +12,7 @@ import { elementCount } from '../import/tensor.js';
 import { printGraph } from '../ir/print.js';
 import type { Graph } from '../ir/types.js';
 import { verifyGraph } from '../ir/verify.js';
-import { encodeFromF32, type StorageDType } from '../util/dtype.js';
+import { bytesFor, encodeFromF32, type StorageDType } from '../util/dtype.js';
 import { PACKAGE_FORMAT, PACKAGE_FORMAT_VERSION, type Manifest } from './manifest.js';
 import { materializeWeightLayouts, type StoredWeight } from './materialize.js';
 import { mocSummary } from './moc-summary.js';
@@ -100,7 +100,7 @@ export async function writePackage(ck: Checkpoint, graph: Graph, outDir: string,
   const finalGraph: Graph = { ...stored, weights: stored.weights.map((w) => ({ name: w.name, type: { ...w.type, dtype: dtypes[w.name] as StorageDType } })) };
   verifyGraph(finalGraph);
 
-  const total = entries.reduce((s, e) => s + elementCount(e.shape) * (e.dtype === 'f32' ? 4 : 2), 0);
+  const total = entries.reduce((s, e) => s + bytesFor(e.dtype, elementCount(e.shape)), 0);
   let done = 0;
   const tracked = entries.map((e) => ({
     ...e,

@@ -167,11 +167,10 @@ function emitGemv(k: KernelBuilder, s: GemvSpec, ptr: { y: string; x: string; w:
   const c = k.reg('u32', 'c');
   k.emit(`mov.u32 ${c}, ${lane}`);
 
-  const body = (n: number, guarded: boolean) => {
+  const body = (n: number) => {
     // n chunks per lane: c, c+32, …; loads first so they are all in flight, then the FMAs.
     const xs: string[][] = [];
     const ws: string[][][] = [];
-    const p = guarded ? k.reg('pred', 'p') : '';
     for (let u = 0; u < n; u++) {
       const cu = k.reg('u32', 'cu');
       k.emit(`add.u32 ${cu}, ${c}, ${u * 32}`);
@@ -184,7 +183,6 @@ function emitGemv(k: KernelBuilder, s: GemvSpec, ptr: { y: string; x: string; w:
         return wv;
       }));
     }
-    void p;
     for (let u = 0; u < n; u++) for (let r = 0; r < R; r++) for (let e = 0; e < 8; e++) k.emit(`fma.rn.f32 ${acc[r]}, ${xs[u]![e]}, ${ws[u]![r]![e]}, ${acc[r]}`);
   };
   // Full rounds: every lane has U chunks; then single guarded chunks for the rest.
@@ -194,7 +192,7 @@ function emitGemv(k: KernelBuilder, s: GemvSpec, ptr: { y: string; x: string; w:
     const loop = k.label('main');
     k.emit(`mov.u32 ${it}, 0`);
     k.place(loop);
-    body(U, false);
+    body(U);
     k.emit(`add.u32 ${c}, ${c}, ${32 * U}`, `add.u32 ${it}, ${it}, 1`, `setp.lt.u32 ${p}, ${it}, ${full}`, `@${p} bra ${loop}`);
   }
   if (nch % (32 * U) !== 0) {
@@ -202,7 +200,7 @@ function emitGemv(k: KernelBuilder, s: GemvSpec, ptr: { y: string; x: string; w:
     const loop = k.label('rest'), done = k.label('restdone');
     k.place(loop);
     k.emit(`setp.ge.u32 ${p}, ${c}, ${nch}`, `@${p} bra ${done}`);
-    body(1, true);
+    body(1);
     k.emit(`add.u32 ${c}, ${c}, 32`, `bra ${loop}`);
     k.place(done);
   }
