@@ -377,24 +377,39 @@ class CudaContext implements Cuda {
   }
 }
 
-class ModuleImpl implements CudaModule {
+/**
+ * A driver object this context owns: usable until released, after which every use throws `dead`.
+ * release() marks it dead and drops it from its registry first, then hands back the context and
+ * handle for the driver call that frees it (so a failing free never leaves a live-looking object).
+ */
+abstract class OwnedHandle {
   private handle: H | null;
-  constructor(private readonly c: CudaContext, h: H, readonly name: string, readonly infoLog: string) {
+  constructor(protected readonly c: CudaContext, h: H, private readonly dead: string) {
     this.handle = h;
   }
   live(): H {
-    if (this.handle === null) throw new Error(`module ${this.name} was unloaded`);
+    if (this.handle === null) throw new Error(this.dead);
     return this.handle;
+  }
+  protected release(registry: Set<OwnedHandle>): { ctx: H; h: H } {
+    const h = this.live();
+    const ctx = this.c.ctx();
+    this.handle = null;
+    registry.delete(this);
+    return { ctx, h };
+  }
+}
+
+class ModuleImpl extends OwnedHandle implements CudaModule {
+  constructor(c: CudaContext, h: H, readonly name: string, readonly infoLog: string) {
+    super(c, h, `module ${name} was unloaded`);
   }
   getFunction(name: string): CudaFunction {
     const f = this.c.addon.moduleGetFunction(this.c.ctx(), this.live(), name);
     return new FunctionImpl(this.c, this, f, name);
   }
   unload(): void {
-    const h = this.live();
-    const ctx = this.c.ctx();
-    this.handle = null;
-    this.c.modules.delete(this);
+    const { ctx, h } = this.release(this.c.modules);
     this.c.addon.moduleUnload(ctx, h);
   }
 }
@@ -426,14 +441,9 @@ class FunctionImpl implements CudaFunction {
   }
 }
 
-class StreamImpl implements CudaStream {
-  private handle: H | null;
-  constructor(private readonly c: CudaContext, h: H) {
-    this.handle = h;
-  }
-  live(): H {
-    if (this.handle === null) throw new Error('stream was destroyed');
-    return this.handle;
+class StreamImpl extends OwnedHandle implements CudaStream {
+  constructor(c: CudaContext, h: H) {
+    super(c, h, 'stream was destroyed');
   }
   synchronize(): void {
     this.c.addon.streamSynchronize(this.c.ctx(), this.live());
@@ -449,22 +459,14 @@ class StreamImpl implements CudaStream {
     return g;
   }
   destroy(): void {
-    const h = this.live();
-    const ctx = this.c.ctx();
-    this.handle = null;
-    this.c.streams.delete(this);
+    const { ctx, h } = this.release(this.c.streams);
     this.c.addon.streamDestroy(ctx, h);
   }
 }
 
-class GraphImpl implements CudaGraph {
-  private handle: H | null;
-  constructor(private readonly c: CudaContext, h: H) {
-    this.handle = h;
-  }
-  live(): H {
-    if (this.handle === null) throw new Error('graph was destroyed');
-    return this.handle;
+class GraphImpl extends OwnedHandle implements CudaGraph {
+  constructor(c: CudaContext, h: H) {
+    super(c, h, 'graph was destroyed');
   }
   instantiate(): CudaGraphExec {
     const e = new GraphExecImpl(this.c, this.c.addon.graphInstantiate(this.c.ctx(), this.live()));
@@ -472,43 +474,27 @@ class GraphImpl implements CudaGraph {
     return e;
   }
   destroy(): void {
-    const h = this.live();
-    const ctx = this.c.ctx();
-    this.handle = null;
-    this.c.graphs.delete(this);
+    const { ctx, h } = this.release(this.c.graphs);
     this.c.addon.graphDestroy(ctx, h);
   }
 }
 
-class GraphExecImpl implements CudaGraphExec {
-  private handle: H | null;
-  constructor(private readonly c: CudaContext, h: H) {
-    this.handle = h;
-  }
-  live(): H {
-    if (this.handle === null) throw new Error('graph exec was destroyed');
-    return this.handle;
+class GraphExecImpl extends OwnedHandle implements CudaGraphExec {
+  constructor(c: CudaContext, h: H) {
+    super(c, h, 'graph exec was destroyed');
   }
   launch(stream: CudaStream): void {
     this.c.addon.graphLaunch(this.c.ctx(), this.live(), streamHandle(stream));
   }
   destroy(): void {
-    const h = this.live();
-    const ctx = this.c.ctx();
-    this.handle = null;
-    this.c.graphExecs.delete(this);
+    const { ctx, h } = this.release(this.c.graphExecs);
     this.c.addon.graphExecDestroy(ctx, h);
   }
 }
 
-class EventImpl implements CudaEvent {
-  private handle: H | null;
-  constructor(private readonly c: CudaContext, h: H) {
-    this.handle = h;
-  }
-  live(): H {
-    if (this.handle === null) throw new Error('event was destroyed');
-    return this.handle;
+class EventImpl extends OwnedHandle implements CudaEvent {
+  constructor(c: CudaContext, h: H) {
+    super(c, h, 'event was destroyed');
   }
   record(stream: CudaStream | null): void {
     this.c.addon.eventRecord(this.c.ctx(), this.live(), streamHandle(stream));
@@ -521,10 +507,7 @@ class EventImpl implements CudaEvent {
     return this.c.addon.eventElapsed(this.c.ctx(), since.live(), this.live());
   }
   destroy(): void {
-    const h = this.live();
-    const ctx = this.c.ctx();
-    this.handle = null;
-    this.c.events.delete(this);
+    const { ctx, h } = this.release(this.c.events);
     this.c.addon.eventDestroy(ctx, h);
   }
 }

@@ -111,15 +111,29 @@ CUresult cuMemAlloc_v2(unsigned long long *p, size_t n) {
   void *m = malloc(n ? n : 1); if (!m) return 2; live_allocs++; *p = (uintptr_t)m; return 0;
 }
 CUresult cuMemFree_v2(unsigned long long p) { free((void *)(uintptr_t)p); live_allocs--; return 0; }
-CUresult cuMemGetInfo_v2(size_t *f, size_t *t) { *f = (size_t)live_allocs; *t = (size_t)80 << 30; return 0; }
+static int live_objects = 0; /* streams, events, graphs, graph execs not yet destroyed */
+/* free = live allocations, total = live streams/events/graphs/execs: the test reads both */
+CUresult cuMemGetInfo_v2(size_t *f, size_t *t) { *f = (size_t)live_allocs; *t = (size_t)live_objects; return 0; }
 CUresult cuMemcpyHtoD_v2(unsigned long long d, const void *s, size_t n) { memcpy((void *)(uintptr_t)d, s, n); return 0; }
 CUresult cuMemcpyDtoH_v2(void *d, unsigned long long s, size_t n) { memcpy(d, (void *)(uintptr_t)s, n); return 0; }
 CUresult cuMemcpyHtoDAsync_v2(unsigned long long d, const void *s, size_t n, void *st) { return cuMemcpyHtoD_v2(d, s, n); }
 CUresult cuMemcpyDtoHAsync_v2(void *d, unsigned long long s, size_t n, void *st) { return cuMemcpyDtoH_v2(d, s, n); }
 CUresult cuMemsetD32_v2(unsigned long long d, unsigned v, size_t n) { for (size_t i = 0; i < n; i++) ((unsigned *)(uintptr_t)d)[i] = v; return 0; }
 CUresult cuMemsetD32Async(unsigned long long d, unsigned v, size_t n, void *s) { return cuMemsetD32_v2(d, v, n); }
-CUresult cuStreamCreate(void **s, unsigned f) { *s = malloc(1); return f == 1 ? 0 : 1; }
-CUresult cuStreamDestroy_v2(void *s) { free(s); return 0; }
+CUresult cuStreamCreate(void **s, unsigned f) { *s = malloc(1); live_objects++; return f == 1 ? 0 : 1; }
+CUresult cuStreamDestroy_v2(void *s) { free(s); live_objects--; return 0; }
+CUresult cuEventCreate(void **e, unsigned f) { *e = malloc(1); live_objects++; return 0; }
+CUresult cuEventDestroy_v2(void *e) { free(e); live_objects--; return 0; }
+CUresult cuEventRecord(void *e, void *s) { return 0; }
+CUresult cuEventSynchronize(void *e) { return 0; }
+CUresult cuEventElapsedTime(float *ms, void *a, void *b) { *ms = 1.25f; return 0; }
+CUresult cuStreamBeginCapture_v2(void *s, int mode) { return 0; }
+CUresult cuStreamEndCapture(void *s, void **g) { *g = malloc(1); live_objects++; return 0; }
+CUresult cuGraphInstantiateWithFlags(void **e, void *g, unsigned long long f) { *e = malloc(1); live_objects++; return 0; }
+CUresult cuGraphLaunch(void *e, void *s) { return 0; }
+CUresult cuGraphExecDestroy(void *e) { free(e); live_objects--; return 0; }
+CUresult cuGraphDestroy(void *g) { free(g); live_objects--; return 0; }
+
 CUresult cuStreamSynchronize(void *s) { return 0; }
 CUresult cuModuleLoadDataEx(void **m, const void *img, unsigned n, int *opts, void **vals) {
   if (strstr((const char *)img, "bad")) {
@@ -175,8 +189,28 @@ if (cuda) {
   const words = new Uint32Array(n);
   cuda.copyFromDevice(words, p);
   out.memset = [...words];
+  // lifecycle: destroyed objects refuse use; close() frees the rest exactly once
+  const ev0 = cuda.createEvent(), ev1 = cuda.createEvent();
+  ev0.record(s); ev1.record(s); ev1.synchronize();
+  out.elapsed = ev1.elapsedMs(ev0);
+  ev1.destroy();
+  out.eventAfterDestroy = err(() => ev1.record(s));
+  s.beginCapture();
+  const graph = s.endCapture();
+  const exec = graph.instantiate();
+  exec.launch(s);
+  exec.destroy();
+  out.execAfterDestroy = err(() => exec.launch(s));
+  const s2 = cuda.createStream();
+  s2.destroy();
+  out.streamAfterDestroy = err(() => s2.synchronize());
+  out.doubleDestroy = err(() => s2.destroy());
+  const mod2 = cuda.loadModule('.version 8.0', 'second');
+  mod2.unload();
+  out.moduleAfterUnload = err(() => mod2.getFunction('add'));
   cuda.malloc(64);
   out.liveBeforeClose = cuda.memGetInfo().free;
+  out.objectsBeforeClose = cuda.memGetInfo().total; // stream s, event ev0, graph: the rest were destroyed
   cuda.close();
   out.afterClose = err(() => cuda.malloc(4));
 }
@@ -230,5 +264,12 @@ test('through a fake driver: device info, errors naming the call, copies, launch
   t.is(out.notBigint?.name, 'TypeError');
   t.deepEqual(out.memset, [0xffffffff, 0xffffffff, ...new Uint32Array(new Float32Array([3.5, 4.5, 5]).buffer)]);
   t.is(out.liveBeforeClose, 2);
+  t.is(out.objectsBeforeClose, 3);
+  t.is(out.elapsed, 1.25);
+  t.is(out.eventAfterDestroy?.message, 'event was destroyed');
+  t.is(out.execAfterDestroy?.message, 'graph exec was destroyed');
+  t.is(out.streamAfterDestroy?.message, 'stream was destroyed');
+  t.is(out.doubleDestroy?.message, 'stream was destroyed');
+  t.is(out.moduleAfterUnload?.message, 'module second was unloaded');
   t.is(out.afterClose?.message, 'CUDA context is closed');
 });
