@@ -176,6 +176,7 @@ if (cuda) {
   const s = cuda.createStream();
   fn.launch([1, 1, 1], [32, 1, 1], 0, s, bytes, offsets);
   out.zeroGrid = err(() => fn.launch([0, 1, 1], [32, 1, 1], 0, s, bytes, offsets));
+  out.fractionalGrid = err(() => fn.launch([1.5, 1, 1], [32, 1, 1], 0, s, bytes, offsets));
   out.badOffset = err(() => fn.launch([1, 1, 1], [32, 1, 1], 0, s, bytes, new Uint32Array([0, 8, 99])));
   const back = new Float32Array(n);
   cuda.copyFromDevice(back, p, s);
@@ -256,6 +257,8 @@ test('through a fake driver: device info, errors naming the call, copies, launch
   t.is(out.missing?.message, 'cuModuleGetFunction(nope) failed: CUDA_ERROR_NOT_FOUND (500)');
   t.deepEqual(out.added, [1.5, 2.5, 3.5, 4.5, 5]);
   t.is(out.zeroGrid?.message, 'cuLaunchKernel(add, grid [0, 1, 1], block [32, 1, 1], 0 shared bytes) failed: CUDA_ERROR_INVALID_VALUE (1)');
+  t.is(out.fractionalGrid?.name, 'RangeError');
+  t.regex(out.fractionalGrid?.message, /must be an integer in \[0, 2\^32\) \(got 1\.5\)/);
   t.is(out.badOffset?.name, 'RangeError');
   t.is(out.tooMany?.name, 'RangeError');
   t.regex(out.tooMany?.message, /5 bytes requested but the source holds only 4/);

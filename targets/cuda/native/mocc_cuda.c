@@ -248,7 +248,8 @@ static int get_size(napi_env env, napi_value v, const char *what, size_t *out) {
   return 1;
 }
 
-static int get_u32(napi_env env, napi_value v, const char *what, uint32_t *out) {
+/* A JS number that is an integer in [lo, hi]; `range` words the error ("an integer in [0, 2^32)"). */
+static int get_integer(napi_env env, napi_value v, const char *what, double lo, double hi, const char *range, double *out) {
   napi_valuetype t;
   if (napi_typeof(env, v, &t) != napi_ok) return 0;
   if (t != napi_number) {
@@ -257,27 +258,24 @@ static int get_u32(napi_env env, napi_value v, const char *what, uint32_t *out) 
   }
   double d;
   if (napi_get_value_double(env, v, &d) != napi_ok) return 0;
-  if (!(d >= 0) || d > 4294967295.0 || floor(d) != d) {
-    throw_range(env, "%s must be an integer in [0, 2^32) (got %g)", what, d);
+  if (!(d >= lo) || d > hi || floor(d) != d) {
+    throw_range(env, "%s must be %s (got %g)", what, range, d);
     return 0;
   }
+  *out = d;
+  return 1;
+}
+
+static int get_u32(napi_env env, napi_value v, const char *what, uint32_t *out) {
+  double d;
+  if (!get_integer(env, v, what, 0.0, 4294967295.0, "an integer in [0, 2^32)", &d)) return 0;
   *out = (uint32_t)d;
   return 1;
 }
 
 static int get_i32(napi_env env, napi_value v, const char *what, int32_t *out) {
-  napi_valuetype t;
-  if (napi_typeof(env, v, &t) != napi_ok) return 0;
-  if (t != napi_number) {
-    throw_type(env, "%s must be a number", what);
-    return 0;
-  }
   double d;
-  if (napi_get_value_double(env, v, &d) != napi_ok) return 0;
-  if (!(d >= -2147483648.0) || d > 2147483647.0 || floor(d) != d) {
-    throw_range(env, "%s must be a 32-bit integer (got %g)", what, d);
-    return 0;
-  }
+  if (!get_integer(env, v, what, -2147483648.0, 2147483647.0, "a 32-bit integer", &d)) return 0;
   *out = (int32_t)d;
   return 1;
 }
