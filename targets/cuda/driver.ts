@@ -74,7 +74,16 @@ export interface CudaFunction {
   name: string;
   /** cuFuncSetAttribute(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES). */
   setMaxDynamicShared(bytes: number): void;
-  /** params: packed little-endian bytes; offsets: byte offset of each parameter (the driver gets void*[] pointing at them). */
+  /**
+   * params: packed little-endian bytes; offsets: byte offset of each parameter (the driver gets void*[] pointing at them).
+   *
+   * options.overlap (default false): programmatic dependent launch. The launch goes through cuLaunchKernelEx with
+   * CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION, so this kernel may start before the previous kernel on
+   * the stream has finished (also inside stream capture, where it becomes a programmatic graph edge). The kernel
+   * must therefore execute griddepcontrol.wait before it reads anything an earlier kernel writes, or writes anything
+   * an earlier kernel reads. Only meaningful on compute capability >= 9.0; griddepcontrol.wait returns at once when
+   * there is nothing to wait for. A driver without cuLaunchKernelEx (before CUDA 11.8) gets a plain cuLaunchKernel.
+   */
   launch(
     grid: [number, number, number],
     block: [number, number, number],
@@ -82,7 +91,13 @@ export interface CudaFunction {
     stream: CudaStream | null,
     params: Uint8Array,
     offsets: Uint32Array,
+    options?: LaunchOptions,
   ): void;
+}
+
+export interface LaunchOptions {
+  /** Allow this kernel to overlap the previous kernel on the stream (see CudaFunction.launch). */
+  overlap?: boolean;
 }
 
 export type CaptureMode = 'global' | 'thread-local' | 'relaxed';
@@ -155,7 +170,7 @@ interface Addon {
   funcSetAttribute(ctx: H, f: H, attribute: number, value: number): void;
   launch(
     ctx: H, f: H, gx: number, gy: number, gz: number, bx: number, by: number, bz: number,
-    shared: number, stream: H | null, params: Uint8Array, offsets: Uint32Array,
+    shared: number, stream: H | null, params: Uint8Array, offsets: Uint32Array, overlap?: boolean,
   ): void;
   eventCreate(ctx: H): H;
   eventRecord(ctx: H, e: H, s: H | null): void;
@@ -427,14 +442,21 @@ class FunctionImpl implements CudaFunction {
     stream: CudaStream | null,
     params: Uint8Array,
     offsets: Uint32Array,
+    options?: LaunchOptions,
   ): void {
     this.mod.live();
     try {
       this.c.addon.launch(this.c.ctx(), this.handle, grid[0], grid[1], grid[2], block[0], block[1], block[2],
-        sharedBytes, streamHandle(stream), params, offsets);
+        sharedBytes, streamHandle(stream), params, offsets, options?.overlap);
     } catch (e) {
-      if (e instanceof Error && e.message.startsWith('cuLaunchKernel(')) {
-        e.message = `cuLaunchKernel(${this.name}, ` + e.message.slice('cuLaunchKernel('.length);
+      // Name the kernel: "cuLaunchKernel(grid ...)" -> "cuLaunchKernel(<name>, grid ...)", same for cuLaunchKernelEx.
+      if (e instanceof Error) {
+        for (const call of ['cuLaunchKernel(', 'cuLaunchKernelEx(']) {
+          if (e.message.startsWith(call)) {
+            e.message = `${call}${this.name}, ` + e.message.slice(call.length);
+            break;
+          }
+        }
       }
       throw e;
     }

@@ -3,7 +3,7 @@
 // with cc and loaded through $MOCC_LIBCUDA in a child process) drives the error and data paths of the addon.
 import test, { type ExecutionContext } from 'ava';
 import { spawnSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -74,7 +74,9 @@ test('packParams aligns each parameter to its size and rejects out-of-range valu
 // ---- a fake libcuda ----
 
 const FAKE_CUDA_C = String.raw`
+#include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 typedef int CUresult;
@@ -87,6 +89,7 @@ CUresult cuGetErrorName(CUresult r, const char **s) {
     case 100: *s = "CUDA_ERROR_NO_DEVICE"; return 0;
     case 218: *s = "CUDA_ERROR_INVALID_PTX"; return 0;
     case 500: *s = "CUDA_ERROR_NOT_FOUND"; return 0;
+    case 801: *s = "CUDA_ERROR_NOT_SUPPORTED"; return 0;
     default: *s = 0; return 1;
   }
 }
@@ -120,7 +123,10 @@ CUresult cuMemcpyHtoDAsync_v2(unsigned long long d, const void *s, size_t n, voi
 CUresult cuMemcpyDtoHAsync_v2(void *d, unsigned long long s, size_t n, void *st) { return cuMemcpyDtoH_v2(d, s, n); }
 CUresult cuMemsetD32_v2(unsigned long long d, unsigned v, size_t n) { for (size_t i = 0; i < n; i++) ((unsigned *)(uintptr_t)d)[i] = v; return 0; }
 CUresult cuMemsetD32Async(unsigned long long d, unsigned v, size_t n, void *s) { return cuMemsetD32_v2(d, v, n); }
-CUresult cuStreamCreate(void **s, unsigned f) { *s = malloc(1); live_objects++; return f == 1 ? 0 : 1; }
+/* Streams are numbered in creation order (launch lines name the stream by its number). */
+static void *streams[64]; static int nstreams;
+CUresult cuStreamCreate(void **s, unsigned f) { *s = malloc(1); live_objects++; if (nstreams < 64) streams[nstreams++] = *s; return f == 1 ? 0 : 1; }
+static int stream_no(void *s) { for (int i = 0; i < nstreams; i++) if (streams[i] == s) return i; return -1; }
 CUresult cuStreamDestroy_v2(void *s) { free(s); live_objects--; return 0; }
 CUresult cuEventCreate(void **e, unsigned f) { *e = malloc(1); live_objects++; return 0; }
 CUresult cuEventDestroy_v2(void *e) { free(e); live_objects--; return 0; }
@@ -145,14 +151,42 @@ CUresult cuModuleLoadDataEx(void **m, const void *img, unsigned n, int *opts, vo
 CUresult cuModuleUnload(void *m) { return 0; }
 CUresult cuModuleGetFunction(void **f, void *m, const char *name) { if (strcmp(name, "add") != 0) return 500; *f = (void *)0x3000; return 0; }
 CUresult cuFuncSetAttribute(void *f, int a, int v) { return a == 8 && v >= 0 ? 0 : 1; }
+/* Every launch call appends one line to $FAKE_CUDA_LOG (when set), for the test to read. */
+static void log_launch(const char *fmt, ...) {
+  const char *path = getenv("FAKE_CUDA_LOG"); if (!path) return;
+  FILE *fp = fopen(path, "a"); if (!fp) return;
+  va_list ap; va_start(ap, fmt); vfprintf(fp, fmt, ap); va_end(ap); fputc('\n', fp); fclose(fp);
+}
 /* "add"(float *p, unsigned n, float x): p[i] += x, run on the host. */
-CUresult cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
-                        unsigned sh, void *st, void **params, void **extra) {
+static CUresult run_add(unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, void **params) {
   if (!gx || !gy || !gz || !bx || !by || !bz) return 1;
   float *p = *(float **)params[0]; unsigned n = *(unsigned *)params[1]; float x = *(float *)params[2];
   for (unsigned i = 0; i < n; i++) p[i] += x;
   return 0;
 }
+CUresult cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                        unsigned sh, void *st, void **params, void **extra) {
+  log_launch("cuLaunchKernel grid %u,%u,%u block %u,%u,%u shared %u stream %d", gx, gy, gz, bx, by, bz, sh, stream_no(st));
+  return run_add(gx, gy, gz, bx, by, bz, params);
+}
+#ifndef FAKE_NO_LAUNCH_EX
+/* cuLaunchKernelEx(const CUlaunchConfig *, CUfunction, void **params, void **extra). The config is read
+   at cuda.h's byte offsets (x86-64/aarch64), not through a copy of the addon's struct declarations, so a
+   layout mistake in the addon shows up here: CUlaunchConfig = 7 x u32 dims/shared at 0..27, hStream at 32,
+   attrs at 40, numAttrs at 48; CUlaunchAttribute = id (int) at 0, 64-byte value union at 8, 72 bytes each. */
+CUresult cuLaunchKernelEx(const void *config, void *f, void **params, void **extra) {
+  const char *c = (const char *)config;
+  unsigned d[7]; void *st; const char *attrs; unsigned nattrs;
+  memcpy(d, c, sizeof d); memcpy(&st, c + 32, 8); memcpy(&attrs, c + 40, 8); memcpy(&nattrs, c + 48, 4);
+  int id = -1, allowed = -1;
+  if (nattrs >= 1 && attrs) { memcpy(&id, attrs, 4); memcpy(&allowed, attrs + 8, 4); }
+  log_launch("cuLaunchKernelEx grid %u,%u,%u block %u,%u,%u shared %u stream %d attrs %u id %d allowed %d",
+             d[0], d[1], d[2], d[3], d[4], d[5], d[6], stream_no(st), nattrs, id, allowed);
+  /* Only exactly one attribute, PROGRAMMATIC_STREAM_SERIALIZATION (6) = 1, is what the addon should send. */
+  if (nattrs != 1 || id != 6 || allowed != 1) return 801;
+  return run_add(d[0], d[1], d[2], d[3], d[4], d[5], params);
+}
+#endif
 `;
 
 const CHILD = String.raw`
@@ -178,6 +212,13 @@ if (cuda) {
   out.zeroGrid = err(() => fn.launch([0, 1, 1], [32, 1, 1], 0, s, bytes, offsets));
   out.fractionalGrid = err(() => fn.launch([1.5, 1, 1], [32, 1, 1], 0, s, bytes, offsets));
   out.badOffset = err(() => fn.launch([1, 1, 1], [32, 1, 1], 0, s, bytes, new Uint32Array([0, 8, 99])));
+  // programmatic dependent launch: p[0..3] += 0.25 with overlap, += 0.125 with overlap: false
+  const quarter = packParams([{ type: 'u64', value: p }, { type: 'u32', value: 4 }, { type: 'f32', value: 0.25 }]);
+  fn.launch([2, 3, 4], [64, 2, 1], 48, s, quarter.bytes, quarter.offsets, { overlap: true });
+  const eighth = packParams([{ type: 'u64', value: p }, { type: 'u32', value: 4 }, { type: 'f32', value: 0.125 }]);
+  fn.launch([1, 1, 1], [32, 1, 1], 16, null, eighth.bytes, eighth.offsets, { overlap: false });
+  out.zeroGridOverlap = err(() => fn.launch([0, 1, 1], [32, 1, 1], 0, s, bytes, offsets, { overlap: true }));
+  out.notBoolOverlap = err(() => fn.launch([1, 1, 1], [32, 1, 1], 0, s, bytes, offsets, { overlap: 1 }));
   const back = new Float32Array(n);
   cuda.copyFromDevice(back, p, s);
   s.synchronize();
@@ -218,24 +259,28 @@ if (cuda) {
 console.log(JSON.stringify(out));
 `;
 
+/** Runs CHILD against the fake driver built with `cflags` (e.g. -DFAKE_NO_LAUNCH_EX: a driver from before
+ *  CUDA 11.8, without cuLaunchKernelEx); returns its output and the fake's launch log, one line per call. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-function runChild(t: ExecutionContext, mode: string): Record<string, any> {
+function runChild(t: ExecutionContext, mode: string, cflags: string[] = []): Record<string, any> & { launches: string[] } {
   const dir = tempDir(t);
   const lib = join(dir, 'libfakecuda.so');
   const src = join(dir, 'fakecuda.c');
+  const log = join(dir, 'launches.log');
   writeFileSync(src, FAKE_CUDA_C);
-  const cc = spawnSync('cc', ['-shared', '-fPIC', '-O1', '-o', lib, src], { encoding: 'utf8' });
+  const cc = spawnSync('cc', ['-shared', '-fPIC', '-O1', ...cflags, '-o', lib, src], { encoding: 'utf8' });
   t.is(cc.status, 0, cc.stderr);
   const script = join(dir, 'child.mts');
   writeFileSync(script, CHILD);
   const r = spawnSync(process.execPath, ['--import', 'tsx', script], {
     cwd: ROOT,
     encoding: 'utf8',
-    env: { ...process.env, MOCC_LIBCUDA: lib, FAKE_CUDA_MODE: mode },
+    env: { ...process.env, MOCC_LIBCUDA: lib, FAKE_CUDA_MODE: mode, FAKE_CUDA_LOG: log },
     timeout: 60_000,
   });
   t.is(r.status, 0, r.stderr);
-  return JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, any>;
+  const launches = existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter((l) => l !== '') : [];
+  return { ...(JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, unknown>), launches };
 }
 
 test('a driver whose cuInit fails: openCuda() names cuInit and CUDA_ERROR_NO_DEVICE', (t) => {
@@ -255,7 +300,8 @@ test('through a fake driver: device info, errors naming the call, copies, launch
   t.is(out.oom?.code, 'CUDA_ERROR_OUT_OF_MEMORY');
   t.is(out.badPtx?.message, 'cuModuleLoadDataEx(broken) failed: CUDA_ERROR_INVALID_PTX (218)\nptxas fatal   : fake parse error at line 1');
   t.is(out.missing?.message, 'cuModuleGetFunction(nope) failed: CUDA_ERROR_NOT_FOUND (500)');
-  t.deepEqual(out.added, [1.5, 2.5, 3.5, 4.5, 5]);
+  // 0.5 from the plain launch, 0.25 from the overlapping one, 0.125 from the overlap: false one, on p[0..3]
+  t.deepEqual(out.added, [1.875, 2.875, 3.875, 4.875, 5]);
   t.is(out.zeroGrid?.message, 'cuLaunchKernel(add, grid [0, 1, 1], block [32, 1, 1], 0 shared bytes) failed: CUDA_ERROR_INVALID_VALUE (1)');
   t.is(out.fractionalGrid?.name, 'RangeError');
   t.regex(out.fractionalGrid?.message, /must be an integer in \[0, 2\^32\) \(got 1\.5\)/);
@@ -265,7 +311,7 @@ test('through a fake driver: device info, errors naming the call, copies, launch
   t.is(out.tooManyBack?.name, 'RangeError');
   t.is(out.notView?.name, 'TypeError');
   t.is(out.notBigint?.name, 'TypeError');
-  t.deepEqual(out.memset, [0xffffffff, 0xffffffff, ...new Uint32Array(new Float32Array([3.5, 4.5, 5]).buffer)]);
+  t.deepEqual(out.memset, [0xffffffff, 0xffffffff, ...new Uint32Array(new Float32Array([3.875, 4.875, 5]).buffer)]);
   t.is(out.liveBeforeClose, 2);
   t.is(out.objectsBeforeClose, 3);
   t.is(out.elapsed, 1.25);
@@ -275,4 +321,45 @@ test('through a fake driver: device info, errors naming the call, copies, launch
   t.is(out.doubleDestroy?.message, 'stream was destroyed');
   t.is(out.moduleAfterUnload?.message, 'module second was unloaded');
   t.is(out.afterClose?.message, 'CUDA context is closed');
+});
+
+// What every fake-driver run does with overlap, whichever driver: the kernel runs once per launch, bad arguments
+// are caught before the driver.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function checkOverlapCommon(t: ExecutionContext, out: Record<string, any>): void {
+  t.is(out.open, null);
+  t.deepEqual(out.added, [1.875, 2.875, 3.875, 4.875, 5]);
+  t.is(out.notBoolOverlap?.name, 'TypeError');
+  t.is(out.notBoolOverlap?.message, 'overlap must be a boolean');
+}
+
+test('overlap: true launches through cuLaunchKernelEx with PROGRAMMATIC_STREAM_SERIALIZATION = 1; without it, cuLaunchKernel', (t) => {
+  const out = runChild(t, 'ok');
+  checkOverlapCommon(t, out);
+  // Stream 0 is `s`; -1 is the NULL stream. The fake reads the config at cuda.h's offsets, so these values
+  // also pin the struct layout (dims, shared bytes, stream, attrs pointer, numAttrs, attribute id and value).
+  t.deepEqual(out.launches, [
+    'cuLaunchKernel grid 1,1,1 block 32,1,1 shared 0 stream 0',
+    'cuLaunchKernel grid 0,1,1 block 32,1,1 shared 0 stream 0',
+    'cuLaunchKernelEx grid 2,3,4 block 64,2,1 shared 48 stream 0 attrs 1 id 6 allowed 1',
+    'cuLaunchKernel grid 1,1,1 block 32,1,1 shared 16 stream -1',
+    'cuLaunchKernelEx grid 0,1,1 block 32,1,1 shared 0 stream 0 attrs 1 id 6 allowed 1',
+  ]);
+  t.is(out.zeroGridOverlap?.message,
+    'cuLaunchKernelEx(add, grid [0, 1, 1], block [32, 1, 1], 0 shared bytes, programmatic overlap) failed: CUDA_ERROR_INVALID_VALUE (1)');
+  t.is(out.zeroGridOverlap?.code, 'CUDA_ERROR_INVALID_VALUE');
+});
+
+test('overlap on a driver without cuLaunchKernelEx: it still loads, and overlap launches fall back to cuLaunchKernel', (t) => {
+  const out = runChild(t, 'ok', ['-DFAKE_NO_LAUNCH_EX']);
+  checkOverlapCommon(t, out);
+  t.deepEqual(out.launches, [
+    'cuLaunchKernel grid 1,1,1 block 32,1,1 shared 0 stream 0',
+    'cuLaunchKernel grid 0,1,1 block 32,1,1 shared 0 stream 0',
+    'cuLaunchKernel grid 2,3,4 block 64,2,1 shared 48 stream 0',
+    'cuLaunchKernel grid 1,1,1 block 32,1,1 shared 16 stream -1',
+    'cuLaunchKernel grid 0,1,1 block 32,1,1 shared 0 stream 0',
+  ]);
+  t.is(out.zeroGridOverlap?.message,
+    'cuLaunchKernel(add, grid [0, 1, 1], block [32, 1, 1], 0 shared bytes) failed: CUDA_ERROR_INVALID_VALUE (1)');
 });

@@ -19,6 +19,7 @@
 
 #include <dlfcn.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -50,8 +51,44 @@ typedef int CUjit_option;
 #define CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN 97
 #define CU_STREAM_NON_BLOCKING 1
 #define CU_EVENT_DEFAULT 0
+#define CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION 6
 
-/* X(symbol, parameter list). The symbol names are the exact exported names. */
+/* cuLaunchKernelEx's argument types, laid out exactly as in cuda.h (CUDA 11.8 on; checked
+   against CUDA 13's header). The driver reads these structs by layout, so the asserts below pin
+   the sizes and offsets of the 64-bit ABI, the only one current drivers ship. */
+typedef int CUlaunchAttributeID; /* an enum in cuda.h, so int-sized */
+typedef union {
+  char pad[64]; /* cuda.h pads the union to 64 bytes */
+  int programmaticStreamSerializationAllowed;
+  void *align_; /* cuda.h's union holds pointers (CUevent, ...), which make it 8-byte aligned */
+} CUlaunchAttributeValue;
+typedef struct {
+  CUlaunchAttributeID id;
+  char pad[8 - sizeof(CUlaunchAttributeID)];
+  CUlaunchAttributeValue value;
+} CUlaunchAttribute;
+typedef struct {
+  unsigned int gridDimX, gridDimY, gridDimZ;
+  unsigned int blockDimX, blockDimY, blockDimZ;
+  unsigned int sharedMemBytes;
+  CUstream hStream;
+  CUlaunchAttribute *attrs;
+  unsigned int numAttrs;
+} CUlaunchConfig;
+_Static_assert(sizeof(CUlaunchAttributeValue) == 64, "CUlaunchAttributeValue must be 64 bytes as in cuda.h");
+#if UINTPTR_MAX == 0xffffffffffffffffu
+_Static_assert(sizeof(CUlaunchAttribute) == 72 && offsetof(CUlaunchAttribute, value) == 8 &&
+                   _Alignof(CUlaunchAttribute) == 8,
+               "CUlaunchAttribute must match cuda.h: id at 0, value at 8, 72 bytes, 8-byte aligned");
+_Static_assert(offsetof(CUlaunchConfig, sharedMemBytes) == 24 && offsetof(CUlaunchConfig, hStream) == 32 &&
+                   offsetof(CUlaunchConfig, attrs) == 40 && offsetof(CUlaunchConfig, numAttrs) == 48 &&
+                   sizeof(CUlaunchConfig) == 56,
+               "CUlaunchConfig must match cuda.h");
+#endif
+
+/* X(symbol, parameter list). The symbol names are the exact exported names. js_load resolves
+   them all but requires only cuInit: a symbol an older driver lacks stays NULL, and a call that
+   needs it throws MOCC_CUDA_MISSING_SYMBOL (NEED) or falls back (cuLaunchKernelEx, see js_launch). */
 #define CU_FUNCS(X)                                                                          \
   X(cuInit, (unsigned int))                                                                  \
   X(cuGetErrorName, (CUresult, const char **))                                               \
@@ -83,6 +120,7 @@ typedef int CUjit_option;
   X(cuFuncSetAttribute, (CUfunction, int, int))                                              \
   X(cuLaunchKernel, (CUfunction, unsigned int, unsigned int, unsigned int, unsigned int,     \
                      unsigned int, unsigned int, unsigned int, CUstream, void **, void **))  \
+  X(cuLaunchKernelEx, (const CUlaunchConfig *, CUfunction, void **, void **))               \
   X(cuEventCreate, (CUevent *, unsigned int))                                                \
   X(cuEventRecord, (CUevent, CUstream))                                                      \
   X(cuEventSynchronize, (CUevent))                                                           \
@@ -218,6 +256,21 @@ static int get_opt_handle(napi_env env, napi_value v, const char *what, uint64_t
     return 1;
   }
   return get_handle(env, v, what, out);
+}
+
+/* A boolean; null/undefined (e.g. an argument left out) give false. */
+static int get_opt_bool(napi_env env, napi_value v, const char *what, bool *out) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok) return 0;
+  if (t == napi_null || t == napi_undefined) {
+    *out = false;
+    return 1;
+  }
+  if (t != napi_boolean) {
+    throw_type(env, "%s must be a boolean", what);
+    return 0;
+  }
+  return napi_get_value_bool(env, v, out) == napi_ok;
 }
 
 /* A non-negative integer size (number up to 2^53, or BigInt). */
@@ -913,12 +966,19 @@ static napi_value js_func_set_attribute(napi_env env, napi_callback_info info) {
   return make_undefined(env);
 }
 
-/* launch(ctx, fn, gx, gy, gz, bx, by, bz, sharedBytes, stream|null, params: Uint8Array, offsets: Uint32Array) */
+/* launch(ctx, fn, gx, gy, gz, bx, by, bz, sharedBytes, stream|null, params: Uint8Array, offsets: Uint32Array,
+          overlap?: boolean)
+   overlap: launch through cuLaunchKernelEx with CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 1
+   (programmatic dependent launch), so the kernel may start before the previous kernel on the stream
+   has finished; it must wait for it with griddepcontrol.wait. A driver without cuLaunchKernelEx
+   (before CUDA 11.8) gets a plain cuLaunchKernel instead: that is only slower, never wrong, since
+   griddepcontrol.wait returns at once when the launch did not allow an overlap. */
 static napi_value js_launch(napi_env env, napi_callback_info info) {
-  ARGS(12);
+  ARGS(13);
   SET_CTX();
   uint64_t f, stream;
   uint32_t dims[6], shared;
+  bool overlap;
   static const char *dim_names[6] = {"grid.x", "grid.y", "grid.z", "block.x", "block.y", "block.z"};
   if (!get_handle(env, argv[1], "function", &f)) return NULL;
   for (int i = 0; i < 6; i++)
@@ -930,12 +990,15 @@ static napi_value js_launch(napi_env env, napi_callback_info info) {
   napi_typedarray_type pt, ot;
   if (!get_view(env, argv[10], "params", &pbytes, &plen, &pt)) return NULL;
   if (!get_view(env, argv[11], "offsets", &obytes, &olen, &ot)) return NULL;
+  if (!get_opt_bool(env, argv[12], "overlap", &overlap)) return NULL;
   if (pt != napi_uint8_array) return throw_type(env, "params must be a Uint8Array");
   if (ot != napi_uint32_array) return throw_type(env, "offsets must be a Uint32Array");
   NEED(cuLaunchKernel);
+  /* Without cuLaunchKernelEx the overlap request is dropped (see above). */
+  int use_ex = overlap && p_cuLaunchKernelEx != NULL;
   size_t n = olen / 4;
   /* Copy the parameter bytes into 16-byte-aligned host memory and point the driver at it;
-     the driver copies the values during cuLaunchKernel, so both are freed right after. */
+     the driver copies the values during the launch call, so both are freed right after. */
   uint8_t *staged = (uint8_t *)malloc(plen > 0 ? plen : 1);
   void **ptrs = (void **)malloc((n > 0 ? n : 1) * sizeof(void *));
   if (staged == NULL || ptrs == NULL) {
@@ -955,13 +1018,40 @@ static napi_value js_launch(napi_env env, napi_callback_info info) {
     }
     ptrs[i] = staged + off;
   }
-  CUresult r = p_cuLaunchKernel(H(CUfunction, f), dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], shared,
-                                H(CUstream, stream), n > 0 ? ptrs : NULL, NULL);
+  CUresult r;
+  if (use_ex) {
+    /* Zeroed first: the driver reads the whole 64-byte value union of each attribute. */
+    CUlaunchAttribute attr;
+    memset(&attr, 0, sizeof attr);
+    attr.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+    attr.value.programmaticStreamSerializationAllowed = 1;
+    CUlaunchConfig cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.gridDimX = dims[0];
+    cfg.gridDimY = dims[1];
+    cfg.gridDimZ = dims[2];
+    cfg.blockDimX = dims[3];
+    cfg.blockDimY = dims[4];
+    cfg.blockDimZ = dims[5];
+    cfg.sharedMemBytes = shared;
+    cfg.hStream = H(CUstream, stream);
+    cfg.attrs = &attr;
+    cfg.numAttrs = 1;
+    r = p_cuLaunchKernelEx(&cfg, H(CUfunction, f), n > 0 ? ptrs : NULL, NULL);
+  } else {
+    r = p_cuLaunchKernel(H(CUfunction, f), dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], shared,
+                         H(CUstream, stream), n > 0 ? ptrs : NULL, NULL);
+  }
   free(staged);
   free(ptrs);
-  if (r != CUDA_SUCCESS)
+  if (r != CUDA_SUCCESS) {
+    if (use_ex)
+      return throw_cu(env, r, NULL,
+                      "cuLaunchKernelEx(grid [%u, %u, %u], block [%u, %u, %u], %u shared bytes, programmatic overlap)",
+                      dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], shared);
     return throw_cu(env, r, NULL, "cuLaunchKernel(grid [%u, %u, %u], block [%u, %u, %u], %u shared bytes)", dims[0],
                     dims[1], dims[2], dims[3], dims[4], dims[5], shared);
+  }
   return make_undefined(env);
 }
 
