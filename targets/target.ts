@@ -31,5 +31,5 @@ export interface Target {
   readonly ops: ReadonlySet<string>;
   createSession(model: RunnableModel): ModelSession;
   /** Writes what a deployment needs (kernels, launch manifest) to outDir; absent for interpreters. */
-  compile?(model: RunnableModel, outDir: string): { kernels: number; launches: number };
+  compile?(model: RunnableModel, outDir: string, options?: { arch?: string }): { kernels: number; launches: number };
 }

@@ -152,11 +152,86 @@ for (const dtype of ['f32', 'bf16'] as const) {
       const partial = poisoned(T * slices * pad8(d) * 4);
       const y = upload(padF32(y0, T, d));
       launch(M.downPartial(dtype, d, k), [Math.ceil(pad8(d) / 8 / M.DOWN_THREADS), slices, T], M.DOWN_THREADS, [partial, upload(padF32(z, T, k)), w.device, upload(padI32(idx, T, k))]);
-      launch(M.downReduce(d, k), [Math.ceil(d / 256), T, 1], 256, [y, partial]);
+      launch(M.downReduce(d, slices), [M.reduceGrid(d), T, 1], M.REDUCE_THREADS, [y, partial]);
       const got = unpadF32(download(y, new Float32Array(T * pad8(d))), T, d);
       const want = R.add(y0, R.mocDown(z, w.exact, d, idx, k));
       const e = relErr(got, want);
       check(name, e < 1e-5, `rel ${e.toExponential(2)}`);
+    });
+  }
+}
+
+// ---- RMSNorm folded into GEMVs; a dense FFN's paired gate/up with SiLU·mul ----
+// The norm is applied on the fly (x·nw, then the dot scaled by rsqrt(mean(x²)+eps)), a different
+// rounding order from RMSNorm-then-GEMV: the tolerance is f32 rounding over the row, not exactness.
+const NORM_TOL = 1e-5;
+for (const dtype of ['f32', 'bf16'] as const) {
+  for (const [inDim, outDim, T] of [[64, 172, 3], [2048, 5461, 1], [300, 70, 2]] as const) {
+    for (const epilogue of ['store', 'silu_pair'] as const) {
+      for (const withNorm of [true, false]) {
+        if (epilogue === 'store' && !withNorm) continue; // plain store is covered above
+        const name = `gemv ${dtype} ${inDim}→${outDim} T=${T} ${epilogue}${withNorm ? ' +rmsnorm' : ''}`;
+        guarded(name, () => {
+          const r = rng(seed++);
+          const x = randomF32(T * inDim, r, 2);
+          const nw = weight(randomF32(inDim, r), 1, inDim, dtype);
+          const w = weight(randomF32(outDim * inDim, r, 0.05), outDim, inDim, dtype);
+          const w2 = weight(randomF32(outDim * inDim, r, 0.05), outDim, inDim, dtype);
+          const y = poisoned(T * pad8(outDim) * 4);
+          const spec: D.GemvSpec = { dtype, inDim, outDim, epilogue, norm: withNorm ? { dtype, eps: 1e-5 } : undefined };
+          const args = [y, upload(padF32(x, T, inDim)), w.device, ...(epilogue === 'silu_pair' ? [w2.device] : []), ...(withNorm ? [nw.device] : [])];
+          launch(D.gemv(spec), D.gemvGrid(spec, T), 256, args);
+          const got = unpadF32(download(y, new Float32Array(T * pad8(outDim))), T, outDim);
+          const xn = withNorm ? R.rmsnorm(x, nw.exact, 1e-5) : x;
+          const a = R.linear(xn, w.exact, inDim);
+          const want = epilogue === 'store' ? a : R.mul(R.silu(a), R.linear(xn, w2.exact, inDim));
+          const e = relErr(got, want);
+          check(name, e < NORM_TOL, `rel ${e.toExponential(2)}`);
+        });
+      }
+    }
+  }
+}
+guarded('gemv multi bf16 2048→2048+512+512 +rmsnorm T=2', () => {
+  const r = rng(seed++);
+  const T = 2, inDim = 2048, outs = [2048, 512, 512];
+  const x = randomF32(T * inDim, r, 2);
+  const nw = weight(randomF32(inDim, r), 1, inDim, 'f32');
+  const norm = { dtype: 'f32' as const, eps: 1e-6 };
+  const specs = outs.map((o): D.GemvSpec => ({ dtype: 'bf16', inDim, outDim: o, epilogue: 'store', norm }));
+  const ws = outs.map((o) => weight(randomF32(o * inDim, r, 0.05), o, inDim, 'bf16'));
+  const ys = outs.map((o) => poisoned(T * pad8(o) * 4));
+  const args: bigint[] = [upload(padF32(x, T, inDim)), nw.device];
+  outs.forEach((_, i) => args.push(ys[i]!, ws[i]!.device));
+  launch(D.gemvMulti(specs), [D.gemvMultiGrid(specs), T, 1], 256, args);
+  const xn = R.rmsnorm(x, nw.exact, 1e-6);
+  const worst = Math.max(...outs.map((o, i) => relErr(unpadF32(download(ys[i]!, new Float32Array(T * pad8(o))), T, o), R.linear(xn, ws[i]!.exact, inDim))));
+  check('gemv multi bf16 2048→2048+512+512 +rmsnorm T=2', worst < NORM_TOL, `rel ${worst.toExponential(2)}`);
+});
+
+// ---- the fused MoC up·SiLU·down (partials) + reduce, as lowered ----
+for (const dtype of ['f32', 'bf16'] as const) {
+  for (const [d, f, k, T, withNorm] of [[64, 172, 32, 2, true], [2048, 5464, 1024, 1, true], [4096, 14336, 2688, 1, true], [100, 300, 7, 3, false], [2048, 5461, 1000, 2, false]] as const) {
+    const name = `moc up·down fused ${dtype} d${d} F${f} K${k} T=${T}${withNorm ? ' +rmsnorm' : ''}`;
+    guarded(name, () => {
+      const r = rng(seed++);
+      const wu = weight(randomF32(f * d, r, 0.05), f, d, dtype), wd = weight(randomF32(f * d, r, 0.05), f, d, dtype);
+      const nw = weight(randomF32(d, r), 1, d, 'f32');
+      const x = randomF32(T * d, r, 2), g = randomF32(T * f, r, 3), y0 = randomF32(T * d, r);
+      const idx = R.mocSelect(g, f, { k });
+      const split = M.upDownSplit(k);
+      const partial = poisoned(T * split.blocks * pad8(d) * 4);
+      const y = upload(padF32(y0, T, d));
+      const norm = withNorm ? { dtype: 'f32' as const, eps: 1e-5 } : undefined;
+      launch(M.mocUpDown({ dtype, d, f, kKeep: k, norm }), [split.blocks, T, 1], 256,
+        [partial, upload(padF32(x, T, d)), wu.device, wd.device, upload(padI32(idx, T, k)), upload(padF32(g, T, f)), ...(withNorm ? [nw.device] : [])]);
+      launch(M.downReduce(d, split.blocks), [M.reduceGrid(d), T, 1], M.REDUCE_THREADS, [y, partial]);
+      const got = unpadF32(download(y, new Float32Array(T * pad8(d))), T, d);
+      const xn = withNorm ? R.rmsnorm(x, nw.exact, 1e-5) : x;
+      const z = R.mul(R.silu(R.mocGather(g, f, idx, k)), R.mocUp(xn, wu.exact, d, idx, k));
+      const want = R.add(y0, R.mocDown(z, wd.exact, d, idx, k));
+      const e = relErr(got, want);
+      check(name, e < NORM_TOL, `rel ${e.toExponential(2)}`);
     });
   }
 }
@@ -253,6 +328,30 @@ for (const [heads, kvh, hd, pos0, T] of [[8, 4, 8, 0, 5], [8, 4, 8, 30, 1], [32,
   });
 }
 
+for (const style of ['half', 'interleaved'] as const) {
+  for (const [heads, kvh, hd, T] of [[8, 4, 8, 3], [32, 8, 64, 1], [4, 4, 128, 2]] as const) {
+    const name = `rope+kv store ${style} h${heads} kv${kvh} hd${hd} T=${T}`;
+    guarded(name, () => {
+      const r = rng(seed++);
+      const pos0 = 13, cap = 40, kvw = kvh * hd;
+      const q = randomF32(T * heads * hd, r), k = randomF32(T * kvw, r), v = randomF32(T * kvw, r);
+      const inv = R.ropeInvFreq({ heads, headDim: hd, theta: 10000, style });
+      const table = new Float32Array(cap * hd);
+      for (let p = 0; p < cap; p++) for (let i = 0; i < hd / 2; i++) (table[p * hd + i * 2] = Math.cos(p * inv[i]!)), (table[p * hd + i * 2 + 1] = Math.sin(p * inv[i]!));
+      const ck = poisoned(cap * pad8(kvw) * 4), cv = poisoned(cap * pad8(kvw) * 4);
+      const qd = upload(padF32(q, T, heads * hd)), kd = upload(padF32(k, T, kvw));
+      launch(A.ropeStore(heads, kvh, hd, style), [A.ropeStoreGrid(heads, kvh, hd), T, 1], A.ROPE_THREADS, [qd, kd, upload(padF32(v, T, kvw)), ck, cv, upload(table), upload(Int32Array.of(pos0))]);
+      const gotQ = unpadF32(download(qd, new Float32Array(T * pad8(heads * hd))), T, heads * hd);
+      const cacheK = unpadF32(download(ck, new Float32Array(cap * pad8(kvw))), cap, kvw).subarray(pos0 * kvw, (pos0 + T) * kvw);
+      const cacheV = unpadF32(download(cv, new Float32Array(cap * pad8(kvw))), cap, kvw).subarray(pos0 * kvw, (pos0 + T) * kvw);
+      const eq = relErr(gotQ, R.rope(q, { heads, headDim: hd, theta: 10000, style }, pos0));
+      const ek = relErr(cacheK, R.rope(k, { heads: kvh, headDim: hd, theta: 10000, style }, pos0));
+      const ev = relErr(cacheV, v);
+      check(name, eq < 1e-6 && ek < 1e-6 && ev === 0, `rel q ${eq.toExponential(2)}, k ${ek.toExponential(2)}, v ${ev}`);
+    });
+  }
+}
+
 // ---- the real model: logits vs the HF references, greedy text ----
 const fix = `${projectRoot()}/fixtures/stories260K/`;
 const ref = JSON.parse(readFileSync(`${fix}reference/reference.json`, 'utf8'));
@@ -261,9 +360,14 @@ const refLogits = (seq: string, which: string) => {
   return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
 };
 const maxAbs = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Number.isFinite(v) ? Math.abs(v - b[i]!) : Infinity), 0);
-for (const [label, sel] of [['dense', 'dense'], ['moc_k32', { k: 32 }], ['moc_k128', { k: 128 }]] as const) {
-  for (const format of ['gguf/stories260K.gguf', 'hf']) {
-    guarded(`stories260K ${format} ${label} logits`, () => {
+// The whole-model runs use programmatic dependent launch on Hopper (the default); GGUF K=32 also
+// runs without it (MOCC_CUDA_PDL=0), so both launch modes are checked against the references.
+const runs = [['dense', 'dense', 'gguf/stories260K.gguf', '1'], ['dense', 'dense', 'hf', '1'], ['moc_k32', { k: 32 }, 'gguf/stories260K.gguf', '1'], ['moc_k32', { k: 32 }, 'hf', '1'],
+  ['moc_k128', { k: 128 }, 'gguf/stories260K.gguf', '1'], ['moc_k128', { k: 128 }, 'hf', '1'], ['moc_k32', { k: 32 }, 'gguf/stories260K.gguf', '0'], ['dense', 'dense', 'hf', '0']] as const;
+for (const [label, sel, format, pdl] of runs) {
+  {
+    guarded(`stories260K ${format} ${label} logits${pdl === '0' ? ' (no PDL)' : ''}`, () => {
+      process.env.MOCC_CUDA_PDL = pdl;
       const m = loadModel(`${fix}${format}`, { selection: sel });
       const s = createCudaSession(m);
       for (const seq of ['greedy_once_upon', 'sample0']) {
@@ -279,13 +383,14 @@ for (const [label, sel] of [['dense', 'dense'], ['moc_k32', { k: 32 }], ['moc_k1
         let o = 0;
         for (const row of rows) (step.set(row, o), (o += row.length));
         const dd = maxAbs(step, refLogits(seq, label));
-        check(`stories260K ${format} ${label} ${seq}`, dp <= 1e-3 && dd <= 1e-3, `max|Δ| prefill ${dp.toExponential(2)}, graph decode ${dd.toExponential(2)}`);
+        check(`stories260K ${format} ${label} ${seq}${pdl === '0' ? ' (no PDL)' : ''}`, dp <= 1e-3 && dd <= 1e-3, `max|Δ| prefill ${dp.toExponential(2)}, graph decode ${dd.toExponential(2)}`);
       }
       m.close();
     });
   }
 }
 guarded('greedy text', () => {
+  process.env.MOCC_CUDA_PDL = '1';
   const m = loadModel(`${fix}gguf/stories260K.gguf`);
   const s = createCudaSession(m);
   const tok = m.tokenizer!;

@@ -1,7 +1,8 @@
 // bench decode-e2e: tokens/s at batch 1 for the 1B-preset LLaMA (random bf16 weights written by
 // transformers, make_llama_1b.py), mocc dense vs mocc MoC (K=1024), greedy decoding with the whole
-// step in one CUDA graph and the next token chosen on the device. HF transformers' figure comes
-// from hf_decode.py in the same run (run.sh).
+// step in one CUDA graph and the next token chosen on the device; on Hopper each also without
+// programmatic dependent launch (MOCC_CUDA_PDL=0), to show what the overlap gives. HF transformers'
+// figure comes from hf_decode.py in the same run (run.sh).
 // Usage: node dist/bench/gpu/decode-e2e.js --model DIR --hf OUT/hf_decode.json --torch OUT/torch_ffn.json --out OUT/decode-e2e.json
 import { readFileSync, writeFileSync } from 'node:fs';
 import { loadModel } from '../../src/model/load.js';
@@ -14,7 +15,11 @@ const hf = arg('--hf') ? JSON.parse(readFileSync(arg('--hf')!, 'utf8')) : null;
 const torch = arg('--torch') ? JSON.parse(readFileSync(arg('--torch')!, 'utf8')) : null;
 const NEW = 128, PROMPT = 16, K = 1024;
 const results: Record<string, unknown>[] = [];
-for (const [label, selection] of [['mocc dense', 'dense'], [`mocc MoC K=${K}`, { k: K }]] as const) {
+const hopper = cuda().device.computeCapability[0] >= 9;
+const configs = [['mocc dense', 'dense', true], [`mocc MoC K=${K}`, { k: K }, true]] as [string, 'dense' | { k: number }, boolean][];
+if (hopper) configs.push(['mocc dense, no PDL', 'dense', false], [`mocc MoC K=${K}, no PDL`, { k: K }, false]);
+for (const [label, selection, pdl] of configs) {
+  process.env.MOCC_CUDA_PDL = pdl ? '1' : '0';
   const t0 = performance.now();
   const m = loadModel(dir, { selection });
   const s = createCudaSession(m);
@@ -39,7 +44,7 @@ for (const [label, selection] of [['mocc dense', 'dense'], [`mocc MoC K=${K}`, {
   const bytesPerToken = 2 * (spec.nLayers * (spec.dim * (spec.nHeads + 2 * spec.nKvHeads) * spec.headDim + spec.nHeads * spec.headDim * spec.dim + spec.dim * (spec.dFfn + 2 * kept)) + spec.vocabSize * spec.dim);
   const floor = torch ? (torch.copyBandwidthTBs * 1e12) / bytesPerToken : null;
   const tps = runs[Math.floor(runs.length / 2)]!;
-  results.push({ label, tokensPerSecond: tps, runs, loadSeconds: loadS, weightBytesPerToken: bytesPerToken, floorTokensPerSecond: floor, fractionOfFloor: floor ? tps / floor : null });
+  results.push({ label, programmaticLaunch: hopper && pdl, tokensPerSecond: tps, runs, loadSeconds: loadS, weightBytesPerToken: bytesPerToken, floorTokensPerSecond: floor, fractionOfFloor: floor ? tps / floor : null });
   m.close();
 }
 function argmaxLast(l: Float32Array, v: number): number {

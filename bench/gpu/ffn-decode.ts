@@ -1,6 +1,11 @@
 // bench ffn-decode: one FFN at batch 1, bf16 weights, mocc MoC vs mocc dense, each under a CUDA graph
-// that runs the FFN once per weight copy (copies rotated so the L2 cannot serve them). PyTorch's
-// cuBLAS figures and the copy bandwidth come from torch_ffn.py in the same run (run.sh).
+// that runs the FFN once per weight copy (copies rotated so the L2 cannot serve them). The kernels
+// are the ones the lowering emits for a LLaMA FFN (RMSNorm folded into the GEMVs that read x):
+//   MoC:   gate GEMV → Top-K → fused gathered up·SiLU·down partials → reduce (+ residual)
+//   dense: paired gate/up GEMV with SiLU·mul → down GEMV (+ residual)
+// Each is timed with programmatic dependent launch (kernels overlap their start with the previous
+// kernel's end, sm_90) and without, side by side. PyTorch's cuBLAS figures and the copy bandwidth
+// come from torch_ffn.py in the same run (run.sh).
 // Usage: node dist/bench/gpu/ffn-decode.js --torch OUT/torch_ffn.json --out OUT/ffn-decode.json
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as D from '../../targets/cuda/ptx/dense.js';
@@ -14,13 +19,15 @@ const torch = JSON.parse(readFileSync(arg('--torch')!, 'utf8'));
 const bw: number = torch.copyBandwidthTBs * 1e12; // bytes/s, read + write counted
 const SHAPES = [[2048, 5464, 1024], [4096, 14336, 2688]] as const;
 const l2 = cuda().device.l2Bytes;
+const hopper = cuda().device.computeCapability[0] >= 9;
 
 type L = { k: Kernel; grid: [number, number, number]; block: number; args: (DevicePtr | number)[] };
-function timeGraph(launches: L[], copies: number, reps = 30, iters = 20): number {
+/** Median µs per FFN of a graph running `launches` (copies FFNs), replayed `iters` times per sample. */
+function timeGraph(launches: L[], copies: number, overlap: boolean, reps = 30, iters = 20): number {
   const c = cuda();
   const s = c.createStream();
   const prepared = launches.map((l) => ({ f: fn(l.k), l, p: packParams(l.args.map((a) => (typeof a === 'bigint' ? { type: 'u64' as const, value: a } : { type: 'u32' as const, value: a }))) }));
-  const run = () => { for (const x of prepared) x.f.launch(x.l.grid, [x.l.block, 1, 1], 0, s, x.p.bytes, x.p.offsets); };
+  const run = () => { for (const x of prepared) x.f.launch(x.l.grid, [x.l.block, 1, 1], 0, s, x.p.bytes, x.p.offsets, { overlap }); };
   run(); s.synchronize();
   s.beginCapture(); run(); const exec = s.endCapture().instantiate();
   for (let i = 0; i < 5; i++) exec.launch(s);
@@ -44,56 +51,80 @@ for (const [d, f, k] of SHAPES) {
   const denseBytes = 3 * d * f * 2;
   const mocBytes = (f + 2 * k) * d * 2;
   const copies = Math.max(3, Math.ceil((4 * l2) / mocBytes));
+  const denseCopies = Math.max(3, Math.ceil((4 * l2) / denseBytes));
   const x = upload(new Float32Array(pad8(d)).map((_, i) => (i < d ? r() : 0)));
   const y = upload(new Float32Array(pad8(d)));
-  const g = poisoned(pad8(f) * 4), u = poisoned(pad8(f) * 4), z = poisoned(pad8(f) * 4), idx = poisoned(pad8(k) * 4), zk = poisoned(pad8(k) * 4);
-  const { slices } = M.downSplit(k);
-  const partial = poisoned(slices * pad8(d) * 4);
+  const nw = weight(randomF32(d, r), 1, d, 'f32').device;
+  const norm = { dtype: 'f32' as const, eps: 1e-5 };
+  const g = poisoned(pad8(f) * 4), z = poisoned(pad8(f) * 4), idx = poisoned(pad8(k) * 4);
+  const split = M.upDownSplit(k);
+  const partial = poisoned(split.blocks * pad8(d) * 4);
   const moc: L[] = [], dense: L[] = [];
-  const gate = { dtype: 'bf16' as const, inDim: d, outDim: f, epilogue: 'store' as const };
-  const up = { dtype: 'bf16' as const, inDim: d, outDim: k, gather: { wRows: f, gateWidth: f }, epilogue: 'silu_gate' as const, rowsPerWarp: 1, unroll: 8 }; // as lowered
-  const downDense = { dtype: 'bf16' as const, inDim: f, outDim: d, epilogue: 'accumulate' as const };
-  const denseCopies = Math.max(3, Math.ceil((4 * l2) / denseBytes));
+  const gate: D.GemvSpec = { dtype: 'bf16', inDim: d, outDim: f, epilogue: 'store', norm };
+  const pair: D.GemvSpec = { dtype: 'bf16', inDim: d, outDim: f, epilogue: 'silu_pair', norm };
+  const downDense: D.GemvSpec = { dtype: 'bf16', inDim: f, outDim: d, epilogue: 'accumulate' };
+  const upDown = M.mocUpDown({ dtype: 'bf16', d, f, kKeep: k, norm });
   for (let c = 0; c < Math.max(copies, denseCopies); c++) {
     const wg = weight(randomF32(f * d, r, 0.02), f, d, 'bf16').device;
     const wu = weight(randomF32(f * d, r, 0.02), f, d, 'bf16').device;
     if (c < copies) {
       const wdT = weight(randomF32(f * d, r, 0.02), f, d, 'bf16').device;
-      moc.push({ k: D.gemv(gate), grid: D.gemvGrid(gate, 1), block: 256, args: [g, x, wg] });
+      moc.push({ k: D.gemv(gate), grid: D.gemvGrid(gate, 1), block: 256, args: [g, x, wg, nw] });
       moc.push({ k: M.topkSelect(f, k), grid: [1, 1, 1], block: M.selectShape(f).threads, args: [idx, g] });
-      moc.push({ k: D.gemv(up), grid: D.gemvGrid(up, 1), block: 256, args: [zk, x, wu, idx, g] });
-      moc.push({ k: M.downPartial('bf16', d, k), grid: [Math.ceil(pad8(d) / 8 / M.DOWN_THREADS), slices, 1], block: M.DOWN_THREADS, args: [partial, zk, wdT, idx] });
-      moc.push({ k: M.downReduce(d, k), grid: [Math.ceil(d / 256), 1, 1], block: 256, args: [y, partial] });
+      moc.push({ k: upDown, grid: [split.blocks, 1, 1], block: 256, args: [partial, x, wu, wdT, idx, g, nw] });
+      moc.push({ k: M.downReduce(d, split.blocks), grid: [M.reduceGrid(d), 1, 1], block: M.REDUCE_THREADS, args: [y, partial] });
     }
     if (c < denseCopies) {
       const wd = weight(randomF32(d * f, r, 0.02), d, f, 'bf16').device;
-      dense.push({ k: D.gemv(gate), grid: D.gemvGrid(gate, 1), block: 256, args: [g, x, wg] });
-      dense.push({ k: D.gemv({ ...gate }), grid: D.gemvGrid(gate, 1), block: 256, args: [u, x, wu] });
-      dense.push({ k: D.elementwise('silu_mul', pad8(f)), grid: [Math.ceil(pad8(f) / 256), 1, 1], block: 256, args: [z, g, u] });
+      dense.push({ k: D.gemv(pair), grid: D.gemvGrid(pair, 1), block: 256, args: [z, x, wg, wu, nw] });
       dense.push({ k: D.gemv(downDense), grid: D.gemvGrid(downDense, 1), block: 256, args: [y, z, wd] });
     }
   }
-  const mocUs = timeGraph(moc, copies), denseUs = timeGraph(dense, denseCopies);
-  // Where the time goes: each stage alone, under its own graph (same copies).
-  const stage = (list: L[], prefix: string, c: number) => timeGraph(list.filter((l) => l.k.name.startsWith(prefix)), c);
-  const stages = {
-    gate: stage(moc, 'gemv_bf16_i' + d + '_o' + f + '_store', copies), topk: stage(moc, 'moc_topk', copies),
-    upSilu: stage(moc, 'gemv_bf16_i' + d + '_o' + k + '_g', copies), downPartial: stage(moc, 'moc_down_partial', copies), downReduce: stage(moc, 'moc_down_reduce', copies),
-  };
-  // GEMV shapes to choose from: rows per warp × chunks in flight, on the gate projection.
-  const variants: Record<string, number> = {};
-  for (const R of [1, 2, 4]) for (const U of [2, 4, 8]) {
-    const spec = { ...gate, rowsPerWarp: R, unroll: U };
-    variants[`r${R}u${U}`] = timeGraph(moc.filter((l) => l.k.name.startsWith('gemv_bf16_i' + d + '_o' + f + '_store')).map((l) => ({ ...l, k: D.gemv(spec), grid: D.gemvGrid(spec, 1) })), copies);
+  const modes = hopper ? [true, false] : [false];
+  const timed: Record<string, { mocUs: number; denseUs: number; stages: Record<string, number> }> = {};
+  for (const overlap of modes) {
+    // Where the time goes: each stage alone, under its own graph (same copies).
+    const stage = (prefix: string) => timeGraph(moc.filter((l) => l.k.name.startsWith(prefix)), copies, overlap);
+    timed[overlap ? 'pdl' : 'plain'] = {
+      mocUs: timeGraph(moc, copies, overlap), denseUs: timeGraph(dense, denseCopies, overlap),
+      stages: { gate: stage(D.gemvName(gate)), topk: stage('moc_topk'), upDown: stage('moc_updown'), reduce: stage('moc_reduce') },
+    };
   }
-  console.log(`  ${d}x${f} K=${k} stages µs: ${Object.entries(stages).map(([n, v]) => `${n} ${v.toFixed(1)}`).join(', ')}; gate GEMV variants: ${Object.entries(variants).map(([n, v]) => `${n} ${v.toFixed(1)}`).join(', ')}`);
+  // GEMV variants on the gate projection (programmatic launch on): RMSNorm folded or not, how much
+  // of the matrix is prefetched to L2 before the wait, rows per warp × chunks in flight.
+  const gateLaunches = moc.filter((l) => l.k.name === D.gemvName(gate));
+  const variant = (spec: D.GemvSpec) => timeGraph(gateLaunches.map((l) => ({ ...l, k: D.gemv(spec), grid: D.gemvGrid(spec, 1), args: spec.norm ? l.args : l.args.slice(0, 3) })), copies, hopper);
+  const gateVariants: Record<string, number> = {
+    'no norm, no prefetch': variant({ ...gate, norm: undefined, prefetchBytes: 0 }),
+    'no norm, prefetch 4 MiB': variant({ ...gate, norm: undefined }),
+    'norm, no prefetch': variant({ ...gate, prefetchBytes: 0 }),
+    'norm, prefetch 4 MiB (lowered)': variant(gate),
+    'norm, prefetch all': variant({ ...gate, prefetchBytes: 1 << 30 }),
+    'norm, prefetch 4 MiB, r4 u4': variant({ ...gate, rowsPerWarp: 4 }),
+    'norm, prefetch 4 MiB, r2 u8': variant({ ...gate, unroll: 8 }),
+    'norm, prefetch 4 MiB, r1 u8': variant({ ...gate, rowsPerWarp: 1, unroll: 8 }),
+  };
+  // The dense FFN's first half as lowered (one paired GEMV with SiLU·mul) vs gate and up in one
+  // multi-GEMV launch plus an elementwise SiLU·mul.
+  const pairOnly = timeGraph(dense.filter((l) => l.k.name === D.gemvName(pair)), denseCopies, hopper);
+  const multiSpecs: D.GemvSpec[] = [{ ...gate }, { ...gate }];
+  const u = poisoned(pad8(f) * 4);
+  const multi: L[] = dense.filter((l) => l.k.name === D.gemvName(pair)).flatMap((l): L[] => [
+    { k: D.gemvMulti(multiSpecs), grid: [D.gemvMultiGrid(multiSpecs), 1, 1], block: 256, args: [x, nw, g, l.args[2]!, u, l.args[3]!] },
+    { k: D.elementwise('silu_mul', pad8(f)), grid: [Math.ceil(pad8(f) / 256), 1, 1], block: 256, args: [z, g, u] },
+  ]);
+  const denseHalf = { pairedGemv: pairOnly, multiGemvPlusSiluMul: timeGraph(multi, denseCopies, hopper) };
+  console.log(`  ${d}x${f} gate GEMV variants µs: ${Object.entries(gateVariants).map(([n, v]) => `${n} ${v.toFixed(1)}`).join('; ')}`);
+  console.log(`  ${d}x${f} dense gate+up: paired GEMV ${pairOnly.toFixed(1)} µs, multi-GEMV + SiLU·mul ${denseHalf.multiGemvPlusSiluMul.toFixed(1)} µs`);
+  for (const [mode, v] of Object.entries(timed)) console.log(`  ${d}x${f} K=${k} ${mode}: MoC ${v.mocUs.toFixed(1)} µs, dense ${v.denseUs.toFixed(1)} µs; MoC stages alone µs: ${Object.entries(v.stages).map(([n, t]) => `${n} ${t.toFixed(1)}`).join(', ')}`);
+  const best = timed[hopper ? 'pdl' : 'plain']!;
   const t = torch.shapes.find((s: { d: number; dFfn: number }) => s.d === d && s.dFfn === f);
   const row = {
-    d, dFfn: f, k, copiesMoc: copies, copiesDense: denseCopies,
-    mocUs, denseUs, cublasGraphUs: t?.cublasGraphUs ?? null,
+    d, dFfn: f, k, copiesMoc: copies, copiesDense: denseCopies, programmaticLaunch: hopper,
+    mocUs: best.mocUs, denseUs: best.denseUs, cublasGraphUs: t?.cublasGraphUs ?? null,
     mocFloorUs: (mocBytes / bw) * 1e6, denseFloorUs: (denseBytes / bw) * 1e6,
   };
-  rows.push({ ...row, stages, gateVariants: variants, mocFractionOfFloor: row.mocFloorUs / mocUs, denseFractionOfFloor: row.denseFloorUs / denseUs });
+  rows.push({ ...row, byMode: timed, gateVariants, denseHalf, mocFractionOfFloor: row.mocFloorUs / row.mocUs, denseFractionOfFloor: row.denseFloorUs / row.denseUs });
 }
 const out = { device: cuda().device.name, copyBandwidthTBs: torch.copyBandwidthTBs, l2Bytes: l2, rows };
 writeFileSync(arg('--out')!, JSON.stringify(out, null, 2) + '\n');

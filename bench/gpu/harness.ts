@@ -2,7 +2,7 @@
 import type { DevicePtr } from '../../targets/cuda/driver.js';
 import { packParams } from '../../targets/cuda/driver.js';
 import { cudaContext } from '../../targets/cuda/index.js';
-import { ptxModule } from '../../targets/cuda/ptx/builder.js';
+import { archFor, ptxModule } from '../../targets/cuda/ptx/builder.js';
 import type { Kernel } from '../../targets/cuda/ptx/dense.js';
 import { pad8, type WeightDType } from '../../targets/cuda/ptx/layout.js';
 import { decodeToF32, encodeFromF32 } from '../../src/util/dtype.js';
@@ -10,9 +10,10 @@ import { decodeToF32, encodeFromF32 } from '../../src/util/dtype.js';
 export const cuda = () => cudaContext();
 const loaded = new Map<string, ReturnType<ReturnType<typeof cuda>['loadModule']>>();
 
+/** The kernel as a function, loaded as the device's PTX flavour (sm_90: with the programmatic-launch waits). */
 export function fn(k: Kernel) {
   let m = loaded.get(k.name);
-  if (!m) loaded.set(k.name, (m = cuda().loadModule(ptxModule([k.text]), k.name)));
+  if (!m) loaded.set(k.name, (m = cuda().loadModule(ptxModule([k.text], archFor(cuda().device.computeCapability)), k.name)));
   return m.getFunction(k.name);
 }
 

@@ -1,14 +1,20 @@
 // Lowers an IR graph to a CUDA launch program: one or two kernels per op, with the fusions a
-// LLaMA step needs (residual adds folded into the producing GEMV / MoC reduction, SiLU·mul in one
-// kernel, MoC's gather + up projection + SiLU(G)·U in one kernel), then a buffer plan that reuses
-// activation buffers once their last reader has run.
+// LLaMA step needs, then a buffer plan that reuses activation buffers once their last reader has run.
+// Fusions (each found by structure, each with a plain fallback):
+//  - RMSNorm into the GEMVs that read it (every reader must be one);
+//  - residual adds into the producing GEMV / MoC reduction;
+//  - GEMVs sharing an input into one launch (Q/K/V);
+//  - a dense FFN's gate, up and SiLU·mul into one GEMV over paired rows;
+//  - RoPE of q and k with the KV-cache append;
+//  - MoC's gather + up projection + SiLU(G)·U + gathered down projection into one launch (then a
+//    reduction that adds the residual).
 import { UserError } from '../../src/import/spec.js';
 import type { Graph, Node, Operand } from '../../src/ir/types.js';
 import type { ModelSpec } from '../../src/import/spec.js';
-import { attention, kvStore, kvStoreGrid, rope, ATTN_WARPS, ROPE_THREADS } from './ptx/attention.js';
+import { attention, kvStore, kvStoreGrid, rope, ropeStore, ropeStoreGrid, ATTN_WARPS, ROPE_THREADS } from './ptx/attention.js';
 import { argmax, elementwise, embedding, gemv, gemvGrid, gemvMulti, gemvMultiGrid, posAdvance, rmsnorm, rmsnormThreads, type GemvSpec, type Kernel } from './ptx/dense.js';
 import { pad8, type WeightDType } from './ptx/layout.js';
-import { downPartial, downReduce, downSplit, DOWN_THREADS, patternSelect, selectShape, topkSelect } from './ptx/moc.js';
+import { downPartial, downReduce, downSplit, DOWN_THREADS, mocUpDown, patternSelect, reduceGrid, REDUCE_THREADS, selectShape, topkSelect, upDownSplit } from './ptx/moc.js';
 import type { Arg, BufferDecl, ConstDecl, Launch, Program, Step } from './program.js';
 
 export const CUDA_OPS = new Set(['embedding', 'rmsnorm', 'linear', 'logits', 'rope', 'attention', 'silu', 'mul', 'add', 'transpose', 'moc_select', 'moc_gather', 'moc_up', 'moc_down']);
@@ -115,6 +121,65 @@ export function lowerToCuda(g: Graph, spec: ModelSpec): Program {
     }
   }
 
+  // A dense FFN: mul(silu(linear(x, Wg)), linear(x, Wu)), each part read once: one paired GEMV.
+  const ffnPairOf = new Map<string, { gate: Node; up: Node }>();
+  for (const n of g.nodes) {
+    if (n.op !== 'mul' || mocUpOf.has(n.name)) continue;
+    for (const [a, b] of [[n.inputs[0]!, n.inputs[1]!], [n.inputs[1]!, n.inputs[0]!]] as const) {
+      const s = producer(a);
+      const gate = producer(s?.inputs[0]), up = producer(b);
+      if (s?.op !== 'silu' || gate?.op !== 'linear' || up?.op !== 'linear' || useCount(gate.name) !== 1 || useCount(up.name) !== 1) continue;
+      const gx = gate.inputs[0]!, ux = up.inputs[0]!, gw = gate.inputs[1]!, uw = up.inputs[1]!;
+      if (gx.kind !== 'value' || ux.kind !== 'value' || gx.name !== ux.name || gw.kind !== 'weight' || uw.kind !== 'weight' || wdtype(gw.name) !== wdtype(uw.name)) continue;
+      ffnPairOf.set(n.name, { gate, up });
+      skip.add(gate.name).add(up.name);
+      break;
+    }
+  }
+  // MoC: moc_down(SiLU(gather)·moc_up, W_downᵀ, idx) with the product read once: one fused launch.
+  const mocDownOf = new Map<string, { mul: Node; gather: Node; up: Node }>();
+  for (const n of g.nodes) {
+    if (n.op !== 'moc_down') continue;
+    const m = producer(n.inputs[0]);
+    const parts = m && mocUpOf.get(m.name);
+    if (!parts || useCount(m!.name) !== 1 || n.inputs[2]!.name !== parts.up.inputs[2]!.name || n.inputs[1]!.kind === 'value' && producer(n.inputs[1])?.op !== 'transpose') continue;
+    mocDownOf.set(n.name, { mul: m!, gather: parts.gather, up: parts.up });
+    skip.add(m!.name);
+  }
+  // Attention whose q and k come straight from RoPE: rotate both and append to the cache in one launch.
+  const ropeOf = new Map<string, { q: Node; k: Node }>();
+  for (const n of g.nodes) {
+    if (n.op !== 'attention') continue;
+    const q = producer(n.inputs[0]), k = producer(n.inputs[1]);
+    if (q?.op !== 'rope' || k?.op !== 'rope' || useCount(q.name) !== 1 || useCount(k.name) !== 1) continue;
+    if (q.attrs.style !== k.attrs.style || q.attrs.head_dim !== k.attrs.head_dim || q.attrs.theta !== k.attrs.theta || q.attrs.scaling !== k.attrs.scaling) continue;
+    if (q.inputs[0]!.kind !== 'value' || useCount(q.inputs[0]!.name) !== 1 || k.inputs[0]!.kind !== 'value') continue;
+    ropeOf.set(n.name, { q, k });
+    skip.add(q.name).add(k.name);
+  }
+  // RMSNorm read only by GEMVs (linear, logits, MoC's up projection): each reader normalizes x
+  // itself, and the norm's input is then read by those GEMVs, which the add-folding must know.
+  const normOf = new Map<string, { src: Operand; weight: Operand; eps: number }>();
+  const isGemvReader = (u: Node, v: string) => u.inputs[0]!.kind === 'value' && u.inputs[0]!.name === v
+    && ((u.op === 'linear' || u.op === 'logits') && u.inputs[1]!.kind === 'weight' || u.op === 'moc_up' && [...mocUpOf.values()].some((m) => m.up === u))
+    && !u.inputs.slice(1).some((o) => o.kind === 'value' && o.name === v);
+  g.nodes.forEach((n) => {
+    if (n.op !== 'rmsnorm' || n.inputs[1]!.kind !== 'weight' || n.inputs[0]!.kind !== 'value') return;
+    const readers = (uses.get(n.name) ?? []).map((i) => g.nodes[i]);
+    if (readers.length === 0 || readers.some((u) => !u || !isGemvReader(u, n.name))) return;
+    normOf.set(n.name, { src: n.inputs[0]!, weight: n.inputs[1]!, eps: n.attrs.eps as number });
+    skip.add(n.name);
+    const src = n.inputs[0]!.name;
+    uses.set(src, [...(uses.get(src) ?? []), ...(uses.get(n.name) ?? [])].sort((a, b) => a - b));
+  });
+  /** A GEMV's input operand: the buffer to read, and the RMSNorm to apply on the fly if it was folded. */
+  const gemvInput = (o: Operand, n: Node): { x: Arg; norm?: { arg: Arg; dtype: WeightDType; eps: number } } => {
+    const folded = o.kind === 'value' ? normOf.get(o.name) : undefined;
+    if (!folded) return { x: buf(o, n) };
+    const w = weightArg(folded.weight, n);
+    return { x: buf(folded.src, n), norm: { arg: w.arg, dtype: w.dtype, eps: folded.eps } };
+  };
+
   const tokens = g.inputs[0]!;
   if (g.inputs.length !== 1 || tokens.type.dtype !== 'i32') throw new UserError('cuda target: the graph must take one i32 token input');
   const ropeTable = (n: Node): string => {
@@ -150,21 +215,22 @@ export function lowerToCuda(g: Graph, spec: ModelSpec): Program {
       case 'linear':
       case 'logits': {
         const w = weightArg(n.inputs[1]!, n);
-        const x = buf(n.inputs[0]!, n);
+        const { x, norm } = gemvInput(n.inputs[0]!, n);
+        const nspec = norm && { dtype: norm.dtype, eps: norm.eps };
         const inDim = widthOf(n.inputs[0]!);
         const residual = accumulateInto(i, n);
-        const spec: GemvSpec = { dtype: w.dtype, inDim, outDim: width(n), epilogue: residual ? 'accumulate' : 'store' };
+        const spec: GemvSpec = { dtype: w.dtype, inDim, outDim: width(n), epilogue: residual ? 'accumulate' : 'store', norm: nspec };
         let y: Arg;
         if (residual) {
           y = residual;
         } else {
-          // Later linears reading the same x (Q/K/V, gate/up) join this launch: one kernel, not three.
-          const group = n.op === 'linear' ? g.nodes.filter((m, j) => j > i && m.op === 'linear' && m.inputs[0]!.kind === 'value' && m.inputs[0]!.name === n.inputs[0]!.name
+          // Later linears reading the same x (Q/K/V) join this launch: one kernel, not three.
+          const group = n.op === 'linear' ? g.nodes.filter((m, j) => j > i && m.op === 'linear' && !skip.has(m.name) && m.inputs[0]!.kind === 'value' && m.inputs[0]!.name === n.inputs[0]!.name
             && m.inputs[1]!.kind === 'weight' && wdtype(m.inputs[1]!.name) === w.dtype && !foldedAdd(j, m.name)) : [];
           if (group.length > 0) {
             const members = [n, ...group];
-            const specs = members.map((m): GemvSpec => ({ dtype: w.dtype, inDim, outDim: width(m), epilogue: 'store' }));
-            const args: Arg[] = [x];
+            const specs = members.map((m): GemvSpec => ({ dtype: w.dtype, inDim, outDim: width(m), epilogue: 'store', norm: nspec }));
+            const args: Arg[] = [x, ...(norm ? [norm.arg] : [])];
             for (const m of members) {
               const id = newBuf(width(m));
               bufOf.set(m.name, id);
@@ -175,7 +241,7 @@ export function lowerToCuda(g: Graph, spec: ModelSpec): Program {
           }
           y = out();
         }
-        launch({ kernel: use(gemv(spec)), grid: gemvGrid(spec, 0).map((d, j) => (j === 1 ? 'T' : d)) as Launch['grid'], block: 256, args: [y, x, w.arg] }, n);
+        launch({ kernel: use(gemv(spec)), grid: gemvGrid(spec, 0).map((d, j) => (j === 1 ? 'T' : d)) as Launch['grid'], block: 256, args: [y, x, w.arg, ...(norm ? [norm.arg] : [])] }, n);
         return;
       }
       case 'rope': {
@@ -189,23 +255,44 @@ export function lowerToCuda(g: Graph, spec: ModelSpec): Program {
       }
       case 'attention': {
         const layer = n.attrs.layer as number, heads = n.attrs.heads as number, kvh = n.attrs.kv_heads as number, hd = n.attrs.head_dim as number;
-        const [q, k, v] = n.inputs.map((o) => buf(o, n)) as [Arg, Arg, Arg];
-        launch({ kernel: use(kvStore(kvh * hd)), grid: [kvStoreGrid(kvh * hd), 'T', 1], block: 128, args: [{ kind: 'kv', layer, which: 'k' }, { kind: 'kv', layer, which: 'v' }, k, v, { kind: 'pos' }] }, n);
-        launch({ kernel: use(attention(heads, kvh, hd)), grid: [heads, 'T', 1], block: 32 * ATTN_WARPS, args: [out(), q, { kind: 'kv', layer, which: 'k' }, { kind: 'kv', layer, which: 'v' }, { kind: 'pos' }] }, n);
+        const kCache: Arg = { kind: 'kv', layer, which: 'k' }, vCache: Arg = { kind: 'kv', layer, which: 'v' };
+        const roped = ropeOf.get(n.name);
+        let q: Arg;
+        if (roped) {
+          q = buf(roped.q.inputs[0]!, n);
+          const [k, v] = [buf(roped.k.inputs[0]!, n), buf(n.inputs[2]!, n)];
+          launch({ kernel: use(ropeStore(heads, kvh, hd, roped.q.attrs.style as 'half' | 'interleaved')), grid: [ropeStoreGrid(heads, kvh, hd), 'T', 1], block: ROPE_THREADS,
+            args: [q, k, v, kCache, vCache, { kind: 'const', name: ropeTable(roped.q) }, { kind: 'pos' }] }, n);
+        } else {
+          const [q0, k, v] = n.inputs.map((o) => buf(o, n)) as [Arg, Arg, Arg];
+          q = q0;
+          launch({ kernel: use(kvStore(kvh * hd)), grid: [kvStoreGrid(kvh * hd), 'T', 1], block: 128, args: [kCache, vCache, k, v, { kind: 'pos' }] }, n);
+        }
+        launch({ kernel: use(attention(heads, kvh, hd)), grid: [heads, 'T', 1], block: 32 * ATTN_WARPS, args: [out(), q, kCache, vCache, { kind: 'pos' }] }, n);
         return;
       }
       case 'mul': {
+        const pair = ffnPairOf.get(n.name);
+        if (pair) {
+          const wg = weightArg(pair.gate.inputs[1]!, n), wu = weightArg(pair.up.inputs[1]!, n);
+          const { x, norm } = gemvInput(pair.gate.inputs[0]!, n);
+          const spec: GemvSpec = { dtype: wg.dtype, inDim: widthOf(pair.gate.inputs[0]!), outDim: width(n), epilogue: 'silu_pair', norm: norm && { dtype: norm.dtype, eps: norm.eps } };
+          launch({ kernel: use(gemv(spec)), grid: gemvGrid(spec, 0).map((d, j) => (j === 1 ? 'T' : d)) as Launch['grid'], block: 256, args: [out(), x, wg.arg, wu.arg, ...(norm ? [norm.arg] : [])] }, n);
+          return;
+        }
         const moc = mocUpOf.get(n.name);
         if (moc) {
           const w = weightArg(moc.up.inputs[1]!, n);
-          const x = buf(moc.up.inputs[0]!, n), idx = buf(moc.up.inputs[2]!, n), gate = buf(moc.gather.inputs[0]!, n);
+          const { x, norm } = gemvInput(moc.up.inputs[0]!, n);
+          const idx = buf(moc.up.inputs[2]!, n), gate = buf(moc.gather.inputs[0]!, n);
           const spec: GemvSpec = {
             dtype: w.dtype, inDim: widthOf(moc.up.inputs[0]!), outDim: width(n),
             gather: { wRows: weightType.get(moc.up.inputs[1]!.name)!.shape[0] as number, gateWidth: widthOf(moc.gather.inputs[0]!) }, epilogue: 'silu_gate',
+            norm: norm && { dtype: norm.dtype, eps: norm.eps },
             // one kept channel a warp: K is small, so this doubles the blocks in flight (measured 6.4 µs with 2)
             rowsPerWarp: 1, unroll: 8,
           };
-          launch({ kernel: use(gemv(spec)), grid: gemvGrid(spec, 0).map((d, j) => (j === 1 ? 'T' : d)) as Launch['grid'], block: 256, args: [out(), x, w.arg, idx, gate] }, n);
+          launch({ kernel: use(gemv(spec)), grid: gemvGrid(spec, 0).map((d, j) => (j === 1 ? 'T' : d)) as Launch['grid'], block: 256, args: [out(), x, w.arg, idx, gate, ...(norm ? [norm.arg] : [])] }, n);
           return;
         }
         const [a, b] = n.inputs;
@@ -247,16 +334,33 @@ export function lowerToCuda(g: Graph, spec: ModelSpec): Program {
         const d = width(n);
         const kKeep = widthOf(n.inputs[0]!);
         const w = weightArg(n.inputs[1]!, n);
-        const z = buf(n.inputs[0]!, n), idx = buf(n.inputs[2]!, n);
-        const { slices } = downSplit(kKeep);
-        const partial = newBuf(d, 'f32', slices);
-        launch({ kernel: use(downPartial(w.dtype, d, kKeep)), grid: [Math.ceil(pad8(d) / 8 / DOWN_THREADS), slices, 'T'], block: DOWN_THREADS, args: [{ kind: 'buf', id: partial }, z, w.arg, idx] }, n);
+        const idx = buf(n.inputs[2]!, n);
+        const fused = mocDownOf.get(n.name);
+        let partial: number, slices: number;
+        if (fused) {
+          // one launch from the selected channels to per-block partial sums of the down projection
+          const wu = weightArg(fused.up.inputs[1]!, n);
+          if (wu.dtype !== w.dtype) fail(n, 'W_up and W_down must have the same dtype');
+          const { x, norm } = gemvInput(fused.up.inputs[0]!, n);
+          const f = weightType.get(fused.up.inputs[1]!.name)!.shape[0] as number;
+          const split = upDownSplit(kKeep);
+          slices = split.blocks;
+          partial = newBuf(d, 'f32', slices);
+          const kernel = mocUpDown({ dtype: w.dtype, d, f, kKeep, norm: norm && { dtype: norm.dtype, eps: norm.eps } });
+          launch({ kernel: use(kernel), grid: [split.blocks, 'T', 1], block: 256,
+            args: [{ kind: 'buf', id: partial }, x, wu.arg, w.arg, idx, buf(fused.gather.inputs[0]!, n), ...(norm ? [norm.arg] : [])] }, n);
+        } else {
+          const z = buf(n.inputs[0]!, n);
+          slices = downSplit(kKeep).slices;
+          partial = newBuf(d, 'f32', slices);
+          launch({ kernel: use(downPartial(w.dtype, d, kKeep)), grid: [Math.ceil(pad8(d) / 8 / DOWN_THREADS), slices, 'T'], block: DOWN_THREADS, args: [{ kind: 'buf', id: partial }, z, w.arg, idx] }, n);
+        }
         let y = accumulateInto(i, n);
         if (!y) {
           y = out();
           steps.push({ kind: 'zero', buf: (y as { id: number }).id, node: n.name });
         }
-        launch({ kernel: use(downReduce(d, kKeep)), grid: [Math.ceil(d / 256), 'T', 1], block: 256, args: [y, { kind: 'buf', id: partial }] }, n);
+        launch({ kernel: use(downReduce(d, slices)), grid: [reduceGrid(d), 'T', 1], block: REDUCE_THREADS, args: [y, { kind: 'buf', id: partial }] }, n);
         return;
       }
       default:

@@ -4,7 +4,7 @@ import type { ModelSession, RunnableModel } from '../target.js';
 import type { Cuda, CudaFunction, CudaGraphExec, CudaStream, DevicePtr } from './driver.js';
 import { packParams } from './driver.js';
 import type { Arg, Program, Step } from './program.js';
-import { ptxModule } from './ptx/builder.js';
+import { archFor, ptxModule, type CudaArch } from './ptx/builder.js';
 import { pad8 } from './ptx/layout.js';
 import { constImage, weightImage } from './upload.js';
 
@@ -25,11 +25,21 @@ export class CudaModel {
   readonly tokens: DevicePtr;
   readonly history: DevicePtr;
   readonly stream: CudaStream;
+  /** The PTX flavour loaded: sm_90 keeps the programmatic-launch waits and L2 prefetches. */
+  readonly arch: CudaArch;
+  /**
+   * Launch each kernel so it may start while the previous one finishes (programmatic dependent
+   * launch, sm_90): its CTAs get resident and prefetch weights, then wait in griddepcontrol.wait.
+   * On by default on Hopper; MOCC_CUDA_PDL=0 turns it off (to measure what it gives).
+   */
+  readonly overlap: boolean;
   private readonly allocations: DevicePtr[] = [];
 
   constructor(readonly cuda: Cuda, readonly program: Program, readonly model: RunnableModel) {
     this.stream = cuda.createStream();
-    const mod = cuda.loadModule(ptxModule([...program.kernels.values()]), 'mocc');
+    this.arch = archFor(cuda.device.computeCapability);
+    this.overlap = this.arch === 'sm_90' && process.env.MOCC_CUDA_PDL !== '0';
+    const mod = cuda.loadModule(ptxModule([...program.kernels.values()], this.arch), 'mocc');
     for (const name of program.kernels.keys()) this.functions.set(name, mod.getFunction(name));
     const cap = program.kvCache.capacity;
     for (const name of program.weights) {
@@ -92,7 +102,7 @@ export class CudaModel {
   run(prepared: Prepared[]): void {
     for (const p of prepared) {
       if (p.zero) this.cuda.memsetD32(p.zero.ptr, 0, p.zero.words, this.stream);
-      else p.fn!.launch(p.grid, p.block, 0, this.stream, p.params, p.offsets);
+      else p.fn!.launch(p.grid, p.block, 0, this.stream, p.params, p.offsets, { overlap: this.overlap });
     }
   }
 

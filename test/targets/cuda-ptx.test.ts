@@ -3,7 +3,7 @@
 // deterministic and snapshot-tested.
 import test from 'ava';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildLlamaGraph } from '../../src/import/llama-graph.js';
 import type { ModelSpec } from '../../src/import/spec.js';
@@ -19,9 +19,9 @@ import { CHECKPOINTS } from '../helpers/fixtures.js';
 
 const ptxas = ['/usr/local/bin/ptxas', '/usr/local/cuda/bin/ptxas'].find((p) => spawnSync(p, ['--version']).status === 0);
 
-function assembleAll(t: { true(v: boolean, m?: string): void; is(a: unknown, b: unknown, m?: string): void }, dir: string): number {
+function assembleAll(t: { true(v: boolean, m?: string): void; is(a: unknown, b: unknown, m?: string): void }, dir: string, arches = ['sm_80', 'sm_90']): number {
   const files = readdirSync(join(dir, 'ptx')).filter((f) => f.endsWith('.ptx'));
-  for (const arch of ['sm_80', 'sm_90']) {
+  for (const arch of arches) {
     // one ptxas call per module, as a driver JIT would see each
     for (const f of files) {
       const r = spawnSync(ptxas!, [`-arch=${arch}`, join(dir, 'ptx', f), '-o', '/dev/null'], { encoding: 'utf8' });
@@ -43,9 +43,24 @@ for (const [label, flags] of [['dense', ['--dense']], ['MoC K=32', ['--k', '32']
     t.is(mocc('convert', CHECKPOINTS.gguf, '-o', join(dir, 'pkg'), ...flags).code, 0);
     const r = mocc('compile', join(dir, 'pkg'), '--target', 'cuda', '-o', join(dir, 'out'));
     t.is(r.code, 0, r.stderr);
-    t.true(assembleAll(t, join(dir, 'out')) >= 14);
+    t.true(assembleAll(t, join(dir, 'out')) >= 10);
+    // sm_90 modules keep the programmatic-launch waits (and only Hopper assembles them)
+    const r90 = mocc('compile', join(dir, 'pkg'), '--target', 'cuda', '--arch', 'sm_90', '-o', join(dir, 'out90'));
+    t.is(r90.code, 0, r90.stderr);
+    t.true(assembleAll(t, join(dir, 'out90'), ['sm_90']) >= 10);
+    const sample = readdirSync(join(dir, 'out90', 'ptx')).find((f) => f.startsWith('attention'))!;
+    t.regex(readFileSync(join(dir, 'out90', 'ptx', sample), 'utf8'), /griddepcontrol\.wait/);
+    t.notRegex(readFileSync(join(dir, 'out', 'ptx', sample), 'utf8'), /griddepcontrol/);
   });
 }
+
+test('compile --arch rejects an arch it does not emit', (t) => {
+  const dir = tempDir(t);
+  t.is(mocc('convert', CHECKPOINTS.gguf, '-o', join(dir, 'pkg')).code, 0);
+  const r = mocc('compile', join(dir, 'pkg'), '--target', 'cuda', '--arch', 'sm_70', '-o', join(dir, 'out'));
+  t.is(r.code, 1);
+  t.regex(r.stderr, /^mocc: cuda target: --arch must be one of sm_80, sm_90 \(got sm_70\)/);
+});
 
 const PRESET_1B: ModelSpec = {
   arch: 'llama', dim: 2048, nLayers: 24, nHeads: 32, nKvHeads: 32, headDim: 64, dFfn: 5461, vocabSize: 32000,
@@ -60,7 +75,34 @@ for (const [label, sel] of [['dense', null], ['MoC K=1024', { k: 1024 }]] as con
     const dir = tempDir(t);
     // compile needs no weight values: the program only names them
     compileCuda({ graph, spec: PRESET_1B, weights: new Map<string, MemoryTensor>() }, dir);
-    t.true(assembleAll(t, dir) >= 12);
+    t.true(assembleAll(t, dir) >= 8);
+    compileCuda({ graph, spec: PRESET_1B, weights: new Map<string, MemoryTensor>() }, join(dir, 'sm90'), 'sm_90');
+    t.true(assembleAll(t, join(dir, 'sm90'), ['sm_90']) >= 8);
+  });
+}
+
+// What one layer lowers to, by kernel family: the fusions must happen (RMSNorm folded into the
+// GEMVs, RoPE with the KV append, the dense FFN in two launches, the MoC FFN in four).
+const family = (kernel: string) => kernel.replace(/_(?:bf16|f16|f32|half|interleaved|[a-z]+\d).*$/, '');
+for (const [label, sel, perLayer] of [
+  ['dense', null, ['gemv_multi+norm', 'rope_store', 'attention', 'gemv accumulate', 'gemv silu_pair+norm', 'gemv accumulate']],
+  ['MoC K=1024', { k: 1024 }, ['gemv_multi+norm', 'rope_store', 'attention', 'gemv accumulate', 'gemv store+norm', 'moc_topk', 'moc_updown+norm', 'moc_reduce']],
+] as const) {
+  test(`1B preset ${label}: one layer is ${perLayer.length} launches, no separate RMSNorm`, (t) => {
+    let graph = buildLlamaGraph(PRESET_1B, (n) => (n.includes('norm') ? 'f32' : 'bf16'));
+    if (sel) graph = swigluToMoc.run(graph, sel);
+    const p = lowerToCuda(graph, PRESET_1B);
+    const launches = p.steps.filter((s) => s.kind === 'launch').map((s) => (s as { kernel: string }).kernel);
+    const describe = (k: string) => {
+      const base = k.startsWith('gemv_multi') ? 'gemv_multi' : k.startsWith('gemv_') ? `gemv ${/_(store|accumulate|silu_pair|silu_gate)_/.exec(k)![1]}` : family(k);
+      return base + (/_n(f32|bf16|f16)/.test(k) ? '+norm' : '');
+    };
+    const names = launches.map(describe);
+    t.is(names.length, 2 + PRESET_1B.nLayers * perLayer.length, names.join(', '));
+    t.deepEqual(names.slice(1, 1 + perLayer.length), [...perLayer]);
+    t.deepEqual(names.slice(0, 1), ['embedding']);
+    t.deepEqual(names.slice(-1), ['gemv store+norm']); // the final norm folded into the logits
+    t.false(launches.some((k) => k.startsWith('rmsnorm')));
   });
 }
 
@@ -68,14 +110,18 @@ test('generated PTX is deterministic and matches the snapshots', (t) => {
   const kernels = [
     D.gemv({ dtype: 'bf16', inDim: 2048, outDim: 5461, epilogue: 'store' }),
     D.gemv({ dtype: 'f16', inDim: 64, outDim: 32, gather: { wRows: 172, gateWidth: 172 }, epilogue: 'silu_gate' }),
-    M.topkSelect(172, 32), M.patternSelect(172, 2, 8), M.downPartial('bf16', 2048, 1024), M.downReduce(64, 32),
+    M.topkSelect(172, 32), M.patternSelect(172, 2, 8), M.downPartial('bf16', 2048, 1024), M.downReduce(64, 4),
     A.attention(8, 4, 8), A.rope(8, 8, 'interleaved'), D.rmsnorm('f32', 64, 1e-5), D.argmax(512),
+    D.gemv({ dtype: 'bf16', inDim: 64, outDim: 172, epilogue: 'silu_pair', norm: { dtype: 'f32', eps: 1e-5 } }),
+    M.mocUpDown({ dtype: 'bf16', d: 64, f: 172, kKeep: 32, norm: { dtype: 'f32', eps: 1e-5 } }), A.ropeStore(8, 4, 8, 'half'),
   ];
   const again = [
     D.gemv({ dtype: 'bf16', inDim: 2048, outDim: 5461, epilogue: 'store' }),
     D.gemv({ dtype: 'f16', inDim: 64, outDim: 32, gather: { wRows: 172, gateWidth: 172 }, epilogue: 'silu_gate' }),
-    M.topkSelect(172, 32), M.patternSelect(172, 2, 8), M.downPartial('bf16', 2048, 1024), M.downReduce(64, 32),
+    M.topkSelect(172, 32), M.patternSelect(172, 2, 8), M.downPartial('bf16', 2048, 1024), M.downReduce(64, 4),
     A.attention(8, 4, 8), A.rope(8, 8, 'interleaved'), D.rmsnorm('f32', 64, 1e-5), D.argmax(512),
+    D.gemv({ dtype: 'bf16', inDim: 64, outDim: 172, epilogue: 'silu_pair', norm: { dtype: 'f32', eps: 1e-5 } }),
+    M.mocUpDown({ dtype: 'bf16', d: 64, f: 172, kKeep: 32, norm: { dtype: 'f32', eps: 1e-5 } }), A.ropeStore(8, 4, 8, 'half'),
   ];
   kernels.forEach((k, i) => t.is(k.text, again[i]!.text, k.name));
   for (const k of kernels) t.snapshot(k.text, k.name);

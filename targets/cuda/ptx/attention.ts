@@ -41,6 +41,58 @@ export function rope(heads: number, hd: number, style: 'half' | 'interleaved'): 
   return { name, text: k.render() };
 }
 
+export const ropeStoreGrid = (heads: number, kvHeads: number, hd: number): number => Math.ceil(((heads + kvHeads) * hd) / 2 / ROPE_THREADS);
+
+/**
+ * RoPE and the KV-cache append in one launch: threads [0, heads·hd/2) rotate a pair of q in place;
+ * the next kvHeads·hd/2 rotate a pair of k and write it, with the same two elements of v, into the
+ * caches at row pos[0] + t (k itself is left as it was: only the cache is read later).
+ * Params: q, k, v, ck, cv, table, pos. Grid (ropeStoreGrid, T), block 128.
+ */
+export function ropeStore(heads: number, kvHeads: number, hd: number, style: 'half' | 'interleaved'): Kernel {
+  const name = `rope_store_${style}_h${heads}_kv${kvHeads}_hd${hd}`;
+  const half = hd / 2;
+  const k = new KernelBuilder(name, ['q', 'k', 'v', 'ck', 'cv', 'table', 'pos'].map((n) => ({ name: n, type: 'u64' as const })));
+  const q = k.ptrParam('q'), kk = k.ptrParam('k'), vv = k.ptrParam('v'), ck = k.ptrParam('ck'), cv = k.ptrParam('cv'), table = k.ptrParam('table'), pos = k.ptrParam('pos');
+  const tid = k.special('%tid.x', 'tid'), bx = k.special('%ctaid.x', 'bx'), t = k.special('%ctaid.y', 't');
+  k.gridSync();
+  const j = k.reg('u32', 'j'), p = k.reg('pred', 'p'), isK = k.reg('pred', 'isk'), done = k.label('done');
+  k.emit(`mad.lo.u32 ${j}, ${bx}, ${ROPE_THREADS}, ${tid}`, `setp.ge.u32 ${p}, ${j}, ${(heads + kvHeads) * half}`, `@${p} bra ${done}`);
+  // pair jl of head h within q (isK false) or k (isK true)
+  const jl = k.reg('u32', 'jl');
+  k.emit(`setp.ge.u32 ${isK}, ${j}, ${heads * half}`, `mov.u32 ${jl}, ${j}`, `@${isK} sub.u32 ${jl}, ${j}, ${heads * half}`);
+  const h = k.reg('u32', 'h'), i = k.reg('u32', 'i'), position = k.reg('u32', 'position');
+  k.emit(`div.u32 ${h}, ${jl}, ${half}`, `rem.u32 ${i}, ${jl}, ${half}`, `ld.global.u32 ${position}, [${pos}]`, `add.u32 ${position}, ${position}, ${t}`);
+  const ti = k.reg('u32', 'ti'), c = k.reg('f32', 'c'), sn = k.reg('f32', 's');
+  k.emit(`mad.lo.u32 ${ti}, ${position}, ${half}, ${i}`);
+  k.emit(`ld.global.nc.v2.f32 {${c}, ${sn}}, [${k.addr(table, ti, 8)}]`);
+  const ia = k.reg('u32', 'ia'), ib = k.reg('u32', 'ib');
+  if (style === 'half') k.emit(`mad.lo.u32 ${ia}, ${h}, ${hd}, ${i}`, `add.u32 ${ib}, ${ia}, ${half}`);
+  else k.emit(`mad.lo.u32 ${ia}, ${h}, ${hd}, ${i}`, `add.u32 ${ia}, ${ia}, ${i}`, `add.u32 ${ib}, ${ia}, 1`);
+  // source row: q[t] or k[t]
+  const qw = pad8(heads * hd), kvw = pad8(kvHeads * hd);
+  const qrow = k.addr(q, t, qw * 4), krow = k.addr(kk, t, kvw * 4);
+  const row = k.reg('u64', 'row');
+  k.emit(`mov.u64 ${row}, ${qrow}`, `@${isK} mov.u64 ${row}, ${krow}`);
+  const pa = k.addr(row, ia, 4), pb = k.addr(row, ib, 4);
+  const a = k.reg('f32', 'va'), bv = k.reg('f32', 'vb'), ra = k.reg('f32', 'ra'), rb = k.reg('f32', 'rb');
+  k.emit(`ld.global.f32 ${a}, [${pa}]`, `ld.global.f32 ${bv}, [${pb}]`);
+  k.emit(`mul.f32 ${ra}, ${bv}, ${sn}`);
+  const nbs = k.neg(ra);
+  k.emit(`fma.rn.f32 ${ra}, ${a}, ${c}, ${nbs}`);
+  k.emit(`mul.f32 ${rb}, ${bv}, ${c}`, `fma.rn.f32 ${rb}, ${a}, ${sn}, ${rb}`);
+  const toCache = k.label('kv');
+  k.emit(`@${isK} bra ${toCache}`, `st.global.f32 [${pa}], ${ra}`, `st.global.f32 [${pb}], ${rb}`, `bra ${done}`);
+  k.place(toCache);
+  const crow = k.addr(ck, position, kvw * 4), vcrow = k.addr(cv, position, kvw * 4), vrow = k.addr(vv, t, kvw * 4);
+  const va = k.reg('f32', 'v0'), vb2 = k.reg('f32', 'v1');
+  k.emit(`ld.global.f32 ${va}, [${k.addr(vrow, ia, 4)}]`, `ld.global.f32 ${vb2}, [${k.addr(vrow, ib, 4)}]`);
+  k.emit(`st.global.f32 [${k.addr(crow, ia, 4)}], ${ra}`, `st.global.f32 [${k.addr(crow, ib, 4)}], ${rb}`);
+  k.emit(`st.global.f32 [${k.addr(vcrow, ia, 4)}], ${va}`, `st.global.f32 [${k.addr(vcrow, ib, 4)}], ${vb2}`);
+  k.place(done);
+  return { name, text: k.render() };
+}
+
 /** cacheK[pos + t, :] = k[t, :], same for v; one element a thread (a single looping block measured 10 µs). */
 export const kvStoreGrid = (kvw: number): number => Math.ceil(kvw / 128);
 

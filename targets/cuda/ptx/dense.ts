@@ -1,7 +1,7 @@
 // Kernels for the dense parts of a LLaMA step: embedding, RMSNorm, GEMV/GEMM, elementwise, argmax.
 import { f32Imm, KernelBuilder } from './builder.js';
 import { CHUNK, elemBytes, pad8, type WeightDType } from './layout.js';
-import { loadChunk8, loadScalar } from './load.js';
+import { loadRaw8, loadScalar, rawToF32 } from './load.js';
 
 export interface Kernel {
   name: string;
@@ -17,7 +17,7 @@ export function embedding(dtype: WeightDType, d: number): Kernel {
   const y = k.ptrParam('y'), table = k.ptrParam('table'), tokens = k.ptrParam('tokens');
   const tid = k.special('%tid.x', 'tid'), t = k.special('%ctaid.y', 't');
   const tok = k.reg('u32', 'tok');
-  k.emit(`ld.global.nc.u32 ${tok}, [${k.addr(tokens, t, 4)}]`);
+  k.emit(`ld.global.u32 ${tok}, [${k.addr(tokens, t, 4)}]`);
   const row = k.addr(table, tok, pad8(d) * elemBytes(dtype));
   const yrow = k.addr(y, t, pad8(d) * 4);
   const i = k.reg('u32', 'i'), p = k.reg('pred', 'p'), v = k.reg('f32', 'v');
@@ -61,7 +61,7 @@ export function rmsnorm(dtype: WeightDType, d: number, eps: number): Kernel {
   return { name, text: k.render() };
 }
 
-export type GemvEpilogue = 'store' | 'accumulate' | 'silu_gate';
+export type GemvEpilogue = 'store' | 'accumulate' | 'silu_gate' | 'silu_pair';
 
 export interface GemvSpec {
   dtype: WeightDType;
@@ -72,14 +72,31 @@ export interface GemvSpec {
   /** Rows of W are picked by idx[t, j] (MoC's gathered up-projection). */
   gather?: { wRows: number; gateWidth: number };
   epilogue: GemvEpilogue;
+  /**
+   * x is the un-normalized residual stream: RMSNorm (weight `nw` of this dtype) is applied on the
+   * fly, so no separate RMSNorm launch. y = rsqrt(mean(x²) + eps) · Σ_i (x_i·nw_i)·W[j, i]; each warp
+   * reads all of x anyway, so mean(x²) costs a few FMAs on registers it already holds.
+   */
+  norm?: { dtype: WeightDType; eps: number };
   rowsPerWarp?: number;
   unroll?: number;
+  /**
+   * Bytes of each weight matrix (from its first row) that warps ask the L2 for before waiting on
+   * the previous kernel; default PREFETCH_BYTES. A few MB keep the memory busy while the previous
+   * kernel ends; the whole matrix would flood the L2 and evict what is still to be read.
+   */
+  prefetchBytes?: number;
 }
+
+export const PREFETCH_BYTES = 4 << 20;
 
 export const GEMV_WARPS = 8;
 
+const normTag = (n: GemvSpec['norm']) => (n ? `_n${n.dtype}e${f32Imm(n.eps).slice(2)}` : '');
+
 export function gemvName(s: GemvSpec): string {
-  return `gemv_${s.dtype}_i${s.inDim}_o${s.outDim}${s.gather ? `_g${s.gather.wRows}` : ''}_${s.epilogue}_r${s.rowsPerWarp ?? 2}_u${s.unroll ?? 4}`;
+  const pf = s.prefetchBytes === undefined || s.gather ? '' : `_p${s.prefetchBytes}`;
+  return `gemv_${s.dtype}_i${s.inDim}_o${s.outDim}${s.gather ? `_g${s.gather.wRows}` : ''}${normTag(s.norm)}_${s.epilogue}_r${s.rowsPerWarp ?? 2}_u${s.unroll ?? 4}${pf}`;
 }
 
 export function gemvGrid(s: GemvSpec, tokens: number): [number, number, number] {
@@ -88,35 +105,47 @@ export function gemvGrid(s: GemvSpec, tokens: number): [number, number, number] 
 
 /**
  * One warp computes rowsPerWarp outputs: lanes stride over 16-byte chunks of the weight rows and of
- * x, several chunks in flight, then a warp reduction. Params: y, x, w, and with gather idx and g.
+ * x, several chunks in flight, then a warp reduction. Params: y, x, w, then w2 (silu_pair), idx and
+ * g (gather), nw (norm).
  *   store:      y[t, j] = Σ_i x[t, i]·W[r_j, i]
  *   accumulate: y[t, j] += …               (residual add fused)
  *   silu_gate:  y[t, j] = silu(g[t, r_j]) · …   (MoC: z = SiLU(G_k)·U_k with r_j = idx[t, j])
- * Grid gemvGrid(spec, T), block 256.
+ *   silu_pair:  y[t, j] = silu(W·x)_j · (W2·x)_j  (a dense FFN's gate and up in one pass)
+ * Without gather, each warp first asks the L2 for its weight rows (they do not depend on earlier
+ * kernels), then waits for the previous kernel: with programmatic launch the weights stream in
+ * while that kernel finishes. Grid gemvGrid(spec, T), block 256.
  */
 export function gemv(s: GemvSpec): Kernel {
   const name = gemvName(s);
   const params = [{ name: 'y', type: 'u64' as const }, { name: 'x', type: 'u64' as const }, { name: 'w', type: 'u64' as const }];
+  if (s.epilogue === 'silu_pair') params.push({ name: 'w2', type: 'u64' });
   if (s.gather) params.push({ name: 'idx', type: 'u64' }, { name: 'g', type: 'u64' });
+  if (s.norm) params.push({ name: 'nw', type: 'u64' });
   const k = new KernelBuilder(name, params);
   const y = k.ptrParam('y'), x = k.ptrParam('x'), w = k.ptrParam('w');
+  const w2 = s.epilogue === 'silu_pair' ? k.ptrParam('w2') : undefined;
   const idx = s.gather ? k.ptrParam('idx') : '', g = s.gather ? k.ptrParam('g') : '';
+  const nw = s.norm ? k.ptrParam('nw') : undefined;
   const tid = k.special('%tid.x', 'tid'), bx = k.special('%ctaid.x', 'bx'), t = k.special('%ctaid.y', 't');
-  emitGemv(k, s, { y, x, w, idx, g }, bx, tid, t);
+  emitGemv(k, s, { y, x, w, w2, idx, g, nw }, bx, tid, t);
   return { name, text: k.render() };
 }
 
 /**
  * One launch for several store-epilogue GEMVs that read the same x (Q/K/V; a dense FFN's gate and
- * up): blocks are split among the matrices by compile-time ranges. Params: x, then y_i, w_i.
+ * up): blocks are split among the matrices by compile-time ranges. Params: x, [nw,] then y_i, w_i.
  * Grid (Σ blocks_i, T), block 256.
  */
 export function gemvMulti(specs: GemvSpec[]): Kernel {
-  const name = `gemv_multi_${specs[0]!.dtype}_i${specs[0]!.inDim}_o${specs.map((s) => s.outDim).join('_')}_r${specs[0]!.rowsPerWarp ?? 2}_u${specs[0]!.unroll ?? 4}`;
+  const s0 = specs[0]!;
+  const pf = s0.prefetchBytes === undefined ? '' : `_p${s0.prefetchBytes}`;
+  const name = `gemv_multi_${s0.dtype}_i${s0.inDim}_o${specs.map((s) => s.outDim).join('_')}${normTag(s0.norm)}_r${s0.rowsPerWarp ?? 2}_u${s0.unroll ?? 4}${pf}`;
   const params: { name: string; type: 'u64' }[] = [{ name: 'x', type: 'u64' }];
+  if (s0.norm) params.push({ name: 'nw', type: 'u64' });
   specs.forEach((_, i) => params.push({ name: `y${i}`, type: 'u64' }, { name: `w${i}`, type: 'u64' }));
   const k = new KernelBuilder(name, params);
   const x = k.ptrParam('x');
+  const nw = s0.norm ? k.ptrParam('nw') : undefined;
   const tid = k.special('%tid.x', 'tid'), bx = k.special('%ctaid.x', 'bx'), t = k.special('%ctaid.y', 't');
   const done = k.label('done');
   let start = 0;
@@ -125,7 +154,7 @@ export function gemvMulti(specs: GemvSpec[]): Kernel {
     const next = k.label('seg'), p = k.reg('pred', 'p'), local = k.reg('u32', 'bxl');
     k.emit(`setp.ge.u32 ${p}, ${bx}, ${start + blocks}`, `@${p} bra ${next}`, `sub.u32 ${local}, ${bx}, ${start}`);
     const y = k.ptrParam(`y${i}`), w = k.ptrParam(`w${i}`);
-    emitGemv(k, s, { y, x, w, idx: '', g: '' }, local, tid, t);
+    emitGemv(k, { ...s, norm: s0.norm }, { y, x, w, idx: '', g: '', nw }, local, tid, t);
     k.emit(`bra ${done}`);
     k.place(next);
     start += blocks;
@@ -138,52 +167,104 @@ export function gemvMultiGrid(specs: GemvSpec[]): number {
   return specs.reduce((n, s) => n + gemvGrid(s, 1)[0], 0);
 }
 
-function emitGemv(k: KernelBuilder, s: GemvSpec, ptr: { y: string; x: string; w: string; idx: string; g: string }, bx: string, tid: string, t: string): void {
+interface GemvPtrs { y: string; x: string; w: string; w2?: string; idx: string; g: string; nw?: string }
+
+function emitGemv(k: KernelBuilder, s: GemvSpec, ptr: GemvPtrs, bx: string, tid: string, t: string): void {
   const R = s.rowsPerWarp ?? 2;
-  const U = s.unroll ?? 4;
-  const { y, x, w, idx, g } = ptr;
+  const { y, x, idx, g } = ptr;
+  const mats = ptr.w2 ? [ptr.w, ptr.w2] : [ptr.w];
   const lane = k.reg('u32', 'lane'), warp = k.reg('u32', 'warp'), row0 = k.reg('u32', 'row0');
   k.emit(`and.b32 ${lane}, ${tid}, 31`, `shr.u32 ${warp}, ${tid}, 5`, `mad.lo.u32 ${row0}, ${bx}, ${GEMV_WARPS}, ${warp}`, `mul.lo.u32 ${row0}, ${row0}, ${R}`);
   const ld = pad8(s.inDim);
-  const nch = ld / CHUNK;
   const eb = elemBytes(s.dtype);
+  const pfRows = Math.min(s.outDim, Math.ceil((s.prefetchBytes ?? PREFETCH_BYTES) / (ld * eb)));
+  if (!s.gather && pfRows > 0) {
+    // lane 0 asks the L2 for this warp's rows (consecutive, so one range per matrix), if they are
+    // among the first pfRows
+    const nrows = k.reg('u32', 'nrows'), bytes = k.reg('u32', 'bytes'), pf = k.reg('pred', 'pf'), lead = k.reg('pred', 'lead');
+    k.emit(`setp.lt.u32 ${pf}, ${row0}, ${pfRows}`, `setp.eq.u32 ${lead}, ${lane}, 0`, `and.pred ${pf}, ${pf}, ${lead}`);
+    k.emit(`sub.u32 ${nrows}, ${pfRows}, ${row0}`, `min.u32 ${nrows}, ${nrows}, ${R}`, `mul.lo.u32 ${bytes}, ${nrows}, ${ld * eb}`);
+    for (const m of mats) k.prefetchL2(k.addr(m, row0, ld * eb), bytes, pf);
+  }
+  k.gridSync();
   const xrow = k.addr(x, t, ld * 4);
   // Row pointers (clamped to a valid row so loads stay in bounds; out-of-range rows are not stored).
-  const rows: string[] = [];
-  const wrow: string[] = [];
+  const wrow: string[][] = mats.map(() => []);
   for (let r = 0; r < R; r++) {
     const j = k.reg('u32', 'j');
     k.emit(`add.u32 ${j}, ${row0}, ${r}`, `min.u32 ${j}, ${j}, ${s.outDim - 1}`);
-    rows.push(j);
     let wr = j;
     if (s.gather) {
       wr = k.reg('u32', 'wr');
-      k.emit(`ld.global.nc.u32 ${wr}, [${k.addr(k.addr(idx, t, pad8(s.outDim) * 4), j, 4)}]`);
+      k.emit(`ld.global.u32 ${wr}, [${k.addr(k.addr(idx, t, pad8(s.outDim) * 4), j, 4)}]`);
     }
-    wrow.push(k.addr(w, wr, ld * eb));
+    mats.forEach((m, mi) => wrow[mi]!.push(k.addr(m, wr, ld * eb)));
   }
-  const acc = k.regs('f32', 'acc', R);
-  for (const a of acc) k.emit(`mov.f32 ${a}, 0f00000000`);
+  const acc = emitDots(k, s, wrow, xrow, ptr.nw, lane);
+  const p0 = k.reg('pred', 'p'), skip = k.label('skip');
+  k.emit(`setp.ne.u32 ${p0}, ${lane}, 0`, `@${p0} bra ${skip}`);
+  const yrow = k.addr(y, t, pad8(s.outDim) * 4);
+  for (let r = 0; r < R; r++) {
+    const j = k.reg('u32', 'jo'), pr = k.reg('pred', 'p'), nx = k.label('next');
+    k.emit(`add.u32 ${j}, ${row0}, ${r}`, `setp.ge.u32 ${pr}, ${j}, ${s.outDim}`, `@${pr} bra ${nx}`);
+    const ya = k.addr(yrow, j, 4);
+    const out = acc[0]![r]!;
+    if (s.epilogue === 'accumulate') {
+      const old = k.reg('f32', 'old');
+      k.emit(`ld.global.f32 ${old}, [${ya}]`, `add.f32 ${out}, ${out}, ${old}`);
+    } else if (s.epilogue === 'silu_gate') {
+      const gv = k.reg('f32', 'gv'), ch = k.reg('u32', 'ch');
+      k.emit(`ld.global.u32 ${ch}, [${k.addr(k.addr(idx, t, pad8(s.outDim) * 4), j, 4)}]`);
+      k.emit(`ld.global.f32 ${gv}, [${k.addr(k.addr(g, t, pad8(s.gather!.gateWidth) * 4), ch, 4)}]`);
+      siluTimes(k, gv, out);
+    } else if (s.epilogue === 'silu_pair') {
+      const gv = k.reg('f32', 'gv');
+      k.emit(`mov.f32 ${gv}, ${out}`, `mov.f32 ${out}, ${acc[1]![r]}`);
+      siluTimes(k, gv, out);
+    }
+    k.emit(`st.global.f32 [${ya}], ${out}`);
+    k.place(nx);
+  }
+  k.place(skip);
+}
+
+/**
+ * The dot products of a warp: wrow[m][r] · x for every matrix m and row r (each a global row
+ * pointer, padded row length pad8(inDim)); lanes stride over 16-byte chunks, `unroll` chunks in
+ * flight. With s.norm, x is RMS-normalized on the fly (nw: the norm weight). Every lane gets the
+ * sums. Returns acc[m][r].
+ */
+export function emitDots(k: KernelBuilder, s: Pick<GemvSpec, 'dtype' | 'inDim' | 'norm' | 'unroll'>, wrow: string[][], xrow: string, nw: string | undefined, lane: string): string[][] {
+  const U = s.unroll ?? 4;
+  const nch = pad8(s.inDim) / CHUNK;
+  const eb = elemBytes(s.dtype);
+  const acc = wrow.map((rows) => k.regs('f32', 'acc', rows.length));
+  for (const a of acc.flat()) k.emit(`mov.f32 ${a}, 0f00000000`);
+  const ss = s.norm ? k.reg('f32', 'ss') : undefined;
+  if (ss) k.emit(`mov.f32 ${ss}, 0f00000000`);
   const c = k.reg('u32', 'c');
   k.emit(`mov.u32 ${c}, ${lane}`);
-
   const body = (n: number) => {
-    // n chunks per lane: c, c+32, …; loads first so they are all in flight, then the FMAs.
-    const xs: string[][] = [];
-    const ws: string[][][] = [];
+    // n chunks per lane: c, c+32, …; every load first (all in flight), then the norm, then the FMAs.
+    const xs: string[][] = [], nws: string[][] = [];
+    const ws: string[][][][] = [];
     for (let u = 0; u < n; u++) {
       const cu = k.reg('u32', 'cu');
       k.emit(`add.u32 ${cu}, ${c}, ${u * 32}`);
-      const xv = k.regs('f32', 'x', 8);
-      loadChunk8(k, 'f32', k.addr(xrow, cu, 32), xv);
-      xs.push(xv);
-      ws.push(rows.map((_, r) => {
-        const wv = k.regs('f32', 'wv', 8);
-        loadChunk8(k, s.dtype, k.addr(wrow[r]!, cu, CHUNK * eb), wv);
-        return wv;
-      }));
+      xs.push(loadRaw8(k, 'f32', k.addr(xrow, cu, 32), 'activation'));
+      if (s.norm) nws.push(loadRaw8(k, s.norm.dtype, k.addr(nw!, cu, CHUNK * elemBytes(s.norm.dtype))));
+      ws.push(wrow.map((rows) => rows.map((wr) => loadRaw8(k, s.dtype, k.addr(wr, cu, CHUNK * eb)))));
     }
-    for (let u = 0; u < n; u++) for (let r = 0; r < R; r++) for (let e = 0; e < 8; e++) k.emit(`fma.rn.f32 ${acc[r]}, ${xs[u]![e]}, ${ws[u]![r]![e]}, ${acc[r]}`);
+    if (s.norm) {
+      for (let u = 0; u < n; u++) {
+        const nv = rawToF32(k, s.norm.dtype, nws[u]!);
+        for (let e = 0; e < 8; e++) k.emit(`fma.rn.f32 ${ss}, ${xs[u]![e]}, ${xs[u]![e]}, ${ss}`, `mul.f32 ${xs[u]![e]}, ${xs[u]![e]}, ${nv[e]}`);
+      }
+    }
+    for (let u = 0; u < n; u++) for (let mi = 0; mi < wrow.length; mi++) for (let r = 0; r < wrow[mi]!.length; r++) {
+      const wv = rawToF32(k, s.dtype, ws[u]![mi]![r]!);
+      for (let e = 0; e < 8; e++) k.emit(`fma.rn.f32 ${acc[mi]![r]}, ${xs[u]![e]}, ${wv[e]}, ${acc[mi]![r]}`);
+    }
   };
   // Full rounds: every lane has U chunks; then single guarded chunks for the rest.
   const full = Math.floor(nch / (32 * U));
@@ -204,29 +285,21 @@ function emitGemv(k: KernelBuilder, s: GemvSpec, ptr: { y: string; x: string; w:
     k.emit(`add.u32 ${c}, ${c}, 32`, `bra ${loop}`);
     k.place(done);
   }
-  for (const a of acc) k.warpSum(a);
-  const p0 = k.reg('pred', 'p'), skip = k.label('skip');
-  k.emit(`setp.ne.u32 ${p0}, ${lane}, 0`, `@${p0} bra ${skip}`);
-  const yrow = k.addr(y, t, pad8(s.outDim) * 4);
-  for (let r = 0; r < R; r++) {
-    const j = k.reg('u32', 'jo'), pr = k.reg('pred', 'p'), nx = k.label('next');
-    k.emit(`add.u32 ${j}, ${row0}, ${r}`, `setp.ge.u32 ${pr}, ${j}, ${s.outDim}`, `@${pr} bra ${nx}`);
-    const ya = k.addr(yrow, j, 4);
-    if (s.epilogue === 'accumulate') {
-      const old = k.reg('f32', 'old');
-      k.emit(`ld.global.f32 ${old}, [${ya}]`, `add.f32 ${acc[r]}, ${acc[r]}, ${old}`);
-    } else if (s.epilogue === 'silu_gate') {
-      // z = silu(G[t, channel]) · u, with silu(v) = v / (1 + 2^(−v·log2 e)).
-      const gv = k.reg('f32', 'gv'), e = k.reg('f32', 'e');
-      const ch = k.reg('u32', 'ch');
-      k.emit(`ld.global.nc.u32 ${ch}, [${k.addr(k.addr(idx, t, pad8(s.outDim) * 4), j, 4)}]`);
-      k.emit(`ld.global.f32 ${gv}, [${k.addr(k.addr(g, t, pad8(s.gather!.gateWidth) * 4), ch, 4)}]`);
-      k.emit(`mul.f32 ${e}, ${gv}, ${f32Imm(-LOG2E)}`, `ex2.approx.f32 ${e}, ${e}`, `add.f32 ${e}, ${e}, 0f3F800000`, `div.rn.f32 ${gv}, ${gv}, ${e}`, `mul.f32 ${acc[r]}, ${acc[r]}, ${gv}`);
-    }
-    k.emit(`st.global.f32 [${ya}], ${acc[r]}`);
-    k.place(nx);
+  for (const a of acc.flat()) k.warpSum(a);
+  if (ss) {
+    // the same rsqrt as the RMSNorm kernel: 1 / sqrt(mean + eps), both correctly rounded
+    k.warpSum(ss);
+    const inv = k.reg('f32', 'inv');
+    k.emit(`mul.f32 ${ss}, ${ss}, ${f32Imm(1 / s.inDim)}`, `add.f32 ${ss}, ${ss}, ${f32Imm(s.norm!.eps)}`, `sqrt.rn.f32 ${inv}, ${ss}`, `rcp.rn.f32 ${inv}, ${inv}`);
+    for (const a of acc.flat()) k.emit(`mul.f32 ${a}, ${a}, ${inv}`);
   }
-  k.place(skip);
+  return acc;
+}
+
+/** v ← silu(g) · v, with silu(g) = g / (1 + 2^(−g·log2 e)); g is overwritten. */
+export function siluTimes(k: KernelBuilder, g: string, v: string): void {
+  const e = k.reg('f32', 'e');
+  k.emit(`mul.f32 ${e}, ${g}, ${f32Imm(-LOG2E)}`, `ex2.approx.f32 ${e}, ${e}`, `add.f32 ${e}, ${e}, 0f3F800000`, `div.rn.f32 ${g}, ${g}, ${e}`, `mul.f32 ${v}, ${v}, ${g}`);
 }
 
 /**

@@ -2,15 +2,30 @@
 import type { KernelBuilder } from './builder.js';
 import type { WeightDType } from './layout.js';
 
-/** Loads the 8 consecutive elements at global address `a` (16-byte aligned) as 8 f32 registers. */
-export function loadChunk8(k: KernelBuilder, dtype: WeightDType, a: string, out: string[]): void {
+/**
+ * Issues the load of 8 consecutive elements at `a` without converting them: 8 f32 registers for
+ * f32, 4 packed words for f16/bf16 (convert with rawToF32). Emitting every load of a round before
+ * any arithmetic on them keeps them all in flight: a warp stalls at the first instruction that
+ * needs a value still in memory.
+ */
+export function loadRaw8(k: KernelBuilder, dtype: WeightDType, a: string, data: 'weight' | 'activation' = 'weight'): string[] {
+  const ld = data === 'weight' ? 'ld.global.nc' : 'ld.global';
   if (dtype === 'f32') {
-    k.emit(`ld.global.nc.v4.f32 {${out.slice(0, 4).join(', ')}}, [${a}]`, `ld.global.nc.v4.f32 {${out.slice(4, 8).join(', ')}}, [${a}+16]`);
-    return;
+    const out = k.regs('f32', 'v', 8);
+    k.emit(`${ld}.v4.f32 {${out.slice(0, 4).join(', ')}}, [${a}]`, `${ld}.v4.f32 {${out.slice(4, 8).join(', ')}}, [${a}+16]`);
+    return out;
   }
   const w = k.regs('b32', 'w', 4);
-  k.emit(`ld.global.nc.v4.b32 {${w.join(', ')}}, [${a}]`);
-  unpack8(k, dtype, w, out);
+  k.emit(`${ld}.v4.b32 {${w.join(', ')}}, [${a}]`);
+  return w;
+}
+
+/** The 8 f32 values of a loadRaw8 result. */
+export function rawToF32(k: KernelBuilder, dtype: WeightDType, raw: string[]): string[] {
+  if (dtype === 'f32') return raw;
+  const out = k.regs('f32', 'v', 8);
+  unpack8(k, dtype, raw, out);
+  return out;
 }
 
 /** Turns 4 words holding 8 packed f16/bf16 values (low half first) into 8 f32 registers. */

@@ -3,9 +3,9 @@
 // that also adds the residual). The gathered up-projection fused with SiLU(G)·U is dense.ts's
 // gemv with `gather` and the silu_gate epilogue.
 import { KernelBuilder } from './builder.js';
-import type { Kernel } from './dense.js';
 import { CHUNK, elemBytes, pad8, type WeightDType } from './layout.js';
-import { unpack8 } from './load.js';
+import { loadRaw8, rawToF32, unpack8 } from './load.js';
+import { emitDots, siluTimes, type Kernel } from './dense.js';
 
 /** Threads and channels per thread for selecting over F channels (each thread owns a contiguous run). */
 export function selectShape(f: number): { threads: number; perThread: number } {
@@ -203,7 +203,7 @@ export function downPartial(dtype: WeightDType, d: number, kKeep: number): Kerne
       const ku = k.reg('u32', 'ku'), ch = k.reg('u32', 'ch'), zv = k.reg('f32', 'z');
       k.emit(`add.u32 ${ku}, ${kk}, ${u}`);
       const ia = k.addr(irow, ku, 4), za = k.addr(zrow, ku, 4);
-      k.emit(`ld.global.nc.u32 ${ch}, [${ia}]`, `ld.global.f32 ${zv}, [${za}]`);
+      k.emit(`ld.global.u32 ${ch}, [${ia}]`, `ld.global.f32 ${zv}, [${za}]`);
       const wa = k.addr(w, ch, ld * eb);
       k.emit(`add.s64 ${wa}, ${wa}, ${colOff}`);
       const wv = k.regs('f32', 'wv', 8);
@@ -237,22 +237,157 @@ export function downPartial(dtype: WeightDType, d: number, kKeep: number): Kerne
   return { name, text: k.render() };
 }
 
-/** y[t, j] += Σ_s partial[t, s, j] (the residual add fused). Grid (ceil(d/256), T), block 256. */
-export function downReduce(d: number, kKeep: number): Kernel {
-  const name = `moc_down_reduce_d${d}_k${kKeep}`;
-  const { slices } = downSplit(kKeep);
+const REDUCE_GROUPS = 4;
+const REDUCE_COLS = 64;
+export const REDUCE_THREADS = REDUCE_GROUPS * REDUCE_COLS;
+export const reduceGrid = (d: number): number => Math.ceil(d / REDUCE_COLS);
+
+/**
+ * y[t, j] += Σ_s partial[t, s, j] (the residual add fused). A block sums 64 columns: 4 groups of
+ * threads take every 4th slice (all their loads in flight), then one group adds the 4 group sums
+ * in a fixed order, so the result is deterministic. Grid (reduceGrid(d), T), block 256.
+ */
+export function downReduce(d: number, slices: number): Kernel {
+  const name = `moc_reduce_d${d}_s${slices}`;
   const k = new KernelBuilder(name, [{ name: 'y', type: 'u64' }, { name: 'partial', type: 'u64' }]);
   const y = k.ptrParam('y'), partial = k.ptrParam('partial');
   const tid = k.special('%tid.x', 'tid'), bx = k.special('%ctaid.x', 'bx'), t = k.special('%ctaid.y', 't');
-  const j = k.reg('u32', 'j'), p = k.reg('pred', 'p'), done = k.label('done');
-  k.emit(`mad.lo.u32 ${j}, ${bx}, 256, ${tid}`, `setp.ge.u32 ${p}, ${j}, ${d}`, `@${p} bra ${done}`);
+  k.gridSync();
+  const j = k.reg('u32', 'j'), grp = k.reg('u32', 'grp'), col = k.reg('u32', 'col'), p = k.reg('pred', 'p');
+  k.emit(`and.b32 ${col}, ${tid}, ${REDUCE_COLS - 1}`, `shr.u32 ${grp}, ${tid}, 6`, `mad.lo.u32 ${j}, ${bx}, ${REDUCE_COLS}, ${col}`, `min.u32 ${j}, ${j}, ${d - 1}`);
   const ld = pad8(d);
-  const base = k.addr(k.addr(partial, t, slices * ld * 4), j, 4);
-  const sum = k.reg('f32', 'sum'), v = k.reg('f32', 'v');
+  const base = k.addr(k.addr(k.addr(partial, t, slices * ld * 4), grp, ld * 4), j, 4);
+  const vals: string[] = [];
+  for (let s = 0; s * REDUCE_GROUPS < slices; s++) {
+    const v = k.reg('f32', 'v'), q = k.reg('pred', 'q');
+    // slice grp + 4s exists for every group only while 4s + 3 < slices
+    k.emit(`mov.f32 ${v}, 0f00000000`);
+    if (s * REDUCE_GROUPS + REDUCE_GROUPS - 1 < slices) k.emit(`ld.global.f32 ${v}, [${base}+${s * REDUCE_GROUPS * ld * 4}]`);
+    else k.emit(`setp.lt.u32 ${q}, ${grp}, ${slices - s * REDUCE_GROUPS}`, `@${q} ld.global.f32 ${v}, [${base}+${s * REDUCE_GROUPS * ld * 4}]`);
+    vals.push(v);
+  }
+  const sum = k.reg('f32', 'sum');
   k.emit(`mov.f32 ${sum}, 0f00000000`);
-  for (let s = 0; s < slices; s++) k.emit(`ld.global.f32 ${v}, [${base}+${s * ld * 4}]`, `add.f32 ${sum}, ${sum}, ${v}`);
-  const ya = k.addr(k.addr(y, t, ld * 4), j, 4);
-  k.emit(`ld.global.f32 ${v}, [${ya}]`, `add.f32 ${sum}, ${sum}, ${v}`, `st.global.f32 [${ya}], ${sum}`);
+  for (const v of vals) k.emit(`add.f32 ${sum}, ${sum}, ${v}`);
+  const sh = k.sharedArray('red', 'f32', REDUCE_THREADS, 4);
+  const sa = k.reg('u32', 'sa');
+  k.emit(`mov.u32 ${sa}, ${sh}`, `mad.lo.u32 ${sa}, ${tid}, 4, ${sa}`, `st.shared.f32 [${sa}], ${sum}`, 'bar.sync 0');
+  const done = k.label('done'), jj = k.reg('u32', 'jj');
+  k.emit(`setp.ne.u32 ${p}, ${grp}, 0`, `@${p} bra ${done}`, `mad.lo.u32 ${jj}, ${bx}, ${REDUCE_COLS}, ${col}`, `setp.ge.u32 ${p}, ${jj}, ${d}`, `@${p} bra ${done}`);
+  const total = k.reg('f32', 'total'), v = k.reg('f32', 'gv');
+  k.emit(`mov.f32 ${total}, 0f00000000`);
+  for (let g = 0; g < REDUCE_GROUPS; g++) k.emit(`ld.shared.f32 ${v}, [${sa}+${g * REDUCE_COLS * 4}]`, `add.f32 ${total}, ${total}, ${v}`);
+  const ya = k.addr(k.addr(y, t, ld * 4), jj, 4);
+  k.emit(`ld.global.f32 ${v}, [${ya}]`, `add.f32 ${total}, ${total}, ${v}`, `st.global.f32 [${ya}], ${total}`);
   k.place(done);
+  return { name, text: k.render() };
+}
+
+/** How the fused up+down kernel splits K kept channels: rowsPerWarp channels a warp, 8 warps a block, ≤ ~128 blocks. */
+export function upDownSplit(kKeep: number): { rowsPerWarp: number; perBlock: number; blocks: number } {
+  const rowsPerWarp = Math.max(1, Math.ceil(kKeep / (8 * 128)));
+  const perBlock = 8 * rowsPerWarp;
+  return { rowsPerWarp, perBlock, blocks: Math.ceil(kKeep / perBlock) };
+}
+
+export interface UpDownSpec {
+  dtype: WeightDType;
+  d: number;
+  f: number;
+  kKeep: number;
+  /** x is the residual stream: RMSNorm is applied on the fly (see GemvSpec.norm). */
+  norm?: { dtype: WeightDType; eps: number };
+}
+
+/**
+ * The MoC FFN after selection, in one launch: block b takes kept channels [b·P, (b+1)·P); its
+ * warps compute z_k = SiLU(G[idx_k]) · (W_up[idx_k] · x) (gathered rows, one warp per channel),
+ * put them in shared memory, then every thread multiplies its 8-column slices of the gathered
+ * W_downᵀ rows by z and writes this block's partial sums: partial[t, b, :]. The first 8 channels'
+ * W_down rows are requested before the up projection starts, so both weight streams are in flight
+ * at once. downReduce(d, blocks) finishes (and adds the residual).
+ * Params: partial, x, wu [F, d], wd (W_downᵀ [F, d]), idx, g, [nw]. Grid (blocks, T), block 256.
+ */
+export function mocUpDown(s: UpDownSpec): Kernel {
+  const { dtype, d, f, kKeep } = s;
+  const { rowsPerWarp: RW, perBlock: P } = upDownSplit(kKeep);
+  const name = `moc_updown_${dtype}_d${d}_f${f}_k${kKeep}${s.norm ? `_n${s.norm.dtype}` : ''}`;
+  const params = ['partial', 'x', 'wu', 'wd', 'idx', 'g', ...(s.norm ? ['nw'] : [])].map((n) => ({ name: n, type: 'u64' as const }));
+  const k = new KernelBuilder(name, params);
+  const partial = k.ptrParam('partial'), x = k.ptrParam('x'), wu = k.ptrParam('wu'), wd = k.ptrParam('wd'), idx = k.ptrParam('idx'), g = k.ptrParam('g');
+  const nw = s.norm ? k.ptrParam('nw') : undefined;
+  const tid = k.special('%tid.x', 'tid'), b = k.special('%ctaid.x', 'b'), t = k.special('%ctaid.y', 't');
+  k.gridSync();
+  const lane = k.reg('u32', 'lane'), warp = k.reg('u32', 'warp'), k0 = k.reg('u32', 'k0');
+  k.emit(`and.b32 ${lane}, ${tid}, 31`, `shr.u32 ${warp}, ${tid}, 5`, `mul.lo.u32 ${k0}, ${b}, ${P}`);
+  const ld = pad8(d), eb = elemBytes(dtype);
+  const irow = k.addr(idx, t, pad8(kKeep) * 4);
+  const colChunks = ld / CHUNK;
+  const perThread = Math.ceil(colChunks / 256);
+  // this thread's column chunks (clamped; the store is guarded)
+  const cols: string[] = [], colOk: string[] = [];
+  for (let q = 0; q < perThread; q++) {
+    const cc = k.reg('u32', 'cc'), ok = k.reg('pred', 'colok');
+    k.emit(`add.u32 ${cc}, ${tid}, ${q * 256}`, `setp.lt.u32 ${ok}, ${cc}, ${colChunks}`, `min.u32 ${cc}, ${cc}, ${colChunks - 1}`);
+    cols.push(cc); colOk.push(ok);
+  }
+  /** Issues the loads of W_downᵀ rows idx[k0 + c0 .. c0+8) at this thread's columns: raw[c][q]. */
+  const loadDown = (c0: number): string[][][] => {
+    const raw: string[][][] = [];
+    for (let c = 0; c < 8; c++) {
+      const kc = k.reg('u32', 'kc'), ch = k.reg('u32', 'ch');
+      k.emit(`add.u32 ${kc}, ${k0}, ${c0 + c}`, `min.u32 ${kc}, ${kc}, ${kKeep - 1}`);
+      k.emit(`ld.global.u32 ${ch}, [${k.addr(irow, kc, 4)}]`);
+      const row = k.addr(wd, ch, ld * eb);
+      raw.push(cols.map((cc) => loadRaw8(k, dtype, k.addr(row, cc, CHUNK * eb))));
+    }
+    return raw;
+  };
+  const first = loadDown(0);
+
+  // up projection: warp w takes channels k0 + w·RW + r
+  const upRows: string[] = [], upOk: string[] = [], upCh: string[] = [];
+  for (let r = 0; r < RW; r++) {
+    const kk = k.reg('u32', 'kk'), ok = k.reg('pred', 'upok'), ch = k.reg('u32', 'uch');
+    k.emit(`mad.lo.u32 ${kk}, ${warp}, ${RW}, ${k0}`, `add.u32 ${kk}, ${kk}, ${r}`, `setp.lt.u32 ${ok}, ${kk}, ${kKeep}`, `min.u32 ${kk}, ${kk}, ${kKeep - 1}`);
+    k.emit(`ld.global.u32 ${ch}, [${k.addr(irow, kk, 4)}]`);
+    upRows.push(k.addr(wu, ch, ld * eb)); upOk.push(ok); upCh.push(ch);
+  }
+  const xrow = k.addr(x, t, ld * 4);
+  const [dots] = emitDots(k, { dtype, inDim: d, norm: s.norm, unroll: 8 }, [upRows], xrow, nw, lane);
+  const zs = k.sharedArray('z', 'f32', P, 4);
+  const grow = k.addr(g, t, pad8(f) * 4);
+  const lead = k.reg('pred', 'lead'), za = k.reg('u32', 'za');
+  k.emit(`setp.eq.u32 ${lead}, ${lane}, 0`);
+  for (let r = 0; r < RW; r++) {
+    const gv = k.reg('f32', 'gv'), z = dots![r]!;
+    k.emit(`ld.global.f32 ${gv}, [${k.addr(grow, upCh[r]!, 4)}]`);
+    siluTimes(k, gv, z);
+    k.emit(`selp.f32 ${z}, ${z}, 0f00000000, ${upOk[r]}`); // channels past K contribute nothing
+    k.emit(`mov.u32 ${za}, ${zs}`, `mad.lo.u32 ${za}, ${warp}, ${RW * 4}, ${za}`, `@${lead} st.shared.f32 [${za}+${r * 4}], ${z}`);
+  }
+  k.emit('bar.sync 0');
+
+  // down projection: acc[q][e] = Σ_c z_c · W_downᵀ[idx_c, 8·cols[q] + e]
+  const acc = cols.map(() => k.regs('f32', 'acc', 8));
+  for (const a of acc.flat()) k.emit(`mov.f32 ${a}, 0f00000000`);
+  for (let c0 = 0; c0 < P; c0 += 8) {
+    const raw = c0 === 0 ? first : loadDown(c0);
+    for (let c = 0; c < 8; c++) {
+      const zc = k.reg('f32', 'zc');
+      k.emit(`ld.shared.f32 ${zc}, [${zs}+${(c0 + c) * 4}]`);
+      cols.forEach((_, q) => {
+        const wv = rawToF32(k, dtype, raw[c]![q]!);
+        for (let e = 0; e < 8; e++) k.emit(`fma.rn.f32 ${acc[q]![e]}, ${zc}, ${wv[e]}, ${acc[q]![e]}`);
+      });
+    }
+  }
+  const prow = k.reg('u32', 'prow');
+  k.emit(`mad.lo.u32 ${prow}, ${t}, ${upDownSplit(kKeep).blocks}, ${b}`);
+  const pbase = k.addr(partial, prow, ld * 4);
+  cols.forEach((cc, q) => {
+    const pa = k.addr(pbase, cc, 32);
+    k.emit(`@${colOk[q]} st.global.v4.f32 [${pa}], {${acc[q]!.slice(0, 4).join(', ')}}`, `@${colOk[q]} st.global.v4.f32 [${pa}+16], {${acc[q]!.slice(4).join(', ')}}`);
+  });
   return { name, text: k.render() };
 }
