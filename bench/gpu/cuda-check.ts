@@ -178,7 +178,8 @@ for (const dtype of ['f32', 'bf16'] as const) {
           const w = weight(randomF32(outDim * inDim, r, 0.05), outDim, inDim, dtype);
           const w2 = weight(randomF32(outDim * inDim, r, 0.05), outDim, inDim, dtype);
           const y = poisoned(T * pad8(outDim) * 4);
-          const spec: D.GemvSpec = { dtype, inDim, outDim, epilogue, norm: withNorm ? { dtype, eps: 1e-5 } : undefined };
+          // paired rows as lowered (one of each matrix a warp), plain store with the default two
+          const spec: D.GemvSpec = { dtype, inDim, outDim, epilogue, norm: withNorm ? { dtype, eps: 1e-5 } : undefined, rowsPerWarp: epilogue === 'silu_pair' ? 1 : 2 };
           const args = [y, upload(padF32(x, T, inDim)), w.device, ...(epilogue === 'silu_pair' ? [w2.device] : []), ...(withNorm ? [nw.device] : [])];
           launch(D.gemv(spec), D.gemvGrid(spec, T), 256, args);
           const got = unpadF32(download(y, new Float32Array(T * pad8(outDim))), T, outDim);

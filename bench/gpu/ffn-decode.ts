@@ -61,7 +61,7 @@ for (const [d, f, k] of SHAPES) {
   const partial = poisoned(split.blocks * pad8(d) * 4);
   const moc: L[] = [], dense: L[] = [];
   const gate: D.GemvSpec = { dtype: 'bf16', inDim: d, outDim: f, epilogue: 'store', norm };
-  const pair: D.GemvSpec = { dtype: 'bf16', inDim: d, outDim: f, epilogue: 'silu_pair', norm };
+  const pair: D.GemvSpec = { dtype: 'bf16', inDim: d, outDim: f, epilogue: 'silu_pair', norm, rowsPerWarp: 1 }; // as lowered
   const downDense: D.GemvSpec = { dtype: 'bf16', inDim: f, outDim: d, epilogue: 'accumulate' };
   const upDown = M.mocUpDown({ dtype: 'bf16', d, f, kKeep: k, norm });
   for (let c = 0; c < Math.max(copies, denseCopies); c++) {
@@ -113,9 +113,11 @@ for (const [d, f, k] of SHAPES) {
     { k: D.gemvMulti(multiSpecs), grid: [D.gemvMultiGrid(multiSpecs), 1, 1], block: 256, args: [x, nw, g, l.args[2]!, u, l.args[3]!] },
     { k: D.elementwise('silu_mul', pad8(f)), grid: [Math.ceil(pad8(f) / 256), 1, 1], block: 256, args: [z, g, u] },
   ]);
-  const denseHalf = { pairedGemv: pairOnly, multiGemvPlusSiluMul: timeGraph(multi, denseCopies, hopper) };
+  const pairR2: D.GemvSpec = { ...pair, rowsPerWarp: 2 };
+  const pairedR2 = timeGraph(dense.filter((l) => l.k.name === D.gemvName(pair)).map((l) => ({ ...l, k: D.gemv(pairR2), grid: D.gemvGrid(pairR2, 1) })), denseCopies, hopper);
+  const denseHalf = { pairedGemv: pairOnly, pairedGemvTwoRowsPerWarp: pairedR2, multiGemvPlusSiluMul: timeGraph(multi, denseCopies, hopper) };
   console.log(`  ${d}x${f} gate GEMV variants µs: ${Object.entries(gateVariants).map(([n, v]) => `${n} ${v.toFixed(1)}`).join('; ')}`);
-  console.log(`  ${d}x${f} dense gate+up: paired GEMV ${pairOnly.toFixed(1)} µs, multi-GEMV + SiLU·mul ${denseHalf.multiGemvPlusSiluMul.toFixed(1)} µs`);
+  console.log(`  ${d}x${f} dense gate+up: paired GEMV ${pairOnly.toFixed(1)} µs (2 rows a warp: ${pairedR2.toFixed(1)}), multi-GEMV + SiLU·mul ${denseHalf.multiGemvPlusSiluMul.toFixed(1)} µs`);
   for (const [mode, v] of Object.entries(timed)) console.log(`  ${d}x${f} K=${k} ${mode}: MoC ${v.mocUs.toFixed(1)} µs, dense ${v.denseUs.toFixed(1)} µs; MoC stages alone µs: ${Object.entries(v.stages).map(([n, t]) => `${n} ${t.toFixed(1)}`).join(', ')}`);
   const best = timed[hopper ? 'pdl' : 'plain']!;
   const t = torch.shapes.find((s: { d: number; dFfn: number }) => s.d === d && s.dFfn === f);

@@ -276,7 +276,8 @@ export function lowerToCuda(g: Graph, spec: ModelSpec): Program {
         if (pair) {
           const wg = weightArg(pair.gate.inputs[1]!, n), wu = weightArg(pair.up.inputs[1]!, n);
           const { x, norm } = gemvInput(pair.gate.inputs[0]!, n);
-          const spec: GemvSpec = { dtype: wg.dtype, inDim: widthOf(pair.gate.inputs[0]!), outDim: width(n), epilogue: 'silu_pair', norm: norm && { dtype: norm.dtype, eps: norm.eps } };
+          // one row of each matrix a warp: 2048×5464 bf16 measured 18.2 µs, 19.7 with two (ffn-decode)
+          const spec: GemvSpec = { dtype: wg.dtype, inDim: widthOf(pair.gate.inputs[0]!), outDim: width(n), epilogue: 'silu_pair', norm: norm && { dtype: norm.dtype, eps: norm.eps }, rowsPerWarp: 1 };
           launch({ kernel: use(gemv(spec)), grid: gemvGrid(spec, 0).map((d, j) => (j === 1 ? 'T' : d)) as Launch['grid'], block: 256, args: [out(), x, wg.arg, wu.arg, ...(norm ? [norm.arg] : [])] }, n);
           return;
         }

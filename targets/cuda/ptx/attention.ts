@@ -116,6 +116,8 @@ export function kvStore(kvw: number): Kernel {
 }
 
 export const ATTN_WARPS = 4;
+/** Cached positions a warp reads per round (see attention). */
+export const ATTN_UNROLL = 8;
 
 /**
  * out[t, h] = softmax(q[t,h]·K[0..pos+t]ᵀ / √hd) · V, for KV head h / (heads/kvHeads). Each of the 4
@@ -128,6 +130,7 @@ export function attention(heads: number, kvHeads: number, hd: number): Kernel {
   const E = Math.ceil(hd / 32);
   const group = heads / kvHeads;
   const k = new KernelBuilder(name, [{ name: 'out', type: 'u64' }, { name: 'q', type: 'u64' }, { name: 'ck', type: 'u64' }, { name: 'cv', type: 'u64' }, { name: 'pos', type: 'u64' }]);
+  k.blockSize(32 * ATTN_WARPS);
   const out = k.ptrParam('out'), q = k.ptrParam('q'), ck = k.ptrParam('ck'), cv = k.ptrParam('cv'), pos = k.ptrParam('pos');
   const tid = k.special('%tid.x', 'tid'), h = k.special('%ctaid.x', 'h'), t = k.special('%ctaid.y', 't');
   const lane = k.reg('u32', 'lane'), warp = k.reg('u32', 'warp'), n = k.reg('u32', 'n'), kvh = k.reg('u32', 'kvh');
@@ -154,25 +157,46 @@ export function attention(heads: number, kvHeads: number, hd: number): Kernel {
   const m = k.reg('f32', 'm'), l = k.reg('f32', 'l'), acc = k.regs('f32', 'acc', E);
   k.emit(`mov.f32 ${m}, 0fFF800000`, `mov.f32 ${l}, 0f00000000`);
   for (const a of acc) k.emit(`mov.f32 ${a}, 0f00000000`);
+  // Each warp takes ATTN_UNROLL positions a round (s, s+4, …): all their K and V loads are issued
+  // before the first dot product needs them, so a round costs about one memory latency, not one a
+  // position (the first version walked one position at a time).
   const s = k.reg('u32', 's'), p = k.reg('pred', 'p'), loop = k.label('pos'), done = k.label('posdone');
-  k.emit(`mov.u32 ${s}, ${warp}`);
+  const last = k.reg('u32', 'last');
+  k.emit(`mov.u32 ${s}, ${warp}`, `sub.u32 ${last}, ${n}, 1`);
   k.place(loop);
   k.emit(`setp.ge.u32 ${p}, ${s}, ${n}`, `@${p} bra ${done}`);
-  const krow = k.addr(ck, s, kvw * 4), vrow = k.addr(cv, s, kvw * 4);
-  const dot = k.reg('f32', 'dot'), kv = k.reg('f32', 'kv');
-  k.emit(`mov.f32 ${dot}, 0f00000000`);
-  const vvals: string[] = [];
-  for (let e = 0; e < E; e++) {
-    const vv = k.reg('f32', 'vv');
-    k.emit(`ld.global.f32 ${kv}, [${k.addr(krow, dOff[e]!, 4)}]`, `fma.rn.f32 ${dot}, ${qv[e]}, ${kv}, ${dot}`, `ld.global.f32 ${vv}, [${k.addr(vrow, dOff[e]!, 4)}]`);
-    vvals.push(vv);
+  const okP: string[] = [], kv: string[][] = [], vv: string[][] = [];
+  for (let u = 0; u < ATTN_UNROLL; u++) {
+    const sp = k.reg('u32', 'sp'), ok = k.reg('pred', 'ok');
+    k.emit(`add.u32 ${sp}, ${s}, ${u * ATTN_WARPS}`, `setp.lt.u32 ${ok}, ${sp}, ${n}`, `min.u32 ${sp}, ${sp}, ${last}`);
+    const krow = k.addr(ck, sp, kvw * 4), vrow = k.addr(cv, sp, kvw * 4);
+    const ks: string[] = [], vs: string[] = [];
+    for (let e = 0; e < E; e++) {
+      const a = k.reg('f32', 'kv'), b = k.reg('f32', 'vv');
+      k.emit(`ld.global.f32 ${a}, [${k.addr(krow, dOff[e]!, 4)}]`, `ld.global.f32 ${b}, [${k.addr(vrow, dOff[e]!, 4)}]`);
+      ks.push(a); vs.push(b);
+    }
+    okP.push(ok); kv.push(ks); vv.push(vs);
   }
-  k.warpSum(dot);
-  const mNew = k.reg('f32', 'mn'), corr = k.reg('f32', 'corr'), pe = k.reg('f32', 'pe');
-  k.emit(`max.f32 ${mNew}, ${m}, ${dot}`, `sub.f32 ${corr}, ${m}, ${mNew}`, `ex2.approx.f32 ${corr}, ${corr}`, `sub.f32 ${pe}, ${dot}, ${mNew}`, `ex2.approx.f32 ${pe}, ${pe}`);
-  k.emit(`fma.rn.f32 ${l}, ${l}, ${corr}, ${pe}`, `mov.f32 ${m}, ${mNew}`);
-  for (let e = 0; e < E; e++) k.emit(`mul.f32 ${acc[e]}, ${acc[e]}, ${corr}`, `fma.rn.f32 ${acc[e]}, ${pe}, ${vvals[e]}, ${acc[e]}`);
-  k.emit(`add.u32 ${s}, ${s}, ${ATTN_WARPS}`, `bra ${loop}`);
+  const dots = k.regs('f32', 'dot', ATTN_UNROLL);
+  for (let u = 0; u < ATTN_UNROLL; u++) {
+    k.emit(`mov.f32 ${dots[u]}, 0f00000000`);
+    for (let e = 0; e < E; e++) k.emit(`fma.rn.f32 ${dots[u]}, ${qv[e]}, ${kv[u]![e]}, ${dots[u]}`);
+  }
+  for (const d of dots) k.warpSum(d);
+  // positions past the end weigh nothing: score −inf; position s itself is valid, so mNew is finite
+  const mNew = k.reg('f32', 'mn'), corr = k.reg('f32', 'corr');
+  for (let u = 0; u < ATTN_UNROLL; u++) k.emit(`@!${okP[u]} mov.f32 ${dots[u]}, 0fFF800000`);
+  k.emit(`max.f32 ${mNew}, ${m}, ${dots[0]}`);
+  for (let u = 1; u < ATTN_UNROLL; u++) k.emit(`max.f32 ${mNew}, ${mNew}, ${dots[u]}`);
+  k.emit(`sub.f32 ${corr}, ${m}, ${mNew}`, `ex2.approx.f32 ${corr}, ${corr}`, `mul.f32 ${l}, ${l}, ${corr}`, `mov.f32 ${m}, ${mNew}`);
+  for (let e = 0; e < E; e++) k.emit(`mul.f32 ${acc[e]}, ${acc[e]}, ${corr}`);
+  for (let u = 0; u < ATTN_UNROLL; u++) {
+    const pe = k.reg('f32', 'pe');
+    k.emit(`sub.f32 ${pe}, ${dots[u]}, ${mNew}`, `ex2.approx.f32 ${pe}, ${pe}`, `add.f32 ${l}, ${l}, ${pe}`);
+    for (let e = 0; e < E; e++) k.emit(`fma.rn.f32 ${acc[e]}, ${pe}, ${vv[u]![e]}, ${acc[e]}`);
+  }
+  k.emit(`add.u32 ${s}, ${s}, ${ATTN_WARPS * ATTN_UNROLL}`, `bra ${loop}`);
   k.place(done);
   // Merge the warps: shared m[4], l[4], acc[4][hd].
   const shM = k.sharedArray('m', 'f32', ATTN_WARPS, 4), shL = k.sharedArray('l', 'f32', ATTN_WARPS, 4), shA = k.sharedArray('acc', 'f32', ATTN_WARPS * hd, 4);

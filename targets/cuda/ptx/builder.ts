@@ -23,6 +23,7 @@ export class KernelBuilder {
   private readonly shared: string[] = [];
   private counter = 0;
   private synced = false;
+  private maxThreads?: number;
 
   constructor(readonly name: string, readonly params: Param[]) {}
 
@@ -39,6 +40,15 @@ export class KernelBuilder {
   gridSync(): void {
     this.synced = true;
     this.emit('griddepcontrol.wait', 'griddepcontrol.launch_dependents');
+  }
+
+  /**
+   * Declares the block size the kernel is always launched with (.maxntid), so ptxas allocates
+   * registers for that size rather than for the largest possible block. A launch with a larger
+   * block fails (CUDA_ERROR_INVALID_VALUE), which also catches a lowering/generator mismatch.
+   */
+  blockSize(threads: number): void {
+    this.maxThreads = threads;
   }
 
   /** Hints the L2 to fetch `bytes` (a multiple of 16, from a 16-byte-aligned global address). Hopper only. */
@@ -232,7 +242,8 @@ export class KernelBuilder {
     this.checkDefinedBeforeUse();
     const params = this.params.map((p) => `\t.param .${p.type} ${p.name}`).join(',\n');
     const decls = [...this.decls].map(([n, t]) => `\t.reg .${t} ${n};`).join('\n');
-    return `.visible .entry ${this.name}(\n${params}\n)\n{\n${decls}\n${this.shared.join('\n')}\n${this.body.join('\n')}\n\tret;\n}\n`;
+    const bounds = this.maxThreads ? `.maxntid ${this.maxThreads}, 1, 1\n` : '';
+    return `.visible .entry ${this.name}(\n${params}\n)\n${bounds}{\n${decls}\n${this.shared.join('\n')}\n${this.body.join('\n')}\n\tret;\n}\n`;
   }
 }
 

@@ -122,6 +122,7 @@ export function gemv(s: GemvSpec): Kernel {
   if (s.gather) params.push({ name: 'idx', type: 'u64' }, { name: 'g', type: 'u64' });
   if (s.norm) params.push({ name: 'nw', type: 'u64' });
   const k = new KernelBuilder(name, params);
+  k.blockSize(256);
   const y = k.ptrParam('y'), x = k.ptrParam('x'), w = k.ptrParam('w');
   const w2 = s.epilogue === 'silu_pair' ? k.ptrParam('w2') : undefined;
   const idx = s.gather ? k.ptrParam('idx') : '', g = s.gather ? k.ptrParam('g') : '';
@@ -144,6 +145,7 @@ export function gemvMulti(specs: GemvSpec[]): Kernel {
   if (s0.norm) params.push({ name: 'nw', type: 'u64' });
   specs.forEach((_, i) => params.push({ name: `y${i}`, type: 'u64' }, { name: `w${i}`, type: 'u64' }));
   const k = new KernelBuilder(name, params);
+  k.blockSize(256);
   const x = k.ptrParam('x');
   const nw = s0.norm ? k.ptrParam('nw') : undefined;
   const tid = k.special('%tid.x', 'tid'), bx = k.special('%ctaid.x', 'bx'), t = k.special('%ctaid.y', 't');

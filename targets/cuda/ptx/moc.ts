@@ -28,6 +28,7 @@ export function topkSelect(f: number, kKeep: number): Kernel {
   const name = `moc_topk_f${f}_k${kKeep}`;
   const { threads: NT, perThread: E } = selectShape(f);
   const k = new KernelBuilder(name, [{ name: 'idx', type: 'u64' }, { name: 'g', type: 'u64' }]);
+  k.blockSize(NT);
   const idx = k.ptrParam('idx'), g = k.ptrParam('g');
   const tid = k.special('%tid.x', 'tid'), t = k.special('%ctaid.y', 't');
   const c0 = k.reg('u32', 'c0');
@@ -250,6 +251,7 @@ export const reduceGrid = (d: number): number => Math.ceil(d / REDUCE_COLS);
 export function downReduce(d: number, slices: number): Kernel {
   const name = `moc_reduce_d${d}_s${slices}`;
   const k = new KernelBuilder(name, [{ name: 'y', type: 'u64' }, { name: 'partial', type: 'u64' }]);
+  k.blockSize(REDUCE_THREADS);
   const y = k.ptrParam('y'), partial = k.ptrParam('partial');
   const tid = k.special('%tid.x', 'tid'), bx = k.special('%ctaid.x', 'bx'), t = k.special('%ctaid.y', 't');
   k.gridSync();
@@ -314,6 +316,7 @@ export function mocUpDown(s: UpDownSpec): Kernel {
   const name = `moc_updown_${dtype}_d${d}_f${f}_k${kKeep}${s.norm ? `_n${s.norm.dtype}` : ''}`;
   const params = ['partial', 'x', 'wu', 'wd', 'idx', 'g', ...(s.norm ? ['nw'] : [])].map((n) => ({ name: n, type: 'u64' as const }));
   const k = new KernelBuilder(name, params);
+  k.blockSize(256);
   const partial = k.ptrParam('partial'), x = k.ptrParam('x'), wu = k.ptrParam('wu'), wd = k.ptrParam('wd'), idx = k.ptrParam('idx'), g = k.ptrParam('g');
   const nw = s.norm ? k.ptrParam('nw') : undefined;
   const tid = k.special('%tid.x', 'tid'), b = k.special('%ctaid.x', 'b'), t = k.special('%ctaid.y', 't');
