@@ -142,7 +142,7 @@ export function lowerToCuda(g: Graph, spec: ModelSpec): Program {
     if (n.op !== 'moc_down') continue;
     const m = producer(n.inputs[0]);
     const parts = m && mocUpOf.get(m.name);
-    if (!parts || useCount(m!.name) !== 1 || n.inputs[2]!.name !== parts.up.inputs[2]!.name || n.inputs[1]!.kind === 'value' && producer(n.inputs[1])?.op !== 'transpose') continue;
+    if (!parts || useCount(m!.name) !== 1 || n.inputs[2]!.name !== parts.up.inputs[2]!.name) continue;
     mocDownOf.set(n.name, { mul: m!, gather: parts.gather, up: parts.up });
     skip.add(m!.name);
   }
