@@ -4,7 +4,7 @@
 // gemv with `gather` and the silu_gate epilogue.
 import { KernelBuilder } from './builder.js';
 import { CHUNK, elemBytes, pad8, type WeightDType } from './layout.js';
-import { loadRaw8, rawToF32, unpack8 } from './load.js';
+import { loadRaw8, rawToF32 } from './load.js';
 import { emitDots, siluTimes, type Kernel } from './dense.js';
 
 /** Threads and channels per thread for selecting over F channels (each thread owns a contiguous run). */
@@ -207,16 +207,8 @@ export function downPartial(dtype: WeightDType, d: number, kKeep: number): Kerne
       k.emit(`ld.global.u32 ${ch}, [${ia}]`, `ld.global.f32 ${zv}, [${za}]`);
       const wa = k.addr(w, ch, ld * eb);
       k.emit(`add.s64 ${wa}, ${wa}, ${colOff}`);
-      const wv = k.regs('f32', 'wv', 8);
-      if (dtype === 'f32') {
-        k.emit(`ld.global.nc.v4.f32 {${wv.slice(0, 4).join(', ')}}, [${wa}]`, `ld.global.nc.v4.f32 {${wv.slice(4).join(', ')}}, [${wa}+16]`);
-      } else {
-        const raw = k.regs('b32', 'raw', 4);
-        k.emit(`ld.global.nc.v4.b32 {${raw.join(', ')}}, [${wa}]`);
-        unpack8(k, dtype, raw, wv);
-      }
       zs.push(zv);
-      ws.push(wv);
+      ws.push(rawToF32(k, dtype, loadRaw8(k, dtype, wa)));
     }
     for (let u = 0; u < n; u++) for (let e = 0; e < 8; e++) k.emit(`fma.rn.f32 ${acc[e]}, ${zs[u]}, ${ws[u]![e]}, ${acc[e]}`);
   };
