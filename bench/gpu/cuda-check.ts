@@ -210,6 +210,34 @@ guarded('gemv multi bf16 2048→2048+512+512 +rmsnorm T=2', () => {
   check('gemv multi bf16 2048→2048+512+512 +rmsnorm T=2', worst < NORM_TOL, `rel ${worst.toExponential(2)}`);
 });
 
+// ---- GEMVs with each row split over 2, 4 or 8 warps (few, long rows: the down and O projections) ----
+for (const split of [2, 4, 8]) {
+  for (const [dtype, inDim, outDim, T, epilogue, withNorm, rowsPerWarp] of [
+    ['bf16', 5461, 2048, 2, 'accumulate', false, 1], ['f32', 172, 64, 3, 'store', false, 2], ['bf16', 2048, 2048, 1, 'accumulate', false, 2],
+    ['f16', 100, 37, 2, 'store', false, 1], ['bf16', 2048, 700, 2, 'store', true, 1], ['f32', 300, 70, 2, 'silu_pair', true, 1],
+  ] as const) {
+    const name = `gemv split ${split} ${dtype} ${inDim}→${outDim} T=${T} ${epilogue}${withNorm ? ' +rmsnorm' : ''} r${rowsPerWarp}`;
+    guarded(name, () => {
+      const r = rng(seed++);
+      const x = randomF32(T * inDim, r, 2);
+      const nw = weight(randomF32(inDim, r), 1, inDim, dtype);
+      const w = weight(randomF32(outDim * inDim, r, 0.05), outDim, inDim, dtype);
+      const w2 = weight(randomF32(outDim * inDim, r, 0.05), outDim, inDim, dtype);
+      const y0 = randomF32(T * outDim, r);
+      const y = epilogue === 'accumulate' ? upload(padF32(y0, T, outDim)) : poisoned(T * pad8(outDim) * 4);
+      const spec: D.GemvSpec = { dtype, inDim, outDim, epilogue, norm: withNorm ? { dtype, eps: 1e-5 } : undefined, rowsPerWarp, split };
+      const args = [y, upload(padF32(x, T, inDim)), w.device, ...(epilogue === 'silu_pair' ? [w2.device] : []), ...(withNorm ? [nw.device] : [])];
+      launch(D.gemv(spec), D.gemvGrid(spec, T), 256, args);
+      const got = unpadF32(download(y, new Float32Array(T * pad8(outDim))), T, outDim);
+      const xn = withNorm ? R.rmsnorm(x, nw.exact, 1e-5) : x;
+      const a = R.linear(xn, w.exact, inDim);
+      const want = epilogue === 'store' ? a : epilogue === 'accumulate' ? R.add(a, y0) : R.mul(R.silu(a), R.linear(xn, w2.exact, inDim));
+      const e = relErr(got, want);
+      check(name, e < (withNorm ? NORM_TOL : GEMV_TOL), `rel ${e.toExponential(2)}`);
+    });
+  }
+}
+
 // ---- the fused MoC up·SiLU·down (partials) + reduce, as lowered ----
 for (const dtype of ['f32', 'bf16'] as const) {
   for (const [d, f, k, T, withNorm] of [[64, 172, 32, 2, true], [2048, 5464, 1024, 1, true], [4096, 14336, 2688, 1, true], [100, 300, 7, 3, false], [2048, 5461, 1000, 2, false]] as const) {

@@ -60,9 +60,9 @@ for (const [d, f, k] of SHAPES) {
   const split = M.upDownSplit(k);
   const partial = poisoned(split.blocks * pad8(d) * 4);
   const moc: L[] = [], dense: L[] = [];
-  const gate: D.GemvSpec = { dtype: 'bf16', inDim: d, outDim: f, epilogue: 'store', norm };
+  const gate: D.GemvSpec = { dtype: 'bf16', inDim: d, outDim: f, epilogue: 'store', norm, ...D.gemvLayout(d, f) }; // as lowered
   const pair: D.GemvSpec = { dtype: 'bf16', inDim: d, outDim: f, epilogue: 'silu_pair', norm, rowsPerWarp: 1 }; // as lowered
-  const downDense: D.GemvSpec = { dtype: 'bf16', inDim: f, outDim: d, epilogue: 'accumulate' };
+  const downDense: D.GemvSpec = { dtype: 'bf16', inDim: f, outDim: d, epilogue: 'accumulate', ...D.gemvLayout(f, d) }; // as lowered
   const upDown = M.mocUpDown({ dtype: 'bf16', d, f, kKeep: k, norm });
   for (let c = 0; c < Math.max(copies, denseCopies); c++) {
     const wg = weight(randomF32(f * d, r, 0.02), f, d, 'bf16').device;
@@ -94,30 +94,37 @@ for (const [d, f, k] of SHAPES) {
   // of the matrix is prefetched to L2 before the wait, rows per warp × chunks in flight.
   const gateLaunches = moc.filter((l) => l.k.name === D.gemvName(gate));
   const variant = (spec: D.GemvSpec) => timeGraph(gateLaunches.map((l) => ({ ...l, k: D.gemv(spec), grid: D.gemvGrid(spec, 1), args: spec.norm ? l.args : l.args.slice(0, 3) })), copies, hopper);
+  // (earlier runs also timed prefetching the whole matrix, r4 u4, r2 u8, r1 u8: bench/NOTES.md)
+  const unsplit = { ...gate, rowsPerWarp: 2, unroll: 4, split: 1 };
   const gateVariants: Record<string, number> = {
-    'no norm, no prefetch': variant({ ...gate, norm: undefined, prefetchBytes: 0 }),
-    'no norm, prefetch 4 MiB': variant({ ...gate, norm: undefined }),
-    'norm, no prefetch': variant({ ...gate, prefetchBytes: 0 }),
-    'norm, prefetch 4 MiB (lowered)': variant(gate),
-    'norm, prefetch all': variant({ ...gate, prefetchBytes: 1 << 30 }),
-    'norm, prefetch 4 MiB, r4 u4': variant({ ...gate, rowsPerWarp: 4 }),
-    'norm, prefetch 4 MiB, r2 u8': variant({ ...gate, unroll: 8 }),
-    'norm, prefetch 4 MiB, r1 u8': variant({ ...gate, rowsPerWarp: 1, unroll: 8 }),
+    [`lowered ${JSON.stringify(D.gemvLayout(d, f))}`]: variant(gate),
+    'no norm, no prefetch, r2 u4': variant({ ...unsplit, norm: undefined, prefetchBytes: 0 }),
+    'norm, no prefetch, r2 u4': variant({ ...unsplit, prefetchBytes: 0 }),
+    'norm, prefetch 4 MiB, r2 u4': variant(unsplit),
+    'norm, prefetch 4 MiB, r2 u2 split 2': variant({ ...gate, rowsPerWarp: 2, unroll: 2, split: 2 }),
+    'norm, prefetch 4 MiB, r1 u4 split 4': variant({ ...gate, rowsPerWarp: 1, unroll: 4, split: 4 }),
   };
-  // The dense FFN's first half as lowered (one paired GEMV with SiLU·mul) vs gate and up in one
-  // multi-GEMV launch plus an elementwise SiLU·mul.
+
+  // Row layouts of the dense down projection (d rows of d_ffn; residual accumulated), alone.
+  const downLaunches = dense.filter((l) => l.k.name === D.gemvName(downDense));
+  const downVariant = (v: Partial<D.GemvSpec>) => {
+    const spec = { ...downDense, ...v };
+    return timeGraph(downLaunches.map((l) => ({ ...l, k: D.gemv(spec), grid: D.gemvGrid(spec, 1) })), denseCopies, hopper);
+  };
+  const downVariants: Record<string, number> = {
+    [`lowered ${JSON.stringify(D.gemvLayout(f, d))}`]: downVariant({}),
+    'r2 u4 (before splitting rows)': downVariant({ rowsPerWarp: 2, unroll: 4, split: 1 }),
+    'r1 u4 split 8': downVariant({ rowsPerWarp: 1, unroll: 4, split: 8 }),
+    'r2 u2 split 8': downVariant({ rowsPerWarp: 2, unroll: 2, split: 8 }),
+  };
+
+  console.log(`  ${d}x${f} down GEMV variants µs: ${Object.entries(downVariants).map(([n, v]) => `${n} ${v.toFixed(1)}`).join('; ')}`);
+  // The dense FFN's first half as lowered: one paired GEMV with SiLU·mul (earlier runs compared it
+  // with two rows a warp and with a multi-GEMV plus SiLU·mul: bench/NOTES.md).
   const pairOnly = timeGraph(dense.filter((l) => l.k.name === D.gemvName(pair)), denseCopies, hopper);
-  const multiSpecs: D.GemvSpec[] = [{ ...gate }, { ...gate }];
-  const u = poisoned(pad8(f) * 4);
-  const multi: L[] = dense.filter((l) => l.k.name === D.gemvName(pair)).flatMap((l): L[] => [
-    { k: D.gemvMulti(multiSpecs), grid: [D.gemvMultiGrid(multiSpecs), 1, 1], block: 256, args: [x, nw, g, l.args[2]!, u, l.args[3]!] },
-    { k: D.elementwise('silu_mul', pad8(f)), grid: [Math.ceil(pad8(f) / 256), 1, 1], block: 256, args: [z, g, u] },
-  ]);
-  const pairR2: D.GemvSpec = { ...pair, rowsPerWarp: 2 };
-  const pairedR2 = timeGraph(dense.filter((l) => l.k.name === D.gemvName(pair)).map((l) => ({ ...l, k: D.gemv(pairR2), grid: D.gemvGrid(pairR2, 1) })), denseCopies, hopper);
-  const denseHalf = { pairedGemv: pairOnly, pairedGemvTwoRowsPerWarp: pairedR2, multiGemvPlusSiluMul: timeGraph(multi, denseCopies, hopper) };
+  const denseHalf = { pairedGemv: pairOnly };
   console.log(`  ${d}x${f} gate GEMV variants µs: ${Object.entries(gateVariants).map(([n, v]) => `${n} ${v.toFixed(1)}`).join('; ')}`);
-  console.log(`  ${d}x${f} dense gate+up: paired GEMV ${pairOnly.toFixed(1)} µs (2 rows a warp: ${pairedR2.toFixed(1)}), multi-GEMV + SiLU·mul ${denseHalf.multiGemvPlusSiluMul.toFixed(1)} µs`);
+  console.log(`  ${d}x${f} dense gate+up: paired GEMV ${pairOnly.toFixed(1)} µs`);
   for (const [mode, v] of Object.entries(timed)) console.log(`  ${d}x${f} K=${k} ${mode}: MoC ${v.mocUs.toFixed(1)} µs, dense ${v.denseUs.toFixed(1)} µs; MoC stages alone µs: ${Object.entries(v.stages).map(([n, t]) => `${n} ${t.toFixed(1)}`).join(', ')}`);
   const best = timed[hopper ? 'pdl' : 'plain']!;
   const t = torch.shapes.find((s: { d: number; dFfn: number }) => s.d === d && s.dFfn === f);
@@ -126,7 +133,7 @@ for (const [d, f, k] of SHAPES) {
     mocUs: best.mocUs, denseUs: best.denseUs, cublasGraphUs: t?.cublasGraphUs ?? null,
     mocFloorUs: (mocBytes / bw) * 1e6, denseFloorUs: (denseBytes / bw) * 1e6,
   };
-  rows.push({ ...row, byMode: timed, gateVariants, denseHalf, mocFractionOfFloor: row.mocFloorUs / row.mocUs, denseFractionOfFloor: row.denseFloorUs / row.denseUs });
+  rows.push({ ...row, byMode: timed, gateVariants, downVariants, denseHalf, mocFractionOfFloor: row.mocFloorUs / row.mocUs, denseFractionOfFloor: row.denseFloorUs / row.denseUs });
 }
 const out = { device: cuda().device.name, copyBandwidthTBs: torch.copyBandwidthTBs, l2Bytes: l2, rows };
 writeFileSync(arg('--out')!, JSON.stringify(out, null, 2) + '\n');

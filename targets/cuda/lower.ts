@@ -12,7 +12,7 @@ import { UserError } from '../../src/import/spec.js';
 import type { Graph, Node, Operand } from '../../src/ir/types.js';
 import type { ModelSpec } from '../../src/import/spec.js';
 import { attention, kvStore, kvStoreGrid, rope, ropeStore, ropeStoreGrid, ATTN_WARPS, ROPE_THREADS } from './ptx/attention.js';
-import { argmax, elementwise, embedding, gemv, gemvGrid, gemvMulti, gemvMultiGrid, posAdvance, rmsnorm, rmsnormThreads, type GemvSpec, type Kernel } from './ptx/dense.js';
+import { argmax, elementwise, embedding, gemv, gemvGrid, gemvLayout, gemvMulti, gemvMultiGrid, posAdvance, rmsnorm, rmsnormThreads, type GemvSpec, type Kernel } from './ptx/dense.js';
 import { pad8, type WeightDType } from './ptx/layout.js';
 import { downPartial, downReduce, downSplit, DOWN_THREADS, mocUpDown, patternSelect, reduceGrid, REDUCE_THREADS, selectShape, topkSelect, upDownSplit } from './ptx/moc.js';
 import type { Arg, BufferDecl, ConstDecl, Launch, Program, Step } from './program.js';
@@ -219,7 +219,7 @@ export function lowerToCuda(g: Graph, spec: ModelSpec): Program {
         const nspec = norm && { dtype: norm.dtype, eps: norm.eps };
         const inDim = widthOf(n.inputs[0]!);
         const residual = accumulateInto(i, n);
-        const spec: GemvSpec = { dtype: w.dtype, inDim, outDim: width(n), epilogue: residual ? 'accumulate' : 'store', norm: nspec };
+        const spec: GemvSpec = { dtype: w.dtype, inDim, outDim: width(n), epilogue: residual ? 'accumulate' : 'store', norm: nspec, ...gemvLayout(inDim, width(n)) };
         let y: Arg;
         if (residual) {
           y = residual;

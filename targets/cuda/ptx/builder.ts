@@ -245,6 +245,57 @@ export class KernelBuilder {
     const bounds = this.maxThreads ? `.maxntid ${this.maxThreads}, 1, 1\n` : '';
     return `.visible .entry ${this.name}(\n${params}\n)\n${bounds}{\n${decls}\n${this.shared.join('\n')}\n${this.body.join('\n')}\n\tret;\n}\n`;
   }
+
+  /**
+   * Inclusive scan of the u32 `v` across the 32 lanes of a warp, into a new register: 'up' sums
+   * lanes 0..l (a prefix), 'down' sums lanes l..31 (a suffix). Every lane of the warp must run it.
+   */
+  warpScan(v: string, dir: 'up' | 'down'): string {
+    const s = this.reg('u32', 'scan'), t = this.reg('u32', 't'), p = this.reg('pred', 'p');
+    this.emit(`mov.u32 ${s}, ${v}`);
+    const clamp = dir === 'up' ? 0 : 31;
+    for (const off of [1, 2, 4, 8, 16]) this.emit(`shfl.sync.${dir}.b32 ${t}|${p}, ${s}, ${off}, ${clamp}, -1`, `@${p} add.u32 ${s}, ${s}, ${t}`);
+    return s;
+  }
+
+  /**
+   * Block-wide exclusive prefix sum of the u32 `v` over `threads` threads (a multiple of 32, at
+   * most 1024): returns [exclusive, total]; every thread gets both. Unlike blockScan, no thread
+   * loops over the warps (each lane reads one warp total and the warp scans them with shuffles),
+   * and there is one barrier and no trailing one: the shared array is this call's own.
+   */
+  blockScanShfl(v: string, tid: string, threads: number): [string, string] {
+    const warps = threads / 32;
+    if (!Number.isInteger(warps) || warps < 1 || warps > 32) throw new Error(`PTX generator bug in ${this.name}: blockScanShfl over ${threads} threads`);
+    const inc = this.warpScan(v, 'up');
+    const excl = this.reg('u32', 'excl'), total = this.reg('u32', 'total');
+    if (warps === 1) {
+      this.emit(`sub.u32 ${excl}, ${inc}, ${v}`, `shfl.sync.idx.b32 ${total}, ${inc}, 31, 31, -1`);
+      return [excl, total];
+    }
+    const lane = this.reg('u32', 'lane'), warp = this.reg('u32', 'warp'), last = this.reg('pred', 'last'), a = this.reg('u32', 'sa');
+    const sh = this.sharedArray('scan', 'u32', warps, 4);
+    this.emit(`and.b32 ${lane}, ${tid}, 31`, `shr.u32 ${warp}, ${tid}, 5`, `setp.eq.u32 ${last}, ${lane}, 31`);
+    this.emit(`mov.u32 ${a}, ${sh}`, `mad.lo.u32 ${a}, ${warp}, 4, ${a}`, `@${last} st.shared.u32 [${a}], ${inc}`, 'bar.sync 0');
+    // lane w reads warp w's total; after the scan, winc - wt in lane w sums the warps before w
+    const wt = this.reg('u32', 'wt'), has = this.reg('pred', 'has'), b = this.reg('u32', 'sb');
+    this.emit(`mov.u32 ${wt}, 0`, `setp.lt.u32 ${has}, ${lane}, ${warps}`, `mov.u32 ${b}, ${sh}`, `mad.lo.u32 ${b}, ${lane}, 4, ${b}`, `@${has} ld.shared.u32 ${wt}, [${b}]`);
+    const winc = this.warpScan(wt, 'up');
+    const wexcl = this.reg('u32', 'wexcl'), before = this.reg('u32', 'before');
+    this.emit(`sub.u32 ${wexcl}, ${winc}, ${wt}`, `shfl.sync.idx.b32 ${before}, ${wexcl}, ${warp}, 31, -1`, `shfl.sync.idx.b32 ${total}, ${winc}, 31, 31, -1`);
+    this.emit(`add.u32 ${excl}, ${before}, ${inc}`, `sub.u32 ${excl}, ${excl}, ${v}`);
+    return [excl, total];
+  }
+
+  /**
+   * The lane where `p` holds (the highest such lane if several), the same in every lane of the
+   * warp; 0xFFFFFFFF where `p` holds in no lane. Every lane of the warp must run it.
+   */
+  ballotLane(p: string): string {
+    const bal = this.reg('b32', 'bal'), l = this.reg('u32', 'wl');
+    this.emit(`vote.sync.ballot.b32 ${bal}, ${p}, -1`, `bfind.u32 ${l}, ${bal}`);
+    return l;
+  }
 }
 
 export const CUDA_ARCHES = ['sm_80', 'sm_90'] as const;

@@ -81,6 +81,11 @@ export interface GemvSpec {
   rowsPerWarp?: number;
   unroll?: number;
   /**
+   * Warps that share each row (1, 2, 4 or 8; default 1), their sums added through shared memory.
+   * For few, long rows: 2048 outputs at one row a warp are only 256 warps, two per SM.
+   */
+  split?: number;
+  /**
    * Bytes of each weight matrix (from its first row) that warps ask the L2 for before waiting on
    * the previous kernel; default PREFETCH_BYTES. A few MB keep the memory busy while the previous
    * kernel ends; the whole matrix would flood the L2 and evict what is still to be read.
@@ -96,11 +101,36 @@ const normTag = (n: GemvSpec['norm']) => (n ? `_n${n.dtype}e${f32Imm(n.eps).slic
 
 export function gemvName(s: GemvSpec): string {
   const pf = s.prefetchBytes === undefined || s.gather ? '' : `_p${s.prefetchBytes}`;
-  return `gemv_${s.dtype}_i${s.inDim}_o${s.outDim}${s.gather ? `_g${s.gather.wRows}` : ''}${normTag(s.norm)}_${s.epilogue}_r${s.rowsPerWarp ?? 2}_u${s.unroll ?? 4}${pf}`;
+  return `gemv_${s.dtype}_i${s.inDim}_o${s.outDim}${s.gather ? `_g${s.gather.wRows}` : ''}${normTag(s.norm)}_${s.epilogue}_r${s.rowsPerWarp ?? 2}_u${s.unroll ?? 4}${splitTag(s)}${pf}`;
+}
+
+const splitTag = (s: GemvSpec) => ((s.split ?? 1) > 1 ? `_s${s.split}` : '');
+
+/** Rows a block computes. */
+const rowsPerBlock = (s: GemvSpec) => (GEMV_WARPS / (s.split ?? 1)) * (s.rowsPerWarp ?? 2);
+
+/**
+ * Row layout for a plain GEMV as the lowering picks it (measured by ffn-decode on the H100):
+ *  - long rows (≥ 512 chunks, inDim ≥ 4096): each row split over 4 warps, 4 chunks in flight.
+ *    Down projection 2048×5464: 9.9 µs (two rows a warp unsplit: 16.4; 128 blocks, one an SM);
+ *    4096×14336: 42.6 µs (was 48.3).
+ *  - many short rows (≥ 4096): two rows a warp, 4 chunks in flight (gate GEMV 5464×2048: 10.2 µs,
+ *    74% of the byte floor; no variant of rows × chunks × split moved it by more than 5%).
+ *  - fewer short rows: split over up to 8 warps until there are 8192 warp-rows, each warp loading
+ *    its whole share of the row in one round.
+ */
+export function gemvLayout(inDim: number, outDim: number): Required<Pick<GemvSpec, 'rowsPerWarp' | 'unroll' | 'split'>> {
+  const nch = pad8(inDim) / CHUNK;
+  if (nch >= 512) return { rowsPerWarp: 1, unroll: 4, split: 4 };
+  if (outDim >= 4096) return { rowsPerWarp: 2, unroll: 4, split: 1 };
+  let split = 1;
+  while (split < 8 && outDim * split < 8192 && nch >= 64 * split) split *= 2;
+  return { rowsPerWarp: 1, unroll: Math.min(8, Math.ceil(nch / (32 * split))), split };
 }
 
 export function gemvGrid(s: GemvSpec, tokens: number): [number, number, number] {
-  return [Math.ceil(s.outDim / (GEMV_WARPS * (s.rowsPerWarp ?? 2))), tokens, 1];
+  if (![1, 2, 4, 8].includes(s.split ?? 1)) throw new Error(`PTX generator bug: GEMV split ${s.split} (1, 2, 4 or 8 warps a row)`);
+  return [Math.ceil(s.outDim / rowsPerBlock(s)), tokens, 1];
 }
 
 /**
@@ -140,7 +170,7 @@ export function gemv(s: GemvSpec): Kernel {
 export function gemvMulti(specs: GemvSpec[]): Kernel {
   const s0 = specs[0]!;
   const pf = s0.prefetchBytes === undefined ? '' : `_p${s0.prefetchBytes}`;
-  const name = `gemv_multi_${s0.dtype}_i${s0.inDim}_o${specs.map((s) => s.outDim).join('_')}${normTag(s0.norm)}_r${s0.rowsPerWarp ?? 2}_u${s0.unroll ?? 4}${pf}`;
+  const name = `gemv_multi_${s0.dtype}_i${s0.inDim}_o${specs.map((s) => s.outDim).join('_')}${normTag(s0.norm)}_r${s0.rowsPerWarp ?? 2}_u${s0.unroll ?? 4}${splitTag(s0)}${pf}`;
   const params: { name: string; type: 'u64' }[] = [{ name: 'x', type: 'u64' }];
   if (s0.norm) params.push({ name: 'nw', type: 'u64' });
   specs.forEach((_, i) => params.push({ name: `y${i}`, type: 'u64' }, { name: `w${i}`, type: 'u64' }));
@@ -172,11 +202,15 @@ export function gemvMultiGrid(specs: GemvSpec[]): number {
 interface GemvPtrs { y: string; x: string; w: string; w2?: string; idx: string; g: string; nw?: string }
 
 function emitGemv(k: KernelBuilder, s: GemvSpec, ptr: GemvPtrs, bx: string, tid: string, t: string): void {
-  const R = s.rowsPerWarp ?? 2;
+  const R = s.rowsPerWarp ?? 2, S = s.split ?? 1;
   const { y, x, idx, g } = ptr;
   const mats = ptr.w2 ? [ptr.w, ptr.w2] : [ptr.w];
   const lane = k.reg('u32', 'lane'), warp = k.reg('u32', 'warp'), row0 = k.reg('u32', 'row0');
-  k.emit(`and.b32 ${lane}, ${tid}, 31`, `shr.u32 ${warp}, ${tid}, 5`, `mad.lo.u32 ${row0}, ${bx}, ${GEMV_WARPS}, ${warp}`, `mul.lo.u32 ${row0}, ${row0}, ${R}`);
+  // warp = group·S + part: the S warps of a group share its R rows
+  const group = S > 1 ? k.reg('u32', 'group') : warp, part = S > 1 ? k.reg('u32', 'part') : undefined;
+  k.emit(`and.b32 ${lane}, ${tid}, 31`, `shr.u32 ${warp}, ${tid}, 5`);
+  if (part) k.emit(`shr.u32 ${group}, ${warp}, ${Math.log2(S)}`, `and.b32 ${part}, ${warp}, ${S - 1}`);
+  k.emit(`mad.lo.u32 ${row0}, ${bx}, ${GEMV_WARPS / S}, ${group}`, `mul.lo.u32 ${row0}, ${row0}, ${R}`);
   const ld = pad8(s.inDim);
   const eb = elemBytes(s.dtype);
   const pfRows = Math.min(s.outDim, Math.ceil((s.prefetchBytes ?? PREFETCH_BYTES) / (ld * eb)));
@@ -185,6 +219,7 @@ function emitGemv(k: KernelBuilder, s: GemvSpec, ptr: GemvPtrs, bx: string, tid:
     // among the first pfRows
     const nrows = k.reg('u32', 'nrows'), bytes = k.reg('u32', 'bytes'), pf = k.reg('pred', 'pf'), lead = k.reg('pred', 'lead');
     k.emit(`setp.lt.u32 ${pf}, ${row0}, ${pfRows}`, `setp.eq.u32 ${lead}, ${lane}, 0`, `and.pred ${pf}, ${pf}, ${lead}`);
+    if (part) k.emit(`setp.eq.u32 ${lead}, ${part}, 0`, `and.pred ${pf}, ${pf}, ${lead}`); // one warp of the group
     k.emit(`sub.u32 ${nrows}, ${pfRows}, ${row0}`, `min.u32 ${nrows}, ${nrows}, ${R}`, `mul.lo.u32 ${bytes}, ${nrows}, ${ld * eb}`);
     for (const m of mats) k.prefetchL2(k.addr(m, row0, ld * eb), bytes, pf);
   }
@@ -202,9 +237,11 @@ function emitGemv(k: KernelBuilder, s: GemvSpec, ptr: GemvPtrs, bx: string, tid:
     }
     mats.forEach((m, mi) => wrow[mi]!.push(k.addr(m, wr, ld * eb)));
   }
-  const acc = emitDots(k, s, wrow, xrow, ptr.nw, lane);
+  const acc = emitDots(k, s, wrow, xrow, ptr.nw, lane, part ? { part, parts: S, warp } : undefined);
+  // lane 0 of the group's first warp writes
   const p0 = k.reg('pred', 'p'), skip = k.label('skip');
   k.emit(`setp.ne.u32 ${p0}, ${lane}, 0`, `@${p0} bra ${skip}`);
+  if (part) k.emit(`setp.ne.u32 ${p0}, ${part}, 0`, `@${p0} bra ${skip}`);
   const yrow = k.addr(y, t, pad8(s.outDim) * 4);
   for (let r = 0; r < R; r++) {
     const j = k.reg('u32', 'jo'), pr = k.reg('pred', 'p'), nx = k.label('next');
@@ -231,31 +268,54 @@ function emitGemv(k: KernelBuilder, s: GemvSpec, ptr: GemvPtrs, bx: string, tid:
 }
 
 /**
+ * How a row's dot product is split across the warps of a block: `parts` warps (consecutive, the
+ * first with part 0) each take every parts-th stripe of 32 chunks, and the partial sums are added
+ * through shared memory in a fixed order (deterministic). More warps per row means more loads in
+ * flight for GEMVs with few, long rows (the down projection: 2048 rows of 5464).
+ */
+export interface DotSplit {
+  part: string;
+  parts: number;
+  /** This thread's warp index in the block (for the shared-memory combine). */
+  warp: string;
+}
+
+/**
  * The dot products of a warp: wrow[m][r] · x for every matrix m and row r (each a global row
  * pointer, padded row length pad8(inDim)); lanes stride over 16-byte chunks, `unroll` chunks in
- * flight. With s.norm, x is RMS-normalized on the fly (nw: the norm weight). Every lane gets the
- * sums. Returns acc[m][r].
+ * flight; the last, partial round is one guarded round (not a chunk at a time). With s.norm, x is
+ * RMS-normalized on the fly (nw: the norm weight). With `split`, the warps of a row group combine
+ * their sums (a block barrier: every warp of the block must call this). Every lane gets the sums.
+ * Returns acc[m][r].
  */
-export function emitDots(k: KernelBuilder, s: Pick<GemvSpec, 'dtype' | 'inDim' | 'norm' | 'unroll'>, wrow: string[][], xrow: string, nw: string | undefined, lane: string): string[][] {
+export function emitDots(k: KernelBuilder, s: Pick<GemvSpec, 'dtype' | 'inDim' | 'norm' | 'unroll'>, wrow: string[][], xrow: string, nw: string | undefined, lane: string, split?: DotSplit): string[][] {
   const U = s.unroll ?? 4;
   const nch = pad8(s.inDim) / CHUNK;
   const eb = elemBytes(s.dtype);
+  const S = split?.parts ?? 1;
+  const stride = 32 * S; // chunks between a lane's consecutive chunks
   const acc = wrow.map((rows) => k.regs('f32', 'acc', rows.length));
   for (const a of acc.flat()) k.emit(`mov.f32 ${a}, 0f00000000`);
   const ss = s.norm ? k.reg('f32', 'ss') : undefined;
   if (ss) k.emit(`mov.f32 ${ss}, 0f00000000`);
   const c = k.reg('u32', 'c');
-  k.emit(`mov.u32 ${c}, ${lane}`);
-  const body = (n: number) => {
-    // n chunks per lane: c, c+32, …; every load first (all in flight), then the norm, then the FMAs.
+  if (split && S > 1) k.emit(`mad.lo.u32 ${c}, ${split.part}, 32, ${lane}`);
+  else k.emit(`mov.u32 ${c}, ${lane}`);
+  /** n chunks per lane (c, c+stride, …): every load first (all in flight), then the norm, then the FMAs. Chunks u ≥ guardFrom are loaded only if < nch. */
+  const body = (n: number, guardFrom: number) => {
     const xs: string[][] = [], nws: string[][] = [];
     const ws: string[][][][] = [];
     for (let u = 0; u < n; u++) {
       const cu = k.reg('u32', 'cu');
-      k.emit(`add.u32 ${cu}, ${c}, ${u * 32}`);
-      xs.push(loadRaw8(k, 'f32', k.addr(xrow, cu, 32), 'activation'));
-      if (s.norm) nws.push(loadRaw8(k, s.norm.dtype, k.addr(nw!, cu, CHUNK * elemBytes(s.norm.dtype))));
-      ws.push(wrow.map((rows) => rows.map((wr) => loadRaw8(k, s.dtype, k.addr(wr, cu, CHUNK * eb)))));
+      k.emit(`add.u32 ${cu}, ${c}, ${u * stride}`);
+      let guard: string | undefined;
+      if (u >= guardFrom) {
+        guard = k.reg('pred', 'in');
+        k.emit(`setp.lt.u32 ${guard}, ${cu}, ${nch}`);
+      }
+      xs.push(loadRaw8(k, 'f32', k.addr(xrow, cu, 32), 'activation', guard));
+      if (s.norm) nws.push(loadRaw8(k, s.norm.dtype, k.addr(nw!, cu, CHUNK * elemBytes(s.norm.dtype)), 'weight', guard));
+      ws.push(wrow.map((rows) => rows.map((wr) => loadRaw8(k, s.dtype, k.addr(wr, cu, CHUNK * eb), 'weight', guard))));
     }
     if (s.norm) {
       for (let u = 0; u < n; u++) {
@@ -268,34 +328,46 @@ export function emitDots(k: KernelBuilder, s: Pick<GemvSpec, 'dtype' | 'inDim' |
       for (let e = 0; e < 8; e++) k.emit(`fma.rn.f32 ${acc[mi]![r]}, ${xs[u]![e]}, ${wv[e]}, ${acc[mi]![r]}`);
     }
   };
-  // Full rounds: every lane has U chunks; then single guarded chunks for the rest.
-  const full = Math.floor(nch / (32 * U));
+  // Full rounds: every lane has U chunks; then one round over what is left, its loads guarded
+  // where a lane's chunk may be past the end (a chunk at a time would cost a memory latency each).
+  const full = Math.floor(nch / (stride * U));
   if (full > 0) {
     const it = k.reg('u32', 'it'), p = k.reg('pred', 'p');
     const loop = k.label('main');
     k.emit(`mov.u32 ${it}, 0`);
     k.place(loop);
-    body(U);
-    k.emit(`add.u32 ${c}, ${c}, ${32 * U}`, `add.u32 ${it}, ${it}, 1`, `setp.lt.u32 ${p}, ${it}, ${full}`, `@${p} bra ${loop}`);
+    body(U, U);
+    k.emit(`add.u32 ${c}, ${c}, ${stride * U}`, `add.u32 ${it}, ${it}, 1`, `setp.lt.u32 ${p}, ${it}, ${full}`, `@${p} bra ${loop}`);
   }
-  if (nch % (32 * U) !== 0) {
-    const p = k.reg('pred', 'p');
-    const loop = k.label('rest'), done = k.label('restdone');
-    k.place(loop);
-    k.emit(`setp.ge.u32 ${p}, ${c}, ${nch}`, `@${p} bra ${done}`);
-    body(1);
-    k.emit(`add.u32 ${c}, ${c}, 32`, `bra ${loop}`);
-    k.place(done);
-  }
+  const rest = nch - full * stride * U;
+  if (rest > 0) body(Math.ceil(rest / stride), Math.floor(rest / stride));
   for (const a of acc.flat()) k.warpSum(a);
+  if (ss) k.warpSum(ss);
+  if (split && S > 1) combineParts(k, [...acc.flat(), ...(ss ? [ss] : [])], split);
   if (ss) {
     // the same rsqrt as the RMSNorm kernel: 1 / sqrt(mean + eps), both correctly rounded
-    k.warpSum(ss);
     const inv = k.reg('f32', 'inv');
     k.emit(`mul.f32 ${ss}, ${ss}, ${f32Imm(1 / s.inDim)}`, `add.f32 ${ss}, ${ss}, ${f32Imm(s.norm!.eps)}`, `sqrt.rn.f32 ${inv}, ${ss}`, `rcp.rn.f32 ${inv}, ${inv}`);
     for (const a of acc.flat()) k.emit(`mul.f32 ${a}, ${a}, ${inv}`);
   }
   return acc;
+}
+
+/** Adds each value over the `parts` warps of this warp's group, part 0 first; every lane of every warp gets the totals. */
+function combineParts(k: KernelBuilder, vals: string[], split: DotSplit): void {
+  const nv = vals.length;
+  const sh = k.sharedArray('part', 'f32', GEMV_WARPS * nv, 4);
+  const mine = k.reg('u32', 'mine'), first = k.reg('u32', 'first'), lead = k.reg('pred', 'lead'), lane = k.reg('u32', 'lane');
+  k.emit(`mov.u32 ${lane}, %laneid`, `setp.eq.u32 ${lead}, ${lane}, 0`, `mov.u32 ${mine}, ${sh}`, `mad.lo.u32 ${mine}, ${split.warp}, ${nv * 4}, ${mine}`);
+  vals.forEach((v, i) => k.emit(`@${lead} st.shared.f32 [${mine}+${i * 4}], ${v}`));
+  k.emit('bar.sync 0');
+  // the group's first warp is warp − part
+  k.emit(`sub.u32 ${first}, ${split.warp}, ${split.part}`, `mov.u32 ${mine}, ${sh}`, `mad.lo.u32 ${first}, ${first}, ${nv * 4}, ${mine}`);
+  const t = k.reg('f32', 'pv');
+  vals.forEach((v, i) => {
+    k.emit(`ld.shared.f32 ${v}, [${first}+${i * 4}]`);
+    for (let j = 1; j < split.parts; j++) k.emit(`ld.shared.f32 ${t}, [${first}+${(j * nv + i) * 4}]`, `add.f32 ${v}, ${v}, ${t}`);
+  });
 }
 
 /** v ← silu(g) · v, with silu(g) = g / (1 + 2^(−g·log2 e)); g is overwritten. */

@@ -8,14 +8,18 @@ import type { WeightDType } from './layout.js';
  * any arithmetic on them keeps them all in flight: a warp stalls at the first instruction that
  * needs a value still in memory.
  */
-export function loadRaw8(k: KernelBuilder, dtype: WeightDType, a: string, data: 'weight' | 'activation' = 'weight'): string[] {
-  const ld = data === 'weight' ? 'ld.global.nc' : 'ld.global';
+export function loadRaw8(k: KernelBuilder, dtype: WeightDType, a: string, data: 'weight' | 'activation' = 'weight', guard?: string): string[] {
+  // A guarded load (only where `guard` holds) leaves zeros otherwise: 0.0 in every dtype.
+  const ld = `${guard ? `@${guard} ` : ''}${data === 'weight' ? 'ld.global.nc' : 'ld.global'}`;
+  const zero = (regs: string[], type: string) => guard && regs.forEach((r) => k.emit(`mov.${type} ${r}, 0`));
   if (dtype === 'f32') {
     const out = k.regs('f32', 'v', 8);
+    zero(out, 'b32');
     k.emit(`${ld}.v4.f32 {${out.slice(0, 4).join(', ')}}, [${a}]`, `${ld}.v4.f32 {${out.slice(4, 8).join(', ')}}, [${a}+16]`);
     return out;
   }
   const w = k.regs('b32', 'w', 4);
+  zero(w, 'b32');
   k.emit(`${ld}.v4.b32 {${w.join(', ')}}, [${a}]`);
   return w;
 }

@@ -7,105 +7,177 @@ import { CHUNK, elemBytes, pad8, type WeightDType } from './layout.js';
 import { loadRaw8, rawToF32 } from './load.js';
 import { emitDots, siluTimes, type Kernel } from './dense.js';
 
-/** Threads and channels per thread for selecting over F channels (each thread owns a contiguous run). */
+/**
+ * Threads and channels per thread for selecting over F channels. Each thread owns a contiguous run
+ * of `perThread` channels, a multiple of 4 so that it is read with 16-byte loads; as few channels a
+ * thread as 1024 threads allow, and at least 256 threads to share the per-block work.
+ */
 export function selectShape(f: number): { threads: number; perThread: number } {
-  // at least 256 threads, so the 2048-bin histogram is at most 8 bins a thread
-  const threads = Math.min(1024, Math.max(256, Math.ceil(Math.ceil(f / 8) / 32) * 32));
-  return { threads, perThread: Math.ceil(f / threads) };
+  const perThread = 4 * Math.ceil(f / (4 * 1024));
+  const threads = Math.max(256, Math.ceil(Math.ceil(f / perThread) / 32) * 32);
+  return { threads, perThread };
 }
 
-const RADIX_PASSES: [shift: number, bits: number][] = [[21, 11], [10, 11], [0, 10]];
-const BINS = 2048;
+/** The radix passes over the 32-bit keys, high digit first: [shift, bits]. */
+export const RADIX_PASSES: readonly (readonly [shift: number, bits: number])[] = [[21, 11], [10, 11], [0, 10]];
+/** Each pass's bins are summed in 32 segments (one per lane), then the winning segment bin by bin. */
+export const SEGMENTS = 32;
+/** The selection counts keys > τ and keys = τ in 16-bit halves of one u32. */
+export const MAX_SELECT_CHANNELS = 65535;
 
 /**
  * idx[t, 0..K) = the K channels with the largest g[t, :], ascending, ties → lower channel.
  * Keys are the floats' bits made order-preserving as u32 (NaN → 0, the smallest). Three radix passes
- * (11, 11, 10 bits) with a shared histogram find the K-th largest key τ exactly; then every thread
- * takes its keys > τ and, in channel order, as many keys = τ as are still needed, and writes their
- * channels at offsets from a block-wide scan. Grid (1, T), block selectShape(F).threads.
+ * (11, 11, 10 bits) find the K-th largest key τ exactly, each with its own shared histogram (all
+ * zeroed once) and two barriers: one after the histogram, one after 32 segment totals; then every
+ * warp finds the winning segment and bin itself with shuffles, so none waits for a broadcast. Last,
+ * one block-wide scan of (keys > τ, keys = τ) per thread gives each thread where to write its keys
+ * > τ and, in channel order, as many keys = τ as are still needed. 8 barriers in all.
+ * Grid (1, T), block selectShape(F).threads.
  */
 export function topkSelect(f: number, kKeep: number): Kernel {
+  if (f > MAX_SELECT_CHANNELS) throw new Error(`Top-K over ${f} channels: the CUDA target selects over at most ${MAX_SELECT_CHANNELS} channels`);
+  if (!Number.isInteger(kKeep) || kKeep < 1 || kKeep > f) throw new Error(`Top-K: K = ${kKeep} is not in 1..${f}`);
   const name = `moc_topk_f${f}_k${kKeep}`;
   const { threads: NT, perThread: E } = selectShape(f);
+  if (E % 4 !== 0 || NT % 32 !== 0 || NT > 1024) throw new Error(`PTX generator bug in ${name}: select shape ${NT}×${E}`);
+  const W = NT / 32;
   const k = new KernelBuilder(name, [{ name: 'idx', type: 'u64' }, { name: 'g', type: 'u64' }]);
   k.blockSize(NT);
   const idx = k.ptrParam('idx'), g = k.ptrParam('g');
   const tid = k.special('%tid.x', 'tid'), t = k.special('%ctaid.y', 't');
+  const lane = k.reg('u32', 'lane'), warp = k.reg('u32', 'warp'), lane0 = k.reg('pred', 'lane0');
+  k.emit(`and.b32 ${lane}, ${tid}, 31`, `shr.u32 ${warp}, ${tid}, 5`, `setp.eq.u32 ${lane0}, ${lane}, 0`);
+
+  // one histogram per pass, back to back (word offsets), and one array of segment totals per pass
+  const histOff = RADIX_PASSES.map((_, p) => RADIX_PASSES.slice(0, p).reduce((n, [, bits]) => n + (1 << bits), 0));
+  const histWords = histOff[histOff.length - 1]! + (1 << RADIX_PASSES[RADIX_PASSES.length - 1]![1]);
+  const hist = k.sharedArray('hist', 'u32', histWords, 16);
+  const segTot = RADIX_PASSES.map(() => k.sharedArray('seg', 'u32', SEGMENTS, 4));
+  const hb = k.reg('u32', 'hb'), zero = k.reg('u32', 'zero');
+  k.emit(`mov.u32 ${hb}, ${hist}`, `mov.u32 ${zero}, 0`);
+  k.comment('zero all histograms (before the grid dependency: they are this block\'s own)');
+  for (let j = 0; j * NT < histWords / 4; j++) {
+    const i = k.reg('u32', 'zi'), a = k.reg('u32', 'za'), p = k.reg('pred', 'p');
+    k.emit(`add.u32 ${i}, ${tid}, ${j * NT}`, `setp.lt.u32 ${p}, ${i}, ${histWords / 4}`, `mad.lo.u32 ${a}, ${i}, 16, ${hb}`);
+    k.emit(`@${p} st.shared.v4.u32 [${a}], {${zero}, ${zero}, ${zero}, ${zero}}`);
+  }
+  k.gridSync();
+
+  // this thread's channels c0 .. c0+E-1: 16-byte loads, all in flight before the barrier. A run
+  // past F reads the row's last chunk again (inside the padded row) and its keys are masked.
   const c0 = k.reg('u32', 'c0');
   k.emit(`mul.lo.u32 ${c0}, ${tid}, ${E}`);
   const grow = k.addr(g, t, pad8(f) * 4);
+  const bits = k.regs('u32', 'bits', E);
+  const lastChunk = Math.floor((f - 1) / 4) * 4;
+  for (let j = 0; j < E / 4; j++) {
+    const c = k.reg('u32', 'c');
+    k.emit(`add.u32 ${c}, ${c0}, ${4 * j}`, `min.u32 ${c}, ${c}, ${lastChunk}`);
+    k.emit(`ld.global.v4.u32 {${bits.slice(4 * j, 4 * j + 4).join(', ')}}, [${k.addr(grow, c, 4)}]`);
+  }
+  k.emit('bar.sync 0'); // the histograms are zero
   const keys = k.regs('u32', 'key', E);
   const inRange = k.regs('pred', 'in', E);
   for (let e = 0; e < E; e++) {
-    const c = k.reg('u32', 'c'), bits = k.reg('u32', 'bits'), neg = k.reg('pred', 'neg'), nan = k.reg('pred', 'nan'), abs = k.reg('u32', 'abs'), flip = k.reg('u32', 'flip');
-    k.emit(`add.u32 ${c}, ${c0}, ${e}`, `setp.lt.u32 ${inRange[e]}, ${c}, ${f}`, `min.u32 ${c}, ${c}, ${f - 1}`);
-    k.emit(`ld.global.u32 ${bits}, [${k.addr(grow, c, 4)}]`);
+    const c = k.reg('u32', 'c'), neg = k.reg('pred', 'neg'), nan = k.reg('pred', 'nan'), abs = k.reg('u32', 'abs'), flip = k.reg('u32', 'flip');
+    k.emit(`add.u32 ${c}, ${c0}, ${e}`, `setp.lt.u32 ${inRange[e]}, ${c}, ${f}`);
     // order-preserving: negative → ~bits, non-negative → bits | 0x80000000; NaN and out-of-range → 0
-    k.emit(`setp.lt.s32 ${neg}, ${bits}, 0`, `not.b32 ${flip}, ${bits}`, `or.b32 ${keys[e]}, ${bits}, -2147483648`, `@${neg} mov.u32 ${keys[e]}, ${flip}`);
-    k.emit(`and.b32 ${abs}, ${bits}, 2147483647`, `setp.gt.u32 ${nan}, ${abs}, 2139095040`, `@${nan} mov.u32 ${keys[e]}, 0`, `@!${inRange[e]} mov.u32 ${keys[e]}, 0`);
+    k.emit(`setp.lt.s32 ${neg}, ${bits[e]}, 0`, `not.b32 ${flip}, ${bits[e]}`, `or.b32 ${keys[e]}, ${bits[e]}, -2147483648`, `@${neg} mov.u32 ${keys[e]}, ${flip}`);
+    k.emit(`and.b32 ${abs}, ${bits[e]}, 2147483647`, `setp.gt.u32 ${nan}, ${abs}, 2139095040`, `@${nan} mov.u32 ${keys[e]}, 0`, `@!${inRange[e]} mov.u32 ${keys[e]}, 0`);
   }
-  const hist = k.sharedArray('hist', 'u32', BINS, 4);
-  const shDigit = k.sharedArray('digit', 'u32', 2, 4);
-  const prefix = k.reg('u32', 'prefix'), mask = k.reg('u32', 'mask'), krem = k.reg('u32', 'krem');
-  k.emit(`mov.u32 ${prefix}, 0`, `mov.u32 ${mask}, 0`, `mov.u32 ${krem}, ${kKeep}`);
-  const binsPer = Math.ceil(BINS / NT);
-  for (const [shift, bits] of RADIX_PASSES) {
-    const dmask = (1 << bits) - 1;
-    k.comment(`radix pass: bits ${shift}..${shift + bits - 1}`);
-    // zero the histogram
-    for (let j = 0; j < binsPer; j++) {
-      const b = k.reg('u32', 'b'), p = k.reg('pred', 'p'), a = k.reg('u32', 'ha');
-      k.emit(`add.u32 ${b}, ${tid}, ${j * NT}`, `setp.lt.u32 ${p}, ${b}, ${BINS}`, `mov.u32 ${a}, ${hist}`, `mad.lo.u32 ${a}, ${b}, 4, ${a}`, `@${p} st.shared.u32 [${a}], 0`);
-    }
-    k.emit('bar.sync 0');
+
+  // prefix: τ's digits found so far; krem: how many of the keys matching them are still to take
+  const prefix = k.reg('u32', 'prefix'), krem = k.reg('u32', 'krem');
+  k.emit(`mov.u32 ${prefix}, 0`, `mov.u32 ${krem}, ${kKeep}`);
+  RADIX_PASSES.forEach(([shift, nbits], pass) => {
+    const bins = 1 << nbits, seg = bins / SEGMENTS, perLane = seg / 32, base = histOff[pass]! * 4;
+    if (perLane !== 1 && perLane !== 2) throw new Error(`PTX generator bug in ${name}: ${bins} bins`);
+    k.comment(`radix pass ${pass}: bits ${shift}..${shift + nbits - 1}`);
+    // a key counts in this pass when its higher digits are τ's found so far
+    const want = pass > 0 ? k.reg('u32', 'want') : '';
+    if (pass > 0) k.emit(`shr.u32 ${want}, ${prefix}, ${shift + nbits}`);
     for (let e = 0; e < E; e++) {
-      const m = k.reg('u32', 'm'), p = k.reg('pred', 'p'), d = k.reg('u32', 'dg'), a = k.reg('u32', 'ha'), old = k.reg('u32', 'old');
-      k.emit(`and.b32 ${m}, ${keys[e]}, ${mask}`, `setp.eq.u32 ${p}, ${m}, ${prefix}`, `and.pred ${p}, ${p}, ${inRange[e]}`);
-      k.emit(`shr.u32 ${d}, ${keys[e]}, ${shift}`, `and.b32 ${d}, ${d}, ${dmask}`, `mov.u32 ${a}, ${hist}`, `mad.lo.u32 ${a}, ${d}, 4, ${a}`, `@${p} atom.shared.add.u32 ${old}, [${a}], 1`);
+      let p = inRange[e]!;
+      if (pass > 0) {
+        const hi = k.reg('u32', 'hi');
+        p = k.reg('pred', 'p');
+        k.emit(`shr.u32 ${hi}, ${keys[e]}, ${shift + nbits}`, `setp.eq.u32 ${p}, ${hi}, ${want}`, `and.pred ${p}, ${p}, ${inRange[e]}`);
+      }
+      const d = k.reg('u32', 'dg'), a = k.reg('u32', 'ha');
+      k.emit(`bfe.u32 ${d}, ${keys[e]}, ${shift}, ${nbits}`, `mad.lo.u32 ${a}, ${d}, 4, ${hb}`, `@${p} red.shared.add.u32 [${a}+${base}], 1`);
     }
-    k.emit('bar.sync 0');
-    // this thread's bins [tid·binsPer, …): their counts, and a scan to count everything above them
-    const counts = k.regs('u32', 'cnt', binsPer), sum = k.reg('u32', 'sum');
-    k.emit(`mov.u32 ${sum}, 0`);
-    for (let j = 0; j < binsPer; j++) {
-      const b = k.reg('u32', 'b'), p = k.reg('pred', 'p'), a = k.reg('u32', 'ha');
-      k.emit(`mad.lo.u32 ${b}, ${tid}, ${binsPer}, ${j}`, `setp.lt.u32 ${p}, ${b}, ${BINS}`, `min.u32 ${b}, ${b}, ${BINS - 1}`, `mov.u32 ${a}, ${hist}`, `mad.lo.u32 ${a}, ${b}, 4, ${a}`);
-      k.emit(`ld.shared.u32 ${counts[j]}, [${a}]`, `@!${p} mov.u32 ${counts[j]}, 0`, `add.u32 ${sum}, ${sum}, ${counts[j]}`);
+    k.emit('bar.sync 0'); // the histogram is complete
+    // segment s = bins [s·seg, (s+1)·seg): warp w sums segments w, w + W, …; a lane reads perLane bins
+    const laneBin = k.reg('u32', 'lb');
+    k.emit(`mul.lo.u32 ${laneBin}, ${lane}, ${perLane}`);
+    const readBins = (first: string): [string[], string] => {
+      const a = k.reg('u32', 'ha'), h = k.regs('u32', 'h', perLane), sum = k.reg('u32', 'hsum');
+      k.emit(`add.u32 ${a}, ${first}, ${laneBin}`, `mad.lo.u32 ${a}, ${a}, 4, ${hb}`);
+      if (perLane === 1) k.emit(`ld.shared.u32 ${h[0]}, [${a}+${base}]`, `mov.u32 ${sum}, ${h[0]}`);
+      else k.emit(`ld.shared.v2.u32 {${h.join(', ')}}, [${a}+${base}]`, `add.u32 ${sum}, ${h[0]}, ${h[1]}`);
+      return [h, sum];
+    };
+    for (let j = 0; j * W < SEGMENTS; j++) {
+      const s = k.reg('u32', 's'), first = k.reg('u32', 'first'), tot = k.reg('u32', 'tot'), a = k.reg('u32', 'sa');
+      const skip = (j + 1) * W > SEGMENTS ? k.label('noseg') : undefined;
+      k.emit(`add.u32 ${s}, ${warp}, ${j * W}`);
+      if (skip) {
+        const p = k.reg('pred', 'p');
+        k.emit(`setp.ge.u32 ${p}, ${s}, ${SEGMENTS}`, `@${p} bra.uni ${skip}`); // the same in the whole warp
+      }
+      k.emit(`mul.lo.u32 ${first}, ${s}, ${seg}`);
+      const [, sum] = readBins(first);
+      k.emit(`redux.sync.add.u32 ${tot}, ${sum}, -1`, `mov.u32 ${a}, ${segTot[pass]}`, `mad.lo.u32 ${a}, ${s}, 4, ${a}`, `@${lane0} st.shared.u32 [${a}], ${tot}`);
+      if (skip) k.place(skip);
     }
-    const [excl, total] = k.blockScan(sum, tid, NT);
-    // bin b wins when (count above b) < krem ≤ (count above b) + hist[b]
-    const upto = k.reg('u32', 'upto');
-    k.emit(`mov.u32 ${upto}, ${excl}`);
-    for (let j = 0; j < binsPer; j++) {
-      const above = k.reg('u32', 'above'), hi = k.reg('u32', 'hi'), p = k.reg('pred', 'p'), q = k.reg('pred', 'q'), b = k.reg('u32', 'b'), nk = k.reg('u32', 'nk');
-      k.emit(`add.u32 ${upto}, ${upto}, ${counts[j]}`, `sub.u32 ${above}, ${total}, ${upto}`, `add.u32 ${hi}, ${above}, ${counts[j]}`);
-      k.emit(`setp.lt.u32 ${p}, ${above}, ${krem}`, `setp.ge.u32 ${q}, ${hi}, ${krem}`, `and.pred ${p}, ${p}, ${q}`, `setp.ne.u32 ${q}, ${counts[j]}, 0`, `and.pred ${p}, ${p}, ${q}`);
-      k.emit(`mad.lo.u32 ${b}, ${tid}, ${binsPer}, ${j}`, `sub.u32 ${nk}, ${krem}, ${above}`, `@${p} st.shared.u32 [${shDigit}], ${b}`, `@${p} st.shared.u32 [${shDigit}+4], ${nk}`);
-    }
-    k.emit('bar.sync 0');
-    const digit = k.reg('u32', 'digit');
-    k.emit(`ld.shared.u32 ${digit}, [${shDigit}]`, `ld.shared.u32 ${krem}, [${shDigit}+4]`, `shl.b32 ${digit}, ${digit}, ${shift}`, `or.b32 ${prefix}, ${prefix}, ${digit}`, `or.b32 ${mask}, ${mask}, ${dmask << shift}`);
-    k.emit('bar.sync 0');
-  }
+    k.emit('bar.sync 0'); // the segment totals are complete
+    // Every warp: the segment holding the krem-th largest matching key (counting from the top
+    // segment down: `above` keys lie in higher segments), then the bin in it, the same way.
+    const tot = k.reg('u32', 'tot'), a = k.reg('u32', 'sa');
+    k.emit(`mov.u32 ${a}, ${segTot[pass]}`, `mad.lo.u32 ${a}, ${lane}, 4, ${a}`, `ld.shared.u32 ${tot}, [${a}]`);
+    const winner = (count: string, kth: string): [lane: string, above: string] => {
+      const incl = k.warpScan(count, 'down'), above = k.reg('u32', 'above'), win = k.reg('pred', 'win'), q = k.reg('pred', 'q');
+      k.emit(`sub.u32 ${above}, ${incl}, ${count}`, `setp.lt.u32 ${win}, ${above}, ${kth}`, `setp.le.u32 ${q}, ${kth}, ${incl}`, `and.pred ${win}, ${win}, ${q}`);
+      return [k.ballotLane(win), above];
+    };
+    const [segLane, segAbove] = winner(tot, krem);
+    const aboveSeg = k.reg('u32', 'aseg'), kseg = k.reg('u32', 'kseg'), first = k.reg('u32', 'first');
+    k.emit(`shfl.sync.idx.b32 ${aboveSeg}, ${segAbove}, ${segLane}, 31, -1`, `sub.u32 ${kseg}, ${krem}, ${aboveSeg}`, `mul.lo.u32 ${first}, ${segLane}, ${seg}`);
+    const [h, sum] = readBins(first);
+    const [binLane, laneAbove] = winner(sum, kseg);
+    // within the lane's bins, the higher bin comes first
+    const digit = k.reg('u32', 'digit'), binAbove = k.reg('u32', 'babove');
+    k.emit(`add.u32 ${digit}, ${first}, ${laneBin}`);
+    if (perLane === 2) {
+      const hiEnd = k.reg('u32', 'hiend'), inHi = k.reg('pred', 'inhi');
+      k.emit(`add.u32 ${hiEnd}, ${laneAbove}, ${h[1]}`, `setp.le.u32 ${inHi}, ${kseg}, ${hiEnd}`);
+      k.emit(`@${inHi} add.u32 ${digit}, ${digit}, 1`, `selp.u32 ${binAbove}, ${laneAbove}, ${hiEnd}, ${inHi}`);
+    } else k.emit(`mov.u32 ${binAbove}, ${laneAbove}`);
+    const above = k.reg('u32', 'above');
+    k.emit(`shfl.sync.idx.b32 ${digit}, ${digit}, ${binLane}, 31, -1`, `shfl.sync.idx.b32 ${above}, ${binAbove}, ${binLane}, 31, -1`);
+    k.emit(`sub.u32 ${krem}, ${kseg}, ${above}`, `shl.b32 ${digit}, ${digit}, ${shift}`, `or.b32 ${prefix}, ${prefix}, ${digit}`);
+  });
+
   // prefix = τ, krem = how many keys equal to τ to take (the lowest channels first)
-  const nEq = k.reg('u32', 'neq');
-  k.emit(`mov.u32 ${nEq}, 0`);
+  const nGt = k.reg('u32', 'ngt'), nEq = k.reg('u32', 'neq');
+  k.emit(`mov.u32 ${nGt}, 0`, `mov.u32 ${nEq}, 0`);
   const isGt = k.regs('pred', 'gt', E), isEq = k.regs('pred', 'eq', E);
   for (let e = 0; e < E; e++) {
-    k.emit(`setp.gt.u32 ${isGt[e]}, ${keys[e]}, ${prefix}`, `and.pred ${isGt[e]}, ${isGt[e]}, ${inRange[e]}`, `setp.eq.u32 ${isEq[e]}, ${keys[e]}, ${prefix}`, `and.pred ${isEq[e]}, ${isEq[e]}, ${inRange[e]}`, `@${isEq[e]} add.u32 ${nEq}, ${nEq}, 1`);
+    k.emit(`setp.gt.u32 ${isGt[e]}, ${keys[e]}, ${prefix}`, `and.pred ${isGt[e]}, ${isGt[e]}, ${inRange[e]}`, `@${isGt[e]} add.u32 ${nGt}, ${nGt}, 1`);
+    k.emit(`setp.eq.u32 ${isEq[e]}, ${keys[e]}, ${prefix}`, `and.pred ${isEq[e]}, ${isEq[e]}, ${inRange[e]}`, `@${isEq[e]} add.u32 ${nEq}, ${nEq}, 1`);
   }
-  const [eqBefore] = k.blockScan(nEq, tid, NT);
-  const taken = k.regs('pred', 'take', E), nSel = k.reg('u32', 'nsel'), seen = k.reg('u32', 'seen');
-  k.emit(`mov.u32 ${nSel}, 0`, `mov.u32 ${seen}, ${eqBefore}`);
-  for (let e = 0; e < E; e++) {
-    const q = k.reg('pred', 'q');
-    k.emit(`setp.lt.u32 ${q}, ${seen}, ${krem}`, `and.pred ${q}, ${q}, ${isEq[e]}`, `@${isEq[e]} add.u32 ${seen}, ${seen}, 1`, `or.pred ${taken[e]}, ${isGt[e]}, ${q}`, `@${taken[e]} add.u32 ${nSel}, ${nSel}, 1`);
-  }
-  const [outPos] = k.blockScan(nSel, tid, NT);
+  // one scan of both counts: keys > τ in the high 16 bits, keys = τ in the low (F ≤ 65535)
+  const packed = k.reg('u32', 'packed');
+  k.emit(`mad.lo.u32 ${packed}, ${nGt}, 65536, ${nEq}`);
+  const [before] = k.blockScanShfl(packed, tid, NT);
+  const rank = k.reg('u32', 'rank'), pos = k.reg('u32', 'pos'), taken = k.reg('u32', 'taken');
+  k.emit(`and.b32 ${rank}, ${before}, 65535`, `shr.u32 ${pos}, ${before}, 16`, `min.u32 ${taken}, ${rank}, ${krem}`, `add.u32 ${pos}, ${pos}, ${taken}`);
   const orow = k.addr(idx, t, pad8(kKeep) * 4);
   for (let e = 0; e < E; e++) {
-    const c = k.reg('u32', 'c');
-    k.emit(`add.u32 ${c}, ${c0}, ${e}`, `@${taken[e]} st.global.u32 [${k.addr(orow, outPos, 4)}], ${c}`, `@${taken[e]} add.u32 ${outPos}, ${outPos}, 1`);
+    const c = k.reg('u32', 'c'), take = k.reg('pred', 'take'), q = k.reg('pred', 'q');
+    k.emit(`setp.lt.u32 ${q}, ${rank}, ${krem}`, `and.pred ${q}, ${q}, ${isEq[e]}`, `@${isEq[e]} add.u32 ${rank}, ${rank}, 1`, `or.pred ${take}, ${isGt[e]}, ${q}`);
+    k.emit(`add.u32 ${c}, ${c0}, ${e}`, `@${take} st.global.u32 [${k.addr(orow, pos, 4)}], ${c}`, `@${take} add.u32 ${pos}, ${pos}, 1`);
   }
   return { name, text: k.render() };
 }
@@ -348,15 +420,20 @@ export function mocUpDown(s: UpDownSpec): Kernel {
     k.emit(`ld.global.u32 ${ch}, [${k.addr(irow, kk, 4)}]`);
     upRows.push(k.addr(wu, ch, ld * eb)); upOk.push(ok); upCh.push(ch);
   }
+  // G at the kept channels, loaded with the weights rather than after the dot (one latency fewer)
+  const grow = k.addr(g, t, pad8(f) * 4);
+  const gvs = upCh.map((ch) => {
+    const gv = k.reg('f32', 'gv');
+    k.emit(`ld.global.f32 ${gv}, [${k.addr(grow, ch, 4)}]`);
+    return gv;
+  });
   const xrow = k.addr(x, t, ld * 4);
   const [dots] = emitDots(k, { dtype, inDim: d, norm: s.norm, unroll: 8 }, [upRows], xrow, nw, lane);
   const zs = k.sharedArray('z', 'f32', P, 4);
-  const grow = k.addr(g, t, pad8(f) * 4);
   const lead = k.reg('pred', 'lead'), za = k.reg('u32', 'za');
   k.emit(`setp.eq.u32 ${lead}, ${lane}, 0`);
   for (let r = 0; r < RW; r++) {
-    const gv = k.reg('f32', 'gv'), z = dots![r]!;
-    k.emit(`ld.global.f32 ${gv}, [${k.addr(grow, upCh[r]!, 4)}]`);
+    const gv = gvs[r]!, z = dots![r]!;
     siluTimes(k, gv, z);
     k.emit(`selp.f32 ${z}, ${z}, 0f00000000, ${upOk[r]}`); // channels past K contribute nothing
     k.emit(`mov.u32 ${za}, ${zs}`, `mad.lo.u32 ${za}, ${warp}, ${RW * 4}, ${za}`, `@${lead} st.shared.f32 [${za}+${r * 4}], ${z}`);
