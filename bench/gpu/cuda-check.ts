@@ -381,6 +381,41 @@ for (const style of ['half', 'interleaved'] as const) {
   }
 }
 
+// ---- Q/K/V in one GEMV launch that rotates q and k and appends k and v to the caches (as lowered) ----
+for (const style of ['half', 'interleaved'] as const) {
+  for (const [dtype, d, heads, kvh, hd, T] of [['f32', 64, 8, 4, 8, 3], ['bf16', 2048, 32, 8, 64, 1], ['bf16', 300, 4, 4, 128, 2]] as const) {
+    const name = `gemv multi q/k/v + rope + kv append ${style} ${dtype} d${d} h${heads} kv${kvh} hd${hd} T=${T} +rmsnorm`;
+    guarded(name, () => {
+      const r = rng(seed++);
+      const pos0 = 13, cap = 40, qw = heads * hd, kvw = kvh * hd;
+      const x = randomF32(T * d, r, 2);
+      const nw = weight(randomF32(d, r), 1, d, 'f32');
+      const [wq, wk, wv] = [qw, kvw, kvw].map((o) => weight(randomF32(o * d, r, 0.05), o, d, dtype));
+      const inv = R.ropeInvFreq({ heads, headDim: hd, theta: 10000, style });
+      const table = new Float32Array(cap * hd);
+      for (let p = 0; p < cap; p++) for (let i = 0; i < hd / 2; i++) (table[p * hd + i * 2] = Math.cos(p * inv[i]!)), (table[p * hd + i * 2 + 1] = Math.sin(p * inv[i]!));
+      const norm = { dtype: 'f32' as const, eps: 1e-5 };
+      const specs: D.GemvSpec[] = [
+        { dtype, inDim: d, outDim: qw, epilogue: 'store', norm, rope: { hd, style } },
+        { dtype, inDim: d, outDim: kvw, epilogue: 'store', norm, rope: { hd, style }, toCache: true },
+        { dtype, inDim: d, outDim: kvw, epilogue: 'store', norm, toCache: true },
+      ];
+      const qd = poisoned(T * pad8(qw) * 4), ck = poisoned(cap * pad8(kvw) * 4), cv = poisoned(cap * pad8(kvw) * 4);
+      launch(D.gemvMulti(specs), [D.gemvMultiGrid(specs), T, 1], 256, [upload(padF32(x, T, d)), nw.device, qd, wq!.device, ck, wk!.device, cv, wv!.device, upload(table), upload(Int32Array.of(pos0))]);
+      const xn = R.rmsnorm(x, nw.exact, 1e-5);
+      const gotQ = unpadF32(download(qd, new Float32Array(T * pad8(qw))), T, qw);
+      const cacheK = unpadF32(download(ck, new Float32Array(cap * pad8(kvw))), cap, kvw);
+      const cacheV = unpadF32(download(cv, new Float32Array(cap * pad8(kvw))), cap, kvw);
+      const eq = relErr(gotQ, R.rope(R.linear(xn, wq!.exact, d), { heads, headDim: hd, theta: 10000, style }, pos0));
+      const ek = relErr(cacheK.subarray(pos0 * kvw, (pos0 + T) * kvw), R.rope(R.linear(xn, wk!.exact, d), { heads: kvh, headDim: hd, theta: 10000, style }, pos0));
+      const ev = relErr(cacheV.subarray(pos0 * kvw, (pos0 + T) * kvw), R.linear(xn, wv!.exact, d));
+      // the rows around the new positions keep their poison (NaN): nothing else of the cache is written
+      const untouched = [pos0 - 1, pos0 + T].every((row) => [cacheK, cacheV].every((c) => c.subarray(row * kvw, (row + 1) * kvw).every((v) => Number.isNaN(v))));
+      check(name, eq < NORM_TOL && ek < NORM_TOL && ev < NORM_TOL && untouched, `rel q ${eq.toExponential(2)}, k ${ek.toExponential(2)}, v ${ev.toExponential(2)}; other cache rows untouched: ${untouched}`);
+    });
+  }
+}
+
 // ---- the real model: logits vs the HF references, greedy text ----
 const fix = `${projectRoot()}/fixtures/stories260K/`;
 const ref = JSON.parse(readFileSync(`${fix}reference/reference.json`, 'utf8'));

@@ -157,6 +157,18 @@ export function lowerToCuda(g: Graph, spec: ModelSpec): Program {
     ropeOf.set(n.name, { q, k });
     skip.add(q.name).add(k.name);
   }
+  // …and when q, k and v are projections of one x, that GEMV launch rotates q and k itself and
+  // writes k and v straight into the KV cache (the attention then only attends).
+  const qkvOf = new Map<string, { attention: Node; role: 'q' | 'k' | 'v' }>();
+  const qkvFused = new Set<string>();
+  for (const [an, { q, k }] of ropeOf) {
+    const attn = nodes.get(an)!.n;
+    const lins = [producer(q.inputs[0]), producer(k.inputs[0]), producer(attn.inputs[2])];
+    const [lq, lk, lv] = lins;
+    if (!lq || !lk || !lv || lins.some((l) => l!.op !== 'linear' || l!.inputs[1]!.kind !== 'weight' || l!.inputs[0]!.kind !== 'value' || l!.inputs[0]!.name !== lq.inputs[0]!.name || useCount(l!.name) !== 1)) continue;
+    if (new Set(lins.map((l) => wdtype(l!.inputs[1]!.name))).size !== 1 || lq === lk || lk === lv || lq === lv) continue;
+    qkvOf.set(lq.name, { attention: attn, role: 'q' }).set(lk.name, { attention: attn, role: 'k' }).set(lv.name, { attention: attn, role: 'v' });
+  }
   // RMSNorm read only by GEMVs (linear, logits, MoC's up projection): each reader normalizes x
   // itself, and the norm's input is then read by those GEMVs, which the add-folding must know.
   const normOf = new Map<string, { src: Operand; weight: Operand; eps: number }>();
@@ -229,12 +241,35 @@ export function lowerToCuda(g: Graph, spec: ModelSpec): Program {
             && m.inputs[1]!.kind === 'weight' && wdtype(m.inputs[1]!.name) === w.dtype && !foldedAdd(j, m.name)) : [];
           if (group.length > 0) {
             const members = [n, ...group];
-            const specs = members.map((m): GemvSpec => ({ dtype: w.dtype, inDim, outDim: width(m), epilogue: 'store', norm: nspec }));
+            // Q/K/V of one attention, all in this group: RoPE and the cache append happen here.
+            const attn = qkvOf.get(n.name)?.attention;
+            const fuse = attn && ['q', 'k', 'v'].every((role) => members.some((m) => qkvOf.get(m.name)?.attention === attn && qkvOf.get(m.name)?.role === role));
+            const roped = fuse ? ropeOf.get(attn!.name)! : undefined;
+            const specs = members.map((m): GemvSpec => {
+              const role = fuse && qkvOf.get(m.name)?.attention === attn ? qkvOf.get(m.name)!.role : undefined;
+              return {
+                dtype: w.dtype, inDim, outDim: width(m), epilogue: 'store', norm: nspec,
+                ...(role === 'q' || role === 'k' ? { rope: { hd: roped!.q.attrs.head_dim as number, style: roped!.q.attrs.style as 'half' | 'interleaved' } } : {}),
+                ...(role === 'k' || role === 'v' ? { toCache: true } : {}),
+              };
+            });
             const args: Arg[] = [x, ...(norm ? [norm.arg] : [])];
             for (const m of members) {
-              const id = newBuf(width(m));
-              bufOf.set(m.name, id);
-              args.push({ kind: 'buf', id }, weightArg(m.inputs[1]!, m).arg);
+              const role = fuse && qkvOf.get(m.name)?.attention === attn ? qkvOf.get(m.name)!.role : undefined;
+              let y: Arg;
+              if (role === 'k' || role === 'v') {
+                y = { kind: 'kv', layer: attn!.attrs.layer as number, which: role };
+                skip.add(m.name); // no buffer: only the cache is read later
+              } else {
+                const id = newBuf(width(m));
+                bufOf.set(m.name, id);
+                y = { kind: 'buf', id };
+              }
+              args.push(y, weightArg(m.inputs[1]!, m).arg);
+            }
+            if (fuse) {
+              args.push({ kind: 'const', name: ropeTable(roped!.q) }, { kind: 'pos' });
+              qkvFused.add(attn!.name);
             }
             launch({ kernel: use(gemvMulti(specs)), grid: [gemvMultiGrid(specs), 'T', 1], block: 256, args }, n);
             return;
@@ -258,7 +293,9 @@ export function lowerToCuda(g: Graph, spec: ModelSpec): Program {
         const kCache: Arg = { kind: 'kv', layer, which: 'k' }, vCache: Arg = { kind: 'kv', layer, which: 'v' };
         const roped = ropeOf.get(n.name);
         let q: Arg;
-        if (roped) {
+        if (roped && qkvFused.has(n.name)) {
+          q = buf(roped.q.inputs[0]!, n); // rotated, and k/v appended, by the Q/K/V GEMV
+        } else if (roped) {
           q = buf(roped.q.inputs[0]!, n);
           const [k, v] = [buf(roped.k.inputs[0]!, n), buf(n.inputs[2]!, n)];
           launch({ kernel: use(ropeStore(heads, kvh, hd, roped.q.attrs.style as 'half' | 'interleaved')), grid: [ropeStoreGrid(heads, kvh, hd), 'T', 1], block: ROPE_THREADS,

@@ -86,6 +86,15 @@ export interface GemvSpec {
    */
   split?: number;
   /**
+   * Rotary embedding applied to the outputs: a warp's two rows are a RoPE pair of one head
+   * ((h·hd + i, h·hd + i + hd/2) for 'half', (h·hd + 2i, +1) for 'interleaved'), rotated by the
+   * angle of position pos[0] + t before the store (Q and K straight out of their projections).
+   * Needs rowsPerWarp 2, split 1 and the store epilogue. Params add `table` and `pos`.
+   */
+  rope?: { hd: number; style: 'half' | 'interleaved' };
+  /** Store into row pos[0] + t of y (a KV cache) rather than row t. Params add `pos`. */
+  toCache?: boolean;
+  /**
    * Bytes of each weight matrix (from its first row) that warps ask the L2 for before waiting on
    * the previous kernel; default PREFETCH_BYTES. A few MB keep the memory busy while the previous
    * kernel ends; the whole matrix would flood the L2 and evict what is still to be read.
@@ -101,10 +110,11 @@ const normTag = (n: GemvSpec['norm']) => (n ? `_n${n.dtype}e${f32Imm(n.eps).slic
 
 export function gemvName(s: GemvSpec): string {
   const pf = s.prefetchBytes === undefined || s.gather ? '' : `_p${s.prefetchBytes}`;
-  return `gemv_${s.dtype}_i${s.inDim}_o${s.outDim}${s.gather ? `_g${s.gather.wRows}` : ''}${normTag(s.norm)}_${s.epilogue}_r${s.rowsPerWarp ?? 2}_u${s.unroll ?? 4}${splitTag(s)}${pf}`;
+  return `gemv_${s.dtype}_i${s.inDim}_o${s.outDim}${s.gather ? `_g${s.gather.wRows}` : ''}${normTag(s.norm)}_${s.epilogue}${ropeTag(s)}_r${s.rowsPerWarp ?? 2}_u${s.unroll ?? 4}${splitTag(s)}${pf}`;
 }
 
 const splitTag = (s: GemvSpec) => ((s.split ?? 1) > 1 ? `_s${s.split}` : '');
+const ropeTag = (s: GemvSpec) => `${s.rope ? `_rope${s.rope.style[0]}${s.rope.hd}` : ''}${s.toCache ? '_cache' : ''}`;
 
 /** Rows a block computes. */
 const rowsPerBlock = (s: GemvSpec) => (GEMV_WARPS / (s.split ?? 1)) * (s.rowsPerWarp ?? 2);
@@ -151,33 +161,42 @@ export function gemv(s: GemvSpec): Kernel {
   if (s.epilogue === 'silu_pair') params.push({ name: 'w2', type: 'u64' });
   if (s.gather) params.push({ name: 'idx', type: 'u64' }, { name: 'g', type: 'u64' });
   if (s.norm) params.push({ name: 'nw', type: 'u64' });
+  if (s.rope) params.push({ name: 'table', type: 'u64' });
+  if (s.rope || s.toCache) params.push({ name: 'pos', type: 'u64' });
   const k = new KernelBuilder(name, params);
   k.blockSize(256);
   const y = k.ptrParam('y'), x = k.ptrParam('x'), w = k.ptrParam('w');
   const w2 = s.epilogue === 'silu_pair' ? k.ptrParam('w2') : undefined;
   const idx = s.gather ? k.ptrParam('idx') : '', g = s.gather ? k.ptrParam('g') : '';
   const nw = s.norm ? k.ptrParam('nw') : undefined;
+  const table = s.rope ? k.ptrParam('table') : undefined, pos = s.rope || s.toCache ? k.ptrParam('pos') : undefined;
   const tid = k.special('%tid.x', 'tid'), bx = k.special('%ctaid.x', 'bx'), t = k.special('%ctaid.y', 't');
-  emitGemv(k, s, { y, x, w, w2, idx, g, nw }, bx, tid, t);
+  emitGemv(k, s, { y, x, w, w2, idx, g, nw, table, pos }, bx, tid, t);
   return { name, text: k.render() };
 }
 
 /**
  * One launch for several store-epilogue GEMVs that read the same x (Q/K/V; a dense FFN's gate and
- * up): blocks are split among the matrices by compile-time ranges. Params: x, [nw,] then y_i, w_i.
+ * up): blocks are split among the matrices by compile-time ranges. Params: x, [nw,] then y_i, w_i,
+ * then [table] if a part has rope, [pos] if a part has rope or toCache (Q and K rotated, K and V
+ * written straight into the KV cache: no separate RoPE / cache-append launch).
  * Grid (Σ blocks_i, T), block 256.
  */
 export function gemvMulti(specs: GemvSpec[]): Kernel {
   const s0 = specs[0]!;
   const pf = s0.prefetchBytes === undefined ? '' : `_p${s0.prefetchBytes}`;
-  const name = `gemv_multi_${s0.dtype}_i${s0.inDim}_o${specs.map((s) => s.outDim).join('_')}${normTag(s0.norm)}_r${s0.rowsPerWarp ?? 2}_u${s0.unroll ?? 4}${splitTag(s0)}${pf}`;
+  const name = `gemv_multi_${s0.dtype}_i${s0.inDim}_o${specs.map((s) => `${s.outDim}${ropeTag(s)}`).join('_')}${normTag(s0.norm)}_r${s0.rowsPerWarp ?? 2}_u${s0.unroll ?? 4}${splitTag(s0)}${pf}`;
   const params: { name: string; type: 'u64' }[] = [{ name: 'x', type: 'u64' }];
   if (s0.norm) params.push({ name: 'nw', type: 'u64' });
   specs.forEach((_, i) => params.push({ name: `y${i}`, type: 'u64' }, { name: `w${i}`, type: 'u64' }));
+  const anyRope = specs.some((s) => s.rope), anyPos = specs.some((s) => s.rope || s.toCache);
+  if (anyRope) params.push({ name: 'table', type: 'u64' });
+  if (anyPos) params.push({ name: 'pos', type: 'u64' });
   const k = new KernelBuilder(name, params);
   k.blockSize(256);
   const x = k.ptrParam('x');
   const nw = s0.norm ? k.ptrParam('nw') : undefined;
+  const table = anyRope ? k.ptrParam('table') : undefined, pos = anyPos ? k.ptrParam('pos') : undefined;
   const tid = k.special('%tid.x', 'tid'), bx = k.special('%ctaid.x', 'bx'), t = k.special('%ctaid.y', 't');
   const done = k.label('done');
   let start = 0;
@@ -186,7 +205,7 @@ export function gemvMulti(specs: GemvSpec[]): Kernel {
     const next = k.label('seg'), p = k.reg('pred', 'p'), local = k.reg('u32', 'bxl');
     k.emit(`setp.ge.u32 ${p}, ${bx}, ${start + blocks}`, `@${p} bra ${next}`, `sub.u32 ${local}, ${bx}, ${start}`);
     const y = k.ptrParam(`y${i}`), w = k.ptrParam(`w${i}`);
-    emitGemv(k, { ...s, norm: s0.norm }, { y, x, w, idx: '', g: '', nw }, local, tid, t);
+    emitGemv(k, { ...s, norm: s0.norm }, { y, x, w, idx: '', g: '', nw, table, pos }, local, tid, t);
     k.emit(`bra ${done}`);
     k.place(next);
     start += blocks;
@@ -199,7 +218,7 @@ export function gemvMultiGrid(specs: GemvSpec[]): number {
   return specs.reduce((n, s) => n + gemvGrid(s, 1)[0], 0);
 }
 
-interface GemvPtrs { y: string; x: string; w: string; w2?: string; idx: string; g: string; nw?: string }
+interface GemvPtrs { y: string; x: string; w: string; w2?: string; idx: string; g: string; nw?: string; table?: string; pos?: string }
 
 function emitGemv(k: KernelBuilder, s: GemvSpec, ptr: GemvPtrs, bx: string, tid: string, t: string): void {
   const R = s.rowsPerWarp ?? 2, S = s.split ?? 1;
@@ -213,23 +232,63 @@ function emitGemv(k: KernelBuilder, s: GemvSpec, ptr: GemvPtrs, bx: string, tid:
   k.emit(`mad.lo.u32 ${row0}, ${bx}, ${GEMV_WARPS / S}, ${group}`, `mul.lo.u32 ${row0}, ${row0}, ${R}`);
   const ld = pad8(s.inDim);
   const eb = elemBytes(s.dtype);
+  // This warp's output rows: row0 + r, or with rope the two rows of RoPE pair row0 / 2.
+  const rows: string[] = [];
+  let pairI: string | undefined;
+  if (s.rope) {
+    if (R !== 2 || S !== 1 || s.gather || s.epilogue !== 'store') throw new Error(`PTX generator bug in ${k.name}: rope needs 2 rows a warp, no split, a plain store`);
+    const hd = s.rope.hd, half = hd / 2;
+    const pair = k.reg('u32', 'pair'), h = k.reg('u32', 'h'), a = k.reg('u32', 'ra'), b = k.reg('u32', 'rb');
+    pairI = k.reg('u32', 'pi');
+    k.emit(`shr.u32 ${pair}, ${row0}, 1`, `div.u32 ${h}, ${pair}, ${half}`, `rem.u32 ${pairI}, ${pair}, ${half}`);
+    if (s.rope.style === 'half') k.emit(`mad.lo.u32 ${a}, ${h}, ${hd}, ${pairI}`, `add.u32 ${b}, ${a}, ${half}`);
+    else k.emit(`mad.lo.u32 ${a}, ${h}, ${hd}, ${pairI}`, `add.u32 ${a}, ${a}, ${pairI}`, `add.u32 ${b}, ${a}, 1`);
+    rows.push(a, b);
+  } else {
+    for (let r = 0; r < R; r++) {
+      const j = k.reg('u32', 'j');
+      k.emit(`add.u32 ${j}, ${row0}, ${r}`);
+      rows.push(j);
+    }
+  }
   const pfRows = Math.min(s.outDim, Math.ceil((s.prefetchBytes ?? PREFETCH_BYTES) / (ld * eb)));
   if (!s.gather && pfRows > 0) {
-    // lane 0 asks the L2 for this warp's rows (consecutive, so one range per matrix), if they are
-    // among the first pfRows
-    const nrows = k.reg('u32', 'nrows'), bytes = k.reg('u32', 'bytes'), pf = k.reg('pred', 'pf'), lead = k.reg('pred', 'lead');
-    k.emit(`setp.lt.u32 ${pf}, ${row0}, ${pfRows}`, `setp.eq.u32 ${lead}, ${lane}, 0`, `and.pred ${pf}, ${pf}, ${lead}`);
-    if (part) k.emit(`setp.eq.u32 ${lead}, ${part}, 0`, `and.pred ${pf}, ${pf}, ${lead}`); // one warp of the group
-    k.emit(`sub.u32 ${nrows}, ${pfRows}, ${row0}`, `min.u32 ${nrows}, ${nrows}, ${R}`, `mul.lo.u32 ${bytes}, ${nrows}, ${ld * eb}`);
-    for (const m of mats) k.prefetchL2(k.addr(m, row0, ld * eb), bytes, pf);
+    // lane 0 asks the L2 for this warp's rows if they are among the first pfRows: consecutive
+    // rows as one range per matrix, a RoPE pair as two
+    const pf = k.reg('pred', 'pf'), lead = k.reg('pred', 'lead');
+    k.emit(`setp.eq.u32 ${lead}, ${lane}, 0`);
+    if (part) k.emit(`setp.eq.u32 ${pf}, ${part}, 0`, `and.pred ${lead}, ${lead}, ${pf}`); // one warp of the group
+    if (s.rope) {
+      for (const row of rows) {
+        k.emit(`setp.lt.u32 ${pf}, ${row}, ${pfRows}`, `and.pred ${pf}, ${pf}, ${lead}`);
+        for (const m of mats) k.prefetchL2(k.addr(m, row, ld * eb), ld * eb, pf);
+      }
+    } else {
+      const nrows = k.reg('u32', 'nrows'), bytes = k.reg('u32', 'bytes');
+      k.emit(`setp.lt.u32 ${pf}, ${row0}, ${pfRows}`, `and.pred ${pf}, ${pf}, ${lead}`);
+      k.emit(`sub.u32 ${nrows}, ${pfRows}, ${row0}`, `min.u32 ${nrows}, ${nrows}, ${R}`, `mul.lo.u32 ${bytes}, ${nrows}, ${ld * eb}`);
+      for (const m of mats) k.prefetchL2(k.addr(m, row0, ld * eb), bytes, pf);
+    }
   }
   k.gridSync();
+  // position pos[0] + t and the pair's (cos, sin), loaded now so they arrive with the weights
+  let position: string | undefined, cs: [string, string] | undefined;
+  if (s.rope || s.toCache) {
+    position = k.reg('u32', 'position');
+    k.emit(`ld.global.u32 ${position}, [${ptr.pos}]`, `add.u32 ${position}, ${position}, ${t}`);
+  }
+  if (s.rope) {
+    const ti = k.reg('u32', 'ti');
+    cs = [k.reg('f32', 'cos'), k.reg('f32', 'sin')];
+    k.emit(`mad.lo.u32 ${ti}, ${position}, ${s.rope.hd / 2}, ${pairI}`);
+    k.emit(`ld.global.nc.v2.f32 {${cs[0]}, ${cs[1]}}, [${k.addr(ptr.table!, ti, 8)}]`);
+  }
   const xrow = k.addr(x, t, ld * 4);
   // Row pointers (clamped to a valid row so loads stay in bounds; out-of-range rows are not stored).
   const wrow: string[][] = mats.map(() => []);
-  for (let r = 0; r < R; r++) {
+  for (const row of rows) {
     const j = k.reg('u32', 'j');
-    k.emit(`add.u32 ${j}, ${row0}, ${r}`, `min.u32 ${j}, ${j}, ${s.outDim - 1}`);
+    k.emit(`min.u32 ${j}, ${row}, ${s.outDim - 1}`);
     let wr = j;
     if (s.gather) {
       wr = k.reg('u32', 'wr');
@@ -242,10 +301,18 @@ function emitGemv(k: KernelBuilder, s: GemvSpec, ptr: GemvPtrs, bx: string, tid:
   const p0 = k.reg('pred', 'p'), skip = k.label('skip');
   k.emit(`setp.ne.u32 ${p0}, ${lane}, 0`, `@${p0} bra ${skip}`);
   if (part) k.emit(`setp.ne.u32 ${p0}, ${part}, 0`, `@${p0} bra ${skip}`);
-  const yrow = k.addr(y, t, pad8(s.outDim) * 4);
+  if (cs) {
+    // (a, b) ← (a·cos − b·sin, b·cos + a·sin), as the RoPE kernel
+    const [a, b] = [acc[0]![0]!, acc[0]![1]!];
+    const ra = k.reg('f32', 'ra'), rb = k.reg('f32', 'rb');
+    k.emit(`mul.f32 ${ra}, ${b}, ${cs[1]}`);
+    const nbs = k.neg(ra);
+    k.emit(`fma.rn.f32 ${ra}, ${a}, ${cs[0]}, ${nbs}`, `mul.f32 ${rb}, ${b}, ${cs[0]}`, `fma.rn.f32 ${rb}, ${a}, ${cs[1]}, ${rb}`, `mov.f32 ${a}, ${ra}`, `mov.f32 ${b}, ${rb}`);
+  }
+  const yrow = k.addr(y, s.toCache ? position! : t, pad8(s.outDim) * 4);
   for (let r = 0; r < R; r++) {
-    const j = k.reg('u32', 'jo'), pr = k.reg('pred', 'p'), nx = k.label('next');
-    k.emit(`add.u32 ${j}, ${row0}, ${r}`, `setp.ge.u32 ${pr}, ${j}, ${s.outDim}`, `@${pr} bra ${nx}`);
+    const j = rows[r]!, pr = k.reg('pred', 'p'), nx = k.label('next');
+    k.emit(`setp.ge.u32 ${pr}, ${j}, ${s.outDim}`, `@${pr} bra ${nx}`);
     const ya = k.addr(yrow, j, 4);
     const out = acc[0]![r]!;
     if (s.epilogue === 'accumulate') {

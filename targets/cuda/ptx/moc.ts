@@ -366,17 +366,28 @@ export interface UpDownSpec {
 }
 
 /**
- * The MoC FFN after selection, in one launch: block b takes kept channels [b·P, (b+1)·P); its
- * warps compute z_k = SiLU(G[idx_k]) · (W_up[idx_k] · x) (gathered rows, one warp per channel),
- * put them in shared memory, then every thread multiplies its 8-column slices of the gathered
- * W_downᵀ rows by z and writes this block's partial sums: partial[t, b, :]. The first 8 channels'
- * W_down rows are requested before the up projection starts, so both weight streams are in flight
- * at once. downReduce(d, blocks) finishes (and adds the residual).
+ * The MoC FFN after selection, in one launch: block b takes kept channels [b·P, (b+1)·P) in
+ * groups of 8 (P = 8·rowsPerWarp; one group unless K > 1024) and writes their share of the down
+ * projection, partial[t, b, :]; downReduce(d, blocks) finishes (and adds the residual).
+ * Per group of 8 channels c (idx of all 8 read by every thread: two 16-byte loads, the same
+ * addresses in the whole block):
+ *  - each thread first issues its loads of the 8 gathered W_downᵀ rows at its 8-column chunks
+ *    (tid, tid + 256, …) and of G at the 8 channels, so both weight streams and the gate are in
+ *    flight together with the up projection's loads;
+ *  - the up projection is split over the block's 8 warps, not one warp a channel: warp w, lane l
+ *    take chunks w·32 + l (+ 256 j) of x and of all 8 W_up rows (emitDots with parts = 8; the 8
+ *    warps' sums are added through shared memory, one barrier). So x is read once per block
+ *    rather than once per warp: at d = 2048, 8 KB of x per group instead of 64 KB, against 32 KB
+ *    of W_up rows; with on-the-fly RMSNorm the sum of squares is combined the same way;
+ *  - every thread then has all 8 dots and computes z_c = SiLU(G[idx_c]) · dot_c itself (z_c = 0
+ *    for channels past K), so z needs no shared array and no second barrier, and multiplies its
+ *    column chunks of the 8 W_downᵀ rows by z.
+ * The next group's idx are requested before this group's up projection.
  * Params: partial, x, wu [F, d], wd (W_downᵀ [F, d]), idx, g, [nw]. Grid (blocks, T), block 256.
  */
 export function mocUpDown(s: UpDownSpec): Kernel {
   const { dtype, d, f, kKeep } = s;
-  const { rowsPerWarp: RW, perBlock: P } = upDownSplit(kKeep);
+  const { rowsPerWarp: RW, perBlock: P, blocks } = upDownSplit(kKeep);
   const name = `moc_updown_${dtype}_d${d}_f${f}_k${kKeep}${s.norm ? `_n${s.norm.dtype}` : ''}`;
   const params = ['partial', 'x', 'wu', 'wd', 'idx', 'g', ...(s.norm ? ['nw'] : [])].map((n) => ({ name: n, type: 'u64' as const }));
   const k = new KernelBuilder(name, params);
@@ -387,10 +398,12 @@ export function mocUpDown(s: UpDownSpec): Kernel {
   k.gridSync();
   const lane = k.reg('u32', 'lane'), warp = k.reg('u32', 'warp'), k0 = k.reg('u32', 'k0');
   k.emit(`and.b32 ${lane}, ${tid}, 31`, `shr.u32 ${warp}, ${tid}, 5`, `mul.lo.u32 ${k0}, ${b}, ${P}`);
-  const ld = pad8(d), eb = elemBytes(dtype);
-  const irow = k.addr(idx, t, pad8(kKeep) * 4);
+  const ld = pad8(d), eb = elemBytes(dtype), ldk = pad8(kKeep);
+  const irow = k.addr(idx, t, ldk * 4), grow = k.addr(g, t, pad8(f) * 4), xrow = k.addr(x, t, ld * 4);
   const colChunks = ld / CHUNK;
   const perThread = Math.ceil(colChunks / 256);
+  // the up projection: a thread's whole share of the row (chunks tid + 256 j) in one round
+  const unroll = Math.min(8, Math.ceil(colChunks / 256));
   // this thread's column chunks (clamped; the store is guarded)
   const cols: string[] = [], colOk: string[] = [];
   for (let q = 0; q < perThread; q++) {
@@ -398,64 +411,55 @@ export function mocUpDown(s: UpDownSpec): Kernel {
     k.emit(`add.u32 ${cc}, ${tid}, ${q * 256}`, `setp.lt.u32 ${ok}, ${cc}, ${colChunks}`, `min.u32 ${cc}, ${cc}, ${colChunks - 1}`);
     cols.push(cc); colOk.push(ok);
   }
-  /** Issues the loads of W_downᵀ rows idx[k0 + c0 .. c0+8) at this thread's columns: raw[c][q]. */
-  const loadDown = (c0: number): string[][][] => {
-    const raw: string[][][] = [];
-    for (let c = 0; c < 8; c++) {
-      const kc = k.reg('u32', 'kc'), ch = k.reg('u32', 'ch');
-      k.emit(`add.u32 ${kc}, ${k0}, ${c0 + c}`, `min.u32 ${kc}, ${kc}, ${kKeep - 1}`);
-      k.emit(`ld.global.u32 ${ch}, [${k.addr(irow, kc, 4)}]`);
-      const row = k.addr(wd, ch, ld * eb);
-      raw.push(cols.map((cc) => loadRaw8(k, dtype, k.addr(row, cc, CHUNK * eb))));
-    }
-    return raw;
+  /** Group r's first slot k0 + 8r (in the last block possibly ≥ K) and its 8 channels idx[t, slot…]. */
+  const loadIdx = (r: number): { s0: string; ch: string[] } => {
+    const s0 = k.reg('u32', 's0'), at = k.reg('u32', 'at'), ch = k.regs('u32', 'ch', 8);
+    k.emit(`add.u32 ${s0}, ${k0}, ${8 * r}`, `mov.u32 ${at}, ${s0}`);
+    // a group wholly past the padded row (only when K ≤ blocks·P − 8) reads the row's last 8 instead
+    if ((blocks - 1) * P + 8 * r + 8 > ldk) k.emit(`min.u32 ${at}, ${at}, ${ldk - 8}`);
+    const a = k.addr(irow, at, 4);
+    k.emit(`ld.global.v4.u32 {${ch.slice(0, 4).join(', ')}}, [${a}]`, `ld.global.v4.u32 {${ch.slice(4).join(', ')}}, [${a}+16]`);
+    return { s0, ch };
   };
-  const first = loadDown(0);
-
-  // up projection: warp w takes channels k0 + w·RW + r
-  const upRows: string[] = [], upOk: string[] = [], upCh: string[] = [];
-  for (let r = 0; r < RW; r++) {
-    const kk = k.reg('u32', 'kk'), ok = k.reg('pred', 'upok'), ch = k.reg('u32', 'uch');
-    k.emit(`mad.lo.u32 ${kk}, ${warp}, ${RW}, ${k0}`, `add.u32 ${kk}, ${kk}, ${r}`, `setp.lt.u32 ${ok}, ${kk}, ${kKeep}`, `min.u32 ${kk}, ${kk}, ${kKeep - 1}`);
-    k.emit(`ld.global.u32 ${ch}, [${k.addr(irow, kk, 4)}]`);
-    upRows.push(k.addr(wu, ch, ld * eb)); upOk.push(ok); upCh.push(ch);
-  }
-  // G at the kept channels, loaded with the weights rather than after the dot (one latency fewer)
-  const grow = k.addr(g, t, pad8(f) * 4);
-  const gvs = upCh.map((ch) => {
-    const gv = k.reg('f32', 'gv');
-    k.emit(`ld.global.f32 ${gv}, [${k.addr(grow, ch, 4)}]`);
-    return gv;
-  });
-  const xrow = k.addr(x, t, ld * 4);
-  const [dots] = emitDots(k, { dtype, inDim: d, norm: s.norm, unroll: 8 }, [upRows], xrow, nw, lane);
-  const zs = k.sharedArray('z', 'f32', P, 4);
-  const lead = k.reg('pred', 'lead'), za = k.reg('u32', 'za');
-  k.emit(`setp.eq.u32 ${lead}, ${lane}, 0`);
-  for (let r = 0; r < RW; r++) {
-    const gv = gvs[r]!, z = dots![r]!;
-    siluTimes(k, gv, z);
-    k.emit(`selp.f32 ${z}, ${z}, 0f00000000, ${upOk[r]}`); // channels past K contribute nothing
-    k.emit(`mov.u32 ${za}, ${zs}`, `mad.lo.u32 ${za}, ${warp}, ${RW * 4}, ${za}`, `@${lead} st.shared.f32 [${za}+${r * 4}], ${z}`);
-  }
-  k.emit('bar.sync 0');
-
-  // down projection: acc[q][e] = Σ_c z_c · W_downᵀ[idx_c, 8·cols[q] + e]
   const acc = cols.map(() => k.regs('f32', 'acc', 8));
   for (const a of acc.flat()) k.emit(`mov.f32 ${a}, 0f00000000`);
-  for (let c0 = 0; c0 < P; c0 += 8) {
-    const raw = c0 === 0 ? first : loadDown(c0);
-    for (let c = 0; c < 8; c++) {
-      const zc = k.reg('f32', 'zc');
-      k.emit(`ld.shared.f32 ${zc}, [${zs}+${(c0 + c) * 4}]`);
-      cols.forEach((_, q) => {
-        const wv = rawToF32(k, dtype, raw[c]![q]!);
-        for (let e = 0; e < 8; e++) k.emit(`fma.rn.f32 ${acc[q]![e]}, ${zc}, ${wv[e]}, ${acc[q]![e]}`);
-      });
-    }
+  let next = loadIdx(0);
+  for (let r = 0; r < RW; r++) {
+    const { s0, ch } = next;
+    k.comment(`channels k0+${8 * r} .. k0+${8 * r + 7}`);
+    // slot c may lie past K only in the last block; there its channel is the row's zero padding
+    // (or another group's), clamped anyway so that no load can leave W or G, and z_c is 0
+    const mayBePast = ch.map((_, c) => (blocks - 1) * P + 8 * r + c >= kKeep);
+    ch.forEach((cr, c) => mayBePast[c] && k.emit(`min.u32 ${cr}, ${cr}, ${f - 1}`));
+    // W_downᵀ rows at this thread's columns and G, requested before the up projection
+    const down = ch.map((cr) => {
+      const row = k.addr(wd, cr, ld * eb);
+      return cols.map((cc) => loadRaw8(k, dtype, k.addr(row, cc, CHUNK * eb)));
+    });
+    const gvs = ch.map((cr) => {
+      const gv = k.reg('f32', 'gv');
+      k.emit(`ld.global.f32 ${gv}, [${k.addr(grow, cr, 4)}]`);
+      return gv;
+    });
+    if (r + 1 < RW) next = loadIdx(r + 1);
+    const upRows = ch.map((cr) => k.addr(wu, cr, ld * eb));
+    const [dots] = emitDots(k, { dtype, inDim: d, norm: s.norm, unroll }, [upRows], xrow, nw, lane, { part: warp, parts: 8, warp });
+    const zs = dots!;
+    zs.forEach((z, c) => {
+      siluTimes(k, gvs[c]!, z);
+      if (mayBePast[c]) {
+        const sc = k.reg('u32', 'sc'), ok = k.reg('pred', 'ok');
+        k.emit(`add.u32 ${sc}, ${s0}, ${c}`, `setp.lt.u32 ${ok}, ${sc}, ${kKeep}`, `selp.f32 ${z}, ${z}, 0f00000000, ${ok}`); // channels past K contribute nothing
+      }
+    });
+    // down projection: acc[q][e] += Σ_c z_c · W_downᵀ[idx_c, 8·cols[q] + e]
+    zs.forEach((z, c) => cols.forEach((_, q) => {
+      const wv = rawToF32(k, dtype, down[c]![q]!);
+      for (let e = 0; e < 8; e++) k.emit(`fma.rn.f32 ${acc[q]![e]}, ${z}, ${wv[e]}, ${acc[q]![e]}`);
+    }));
   }
   const prow = k.reg('u32', 'prow');
-  k.emit(`mad.lo.u32 ${prow}, ${t}, ${upDownSplit(kKeep).blocks}, ${b}`);
+  k.emit(`mad.lo.u32 ${prow}, ${t}, ${blocks}, ${b}`);
   const pbase = k.addr(partial, prow, ld * 4);
   cols.forEach((cc, q) => {
     const pa = k.addr(pbase, cc, 32);
