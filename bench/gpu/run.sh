@@ -19,7 +19,7 @@ if [[ $what == all || $what == sanitize ]]; then
   step "compute-sanitizer: one prefill + decode step (memcheck, racecheck)"
   for tool in memcheck racecheck; do
     compute-sanitizer --tool $tool --error-exitcode 9 node dist/bench/gpu/one-step.js > "$out/sanitizer-$tool.log" 2>&1 || status=1
-    echo "$tool: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|one decode step' "$out/sanitizer-$tool.log" | tr '\n' ' ')"
+    echo "$tool: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|one decode step|1B-size' "$out/sanitizer-$tool.log" | tr '\n' ' ')"
   done
 fi
 if [[ $what == all || $what == ffn || $what == e2e ]]; then
