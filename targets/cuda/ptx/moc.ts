@@ -403,7 +403,7 @@ export function mocUpDown(s: UpDownSpec): Kernel {
   const colChunks = ld / CHUNK;
   const perThread = Math.ceil(colChunks / 256);
   // the up projection: a thread's whole share of the row (chunks tid + 256 j) in one round
-  const unroll = Math.min(8, Math.ceil(colChunks / 256));
+  const unroll = Math.min(Number(process.env.UDCAP ?? 8), Math.ceil(colChunks / 256));
   // this thread's column chunks (clamped; the store is guarded)
   const cols: string[] = [], colOk: string[] = [];
   for (let q = 0; q < perThread; q++) {
