@@ -245,8 +245,9 @@ export function lowerToCuda(g: Graph, spec: ModelSpec): Program {
             const attn = qkvOf.get(n.name)?.attention;
             const fuse = attn && ['q', 'k', 'v'].every((role) => members.some((m) => qkvOf.get(m.name)?.attention === attn && qkvOf.get(m.name)?.role === role));
             const roped = fuse ? ropeOf.get(attn!.name)! : undefined;
+            const roleOf = (m: Node) => (fuse && qkvOf.get(m.name)?.attention === attn ? qkvOf.get(m.name)!.role : undefined);
             const specs = members.map((m): GemvSpec => {
-              const role = fuse && qkvOf.get(m.name)?.attention === attn ? qkvOf.get(m.name)!.role : undefined;
+              const role = roleOf(m);
               return {
                 dtype: w.dtype, inDim, outDim: width(m), epilogue: 'store', norm: nspec,
                 ...(role === 'q' || role === 'k' ? { rope: { hd: roped!.q.attrs.head_dim as number, style: roped!.q.attrs.style as 'half' | 'interleaved' } } : {}),
@@ -255,7 +256,7 @@ export function lowerToCuda(g: Graph, spec: ModelSpec): Program {
             });
             const args: Arg[] = [x, ...(norm ? [norm.arg] : [])];
             for (const m of members) {
-              const role = fuse && qkvOf.get(m.name)?.attention === attn ? qkvOf.get(m.name)!.role : undefined;
+              const role = roleOf(m);
               let y: Arg;
               if (role === 'k' || role === 'v') {
                 y = { kind: 'kv', layer: attn!.attrs.layer as number, which: role };
