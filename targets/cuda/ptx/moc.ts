@@ -366,14 +366,23 @@ export interface UpDownSpec {
 }
 
 /**
+ * Registers of raw W_downᵀ data that a thread of mocUpDown holds through the up projection. With
+ * all of a thread's columns loaded early, ptxas -v showed spills at d = 16384 (bf16: ~10 KB a
+ * thread on sm_90, ~70 KB on sm_80) and f32 weights at d = 8192; with 64, none up to d = 16384
+ * (the rest requested after the SiLUs: requested before them, d = 16384 spilled again).
+ */
+const DOWN_EARLY_WORDS = 64;
+
+/**
  * The MoC FFN after selection, in one launch: block b takes kept channels [b·P, (b+1)·P) in
  * groups of 8 (P = 8·rowsPerWarp; one group unless K > 1024) and writes their share of the down
  * projection, partial[t, b, :]; downReduce(d, blocks) finishes (and adds the residual).
  * Per group of 8 channels c (idx of all 8 read by every thread: two 16-byte loads, the same
  * addresses in the whole block):
  *  - each thread first issues its loads of the 8 gathered W_downᵀ rows at its 8-column chunks
- *    (tid, tid + 256, …) and of G at the 8 channels, so both weight streams and the gate are in
- *    flight together with the up projection's loads;
+ *    (tid, tid + 256, …; at most DOWN_EARLY_WORDS registers of them, the rest once z is known)
+ *    and of G at the 8 channels, so both weight streams and the gate are in flight together
+ *    with the up projection's loads;
  *  - the up projection is split over the block's 8 warps, not one warp a channel: warp w, lane l
  *    take chunks w·32 + l (+ 256 j) of x and of all 8 W_up rows (emitDots with parts = 8; the 8
  *    warps' sums are added through shared memory, one barrier). So x is read once per block
@@ -403,7 +412,10 @@ export function mocUpDown(s: UpDownSpec): Kernel {
   const colChunks = ld / CHUNK;
   const perThread = Math.ceil(colChunks / 256);
   // the up projection: a thread's whole share of the row (chunks tid + 256 j) in one round
-  const unroll = Math.min(Number(process.env.UDCAP ?? 8), Math.ceil(colChunks / 256));
+  const unroll = Math.min(8, Math.ceil(colChunks / 256));
+  // W_downᵀ chunks a thread loads before the up projection: at most DOWN_EARLY_WORDS registers'
+  // worth (all of them up to d = 4096 in 16-bit weights, 2048 in f32); the rest after it
+  const early = Math.max(1, Math.min(perThread, Math.floor(DOWN_EARLY_WORDS / (8 * (dtype === 'f32' ? 8 : 4)))));
   // this thread's column chunks (clamped; the store is guarded)
   const cols: string[] = [], colOk: string[] = [];
   for (let q = 0; q < perThread; q++) {
@@ -431,11 +443,14 @@ export function mocUpDown(s: UpDownSpec): Kernel {
     // (or another group's), clamped anyway so that no load can leave W or G, and z_c is 0
     const mayBePast = ch.map((_, c) => (blocks - 1) * P + 8 * r + c >= kKeep);
     ch.forEach((cr, c) => mayBePast[c] && k.emit(`min.u32 ${cr}, ${cr}, ${f - 1}`));
-    // W_downᵀ rows at this thread's columns and G, requested before the up projection
-    const down = ch.map((cr) => {
-      const row = k.addr(wd, cr, ld * eb);
-      return cols.map((cc) => loadRaw8(k, dtype, k.addr(row, cc, CHUNK * eb)));
+    // W_downᵀ rows at this thread's first `early` column chunks and G, requested before the up
+    // projection
+    const downRows: string[] = [];
+    const loadDown = (q0: number, q1: number) => ch.map((cr, c) => {
+      const row = (downRows[c] ??= k.addr(wd, cr, ld * eb));
+      return cols.slice(q0, q1).map((cc) => loadRaw8(k, dtype, k.addr(row, cc, CHUNK * eb)));
     });
+    const downEarly = loadDown(0, early);
     const gvs = ch.map((cr) => {
       const gv = k.reg('f32', 'gv');
       k.emit(`ld.global.f32 ${gv}, [${k.addr(grow, cr, 4)}]`);
@@ -452,6 +467,8 @@ export function mocUpDown(s: UpDownSpec): Kernel {
         k.emit(`add.u32 ${sc}, ${s0}, ${c}`, `setp.lt.u32 ${ok}, ${sc}, ${kKeep}`, `selp.f32 ${z}, ${z}, 0f00000000, ${ok}`); // channels past K contribute nothing
       }
     });
+    const downLate = loadDown(early, cols.length);
+    const down = downEarly.map((raw, c) => [...raw, ...downLate[c]!]);
     // down projection: acc[q][e] += Σ_c z_c · W_downᵀ[idx_c, 8·cols[q] + e]
     zs.forEach((z, c) => cols.forEach((_, q) => {
       const wv = rawToF32(k, dtype, down[c]![q]!);
