@@ -32,26 +32,37 @@ function guarded(name: string, body: () => void): void {
 const GEMV_TOL = 2e-6;
 let seed = 1;
 
+/**
+ * One GEMV spec on fresh random inputs (x, the norm weight, W, W2 for silu_pair, y for accumulate)
+ * against the ref target: store, accumulate (+ y), silu_pair (silu(W·xn)·(W2·xn)); xn = RMSNorm(x)
+ * when the spec folds the norm.
+ */
+function checkGemv(name: string, spec: D.GemvSpec, T: number, tol: number): void {
+  guarded(name, () => {
+    const { dtype, inDim, outDim, epilogue } = spec;
+    const r = rng(seed++);
+    const x = randomF32(T * inDim, r, 2);
+    const nw = weight(randomF32(inDim, r), 1, inDim, dtype);
+    const w = weight(randomF32(outDim * inDim, r, 0.05), outDim, inDim, dtype);
+    const w2 = weight(randomF32(outDim * inDim, r, 0.05), outDim, inDim, dtype);
+    const y0 = epilogue === 'accumulate' ? randomF32(T * outDim, r) : undefined;
+    const y = y0 ? upload(padF32(y0, T, outDim)) : poisoned(T * pad8(outDim) * 4);
+    const args = [y, upload(padF32(x, T, inDim)), w.device, ...(epilogue === 'silu_pair' ? [w2.device] : []), ...(spec.norm ? [nw.device] : [])];
+    launch(D.gemv(spec), D.gemvGrid(spec, T), 256, args);
+    const got = unpadF32(download(y, new Float32Array(T * pad8(outDim))), T, outDim);
+    const xn = spec.norm ? R.rmsnorm(x, nw.exact, spec.norm.eps) : x;
+    const a = R.linear(xn, w.exact, inDim);
+    const want = epilogue === 'silu_pair' ? R.mul(R.silu(a), R.linear(xn, w2.exact, inDim)) : y0 ? R.add(a, y0) : a;
+    const e = relErr(got, want);
+    check(name, e < tol, `rel ${e.toExponential(2)}`);
+  });
+}
+
+
 // ---- GEMV ----
 for (const dtype of ['f32', 'bf16', 'f16'] as const) {
   for (const [inDim, outDim, T] of [[64, 172, 1], [172, 64, 3], [2048, 5461, 1], [5461, 2048, 2], [4096, 1000, 1]] as const) {
-    for (const epilogue of ['store', 'accumulate'] as const) {
-      const name = `gemv ${dtype} ${inDim}→${outDim} T=${T} ${epilogue}`;
-      guarded(name, () => {
-        const r = rng(seed++);
-        const w = weight(randomF32(outDim * inDim, r, 0.05), outDim, inDim, dtype);
-        const x = randomF32(T * inDim, r);
-        const y0 = randomF32(T * outDim, r);
-        const y = epilogue === 'store' ? poisoned(T * pad8(outDim) * 4) : upload(padF32(y0, T, outDim));
-        const spec = { dtype, inDim, outDim, epilogue };
-        launch(D.gemv(spec), D.gemvGrid(spec, T), 256, [y, upload(padF32(x, T, inDim)), w.device]);
-        const got = unpadF32(download(y, new Float32Array(T * pad8(outDim))), T, outDim);
-        let want = R.linear(x, w.exact, inDim);
-        if (epilogue === 'accumulate') want = R.add(want, y0);
-        const e = relErr(got, want);
-        check(name, e < GEMV_TOL, `rel ${e.toExponential(2)}`);
-      });
-    }
+    for (const epilogue of ['store', 'accumulate'] as const) checkGemv(`gemv ${dtype} ${inDim}→${outDim} T=${T} ${epilogue}`, { dtype, inDim, outDim, epilogue }, T, GEMV_TOL);
   }
 }
 
@@ -170,25 +181,9 @@ for (const dtype of ['f32', 'bf16'] as const) {
     for (const epilogue of ['store', 'silu_pair'] as const) {
       for (const withNorm of [true, false]) {
         if (epilogue === 'store' && !withNorm) continue; // plain store is covered above
-        const name = `gemv ${dtype} ${inDim}→${outDim} T=${T} ${epilogue}${withNorm ? ' +rmsnorm' : ''}`;
-        guarded(name, () => {
-          const r = rng(seed++);
-          const x = randomF32(T * inDim, r, 2);
-          const nw = weight(randomF32(inDim, r), 1, inDim, dtype);
-          const w = weight(randomF32(outDim * inDim, r, 0.05), outDim, inDim, dtype);
-          const w2 = weight(randomF32(outDim * inDim, r, 0.05), outDim, inDim, dtype);
-          const y = poisoned(T * pad8(outDim) * 4);
-          // paired rows as lowered (one of each matrix a warp), plain store with the default two
-          const spec: D.GemvSpec = { dtype, inDim, outDim, epilogue, norm: withNorm ? { dtype, eps: 1e-5 } : undefined, rowsPerWarp: epilogue === 'silu_pair' ? 1 : 2 };
-          const args = [y, upload(padF32(x, T, inDim)), w.device, ...(epilogue === 'silu_pair' ? [w2.device] : []), ...(withNorm ? [nw.device] : [])];
-          launch(D.gemv(spec), D.gemvGrid(spec, T), 256, args);
-          const got = unpadF32(download(y, new Float32Array(T * pad8(outDim))), T, outDim);
-          const xn = withNorm ? R.rmsnorm(x, nw.exact, 1e-5) : x;
-          const a = R.linear(xn, w.exact, inDim);
-          const want = epilogue === 'store' ? a : R.mul(R.silu(a), R.linear(xn, w2.exact, inDim));
-          const e = relErr(got, want);
-          check(name, e < NORM_TOL, `rel ${e.toExponential(2)}`);
-        });
+        // paired rows as lowered (one of each matrix a warp), plain store with the default two
+        const spec: D.GemvSpec = { dtype, inDim, outDim, epilogue, norm: withNorm ? { dtype, eps: 1e-5 } : undefined, rowsPerWarp: epilogue === 'silu_pair' ? 1 : 2 };
+        checkGemv(`gemv ${dtype} ${inDim}→${outDim} T=${T} ${epilogue}${withNorm ? ' +rmsnorm' : ''}`, spec, T, NORM_TOL);
       }
     }
   }
@@ -216,25 +211,8 @@ for (const split of [2, 4, 8]) {
     ['bf16', 5461, 2048, 2, 'accumulate', false, 1], ['f32', 172, 64, 3, 'store', false, 2], ['bf16', 2048, 2048, 1, 'accumulate', false, 2],
     ['f16', 100, 37, 2, 'store', false, 1], ['bf16', 2048, 700, 2, 'store', true, 1], ['f32', 300, 70, 2, 'silu_pair', true, 1],
   ] as const) {
-    const name = `gemv split ${split} ${dtype} ${inDim}→${outDim} T=${T} ${epilogue}${withNorm ? ' +rmsnorm' : ''} r${rowsPerWarp}`;
-    guarded(name, () => {
-      const r = rng(seed++);
-      const x = randomF32(T * inDim, r, 2);
-      const nw = weight(randomF32(inDim, r), 1, inDim, dtype);
-      const w = weight(randomF32(outDim * inDim, r, 0.05), outDim, inDim, dtype);
-      const w2 = weight(randomF32(outDim * inDim, r, 0.05), outDim, inDim, dtype);
-      const y0 = randomF32(T * outDim, r);
-      const y = epilogue === 'accumulate' ? upload(padF32(y0, T, outDim)) : poisoned(T * pad8(outDim) * 4);
-      const spec: D.GemvSpec = { dtype, inDim, outDim, epilogue, norm: withNorm ? { dtype, eps: 1e-5 } : undefined, rowsPerWarp, split };
-      const args = [y, upload(padF32(x, T, inDim)), w.device, ...(epilogue === 'silu_pair' ? [w2.device] : []), ...(withNorm ? [nw.device] : [])];
-      launch(D.gemv(spec), D.gemvGrid(spec, T), 256, args);
-      const got = unpadF32(download(y, new Float32Array(T * pad8(outDim))), T, outDim);
-      const xn = withNorm ? R.rmsnorm(x, nw.exact, 1e-5) : x;
-      const a = R.linear(xn, w.exact, inDim);
-      const want = epilogue === 'store' ? a : epilogue === 'accumulate' ? R.add(a, y0) : R.mul(R.silu(a), R.linear(xn, w2.exact, inDim));
-      const e = relErr(got, want);
-      check(name, e < (withNorm ? NORM_TOL : GEMV_TOL), `rel ${e.toExponential(2)}`);
-    });
+    const spec: D.GemvSpec = { dtype, inDim, outDim, epilogue, norm: withNorm ? { dtype, eps: 1e-5 } : undefined, rowsPerWarp, split };
+    checkGemv(`gemv split ${split} ${dtype} ${inDim}→${outDim} T=${T} ${epilogue}${withNorm ? ' +rmsnorm' : ''} r${rowsPerWarp}`, spec, T, withNorm ? NORM_TOL : GEMV_TOL);
   }
 }
 

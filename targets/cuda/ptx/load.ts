@@ -11,15 +11,17 @@ import type { WeightDType } from './layout.js';
 export function loadRaw8(k: KernelBuilder, dtype: WeightDType, a: string, data: 'weight' | 'activation' = 'weight', guard?: string): string[] {
   // A guarded load (only where `guard` holds) leaves zeros otherwise: 0.0 in every dtype.
   const ld = `${guard ? `@${guard} ` : ''}${data === 'weight' ? 'ld.global.nc' : 'ld.global'}`;
-  const zero = (regs: string[], type: string) => guard && regs.forEach((r) => k.emit(`mov.${type} ${r}, 0`));
+  const zero = (regs: string[]) => {
+    if (guard) for (const r of regs) k.emit(`mov.b32 ${r}, 0`);
+  };
   if (dtype === 'f32') {
     const out = k.regs('f32', 'v', 8);
-    zero(out, 'b32');
+    zero(out);
     k.emit(`${ld}.v4.f32 {${out.slice(0, 4).join(', ')}}, [${a}]`, `${ld}.v4.f32 {${out.slice(4, 8).join(', ')}}, [${a}+16]`);
     return out;
   }
   const w = k.regs('b32', 'w', 4);
-  zero(w, 'b32');
+  zero(w);
   k.emit(`${ld}.v4.b32 {${w.join(', ')}}, [${a}]`);
   return w;
 }
