@@ -105,6 +105,15 @@ for (const dtype of ['f32', 'bf16'] as const) {
   }
 }
 
+/** The Top-K kernel's order-preserving key of a float (NaN → 0, the smallest). */
+function orderKey(v: number): number {
+  if (Number.isNaN(v)) return 0;
+  const b = new DataView(new ArrayBuffer(4));
+  b.setFloat32(0, v);
+  const bits = b.getUint32(0);
+  return bits >= 0x80000000 ? ~bits >>> 0 : (bits | 0x80000000) >>> 0;
+}
+
 function padI32(x: Int32Array, rows: number, cols: number): Int32Array {
   const ld = pad8(cols);
   const out = new Int32Array(rows * ld);
@@ -123,13 +132,18 @@ for (const [f, k, T] of [[172, 1, 2], [172, 32, 3], [172, 172, 1], [5461, 1024, 
         for (let i = 0; i < g.length; i++) g[i] = Math.round(g[i]! * 2) / 2; // few distinct values
         g[3] = NaN; g[5] = -0; g[6] = 0;
       }
-      const idx = poisoned(T * pad8(k) * 4);
-      launch(M.topkSelect(f, k), [1, T, 1], M.selectShape(f).threads, [idx, upload(padF32(g, T, f))]);
+      const idx = poisoned(T * pad8(k) * 4), tau = poisoned(4);
+      launch(M.topkSelect(f, k, { tau: true }), [1, T, 1], M.selectShape(f).threads, [idx, upload(padF32(g, T, f)), tau]);
       const got = download(idx, new Int32Array(T * pad8(k)));
       const want = R.mocSelect(g, f, { k });
       let bad = 0;
       for (let t = 0; t < T; t++) for (let j = 0; j < k; j++) if (got[t * pad8(k) + j] !== want[t * k + j]) bad++;
-      check(name, bad === 0, bad ? `${bad} indices differ` : 'exact');
+      // τ: the last token's K-th largest value (the kept one with the smallest key), bit for bit
+      const kept = Array.from(want.subarray((T - 1) * k, T * k), (c) => g[(T - 1) * f + c]!);
+      const wantTau = kept.reduce((m, v) => (orderKey(v) < orderKey(m) ? v : m));
+      const gotTau = download(tau, new Float32Array(1))[0]!;
+      const tauOk = Object.is(gotTau, wantTau) || (Number.isNaN(gotTau) && Number.isNaN(wantTau));
+      check(name, bad === 0 && tauOk, `${bad ? `${bad} indices differ` : 'exact'}; τ ${gotTau} (want ${wantTau})`);
     });
   }
 }
@@ -219,7 +233,9 @@ for (const split of [2, 4, 8]) {
 // ---- the fused MoC up·SiLU·down (partials) + reduce, as lowered ----
 for (const dtype of ['f32', 'bf16'] as const) {
   for (const [d, f, k, T, withNorm] of [[64, 172, 32, 2, true], [2048, 5464, 1024, 1, true], [4096, 14336, 2688, 1, true], [100, 300, 7, 3, false], [2048, 5461, 1000, 2, false]] as const) {
-    const name = `moc up·down fused ${dtype} d${d} F${f} K${k} T=${T}${withNorm ? ' +rmsnorm' : ''}`;
+    // as lowered (RMSNorm folded, L2 warmed from τ = 0: about half the rows asked for) and without
+    const warm = withNorm;
+    const name = `moc up·down fused ${dtype} d${d} F${f} K${k} T=${T}${withNorm ? ' +rmsnorm' : ''}${warm ? ' +warm' : ''}`;
     guarded(name, () => {
       const r = rng(seed++);
       const wu = weight(randomF32(f * d, r, 0.05), f, d, dtype), wd = weight(randomF32(f * d, r, 0.05), f, d, dtype);
@@ -230,8 +246,8 @@ for (const dtype of ['f32', 'bf16'] as const) {
       const partial = poisoned(T * split.blocks * pad8(d) * 4);
       const y = upload(padF32(y0, T, d));
       const norm = withNorm ? { dtype: 'f32' as const, eps: 1e-5 } : undefined;
-      launch(M.mocUpDown({ dtype, d, f, kKeep: k, norm }), [split.blocks, T, 1], 256,
-        [partial, upload(padF32(x, T, d)), wu.device, wd.device, upload(padI32(idx, T, k)), upload(padF32(g, T, f)), ...(withNorm ? [nw.device] : [])]);
+      launch(M.mocUpDown({ dtype, d, f, kKeep: k, norm, warm }), [split.blocks, T, 1], 256,
+        [partial, upload(padF32(x, T, d)), wu.device, wd.device, upload(padI32(idx, T, k)), upload(padF32(g, T, f)), ...(withNorm ? [nw.device] : []), ...(warm ? [upload(new Float32Array([0]))] : [])]);
       launch(M.downReduce(d, split.blocks), [M.reduceGrid(d), T, 1], M.REDUCE_THREADS, [y, partial]);
       const got = unpadF32(download(y, new Float32Array(T * pad8(d))), T, d);
       const xn = withNorm ? R.rmsnorm(x, nw.exact, 1e-5) : x;

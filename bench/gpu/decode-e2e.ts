@@ -1,7 +1,8 @@
 // bench decode-e2e: tokens/s at batch 1 for the 1B-preset LLaMA (random bf16 weights written by
 // transformers, make_llama_1b.py), mocc dense vs mocc MoC (K=1024), greedy decoding with the whole
 // step in one CUDA graph and the next token chosen on the device; on Hopper each also without
-// programmatic dependent launch (MOCC_CUDA_PDL=0), to show what the overlap gives. HF transformers'
+// programmatic dependent launch (MOCC_CUDA_PDL=0), to show what the overlap gives, and MoC once without the
+// gate GEMV's L2 warming (MOCC_CUDA_WARM=0). HF transformers'
 // figure comes from hf_decode.py in the same run (run.sh).
 // Usage: node dist/bench/gpu/decode-e2e.js --model DIR --hf OUT/hf_decode.json --torch OUT/torch_ffn.json --out OUT/decode-e2e.json
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -16,10 +17,12 @@ const torch = arg('--torch') ? JSON.parse(readFileSync(arg('--torch')!, 'utf8'))
 const NEW = 128, PROMPT = 16, K = 1024;
 const results: Record<string, unknown>[] = [];
 const hopper = cuda().device.computeCapability[0] >= 9;
-const configs = [['mocc dense', 'dense', true], [`mocc MoC K=${K}`, { k: K }, true]] as [string, 'dense' | { k: number }, boolean][];
-if (hopper) configs.push(['mocc dense, no PDL', 'dense', false], [`mocc MoC K=${K}, no PDL`, { k: K }, false]);
-for (const [label, selection, pdl] of configs) {
+// [label, selection, programmatic launch, L2 warming by the MoC gate GEMV (GemvSpec.warm)]
+const configs = [['mocc dense', 'dense', true, true], [`mocc MoC K=${K}`, { k: K }, true, true], [`mocc MoC K=${K}, no L2 warming`, { k: K }, true, false]] as [string, 'dense' | { k: number }, boolean, boolean][];
+if (hopper) configs.push(['mocc dense, no PDL', 'dense', false, true], [`mocc MoC K=${K}, no PDL`, { k: K }, false, true]);
+for (const [label, selection, pdl, warm] of configs) {
   process.env.MOCC_CUDA_PDL = pdl ? '1' : '0';
+  process.env.MOCC_CUDA_WARM = warm ? '1' : '0';
   const t0 = performance.now();
   const m = loadModel(dir, { selection });
   const s = createCudaSession(m);
@@ -44,7 +47,7 @@ for (const [label, selection, pdl] of configs) {
   const bytesPerToken = 2 * (spec.nLayers * (spec.dim * (spec.nHeads + 2 * spec.nKvHeads) * spec.headDim + spec.nHeads * spec.headDim * spec.dim + spec.dim * (spec.dFfn + 2 * kept)) + spec.vocabSize * spec.dim);
   const floor = torch ? (torch.copyBandwidthTBs * 1e12) / bytesPerToken : null;
   const tps = runs[Math.floor(runs.length / 2)]!;
-  results.push({ label, programmaticLaunch: hopper && pdl, tokensPerSecond: tps, runs, loadSeconds: loadS, weightBytesPerToken: bytesPerToken, floorTokensPerSecond: floor, fractionOfFloor: floor ? tps / floor : null });
+  results.push({ label, programmaticLaunch: hopper && pdl, l2Warming: warm, tokensPerSecond: tps, runs, loadSeconds: loadS, weightBytesPerToken: bytesPerToken, floorTokensPerSecond: floor, fractionOfFloor: floor ? tps / floor : null });
   m.close();
 }
 function argmaxLast(l: Float32Array, v: number): number {
@@ -56,5 +59,5 @@ const dense = results[0]!.tokensPerSecond as number, moc = results[1]!.tokensPer
 const out = { device: cuda().device.name, promptTokens: PROMPT, newTokens: NEW, results, mocOverDense: moc / dense, hfTransformers: hf };
 writeFileSync(arg('--out')!, JSON.stringify(out, null, 2) + '\n');
 console.log(`decode-e2e on ${out.device}: 1B preset, batch 1, ${NEW} new tokens after ${PROMPT}`);
-for (const r of results as any[]) console.log(`  ${r.label.padEnd(18)} ${r.tokensPerSecond.toFixed(1)} tok/s  (floor ${r.floorTokensPerSecond?.toFixed(0)} tok/s, ${(100 * (r.fractionOfFloor ?? 0)).toFixed(0)}%)`);
+for (const r of results as any[]) console.log(`  ${r.label.padEnd(34)} ${r.tokensPerSecond.toFixed(1)} tok/s  (floor ${r.floorTokensPerSecond?.toFixed(0)} tok/s, ${(100 * (r.fractionOfFloor ?? 0)).toFixed(0)}%)`);
 console.log(`  MoC / dense: ${(moc / dense).toFixed(2)}×;  HF transformers: ${hf ? hf.tokensPerSecond.toFixed(1) + ' tok/s' : 'n/a'}`);

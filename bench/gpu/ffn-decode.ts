@@ -1,7 +1,10 @@
 // bench ffn-decode: one FFN at batch 1, bf16 weights, mocc MoC vs mocc dense, each under a CUDA graph
 // that runs the FFN once per weight copy (copies rotated so the L2 cannot serve them). The kernels
 // are the ones the lowering emits for a LLaMA FFN (RMSNorm folded into the GEMVs that read x):
-//   MoC:   gate GEMV → Top-K → fused gathered up·SiLU·down partials → reduce (+ residual)
+//   MoC:   gate GEMV → Top-K → fused gathered up·SiLU·down partials → reduce (+ residual); as
+//          lowered, the up·down kernel, while Top-K runs, warms the L2 with the up/down rows of the
+//          channels at or above the threshold the previous Top-K left (UpDownSpec.warm); timed
+//          with and without that
 //   dense: paired gate/up GEMV with SiLU·mul → down GEMV (+ residual)
 // Each is timed with programmatic dependent launch (kernels overlap their start with the previous
 // kernel's end, sm_90) and without, side by side. PyTorch's cuBLAS figures and the copy bandwidth
@@ -59,11 +62,15 @@ for (const [d, f, k] of SHAPES) {
   const g = poisoned(pad8(f) * 4), z = poisoned(pad8(f) * 4), idx = poisoned(pad8(k) * 4);
   const split = M.upDownSplit(k);
   const partial = poisoned(split.blocks * pad8(d) * 4);
-  const moc: L[] = [], dense: L[] = [];
+  const moc: L[] = [], dense: L[] = [], mocWarm: L[] = [];
+  // the select hint, shared by all copies: each copy's up·down warms the L2 from the threshold the
+  // previous copy's Top-K left (different weights, so a different kept set: like a new token)
+  const tau = upload(new Float32Array([Infinity]));
   const gate: D.GemvSpec = { dtype: 'bf16', inDim: d, outDim: f, epilogue: 'store', norm, ...D.gemvLayout(d, f) }; // as lowered
   const pair: D.GemvSpec = { dtype: 'bf16', inDim: d, outDim: f, epilogue: 'silu_pair', norm, rowsPerWarp: 1 }; // as lowered
   const downDense: D.GemvSpec = { dtype: 'bf16', inDim: f, outDim: d, epilogue: 'accumulate', ...D.gemvLayout(f, d) }; // as lowered
   const upDown = M.mocUpDown({ dtype: 'bf16', d, f, kKeep: k, norm });
+  const upDownWarm = M.mocUpDown({ dtype: 'bf16', d, f, kKeep: k, norm, warm: true });
   for (let c = 0; c < Math.max(copies, denseCopies); c++) {
     const wg = weight(randomF32(f * d, r, 0.02), f, d, 'bf16').device;
     const wu = weight(randomF32(f * d, r, 0.02), f, d, 'bf16').device;
@@ -73,6 +80,10 @@ for (const [d, f, k] of SHAPES) {
       moc.push({ k: M.topkSelect(f, k), grid: [1, 1, 1], block: M.selectShape(f).threads, args: [idx, g] });
       moc.push({ k: upDown, grid: [split.blocks, 1, 1], block: 256, args: [partial, x, wu, wdT, idx, g, nw] });
       moc.push({ k: M.downReduce(d, split.blocks), grid: [M.reduceGrid(d), 1, 1], block: M.REDUCE_THREADS, args: [y, partial] });
+      mocWarm.push(moc.at(-4)!);
+      mocWarm.push({ k: M.topkSelect(f, k, { tau: true }), grid: [1, 1, 1], block: M.selectShape(f).threads, args: [idx, g, tau] });
+      mocWarm.push({ k: upDownWarm, grid: [split.blocks, 1, 1], block: 256, args: [partial, x, wu, wdT, idx, g, nw, tau] });
+      mocWarm.push(moc.at(-1)!);
     }
     if (c < denseCopies) {
       const wd = weight(randomF32(d * f, r, 0.02), d, f, 'bf16').device;
@@ -81,13 +92,18 @@ for (const [d, f, k] of SHAPES) {
     }
   }
   const modes = hopper ? [true, false] : [false];
-  const timed: Record<string, { mocUs: number; denseUs: number; stages: Record<string, number> }> = {};
+  const timed: Record<string, { mocUs: number; mocWarmUs: number; denseUs: number; stages: Record<string, number> }> = {};
   for (const overlap of modes) {
     // Where the time goes: each stage alone, under its own graph (same copies).
     const stage = (prefix: string) => timeGraph(moc.filter((l) => l.k.name.startsWith(prefix)), copies, overlap);
     timed[overlap ? 'pdl' : 'plain'] = {
-      mocUs: timeGraph(moc, copies, overlap), denseUs: timeGraph(dense, denseCopies, overlap),
-      stages: { gate: stage(D.gemvName(gate)), topk: stage('moc_topk'), upDown: stage('moc_updown'), reduce: stage('moc_reduce') },
+      mocUs: timeGraph(moc, copies, overlap), mocWarmUs: timeGraph(mocWarm, copies, overlap), denseUs: timeGraph(dense, denseCopies, overlap),
+      stages: {
+        gate: stage(D.gemvName(gate)), topk: stage('moc_topk'), upDown: stage('moc_updown'), reduce: stage('moc_reduce'),
+        // Top-K then up·down, with the warming (Top-K writing the threshold) and without
+        topkUpDownWarm: timeGraph(mocWarm.filter((l) => /^moc_(topk|updown)/.test(l.k.name)), copies, overlap),
+        topkUpDown: timeGraph(moc.filter((l) => /^moc_(topk|updown)/.test(l.k.name)), copies, overlap),
+      },
     };
   }
   // GEMV variants on the gate projection (programmatic launch on): RMSNorm folded or not, how much
@@ -125,12 +141,12 @@ for (const [d, f, k] of SHAPES) {
   const denseHalf = { pairedGemv: pairOnly };
   console.log(`  ${d}x${f} gate GEMV variants µs: ${Object.entries(gateVariants).map(([n, v]) => `${n} ${v.toFixed(1)}`).join('; ')}`);
   console.log(`  ${d}x${f} dense gate+up: paired GEMV ${pairOnly.toFixed(1)} µs`);
-  for (const [mode, v] of Object.entries(timed)) console.log(`  ${d}x${f} K=${k} ${mode}: MoC ${v.mocUs.toFixed(1)} µs, dense ${v.denseUs.toFixed(1)} µs; MoC stages alone µs: ${Object.entries(v.stages).map(([n, t]) => `${n} ${t.toFixed(1)}`).join(', ')}`);
+  for (const [mode, v] of Object.entries(timed)) console.log(`  ${d}x${f} K=${k} ${mode}: MoC ${v.mocWarmUs.toFixed(1)} µs (without the L2 warming: ${v.mocUs.toFixed(1)}), dense ${v.denseUs.toFixed(1)} µs; MoC stages alone µs: ${Object.entries(v.stages).map(([n, t]) => `${n} ${t.toFixed(1)}`).join(', ')}`);
   const best = timed[hopper ? 'pdl' : 'plain']!;
   const t = torch.shapes.find((s: { d: number; dFfn: number }) => s.d === d && s.dFfn === f);
   const row = {
     d, dFfn: f, k, copiesMoc: copies, copiesDense: denseCopies, programmaticLaunch: hopper,
-    mocUs: best.mocUs, denseUs: best.denseUs, cublasGraphUs: t?.cublasGraphUs ?? null,
+    mocUs: best.mocWarmUs, mocUnwarmedUs: best.mocUs, denseUs: best.denseUs, cublasGraphUs: t?.cublasGraphUs ?? null,
     mocFloorUs: (mocBytes / bw) * 1e6, denseFloorUs: (denseBytes / bw) * 1e6,
   };
   rows.push({ ...row, byMode: timed, gateVariants, downVariants, denseHalf, mocFractionOfFloor: row.mocFloorUs / row.mocUs, denseFractionOfFloor: row.denseFloorUs / row.denseUs });

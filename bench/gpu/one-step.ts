@@ -38,11 +38,12 @@ for (const [label, selection] of [['MoC K=32', { k: 32 }], ['dense', 'dense']] a
   launch(D.gemv(down), D.gemvGrid(down, T), 256, [upload(new Float32Array(T * pad8(d))), h, weight(randomF32(d * f, r, 0.02), d, f, 'bf16').device]);
   const g = upload(new Float32Array(T * pad8(f)).map(() => r()));
   const idx = poisoned(T * pad8(k) * 4);
-  launch(M.topkSelect(f, k), [1, T, 1], M.selectShape(f).threads, [idx, g]);
+  const tau = upload(new Float32Array([0.5])); // as lowered: Top-K writes its threshold, up·down warms the L2 from it
+  launch(M.topkSelect(f, k, { tau: true }), [1, T, 1], M.selectShape(f).threads, [idx, g, tau]);
   const split = M.upDownSplit(k);
   const partial = poisoned(T * split.blocks * pad8(d) * 4);
   const [wu, wd] = [0, 1].map(() => weight(randomF32(f * d, r, 0.02), f, d, 'bf16').device);
-  launch(M.mocUpDown({ dtype: 'bf16', d, f, kKeep: k, norm }), [split.blocks, T, 1], 256, [partial, x, wu!, wd!, idx, g, nw]);
+  launch(M.mocUpDown({ dtype: 'bf16', d, f, kKeep: k, norm, warm: true }), [split.blocks, T, 1], 256, [partial, x, wu!, wd!, idx, g, nw, tau]);
   launch(M.downReduce(d, split.blocks), [M.reduceGrid(d), T, 1], M.REDUCE_THREADS, [upload(new Float32Array(T * pad8(d))), partial]);
   const qkv: D.GemvSpec[] = [
     { dtype: 'bf16', inDim: d, outDim: d, epilogue: 'store', norm, rope: { hd: 64, style: 'half' } },

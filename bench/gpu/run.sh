@@ -35,6 +35,6 @@ if [[ $what == all || $what == e2e ]]; then
   model=/tmp/llama-1b
   [[ -f $model/config.json ]] || python3 bench/gpu/make_llama_1b.py --out $model --seed 0 2>&1 | tail -3
   python3 bench/gpu/hf_decode.py --model $model --prompt-tokens 16 --new-tokens 128 --warmup 1 --out "$out/hf_decode.json" 2>&1 | tail -3 || status=1
-  node dist/bench/gpu/decode-e2e.js --model $model --hf "$out/hf_decode.json" --torch "$out/torch_ffn.json" --out "$out/decode-e2e.json" 2>&1 | tail -6 || status=1
+  node dist/bench/gpu/decode-e2e.js --model $model --hf "$out/hf_decode.json" --torch "$out/torch_ffn.json" --out "$out/decode-e2e.json" 2>&1 | tail -8 || status=1
 fi
 exit $status

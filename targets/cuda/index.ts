@@ -24,7 +24,8 @@ export function cudaContext(): Cuda {
 }
 
 export function createCudaSession(model: RunnableModel): CudaSession {
-  return new CudaSession(new CudaModel(cudaContext(), lowerToCuda(model.graph, model.spec), model));
+  // MOCC_CUDA_WARM=0 turns off the MoC gate GEMV's L2 warming (to measure what it gives)
+  return new CudaSession(new CudaModel(cudaContext(), lowerToCuda(model.graph, model.spec, { warm: process.env.MOCC_CUDA_WARM !== '0' }), model));
 }
 
 /** Writes one PTX module per kernel and launch.json (the program, with kernel file names). */
@@ -36,7 +37,7 @@ export function compileCuda(model: RunnableModel, outDir: string, arch: CudaArch
     format: 'mocc-cuda-program', version: 1, arch,
     kernels: [...program.kernels.keys()].map((name) => ({ name, file: `ptx/${name}.ptx` })),
     steps: program.steps, greedyTail: program.greedyTail, buffers: program.buffers, weights: program.weights,
-    consts: program.consts, kvCache: program.kvCache, logits: program.logits,
+    consts: program.consts, kvCache: program.kvCache, selectHints: program.selectHints, logits: program.logits,
     layout: 'row-major, every row padded to a multiple of 8 elements with zeros; activations float32',
   };
   writeFileSync(join(outDir, 'launch.json'), JSON.stringify(manifest, null, 1) + '\n');

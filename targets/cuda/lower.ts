@@ -7,7 +7,8 @@
 //  - a dense FFN's gate, up and SiLU·mul into one GEMV over paired rows;
 //  - RoPE of q and k with the KV-cache append;
 //  - MoC's gather + up projection + SiLU(G)·U + gathered down projection into one launch (then a
-//    reduction that adds the residual).
+//    reduction that adds the residual); that launch warms the L2 with the rows of the channels it
+//    guesses will be kept while Top-K still runs (from the threshold Top-K left in the last call).
 import { UserError } from '../../src/import/spec.js';
 import type { Graph, Node, Operand } from '../../src/ir/types.js';
 import type { ModelSpec } from '../../src/import/spec.js';
@@ -25,7 +26,16 @@ interface VBuf {
   dtype: 'f32' | 'i32';
 }
 
-export function lowerToCuda(g: Graph, spec: ModelSpec): Program {
+export interface LowerOptions {
+  /**
+   * The fused MoC up·down kernel, while Top-K still runs, warms the L2 with the up/down rows of
+   * the channels likely kept, from the threshold that Top-K left in the previous call
+   * (UpDownSpec.warm). Default on; off to measure what it gives.
+   */
+  warm?: boolean;
+}
+
+export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {}): Program {
   const nodes = new Map(g.nodes.map((n, i) => [n.name, { n, i }]));
   const uses = new Map<string, number[]>();
   g.nodes.forEach((n, i) => n.inputs.forEach((o) => o.kind === 'value' && uses.set(o.name, [...(uses.get(o.name) ?? []), i])));
@@ -145,6 +155,16 @@ export function lowerToCuda(g: Graph, spec: ModelSpec): Program {
     if (!parts || useCount(m!.name) !== 1 || n.inputs[2]!.name !== parts.up.inputs[2]!.name) continue;
     mocDownOf.set(n.name, { mul: m!, gather: parts.gather, up: parts.up });
     skip.add(m!.name);
+  }
+  // Top-K → fused up·down: Top-K leaves its threshold in a slot, from which the next call's up·down
+  // kernel guesses the kept channels and warms the L2 with their rows while that call's Top-K runs.
+  const tauSlotOf = new Map<string, number>();
+  if (options.warm ?? true) {
+    for (const downName of mocDownOf.keys()) {
+      const select = producer(nodes.get(downName)!.n.inputs[2]);
+      if (select?.op !== 'moc_select' || select.attrs.k === undefined || tauSlotOf.has(select.name)) continue;
+      tauSlotOf.set(select.name, tauSlotOf.size);
+    }
   }
   // Attention whose q and k come straight from RoPE: rotate both and append to the cache in one launch.
   const ropeOf = new Map<string, { q: Node; k: Node }>();
@@ -361,7 +381,9 @@ export function lowerToCuda(g: Graph, spec: ModelSpec): Program {
         const f = widthOf(n.inputs[0]!);
         const g0 = buf(n.inputs[0]!, n);
         if (n.attrs.k !== undefined) {
-          launch({ kernel: use(topkSelect(f, n.attrs.k as number)), grid: [1, 'T', 1], block: selectShape(f).threads, args: [out(), g0] }, n);
+          const slot = tauSlotOf.get(n.name);
+          const tau: Arg[] = slot === undefined ? [] : [{ kind: 'tau', slot }];
+          launch({ kernel: use(topkSelect(f, n.attrs.k as number, { tau: slot !== undefined })), grid: [1, 'T', 1], block: selectShape(f).threads, args: [out(), g0, ...tau] }, n);
         } else {
           const a = n.attrs.a as number, b = n.attrs.b as number;
           if (b > 64) fail(n, `pattern ${a}:${b}: the cuda target selects within blocks of at most 64 channels`);
@@ -385,9 +407,10 @@ export function lowerToCuda(g: Graph, spec: ModelSpec): Program {
           const split = upDownSplit(kKeep);
           slices = split.blocks;
           partial = newBuf(d, 'f32', slices);
-          const kernel = mocUpDown({ dtype: w.dtype, d, f, kKeep, norm: norm && { dtype: norm.dtype, eps: norm.eps } });
+          const slot = tauSlotOf.get(producer(n.inputs[2])?.name ?? '');
+          const kernel = mocUpDown({ dtype: w.dtype, d, f, kKeep, norm: norm && { dtype: norm.dtype, eps: norm.eps }, warm: slot !== undefined });
           launch({ kernel: use(kernel), grid: [split.blocks, 'T', 1], block: 256,
-            args: [{ kind: 'buf', id: partial }, x, wu.arg, w.arg, idx, buf(fused.gather.inputs[0]!, n), ...(norm ? [norm.arg] : [])] }, n);
+            args: [{ kind: 'buf', id: partial }, x, wu.arg, w.arg, idx, buf(fused.gather.inputs[0]!, n), ...(norm ? [norm.arg] : []), ...(slot === undefined ? [] : [{ kind: 'tau', slot } as Arg])] }, n);
         } else {
           const z = buf(n.inputs[0]!, n);
           slices = downSplit(kKeep).slices;
@@ -419,6 +442,7 @@ export function lowerToCuda(g: Graph, spec: ModelSpec): Program {
   return {
     kernels, steps: plan.steps, greedyTail, buffers: plan.buffers, weights: [...weights], consts: [...consts.values()],
     kvCache: { layers: spec.nLayers, width: spec.nKvHeads * spec.headDim, capacity: spec.maxSeqLen },
+    selectHints: tauSlotOf.size,
     logits: { buf: logits, vocab: spec.vocabSize },
   };
 }

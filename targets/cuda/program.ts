@@ -13,6 +13,12 @@ export type Arg =
   | { kind: 'pos' }
   | { kind: 'tokens' }
   | { kind: 'history' }
+  /**
+   * Slot `slot` of the select hints: one float per Top-K, the K-th largest gate value of the last
+   * call, kept across calls (+inf before the first). Top-K writes it, the next call's gate GEMV
+   * reads it to warm the L2 (GemvSpec.warm). Only a hint: no result depends on it.
+   */
+  | { kind: 'tau'; slot: number }
   /** The number of tokens in the call, as a u32 parameter. */
   | { kind: 'T' };
 
@@ -49,5 +55,7 @@ export interface Program {
   weights: string[];
   consts: ConstDecl[];
   kvCache: { layers: number; width: number; capacity: number };
+  /** How many select-hint slots (Arg 'tau') the program uses. */
+  selectHints: number;
   logits: { buf: number; vocab: number };
 }

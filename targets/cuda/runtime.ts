@@ -24,6 +24,8 @@ export class CudaModel {
   readonly pos: DevicePtr;
   readonly tokens: DevicePtr;
   readonly history: DevicePtr;
+  /** Program.selectHints floats, +inf until a Top-K writes them (see Arg 'tau'). */
+  readonly selectHints: DevicePtr;
   readonly stream: CudaStream;
   /** The PTX flavour loaded: sm_90 keeps the programmatic-launch waits and L2 prefetches. */
   readonly arch: CudaArch;
@@ -53,6 +55,8 @@ export class CudaModel {
     this.pos = this.zeroed(4);
     this.tokens = this.zeroed(cap * 4);
     this.history = this.zeroed((cap + 1) * 4);
+    this.selectHints = this.zeroed(program.selectHints * 4);
+    this.cuda.memsetD32(this.selectHints, 0x7f800000, Math.max(1, program.selectHints), this.stream); // +inf: warm nothing yet
   }
 
   /** Allocates zeroed device memory owned by this model. */
@@ -85,6 +89,7 @@ export class CudaModel {
         case 'pos': return { type: 'u64', value: this.pos };
         case 'tokens': return { type: 'u64', value: this.tokens };
         case 'history': return { type: 'u64', value: this.history };
+        case 'tau': return { type: 'u64', value: this.selectHints + BigInt(4 * a.slot) };
         case 'T': return { type: 'u32', value: T };
       }
     };

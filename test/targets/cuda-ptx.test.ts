@@ -86,7 +86,7 @@ for (const [label, sel] of [['dense', null], ['MoC K=1024', { k: 1024 }]] as con
 const family = (kernel: string) => kernel.replace(/_(?:bf16|f16|f32|half|interleaved|[a-z]+\d).*$/, '');
 for (const [label, sel, perLayer] of [
   ['dense', null, ['gemv_multi+norm+rope', 'attention', 'gemv accumulate', 'gemv silu_pair+norm', 'gemv accumulate']],
-  ['MoC K=1024', { k: 1024 }, ['gemv_multi+norm+rope', 'attention', 'gemv accumulate', 'gemv store+norm', 'moc_topk', 'moc_updown+norm', 'moc_reduce']],
+  ['MoC K=1024', { k: 1024 }, ['gemv_multi+norm+rope', 'attention', 'gemv accumulate', 'gemv store+norm', 'moc_topk+tau', 'moc_updown+norm+warm', 'moc_reduce']],
 ] as const) {
   test(`1B preset ${label}: one layer is ${perLayer.length} launches, no separate RMSNorm`, (t) => {
     let graph = buildLlamaGraph(PRESET_1B, (n) => (n.includes('norm') ? 'f32' : 'bf16'));
@@ -95,7 +95,7 @@ for (const [label, sel, perLayer] of [
     const launches = p.steps.filter((s) => s.kind === 'launch').map((s) => (s as { kernel: string }).kernel);
     const describe = (k: string) => {
       const base = k.startsWith('gemv_multi') ? 'gemv_multi' : k.startsWith('gemv_') ? `gemv ${/_(store|accumulate|silu_pair|silu_gate)_/.exec(k)![1]}` : family(k);
-      return base + (/_n(f32|bf16|f16)/.test(k) ? '+norm' : '') + (/_rope[hi]\d+_cache_\d+_cache/.test(k) ? '+rope' : '');
+      return base + (/_n(f32|bf16|f16)/.test(k) ? '+norm' : '') + (/_rope[hi]\d+_cache_\d+_cache/.test(k) ? '+rope' : '') + (k.endsWith('_warm') ? '+warm' : '') + (k.endsWith('_tau') ? '+tau' : '');
     };
     const names = launches.map(describe);
     t.is(names.length, 2 + PRESET_1B.nLayers * perLayer.length, names.join(', '));
@@ -106,16 +106,31 @@ for (const [label, sel, perLayer] of [
   });
 }
 
+test('1B preset MoC: each layer\'s Top-K leaves its threshold in its own slot, which that layer\'s up·down kernel reads; warm: false lowers without', (t) => {
+  const graph = swigluToMoc.run(buildLlamaGraph(PRESET_1B, (n) => (n.includes('norm') ? 'f32' : 'bf16')), { k: 1024 });
+  const p = lowerToCuda(graph, PRESET_1B);
+  t.is(p.selectHints, PRESET_1B.nLayers);
+  const launches = p.steps.flatMap((s) => (s.kind === 'launch' ? [s] : []));
+  const slotOf = (prefix: string) => launches.filter((s) => s.kernel.startsWith(prefix)).map((s) => s.args.flatMap((a) => (a.kind === 'tau' ? [a.slot] : [])));
+  const upDowns = slotOf('moc_updown'), topks = slotOf('moc_topk');
+  t.deepEqual(upDowns, Array.from({ length: PRESET_1B.nLayers }, (_, l) => [l]));
+  t.deepEqual(topks, upDowns);
+  const plain = lowerToCuda(graph, PRESET_1B, { warm: false });
+  t.is(plain.selectHints, 0);
+  t.false(plain.steps.some((s) => s.kind === 'launch' && (s.kernel.endsWith('_warm') || s.kernel.endsWith('_tau') || s.args.some((a) => a.kind === 'tau'))));
+});
+
 test('generated PTX is deterministic and matches the snapshots', (t) => {
   // generated twice: the same spec must give the same text
   const generate = () => [
     D.gemv({ dtype: 'bf16', inDim: 2048, outDim: 5461, epilogue: 'store' }),
     D.gemv({ dtype: 'f16', inDim: 64, outDim: 32, gather: { wRows: 172, gateWidth: 172 }, epilogue: 'silu_gate' }),
-    M.topkSelect(172, 32), M.patternSelect(172, 2, 8), M.downPartial('bf16', 2048, 1024), M.downReduce(64, 4),
+    M.topkSelect(172, 32), M.topkSelect(172, 32, { tau: true }), M.patternSelect(172, 2, 8), M.downPartial('bf16', 2048, 1024), M.downReduce(64, 4),
     A.attention(8, 4, 8), A.rope(8, 8, 'interleaved'), D.rmsnorm('f32', 64, 1e-5), D.argmax(512),
     D.gemv({ dtype: 'bf16', inDim: 64, outDim: 172, epilogue: 'silu_pair', norm: { dtype: 'f32', eps: 1e-5 } }),
     M.mocUpDown({ dtype: 'bf16', d: 64, f: 172, kKeep: 32, norm: { dtype: 'f32', eps: 1e-5 } }), A.ropeStore(8, 4, 8, 'half'),
     D.gemv({ dtype: 'bf16', inDim: 5461, outDim: 2048, epilogue: 'accumulate', ...D.gemvLayout(5461, 2048) }),
+    M.mocUpDown({ dtype: 'bf16', d: 64, f: 172, kKeep: 32, norm: { dtype: 'f32', eps: 1e-5 }, warm: true }),
     D.gemvMulti([
       { dtype: 'f32', inDim: 64, outDim: 64, epilogue: 'store', rope: { hd: 8, style: 'half' } },
       { dtype: 'f32', inDim: 64, outDim: 32, epilogue: 'store', rope: { hd: 8, style: 'half' }, toCache: true },

@@ -92,6 +92,8 @@ export class KernelBuilder {
   }
 
   comment(text: string): void {
+    // ptxas rejects any non-ASCII character, comments included
+    if (/[^\x20-\x7e]/.test(text)) throw new Error(`PTX generator bug in ${this.name}: non-ASCII comment ${JSON.stringify(text)}`);
     this.body.push(`\t// ${text}`);
   }
 

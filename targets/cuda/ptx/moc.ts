@@ -33,16 +33,18 @@ export const MAX_SELECT_CHANNELS = 65535;
  * warp finds the winning segment and bin itself with shuffles, so none waits for a broadcast. Last,
  * one block-wide scan of (keys > τ, keys = τ) per thread gives each thread where to write its keys
  * > τ and, in channel order, as many keys = τ as are still needed. 8 barriers in all.
+ * With `tau`, the last token's τ (as a float: the K-th largest value) is also written to tau[0],
+ * for the next call's gate GEMV to warm the L2 with (GemvSpec.warm).
  * Grid (1, T), block selectShape(F).threads.
  */
-export function topkSelect(f: number, kKeep: number): Kernel {
+export function topkSelect(f: number, kKeep: number, opts: { tau?: boolean } = {}): Kernel {
   if (f > MAX_SELECT_CHANNELS) throw new Error(`Top-K over ${f} channels: the CUDA target selects over at most ${MAX_SELECT_CHANNELS} channels`);
   if (!Number.isInteger(kKeep) || kKeep < 1 || kKeep > f) throw new Error(`Top-K: K = ${kKeep} is not in 1..${f}`);
-  const name = `moc_topk_f${f}_k${kKeep}`;
+  const name = `moc_topk_f${f}_k${kKeep}${opts.tau ? '_tau' : ''}`;
   const { threads: NT, perThread: E } = selectShape(f);
   if (E % 4 !== 0 || NT % 32 !== 0 || NT > 1024) throw new Error(`PTX generator bug in ${name}: select shape ${NT}×${E}`);
   const W = NT / 32;
-  const k = new KernelBuilder(name, [{ name: 'idx', type: 'u64' }, { name: 'g', type: 'u64' }]);
+  const k = new KernelBuilder(name, [{ name: 'idx', type: 'u64' }, { name: 'g', type: 'u64' }, ...(opts.tau ? [{ name: 'tau', type: 'u64' as const }] : [])]);
   k.blockSize(NT);
   const idx = k.ptrParam('idx'), g = k.ptrParam('g');
   const tid = k.special('%tid.x', 'tid'), t = k.special('%ctaid.y', 't');
@@ -160,6 +162,13 @@ export function topkSelect(f: number, kKeep: number): Kernel {
   });
 
   // prefix = τ, krem = how many keys equal to τ to take (the lowest channels first)
+  if (opts.tau) {
+    // back from the key to the float's bits (key 0, i.e. NaN, gives a NaN: nothing is warmed)
+    const fb = k.reg('u32', 'fb'), pos = k.reg('pred', 'pos'), last = k.reg('u32', 'last'), w0 = k.reg('pred', 'w0'), q = k.reg('pred', 'q');
+    k.emit(`setp.ge.u32 ${pos}, ${prefix}, -2147483648`, `not.b32 ${fb}, ${prefix}`, `@${pos} and.b32 ${fb}, ${prefix}, 2147483647`);
+    k.emit(`mov.u32 ${last}, %nctaid.y`, `sub.u32 ${last}, ${last}, 1`, `setp.eq.u32 ${w0}, ${tid}, 0`, `setp.eq.u32 ${q}, ${t}, ${last}`, `and.pred ${w0}, ${w0}, ${q}`);
+    k.emit(`@${w0} st.global.u32 [${k.ptrParam('tau')}], ${fb}`);
+  }
   const nGt = k.reg('u32', 'ngt'), nEq = k.reg('u32', 'neq');
   k.emit(`mov.u32 ${nGt}, 0`, `mov.u32 ${nEq}, 0`);
   const isGt = k.regs('pred', 'gt', E), isEq = k.regs('pred', 'eq', E);
@@ -363,6 +372,15 @@ export interface UpDownSpec {
   kKeep: number;
   /** x is the residual stream: RMSNorm is applied on the fly (see GemvSpec.norm). */
   norm?: { dtype: WeightDType; eps: number };
+  /**
+   * Warm the L2 while Top-K still runs: before waiting on it (programmatic launch), the blocks
+   * split the F channels among them, read G, and ask the L2 for the W_up and W_downᵀ rows of every
+   * channel with G ≥ tau[0], the threshold Top-K left in the previous call (topkSelect's `tau`;
+   * +inf before the first). The memory would otherwise idle during Top-K; the rows of the channels
+   * then kept come from the L2. A hint only: no result depends on it (a stale or fresh τ, a wrong
+   * guess, all give the same output). Token 0 only. Params add `tau` (last).
+   */
+  warm?: boolean;
 }
 
 /**
@@ -397,13 +415,14 @@ const DOWN_EARLY_WORDS = 64;
 export function mocUpDown(s: UpDownSpec): Kernel {
   const { dtype, d, f, kKeep } = s;
   const { rowsPerWarp: RW, perBlock: P, blocks } = upDownSplit(kKeep);
-  const name = `moc_updown_${dtype}_d${d}_f${f}_k${kKeep}${s.norm ? `_n${s.norm.dtype}` : ''}`;
-  const params = ['partial', 'x', 'wu', 'wd', 'idx', 'g', ...(s.norm ? ['nw'] : [])].map((n) => ({ name: n, type: 'u64' as const }));
+  const name = `moc_updown_${dtype}_d${d}_f${f}_k${kKeep}${s.norm ? `_n${s.norm.dtype}` : ''}${s.warm ? '_warm' : ''}`;
+  const params = ['partial', 'x', 'wu', 'wd', 'idx', 'g', ...(s.norm ? ['nw'] : []), ...(s.warm ? ['tau'] : [])].map((n) => ({ name: n, type: 'u64' as const }));
   const k = new KernelBuilder(name, params);
   k.blockSize(256);
   const partial = k.ptrParam('partial'), x = k.ptrParam('x'), wu = k.ptrParam('wu'), wd = k.ptrParam('wd'), idx = k.ptrParam('idx'), g = k.ptrParam('g');
   const nw = s.norm ? k.ptrParam('nw') : undefined;
   const tid = k.special('%tid.x', 'tid'), b = k.special('%ctaid.x', 'b'), t = k.special('%ctaid.y', 't');
+  if (s.warm) warmKeptRows(k, { f, rowBytes: pad8(d) * elemBytes(dtype), blocks, wu, wd, g, tau: k.ptrParam('tau'), b, tid, t });
   k.gridSync();
   const lane = k.reg('u32', 'lane'), warp = k.reg('u32', 'warp'), k0 = k.reg('u32', 'k0');
   k.emit(`and.b32 ${lane}, ${tid}, 31`, `shr.u32 ${warp}, ${tid}, 5`, `mul.lo.u32 ${k0}, ${b}, ${P}`);
@@ -483,4 +502,26 @@ export function mocUpDown(s: UpDownSpec): Kernel {
     k.emit(`@${colOk[q]} st.global.v4.f32 [${pa}], {${acc[q]!.slice(0, 4).join(', ')}}`, `@${colOk[q]} st.global.v4.f32 [${pa}+16], {${acc[q]!.slice(4).join(', ')}}`);
   });
   return { name, text: k.render() };
+}
+
+/**
+ * mocUpDown's L2 warming, before its wait: block b takes channels [b·P, (b+1)·P) of the F (P =
+ * ceil(F / blocks), a channel a thread), and asks the L2 for the W_up and W_downᵀ rows of those
+ * with G ≥ τ. G is complete here (Top-K, which this kernel follows, waited for the gate GEMV
+ * before letting this kernel start); τ is the previous call's or, if Top-K already wrote it, this
+ * call's: either way only a guess.
+ */
+function warmKeptRows(k: KernelBuilder, a: { f: number; rowBytes: number; blocks: number; wu: string; wd: string; g: string; tau: string; b: string; tid: string; t: string }): void {
+  const per = Math.ceil(a.f / a.blocks);
+  const tau = k.reg('f32', 'tau'), tok0 = k.reg('pred', 'tok0'), c0 = k.reg('u32', 'wc0');
+  k.comment('warm the L2 with the rows of the channels with G >= the last tau (a hint, before the wait)');
+  k.emit(`ld.global.f32 ${tau}, [${a.tau}]`, `setp.eq.u32 ${tok0}, ${a.t}, 0`, `mul.lo.u32 ${c0}, ${a.b}, ${per}`);
+  const grow = k.addr(a.g, a.t, pad8(a.f) * 4);
+  for (let j = 0; j * 256 < per; j++) {
+    const i = k.reg('u32', 'wi'), c = k.reg('u32', 'wc'), p = k.reg('pred', 'wp'), q = k.reg('pred', 'wq'), gv = k.reg('f32', 'wg');
+    k.emit(`add.u32 ${i}, ${a.tid}, ${j * 256}`, `add.u32 ${c}, ${c0}, ${i}`);
+    k.emit(`setp.lt.u32 ${p}, ${i}, ${per}`, `setp.lt.u32 ${q}, ${c}, ${a.f}`, `and.pred ${p}, ${p}, ${q}`, `and.pred ${p}, ${p}, ${tok0}`);
+    k.emit(`mov.f32 ${gv}, 0fFF800000`, `@${p} ld.global.f32 ${gv}, [${k.addr(grow, c, 4)}]`, `setp.ge.f32 ${q}, ${gv}, ${tau}`, `and.pred ${p}, ${p}, ${q}`);
+    for (const m of [a.wu, a.wd]) k.prefetchL2(k.addr(m, c, a.rowBytes), a.rowBytes, p);
+  }
 }
