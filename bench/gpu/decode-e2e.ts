@@ -1,9 +1,9 @@
 // bench decode-e2e: tokens/s at batch 1 for the 1B-preset LLaMA (random bf16 weights written by
 // transformers, make_llama_1b.py), mocc dense vs mocc MoC (K=1024), greedy decoding with the whole
 // step in one CUDA graph and the next token chosen on the device; on Hopper each also without
-// programmatic dependent launch (MOCC_CUDA_PDL=0), to show what the overlap gives, and MoC once without the
-// gate GEMV's L2 warming (MOCC_CUDA_WARM=0). HF transformers'
-// figure comes from hf_decode.py in the same run (run.sh).
+// programmatic dependent launch (MOCC_CUDA_PDL=0), to show what the overlap gives, and MoC once
+// without the up·down kernel's L2 warming (MOCC_CUDA_WARM=0). HF transformers' figure comes from
+// hf_decode.py in the same run (run.sh).
 // Usage: node dist/bench/gpu/decode-e2e.js --model DIR --hf OUT/hf_decode.json --torch OUT/torch_ffn.json --out OUT/decode-e2e.json
 import { readFileSync, writeFileSync } from 'node:fs';
 import { loadModel } from '../../src/model/load.js';
@@ -17,7 +17,7 @@ const torch = arg('--torch') ? JSON.parse(readFileSync(arg('--torch')!, 'utf8'))
 const NEW = 128, PROMPT = 16, K = 1024;
 const results: Record<string, unknown>[] = [];
 const hopper = cuda().device.computeCapability[0] >= 9;
-// [label, selection, programmatic launch, L2 warming by the MoC gate GEMV (GemvSpec.warm)]
+// [label, selection, programmatic launch, L2 warming by the MoC up·down kernel (UpDownSpec.warm)]
 const configs = [['mocc dense', 'dense', true, true], [`mocc MoC K=${K}`, { k: K }, true, true], [`mocc MoC K=${K}, no L2 warming`, { k: K }, true, false]] as [string, 'dense' | { k: number }, boolean, boolean][];
 if (hopper) configs.push(['mocc dense, no PDL', 'dense', false, true], [`mocc MoC K=${K}, no PDL`, { k: K }, false, true]);
 for (const [label, selection, pdl, warm] of configs) {

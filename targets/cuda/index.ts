@@ -24,7 +24,7 @@ export function cudaContext(): Cuda {
 }
 
 export function createCudaSession(model: RunnableModel): CudaSession {
-  // MOCC_CUDA_WARM=0 turns off the MoC gate GEMV's L2 warming (to measure what it gives)
+  // MOCC_CUDA_WARM=0 turns off the MoC up·down kernel's L2 warming (to measure what it gives)
   return new CudaSession(new CudaModel(cudaContext(), lowerToCuda(model.graph, model.spec, { warm: process.env.MOCC_CUDA_WARM !== '0' }), model));
 }
 

@@ -15,8 +15,8 @@ export type Arg =
   | { kind: 'history' }
   /**
    * Slot `slot` of the select hints: one float per Top-K, the K-th largest gate value of the last
-   * call, kept across calls (+inf before the first). Top-K writes it, the next call's gate GEMV
-   * reads it to warm the L2 (GemvSpec.warm). Only a hint: no result depends on it.
+   * call, kept across calls (+inf before the first). Top-K writes it; the next call's fused up·down
+   * kernel reads it to warm the L2 (UpDownSpec.warm). Only a hint: no result depends on it.
    */
   | { kind: 'tau'; slot: number }
   /** The number of tokens in the call, as a u32 parameter. */

@@ -34,7 +34,7 @@ export const MAX_SELECT_CHANNELS = 65535;
  * one block-wide scan of (keys > τ, keys = τ) per thread gives each thread where to write its keys
  * > τ and, in channel order, as many keys = τ as are still needed. 8 barriers in all.
  * With `tau`, the last token's τ (as a float: the K-th largest value) is also written to tau[0],
- * for the next call's gate GEMV to warm the L2 with (GemvSpec.warm).
+ * for the next call's fused up·down kernel to warm the L2 from (UpDownSpec.warm).
  * Grid (1, T), block selectShape(F).threads.
  */
 export function topkSelect(f: number, kKeep: number, opts: { tau?: boolean } = {}): Kernel {
