@@ -8,6 +8,9 @@ import { archFor, ptxModule, type CudaArch } from './ptx/builder.js';
 import { pad8 } from './ptx/layout.js';
 import { constImage, weightImage } from './upload.js';
 
+/** MOCC_CUDA_PDL=0 turns programmatic dependent launch off (it is on by default where the GPU has it). */
+export const programmaticLaunchWanted = (): boolean => process.env.MOCC_CUDA_PDL !== '0';
+
 interface Prepared {
   fn: CudaFunction | null;
   grid: [number, number, number];
@@ -40,7 +43,7 @@ export class CudaModel {
   constructor(readonly cuda: Cuda, readonly program: Program, readonly model: RunnableModel) {
     this.stream = cuda.createStream();
     this.arch = archFor(cuda.device.computeCapability);
-    this.overlap = this.arch === 'sm_90' && process.env.MOCC_CUDA_PDL !== '0';
+    this.overlap = this.arch === 'sm_90' && programmaticLaunchWanted();
     const mod = cuda.loadModule(ptxModule([...program.kernels.values()], this.arch), 'mocc');
     for (const name of program.kernels.keys()) this.functions.set(name, mod.getFunction(name));
     const cap = program.kvCache.capacity;
