@@ -105,15 +105,6 @@ for (const dtype of ['f32', 'bf16'] as const) {
   }
 }
 
-/** The Top-K kernel's order-preserving key of a float (NaN → 0, the smallest). */
-function orderKey(v: number): number {
-  if (Number.isNaN(v)) return 0;
-  const b = new DataView(new ArrayBuffer(4));
-  b.setFloat32(0, v);
-  const bits = b.getUint32(0);
-  return bits >= 0x80000000 ? ~bits >>> 0 : (bits | 0x80000000) >>> 0;
-}
-
 function padI32(x: Int32Array, rows: number, cols: number): Int32Array {
   const ld = pad8(cols);
   const out = new Int32Array(rows * ld);
@@ -140,7 +131,7 @@ for (const [f, k, T] of [[172, 1, 2], [172, 32, 3], [172, 172, 1], [5461, 1024, 
       for (let t = 0; t < T; t++) for (let j = 0; j < k; j++) if (got[t * pad8(k) + j] !== want[t * k + j]) bad++;
       // τ: the last token's K-th largest value (the kept one with the smallest key), bit for bit
       const kept = Array.from(want.subarray((T - 1) * k, T * k), (c) => g[(T - 1) * f + c]!);
-      const wantTau = kept.reduce((m, v) => (orderKey(v) < orderKey(m) ? v : m));
+      const wantTau = kept.reduce((m, v) => (M.selectKey(v) < M.selectKey(m) ? v : m));
       const gotTau = download(tau, new Float32Array(1))[0]!;
       const tauOk = Object.is(gotTau, wantTau) || (Number.isNaN(gotTau) && Number.isNaN(wantTau));
       check(name, bad === 0 && tauOk, `${bad ? `${bad} indices differ` : 'exact'}; τ ${gotTau} (want ${wantTau})`);

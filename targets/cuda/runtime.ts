@@ -58,16 +58,20 @@ export class CudaModel {
     this.pos = this.zeroed(4);
     this.tokens = this.zeroed(cap * 4);
     this.history = this.zeroed((cap + 1) * 4);
-    this.selectHints = this.zeroed(program.selectHints * 4);
-    this.cuda.memsetD32(this.selectHints, 0x7f800000, Math.max(1, program.selectHints), this.stream); // +inf: warm nothing yet
+    this.selectHints = this.filled(program.selectHints * 4, 0x7f800000); // +inf: warm nothing yet
   }
 
   /** Allocates zeroed device memory owned by this model. */
   zeroed(bytes: number): DevicePtr {
+    return this.filled(bytes, 0);
+  }
+
+  /** Allocates device memory owned by this model, every 32-bit word set to `word`. */
+  private filled(bytes: number, word: number): DevicePtr {
     const p = this.cuda.malloc(Math.max(4, bytes));
     this.allocations.push(p);
     // on our stream: a memset on the legacy stream is not ordered with a non-blocking stream's launches
-    this.cuda.memsetD32(p, 0, Math.ceil(Math.max(4, bytes) / 4), this.stream);
+    this.cuda.memsetD32(p, word, Math.ceil(Math.max(4, bytes) / 4), this.stream);
     return p;
   }
 

@@ -4,16 +4,7 @@
 // one winning bin, krem stays in range, and the one packed scan puts every kept channel in place.
 import test from 'ava';
 import { mocSelect } from '../../targets/ref/kernels.js';
-import { MAX_SELECT_CHANNELS, RADIX_PASSES, SEGMENTS, selectShape, topkSelect } from '../../targets/cuda/ptx/moc.js';
-
-const f32 = new Float32Array(1), u32 = new Uint32Array(f32.buffer);
-/** The kernel's order-preserving key: negative → ~bits, non-negative → bits | 0x80000000, NaN → 0. */
-function key(x: number): number {
-  f32[0] = x;
-  const b = u32[0]!;
-  if ((b & 0x7fffffff) > 0x7f800000) return 0;
-  return (b & 0x80000000 ? ~b : b | 0x80000000) >>> 0;
-}
+import { MAX_SELECT_CHANNELS, RADIX_PASSES, SEGMENTS, selectKey as key, selectShape, topkSelect } from '../../targets/cuda/ptx/moc.js';
 
 const sum = (v: number[]) => v.reduce((a, b) => a + b, 0);
 

@@ -455,13 +455,9 @@ export function elementwise(op: 'silu_mul' | 'add', width: number): Kernel {
   const i = k.reg('u32', 'i'), p = k.reg('pred', 'p'), va = k.reg('f32', 'va'), vb = k.reg('f32', 'vb'), done = k.label('done');
   k.emit(`mad.lo.u32 ${i}, ${bx}, 256, ${tid}`, `setp.ge.u32 ${p}, ${i}, ${width}`, `@${p} bra ${done}`, `mad.lo.u32 ${i}, ${t}, ${width}, ${i}`);
   k.emit(`ld.global.f32 ${va}, [${k.addr(a, i, 4)}]`, `ld.global.f32 ${vb}, [${k.addr(b, i, 4)}]`);
-  if (op === 'add') {
-    k.emit(`add.f32 ${va}, ${va}, ${vb}`);
-  } else {
-    const e = k.reg('f32', 'e');
-    k.emit(`mul.f32 ${e}, ${va}, ${f32Imm(-LOG2E)}`, `ex2.approx.f32 ${e}, ${e}`, `add.f32 ${e}, ${e}, 0f3F800000`, `div.rn.f32 ${va}, ${va}, ${e}`, `mul.f32 ${va}, ${va}, ${vb}`);
-  }
-  k.emit(`st.global.f32 [${k.addr(z, i, 4)}], ${va}`);
+  if (op === 'add') k.emit(`add.f32 ${va}, ${va}, ${vb}`);
+  else siluTimes(k, va, vb); // vb ← silu(va)·vb
+  k.emit(`st.global.f32 [${k.addr(z, i, 4)}], ${op === 'add' ? va : vb}`);
   k.place(done);
   return { name, text: k.render() };
 }

@@ -18,6 +18,19 @@ export function selectShape(f: number): { threads: number; perThread: number } {
   return { threads, perThread };
 }
 
+/**
+ * The Top-K kernel's order-preserving key of a float, in TypeScript (the tests and the GPU check
+ * use it to say what the kernel must do): negative → ~bits, non-negative → bits | 0x80000000,
+ * NaN → 0 (the smallest).
+ */
+export function selectKey(x: number): number {
+  keyF32[0] = x;
+  const b = keyU32[0]!;
+  if ((b & 0x7fffffff) > 0x7f800000) return 0;
+  return (b & 0x80000000 ? ~b : b | 0x80000000) >>> 0;
+}
+const keyF32 = new Float32Array(1), keyU32 = new Uint32Array(keyF32.buffer);
+
 /** The radix passes over the 32-bit keys, high digit first: [shift, bits]. */
 export const RADIX_PASSES: readonly (readonly [shift: number, bits: number])[] = [[21, 11], [10, 11], [0, 10]];
 /** Each pass's bins are summed in 32 segments (one per lane), then the winning segment bin by bin. */
