@@ -22,7 +22,7 @@ export function addModelInputOptions(cmd: Command): Command {
   return addSelectionOptions(cmd, 'checkpoints only; default dense');
 }
 
-export function openForRun(path: string, f: ModelInputFlags): { model: LoadedModel; session: ModelSession; prompt: number[] } {
+export async function openForRun(path: string, f: ModelInputFlags): Promise<{ model: LoadedModel; session: ModelSession; prompt: number[] }> {
   if ((f.prompt === undefined) === (f.tokens === undefined)) throw new UserError('give exactly one of --prompt TEXT or --tokens IDS');
   const target = getTarget(f.target);
   const model = loadModel(path, { selection: selectionFromFlags(f, 'dense'), ...(f.tokenizer ? { tokenizer: f.tokenizer } : {}) });
@@ -38,7 +38,7 @@ export function openForRun(path: string, f: ModelInputFlags): { model: LoadedMod
       prompt = model.tokenizer.encode(f.prompt!);
     }
     if (prompt.length > model.spec.maxSeqLen) throw new UserError(`the prompt has ${prompt.length} tokens; the model's context is ${model.spec.maxSeqLen}`);
-    return { model, session: target.createSession(model), prompt };
+    return { model, session: await target.createSession(model), prompt };
   } catch (e) {
     model.close();
     throw e;

@@ -2,6 +2,7 @@
 import type { Graph } from '../src/ir/types.js';
 import type { ModelSpec } from '../src/import/spec.js';
 import type { TensorSource } from '../src/import/tensor.js';
+import type { Tokenizer } from '../src/tokenizer/tokenizer.js';
 
 /** A model ready to run: its graph, its weights by name, and its hyper-parameters. */
 export interface RunnableModel {
@@ -10,11 +11,14 @@ export interface RunnableModel {
   spec: ModelSpec;
 }
 
+/** A value, or a promise of one: WebGPU reads results back asynchronously, the ref and CUDA targets do not. */
+export type Awaitable<T> = T | Promise<T>;
+
 export interface ModelSession {
   /** Tokens already in the KV cache. */
   readonly position: number;
   /** Runs `tokens` after the cached ones; returns logits [tokens.length, vocab], row-major. */
-  forward(tokens: readonly number[]): Float32Array;
+  forward(tokens: readonly number[]): Awaitable<Float32Array>;
   /** Empties the KV cache. */
   reset(): void;
   /**
@@ -22,14 +26,16 @@ export interface ModelSession {
    * next n greedy tokens, computed without a host round trip per token where the target can.
    * With onToken, tokens are reported as made; returning false stops (that token is not kept).
    */
-  greedy?(first: number, n: number, onToken?: (token: number) => boolean | void): number[];
+  greedy?(first: number, n: number, onToken?: (token: number) => boolean | void): Awaitable<number[]>;
+  /** Frees device memory now rather than at exit (targets that hold any). */
+  close?(): void;
 }
 
 export interface Target {
   readonly name: string;
   readonly description: string;
   readonly ops: ReadonlySet<string>;
-  createSession(model: RunnableModel): ModelSession;
+  createSession(model: RunnableModel): Awaitable<ModelSession>;
   /** Writes what a deployment needs (kernels, launch manifest) to outDir; absent for interpreters. */
-  compile?(model: RunnableModel, outDir: string, options?: { arch?: string }): { kernels: number; launches: number };
+  compile?(model: RunnableModel & { tokenizer?: Tokenizer }, outDir: string, options?: { arch?: string }): { kernels: number; launches: number };
 }

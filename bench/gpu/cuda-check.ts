@@ -438,17 +438,23 @@ for (const [label, sel, format, pdl] of runs) {
     });
   }
 }
-guarded('greedy text', () => {
+{
   process.env.MOCC_CUDA_PDL = '1';
   const m = loadModel(`${fix}gguf/stories260K.gguf`);
-  const s = createCudaSession(m);
-  const tok = m.tokenizer!;
-  const prompt = tok.encode(ref.prompt);
-  const out = generate(s, prompt, { maxTokens: 120, eosId: m.spec.eosId });
-  const text = tok.decode([...prompt, ...out]);
-  check('greedy text (device-side greedy loop)', text === ref.greedy_text, text === ref.greedy_text ? 'exact' : `differs: ${JSON.stringify(text.slice(0, 80))}`);
-  m.close();
-});
+  try {
+    const s = createCudaSession(m);
+    const tok = m.tokenizer!;
+    const prompt = tok.encode(ref.prompt);
+    const out = await generate(s, prompt, { maxTokens: 120, eosId: m.spec.eosId });
+    const text = tok.decode([...prompt, ...out]);
+    check('greedy text (device-side greedy loop)', text === ref.greedy_text, text === ref.greedy_text ? 'exact' : `differs: ${JSON.stringify(text.slice(0, 80))}`);
+  } catch (e) {
+    check('greedy text', false, `threw: ${(e as Error).message.split('\n')[0]}`);
+  } finally {
+    m.close();
+    freeAll();
+  }
+}
 
 const failed = results.filter((r) => !r.ok);
 console.log(`\ncuda-check on ${cuda().device.name}: ${results.length - failed.length} passed, ${failed.length} failed`);

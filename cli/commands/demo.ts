@@ -30,7 +30,7 @@ export function demoCommand(): Command {
           try {
             const tok = m.tokenizer!;
             const prompt = tok.encode(o.prompt);
-            const out = generate(getTarget('ref').createSession(m), prompt, { maxTokens: o.maxTokens, eosId: m.spec.eosId });
+            const out = await generate(await getTarget('ref').createSession(m), prompt, { maxTokens: o.maxTokens, eosId: m.spec.eosId });
             const mem = ffnActivationBytes(m.spec.dim, m.spec.dFfn, m.moc.perLayerK[0]!);
             say(`\n== ${label} (greedy, ${out.length} tokens; FFN activations per training token per layer: ${label === 'dense' ? `${mem.dense} B` : `${mem.moc} B vs ${mem.dense} B dense`})`);
             say(tok.decode([...prompt, ...out]));

@@ -11,16 +11,17 @@ export function logitsCommand(): Command {
     .requiredOption('--out <file>', 'output file')
     .option('--force', 'replace the output file if it exists');
   addModelInputOptions(cmd);
-  return cmd.action(action((path: string, o: ModelInputFlags & { out: string; force?: boolean }) => {
+  return cmd.action(action(async (path: string, o: ModelInputFlags & { out: string; force?: boolean }) => {
     if (existsSync(o.out) && !o.force) throw new UserError(`${o.out} already exists (use --force to replace it)`);
-    const { model, session, prompt } = openForRun(path, o);
+    const { model, session, prompt } = await openForRun(path, o);
     try {
-      const logits = session.forward(prompt);
+      const logits = await session.forward(prompt);
       const tmp = `${o.out}.mocc-tmp-${process.pid}`;
       writeFileSync(tmp, new Uint8Array(logits.buffer, logits.byteOffset, logits.byteLength));
       renameSync(tmp, o.out);
       process.stderr.write(`wrote ${o.out}: [${prompt.length}, ${model.spec.vocabSize}] float32\n`);
     } finally {
+      session.close?.();
       model.close();
     }
   }));

@@ -17,8 +17,8 @@ Examples:
   mocc run out/s260k-k32 --prompt "Once upon a time" --max-tokens 100
   mocc run fixtures/stories260K/gguf/stories260K.gguf --prompt "Once upon a time" --k 128 --temperature 0.8 --seed 7
   mocc run fixtures/stories260K/hf --tokens 1,403,407,261,378      (no tokenizer: prints token ids)`);
-  return cmd.action(action((path: string, o: ModelInputFlags & { maxTokens: number; temperature: number; topP: number; seed: number }) => {
-    const { model, session, prompt } = openForRun(path, o);
+  return cmd.action(action(async (path: string, o: ModelInputFlags & { maxTokens: number; temperature: number; topP: number; seed: number }) => {
+    const { model, session, prompt } = await openForRun(path, o);
     try {
       const tok = model.tokenizer;
       const maxTokens = Math.min(o.maxTokens, model.spec.maxSeqLen - prompt.length);
@@ -27,7 +27,7 @@ Examples:
       if (tok && o.prompt !== undefined) write(tok.decode(prompt));
       else write(prompt.join(' '));
       const t0 = performance.now();
-      const out = generate(session, prompt, {
+      const out = await generate(session, prompt, {
         maxTokens, temperature: o.temperature, topP: o.topP, seed: o.seed, eosId: model.spec.eosId,
         onToken: (t, prev) => write(tok && o.prompt !== undefined ? decoder.decode(tok.pieceBytes(prev, t), { stream: true }) : ` ${t}`),
       });
@@ -35,6 +35,7 @@ Examples:
       const s = (performance.now() - t0) / 1000;
       process.stderr.write(`[${out.length} tokens in ${s.toFixed(2)} s, ${(out.length / s).toFixed(1)} tok/s, target ${o.target}]\n`);
     } finally {
+      session.close?.();
       model.close();
     }
   }));

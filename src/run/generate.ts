@@ -14,11 +14,11 @@ export interface GenerateOptions {
 }
 
 /** Returns the new tokens (not the prompt). */
-export function generate(session: ModelSession, prompt: readonly number[], opts: GenerateOptions): number[] {
+export async function generate(session: ModelSession, prompt: readonly number[], opts: GenerateOptions): Promise<number[]> {
   if (prompt.length === 0) throw new Error('the prompt has no tokens');
   const sampling = { temperature: opts.temperature ?? 0, topP: opts.topP ?? 1, random: seededRandom(opts.seed ?? 0) };
   session.reset();
-  let logits = session.forward(prompt);
+  let logits = await session.forward(prompt);
   const vocab = logits.length / prompt.length;
   let last = logits.subarray(logits.length - vocab);
   let prev = prompt[prompt.length - 1]!;
@@ -37,7 +37,7 @@ export function generate(session: ModelSession, prompt: readonly number[], opts:
         return true;
       }
       : undefined;
-    return [first, ...session.greedy(first, opts.maxTokens - 1, report)];
+    return [first, ...(await session.greedy(first, opts.maxTokens - 1, report))];
   }
   while (out.length < opts.maxTokens) {
     const next = sampleToken(last, sampling);
@@ -46,7 +46,7 @@ export function generate(session: ModelSession, prompt: readonly number[], opts:
     opts.onToken?.(next, prev);
     prev = next;
     if (out.length === opts.maxTokens) break;
-    logits = session.forward([next]);
+    logits = await session.forward([next]);
     last = logits;
   }
   return out;

@@ -12,7 +12,12 @@ export interface CliResult {
 }
 
 export function mocc(...args: string[]): CliResult {
-  const r = spawnSync(process.execPath, [join(ROOT, 'dist/cli/mocc.js'), ...args], { encoding: 'utf8', timeout: 120_000 });
+  return moccWithEnv({}, ...args);
+}
+
+/** mocc with these environment variables added to the test's own. */
+export function moccWithEnv(env: Record<string, string>, ...args: string[]): CliResult {
+  const r = spawnSync(process.execPath, [join(ROOT, 'dist/cli/mocc.js'), ...args], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, ...env } });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
