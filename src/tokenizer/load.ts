@@ -1,8 +1,8 @@
 // Loading a tokenizer from a user-given file, and reloading what Tokenizer.serialize() stored in a package.
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { UserError } from '../import/spec.js';
 import { HfTokenizer, loadHfTokenizer } from './hf.js';
-import { loadLlama2cTokenizer, parseLlama2cTokenizer } from './spm.js';
+import { parseLlama2cTokenizer, type Llama2cTokenizerOptions, type SpmTokenizer } from './spm.js';
 import type { Tokenizer } from './tokenizer.js';
 
 export interface TokenizerLoadOptions {
@@ -33,4 +33,17 @@ export function tokenizerFromSerialized(file: string, bytes: Uint8Array, opts: T
   if (base.toLowerCase().endsWith('.json')) return new HfTokenizer(bytes, {}, opts, file);
   if (base.toLowerCase().endsWith('.bin')) return parseLlama2cTokenizer(bytes, opts.vocabSize, file, opts);
   throw new UserError(`${file}: unknown stored tokenizer kind (expected tokenizer.json or tokenizer.bin)`);
+}
+
+/** Loads a llama2.c tokenizer.bin (BOS 1, EOS 2 unless opts say otherwise). */
+export function loadLlama2cTokenizer(path: string, vocabSize?: number, opts: Llama2cTokenizerOptions = {}): SpmTokenizer {
+  let bytes: Uint8Array;
+  try {
+    if (!statSync(path).isFile()) throw new UserError(`${path}: not a file (expected a llama2.c tokenizer.bin)`);
+    bytes = readFileSync(path);
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    throw new UserError(`${path}: cannot read tokenizer file: ${(e as Error).message}`);
+  }
+  return parseLlama2cTokenizer(bytes, vocabSize, path, opts);
 }

@@ -1,6 +1,6 @@
 // SentencePiece-style score-merge tokenizer with byte fallback: the llama2.c algorithm (run.c encode/decode),
-// used for llama2.c tokenizer.bin files and for GGUF's embedded 'llama' vocabularies.
-import { readFileSync, statSync } from 'node:fs';
+// used for llama2.c tokenizer.bin files and for GGUF's embedded 'llama' vocabularies. No Node APIs:
+// the WebGPU bundle runs it in browsers (reading a file is load.ts's job).
 import { UserError } from '../import/spec.js';
 import { decodeByPieces, type Tokenizer } from './tokenizer.js';
 
@@ -242,17 +242,4 @@ export function parseLlama2cTokenizer(bytes: Uint8Array, vocabSize: number | und
   }
   if (pieces.length === 0) throw new UserError(`${where}: llama2.c tokenizer file has no tokens`);
   return new SpmTokenizer(pieces, scores, opts.bosId ?? 1, opts.eosId ?? 2, { unkId: opts.unkId ?? 0 });
-}
-
-/** Loads a llama2.c tokenizer.bin (BOS 1, EOS 2 unless opts say otherwise). */
-export function loadLlama2cTokenizer(path: string, vocabSize?: number, opts: Llama2cTokenizerOptions = {}): SpmTokenizer {
-  let bytes: Uint8Array;
-  try {
-    if (!statSync(path).isFile()) throw new UserError(`${path}: not a file (expected a llama2.c tokenizer.bin)`);
-    bytes = readFileSync(path);
-  } catch (e) {
-    if (e instanceof UserError) throw e;
-    throw new UserError(`${path}: cannot read tokenizer file: ${(e as Error).message}`);
-  }
-  return parseLlama2cTokenizer(bytes, vocabSize, path, opts);
 }

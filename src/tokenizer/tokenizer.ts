@@ -24,5 +24,7 @@ export interface Tokenizer {
 export function decodeByPieces(tok: Pick<Tokenizer, 'pieceBytes'>, ids: number[]): string {
   const parts: Uint8Array[] = [];
   for (let i = 1; i < ids.length; i++) parts.push(tok.pieceBytes(ids[i - 1]!, ids[i]!));
-  return new TextDecoder('utf-8', { ignoreBOM: true }).decode(Buffer.concat(parts));
+  const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  parts.reduce((o, p) => (all.set(p, o), o + p.length), 0); // not Buffer.concat: this runs in browsers too
+  return new TextDecoder('utf-8', { ignoreBOM: true }).decode(all);
 }

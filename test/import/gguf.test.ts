@@ -7,7 +7,8 @@ import { importGguf, readGgufHeader } from '../../src/import/gguf.js';
 import { expectedWeightShapes, UserError } from '../../src/import/spec.js';
 import { FileHandle } from '../../src/import/tensor.js';
 import type { StorageDType } from '../../src/util/dtype.js';
-import { loadLlama2cTokenizer, SpmTokenizer } from '../../src/tokenizer/spm.js';
+import { SpmTokenizer } from '../../src/tokenizer/spm.js';
+import { loadLlama2cTokenizer } from '../../src/tokenizer/load.js';
 import { f32Bytes, q8Bytes, T, u16Bytes, writeGguf, type Kv, type WTensor } from '../helpers/gguf-writer.js';
 
 const fixture = (p: string) => fileURLToPath(new URL(`../../fixtures/stories260K/${p}`, import.meta.url));

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UserError } from '../../src/import/spec.js';
 import { loadTokenizerFile, tokenizerFromSerialized } from '../../src/tokenizer/load.js';
-import { loadLlama2cTokenizer, SpmTokenizer } from '../../src/tokenizer/spm.js';
+import { SpmTokenizer } from '../../src/tokenizer/spm.js';
+import { loadLlama2cTokenizer } from '../../src/tokenizer/load.js';
 
 const fixture = (p: string) => fileURLToPath(new URL(`../../fixtures/stories260K/${p}`, import.meta.url));
 const TOK = fixture('llama2c/tok512.bin');
