@@ -17,6 +17,7 @@ import { argmax, elementwise, embedding, gemv, gemvGrid, gemvLayout, gemvMulti, 
 import { pad8, type WeightDType } from './ptx/layout.js';
 import { downPartial, downReduce, downSplit, DOWN_THREADS, mocUpDown, patternSelect, reduceGrid, REDUCE_THREADS, selectShape, topkSelect, upDownSplit } from './ptx/moc.js';
 import type { Arg, BufferDecl, ConstDecl, Launch, Program, Step } from './program.js';
+import { planBuffers as planBufferIds } from '../buffer-plan.js';
 
 export const CUDA_OPS = new Set(['embedding', 'rmsnorm', 'linear', 'logits', 'rope', 'attention', 'silu', 'mul', 'add', 'transpose', 'moc_select', 'moc_gather', 'moc_up', 'moc_down']);
 
@@ -447,38 +448,12 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
   };
 }
 
-/**
- * Assigns physical buffers: a virtual buffer lives from the first step that touches it to the last;
- * physical buffers of the same shape are reused once free. Same logical width, not just same size,
- * so zero padding written by nobody stays zero.
- */
+/** Physical buffers for the program's virtual ones (targets/buffer-plan.ts), and the steps remapped to them. */
 function planBuffers(vbufs: VBuf[], steps: Step[]) {
-  const first = new Map<number, number>(), last = new Map<number, number>();
   const touched = (s: Step) => (s.kind === 'zero' ? [s.buf] : s.args.flatMap((a) => (a.kind === 'buf' ? [a.id] : [])));
-  steps.forEach((s, i) => touched(s).forEach((b) => (first.has(b) || first.set(b, i), last.set(b, i))));
-  const buffers: BufferDecl[] = [];
-  const free = new Map<string, number[]>();
-  const map = new Map<number, number>();
-  const order = [...first.keys()].sort((a, b) => first.get(a)! - first.get(b)! || a - b);
-  const releaseAt = new Map<number, number[]>();
-  for (const v of order) releaseAt.set(last.get(v)!, [...(releaseAt.get(last.get(v)!) ?? []), v]);
-  const key = (v: VBuf) => `${v.dtype}:${v.width}:${v.rowsPerToken}`;
-  let next = 0;
-  for (let i = 0; i < steps.length; i++) {
-    for (const v of order.filter((x) => first.get(x) === i)) {
-      const pool = free.get(key(vbufs[v]!)) ?? [];
-      let id = pool.pop();
-      if (id === undefined) {
-        id = next++;
-        buffers.push({ id, ...vbufs[v]! });
-      }
-      map.set(v, id);
-    }
-    for (const v of releaseAt.get(i) ?? []) {
-      const k = key(vbufs[v]!);
-      free.set(k, [...(free.get(k) ?? []), map.get(v)!]);
-    }
-  }
+  const plan = planBufferIds(vbufs.map((v) => ({ ...v, key: `${v.dtype}:${v.width}:${v.rowsPerToken}` })), steps.length, (i) => touched(steps[i]!));
+  const buffers: BufferDecl[] = plan.buffers.map(({ id, width, rowsPerToken, dtype }) => ({ id, width, rowsPerToken, dtype }));
+  const map = plan.map;
   const remap = (ss: Step[]): Step[] => ss.map((s) => (s.kind === 'zero' ? { ...s, buf: map.get(s.buf)! } : { ...s, args: s.args.map((a) => (a.kind === 'buf' ? { kind: 'buf', id: map.get(a.id) ?? a.id } : a)) }));
   return { buffers, map, steps: remap(steps) };
 }
