@@ -2,9 +2,10 @@
 import { UserError } from '../src/import/spec.js';
 import { cudaTarget } from './cuda/index.js';
 import { refTarget } from './ref/index.js';
+import { wgslTarget } from './wgsl/index.js';
 import type { RunnableModel, Target } from './target.js';
 
-export const TARGETS: ReadonlyMap<string, Target> = new Map([refTarget, cudaTarget].map((t) => [t.name, t]));
+export const TARGETS: ReadonlyMap<string, Target> = new Map([refTarget, cudaTarget, wgslTarget].map((t) => [t.name, t]));
 
 export function getTarget(name: string): Target {
   const t = TARGETS.get(name);

@@ -17,7 +17,11 @@ export function compileCommand(): Command {
 For cuda: ptx/<kernel>.ptx (one module per kernel) and launch.json (every launch in order with its
 grid, block and arguments; buffers; weights; constants). sm_90 modules expect every launch to allow
 programmatic overlap (cuLaunchKernelEx with PROGRAMMATIC_STREAM_SERIALIZATION); they are correct
-either way. Check a module with: ptxas -arch=sm_90 out/ptx/<kernel>.ptx`)
+either way. Check a module with: ptxas -arch=sm_90 out/ptx/<kernel>.ptx
+
+For wgsl: a folder a web app imports: mocc-model.js (with .d.ts; loadModel() then generate()),
+the WGSL kernels, the weights, the tokenizer, and index.html, a demo page. Serve the folder over
+HTTP and open index.html in a browser with WebGPU.`)
     .action(action((path: string, o: { target: string; output: string; force?: boolean; arch: string }) => {
       const target = getTarget(o.target);
       if (!target.compile) throw new UserError(`target ${target.name} has nothing to compile (it interprets the IR)`);

@@ -1,0 +1,158 @@
+// bench wgsl: the WGSL kernels on a real GPU through Dawn (npm webgpu), batch 1, bf16 weights.
+//  1. FFN 2048×5464 (K = 1024): WGSL MoC (gate GEMV → Top-K → gathered up·SiLU(G) → gathered down
+//     partials → reduce) vs WGSL dense (gate and up GEMVs → SiLU·mul → down GEMV), each run once per
+//     weight copy with the copies rotated so the L2 cannot serve them; µs per FFN from the wall clock
+//     around one submission of many FFNs (encoding is not timed), and the fraction of the byte floor
+//     (weight bytes ÷ the copy bandwidth torch_ffn.py measured in the same run).
+//  2. Decoding the 1B-preset LLaMA (make_llama_1b.py), dense and MoC K = 1024: tokens/s of the
+//     runtime's greedy loop (one submission a token, the next token chosen on the device).
+// mocc's CUDA path is measured in the same run by run.sh (ffn-decode, decode-e2e).
+// Usage: node dist/bench/wgsl/wgsl-bench.js --torch OUT/torch_ffn.json [--model DIR] --out OUT/wgsl-bench.json
+import { readFileSync, writeFileSync } from 'node:fs';
+import { loadModel } from '../../src/model/load.js';
+import type { WgslKernel } from '../../targets/wgsl/kernel.js';
+import { elementwise, gemv } from '../../targets/wgsl/kernels/dense.js';
+import { mocDown, mocDownReduce, mocDownSlices, mocUpSilu, topkSelect } from '../../targets/wgsl/kernels/moc.js';
+import { createWgslSession, wgslDevice } from '../../targets/wgsl/index.js';
+import { createPipeline } from '../../targets/wgsl/runtime/session.js';
+
+const arg = (name: string) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : undefined; };
+const torch = arg('--torch') ? JSON.parse(readFileSync(arg('--torch')!, 'utf8')) : null;
+const bw: number | null = torch ? torch.copyBandwidthTBs * 1e12 : null;
+const L2 = 50 * 2 ** 20; // H100's L2 (the copies exceed 4× this)
+const dev = await wgslDevice();
+const { device } = dev;
+console.log(`wgsl bench on ${dev.description} (${dev.variant} kernels)`);
+
+let seed = 12345;
+/** Random bf16 words (two elements each) of magnitude ~0.01–0.03, made directly as bits (fast). */
+function randomBf16(elements: number): Uint32Array {
+  const out = new Uint32Array(elements / 2);
+  for (let i = 0; i < out.length; i++) {
+    seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5;
+    const h = (b: number) => ((b & 1) << 15) | ((120 + ((b >>> 1) & 3)) << 7) | ((b >>> 3) & 0x7f);
+    out[i] = (h(seed & 0x3ff) | (h((seed >>> 10) & 0x3ff) << 16)) >>> 0;
+  }
+  return out;
+}
+const STORAGE = GPUBufferUsage.STORAGE, COPY_DST = GPUBufferUsage.COPY_DST;
+function gpuBuffer(data: Uint32Array | Float32Array | number): GPUBuffer {
+  const size = typeof data === 'number' ? data : data.byteLength;
+  const b = device.createBuffer({ size: Math.max(16, Math.ceil(size / 4) * 4), usage: STORAGE | COPY_DST });
+  if (typeof data !== 'number') device.queue.writeBuffer(b, 0, data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+  return b;
+}
+const pipelines = new Map<string, GPUComputePipeline>();
+const call = device.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | COPY_DST });
+device.queue.writeBuffer(call, 0, new Uint32Array([1, 0, 0, 0]));
+interface Step { pipeline: GPUComputePipeline; group: GPUBindGroup; grid: [number, number, number] }
+async function step(k: WgslKernel, buffers: GPUBuffer[]): Promise<Step> {
+  if (!pipelines.has(k.key)) pipelines.set(k.key, await createPipeline(device, k.key, k));
+  const pipeline = pipelines.get(k.key)!;
+  const group = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [call, ...buffers].map((buffer, i) => ({ binding: i, resource: { buffer } })) });
+  return { pipeline, group, grid: k.grid.map((g) => (g === 'T' ? 1 : g)) as [number, number, number] };
+}
+/** Median µs per FFN: `ffns` (one list of steps per weight copy) encoded `iters` times in one pass. */
+async function time(ffns: Step[][], iters = 20, reps = 15): Promise<number> {
+  const encode = () => {
+    const enc = device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    for (let i = 0; i < iters; i++) for (const f of ffns) for (const s of f) (pass.setPipeline(s.pipeline), pass.setBindGroup(0, s.group), pass.dispatchWorkgroups(...s.grid));
+    pass.end();
+    return enc.finish();
+  };
+  device.queue.submit([encode()]);
+  await device.queue.onSubmittedWorkDone();
+  const times: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const cmd = encode();
+    const t0 = performance.now();
+    device.queue.submit([cmd]);
+    await device.queue.onSubmittedWorkDone();
+    times.push(((performance.now() - t0) * 1000) / (iters * ffns.length));
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)]!;
+}
+
+// ---- 1. the FFN ----
+const [d, f, k] = [2048, 5464, 1024];
+const v = dev.variant;
+const x = gpuBuffer(new Float32Array(d).map((_, i) => Math.sin(i)));
+const [g, u, h, z, y] = [gpuBuffer(f * 4), gpuBuffer(f * 4), gpuBuffer(f * 4), gpuBuffer(k * 4), gpuBuffer(d * 4)];
+const idx = gpuBuffer(k * 4);
+const slices = mocDownSlices(k);
+const partial = gpuBuffer(slices * d * 4);
+const denseBytes = 3 * d * f * 2, mocBytes = (f + 2 * k) * d * 2;
+const mocCopies = Math.max(3, Math.ceil((4 * L2) / mocBytes)), denseCopies = Math.max(3, Math.ceil((4 * L2) / denseBytes));
+const moc: Step[][] = [], dense: Step[][] = [];
+for (let c = 0; c < Math.max(mocCopies, denseCopies); c++) {
+  const wg = gpuBuffer(randomBf16(f * d)), wu = gpuBuffer(randomBf16(f * d)); // [F, d]
+  if (c < mocCopies) {
+    const wdT = gpuBuffer(randomBf16(f * d)); // W_down stored [F, d]
+    moc.push([
+      await step(gemv({ dtype: 'bf16', inDim: d, outDim: f, outStride: f, rowBase: 0, variant: v }), [g, x, wg]),
+      await step(topkSelect(f, k, v), [idx, g]),
+      await step(mocUpSilu('bf16', d, f, k, v), [z, x, wu, idx, g]),
+      await step(mocDown('bf16', d, k, v), [partial, z, wdT, idx]),
+      await step(mocDownReduce(d, slices, v), [y, partial]),
+    ]);
+  }
+  if (c < denseCopies) {
+    const wd = gpuBuffer(randomBf16(d * f)); // [d, F]
+    dense.push([
+      await step(gemv({ dtype: 'bf16', inDim: d, outDim: f, outStride: f, rowBase: 0, variant: v }), [g, x, wg]),
+      await step(gemv({ dtype: 'bf16', inDim: d, outDim: f, outStride: f, rowBase: 0, variant: v }), [u, x, wu]),
+      await step(elementwise('silu_mul', f), [h, g, u]),
+      await step(gemv({ dtype: 'bf16', inDim: f, outDim: d, outStride: d, rowBase: 0, variant: v }), [y, h, wd]),
+    ]);
+  }
+}
+const stageNames = ['gate GEMV', 'Top-K', 'up·SiLU', 'down partials', 'down reduce'];
+const mocUs = await time(moc), denseUs = await time(dense);
+const stages = Object.fromEntries(await Promise.all(stageNames.map(async (name, i) => [name, await time(moc.map((ffn) => [ffn[i]!]))] as const)));
+const floor = (bytes: number) => (bw ? (bytes / bw) * 1e6 : null);
+const ffn = {
+  shape: { d, dFfn: f, k }, mocCopies, denseCopies,
+  moc: { us: mocUs, floorUs: floor(mocBytes), fractionOfFloor: bw ? floor(mocBytes)! / mocUs : null, stagesUs: stages },
+  dense: { us: denseUs, floorUs: floor(denseBytes), fractionOfFloor: bw ? floor(denseBytes)! / denseUs : null },
+  mocSpeedup: denseUs / mocUs,
+};
+console.log(`FFN ${d}×${f} K=${k}: WGSL MoC ${mocUs.toFixed(1)} µs (floor ${ffn.moc.floorUs?.toFixed(1)}, ${(100 * (ffn.moc.fractionOfFloor ?? 0)).toFixed(0)}%), `
+  + `WGSL dense ${denseUs.toFixed(1)} µs (floor ${ffn.dense.floorUs?.toFixed(1)}, ${(100 * (ffn.dense.fractionOfFloor ?? 0)).toFixed(0)}%); MoC ${ffn.mocSpeedup.toFixed(2)}× dense`);
+console.log(`  MoC stages alone (µs): ${stageNames.map((n) => `${n} ${stages[n]!.toFixed(1)}`).join(', ')}`);
+
+// ---- 2. decoding the 1B preset ----
+const decode: Record<string, unknown>[] = [];
+const dir = arg('--model');
+if (dir) {
+  for (const [label, selection] of [['WGSL dense', 'dense'], [`WGSL MoC K=${k}`, { k }]] as const) {
+    const m = loadModel(dir, { selection });
+    const s = await createWgslSession(m, dev);
+    const spec = m.spec;
+    const prompt = Array.from({ length: 16 }, (_, i) => (i * 7919 + 13) % spec.vocabSize);
+    const NEW = 64;
+    const lastArgmax = (l: Float32Array) => { let b = l.length - spec.vocabSize; for (let i = b; i < l.length; i++) if (l[i]! > l[b]!) b = i; return b - (l.length - spec.vocabSize); };
+    s.reset();
+    await s.greedy(lastArgmax(await s.forward(prompt)), 4); // warm-up
+    const runs: number[] = [];
+    for (let r = 0; r < 3; r++) {
+      s.reset();
+      const first = lastArgmax(await s.forward(prompt));
+      const t0 = performance.now();
+      await s.greedy(first, NEW);
+      runs.push(NEW / ((performance.now() - t0) / 1000));
+    }
+    runs.sort((a, b) => a - b);
+    const kept = selection === 'dense' ? spec.dFfn : k;
+    const bytesPerToken = 2 * (spec.nLayers * (spec.dim * (spec.nHeads + 2 * spec.nKvHeads) * spec.headDim + spec.nHeads * spec.headDim * spec.dim + spec.dim * (spec.dFfn + 2 * kept)) + spec.vocabSize * spec.dim);
+    const tps = runs[1]!;
+    const floorTps = bw ? bw / bytesPerToken : null;
+    decode.push({ label, tokensPerSecond: tps, runs, floorTokensPerSecond: floorTps, fractionOfFloor: floorTps ? tps / floorTps : null, dispatchesPerToken: s.model.program.steps.length + s.model.program.greedyTail.length });
+    console.log(`${label.padEnd(16)} ${tps.toFixed(1)} tok/s (floor ${floorTps?.toFixed(0)}, ${(100 * (floorTps ? tps / floorTps : 0)).toFixed(1)}%)`);
+    s.close();
+    m.close();
+  }
+}
+writeFileSync(arg('--out')!, JSON.stringify({ adapter: dev.description, variant: dev.variant, copyBandwidthTBs: torch?.copyBandwidthTBs ?? null, ffn, decode }, null, 2) + '\n');
+device.destroy();

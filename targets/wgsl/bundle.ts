@@ -1,0 +1,169 @@
+// `mocc compile --target wgsl`: a self-contained folder a web app imports.
+//   mocc-model.js / .d.ts / .ts  the ES module (written with ts-morph): loadModel() → generate()
+//   program-cpu.json, program-gpu.json  the dispatch programs (kernel variants for CPU and GPU adapters)
+//   kernels/<key>.wgsl           every kernel's source, once
+//   weights/<n>.bin, weights.json  device images of the weights and constants, one file each
+//   tokenizer.bin                 the SPM vocabulary (llama2.c format)
+//   lib/                          the runtime, tokenizer and sampler, as compiled by tsc (no Node APIs)
+//   index.html                    a demo page: type a prompt, watch tokens stream, see tokens/s
+// Programs are lowered for WebGPU's guaranteed storage-binding size (128 MiB), so every adapter can
+// bind them; bigger weights are bound in row ranges.
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { Project, StructureKind, VariableDeclarationKind, ts } from 'ts-morph';
+import { UserError } from '../../src/import/spec.js';
+import type { Tokenizer } from '../../src/tokenizer/tokenizer.js';
+import { projectRoot } from '../../src/util/project-root.js';
+import type { RunnableModel } from '../target.js';
+import { modelImages } from './images.js';
+import { DEFAULT_MAX_BINDING, lowerToWgsl } from './lower.js';
+import type { WgslProgram } from './program.js';
+import { demoPage } from './demo-page.js';
+
+/** Compiled files the module imports, relative to dist/ (each free of Node APIs). */
+const LIB_FILES = [
+  'targets/wgsl/runtime/session.js', 'targets/wgsl/runtime/device.js',
+  'src/tokenizer/spm.js', 'src/tokenizer/tokenizer.js', 'src/import/spec.js',
+  'src/run/generate.js', 'src/run/sample.js',
+];
+
+export function writeWgslBundle(model: RunnableModel & { tokenizer?: Tokenizer }, outDir: string): { kernels: number; launches: number } {
+  const tok = model.tokenizer;
+  if (!tok) throw new UserError('wgsl bundle: the model has no tokenizer (give one with the package)');
+  if (tok.kind !== 'spm') throw new UserError('wgsl bundle: only SPM tokenizers (llama2.c, GGUF) run in the browser bundle so far; this model has a tokenizer.json');
+  mkdirSync(join(outDir, 'kernels'), { recursive: true });
+  mkdirSync(join(outDir, 'weights'), { recursive: true });
+
+  const programs = (['cpu', 'gpu'] as const).map((variant) => lowerToWgsl(model.graph, model.spec, { variant, maxBindingBytes: DEFAULT_MAX_BINDING }));
+  const kernelFiles = new Map<string, string>(); // key → file
+  const fileKeys = new Map<string, string>();
+  for (const p of programs) {
+    for (const [key, k] of Object.entries(p.kernels)) {
+      if (kernelFiles.has(key)) continue;
+      const file = `kernels/${key.replace(/[^A-Za-z0-9_.-]+/g, '_')}.wgsl`;
+      if (fileKeys.has(file)) throw new Error(`kernel keys ${fileKeys.get(file)} and ${key} map to one file name`);
+      fileKeys.set(file, key);
+      kernelFiles.set(key, file);
+      writeFileSync(join(outDir, file), k.code);
+    }
+    // kernels by file: the module fetches each source once
+    const slim = { ...p, kernels: Object.fromEntries(Object.entries(p.kernels).map(([key, k]) => [key, { file: kernelFiles.get(key)!, bindings: k.bindings }])) };
+    writeFileSync(join(outDir, `program-${p.variant}.json`), JSON.stringify(slim) + '\n');
+  }
+
+  const index: Record<string, string> = {};
+  const images = new Map<string, Uint8Array>();
+  for (const p of programs) {
+    const source = modelImages(model, p);
+    for (const name of [...p.weights.map((w) => w.name), ...p.consts.map((c) => c.name)]) {
+      if (images.has(name)) continue;
+      const bytes = source(name) as Uint8Array;
+      images.set(name, bytes);
+      index[name] = `weights/${images.size - 1}.bin`;
+      writeFileSync(join(outDir, index[name]!), bytes);
+    }
+  }
+  writeFileSync(join(outDir, 'weights.json'), JSON.stringify(index, null, 1) + '\n');
+  writeFileSync(join(outDir, 'tokenizer.bin'), tok.serialize().bytes);
+
+  const dist = join(projectRoot(), 'dist');
+  for (const f of LIB_FILES) {
+    mkdirSync(dirname(join(outDir, 'lib', f)), { recursive: true });
+    copyFileSync(join(dist, f), join(outDir, 'lib', f));
+  }
+  writeModule(outDir, model, tok);
+  writeFileSync(join(outDir, 'index.html'), demoPage(model.spec));
+  return { kernels: kernelFiles.size, launches: programs[1]!.steps.length };
+}
+
+/** mocc-model.ts, written with ts-morph, and its emitted .js and .d.ts. */
+function writeModule(outDir: string, model: RunnableModel, tok: Tokenizer): void {
+  const project = new Project({
+    useInMemoryFileSystem: true,
+    compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ES2022, declaration: true, strict: true, lib: ['lib.es2022.d.ts', 'lib.dom.d.ts'], skipLibCheck: true, noResolve: true },
+  });
+  const f = project.createSourceFile('mocc-model.ts', '', { overwrite: true });
+  const s = model.spec;
+  f.addStatements('// Generated by mocc compile --target wgsl. Loads the model onto WebGPU and generates text.\n'
+    + '// Works in browsers (navigator.gpu) and in Node with Dawn (pass `gpu` and `read`).');
+  f.addImportDeclarations([
+    { moduleSpecifier: './lib/targets/wgsl/runtime/session.js', namedImports: ['WgslModel', 'WgslSession'] },
+    { moduleSpecifier: './lib/targets/wgsl/runtime/device.js', namedImports: ['openDevice'] },
+    { moduleSpecifier: './lib/src/tokenizer/spm.js', namedImports: ['parseLlama2cTokenizer'] },
+    { moduleSpecifier: './lib/src/run/generate.js', namedImports: ['generate'] },
+  ]);
+  f.addVariableStatement({
+    isExported: true, declarationKind: VariableDeclarationKind.Const,
+    docs: ['The model this bundle holds.'],
+    declarations: [{ name: 'MODEL', initializer: JSON.stringify({ name: model.graph.name, dim: s.dim, dFfn: s.dFfn, layers: s.nLayers, heads: s.nHeads, kvHeads: s.nKvHeads, vocab: s.vocabSize, context: s.maxSeqLen, bosId: tok.bosId, eosId: tok.eosId }, null, 2) + ' as const' }],
+  });
+  f.addInterfaces([
+    {
+      kind: StructureKind.Interface, name: 'LoadOptions', isExported: true,
+      properties: [
+        { name: 'gpu', type: 'GPU', hasQuestionToken: true, docs: ['WebGPU entry point; default navigator.gpu.'] },
+        { name: 'read', type: '(path: string) => Promise<ArrayBuffer>', hasQuestionToken: true, docs: ['Reads a bundle file by relative path; default fetch() next to this module.'] },
+        { name: 'onProgress', type: '(done: number, total: number) => void', hasQuestionToken: true, docs: ['Weights and constants uploaded so far.'] },
+      ],
+    },
+    {
+      kind: StructureKind.Interface, name: 'GenerateOptions', isExported: true,
+      properties: [
+        { name: 'maxTokens', type: 'number', hasQuestionToken: true, docs: ['New tokens at most (default 64; stops at end of text).'] },
+        { name: 'onText', type: '(text: string) => void', hasQuestionToken: true, docs: ['Each piece of text as soon as its token is chosen.'] },
+      ],
+    },
+    {
+      kind: StructureKind.Interface, name: 'Generation', isExported: true,
+      properties: [{ name: 'text', type: 'string' }, { name: 'tokens', type: 'number[]' }, { name: 'tokensPerSecond', type: 'number' }],
+    },
+    {
+      kind: StructureKind.Interface, name: 'MoccModel', isExported: true,
+      properties: [{ name: 'adapter', type: 'string', isReadonly: true, docs: ['The adapter it runs on, in words.'] }],
+      methods: [
+        { name: 'generate', parameters: [{ name: 'prompt', type: 'string' }, { name: 'options', type: 'GenerateOptions', hasQuestionToken: true }], returnType: 'Promise<Generation>', docs: ['Greedy continuation of prompt.'] },
+        { name: 'close', returnType: 'void' },
+      ],
+    },
+  ]);
+  f.addFunction({
+    isExported: true, isAsync: true, name: 'loadModel', parameters: [{ name: 'options', type: 'LoadOptions', initializer: '{}' }], returnType: 'Promise<MoccModel>',
+    docs: ['Opens a WebGPU device, compiles the kernels for it and uploads the weights.'],
+    statements: `const base = new URL('./', import.meta.url);
+const read = options.read ?? (async (path: string) => {
+  const r = await fetch(new URL(path, base));
+  if (!r.ok) throw new Error(\`\${path}: HTTP \${r.status}\`);
+  return r.arrayBuffer();
+});
+const text = async (path: string) => new TextDecoder().decode(await read(path));
+const gpu = options.gpu ?? (globalThis.navigator as Navigator | undefined)?.gpu;
+if (!gpu) throw new Error('WebGPU is not available here (no navigator.gpu)');
+const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+if (!adapter) throw new Error('WebGPU: no adapter found');
+const dev = await openDevice(adapter);
+const program = JSON.parse(await text(\`program-\${dev.variant}.json\`));
+for (const k of Object.values(program.kernels) as { file: string; code?: string }[]) k.code = await text(k.file);
+const files: Record<string, string> = JSON.parse(await text('weights.json'));
+const weights = await WgslModel.create(dev, program, async (name: string) => new Uint8Array(await read(files[name]!)), options.onProgress);
+const session = new WgslSession(weights);
+const tok = parseLlama2cTokenizer(new Uint8Array(await read('tokenizer.bin')), MODEL.vocab, 'tokenizer.bin', { bosId: MODEL.bosId, eosId: MODEL.eosId });
+return {
+  adapter: dev.description,
+  async generate(prompt: string, o: GenerateOptions = {}): Promise<Generation> {
+    const ids = tok.encode(prompt);
+    const decoder = new TextDecoder('utf-8');
+    const t0 = performance.now();
+    const tokens: number[] = await generate(session, ids, {
+      maxTokens: Math.min(o.maxTokens ?? 64, MODEL.context - ids.length), eosId: MODEL.eosId,
+      onToken: (t: number, prev: number) => o.onText?.(decoder.decode(tok.pieceBytes(prev, t), { stream: true })),
+    });
+    const seconds = (performance.now() - t0) / 1000;
+    return { text: tok.decode([...ids, ...tokens]), tokens, tokensPerSecond: tokens.length / seconds };
+  },
+  close: () => session.close(),
+};`,
+  });
+  f.formatText({ indentSize: 2 });
+  writeFileSync(join(outDir, 'mocc-model.ts'), f.getFullText());
+  for (const out of project.emitToMemory().getFiles()) writeFileSync(join(outDir, out.filePath.replace(/^.*\//, '')), out.text);
+}

@@ -1,0 +1,259 @@
+// Lowers an IR graph to a WGSL dispatch program: one kernel per op, with three fusions found by
+// structure (each with a plain fallback):
+//  - silu(a)·b into one elementwise kernel;
+//  - MoC's gather + up projection + SiLU(G)·U into one kernel (moc_up_silu);
+//  - attention's KV-cache append is its own dispatch (the attention kernel reads the whole cache).
+// Weights too large for one storage binding (the adapter's maxStorageBufferBindingSize) are bound
+// in row ranges by several dispatches, for the ops that read them by rows (GEMVs, embedding).
+// Then a buffer plan reuses activation buffers once their last reader has run (targets/buffer-plan.ts).
+import { UserError, type ModelSpec } from '../../src/import/spec.js';
+import type { Graph, Node, Operand } from '../../src/ir/types.js';
+import { planBuffers } from '../buffer-plan.js';
+import { pad8, type Variant, type WeightDType, type WgslKernel } from './kernel.js';
+import { argmax, attention, elementwise, embedding, gemv, kvAppend, rmsnorm, rope } from './kernels/dense.js';
+import { mocDown, mocDownReduce, mocDownSlices, mocGather, mocUp, mocUpSilu, patternSelect, topkSelect } from './kernels/moc.js';
+import type { ConstDecl, Dispatch, WArg, WeightDecl, WgslProgram } from './program.js';
+
+export const WGSL_OPS = new Set(['embedding', 'rmsnorm', 'linear', 'logits', 'rope', 'attention', 'silu', 'mul', 'add', 'transpose', 'moc_select', 'moc_gather', 'moc_up', 'moc_down']);
+
+export interface WgslLowerOptions {
+  variant: Variant;
+  /** The device's maxStorageBufferBindingSize; bigger weights are bound in row ranges. */
+  maxBindingBytes?: number;
+}
+
+/** WebGPU's guaranteed minimum (128 MiB): what a browser gives without asking for more. */
+export const DEFAULT_MAX_BINDING = 128 * 1024 * 1024;
+/** Row ranges start at multiples of this many rows, so every binding offset is 256-byte aligned. */
+const RANGE_ROW_ALIGN = 64;
+
+interface VBuf {
+  width: number;
+  dtype: 'f32' | 'i32';
+  key: string;
+}
+
+export function lowerToWgsl(g: Graph, spec: ModelSpec, options: WgslLowerOptions): WgslProgram {
+  const { variant } = options;
+  const maxBinding = options.maxBindingBytes ?? DEFAULT_MAX_BINDING;
+  const nodes = new Map(g.nodes.map((n) => [n.name, n]));
+  const uses = new Map<string, number>();
+  for (const n of g.nodes) for (const o of n.inputs) if (o.kind === 'value') uses.set(o.name, (uses.get(o.name) ?? 0) + 1);
+  for (const o of g.outputs) uses.set(o, (uses.get(o) ?? 0) + 1);
+  const useCount = (v: string) => uses.get(v) ?? 0;
+  const producer = (o: Operand | undefined) => (o && o.kind === 'value' ? nodes.get(o.name) : undefined);
+  const weightType = new Map(g.weights.map((w) => [w.name, w.type]));
+  const fail = (n: Node, why: string): never => {
+    throw new UserError(`wgsl target: cannot lower %${n.name} = ${n.op}: ${why}`);
+  };
+
+  const kernels: WgslProgram['kernels'] = {};
+  const use = (k: WgslKernel) => ((kernels[k.key] = { code: k.code, bindings: k.bindings }), k);
+  const vbufs: VBuf[] = [];
+  const bufOf = new Map<string, number>();
+  const steps: Dispatch[] = [];
+  const weights = new Map<string, WeightDecl>();
+  const consts = new Map<string, ConstDecl>();
+  const skip = new Set<string>();
+
+  const width = (n: Node) => n.type.shape[1] as number;
+  const widthOf = (o: Operand): number => {
+    const t = o.kind === 'value' ? (nodes.get(o.name)?.type ?? g.inputs.find((x) => x.name === o.name)?.type) : weightType.get(o.name);
+    const d = t?.shape[1];
+    if (typeof d !== 'number') throw new UserError(`wgsl target: ${o.kind === 'weight' ? '@' : '%'}${o.name} has no static width`);
+    return d;
+  };
+  const out = (n: Node): WArg => {
+    vbufs.push({ width: width(n), dtype: n.type.dtype === 'i32' ? 'i32' : 'f32', key: `${n.type.dtype === 'i32' ? 'i32' : 'f32'}:${width(n)}` });
+    bufOf.set(n.name, vbufs.length - 1);
+    return { kind: 'buf', id: vbufs.length - 1 };
+  };
+  /** A buffer no IR value names (intermediate results of a two-kernel op). */
+  const scratch = (width: number): WArg => {
+    vbufs.push({ width, dtype: 'f32', key: `f32:${width}` });
+    return { kind: 'buf', id: vbufs.length - 1 };
+  };
+  const buf = (o: Operand, n: Node): WArg => {
+    const id = o.kind === 'value' ? bufOf.get(o.name) : undefined;
+    return id === undefined ? fail(n, `operand ${o.kind === 'weight' ? '@' : '%'}${o.name} has no buffer`) : { kind: 'buf', id };
+  };
+  const dispatch = (k: WgslKernel, args: WArg[], n: Node) => steps.push({ kernel: use(k).key, grid: k.grid, args, node: n.name });
+
+  /** A weight's dtype and shape as the device stores it (a vector is one row). */
+  const weightDecl = (name: string): WeightDecl => {
+    const t = weightType.get(name)!;
+    const d = t.dtype;
+    const [rows, cols] = t.shape.length === 1 ? [1, t.shape[0] as number] : [t.shape[0] as number, t.shape.slice(1).reduce((a: number, b) => a * (b as number), 1)];
+    return { name, dtype: d === 'f16' || d === 'bf16' ? d : 'f32', rows, cols }; // q8_0 is dequantized to f32 on upload
+  };
+  /** A weight operand, or the host-computed transpose of one, with its shape as stored. */
+  const weightOf = (o: Operand, n: Node): { arg: WArg; decl: WeightDecl } => {
+    if (o.kind === 'weight') {
+      const decl = weightDecl(o.name);
+      weights.set(o.name, decl);
+      return { arg: { kind: 'weight', name: o.name }, decl };
+    }
+    const t = producer(o);
+    if (t?.op === 'transpose' && t.inputs[0]!.kind === 'weight') {
+      const src = weightDecl(t.inputs[0]!.name);
+      const name = `${src.name}.t`;
+      consts.set(name, { name, kind: 'transpose', of: src.name });
+      return { arg: { kind: 'const', name }, decl: { name, dtype: src.dtype, rows: src.cols, cols: src.rows } };
+    }
+    return fail(n, `operand %${o.name} must be a weight`);
+  };
+  /** Row ranges of a weight that each fit one binding (one range when the whole weight fits). */
+  const rowRanges = (w: WeightDecl): { start: number; rows: number }[] => {
+    const rowBytes = (w.dtype === 'f32' ? 4 : 2) * pad8(w.cols);
+    if (rowBytes * w.rows <= maxBinding) return [{ start: 0, rows: w.rows }];
+    const per = Math.floor(maxBinding / rowBytes / RANGE_ROW_ALIGN) * RANGE_ROW_ALIGN;
+    if (per === 0) throw new UserError(`wgsl target: a row of ${w.name} (${rowBytes} bytes) needs more than this device's storage binding limit allows`);
+    const out: { start: number; rows: number }[] = [];
+    for (let s = 0; s < w.rows; s += per) out.push({ start: s, rows: Math.min(per, w.rows - s) });
+    return out;
+  };
+  const rangeArg = (arg: WArg, r: { start: number; rows: number }, whole: number): WArg =>
+    (arg.kind === 'weight' && r.rows !== whole ? { ...arg, rowStart: r.start, rows: r.rows } : arg);
+
+  // silu(a)·b, silu read once: one kernel. MoC's SiLU(gather(G, idx))·moc_up(x, W_up, idx): one kernel.
+  const siluMulOf = new Map<string, { silu: Node; other: Operand }>();
+  const mocUpOf = new Map<string, { gather: Node; up: Node }>();
+  for (const n of g.nodes) {
+    if (n.op !== 'mul') continue;
+    for (const [a, b] of [[n.inputs[0]!, n.inputs[1]!], [n.inputs[1]!, n.inputs[0]!]] as const) {
+      const s = producer(a);
+      if (s?.op !== 'silu' || useCount(s.name) !== 1) continue;
+      const gather = producer(s.inputs[0]), up = producer(b);
+      if (gather?.op === 'moc_gather' && up?.op === 'moc_up' && useCount(gather.name) === 1 && useCount(up.name) === 1 && gather.inputs[1]!.name === up.inputs[2]!.name) {
+        mocUpOf.set(n.name, { gather, up });
+        skip.add(gather.name).add(up.name);
+      } else siluMulOf.set(n.name, { silu: s, other: b });
+      skip.add(s.name);
+      break;
+    }
+  }
+
+  const tokens = g.inputs[0]!;
+  if (g.inputs.length !== 1 || tokens.type.dtype !== 'i32') throw new UserError('wgsl target: the graph must take one i32 token input');
+  const ropeTable = (n: Node): string => {
+    const a = n.attrs;
+    const name = `rope_table_hd${a.head_dim}_t${a.theta}${a.scaling ? `_l3_${a.factor}_${a.low_freq_factor}_${a.high_freq_factor}_${a.original_max_pos}` : ''}`;
+    consts.set(name, {
+      name, kind: 'rope', headDim: a.head_dim as number, theta: a.theta as number,
+      ...(a.scaling === 'llama3' ? { llama3: { factor: a.factor as number, lowFreqFactor: a.low_freq_factor as number, highFreqFactor: a.high_freq_factor as number, originalMaxPos: a.original_max_pos as number } } : {}),
+    });
+    return name;
+  };
+
+  for (const n of g.nodes) {
+    if (skip.has(n.name)) continue;
+    switch (n.op) {
+      case 'embedding': {
+        if (n.inputs[1]!.name !== tokens.name) fail(n, 'embedding must read the token input');
+        const w = weightOf(n.inputs[0]!, n);
+        const y = out(n);
+        for (const r of rowRanges(w.decl)) dispatch(embedding(w.decl.dtype, width(n), r.rows, r.start, variant), [y, rangeArg(w.arg, r, w.decl.rows), { kind: 'tokens' }], n);
+        break;
+      }
+      case 'rmsnorm': {
+        const w = weightOf(n.inputs[1]!, n);
+        const x = buf(n.inputs[0]!, n);
+        dispatch(rmsnorm(w.decl.dtype, width(n), n.attrs.eps as number, variant), [out(n), x, w.arg], n);
+        break;
+      }
+      case 'linear':
+      case 'logits': {
+        const w = weightOf(n.inputs[1]!, n);
+        const x = buf(n.inputs[0]!, n);
+        const y = out(n);
+        const inDim = widthOf(n.inputs[0]!);
+        for (const r of rowRanges(w.decl)) {
+          dispatch(gemv({ dtype: w.decl.dtype, inDim, outDim: r.rows, outStride: width(n), rowBase: r.start, variant }), [y, x, rangeArg(w.arg, r, w.decl.rows)], n);
+        }
+        break;
+      }
+      case 'rope': {
+        const x = n.inputs[0]!;
+        if (x.kind !== 'value' || useCount(x.name) !== 1) fail(n, 'rope must be the only reader of its input (it rotates in place)');
+        const id = bufOf.get(x.name)!;
+        bufOf.set(n.name, id);
+        dispatch(rope(n.attrs.heads as number, n.attrs.head_dim as number, n.attrs.style as 'half' | 'interleaved', variant), [{ kind: 'buf', id }, { kind: 'const', name: ropeTable(n) }], n);
+        break;
+      }
+      case 'attention': {
+        const layer = n.attrs.layer as number, heads = n.attrs.heads as number, kvh = n.attrs.kv_heads as number, hd = n.attrs.head_dim as number;
+        const [q, k, v] = n.inputs.map((o) => buf(o, n)) as [WArg, WArg, WArg];
+        const kc: WArg = { kind: 'kv', layer, which: 'k' }, vc: WArg = { kind: 'kv', layer, which: 'v' };
+        dispatch(kvAppend(kvh * hd), [kc, vc, k, v], n);
+        dispatch(attention(heads, kvh, hd, variant), [out(n), q, kc, vc], n);
+        break;
+      }
+      case 'silu':
+        dispatch(elementwise('silu', width(n)), [out(n), buf(n.inputs[0]!, n)], n);
+        break;
+      case 'mul': {
+        const moc = mocUpOf.get(n.name);
+        if (moc) {
+          const w = weightOf(moc.up.inputs[1]!, n);
+          const [x, idx, gate] = [buf(moc.up.inputs[0]!, n), buf(moc.up.inputs[2]!, n), buf(moc.gather.inputs[0]!, n)];
+          dispatch(mocUpSilu(w.decl.dtype, widthOf(moc.up.inputs[0]!), widthOf(moc.gather.inputs[0]!), width(n), variant), [out(n), x, w.arg, idx, gate], n);
+          break;
+        }
+        const sm = siluMulOf.get(n.name);
+        if (sm) dispatch(elementwise('silu_mul', width(n)), [out(n), buf(sm.silu.inputs[0]!, n), buf(sm.other, n)], n);
+        else dispatch(elementwise('mul', width(n)), [out(n), buf(n.inputs[0]!, n), buf(n.inputs[1]!, n)], n);
+        break;
+      }
+      case 'add':
+        dispatch(elementwise('add', width(n)), [out(n), buf(n.inputs[0]!, n), buf(n.inputs[1]!, n)], n);
+        break;
+      case 'transpose':
+        if (n.inputs[0]!.kind !== 'weight') fail(n, 'only transposes of weights are supported (computed on the host)');
+        break; // read through weightOf by its consumer
+      case 'moc_select': {
+        const f = widthOf(n.inputs[0]!);
+        const gate = buf(n.inputs[0]!, n);
+        const k = n.attrs.k !== undefined ? topkSelect(f, n.attrs.k as number, variant) : patternSelect(f, n.attrs.a as number, n.attrs.b as number, variant);
+        dispatch(k, [out(n), gate], n);
+        break;
+      }
+      case 'moc_gather':
+        dispatch(mocGather(widthOf(n.inputs[0]!), width(n), variant), [out(n), buf(n.inputs[0]!, n), buf(n.inputs[1]!, n)], n);
+        break;
+      case 'moc_up': {
+        const w = weightOf(n.inputs[1]!, n);
+        dispatch(mocUp(w.decl.dtype, widthOf(n.inputs[0]!), width(n), variant), [out(n), buf(n.inputs[0]!, n), w.arg, buf(n.inputs[2]!, n)], n);
+        break;
+      }
+      case 'moc_down': {
+        // partial sums over slices of the kept channels, then their sum in a fixed order
+        const w = weightOf(n.inputs[1]!, n);
+        const d = width(n), kKeep = widthOf(n.inputs[0]!), slices = mocDownSlices(kKeep);
+        const partial = scratch(slices * d);
+        dispatch(mocDown(w.decl.dtype, d, kKeep, variant), [partial, buf(n.inputs[0]!, n), w.arg, buf(n.inputs[2]!, n)], n);
+        dispatch(mocDownReduce(d, slices, variant), [out(n), partial], n);
+        break;
+      }
+      default:
+        fail(n, 'no WGSL kernel for this op');
+    }
+  }
+
+  const logitsVirtual = bufOf.get(g.outputs[0]!);
+  if (logitsVirtual === undefined) throw new UserError('wgsl target: the graph output has no buffer');
+  const plan = planBuffers(vbufs, steps.length, (i) => steps[i]!.args.flatMap((a) => (a.kind === 'buf' ? [a.id] : [])));
+  const remap = (d: Dispatch): Dispatch => ({ ...d, args: d.args.map((a) => (a.kind === 'buf' ? { kind: 'buf', id: plan.map.get(a.id)! } : a)) });
+  const logits = plan.map.get(logitsVirtual)!;
+  const tail = argmax(spec.vocabSize, variant);
+  use(tail);
+  return {
+    format: 'mocc-wgsl-program', version: 1, variant, kernels,
+    steps: steps.map(remap),
+    greedyTail: [{ kernel: tail.key, grid: tail.grid, args: [{ kind: 'tokens' }, { kind: 'buf', id: logits }], node: 'argmax' }],
+    buffers: plan.buffers.map(({ id, width, dtype }) => ({ id, width, dtype })),
+    weights: [...weights.values()],
+    consts: [...consts.values()],
+    kvCache: { layers: spec.nLayers, width: spec.nKvHeads * spec.headDim, capacity: spec.maxSeqLen },
+    logits: { buf: logits, vocab: spec.vocabSize },
+  };
+}
