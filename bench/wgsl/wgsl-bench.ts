@@ -1,13 +1,13 @@
 // bench wgsl: the WGSL kernels on a real GPU through Dawn (npm webgpu), batch 1, bf16 weights.
 //  1. FFN 2048×5464 (K = 1024): WGSL MoC (gate GEMV → Top-K → gathered up·SiLU(G) → gathered down
 //     partials → reduce) vs WGSL dense (gate and up GEMVs → SiLU·mul → down GEMV), each run once per
-//     weight copy with the copies rotated so the L2 cannot serve them; µs per FFN from the wall clock
-//     around one submission of many FFNs (encoding is not timed), and the fraction of the byte floor
+//     weight copy with the copies rotated so the L2 cannot serve them; µs per FFN from GPU timestamps
+//     around one compute pass of many FFNs, and the fraction of the byte floor
 //     (weight bytes ÷ the copy bandwidth torch_ffn.py measured in the same run).
 //  2. Decoding the 1B-preset LLaMA (make_llama_1b.py), dense and MoC K = 1024: tokens/s of the
 //     runtime's greedy loop (one submission a token, the next token chosen on the device).
 // mocc's CUDA path is measured in the same run by run.sh (ffn-decode, decode-e2e).
-// Usage: node dist/bench/wgsl/wgsl-bench.js --torch OUT/torch_ffn.json [--model DIR] --out OUT/wgsl-bench.json
+// Usage: node dist/bench/wgsl/wgsl-bench.js --torch OUT/torch_ffn.json [--model DIR] [--small] --out OUT/wgsl-bench.json
 import { readFileSync, writeFileSync } from 'node:fs';
 import { loadModel } from '../../src/model/load.js';
 import type { WgslKernel } from '../../targets/wgsl/kernel.js';
@@ -20,8 +20,11 @@ const arg = (name: string) => { const i = process.argv.indexOf(name); return i >
 const torch = arg('--torch') ? JSON.parse(readFileSync(arg('--torch')!, 'utf8')) : null;
 const bw: number | null = torch ? torch.copyBandwidthTBs * 1e12 : null;
 const L2 = 50 * 2 ** 20; // H100's L2 (the copies exceed 4× this)
+// whole-nanosecond GPU timestamps (Dawn rounds them otherwise)
+process.env.MOCC_DAWN_FLAGS ??= 'disable-dawn-features=timestamp_quantization';
 const dev = await wgslDevice();
 const { device } = dev;
+if (!device.features.has('timestamp-query')) throw new Error(`${dev.description} has no timestamp-query: the FFN timing needs GPU timestamps`);
 console.log(`wgsl bench on ${dev.description} (${dev.variant} kernels)`);
 
 let seed = 12345;
@@ -52,31 +55,39 @@ async function step(k: WgslKernel, buffers: GPUBuffer[]): Promise<Step> {
   const group = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [call, ...buffers].map((buffer, i) => ({ binding: i, resource: { buffer } })) });
   return { pipeline, group, grid: k.grid.map((g) => (g === 'T' ? 1 : g)) as [number, number, number] };
 }
-/** Median µs per FFN: `ffns` (one list of steps per weight copy) encoded `iters` times in one pass. */
-async function time(ffns: Step[][], iters = 20, reps = 15): Promise<number> {
-  const encode = () => {
+/**
+ * Median µs per FFN: `ffns` (one list of steps per weight copy) encoded `iters` times in one compute
+ * pass, timed on the GPU by timestamps at the pass's start and end (the wall clock around a
+ * submission also counts Dawn's delay in noticing that the work is done: several ms here).
+ */
+async function time(ffns: Step[][], iters = process.argv.includes('--small') ? 2 : 20, reps = process.argv.includes('--small') ? 3 : 15): Promise<number> {
+  const querySet = device.createQuerySet({ type: 'timestamp', count: 2 });
+  const resolved = device.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+  const once = async (): Promise<number> => {
     const enc = device.createCommandEncoder();
-    const pass = enc.beginComputePass();
+    const pass = enc.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } });
     for (let i = 0; i < iters; i++) for (const f of ffns) for (const s of f) (pass.setPipeline(s.pipeline), pass.setBindGroup(0, s.group), pass.dispatchWorkgroups(...s.grid));
     pass.end();
-    return enc.finish();
+    enc.resolveQuerySet(querySet, 0, 2, resolved, 0);
+    const read = device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | COPY_DST });
+    enc.copyBufferToBuffer(resolved, 0, read, 0, 16);
+    device.queue.submit([enc.finish()]);
+    await read.mapAsync(GPUMapMode.READ);
+    const [t0, t1] = new BigUint64Array(read.getMappedRange());
+    read.destroy();
+    return Number(t1! - t0!) / 1000 / (iters * ffns.length);
   };
-  device.queue.submit([encode()]);
-  await device.queue.onSubmittedWorkDone();
+  await once();
   const times: number[] = [];
-  for (let r = 0; r < reps; r++) {
-    const cmd = encode();
-    const t0 = performance.now();
-    device.queue.submit([cmd]);
-    await device.queue.onSubmittedWorkDone();
-    times.push(((performance.now() - t0) * 1000) / (iters * ffns.length));
-  }
+  for (let r = 0; r < reps; r++) times.push(await once());
   times.sort((a, b) => a - b);
+  querySet.destroy();
   return times[Math.floor(times.length / 2)]!;
 }
 
 // ---- 1. the FFN ----
-const [d, f, k] = [2048, 5464, 1024];
+// --small: a quick run of the same code on a CPU adapter
+const [d, f, k] = process.argv.includes('--small') ? [256, 688, 128] : [2048, 5464, 1024];
 const v = dev.variant;
 const x = gpuBuffer(new Float32Array(d).map((_, i) => Math.sin(i)));
 const [g, u, h, z, y] = [gpuBuffer(f * 4), gpuBuffer(f * 4), gpuBuffer(f * 4), gpuBuffer(k * 4), gpuBuffer(d * 4)];
@@ -84,7 +95,8 @@ const idx = gpuBuffer(k * 4);
 const slices = mocDownSlices(k);
 const partial = gpuBuffer(slices * d * 4);
 const denseBytes = 3 * d * f * 2, mocBytes = (f + 2 * k) * d * 2;
-const mocCopies = Math.max(3, Math.ceil((4 * L2) / mocBytes)), denseCopies = Math.max(3, Math.ceil((4 * L2) / denseBytes));
+const copies = (bytes: number) => (process.argv.includes('--small') ? 3 : Math.max(3, Math.ceil((4 * L2) / bytes)));
+const mocCopies = copies(mocBytes), denseCopies = copies(denseBytes);
 const moc: Step[][] = [], dense: Step[][] = [];
 for (let c = 0; c < Math.max(mocCopies, denseCopies); c++) {
   const wg = gpuBuffer(randomBf16(f * d)), wu = gpuBuffer(randomBf16(f * d)); // [F, d]

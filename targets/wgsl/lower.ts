@@ -24,8 +24,9 @@ export interface WgslLowerOptions {
 
 /** WebGPU's guaranteed minimum (128 MiB): what a browser gives without asking for more. */
 export const DEFAULT_MAX_BINDING = 128 * 1024 * 1024;
-/** Row ranges start at multiples of this many rows, so every binding offset is 256-byte aligned. */
-const RANGE_ROW_ALIGN = 64;
+/** WebGPU's minStorageBufferOffsetAlignment at its most: binding offsets are multiples of it. */
+const BINDING_OFFSET_ALIGN = 256;
+const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
 
 interface VBuf {
   width: number;
@@ -106,8 +107,9 @@ export function lowerToWgsl(g: Graph, spec: ModelSpec, options: WgslLowerOptions
   const rowRanges = (w: WeightDecl): { start: number; rows: number }[] => {
     const rowBytes = (w.dtype === 'f32' ? 4 : 2) * pad8(w.cols);
     if (rowBytes * w.rows <= maxBinding) return [{ start: 0, rows: w.rows }];
-    const per = Math.floor(maxBinding / rowBytes / RANGE_ROW_ALIGN) * RANGE_ROW_ALIGN;
-    if (per === 0) throw new UserError(`wgsl target: a row of ${w.name} (${rowBytes} bytes) needs more than this device's storage binding limit allows`);
+    const align = BINDING_OFFSET_ALIGN / gcd(rowBytes, BINDING_OFFSET_ALIGN); // rows, so each range starts 256-byte aligned
+    const per = Math.floor(maxBinding / rowBytes / align) * align;
+    if (per === 0) throw new UserError(`wgsl target: ${align} rows of ${w.name} (${align * rowBytes} bytes) exceed this device's storage-binding limit of ${maxBinding} bytes`);
     const out: { start: number; rows: number }[] = [];
     for (let s = 0; s < w.rows; s += per) out.push({ start: s, rows: Math.min(per, w.rows - s) });
     return out;

@@ -55,7 +55,8 @@ async function findAdapter(): Promise<{ gpu: GPU; adapter: GPUAdapter | null }> 
  */
 const instances: GPU[] = [];
 function instance(mod: DawnModule): GPU {
-  const gpu = mod.create([]);
+  // MOCC_DAWN_FLAGS: Dawn options, space-separated (e.g. disable-dawn-features=timestamp_quantization)
+  const gpu = mod.create(process.env.MOCC_DAWN_FLAGS?.split(' ').filter(Boolean) ?? []);
   instances.push(gpu);
   return gpu;
 }

@@ -17,10 +17,10 @@ import type { Variant } from '../../targets/wgsl/kernel.js';
 
 const MODES = [['dense', 'dense'], ['moc_k32', { k: 32 }], ['moc_k128', { k: 128 }]] as const;
 
-async function session(path: string, selection: 'dense' | { k: number }, variant: Variant) {
+async function session(path: string, selection: 'dense' | { k: number }, variant: Variant, maxBindingBytes?: number) {
   const dev = await testDevice();
   const model = loadModel(path, { selection });
-  const program = lowerToWgsl(model.graph, model.spec, { variant, maxBindingBytes: dev.device.limits.maxStorageBufferBindingSize });
+  const program = lowerToWgsl(model.graph, model.spec, { variant, maxBindingBytes: maxBindingBytes ?? dev.device.limits.maxStorageBufferBindingSize });
   return { model, s: new WgslSession(await WgslModel.create(dev, program, modelImages(model, program))) };
 }
 
@@ -55,6 +55,19 @@ for (const variant of ['cpu', 'gpu'] as const) {
   }
 }
 
+test.serial('weights bound in row ranges (a 40 KiB binding limit) give the HF logits', async (t) => {
+  const { model, s } = await session(CHECKPOINTS.gguf, 'dense', 'cpu', 40 * 1024);
+  try {
+    const seq = REF.sequences.greedy_once_upon!;
+    const got = await s.forward(seq.tokens);
+    const want = referenceLogits('greedy_once_upon', 'dense');
+    t.true(maxAbsDiff(got, want) <= 1e-3, `max |Δ| = ${maxAbsDiff(got, want)}`);
+  } finally {
+    s.close();
+    model.close();
+  }
+});
+
 test.serial('greedy text equals the HF reference (device-side greedy loop, tokens read back at the end)', async (t) => {
   const dev = await testDevice();
   const { model, s } = await session(CHECKPOINTS.gguf, 'dense', dev.variant);
@@ -78,7 +91,7 @@ test.serial('mocc run --target wgsl streams the HF greedy text', (t) => {
 
 test('with no WebGPU adapter, mocc says so plainly', (t) => {
   // A Vulkan driver list naming no driver: Dawn finds no adapter (and a user's choice is not overridden).
-  const r = moccWithEnv({ VK_ICD_FILENAMES: '/nonexistent/icd.json' }, 'run', CHECKPOINTS.gguf, '--target', 'wgsl', '--tokens', '1,2');
+  const r = moccWithEnv({ VK_ICD_FILENAMES: '/nonexistent/icd.json', VK_DRIVER_FILES: '/nonexistent/icd.json' }, 'run', CHECKPOINTS.gguf, '--target', 'wgsl', '--tokens', '1,2');
   t.is(r.code, 1, r.stderr);
   t.regex(r.stderr, /^mocc: wgsl target: no WebGPU adapter found/m);
 });

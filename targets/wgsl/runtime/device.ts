@@ -23,6 +23,8 @@ export function adapterVariant(adapter: GPUAdapter): Variant {
 export async function openDevice(adapter: GPUAdapter): Promise<OpenedDevice> {
   const l = adapter.limits;
   const device = await adapter.requestDevice({
+    // GPU-side timing for benchmarks, where the adapter has it
+    requiredFeatures: adapter.features.has('timestamp-query') ? ['timestamp-query'] : [],
     requiredLimits: {
       maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
       maxBufferSize: l.maxBufferSize,

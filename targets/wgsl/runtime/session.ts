@@ -153,39 +153,42 @@ export class WgslSession {
 
   /**
    * Greedy decoding on the device: feeds `first`, then n times runs a step whose argmax writes the
-   * next token where the following step reads it. Only tokens come back: after every step when
-   * onToken wants them (returning false stops; that token is not kept), else once at the end.
+   * next token where the following step reads it, one submission a step. Only tokens come back:
+   * after every step when onToken wants them (returning false stops; that token is not kept), else
+   * once at the end, so nothing waits on the host between steps.
    */
   async greedy(first: number, n: number, onToken?: (token: number) => boolean | void): Promise<number[]> {
     const { device } = this.model;
     const frame = this.frame(1);
-    const history = device.createBuffer({ size: Math.max(16, n * 4), usage: MAP_READ | COPY_DST });
+    const steps = [...this.model.program.steps, ...this.model.program.greedyTail];
+    const groups = [...frame.steps, ...frame.tail];
+    this.checkRoom(n);
     device.queue.writeBuffer(this.model.tokens, 0, Int32Array.of(first));
     const out: number[] = [];
+    const history = device.createBuffer({ size: Math.max(16, n * 4), usage: MAP_READ | COPY_DST });
+    const errors = this.watchErrors();
     try {
       for (let i = 0; i < n; i++) {
-        this.checkRoom(1);
         device.queue.writeBuffer(this.model.call, 0, new Uint32Array([1, this.pos, 0, 0]));
         const enc = device.createCommandEncoder();
-        this.encode(enc, [...this.model.program.steps, ...this.model.program.greedyTail], [...frame.steps, ...frame.tail], 1);
-        if (onToken) {
-          const one = device.createBuffer({ size: 16, usage: MAP_READ | COPY_DST });
-          enc.copyBufferToBuffer(this.model.tokens, 0, one, 0, 4);
-          await this.submit(enc);
-          this.pos += 1;
-          const token = await this.readBack(one, (b) => new Uint32Array(b)[0]!);
-          if (onToken(token) === false) return out;
-          out.push(token);
-        } else {
-          enc.copyBufferToBuffer(this.model.tokens, 0, history, i * 4, 4);
-          await this.submit(enc);
-          this.pos += 1;
-        }
+        this.encode(enc, steps, groups, 1);
+        enc.copyBufferToBuffer(this.model.tokens, 0, history, i * 4, 4);
+        device.queue.submit([enc.finish()]);
+        this.pos += 1;
+        if (!onToken) continue;
+        const one = device.createBuffer({ size: 16, usage: MAP_READ | COPY_DST });
+        const enc2 = device.createCommandEncoder();
+        enc2.copyBufferToBuffer(this.model.tokens, 0, one, 0, 4);
+        device.queue.submit([enc2.finish()]);
+        const token = await this.readBack(one, (b) => new Uint32Array(b)[0]!);
+        if (onToken(token) === false) return out;
+        out.push(token);
       }
       if (!onToken) out.push(...(await this.readBack(history, (b) => [...new Uint32Array(b, 0, n)])));
       return out;
     } finally {
-      if (onToken) history.destroy();
+      await errors();
+      history.destroy();
     }
   }
 
@@ -206,13 +209,21 @@ export class WgslSession {
 
   /** Submits, and turns a validation or memory error of this submission into an exception. */
   private async submit(enc: GPUCommandEncoder): Promise<void> {
+    const errors = this.watchErrors();
+    this.model.device.queue.submit([enc.finish()]);
+    await errors();
+  }
+
+  /** Starts catching validation and out-of-memory errors; the returned function throws the first. */
+  private watchErrors(): () => Promise<void> {
     const { device } = this.model;
     device.pushErrorScope('out-of-memory');
     device.pushErrorScope('validation');
-    device.queue.submit([enc.finish()]);
-    const [validation, memory] = [await device.popErrorScope(), await device.popErrorScope()];
-    const err = validation ?? memory;
-    if (err) throw new Error(`WebGPU: ${err.message}`);
+    return async () => {
+      const [validation, memory] = [await device.popErrorScope(), await device.popErrorScope()];
+      const err = validation ?? memory;
+      if (err) throw new Error(`WebGPU: ${err.message}`);
+    };
   }
 
   private async readBack<R>(buffer: GPUBuffer, view: (b: ArrayBuffer) => R): Promise<R> {
