@@ -17,7 +17,6 @@ import { projectRoot } from '../../src/util/project-root.js';
 import type { RunnableModel } from '../target.js';
 import { modelImages } from './images.js';
 import { DEFAULT_MAX_BINDING, lowerToWgsl } from './lower.js';
-import type { WgslProgram } from './program.js';
 import { demoPage } from './demo-page.js';
 
 /** Compiled files the module imports, relative to dist/ (each free of Node APIs). */

@@ -75,3 +75,31 @@ export function f32Lit(x: number): string {
   if (Number.isInteger(v) && Math.abs(v) < 2 ** 24) return `${v}.0`;
   return `${v.toPrecision(9)}`.replace(/^(-?\d+)e/, '$1.0e');
 }
+
+/** A storage buffer a generator declares: its WGSL name, access and element type. */
+export interface StorageBuffer {
+  name: string;
+  access: Binding['access'];
+  type: string;
+}
+
+/** A kernel from its storage buffers (bound at 1..n after the Call uniform), body and grid. */
+export function assemble(key: string, buffers: StorageBuffer[], body: string, grid: WgslKernel['grid']): WgslKernel {
+  const decls = buffers.map((b, i) => storage(i + 1, b.name, b.access, b.type));
+  return {
+    key,
+    code: [CALL_STRUCT, ...decls, body.trim(), ''].join('\n'),
+    bindings: buffers.map(({ name, access }) => ({ name, access })),
+    grid,
+  };
+}
+
+/** Throws unless every value is an integer ≥ min (sizes: 1; offsets: 0). */
+export function checkInts(op: string, values: Record<string, number>, min = 1): void {
+  for (const [name, v] of Object.entries(values)) {
+    if (!Number.isSafeInteger(v) || v < min) throw new RangeError(`${op}: ${name} must be an integer ≥ ${min}, got ${v}`);
+  }
+}
+
+/** Workgroups needed for n items, per to a workgroup. */
+export const groups = (n: number, per: number): number => Math.ceil(n / per);

@@ -9,7 +9,7 @@
 import { UserError, type ModelSpec } from '../../src/import/spec.js';
 import type { Graph, Node, Operand } from '../../src/ir/types.js';
 import { planBuffers } from '../buffer-plan.js';
-import { pad8, type Variant, type WeightDType, type WgslKernel } from './kernel.js';
+import { pad8, type Variant, type WgslKernel } from './kernel.js';
 import { argmax, attention, elementwise, embedding, gemv, kvAppend, rmsnorm, rope } from './kernels/dense.js';
 import { mocDown, mocDownReduce, mocDownSlices, mocGather, mocUp, mocUpSilu, patternSelect, topkSelect } from './kernels/moc.js';
 import type { ConstDecl, Dispatch, WArg, WeightDecl, WgslProgram } from './program.js';

@@ -8,48 +8,24 @@
 // RoPE, KV append, elementwise) are one coalesced element per invocation, which suits both, so both
 // variants get the same code and the same key there.
 import {
-  CALL_STRUCT,
   f32Lit,
   pad8,
-  storage,
   unpackFn,
   weightArrayType,
   weightStride,
-  type Binding,
   type Variant,
   type WeightDType,
   type WgslKernel,
+  assemble,
+  checkInts,
+  groups,
+  type StorageBuffer,
 } from '../kernel.js';
-
-interface Buffer {
-  name: string;
-  access: Binding['access'];
-  type: string;
-}
 
 /** Invocations per workgroup of the one-element-per-invocation kernels. */
 const ELEM_WG = 64;
 /** Invocations per workgroup of the cooperating 'gpu' kernels (WebGPU's default limit). */
 const COOP_WG = 256;
-
-function assemble(key: string, buffers: Buffer[], body: string, grid: WgslKernel['grid']): WgslKernel {
-  const decls = buffers.map((b, i) => storage(i + 1, b.name, b.access, b.type));
-  return {
-    key,
-    code: [CALL_STRUCT, ...decls, body.trim(), ''].join('\n'),
-    bindings: buffers.map(({ name, access }) => ({ name, access })),
-    grid,
-  };
-}
-
-/** Throws unless every value is an integer ≥ min (sizes: 1; offsets: 0). */
-function checkInts(op: string, values: Record<string, number>, min = 1): void {
-  for (const [name, v] of Object.entries(values)) {
-    if (!Number.isSafeInteger(v) || v < min) throw new RangeError(`${op}: ${name} must be an integer ≥ ${min}, got ${v}`);
-  }
-}
-
-const groups = (n: number, per: number): number => Math.ceil(n / per);
 
 /**
  * WGSL `fn wat(r: u32, e: u32) -> f32`: element e of row r of the weight bound as `name`, whose rows
@@ -97,7 +73,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   if (e >= ${d}u || tok < ${rowBase} || tok >= ${rowBase + rows}) { return; }
   y[t * ${d}u + e] = wat(u32(tok - ${rowBase}), e);
 }`;
-  const buffers: Buffer[] = [
+  const buffers: StorageBuffer[] = [
     { name: 'y', access: 'read_write', type: 'array<f32>' },
     { name: 'table', access: 'read', type: weightArrayType(dtype) },
     { name: 'tokens', access: 'read', type: 'array<i32>' },
@@ -144,7 +120,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     ${guard('y[row + i] = xs[k] * inv * wat(0u, i);')}
   }
 }`;
-  const buffers: Buffer[] = [
+  const buffers: StorageBuffer[] = [
     { name: 'y', access: 'read_write', type: 'array<f32>' },
     { name: 'x', access: 'read', type: 'array<f32>' },
     { name: 'w', access: 'read', type: weightArrayType(dtype) },
@@ -251,7 +227,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (lane == 0u && o < ${outDim}u) { ${yAt} = total; }
 }`;
   }
-  const buffers: Buffer[] = [
+  const buffers: StorageBuffer[] = [
     { name: 'y', access: 'read_write', type: 'array<f32>' },
     { name: 'x', access: 'read', type: xVec ? 'array<vec4<f32>>' : 'array<f32>' },
     { name: 'w', access: 'read', type: dtype === 'f32' ? 'array<vec4<f32>>' : 'array<vec4<u32>>' },
@@ -284,7 +260,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   x[ia] = a * cs.x - b * cs.y;
   x[ib] = a * cs.y + b * cs.x;
 }`;
-  const buffers: Buffer[] = [
+  const buffers: StorageBuffer[] = [
     { name: 'x', access: 'read_write', type: 'array<f32>' },
     { name: 'table', access: 'read', type: 'array<vec2<f32>>' },
   ];
@@ -304,7 +280,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   kcache[dst] = k[t * ${kvWidth}u + e];
   vcache[dst] = v[t * ${kvWidth}u + e];
 }`;
-  const buffers: Buffer[] = [
+  const buffers: StorageBuffer[] = [
     { name: 'kcache', access: 'read_write', type: 'array<f32>' },
     { name: 'vcache', access: 'read_write', type: 'array<f32>' },
     { name: 'k', access: 'read', type: 'array<f32>' },
@@ -431,7 +407,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }`;
   }
   const cacheType = variant === 'gpu' ? 'array<vec4<f32>>' : 'array<f32>';
-  const buffers: Buffer[] = [
+  const buffers: StorageBuffer[] = [
     { name: 'out', access: 'read_write', type: 'array<f32>' },
     { name: 'q', access: 'read', type: 'array<f32>' },
     { name: 'kcache', access: 'read', type: cacheType },
@@ -460,7 +436,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let i = g.y * ${n}u + g.x;
   y[i] = ${ELEMENTWISE[op]};
 }`;
-  const buffers: Buffer[] = [
+  const buffers: StorageBuffer[] = [
     { name: 'y', access: 'read_write', type: 'array<f32>' },
     { name: 'a', access: 'read', type: 'array<f32>' },
   ];
@@ -528,7 +504,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
   }
   if (lid == 0u) { out[0] = select(idxs[0], 0u, is_nan(logits[row])); }
 }`;
-  const buffers: Buffer[] = [
+  const buffers: StorageBuffer[] = [
     { name: 'out', access: 'read_write', type: 'array<u32>' },
     { name: 'logits', access: 'read', type: 'array<f32>' },
   ];

@@ -14,43 +14,21 @@
 // float operation can canonicalize a NaN, flush a denormal or reorder -0 and +0.
 import { selectedCount } from '../../../src/ir/ops.js';
 import {
-  CALL_STRUCT,
   pad8,
-  storage,
   unpackFn,
-  type Binding,
   type Variant,
   type WeightDType,
   type WgslKernel,
+  assemble,
+  checkInts,
+  groups,
+  type StorageBuffer,
 } from '../kernel.js';
-
-interface Buffer {
-  name: string;
-  access: Binding['access'];
-  type: string;
-}
 
 /** Invocations per workgroup of the one-output-per-invocation kernels. */
 const ELEM_WG = 64;
 
-function assemble(key: string, buffers: Buffer[], body: string, grid: WgslKernel['grid']): WgslKernel {
-  const decls = buffers.map((b, i) => storage(i + 1, b.name, b.access, b.type));
-  return {
-    key,
-    code: [CALL_STRUCT, ...decls, body.trim(), ''].join('\n'),
-    bindings: buffers.map(({ name, access }) => ({ name, access })),
-    grid,
-  };
-}
-
-/** Throws unless every value is an integer ≥ 1. */
-function checkSizes(op: string, values: Record<string, number>): void {
-  for (const [name, v] of Object.entries(values)) {
-    if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`${op}: ${name} must be an integer ≥ 1, got ${v}`);
-  }
-}
-
-const groups = (n: number, per: number): number => Math.ceil(n / per);
+const checkSizes = (op: string, values: Record<string, number>) => checkInts(op, values);
 
 /**
  * WGSL `fn selKey(bits: u32) -> u32`: a u32 key of a float's bits whose order is the ref's order of
@@ -65,7 +43,7 @@ const SELECT_KEY = `fn selKey(bits: u32) -> u32 {
 }`;
 
 /** The selections' buffers: idx [T, n] out, g [T, F] as bits. */
-const SELECT_BUFFERS: Buffer[] = [
+const SELECT_BUFFERS: StorageBuffer[] = [
   { name: 'idx', access: 'read_write', type: 'array<i32>' },
   { name: 'g', access: 'read', type: 'array<u32>' },
 ];
@@ -358,7 +336,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   if (k >= ${K}u) { return; }
   z[t * ${K}u + k] = g[t * ${F}u + u32(idx[t * ${K}u + k])];
 }`;
-  const buffers: Buffer[] = [
+  const buffers: StorageBuffer[] = [
     { name: 'z', access: 'read_write', type: 'array<u32>' },
     { name: 'g', access: 'read', type: 'array<u32>' },
     { name: 'idx', access: 'read', type: 'array<i32>' },
@@ -432,7 +410,7 @@ function upKernel(key: string, dtype: WeightDType, d: number, K: number, variant
   const fused = F !== undefined;
   const gate = (ch: string) => (fused ? ` * silu(g[t * ${F}u + ${ch}])` : '');
   const out = fused ? 'z' : 'y';
-  const buffers: Buffer[] = [
+  const buffers: StorageBuffer[] = [
     { name: out, access: 'read_write', type: 'array<f32>' },
     { name: 'x', access: 'read', type: d % 8 === 0 ? 'array<vec4<f32>>' : 'array<f32>' },
     { name: 'w', access: 'read', type: weightVec4(dtype) },
@@ -521,7 +499,7 @@ export function mocDown(dtype: WeightDType, d: number, K: number, _variant: Vari
   checkSizes('mocDown', { d, K });
   const slices = mocDownSlices(K);
   const chunks = pad8(d) / 8;
-  const buffers: Buffer[] = [
+  const buffers: StorageBuffer[] = [
     { name: 'partial', access: 'read_write', type: 'array<f32>' },
     { name: 'z', access: 'read', type: 'array<f32>' },
     { name: 'w', access: 'read', type: weightVec4(dtype) },
@@ -590,7 +568,7 @@ const REDUCE_GROUPS = 4;
  */
 export function mocDownReduce(d: number, slices: number, variant: Variant): WgslKernel {
   checkSizes('mocDownReduce', { d, slices });
-  const buffers: Buffer[] = [
+  const buffers: StorageBuffer[] = [
     { name: 'y', access: 'read_write', type: 'array<f32>' },
     { name: 'partial', access: 'read', type: 'array<f32>' },
   ];
