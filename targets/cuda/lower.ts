@@ -18,6 +18,7 @@ import { pad8, type WeightDType } from './ptx/layout.js';
 import { downPartial, downReduce, downSplit, DOWN_THREADS, mocUpDown, patternSelect, reduceGrid, REDUCE_THREADS, selectShape, topkSelect, upDownSplit } from './ptx/moc.js';
 import type { Arg, BufferDecl, ConstDecl, Launch, Program, Step } from './program.js';
 import { planBuffers as planBufferIds } from '../buffer-plan.js';
+import { ropeTableConst } from './upload.js';
 
 export const CUDA_OPS = new Set(['embedding', 'rmsnorm', 'linear', 'logits', 'rope', 'attention', 'silu', 'mul', 'add', 'transpose', 'moc_select', 'moc_gather', 'moc_up', 'moc_down']);
 
@@ -216,13 +217,9 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
   const tokens = g.inputs[0]!;
   if (g.inputs.length !== 1 || tokens.type.dtype !== 'i32') throw new UserError('cuda target: the graph must take one i32 token input');
   const ropeTable = (n: Node): string => {
-    const a = n.attrs;
-    const name = `rope_table_hd${a.head_dim}_t${a.theta}${a.scaling ? `_l3_${a.factor}_${a.low_freq_factor}_${a.high_freq_factor}_${a.original_max_pos}` : ''}`;
-    consts.set(name, {
-      name, kind: 'rope', headDim: a.head_dim as number, theta: a.theta as number,
-      ...(a.scaling === 'llama3' ? { llama3: { factor: a.factor as number, lowFreqFactor: a.low_freq_factor as number, highFreqFactor: a.high_freq_factor as number, originalMaxPos: a.original_max_pos as number } } : {}),
-    });
-    return name;
+    const c = ropeTableConst(n);
+    consts.set(c.name, c);
+    return c.name;
   };
 
   g.nodes.forEach((n, i) => {

@@ -3,6 +3,7 @@
 import type { TensorSource } from '../../src/import/tensor.js';
 import { encodeFromF32 } from '../../src/util/dtype.js';
 import { ropeInvFreq, transpose } from '../ref/kernels.js';
+import type { Node } from '../../src/ir/types.js';
 import type { ConstDecl } from './program.js';
 import { elemBytes, pad8, type WeightDType } from './ptx/layout.js';
 
@@ -53,4 +54,14 @@ export function constImage(c: ConstDecl, weights: ReadonlyMap<string, TensorSour
     }
   }
   return new Uint8Array(table.buffer);
+}
+
+/** The RoPE cos/sin table a rope or attention node needs, named by everything it depends on. */
+export function ropeTableConst(n: Node): ConstDecl {
+  const a = n.attrs;
+  const name = `rope_table_hd${a.head_dim}_t${a.theta}${a.scaling ? `_l3_${a.factor}_${a.low_freq_factor}_${a.high_freq_factor}_${a.original_max_pos}` : ''}`;
+  return {
+    name, kind: 'rope', headDim: a.head_dim as number, theta: a.theta as number,
+    ...(a.scaling === 'llama3' ? { llama3: { factor: a.factor as number, lowFreqFactor: a.low_freq_factor as number, highFreqFactor: a.high_freq_factor as number, originalMaxPos: a.original_max_pos as number } } : {}),
+  };
 }

@@ -9,6 +9,7 @@
 import { UserError, type ModelSpec } from '../../src/import/spec.js';
 import type { Graph, Node, Operand } from '../../src/ir/types.js';
 import { planBuffers } from '../buffer-plan.js';
+import { ropeTableConst } from '../cuda/upload.js';
 import { pad8, type Variant, type WgslKernel } from './kernel.js';
 import { argmax, attention, elementwise, embedding, gemv, kvAppend, rmsnorm, rope } from './kernels/dense.js';
 import { mocDown, mocDownReduce, mocDownSlices, mocGather, mocUp, mocUpSilu, patternSelect, topkSelect } from './kernels/moc.js';
@@ -138,13 +139,9 @@ export function lowerToWgsl(g: Graph, spec: ModelSpec, options: WgslLowerOptions
   const tokens = g.inputs[0]!;
   if (g.inputs.length !== 1 || tokens.type.dtype !== 'i32') throw new UserError('wgsl target: the graph must take one i32 token input');
   const ropeTable = (n: Node): string => {
-    const a = n.attrs;
-    const name = `rope_table_hd${a.head_dim}_t${a.theta}${a.scaling ? `_l3_${a.factor}_${a.low_freq_factor}_${a.high_freq_factor}_${a.original_max_pos}` : ''}`;
-    consts.set(name, {
-      name, kind: 'rope', headDim: a.head_dim as number, theta: a.theta as number,
-      ...(a.scaling === 'llama3' ? { llama3: { factor: a.factor as number, lowFreqFactor: a.low_freq_factor as number, highFreqFactor: a.high_freq_factor as number, originalMaxPos: a.original_max_pos as number } } : {}),
-    });
-    return name;
+    const c = ropeTableConst(n);
+    consts.set(c.name, c);
+    return c.name;
   };
 
   for (const n of g.nodes) {

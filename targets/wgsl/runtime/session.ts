@@ -3,9 +3,9 @@
 // activation buffers and bind groups per call size, one command encoder per call, and a readback
 // of the logits, or in greedy decoding of the sampled tokens only.
 import type { Dispatch, KernelSource, WArg, WgslProgram } from '../program.js';
+import type { Awaitable } from '../../target.js';
 import type { OpenedDevice } from './device.js';
 
-type Awaitable<T> = T | Promise<T>;
 
 /** Where the device images of weights and constants come from (the package in Node, fetch() in a browser). */
 export type ImageSource = (name: string) => Awaitable<Uint8Array>;
