@@ -2,6 +2,7 @@
 // structure (each with a plain fallback):
 //  - silu(a)·b into one elementwise kernel;
 //  - MoC's gather + up projection + SiLU(G)·U into one kernel (moc_up_silu);
+//  - a residual add(a, b) into the GEMV or MoC down reduction that produces b, when b has no other reader;
 //  - attention's KV-cache append is its own dispatch (the attention kernel reads the whole cache).
 // Weights too large for one storage binding (the adapter's maxStorageBufferBindingSize) are bound
 // in row ranges by several dispatches, for the ops that read them by rows (GEMVs, embedding).
@@ -43,6 +44,8 @@ export function lowerToWgsl(g: Graph, spec: ModelSpec, options: WgslLowerOptions
   for (const n of g.nodes) for (const o of n.inputs) if (o.kind === 'value') uses.set(o.name, (uses.get(o.name) ?? 0) + 1);
   for (const o of g.outputs) uses.set(o, (uses.get(o) ?? 0) + 1);
   const useCount = (v: string) => uses.get(v) ?? 0;
+  const readers = new Map<string, Node[]>();
+  for (const n of g.nodes) for (const o of n.inputs) if (o.kind === 'value') readers.set(o.name, [...(readers.get(o.name) ?? []), n]);
   const producer = (o: Operand | undefined) => (o && o.kind === 'value' ? nodes.get(o.name) : undefined);
   const weightType = new Map(g.weights.map((w) => [w.name, w.type]));
   const fail = (n: Node, why: string): never => {
@@ -78,6 +81,19 @@ export function lowerToWgsl(g: Graph, spec: ModelSpec, options: WgslLowerOptions
   const buf = (o: Operand, n: Node): WArg => {
     const id = o.kind === 'value' ? bufOf.get(o.name) : undefined;
     return id === undefined ? fail(n, `operand ${o.kind === 'weight' ? '@' : '%'}${o.name} has no buffer`) : { kind: 'buf', id };
+  };
+  /**
+   * When n's only reader is add(a, n) (either order) and a already has a buffer, n's kernel adds a
+   * itself: returns the add's output buffer and a's buffer, and the add is skipped.
+   */
+  const foldAdd = (n: Node): { y: WArg; res: WArg } | undefined => {
+    const r = readers.get(n.name) ?? [];
+    if (r.length !== 1 || r[0]!.op !== 'add' || useCount(n.name) !== 1) return undefined;
+    const add = r[0]!;
+    const other = add.inputs.find((o) => !(o.kind === 'value' && o.name === n.name));
+    if (!other || other.kind !== 'value' || !bufOf.has(other.name)) return undefined;
+    skip.add(add.name);
+    return { y: out(add), res: { kind: 'buf', id: bufOf.get(other.name)! } };
   };
   const dispatch = (k: WgslKernel, args: WArg[], n: Node) => steps.push({ kernel: use(k).key, grid: k.grid, args, node: n.name });
 
@@ -164,10 +180,12 @@ export function lowerToWgsl(g: Graph, spec: ModelSpec, options: WgslLowerOptions
       case 'logits': {
         const w = weightOf(n.inputs[1]!, n);
         const x = buf(n.inputs[0]!, n);
-        const y = out(n);
+        const fold = n.op === 'linear' ? foldAdd(n) : undefined;
+        const y = fold?.y ?? out(n);
         const inDim = widthOf(n.inputs[0]!);
         for (const r of rowRanges(w.decl)) {
-          dispatch(gemv({ dtype: w.decl.dtype, inDim, outDim: r.rows, outStride: width(n), rowBase: r.start, variant }), [y, x, rangeArg(w.arg, r, w.decl.rows)], n);
+          const spec = { dtype: w.decl.dtype, inDim, outDim: r.rows, outStride: width(n), rowBase: r.start, variant, residual: Boolean(fold) };
+          dispatch(gemv(spec), [y, x, rangeArg(w.arg, r, w.decl.rows), ...(fold ? [fold.res] : [])], n);
         }
         break;
       }
@@ -230,7 +248,8 @@ export function lowerToWgsl(g: Graph, spec: ModelSpec, options: WgslLowerOptions
         const d = width(n), kKeep = widthOf(n.inputs[0]!), slices = mocDownSlices(kKeep);
         const partial = scratch(slices * d);
         dispatch(mocDown(w.decl.dtype, d, kKeep, variant), [partial, buf(n.inputs[0]!, n), w.arg, buf(n.inputs[2]!, n)], n);
-        dispatch(mocDownReduce(d, slices, variant), [out(n), partial], n);
+        const fold = foldAdd(n);
+        dispatch(mocDownReduce(d, slices, variant, Boolean(fold)), [fold?.y ?? out(n), partial, ...(fold ? [fold.res] : [])], n);
         break;
       }
       default:

@@ -100,6 +100,24 @@ test.serial('gemv matches ref linear: every dtype and variant, awkward shapes, T
   }
 });
 
+test.serial('gemv with a residual: y = res + W·x, also over row chunks', async (t) => {
+  const rnd = seeds(350);
+  const [inDim, outDim, T, split] = [72, 37, 3, 19];
+  for (const dtype of DTYPES) {
+    const { data, rounded } = packWeight(dtype, rnd(outDim * inDim), outDim, inDim);
+    const x = rnd(T * inDim), res = rnd(T * outDim);
+    const want = ref.add(res, ref.linear(x, rounded, inDim));
+    for (const variant of VARIANTS) {
+      const whole = { dtype, inDim, outDim, outStride: outDim, rowBase: 0, variant, residual: true };
+      const [y] = await runKernel(gemv(whole), [poisoned(T * outDim), x, data, res], { T });
+      t.true(gemvErr(y as Float32Array, want) <= 1e-4, `${dtype}/${variant}: ${gemvErr(y as Float32Array, want)}`);
+      const [a] = await runKernel(gemv({ ...whole, outDim: split }), [poisoned(T * outDim), x, weightRows(dtype, data, inDim, 0, split), res], { T });
+      const [b] = await runKernel(gemv({ ...whole, outDim: outDim - split, rowBase: split }), [a!, x, weightRows(dtype, data, inDim, split, outDim - split), res], { T });
+      t.true(gemvErr(b as Float32Array, want) <= 1e-4, `${dtype}/${variant} in chunks: ${gemvErr(b as Float32Array, want)}`);
+    }
+  }
+});
+
 test.serial('gemv gpu: longer rows and fewer outputs, which get 32 to 256 lanes a row', async (t) => {
   const rnd = seeds(400);
   for (const [inDim, outDim] of [[600, 40], [2048, 37], [5461, 9]] as const) {

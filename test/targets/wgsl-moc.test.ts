@@ -155,6 +155,11 @@ for (const variant of VARIANTS) {
         const [y] = await runKernel(mocDownReduce(s.d, slices, variant), [poisoned(s.T * s.d), partial!], { T: s.T });
         const want = ref.mocDown(z, w.rounded, s.d, idx, s.K);
         t.true(relErr(y as Float32Array, want) <= 1e-4, `d=${s.d} K=${s.K} T=${s.T}: ${relErr(y as Float32Array, want)}`);
+        // with the residual folded in: y = res + Σ partials
+        const res = randomF32(s.T * s.d, 702 + 10 * i);
+        const [yr] = await runKernel(mocDownReduce(s.d, slices, variant, true), [poisoned(s.T * s.d), partial!, res], { T: s.T });
+        const wantR = ref.add(res, want);
+        t.true(relErr(yr as Float32Array, wantR) <= 1e-4, `residual, d=${s.d} K=${s.K} T=${s.T}: ${relErr(yr as Float32Array, wantR)}`);
       }
     });
   }

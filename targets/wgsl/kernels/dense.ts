@@ -138,6 +138,11 @@ export interface GemvSpec {
   outStride: number;
   rowBase: number;
   variant: Variant;
+  /**
+   * Adds a residual: y = res + W·x, with res [T, outStride] read through one more binding (a
+   * transformer's skip connection, folded in to save the add's dispatch).
+   */
+  residual?: boolean;
 }
 
 /** Workgroups a 'gpu' kernel should have to keep a large GPU busy (two per SM of an H100). */
@@ -163,7 +168,7 @@ function gemvLanes(chunks: number, outDim: number): number {
  * masked to zero.
  */
 export function gemv(spec: GemvSpec): WgslKernel {
-  const { dtype, inDim, outDim, outStride, rowBase, variant } = spec;
+  const { dtype, inDim, outDim, outStride, rowBase, variant, residual = false } = spec;
   checkInts('gemv', { inDim, outDim, outStride });
   checkInts('gemv', { rowBase }, 0);
   if (rowBase + outDim > outStride) throw new RangeError(`gemv: rows ${rowBase}+${outDim} exceed the output stride ${outStride}`);
@@ -194,6 +199,7 @@ fn x4(t: u32, e: u32) -> vec4<f32> { return vec4<f32>(xs(t, e), xs(t, e + 1u), x
   return acc;
 }`;
   const yAt = `y[t * ${outStride}u + ${rowBase}u + o]`;
+  const plus = residual ? `res[t * ${outStride}u + ${rowBase}u + o] + ` : '';
   let body: string;
   let rowsPerGroup: number;
   if (variant === 'cpu') {
@@ -205,7 +211,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let o = g.x;
   let t = g.y;
   if (o >= ${outDim}u) { return; }
-  ${yAt} = partial(o, t, 0u);
+  ${yAt} = ${plus}partial(o, t, 0u);
 }`;
   } else {
     // A row per run of `lanes` consecutive invocations: neighbours read neighbouring 16-byte pieces
@@ -224,15 +230,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var part = 0.0;
   if (o < ${outDim}u) { part = partial(o, t, lane); }
   let total = row_sum(lid, part); // outside the branch: every invocation reaches the barriers
-  if (lane == 0u && o < ${outDim}u) { ${yAt} = total; }
+  if (lane == 0u && o < ${outDim}u) { ${yAt} = ${plus}total; }
 }`;
   }
   const buffers: StorageBuffer[] = [
     { name: 'y', access: 'read_write', type: 'array<f32>' },
     { name: 'x', access: 'read', type: xVec ? 'array<vec4<f32>>' : 'array<f32>' },
     { name: 'w', access: 'read', type: dtype === 'f32' ? 'array<vec4<f32>>' : 'array<vec4<u32>>' },
+    ...(residual ? [{ name: 'res', access: 'read' as const, type: 'array<f32>' }] : []),
   ];
-  const key = `gemv/${dtype}/in${inDim}/out${outDim}/stride${outStride}/base${rowBase}/${variant}`;
+  const key = `gemv/${dtype}/in${inDim}/out${outDim}/stride${outStride}/base${rowBase}/${variant}${residual ? '/res' : ''}`;
   return assemble(key, buffers, `${weight}\n${xLoad}\n${body}`, [groups(outDim, rowsPerGroup), 'T', 1]);
 }
 

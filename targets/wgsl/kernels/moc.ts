@@ -565,14 +565,18 @@ const REDUCE_GROUPS = 4;
  * cpu: one output per invocation, slices in order (grid [d/64, T, 1]). gpu: a workgroup of 4 × 64
  * per 64 columns (grid [d/64, T, 1]): group q sums slices q, q + 4, …, and group 0 adds the 4 group
  * sums in order (1 barrier). Both orders are fixed, so the result is deterministic.
+ * With `residual`, y = res + Σ_s partial, res [T, d] read through a third binding (the skip
+ * connection, folded in to save the add's dispatch).
  */
-export function mocDownReduce(d: number, slices: number, variant: Variant): WgslKernel {
+export function mocDownReduce(d: number, slices: number, variant: Variant, residual = false): WgslKernel {
   checkSizes('mocDownReduce', { d, slices });
   const buffers: StorageBuffer[] = [
     { name: 'y', access: 'read_write', type: 'array<f32>' },
     { name: 'partial', access: 'read', type: 'array<f32>' },
+    ...(residual ? [{ name: 'res', access: 'read' as const, type: 'array<f32>' }] : []),
   ];
-  const key = `moc_down_reduce/${variant}/d${d}/s${slices}`;
+  const key = `moc_down_reduce/${variant}/d${d}/s${slices}${residual ? '/res' : ''}`;
+  const plus = residual ? 'res[t * D + j] + ' : '';
   const head = `
 const D = ${d}u;
 const SLICES = ${slices}u;`;
@@ -586,7 +590,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   if (j >= D) { return; }
   var acc = 0.0;
   for (var s = 0u; s < SLICES; s++) { acc += partial[(t * SLICES + s) * D + j]; }
-  y[t * D + j] = acc;
+  y[t * D + j] = ${plus}acc;
 }`;
     return assemble(key, buffers, body, [groups(d, ELEM_WG), 'T', 1]);
   }
@@ -606,7 +610,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   }
   red[lid] = acc;
   workgroupBarrier();
-  if (q == 0u && j < D) { y[t * D + j] = ${sums.join(' + ')}; }
+  if (q == 0u && j < D) { y[t * D + j] = ${residual ? `${plus}(${sums.join(' + ')})` : sums.join(' + ')}; }
 }`;
   return assemble(key, buffers, body, [groups(d, REDUCE_COLS), 'T', 1]);
 }
