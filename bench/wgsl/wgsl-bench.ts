@@ -5,7 +5,8 @@
 //     around one compute pass of many FFNs, and the fraction of the byte floor
 //     (weight bytes ÷ the copy bandwidth torch_ffn.py measured in the same run).
 //  2. Decoding the 1B-preset LLaMA (make_llama_1b.py), dense and MoC K = 1024: tokens/s of the
-//     runtime's greedy loop (one submission a token, the next token chosen on the device).
+//     runtime's greedy loop (one submission a token, the next token chosen on the device), median of
+//     7 runs, and the host time to encode one step (WebGPU command buffers cannot be replayed).
 // mocc's CUDA path is measured in the same run by run.sh (ffn-decode, decode-e2e).
 // Usage: node dist/bench/wgsl/wgsl-bench.js --torch OUT/torch_ffn.json [--model DIR] [--small] --out OUT/wgsl-bench.json
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -148,7 +149,7 @@ if (dir) {
     s.reset();
     await s.greedy(lastArgmax(await s.forward(prompt)), 4); // warm-up
     const runs: number[] = [];
-    for (let r = 0; r < 3; r++) {
+    for (let r = 0; r < 7; r++) {
       s.reset();
       const first = lastArgmax(await s.forward(prompt));
       const t0 = performance.now();
@@ -158,10 +159,12 @@ if (dir) {
     runs.sort((a, b) => a - b);
     const kept = selection === 'dense' ? spec.dFfn : k;
     const bytesPerToken = 2 * (spec.nLayers * (spec.dim * (spec.nHeads + 2 * spec.nKvHeads) * spec.headDim + spec.nHeads * spec.headDim * spec.dim + spec.dim * (spec.dFfn + 2 * kept)) + spec.vocabSize * spec.dim);
-    const tps = runs[1]!;
+    const tps = runs[3]!;
+    const encodeUs = s.encodeMicroseconds();
     const floorTps = bw ? bw / bytesPerToken : null;
-    decode.push({ label, tokensPerSecond: tps, runs, floorTokensPerSecond: floorTps, fractionOfFloor: floorTps ? tps / floorTps : null, dispatchesPerToken: s.model.program.steps.length + s.model.program.greedyTail.length });
-    console.log(`${label.padEnd(16)} ${tps.toFixed(1)} tok/s (floor ${floorTps?.toFixed(0)}, ${(100 * (floorTps ? tps / floorTps : 0)).toFixed(1)}%)`);
+    decode.push({ label, tokensPerSecond: tps, runs, floorTokensPerSecond: floorTps, fractionOfFloor: floorTps ? tps / floorTps : null, dispatchesPerToken: s.model.program.steps.length + s.model.program.greedyTail.length, hostEncodeMicrosecondsPerToken: encodeUs });
+    console.log(`${label.padEnd(16)} ${tps.toFixed(1)} tok/s (floor ${floorTps?.toFixed(0)}, ${(100 * (floorTps ? tps / floorTps : 0)).toFixed(1)}%; runs ${runs.map((r) => r.toFixed(0)).join(' ')}); `
+      + `encoding a step on the host: ${encodeUs.toFixed(0)} µs`);
     s.close();
     m.close();
   }

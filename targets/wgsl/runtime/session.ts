@@ -192,6 +192,26 @@ export class WgslSession {
     }
   }
 
+  /**
+   * Host time, in µs, to encode one greedy decode step without submitting it (the median of n):
+   * what each token costs the CPU before the GPU sees it, since WebGPU command buffers are used once.
+   */
+  encodeMicroseconds(n = 50): number {
+    const frame = this.frame(1);
+    const steps = [...this.model.program.steps, ...this.model.program.greedyTail];
+    const groups = [...frame.steps, ...frame.tail];
+    const times: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const t0 = performance.now();
+      const enc = this.model.device.createCommandEncoder();
+      this.encode(enc, steps, groups, 1);
+      enc.finish();
+      times.push((performance.now() - t0) * 1000);
+    }
+    times.sort((a, b) => a - b);
+    return times[Math.floor(n / 2)]!;
+  }
+
   private checkRoom(T: number): void {
     const cap = this.model.program.kvCache.capacity;
     if (this.pos + T > cap) throw new Error(`context full: ${this.pos} + ${T} tokens exceeds the model's ${cap}`);
