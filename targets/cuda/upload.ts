@@ -12,7 +12,7 @@ export function deviceDType(src: TensorSource): WeightDType {
 }
 
 /** Rows × cols of a weight as stored on the device (a vector is one row). */
-export function matrixShape(src: TensorSource): [number, number] {
+export function matrixShape(src: { shape: readonly number[] }): [number, number] {
   return src.shape.length === 1 ? [1, src.shape[0]!] : [src.shape[0]!, src.shape.slice(1).reduce((a, b) => a * b, 1)];
 }
 

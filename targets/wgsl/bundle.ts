@@ -21,7 +21,7 @@ import { demoPage } from './demo-page.js';
 
 /** Compiled files the module imports, relative to dist/ (each free of Node APIs). */
 const LIB_FILES = [
-  'targets/wgsl/runtime/session.js', 'targets/wgsl/runtime/device.js',
+  'targets/wgsl/runtime/session.js', 'targets/wgsl/runtime/device.js', 'targets/wgsl/kernel.js',
   'src/tokenizer/spm.js', 'src/tokenizer/tokenizer.js', 'src/import/spec.js',
   'src/run/generate.js', 'src/run/sample.js',
 ];
@@ -51,15 +51,12 @@ export function writeWgslBundle(model: RunnableModel & { tokenizer?: Tokenizer }
   }
 
   const index: Record<string, string> = {};
-  const images = new Map<string, Uint8Array>();
   for (const p of programs) {
     const source = modelImages(model, p);
     for (const name of [...p.weights.map((w) => w.name), ...p.consts.map((c) => c.name)]) {
-      if (images.has(name)) continue;
-      const bytes = source(name) as Uint8Array;
-      images.set(name, bytes);
-      index[name] = `weights/${images.size - 1}.bin`;
-      writeFileSync(join(outDir, index[name]!), bytes);
+      if (name in index) continue; // both variants upload the same images: write each once, hold none
+      index[name] = `weights/${Object.keys(index).length}.bin`;
+      writeFileSync(join(outDir, index[name]!), source(name) as Uint8Array);
     }
   }
   writeFileSync(join(outDir, 'weights.json'), JSON.stringify(index, null, 1) + '\n');

@@ -50,6 +50,9 @@ export const pad8 = (n: number): number => Math.ceil(n / 8) * 8;
 /** Row stride of a weight in its WGSL array's elements (f32) or words (f16/bf16). */
 export const weightStride = (dtype: WeightDType, cols: number): number => (dtype === 'f32' ? pad8(cols) : pad8(cols) / 2);
 
+/** Bytes of one stored weight row: the stride of its row ranges when it is bound in pieces. */
+export const weightRowBytes = (dtype: WeightDType, cols: number): number => 4 * weightStride(dtype, cols);
+
 /** WGSL element type of a weight's storage array. */
 export const weightArrayType = (dtype: WeightDType): string => (dtype === 'f32' ? 'array<f32>' : 'array<u32>');
 
@@ -100,6 +103,9 @@ export function checkInts(op: string, values: Record<string, number>, min = 1): 
     if (!Number.isSafeInteger(v) || v < min) throw new RangeError(`${op}: ${name} must be an integer ≥ ${min}, got ${v}`);
   }
 }
+
+/** Invocations per workgroup of the kernels that give each invocation one output. */
+export const ELEM_WG = 64;
 
 /** Workgroups needed for n items, per to a workgroup. */
 export const groups = (n: number, per: number): number => Math.ceil(n / per);

@@ -10,8 +10,8 @@
 import { UserError, type ModelSpec } from '../../src/import/spec.js';
 import type { Graph, Node, Operand } from '../../src/ir/types.js';
 import { planBuffers } from '../buffer-plan.js';
-import { ropeTableConst } from '../cuda/upload.js';
-import { pad8, type Variant, type WgslKernel } from './kernel.js';
+import { matrixShape, ropeTableConst } from '../cuda/upload.js';
+import { weightRowBytes, type Variant, type WgslKernel } from './kernel.js';
 import { argmax, attention, elementwise, embedding, gemv, kvAppend, rmsnorm, rope } from './kernels/dense.js';
 import { mocDown, mocDownReduce, mocDownSlices, mocGather, mocUp, mocUpSilu, patternSelect, topkSelect } from './kernels/moc.js';
 import type { ConstDecl, Dispatch, WArg, WeightDecl, WgslProgram } from './program.js';
@@ -101,7 +101,7 @@ export function lowerToWgsl(g: Graph, spec: ModelSpec, options: WgslLowerOptions
   const weightDecl = (name: string): WeightDecl => {
     const t = weightType.get(name)!;
     const d = t.dtype;
-    const [rows, cols] = t.shape.length === 1 ? [1, t.shape[0] as number] : [t.shape[0] as number, t.shape.slice(1).reduce((a: number, b) => a * (b as number), 1)];
+    const [rows, cols] = matrixShape({ shape: t.shape as number[] }); // weights have static shapes
     return { name, dtype: d === 'f16' || d === 'bf16' ? d : 'f32', rows, cols }; // q8_0 is dequantized to f32 on upload
   };
   /** A weight operand, or the host-computed transpose of one, with its shape as stored. */
@@ -122,7 +122,7 @@ export function lowerToWgsl(g: Graph, spec: ModelSpec, options: WgslLowerOptions
   };
   /** Row ranges of a weight that each fit one binding (one range when the whole weight fits). */
   const rowRanges = (w: WeightDecl): { start: number; rows: number }[] => {
-    const rowBytes = (w.dtype === 'f32' ? 4 : 2) * pad8(w.cols);
+    const rowBytes = weightRowBytes(w.dtype, w.cols);
     if (rowBytes * w.rows <= maxBinding) return [{ start: 0, rows: w.rows }];
     const align = BINDING_OFFSET_ALIGN / gcd(rowBytes, BINDING_OFFSET_ALIGN); // rows, so each range starts 256-byte aligned
     const per = Math.floor(maxBinding / rowBytes / align) * align;

@@ -4,7 +4,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from '../../src/import/spec.js';
-import { adapterVariant, openDevice, type OpenedDevice } from './runtime/device.js';
+import { openDevice, type OpenedDevice } from './runtime/device.js';
 
 /** Debian's chromium package ships SwiftShader's Vulkan driver here: Dawn runs on the CPU through it. */
 export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
@@ -86,7 +86,6 @@ export async function openNodeDevice(): Promise<OpenedDevice> {
   return openDevice(adapter);
 }
 
-export { adapterVariant };
 
 /** navigator.gpu for Node: a Dawn instance that offers an adapter (for code written for browsers, like the bundle). */
 export async function nodeNavigatorGpu(): Promise<GPU> {

@@ -18,12 +18,11 @@ import {
   type WgslKernel,
   assemble,
   checkInts,
+  ELEM_WG,
   groups,
   type StorageBuffer,
 } from '../kernel.js';
 
-/** Invocations per workgroup of the one-element-per-invocation kernels. */
-const ELEM_WG = 64;
 /** Invocations per workgroup of the cooperating 'gpu' kernels (WebGPU's default limit). */
 const COOP_WG = 256;
 

@@ -21,14 +21,10 @@ import {
   type WgslKernel,
   assemble,
   checkInts,
+  ELEM_WG,
   groups,
   type StorageBuffer,
 } from '../kernel.js';
-
-/** Invocations per workgroup of the one-output-per-invocation kernels. */
-const ELEM_WG = 64;
-
-const checkSizes = (op: string, values: Record<string, number>) => checkInts(op, values);
 
 /**
  * WGSL `fn selKey(bits: u32) -> u32`: a u32 key of a float's bits whose order is the ref's order of
@@ -80,7 +76,7 @@ export const MAX_SELECT_CHANNELS = 65535;
  * its kept channels go, in channel order. 17 barriers in all.
  */
 export function topkSelect(F: number, K: number, variant: Variant): WgslKernel {
-  checkSizes('topkSelect', { F, K });
+  checkInts('topkSelect', { F, K });
   if (K > F) throw new RangeError(`topkSelect: K = ${K} is more than the ${F} channels`);
   if (F > MAX_SELECT_CHANNELS) throw new RangeError(`topkSelect: selects over at most ${MAX_SELECT_CHANNELS} channels, got ${F}`);
   const body = variant === 'cpu' ? topkCpu(F, K) : topkGpu(F, K);
@@ -249,7 +245,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
  * workgroup: keys, then keep flags, through workgroup memory (2 barriers).
  */
 export function patternSelect(F: number, a: number, b: number, variant: Variant): WgslKernel {
-  checkSizes('patternSelect', { F, a, b });
+  checkInts('patternSelect', { F, a, b });
   if (a > b || b > 256) throw new RangeError(`patternSelect: ${a}:${b} needs a ≤ b ≤ 256`);
   const blocks = Math.ceil(F / b);
   const kOut = selectedCount(F, { a, b });
@@ -327,7 +323,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
  * invocation, which suits both variants: the same code and key for both.
  */
 export function mocGather(F: number, K: number, _variant: Variant): WgslKernel {
-  checkSizes('mocGather', { F, K });
+  checkInts('mocGather', { F, K });
   const body = `
 @compute @workgroup_size(${ELEM_WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -348,13 +344,13 @@ const SILU = 'fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }';
 
 /** y[t, k] = Σ_i x[t, i]·W_up[idx[t, k], i]; W_up is [F, d]. */
 export function mocUp(dtype: WeightDType, d: number, K: number, variant: Variant): WgslKernel {
-  checkSizes('mocUp', { d, K });
+  checkInts('mocUp', { d, K });
   return upKernel(`moc_up/${variant}/${dtype}/d${d}/k${K}`, dtype, d, K, variant);
 }
 
 /** z[t, k] = silu(g[t, idx[t, k]]) · Σ_i x[t, i]·W_up[idx[t, k], i]: mocUp with the gate fused. */
 export function mocUpSilu(dtype: WeightDType, d: number, F: number, K: number, variant: Variant): WgslKernel {
-  checkSizes('mocUpSilu', { d, F, K });
+  checkInts('mocUpSilu', { d, F, K });
   return upKernel(`moc_up_silu/${variant}/${dtype}/d${d}/f${F}/k${K}`, dtype, d, K, variant, F);
 }
 
@@ -475,7 +471,7 @@ ${each((r) => `  if (lid == ${r}u && k0 + ${r}u < K) { ${out}[t * K + k0 + ${r}u
 
 /** Slices of kept channels per token that mocDown splits K into (at most 64, at least 16 channels each). */
 export function mocDownSlices(K: number): number {
-  checkSizes('mocDownSlices', { K });
+  checkInts('mocDownSlices', { K });
   return Math.min(64, Math.ceil(K / 16));
 }
 
@@ -496,7 +492,7 @@ const DOWN_UNROLL = 4;
  * which then reads each channel's idx and z once per column rather than once per 8.
  */
 export function mocDown(dtype: WeightDType, d: number, K: number, _variant: Variant): WgslKernel {
-  checkSizes('mocDown', { d, K });
+  checkInts('mocDown', { d, K });
   const slices = mocDownSlices(K);
   const chunks = pad8(d) / 8;
   const buffers: StorageBuffer[] = [
@@ -569,7 +565,7 @@ const REDUCE_GROUPS = 4;
  * connection, folded in to save the add's dispatch).
  */
 export function mocDownReduce(d: number, slices: number, variant: Variant, residual = false): WgslKernel {
-  checkSizes('mocDownReduce', { d, slices });
+  checkInts('mocDownReduce', { d, slices });
   const buffers: StorageBuffer[] = [
     { name: 'y', access: 'read_write', type: 'array<f32>' },
     { name: 'partial', access: 'read', type: 'array<f32>' },

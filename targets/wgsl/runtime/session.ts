@@ -4,6 +4,7 @@
 // of the logits, or in greedy decoding of the sampled tokens only.
 import type { Dispatch, KernelSource, WArg, WgslProgram } from '../program.js';
 import type { Awaitable } from '../../target.js';
+import { weightRowBytes } from '../kernel.js';
 import type { OpenedDevice } from './device.js';
 
 
@@ -99,13 +100,6 @@ export class WgslModel {
     return b;
   }
 
-  /** Bytes of one row of a weight or transposed-weight constant as stored (rows padded to 8 elements). */
-  rowBytes(name: string): number {
-    const w = this.program.weights.find((x) => x.name === name);
-    if (w) return (w.dtype === 'f32' ? 4 : 2) * Math.ceil(w.cols / 8) * 8;
-    throw new Error(`weight ${name} is bound in row ranges but has no declaration`);
-  }
-
   destroy(): void {
     for (const b of this.owned) b.destroy();
     this.owned.length = 0;
@@ -172,14 +166,12 @@ export class WgslSession {
         device.queue.writeBuffer(this.model.call, 0, new Uint32Array([1, this.pos, 0, 0]));
         const enc = device.createCommandEncoder();
         this.encode(enc, steps, groups, 1);
-        enc.copyBufferToBuffer(this.model.tokens, 0, history, i * 4, 4);
+        // streaming: this token alone comes back now; else it joins the history read at the end
+        const one = onToken ? device.createBuffer({ size: 16, usage: MAP_READ | COPY_DST }) : null;
+        enc.copyBufferToBuffer(this.model.tokens, 0, one ?? history, one ? 0 : i * 4, 4);
         device.queue.submit([enc.finish()]);
         this.pos += 1;
-        if (!onToken) continue;
-        const one = device.createBuffer({ size: 16, usage: MAP_READ | COPY_DST });
-        const enc2 = device.createCommandEncoder();
-        enc2.copyBufferToBuffer(this.model.tokens, 0, one, 0, 4);
-        device.queue.submit([enc2.finish()]);
+        if (!onToken || !one) continue;
         const token = await this.readBack(one, (b) => new Uint32Array(b)[0]!);
         if (onToken(token) === false) return out;
         out.push(token);
@@ -280,7 +272,8 @@ export class WgslSession {
         case 'weight': {
           const buffer = m.constants.get(a.name)!;
           if (a.rowStart === undefined) return { buffer };
-          const rb = m.rowBytes(a.name);
+          const w = m.program.weights.find((x) => x.name === a.name)!;
+          const rb = weightRowBytes(w.dtype, w.cols);
           return { buffer, offset: a.rowStart * rb, size: a.rows! * rb };
         }
       }
