@@ -14,6 +14,7 @@ import { loadModel } from '../../src/model/load.js';
 import type { WgslKernel } from '../../targets/wgsl/kernel.js';
 import { elementwise, gemv } from '../../targets/wgsl/kernels/dense.js';
 import { mocDown, mocDownReduce, mocDownSlices, mocUpSilu, topkSelect } from '../../targets/wgsl/kernels/moc.js';
+import { HIST_BINS, maskWords, mocDownMasked, mocSelectUp } from '../../targets/wgsl/kernels/moc-fused.js';
 import { createWgslSession, wgslDevice } from '../../targets/wgsl/index.js';
 import { createPipeline } from '../../targets/wgsl/runtime/session.js';
 
@@ -61,7 +62,7 @@ async function step(k: WgslKernel, buffers: GPUBuffer[]): Promise<Step> {
  * pass, timed on the GPU by timestamps at the pass's start and end (the wall clock around a
  * submission also counts Dawn's delay in noticing that the work is done: several ms here).
  */
-async function time(ffns: Step[][], iters = process.argv.includes('--small') ? 2 : 20, reps = process.argv.includes('--small') ? 3 : 15): Promise<number> {
+async function time(ffns: Step[][], iters: number = process.argv.includes('--small') ? 2 : 20, reps = process.argv.includes('--small') ? 3 : 15): Promise<number> {
   const querySet = device.createQuerySet({ type: 'timestamp', count: 2 });
   const resolved = device.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
   const once = async (): Promise<number> => {
@@ -95,45 +96,96 @@ const [g, u, h, z, y] = [gpuBuffer(f * 4), gpuBuffer(f * 4), gpuBuffer(f * 4), g
 const idx = gpuBuffer(k * 4);
 const slices = mocDownSlices(k);
 const partial = gpuBuffer(slices * d * 4);
+// the fused path's selection histogram (zero between FFNs), and its keep mask
+const hist = gpuBuffer(HIST_BINS * 4), mask = gpuBuffer(maskWords(f) * 4);
 const denseBytes = 3 * d * f * 2, mocBytes = (f + 2 * k) * d * 2;
 const copies = (bytes: number) => (process.argv.includes('--small') ? 3 : Math.max(3, Math.ceil((4 * L2) / bytes)));
 const mocCopies = copies(mocBytes), denseCopies = copies(denseBytes);
-const moc: Step[][] = [], dense: Step[][] = [];
+const gate = (histogram: boolean) => gemv({ dtype: 'bf16', inDim: d, outDim: f, outStride: f, rowBase: 0, variant: v, hist: histogram });
+const moc5: Step[][] = [], fused: Step[][] = [], dense: Step[][] = [];
+const fusedWeights: [GPUBuffer, GPUBuffer, GPUBuffer][] = [];
 for (let c = 0; c < Math.max(mocCopies, denseCopies); c++) {
   const wg = gpuBuffer(randomBf16(f * d)), wu = gpuBuffer(randomBf16(f * d)); // [F, d]
   if (c < mocCopies) {
     const wdT = gpuBuffer(randomBf16(f * d)); // W_down stored [F, d]
-    moc.push([
-      await step(gemv({ dtype: 'bf16', inDim: d, outDim: f, outStride: f, rowBase: 0, variant: v }), [g, x, wg]),
+    moc5.push([
+      await step(gate(false), [g, x, wg]),
       await step(topkSelect(f, k, v), [idx, g]),
       await step(mocUpSilu('bf16', d, f, k, v), [z, x, wu, idx, g]),
       await step(mocDown('bf16', d, k, v), [partial, z, wdT, idx]),
       await step(mocDownReduce(d, slices, v), [y, partial]),
     ]);
+    if (v === 'gpu') {
+      fusedWeights.push([wg, wu, wdT]);
+      fused.push([
+        await step(gate(true), [g, x, wg, hist]),
+        await step(mocSelectUp('bf16', d, f, k), [h, mask, x, wu, g, hist]),
+        await step(mocDownMasked('bf16', d, f), [y, hist, h, mask, wdT]),
+      ]);
+    }
   }
   if (c < denseCopies) {
     const wd = gpuBuffer(randomBf16(d * f)); // [d, F]
     dense.push([
-      await step(gemv({ dtype: 'bf16', inDim: d, outDim: f, outStride: f, rowBase: 0, variant: v }), [g, x, wg]),
+      await step(gate(false), [g, x, wg]),
       await step(gemv({ dtype: 'bf16', inDim: d, outDim: f, outStride: f, rowBase: 0, variant: v }), [u, x, wu]),
       await step(elementwise('silu_mul', f), [h, g, u]),
       await step(gemv({ dtype: 'bf16', inDim: f, outDim: d, outStride: d, rowBase: 0, variant: v }), [y, h, wd]),
     ]);
   }
 }
-const stageNames = ['gate GEMV', 'Top-K', 'up·SiLU', 'down partials', 'down reduce'];
-const mocUs = await time(moc), denseUs = await time(dense);
-const stages = Object.fromEntries(await Promise.all(stageNames.map(async (name, i) => [name, await time(moc.map((ffn) => [ffn[i]!]))] as const)));
+/** µs of each stage dispatched alone (each once per weight copy, rotated). */
+async function stagesAlone(names: string[], ffns: Step[][]): Promise<Record<string, number>> {
+  return Object.fromEntries(await Promise.all(names.map(async (name, i) => [name, await time(ffns.map((ffn) => [ffn[i]!]))] as const)));
+}
 const floor = (bytes: number) => (bw ? (bytes / bw) * 1e6 : null);
+const report = (us: number, bytes: number) => ({ us, floorUs: floor(bytes), fractionOfFloor: bw ? floor(bytes)! / us : null });
+const denseUs = await time(dense);
+const moc5Us = await time(moc5);
+const moc5Stages = await stagesAlone(['gate GEMV', 'Top-K', 'up·SiLU', 'down partials', 'down reduce'], moc5);
+let fusedReport: (ReturnType<typeof report> & { stagesUs: Record<string, number> }) | null = null;
+if (fused.length) {
+  const fusedUs = await time(fused);
+  // Stages alone: the gate GEMV counts into a histogram nobody reads; mocSelectUp reads one that a
+  // single gate dispatch filled (kept valid: no stage-3 dispatch zeroes it); stage 3 zeroes a spare.
+  const spare = gpuBuffer(HIST_BINS * 4), valid = gpuBuffer(HIST_BINS * 4);
+  const fill = await step(gate(true), [g, x, fusedWeights[0]![0], valid]);
+  const enc = device.createCommandEncoder(), pass = enc.beginComputePass();
+  pass.setPipeline(fill.pipeline); pass.setBindGroup(0, fill.group); pass.dispatchWorkgroups(...fill.grid); pass.end();
+  device.queue.submit([enc.finish()]);
+  const alone: Step[][] = [];
+  for (const [wg, wu, wdT] of fusedWeights) {
+    alone.push([
+      await step(gate(true), [u, x, wg, spare]),
+      await step(mocSelectUp('bf16', d, f, k), [h, mask, x, wu, g, valid]),
+      await step(mocDownMasked('bf16', d, f), [y, spare, h, mask, wdT]),
+    ]);
+  }
+  fusedReport = { ...report(fusedUs, mocBytes), stagesUs: await stagesAlone(['gate GEMV + histogram', 'select + up·SiLU', 'masked down'], alone) };
+}
+// what one dependent dispatch costs with nearly no work: a chain of 1-workgroup and 132-workgroup dispatches
+const tiny = async (wgs: number): Promise<number> => {
+  const n = 64 * wgs, a = gpuBuffer(n * 4), b = gpuBuffer(n * 4), c = gpuBuffer(n * 4);
+  const one = await step(elementwise('add', n), [a, b, c]); // each dispatch writes a: Dawn orders them
+  return time([[one]], 200, 7);
+};
+const dispatchUs = { oneWorkgroup: await tiny(1), workgroups132: await tiny(132) };
+const headline = fusedReport?.us ?? moc5Us;
 const ffn = {
   shape: { d, dFfn: f, k }, mocCopies, denseCopies,
-  moc: { us: mocUs, floorUs: floor(mocBytes), fractionOfFloor: bw ? floor(mocBytes)! / mocUs : null, stagesUs: stages },
-  dense: { us: denseUs, floorUs: floor(denseBytes), fractionOfFloor: bw ? floor(denseBytes)! / denseUs : null },
-  mocSpeedup: denseUs / mocUs,
+  moc: fusedReport ? { kernels: 'fused, 3 dispatches', ...fusedReport } : { kernels: '5 dispatches', ...report(moc5Us, mocBytes), stagesUs: moc5Stages },
+  moc5: { kernels: '5 dispatches', ...report(moc5Us, mocBytes), stagesUs: moc5Stages },
+  dense: report(denseUs, denseBytes),
+  mocSpeedup: denseUs / headline,
+  dependentDispatchUs: dispatchUs,
 };
-console.log(`FFN ${d}×${f} K=${k}: WGSL MoC ${mocUs.toFixed(1)} µs (floor ${ffn.moc.floorUs?.toFixed(1)}, ${(100 * (ffn.moc.fractionOfFloor ?? 0)).toFixed(0)}%), `
-  + `WGSL dense ${denseUs.toFixed(1)} µs (floor ${ffn.dense.floorUs?.toFixed(1)}, ${(100 * (ffn.dense.fractionOfFloor ?? 0)).toFixed(0)}%); MoC ${ffn.mocSpeedup.toFixed(2)}× dense`);
-console.log(`  MoC stages alone (µs): ${stageNames.map((n) => `${n} ${stages[n]!.toFixed(1)}`).join(', ')}`);
+const pct = (r: { fractionOfFloor: number | null }) => `${(100 * (r.fractionOfFloor ?? 0)).toFixed(0)}%`;
+console.log(`FFN ${d}×${f} K=${k}: WGSL MoC ${headline.toFixed(1)} µs (${ffn.moc.kernels}; floor ${ffn.moc.floorUs?.toFixed(1)}, ${pct(ffn.moc)}), `
+  + `WGSL dense ${denseUs.toFixed(1)} µs (floor ${ffn.dense.floorUs?.toFixed(1)}, ${pct(ffn.dense)}); MoC ${ffn.mocSpeedup.toFixed(2)}× dense`);
+const stageLine = (st: Record<string, number>) => Object.entries(st).map(([n, us]) => `${n} ${us.toFixed(1)}`).join(', ');
+if (fusedReport) console.log(`  fused stages alone (µs): ${stageLine(fusedReport.stagesUs)}`);
+console.log(`  MoC in 5 dispatches: ${moc5Us.toFixed(1)} µs; stages alone (µs): ${stageLine(moc5Stages)}`);
+console.log(`  a dependent dispatch with almost no work: ${dispatchUs.oneWorkgroup.toFixed(2)} µs (1 workgroup), ${dispatchUs.workgroups132.toFixed(2)} µs (132)`);
 
 // ---- 2. decoding the 1B preset ----
 const decode: Record<string, unknown>[] = [];

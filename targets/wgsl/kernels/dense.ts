@@ -22,6 +22,7 @@ import {
   groups,
   type StorageBuffer,
 } from '../kernel.js';
+import { histCount, SELECT_KEY } from './moc-fused.js';
 
 /** Invocations per workgroup of the cooperating 'gpu' kernels (WebGPU's default limit). */
 const COOP_WG = 256;
@@ -142,6 +143,11 @@ export interface GemvSpec {
    * transformer's skip connection, folded in to save the add's dispatch).
    */
   residual?: boolean;
+  /**
+   * Also counts each output into a per-token histogram of MoC selection keys (binding `hist`, after
+   * the others): the gate GEMV of the fused MoC FFN (moc-fused.ts).
+   */
+  hist?: boolean;
 }
 
 /** Workgroups a 'gpu' kernel should have to keep a large GPU busy (two per SM of an H100). */
@@ -167,7 +173,8 @@ function gemvLanes(chunks: number, outDim: number): number {
  * masked to zero.
  */
 export function gemv(spec: GemvSpec): WgslKernel {
-  const { dtype, inDim, outDim, outStride, rowBase, variant, residual = false } = spec;
+  const { dtype, inDim, outDim, outStride, rowBase, variant, residual = false, hist = false } = spec;
+  if (hist && residual) throw new RangeError('gemv: a histogram of a residual sum is not a gate');
   checkInts('gemv', { inDim, outDim, outStride });
   checkInts('gemv', { rowBase }, 0);
   if (rowBase + outDim > outStride) throw new RangeError(`gemv: rows ${rowBase}+${outDim} exceed the output stride ${outStride}`);
@@ -210,7 +217,9 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let o = g.x;
   let t = g.y;
   if (o >= ${outDim}u) { return; }
-  ${yAt} = ${plus}partial(o, t, 0u);
+  let total = ${plus}partial(o, t, 0u);
+  ${yAt} = total;${hist ? `
+  ${histCount('total', 't')};` : ''}
 }`;
   } else {
     // A row per run of `lanes` consecutive invocations: neighbours read neighbouring 16-byte pieces
@@ -229,7 +238,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var part = 0.0;
   if (o < ${outDim}u) { part = partial(o, t, lane); }
   let total = row_sum(lid, part); // outside the branch: every invocation reaches the barriers
-  if (lane == 0u && o < ${outDim}u) { ${yAt} = ${plus}total; }
+  if (lane == 0u && o < ${outDim}u) {
+    ${yAt} = ${plus}total;${hist ? `
+    ${histCount('total', 't')};` : ''}
+  }
 }`;
   }
   const buffers: StorageBuffer[] = [
@@ -237,9 +249,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     { name: 'x', access: 'read', type: xVec ? 'array<vec4<f32>>' : 'array<f32>' },
     { name: 'w', access: 'read', type: dtype === 'f32' ? 'array<vec4<f32>>' : 'array<vec4<u32>>' },
     ...(residual ? [{ name: 'res', access: 'read' as const, type: 'array<f32>' }] : []),
+    ...(hist ? [{ name: 'hist', access: 'read_write' as const, type: 'array<atomic<u32>>' }] : []),
   ];
-  const key = `gemv/${dtype}/in${inDim}/out${outDim}/stride${outStride}/base${rowBase}/${variant}${residual ? '/res' : ''}`;
-  return assemble(key, buffers, `${weight}\n${xLoad}\n${body}`, [groups(outDim, rowsPerGroup), 'T', 1]);
+  const key = `gemv/${dtype}/in${inDim}/out${outDim}/stride${outStride}/base${rowBase}/${variant}${residual ? '/res' : ''}${hist ? '/hist' : ''}`;
+  return assemble(key, buffers, `${weight}\n${xLoad}\n${hist ? `${SELECT_KEY}\n` : ''}${body}`, [groups(outDim, rowsPerGroup), 'T', 1]);
 }
 
 /**

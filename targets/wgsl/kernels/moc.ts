@@ -32,7 +32,7 @@ import {
  * payload) ranked as -Inf and -0 as +0, so that those pairs tie and ties go to the lower channel.
  * (targets/cuda/ptx/moc.ts's selectKey instead puts NaN below -Inf and -0 below +0.)
  */
-const SELECT_KEY = `fn selKey(bits: u32) -> u32 {
+export const SELECT_KEY = `fn selKey(bits: u32) -> u32 {
   if ((bits & 0x7fffffffu) > 0x7f800000u) { return 0x007fffffu; } // NaN: the key of -Inf
   if (bits == 0x80000000u) { return 0x80000000u; } // -0: the key of +0
   return select(bits | 0x80000000u, ~bits, (bits & 0x80000000u) != 0u);

@@ -1,0 +1,304 @@
+// The fused MoC FFN of the 'gpu' kernels: three dispatches instead of five, because through Dawn on
+// an H100 each dependent dispatch costs about as much as moving the kept weights (bench/NOTES.md).
+//
+//   1. gate GEMV (dense.ts gemv with `hist`): G, and per token a histogram of G's selection keys by
+//      their top HIST_BITS bits, counted with atomics as the rows finish. The histogram tells every
+//      later workgroup which bin holds the K-th largest key without a pass of its own.
+//   2. mocSelectUp: workgroup w owns channels [32w, 32w + 32). It reads the histogram, finds that
+//      bin, and decides exactly which of its own channels are kept (keys above the bin: kept; below:
+//      dropped; in it: ranked against every key of the bin, ties → lower channel). Then it computes
+//      h[c] = SiLU(G[c])·(x·W_up[c]) for its kept channels and writes one word of the keep mask.
+//      Every workgroup finds the same threshold from the same data, so no workgroup waits for another.
+//   3. mocDownMasked: y[j] = (res[j] +) Σ_{c kept} h[c]·W_downT[c, j], a workgroup per 16 columns,
+//      summing in a fixed order (deterministic). It also zeroes the histogram for the next FFN.
+//
+// Exactly mocSelect {k} + mocUp + SiLU·mul + mocDown of targets/ref (the same kept set, ties and NaN
+// included); the sums run in another order than the ref's, so results match to rounding. The
+// histogram is state between dispatches: zero before stage 1 (a new buffer is), zero after stage 3.
+import {
+  pad8,
+  unpackFn,
+  type WeightDType,
+  type WgslKernel,
+  assemble,
+  checkInts,
+  type StorageBuffer,
+} from '../kernel.js';
+import { MAX_SELECT_CHANNELS, SELECT_KEY } from './moc.js';
+
+/** Bits of a selection key the gate GEMV's histogram counts by, and its bins per token. */
+export const HIST_BITS = 12;
+export const HIST_BINS = 1 << HIST_BITS;
+
+/** WGSL that counts output `v` of token `t` into the histogram (the gate GEMV's epilogue). */
+export function histCount(v: string, t: string): string {
+  return `atomicAdd(&hist[${t} * ${HIST_BINS}u + (selKey(bitcast<u32>(${v})) >> ${32 - HIST_BITS}u)], 1u)`;
+}
+export { SELECT_KEY };
+
+/** Channels a mocSelectUp workgroup owns (one mask word), and its invocations. */
+const OWN = 32;
+const WG = 256;
+/** Invocations that sum one kept row of W_up (a team), and kept rows a team can take. */
+const TEAM = 32;
+const TEAMS = WG / TEAM;
+const SLOTS = OWN / TEAMS;
+
+/** Words of the keep mask per token. */
+export const maskWords = (F: number): number => Math.ceil(F / 32);
+
+/** The weight bound as 16-byte vectors (rows are pad8 elements, so they stay aligned). */
+const weightVec4 = (dtype: WeightDType): string => (dtype === 'f32' ? 'array<vec4<f32>>' : 'array<vec4<u32>>');
+/** A weight row's length in 16-byte vectors. */
+const rowVec4s = (dtype: WeightDType, cols: number): number => (dtype === 'f32' ? pad8(cols) / 4 : pad8(cols) / 8);
+
+/** WGSL: the 8 weights of chunk c (elements 8c..8c+7) of the row starting at vector r, as two vec4s. */
+function chunkFn(dtype: WeightDType): string {
+  if (dtype === 'f32') return 'fn chunk(r: u32, c: u32) -> array<vec4<f32>, 2> { return array<vec4<f32>, 2>(w[r + 2u * c], w[r + 2u * c + 1u]); }';
+  return `${unpackFn(dtype)}
+fn chunk(r: u32, c: u32) -> array<vec4<f32>, 2> {
+  let v = w[r + c];
+  return array<vec4<f32>, 2>(vec4<f32>(wpair(v.x), wpair(v.y)), vec4<f32>(wpair(v.z), wpair(v.w)));
+}`;
+}
+
+/**
+ * Stage 2. Bindings: h rw [T, F] f32 (kept channels: SiLU(G)·U; dropped: 0), mask rw [T,
+ * maskWords(F)] u32 (bit c%32 of word c/32: channel c kept), x [T, d] f32, w = W_up [F, d], g [T, F]
+ * (G's bits), hist [T, HIST_BINS] u32 (read). Grid [⌈F/32⌉, T, 1], 256 invocations.
+ *
+ * The threshold: invocation i sums bins [16i, 16i + 16); 16 invocations sum 16 of those each; then
+ * each invocation adds up the blocks above its own, and the one whose block holds the K-th largest
+ * key walks its 16 bins down to the bin b* that holds it, and how many of b*'s keys to take (krem).
+ * A channel in b* is kept when fewer than krem keys of b* beat it (larger, or equal on a lower
+ * channel): invocation i holds the keys of channels i, i + 256, … and counts, for each owned
+ * channel in b*, how many of its keys beat that channel's. Work in b* grows with how many keys
+ * share its bin, so any G is exact (all keys equal included), typical ones fast. 5 barriers.
+ *
+ * The up projection: team q (32 invocations) takes the kept rows q, q + 8, q + 16, q + 24 (at most
+ * 32 kept), lane l reading 16-byte chunks l, l + 32, … of each and of x; one invocation per kept
+ * row then sums its team's 32 partials in order.
+ */
+export function mocSelectUp(dtype: WeightDType, d: number, F: number, K: number): WgslKernel {
+  checkInts('mocSelectUp', { d, F, K });
+  if (K > F) throw new RangeError(`mocSelectUp: K = ${K} is more than the ${F} channels`);
+  if (F > MAX_SELECT_CHANNELS) throw new RangeError(`mocSelectUp: selects over at most ${MAX_SELECT_CHANNELS} channels, got ${F}`);
+  const run = Math.ceil(F / WG);
+  const chunks = pad8(d) / 8;
+  const xVec = d % 4 === 0;
+  const buffers: StorageBuffer[] = [
+    { name: 'h', access: 'read_write', type: 'array<f32>' },
+    { name: 'mask', access: 'read_write', type: 'array<u32>' },
+    { name: 'x', access: 'read', type: xVec ? 'array<vec4<f32>>' : 'array<f32>' },
+    { name: 'w', access: 'read', type: weightVec4(dtype) },
+    { name: 'g', access: 'read', type: 'array<u32>' },
+    { name: 'hist', access: 'read', type: 'array<u32>' },
+  ];
+  // x[t, e..e+4) as a vec4 (zeros past d: W_up's row padding is zero too, but x has no padding)
+  const x4 = xVec
+    ? `fn x4(t: u32, e: u32) -> vec4<f32> { if (e >= D) { return vec4<f32>(0.0); } return x[(t * D + e) / 4u]; }`
+    : `fn xs(t: u32, e: u32) -> f32 { return select(0.0, x[t * D + min(e, D - 1u)], e < D); }
+fn x4(t: u32, e: u32) -> vec4<f32> { return vec4<f32>(xs(t, e), xs(t, e + 1u), xs(t, e + 2u), xs(t, e + 3u)); }`;
+  const slots = [...Array(SLOTS).keys()];
+  const each = (f: (s: number) => string) => slots.map(f).join('\n');
+  const body = `
+const D = ${d}u;
+const F = ${F}u;
+const K = ${K}u;
+const RUN = ${run}u; // keys an invocation holds
+const BINS = ${HIST_BINS}u;
+const SHIFT = ${32 - HIST_BITS}u; // key >> SHIFT = its bin
+const WORDS = ${maskWords(F)}u;
+const CHUNKS = ${chunks}u; // 8-element chunks of a W_up row
+const W4 = ${rowVec4s(dtype, d)}u; // a W_up row in 16-byte vectors
+${SELECT_KEY}
+${chunkFn(dtype)}
+${x4}
+fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
+
+var<workgroup> part: array<u32, ${WG}>; // keys in bins [16i, 16i + 16)
+var<workgroup> grp: array<u32, 16>; // keys in part[16q .. 16q + 16)
+var<workgroup> found: vec2<u32>; // (b*, krem)
+var<workgroup> ownKey: array<u32, ${OWN}>;
+var<workgroup> beaten: array<atomic<u32>, ${OWN}>; // keys of b* that beat an owned channel's
+var<workgroup> kept: array<u32, ${OWN}>; // owned channels kept, in slots
+var<workgroup> nKept: atomic<u32>;
+var<workgroup> maskWord: atomic<u32>;
+var<workgroup> red: array<f32, ${SLOTS * WG}>; // slot s, invocation i: red[s·${WG} + i]
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  let t = wid.y;
+  let c0 = wid.x * ${OWN}u;
+  // this invocation's keys (0 past F: below every real key, so it beats none)
+  var keys: array<u32, RUN>;
+  for (var e = 0u; e < RUN; e++) {
+    let c = lid + e * ${WG}u;
+    keys[e] = select(0u, selKey(g[t * F + min(c, F - 1u)]), c < F);
+  }
+  var s = 0u;
+  for (var b = 0u; b < 16u; b++) { s += hist[t * BINS + lid * 16u + b]; }
+  part[lid] = s;
+  if (lid < ${OWN}u) {
+    ownKey[lid] = select(0u, selKey(g[t * F + min(c0 + lid, F - 1u)]), c0 + lid < F);
+    atomicStore(&beaten[lid], 0u);
+  }
+  if (lid == 0u) {
+    atomicStore(&nKept, 0u);
+    atomicStore(&maskWord, 0u);
+  }
+  workgroupBarrier();
+  if (lid < 16u) {
+    var q = 0u;
+    for (var i = lid * 16u; i < lid * 16u + 16u; i++) { q += part[i]; }
+    grp[lid] = q;
+  }
+  workgroupBarrier();
+  // keys in the blocks above this invocation's: whole groups above, then the rest of its group
+  var above = 0u;
+  for (var q = lid / 16u + 1u; q < 16u; q++) { above += grp[q]; }
+  for (var i = lid + 1u; i < (lid / 16u + 1u) * 16u; i++) { above += part[i]; }
+  if (above < K && above + part[lid] >= K) {
+    var krem = K - above;
+    var b = lid * 16u + 15u;
+    for (; b > lid * 16u && krem > hist[t * BINS + b]; b--) { krem -= hist[t * BINS + b]; }
+    found = vec2<u32>(b, krem);
+  }
+  workgroupBarrier();
+  let bstar = found.x;
+  let krem = found.y;
+  // for each owned channel in b*, the keys of b* this invocation holds that beat it
+  for (var j = 0u; j < ${OWN}u; j++) {
+    let kj = ownKey[j];
+    let cj = c0 + j;
+    if (cj >= F || (kj >> SHIFT) != bstar) { continue; }
+    var n = 0u;
+    for (var e = 0u; e < RUN; e++) {
+      let k = keys[e];
+      if ((k >> SHIFT) == bstar && (k > kj || (k == kj && lid + e * ${WG}u < cj))) { n++; }
+    }
+    if (n > 0u) { atomicAdd(&beaten[j], n); }
+  }
+  workgroupBarrier();
+  if (lid < ${OWN}u && c0 + lid < F) {
+    let bin = ownKey[lid] >> SHIFT;
+    if (bin > bstar || (bin == bstar && atomicLoad(&beaten[lid]) < krem)) {
+      kept[atomicAdd(&nKept, 1u)] = lid; // the slot only picks the team: each row's sum is the same in any slot
+      atomicOr(&maskWord, 1u << lid);
+    } else {
+      h[t * F + c0 + lid] = 0.0;
+    }
+  }
+  workgroupBarrier();
+  let n = atomicLoad(&nKept);
+  if (lid == 0u) { mask[t * WORDS + wid.x] = atomicLoad(&maskWord); }
+  // the up projection of the kept rows: team q takes slots q, q + ${TEAMS}, …
+  let team = lid / ${TEAM}u;
+  let lane = lid % ${TEAM}u;
+${each((s) => `  let r${s} = (c0 + kept[min(team + ${s * TEAMS}u, ${OWN - 1}u)]) * W4;
+  var acc${s} = 0.0;`)}
+  for (var c = lane; c < CHUNKS; c += ${TEAM}u) {
+    let xlo = x4(t, 8u * c);
+    let xhi = x4(t, 8u * c + 4u);
+${each((s) => `    if (team + ${s * TEAMS}u < n) {
+      let v = chunk(r${s}, c);
+      acc${s} += dot(v[0], xlo) + dot(v[1], xhi);
+    }`)}
+  }
+${each((s) => `  red[${s * WG}u + lid] = acc${s};`)}
+  workgroupBarrier();
+  if (lid < n) {
+    let base = (lid / ${TEAMS}u) * ${WG}u + (lid % ${TEAMS}u) * ${TEAM}u;
+    var u = 0.0;
+    for (var l = 0u; l < ${TEAM}u; l++) { u += red[base + l]; }
+    let c = c0 + kept[lid];
+    h[t * F + c] = silu(bitcast<f32>(g[t * F + c])) * u;
+  }
+}`;
+  return assemble(`moc_select_up/${dtype}/d${d}/f${F}/k${K}`, buffers, body, [maskWords(F), 'T', 1]);
+}
+
+/** Columns a mocDownMasked workgroup sums (two 8-element chunks), and its invocations. */
+const DOWN_COLS = 16;
+
+/**
+ * Stage 3. y[t, j] = (res[t, j] +) Σ_{c kept} h[t, c]·W_downT[c, j], W_downT stored [F, d].
+ * Bindings: y rw [T, d], hist rw [T, HIST_BINS] (zeroed), h [T, F], mask [T, maskWords(F)], w,
+ * (res [T, d]). Grid [⌈d/16⌉, T, 1], 256 invocations: invocation i takes channels i, i + 256, …,
+ * and for each kept one reads its 16 columns (32 bytes of bf16); then the 256 partial sums of each
+ * column are added in a fixed order (16 groups of 16, then the 16 group sums): deterministic.
+ */
+export function mocDownMasked(dtype: WeightDType, d: number, F: number, residual = false): WgslKernel {
+  checkInts('mocDownMasked', { d, F });
+  const groupsX = Math.ceil(d / DOWN_COLS);
+  const run = Math.ceil(F / WG);
+  const buffers: StorageBuffer[] = [
+    { name: 'y', access: 'read_write', type: 'array<f32>' },
+    { name: 'hist', access: 'read_write', type: 'array<u32>' },
+    { name: 'h', access: 'read', type: 'array<f32>' },
+    { name: 'mask', access: 'read', type: 'array<u32>' },
+    { name: 'w', access: 'read', type: weightVec4(dtype) },
+    ...(residual ? [{ name: 'res', access: 'read' as const, type: 'array<f32>' }] : []),
+  ];
+  const body = `
+const D = ${d}u;
+const F = ${F}u;
+const RUN = ${run}u;
+const BINS = ${HIST_BINS}u;
+const WORDS = ${maskWords(F)}u;
+const CHUNKS = ${pad8(d) / 8}u; // 8-column chunks of a row
+const W4 = ${rowVec4s(dtype, d)}u;
+${chunkFn(dtype)}
+
+var<workgroup> red: array<f32, ${DOWN_COLS * WG}>; // column e, invocation i: red[e·${WG} + i]
+var<workgroup> grp: array<f32, ${DOWN_COLS * 16}>; // column e, group q: grp[e·16 + q]
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  let t = wid.y;
+  // the next FFN's histogram starts from zero (stage 2, its only reader, has run)
+  for (var b = wid.x * ${WG}u + lid; b < BINS; b += ${groupsX * WG}u) { hist[t * BINS + b] = 0u; }
+  let c0 = 2u * wid.x; // this workgroup's chunks c0, c0 + 1
+  let has1 = c0 + 1u < CHUNKS;
+  var a0 = vec4<f32>(0.0);
+  var a1 = vec4<f32>(0.0);
+  var a2 = vec4<f32>(0.0);
+  var a3 = vec4<f32>(0.0);
+  for (var e = 0u; e < RUN; e++) {
+    let c = lid + e * ${WG}u;
+    if (c < F && ((mask[t * WORDS + c / 32u] >> (c % 32u)) & 1u) != 0u) {
+      let hv = h[t * F + c];
+      let lo = chunk(c * W4, c0);
+      a0 += hv * lo[0];
+      a1 += hv * lo[1];
+      if (has1) {
+        let hi = chunk(c * W4, c0 + 1u);
+        a2 += hv * hi[0];
+        a3 += hv * hi[1];
+      }
+    }
+  }
+  for (var i = 0u; i < 4u; i++) {
+    red[i * ${WG}u + lid] = a0[i];
+    red[(4u + i) * ${WG}u + lid] = a1[i];
+    red[(8u + i) * ${WG}u + lid] = a2[i];
+    red[(12u + i) * ${WG}u + lid] = a3[i];
+  }
+  workgroupBarrier();
+  {
+    let col = lid / 16u;
+    let q = lid % 16u;
+    var s = 0.0;
+    for (var i = 0u; i < 16u; i++) { s += red[col * ${WG}u + q * 16u + i]; }
+    grp[col * 16u + q] = s;
+  }
+  workgroupBarrier();
+  let j = wid.x * ${DOWN_COLS}u + lid;
+  if (lid < ${DOWN_COLS}u && j < D) {
+    var s = 0.0;
+    for (var q = 0u; q < 16u; q++) { s += grp[lid * 16u + q]; }
+    y[t * D + j] = ${residual ? 'res[t * D + j] + s' : 's'};
+  }
+}`;
+  return assemble(`moc_down_masked/${dtype}/d${d}/f${F}${residual ? '/res' : ''}`, buffers, body, [groupsX, 'T', 1]);
+}
