@@ -120,7 +120,7 @@ for (let c = 0; c < Math.max(mocCopies, denseCopies); c++) {
       fused.push([
         await step(gate(true), [g, x, wg, hist]),
         await step(mocSelectUp('bf16', d, f, k), [h, mask, x, wu, g, hist]),
-        await step(mocDownMasked('bf16', d, f), [y, hist, h, mask, wdT]),
+        await step(mocDownMasked('bf16', d, f, k), [y, hist, h, mask, wdT]),
       ]);
     }
   }
@@ -158,7 +158,7 @@ if (fused.length) {
     alone.push([
       await step(gate(true), [u, x, wg, spare]),
       await step(mocSelectUp('bf16', d, f, k), [h, mask, x, wu, g, valid]),
-      await step(mocDownMasked('bf16', d, f), [y, spare, h, mask, wdT]),
+      await step(mocDownMasked('bf16', d, f, k), [y, spare, h, mask, wdT]),
     ]);
   }
   fusedReport = { ...report(fusedUs, mocBytes), stagesUs: await stagesAlone(['gate GEMV + histogram', 'select + up·SiLU', 'masked down'], alone) };

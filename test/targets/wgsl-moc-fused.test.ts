@@ -8,7 +8,7 @@ import test from 'ava';
 import * as ref from '../../targets/ref/kernels.js';
 import type { WeightDType } from '../../targets/wgsl/kernel.js';
 import { gemv } from '../../targets/wgsl/kernels/dense.js';
-import { HIST_BINS, HIST_BITS, maskWords, mocDownMasked, mocSelectUp } from '../../targets/wgsl/kernels/moc-fused.js';
+import { HIST_BINS, HIST_BITS, MAX_FUSED_K, maskWords, mocDownMasked, mocSelectUp } from '../../targets/wgsl/kernels/moc-fused.js';
 import { gateRows, ROWS } from '../helpers/gate-rows.js';
 import { maxRelErr, packWeight, poisoned, randomF32, runKernel } from '../helpers/webgpu.js';
 
@@ -104,11 +104,11 @@ test('mocDownMasked: mocDown of the kept channels, with and without the residual
       const z = ref.mocGather(h, F, idx, K);
       const want = ref.mocDown(z, w.rounded, d, idx, K);
       const hist = new Uint32Array(T * HIST_BINS).fill(7);
-      const [y, histAfter] = await runKernel(mocDownMasked(dtype, d, F), [poisoned(T * d), hist, h, mask, w.data], { T });
+      const [y, histAfter] = await runKernel(mocDownMasked(dtype, d, F, K), [poisoned(T * d), hist, h, mask, w.data], { T });
       t.true(relErr(y as Float32Array, want) <= 1e-4, `${dtype} d=${d} F=${F}: ${relErr(y as Float32Array, want)}`);
       t.true(histAfter!.every((v) => v === 0), 'histogram zeroed');
       const res = randomF32(T * d, 983 + i);
-      const [yr] = await runKernel(mocDownMasked(dtype, d, F, true), [poisoned(T * d), hist, h, mask, w.data, res], { T });
+      const [yr] = await runKernel(mocDownMasked(dtype, d, F, K, true), [poisoned(T * d), hist, h, mask, w.data, res], { T });
       t.true(relErr(yr as Float32Array, ref.add(res, want)) <= 1e-4, `residual ${dtype} d=${d}`);
     }
   }
@@ -118,8 +118,8 @@ test('fused kernels: deterministic text, keys that differ exactly when the code 
   const makers = [
     () => mocSelectUp('bf16', 64, 172, 32), () => mocSelectUp('f16', 64, 172, 32), () => mocSelectUp('bf16', 72, 172, 32),
     () => mocSelectUp('bf16', 64, 173, 32), () => mocSelectUp('bf16', 64, 172, 33),
-    () => mocDownMasked('bf16', 64, 172), () => mocDownMasked('f32', 64, 172), () => mocDownMasked('bf16', 72, 172),
-    () => mocDownMasked('bf16', 64, 173), () => mocDownMasked('bf16', 64, 172, true),
+    () => mocDownMasked('bf16', 64, 172, 32), () => mocDownMasked('f32', 64, 172, 32), () => mocDownMasked('bf16', 72, 172, 32),
+    () => mocDownMasked('bf16', 64, 173, 32), () => mocDownMasked('bf16', 64, 172, 33), () => mocDownMasked('bf16', 64, 172, 32, true),
   ];
   const all = makers.map((make) => {
     const k = make();
@@ -130,4 +130,5 @@ test('fused kernels: deterministic text, keys that differ exactly when the code 
   t.is(new Set(all.map((k) => k.code)).size, all.length);
   t.throws(() => mocSelectUp('bf16', 64, 172, 173), { message: /K = 173/ });
   t.throws(() => mocSelectUp('bf16', 64, 70000, 8), { message: /at most 65535/ });
+  t.throws(() => mocDownMasked('bf16', 64, 8000, MAX_FUSED_K + 1), { message: /at most 3584 kept/ });
 });

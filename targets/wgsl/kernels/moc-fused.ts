@@ -101,6 +101,7 @@ export function mocSelectUp(dtype: WeightDType, d: number, F: number, K: number)
 fn x4(t: u32, e: u32) -> vec4<f32> { return vec4<f32>(xs(t, e), xs(t, e + 1u), xs(t, e + 2u), xs(t, e + 3u)); }`;
   const slots = [...Array(SLOTS).keys()];
   const each = (f: (s: number) => string) => slots.map(f).join('\n');
+  const perLane = Math.ceil(chunks / TEAM);
   const body = `
 const D = ${d}u;
 const F = ${F}u;
@@ -126,18 +127,24 @@ var<workgroup> nKept: atomic<u32>;
 var<workgroup> maskWord: atomic<u32>;
 var<workgroup> red: array<f32, ${SLOTS * WG}>; // slot s, invocation i: red[s·${WG} + i]
 
+// (Loops have constant trip counts and loads are not behind data-dependent branches, so the
+// compiler can issue an invocation's loads together instead of one latency after another.)
 @compute @workgroup_size(${WG})
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
   let t = wid.y;
   let c0 = wid.x * ${OWN}u;
-  // this invocation's keys (0 past F: below every real key, so it beats none)
+  // this invocation's keys (0 past F: below every real key, so it beats none), and its 16 bins
   var keys: array<u32, RUN>;
   for (var e = 0u; e < RUN; e++) {
     let c = lid + e * ${WG}u;
     keys[e] = select(0u, selKey(g[t * F + min(c, F - 1u)]), c < F);
   }
+  var bins: array<u32, 16>;
   var s = 0u;
-  for (var b = 0u; b < 16u; b++) { s += hist[t * BINS + lid * 16u + b]; }
+  for (var b = 0u; b < 16u; b++) {
+    bins[b] = hist[t * BINS + lid * 16u + b];
+    s += bins[b];
+  }
   part[lid] = s;
   if (lid < ${OWN}u) {
     ownKey[lid] = select(0u, selKey(g[t * F + min(c0 + lid, F - 1u)]), c0 + lid < F);
@@ -150,19 +157,26 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   workgroupBarrier();
   if (lid < 16u) {
     var q = 0u;
-    for (var i = lid * 16u; i < lid * 16u + 16u; i++) { q += part[i]; }
+    for (var i = 0u; i < 16u; i++) { q += part[lid * 16u + i]; }
     grp[lid] = q;
   }
   workgroupBarrier();
   // keys in the blocks above this invocation's: whole groups above, then the rest of its group
+  let mine = lid / 16u;
   var above = 0u;
-  for (var q = lid / 16u + 1u; q < 16u; q++) { above += grp[q]; }
-  for (var i = lid + 1u; i < (lid / 16u + 1u) * 16u; i++) { above += part[i]; }
-  if (above < K && above + part[lid] >= K) {
+  for (var q = 0u; q < 16u; q++) { above += select(0u, grp[q], q > mine); }
+  for (var i = 0u; i < 16u; i++) { above += select(0u, part[mine * 16u + i], mine * 16u + i > lid); }
+  if (above < K && above + s >= K) {
+    // b*: walk this invocation's bins down from the top to the one holding the K-th largest key
     var krem = K - above;
-    var b = lid * 16u + 15u;
-    for (; b > lid * 16u && krem > hist[t * BINS + b]; b--) { krem -= hist[t * BINS + b]; }
-    found = vec2<u32>(b, krem);
+    var b = 0u;
+    var done = false;
+    for (var i = 15i; i >= 0i; i--) {
+      if (!done) {
+        if (krem <= bins[i]) { b = u32(i); done = true; } else { krem -= bins[i]; }
+      }
+    }
+    found = vec2<u32>(lid * 16u + b, krem);
   }
   workgroupBarrier();
   let bstar = found.x;
@@ -192,20 +206,21 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   workgroupBarrier();
   let n = atomicLoad(&nKept);
   if (lid == 0u) { mask[t * WORDS + wid.x] = atomicLoad(&maskWord); }
-  // the up projection of the kept rows: team q takes slots q, q + ${TEAMS}, …
+  // the up projection of the kept rows: team q takes slots q, q + ${TEAMS}, … (a branch the
+  // whole team takes or skips), lane l chunks l, l + ${TEAM}, …
   let team = lid / ${TEAM}u;
   let lane = lid % ${TEAM}u;
-${each((s) => `  let r${s} = (c0 + kept[min(team + ${s * TEAMS}u, ${OWN - 1}u)]) * W4;
-  var acc${s} = 0.0;`)}
-  for (var c = lane; c < CHUNKS; c += ${TEAM}u) {
-    let xlo = x4(t, 8u * c);
-    let xhi = x4(t, 8u * c + 4u);
-${each((s) => `    if (team + ${s * TEAMS}u < n) {
-      let v = chunk(r${s}, c);
-      acc${s} += dot(v[0], xlo) + dot(v[1], xhi);
-    }`)}
+${each((s) => `  var acc${s} = 0.0;
+  if (team + ${s * TEAMS}u < n) {
+    let r = (c0 + kept[team + ${s * TEAMS}u]) * W4;
+    for (var i = 0u; i < ${perLane}u; i++) {
+      let c = min(lane + i * ${TEAM}u, CHUNKS - 1u);
+      let v = chunk(r, c);
+      let p = dot(v[0], x4(t, 8u * c)) + dot(v[1], x4(t, 8u * c + 4u));
+      acc${s} += select(0.0, p, lane + i * ${TEAM}u < CHUNKS);
+    }
   }
-${each((s) => `  red[${s * WG}u + lid] = acc${s};`)}
+  red[${s * WG}u + lid] = acc${s};`)}
   workgroupBarrier();
   if (lid < n) {
     let base = (lid / ${TEAMS}u) * ${WG}u + (lid % ${TEAMS}u) * ${TEAM}u;
@@ -218,20 +233,25 @@ ${each((s) => `  red[${s * WG}u + lid] = acc${s};`)}
   return assemble(`moc_select_up/${dtype}/d${d}/f${F}/k${K}`, buffers, body, [maskWords(F), 'T', 1]);
 }
 
-/** Columns a mocDownMasked workgroup sums (two 8-element chunks), and its invocations. */
-const DOWN_COLS = 16;
+/** Kept channels listed in a mocDownMasked workgroup's memory at most (with the rest, 16 KiB: WebGPU's default limit). */
+export const MAX_FUSED_K = 3584;
 
 /**
- * Stage 3. y[t, j] = (res[t, j] +) Σ_{c kept} h[t, c]·W_downT[c, j], W_downT stored [F, d].
- * Bindings: y rw [T, d], hist rw [T, HIST_BINS] (zeroed), h [T, F], mask [T, maskWords(F)], w,
- * (res [T, d]). Grid [⌈d/16⌉, T, 1], 256 invocations: invocation i takes channels i, i + 256, …,
- * and for each kept one reads its 16 columns (32 bytes of bf16); then the 256 partial sums of each
- * column are added in a fixed order (16 groups of 16, then the 16 group sums): deterministic.
+ * Stage 3. y[t, j] = (res[t, j] +) Σ_{c kept} h[t, c]·W_downT[c, j], W_downT stored [F, d], K
+ * channels kept per token. Bindings: y rw [T, d], hist rw [T, HIST_BINS] (zeroed), h [T, F], mask
+ * [T, maskWords(F)], w, (res [T, d]). Grid [⌈d/8⌉, T, 1], 256 invocations, a workgroup per 8
+ * columns (one 16-byte chunk of each row). The workgroup lists the kept channels in order from the
+ * mask (a scan of the words' bit counts); invocation i then takes list entries i, i + 256, … (K/256
+ * rows each, all loads issued together), and the 256 partial sums of each column are added in a
+ * fixed order (groups of 8, then the 32 group sums): deterministic.
  */
-export function mocDownMasked(dtype: WeightDType, d: number, F: number, residual = false): WgslKernel {
-  checkInts('mocDownMasked', { d, F });
-  const groupsX = Math.ceil(d / DOWN_COLS);
-  const run = Math.ceil(F / WG);
+export function mocDownMasked(dtype: WeightDType, d: number, F: number, K: number, residual = false): WgslKernel {
+  checkInts('mocDownMasked', { d, F, K });
+  if (K > F) throw new RangeError(`mocDownMasked: K = ${K} is more than the ${F} channels`);
+  if (K > MAX_FUSED_K) throw new RangeError(`mocDownMasked: lists at most ${MAX_FUSED_K} kept channels, got K = ${K}`);
+  const chunks = pad8(d) / 8;
+  const words = maskWords(F);
+  const wordsPer = Math.ceil(words / WG);
   const buffers: StorageBuffer[] = [
     { name: 'y', access: 'read_write', type: 'array<f32>' },
     { name: 'hist', access: 'read_write', type: 'array<u32>' },
@@ -243,62 +263,83 @@ export function mocDownMasked(dtype: WeightDType, d: number, F: number, residual
   const body = `
 const D = ${d}u;
 const F = ${F}u;
-const RUN = ${run}u;
+const K = ${K}u;
 const BINS = ${HIST_BINS}u;
-const WORDS = ${maskWords(F)}u;
-const CHUNKS = ${pad8(d) / 8}u; // 8-column chunks of a row
+const WORDS = ${words}u;
+const WPI = ${wordsPer}u; // mask words an invocation scans
 const W4 = ${rowVec4s(dtype, d)}u;
 ${chunkFn(dtype)}
 
-var<workgroup> red: array<f32, ${DOWN_COLS * WG}>; // column e, invocation i: red[e·${WG} + i]
-var<workgroup> grp: array<f32, ${DOWN_COLS * 16}>; // column e, group q: grp[e·16 + q]
+// the kept channels' list, then (after a barrier) the partial sums as bits: column e, invocation i at e·${WG} + i
+var<workgroup> share: array<u32, ${Math.max(K, 8 * WG)}>;
+var<workgroup> part: array<u32, ${WG}>; // kept channels in invocation i's words
+var<workgroup> grp: array<u32, 16>;
+var<workgroup> red: array<f32, ${WG}>; // column e, group q of 8 invocations: red[e·32 + q]
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
   let t = wid.y;
   // the next FFN's histogram starts from zero (stage 2, its only reader, has run)
-  for (var b = wid.x * ${WG}u + lid; b < BINS; b += ${groupsX * WG}u) { hist[t * BINS + b] = 0u; }
-  let c0 = 2u * wid.x; // this workgroup's chunks c0, c0 + 1
-  let has1 = c0 + 1u < CHUNKS;
-  var a0 = vec4<f32>(0.0);
-  var a1 = vec4<f32>(0.0);
-  var a2 = vec4<f32>(0.0);
-  var a3 = vec4<f32>(0.0);
-  for (var e = 0u; e < RUN; e++) {
-    let c = lid + e * ${WG}u;
-    if (c < F && ((mask[t * WORDS + c / 32u] >> (c % 32u)) & 1u) != 0u) {
-      let hv = h[t * F + c];
-      let lo = chunk(c * W4, c0);
-      a0 += hv * lo[0];
-      a1 += hv * lo[1];
-      if (has1) {
-        let hi = chunk(c * W4, c0 + 1u);
-        a2 += hv * hi[0];
-        a3 += hv * hi[1];
-      }
+  for (var b = wid.x * ${WG}u + lid; b < BINS; b += ${chunks * WG}u) { hist[t * BINS + b] = 0u; }
+  // list the kept channels in order: counts, their exclusive scan, then each invocation's channels
+  var words: array<u32, WPI>;
+  var count = 0u;
+  for (var k = 0u; k < WPI; k++) {
+    let wi = lid * WPI + k;
+    words[k] = select(0u, mask[t * WORDS + min(wi, WORDS - 1u)], wi < WORDS);
+    count += countOneBits(words[k]);
+  }
+  part[lid] = count;
+  workgroupBarrier();
+  if (lid < 16u) {
+    var q = 0u;
+    for (var i = 0u; i < 16u; i++) { q += part[lid * 16u + i]; }
+    grp[lid] = q;
+  }
+  workgroupBarrier();
+  let mine = lid / 16u;
+  var at = 0u;
+  for (var q = 0u; q < 16u; q++) { at += select(0u, grp[q], q < mine); }
+  for (var i = 0u; i < 16u; i++) { at += select(0u, part[mine * 16u + i], mine * 16u + i < lid); }
+  for (var k = 0u; k < WPI; k++) {
+    var bits = words[k];
+    while (bits != 0u) {
+      if (at < K) { share[at] = (lid * WPI + k) * 32u + firstTrailingBit(bits); }
+      at++;
+      bits &= bits - 1u;
     }
   }
-  for (var i = 0u; i < 4u; i++) {
-    red[i * ${WG}u + lid] = a0[i];
-    red[(4u + i) * ${WG}u + lid] = a1[i];
-    red[(8u + i) * ${WG}u + lid] = a2[i];
-    red[(12u + i) * ${WG}u + lid] = a3[i];
+  workgroupBarrier();
+  // this invocation's rows: chunk wid.x of each
+  var acc = array<vec4<f32>, 2>(vec4<f32>(0.0), vec4<f32>(0.0));
+  for (var r = 0u; r < ${Math.ceil(K / WG)}u; r++) {
+    let j = lid + r * ${WG}u;
+    let c = share[min(j, K - 1u)];
+    let hv = select(0.0, h[t * F + c], j < K);
+    let v = chunk(c * W4, wid.x);
+    acc[0] += hv * v[0];
+    acc[1] += hv * v[1];
+  }
+  workgroupBarrier(); // the list is read: share now holds the partial sums
+  for (var e = 0u; e < 4u; e++) {
+    share[e * ${WG}u + lid] = bitcast<u32>(acc[0][e]);
+    share[(4u + e) * ${WG}u + lid] = bitcast<u32>(acc[1][e]);
   }
   workgroupBarrier();
   {
-    let col = lid / 16u;
-    let q = lid % 16u;
-    var s = 0.0;
-    for (var i = 0u; i < 16u; i++) { s += red[col * ${WG}u + q * 16u + i]; }
-    grp[col * 16u + q] = s;
+    let col = lid / 32u;
+    let q = lid % 32u;
+    var sum = 0.0;
+    for (var i = 0u; i < 8u; i++) { sum += bitcast<f32>(share[col * ${WG}u + q * 8u + i]); }
+    red[col * 32u + q] = sum;
   }
   workgroupBarrier();
-  let j = wid.x * ${DOWN_COLS}u + lid;
-  if (lid < ${DOWN_COLS}u && j < D) {
-    var s = 0.0;
-    for (var q = 0u; q < 16u; q++) { s += grp[lid * 16u + q]; }
-    y[t * D + j] = ${residual ? 'res[t * D + j] + s' : 's'};
+  let j = wid.x * 8u + lid;
+  if (lid < 8u && j < D) {
+    var sum = 0.0;
+    for (var q = 0u; q < 32u; q++) { sum += red[lid * 32u + q]; }
+    y[t * D + j] = ${residual ? 'res[t * D + j] + sum' : 'sum'};
   }
 }`;
-  return assemble(`moc_down_masked/${dtype}/d${d}/f${F}${residual ? '/res' : ''}`, buffers, body, [groupsX, 'T', 1]);
+  return assemble(`moc_down_masked/${dtype}/d${d}/f${F}/k${K}${residual ? '/res' : ''}`, buffers, body, [chunks, 'T', 1]);
 }
