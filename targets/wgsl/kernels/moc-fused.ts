@@ -44,6 +44,13 @@ const TEAM = 32;
 const TEAMS = WG / TEAM;
 const SLOTS = OWN / TEAMS;
 
+/**
+ * n copies of a statement, one per i, joined by lines. The kernels unroll their loads this way: from
+ * a WGSL loop the driver's compiler here (NVIDIA, through Dawn and Vulkan) issued one load after
+ * another's latency, even at constant trip counts (bench/wgsl/fused-ablation.ts measured it).
+ */
+const unrolled = (n: number, line: (i: number) => string): string => Array.from({ length: n }, (_, i) => line(i)).join('\n');
+
 /** Words of the keep mask per token. */
 export const maskWords = (F: number): number => Math.ceil(F / 32);
 
@@ -96,7 +103,7 @@ export function mocSelectUp(dtype: WeightDType, d: number, F: number, K: number)
   ];
   // x[t, e..e+4) as a vec4 (zeros past d: W_up's row padding is zero too, but x has no padding)
   const x4 = xVec
-    ? `fn x4(t: u32, e: u32) -> vec4<f32> { if (e >= D) { return vec4<f32>(0.0); } return x[(t * D + e) / 4u]; }`
+    ? `fn x4(t: u32, e: u32) -> vec4<f32> { return select(vec4<f32>(0.0), x[(t * D + min(e, D - 4u)) / 4u], e < D); }`
     : `fn xs(t: u32, e: u32) -> f32 { return select(0.0, x[t * D + min(e, D - 1u)], e < D); }
 fn x4(t: u32, e: u32) -> vec4<f32> { return vec4<f32>(xs(t, e), xs(t, e + 1u), xs(t, e + 2u), xs(t, e + 3u)); }`;
   const slots = [...Array(SLOTS).keys()];
@@ -106,7 +113,6 @@ fn x4(t: u32, e: u32) -> vec4<f32> { return vec4<f32>(xs(t, e), xs(t, e + 1u), x
 const D = ${d}u;
 const F = ${F}u;
 const K = ${K}u;
-const RUN = ${run}u; // keys an invocation holds
 const BINS = ${HIST_BINS}u;
 const SHIFT = ${32 - HIST_BITS}u; // key >> SHIFT = its bin
 const WORDS = ${maskWords(F)}u;
@@ -122,29 +128,23 @@ var<workgroup> grp: array<u32, 16>; // keys in part[16q .. 16q + 16)
 var<workgroup> found: vec2<u32>; // (b*, krem)
 var<workgroup> ownKey: array<u32, ${OWN}>;
 var<workgroup> beaten: array<atomic<u32>, ${OWN}>; // keys of b* that beat an owned channel's
+var<workgroup> cand: array<u32, ${OWN}>; // owned channels in b*
+var<workgroup> nCand: atomic<u32>;
 var<workgroup> kept: array<u32, ${OWN}>; // owned channels kept, in slots
 var<workgroup> nKept: atomic<u32>;
 var<workgroup> maskWord: atomic<u32>;
 var<workgroup> red: array<f32, ${SLOTS * WG}>; // slot s, invocation i: red[s·${WG} + i]
 
-// (Loops have constant trip counts and loads are not behind data-dependent branches, so the
-// compiler can issue an invocation's loads together instead of one latency after another.)
+// (Loads are unrolled and not behind data-dependent branches, so that an invocation's loads issue
+// together instead of one latency after another.)
 @compute @workgroup_size(${WG})
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
   let t = wid.y;
   let c0 = wid.x * ${OWN}u;
   // this invocation's keys (0 past F: below every real key, so it beats none), and its 16 bins
-  var keys: array<u32, RUN>;
-  for (var e = 0u; e < RUN; e++) {
-    let c = lid + e * ${WG}u;
-    keys[e] = select(0u, selKey(g[t * F + min(c, F - 1u)]), c < F);
-  }
-  var bins: array<u32, 16>;
-  var s = 0u;
-  for (var b = 0u; b < 16u; b++) {
-    bins[b] = hist[t * BINS + lid * 16u + b];
-    s += bins[b];
-  }
+${unrolled(run, (e) => `  let k${e} = select(0u, selKey(g[t * F + min(lid + ${e * WG}u, F - 1u)]), lid + ${e * WG}u < F);`)}
+${unrolled(16, (b) => `  let b${b} = hist[t * BINS + lid * 16u + ${b}u];`)}
+  let s = ${[...Array(16).keys()].map((b) => `b${b}`).join(' + ')};
   part[lid] = s;
   if (lid < ${OWN}u) {
     ownKey[lid] = select(0u, selKey(g[t * F + min(c0 + lid, F - 1u)]), c0 + lid < F);
@@ -152,6 +152,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   }
   if (lid == 0u) {
     atomicStore(&nKept, 0u);
+    atomicStore(&nCand, 0u);
     atomicStore(&maskWord, 0u);
   }
   workgroupBarrier();
@@ -171,26 +172,23 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     var krem = K - above;
     var b = 0u;
     var done = false;
-    for (var i = 15i; i >= 0i; i--) {
-      if (!done) {
-        if (krem <= bins[i]) { b = u32(i); done = true; } else { krem -= bins[i]; }
-      }
-    }
+${unrolled(16, (i) => `    if (!done) { if (krem <= b${15 - i}) { b = ${15 - i}u; done = true; } else { krem -= b${15 - i}; } }`)}
     found = vec2<u32>(lid * 16u + b, krem);
   }
   workgroupBarrier();
   let bstar = found.x;
   let krem = found.y;
-  // for each owned channel in b*, the keys of b* this invocation holds that beat it
-  for (var j = 0u; j < ${OWN}u; j++) {
+  // the owned channels in b*, listed
+  if (lid < ${OWN}u && c0 + lid < F && (ownKey[lid] >> SHIFT) == bstar) { cand[atomicAdd(&nCand, 1u)] = lid; }
+  workgroupBarrier();
+  // for each of them, the keys of b* this invocation holds that beat it (larger, or equal on a lower channel)
+  let nc = atomicLoad(&nCand);
+  for (var i = 0u; i < nc; i++) {
+    let j = cand[i];
     let kj = ownKey[j];
     let cj = c0 + j;
-    if (cj >= F || (kj >> SHIFT) != bstar) { continue; }
     var n = 0u;
-    for (var e = 0u; e < RUN; e++) {
-      let k = keys[e];
-      if ((k >> SHIFT) == bstar && (k > kj || (k == kj && lid + e * ${WG}u < cj))) { n++; }
-    }
+${unrolled(run, (e) => `    n += select(0u, 1u, (k${e} >> SHIFT) == bstar && (k${e} > kj || (k${e} == kj && lid + ${e * WG}u < cj)));`)}
     if (n > 0u) { atomicAdd(&beaten[j], n); }
   }
   workgroupBarrier();
@@ -213,12 +211,8 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 ${each((s) => `  var acc${s} = 0.0;
   if (team + ${s * TEAMS}u < n) {
     let r = (c0 + kept[team + ${s * TEAMS}u]) * W4;
-    for (var i = 0u; i < ${perLane}u; i++) {
-      let c = min(lane + i * ${TEAM}u, CHUNKS - 1u);
-      let v = chunk(r, c);
-      let p = dot(v[0], x4(t, 8u * c)) + dot(v[1], x4(t, 8u * c + 4u));
-      acc${s} += select(0.0, p, lane + i * ${TEAM}u < CHUNKS);
-    }
+${unrolled(perLane, (i) => `    let v${i} = chunk(r, min(lane + ${i * TEAM}u, CHUNKS - 1u));`)}
+${unrolled(perLane, (i) => `    acc${s} += select(0.0, dot(v${i}[0], x4(t, 8u * (lane + ${i * TEAM}u))) + dot(v${i}[1], x4(t, 8u * (lane + ${i * TEAM}u) + 4u)), lane + ${i * TEAM}u < CHUNKS);`)}
   }
   red[${s * WG}u + lid] = acc${s};`)}
   workgroupBarrier();
@@ -312,14 +306,11 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   workgroupBarrier();
   // this invocation's rows: chunk wid.x of each
   var acc = array<vec4<f32>, 2>(vec4<f32>(0.0), vec4<f32>(0.0));
-  for (var r = 0u; r < ${Math.ceil(K / WG)}u; r++) {
-    let j = lid + r * ${WG}u;
-    let c = share[min(j, K - 1u)];
-    let hv = select(0.0, h[t * F + c], j < K);
-    let v = chunk(c * W4, wid.x);
-    acc[0] += hv * v[0];
-    acc[1] += hv * v[1];
-  }
+${unrolled(Math.ceil(K / WG), (r) => `  let c${r} = share[min(lid + ${r * WG}u, K - 1u)];
+  let h${r} = select(0.0, h[t * F + c${r}], lid + ${r * WG}u < K);
+  let v${r} = chunk(c${r} * W4, wid.x);`)}
+${unrolled(Math.ceil(K / WG), (r) => `  acc[0] += h${r} * v${r}[0];
+  acc[1] += h${r} * v${r}[1];`)}
   workgroupBarrier(); // the list is read: share now holds the partial sums
   for (var e = 0u; e < 4u; e++) {
     share[e * ${WG}u + lid] = bitcast<u32>(acc[0][e]);

@@ -1,0 +1,106 @@
+// Where the fused MoC stages spend their time, on a real GPU through Dawn: each stage timed alone
+// (GPU timestamps around a pass of many dispatches, weights rotated over 7 copies), then again with
+// one part cut out of its WGSL text. Differences show what each part costs. A probe for design
+// work, not a benchmark of record: the cut kernels compute wrong results.
+// Usage: node dist/bench/wgsl/fused-ablation.js
+import type { WgslKernel } from '../../targets/wgsl/kernel.js';
+import { gemv } from '../../targets/wgsl/kernels/dense.js';
+import { HIST_BINS, maskWords, mocDownMasked, mocSelectUp } from '../../targets/wgsl/kernels/moc-fused.js';
+import { wgslDevice } from '../../targets/wgsl/index.js';
+import { createPipeline } from '../../targets/wgsl/runtime/session.js';
+
+process.env.MOCC_DAWN_FLAGS ??= 'disable-dawn-features=timestamp_quantization';
+const { device, description } = await wgslDevice();
+console.log(`fused-ablation on ${description}`);
+const [d, f, k, copies] = process.argv.includes("--small") ? [256, 688, 128, 2] : [2048, 5464, 1024, 7];
+let seed = 99;
+function randomBf16(n: number): Uint32Array {
+  const out = new Uint32Array(n / 2);
+  for (let i = 0; i < out.length; i++) {
+    seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5;
+    const h = (b: number) => ((b & 1) << 15) | ((120 + ((b >>> 1) & 3)) << 7) | ((b >>> 3) & 0x7f);
+    out[i] = (h(seed & 0x3ff) | (h((seed >>> 10) & 0x3ff) << 16)) >>> 0;
+  }
+  return out;
+}
+const buffer = (data: Uint32Array | Float32Array | number): GPUBuffer => {
+  const size = typeof data === 'number' ? data : data.byteLength;
+  const b = device.createBuffer({ size: Math.max(16, size), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+  if (typeof data !== 'number') device.queue.writeBuffer(b, 0, data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+  return b;
+};
+const call = device.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+device.queue.writeBuffer(call, 0, new Uint32Array([1, 0, 0, 0]));
+async function steps(kernel: WgslKernel, sets: GPUBuffer[][]) {
+  const pipeline = await createPipeline(device, kernel.key + Math.random(), kernel);
+  const grid = kernel.grid.map((g) => (g === 'T' ? 1 : g)) as [number, number, number];
+  return sets.map((bufs) => ({ pipeline, grid, group: device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [call, ...bufs].map((buffer, i) => ({ binding: i, resource: { buffer } })) }) }));
+}
+type Step = Awaited<ReturnType<typeof steps>>[number];
+async function time(list: Step[], iters = process.argv.includes("--small") ? 1 : 40, reps = process.argv.includes("--small") ? 1 : 11): Promise<number> {
+  const qs = device.createQuerySet({ type: 'timestamp', count: 2 });
+  const res = device.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+  const out: number[] = [];
+  for (let r = 0; r <= reps; r++) {
+    const enc = device.createCommandEncoder();
+    const pass = enc.beginComputePass({ timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } });
+    for (let i = 0; i < iters; i++) for (const s of list) (pass.setPipeline(s.pipeline), pass.setBindGroup(0, s.group), pass.dispatchWorkgroups(...s.grid));
+    pass.end();
+    enc.resolveQuerySet(qs, 0, 2, res, 0);
+    const read = device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    enc.copyBufferToBuffer(res, 0, read, 0, 16);
+    device.queue.submit([enc.finish()]);
+    await read.mapAsync(GPUMapMode.READ);
+    const [t0, t1] = new BigUint64Array(read.getMappedRange());
+    read.destroy();
+    if (r > 0) out.push(Number(t1! - t0!) / 1000 / (iters * list.length));
+  }
+  return out.sort((a, b) => a - b)[out.length >> 1]!;
+}
+/** A kernel with text replaced (each `from` must occur). */
+function cut(kernel: WgslKernel, ...edits: [string | RegExp, string][]): WgslKernel {
+  let code = kernel.code;
+  for (const [from, to] of edits) {
+    if (!(typeof from === 'string' ? code.includes(from) : from.test(code))) throw new Error(`${kernel.key}: no ${from}`);
+    code = typeof from === 'string' ? code.split(from).join(to) : code.replace(from, to);
+  }
+  return { ...kernel, code };
+}
+
+const x = buffer(new Float32Array(d).map((_, i) => Math.sin(i)));
+const g = buffer(f * 4), h = buffer(f * 4), y = buffer(d * 4), mask = buffer(maskWords(f) * 4);
+const hist = buffer(HIST_BINS * 4), spare = buffer(HIST_BINS * 4);
+const w = Array.from({ length: copies }, () => [buffer(randomBf16(f * d)), buffer(randomBf16(f * d)), buffer(randomBf16(f * d))] as const);
+// one gate GEMV fills g and a histogram that stays valid (nothing zeroes it)
+const [fill] = await steps(gemv({ dtype: 'bf16', inDim: d, outDim: f, outStride: f, rowBase: 0, variant: 'gpu', hist: true }), [[g, x, w[0]![0], hist]]);
+{
+  const enc = device.createCommandEncoder(), pass = enc.beginComputePass();
+  pass.setPipeline(fill!.pipeline); pass.setBindGroup(0, fill!.group); pass.dispatchWorkgroups(...fill!.grid); pass.end();
+  device.queue.submit([enc.finish()]);
+}
+const up = mocSelectUp('bf16', d, f, k);
+const upSets = w.map(([, wu]) => [h, mask, x, wu, g, hist]);
+const upCuts: Record<string, WgslKernel> = {
+  'select + up (as built)': up,
+  'no up phase': cut(up, ['let n = atomicLoad(&nKept);', 'let n = 0u;']),
+  'no rank loop': cut(up, ['let nc = atomicLoad(&nCand);', 'let nc = 0u;']),
+  'no keys read': cut(up, [/selKey\(g\[t \* F \+ min\(lid \+ \d+u, F - 1u\)\]\)/g, 'lid']),
+  'up only (kept = 6 fixed rows, no select)': cut(up, [/let k0 = select[\s\S]*?let n = atomicLoad\(&nKept\);/, 'let n = 6u;'], ['kept[team + 0u]', '(team * 5u)'], ['let c = c0 + kept[lid];', 'let c = c0 + lid * 5u;']),
+};
+const down = mocDownMasked('bf16', d, f, k);
+const downSets = w.map(([, , wd]) => [y, spare, h, mask, wd]);
+const noList: [RegExp, string] = [/share\[min\(lid \+ (\d+)u, K - 1u\)\]/g, 'min((lid + $1u) * 5u, F - 1u)'];
+const downCuts: Record<string, WgslKernel> = {
+  'masked down (as built)': down,
+  'no list (rows j·5)': cut(down, noList),
+  'no list, no h read': cut(down, noList, [/select\(0\.0, h\[t \* F \+ c\d+\], lid \+ \d+u < K\)/g, 'f32(lid)']),
+};
+const gateK = gemv({ dtype: 'bf16', inDim: d, outDim: f, outStride: f, rowBase: 0, variant: 'gpu', hist: true });
+const results: Record<string, number> = {};
+for (const [name, kern] of [['gate GEMV + histogram', gateK] as const, ['gate GEMV', gemv({ dtype: 'bf16', inDim: d, outDim: f, outStride: f, rowBase: 0, variant: 'gpu' })] as const]) {
+  results[name] = await time(await steps(kern, w.map(([wg]) => (name.includes('hist') ? [h, x, wg, spare] : [h, x, wg]))));
+}
+for (const [name, kern] of Object.entries(upCuts)) results[name] = await time(await steps(kern, upSets));
+for (const [name, kern] of Object.entries(downCuts)) results[name] = await time(await steps(kern, downSets));
+for (const [name, us] of Object.entries(results)) console.log(`${name.padEnd(44)} ${us.toFixed(2)} µs`);
+device.destroy();
