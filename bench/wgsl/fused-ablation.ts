@@ -85,7 +85,7 @@ const upCuts: Record<string, WgslKernel> = {
   'no up phase': cut(up, ['let n = atomicLoad(&nKept);', 'let n = 0u;']),
   'no rank loop': cut(up, ['let nc = atomicLoad(&nCand);', 'let nc = 0u;']),
   'no keys read': cut(up, [/selKey\(g\[t \* F \+ min\(lid \+ \d+u, F - 1u\)\]\)/g, 'lid']),
-  'up only (kept = 6 fixed rows, no select)': cut(up, [/let k0 = select[\s\S]*?let n = atomicLoad\(&nKept\);/, 'let n = 6u;'], ['kept[team + 0u]', '(team * 5u)'], ['let c = c0 + kept[lid];', 'let c = c0 + lid * 5u;']),
+  'up only (kept = 6 fixed rows, no select)': cut(up, [/let k0 = select[\s\S]*?let n = atomicLoad\(&nKept\);/, 'let n = 6u;'], ['kept[team + 0u]', '(team * 5u)'], ['let j = kept[lid];', 'let j = lid * 5u;']),
 };
 const down = mocDownMasked('bf16', d, f, k);
 const downSets = w.map(([, , wd]) => [y, spare, h, mask, wd]);

@@ -36,8 +36,8 @@ export function histCount(v: string, t: string): string {
 }
 export { SELECT_KEY };
 
-/** Channels a mocSelectUp workgroup owns (one mask word), and its invocations. */
-const OWN = 32;
+/** Channels a mocSelectUp workgroup owns (two mask words), and its invocations. */
+const OWN = 64;
 const WG = 256;
 /** Invocations that sum one kept row of W_up (a team), and kept rows a team can take. */
 const TEAM = 32;
@@ -50,6 +50,9 @@ const SLOTS = OWN / TEAMS;
  * another's latency, even at constant trip counts (bench/wgsl/fused-ablation.ts measured it).
  */
 const unrolled = (n: number, line: (i: number) => string): string => Array.from({ length: n }, (_, i) => line(i)).join('\n');
+
+/** WGSL: the sum of n terms, written out (left to right: a fixed order). */
+const sum = (n: number, term: (i: number) => string): string => Array.from({ length: n }, (_, i) => term(i)).join(' + ');
 
 /** Words of the keep mask per token. */
 export const maskWords = (F: number): number => Math.ceil(F / 32);
@@ -72,19 +75,21 @@ fn chunk(r: u32, c: u32) -> array<vec4<f32>, 2> {
 /**
  * Stage 2. Bindings: h rw [T, F] f32 (kept channels: SiLU(G)·U; dropped: 0), mask rw [T,
  * maskWords(F)] u32 (bit c%32 of word c/32: channel c kept), x [T, d] f32, w = W_up [F, d], g [T, F]
- * (G's bits), hist [T, HIST_BINS] u32 (read). Grid [⌈F/32⌉, T, 1], 256 invocations.
+ * (G's bits), hist [T, HIST_BINS] u32 (read). Grid [⌈F/64⌉, T, 1], 256 invocations.
  *
- * The threshold: invocation i sums bins [16i, 16i + 16); 16 invocations sum 16 of those each; then
- * each invocation adds up the blocks above its own, and the one whose block holds the K-th largest
- * key walks its 16 bins down to the bin b* that holds it, and how many of b*'s keys to take (krem).
- * A channel in b* is kept when fewer than krem keys of b* beat it (larger, or equal on a lower
- * channel): invocation i holds the keys of channels i, i + 256, … and counts, for each owned
- * channel in b*, how many of its keys beat that channel's. Work in b* grows with how many keys
- * share its bin, so any G is exact (all keys equal included), typical ones fast. 5 barriers.
+ * Everything a workgroup reads from memory for the selection is read at its start, together: its
+ * 64 owned gate values, invocation i's 16 bins [16i, 16i + 16) (four 16-byte loads) and the keys of
+ * channels i, i + 256, … Then, in workgroup memory: 16 invocations sum 16 bin totals each; each
+ * invocation adds up the blocks above its own, and the one whose block holds the K-th largest key
+ * walks its bins down to that key's bin b*, and how many of b*'s keys to take (krem). An owned
+ * channel above b* is kept, below it dropped; in b* it is kept when fewer than krem keys of b* beat
+ * it (larger, or equal on a lower channel), which every invocation counts among the keys it holds.
+ * That work grows with how many keys share b*, so any G is exact (all keys equal included), and
+ * typical ones are fast (about 1.6% of 5464 keys share a 12-bit bin). 6 barriers.
  *
- * The up projection: team q (32 invocations) takes the kept rows q, q + 8, q + 16, q + 24 (at most
- * 32 kept), lane l reading 16-byte chunks l, l + 32, … of each and of x; one invocation per kept
- * row then sums its team's 32 partials in order.
+ * The up projection: team q (32 invocations) takes the kept rows q, q + 8, …, lane l reading
+ * 16-byte chunks l, l + 32, … of each and of x; one invocation per kept row sums its team's 32
+ * partials in order (deterministic).
  */
 export function mocSelectUp(dtype: WeightDType, d: number, F: number, K: number): WgslKernel {
   checkInts('mocSelectUp', { d, F, K });
@@ -92,6 +97,7 @@ export function mocSelectUp(dtype: WeightDType, d: number, F: number, K: number)
   if (F > MAX_SELECT_CHANNELS) throw new RangeError(`mocSelectUp: selects over at most ${MAX_SELECT_CHANNELS} channels, got ${F}`);
   const run = Math.ceil(F / WG);
   const chunks = pad8(d) / 8;
+  const perLane = Math.ceil(chunks / TEAM);
   const xVec = d % 4 === 0;
   const buffers: StorageBuffer[] = [
     { name: 'h', access: 'read_write', type: 'array<f32>' },
@@ -99,21 +105,17 @@ export function mocSelectUp(dtype: WeightDType, d: number, F: number, K: number)
     { name: 'x', access: 'read', type: xVec ? 'array<vec4<f32>>' : 'array<f32>' },
     { name: 'w', access: 'read', type: weightVec4(dtype) },
     { name: 'g', access: 'read', type: 'array<u32>' },
-    { name: 'hist', access: 'read', type: 'array<u32>' },
+    { name: 'hist', access: 'read', type: 'array<vec4<u32>>' },
   ];
   // x[t, e..e+4) as a vec4 (zeros past d: W_up's row padding is zero too, but x has no padding)
   const x4 = xVec
-    ? `fn x4(t: u32, e: u32) -> vec4<f32> { return select(vec4<f32>(0.0), x[(t * D + min(e, D - 4u)) / 4u], e < D); }`
+    ? 'fn x4(t: u32, e: u32) -> vec4<f32> { return select(vec4<f32>(0.0), x[(t * D + min(e, D - 4u)) / 4u], e < D); }'
     : `fn xs(t: u32, e: u32) -> f32 { return select(0.0, x[t * D + min(e, D - 1u)], e < D); }
 fn x4(t: u32, e: u32) -> vec4<f32> { return vec4<f32>(xs(t, e), xs(t, e + 1u), xs(t, e + 2u), xs(t, e + 3u)); }`;
-  const slots = [...Array(SLOTS).keys()];
-  const each = (f: (s: number) => string) => slots.map(f).join('\n');
-  const perLane = Math.ceil(chunks / TEAM);
   const body = `
 const D = ${d}u;
 const F = ${F}u;
 const K = ${K}u;
-const BINS = ${HIST_BINS}u;
 const SHIFT = ${32 - HIST_BITS}u; // key >> SHIFT = its bin
 const WORDS = ${maskWords(F)}u;
 const CHUNKS = ${chunks}u; // 8-element chunks of a W_up row
@@ -126,105 +128,99 @@ fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 var<workgroup> part: array<u32, ${WG}>; // keys in bins [16i, 16i + 16)
 var<workgroup> grp: array<u32, 16>; // keys in part[16q .. 16q + 16)
 var<workgroup> found: vec2<u32>; // (b*, krem)
-var<workgroup> ownKey: array<u32, ${OWN}>;
-var<workgroup> beaten: array<atomic<u32>, ${OWN}>; // keys of b* that beat an owned channel's
+var<workgroup> ownG: array<u32, ${OWN}>; // the owned channels' gate values (bits)
 var<workgroup> cand: array<u32, ${OWN}>; // owned channels in b*
 var<workgroup> nCand: atomic<u32>;
+var<workgroup> beaten: array<atomic<u32>, ${OWN}>; // keys of b* that beat an owned channel's
 var<workgroup> kept: array<u32, ${OWN}>; // owned channels kept, in slots
 var<workgroup> nKept: atomic<u32>;
-var<workgroup> maskWord: atomic<u32>;
+var<workgroup> maskBits: array<atomic<u32>, ${OWN / 32}>;
 var<workgroup> red: array<f32, ${SLOTS * WG}>; // slot s, invocation i: red[s·${WG} + i]
 
-// (Loads are unrolled and not behind data-dependent branches, so that an invocation's loads issue
-// together instead of one latency after another.)
+// (Loads are written out and not behind data-dependent branches, so that an invocation's loads
+// issue together instead of one latency after another.)
 @compute @workgroup_size(${WG})
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
   let t = wid.y;
   let c0 = wid.x * ${OWN}u;
-  // this invocation's keys (0 past F: below every real key, so it beats none), and its 16 bins
-${unrolled(run, (e) => `  let k${e} = select(0u, selKey(g[t * F + min(lid + ${e * WG}u, F - 1u)]), lid + ${e * WG}u < F);`)}
-${unrolled(16, (b) => `  let b${b} = hist[t * BINS + lid * 16u + ${b}u];`)}
-  let s = ${[...Array(16).keys()].map((b) => `b${b}`).join(' + ')};
-  part[lid] = s;
   if (lid < ${OWN}u) {
-    ownKey[lid] = select(0u, selKey(g[t * F + min(c0 + lid, F - 1u)]), c0 + lid < F);
+    ownG[lid] = g[t * F + min(c0 + lid, F - 1u)];
     atomicStore(&beaten[lid], 0u);
   }
+  // this invocation's 16 bins, and its keys (0 past F: below every real key, so it beats none)
+${unrolled(4, (q) => `  let b${q} = hist[t * ${HIST_BINS / 4}u + lid * 4u + ${q}u];`)}
+${unrolled(run, (e) => `  let k${e} = select(0u, selKey(g[t * F + min(lid + ${e * WG}u, F - 1u)]), lid + ${e * WG}u < F);`)}
+  let s = ${sum(4, (q) => `b${q}.x + b${q}.y + b${q}.z + b${q}.w`)};
+  part[lid] = s;
   if (lid == 0u) {
     atomicStore(&nKept, 0u);
     atomicStore(&nCand, 0u);
-    atomicStore(&maskWord, 0u);
+${unrolled(OWN / 32, (m) => `    atomicStore(&maskBits[${m}], 0u);`)}
   }
   workgroupBarrier();
-  if (lid < 16u) {
-    var q = 0u;
-    for (var i = 0u; i < 16u; i++) { q += part[lid * 16u + i]; }
-    grp[lid] = q;
-  }
+  if (lid < 16u) { grp[lid] = ${sum(16, (i) => `part[lid * 16u + ${i}u]`)}; }
   workgroupBarrier();
   // keys in the blocks above this invocation's: whole groups above, then the rest of its group
   let mine = lid / 16u;
-  var above = 0u;
-  for (var q = 0u; q < 16u; q++) { above += select(0u, grp[q], q > mine); }
-  for (var i = 0u; i < 16u; i++) { above += select(0u, part[mine * 16u + i], mine * 16u + i > lid); }
+  let above = ${sum(16, (q) => `select(0u, grp[${q}u], ${q}u > mine)`)}
+    + ${sum(16, (i) => `select(0u, part[mine * 16u + ${i}u], mine * 16u + ${i}u > lid)`)};
   if (above < K && above + s >= K) {
     // b*: walk this invocation's bins down from the top to the one holding the K-th largest key
+    let bins = array<u32, 16>(${[0, 1, 2, 3].map((q) => `b${q}.x, b${q}.y, b${q}.z, b${q}.w`).join(', ')});
     var krem = K - above;
     var b = 0u;
     var done = false;
-${unrolled(16, (i) => `    if (!done) { if (krem <= b${15 - i}) { b = ${15 - i}u; done = true; } else { krem -= b${15 - i}; } }`)}
+${unrolled(16, (i) => `    if (!done) { if (krem <= bins[${15 - i}]) { b = ${15 - i}u; done = true; } else { krem -= bins[${15 - i}]; } }`)}
     found = vec2<u32>(lid * 16u + b, krem);
   }
   workgroupBarrier();
   let bstar = found.x;
   let krem = found.y;
   // the owned channels in b*, listed
-  if (lid < ${OWN}u && c0 + lid < F && (ownKey[lid] >> SHIFT) == bstar) { cand[atomicAdd(&nCand, 1u)] = lid; }
+  if (lid < ${OWN}u && c0 + lid < F && (selKey(ownG[lid]) >> SHIFT) == bstar) { cand[atomicAdd(&nCand, 1u)] = lid; }
   workgroupBarrier();
   // for each of them, the keys of b* this invocation holds that beat it (larger, or equal on a lower channel)
   let nc = atomicLoad(&nCand);
   for (var i = 0u; i < nc; i++) {
     let j = cand[i];
-    let kj = ownKey[j];
+    let kj = selKey(ownG[j]);
     let cj = c0 + j;
-    var n = 0u;
-${unrolled(run, (e) => `    n += select(0u, 1u, (k${e} >> SHIFT) == bstar && (k${e} > kj || (k${e} == kj && lid + ${e * WG}u < cj)));`)}
+    let n = ${sum(run, (e) => `select(0u, 1u, (k${e} >> SHIFT) == bstar && (k${e} > kj || (k${e} == kj && lid + ${e * WG}u < cj)))`)};
     if (n > 0u) { atomicAdd(&beaten[j], n); }
   }
   workgroupBarrier();
   if (lid < ${OWN}u && c0 + lid < F) {
-    let bin = ownKey[lid] >> SHIFT;
+    let bin = selKey(ownG[lid]) >> SHIFT;
     if (bin > bstar || (bin == bstar && atomicLoad(&beaten[lid]) < krem)) {
       kept[atomicAdd(&nKept, 1u)] = lid; // the slot only picks the team: each row's sum is the same in any slot
-      atomicOr(&maskWord, 1u << lid);
+      atomicOr(&maskBits[lid / 32u], 1u << (lid % 32u));
     } else {
       h[t * F + c0 + lid] = 0.0;
     }
   }
   workgroupBarrier();
   let n = atomicLoad(&nKept);
-  if (lid == 0u) { mask[t * WORDS + wid.x] = atomicLoad(&maskWord); }
+  if (lid < ${OWN / 32}u && wid.x * ${OWN / 32}u + lid < WORDS) { mask[t * WORDS + wid.x * ${OWN / 32}u + lid] = atomicLoad(&maskBits[lid]); }
   // the up projection of the kept rows: team q takes slots q, q + ${TEAMS}, … (a branch the
   // whole team takes or skips), lane l chunks l, l + ${TEAM}, …
   let team = lid / ${TEAM}u;
   let lane = lid % ${TEAM}u;
-${each((s) => `  var acc${s} = 0.0;
+${unrolled(SLOTS, (s) => `  var acc${s} = 0.0;
   if (team + ${s * TEAMS}u < n) {
     let r = (c0 + kept[team + ${s * TEAMS}u]) * W4;
 ${unrolled(perLane, (i) => `    let v${i} = chunk(r, min(lane + ${i * TEAM}u, CHUNKS - 1u));`)}
-${unrolled(perLane, (i) => `    acc${s} += select(0.0, dot(v${i}[0], x4(t, 8u * (lane + ${i * TEAM}u))) + dot(v${i}[1], x4(t, 8u * (lane + ${i * TEAM}u) + 4u)), lane + ${i * TEAM}u < CHUNKS);`)}
+    acc${s} = ${sum(perLane, (i) => `select(0.0, dot(v${i}[0], x4(t, 8u * (lane + ${i * TEAM}u))) + dot(v${i}[1], x4(t, 8u * (lane + ${i * TEAM}u) + 4u)), lane + ${i * TEAM}u < CHUNKS)`).split(' + select').join('\n      + select')};
   }
   red[${s * WG}u + lid] = acc${s};`)}
   workgroupBarrier();
   if (lid < n) {
     let base = (lid / ${TEAMS}u) * ${WG}u + (lid % ${TEAMS}u) * ${TEAM}u;
-    var u = 0.0;
-    for (var l = 0u; l < ${TEAM}u; l++) { u += red[base + l]; }
-    let c = c0 + kept[lid];
-    h[t * F + c] = silu(bitcast<f32>(g[t * F + c])) * u;
+    let u = ${sum(TEAM, (l) => `red[base + ${l}u]`)};
+    let j = kept[lid];
+    h[t * F + c0 + j] = silu(bitcast<f32>(ownG[j])) * u;
   }
 }`;
-  return assemble(`moc_select_up/${dtype}/d${d}/f${F}/k${K}`, buffers, body, [maskWords(F), 'T', 1]);
+  return assemble(`moc_select_up/${dtype}/d${d}/f${F}/k${K}`, buffers, body, [Math.ceil(F / OWN), 'T', 1]);
 }
 
 /** Kept channels listed in a mocDownMasked workgroup's memory at most (with the rest, 16 KiB: WebGPU's default limit). */
@@ -285,16 +281,11 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   }
   part[lid] = count;
   workgroupBarrier();
-  if (lid < 16u) {
-    var q = 0u;
-    for (var i = 0u; i < 16u; i++) { q += part[lid * 16u + i]; }
-    grp[lid] = q;
-  }
+  if (lid < 16u) { grp[lid] = ${sum(16, (i) => `part[lid * 16u + ${i}u]`)}; }
   workgroupBarrier();
   let mine = lid / 16u;
-  var at = 0u;
-  for (var q = 0u; q < 16u; q++) { at += select(0u, grp[q], q < mine); }
-  for (var i = 0u; i < 16u; i++) { at += select(0u, part[mine * 16u + i], mine * 16u + i < lid); }
+  var at = ${sum(16, (q) => `select(0u, grp[${q}u], ${q}u < mine)`)}
+    + ${sum(16, (i) => `select(0u, part[mine * 16u + ${i}u], mine * 16u + ${i}u < lid)`)};
   for (var k = 0u; k < WPI; k++) {
     var bits = words[k];
     while (bits != 0u) {
@@ -320,16 +311,13 @@ ${unrolled(Math.ceil(K / WG), (r) => `  acc[0] += h${r} * v${r}[0];
   {
     let col = lid / 32u;
     let q = lid % 32u;
-    var sum = 0.0;
-    for (var i = 0u; i < 8u; i++) { sum += bitcast<f32>(share[col * ${WG}u + q * 8u + i]); }
-    red[col * 32u + q] = sum;
+    red[col * 32u + q] = ${sum(8, (i) => `bitcast<f32>(share[col * ${WG}u + q * 8u + ${i}u])`)};
   }
   workgroupBarrier();
   let j = wid.x * 8u + lid;
   if (lid < 8u && j < D) {
-    var sum = 0.0;
-    for (var q = 0u; q < 32u; q++) { sum += red[lid * 32u + q]; }
-    y[t * D + j] = ${residual ? 'res[t * D + j] + sum' : 'sum'};
+    let total = ${sum(32, (q) => `red[lid * 32u + ${q}u]`)};
+    y[t * D + j] = ${residual ? 'res[t * D + j] + total' : 'total'};
   }
 }`;
   return assemble(`moc_down_masked/${dtype}/d${d}/f${F}/k${K}${residual ? '/res' : ''}`, buffers, body, [chunks, 'T', 1]);
