@@ -37,7 +37,7 @@ async function steps(kernel: WgslKernel, sets: GPUBuffer[][]) {
   return sets.map((bufs) => ({ pipeline, grid, group: device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [call, ...bufs].map((buffer, i) => ({ binding: i, resource: { buffer } })) }) }));
 }
 type Step = Awaited<ReturnType<typeof steps>>[number];
-async function time(list: Step[], iters = process.argv.includes("--small") ? 1 : 40, reps = process.argv.includes("--small") ? 1 : 11): Promise<number> {
+async function time(list: Step[], iters = process.argv.includes("--small") ? 1 : 40, reps = process.argv.includes("--small") ? 1 : 5): Promise<number> {
   const qs = device.createQuerySet({ type: 'timestamp', count: 2 });
   const res = device.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
   const out: number[] = [];
@@ -58,11 +58,11 @@ async function time(list: Step[], iters = process.argv.includes("--small") ? 1 :
   return out.sort((a, b) => a - b)[out.length >> 1]!;
 }
 /** A kernel with text replaced (each `from` must occur). */
-function cut(kernel: WgslKernel, ...edits: [string | RegExp, string][]): WgslKernel {
+function cut(kernel: WgslKernel, ...edits: [string | RegExp, string | ((m: string) => string)][]): WgslKernel {
   let code = kernel.code;
   for (const [from, to] of edits) {
     if (!(typeof from === 'string' ? code.includes(from) : from.test(code))) throw new Error(`${kernel.key}: no ${from}`);
-    code = typeof from === 'string' ? code.split(from).join(to) : code.replace(from, to);
+    code = typeof from === 'string' ? code.split(from).join(to as string) : code.replace(from, to as string);
   }
   return { ...kernel, code };
 }
@@ -85,7 +85,11 @@ const upCuts: Record<string, WgslKernel> = {
   'no up phase': cut(up, ['let n = atomicLoad(&nKept);', 'let n = 0u;']),
   'no rank loop': cut(up, ['let nc = atomicLoad(&nCand);', 'let nc = 0u;']),
   'no keys read': cut(up, [/selKey\(g\[t \* F \+ min\(lid \+ \d+u, F - 1u\)\]\)/g, 'lid']),
-  'up only (kept = 6 fixed rows, no select)': cut(up, [/let k0 = select[\s\S]*?let n = atomicLoad\(&nKept\);/, 'let n = 6u;'], ['kept[team + 0u]', '(team * 5u)'], ['let j = kept[lid];', 'let j = lid * 5u;']),
+  'keys read and kept alive, no rank loop': cut(up, ['let nc = atomicLoad(&nCand);', `let nc = 0u;
+  if (bstar == 0xffffffffu) { h[0] = f32(${Array.from({ length: Math.ceil(f / 256) }, (_, e) => `k${e}`).join(' ^ ')}); }`]),
+  'rank loop over one key a invocation': cut(up, [/let n = select\(0u, 1u, \(\(k0[^;]*;/, (m: string) => m.split(' + select')[0]! + ';']),
+  'selKey = bits': cut(up, [/fn selKey\(bits: u32\) -> u32 \{[\s\S]*?\n\}/, 'fn selKey(bits: u32) -> u32 { return bits; }']),
+  'up only (kept = 6 fixed rows, no select)': cut(up, [/  \/\/ this invocation's 16 bins[\s\S]*?let n = atomicLoad\(&nKept\);/, 'let n = 6u;'], ['kept[team + 0u]', '(team * 5u)'], ['let j = kept[lid];', 'let j = lid * 5u;']),
 };
 const down = mocDownMasked('bf16', d, f, k);
 const downSets = w.map(([, , wd]) => [y, spare, h, mask, wd]);
@@ -96,11 +100,42 @@ const downCuts: Record<string, WgslKernel> = {
   'no list, no h read': cut(down, noList, [/select\(0\.0, h\[t \* F \+ c\d+\], lid \+ \d+u < K\)/g, 'f32(lid)']),
 };
 const gateK = gemv({ dtype: 'bf16', inDim: d, outDim: f, outStride: f, rowBase: 0, variant: 'gpu', hist: true });
-const results: Record<string, number> = {};
-for (const [name, kern] of [['gate GEMV + histogram', gateK] as const, ['gate GEMV', gemv({ dtype: 'bf16', inDim: d, outDim: f, outStride: f, rowBase: 0, variant: 'gpu' })] as const]) {
-  results[name] = await time(await steps(kern, w.map(([wg]) => (name.includes('hist') ? [h, x, wg, spare] : [h, x, wg]))));
-}
-for (const [name, kern] of Object.entries(upCuts)) results[name] = await time(await steps(kern, upSets));
-for (const [name, kern] of Object.entries(downCuts)) results[name] = await time(await steps(kern, downSets));
+// What a workgroup barrier phase costs: 86 workgroups of 256, each passing a value around workgroup
+// memory n times (a store, a barrier, a neighbour's load).
+const phases = (n: number): WgslKernel => ({
+  key: `phases/${n}`,
+  bindings: [{ name: 'out', access: 'read_write' }],
+  grid: [86, 1, 1],
+  code: `struct Call { T: u32, pos: u32, pad0: u32, pad1: u32 }
+@group(0) @binding(0) var<uniform> call: Call;
+@group(0) @binding(1) var<storage, read_write> out: array<u32>;
+var<workgroup> s: array<u32, 256>;
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  var v = lid + wid.x;
+  for (var i = 0u; i < ${n}u; i++) {
+    s[lid] = v;
+    workgroupBarrier();
+    v += s[(lid + 1u) % 256u];
+    workgroupBarrier();
+  }
+  out[wid.x * 256u + lid] = v;
+}`,
+});
+const phaseOut = buffer(86 * 256 * 4);
+console.log(`adapter features: ${[...(await wgslDevice()).adapter.features].join(', ')}`);
+// The SM clock idles low (405 MHz seen right after a run) and these kernels are latency-bound, so
+// warm up for about a second, then time every variant in rounds and keep each one's median.
+const variants: [string, Step[]][] = [];
+variants.push(['gate GEMV + histogram', await steps(gateK, w.map(([wg]) => [h, x, wg, spare]))]);
+variants.push(['gate GEMV', await steps(gemv({ dtype: 'bf16', inDim: d, outDim: f, outStride: f, rowBase: 0, variant: 'gpu' }), w.map(([wg]) => [h, x, wg]))]);
+for (const [name, kern] of Object.entries(upCuts)) variants.push([name, await steps(kern, upSets)]);
+for (const [name, kern] of Object.entries(downCuts)) variants.push([name, await steps(kern, downSets)]);
+for (const n of [0, 4, 16]) variants.push([`${n} barrier round trips`, await steps(phases(n), [[phaseOut]])]);
+const warm = performance.now();
+while (performance.now() - warm < (process.argv.includes('--small') ? 0 : 1500)) await time(variants[0]![1], 200, 1);
+const rounds: Record<string, number[]> = {};
+for (let r = 0; r < 5; r++) for (const [name, list] of variants) (rounds[name] ??= []).push(await time(list));
+const results = Object.fromEntries(Object.entries(rounds).map(([n, v]) => [n, v.sort((a, b) => a - b)[v.length >> 1]!]));
 for (const [name, us] of Object.entries(results)) console.log(`${name.padEnd(44)} ${us.toFixed(2)} µs`);
 device.destroy();

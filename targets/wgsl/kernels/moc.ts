@@ -30,12 +30,13 @@ import {
  * WGSL `fn selKey(bits: u32) -> u32`: a u32 key of a float's bits whose order is the ref's order of
  * values (mocSelect): negative → ~bits, non-negative → bits | 0x80000000, with NaN (of any sign or
  * payload) ranked as -Inf and -0 as +0, so that those pairs tie and ties go to the lower channel.
- * (targets/cuda/ptx/moc.ts's selectKey instead puts NaN below -Inf and -0 below +0.)
+ * (targets/cuda/ptx/moc.ts's selectKey instead puts NaN below -Inf and -0 below +0.) Branch-free: as
+ * ifs, 22 keys an invocation cost the fused select several µs on the H100 (bench/wgsl/fused-ablation.ts).
  */
 export const SELECT_KEY = `fn selKey(bits: u32) -> u32 {
-  if ((bits & 0x7fffffffu) > 0x7f800000u) { return 0x007fffffu; } // NaN: the key of -Inf
-  if (bits == 0x80000000u) { return 0x80000000u; } // -0: the key of +0
-  return select(bits | 0x80000000u, ~bits, (bits & 0x80000000u) != 0u);
+  let b = select(bits, 0u, bits == 0x80000000u); // -0: the key of +0
+  let key = select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
+  return select(key, 0x007fffffu, (bits & 0x7fffffffu) > 0x7f800000u); // NaN: the key of -Inf
 }`;
 
 /** The selections' buffers: idx [T, n] out, g [T, F] as bits. */
