@@ -24,7 +24,7 @@ if [[ $what == all || $what == sanitize ]]; then
 fi
 if [[ $what == all || $what == wgsl-check ]]; then
   step "wgsl-check: the WGSL kernel and model tests on this GPU through Dawn (gpu kernel variant)"
-  node node_modules/ava/entrypoints/cli.mjs test/targets/wgsl-dense.test.ts test/targets/wgsl-moc.test.ts test/targets/wgsl-model.test.ts test/targets/wgsl-bundle.test.ts > "$out/wgsl-check.log" 2>&1 || status=1
+  node node_modules/ava/entrypoints/cli.mjs test/targets/wgsl-dense.test.ts test/targets/wgsl-moc.test.ts test/targets/wgsl-moc-fused.test.ts test/targets/wgsl-model.test.ts test/targets/wgsl-bundle.test.ts > "$out/wgsl-check.log" 2>&1 || status=1
   grep -E "✘|tests? (passed|failed)|known failure" "$out/wgsl-check.log" | tail -20
 fi
 if [[ $what == all || $what == ffn || $what == e2e || $what == wgsl ]]; then

@@ -1,7 +1,8 @@
 // Lowers an IR graph to a WGSL dispatch program: one kernel per op, with three fusions found by
 // structure (each with a plain fallback):
 //  - silu(a)·b into one elementwise kernel;
-//  - MoC's gather + up projection + SiLU(G)·U into one kernel (moc_up_silu);
+//  - MoC's gather + up projection + SiLU(G)·U into one kernel (moc_up_silu); with the gpu kernels a
+//    Top-K MoC FFN becomes three dispatches in all (kernels/moc-fused.ts);
 //  - a residual add(a, b) into the GEMV or MoC down reduction that produces b, when b has no other reader;
 //  - attention's KV-cache append is its own dispatch (the attention kernel reads the whole cache).
 // Weights too large for one storage binding (the adapter's maxStorageBufferBindingSize) are bound
@@ -13,7 +14,8 @@ import { planBuffers } from '../buffer-plan.js';
 import { matrixShape, ropeTableConst } from '../cuda/upload.js';
 import { weightRowBytes, type Variant, type WgslKernel } from './kernel.js';
 import { argmax, attention, elementwise, embedding, gemv, kvAppend, rmsnorm, rope } from './kernels/dense.js';
-import { mocDown, mocDownReduce, mocDownSlices, mocGather, mocUp, mocUpSilu, patternSelect, topkSelect } from './kernels/moc.js';
+import { MAX_SELECT_CHANNELS, mocDown, mocDownReduce, mocDownSlices, mocGather, mocUp, mocUpSilu, patternSelect, topkSelect } from './kernels/moc.js';
+import { HIST_BINS, MAX_FUSED_K, maskWords, mocDownMasked, mocSelectUp } from './kernels/moc-fused.js';
 import type { ConstDecl, Dispatch, WArg, WeightDecl, WgslProgram } from './program.js';
 
 export const WGSL_OPS = new Set(['embedding', 'rmsnorm', 'linear', 'logits', 'rope', 'attention', 'silu', 'mul', 'add', 'transpose', 'moc_select', 'moc_gather', 'moc_up', 'moc_down']);
@@ -152,6 +154,28 @@ export function lowerToWgsl(g: Graph, spec: ModelSpec, options: WgslLowerOptions
     }
   }
 
+  // The gpu kernels run a MoC FFN selected by Top-K in three dispatches (kernels/moc-fused.ts): the
+  // gate GEMV also counts a histogram; select + gather + up + SiLU·mul become mocSelectUp; moc_down
+  // becomes mocDownMasked. Only where the kept indices and the gate values have no other reader.
+  interface FusedMoc { select: Node; mul: string; h?: WArg; mask?: WArg }
+  const fusedByGate = new Map<string, FusedMoc>(), fusedByMul = new Map<string, FusedMoc>(), fusedByDown = new Map<string, FusedMoc>();
+  if (variant === 'gpu') {
+    for (const [mul, { gather, up }] of mocUpOf) {
+      const select = producer(up.inputs[2]), gate = producer(gather.inputs[0]);
+      const down = (readers.get(select?.name ?? '') ?? []).find((r) => r.op === 'moc_down');
+      if (select?.op !== 'moc_select' || select.attrs.k === undefined || gate?.op !== 'linear' || !down) continue;
+      const F = widthOf(gather.inputs[0]!), K = select.attrs.k as number;
+      const onlyReaders = useCount(select.name) === 3 && useCount(gate.name) === 2 && useCount(mul) === 1
+        && down.inputs[0]!.kind === 'value' && down.inputs[0]!.name === mul && down.inputs[2]!.name === select.name;
+      if (!onlyReaders || K > MAX_FUSED_K || F > MAX_SELECT_CHANNELS) continue;
+      const f: FusedMoc = { select, mul };
+      fusedByGate.set(gate.name, f);
+      fusedByMul.set(mul, f);
+      fusedByDown.set(down.name, f);
+      skip.add(select.name);
+    }
+  }
+
   const tokens = g.inputs[0]!;
   if (g.inputs.length !== 1 || tokens.type.dtype !== 'i32') throw new UserError('wgsl target: the graph must take one i32 token input');
   const ropeTable = (n: Node): string => {
@@ -183,9 +207,10 @@ export function lowerToWgsl(g: Graph, spec: ModelSpec, options: WgslLowerOptions
         const fold = n.op === 'linear' ? foldAdd(n) : undefined;
         const y = fold?.y ?? out(n);
         const inDim = widthOf(n.inputs[0]!);
+        const hist = fusedByGate.has(n.name);
         for (const r of rowRanges(w.decl)) {
-          const spec = { dtype: w.decl.dtype, inDim, outDim: r.rows, outStride: width(n), rowBase: r.start, variant, residual: Boolean(fold) };
-          dispatch(gemv(spec), [y, x, rangeArg(w.arg, r, w.decl.rows), ...(fold ? [fold.res] : [])], n);
+          const spec = { dtype: w.decl.dtype, inDim, outDim: r.rows, outStride: width(n), rowBase: r.start, variant, residual: Boolean(fold), hist };
+          dispatch(gemv(spec), [y, x, rangeArg(w.arg, r, w.decl.rows), ...(fold ? [fold.res] : []), ...(hist ? [{ kind: 'hist' } as const] : [])], n);
         }
         break;
       }
@@ -210,6 +235,16 @@ export function lowerToWgsl(g: Graph, spec: ModelSpec, options: WgslLowerOptions
         break;
       case 'mul': {
         const moc = mocUpOf.get(n.name);
+        const fused = fusedByMul.get(n.name);
+        if (moc && fused) {
+          const w = weightOf(moc.up.inputs[1]!, n);
+          const F = widthOf(moc.gather.inputs[0]!);
+          fused.h = scratch(F);
+          fused.mask = scratch(maskWords(F));
+          const kernel = mocSelectUp(w.decl.dtype, widthOf(moc.up.inputs[0]!), F, fused.select.attrs.k as number);
+          dispatch(kernel, [fused.h, fused.mask, buf(moc.up.inputs[0]!, n), w.arg, buf(moc.gather.inputs[0]!, n), { kind: 'hist' }], n);
+          break;
+        }
         if (moc) {
           const w = weightOf(moc.up.inputs[1]!, n);
           const [x, idx, gate] = [buf(moc.up.inputs[0]!, n), buf(moc.up.inputs[2]!, n), buf(moc.gather.inputs[0]!, n)];
@@ -243,6 +278,14 @@ export function lowerToWgsl(g: Graph, spec: ModelSpec, options: WgslLowerOptions
         break;
       }
       case 'moc_down': {
+        const fused = fusedByDown.get(n.name);
+        if (fused) {
+          const w = weightOf(n.inputs[1]!, n);
+          const fold = foldAdd(n);
+          const kernel = mocDownMasked(w.decl.dtype, width(n), w.decl.rows, fused.select.attrs.k as number, Boolean(fold));
+          dispatch(kernel, [fold?.y ?? out(n), { kind: 'hist' }, fused.h!, fused.mask!, w.arg, ...(fold ? [fold.res] : [])], n);
+          break;
+        }
         // partial sums over slices of the kept channels, then their sum in a fixed order
         const w = weightOf(n.inputs[1]!, n);
         const d = width(n), kKeep = widthOf(n.inputs[0]!), slices = mocDownSlices(kKeep);
@@ -273,5 +316,6 @@ export function lowerToWgsl(g: Graph, spec: ModelSpec, options: WgslLowerOptions
     consts: [...consts.values()],
     kvCache: { layers: spec.nLayers, width: spec.nKvHeads * spec.headDim, capacity: spec.maxSeqLen },
     logits: { buf: logits, vocab: spec.vocabSize },
+    ...(fusedByGate.size ? { histBins: HIST_BINS } : {}),
   };
 }

@@ -13,7 +13,12 @@ export type WArg =
   | { kind: 'const'; name: string }
   | { kind: 'kv'; layer: number; which: 'k' | 'v' }
   /** The call's token ids (i32 [T]); greedy decoding writes the next token here on the device. */
-  | { kind: 'tokens' };
+  | { kind: 'tokens' }
+  /**
+   * The fused MoC FFN's selection histogram (u32 [T, WgslProgram.histBins]): state between its
+   * dispatches, zero before each gate GEMV and after each masked down projection (kernels/moc-fused.ts).
+   */
+  | { kind: 'hist' };
 
 export interface Dispatch {
   /** Key of a kernel in Program.kernels. */
@@ -57,4 +62,6 @@ export interface WgslProgram {
   consts: ConstDecl[];
   kvCache: { layers: number; width: number; capacity: number };
   logits: { buf: number; vocab: number };
+  /** Bins per token of the 'hist' buffer, when the program has fused MoC FFNs. */
+  histBins?: number;
 }

@@ -106,3 +106,15 @@ export function maxRelErr(a: Float32Array, b: Float32Array, floor = 1e-3): numbe
   }
   return m;
 }
+
+/**
+ * Bytes of workgroup memory a module declares: its arrays of f32, u32, atomic<u32> or vec4<f32>
+ * (sized by literals or consts), and its scalar u32 / atomic<u32> / vec2<u32> variables.
+ */
+export function workgroupBytes(code: string): number {
+  const consts = new Map([...code.matchAll(/const (\w+) = (\d+)u;/g)].map((m) => [m[1]!, Number(m[2])]));
+  const arrays = [...code.matchAll(/var<workgroup> \w+: array<(f32|u32|atomic<u32>|vec4<f32>), (\w+)>/g)]
+    .reduce((sum, m) => sum + (m[1] === 'vec4<f32>' ? 16 : 4) * (consts.get(m[2]!) ?? Number(m[2]!.replace(/u$/, ''))), 0);
+  const scalars = [...code.matchAll(/var<workgroup> \w+: (u32|atomic<u32>|vec2<u32>);/g)].reduce((sum, m) => sum + (m[1] === 'vec2<u32>' ? 8 : 4), 0);
+  return arrays + scalars;
+}

@@ -7,7 +7,7 @@ import * as ref from '../../targets/ref/kernels.js';
 import type { Variant, WeightDType, WgslKernel } from '../../targets/wgsl/kernel.js';
 import { weightStride } from '../../targets/wgsl/kernel.js';
 import { argmax, attention, elementwise, embedding, gemv, kvAppend, rmsnorm, rope, type GemvSpec } from '../../targets/wgsl/kernels/dense.js';
-import { maxRelErr, packWeight, poisoned, randomF32, runKernel, testDevice, type HostArray } from '../helpers/webgpu.js';
+import { maxRelErr, packWeight, poisoned, randomF32, runKernel, testDevice, workgroupBytes, type HostArray } from '../helpers/webgpu.js';
 
 const VARIANTS: Variant[] = ['cpu', 'gpu'];
 const DTYPES: WeightDType[] = ['f32', 'f16', 'bf16'];
@@ -317,12 +317,6 @@ test('bad sizes are refused', (t) => {
   t.throws(() => embedding('f32', 8, 4, -1, 'cpu'), { instanceOf: RangeError });
 });
 
-/** Bytes of workgroup memory a module declares (arrays of f32, u32 or vec4<f32>, sized by literals or consts). */
-function workgroupBytes(code: string): number {
-  const consts = new Map([...code.matchAll(/const (\w+) = (\d+)u;/g)].map((m) => [m[1]!, Number(m[2])]));
-  return [...code.matchAll(/var<workgroup> \w+: array<(f32|u32|vec4<f32>), (\w+)>/g)]
-    .reduce((sum, m) => sum + (m[1] === 'vec4<f32>' ? 16 : 4) * (consts.get(m[2]!) ?? Number(m[2]!.replace(/u$/, ''))), 0);
-}
 
 test.serial('model-sized kernels compile, within the dispatch, binding and workgroup-memory limits', async (t) => {
   const { device } = await testDevice();

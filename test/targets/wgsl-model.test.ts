@@ -29,6 +29,9 @@ for (const variant of ['cpu', 'gpu'] as const) {
     test.serial(`${variant} kernels, ${label}: logits match HF within 1e-3 (prefill and decode steps)`, async (t) => {
       const { model, s } = await session(CHECKPOINTS.gguf, selection, variant);
       try {
+        // the gpu kernels run a Top-K MoC FFN fused (kernels/moc-fused.ts): these logits check that path
+        const fused = s.model.program.steps.filter((st) => st.kernel.startsWith('moc_select_up/')).length;
+        t.is(fused, variant === 'gpu' && selection !== 'dense' ? model.spec.nLayers : 0);
         // The GPU variant on a CPU adapter, where its barriers cost most, runs the first 8 tokens
         // of one sequence only.
         const short = variant === 'gpu' && (await testDevice()).variant === 'cpu';

@@ -227,8 +227,11 @@ ${unrolled(perLane, (i) => `    let v${i} = chunk(r, min(lane + ${i * TEAM}u, CH
   return assemble(`moc_select_up/${dtype}/d${d}/f${F}/k${K}`, buffers, body, [Math.ceil(F / OWN), 'T', 1]);
 }
 
-/** Kept channels listed in a mocDownMasked workgroup's memory at most (with the rest, 16 KiB: WebGPU's default limit). */
-export const MAX_FUSED_K = 3584;
+/**
+ * Kept channels a mocDownMasked workgroup can list: its workgroup memory (the list, 256 counts, 16
+ * group counts, 256 partial sums) stays within 16 KiB, WebGPU's default limit.
+ */
+export const MAX_FUSED_K = (16384 - 4 * (WG + 16 + WG)) / 4;
 
 /**
  * Stage 3. y[t, j] = (res[t, j] +) Σ_{c kept} h[t, c]·W_downT[c, j], W_downT stored [F, d], K

@@ -14,6 +14,7 @@ export type ImageSource = (name: string) => Awaitable<Uint8Array>;
 /** Activation buffers and bind groups for one call size T. */
 interface Frame {
   T: number;
+  /** The program's activation buffers, then (when it has fused MoC FFNs) the selection histogram. */
   buffers: GPUBuffer[];
   steps: GPUBindGroup[];
   tail: GPUBindGroup[];
@@ -255,6 +256,8 @@ export class WgslSession {
     for (const f of this.frames) if (f.T !== 1) f.buffers.forEach((b) => b.destroy());
     const p = this.model.program;
     const buffers = p.buffers.map((b) => this.model.device.createBuffer({ size: Math.max(16, T * b.width * 4), usage: STORAGE | COPY_SRC }));
+    // new buffers are zero: what the histogram must be before a fused MoC FFN's first dispatch
+    if (p.histBins) buffers.push(this.model.device.createBuffer({ size: T * p.histBins * 4, usage: STORAGE }));
     const groups = (steps: Dispatch[]) => steps.map((s) => this.bindGroup(s, buffers));
     const frame: Frame = { T, buffers, steps: groups(p.steps), tail: groups(p.greedyTail) };
     this.frames = [...keep, frame];
@@ -267,6 +270,7 @@ export class WgslSession {
       switch (a.kind) {
         case 'buf': return { buffer: buffers[a.id]! };
         case 'tokens': return { buffer: m.tokens };
+        case 'hist': return { buffer: buffers[m.program.buffers.length]! };
         case 'kv': return { buffer: m.kv[a.layer]![a.which] };
         case 'const': return { buffer: m.constants.get(a.name)! };
         case 'weight': {
