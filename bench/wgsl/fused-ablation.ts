@@ -92,12 +92,22 @@ const upCuts: Record<string, WgslKernel> = {
   'up only (kept = 6 fixed rows, no select)': cut(up, [/  \/\/ this invocation's 16 bins[\s\S]*?let n = atomicLoad\(&nKept\);/, 'let n = 6u;'], ['kept[team + 0u]', '(team * 5u)'], ['let j = kept[lid];', 'let j = lid * 5u;']),
 };
 const down = mocDownMasked('bf16', d, f, k);
-const downSets = w.map(([, , wd]) => [y, spare, h, mask, wd]);
-const noList: [RegExp, string] = [/share\[min\(lid \+ (\d+)u, K - 1u\)\]/g, 'min((lid + $1u) * 5u, F - 1u)'];
+// the down projection's own h and mask, from one dispatch of the real select + up (the cut ones above write other masks)
+const hDown = buffer(f * 4), maskDown = buffer(maskWords(f) * 4);
+{
+  const [real] = await steps(up, [[hDown, maskDown, x, w[0]![1], g, hist]]);
+  const enc = device.createCommandEncoder(), pass = enc.beginComputePass();
+  pass.setPipeline(real!.pipeline); pass.setBindGroup(0, real!.group); pass.dispatchWorkgroups(...real!.grid); pass.end();
+  device.queue.submit([enc.finish()]);
+}
+const downSets = w.map(([, , wd]) => [y, spare, hDown, maskDown, wd]);
+const noList: [RegExp, string] = [/share\[min\(rl \+ (\d+)u, K - 1u\)\]/g, 'min((rl + $1u) * 5u, F - 1u)'];
 const downCuts: Record<string, WgslKernel> = {
   'masked down (as built)': down,
+  'masked down, 1 chunk a workgroup': mocDownMasked('bf16', d, f, k, false, 1),
+  'masked down, 4 chunks a workgroup': mocDownMasked('bf16', d, f, k, false, 4),
   'no list (rows j·5)': cut(down, noList),
-  'no list, no h read': cut(down, noList, [/select\(0\.0, h\[t \* F \+ c\d+\], lid \+ \d+u < K\)/g, 'f32(lid)']),
+  'no list, no h read': cut(down, noList, [/select\(0\.0, h\[t \* F \+ c\d+\], rl \+ \d+u < K\)/g, 'f32(rl)']),
 };
 const gateK = gemv({ dtype: 'bf16', inDim: d, outDim: f, outStride: f, rowBase: 0, variant: 'gpu', hist: true });
 // What a workgroup barrier phase costs: 86 workgroups of 256, each passing a value around workgroup

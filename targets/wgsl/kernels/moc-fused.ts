@@ -228,6 +228,13 @@ ${unrolled(perLane, (i) => `    let v${i} = chunk(r, min(lane + ${i * TEAM}u, CH
 }
 
 /**
+ * A mocDownMasked workgroup's 8-column chunks (2: 32 bytes of a bf16 row, one memory sector), the
+ * invocations on each chunk (row lanes), its columns, and the groups each column's partial sums
+ * are added in. (One chunk a workgroup, 16 bytes of each row, measured 7.7 µs for the 2048×5464 FFN.)
+ */
+const CPW = 2;
+
+/**
  * Kept channels a mocDownMasked workgroup can list: its workgroup memory (the list, 256 counts, 16
  * group counts, 256 partial sums) stays within 16 KiB, WebGPU's default limit.
  */
@@ -236,17 +243,20 @@ export const MAX_FUSED_K = (16384 - 4 * (WG + 16 + WG)) / 4;
 /**
  * Stage 3. y[t, j] = (res[t, j] +) Σ_{c kept} h[t, c]·W_downT[c, j], W_downT stored [F, d], K
  * channels kept per token. Bindings: y rw [T, d], hist rw [T, HIST_BINS] (zeroed), h [T, F], mask
- * [T, maskWords(F)], w, (res [T, d]). Grid [⌈d/8⌉, T, 1], 256 invocations, a workgroup per 8
- * columns (one 16-byte chunk of each row). The workgroup lists the kept channels in order from the
- * mask (a scan of the words' bit counts); invocation i then takes list entries i, i + 256, … (K/256
- * rows each, all loads issued together), and the 256 partial sums of each column are added in a
- * fixed order (groups of 8, then the 32 group sums): deterministic.
+ * [T, maskWords(F)], w, (res [T, d]). Grid [⌈d/16⌉, T, 1], 256 invocations, a workgroup per 16
+ * columns (32 bytes of each bf16 row). The workgroup lists the kept channels in order from the mask
+ * (a scan of the words' bit counts); invocation i then takes chunk i % 2 of list entries i/2,
+ * i/2 + 128, … (K/128 rows each, all loads issued together), and the 128 partial sums of each
+ * column are added in a fixed order (16 groups of 8, then the 16 group sums): deterministic.
  */
-export function mocDownMasked(dtype: WeightDType, d: number, F: number, K: number, residual = false): WgslKernel {
+export function mocDownMasked(dtype: WeightDType, d: number, F: number, K: number, residual = false, chunksPerGroup: 1 | 2 | 4 = CPW): WgslKernel {
   checkInts('mocDownMasked', { d, F, K });
+  const cpw = chunksPerGroup, RL = WG / cpw, COLS = 8 * cpw, GROUPS = WG / COLS; // chunksPerGroup ≠ 2: for bench/wgsl/fused-ablation.ts
   if (K > F) throw new RangeError(`mocDownMasked: K = ${K} is more than the ${F} channels`);
   if (K > MAX_FUSED_K) throw new RangeError(`mocDownMasked: lists at most ${MAX_FUSED_K} kept channels, got K = ${K}`);
   const chunks = pad8(d) / 8;
+  const groupsX = Math.ceil(chunks / cpw);
+  const rows = Math.ceil(K / RL);
   const words = maskWords(F);
   const wordsPer = Math.ceil(words / WG);
   const buffers: StorageBuffer[] = [
@@ -265,6 +275,7 @@ const BINS = ${HIST_BINS}u;
 const WORDS = ${words}u;
 const WPI = ${wordsPer}u; // mask words an invocation scans
 const W4 = ${rowVec4s(dtype, d)}u;
+const CHUNKS = ${chunks}u;
 ${chunkFn(dtype)}
 
 // the kept channels' list, then (after a barrier) the partial sums as bits: column e, invocation i at e·${WG} + i
@@ -277,7 +288,7 @@ var<workgroup> red: array<f32, ${WG}>; // column e, group q of 8 invocations: re
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
   let t = wid.y;
   // the next FFN's histogram starts from zero (stage 2, its only reader, has run)
-  for (var b = wid.x * ${WG}u + lid; b < BINS; b += ${chunks * WG}u) { hist[t * BINS + b] = 0u; }
+  for (var b = wid.x * ${WG}u + lid; b < BINS; b += ${groupsX * WG}u) { hist[t * BINS + b] = 0u; }
   // list the kept channels in order: counts, their exclusive scan, then each invocation's channels
   var words: array<u32, WPI>;
   var count = 0u;
@@ -302,30 +313,34 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     }
   }
   workgroupBarrier();
-  // this invocation's rows: chunk wid.x of each
+  // this invocation's rows: list entries rl, rl + ${RL}, … (rl = lid / ${cpw}), at chunk cq of each
+  let cq = min(wid.x * ${cpw}u + lid % ${cpw}u, CHUNKS - 1u);
+  let rl = lid / ${cpw}u;
   var acc = array<vec4<f32>, 2>(vec4<f32>(0.0), vec4<f32>(0.0));
-${unrolled(Math.ceil(K / WG), (r) => `  let c${r} = share[min(lid + ${r * WG}u, K - 1u)];
-  let h${r} = select(0.0, h[t * F + c${r}], lid + ${r * WG}u < K);
-  let v${r} = chunk(c${r} * W4, wid.x);`)}
-${unrolled(Math.ceil(K / WG), (r) => `  acc[0] += h${r} * v${r}[0];
+${unrolled(rows, (r) => `  let c${r} = share[min(rl + ${r * RL}u, K - 1u)];
+  let h${r} = select(0.0, h[t * F + c${r}], rl + ${r * RL}u < K);
+  let v${r} = chunk(c${r} * W4, cq);`)}
+${unrolled(rows, (r) => `  acc[0] += h${r} * v${r}[0];
   acc[1] += h${r} * v${r}[1];`)}
-  workgroupBarrier(); // the list is read: share now holds the partial sums
+  workgroupBarrier(); // the list is read: share now holds the partial sums, column e's ${RL} at e·${RL}
+  let e0 = (lid % ${cpw}u) * 8u;
   for (var e = 0u; e < 4u; e++) {
-    share[e * ${WG}u + lid] = bitcast<u32>(acc[0][e]);
-    share[(4u + e) * ${WG}u + lid] = bitcast<u32>(acc[1][e]);
+    share[(e0 + e) * ${RL}u + rl] = bitcast<u32>(acc[0][e]);
+    share[(e0 + 4u + e) * ${RL}u + rl] = bitcast<u32>(acc[1][e]);
   }
   workgroupBarrier();
   {
-    let col = lid / 32u;
-    let q = lid % 32u;
-    red[col * 32u + q] = ${sum(8, (i) => `bitcast<f32>(share[col * ${WG}u + q * 8u + ${i}u])`)};
+    // column lid / ${GROUPS}, group q: ${RL / GROUPS} partial sums
+    let col = lid / ${GROUPS}u;
+    let q = lid % ${GROUPS}u;
+    red[col * ${GROUPS}u + q] = ${sum(RL / GROUPS, (i) => `bitcast<f32>(share[col * ${RL}u + q * ${RL / GROUPS}u + ${i}u])`)};
   }
   workgroupBarrier();
-  let j = wid.x * 8u + lid;
-  if (lid < 8u && j < D) {
-    let total = ${sum(32, (q) => `red[lid * 32u + ${q}u]`)};
+  let j = wid.x * ${COLS}u + lid;
+  if (lid < ${COLS}u && j < D) {
+    let total = ${sum(GROUPS, (q) => `red[lid * ${GROUPS}u + ${q}u]`)};
     y[t * D + j] = ${residual ? 'res[t * D + j] + total' : 'total'};
   }
 }`;
-  return assemble(`moc_down_masked/${dtype}/d${d}/f${F}/k${K}${residual ? '/res' : ''}`, buffers, body, [chunks, 'T', 1]);
+  return assemble(`moc_down_masked/${dtype}/d${d}/f${F}/k${K}${residual ? '/res' : ''}${cpw === CPW ? '' : `/cpw${cpw}`}`, buffers, body, [groupsX, 'T', 1]);
 }
