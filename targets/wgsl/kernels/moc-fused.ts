@@ -24,7 +24,7 @@ import {
   checkInts,
   type StorageBuffer,
 } from '../kernel.js';
-import { MAX_SELECT_CHANNELS, SELECT_KEY } from './moc.js';
+import { MAX_SELECT_CHANNELS, rowVec4s, SELECT_KEY, weightVec4 } from './moc.js';
 
 /** Bits of a selection key the gate GEMV's histogram counts by, and its bins per token. */
 export const HIST_BITS = 12;
@@ -56,11 +56,6 @@ const sum = (n: number, term: (i: number) => string): string => Array.from({ len
 
 /** Words of the keep mask per token. */
 export const maskWords = (F: number): number => Math.ceil(F / 32);
-
-/** The weight bound as 16-byte vectors (rows are pad8 elements, so they stay aligned). */
-const weightVec4 = (dtype: WeightDType): string => (dtype === 'f32' ? 'array<vec4<f32>>' : 'array<vec4<u32>>');
-/** A weight row's length in 16-byte vectors. */
-const rowVec4s = (dtype: WeightDType, cols: number): number => (dtype === 'f32' ? pad8(cols) / 4 : pad8(cols) / 8);
 
 /** WGSL: the 8 weights of chunk c (elements 8c..8c+7) of the row starting at vector r, as two vec4s. */
 function chunkFn(dtype: WeightDType): string {

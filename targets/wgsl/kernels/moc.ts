@@ -356,9 +356,9 @@ export function mocUpSilu(dtype: WeightDType, d: number, F: number, K: number, v
 }
 
 /** WGSL type of a weight bound as 16-byte vectors: a row is pad8(cols) elements, so rows stay aligned. */
-const weightVec4 = (dtype: WeightDType): string => (dtype === 'f32' ? 'array<vec4<f32>>' : 'array<vec4<u32>>');
+export const weightVec4 = (dtype: WeightDType): string => (dtype === 'f32' ? 'array<vec4<f32>>' : 'array<vec4<u32>>');
 /** A weight row's length in those vectors. */
-const rowVec4s = (dtype: WeightDType, cols: number): number => (dtype === 'f32' ? pad8(cols) / 4 : pad8(cols) / 8);
+export const rowVec4s = (dtype: WeightDType, cols: number): number => (dtype === 'f32' ? pad8(cols) / 4 : pad8(cols) / 8);
 
 /**
  * WGSL helpers of the up projection, which reads weights 8 elements (one 16-byte load of f16/bf16,
