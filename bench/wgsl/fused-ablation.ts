@@ -8,21 +8,13 @@ import { gemv } from '../../targets/wgsl/kernels/dense.js';
 import { HIST_BINS, maskWords, mocDownMasked, mocSelectUp } from '../../targets/wgsl/kernels/moc-fused.js';
 import { wgslDevice } from '../../targets/wgsl/index.js';
 import { createPipeline } from '../../targets/wgsl/runtime/session.js';
+import { bf16Source } from './random-bf16.js';
 
 process.env.MOCC_DAWN_FLAGS ??= 'disable-dawn-features=timestamp_quantization';
 const { device, description } = await wgslDevice();
 console.log(`fused-ablation on ${description}`);
 const [d, f, k, copies] = process.argv.includes("--small") ? [256, 688, 128, 2] : [2048, 5464, 1024, 7];
-let seed = 99;
-function randomBf16(n: number): Uint32Array {
-  const out = new Uint32Array(n / 2);
-  for (let i = 0; i < out.length; i++) {
-    seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5;
-    const h = (b: number) => ((b & 1) << 15) | ((120 + ((b >>> 1) & 3)) << 7) | ((b >>> 3) & 0x7f);
-    out[i] = (h(seed & 0x3ff) | (h((seed >>> 10) & 0x3ff) << 16)) >>> 0;
-  }
-  return out;
-}
+const randomBf16 = bf16Source(99);
 const buffer = (data: Uint32Array | Float32Array | number): GPUBuffer => {
   const size = typeof data === 'number' ? data : data.byteLength;
   const b = device.createBuffer({ size: Math.max(16, size), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });

@@ -17,6 +17,7 @@ import { mocDown, mocDownReduce, mocDownSlices, mocUpSilu, topkSelect } from '..
 import { HIST_BINS, maskWords, mocDownMasked, mocSelectUp } from '../../targets/wgsl/kernels/moc-fused.js';
 import { createWgslSession, wgslDevice } from '../../targets/wgsl/index.js';
 import { createPipeline } from '../../targets/wgsl/runtime/session.js';
+import { bf16Source } from './random-bf16.js';
 
 const arg = (name: string) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : undefined; };
 const torch = arg('--torch') ? JSON.parse(readFileSync(arg('--torch')!, 'utf8')) : null;
@@ -29,17 +30,7 @@ const { device } = dev;
 if (!device.features.has('timestamp-query')) throw new Error(`${dev.description} has no timestamp-query: the FFN timing needs GPU timestamps`);
 console.log(`wgsl bench on ${dev.description} (${dev.variant} kernels)`);
 
-let seed = 12345;
-/** Random bf16 words (two elements each) of magnitude ~0.01–0.03, made directly as bits (fast). */
-function randomBf16(elements: number): Uint32Array {
-  const out = new Uint32Array(elements / 2);
-  for (let i = 0; i < out.length; i++) {
-    seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5;
-    const h = (b: number) => ((b & 1) << 15) | ((120 + ((b >>> 1) & 3)) << 7) | ((b >>> 3) & 0x7f);
-    out[i] = (h(seed & 0x3ff) | (h((seed >>> 10) & 0x3ff) << 16)) >>> 0;
-  }
-  return out;
-}
+const randomBf16 = bf16Source(12345);
 const STORAGE = GPUBufferUsage.STORAGE, COPY_DST = GPUBufferUsage.COPY_DST;
 function gpuBuffer(data: Uint32Array | Float32Array | number): GPUBuffer {
   const size = typeof data === 'number' ? data : data.byteLength;

@@ -1,5 +1,6 @@
 // Runs single WGSL kernels on the WebGPU device Dawn offers here (SwiftShader on a machine without a
 // GPU), for tests that check each kernel against the ref target.
+import type { ExecutionContext } from 'ava';
 import { encodeFromF32, decodeToF32 } from '../../src/util/dtype.js';
 import type { WeightDType, WgslKernel } from '../../targets/wgsl/kernel.js';
 import { pad8 } from '../../targets/wgsl/kernel.js';
@@ -117,4 +118,21 @@ export function workgroupBytes(code: string): number {
     .reduce((sum, m) => sum + (m[1] === 'vec4<f32>' ? 16 : 4) * (consts.get(m[2]!) ?? Number(m[2]!.replace(/u$/, ''))), 0);
   const scalars = [...code.matchAll(/var<workgroup> \w+: (u32|atomic<u32>|vec2<u32>);/g)].reduce((sum, m) => sum + (m[1] === 'vec2<u32>' ? 8 : 4), 0);
   return arrays + scalars;
+}
+
+/**
+ * Asserts that each kernel compiles on the test device without errors, dispatches at most 65535
+ * workgroups a dimension, and stays within WebGPU's default limits of 16 KiB of workgroup memory
+ * and 8 storage buffers a stage.
+ */
+export async function assertWithinLimits(t: ExecutionContext, kernels: WgslKernel[]): Promise<void> {
+  const { device } = await testDevice();
+  for (const k of kernels) {
+    const module = device.createShaderModule({ code: k.code });
+    const errors = (await module.getCompilationInfo()).messages.filter((m) => m.type === 'error');
+    t.deepEqual(errors.map((m) => `${m.lineNum}: ${m.message}`), [], k.key);
+    for (const dim of k.grid) t.true(dim === 'T' || (Number.isInteger(dim) && dim >= 1 && dim <= 65535), `${k.key}: grid ${k.grid}`);
+    t.true(workgroupBytes(k.code) <= 16384, `${k.key}: ${workgroupBytes(k.code)} bytes of workgroup memory`);
+    t.true(k.bindings.length <= 8, k.key);
+  }
 }

@@ -10,7 +10,7 @@ import type { WeightDType } from '../../targets/wgsl/kernel.js';
 import { gemv } from '../../targets/wgsl/kernels/dense.js';
 import { HIST_BINS, HIST_BITS, MAX_FUSED_K, maskWords, mocDownMasked, mocSelectUp } from '../../targets/wgsl/kernels/moc-fused.js';
 import { gateRows, ROWS } from '../helpers/gate-rows.js';
-import { maxRelErr, packWeight, poisoned, randomF32, runKernel, testDevice, workgroupBytes } from '../helpers/webgpu.js';
+import { assertWithinLimits, maxRelErr, packWeight, poisoned, randomF32, runKernel, workgroupBytes } from '../helpers/webgpu.js';
 
 const DTYPES: WeightDType[] = ['f32', 'f16', 'bf16'];
 
@@ -134,20 +134,12 @@ test('fused kernels: deterministic text, keys that differ exactly when the code 
 });
 
 test.serial('model-sized fused kernels compile, within the dispatch, binding and workgroup-memory limits', async (t) => {
-  const { device } = await testDevice();
   // the paper's 2048×5464 FFN, an 8B-size one, and the most kept channels the down kernel lists
   const kernels = [[2048, 5464, 1024], [4096, 14336, 2688], [4096, 14336, MAX_FUSED_K]].flatMap(([d, F, K]) => [
     gemv({ dtype: 'bf16', inDim: d!, outDim: F!, outStride: F!, rowBase: 0, variant: 'gpu', hist: true }),
     mocSelectUp('bf16', d!, F!, K!),
     mocDownMasked('bf16', d!, F!, K!, true),
   ]);
-  for (const k of kernels) {
-    const module = device.createShaderModule({ code: k.code });
-    const errors = (await module.getCompilationInfo()).messages.filter((m) => m.type === 'error');
-    t.deepEqual(errors.map((m) => `${m.lineNum}: ${m.message}`), [], k.key);
-    for (const dim of k.grid) t.true(dim === 'T' || (Number.isInteger(dim) && dim >= 1 && dim <= 65535), `${k.key}: grid ${k.grid}`);
-    t.true(workgroupBytes(k.code) <= 16384, `${k.key}: ${workgroupBytes(k.code)} bytes of workgroup memory`);
-    t.true(k.bindings.length <= 8, k.key);
-  }
+  await assertWithinLimits(t, kernels);
   t.is(workgroupBytes(mocDownMasked('bf16', 4096, 14336, MAX_FUSED_K).code), 4 * MAX_FUSED_K + 4 * 256 + 4 * 16 + 4 * 256); // the parser sees them all
 });
