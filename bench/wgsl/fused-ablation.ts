@@ -81,7 +81,7 @@ const upCuts: Record<string, WgslKernel> = {
   if (bstar == 0xffffffffu) { h[0] = f32(${Array.from({ length: Math.ceil(f / 256) }, (_, e) => `k${e}`).join(' ^ ')}); }`]),
   'rank loop over one key a invocation': cut(up, [/let n = select\(0u, 1u, \(\(k0[^;]*;/, (m: string) => m.split(' + select')[0]! + ';']),
   'selKey = bits': cut(up, [/fn selKey\(bits: u32\) -> u32 \{[\s\S]*?\n\}/, 'fn selKey(bits: u32) -> u32 { return bits; }']),
-  'up only (kept = 6 fixed rows, no select)': cut(up, [/  \/\/ this invocation's 16 bins[\s\S]*?let n = atomicLoad\(&nKept\);/, 'let n = 6u;'], ['kept[team + 0u]', '(team * 5u)'], ['let j = kept[lid];', 'let j = lid * 5u;']),
+  'up only (kept = 6 fixed rows, no select)': cut(up, [/  \/\/ this invocation's \d+ bins[\s\S]*?let n = atomicLoad\(&nKept\);/, 'let n = 6u;'], ['kept[team + 0u]', '(team * 5u)'], ['let j = kept[lid];', 'let j = lid * 5u;']),
 };
 const down = mocDownMasked('bf16', d, f, k);
 // the down projection's own h and mask, from one dispatch of the real select + up (the cut ones above write other masks)
@@ -97,7 +97,7 @@ const noList: [RegExp, string] = [/share\[min\(rl \+ (\d+)u, K - 1u\)\]/g, 'min(
 const downCuts: Record<string, WgslKernel> = {
   'masked down (as built)': down,
   'masked down, 1 chunk a workgroup': mocDownMasked('bf16', d, f, k, false, 1),
-  'masked down, 4 chunks a workgroup': mocDownMasked('bf16', d, f, k, false, 4),
+  'masked down, 2 chunks a workgroup': mocDownMasked('bf16', d, f, k, false, 2),
   'no list (rows j·5)': cut(down, noList),
   'no list, no h read': cut(down, noList, [/select\(0\.0, h\[t \* F \+ c\d+\], rl \+ \d+u < K\)/g, 'f32(rl)']),
 };
@@ -125,15 +125,54 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 }`,
 });
 const phaseOut = buffer(86 * 256 * 4);
+// What a cross-workgroup sum costs: 86 workgroups each add 2048 values (8 an invocation) into one
+// [2048] output, by plain stores of partial sums (no sum: the baseline), by 32-bit integer atomics,
+// by 64-bit fixed point (two u32 atomics, the carry from the low word's old value), or by an f32
+// compare-exchange loop.
+const accumulate = (mode: 'store' | 'i32' | 'fixed64' | 'casf32'): WgslKernel => {
+  const cols = Array.from({ length: 8 }, (_, e) => e);
+  const value = (e: number) => `let v${e} = f32(lid * 8u + ${e}u) * 0.001 - f32(wid.x) * 0.01;`;
+  const idx = (e: number) => `let i${e} = (lid * 8u + ${e}u + wid.x * 24u) % 2048u;`;
+  const body = {
+    store: cols.map((e) => `out[wid.x * 2048u + i${e}] = bitcast<u32>(v${e});`),
+    i32: cols.map((e) => `atomicAdd(&acc[i${e}], bitcast<u32>(i32(v${e} * 65536.0)));`),
+    fixed64: [
+      ...cols.map((e) => `let f${e} = floor(v${e}); let lo${e} = u32((v${e} - f${e}) * 4294967296.0); let o${e} = atomicAdd(&acc[2u * i${e}], lo${e});`),
+      ...cols.map((e) => `let hv${e} = bitcast<u32>(i32(f${e})) + select(0u, 1u, o${e} + lo${e} < o${e}); if (hv${e} != 0u) { atomicAdd(&acc[2u * i${e} + 1u], hv${e}); }`),
+    ],
+    casf32: [
+      ...cols.map((e) => `var o${e} = atomicLoad(&acc[i${e}]);`),
+      ...cols.map((e) => `loop { let r = atomicCompareExchangeWeak(&acc[i${e}], o${e}, bitcast<u32>(bitcast<f32>(o${e}) + v${e})); if (r.exchanged) { break; } o${e} = r.old_value; }`),
+    ],
+  }[mode];
+  return {
+    key: `accumulate/${mode}`,
+    bindings: [{ name: mode === 'store' ? 'out' : 'acc', access: 'read_write' }],
+    grid: [86, 1, 1],
+    code: `struct Call { T: u32, pos: u32, pad0: u32, pad1: u32 }
+@group(0) @binding(0) var<uniform> call: Call;
+@group(0) @binding(1) var<storage, read_write> ${mode === 'store' ? 'out: array<u32>' : 'acc: array<atomic<u32>>'};
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+${cols.map(value).join('\n')}
+${cols.map(idx).join('\n')}
+${body.join('\n')}
+}`,
+  };
+};
+const accOut = buffer(86 * 2048 * 4);
+
 console.log(`adapter features: ${[...(await wgslDevice()).adapter.features].join(', ')}`);
 // The SM clock idles low (405 MHz seen right after a run) and these kernels are latency-bound, so
 // warm up for about a second, then time every variant in rounds and keep each one's median.
 const variants: [string, Step[]][] = [];
 variants.push(['gate GEMV + histogram', await steps(gateK, w.map(([wg]) => [h, x, wg, spare]))]);
 variants.push(['gate GEMV', await steps(gemv({ dtype: 'bf16', inDim: d, outDim: f, outStride: f, rowBase: 0, variant: 'gpu' }), w.map(([wg]) => [h, x, wg]))]);
+for (const lanes of [16, 64, 128]) variants.push([`gate GEMV + histogram, ${lanes} lanes a row`, await steps(gemv({ dtype: 'bf16', inDim: d, outDim: f, outStride: f, rowBase: 0, variant: 'gpu', hist: true, lanes }), w.map(([wg]) => [h, x, wg, spare]))]);
 for (const [name, kern] of Object.entries(upCuts)) variants.push([name, await steps(kern, upSets)]);
 for (const [name, kern] of Object.entries(downCuts)) variants.push([name, await steps(kern, downSets)]);
 for (const n of [0, 4, 16]) variants.push([`${n} barrier round trips`, await steps(phases(n), [[phaseOut]])]);
+for (const m of ['store', 'i32', 'fixed64', 'casf32'] as const) variants.push([`86×2048 sums by ${m}`, await steps(accumulate(m), [[accOut]])]);
 const warm = performance.now();
 while (performance.now() - warm < (process.argv.includes('--small') ? 0 : 1500)) await time(variants[0]![1], 200, 1);
 const rounds: Record<string, number[]> = {};

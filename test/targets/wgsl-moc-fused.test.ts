@@ -92,7 +92,7 @@ test('mocSelectUp: h is SiLU(G)·up of the kept channels and 0 for the others', 
 
 test('mocDownMasked: mocDown of the kept channels, with and without the residual; the histogram is zeroed', async (t) => {
   for (const dtype of DTYPES) {
-    // d = 61: a last 16-column group of one 8-chunk, part-filled; d = 72: of one chunk; K = F
+    // d = 61: a last 32-column group ending in a part-filled 8-chunk; d = 72: of one chunk; K = F
     for (const [i, [d, F, K, T]] of [[64, 333, 37, 3], [61, 100, 100, 1], [72, 172, 20, 2]].entries()) {
       const g = randomF32(T * F, 980 + i);
       const idx = ref.mocSelect(g, F, { k: K });

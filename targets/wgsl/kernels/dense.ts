@@ -148,6 +148,8 @@ export interface GemvSpec {
    * the others): the gate GEMV of the fused MoC FFN (moc-fused.ts).
    */
   hist?: boolean;
+  /** Lanes per row of the 'gpu' kernel in place of gemvLanes' choice (bench/wgsl/fused-ablation.ts). */
+  lanes?: number;
 }
 
 /** Workgroups a 'gpu' kernel should have to keep a large GPU busy (two per SM of an H100). */
@@ -225,7 +227,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   } else {
     // A row per run of `lanes` consecutive invocations: neighbours read neighbouring 16-byte pieces
     // of the row (coalesced), then the run tree-sums its partials.
-    const lanes = gemvLanes(chunks, outDim);
+    const lanes = spec.lanes ?? gemvLanes(chunks, outDim);
     rowsPerGroup = COOP_WG / lanes;
     body = `
 ${partial(lanes)}
@@ -249,7 +251,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     ...(residual ? [{ name: 'res', access: 'read' as const, type: 'array<f32>' }] : []),
     ...(hist ? [{ name: 'hist', access: 'read_write' as const, type: 'array<atomic<u32>>' }] : []),
   ];
-  const key = `gemv/${dtype}/in${inDim}/out${outDim}/stride${outStride}/base${rowBase}/${variant}${residual ? '/res' : ''}${hist ? '/hist' : ''}`;
+  const key = `gemv/${dtype}/in${inDim}/out${outDim}/stride${outStride}/base${rowBase}/${variant}${residual ? '/res' : ''}${hist ? '/hist' : ''}${spec.lanes ? `/lanes${spec.lanes}` : ''}`;
   return assemble(key, buffers, `${weight}\n${xLoad}\n${hist ? `${SELECT_KEY}\n` : ''}${body}`, [groups(outDim, rowsPerGroup), 'T', 1]);
 }
 

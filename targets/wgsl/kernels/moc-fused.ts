@@ -9,7 +9,7 @@
 //      dropped; in it: ranked against every key of the bin, ties → lower channel). Then it computes
 //      h[c] = SiLU(G[c])·(x·W_up[c]) for its kept channels and writes one word of the keep mask.
 //      Every workgroup finds the same threshold from the same data, so no workgroup waits for another.
-//   3. mocDownMasked: y[j] = (res[j] +) Σ_{c kept} h[c]·W_downT[c, j], a workgroup per 16 columns,
+//   3. mocDownMasked: y[j] = (res[j] +) Σ_{c kept} h[c]·W_downT[c, j], a workgroup per 32 columns,
 //      summing in a fixed order (deterministic). It also zeroes the histogram for the next FFN.
 //
 // Exactly mocSelect {k} + mocUp + SiLU·mul + mocDown of targets/ref (the same kept set, ties and NaN
@@ -223,11 +223,12 @@ ${unrolled(perLane, (i) => `    let v${i} = chunk(r, min(lane + ${i * TEAM}u, CH
 }
 
 /**
- * A mocDownMasked workgroup's 8-column chunks (2: 32 bytes of a bf16 row, one memory sector), the
+ * A mocDownMasked workgroup's 8-column chunks (4: 64 bytes of a bf16 row, two memory sectors), the
  * invocations on each chunk (row lanes), its columns, and the groups each column's partial sums
- * are added in. (One chunk a workgroup, 16 bytes of each row, measured 7.7 µs for the 2048×5464 FFN.)
+ * are added in. For the 2048×5464 FFN on the H100 (bench/wgsl/fused-ablation.ts): 1 chunk 7.2 µs,
+ * 2 chunks 6.1, 4 chunks 5.9 (in five runs of the probe, 0.2 µs apart every time).
  */
-const CPW = 2;
+const CPW = 4;
 
 /**
  * Kept channels a mocDownMasked workgroup can list: its workgroup memory (the list, 256 counts, 16
@@ -238,15 +239,15 @@ export const MAX_FUSED_K = (16384 - 4 * (WG + 16 + WG)) / 4;
 /**
  * Stage 3. y[t, j] = (res[t, j] +) Σ_{c kept} h[t, c]·W_downT[c, j], W_downT stored [F, d], K
  * channels kept per token. Bindings: y rw [T, d], hist rw [T, HIST_BINS] (zeroed), h [T, F], mask
- * [T, maskWords(F)], w, (res [T, d]). Grid [⌈d/16⌉, T, 1], 256 invocations, a workgroup per 16
- * columns (32 bytes of each bf16 row). The workgroup lists the kept channels in order from the mask
- * (a scan of the words' bit counts); invocation i then takes chunk i % 2 of list entries i/2,
- * i/2 + 128, … (K/128 rows each, all loads issued together), and the 128 partial sums of each
- * column are added in a fixed order (16 groups of 8, then the 16 group sums): deterministic.
+ * [T, maskWords(F)], w, (res [T, d]). Grid [⌈d/32⌉, T, 1], 256 invocations, a workgroup per 32
+ * columns (64 bytes of each bf16 row). The workgroup lists the kept channels in order from the mask
+ * (a scan of the words' bit counts); invocation i then takes chunk i % 4 of list entries i/4,
+ * i/4 + 64, … (K/64 rows each, all loads issued together), and the 64 partial sums of each column
+ * are added in a fixed order (8 groups of 8, then the 8 group sums): deterministic.
  */
 export function mocDownMasked(dtype: WeightDType, d: number, F: number, K: number, residual = false, chunksPerGroup: 1 | 2 | 4 = CPW): WgslKernel {
   checkInts('mocDownMasked', { d, F, K });
-  const cpw = chunksPerGroup, RL = WG / cpw, COLS = 8 * cpw, GROUPS = WG / COLS; // chunksPerGroup ≠ 2: for bench/wgsl/fused-ablation.ts
+  const cpw = chunksPerGroup, RL = WG / cpw, COLS = 8 * cpw, GROUPS = WG / COLS; // chunksPerGroup ≠ 4: for bench/wgsl/fused-ablation.ts
   if (K > F) throw new RangeError(`mocDownMasked: K = ${K} is more than the ${F} channels`);
   if (K > MAX_FUSED_K) throw new RangeError(`mocDownMasked: lists at most ${MAX_FUSED_K} kept channels, got K = ${K}`);
   const chunks = pad8(d) / 8;
@@ -277,7 +278,7 @@ ${chunkFn(dtype)}
 var<workgroup> share: array<u32, ${Math.max(K, 8 * WG)}>;
 var<workgroup> part: array<u32, ${WG}>; // kept channels in invocation i's words
 var<workgroup> grp: array<u32, 16>;
-var<workgroup> red: array<f32, ${WG}>; // column e, group q of 8 invocations: red[e·32 + q]
+var<workgroup> red: array<f32, ${WG}>; // column e, group q of ${RL / GROUPS} row lanes: red[e·${GROUPS} + q]
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
