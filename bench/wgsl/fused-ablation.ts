@@ -1,7 +1,8 @@
 // Where the fused MoC stages spend their time, on a real GPU through Dawn: each stage timed alone
 // (GPU timestamps around a pass of many dispatches, weights rotated over 7 copies), then again with
-// one part cut out of its WGSL text. Differences show what each part costs. A probe for design
-// work, not a benchmark of record: the cut kernels compute wrong results.
+// one part cut out of its WGSL text. Differences show what each part costs. Then what a workgroup
+// barrier and a cross-workgroup sum by atomics cost. A probe for design work, not a benchmark of
+// record: the cut kernels compute wrong results. (Results: bench/results/wgsl/fused-ablation.h100.log.)
 // Usage: node dist/bench/wgsl/fused-ablation.js
 import type { WgslKernel } from '../../targets/wgsl/kernel.js';
 import { gemv } from '../../targets/wgsl/kernels/dense.js';
