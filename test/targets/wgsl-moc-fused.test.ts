@@ -66,9 +66,10 @@ async function selectUp(dtype: WeightDType, d: number, F: number, K: number, g: 
 }
 
 test('mocSelectUp keeps exactly mocSelect\'s channels, on every kind of adversarial row', async (t) => {
-  // every row kind, one token each; odd F (a last mask word part-filled), K = F, K = 1, and the real size
+  // every row kind, one token each; odd F (a last mask word part-filled), K = F, K = 1, the paper's
+  // size, and an 8B-size one (56 keys an invocation)
   const kinds = Object.keys(ROWS);
-  for (const [i, [F, K]] of [[333, 37], [172, 172], [100, 1], [5464, 1024]].entries()) {
+  for (const [i, [F, K]] of [[333, 37], [172, 172], [100, 1], [5464, 1024], [14336, 2688]].entries()) {
     const g = gateRows(F, kinds, 900 + 10 * i);
     const { kept } = await selectUp('f32', 8, F, K, g, 950 + i);
     t.deepEqual(kept, Array.from(ref.mocSelect(g, F, { k: K })), `F=${F} K=${K}`);
