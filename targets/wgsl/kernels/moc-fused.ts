@@ -4,10 +4,10 @@
 //   1. gate GEMV (dense.ts gemv with `hist`): G, and per token a histogram of G's selection keys by
 //      their top HIST_BITS bits, counted with atomics as the rows finish. The histogram tells every
 //      later workgroup which bin holds the K-th largest key without a pass of its own.
-//   2. mocSelectUp: workgroup w owns channels [32w, 32w + 32). It reads the histogram, finds that
+//   2. mocSelectUp: workgroup w owns channels [64w, 64w + 64). It reads the histogram, finds that
 //      bin, and decides exactly which of its own channels are kept (keys above the bin: kept; below:
 //      dropped; in it: ranked against every key of the bin, ties → lower channel). Then it computes
-//      h[c] = SiLU(G[c])·(x·W_up[c]) for its kept channels and writes one word of the keep mask.
+//      h[c] = SiLU(G[c])·(x·W_up[c]) for its kept channels and writes two words of the keep mask.
 //      Every workgroup finds the same threshold from the same data, so no workgroup waits for another.
 //   3. mocDownMasked: y[j] = (res[j] +) Σ_{c kept} h[c]·W_downT[c, j], a workgroup per 32 columns,
 //      summing in a fixed order (deterministic). It also zeroes the histogram for the next FFN.
