@@ -4,7 +4,7 @@
 // barrier and a cross-workgroup sum by atomics cost. A probe for design work, not a benchmark of
 // record: the cut kernels compute wrong results. (Results: bench/results/wgsl/fused-ablation.h100.log.)
 // Usage: node dist/bench/wgsl/fused-ablation.js
-import type { WgslKernel } from '../../targets/wgsl/kernel.js';
+import { assemble, type StorageBuffer, type WgslKernel } from '../../targets/wgsl/kernel.js';
 import { gemv } from '../../targets/wgsl/kernels/dense.js';
 import { HIST_BINS, maskWords, mocDownMasked, mocSelectUp } from '../../targets/wgsl/kernels/moc-fused.js';
 import { wgslDevice } from '../../targets/wgsl/index.js';
@@ -64,8 +64,10 @@ const x = buffer(new Float32Array(d).map((_, i) => Math.sin(i)));
 const g = buffer(f * 4), h = buffer(f * 4), y = buffer(d * 4), mask = buffer(maskWords(f) * 4);
 const hist = buffer(HIST_BINS * 4), spare = buffer(HIST_BINS * 4);
 const w = Array.from({ length: copies }, () => [buffer(randomBf16(f * d)), buffer(randomBf16(f * d)), buffer(randomBf16(f * d))] as const);
+// the gate GEMV's shape (the fused path's, with its histogram)
+const gateSpec = { dtype: 'bf16', inDim: d, outDim: f, outStride: f, rowBase: 0, variant: 'gpu', hist: true } as const;
 // one gate GEMV fills g and a histogram that stays valid (nothing zeroes it)
-const [fill] = await steps(gemv({ dtype: 'bf16', inDim: d, outDim: f, outStride: f, rowBase: 0, variant: 'gpu', hist: true }), [[g, x, w[0]![0], hist]]);
+const [fill] = await steps(gemv(gateSpec), [[g, x, w[0]![0], hist]]);
 {
   const enc = device.createCommandEncoder(), pass = enc.beginComputePass();
   pass.setPipeline(fill!.pipeline); pass.setBindGroup(0, fill!.group); pass.dispatchWorkgroups(...fill!.grid); pass.end();
@@ -102,16 +104,10 @@ const downCuts: Record<string, WgslKernel> = {
   'no list (rows j·5)': cut(down, noList),
   'no list, no h read': cut(down, noList, [/select\(0\.0, h\[t \* F \+ c\d+\], rl \+ \d+u < K\)/g, 'f32(rl)']),
 };
-const gateK = gemv({ dtype: 'bf16', inDim: d, outDim: f, outStride: f, rowBase: 0, variant: 'gpu', hist: true });
+const gateK = gemv(gateSpec);
 // What a workgroup barrier phase costs: 86 workgroups of 256, each passing a value around workgroup
 // memory n times (a store, a barrier, a neighbour's load).
-const phases = (n: number): WgslKernel => ({
-  key: `phases/${n}`,
-  bindings: [{ name: 'out', access: 'read_write' }],
-  grid: [86, 1, 1],
-  code: `struct Call { T: u32, pos: u32, pad0: u32, pad1: u32 }
-@group(0) @binding(0) var<uniform> call: Call;
-@group(0) @binding(1) var<storage, read_write> out: array<u32>;
+const phases = (n: number): WgslKernel => assemble(`phases/${n}`, [{ name: 'out', access: 'read_write', type: 'array<u32>' }], `
 var<workgroup> s: array<u32, 256>;
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -123,8 +119,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     workgroupBarrier();
   }
   out[wid.x * 256u + lid] = v;
-}`,
-});
+}`, [86, 1, 1]);
 const phaseOut = buffer(86 * 256 * 4);
 // What a cross-workgroup sum costs: 86 workgroups each add 2048 values (8 an invocation) into one
 // [2048] output, by plain stores of partial sums (no sum: the baseline), by 32-bit integer atomics,
@@ -146,20 +141,14 @@ const accumulate = (mode: 'store' | 'i32' | 'fixed64' | 'casf32'): WgslKernel =>
       ...cols.map((e) => `loop { let r = atomicCompareExchangeWeak(&acc[i${e}], o${e}, bitcast<u32>(bitcast<f32>(o${e}) + v${e})); if (r.exchanged) { break; } o${e} = r.old_value; }`),
     ],
   }[mode];
-  return {
-    key: `accumulate/${mode}`,
-    bindings: [{ name: mode === 'store' ? 'out' : 'acc', access: 'read_write' }],
-    grid: [86, 1, 1],
-    code: `struct Call { T: u32, pos: u32, pad0: u32, pad1: u32 }
-@group(0) @binding(0) var<uniform> call: Call;
-@group(0) @binding(1) var<storage, read_write> ${mode === 'store' ? 'out: array<u32>' : 'acc: array<atomic<u32>>'};
+  const out: StorageBuffer = mode === 'store' ? { name: 'out', access: 'read_write', type: 'array<u32>' } : { name: 'acc', access: 'read_write', type: 'array<atomic<u32>>' };
+  return assemble(`accumulate/${mode}`, [out], `
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
 ${cols.map(value).join('\n')}
 ${cols.map(idx).join('\n')}
 ${body.join('\n')}
-}`,
-  };
+}`, [86, 1, 1]);
 };
 const accOut = buffer(86 * 2048 * 4);
 
@@ -168,8 +157,8 @@ console.log(`adapter features: ${[...(await wgslDevice()).adapter.features].join
 // warm up for about a second, then time every variant in rounds and keep each one's median.
 const variants: [string, Step[]][] = [];
 variants.push(['gate GEMV + histogram', await steps(gateK, w.map(([wg]) => [h, x, wg, spare]))]);
-variants.push(['gate GEMV', await steps(gemv({ dtype: 'bf16', inDim: d, outDim: f, outStride: f, rowBase: 0, variant: 'gpu' }), w.map(([wg]) => [h, x, wg]))]);
-for (const lanes of [16, 64, 128]) variants.push([`gate GEMV + histogram, ${lanes} lanes a row`, await steps(gemv({ dtype: 'bf16', inDim: d, outDim: f, outStride: f, rowBase: 0, variant: 'gpu', hist: true, lanes }), w.map(([wg]) => [h, x, wg, spare]))]);
+variants.push(['gate GEMV', await steps(gemv({ ...gateSpec, hist: false }), w.map(([wg]) => [h, x, wg]))]);
+for (const lanes of [16, 64, 128]) variants.push([`gate GEMV + histogram, ${lanes} lanes a row`, await steps(gemv({ ...gateSpec, lanes }), w.map(([wg]) => [h, x, wg, spare]))]);
 for (const [name, kern] of Object.entries(upCuts)) variants.push([name, await steps(kern, upSets)]);
 for (const [name, kern] of Object.entries(downCuts)) variants.push([name, await steps(kern, downSets)]);
 for (const n of [0, 4, 16]) variants.push([`${n} barrier round trips`, await steps(phases(n), [[phaseOut]])]);
