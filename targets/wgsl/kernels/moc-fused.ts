@@ -226,7 +226,7 @@ ${unrolled(perLane, (i) => `    let v${i} = chunk(r, min(lane + ${i * TEAM}u, CH
  * A mocDownMasked workgroup's 8-column chunks (4: 64 bytes of a bf16 row, two memory sectors), the
  * invocations on each chunk (row lanes), its columns, and the groups each column's partial sums
  * are added in. For the 2048×5464 FFN on the H100 (bench/wgsl/fused-ablation.ts): 1 chunk 7.2 µs,
- * 2 chunks 6.1, 4 chunks 5.9 (in five runs of the probe, 0.2 µs apart every time).
+ * 2 chunks 6.1, 4 chunks 5.9 (4 chunks 0.14–0.21 µs faster in each of five runs of the probe).
  */
 const CPW = 4;
 
