@@ -10,10 +10,14 @@ import { pathToFileURL } from 'node:url';
 import { ROOT } from '../helpers/fixtures.js';
 import { tempDir } from '../helpers/cli.js';
 import { CudaUnavailableError, addonPath, cudaAvailability, openCuda, packParams } from '../../targets/cuda/driver.js';
+import { C_COMPILER, CUDA_ADDON, testsNeeding } from '../helpers/requires.js';
+
+/** The addon's own tests need it built; the fake-driver ones also build a fake libcuda with cc. */
+const addonTest = testsNeeding(CUDA_ADDON);
+const fakeDriverTest = testsNeeding(CUDA_ADDON, C_COMPILER);
 
 const ADDON = join(ROOT, 'targets/cuda/native/build/Release/mocc_cuda.node');
-test('the addon is built where the wrapper looks and loads without a CUDA driver', (t) => {
-  t.true(existsSync(ADDON), `${ADDON} is missing: run npm run build:native`);
+addonTest('the addon is built where the wrapper looks and loads without a CUDA driver', (t) => {
   t.is(addonPath(), ADDON);
   const addon = createRequire(import.meta.url)(ADDON) as Record<string, unknown>;
   for (const f of ['load', 'init', 'memAlloc', 'memcpyHtoD', 'moduleLoad', 'launch', 'streamBeginCapture', 'eventElapsed']) {
@@ -283,13 +287,13 @@ function runChild(t: ExecutionContext, mode: string, cflags: string[] = []): Rec
   return { ...(JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, unknown>), launches };
 }
 
-test('a driver whose cuInit fails: openCuda() names cuInit and CUDA_ERROR_NO_DEVICE', (t) => {
+fakeDriverTest('a driver whose cuInit fails: openCuda() names cuInit and CUDA_ERROR_NO_DEVICE', (t) => {
   const out = runChild(t, 'nodevice');
   t.is(out.open?.name, 'CudaUnavailableError');
   t.is(out.open?.message, 'cuInit(0) failed: CUDA_ERROR_NO_DEVICE (100)');
 });
 
-test('through a fake driver: device info, errors naming the call, copies, launch parameters, close', (t) => {
+fakeDriverTest('through a fake driver: device info, errors naming the call, copies, launch parameters, close', (t) => {
   const out = runChild(t, 'ok');
   t.is(out.open, null);
   t.deepEqual(out.device, {
@@ -333,7 +337,7 @@ function checkOverlapCommon(t: ExecutionContext, out: Record<string, any>): void
   t.is(out.notBoolOverlap?.message, 'overlap must be a boolean');
 }
 
-test('overlap: true launches through cuLaunchKernelEx with PROGRAMMATIC_STREAM_SERIALIZATION = 1; without it, cuLaunchKernel', (t) => {
+fakeDriverTest('overlap: true launches through cuLaunchKernelEx with PROGRAMMATIC_STREAM_SERIALIZATION = 1; without it, cuLaunchKernel', (t) => {
   const out = runChild(t, 'ok');
   checkOverlapCommon(t, out);
   // Stream 0 is `s`; -1 is the NULL stream. The fake reads the config at cuda.h's offsets, so these values
@@ -350,7 +354,7 @@ test('overlap: true launches through cuLaunchKernelEx with PROGRAMMATIC_STREAM_S
   t.is(out.zeroGridOverlap?.code, 'CUDA_ERROR_INVALID_VALUE');
 });
 
-test('overlap on a driver without cuLaunchKernelEx: it still loads, and overlap launches fall back to cuLaunchKernel', (t) => {
+fakeDriverTest('overlap on a driver without cuLaunchKernelEx: it still loads, and overlap launches fall back to cuLaunchKernel', (t) => {
   const out = runChild(t, 'ok', ['-DFAKE_NO_LAUNCH_EX']);
   checkOverlapCommon(t, out);
   t.deepEqual(out.launches, [

@@ -8,6 +8,10 @@ import { pathToFileURL } from 'node:url';
 import { nodeNavigatorGpu } from '../../targets/wgsl/node-gpu.js';
 import { mocc, tempDir } from '../helpers/cli.js';
 import { CHECKPOINTS, REF } from '../helpers/fixtures.js';
+import { testsNeeding, webgpuRequirement } from '../helpers/requires.js';
+
+/** Tests that run kernels need a WebGPU adapter (skipped without one; a failure in CI). */
+const gpuTest = testsNeeding(await webgpuRequirement());
 
 interface BundleModule {
   MODEL: { vocab: number; layers: number };
@@ -37,7 +41,7 @@ test('the bundle holds the module, its types, the kernels, the weights, the toke
   t.regex(readFileSync(join(dir, 'index.html'), 'utf8'), /import \{ loadModel \} from '\.\/mocc-model\.js'/);
 });
 
-test('the bundle module generates the HF greedy text', async (t) => {
+gpuTest('the bundle module generates the HF greedy text', async (t) => {
   const dir = join(tempDir(t), 'web');
   const r = mocc('compile', CHECKPOINTS.gguf, '--target', 'wgsl', '-o', dir);
   t.is(r.code, 0, r.stderr);

@@ -8,6 +8,10 @@ import type { Variant, WeightDType, WgslKernel } from '../../targets/wgsl/kernel
 import { weightStride } from '../../targets/wgsl/kernel.js';
 import { argmax, attention, elementwise, embedding, gemv, kvAppend, rmsnorm, rope, type GemvSpec } from '../../targets/wgsl/kernels/dense.js';
 import { assertWithinLimits, maxRelErr, packWeight, poisoned, randomF32, runKernel, workgroupBytes, type HostArray } from '../helpers/webgpu.js';
+import { testsNeeding, webgpuRequirement } from '../helpers/requires.js';
+
+/** Tests that run kernels need a WebGPU adapter (skipped without one; a failure in CI). */
+const gpuTest = testsNeeding(await webgpuRequirement());
 
 const VARIANTS: Variant[] = ['cpu', 'gpu'];
 const DTYPES: WeightDType[] = ['f32', 'f16', 'bf16'];
@@ -27,7 +31,7 @@ function weightRows(dtype: WeightDType, data: Float32Array | Uint32Array, cols: 
   return data.slice(start * s, (start + rows) * s);
 }
 
-test.serial('embedding: exact rows of the table, for every dtype, whole or in row chunks', async (t) => {
+gpuTest.serial('embedding: exact rows of the table, for every dtype, whole or in row chunks', async (t) => {
   const rnd = seeds(100);
   const d = 37;
   const vocab = 11;
@@ -50,7 +54,7 @@ test.serial('embedding: exact rows of the table, for every dtype, whole or in ro
   }
 });
 
-test.serial('rmsnorm matches ref for every dtype and variant', async (t) => {
+gpuTest.serial('rmsnorm matches ref for every dtype and variant', async (t) => {
   const rnd = seeds(200);
   for (const d of [173, 300]) { // 300: more than one element per invocation of the gpu workgroup
     const T = 3;
@@ -82,7 +86,7 @@ async function runGemv(spec: GemvSpec, y: Float32Array, x: Float32Array, w: Floa
   return f32Of(await runKernel(gemv(spec), [y, x, w], { T }), 0);
 }
 
-test.serial('gemv matches ref linear: every dtype and variant, awkward shapes, T = 1 and 3', async (t) => {
+gpuTest.serial('gemv matches ref linear: every dtype and variant, awkward shapes, T = 1 and 3', async (t) => {
   const rnd = seeds(300);
   for (const [inDim, outDim] of [[72, 37], [173, 300]] as const) {
     for (const dtype of DTYPES) {
@@ -100,7 +104,7 @@ test.serial('gemv matches ref linear: every dtype and variant, awkward shapes, T
   }
 });
 
-test.serial('gemv with a residual: y = res + W·x, also over row chunks', async (t) => {
+gpuTest.serial('gemv with a residual: y = res + W·x, also over row chunks', async (t) => {
   const rnd = seeds(350);
   const [inDim, outDim, T, split] = [72, 37, 3, 19];
   for (const dtype of DTYPES) {
@@ -118,7 +122,7 @@ test.serial('gemv with a residual: y = res + W·x, also over row chunks', async 
   }
 });
 
-test.serial('gemv gpu: longer rows and fewer outputs, which get 32 to 256 lanes a row', async (t) => {
+gpuTest.serial('gemv gpu: longer rows and fewer outputs, which get 32 to 256 lanes a row', async (t) => {
   const rnd = seeds(400);
   for (const [inDim, outDim] of [[600, 40], [2048, 37], [5461, 9]] as const) {
     const dtype = 'bf16';
@@ -131,7 +135,7 @@ test.serial('gemv gpu: longer rows and fewer outputs, which get 32 to 256 lanes 
   }
 });
 
-test.serial('gemv with a weight split in row chunks: two dispatches fill one y through rowBase and outStride', async (t) => {
+gpuTest.serial('gemv with a weight split in row chunks: two dispatches fill one y through rowBase and outStride', async (t) => {
   const rnd = seeds(500);
   const [inDim, outDim, T] = [72, 37, 3];
   const split = 19;
@@ -163,7 +167,7 @@ function ropeTable(p: ref.RopeParams, maxPos: number): Float32Array {
   return table;
 }
 
-test.serial('rope matches ref in both pairings at a nonzero position', async (t) => {
+gpuTest.serial('rope matches ref in both pairings at a nonzero position', async (t) => {
   const rnd = seeds(600);
   const [heads, hd, T, pos] = [3, 10, 3, 5];
   for (const style of ['half', 'interleaved'] as const) {
@@ -179,7 +183,7 @@ test.serial('rope matches ref in both pairings at a nonzero position', async (t)
   }
 });
 
-test.serial('kvAppend copies the new rows to pos.. and leaves every other cache row alone', async (t) => {
+gpuTest.serial('kvAppend copies the new rows to pos.. and leaves every other cache row alone', async (t) => {
   const rnd = seeds(700);
   const [w, capacity, T, pos] = [37, 9, 3, 4];
   const kc = rnd(capacity * w);
@@ -195,7 +199,7 @@ test.serial('kvAppend copies the new rows to pos.. and leaves every other cache 
   t.deepEqual(bits(gotV as Float32Array), bits(wantV));
 });
 
-test.serial('attention matches ref: GQA, causal over the cache, nonzero pos, several tiles of positions', async (t) => {
+gpuTest.serial('attention matches ref: GQA, causal over the cache, nonzero pos, several tiles of positions', async (t) => {
   const rnd = seeds(800);
   const cases = [
     { heads: 4, kvHeads: 2, hd: 8, T: 3, pos: 5 },
@@ -222,7 +226,7 @@ test.serial('attention matches ref: GQA, causal over the cache, nonzero pos, sev
   }
 });
 
-test.serial('elementwise silu, mul, add, silu_mul match ref', async (t) => {
+gpuTest.serial('elementwise silu, mul, add, silu_mul match ref', async (t) => {
   const rnd = seeds(900);
   const refs = {
     silu: (a: Float32Array) => ref.silu(a),
@@ -243,7 +247,7 @@ test.serial('elementwise silu, mul, add, silu_mul match ref', async (t) => {
   }
 });
 
-test.serial('argmax of the last row equals sample.ts argmax: ties, last element, NaN', async (t) => {
+gpuTest.serial('argmax of the last row equals sample.ts argmax: ties, last element, NaN', async (t) => {
   const rnd = seeds(1000);
   const vocab = 1000;
   const T = 3;
@@ -318,7 +322,7 @@ test('bad sizes are refused', (t) => {
 });
 
 
-test.serial('model-sized kernels compile, within the dispatch, binding and workgroup-memory limits', async (t) => {
+gpuTest.serial('model-sized kernels compile, within the dispatch, binding and workgroup-memory limits', async (t) => {
   const [d, ffn, vocab, heads, kvHeads, hd] = [2048, 5632, 32000, 32, 4, 64]; // TinyLlama
   const kernels = VARIANTS.flatMap((variant) => [
     embedding('bf16', d, vocab, 0, variant),

@@ -11,6 +11,10 @@ import { gemv } from '../../targets/wgsl/kernels/dense.js';
 import { HIST_BINS, HIST_BITS, MAX_FUSED_K, maskWords, mocDownMasked, mocSelectUp } from '../../targets/wgsl/kernels/moc-fused.js';
 import { gateRows, ROWS } from '../helpers/gate-rows.js';
 import { assertWithinLimits, maxRelErr, packWeight, poisoned, randomF32, runKernel, workgroupBytes } from '../helpers/webgpu.js';
+import { testsNeeding, webgpuRequirement } from '../helpers/requires.js';
+
+/** Tests that run kernels need a WebGPU adapter (skipped without one; a failure in CI). */
+const gpuTest = testsNeeding(await webgpuRequirement());
 
 const DTYPES: WeightDType[] = ['f32', 'f16', 'bf16'];
 
@@ -46,7 +50,7 @@ function relErr(got: Float32Array, want: Float32Array): number {
   return maxRelErr(got, want, 0.1 * rms);
 }
 
-test('gate GEMV with hist: y as before, and the histogram of its outputs\' selection keys', async (t) => {
+gpuTest('gate GEMV with hist: y as before, and the histogram of its outputs\' selection keys', async (t) => {
   for (const [i, [d, F, T, variant]] of ([[64, 333, 3, 'gpu'], [61, 100, 2, 'cpu']] as const).entries()) {
     const x = randomF32(T * d, 40 + i), w = packWeight('bf16', randomF32(F * d, 41 + i), F, d);
     const spec = { dtype: 'bf16', inDim: d, outDim: F, outStride: F, rowBase: 0, variant, hist: true } as const;
@@ -65,7 +69,7 @@ async function selectUp(dtype: WeightDType, d: number, F: number, K: number, g: 
   return { T, x, w, h: h as Float32Array, kept: maskedChannels(mask as Uint32Array, F, T) };
 }
 
-test('mocSelectUp keeps exactly mocSelect\'s channels, on every kind of adversarial row', async (t) => {
+gpuTest('mocSelectUp keeps exactly mocSelect\'s channels, on every kind of adversarial row', async (t) => {
   // every row kind, one token each; odd F (a last mask word part-filled), K = F, K = 1, the paper's
   // size, and an 8B-size one (56 keys an invocation)
   const kinds = Object.keys(ROWS);
@@ -76,7 +80,7 @@ test('mocSelectUp keeps exactly mocSelect\'s channels, on every kind of adversar
   }
 });
 
-test('mocSelectUp: h is SiLU(G)·up of the kept channels and 0 for the others', async (t) => {
+gpuTest('mocSelectUp: h is SiLU(G)·up of the kept channels and 0 for the others', async (t) => {
   for (const dtype of DTYPES) {
     for (const [i, [d, F, K]] of [[72, 333, 37], [61, 100, 100]].entries()) {
       const g = randomF32(3 * F, 960 + i, 4);
@@ -91,7 +95,7 @@ test('mocSelectUp: h is SiLU(G)·up of the kept channels and 0 for the others', 
   }
 });
 
-test('mocDownMasked: mocDown of the kept channels, with and without the residual; the histogram is zeroed', async (t) => {
+gpuTest('mocDownMasked: mocDown of the kept channels, with and without the residual; the histogram is zeroed', async (t) => {
   for (const dtype of DTYPES) {
     // d = 61: a last 32-column group ending in a part-filled 8-chunk; d = 72: of one chunk; K = F
     for (const [i, [d, F, K, T]] of [[64, 333, 37, 3], [61, 100, 100, 1], [72, 172, 20, 2]].entries()) {
@@ -134,7 +138,7 @@ test('fused kernels: deterministic text, keys that differ exactly when the code 
   t.throws(() => mocDownMasked('bf16', 64, 8000, MAX_FUSED_K + 1), { message: new RegExp(`at most ${MAX_FUSED_K} kept`) });
 });
 
-test.serial('model-sized fused kernels compile, within the dispatch, binding and workgroup-memory limits', async (t) => {
+gpuTest.serial('model-sized fused kernels compile, within the dispatch, binding and workgroup-memory limits', async (t) => {
   // the paper's 2048×5464 FFN, an 8B-size one, and the most kept channels the down kernel lists
   const kernels = [[2048, 5464, 1024], [4096, 14336, 2688], [4096, 14336, MAX_FUSED_K]].flatMap(([d, F, K]) => [
     gemv({ dtype: 'bf16', inDim: d!, outDim: F!, outStride: F!, rowBase: 0, variant: 'gpu', hist: true }),

@@ -18,6 +18,10 @@ import {
 } from '../../targets/wgsl/kernels/moc.js';
 import { gateRows, ROWS } from '../helpers/gate-rows.js';
 import { maxRelErr, packWeight, poisoned, randomF32, runKernel } from '../helpers/webgpu.js';
+import { testsNeeding, webgpuRequirement } from '../helpers/requires.js';
+
+/** Tests that run kernels need a WebGPU adapter (skipped without one; a failure in CI). */
+const gpuTest = testsNeeding(await webgpuRequirement());
 
 const VARIANTS: Variant[] = ['cpu', 'gpu'];
 const DTYPES: WeightDType[] = ['f32', 'f16', 'bf16'];
@@ -32,7 +36,7 @@ async function select(kernel: WgslKernel, g: Float32Array, T: number, perToken: 
 const ALL_ROWS = Object.keys(ROWS);
 
 for (const variant of VARIANTS) {
-  test(`topkSelect ${variant}: exactly mocSelect on adversarial rows`, async (t) => {
+  gpuTest(`topkSelect ${variant}: exactly mocSelect on adversarial rows`, async (t) => {
     // K = F, odd F and K, K = 1; F = 5464, K = 1024 runs every radix pass at the real size. (Few
     // (F, K): each is a pipeline of its own, and SwiftShader takes seconds to compile the gpu one.)
     for (const [i, [F, K]] of [[172, 172], [333, 37], [1000, 1], [5464, 1024]].entries()) {
@@ -44,7 +48,7 @@ for (const variant of VARIANTS) {
     }
   });
 
-  test(`patternSelect ${variant}: exactly mocSelect with {a, b}, short last blocks included`, async (t) => {
+  gpuTest(`patternSelect ${variant}: exactly mocSelect with {a, b}, short last blocks included`, async (t) => {
     // [F, a, b]: tails longer and shorter than a, b = 64, one short block only, a = b
     for (const [i, [F, a, b]] of [[333, 3, 7], [172, 4, 5], [1000, 16, 64], [37, 8, 64], [100, 3, 3]].entries()) {
       const g = gateRows(F, ALL_ROWS, 300 + 10 * i);
@@ -53,7 +57,7 @@ for (const variant of VARIANTS) {
     }
   });
 
-  test(`mocGather ${variant}: copies the kept gate values bit for bit`, async (t) => {
+  gpuTest(`mocGather ${variant}: copies the kept gate values bit for bit`, async (t) => {
     for (const [F, K, T] of [[333, 37, 3], [172, 172, 1]] as const) {
       const g = gateRows(F, Array(T).fill('specials'), 400 + K);
       const idx = ref.mocSelect(randomF32(T * F, 401 + K), F, { k: K });
@@ -96,7 +100,7 @@ function projInputs(dtype: WeightDType, s: { d: number; F: number; K: number; T:
 
 for (const variant of VARIANTS) {
   for (const dtype of DTYPES) {
-    test(`mocUp ${variant} ${dtype}: mocUp of the rounded weights`, async (t) => {
+    gpuTest(`mocUp ${variant} ${dtype}: mocUp of the rounded weights`, async (t) => {
       for (const [i, s] of [SHAPE.a, SHAPE.odd].entries()) {
         const { w, x, idx } = projInputs(dtype, s, 500 + 10 * i);
         const [y] = await runKernel(mocUp(dtype, s.d, s.K, variant), [poisoned(s.T * s.K), x, w.data, idx], { T: s.T });
@@ -105,7 +109,7 @@ for (const variant of VARIANTS) {
       }
     });
 
-    test(`mocUpSilu ${variant} ${dtype}: silu(gather(g)) · mocUp`, async (t) => {
+    gpuTest(`mocUpSilu ${variant} ${dtype}: silu(gather(g)) · mocUp`, async (t) => {
       const s = SHAPE.all;
       const { g, w, x, idx } = projInputs(dtype, s, 600);
       const [z] = await runKernel(mocUpSilu(dtype, s.d, s.F, s.K, variant), [poisoned(s.T * s.K), x, w.data, idx, g], { T: s.T });
@@ -113,7 +117,7 @@ for (const variant of VARIANTS) {
       t.true(relErr(z as Float32Array, want) <= 1e-4, `d=${s.d} K=${s.K} T=${s.T}: ${relErr(z as Float32Array, want)}`);
     });
 
-    test(`mocDown + mocDownReduce ${variant} ${dtype}: mocDown of the rounded weights`, async (t) => {
+    gpuTest(`mocDown + mocDownReduce ${variant} ${dtype}: mocDown of the rounded weights`, async (t) => {
       for (const [i, s] of Object.values(SHAPE).entries()) {
         const { w, idx } = projInputs(dtype, s, 700 + 10 * i);
         const z = randomF32(s.T * s.K, 701 + 10 * i);

@@ -14,6 +14,10 @@ import { mocc, moccWithEnv } from '../helpers/cli.js';
 import { CHECKPOINTS, REF, maxAbsDiff, referenceLogits } from '../helpers/fixtures.js';
 import { testDevice } from '../helpers/webgpu.js';
 import type { Variant } from '../../targets/wgsl/kernel.js';
+import { testsNeeding, webgpuRequirement } from '../helpers/requires.js';
+
+/** Tests that run kernels need a WebGPU adapter (skipped without one; a failure in CI). */
+const gpuTest = testsNeeding(await webgpuRequirement());
 
 const MODES = [['dense', 'dense'], ['moc_k32', { k: 32 }], ['moc_k128', { k: 128 }]] as const;
 
@@ -26,7 +30,7 @@ async function session(path: string, selection: 'dense' | { k: number }, variant
 
 for (const variant of ['cpu', 'gpu'] as const) {
   for (const [label, selection] of MODES) {
-    test.serial(`${variant} kernels, ${label}: logits match HF within 1e-3 (prefill and decode steps)`, async (t) => {
+    gpuTest.serial(`${variant} kernels, ${label}: logits match HF within 1e-3 (prefill and decode steps)`, async (t) => {
       const { model, s } = await session(CHECKPOINTS.gguf, selection, variant);
       try {
         // the gpu kernels run a Top-K MoC FFN fused (kernels/moc-fused.ts): these logits check that path
@@ -58,7 +62,7 @@ for (const variant of ['cpu', 'gpu'] as const) {
   }
 }
 
-test.serial('weights bound in row ranges (a 40 KiB binding limit) give the HF logits', async (t) => {
+gpuTest.serial('weights bound in row ranges (a 40 KiB binding limit) give the HF logits', async (t) => {
   const { model, s } = await session(CHECKPOINTS.gguf, 'dense', 'cpu', 40 * 1024);
   try {
     const seq = REF.sequences.greedy_once_upon!;
@@ -71,7 +75,7 @@ test.serial('weights bound in row ranges (a 40 KiB binding limit) give the HF lo
   }
 });
 
-test.serial('greedy text equals the HF reference (device-side greedy loop, tokens read back at the end)', async (t) => {
+gpuTest.serial('greedy text equals the HF reference (device-side greedy loop, tokens read back at the end)', async (t) => {
   const dev = await testDevice();
   const { model, s } = await session(CHECKPOINTS.gguf, 'dense', dev.variant);
   try {
@@ -85,7 +89,7 @@ test.serial('greedy text equals the HF reference (device-side greedy loop, token
   }
 });
 
-test.serial('mocc run --target wgsl streams the HF greedy text', (t) => {
+gpuTest.serial('mocc run --target wgsl streams the HF greedy text', (t) => {
   const r = mocc('run', CHECKPOINTS.gguf, '--target', 'wgsl', '--prompt', REF.prompt, '--max-tokens', '120');
   t.is(r.code, 0, r.stderr);
   t.is(r.stdout, REF.greedy_text + '\n');

@@ -1,0 +1,78 @@
+// Tests that need a tool a machine may lack: ptxas (CUDA toolkit), a WebGPU adapter (on a machine
+// without a GPU: SwiftShader from Debian's chromium, and libvulkan1), chromium itself, a C compiler.
+// On a developer's machine such a test is skipped, with one line naming what is missing; in CI
+// (CI set, as .ci/run runs) it fails with that line instead, so a CI machine that lost a tool
+// cannot go green by skipping. README.md's "Prerequisites" lists the same tools.
+import anyTest, { type TestFn } from 'ava';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { ROOT } from './fixtures.js';
+
+export interface Requirement {
+  /** Why it is missing, in one line; null when present. */
+  missing: string | null;
+}
+
+const IN_CI = Boolean(process.env.CI);
+
+/** The first executable `name` that answers `--version`, looked up on PATH then in `dirs`. */
+function findTool(name: string, dirs: string[]): string | undefined {
+  const path = (process.env.PATH ?? '').split(delimiter).filter(Boolean);
+  return [...path, ...dirs].map((d) => join(d, name)).find((p) => existsSync(p) && spawnSync(p, ['--version']).status === 0);
+}
+
+/** ptxas: on PATH, in $CUDA_HOME/bin, or in the toolkit's usual places. */
+export function findPtxas(): string | undefined {
+  const dirs = [process.env.CUDA_HOME, process.env.CUDA_PATH].filter((d): d is string => Boolean(d)).map((d) => join(d, 'bin'));
+  return findTool('ptxas', [...dirs, '/usr/local/cuda/bin', '/usr/local/bin']);
+}
+
+export const PTXAS_PATH = findPtxas();
+export const PTXAS: Requirement = {
+  missing: PTXAS_PATH ? null : 'ptxas not found on PATH, in $CUDA_HOME/bin or /usr/local/cuda/bin (install the CUDA toolkit)',
+};
+
+export const CHROMIUM_PATH = '/usr/bin/chromium';
+export const CHROMIUM: Requirement = {
+  missing: existsSync(CHROMIUM_PATH) ? null : `${CHROMIUM_PATH} not found (apt install chromium)`,
+};
+
+export const C_COMPILER: Requirement = {
+  missing: findTool('cc', []) ? null : 'no C compiler (cc) on PATH (apt install build-essential)',
+};
+
+const ADDON = join(ROOT, 'targets/cuda/native/build/Release/mocc_cuda.node');
+export const CUDA_ADDON: Requirement = {
+  missing: existsSync(ADDON) ? null : `the CUDA addon is not built (${ADDON}; npm run build:native needs a C compiler, make and python3)`,
+};
+
+/**
+ * A WebGPU adapter through Dawn, probed once in this test process (each ava test file runs in its
+ * own process). The probe opens the same device the tests then use (test/helpers/webgpu.ts).
+ */
+export async function webgpuRequirement(): Promise<Requirement> {
+  const { testDevice } = await import('./webgpu.js');
+  try {
+    await testDevice();
+    return { missing: null };
+  } catch {
+    // openNodeDevice's own message says the same at length; a skipped test's title wants it short
+    return { missing: 'no WebGPU adapter (Dawn needs a Vulkan driver; without a GPU: apt install chromium libvulkan1)' };
+  }
+}
+
+/**
+ * `test` as it is when every requirement is met; otherwise a `test` (and `test.serial`) whose tests
+ * are skipped with the reason in the title, or fail with it in CI.
+ */
+export function testsNeeding(...reqs: Requirement[]): TestFn {
+  const missing = reqs.map((r) => r.missing).filter((m): m is string => m !== null);
+  if (missing.length === 0) return anyTest;
+  const reason = missing.join('; ');
+  const register = (serial: boolean) => (title: string, ..._impl: unknown[]) => {
+    if (IN_CI) (serial ? anyTest.serial : anyTest)(title, (t) => t.fail(`${reason} (CI must provide it)`));
+    else (serial ? anyTest.serial.skip : anyTest.skip)(`${title} [skipped: ${reason}]`, () => {});
+  };
+  return Object.assign(register(false), { serial: register(true) }) as unknown as TestFn;
+}
