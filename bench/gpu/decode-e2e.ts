@@ -8,7 +8,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { loadModel } from '../../src/model/load.js';
 import { createCudaSession } from '../../targets/cuda/index.js';
-import { cuda } from './harness.js';
+import { cuda } from '../../test/helpers/cuda.js';
 
 const arg = (name: string) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : undefined; };
 const dir = arg('--model')!;

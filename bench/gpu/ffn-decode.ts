@@ -13,7 +13,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as D from '../../targets/cuda/ptx/dense.js';
 import * as M from '../../targets/cuda/ptx/moc.js';
-import { cuda, fn, pad8, poisoned, randomF32, rng, upload, weight } from './harness.js';
+import { cuda, fn, pad8, poisoned, randomF32, rng, upload, weight } from '../../test/helpers/cuda.js';
 import { packParams, type DevicePtr } from '../../targets/cuda/driver.js';
 import type { Kernel } from '../../targets/cuda/ptx/dense.js';
 

@@ -5,7 +5,7 @@
 // channels, the fused up·down at 1B sizes), so those also run once at 1B-preset sizes (T = 2).
 import * as D from '../../targets/cuda/ptx/dense.js';
 import * as M from '../../targets/cuda/ptx/moc.js';
-import { freeAll, launch, pad8, poisoned, randomF32, rng, upload, weight } from './harness.js';
+import { freeAll, launch, pad8, poisoned, randomF32, rng, upload, weight } from '../../test/helpers/cuda.js';
 import { projectRoot } from '../../src/util/project-root.js';
 import { loadModel } from '../../src/model/load.js';
 import { createCudaSession } from '../../targets/cuda/index.js';

@@ -11,9 +11,9 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noh
 status=0
 step() { echo; echo "=== $1"; }
 if [[ $what == all || $what == check ]]; then
-  step "cuda-check: kernels vs ref, stories260K logits and greedy text"
-  node dist/bench/gpu/cuda-check.js > "$out/cuda-check.log" 2>&1 || status=1
-  grep -E "^FAIL|passed, .* failed" "$out/cuda-check.log" | tail -40
+  step "cuda-check: the CUDA kernel and model tests (kernels vs ref, stories260K logits and greedy text) and the rest of the CUDA tests"
+  node node_modules/ava/entrypoints/cli.mjs test/targets/cuda-kernels.test.ts test/targets/cuda-model.test.ts test/targets/cuda-driver.test.ts test/targets/cuda-ptx.test.ts > "$out/cuda-check.log" 2>&1 || status=1
+  grep -E "✘|skip|tests? (passed|failed|skipped)" "$out/cuda-check.log" | tail -40
 fi
 if [[ $what == all || $what == sanitize ]]; then
   step "compute-sanitizer: one prefill + decode step (memcheck, racecheck)"

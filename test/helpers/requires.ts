@@ -2,16 +2,20 @@
 // without a GPU: SwiftShader from Debian's chromium, and libvulkan1), chromium itself, a C compiler.
 // On a developer's machine such a test is skipped, with one line naming what is missing; in CI
 // (CI set, as .ci/run runs) it fails with that line instead, so a CI machine that lost a tool
-// cannot go green by skipping. README.md's "Prerequisites" lists the same tools.
+// cannot go green by skipping. README.md's "Prerequisites" lists the same tools. A GPU is the one
+// requirement CI never has: tests that need one skip everywhere without it.
 import anyTest, { type TestFn } from 'ava';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
+import { cudaAvailability } from '../../targets/cuda/driver.js';
 import { ROOT } from './fixtures.js';
 
 export interface Requirement {
   /** Why it is missing, in one line; null when present. */
   missing: string | null;
+  /** Missing in CI is normal (a GPU): skip there too instead of failing. */
+  optionalInCi?: boolean;
 }
 
 const IN_CI = Boolean(process.env.CI);
@@ -42,6 +46,12 @@ export const C_COMPILER: Requirement = {
   missing: findTool('cc', []) ? null : 'no C compiler (cc) on PATH (apt install build-essential)',
 };
 
+/** A CUDA device through mocc's addon and the driver (the GPU machine; never CI). */
+export const CUDA_DEVICE: Requirement = (() => {
+  const a = cudaAvailability();
+  return { missing: a.ok ? null : `no CUDA device (${a.reason})`, optionalInCi: true };
+})();
+
 const ADDON = join(ROOT, 'targets/cuda/native/build/Release/mocc_cuda.node');
 export const CUDA_ADDON: Requirement = {
   missing: existsSync(ADDON) ? null : `the CUDA addon is not built (${ADDON}; npm run build:native needs a C compiler, make and python3)`,
@@ -67,11 +77,12 @@ export async function webgpuRequirement(): Promise<Requirement> {
  * are skipped with the reason in the title, or fail with it in CI.
  */
 export function testsNeeding(...reqs: Requirement[]): TestFn {
-  const missing = reqs.map((r) => r.missing).filter((m): m is string => m !== null);
-  if (missing.length === 0) return anyTest;
-  const reason = missing.join('; ');
+  const absent = reqs.filter((r) => r.missing !== null);
+  if (absent.length === 0) return anyTest;
+  const reason = absent.map((r) => r.missing).join('; ');
+  const mustFail = IN_CI && absent.some((r) => !r.optionalInCi);
   const register = (serial: boolean) => (title: string, ..._impl: unknown[]) => {
-    if (IN_CI) (serial ? anyTest.serial : anyTest)(title, (t) => t.fail(`${reason} (CI must provide it)`));
+    if (mustFail) (serial ? anyTest.serial : anyTest)(title, (t) => t.fail(`${reason} (CI must provide it)`));
     else (serial ? anyTest.serial.skip : anyTest.skip)(`${title} [skipped: ${reason}]`, () => {});
   };
   return Object.assign(register(false), { serial: register(true) }) as unknown as TestFn;
