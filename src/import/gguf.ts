@@ -30,8 +30,10 @@ export const GGML_TYPE_NAMES: Record<number, string> = {
 /** ggml types read as stored. Block-quantized types are in GGML_BLOCK_TYPES. */
 const DENSE_TYPES: Record<number, StorageDType> = { 0: 'f32', 1: 'f16', 30: 'bf16' };
 
-/** What block-quantized tensors become when nobody asks for a type: half the memory of f32, and f16 holds
- * d·q of these types to about 3 significant digits (fixtures/README.md has the measured cost). */
+/**
+ * What block-quantized tensors become when nobody asks for a type: half the memory of f32, at the cost of
+ * rounding each d·q once to f16 (for stories260K Q8_0 that moves no NLL digit: bench/results/quant-nll.json).
+ */
 export const DEFAULT_DEQUANT_DTYPE: DequantDType = 'f16';
 
 /** The ggml types mocc reads, for messages. */
