@@ -11,6 +11,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ggufTensorSource, readGgufHeader } from '../../src/import/gguf.js';
 import { FileHandle } from '../../src/import/tensor.js';
+import { openPackage } from '../../src/package/read.js';
 import { mocc, tempDir } from '../helpers/cli.js';
 import { FIX, REF, maxAbsDiff, referenceLogits } from '../helpers/fixtures.js';
 
@@ -85,4 +86,25 @@ test('Q8_0 logits are nearer F32 than Q4_0 logits', (t) => {
   };
   const q8 = diff('Q8_0'), q4 = diff('Q4_0');
   t.true(q8 * 5 < q4, `mean |Δ| Q8_0 ${q8} vs Q4_0 ${q4}`);
+});
+
+test('convert --dtype f32 stores the exact dequantized values; --dtype bf16 stores bf16', (t) => {
+  const dir = tempDir(t);
+  const file = 'stories260K.Q4_0.gguf';
+  for (const dtype of ['f32', 'bf16'] as const) {
+    const pkg = join(dir, dtype);
+    const c = mocc('convert', DIR + file, '-o', pkg, '--dense', '--dtype', dtype);
+    t.is(c.code, 0, c.stderr);
+    const p = openPackage(pkg);
+    try {
+      const wq = p.weights.get('layers.0.wq')!;
+      t.is(wq.dtype, dtype);
+      if (dtype === 'f32') {
+        const bytes = wq.readBytes(0, wq.byteLength);
+        t.is(createHash('sha256').update(bytes).digest('hex'), EXPECTED[file]!['blk.0.attn_q.weight']!.f32_sha256);
+      }
+    } finally {
+      p.close();
+    }
+  }
 });
