@@ -26,7 +26,7 @@ export function convertCommand(): Command {
     .description('convert a dense LLaMA checkpoint (HF directory, GGUF, llama2.c .bin) into a MoC model package')
     .argument('<checkpoint>', 'Hugging Face directory (config.json + safetensors), .gguf file, or llama2.c .bin')
     .requiredOption('-o, --output <dir>', 'package directory to write (written to a temporary name, renamed when complete)')
-    .addOption(new Option('--dtype <type>', 'stored weight type (default: the checkpoint\'s own; Q8_0 becomes f32)').choices(['f32', 'f16', 'bf16']))
+    .addOption(new Option('--dtype <type>', 'stored weight type (default: the checkpoint\'s own; GGUF quantized types (Q4_0, Q4_K, Q8_0, ...) become f16)').choices(['f32', 'f16', 'bf16']))
     .option('--tokenizer <file>', 'tokenizer.json or llama2.c tokenizer.bin to store with the model')
     .option('--force', 'replace the output directory if it exists');
   addSelectionOptions(cmd, 'default: --k-ratio 0.19');

@@ -1,6 +1,9 @@
-// GGUF (llama.cpp) importer: v2/v3, little-endian, llama architecture, F32/F16/BF16/Q8_0 tensors, read lazily.
+// GGUF (llama.cpp) importer: v2/v3, little-endian, llama architecture, read lazily. F32/F16/BF16 tensors are
+// read as stored; ggml block-quantized ones (Q4_0 ... Q8_0, Q2_K ... Q6_K) are dequantized block by block as read.
 import { statSync } from 'node:fs';
 import { bytesFor, type StorageDType } from '../util/dtype.js';
+import { GGML_BLOCK_TYPES } from './ggml-quants.js';
+import { DequantizedFileTensor, type DequantDType } from './quant-tensor.js';
 import { SpmTokenizer } from '../tokenizer/spm.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { checkWeights, UserError, type Checkpoint, type ModelSpec } from './spec.js';
@@ -24,10 +27,36 @@ export const GGML_TYPE_NAMES: Record<number, string> = {
   36: 'IQ4_NL_4_4', 37: 'IQ4_NL_4_8', 38: 'IQ4_NL_8_8', 39: 'MXFP4',
 };
 
-const SUPPORTED_TYPES: Record<number, StorageDType> = { 0: 'f32', 1: 'f16', 8: 'q8_0', 30: 'bf16' };
+/** ggml types read as stored. Block-quantized types are in GGML_BLOCK_TYPES. */
+const DENSE_TYPES: Record<number, StorageDType> = { 0: 'f32', 1: 'f16', 30: 'bf16' };
+
+/**
+ * What block-quantized tensors become when nobody asks for a type: half the memory of f32, at the cost of
+ * rounding each d·q once to f16 (on stories260K Q8_0 it moves the mean NLL by 4e-5 nats: bench/results/quant-nll.json).
+ */
+export const DEFAULT_DEQUANT_DTYPE: DequantDType = 'f16';
+
+/** The ggml types mocc reads, for messages. */
+export const SUPPORTED_GGML_TYPES = ['F32', 'F16', 'BF16', ...[...GGML_BLOCK_TYPES.values()].map((b) => b.name)].join(', ');
 
 export function ggmlTypeName(t: number): string {
   return `${GGML_TYPE_NAMES[t] ?? 'unknown'} (${t})`;
+}
+
+/**
+ * Bytes a tensor of `ggmlType` and dims `ne` takes in the file; -1 for a type mocc cannot read (its size
+ * is unknown to it). A block type needs rows (ne[0]) of whole blocks, as ggml itself does.
+ */
+function ggmlTensorBytes(where: string, name: string, ggmlType: number, ne: number[], elements: number): number {
+  const dense = DENSE_TYPES[ggmlType];
+  if (dense) return bytesFor(dense, elements);
+  const block = GGML_BLOCK_TYPES.get(ggmlType);
+  if (!block) return -1;
+  const row = ne[0] ?? 1;
+  if (row % block.blockElems !== 0) {
+    throw new UserError(`${where}: ${block.name} tensor ${JSON.stringify(name)} has rows of ${row} elements, not a multiple of its ${block.blockElems}-element block`);
+  }
+  return (elements / block.blockElems) * block.blockBytes;
 }
 
 export interface GgufTensorInfo {
@@ -222,14 +251,7 @@ export function readGgufHeader(file: FileHandle, where: string): GgufHeader {
     const relOffsetBig = r.u64(`offset of tensor ${name}`);
     if (relOffsetBig > BigInt(size)) throw new UserError(`${where}: tensor ${name} data offset ${relOffsetBig} is beyond the end of the ${size}-byte file`);
     const relOffset = Number(relOffsetBig);
-    const dtype = SUPPORTED_TYPES[ggmlType];
-    let byteLength = -1;
-    if (dtype) {
-      if (dtype === 'q8_0' && (ne[0] ?? 1) % 32 !== 0) {
-        throw new UserError(`${where}: Q8_0 tensor ${name} has rows of ${ne[0]} elements, not a multiple of the 32-element block`);
-      }
-      byteLength = bytesFor(dtype, elements);
-    }
+    const byteLength = ggmlTensorBytes(where, name, ggmlType, ne, elements);
     tensors.push({ name, ne, shape: ne.slice().reverse(), ggmlType, relOffset, offset: -1, byteLength });
   }
   const dataOffset = Math.ceil(r.pos / alignment) * alignment;
@@ -260,8 +282,13 @@ function canonicalName(ggufName: string): string | null | undefined {
   return c === undefined ? undefined : `layers.${Number(m[1])}.${c}`;
 }
 
+export interface GgufImportOptions {
+  /** What block-quantized tensors are dequantized to (default DEFAULT_DEQUANT_DTYPE). */
+  dequantTo?: DequantDType;
+}
+
 /** Imports a llama GGUF file: spec from llama.* metadata, lazily-read tensors, and the embedded SPM tokenizer. */
-export function importGguf(path: string): Checkpoint {
+export function importGguf(path: string, opts: GgufImportOptions = {}): Checkpoint {
   let size: number;
   try {
     const st = statSync(path);
@@ -278,14 +305,14 @@ export function importGguf(path: string): Checkpoint {
     throw new UserError(`${path}: cannot open GGUF file: ${(e as Error).message}`);
   }
   try {
-    return buildCheckpoint(path, file, readGgufHeader(file, path));
+    return buildCheckpoint(path, file, readGgufHeader(file, path), opts.dequantTo ?? DEFAULT_DEQUANT_DTYPE);
   } catch (e) {
     file.close();
     throw e;
   }
 }
 
-function buildCheckpoint(path: string, file: FileHandle, h: GgufHeader): Checkpoint {
+function buildCheckpoint(path: string, file: FileHandle, h: GgufHeader, dequantTo: DequantDType): Checkpoint {
   const md = h.metadata;
   const arch = md.get('general.architecture');
   if (arch === undefined) throw new UserError(`${path}: GGUF file has no general.architecture`);
@@ -364,11 +391,7 @@ function buildCheckpoint(path: string, file: FileHandle, h: GgufHeader): Checkpo
     if (canon === undefined) {
       throw new UserError(`${path}: unexpected tensor ${t.name} in a llama GGUF (mocc does not know what it does)`);
     }
-    const dtype = SUPPORTED_TYPES[t.ggmlType];
-    if (!dtype) {
-      throw new UserError(`${path}: tensor ${t.name} has ggml type ${ggmlTypeName(t.ggmlType)}, which mocc does not support; supported: F32, F16, BF16, Q8_0`);
-    }
-    weights.set(canon, new FileTensor(file, t.name, dtype, t.shape, t.offset));
+    weights.set(canon, ggufTensorSource(path, file, t, dequantTo));
   }
   // Converters often write the tied head out as a second copy of the embedding: treat a byte-identical copy as tied.
   const out = weights.get('output');
@@ -398,6 +421,15 @@ function buildCheckpoint(path: string, file: FileHandle, h: GgufHeader): Checkpo
     tokenizer: embeddedTokenizer(path, md, bosId, eosId),
     close: () => file.close(),
   };
+}
+
+/** The tensor `t` of an open GGUF file: read as stored (F32/F16/BF16) or dequantized to `dequantTo` as read. */
+export function ggufTensorSource(path: string, file: FileHandle, t: GgufTensorInfo, dequantTo: DequantDType): TensorSource {
+  const dense = DENSE_TYPES[t.ggmlType];
+  if (dense) return new FileTensor(file, t.name, dense, t.shape, t.offset);
+  const block = GGML_BLOCK_TYPES.get(t.ggmlType);
+  if (block) return new DequantizedFileTensor(file, t.name, block, t.shape, t.offset, dequantTo);
+  throw new UserError(`${path}: tensor ${JSON.stringify(t.name)} has ggml type ${ggmlTypeName(t.ggmlType)}, which mocc does not support; supported: ${SUPPORTED_GGML_TYPES}`);
 }
 
 /** Whether two tensors have the same dtype, shape and bytes (compared chunk by chunk; stops at the first difference). */

@@ -3,6 +3,7 @@ import { existsSync, openSync, readSync, closeSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { loadTokenizerFile } from '../tokenizer/load.js';
 import { importGguf } from './gguf.js';
+import type { DequantDType } from './quant-tensor.js';
 import { importHf } from './hf.js';
 import { importLlama2c } from './llama2c.js';
 import type { Checkpoint } from './spec.js';
@@ -22,6 +23,8 @@ function magic(path: string): string {
 export interface OpenOptions {
   /** A tokenizer file that overrides the one found with the checkpoint. */
   tokenizer?: string;
+  /** What GGUF block-quantized tensors are dequantized to (default: importGguf's). */
+  dequantTo?: DequantDType;
 }
 
 /**
@@ -39,7 +42,7 @@ export function openCheckpoint(path: string, opts: OpenOptions = {}): Checkpoint
   } else if (path.endsWith('.onnx')) {
     throw new UserError(`${path}: ONNX import is not supported yet (supported: Hugging Face directories, GGUF, llama2.c .bin)`);
   } else if (magic(path) === 'GGUF') {
-    ck = importGguf(path);
+    ck = importGguf(path, opts.dequantTo ? { dequantTo: opts.dequantTo } : {});
   } else {
     ck = importLlama2c(path);
     besideTokenizer = join(dirname(path), 'tokenizer.bin');

@@ -32,7 +32,7 @@ export interface OpDef {
   doc: string;
 }
 
-const FLOATS = new Set(['f32', 'f16', 'bf16', 'q8_0']);
+const FLOATS = new Set(['f32', 'f16', 'bf16']);
 
 function fail(msg: string): never {
   throw new Error(msg);

@@ -3,7 +3,7 @@ import type { DType } from '../util/dtype.js';
 import type { AttrValue, Dim, Graph, Node, Operand, TensorType, ValueDecl } from './types.js';
 
 const NAME = '[A-Za-z_][A-Za-z0-9_.]*';
-const DTYPES = new Set(['f32', 'f16', 'bf16', 'i32', 'q8_0']);
+const DTYPES = new Set(['f32', 'f16', 'bf16', 'i32']);
 
 export class ParseError extends Error {
   override name = 'ParseError';

@@ -1,6 +1,7 @@
 // One entry point for commands that run a model: a mocc package, or a checkpoint converted in memory.
 import { buildLlamaGraph } from '../import/llama-graph.js';
 import { openCheckpoint } from '../import/open.js';
+import type { DequantDType } from '../import/quant-tensor.js';
 import type { ModelSpec } from '../import/spec.js';
 import { UserError } from '../import/spec.js';
 import type { Graph } from '../ir/types.js';
@@ -24,6 +25,8 @@ export interface LoadOptions {
   tokenizer?: string;
   /** For a checkpoint: convert in memory (default dense). Not allowed for packages (already converted). */
   selection?: MocSelection | 'dense';
+  /** For a GGUF checkpoint: what block-quantized tensors are dequantized to (default: importGguf's). */
+  dequantTo?: DequantDType;
 }
 
 export function loadModel(path: string, opts: LoadOptions = {}): LoadedModel {
@@ -37,7 +40,7 @@ export function loadModel(path: string, opts: LoadOptions = {}): LoadedModel {
       ...(tokenizer ? { tokenizer } : {}), source: `package ${path}`, close: () => pkg.close(),
     };
   }
-  const ck = openCheckpoint(path, opts.tokenizer ? { tokenizer: opts.tokenizer } : {});
+  const ck = openCheckpoint(path, { ...(opts.tokenizer ? { tokenizer: opts.tokenizer } : {}), ...(opts.dequantTo ? { dequantTo: opts.dequantTo } : {}) });
   try {
     const graph = checkpointGraph(ck.spec, (n) => ck.weights.get(n)!.dtype, opts.selection ?? 'dense');
     return {

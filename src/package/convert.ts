@@ -17,7 +17,8 @@ export interface ConvertOptions {
 }
 
 export async function convert(opts: ConvertOptions): Promise<Manifest> {
-  const ck = openCheckpoint(opts.input, opts.tokenizer ? { tokenizer: opts.tokenizer } : {});
+  // Quantized GGUF tensors are dequantized straight to the requested type (one rounding, not two).
+  const ck = openCheckpoint(opts.input, { ...(opts.tokenizer ? { tokenizer: opts.tokenizer } : {}), ...(opts.dtype ? { dequantTo: opts.dtype } : {}) });
   try {
     const graph = checkpointGraph(ck.spec, (n) => ck.weights.get(n)!.dtype, opts.selection);
     return await writePackage(ck, graph, opts.output, {

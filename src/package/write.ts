@@ -20,7 +20,7 @@ import { mocSummary } from './moc-summary.js';
 export type PackageDType = 'f32' | 'f16' | 'bf16';
 
 export interface WritePackageOptions {
-  /** Stored weight type; default: each tensor's own (q8_0 is stored as f32, exactly). */
+  /** Stored weight type; default: each tensor's own (a GGUF block-quantized one is already dequantized, see importGguf). */
   dtype?: PackageDType;
   force?: boolean;
   /** Called as weight bytes are written: (done, total). */
@@ -44,8 +44,7 @@ export async function sha256File(path: string): Promise<string> {
 }
 
 export function storedDType(src: TensorSource, requested: PackageDType | undefined): PackageDType {
-  if (requested) return requested;
-  return src.dtype === 'q8_0' ? 'f32' : src.dtype;
+  return requested ?? src.dtype;
 }
 
 /** Streams one stored weight: rows of the source (or, transposed, column strips), converted to `dtype`. */

@@ -1,18 +1,18 @@
 // Element types and the float conversions every importer and target shares.
 
-/** Element types a stored tensor can have. q8_0 is GGUF's block format (32 int8 + one f16 scale). */
-export type StorageDType = 'f32' | 'f16' | 'bf16' | 'q8_0';
+/**
+ * Element types a stored tensor can have. GGUF block-quantized types (Q8_0, Q4_K, ...) are not among
+ * them: the importer dequantizes them to one of these (src/import/ggml-quants.ts).
+ */
+export type StorageDType = 'f32' | 'f16' | 'bf16';
 /** Element types an IR value can have. */
-export type DType = 'f32' | 'f16' | 'bf16' | 'i32' | 'q8_0';
+export type DType = 'f32' | 'f16' | 'bf16' | 'i32';
 
-/** Bytes per element; q8_0 is per block of 32 elements (34 bytes), see bytesFor. */
+/** Bytes that `elements` elements of `dtype` take. */
 export function bytesFor(dtype: StorageDType, elements: number): number {
   switch (dtype) {
     case 'f32': return elements * 4;
     case 'f16': case 'bf16': return elements * 2;
-    case 'q8_0':
-      if (elements % 32 !== 0) throw new Error(`q8_0 tensor of ${elements} elements is not a whole number of 32-element blocks`);
-      return (elements / 32) * 34;
   }
 }
 
@@ -79,12 +79,6 @@ export function decodeToF32(dtype: StorageDType, bytes: Uint8Array, count: numbe
       break;
     case 'bf16':
       for (let i = 0; i < count; i++) out[i] = bf16ToF32(dv.getUint16(i * 2, true));
-      break;
-    case 'q8_0':
-      for (let b = 0; b < count / 32; b++) {
-        const scale = f16ToF32(dv.getUint16(b * 34, true));
-        for (let j = 0; j < 32; j++) out[b * 32 + j] = scale * dv.getInt8(b * 34 + 2 + j);
-      }
       break;
   }
   return out;

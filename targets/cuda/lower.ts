@@ -47,7 +47,7 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
   const weightType = new Map(g.weights.map((w) => [w.name, w.type]));
   const wdtype = (name: string): WeightDType => {
     const d = weightType.get(name)?.dtype;
-    return d === 'f16' || d === 'bf16' ? d : 'f32'; // q8_0 is dequantized to f32 on upload
+    return d === 'f16' || d === 'bf16' ? d : 'f32';
   };
   const fail = (n: Node, why: string): never => {
     throw new UserError(`cuda target: cannot lower %${n.name} = ${n.op}: ${why}`);

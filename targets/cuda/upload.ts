@@ -25,7 +25,7 @@ export function padRows(raw: Uint8Array, rows: number, cols: number, bytes: numb
   return out;
 }
 
-/** The device image of a weight: its stored bytes (q8_0 dequantized to f32), rows padded. */
+/** The device image of a weight: its stored bytes, rows padded. */
 export function weightImage(src: TensorSource): Uint8Array {
   const [rows, cols] = matrixShape(src);
   const dtype = deviceDType(src);

@@ -104,7 +104,7 @@ export function lowerToWgsl(g: Graph, spec: ModelSpec, options: WgslLowerOptions
     const t = weightType.get(name)!;
     const d = t.dtype;
     const [rows, cols] = matrixShape({ shape: t.shape as number[] }); // weights have static shapes
-    return { name, dtype: d === 'f16' || d === 'bf16' ? d : 'f32', rows, cols }; // q8_0 is dequantized to f32 on upload
+    return { name, dtype: d === 'f16' || d === 'bf16' ? d : 'f32', rows, cols };
   };
   /** A weight operand, or the host-computed transpose of one, with its shape as stored. */
   const weightOf = (o: Operand, n: Node): { arg: WArg; decl: WeightDecl } => {

@@ -209,7 +209,8 @@ const withKv = (kv: Kv[], key: string, v: Kv | null): Kv[] => {
 test('synthetic GGUF: F16, BF16 and Q8_0 tensors decode to the expected values', (t) => {
   const m = tiny();
   for (const version of [2, 3]) {
-    const ck = importGguf(writeTmp(writeGguf({ version, kv: m.kv, tensors: m.tensors })));
+    // Q8_0 dequantized to f32 is exact (d·q of an f16 d and an int8 q fits in float32).
+    const ck = importGguf(writeTmp(writeGguf({ version, kv: m.kv, tensors: m.tensors })), { dequantTo: 'f32' });
     try {
       const s = ck.spec;
       t.deepEqual([s.dim, s.nLayers, s.nHeads, s.nKvHeads, s.headDim, s.dFfn, s.vocabSize, s.maxSeqLen], [D, 1, 2, 1, 16, F, V, 128]);
@@ -224,8 +225,8 @@ test('synthetic GGUF: F16, BF16 and Q8_0 tensors decode to the expected values',
       };
       check('layers.0.wq', 'blk.0.attn_q.weight', 'f16', [D, D]);
       check('layers.0.wk', 'blk.0.attn_k.weight', 'bf16', [KV_DIM, D]);
-      check('layers.0.w_gate', 'blk.0.ffn_gate.weight', 'q8_0', [F, D]);
-      check('layers.0.w_down', 'blk.0.ffn_down.weight', 'q8_0', [D, F]);
+      check('layers.0.w_gate', 'blk.0.ffn_gate.weight', 'f32', [F, D]);
+      check('layers.0.w_down', 'blk.0.ffn_down.weight', 'f32', [D, F]);
       check('layers.0.wv', 'blk.0.attn_v.weight', 'f32', [KV_DIM, D]);
       check('tok_embeddings', 'token_embd.weight', 'f32', [V, D]);
       // Rows of a Q8_0 matrix with two blocks per row.
@@ -284,13 +285,29 @@ test('metadata: every value type parses', (t) => {
   }
 });
 
+test('synthetic GGUF: Q8_0 is dequantized to f16 by default (d·q rounded once to f16)', (t) => {
+  const m = tiny();
+  const ck = importGguf(writeTmp(writeGguf({ kv: m.kv, tensors: m.tensors })));
+  try {
+    const w = ck.weights.get('layers.0.w_gate')!;
+    t.is(w.dtype, 'f16');
+    t.is(w.byteLength, F * D * 2);
+    // Block 2 of the tensor (scale 0x2e66 = 0.0999755859375) holds q = (7j + 6) % 256 − 128 for j = 0..31;
+    // element 64 (j = 0): 0.0999755859375 · −122 = −12.19702148…, whose nearest f16 is −12.1953125 (0xca19).
+    t.is(new DataView(w.readBytes(128, 130).buffer).getUint16(0, true), 0xca19);
+    t.is(w.readRowsF32(2, 3)[0], -12.1953125);
+  } finally {
+    ck.close();
+  }
+});
+
 test('unsupported tensor type: UserError naming the type', (t) => {
   const m = tiny();
-  const tensors = m.tensors.map((x) => (x.name === 'blk.0.ffn_gate.weight' ? { ...x, type: 12, data: new Uint8Array((D * F / 256) * 144) } : x));
+  const tensors = m.tensors.map((x) => (x.name === 'blk.0.ffn_gate.weight' ? { ...x, type: 19, data: new Uint8Array((D * F / 256) * 50) } : x));
   const e = t.throws(() => importGguf(writeTmp(writeGguf({ kv: m.kv, tensors }))), { instanceOf: UserError });
-  t.regex(e!.message, /blk\.0\.ffn_gate\.weight/);
-  t.regex(e!.message, /Q4_K \(12\)/);
-  t.regex(e!.message, /F32, F16, BF16, Q8_0/);
+  t.regex(e!.message, /"blk\.0\.ffn_gate\.weight"/);
+  t.regex(e!.message, /IQ1_S \(19\)/);
+  t.regex(e!.message, /supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K$/);
   const tensors2 = m.tensors.map((x) => (x.name === 'blk.0.ffn_up.weight' ? { ...x, type: 99 } : x));
   t.throws(() => importGguf(writeTmp(writeGguf({ kv: m.kv, tensors: tensors2 }))), { instanceOf: UserError, message: /\(99\)/ });
 });
