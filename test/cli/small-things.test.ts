@@ -67,6 +67,17 @@ test('run | head: stops when the reader goes away, without finishing the generat
   t.notRegex(r.stderr, /EPIPE|Unhandled/);
 });
 
+test('compile takes --tokenizer and --k on a checkpoint, like run and logits', (t) => {
+  const out = join(tempDir(t), 'web');
+  // The HF fixture holds no tokenizer; the web bundle needs one.
+  const r = mocc('compile', CHECKPOINTS.hf, '--target', 'wgsl', '--tokenizer', LLAMA2C_TOKENIZER, '--k', '16', '-o', out);
+  t.is(r.code, 0, r.stderr);
+  t.regex(readFileSync(join(out, 'index.html'), 'utf8'), /<p id="model">hf: 5-layer LLaMA \(d 64, d_ffn 172, vocabulary 512\), MoC, K = 16 of 172 channels \(9%\)<\/p>/);
+  const c = join(tempDir(t), 'ptx');
+  t.is(mocc('compile', CHECKPOINTS.gguf, '--target', 'cuda', '--pattern', '2:8', '-o', c).code, 0);
+  t.true(existsSync(join(c, 'launch.json')));
+});
+
 test('the memory benchmark writes its results to bench/results/ only with --save', (t) => {
   t.is(resultsFile({ save: false }, ROOT, 'convert-memory.json'), join(tmpdir(), 'convert-memory.json'));
   t.is(resultsFile({ save: true }, ROOT, 'convert-memory.json'), join(ROOT, 'bench/results/convert-memory.json'));
