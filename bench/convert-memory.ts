@@ -3,8 +3,10 @@
 // reaches the limit (512 MiB by default) or the conversion fails.
 //
 //   npm run build && node dist/bench/convert-memory.js [--keep] [--dir D] [--small]
-//        [--limit-mib N] [--cli PATH] [--stand-in stream|slurp]
+//        [--limit-mib N] [--cli PATH] [--stand-in stream|slurp] [--save | --out FILE]
 //
+// --save       write the results to bench/results/ (tracked in git); without it they go to the system's
+//              temporary directory, or to --out FILE
 // --keep       keep the checkpoint and package (a later run with the same --dir reuses the checkpoint)
 // --dir D      work directory (default bench/work/, git-ignored)
 // --small      a ~100 MB checkpoint instead of the 2 GiB one (to try the harness quickly)
@@ -21,8 +23,9 @@ import { projectRoot } from '../src/util/project-root.js';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
-import { join, relative, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { resultsFile } from './results-file.js';
 import { syntheticCheckpointBytes, SYNTHETIC_2GIB_PRESET, writeSyntheticLlama, type SyntheticLlamaOptions } from './synthetic-checkpoint.js';
 
 const MiB = 1024 * 1024;
@@ -33,10 +36,10 @@ const SMALL_PRESET: SyntheticLlamaOptions = {
 };
 
 
-interface Args { keep: boolean; dir?: string; small: boolean; limitMiB: number; cli?: string; standIn?: 'stream' | 'slurp' }
+interface Args { keep: boolean; dir?: string; small: boolean; limitMiB: number; cli?: string; standIn?: 'stream' | 'slurp'; save: boolean; out?: string }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { keep: false, small: false, limitMiB: 512 };
+  const a: Args = { keep: false, small: false, limitMiB: 512, save: false };
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i]!;
     const val = (): string => {
@@ -46,6 +49,8 @@ function parseArgs(argv: string[]): Args {
     };
     switch (v) {
       case '--keep': a.keep = true; break;
+      case '--save': a.save = true; break;
+      case '--out': a.out = val(); break;
       case '--small': a.small = true; break;
       case '--dir': a.dir = val(); break;
       case '--cli': a.cli = val(); break;
@@ -65,7 +70,7 @@ function parseArgs(argv: string[]): Args {
 
 function usage(err?: string): never {
   if (err) console.error(`convert-memory: ${err}`);
-  console.error('usage: node dist/bench/convert-memory.js [--keep] [--dir D] [--small] [--limit-mib N] [--cli PATH] [--stand-in stream|slurp]');
+  console.error('usage: node dist/bench/convert-memory.js [--keep] [--dir D] [--small] [--limit-mib N] [--cli PATH] [--stand-in stream|slurp] [--save | --out FILE]');
   process.exit(err ? 2 : 0);
 }
 
@@ -322,11 +327,10 @@ async function main(): Promise<void> {
     console.log('\nconvert-memory' + (args.standIn ? ` (STAND-IN '${args.standIn}', not the real converter)` : ''));
     for (const [k, v] of rows) console.log(`  ${k.padEnd(w)}  ${v}`);
 
-    const resultsDir = join(root, 'bench', 'results');
-    mkdirSync(resultsDir, { recursive: true });
-    const out = join(resultsDir, args.standIn ? `convert-memory.stand-in-${args.standIn}.json` : args.small ? 'convert-memory.small.json' : 'convert-memory.json');
+    const out = resultsFile(args, root, args.standIn ? `convert-memory.stand-in-${args.standIn}.json` : args.small ? 'convert-memory.small.json' : 'convert-memory.json');
+    mkdirSync(dirname(out), { recursive: true });
     writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
-    console.log(`  results written to ${relative(root, out)}`);
+    console.log(`  results written to ${out.startsWith(root) ? relative(root, out) : out}${args.save || args.out ? '' : ' (--save writes them to bench/results/)'}`);
     if (!ok) console.error(`convert-memory: the converter exited with ${r.signal ?? r.exitCode}; last output:\n${r.outputTail}`);
     exitCode = result.pass ? 0 : 1;
   } finally {

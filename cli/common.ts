@@ -3,6 +3,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { UserError } from '../src/import/spec.js';
 import type { MocSelection } from '../passes/index.js';
+import { kFromRatio } from '../passes/swiglu-to-moc.js';
 
 export function parseIntArg(name: string, min = -Infinity, max = Infinity) {
   return (v: string): number => {
@@ -64,6 +65,20 @@ export function selectionFromFlags(f: SelectionFlags, fallback: MocSelection | '
     return { pattern: { a: Number(m[1]), b: Number(m[2]) } };
   }
   return fallback;
+}
+
+/** A remark on stderr that is not an error: `mocc: note: …`. */
+export function note(text: string): void {
+  process.stderr.write(`mocc: note: ${text}\n`);
+}
+
+/** Says so when --k-ratio is so small that round(r·d_ffn) is 0 and K becomes 1. */
+export function noteKRatio(f: SelectionFlags, dFfn: number): void {
+  if (f.kRatio === undefined) return;
+  const r = Number(f.kRatio);
+  if (r > 0 && r <= 1 && kFromRatio(r, dFfn) !== Math.round(r * dFfn)) {
+    note(`--k-ratio ${f.kRatio} × d_ffn ${dFfn} = ${+(r * dFfn).toPrecision(3)} channels rounds to 0; keeping K = 1 (the least MoC keeps)`);
+  }
 }
 
 /** A progress bar on a terminal; silent otherwise (logs and CI stay clean). */

@@ -1,25 +1,33 @@
-// The model and prompt options that `run` and `logits` share.
+// The model options that `run`, `logits` and `compile` share, and the prompt options of `run` and `logits`.
 import type { Command } from 'commander';
 import { UserError } from '../src/import/spec.js';
 import { loadModel, type LoadedModel } from '../src/model/load.js';
 import { getTarget, checkSupported, TARGETS } from '../targets/index.js';
 import type { ModelSession } from '../targets/target.js';
-import { addSelectionOptions, parseTokenList, selectionFromFlags, type SelectionFlags } from './common.js';
+import { addSelectionOptions, noteKRatio, parseTokenList, selectionFromFlags, type SelectionFlags } from './common.js';
 
-export interface ModelInputFlags extends SelectionFlags {
+export interface ModelFlags extends SelectionFlags {
+  tokenizer?: string;
+}
+
+export interface ModelInputFlags extends ModelFlags {
   prompt?: string;
   tokens?: number[];
-  tokenizer?: string;
   target: string;
+}
+
+/** --tokenizer and the selection flags (which convert a checkpoint in memory). */
+export function addModelOptions(cmd: Command): Command {
+  cmd.option('--tokenizer <file>', 'tokenizer.json or llama2.c tokenizer.bin (overrides the one found with the model)');
+  return addSelectionOptions(cmd, 'checkpoints only, converted in memory; default dense');
 }
 
 export function addModelInputOptions(cmd: Command): Command {
   cmd
     .option('--prompt <text>', 'prompt text (needs a tokenizer)')
     .option('--tokens <ids>', 'prompt as comma-separated token ids (no tokenizer needed)', parseTokenList)
-    .option('--tokenizer <file>', 'tokenizer.json or llama2.c tokenizer.bin (overrides the one found with the model)')
     .option('--target <name>', `where to run: ${[...TARGETS.keys()].join(', ')}`, 'ref');
-  return addSelectionOptions(cmd, 'checkpoints only; default dense');
+  return addModelOptions(cmd);
 }
 
 export async function openForRun(path: string, f: ModelInputFlags): Promise<{ model: LoadedModel; session: ModelSession; prompt: number[] }> {
@@ -27,6 +35,7 @@ export async function openForRun(path: string, f: ModelInputFlags): Promise<{ mo
   const target = getTarget(f.target);
   const model = loadModel(path, { selection: selectionFromFlags(f, 'dense'), ...(f.tokenizer ? { tokenizer: f.tokenizer } : {}) });
   try {
+    noteKRatio(f, model.spec.dFfn);
     checkSupported(target, model);
     let prompt: number[];
     if (f.tokens) {
@@ -34,7 +43,7 @@ export async function openForRun(path: string, f: ModelInputFlags): Promise<{ mo
       const bad = prompt.find((t) => t >= model.spec.vocabSize);
       if (bad !== undefined) throw new UserError(`token id ${bad} is outside the vocabulary (0..${model.spec.vocabSize - 1})`);
     } else {
-      if (!model.tokenizer) throw new UserError(`${model.source} has no tokenizer: give --tokenizer FILE, or the prompt as --tokens`);
+      if (!model.tokenizer) throw new UserError(`${model.source} has no tokenizer${model.tokenizerSearch ? ` (${model.tokenizerSearch})` : ''}: give --tokenizer FILE, or the prompt as --tokens`);
       prompt = model.tokenizer.encode(f.prompt!);
     }
     if (prompt.length > model.spec.maxSeqLen) throw new UserError(`the prompt has ${prompt.length} tokens; the model's context is ${model.spec.maxSeqLen}`);

@@ -82,6 +82,11 @@ export function findSwiglu(g: Graph): SwigluMatch[] {
   return found;
 }
 
+/** K for `--k-ratio r`: round(r·d_ffn), but at least one channel. */
+export function kFromRatio(r: number, dFfn: number): number {
+  return Math.max(1, Math.round(r * dFfn));
+}
+
 /** The moc_select attributes for the i-th FFN; validates K against d_ffn. */
 function selectAttrs(sel: MocSelection, i: number, count: number, dFfn: number): Record<string, AttrValue> {
   if ('pattern' in sel) {
@@ -93,7 +98,7 @@ function selectAttrs(sel: MocSelection, i: number, count: number, dFfn: number):
   let k: number;
   if ('kRatio' in sel) {
     if (!(sel.kRatio > 0 && sel.kRatio <= 1)) throw new UserError(`--k-ratio must be in (0, 1], got ${sel.kRatio}`);
-    k = Math.max(1, Math.round(sel.kRatio * dFfn));
+    k = kFromRatio(sel.kRatio, dFfn);
   } else if (Array.isArray(sel.k)) {
     if (sel.k.length !== count) throw new UserError(`${sel.k.length} per-layer K values given, but the graph has ${count} SwiGLU FFNs`);
     k = sel.k[i]!;

@@ -3,6 +3,7 @@ import type { Graph } from '../src/ir/types.js';
 import type { ModelSpec } from '../src/import/spec.js';
 import type { TensorSource } from '../src/import/tensor.js';
 import type { Tokenizer } from '../src/tokenizer/tokenizer.js';
+import type { Manifest } from '../src/package/manifest.js';
 
 /** A model ready to run: its graph, its weights by name, and its hyper-parameters. */
 export interface RunnableModel {
@@ -31,11 +32,20 @@ export interface ModelSession {
   close?(): void;
 }
 
+export interface CompileOptions {
+  /** cuda: the PTX architecture. */
+  arch?: string;
+  /** What the model is called (e.g. its file or directory name), for pages that show it. */
+  name?: string;
+  /** Dense or MoC, and K per layer, for pages that show it. */
+  moc?: Manifest['moc'];
+}
+
 export interface Target {
   readonly name: string;
   readonly description: string;
   readonly ops: ReadonlySet<string>;
   createSession(model: RunnableModel): Awaitable<ModelSession>;
   /** Writes what a deployment needs (kernels, launch manifest) to outDir; absent for interpreters. */
-  compile?(model: RunnableModel & { tokenizer?: Tokenizer }, outDir: string, options?: { arch?: string }): { kernels: number; launches: number };
+  compile?(model: RunnableModel & { tokenizer?: Tokenizer }, outDir: string, options?: CompileOptions): { kernels: number; launches: number };
 }

@@ -1,25 +1,7 @@
 import { Command, Option } from 'commander';
-import { rmSync } from 'node:fs';
 import { convert } from '../../src/package/convert.js';
-import { activeTempDir } from '../../src/package/write.js';
-import { action, addSelectionOptions, progressBar, selectionFromFlags, type SelectionFlags } from '../common.js';
+import { action, addSelectionOptions, noteKRatio, progressBar, selectionFromFlags, type SelectionFlags } from '../common.js';
 import { VERSION } from '../version.js';
-
-/** Removes the half-written temporary package if the user interrupts. */
-function cleanupOnSignal(): () => void {
-  const handler = (sig: NodeJS.Signals) => {
-    const tmp = activeTempDir();
-    if (tmp) rmSync(tmp, { recursive: true, force: true });
-    process.stderr.write(`\nmocc: convert interrupted (${sig}); nothing was written\n`);
-    process.exit(130);
-  };
-  process.on('SIGINT', handler);
-  process.on('SIGTERM', handler);
-  return () => {
-    process.off('SIGINT', handler);
-    process.off('SIGTERM', handler);
-  };
-}
 
 export function convertCommand(): Command {
   const cmd = new Command('convert')
@@ -28,7 +10,7 @@ export function convertCommand(): Command {
     .requiredOption('-o, --output <dir>', 'package directory to write (written to a temporary name, renamed when complete)')
     .addOption(new Option('--dtype <type>', 'stored weight type (default: the checkpoint\'s own; GGUF quantized types (Q4_0, Q4_K, Q8_0, ...) become f16)').choices(['f32', 'f16', 'bf16']))
     .option('--tokenizer <file>', 'tokenizer.json or llama2.c tokenizer.bin to store with the model')
-    .option('--force', 'replace the output directory if it exists');
+    .option('--force', 'replace the output directory if it exists (never the checkpoint, nor a folder holding it)');
   addSelectionOptions(cmd, 'default: --k-ratio 0.19');
   cmd.addHelpText('after', `
 Examples:
@@ -40,7 +22,6 @@ Converting without recovery training costs accuracy (see README); K = d_ffn repr
   return cmd.action(action(async (input: string, o: SelectionFlags & { output: string; dtype?: 'f32' | 'f16' | 'bf16'; tokenizer?: string; force?: boolean }) => {
     const selection = selectionFromFlags(o, { kRatio: 0.19 });
     const bar = progressBar('writing weights');
-    const release = cleanupOnSignal();
     const t0 = performance.now();
     try {
       const m = await convert({
@@ -49,6 +30,7 @@ Converting without recovery training costs accuracy (see README); K = d_ffn repr
         onProgress: (done, total) => bar.update(done, total),
       });
       bar.stop();
+      noteKRatio(o, m.moc.dFfn);
       const ks = [...new Set(m.moc.perLayerK)];
       process.stderr.write(
         `wrote ${o.output}: ${m.config.nLayers} layers, ${m.moc.mode === 'dense' ? 'dense FFNs' : `MoC ${m.moc.pattern ? `pattern ${m.moc.pattern}, ` : ''}K ${ks.length === 1 ? ks[0] : m.moc.perLayerK.join(',')} of d_ffn ${m.moc.dFfn}`}` +
@@ -56,7 +38,6 @@ Converting without recovery training costs accuracy (see README); K = d_ffn repr
       );
     } finally {
       bar.stop();
-      release();
     }
   }));
 }

@@ -29,7 +29,12 @@ Examples:
       const t0 = performance.now();
       const out = await generate(session, prompt, {
         maxTokens, temperature: o.temperature, topP: o.topP, seed: o.seed, eosId: model.spec.eosId,
-        onToken: (t, prev) => write(tok && o.prompt !== undefined ? decoder.decode(tok.pieceBytes(prev, t), { stream: true }) : ` ${t}`),
+        onToken: (t, prev) => {
+          write(tok && o.prompt !== undefined ? decoder.decode(tok.pieceBytes(prev, t), { stream: true }) : ` ${t}`);
+          // Let the event loop run before the next token: a closed pipe (\`| head\`) reports EPIPE there,
+          // and cli/mocc.ts then stops the process. Decoding on the ref target never yields otherwise.
+          return new Promise<void>((r) => setImmediate(r));
+        },
       });
       write(decoder.decode() + '\n');
       const s = (performance.now() - t0) / 1000;

@@ -1,11 +1,12 @@
 // One entry point for commands that run a model: a mocc package, or a checkpoint converted in memory.
 import { buildLlamaGraph } from '../import/llama-graph.js';
+import { detectFormat } from '../import/detect.js';
 import { openCheckpoint } from '../import/open.js';
 import type { DequantDType } from '../import/quant-tensor.js';
 import type { ModelSpec } from '../import/spec.js';
 import { UserError } from '../import/spec.js';
 import type { Graph } from '../ir/types.js';
-import { isPackageDir, openPackage } from '../package/read.js';
+import { openPackage } from '../package/read.js';
 import type { Manifest } from '../package/manifest.js';
 import { mocSummary } from '../package/moc-summary.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
@@ -18,6 +19,10 @@ export interface LoadedModel extends RunnableModel {
   /** Where it came from, in words (for messages). */
   source: string;
   moc: Manifest['moc'];
+  /** Every file or directory it was read from (outputs must stay clear of them: src/util/atomic-output.ts). */
+  inputs: string[];
+  /** Why there is no tokenizer, when there is none: where one was looked for. */
+  tokenizerSearch?: string;
   close(): void;
 }
 
@@ -30,22 +35,25 @@ export interface LoadOptions {
 }
 
 export function loadModel(path: string, opts: LoadOptions = {}): LoadedModel {
-  if (isPackageDir(path)) {
+  const format = detectFormat(path);
+  if (format.kind === 'package') {
     if (opts.selection && opts.selection !== 'dense') throw new UserError(`${path} is a converted package; --k/--k-ratio/--pattern apply to checkpoints (convert again to change K)`);
     const pkg = openPackage(path);
     let tokenizer = pkg.tokenizer;
     if (opts.tokenizer) tokenizer = loadTokenizerFile(opts.tokenizer, pkg.manifest.config.vocabSize, { bosId: pkg.manifest.config.bosId, eosId: pkg.manifest.config.eosId });
     return {
       graph: pkg.graph, weights: pkg.weights, spec: pkg.manifest.config, moc: pkg.manifest.moc,
-      ...(tokenizer ? { tokenizer } : {}), source: `package ${path}`, close: () => pkg.close(),
+      ...(tokenizer ? { tokenizer } : { tokenizerSearch: `package ${path} holds no tokenizer` }), source: `package ${path}`,
+      inputs: [path, ...(opts.tokenizer ? [opts.tokenizer] : [])], close: () => pkg.close(),
     };
   }
-  const ck = openCheckpoint(path, { ...(opts.tokenizer ? { tokenizer: opts.tokenizer } : {}), ...(opts.dequantTo ? { dequantTo: opts.dequantTo } : {}) });
+  const ck = openCheckpoint(path, { ...(opts.tokenizer ? { tokenizer: opts.tokenizer } : {}), ...(opts.dequantTo ? { dequantTo: opts.dequantTo } : {}) }, format);
   try {
     const graph = checkpointGraph(ck.spec, (n) => ck.weights.get(n)!.dtype, opts.selection ?? 'dense');
     return {
       graph, weights: ck.weights, spec: ck.spec, moc: mocSummary(graph, ck.spec),
-      ...(ck.tokenizer ? { tokenizer: ck.tokenizer } : {}), source: `${ck.format} checkpoint ${path}`, close: () => ck.close(),
+      ...(ck.tokenizer ? { tokenizer: ck.tokenizer } : ck.tokenizerSearch ? { tokenizerSearch: ck.tokenizerSearch } : {}), source: `${ck.format} checkpoint ${path}`,
+      inputs: [path, ...ck.files, ...(ck.tokenizerFile ? [ck.tokenizerFile] : [])], close: () => ck.close(),
     };
   } catch (e) {
     ck.close();

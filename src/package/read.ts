@@ -1,5 +1,5 @@
 // Opens a model package written by writePackage: the manifest, the IR, lazily-read weights, the tokenizer.
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../import/spec.js';
 import { readSafetensorsHeader } from '../import/safetensors.js';
@@ -18,10 +18,6 @@ export interface OpenedPackage {
   weights: Map<string, TensorSource>;
   tokenizer?: Tokenizer;
   close(): void;
-}
-
-export function isPackageDir(path: string): boolean {
-  return existsSync(join(path, 'manifest.json'));
 }
 
 export function openPackage(dir: string): OpenedPackage {

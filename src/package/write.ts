@@ -1,17 +1,18 @@
 // Writes a model package directory: manifest.json, model.mir, weights.safetensors, the tokenizer.
-// Everything goes to a temporary sibling directory that is renamed into place only when complete,
-// so a failed or interrupted convert never leaves a package (or half of one) at the output path.
+// writeOutput (src/util/atomic-output.ts) puts everything in a temporary sibling directory that is
+// renamed into place only when complete, so a failed or interrupted convert never leaves a package
+// (or half of one) at the output path, and never deletes the checkpoint it reads.
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join, resolve, sep } from 'node:path';
+import { createReadStream, statSync, writeFileSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
 import type { Checkpoint } from '../import/spec.js';
-import { UserError } from '../import/spec.js';
 import { writeSafetensors, type SafetensorsEntry } from '../import/safetensors.js';
 import type { TensorSource } from '../import/tensor.js';
 import { elementCount } from '../import/tensor.js';
 import { printGraph } from '../ir/print.js';
 import type { Graph } from '../ir/types.js';
 import { verifyGraph } from '../ir/verify.js';
+import { checkOutput, writeOutput } from '../util/atomic-output.js';
 import { bytesFor, encodeFromF32, type StorageDType } from '../util/dtype.js';
 import { PACKAGE_FORMAT, PACKAGE_FORMAT_VERSION, type Manifest } from './manifest.js';
 import { materializeWeightLayouts, type StoredWeight } from './materialize.js';
@@ -23,6 +24,8 @@ export interface WritePackageOptions {
   /** Stored weight type; default: each tensor's own (a GGUF block-quantized one is already dequantized, see importGguf). */
   dtype?: PackageDType;
   force?: boolean;
+  /** Files read besides the checkpoint's own (e.g. a --tokenizer file): the output may not touch them either. */
+  otherInputs?: readonly string[];
   /** Called as weight bytes are written: (done, total). */
   onProgress?: (doneBytes: number, totalBytes: number, tensor: string) => void;
   version?: string;
@@ -30,12 +33,6 @@ export interface WritePackageOptions {
 
 /** Values per chunk when streaming a tensor (4 MiB of float32). */
 const CHUNK_VALUES = 1 << 20;
-
-let activeTemp: string | null = null;
-/** The temporary directory being written now, for signal handlers that must remove it. */
-export function activeTempDir(): string | null {
-  return activeTemp;
-}
 
 export async function sha256File(path: string): Promise<string> {
   const h = createHash('sha256');
@@ -81,11 +78,9 @@ function emitterFor(src: TensorSource, s: StoredWeight, dtype: PackageDType): Sa
 }
 
 export async function writePackage(ck: Checkpoint, graph: Graph, outDir: string, opts: WritePackageOptions = {}): Promise<Manifest> {
-  const out = resolve(outDir);
   const source = resolve(ck.path);
-  // --force replaces the output directory: never let that be the checkpoint itself or a folder holding it.
-  if (source === out || source.startsWith(out + sep)) throw new UserError(`output ${outDir} is (or contains) the checkpoint being converted; choose another output path`);
-  if (existsSync(out) && !opts.force) throw new UserError(`${outDir} already exists (use --force to replace it)`);
+  const output = { kind: 'directory' as const, inputs: [ck.path, ...ck.files, ...(opts.otherInputs ?? [])], force: opts.force ?? false };
+  checkOutput(outDir, output); // before the work below, so a refused output costs nothing
   const { graph: stored, stored: plan } = materializeWeightLayouts(graph);
   const dtypes: Record<string, PackageDType> = {};
   const entries: SafetensorsEntry[] = plan.map((s) => {
@@ -110,16 +105,7 @@ export async function writePackage(ck: Checkpoint, graph: Graph, outDir: string,
     }),
   }));
 
-  const tmp = join(dirname(out), `.${basename(out)}.mocc-tmp-${process.pid}`);
-  try {
-    mkdirSync(dirname(out), { recursive: true });
-    rmSync(tmp, { recursive: true, force: true });
-    mkdirSync(tmp);
-  } catch (e) {
-    throw new UserError(`cannot create ${outDir}: ${(e as Error).message}`);
-  }
-  activeTemp = tmp;
-  try {
+  return writeOutput(outDir, output, async (tmp) => {
     const files = await Promise.all(ck.files.map(async (f) => ({ name: basename(f), bytes: statSync(f).size, sha256: await sha256File(f) })));
     await writeSafetensors(join(tmp, 'weights.safetensors'), tracked, { format: 'pt', producer: 'mocc' });
     writeFileSync(join(tmp, 'model.mir'), printGraph(finalGraph));
@@ -142,19 +128,6 @@ export async function writePackage(ck: Checkpoint, graph: Graph, outDir: string,
     };
     // The manifest goes last: a directory without one is never a package.
     writeFileSync(join(tmp, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
-    if (existsSync(out)) {
-      const old = `${tmp}-old`;
-      renameSync(out, old);
-      renameSync(tmp, out);
-      rmSync(old, { recursive: true, force: true });
-    } else {
-      renameSync(tmp, out);
-    }
     return manifest;
-  } catch (e) {
-    rmSync(tmp, { recursive: true, force: true });
-    throw e;
-  } finally {
-    activeTemp = null;
-  }
+  });
 }

@@ -9,8 +9,12 @@ export interface GenerateOptions {
   seed?: number;
   /** Stop when this token is produced (it is not emitted). */
   eosId?: number;
-  /** Called with each new token as soon as it is chosen. */
-  onToken?: (token: number, previous: number) => void;
+  /**
+   * Called with each new token as soon as it is chosen. Returning false (or a promise of false) stops
+   * decoding after that token. On the step-by-step path a returned promise is awaited, so a caller can
+   * let the event loop run (e.g. to hear that stdout's reader went away) before the next token.
+   */
+  onToken?: (token: number, previous: number) => boolean | void | Promise<boolean | void>;
 }
 
 /** Returns the new tokens (not the prompt). */
@@ -27,14 +31,15 @@ export async function generate(session: ModelSession, prompt: readonly number[],
   if (sampling.temperature <= 0 && session.greedy && opts.maxTokens > 1) {
     const first = sampleToken(last, sampling);
     if (first === opts.eosId) return [];
-    opts.onToken?.(first, prev);
+    if ((await opts.onToken?.(first, prev)) === false) return [first];
     let p = first;
+    // The target reports tokens synchronously: a promise returned here is not awaited (only false stops).
     const report = opts.onToken || opts.eosId !== undefined
       ? (t: number) => {
         if (t === opts.eosId) return false;
-        opts.onToken?.(t, p);
+        const go = opts.onToken?.(t, p);
         p = t;
-        return true;
+        return go !== false;
       }
       : undefined;
     return [first, ...(await session.greedy(first, opts.maxTokens - 1, report))];
@@ -43,7 +48,7 @@ export async function generate(session: ModelSession, prompt: readonly number[],
     const next = sampleToken(last, sampling);
     if (next === opts.eosId) break;
     out.push(next);
-    opts.onToken?.(next, prev);
+    if ((await opts.onToken?.(next, prev)) === false) break;
     prev = next;
     if (out.length === opts.maxTokens) break;
     logits = await session.forward([next]);

@@ -1,6 +1,7 @@
 // The compiled bundle in a real browser: Debian's chromium, headless, driven by playwright-core,
 // with WebGPU on SwiftShader (no GPU needed). Types the prompt into the demo page, clicks Generate,
-// and checks the streamed text against Hugging Face's greedy continuation.
+// and checks the streamed text against Hugging Face's greedy continuation; also that the page names
+// the model it runs, refuses 0 tokens, stops on Stop, and asks the server for nothing it lacks (favicon).
 import test from 'ava';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -24,15 +25,36 @@ testsNeeding(CHROMIUM)('the demo page streams the HF greedy text in headless chr
   t.teardown(() => browser.close());
   const page = await browser.newPage();
   const errors: string[] = [];
+  const missing: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => void (m.type() === 'error' && errors.push(m.text())));
+  page.on('response', (r) => void (r.status() >= 400 && missing.push(`${r.status()} ${r.url()}`)));
   await page.goto(`${url}/index.html`);
   await page.waitForSelector('#go:not([disabled])', { timeout: 120_000 });
   t.regex((await page.textContent('#status')) ?? '', /^ready on /);
+  t.is(await page.textContent('#model'), 'stories260K.gguf: 5-layer LLaMA (d 64, d_ffn 172, vocabulary 512), dense FFNs');
+  // 0 tokens: refused, nothing runs
+  await page.fill('#max', '0');
+  await page.click('#go');
+  t.regex((await page.textContent('#status')) ?? '', /^tokens must be a whole number from 1 to \d+$/);
+  t.is(await page.textContent('#out'), '');
   await page.fill('#prompt', REF.prompt);
   await page.fill('#max', '120');
   await page.click('#go');
   await page.waitForSelector('#out[data-done="true"]', { timeout: 240_000 });
   t.is(await page.textContent('#out'), REF.greedy_text);
   t.regex((await page.textContent('#speed')) ?? '', /^\d+ tokens, [\d.]+ tokens\/s$/);
+  // Stop: ends a long generation early, and the page can generate again
+  await page.fill('#max', '400');
+  await page.click('#go');
+  await page.waitForFunction((n) => (document.getElementById('out')!.textContent ?? '').length > n, REF.prompt.length + 10);
+  await page.click('#stop');
+  await page.waitForSelector('#out[data-done="true"]', { timeout: 240_000 });
+  const stopped = (await page.textContent('#speed')) ?? '';
+  t.regex(stopped, /^\d+ tokens, [\d.]+ tokens\/s \(stopped\)$/);
+  t.true(Number(stopped.split(' ')[0]) < 400, stopped);
+  t.true(await page.isEnabled('#go'));
+  t.true(await page.isDisabled('#stop'));
   t.deepEqual(errors, []);
+  t.deepEqual(missing, [], 'no request fails (e.g. /favicon.ico)');
 });
