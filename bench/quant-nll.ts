@@ -14,7 +14,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
-import { loadModel } from '../src/model/load.js';
+import { loadModel } from '../driver/load.js';
 import type { DequantDType } from '../src/import/quant-tensor.js';
 import { generate } from '../src/run/generate.js';
 import { projectRoot } from '../src/util/project-root.js';

@@ -2,7 +2,7 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { UserError } from '../src/import/spec.js';
-import type { MocSelection } from '../passes/index.js';
+import type { MocSelection } from '../src/model/selection.js';
 import { kFromRatio } from '../passes/swiglu-to-moc.js';
 
 export function parseIntArg(name: string, min = -Infinity, max = Infinity) {

@@ -1,7 +1,7 @@
 // The model options that `run`, `logits` and `compile` share, and the prompt options of `run` and `logits`.
 import type { Command } from 'commander';
 import { UserError } from '../src/import/spec.js';
-import { loadModel, type LoadedModel } from '../src/model/load.js';
+import { loadModel, type LoadedModel } from '../driver/load.js';
 import { getTarget, checkSupported, TARGETS } from '../targets/index.js';
 import type { ModelSession } from '../targets/target.js';
 import { addSelectionOptions, noteKRatio, parseTokenList, selectionFromFlags, type SelectionFlags } from './common.js';

@@ -10,7 +10,8 @@ import { dce } from './dce.js';
 import type { Pass } from './pass.js';
 
 /** How many channels to keep. `k` as an array gives one K per FFN, in graph order. */
-export type MocSelection = { k: number | number[] } | { kRatio: number } | { pattern: { a: number; b: number } };
+export type { MocSelection } from '../src/model/selection.js';
+import type { MocSelection } from '../src/model/selection.js';
 
 export interface SwigluMatch {
   down: Node;

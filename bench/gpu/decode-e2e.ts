@@ -6,7 +6,7 @@
 // hf_decode.py in the same run (run.sh).
 // Usage: node dist/bench/gpu/decode-e2e.js --model DIR --hf OUT/hf_decode.json --torch OUT/torch_ffn.json --out OUT/decode-e2e.json
 import { readFileSync, writeFileSync } from 'node:fs';
-import { loadModel } from '../../src/model/load.js';
+import { loadModel } from '../../driver/load.js';
 import { createCudaSession } from '../../targets/cuda/index.js';
 import { cuda } from '../../test/helpers/cuda.js';
 

@@ -7,7 +7,7 @@ import * as D from '../../targets/cuda/ptx/dense.js';
 import * as M from '../../targets/cuda/ptx/moc.js';
 import { freeAll, launch, pad8, poisoned, randomF32, rng, upload, weight } from '../../test/helpers/cuda.js';
 import { projectRoot } from '../../src/util/project-root.js';
-import { loadModel } from '../../src/model/load.js';
+import { loadModel } from '../../driver/load.js';
 import { createCudaSession } from '../../targets/cuda/index.js';
 
 let ok = true;

@@ -1,7 +1,7 @@
 // One decode step of a model, graphs off, so a profiler sees each launch:
 //   ncu --launch-skip <prefill launches> --launch-count <step launches> node dist/bench/gpu/profile-step.js DIR [K]
 // Prints the number of launches a step makes first (for --launch-skip / --launch-count).
-import { loadModel } from '../../src/model/load.js';
+import { loadModel } from '../../driver/load.js';
 import { createCudaSession } from '../../targets/cuda/index.js';
 
 const [dir, k] = process.argv.slice(2);

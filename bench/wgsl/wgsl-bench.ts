@@ -10,7 +10,7 @@
 // mocc's CUDA path is measured in the same run by run.sh (ffn-decode, decode-e2e).
 // Usage: node dist/bench/wgsl/wgsl-bench.js --torch OUT/torch_ffn.json [--model DIR] [--small] --out OUT/wgsl-bench.json
 import { readFileSync, writeFileSync } from 'node:fs';
-import { loadModel } from '../../src/model/load.js';
+import { loadModel } from '../../driver/load.js';
 import type { WgslKernel } from '../../targets/wgsl/kernel.js';
 import { elementwise, gemv } from '../../targets/wgsl/kernels/dense.js';
 import { mocDown, mocDownReduce, mocDownSlices, mocUpSilu, topkSelect } from '../../targets/wgsl/kernels/moc.js';

@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { basename, resolve } from 'node:path';
 import { UserError } from '../../src/import/spec.js';
-import { loadModel } from '../../src/model/load.js';
+import { loadModel } from '../../driver/load.js';
 import { writeOutput } from '../../src/util/atomic-output.js';
 import { getTarget, checkSupported, TARGETS } from '../../targets/index.js';
 import { action, noteKRatio, selectionFromFlags } from '../common.js';

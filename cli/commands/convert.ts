@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { convert } from '../../src/package/convert.js';
+import { convert } from '../../driver/convert.js';
 import { action, addSelectionOptions, noteKRatio, progressBar, selectionFromFlags, type SelectionFlags } from '../common.js';
 import { VERSION } from '../version.js';
 

@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { OPS } from '../../src/ir/ops.js';
 import { printGraph } from '../../src/ir/print.js';
 import { elementCount } from '../../src/import/tensor.js';
-import { loadModel } from '../../src/model/load.js';
+import { loadModel } from '../../driver/load.js';
 import { ffnActivationBytes } from '../../src/model/memory.js';
 import { action } from '../common.js';
 

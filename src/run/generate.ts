@@ -1,5 +1,5 @@
 // Decoding: prefill the prompt, then one token at a time through the KV cache.
-import type { ModelSession } from '../../targets/target.js';
+import type { ModelSession } from '../model/runnable.js';
 import { sampleToken, seededRandom } from './sample.js';
 
 export interface GenerateOptions {

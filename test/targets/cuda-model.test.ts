@@ -4,7 +4,7 @@
 // dependent launch (Hopper's default) and without; then the exact greedy text through the
 // device-side greedy loop. They need a CUDA device (the GPU machine: bash bench/gpu/run.sh check);
 // elsewhere, CI included, they skip with one line saying why.
-import { loadModel } from '../../src/model/load.js';
+import { loadModel } from '../../driver/load.js';
 import { generate } from '../../src/run/generate.js';
 import { createCudaSession } from '../../targets/cuda/index.js';
 import { CHECKPOINTS, REF, maxAbsDiff, referenceLogits } from '../helpers/fixtures.js';

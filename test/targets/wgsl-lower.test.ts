@@ -2,7 +2,7 @@
 // every kernel's text are deterministic and snapshot-tested (a changed kernel shows up in review),
 // and the structure the runtime relies on holds.
 import test from 'ava';
-import { loadModel } from '../../src/model/load.js';
+import { loadModel } from '../../driver/load.js';
 import { lowerToWgsl } from '../../targets/wgsl/lower.js';
 import { CHECKPOINTS } from '../helpers/fixtures.js';
 

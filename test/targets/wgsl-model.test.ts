@@ -5,7 +5,7 @@
 // on fewer tokens here, where its barriers make it slow);
 // then the exact greedy text, through the device-side greedy loop and through `mocc run`.
 import test from 'ava';
-import { loadModel } from '../../src/model/load.js';
+import { loadModel } from '../../driver/load.js';
 import { lowerToWgsl } from '../../targets/wgsl/lower.js';
 import { modelImages } from '../../targets/wgsl/images.js';
 import { WgslModel, WgslSession } from '../../targets/wgsl/runtime/session.js';

@@ -1,9 +1,9 @@
 // `mocc convert`: checkpoint → IR → passes → package.
-import { openCheckpoint } from '../import/open.js';
-import { checkpointGraph } from '../model/load.js';
-import type { MocSelection } from '../../passes/index.js';
-import type { Manifest } from './manifest.js';
-import { writePackage, type PackageDType } from './write.js';
+import { openCheckpoint } from '../src/import/open.js';
+import type { MocSelection } from '../src/model/selection.js';
+import type { Manifest } from '../src/package/manifest.js';
+import { writePackage, type PackageDType } from '../src/package/write.js';
+import { checkpointGraph } from './load.js';
 
 export interface ConvertOptions {
   input: string;

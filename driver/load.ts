@@ -1,18 +1,21 @@
 // One entry point for commands that run a model: a mocc package, or a checkpoint converted in memory.
-import { buildLlamaGraph } from '../import/llama-graph.js';
-import { detectFormat } from '../import/detect.js';
-import { openCheckpoint } from '../import/open.js';
-import type { DequantDType } from '../import/quant-tensor.js';
-import type { ModelSpec } from '../import/spec.js';
-import { UserError } from '../import/spec.js';
-import type { Graph } from '../ir/types.js';
-import { openPackage } from '../package/read.js';
-import type { Manifest } from '../package/manifest.js';
-import { mocSummary } from '../package/moc-summary.js';
-import type { Tokenizer } from '../tokenizer/tokenizer.js';
-import { loadTokenizerFile } from '../tokenizer/load.js';
-import type { RunnableModel } from '../../targets/target.js';
-import { convertPipeline, runPipeline, type MocSelection } from '../../passes/index.js';
+// driver/ is the layer above src/, passes/ and targets/ that commands, benchmarks and tests call: it
+// runs the conversion pipeline, which src/ (the IR, importers, package format) does not know about.
+import { buildLlamaGraph } from '../src/import/llama-graph.js';
+import { detectFormat } from '../src/import/detect.js';
+import { openCheckpoint } from '../src/import/open.js';
+import type { DequantDType } from '../src/import/quant-tensor.js';
+import type { ModelSpec } from '../src/import/spec.js';
+import { UserError } from '../src/import/spec.js';
+import type { Graph } from '../src/ir/types.js';
+import { openPackage } from '../src/package/read.js';
+import type { Manifest } from '../src/package/manifest.js';
+import { mocSummary } from '../src/package/moc-summary.js';
+import type { Tokenizer } from '../src/tokenizer/tokenizer.js';
+import { loadTokenizerFile } from '../src/tokenizer/load.js';
+import type { RunnableModel } from '../src/model/runnable.js';
+import type { MocSelection } from '../src/model/selection.js';
+import { convertPipeline, runPipeline } from '../passes/index.js';
 
 export interface LoadedModel extends RunnableModel {
   tokenizer?: Tokenizer;
