@@ -15,7 +15,7 @@ import { loadModel } from '../../src/model/load.js';
 import { swigluToMoc, type MocSelection } from '../../passes/swiglu-to-moc.js';
 import { lowerToCuda } from '../../targets/cuda/lower.js';
 import { lowerToWgsl } from '../../targets/wgsl/lower.js';
-import { constImage, weightImage } from '../../targets/cuda/upload.js';
+import { constImage, weightImage } from '../../targets/lowering/device-image.js';
 import { CHECKPOINTS } from '../helpers/fixtures.js';
 
 const PRESET_1B: ModelSpec = {
