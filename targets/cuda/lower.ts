@@ -1,6 +1,7 @@
 // Lowers an IR graph to a CUDA launch program: one or two kernels per op, with the fusions a
 // LLaMA step needs, then a buffer plan that reuses activation buffers once their last reader has run.
-// Fusions (each found by structure, each with a plain fallback):
+// Fusions (each found by structure on the facts shared with the WGSL target, targets/lowering/, or
+// by cuda/fusions.ts for those only CUDA has kernels for; each with a plain fallback):
 //  - RMSNorm into the GEMVs that read it (every reader must be one);
 //  - residual adds into the producing GEMV / MoC reduction;
 //  - GEMVs sharing an input into one launch (Q/K/V);
@@ -17,7 +18,7 @@ import { argmax, elementwise, embedding, gemv, gemvGrid, gemvLayout, gemvMulti, 
 import { pad8, type WeightDType } from './ptx/layout.js';
 import { downPartial, downReduce, downSplit, DOWN_THREADS, mocUpDown, patternSelect, reduceGrid, REDUCE_THREADS, selectShape, topkSelect, upDownSplit } from './ptx/moc.js';
 import type { Arg, BufferDecl, Launch, Program, Step } from './program.js';
-import { planBuffers as planBufferIds } from '../buffer-plan.js';
+import { bufArgIds, planBuffers as planBufferIds, remapBufArgs } from '../buffer-plan.js';
 import { GraphFacts } from '../lowering/analysis.js';
 import { DeviceInputs } from '../lowering/device-inputs.js';
 import { residualAdd, siluMuls } from '../lowering/fusion.js';
@@ -338,10 +339,10 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
 
 /** Physical buffers for the program's virtual ones (targets/buffer-plan.ts), and the steps remapped to them. */
 function planBuffers(vbufs: VBuf[], steps: Step[]) {
-  const touched = (s: Step) => (s.kind === 'zero' ? [s.buf] : s.args.flatMap((a) => (a.kind === 'buf' ? [a.id] : [])));
+  const touched = (s: Step) => (s.kind === 'zero' ? [s.buf] : bufArgIds(s.args));
   const plan = planBufferIds(vbufs.map((v) => ({ ...v, key: `${v.dtype}:${v.width}:${v.rowsPerToken}` })), steps.length, (i) => touched(steps[i]!));
   const buffers: BufferDecl[] = plan.buffers.map(({ id, width, rowsPerToken, dtype }) => ({ id, width, rowsPerToken, dtype }));
   const map = plan.map;
-  const remap = (ss: Step[]): Step[] => ss.map((s) => (s.kind === 'zero' ? { ...s, buf: map.get(s.buf)! } : { ...s, args: s.args.map((a) => (a.kind === 'buf' ? { kind: 'buf', id: map.get(a.id) ?? a.id } : a)) }));
+  const remap = (ss: Step[]): Step[] => ss.map((s) => (s.kind === 'zero' ? { ...s, buf: map.get(s.buf)! } : { ...s, args: remapBufArgs(s.args, map) }));
   return { buffers, map, steps: remap(steps) };
 }

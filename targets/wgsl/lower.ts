@@ -10,7 +10,7 @@
 // Then a buffer plan reuses activation buffers once their last reader has run (targets/buffer-plan.ts).
 import { UserError, type ModelSpec } from '../../src/import/spec.js';
 import type { Graph, Node, Operand } from '../../src/ir/types.js';
-import { planBuffers } from '../buffer-plan.js';
+import { bufArgIds, planBuffers, remapBufArgs } from '../buffer-plan.js';
 import { GraphFacts } from '../lowering/analysis.js';
 import { DeviceInputs } from '../lowering/device-inputs.js';
 import { residualAdd, siluMuls } from '../lowering/fusion.js';
@@ -244,8 +244,8 @@ export function lowerToWgsl(g: Graph, spec: ModelSpec, options: WgslLowerOptions
 
   const logitsVirtual = bufOf.get(g.outputs[0]!);
   if (logitsVirtual === undefined) throw new UserError('wgsl target: the graph output has no buffer');
-  const plan = planBuffers(vbufs, steps.length, (i) => steps[i]!.args.flatMap((a) => (a.kind === 'buf' ? [a.id] : [])));
-  const remap = (d: Dispatch): Dispatch => ({ ...d, args: d.args.map((a) => (a.kind === 'buf' ? { kind: 'buf', id: plan.map.get(a.id)! } : a)) });
+  const plan = planBuffers(vbufs, steps.length, (i) => bufArgIds(steps[i]!.args));
+  const remap = (d: Dispatch): Dispatch => ({ ...d, args: remapBufArgs(d.args, plan.map) });
   const logits = plan.map.get(logitsVirtual)!;
   const tail = argmax(spec.vocabSize, variant);
   use(tail);
