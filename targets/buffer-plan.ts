@@ -43,3 +43,17 @@ export function planBuffers<B extends PlannedBuffer>(vbufs: readonly B[], steps:
   }
   return { buffers, map };
 }
+
+/** A step argument naming an activation buffer (virtual before planning, physical after). */
+export interface BufArg {
+  kind: 'buf';
+  id: number;
+}
+const isBuf = (a: { kind: string }): a is BufArg => a.kind === 'buf';
+
+/** The buffer ids among a step's arguments: what it touches, for planBuffers. */
+export const bufArgIds = (args: readonly { kind: string }[]): number[] => args.flatMap((a) => (isBuf(a) ? [a.id] : []));
+
+/** A step's arguments with each buffer's virtual id replaced by its physical one. */
+export const remapBufArgs = <A extends { kind: string }>(args: readonly A[], map: ReadonlyMap<number, number>): A[] =>
+  args.map((a) => (isBuf(a) ? ({ kind: 'buf', id: map.get(a.id)! } as BufArg as unknown as A) : a));

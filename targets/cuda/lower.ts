@@ -1,6 +1,7 @@
 // Lowers an IR graph to a CUDA launch program: one or two kernels per op, with the fusions a
 // LLaMA step needs, then a buffer plan that reuses activation buffers once their last reader has run.
-// Fusions (each found by structure, each with a plain fallback):
+// Fusions (each found by structure on the facts shared with the WGSL target, targets/lowering/, or
+// by cuda/fusions.ts for those only CUDA has kernels for; each with a plain fallback):
 //  - RMSNorm into the GEMVs that read it (every reader must be one);
 //  - residual adds into the producing GEMV / MoC reduction;
 //  - GEMVs sharing an input into one launch (Q/K/V);
@@ -16,9 +17,12 @@ import { attention, kvStore, kvStoreGrid, rope, ropeStore, ropeStoreGrid, ATTN_W
 import { argmax, elementwise, embedding, gemv, gemvGrid, gemvLayout, gemvMulti, gemvMultiGrid, posAdvance, rmsnorm, rmsnormThreads, type GemvSpec, type Kernel } from './ptx/dense.js';
 import { pad8, type WeightDType } from './ptx/layout.js';
 import { downPartial, downReduce, downSplit, DOWN_THREADS, mocUpDown, patternSelect, reduceGrid, REDUCE_THREADS, selectShape, topkSelect, upDownSplit } from './ptx/moc.js';
-import type { Arg, BufferDecl, ConstDecl, Launch, Program, Step } from './program.js';
-import { planBuffers as planBufferIds } from '../buffer-plan.js';
-import { ropeTableConst } from './upload.js';
+import type { Arg, BufferDecl, Launch, Program, Step } from './program.js';
+import { bufArgIds, planBuffers as planBufferIds, remapBufArgs } from '../buffer-plan.js';
+import { GraphFacts } from '../lowering/analysis.js';
+import { DeviceInputs } from '../lowering/device-inputs.js';
+import { residualAdd, siluMuls } from '../lowering/fusion.js';
+import { ffnPairs, foldedNorms, mocUpDowns, mocUps, qkvProjections, ropedAttentions, tauSlots } from './fusions.js';
 
 export const CUDA_OPS = new Set(['embedding', 'rmsnorm', 'linear', 'logits', 'rope', 'attention', 'silu', 'mul', 'add', 'transpose', 'moc_select', 'moc_gather', 'moc_up', 'moc_down']);
 
@@ -38,20 +42,10 @@ export interface LowerOptions {
 }
 
 export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {}): Program {
-  const nodes = new Map(g.nodes.map((n, i) => [n.name, { n, i }]));
-  const uses = new Map<string, number[]>();
-  g.nodes.forEach((n, i) => n.inputs.forEach((o) => o.kind === 'value' && uses.set(o.name, [...(uses.get(o.name) ?? []), i])));
-  for (const o of g.outputs) uses.set(o, [...(uses.get(o) ?? []), g.nodes.length]);
-  const useCount = (v: string) => uses.get(v)?.length ?? 0;
-  const producer = (o: Operand | undefined) => (o && o.kind === 'value' ? nodes.get(o.name)?.n : undefined);
-  const weightType = new Map(g.weights.map((w) => [w.name, w.type]));
-  const wdtype = (name: string): WeightDType => {
-    const d = weightType.get(name)?.dtype;
-    return d === 'f16' || d === 'bf16' ? d : 'f32';
-  };
-  const fail = (n: Node, why: string): never => {
-    throw new UserError(`cuda target: cannot lower %${n.name} = ${n.op}: ${why}`);
-  };
+  const facts = new GraphFacts(g, 'cuda');
+  const producer = (o: Operand | undefined) => facts.producer(o), useCount = (v: string) => facts.useCount(v);
+  const width = (n: Node) => facts.width(n), widthOf = (o: Operand) => facts.widthOf(o), fail = (n: Node, why: string) => facts.fail(n, why);
+  const inputs = new DeviceInputs(facts);
 
   const kernels = new Map<string, string>();
   const use = (k: Kernel) => (kernels.set(k.name, k.text), k.name);
@@ -59,48 +53,46 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
   const newBuf = (width: number, dtype: 'f32' | 'i32' = 'f32', rowsPerToken = 1) => (vbufs.push({ width, rowsPerToken, dtype }), vbufs.length - 1);
   const bufOf = new Map<string, number>();
   const steps: Step[] = [];
-  const consts = new Map<string, ConstDecl>();
-  const weights = new Set<string>();
-  const width = (n: Node) => n.type.shape[1] as number;
-  /** Static width (axis 1) of a value operand: a node's output or a graph input. */
-  const widthOf = (o: Operand): number => {
-    const t = o.kind === 'value' ? (nodes.get(o.name)?.n.type ?? g.inputs.find((x) => x.name === o.name)?.type) : weightType.get(o.name);
-    const d = t?.shape[1];
-    if (typeof d !== 'number') throw new UserError(`cuda target: ${o.kind === 'weight' ? '@' : '%'}${o.name} has no static width`);
-    return d;
-  };
   const launch = (l: Omit<Launch, 'node'>, n: Node) => steps.push({ kind: 'launch', ...l, node: n.name });
-  /** A weight operand (or a transpose of one, computed on the host) as a kernel argument. */
-  const weightArg = (o: Operand, n: Node): { arg: Arg; dtype: WeightDType } => {
-    if (o.kind === 'weight') {
-      weights.add(o.name);
-      return { arg: { kind: 'weight', name: o.name }, dtype: wdtype(o.name) };
-    }
-    const t = producer(o);
-    if (t?.op === 'transpose' && t.inputs[0]!.kind === 'weight') {
-      const name = `${t.inputs[0]!.name}.t`;
-      consts.set(name, { name, kind: 'transpose', of: t.inputs[0]!.name });
-      return { arg: { kind: 'const', name }, dtype: wdtype(t.inputs[0]!.name) };
-    }
-    return fail(n, `operand %${o.name} must be a weight`);
-  };
   const buf = (o: Operand, n: Node): Arg => {
     const id = o.kind === 'value' ? bufOf.get(o.name) : undefined;
     if (id === undefined) return fail(n, `operand ${o.kind === 'weight' ? '@' : '%'}${o.name} has no device buffer`);
     return { kind: 'buf', id };
   };
-  /** add(a, b) that can be folded into b's producer: b used once (by the add), a read by nothing after b's producer. */
-  const foldedAdd = (producerIndex: number, out: string): { add: Node; into: string } | undefined => {
-    const u = uses.get(out) ?? [];
-    if (u.length !== 1 || u[0]! >= g.nodes.length) return undefined;
-    const add = g.nodes[u[0]!]!;
-    if (add.op !== 'add') return undefined;
-    const other = add.inputs.find((o) => !(o.kind === 'value' && o.name === out));
-    if (!other || other.kind !== 'value' || !bufOf.has(other.name)) return undefined;
-    if ((uses.get(other.name) ?? []).some((i) => i > producerIndex && i !== u[0])) return undefined;
-    return { add, into: other.name };
-  };
+
+  // What this lowering fuses (fusions.ts), found before any kernel is chosen.
+  const siluMulOf = siluMuls(facts);
+  const mocUpOf = mocUps(siluMulOf);
+  const ffnPairOf = ffnPairs(facts, mocUpOf);
+  const mocDownOf = mocUpDowns(facts, mocUpOf);
+  const tauSlotOf = options.warm ?? true ? tauSlots(facts, mocDownOf) : new Map<string, number>();
+  const ropeOf = ropedAttentions(facts);
+  const qkvOf = qkvProjections(facts, ropeOf);
+  const qkvFused = new Set<string>();
+  // RMSNorm read only by GEMVs: each reader normalizes x itself, and the norm's input is then read
+  // by those GEMVs, which buffer reuse and the add-folding must know (`uses`).
+  const { normOf, readers: uses } = foldedNorms(facts, mocUpOf);
+  /** Nodes whose work another node's launch does (or that need none). */
   const skip = new Set<string>();
+  for (const s of siluMulOf.values()) skip.add(s.silu.name);
+  for (const m of mocUpOf.values()) skip.add(m.gather.name).add(m.up.name);
+  for (const p of ffnPairOf.values()) skip.add(p.gate.name).add(p.up.name);
+  for (const d of mocDownOf.values()) skip.add(d.mul.name);
+  for (const r of ropeOf.values()) skip.add(r.q.name).add(r.k.name);
+  for (const name of normOf.keys()) skip.add(name);
+
+  /**
+   * add(a, b) that can be folded into b's producer: b read only by the add, a has a buffer and is
+   * read by nothing after b's producer — so the producer can accumulate into a's buffer in place
+   * (the WGSL target writes a new buffer instead, and needs no such liveness condition).
+   */
+  const foldedAdd = (producerIndex: number, out: string): { add: Node; into: string } | undefined => {
+    const r = residualAdd(facts, out);
+    if (!r || !bufOf.has(r.other)) return undefined;
+    const addIndex = facts.readers(out)[0]!;
+    if (uses(r.other).some((i) => i > producerIndex && i !== addIndex)) return undefined;
+    return { add: r.add, into: r.other };
+  };
   /**
    * When node i's only reader is add(a, ·) that can be folded (see foldedAdd), the kernel adds into
    * a's buffer instead: the add is skipped and its value lives in that buffer. Returns that buffer.
@@ -113,114 +105,16 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
     skip.add(fold.add.name);
     return { kind: 'buf', id };
   };
-
-  // SiLU·mul groups, found ahead because their parts come before the mul in program order.
-  const mocUpOf = new Map<string, { gather: Node; up: Node; silu: Node }>();
-  for (const n of g.nodes) {
-    if (n.op !== 'mul') continue;
-    for (const [a, b] of [[n.inputs[0]!, n.inputs[1]!], [n.inputs[1]!, n.inputs[0]!]] as const) {
-      const s = producer(a);
-      if (s?.op !== 'silu' || useCount(s.name) !== 1) continue;
-      const gather = producer(s.inputs[0]);
-      const up = producer(b);
-      if (gather?.op === 'moc_gather' && up?.op === 'moc_up' && useCount(gather.name) === 1 && useCount(up.name) === 1 && gather.inputs[1]!.name === up.inputs[2]!.name) {
-        mocUpOf.set(n.name, { gather, up, silu: s });
-        skip.add(gather.name).add(up.name).add(s.name);
-      } else {
-        skip.add(s.name);
-      }
-      break;
-    }
-  }
-
-  // A dense FFN: mul(silu(linear(x, Wg)), linear(x, Wu)), each part read once: one paired GEMV.
-  const ffnPairOf = new Map<string, { gate: Node; up: Node }>();
-  for (const n of g.nodes) {
-    if (n.op !== 'mul' || mocUpOf.has(n.name)) continue;
-    for (const [a, b] of [[n.inputs[0]!, n.inputs[1]!], [n.inputs[1]!, n.inputs[0]!]] as const) {
-      const s = producer(a);
-      const gate = producer(s?.inputs[0]), up = producer(b);
-      if (s?.op !== 'silu' || gate?.op !== 'linear' || up?.op !== 'linear' || useCount(gate.name) !== 1 || useCount(up.name) !== 1) continue;
-      const gx = gate.inputs[0]!, ux = up.inputs[0]!, gw = gate.inputs[1]!, uw = up.inputs[1]!;
-      if (gx.kind !== 'value' || ux.kind !== 'value' || gx.name !== ux.name || gw.kind !== 'weight' || uw.kind !== 'weight' || wdtype(gw.name) !== wdtype(uw.name)) continue;
-      ffnPairOf.set(n.name, { gate, up });
-      skip.add(gate.name).add(up.name);
-      break;
-    }
-  }
-  // MoC: moc_down(SiLU(gather)·moc_up, W_downᵀ, idx) with the product read once: one fused launch.
-  const mocDownOf = new Map<string, { mul: Node; gather: Node; up: Node }>();
-  for (const n of g.nodes) {
-    if (n.op !== 'moc_down') continue;
-    const m = producer(n.inputs[0]);
-    const parts = m && mocUpOf.get(m.name);
-    if (!parts || useCount(m!.name) !== 1 || n.inputs[2]!.name !== parts.up.inputs[2]!.name) continue;
-    mocDownOf.set(n.name, { mul: m!, gather: parts.gather, up: parts.up });
-    skip.add(m!.name);
-  }
-  // Top-K → fused up·down: Top-K leaves its threshold in a slot, from which the next call's up·down
-  // kernel guesses the kept channels and warms the L2 with their rows while that call's Top-K runs.
-  const tauSlotOf = new Map<string, number>();
-  if (options.warm ?? true) {
-    for (const downName of mocDownOf.keys()) {
-      const select = producer(nodes.get(downName)!.n.inputs[2]);
-      if (select?.op !== 'moc_select' || select.attrs.k === undefined || tauSlotOf.has(select.name)) continue;
-      tauSlotOf.set(select.name, tauSlotOf.size);
-    }
-  }
-  // Attention whose q and k come straight from RoPE: rotate both and append to the cache in one launch.
-  const ropeOf = new Map<string, { q: Node; k: Node }>();
-  for (const n of g.nodes) {
-    if (n.op !== 'attention') continue;
-    const q = producer(n.inputs[0]), k = producer(n.inputs[1]);
-    if (q?.op !== 'rope' || k?.op !== 'rope' || useCount(q.name) !== 1 || useCount(k.name) !== 1) continue;
-    if (q.attrs.style !== k.attrs.style || q.attrs.head_dim !== k.attrs.head_dim || q.attrs.theta !== k.attrs.theta || q.attrs.scaling !== k.attrs.scaling) continue;
-    if (q.inputs[0]!.kind !== 'value' || useCount(q.inputs[0]!.name) !== 1 || k.inputs[0]!.kind !== 'value') continue;
-    ropeOf.set(n.name, { q, k });
-    skip.add(q.name).add(k.name);
-  }
-  // …and when q, k and v are projections of one x, that GEMV launch rotates q and k itself and
-  // writes k and v straight into the KV cache (the attention then only attends).
-  const qkvOf = new Map<string, { attention: Node; role: 'q' | 'k' | 'v' }>();
-  const qkvFused = new Set<string>();
-  for (const [an, { q, k }] of ropeOf) {
-    const attn = nodes.get(an)!.n;
-    const lins = [producer(q.inputs[0]), producer(k.inputs[0]), producer(attn.inputs[2])];
-    const [lq, lk, lv] = lins;
-    if (!lq || !lk || !lv || lins.some((l) => l!.op !== 'linear' || l!.inputs[1]!.kind !== 'weight' || l!.inputs[0]!.kind !== 'value' || l!.inputs[0]!.name !== lq.inputs[0]!.name || useCount(l!.name) !== 1)) continue;
-    if (new Set(lins.map((l) => wdtype(l!.inputs[1]!.name))).size !== 1 || lq === lk || lk === lv || lq === lv) continue;
-    qkvOf.set(lq.name, { attention: attn, role: 'q' }).set(lk.name, { attention: attn, role: 'k' }).set(lv.name, { attention: attn, role: 'v' });
-  }
-  // RMSNorm read only by GEMVs (linear, logits, MoC's up projection): each reader normalizes x
-  // itself, and the norm's input is then read by those GEMVs, which the add-folding must know.
-  const normOf = new Map<string, { src: Operand; weight: Operand; eps: number }>();
-  const isGemvReader = (u: Node, v: string) => u.inputs[0]!.kind === 'value' && u.inputs[0]!.name === v
-    && ((u.op === 'linear' || u.op === 'logits') && u.inputs[1]!.kind === 'weight' || u.op === 'moc_up' && [...mocUpOf.values()].some((m) => m.up === u))
-    && !u.inputs.slice(1).some((o) => o.kind === 'value' && o.name === v);
-  g.nodes.forEach((n) => {
-    if (n.op !== 'rmsnorm' || n.inputs[1]!.kind !== 'weight' || n.inputs[0]!.kind !== 'value') return;
-    const readers = (uses.get(n.name) ?? []).map((i) => g.nodes[i]);
-    if (readers.length === 0 || readers.some((u) => !u || !isGemvReader(u, n.name))) return;
-    normOf.set(n.name, { src: n.inputs[0]!, weight: n.inputs[1]!, eps: n.attrs.eps as number });
-    skip.add(n.name);
-    const src = n.inputs[0]!.name;
-    uses.set(src, [...(uses.get(src) ?? []), ...(uses.get(n.name) ?? [])].sort((a, b) => a - b));
-  });
   /** A GEMV's input operand: the buffer to read, and the RMSNorm to apply on the fly if it was folded. */
   const gemvInput = (o: Operand, n: Node): { x: Arg; norm?: { arg: Arg; dtype: WeightDType; eps: number } } => {
     const folded = o.kind === 'value' ? normOf.get(o.name) : undefined;
     if (!folded) return { x: buf(o, n) };
-    const w = weightArg(folded.weight, n);
+    const w = inputs.weight(folded.weight, n);
     return { x: buf(folded.src, n), norm: { arg: w.arg, dtype: w.dtype, eps: folded.eps } };
   };
 
-  const tokens = g.inputs[0]!;
-  if (g.inputs.length !== 1 || tokens.type.dtype !== 'i32') throw new UserError('cuda target: the graph must take one i32 token input');
-  const ropeTable = (n: Node): string => {
-    const c = ropeTableConst(n);
-    consts.set(c.name, c);
-    return c.name;
-  };
+  const tokens = facts.tokenInput();
+  const wdtype = (name: string): WeightDType => facts.weight(name).dtype;
 
   g.nodes.forEach((n, i) => {
     if (skip.has(n.name) || bufOf.has(n.name)) return;
@@ -231,20 +125,20 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
     };
     switch (n.op) {
       case 'embedding': {
-        const w = weightArg(n.inputs[0]!, n);
+        const w = inputs.weight(n.inputs[0]!, n);
         if (n.inputs[1]!.name !== tokens.name) fail(n, 'embedding must read the token input');
         launch({ kernel: use(embedding(w.dtype, width(n))), grid: [1, 'T', 1], block: 256, args: [out(), w.arg, { kind: 'tokens' }] }, n);
         return;
       }
       case 'rmsnorm': {
-        const w = weightArg(n.inputs[1]!, n);
+        const w = inputs.weight(n.inputs[1]!, n);
         const x = buf(n.inputs[0]!, n);
         launch({ kernel: use(rmsnorm(w.dtype, width(n), n.attrs.eps as number)), grid: [1, 'T', 1], block: rmsnormThreads(width(n)), args: [out(), x, w.arg] }, n);
         return;
       }
       case 'linear':
       case 'logits': {
-        const w = weightArg(n.inputs[1]!, n);
+        const w = inputs.weight(n.inputs[1]!, n);
         const { x, norm } = gemvInput(n.inputs[0]!, n);
         const nspec = norm && { dtype: norm.dtype, eps: norm.eps };
         const inDim = widthOf(n.inputs[0]!);
@@ -284,10 +178,10 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
                 bufOf.set(m.name, id);
                 y = { kind: 'buf', id };
               }
-              args.push(y, weightArg(m.inputs[1]!, m).arg);
+              args.push(y, inputs.weight(m.inputs[1]!, m).arg);
             }
             if (fuse) {
-              args.push({ kind: 'const', name: ropeTable(roped!.q) }, { kind: 'pos' });
+              args.push({ kind: 'const', name: inputs.ropeTable(roped!.q) }, { kind: 'pos' });
               qkvFused.add(attn!.name);
             }
             launch({ kernel: use(gemvMulti(specs)), grid: [gemvMultiGrid(specs), 'T', 1], block: 256, args }, n);
@@ -304,7 +198,7 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
         const id = bufOf.get(x.name)!;
         bufOf.set(n.name, id);
         const heads = n.attrs.heads as number, hd = n.attrs.head_dim as number;
-        launch({ kernel: use(rope(heads, hd, n.attrs.style as 'half' | 'interleaved')), grid: [Math.ceil((heads * hd) / 2 / ROPE_THREADS), 'T', 1], block: ROPE_THREADS, args: [{ kind: 'buf', id }, { kind: 'const', name: ropeTable(n) }, { kind: 'pos' }] }, n);
+        launch({ kernel: use(rope(heads, hd, n.attrs.style as 'half' | 'interleaved')), grid: [Math.ceil((heads * hd) / 2 / ROPE_THREADS), 'T', 1], block: ROPE_THREADS, args: [{ kind: 'buf', id }, { kind: 'const', name: inputs.ropeTable(n) }, { kind: 'pos' }] }, n);
         return;
       }
       case 'attention': {
@@ -318,7 +212,7 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
           q = buf(roped.q.inputs[0]!, n);
           const [k, v] = [buf(roped.k.inputs[0]!, n), buf(n.inputs[2]!, n)];
           launch({ kernel: use(ropeStore(heads, kvh, hd, roped.q.attrs.style as 'half' | 'interleaved')), grid: [ropeStoreGrid(heads, kvh, hd), 'T', 1], block: ROPE_THREADS,
-            args: [q, k, v, kCache, vCache, { kind: 'const', name: ropeTable(roped.q) }, { kind: 'pos' }] }, n);
+            args: [q, k, v, kCache, vCache, { kind: 'const', name: inputs.ropeTable(roped.q) }, { kind: 'pos' }] }, n);
         } else {
           const [q0, k, v] = n.inputs.map((o) => buf(o, n)) as [Arg, Arg, Arg];
           q = q0;
@@ -330,7 +224,7 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
       case 'mul': {
         const pair = ffnPairOf.get(n.name);
         if (pair) {
-          const wg = weightArg(pair.gate.inputs[1]!, n), wu = weightArg(pair.up.inputs[1]!, n);
+          const wg = inputs.weight(pair.gate.inputs[1]!, n), wu = inputs.weight(pair.up.inputs[1]!, n);
           const { x, norm } = gemvInput(pair.gate.inputs[0]!, n);
           // one row of each matrix a warp: 2048×5464 bf16 measured 18.2 µs, 19.7 with two (ffn-decode)
           const spec: GemvSpec = { dtype: wg.dtype, inDim: widthOf(pair.gate.inputs[0]!), outDim: width(n), epilogue: 'silu_pair', norm: norm && { dtype: norm.dtype, eps: norm.eps }, rowsPerWarp: 1 };
@@ -339,12 +233,12 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
         }
         const moc = mocUpOf.get(n.name);
         if (moc) {
-          const w = weightArg(moc.up.inputs[1]!, n);
+          const w = inputs.weight(moc.up.inputs[1]!, n);
           const { x, norm } = gemvInput(moc.up.inputs[0]!, n);
           const idx = buf(moc.up.inputs[2]!, n), gate = buf(moc.gather.inputs[0]!, n);
           const spec: GemvSpec = {
             dtype: w.dtype, inDim: widthOf(moc.up.inputs[0]!), outDim: width(n),
-            gather: { wRows: weightType.get(moc.up.inputs[1]!.name)!.shape[0] as number, gateWidth: widthOf(moc.gather.inputs[0]!) }, epilogue: 'silu_gate',
+            gather: { wRows: facts.weight(moc.up.inputs[1]!.name).rows, gateWidth: widthOf(moc.gather.inputs[0]!) }, epilogue: 'silu_gate',
             norm: norm && { dtype: norm.dtype, eps: norm.eps },
             // one kept channel a warp: K is small, so this doubles the blocks in flight (measured 6.4 µs with 2)
             rowsPerWarp: 1, unroll: 8,
@@ -352,18 +246,16 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
           launch({ kernel: use(gemv(spec)), grid: gemvGrid(spec, 0).map((d, j) => (j === 1 ? 'T' : d)) as Launch['grid'], block: 256, args: [out(), x, w.arg, idx, gate, ...(norm ? [norm.arg] : [])] }, n);
           return;
         }
-        const [a, b] = n.inputs;
-        const sa = producer(a), sb = producer(b);
-        const [siluNode, other] = sa?.op === 'silu' && skip.has(sa.name) ? [sa, b!] : sb?.op === 'silu' && skip.has(sb.name) ? [sb, a!] : [undefined, undefined];
-        if (!siluNode) return fail(n, 'only silu(g)·u is supported');
-        launch({ kernel: use(elementwise('silu_mul', pad8(width(n)))), grid: [Math.ceil(pad8(width(n)) / 256), 'T', 1], block: 256, args: [out(), buf(siluNode.inputs[0]!, n), buf(other!, n)] }, n);
+        const sm = siluMulOf.get(n.name);
+        if (!sm) return fail(n, 'only silu(g)·u is supported');
+        launch({ kernel: use(elementwise('silu_mul', pad8(width(n)))), grid: [Math.ceil(pad8(width(n)) / 256), 'T', 1], block: 256, args: [out(), buf(sm.silu.inputs[0]!, n), buf(sm.other, n)] }, n);
         return;
       }
       case 'add': {
         const [a, b] = n.inputs.map((o) => buf(o, n)) as [Arg, Arg];
         // In place when the left operand dies here.
         const aName = n.inputs[0]!.name;
-        const inPlace = n.inputs[0]!.kind === 'value' && (uses.get(aName) ?? []).every((u) => u <= i);
+        const inPlace = n.inputs[0]!.kind === 'value' && uses(aName).every((u) => u <= i);
         let z: Arg;
         if (inPlace) {
           z = a;
@@ -392,16 +284,16 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
       case 'moc_down': {
         const d = width(n);
         const kKeep = widthOf(n.inputs[0]!);
-        const w = weightArg(n.inputs[1]!, n);
+        const w = inputs.weight(n.inputs[1]!, n);
         const idx = buf(n.inputs[2]!, n);
         const fused = mocDownOf.get(n.name);
         let partial: number, slices: number;
         if (fused) {
           // one launch from the selected channels to per-block partial sums of the down projection
-          const wu = weightArg(fused.up.inputs[1]!, n);
+          const wu = inputs.weight(fused.up.inputs[1]!, n);
           if (wu.dtype !== w.dtype) fail(n, 'W_up and W_down must have the same dtype');
           const { x, norm } = gemvInput(fused.up.inputs[0]!, n);
-          const f = weightType.get(fused.up.inputs[1]!.name)!.shape[0] as number;
+          const f = facts.weight(fused.up.inputs[1]!.name).rows;
           const split = upDownSplit(kKeep);
           slices = split.blocks;
           partial = newBuf(d, 'f32', slices);
@@ -438,7 +330,7 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
     { kind: 'launch', kernel: use(posAdvance()), grid: [1, 1, 1], block: 1, args: [{ kind: 'pos' }, { kind: 'T' }], node: 'pos_advance' },
   ];
   return {
-    kernels, steps: plan.steps, greedyTail, buffers: plan.buffers, weights: [...weights], consts: [...consts.values()],
+    kernels, steps: plan.steps, greedyTail, buffers: plan.buffers, weights: [...inputs.weights.keys()], consts: [...inputs.consts.values()],
     kvCache: { layers: spec.nLayers, width: spec.nKvHeads * spec.headDim, capacity: spec.maxSeqLen },
     selectHints: tauSlotOf.size,
     logits: { buf: logits, vocab: spec.vocabSize },
@@ -447,10 +339,10 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
 
 /** Physical buffers for the program's virtual ones (targets/buffer-plan.ts), and the steps remapped to them. */
 function planBuffers(vbufs: VBuf[], steps: Step[]) {
-  const touched = (s: Step) => (s.kind === 'zero' ? [s.buf] : s.args.flatMap((a) => (a.kind === 'buf' ? [a.id] : [])));
+  const touched = (s: Step) => (s.kind === 'zero' ? [s.buf] : bufArgIds(s.args));
   const plan = planBufferIds(vbufs.map((v) => ({ ...v, key: `${v.dtype}:${v.width}:${v.rowsPerToken}` })), steps.length, (i) => touched(steps[i]!));
   const buffers: BufferDecl[] = plan.buffers.map(({ id, width, rowsPerToken, dtype }) => ({ id, width, rowsPerToken, dtype }));
   const map = plan.map;
-  const remap = (ss: Step[]): Step[] => ss.map((s) => (s.kind === 'zero' ? { ...s, buf: map.get(s.buf)! } : { ...s, args: s.args.map((a) => (a.kind === 'buf' ? { kind: 'buf', id: map.get(a.id) ?? a.id } : a)) }));
+  const remap = (ss: Step[]): Step[] => ss.map((s) => (s.kind === 'zero' ? { ...s, buf: map.get(s.buf)! } : { ...s, args: remapBufArgs(s.args, map) }));
   return { buffers, map, steps: remap(steps) };
 }

@@ -1,8 +1,9 @@
 // The launch program the CUDA lowering produces: target-specific, but plain data, so `mocc compile`
 // can write it as a manifest and the runtime can run it. Sizes that depend on the number of tokens
 // in a call are written as 'T'.
+import type { ConstDecl, GridDim } from '../lowering/program.js';
 
-export type GridDim = number | 'T';
+export type { ConstDecl, GridDim };
 
 export type Arg =
   | { kind: 'buf'; id: number }
@@ -40,10 +41,6 @@ export interface BufferDecl {
   rowsPerToken: number;
   dtype: 'f32' | 'i32';
 }
-
-export type ConstDecl =
-  | { name: string; kind: 'transpose'; of: string }
-  | { name: string; kind: 'rope'; headDim: number; theta: number; llama3?: { factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPos: number } };
 
 export interface Program {
   /** Kernel name → PTX text of one entry (deterministic). */

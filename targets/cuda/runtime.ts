@@ -6,7 +6,7 @@ import { packParams } from './driver.js';
 import type { Arg, Program, Step } from './program.js';
 import { archFor, ptxModule, type CudaArch } from './ptx/builder.js';
 import { pad8 } from './ptx/layout.js';
-import { constImage, weightImage } from './upload.js';
+import { constImage, weightImage } from '../lowering/device-image.js';
 
 /** MOCC_CUDA_PDL=0 turns programmatic dependent launch off (it is on by default where the GPU has it). */
 export const programmaticLaunchWanted = (): boolean => process.env.MOCC_CUDA_PDL !== '0';

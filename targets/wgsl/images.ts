@@ -1,7 +1,8 @@
-// Device images of a program's weights and constants (the same bytes as the CUDA target uploads:
-// stored dtype, rows padded to 8 elements; transposes and RoPE tables computed on the host).
+// Device images of a program's weights and constants: the same bytes as the CUDA target uploads
+// (lowering/device-image.ts: stored dtype, rows padded to 8 elements; transposes and RoPE tables
+// computed on the host).
 import type { RunnableModel } from '../target.js';
-import { constImage, weightImage } from '../cuda/upload.js';
+import { constImage, weightImage } from '../lowering/device-image.js';
 import type { WgslProgram } from './program.js';
 import type { ImageSource } from './runtime/session.js';
 

@@ -7,15 +7,15 @@
 //  - Storage buffers follow at @binding(1), (2), … in the order of `bindings`.
 //  - Activations are f32 (or i32 indices), rows packed tightly: row t of a [T, n] value starts at t·n.
 //  - Weights keep their stored type. Rows are padded to a multiple of 8 elements with zeros (the same
-//    device image as the CUDA target, targets/cuda/upload.ts): an f32 weight is `array<f32>` with row
+//    device image as the CUDA target, targets/lowering/device-image.ts): an f32 weight is `array<f32>` with row
 //    stride pad8(cols); an f16 or bf16 weight is `array<u32>`, two elements a word (element 2i in
 //    the low half), row stride pad8(cols)/2 words. No `shader-f16` is needed.
 //  - Kernel text is deterministic; `key` names everything the text depends on, and the runtime
 //    caches pipelines by it.
-import type { GridDim } from '../cuda/program.js';
+import type { GridDim } from '../lowering/program.js';
+import type { WeightDType } from '../lowering/device-image.js';
 
-export type { GridDim };
-export type WeightDType = 'f32' | 'f16' | 'bf16';
+export type { GridDim, WeightDType };
 
 /**
  * Which family of kernels to generate. 'cpu' (SwiftShader and other CPU adapters): one output per
@@ -45,6 +45,10 @@ export interface WgslKernel {
 export const CALL_STRUCT = `struct Call { T: u32, pos: u32, pad0: u32, pad1: u32 }
 @group(0) @binding(0) var<uniform> call: Call;`;
 
+/**
+ * lowering/device-image.ts's pad8, restated: this file ships in the browser bundle's lib/ (bundle.ts
+ * LIB_FILES), which holds no lowering code, so it may import types only.
+ */
 export const pad8 = (n: number): number => Math.ceil(n / 8) * 8;
 
 /** Row stride of a weight in its WGSL array's elements (f32) or words (f16/bf16). */

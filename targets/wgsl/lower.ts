@@ -1,5 +1,5 @@
-// Lowers an IR graph to a WGSL dispatch program: one kernel per op, with three fusions found by
-// structure (each with a plain fallback):
+// Lowers an IR graph to a WGSL dispatch program: one kernel per op, with these fusions, found by
+// structure on the facts shared with the CUDA target (targets/lowering/), each with a plain fallback:
 //  - silu(a)·b into one elementwise kernel;
 //  - MoC's gather + up projection + SiLU(G)·U into one kernel (moc_up_silu); with the gpu kernels a
 //    Top-K MoC FFN becomes three dispatches in all (kernels/moc-fused.ts);
@@ -10,13 +10,16 @@
 // Then a buffer plan reuses activation buffers once their last reader has run (targets/buffer-plan.ts).
 import { UserError, type ModelSpec } from '../../src/import/spec.js';
 import type { Graph, Node, Operand } from '../../src/ir/types.js';
-import { planBuffers } from '../buffer-plan.js';
-import { matrixShape, ropeTableConst } from '../cuda/upload.js';
+import { bufArgIds, planBuffers, remapBufArgs } from '../buffer-plan.js';
+import { GraphFacts } from '../lowering/analysis.js';
+import { DeviceInputs } from '../lowering/device-inputs.js';
+import { residualAdd, siluMuls } from '../lowering/fusion.js';
+import { fusedMocFfns } from './fusions.js';
 import { weightRowBytes, type Variant, type WgslKernel } from './kernel.js';
 import { argmax, attention, elementwise, embedding, gemv, kvAppend, rmsnorm, rope } from './kernels/dense.js';
-import { MAX_SELECT_CHANNELS, mocDown, mocDownReduce, mocDownSlices, mocGather, mocUp, mocUpSilu, patternSelect, topkSelect } from './kernels/moc.js';
-import { HIST_BINS, MAX_FUSED_K, maskWords, mocDownMasked, mocSelectUp } from './kernels/moc-fused.js';
-import type { ConstDecl, Dispatch, WArg, WeightDecl, WgslProgram } from './program.js';
+import { mocDown, mocDownReduce, mocDownSlices, mocGather, mocUp, mocUpSilu, patternSelect, topkSelect } from './kernels/moc.js';
+import { HIST_BINS, maskWords, mocDownMasked, mocSelectUp } from './kernels/moc-fused.js';
+import type { Dispatch, WArg, WeightDecl, WgslProgram } from './program.js';
 
 export const WGSL_OPS = new Set(['embedding', 'rmsnorm', 'linear', 'logits', 'rope', 'attention', 'silu', 'mul', 'add', 'transpose', 'moc_select', 'moc_gather', 'moc_up', 'moc_down']);
 
@@ -41,35 +44,18 @@ interface VBuf {
 export function lowerToWgsl(g: Graph, spec: ModelSpec, options: WgslLowerOptions): WgslProgram {
   const { variant } = options;
   const maxBinding = options.maxBindingBytes ?? DEFAULT_MAX_BINDING;
-  const nodes = new Map(g.nodes.map((n) => [n.name, n]));
-  const uses = new Map<string, number>();
-  for (const n of g.nodes) for (const o of n.inputs) if (o.kind === 'value') uses.set(o.name, (uses.get(o.name) ?? 0) + 1);
-  for (const o of g.outputs) uses.set(o, (uses.get(o) ?? 0) + 1);
-  const useCount = (v: string) => uses.get(v) ?? 0;
-  const readers = new Map<string, Node[]>();
-  for (const n of g.nodes) for (const o of n.inputs) if (o.kind === 'value') readers.set(o.name, [...(readers.get(o.name) ?? []), n]);
-  const producer = (o: Operand | undefined) => (o && o.kind === 'value' ? nodes.get(o.name) : undefined);
-  const weightType = new Map(g.weights.map((w) => [w.name, w.type]));
-  const fail = (n: Node, why: string): never => {
-    throw new UserError(`wgsl target: cannot lower %${n.name} = ${n.op}: ${why}`);
-  };
+  const facts = new GraphFacts(g, 'wgsl');
+  const useCount = (v: string) => facts.useCount(v);
+  const width = (n: Node) => facts.width(n), widthOf = (o: Operand) => facts.widthOf(o), fail = (n: Node, why: string) => facts.fail(n, why);
+  const inputs = new DeviceInputs(facts);
 
   const kernels: WgslProgram['kernels'] = {};
   const use = (k: WgslKernel) => ((kernels[k.key] = { code: k.code, bindings: k.bindings }), k);
   const vbufs: VBuf[] = [];
   const bufOf = new Map<string, number>();
   const steps: Dispatch[] = [];
-  const weights = new Map<string, WeightDecl>();
-  const consts = new Map<string, ConstDecl>();
   const skip = new Set<string>();
 
-  const width = (n: Node) => n.type.shape[1] as number;
-  const widthOf = (o: Operand): number => {
-    const t = o.kind === 'value' ? (nodes.get(o.name)?.type ?? g.inputs.find((x) => x.name === o.name)?.type) : weightType.get(o.name);
-    const d = t?.shape[1];
-    if (typeof d !== 'number') throw new UserError(`wgsl target: ${o.kind === 'weight' ? '@' : '%'}${o.name} has no static width`);
-    return d;
-  };
   const out = (n: Node): WArg => {
     vbufs.push({ width: width(n), dtype: n.type.dtype === 'i32' ? 'i32' : 'f32', key: `${n.type.dtype === 'i32' ? 'i32' : 'f32'}:${width(n)}` });
     bufOf.set(n.name, vbufs.length - 1);
@@ -86,41 +72,21 @@ export function lowerToWgsl(g: Graph, spec: ModelSpec, options: WgslLowerOptions
   };
   /**
    * When n's only reader is add(a, n) (either order) and a already has a buffer, n's kernel adds a
-   * itself: returns the add's output buffer and a's buffer, and the add is skipped.
+   * itself: returns the add's output buffer and a's buffer, and the add is skipped. (The CUDA
+   * target accumulates into a's buffer in place instead, so it also needs a dead after n.)
    */
   const foldAdd = (n: Node): { y: WArg; res: WArg } | undefined => {
-    const r = readers.get(n.name) ?? [];
-    if (r.length !== 1 || r[0]!.op !== 'add' || useCount(n.name) !== 1) return undefined;
-    const add = r[0]!;
-    const other = add.inputs.find((o) => !(o.kind === 'value' && o.name === n.name));
-    if (!other || other.kind !== 'value' || !bufOf.has(other.name)) return undefined;
-    skip.add(add.name);
-    return { y: out(add), res: { kind: 'buf', id: bufOf.get(other.name)! } };
+    const r = residualAdd(facts, n.name);
+    if (!r || !bufOf.has(r.other)) return undefined;
+    skip.add(r.add.name);
+    return { y: out(r.add), res: { kind: 'buf', id: bufOf.get(r.other)! } };
   };
   const dispatch = (k: WgslKernel, args: WArg[], n: Node) => steps.push({ kernel: use(k).key, grid: k.grid, args, node: n.name });
 
-  /** A weight's dtype and shape as the device stores it (a vector is one row). */
-  const weightDecl = (name: string): WeightDecl => {
-    const t = weightType.get(name)!;
-    const d = t.dtype;
-    const [rows, cols] = matrixShape({ shape: t.shape as number[] }); // weights have static shapes
-    return { name, dtype: d === 'f16' || d === 'bf16' ? d : 'f32', rows, cols };
-  };
   /** A weight operand, or the host-computed transpose of one, with its shape as stored. */
   const weightOf = (o: Operand, n: Node): { arg: WArg; decl: WeightDecl } => {
-    if (o.kind === 'weight') {
-      const decl = weightDecl(o.name);
-      weights.set(o.name, decl);
-      return { arg: { kind: 'weight', name: o.name }, decl };
-    }
-    const t = producer(o);
-    if (t?.op === 'transpose' && t.inputs[0]!.kind === 'weight') {
-      const src = weightDecl(t.inputs[0]!.name);
-      const name = `${src.name}.t`;
-      consts.set(name, { name, kind: 'transpose', of: src.name });
-      return { arg: { kind: 'const', name }, decl: { name, dtype: src.dtype, rows: src.cols, cols: src.rows } };
-    }
-    return fail(n, `operand %${o.name} must be a weight`);
+    const { arg, name, dtype, rows, cols } = inputs.weight(o, n);
+    return { arg, decl: { name, dtype, rows, cols } };
   };
   /** Row ranges of a weight that each fit one binding (one range when the whole weight fits). */
   const rowRanges = (w: WeightDecl): { start: number; rows: number }[] => {
@@ -137,52 +103,28 @@ export function lowerToWgsl(g: Graph, spec: ModelSpec, options: WgslLowerOptions
     (arg.kind === 'weight' && r.rows !== whole ? { ...arg, rowStart: r.start, rows: r.rows } : arg);
 
   // silu(a)·b, silu read once: one kernel. MoC's SiLU(gather(G, idx))·moc_up(x, W_up, idx): one kernel.
-  const siluMulOf = new Map<string, { silu: Node; other: Operand }>();
+  const siluMulOf = siluMuls(facts);
   const mocUpOf = new Map<string, { gather: Node; up: Node }>();
-  for (const n of g.nodes) {
-    if (n.op !== 'mul') continue;
-    for (const [a, b] of [[n.inputs[0]!, n.inputs[1]!], [n.inputs[1]!, n.inputs[0]!]] as const) {
-      const s = producer(a);
-      if (s?.op !== 'silu' || useCount(s.name) !== 1) continue;
-      const gather = producer(s.inputs[0]), up = producer(b);
-      if (gather?.op === 'moc_gather' && up?.op === 'moc_up' && useCount(gather.name) === 1 && useCount(up.name) === 1 && gather.inputs[1]!.name === up.inputs[2]!.name) {
-        mocUpOf.set(n.name, { gather, up });
-        skip.add(gather.name).add(up.name);
-      } else siluMulOf.set(n.name, { silu: s, other: b });
-      skip.add(s.name);
-      break;
-    }
+  for (const [mul, s] of siluMulOf) {
+    skip.add(s.silu.name);
+    if (!s.moc) continue;
+    mocUpOf.set(mul, s.moc);
+    skip.add(s.moc.gather.name).add(s.moc.up.name);
   }
 
-  // The gpu kernels run a MoC FFN selected by Top-K in three dispatches (kernels/moc-fused.ts): the
-  // gate GEMV also counts a histogram; select + gather + up + SiLU·mul become mocSelectUp; moc_down
-  // becomes mocDownMasked. Only where the kept indices and the gate values have no other reader.
-  interface FusedMoc { select: Node; mul: string; h?: WArg; mask?: WArg }
+  // The gpu kernels run a Top-K MoC FFN in three dispatches (fusions.ts); `h` and `mask` are the
+  // state mocSelectUp leaves for mocDownMasked.
+  interface FusedMoc { select: Node; h?: WArg; mask?: WArg }
   const fusedByGate = new Map<string, FusedMoc>(), fusedByMul = new Map<string, FusedMoc>(), fusedByDown = new Map<string, FusedMoc>();
-  if (variant === 'gpu') {
-    for (const [mul, { gather, up }] of mocUpOf) {
-      const select = producer(up.inputs[2]), gate = producer(gather.inputs[0]);
-      const down = (readers.get(select?.name ?? '') ?? []).find((r) => r.op === 'moc_down');
-      if (select?.op !== 'moc_select' || select.attrs.k === undefined || gate?.op !== 'linear' || !down) continue;
-      const F = widthOf(gather.inputs[0]!), K = select.attrs.k as number;
-      const onlyReaders = useCount(select.name) === 3 && useCount(gate.name) === 2 && useCount(mul) === 1
-        && down.inputs[0]!.kind === 'value' && down.inputs[0]!.name === mul && down.inputs[2]!.name === select.name;
-      if (!onlyReaders || K > MAX_FUSED_K || F > MAX_SELECT_CHANNELS) continue;
-      const f: FusedMoc = { select, mul };
-      fusedByGate.set(gate.name, f);
-      fusedByMul.set(mul, f);
-      fusedByDown.set(down.name, f);
-      skip.add(select.name);
-    }
+  for (const ffn of variant === 'gpu' ? fusedMocFfns(facts, mocUpOf) : []) {
+    const fused: FusedMoc = { select: ffn.select };
+    fusedByGate.set(ffn.gate.name, fused);
+    fusedByMul.set(ffn.mul, fused);
+    fusedByDown.set(ffn.down.name, fused);
+    skip.add(ffn.select.name);
   }
 
-  const tokens = g.inputs[0]!;
-  if (g.inputs.length !== 1 || tokens.type.dtype !== 'i32') throw new UserError('wgsl target: the graph must take one i32 token input');
-  const ropeTable = (n: Node): string => {
-    const c = ropeTableConst(n);
-    consts.set(c.name, c);
-    return c.name;
-  };
+  const tokens = facts.tokenInput();
 
   for (const n of g.nodes) {
     if (skip.has(n.name)) continue;
@@ -219,7 +161,7 @@ export function lowerToWgsl(g: Graph, spec: ModelSpec, options: WgslLowerOptions
         if (x.kind !== 'value' || useCount(x.name) !== 1) fail(n, 'rope must be the only reader of its input (it rotates in place)');
         const id = bufOf.get(x.name)!;
         bufOf.set(n.name, id);
-        dispatch(rope(n.attrs.heads as number, n.attrs.head_dim as number, n.attrs.style as 'half' | 'interleaved', variant), [{ kind: 'buf', id }, { kind: 'const', name: ropeTable(n) }], n);
+        dispatch(rope(n.attrs.heads as number, n.attrs.head_dim as number, n.attrs.style as 'half' | 'interleaved', variant), [{ kind: 'buf', id }, { kind: 'const', name: inputs.ropeTable(n) }], n);
         break;
       }
       case 'attention': {
@@ -302,8 +244,8 @@ export function lowerToWgsl(g: Graph, spec: ModelSpec, options: WgslLowerOptions
 
   const logitsVirtual = bufOf.get(g.outputs[0]!);
   if (logitsVirtual === undefined) throw new UserError('wgsl target: the graph output has no buffer');
-  const plan = planBuffers(vbufs, steps.length, (i) => steps[i]!.args.flatMap((a) => (a.kind === 'buf' ? [a.id] : [])));
-  const remap = (d: Dispatch): Dispatch => ({ ...d, args: d.args.map((a) => (a.kind === 'buf' ? { kind: 'buf', id: plan.map.get(a.id)! } : a)) });
+  const plan = planBuffers(vbufs, steps.length, (i) => bufArgIds(steps[i]!.args));
+  const remap = (d: Dispatch): Dispatch => ({ ...d, args: remapBufArgs(d.args, plan.map) });
   const logits = plan.map.get(logitsVirtual)!;
   const tail = argmax(spec.vocabSize, variant);
   use(tail);
@@ -312,8 +254,8 @@ export function lowerToWgsl(g: Graph, spec: ModelSpec, options: WgslLowerOptions
     steps: steps.map(remap),
     greedyTail: [{ kernel: tail.key, grid: tail.grid, args: [{ kind: 'tokens' }, { kind: 'buf', id: logits }], node: 'argmax' }],
     buffers: plan.buffers.map(({ id, width, dtype }) => ({ id, width, dtype })),
-    weights: [...weights.values()],
-    consts: [...consts.values()],
+    weights: [...inputs.weights.values()],
+    consts: [...inputs.consts.values()],
     kvCache: { layers: spec.nLayers, width: spec.nKvHeads * spec.headDim, capacity: spec.maxSeqLen },
     logits: { buf: logits, vocab: spec.vocabSize },
     ...(fusedByGate.size ? { histBins: HIST_BINS } : {}),

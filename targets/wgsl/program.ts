@@ -1,6 +1,6 @@
 // The dispatch program the WGSL lowering produces: plain data (JSON in a bundle), run by the
 // runtime in runtime/ in Node or a browser. Sizes that depend on the tokens in a call are 'T'.
-import type { ConstDecl } from '../cuda/program.js';
+import type { ConstDecl } from '../lowering/program.js';
 import type { Binding, GridDim, Variant, WeightDType } from './kernel.js';
 
 export type { ConstDecl };

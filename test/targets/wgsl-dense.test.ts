@@ -153,7 +153,7 @@ gpuTest.serial('gemv with a weight split in row chunks: two dispatches fill one 
   }
 });
 
-/** The host's RoPE table, as targets/cuda/upload.ts constImage builds it. */
+/** The host's RoPE table, as targets/lowering/rope-table.ts builds it. */
 function ropeTable(p: ref.RopeParams, maxPos: number): Float32Array {
   const inv = ref.ropeInvFreq(p);
   const half = p.headDim / 2;

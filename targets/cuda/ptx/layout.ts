@@ -2,10 +2,11 @@
 // is stored row-major with its row stride padded to a multiple of 8 elements, and the padding is
 // zero. Kernels can then read whole 16-byte chunks of any row without tail cases: the padded
 // weights are zero, and so are the padded activations (buffers are zeroed when allocated and no
-// kernel writes past a row's logical width).
+// kernel writes past a row's logical width). The padding is the weights' device image, shared with
+// the WGSL target (targets/lowering/device-image.ts).
+import { elemBytes, pad8, ROW_ALIGN, type WeightDType } from '../../lowering/device-image.js';
 
-export type WeightDType = 'f32' | 'f16' | 'bf16';
+export { elemBytes, pad8, type WeightDType };
 
-export const CHUNK = 8;
-export const pad8 = (n: number): number => Math.ceil(n / CHUNK) * CHUNK;
-export const elemBytes = (d: WeightDType): number => (d === 'f32' ? 4 : 2);
+/** Elements a kernel reads as one chunk: a padded row is whole chunks. */
+export const CHUNK = ROW_ALIGN;
