@@ -268,3 +268,12 @@ test('llama2.c control: the tiny checkpoint converts', (t) => {
   const r = mocc('convert', p, '-o', join(tempDir(t), 'pkg'), '--k', '4');
   t.is(r.code, 0, r.stderr);
 });
+
+// ---------- a huge claimed context ----------
+
+test('run: a context_length of 2^31-1 does not allocate the whole KV cache up front (ref target)', (t) => {
+  const { kv, tensors } = tinyGgufParts();
+  const r = mocc('run', ggufFile(t, withKv(kv, 'llama.context_length', T.U32, 2 ** 31 - 1), tensors), '--tokens', '1,2', '--max-tokens', '70');
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stderr, /\[70 tokens in /);
+});
