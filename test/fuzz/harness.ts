@@ -114,7 +114,8 @@ export interface FuzzSummary {
 
 /** Runs `cases` cases per format, indices start..start+cases-1, formats interleaved. */
 export async function fuzz(opts: HarnessOptions & {
-  seed: number; cases: number; start?: number; formats?: readonly FuzzFormat[]; onProgress?: (s: FuzzSummary) => void;
+  seed: number; cases: number; start?: number; formats?: readonly FuzzFormat[];
+  onProgress?: (s: FuzzSummary) => void; onFailure?: (id: CaseId, r: CaseResult) => void;
 }): Promise<FuzzSummary> {
   const formats = opts.formats ?? FORMATS;
   const h = new Harness(opts);
@@ -131,7 +132,10 @@ export async function fuzz(opts: HarnessOptions & {
         let r = await h.run({ id });
         if (FAILURES.includes(r.outcome)) r = await h.confirm({ id }, r);
         s.counts[format][r.outcome] = (s.counts[format][r.outcome] ?? 0) + 1;
-        if (FAILURES.includes(r.outcome)) s.failures.push({ id, result: r });
+        if (FAILURES.includes(r.outcome)) {
+          s.failures.push({ id, result: r });
+          opts.onFailure?.(id, r);
+        }
         if ((r.ms ?? 0) > s.slowest[format].ms) s.slowest[format] = { ms: r.ms!, id: caseName(id) };
         s.total++;
       }

@@ -44,6 +44,7 @@ if (a.replay) {
   const s = await fuzz({
     seed: Number(a.seed), cases: Number(a.cases), start: Number(a.start), formats, timeoutMs,
     onProgress: (p) => process.stderr.write(`${p.total} cases, ${p.failures.length} failures, ${((performance.now() - t0) / 1000).toFixed(0)} s\n`),
+    onFailure: (id, r) => process.stderr.write(`FAIL ${caseName(id)} ${r.outcome}: ${r.message?.split('\n')[0]}\n`),
   });
   process.stdout.write(`${s.total} cases (seed ${a.seed}, indices ${a.start}..${Number(a.start) + Number(a.cases) - 1} per format) in ${((performance.now() - t0) / 1000).toFixed(0)} s\n`);
   report(s);
