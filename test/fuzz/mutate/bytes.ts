@@ -28,12 +28,13 @@ export function mutateBytes(r: Rng, b: Uint8Array, hot = b.length): Uint8Array {
       return out;
     }],
     [1, () => {
+      // Delete n bytes at p (fewer at the end of the file).
       const p = at();
-      const n = r.pick([1, 2, 4, 8, 16]);
-      const out = new Uint8Array(Math.max(0, b.length - n));
+      const n = Math.min(r.pick([1, 2, 4, 8, 16]), b.length - p);
+      const out = new Uint8Array(b.length - n);
       out.set(b.subarray(0, p));
-      out.set(b.subarray(Math.min(b.length, p + n)), p);
-      return out.subarray(0, Math.max(0, b.length - n)).slice();
+      out.set(b.subarray(p + n), p);
+      return out;
     }],
   ]);
 }
