@@ -2,6 +2,7 @@
 // opens a model asks here first, so a wrong guess never reaches an importer and its messages.
 import { closeSync, existsSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
+import { readLlama2cHeader } from './llama2c.js';
 import { UserError } from './spec.js';
 
 export type FormatKind = 'package' | 'hf' | 'gguf' | 'safetensors-file' | 'onnx' | 'llama2c' | 'unknown';
@@ -15,7 +16,6 @@ export interface DetectedFormat {
 /** The formats mocc reads, for messages that must say so. */
 export const READABLE_FORMATS = 'mocc reads mocc packages (manifest.json), Hugging Face directories (config.json + safetensors), GGUF files and llama2.c .bin checkpoints';
 
-const LLAMA2C_HEADER_BYTES = 28;
 /** Bytes read from the start of a file to judge it. */
 const HEAD_BYTES = 64;
 
@@ -27,23 +27,6 @@ function head(path: string, n: number): Buffer {
   } finally {
     closeSync(fd);
   }
-}
-
-/**
- * The size a llama2.c v0 file with this header has, or undefined when the header is not a sane one
- * (layout in fixtures/README.md). Random bytes and text almost never pass: every field must be a
- * positive int32 below 2^24 (text reads as ≥ 0x20202020), with dim % heads = 0 and heads % kv_heads = 0.
- */
-export function llama2cImpliedSize(hdr: Buffer): number | undefined {
-  if (hdr.length < LLAMA2C_HEADER_BYTES) return undefined;
-  const [dim, hidden, layers, heads, kv, rawVocab, seq] = Array.from({ length: 7 }, (_, i) => hdr.readInt32LE(i * 4)) as [number, number, number, number, number, number, number];
-  const vocab = Math.abs(rawVocab);
-  if (![dim, hidden, layers, heads, kv, vocab, seq].every((v) => v > 0 && v < 1 << 24)) return undefined;
-  if (dim % heads !== 0 || heads % kv !== 0) return undefined;
-  const hd = dim / heads;
-  const perLayer = 2 * dim + dim * dim * 2 + 2 * kv * hd * dim + 3 * hidden * dim;
-  const floats = vocab * dim + layers * perLayer + dim + seq * hd + (rawVocab < 0 ? vocab * dim : 0);
-  return LLAMA2C_HEADER_BYTES + 4 * floats;
 }
 
 /** An ONNX ModelProto starts with field 1 (ir_version, a small varint: tag 0x08) and then a length-delimited field. */
@@ -97,13 +80,8 @@ export function detectFormat(path: string): DetectedFormat {
     if (n >= 2n && 8n + n <= BigInt(st.size) && b[8] === 0x7b /* { */) return { kind: 'safetensors-file', why: 'a safetensors header' };
   }
   if (looksLikeOnnx(b)) return { kind: 'onnx', why: 'an ONNX protobuf (ir_version first)' };
-  const implied = llama2cImpliedSize(b);
-  if (implied !== undefined) {
-    // A file shorter than its header implies is still llama2.c (the importer reports the truncation);
-    // one with bytes the header does not account for is not.
-    if (implied >= st.size) return { kind: 'llama2c', why: 'a sane llama2.c header' };
-    return { kind: 'unknown', why: `its first 28 bytes read as a llama2.c header, but that header implies ${implied} bytes and the file has ${st.size}` };
-  }
+  // A sane llama2.c header: the importer then checks that it accounts for the file exactly, and says so.
+  if (readLlama2cHeader(b)) return { kind: 'llama2c', why: 'a sane llama2.c header' };
   const named = ext === '.gguf' ? 'not a GGUF file (no GGUF magic); '
     : ext === '.safetensors' ? 'not a safetensors file (no valid header); '
       : ext === '.onnx' ? 'not an ONNX model; '

@@ -6,7 +6,8 @@ import { GGML_BLOCK_TYPES } from './ggml-quants.js';
 import { DequantizedFileTensor, type DequantDType } from './quant-tensor.js';
 import { SpmTokenizer } from '../tokenizer/spm.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
-import { checkWeights, UserError, type Checkpoint, type ModelSpec } from './spec.js';
+import { checkWeights, type Checkpoint, type ModelSpec } from './spec.js';
+import { describe, nameText, UserError } from '../util/errors.js';
 import { FileHandle, FileTensor, type TensorSource } from './tensor.js';
 
 /** A metadata value. Integers that fit in a double are numbers; larger 64-bit ones stay bigint. */
@@ -47,14 +48,14 @@ export function ggmlTypeName(t: number): string {
  * Bytes a tensor of `ggmlType` and dims `ne` takes in the file; -1 for a type mocc cannot read (its size
  * is unknown to it). A block type needs rows (ne[0]) of whole blocks, as ggml itself does.
  */
-function ggmlTensorBytes(where: string, name: string, ggmlType: number, ne: number[], elements: number): number {
+function ggmlTensorBytes(where: string, /** already quoted for messages (nameText) */ name: string, ggmlType: number, ne: number[], elements: number): number {
   const dense = DENSE_TYPES[ggmlType];
   if (dense) return bytesFor(dense, elements);
   const block = GGML_BLOCK_TYPES.get(ggmlType);
   if (!block) return -1;
   const row = ne[0] ?? 1;
   if (row % block.blockElems !== 0) {
-    throw new UserError(`${where}: ${block.name} tensor ${JSON.stringify(name)} has rows of ${row} elements, not a multiple of its ${block.blockElems}-element block`);
+    throw new UserError(`${where}: ${block.name} tensor ${name} has rows of ${row} elements, not a multiple of its ${block.blockElems}-element block`);
   }
   return (elements / block.blockElems) * block.blockBytes;
 }
@@ -77,6 +78,8 @@ export interface GgufTensorInfo {
 export interface GgufHeader {
   version: number;
   metadata: Map<string, GgufValue>;
+  /** Each metadata key's stored value type (GGUF_VALUE_TYPE), so an integer key can refuse a float. */
+  metadataTypes: Map<string, number>;
   tensors: GgufTensorInfo[];
   alignment: number;
   dataOffset: number;
@@ -144,6 +147,16 @@ class Reader {
     return textDecoder.decode(this.buf.subarray(i, i + len));
   }
 }
+
+const INTEGER_TYPES: readonly number[] = [0, 1, 2, 3, 4, 5, 10, 11];
+
+/** Whether a metadata value type is an integer one (a float that happens to be integral is not). */
+export function isIntegerType(type: number): boolean {
+  return INTEGER_TYPES.includes(type);
+}
+
+/** Sizes and counts above this are refused as corrupt (int32 is what every runtime indexes them with). */
+const MAX_INT = 2 ** 31 - 1;
 
 function int64ToValue(v: bigint): number | bigint {
   return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
@@ -215,25 +228,30 @@ export function readGgufHeader(file: FileHandle, where: string): GgufHeader {
   const tensorCount = r.count('tensor_count', 24);
   const kvCount = r.count('kv_count', 13);
   const metadata = new Map<string, GgufValue>();
+  const metadataTypes = new Map<string, number>();
   for (let i = 0; i < kvCount; i++) {
     const key = r.string(`metadata key ${i}`);
-    const type = r.u32(`value type of ${key}`);
-    metadata.set(key, readValue(r, type, key, where));
+    const kn = nameText(key);
+    if (metadata.has(key)) throw new UserError(`${where}: metadata key ${kn} appears twice`);
+    const type = r.u32(`value type of ${kn}`);
+    metadata.set(key, readValue(r, type, kn, where));
+    metadataTypes.set(key, type);
   }
   let alignment = 32;
   const al = metadata.get('general.alignment');
   if (al !== undefined) {
-    if (typeof al !== 'number' || !Number.isInteger(al) || al <= 0 || (al & (al - 1)) !== 0) {
-      throw new UserError(`${where}: general.alignment must be a power of two, got ${String(al)}`);
+    if (!isIntegerType(metadataTypes.get('general.alignment')!) || typeof al !== 'number' || al <= 0 || al > 2 ** 30 || (al & (al - 1)) !== 0) {
+      throw new UserError(`${where}: general.alignment must be a power of two (an integer up to 2^30), got ${describe(al)}`);
     }
     alignment = al;
   }
   const tensors: GgufTensorInfo[] = [];
   const seen = new Set<string>();
   for (let i = 0; i < tensorCount; i++) {
-    const name = r.string(`name of tensor ${i}`);
-    if (seen.has(name)) throw new UserError(`${where}: tensor ${name} appears twice`);
-    seen.add(name);
+    const rawName = r.string(`name of tensor ${i}`);
+    const name = nameText(rawName); // for messages
+    if (seen.has(rawName)) throw new UserError(`${where}: tensor ${name} appears twice`);
+    seen.add(rawName);
     const nDims = r.u32(`n_dims of tensor ${name}`);
     if (nDims > MAX_DIMS) throw new UserError(`${where}: tensor ${name} has ${nDims} dimensions (GGUF allows at most ${MAX_DIMS})`);
     const ne: number[] = [];
@@ -251,17 +269,34 @@ export function readGgufHeader(file: FileHandle, where: string): GgufHeader {
     const relOffsetBig = r.u64(`offset of tensor ${name}`);
     if (relOffsetBig > BigInt(size)) throw new UserError(`${where}: tensor ${name} data offset ${relOffsetBig} is beyond the end of the ${size}-byte file`);
     const relOffset = Number(relOffsetBig);
+    if (relOffset % alignment !== 0) {
+      throw new UserError(`${where}: tensor ${name} data offset ${relOffset} is not a multiple of the alignment ${alignment}`);
+    }
     const byteLength = ggmlTensorBytes(where, name, ggmlType, ne, elements);
-    tensors.push({ name, ne, shape: ne.slice().reverse(), ggmlType, relOffset, offset: -1, byteLength });
+    tensors.push({ name: rawName, ne, shape: ne.slice().reverse(), ggmlType, relOffset, offset: -1, byteLength });
   }
   const dataOffset = Math.ceil(r.pos / alignment) * alignment;
   for (const t of tensors) {
     t.offset = dataOffset + t.relOffset;
     if (t.byteLength >= 0 && t.offset + t.byteLength > size) {
-      throw new UserError(`${where}: tensor ${t.name} data [${t.offset}, ${t.offset + t.byteLength}) lies beyond the end of the file (${size} bytes): truncated file?`);
+      throw new UserError(`${where}: tensor ${nameText(t.name)} data [${t.offset}, ${t.offset + t.byteLength}) lies beyond the end of the file (${size} bytes): truncated file?`);
     }
   }
-  return { version, metadata, tensors, alignment, dataOffset, fileSize: size };
+  checkNoOverlap(tensors, where);
+  return { version, metadata, metadataTypes, tensors, alignment, dataOffset, fileSize: size };
+}
+
+/** Tensors of known size must not share bytes (sorted by offset; each compared with the one reaching furthest so far). */
+function checkNoOverlap(tensors: GgufTensorInfo[], where: string): void {
+  const sized = tensors.filter((t) => t.byteLength > 0).sort((a, b) => a.relOffset - b.relOffset);
+  let furthest = sized[0];
+  for (const t of sized.slice(1)) {
+    const end = furthest!.relOffset + furthest!.byteLength;
+    if (t.relOffset < end) {
+      throw new UserError(`${where}: tensors ${nameText(furthest!.name)} and ${nameText(t.name)} overlap (data [${furthest!.relOffset}, ${end}) and [${t.relOffset}, ${t.relOffset + t.byteLength}) of the data section)`);
+    }
+    if (t.relOffset + t.byteLength > end) furthest = t;
+  }
 }
 
 const LAYER_TENSORS: Record<string, string> = {
@@ -317,7 +352,7 @@ function buildCheckpoint(path: string, file: FileHandle, h: GgufHeader, dequantT
   const arch = md.get('general.architecture');
   if (arch === undefined) throw new UserError(`${path}: GGUF file has no general.architecture`);
   if (arch !== 'llama') {
-    throw new UserError(`${path}: GGUF architecture is ${JSON.stringify(arch)}; mocc supports only "llama"`);
+    throw new UserError(`${path}: GGUF architecture is ${describe(arch)}; mocc supports only "llama"`);
   }
   const key = (k: string): GgufValue | undefined => md.get(`llama.${k}`);
   const int = (k: string, dflt?: number): number => {
@@ -327,7 +362,9 @@ function buildCheckpoint(path: string, file: FileHandle, h: GgufHeader, dequantT
       throw new UserError(`${path}: GGUF metadata llama.${k} is missing`);
     }
     if (Array.isArray(v)) throw new UserError(`${path}: GGUF metadata llama.${k} is a per-layer array; mocc supports only uniform layers`);
-    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw new UserError(`${path}: GGUF metadata llama.${k} must be a positive integer, got ${String(v)}`);
+    if (!isIntegerType(h.metadataTypes.get(`llama.${k}`)!) || typeof v !== 'number' || v <= 0 || v > MAX_INT) {
+      throw new UserError(`${path}: GGUF metadata llama.${k} must be a positive integer below 2^31 stored as an integer type, got ${describe(v)}`);
+    }
     return v;
   };
   const float = (k: string, dflt?: number): number => {
@@ -336,17 +373,17 @@ function buildCheckpoint(path: string, file: FileHandle, h: GgufHeader, dequantT
       if (dflt !== undefined) return dflt;
       throw new UserError(`${path}: GGUF metadata llama.${k} is missing`);
     }
-    if (typeof v !== 'number' || !(v > 0)) throw new UserError(`${path}: GGUF metadata llama.${k} must be a positive number, got ${String(v)}`);
+    if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) throw new UserError(`${path}: GGUF metadata llama.${k} must be a positive finite number, got ${describe(v)}`);
     return shortestF32(v);
   };
 
   const expertCount = key('expert_count');
   if (typeof expertCount === 'number' && expertCount > 0) {
-    throw new UserError(`${path}: GGUF is a mixture-of-experts llama (llama.expert_count = ${expertCount}); mocc supports only dense FFNs`);
+    throw new UserError(`${path}: GGUF is a mixture-of-experts llama (llama.expert_count = ${describe(expertCount)}); mocc supports only dense FFNs`);
   }
   const scalingType = key('rope.scaling.type');
   if (scalingType !== undefined && scalingType !== 'none') {
-    throw new UserError(`${path}: GGUF uses RoPE scaling type ${JSON.stringify(scalingType)}, which mocc does not support for GGUF yet`);
+    throw new UserError(`${path}: GGUF uses RoPE scaling type ${describe(scalingType)}, which mocc does not support for GGUF yet`);
   }
 
   const dim = int('embedding_length');
@@ -378,7 +415,9 @@ function buildCheckpoint(path: string, file: FileHandle, h: GgufHeader, dequantT
   const idKey = (k: string, dflt: number): number => {
     const v = md.get(k);
     if (v === undefined) return dflt;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new UserError(`${path}: GGUF metadata ${k} must be a token id, got ${String(v)}`);
+    if (!isIntegerType(h.metadataTypes.get(k)!) || typeof v !== 'number' || v < 0 || v > MAX_INT) {
+      throw new UserError(`${path}: GGUF metadata ${k} must be a token id, got ${describe(v)}`);
+    }
     return v;
   };
   const bosId = idKey('tokenizer.ggml.bos_token_id', 1);
@@ -389,8 +428,10 @@ function buildCheckpoint(path: string, file: FileHandle, h: GgufHeader, dequantT
     const canon = canonicalName(t.name);
     if (canon === null) continue;
     if (canon === undefined) {
-      throw new UserError(`${path}: unexpected tensor ${t.name} in a llama GGUF (mocc does not know what it does)`);
+      throw new UserError(`${path}: unexpected tensor ${nameText(t.name)} in a llama GGUF (mocc does not know what it does)`);
     }
+    const prev = weights.get(canon);
+    if (prev) throw new UserError(`${path}: tensors ${nameText(prev.name)} and ${nameText(t.name)} are both ${canon}`); // blk.07.… and blk.7.…
     weights.set(canon, ggufTensorSource(path, file, t, dequantTo));
   }
   // Converters often write the tied head out as a second copy of the embedding: treat a byte-identical copy as tied.
@@ -429,7 +470,7 @@ export function ggufTensorSource(path: string, file: FileHandle, t: GgufTensorIn
   if (dense) return new FileTensor(file, t.name, dense, t.shape, t.offset);
   const block = GGML_BLOCK_TYPES.get(t.ggmlType);
   if (block) return new DequantizedFileTensor(file, t.name, block, t.shape, t.offset, dequantTo);
-  throw new UserError(`${path}: tensor ${JSON.stringify(t.name)} has ggml type ${ggmlTypeName(t.ggmlType)}, which mocc does not support; supported: ${SUPPORTED_GGML_TYPES}`);
+  throw new UserError(`${path}: tensor ${nameText(t.name)} has ggml type ${ggmlTypeName(t.ggmlType)}, which mocc does not support; supported: ${SUPPORTED_GGML_TYPES}`);
 }
 
 /** Whether two tensors have the same dtype, shape and bytes (compared chunk by chunk; stops at the first difference). */

@@ -2,10 +2,15 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readSafetensorsHeader } from './safetensors.js';
-import { checkWeights, UserError, type Checkpoint, type Llama3RopeScaling, type ModelSpec } from './spec.js';
+import { checkWeights, type Checkpoint, type Llama3RopeScaling, type ModelSpec } from './spec.js';
+import { describe, nameText, oneLine, UserError } from '../util/errors.js';
+import { firstDuplicateKey } from '../util/json-duplicates.js';
 import type { FileHandle, TensorSource } from './tensor.js';
 
 type Json = Record<string, unknown>;
+
+/** Sizes and counts above this are refused as corrupt (int32 is what every runtime indexes them with). */
+const MAX_INT = 2 ** 31 - 1;
 
 function readJson(path: string, what: string): Json {
   let text: string;
@@ -18,9 +23,11 @@ function readJson(path: string, what: string): Json {
   try {
     v = JSON.parse(text);
   } catch (e) {
-    throw new UserError(`${path}: ${what} is not valid JSON (${(e as Error).message})`);
+    throw new UserError(`${path}: ${what} is not valid JSON (${oneLine((e as Error).message)})`);
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new UserError(`${path}: ${what} is not a JSON object`);
+  const dup = firstDuplicateKey(text);
+  if (dup !== undefined) throw new UserError(`${path}: ${what} has the key ${describe(dup)} twice in one object (which one applies is ambiguous)`);
   return v as Json;
 }
 
@@ -54,31 +61,34 @@ export function specFromHfConfig(cfg: Json, where: string): ModelSpec {
     throw new UserError(`${where}: ${msg}`);
   };
   const modelType = cfg['model_type'];
-  const archs = Array.isArray(cfg['architectures']) ? (cfg['architectures'] as unknown[]).map(String) : [];
+  const archs = Array.isArray(cfg['architectures']) ? (cfg['architectures'] as unknown[]) : [];
   if (modelType !== 'llama' && !archs.includes('LlamaForCausalLM')) {
-    fail(`unsupported model: model_type ${JSON.stringify(modelType ?? null)}, architectures ${JSON.stringify(archs)} (only LLaMA: model_type "llama" / LlamaForCausalLM)`);
+    fail(`unsupported model: model_type ${describe(modelType ?? null)}, architectures ${describe(archs)} (only LLaMA: model_type "llama" / LlamaForCausalLM)`);
   }
 
+  const posIntValue = (key: string, v: unknown): number => {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0 || v > MAX_INT) return fail(`${key} is ${describe(v)}, expected a positive integer below 2^31`);
+    return v;
+  };
   const posInt = (key: string, dflt?: number): number => {
     const v = cfg[key] ?? dflt;
     if (v === undefined || v === null) return fail(`missing ${key}`);
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) return fail(`${key} is ${JSON.stringify(v)}, expected a positive integer`);
-    return v;
+    return posIntValue(key, v);
   };
   const posNum = (key: string, v: unknown): number => {
-    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) return fail(`${key} is ${JSON.stringify(v)}, expected a positive number`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) return fail(`${key} is ${describe(v)}, expected a positive number`);
     return v;
   };
   const tokenId = (key: string, dflt: number): number => {
     let v = cfg[key];
     if (Array.isArray(v)) v = v[0];
     if (v === undefined || v === null) return dflt;
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) return fail(`${key} is ${JSON.stringify(cfg[key])}, expected a token id`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > MAX_INT) return fail(`${key} is ${describe(cfg[key])}, expected a token id`);
     return v;
   };
 
   const hiddenAct = cfg['hidden_act'] ?? 'silu';
-  if (hiddenAct !== 'silu') fail(`hidden_act ${JSON.stringify(hiddenAct)} is not supported (only silu)`);
+  if (hiddenAct !== 'silu') fail(`hidden_act ${describe(hiddenAct)} is not supported (only silu)`);
   if (cfg['mlp_bias'] === true) fail(`mlp_bias: true is not supported (LLaMA FFNs without bias only)`);
   if (cfg['attention_bias'] === true) fail(`attention_bias: true is not supported (attention projections without bias only)`);
 
@@ -103,7 +113,7 @@ export function specFromHfConfig(cfg: Json, where: string): ModelSpec {
   const rs = cfg['rope_scaling'] ?? ropeParams;
   let scaling: Llama3RopeScaling | undefined;
   if (rs !== undefined && rs !== null) {
-    if (typeof rs !== 'object' || Array.isArray(rs)) fail(`rope_scaling is ${JSON.stringify(rs)}, expected an object`);
+    if (typeof rs !== 'object' || Array.isArray(rs)) fail(`rope_scaling is ${describe(rs)}, expected an object`);
     const r = rs as Json;
     const ropeType = r['rope_type'] ?? r['type'] ?? null;
     if (ropeType === 'llama3') {
@@ -113,15 +123,19 @@ export function specFromHfConfig(cfg: Json, where: string): ModelSpec {
         factor: f('factor'),
         lowFreqFactor: f('low_freq_factor'),
         highFreqFactor: f('high_freq_factor'),
-        originalMaxPositionEmbeddings: f('original_max_position_embeddings'),
+        originalMaxPositionEmbeddings: posIntValue('rope_scaling.original_max_position_embeddings', r['original_max_position_embeddings']),
       };
+      // llama3 scaling interpolates between the two wavelength bounds: equal or swapped factors divide by zero or invert it.
+      if (!(scaling.highFreqFactor > scaling.lowFreqFactor)) {
+        fail(`rope_scaling.high_freq_factor ${scaling.highFreqFactor} must be greater than low_freq_factor ${scaling.lowFreqFactor}`);
+      }
     } else if (ropeType !== 'default' && ropeType !== null) {
-      fail(`rope type ${JSON.stringify(ropeType)} is not supported (only default and llama3)`);
+      fail(`rope type ${describe(ropeType)} is not supported (only default and llama3)`);
     }
   }
 
   const tied = cfg['tie_word_embeddings'] ?? false;
-  if (typeof tied !== 'boolean') fail(`tie_word_embeddings is ${JSON.stringify(tied)}, expected true or false`);
+  if (typeof tied !== 'boolean') fail(`tie_word_embeddings is ${describe(tied)}, expected true or false`);
 
   return {
     arch: 'llama',
@@ -157,6 +171,9 @@ export function importHf(dir: string): Checkpoint {
     const canon = hfToCanonical(hfName);
     if (canon === undefined) return; // rotary_emb.inv_freq and the like
     if (canon === 'output' && spec.tiedEmbeddings) return;
+    const prev = weights.get(canon);
+    // e.g. model.layers.07.… and model.layers.7.…: both read as layer 7.
+    if (prev) throw new UserError(`${dir}: tensors ${nameText(prev.name)} and ${nameText(hfName)} are both ${canon}`);
     weights.set(canon, t);
   };
 
@@ -170,8 +187,8 @@ export function importHf(dir: string): Checkpoint {
       if (typeof wm !== 'object' || wm === null || Array.isArray(wm)) throw new UserError(`${indexPath}: no weight_map object`);
       const byShard = new Map<string, string[]>();
       for (const [tensor, shard] of Object.entries(wm as Json)) {
-        if (typeof shard !== 'string' || shard === '' || shard.includes('/') || shard.includes('\\') || shard === '..') {
-          throw new UserError(`${indexPath}: weight_map entry ${tensor} names shard ${JSON.stringify(shard)}, expected a file name in the same directory`);
+        if (typeof shard !== 'string' || shard === '' || shard.includes('/') || shard.includes('\\') || shard === '..' || /[\u0000-\u001f\u007f]/.test(shard)) {
+          throw new UserError(`${indexPath}: weight_map entry ${nameText(tensor)} names shard ${describe(shard)}, expected a file name in the same directory`);
         }
         let list = byShard.get(shard);
         if (!list) byShard.set(shard, (list = []));
@@ -180,13 +197,13 @@ export function importHf(dir: string): Checkpoint {
       if (byShard.size === 0) throw new UserError(`${indexPath}: weight_map is empty`);
       for (const [shard, names] of byShard) {
         const shardPath = join(dir, shard);
-        if (!existsSync(shardPath)) throw new UserError(`${indexPath}: shard ${shard} is named in the index but ${shardPath} does not exist`);
+        if (!existsSync(shardPath)) throw new UserError(`${indexPath}: shard ${nameText(shard)} is named in the index but ${shardPath} does not exist`);
         const st = readSafetensorsHeader(shardPath);
         handles.push(st.file);
         files.push(shardPath);
         for (const name of names) {
           const t = st.tensors.get(name);
-          if (!t) throw new UserError(`${shardPath}: tensor ${name} is listed in the index for shard ${shard} but is not in that file`);
+          if (!t) throw new UserError(`${shardPath}: tensor ${nameText(name)} is listed in the index for shard ${nameText(shard)} but is not in that file`);
           take(name, t);
         }
       }

@@ -3,13 +3,18 @@
 // Writing streams: the header is computed from the entries up front, then each entry emits its bytes.
 import { closeSync, openSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { bytesFor } from '../util/dtype.js';
-import { UserError } from './spec.js';
+import { describe, nameText, oneLine, UserError } from '../util/errors.js';
+import { firstDuplicateKey } from '../util/json-duplicates.js';
 import { elementCount, FileHandle, FileTensor } from './tensor.js';
 
 export type SafetensorsDType = 'f32' | 'f16' | 'bf16';
 
-const FROM_ST: Record<string, SafetensorsDType> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
+// A Map, not an object literal: a dtype string from the file such as "constructor" must not find Object.prototype's.
+const FROM_ST = new Map<string, SafetensorsDType>([['F32', 'f32'], ['F16', 'f16'], ['BF16', 'bf16']]);
 const TO_ST: Record<SafetensorsDType, string> = { f32: 'F32', f16: 'F16', bf16: 'BF16' };
+
+/** More dimensions than any model tensor has; a longer shape is corrupt (and would make messages long). */
+const MAX_DIMS = 8;
 
 /** Headers larger than this are refused (real ones are well under 1 MB even for 100B-parameter shards). */
 const MAX_HEADER_BYTES = 100_000_000;
@@ -58,11 +63,13 @@ export function readSafetensorsHeader(path: string): SafetensorsFile {
     try {
       header = JSON.parse(headerText);
     } catch (e) {
-      fail(`safetensors header is not valid JSON (${(e as Error).message})`);
+      fail(`safetensors header is not valid JSON (${oneLine((e as Error).message)})`);
     }
     if (typeof header !== 'object' || header === null || Array.isArray(header)) {
       fail(`safetensors header is not a JSON object`);
     }
+    const dup = firstDuplicateKey(headerText);
+    if (dup !== undefined) fail(`safetensors header has the key ${describe(dup)} twice in one object (which one applies is ambiguous)`);
     const dataStart = 8 + headerLen;
     const dataSize = size - dataStart;
     const tensors = new Map<string, FileTensor>();
@@ -73,42 +80,45 @@ export function readSafetensorsHeader(path: string): SafetensorsFile {
       if (name === '__metadata__') {
         if (typeof info !== 'object' || info === null || Array.isArray(info)) fail(`__metadata__ is not an object`);
         for (const [k, v] of Object.entries(info as Record<string, unknown>)) {
-          if (typeof v !== 'string') fail(`__metadata__ entry ${JSON.stringify(k)} is not a string`);
+          if (typeof v !== 'string') fail(`__metadata__ entry ${describe(k)} is not a string`);
           metadata[k] = v as string;
         }
         continue;
       }
-      if (typeof info !== 'object' || info === null || Array.isArray(info)) fail(`tensor ${name}: header entry is not an object`);
+      const tn = nameText(name);
+      if (typeof info !== 'object' || info === null || Array.isArray(info)) fail(`tensor ${tn}: header entry is not an object`);
       const { dtype, shape, data_offsets: offs } = info as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-      if (typeof dtype !== 'string') fail(`tensor ${name} has no dtype`);
-      const dt = FROM_ST[dtype as string];
-      if (!dt) fail(`tensor ${name} has dtype ${String(dtype)}, supported: F32, F16, BF16`);
-      if (!Array.isArray(shape) || !shape.every(isNonNegInt)) {
-        fail(`tensor ${name} has shape ${JSON.stringify(shape)}, expected a list of non-negative integers`);
+      if (typeof dtype !== 'string') fail(`tensor ${tn} has no dtype`);
+      const dt = FROM_ST.get(dtype as string);
+      if (!dt) fail(`tensor ${tn} has dtype ${nameText(dtype as string)}, supported: F32, F16, BF16`);
+      if (!Array.isArray(shape) || shape.length > MAX_DIMS || !shape.every(isNonNegInt)) {
+        fail(`tensor ${tn} has shape ${describe(shape)}, expected a list of at most ${MAX_DIMS} non-negative integers`);
       }
       if (!Array.isArray(offs) || offs.length !== 2 || !isNonNegInt(offs[0]) || !isNonNegInt(offs[1]) || offs[0] > offs[1]) {
-        fail(`tensor ${name} has data_offsets ${JSON.stringify(offs)}, expected [begin, end] with 0 <= begin <= end`);
+        fail(`tensor ${tn} has data_offsets ${describe(offs)}, expected [begin, end] with 0 <= begin <= end`);
       }
       const [begin, end] = offs as [number, number];
       if (end > dataSize) {
-        fail(`tensor ${name} has data_offsets [${begin}, ${end}] outside the data section (${dataSize} bytes); file truncated?`);
+        fail(`tensor ${tn} has data_offsets [${begin}, ${end}] outside the data section (${dataSize} bytes); file truncated?`);
       }
       const shp = shape as number[];
       const expected = bytesFor(dt!, elementCount(shp));
       if (end - begin !== expected) {
-        fail(`tensor ${name} has ${end - begin} bytes but shape [${shp}] of ${dtype} needs ${expected}`);
+        fail(`tensor ${tn} has ${end - begin} bytes but shape [${shp}] of ${dtype} needs ${expected}`);
       }
       ranges.push({ name, begin, end });
       tensors.set(name, new FileTensor(file, name, dt!, shp, dataStart + begin));
     }
 
-    ranges.sort((a, b) => a.begin - b.begin || a.end - b.end);
-    for (let i = 1; i < ranges.length; i++) {
-      const prev = ranges[i - 1]!;
-      const cur = ranges[i]!;
-      if (cur.begin < prev.end && cur.end > cur.begin) {
-        fail(`tensors ${prev.name} [${prev.begin}, ${prev.end}) and ${cur.name} [${cur.begin}, ${cur.end}) overlap`);
+    // Empty tensors occupy no bytes and are left out: one sorted between two others must not hide their overlap.
+    // Each range is compared with the one reaching furthest so far, not only its neighbour.
+    const occupied = ranges.filter((r) => r.end > r.begin).sort((a, b) => a.begin - b.begin || a.end - b.end);
+    let furthest = occupied[0];
+    for (const cur of occupied.slice(1)) {
+      if (cur.begin < furthest!.end) {
+        fail(`tensors ${nameText(furthest!.name)} [${furthest!.begin}, ${furthest!.end}) and ${nameText(cur.name)} [${cur.begin}, ${cur.end}) overlap`);
       }
+      if (cur.end > furthest!.end) furthest = cur;
     }
     return { file, tensors, metadata };
   } catch (e) {
@@ -147,7 +157,7 @@ export async function writeSafetensors(path: string, entries: SafetensorsEntry[]
   for (const e of entries) {
     if (e.name === '__metadata__') throw new Error(`safetensors tensor name __metadata__ is reserved`);
     if (Object.prototype.hasOwnProperty.call(header, e.name)) throw new Error(`safetensors tensor ${e.name} given twice`);
-    if (!TO_ST[e.dtype]) throw new Error(`safetensors tensor ${e.name}: unsupported dtype ${e.dtype}`);
+    if (!Object.hasOwn(TO_ST, e.dtype)) throw new Error(`safetensors tensor ${e.name}: unsupported dtype ${e.dtype}`);
     if (!e.shape.every(isNonNegInt)) throw new Error(`safetensors tensor ${e.name}: bad shape [${e.shape}]`);
     const n = bytesFor(e.dtype, elementCount(e.shape));
     header[e.name] = { dtype: TO_ST[e.dtype], shape: [...e.shape], data_offsets: [offset, offset + n] };

@@ -1,6 +1,10 @@
 // What an importer produces: the model's hyper-parameters and its weights under canonical names.
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import type { TensorSource } from './tensor.js';
+import { describe, nameText, UserError } from '../util/errors.js';
+
+// UserError lives in util/errors.ts; re-exported here for the importers that import it from spec.js.
+export { UserError } from '../util/errors.js';
 
 /** llama3-style rope_scaling (rope_type "llama3"). */
 export interface Llama3RopeScaling {
@@ -77,18 +81,32 @@ export interface Checkpoint {
   close(): void;
 }
 
-/** Thrown for bad user input (bad files, bad flags): the CLI prints the message alone and exits 1. */
-export class UserError extends Error {
-  override name = 'UserError';
+/**
+ * The first layer index in 0..nLayers-1 that has no tensor at all, if any. Work is O(weights), not
+ * O(nLayers): a header's layer count is checked with this before anything is allocated per layer.
+ */
+export function firstMissingLayer(nLayers: number, weights: Map<string, TensorSource>): number | undefined {
+  const present = new Set<number>();
+  for (const name of weights.keys()) {
+    const m = /^layers\.(\d+)\./.exec(name);
+    if (m) present.add(Number(m[1]));
+  }
+  // Some index in 0..present.size is absent from `present`; the loop finds the smallest.
+  for (let l = 0; l < nLayers; l++) if (!present.has(l)) return l;
+  return undefined;
 }
 
 /** Checks that the weight map has exactly the tensors the spec implies, with the right shapes. */
 export function checkWeights(spec: ModelSpec, weights: Map<string, TensorSource>, where: string): void {
+  const missing = firstMissingLayer(spec.nLayers, weights);
+  if (missing !== undefined) {
+    throw new UserError(`${where}: the config says ${spec.nLayers} layers but there are no tensors for layer ${missing} (missing tensor for layers.${missing}.attn_norm)`);
+  }
   for (const [name, shape] of expectedWeightShapes(spec)) {
     const t = weights.get(name);
     if (!t) throw new UserError(`${where}: missing tensor for ${name} (expected shape [${shape}])`);
     if (t.shape.length !== shape.length || t.shape.some((s, i) => s !== shape[i])) {
-      throw new UserError(`${where}: tensor ${t.name} has shape [${t.shape}] but the config implies [${shape}]`);
+      throw new UserError(`${where}: tensor ${nameText(t.name)} has shape ${describe(t.shape)} but the config implies [${shape}]`);
     }
   }
 }

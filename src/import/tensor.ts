@@ -61,13 +61,19 @@ export class FileTensor implements TensorSource {
     return this.file.read(this.offset + start, end - start);
   }
   readRowsF32(r0: number, r1: number): Float32Array {
+    // A vector's rows are single elements, which a block type (q8_0: 32 to a block) cannot address one by
+    // one: decode the whole vector (vectors are small) and cut the rows out.
+    if (this.shape.length <= 1) return this.decodeAll().slice(r0, r1);
     const rowElems = elementCount(this.shape.slice(1));
     const rowBytes = bytesFor(this.dtype, rowElems);
     const bytes = this.readBytes(r0 * rowBytes, r1 * rowBytes);
     return decodeToF32(this.dtype, bytes, (r1 - r0) * rowElems);
   }
   toFloat32(): Float32Array {
-    return this.readRowsF32(0, this.shape.length === 0 ? 1 : this.shape[0]!);
+    return this.shape.length <= 1 ? this.decodeAll() : this.readRowsF32(0, this.shape[0]!);
+  }
+  private decodeAll(): Float32Array {
+    return decodeToF32(this.dtype, this.readBytes(0, this.byteLength), elementCount(this.shape));
   }
 }
 

@@ -1,7 +1,7 @@
 // Opens a model package written by writePackage: the manifest, the IR, lazily-read weights, the tokenizer.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { UserError } from '../import/spec.js';
+import { describe, nameText, oneLine, UserError } from '../util/errors.js';
 import { readSafetensorsHeader } from '../import/safetensors.js';
 import type { TensorSource } from '../import/tensor.js';
 import { parseGraph } from '../ir/parse.js';
@@ -25,18 +25,18 @@ export function openPackage(dir: string): OpenedPackage {
   try {
     manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as Manifest;
   } catch (e) {
-    throw new UserError(`${dir}: unreadable manifest.json: ${(e as Error).message}`);
+    throw new UserError(`${dir}: unreadable manifest.json: ${oneLine((e as Error).message)}`);
   }
   if (manifest.format !== PACKAGE_FORMAT) throw new UserError(`${dir}: manifest.json is not a mocc package manifest`);
   if (manifest.formatVersion !== PACKAGE_FORMAT_VERSION) {
-    throw new UserError(`${dir}: package format version ${manifest.formatVersion}; this mocc reads version ${PACKAGE_FORMAT_VERSION}`);
+    throw new UserError(`${dir}: package format version ${describe(manifest.formatVersion)}; this mocc reads version ${PACKAGE_FORMAT_VERSION}`);
   }
   let graph: Graph;
   try {
     graph = parseGraph(readFileSync(join(dir, manifest.ir), 'utf8'));
     verifyGraph(graph);
   } catch (e) {
-    throw new UserError(`${dir}/${manifest.ir}: ${(e as Error).message}`);
+    throw new UserError(`${dir}/${typeof manifest.ir === 'string' ? nameText(manifest.ir) : describe(manifest.ir)}: ${oneLine((e as Error).message)}`);
   }
   const st = readSafetensorsHeader(join(dir, manifest.weights.file));
   for (const w of graph.weights) {

@@ -95,7 +95,7 @@ export class RefSession implements ModelSession {
           heads: a.heads as number, headDim: a.head_dim as number, theta: a.theta as number, style: a.style as 'half' | 'interleaved',
           ...(a.scaling === 'llama3' ? { llama3: { factor: a.factor as number, lowFreqFactor: a.low_freq_factor as number, highFreqFactor: a.high_freq_factor as number, originalMaxPos: a.original_max_pos as number } } : {}),
         }, this.pos);
-      case 'attention': return K.attention(f(0), f(1), f(2), this.kvSlot(n), this.pos, a.heads as number, a.kv_heads as number, a.head_dim as number);
+      case 'attention': return K.attention(f(0), f(1), f(2), this.kvSlot(n, this.pos + f(0).length / ((a.heads as number) * (a.head_dim as number))), this.pos, a.heads as number, a.kv_heads as number, a.head_dim as number);
       case 'silu': return K.silu(f(0));
       case 'sigmoid': return K.sigmoid(f(0));
       case 'mul': return K.mul(f(0), f(1));
@@ -109,14 +109,23 @@ export class RefSession implements ModelSession {
     }
   }
 
-  private kvSlot(n: Node): K.KvSlot {
+  /**
+   * The layer's KV cache with room for `rows` positions. It grows by doubling (up to the context length)
+   * instead of being allocated for the whole context at once: a header may claim a context of 2^31
+   * positions, and a real model's full context can take gigabytes that a short run never uses.
+   */
+  private kvSlot(n: Node, rows: number): K.KvSlot {
     const layer = n.attrs.layer as number;
+    const kvw = (n.attrs.kv_heads as number) * (n.attrs.head_dim as number);
     let slot = this.cache.get(layer);
-    if (!slot) {
-      const kvw = (n.attrs.kv_heads as number) * (n.attrs.head_dim as number);
-      const cap = this.model.spec.maxSeqLen;
-      slot = { k: new Float32Array(cap * kvw), v: new Float32Array(cap * kvw) };
-      this.cache.set(layer, slot);
+    if (!slot || slot.k.length < rows * kvw) {
+      const cap = Math.min(this.model.spec.maxSeqLen, Math.max(rows, 64, 2 * (slot ? slot.k.length / kvw : 0)));
+      const grown = { k: new Float32Array(cap * kvw), v: new Float32Array(cap * kvw) };
+      if (slot) {
+        grown.k.set(slot.k);
+        grown.v.set(slot.v);
+      }
+      this.cache.set(layer, (slot = grown));
     }
     return slot;
   }

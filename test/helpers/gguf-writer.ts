@@ -104,7 +104,7 @@ export function writeGguf(o: GgufWriteOptions): Uint8Array {
   let off = 0;
   for (const t of o.tensors) {
     off = Math.ceil(off / align) * align;
-    offsets.push(o.offsets?.[t.name] ?? BigInt(off));
+    offsets.push((o.offsets && Object.hasOwn(o.offsets, t.name) ? o.offsets[t.name] : undefined) ?? BigInt(off)); // a tensor named "constructor" has no override
     off += t.data.length;
   }
   o.tensors.forEach((t, i) => {
