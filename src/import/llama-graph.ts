@@ -9,7 +9,7 @@ import { expectedWeightShapes } from './spec.js';
 export function buildLlamaGraph(spec: ModelSpec, dtypes: (name: string) => DType = () => 'f32', name = 'llama'): Graph {
   const b = new GraphBuilder(name);
   const shapes = expectedWeightShapes(spec);
-  const w = (n: string): Operand => b.weight(n, { dtype: dtypes(n), shape: shapes.get(n)! });
+  const w = (n: string): Operand => b.param(n, { dtype: dtypes(n), shape: shapes.get(n)! });
   const ropeAttrs = (heads: number) => ({
     heads, head_dim: spec.headDim, theta: spec.rope.theta, style: spec.rope.style,
     ...(spec.rope.scaling ? {

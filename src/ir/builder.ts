@@ -1,11 +1,15 @@
-// Builds graphs op by op, inferring each node's type from the op table.
+// Builds graphs op by op, inferring each node's output types from the op table.
 import { opDef } from './ops.js';
-import type { AttrValue, Graph, Node, Operand, TensorType, ValueDecl } from './types.js';
-import { typeToString } from './types.js';
+import type { AttrValue, Checkpoint, Graph, Node, Operand, ParamDecl, TensorType, ValueDecl } from './types.js';
+import { operandToString, typeToString } from './types.js';
+
+export interface OpOptions {
+  ckpt?: Checkpoint;
+}
 
 export class GraphBuilder {
   private readonly inputs: ValueDecl[] = [];
-  private readonly weights = new Map<string, ValueDecl>();
+  private readonly params = new Map<string, ParamDecl>();
   private readonly nodes: Node[] = [];
   private readonly types = new Map<string, TensorType>();
   private readonly used = new Set<string>();
@@ -18,37 +22,47 @@ export class GraphBuilder {
     return { kind: 'value', name };
   }
 
-  weight(name: string, type: TensorType): Operand {
-    const prev = this.weights.get(name);
-    if (prev && typeToString(prev.type) !== typeToString(type)) throw new Error(`weight @${name} declared twice with different types`);
-    if (!prev) this.weights.set(name, { name, type });
-    return { kind: 'weight', name };
+  /** Declares a parameter (once; a second read of it passes the same type) and returns it as an operand. */
+  param(name: string, type: TensorType, trainable = true): Operand {
+    const prev = this.params.get(name);
+    if (prev && (typeToString(prev.type) !== typeToString(type) || prev.trainable !== trainable)) throw new Error(`param @${name} declared twice differently`);
+    if (!prev) this.params.set(name, { name, type, trainable });
+    return { kind: 'param', name };
   }
 
   typeOf(o: Operand): TensorType {
-    const t = o.kind === 'weight' ? this.weights.get(o.name)?.type : this.types.get(o.name);
-    if (!t) throw new Error(`${o.kind === 'weight' ? '@' : '%'}${o.name} is not defined`);
+    const t = o.kind === 'param' ? this.params.get(o.name)?.type : this.types.get(o.name);
+    if (!t) throw new Error(`${operandToString(o)} is not defined`);
     return t;
   }
 
-  /** Adds a node; `name` is made unique if taken. Returns the new value. */
-  op(op: string, inputs: Operand[], attrs: Record<string, AttrValue> = {}, name?: string, annotations: Record<string, string> = {}): Operand {
-    const def = opDef(op);
-    const type = def.infer(inputs.map((i) => this.typeOf(i)), attrs);
-    const unique = this.fresh(name ?? op);
-    this.define(unique, type);
-    this.nodes.push({ name: unique, op, inputs, attrs, type, annotations });
-    return { kind: 'value', name: unique };
+  /** Adds a single-output node; `name` is made unique if taken. Returns the new value. */
+  op(op: string, inputs: Operand[], attrs: Record<string, AttrValue> = {}, name?: string, opts: OpOptions = {}): Operand {
+    const outs = this.opN(op, inputs, attrs, [name ?? op], opts);
+    if (outs.length !== 1) throw new Error(`${op} has ${outs.length} outputs: use opN`);
+    return outs[0]!;
+  }
+
+  /** Adds a node with one or more outputs, named from `names` (made unique; missing ones from the op). */
+  opN(op: string, inputs: Operand[], attrs: Record<string, AttrValue> = {}, names: string[] = [], opts: OpOptions = {}): Operand[] {
+    const types = opDef(op).infer(inputs.map((i) => this.typeOf(i)), attrs);
+    const outputs = types.map((type, i) => {
+      const name = this.fresh(names[i] ?? (types.length > 1 ? `${op}.${i}` : op));
+      this.define(name, type);
+      return { name, type };
+    });
+    this.nodes.push({ op, inputs, attrs, outputs, ...(opts.ckpt ? { ckpt: opts.ckpt } : {}) });
+    return outputs.map((o) => ({ kind: 'value', name: o.name }));
   }
 
   /** Appends an already-typed node verbatim (passes copying nodes across). */
   copy(node: Node): void {
-    this.define(node.name, node.type);
+    for (const o of node.outputs) this.define(o.name, o.type);
     this.nodes.push(node);
   }
 
-  declareWeights(decls: readonly ValueDecl[]): void {
-    for (const w of decls) this.weight(w.name, w.type);
+  declareParams(decls: readonly ParamDecl[]): void {
+    for (const p of decls) this.param(p.name, p.type, p.trainable);
   }
 
   fresh(base: string): string {
@@ -60,7 +74,7 @@ export class GraphBuilder {
     return {
       name: this.name,
       inputs: [...this.inputs],
-      weights: [...this.weights.values()],
+      params: [...this.params.values()],
       nodes: [...this.nodes],
       outputs: outputs.map((o) => o.name),
     };

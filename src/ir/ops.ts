@@ -1,6 +1,6 @@
 // The op table: one entry per op with its arity, attributes and shape/dtype rule.
 // Adding an op means adding an entry here and a kernel in every target that declares it.
-import type { AttrValue, Dim, Node, TensorType } from './types.js';
+import type { AttrValue, Dim, TensorType } from './types.js';
 import { typeToString } from './types.js';
 
 export type AttrKind = 'int' | 'float' | 'string' | 'bool';
@@ -10,14 +10,14 @@ export interface AttrSpec {
   optional?: boolean;
 }
 
-/**
- * A gradient rule, filled in by the training work (autodiff pass): given the forward node and the
- * name of its output's gradient, it emits backward nodes and returns one gradient name per input
- * (null where the input gets none: indices, the Top-K selection itself, tokens).
- */
-export type GradRule = (emit: GradEmitter, node: Node, dOutput: string) => (string | null)[];
-export interface GradEmitter {
-  emit(op: string, inputs: string[], attrs?: Record<string, AttrValue>): string;
+/** An op as written in the table below: `infer` gives the one output type, or a list for several. */
+interface OpSpec {
+  name: string;
+  /** Input names, for error messages and docs. */
+  inputs: string[];
+  attrs: Record<string, AttrSpec>;
+  infer(inputs: TensorType[], attrs: Readonly<Record<string, AttrValue>>): TensorType | TensorType[];
+  doc: string;
 }
 
 export interface OpDef {
@@ -25,12 +25,11 @@ export interface OpDef {
   /** Input names, for error messages and docs. */
   inputs: string[];
   attrs: Record<string, AttrSpec>;
-  /** Computes the output type from the input types and attributes; throws a plain message on mismatch. */
-  infer(inputs: TensorType[], attrs: Readonly<Record<string, AttrValue>>): TensorType;
-  /** Set by the autodiff work; undefined means "no gradient rule yet". */
-  grad?: GradRule;
+  /** Computes the output types from the input types and attributes; throws a plain message on mismatch. */
+  infer(inputs: TensorType[], attrs: Readonly<Record<string, AttrValue>>): TensorType[];
   doc: string;
 }
+// Gradient rules live beside this table, in grad.ts.
 
 const FLOATS = new Set(['f32', 'f16', 'bf16']);
 
@@ -71,7 +70,7 @@ function unaryFloat(ins: TensorType[]): TensorType {
   return f32(...ins[0]!.shape);
 }
 
-const defs: OpDef[] = [
+const defs: OpSpec[] = [
   {
     name: 'embedding', inputs: ['table', 'tokens'], attrs: {},
     doc: 'rows of table [V,d] picked by tokens i32[T] → [T,d]',
@@ -195,9 +194,26 @@ const defs: OpDef[] = [
       return f32(z!.shape[0]!, w!.shape[1]!);
     },
   },
+  {
+    name: 'split', inputs: ['x'], attrs: { parts: { kind: 'int' } },
+    doc: 'x [R,n·w] cut along the last axis into n outputs [R,w] (several outputs: e.g. a fused QKV projection)',
+    infer([x], attrs) {
+      expectRank(x!, 2, 'x');
+      const parts = num(attrs, 'parts'), w = x!.shape[1]!;
+      if (!(parts >= 1)) fail(`parts must be at least 1, got ${parts}`);
+      if (typeof w !== 'number' || w % parts !== 0) fail(`width ${w} is not a multiple of parts = ${parts}`);
+      return Array.from({ length: parts }, () => ({ dtype: x!.dtype, shape: [x!.shape[0]!, w / parts] }));
+    },
+  },
 ];
 
-export const OPS: ReadonlyMap<string, OpDef> = new Map(defs.map((d) => [d.name, d]));
+export const OPS: ReadonlyMap<string, OpDef> = new Map(defs.map((d): [string, OpDef] => [d.name, {
+  ...d,
+  infer: (ins, attrs) => {
+    const t = d.infer(ins, attrs);
+    return Array.isArray(t) ? t : [t];
+  },
+}]));
 
 export function opDef(name: string): OpDef {
   const d = OPS.get(name);

@@ -1,5 +1,6 @@
 // Per-layer K of a graph, read off its moc_select nodes (for the manifest and `mocc inspect`).
 import type { Graph } from '../ir/types.js';
+import { single } from '../ir/types.js';
 import type { ModelSpec } from '../import/spec.js';
 import type { Manifest } from './manifest.js';
 
@@ -12,7 +13,7 @@ export function mocSummary(g: Graph, spec: ModelSpec): Manifest['moc'] {
     const pos = g.nodes.indexOf(s);
     const att = [...attention].reverse().find((a) => g.nodes.indexOf(a) < pos);
     const layer = att ? (att.attrs.layer as number) : selects.indexOf(s);
-    perLayerK[layer] = s.type.shape[1] as number;
+    perLayerK[layer] = single(s).type.shape[1] as number;
   }
   const pattern = selects.find((s) => s.attrs.a !== undefined);
   return {

@@ -39,7 +39,7 @@ export function openPackage(dir: string): OpenedPackage {
     throw new UserError(`${dir}/${manifest.ir}: ${(e as Error).message}`);
   }
   const st = readSafetensorsHeader(join(dir, manifest.weights.file));
-  for (const w of graph.weights) {
+  for (const w of graph.params) {
     const t = st.tensors.get(w.name);
     if (!t) {
       st.file.close();

@@ -7,8 +7,21 @@
 // Nothing here decides a fusion or names a kernel; fusion.ts finds the patterns, each target
 // decides what to do with them.
 import { UserError } from '../../src/import/spec.js';
-import type { Graph, Node, Operand, TensorType } from '../../src/ir/types.js';
+import type { Graph, Node as IrNode, Operand, TensorType } from '../../src/ir/types.js';
+import { single } from '../../src/ir/types.js';
 import { deviceDType, matrixShape, type WeightDType } from './device-image.js';
+
+/**
+ * A node as the lowerings see it: every op they lower has one output, so a node is named by it
+ * and has its type (a node with several outputs is refused when the facts are built).
+ */
+export interface Node {
+  readonly name: string;
+  readonly op: string;
+  readonly inputs: readonly Operand[];
+  readonly attrs: IrNode['attrs'];
+  readonly type: TensorType;
+}
 
 /** A weight as one device buffer: its name there, dtype and shape as stored (a vector is one row). */
 export interface DeviceWeight {
@@ -24,6 +37,8 @@ export type WeightRead = DeviceWeight & ({ kind: 'weight' } | { kind: 'transpose
 export class GraphFacts {
   /** Reader index of the graph outputs: after every node. */
   readonly outputIndex: number;
+  /** The graph's nodes in program order, as single-output nodes. */
+  readonly nodes: readonly Node[];
   private readonly byName: Map<string, { n: Node; i: number }>;
   private readonly readerIndices = new Map<string, number[]>();
   private readonly weightTypes: Map<string, TensorType>;
@@ -31,10 +46,15 @@ export class GraphFacts {
   /** `target` names the target in error messages ("cuda target: …"). */
   constructor(readonly graph: Graph, readonly target: string) {
     this.outputIndex = graph.nodes.length;
-    this.byName = new Map(graph.nodes.map((n, i) => [n.name, { n, i }]));
-    graph.nodes.forEach((n, i) => n.inputs.forEach((o) => o.kind === 'value' && this.readerIndices.set(o.name, [...(this.readerIndices.get(o.name) ?? []), i])));
+    this.nodes = graph.nodes.map((n) => {
+      if (n.outputs.length !== 1) throw new UserError(`${target} target: cannot lower ${n.op} with ${n.outputs.length} outputs`);
+      const { name, type } = single(n);
+      return { name, op: n.op, inputs: n.inputs, attrs: n.attrs, type };
+    });
+    this.byName = new Map(this.nodes.map((n, i) => [n.name, { n, i }]));
+    this.nodes.forEach((n, i) => n.inputs.forEach((o) => o.kind === 'value' && this.readerIndices.set(o.name, [...(this.readerIndices.get(o.name) ?? []), i])));
     for (const o of graph.outputs) this.readerIndices.set(o, [...(this.readerIndices.get(o) ?? []), this.outputIndex]);
-    this.weightTypes = new Map(graph.weights.map((w) => [w.name, w.type]));
+    this.weightTypes = new Map(graph.params.map((w) => [w.name, w.type]));
   }
 
   node(name: string): Node | undefined {
@@ -53,7 +73,7 @@ export class GraphFacts {
 
   /** The nodes reading value v (graph outputs left out), once per operand. */
   readerNodes(v: string): Node[] {
-    return this.readers(v).flatMap((i) => (i < this.outputIndex ? [this.graph.nodes[i]!] : []));
+    return this.readers(v).flatMap((i) => (i < this.outputIndex ? [this.nodes[i]!] : []));
   }
 
   /** How many operands (and graph outputs) read value v. */
@@ -70,7 +90,7 @@ export class GraphFacts {
   widthOf(o: Operand): number {
     const t = o.kind === 'value' ? (this.byName.get(o.name)?.n.type ?? this.graph.inputs.find((x) => x.name === o.name)?.type) : this.weightTypes.get(o.name);
     const d = t?.shape[1];
-    if (typeof d !== 'number') throw new UserError(`${this.target} target: ${o.kind === 'weight' ? '@' : '%'}${o.name} has no static width`);
+    if (typeof d !== 'number') throw new UserError(`${this.target} target: ${o.kind === 'param' ? '@' : '%'}${o.name} has no static width`);
     return d;
   }
 
@@ -83,9 +103,9 @@ export class GraphFacts {
 
   /** How the operand reads a weight, or undefined when it is neither a weight nor a transpose of one. */
   weightRead(o: Operand): WeightRead | undefined {
-    if (o.kind === 'weight') return { kind: 'weight', ...this.weight(o.name) };
+    if (o.kind === 'param') return { kind: 'weight', ...this.weight(o.name) };
     const t = this.producer(o);
-    if (t?.op !== 'transpose' || t.inputs[0]!.kind !== 'weight') return undefined;
+    if (t?.op !== 'transpose' || t.inputs[0]!.kind !== 'param') return undefined;
     const w = this.weight(t.inputs[0]!.name);
     return { kind: 'transpose', of: w.name, name: `${w.name}.t`, dtype: w.dtype, rows: w.cols, cols: w.rows };
   }

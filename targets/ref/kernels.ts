@@ -146,6 +146,16 @@ export function transpose(x: Float32Array, rows: number, cols: number): Float32A
   return out;
 }
 
+/** x [rows, parts·w] cut along the last axis into `parts` matrices [rows, w]. */
+export function split(x: Float32Array, width: number, parts: number): Float32Array[] {
+  const w = width / parts, rows = x.length / width;
+  return Array.from({ length: parts }, (_, p) => {
+    const out = new Float32Array(rows * w);
+    for (let r = 0; r < rows; r++) out.set(x.subarray(r * width + p * w, r * width + (p + 1) * w), r * w);
+    return out;
+  });
+}
+
 /** Indices, ascending, of the k largest of row[from, to) (ties → lower index). NaN counts as smallest. */
 function topK(row: Float32Array, from: number, to: number, k: number, out: number[]): void {
   const ids = [];

@@ -1,5 +1,6 @@
 // The reference interpreter: walks the graph node by node in float32, with a KV cache per layer.
 import type { Graph, Node, Operand, TensorType } from '../../src/ir/types.js';
+import { operandToString } from '../../src/ir/types.js';
 import type { ModelSession, RunnableModel } from '../target.js';
 import * as K from './kernels.js';
 
@@ -8,19 +9,19 @@ type Value = Float32Array | Int32Array;
 export class RefSession implements ModelSession {
   private pos = 0;
   private readonly cache = new Map<number, K.KvSlot>();
-  /** Weights decoded to float32 on first use, and nodes computed from weights only (e.g. transpose(@w)). */
+  /** Params decoded to float32 on first use (as `@name`), and outputs of nodes computed from params only (e.g. transpose(@w)). */
   private readonly constants = new Map<string, Value>();
-  private readonly constantNodes: Set<string>;
+  private readonly constantNodes: Set<Node>;
   private readonly graph: Graph;
-  /** Types by name: values as `name`, weights as `@name`. */
+  /** Types by name: values as `name`, params as `@name`. */
   private readonly types = new Map<string, TensorType>();
 
   constructor(private readonly model: RunnableModel) {
     this.graph = model.graph;
-    this.constantNodes = constantNodeNames(model.graph);
+    this.constantNodes = constantNodes(model.graph);
     for (const i of this.graph.inputs) this.types.set(i.name, i.type);
-    for (const w of this.graph.weights) this.types.set(`@${w.name}`, w.type);
-    for (const n of this.graph.nodes) this.types.set(n.name, n.type);
+    for (const p of this.graph.params) this.types.set(`@${p.name}`, p.type);
+    for (const n of this.graph.nodes) for (const o of n.outputs) this.types.set(o.name, o.type);
   }
 
   get position(): number {
@@ -46,17 +47,16 @@ export class RefSession implements ModelSession {
   evaluate(inputs: Record<string, Value>): Value {
     const values = new Map<string, Value>(Object.entries(inputs));
     const get = (o: Operand): Value => {
-      if (o.kind === 'weight') return this.weightF32(o.name);
+      if (o.kind === 'param') return this.weightF32(o.name);
       const v = values.get(o.name) ?? this.constants.get(o.name);
       if (!v) throw new Error(`%${o.name} has no value`);
       return v;
     };
     for (const n of this.graph.nodes) {
-      if (this.constantNodes.has(n.name)) {
-        if (!this.constants.has(n.name)) this.constants.set(n.name, this.evalNode(n, n.inputs.map(get)));
-        continue;
-      }
-      values.set(n.name, this.evalNode(n, n.inputs.map(get)));
+      const constant = this.constantNodes.has(n);
+      if (constant && this.constants.has(n.outputs[0]!.name)) continue;
+      const outs = this.evalNode(n, n.inputs.map(get));
+      n.outputs.forEach((o, i) => (constant ? this.constants : values).set(o.name, outs[i]!));
     }
     return get({ kind: 'value', name: this.graph.outputs[0]! });
   }
@@ -65,27 +65,33 @@ export class RefSession implements ModelSession {
     let w = this.constants.get(`@${name}`);
     if (!w) {
       const src = this.model.weights.get(name);
-      if (!src) throw new Error(`weight @${name} is not in the model's weights`);
+      if (!src) throw new Error(`param @${name} is not in the model's weights`);
       w = src.toFloat32();
       this.constants.set(`@${name}`, w);
     }
     return w as Float32Array;
   }
 
-  /** Static size of axis `axis` of an operand (weights, inputs and node values all have static widths). */
+  /** Static size of axis `axis` of an operand (params, inputs and node values all have static widths). */
   private dim(o: Operand, axis: number): number {
-    const t = o.kind === 'weight' ? this.types.get(`@${o.name}`) : this.types.get(o.name);
+    const t = this.types.get(o.kind === 'param' ? `@${o.name}` : o.name);
     const d = t?.shape[axis];
-    if (typeof d !== 'number') throw new Error(`${o.kind === 'weight' ? '@' : '%'}${o.name}: axis ${axis} is not static`);
+    if (typeof d !== 'number') throw new Error(`${operandToString(o)}: axis ${axis} is not static`);
     return d;
   }
 
-  private evalNode(n: Node, ins: Value[]): Value {
+  /** The node's output values, one per output. */
+  private evalNode(n: Node, ins: Value[]): Value[] {
+    if (n.op === 'split') return K.split(ins[0] as Float32Array, this.dim(n.inputs[0]!, 1), n.attrs.parts as number);
+    return [this.evalSingle(n, ins)];
+  }
+
+  private evalSingle(n: Node, ins: Value[]): Value {
     const f = (i: number) => ins[i] as Float32Array;
     const idx = (i: number) => ins[i] as Int32Array;
     const dim = (i: number, axis: number) => this.dim(n.inputs[i]!, axis);
     const a = n.attrs;
-    const kept = n.type.shape[1] as number;
+    const kept = n.outputs[0]!.type.shape[1] as number;
     switch (n.op) {
       case 'embedding': return K.embedding(f(0), dim(0, 1), idx(1));
       case 'rmsnorm': return K.rmsnorm(f(0), f(1), a.eps as number);
@@ -104,7 +110,7 @@ export class RefSession implements ModelSession {
       case 'moc_select': return K.mocSelect(f(0), dim(0, 1), a.k !== undefined ? { k: a.k as number } : { a: a.a as number, b: a.b as number });
       case 'moc_gather': return K.mocGather(f(0), dim(0, 1), idx(1), kept);
       case 'moc_up': return K.mocUp(f(0), f(1), dim(0, 1), idx(2), kept);
-      case 'moc_down': return K.mocDown(f(0), f(1), n.type.shape[1] as number, idx(2), dim(0, 1));
+      case 'moc_down': return K.mocDown(f(0), f(1), kept, idx(2), dim(0, 1));
       default: throw new Error(`ref target has no kernel for op '${n.op}'`);
     }
   }
@@ -122,9 +128,14 @@ export class RefSession implements ModelSession {
   }
 }
 
-/** Nodes whose inputs are all weights or other such nodes: computed once per session. */
-function constantNodeNames(g: Graph): Set<string> {
-  const out = new Set<string>();
-  for (const n of g.nodes) if (n.inputs.every((o) => o.kind === 'weight' || out.has(o.name))) out.add(n.name);
+/** Nodes whose inputs are all params or outputs of other such nodes: computed once per session. */
+function constantNodes(g: Graph): Set<Node> {
+  const out = new Set<Node>();
+  const values = new Set<string>();
+  for (const n of g.nodes) {
+    if (!n.inputs.every((o) => o.kind === 'param' || values.has(o.name))) continue;
+    out.add(n);
+    for (const o of n.outputs) values.add(o.name);
+  }
   return out;
 }

@@ -325,10 +325,10 @@ for (const [label, pkg, ks] of [['HF k32 bf16', PKG.bf16, [32, 32, 32, 32, 32]],
     const g = parseGraph(text);
     t.notThrows(() => verifyGraph(g));
     const st = readSt(join(pkg, 'weights.safetensors'));
-    // Weight declarations read off the text by hand: `weight @name : dtype[dims]`.
-    const decls = [...text.matchAll(/^\s*weight @(\S+) : (\w+)\[([\d,]*)\]\s*$/gm)].map((x) => ({ name: x[1]!, dtype: x[2]!, shape: x[3] === '' ? [] : x[3]!.split(',').map(Number) }));
+    // Param declarations read off the text by hand: `param @name : dtype[dims]`.
+    const decls = [...text.matchAll(/^\s*param @(\S+) : (\w+)\[([\d,]*)\]\s*$/gm)].map((x) => ({ name: x[1]!, dtype: x[2]!, shape: x[3] === '' ? [] : x[3]!.split(',').map(Number) }));
     t.deepEqual(decls.map((d) => d.name).sort(), Object.keys(st.header).sort());
-    t.is(g.weights.length, decls.length);
+    t.is(g.params.length, decls.length);
     for (const d of decls) {
       t.deepEqual(st.header[d.name]!.shape, d.shape, d.name);
       t.is(st.header[d.name]!.dtype, d.dtype.toUpperCase(), d.name);
@@ -336,7 +336,7 @@ for (const [label, pkg, ks] of [['HF k32 bf16', PKG.bf16, [32, 32, 32, 32, 32]],
     // Top-K per FFN, in layer order.
     const sel = g.nodes.filter((n) => n.op === 'moc_select');
     t.deepEqual(sel.map((n) => n.attrs['k']), [...ks]);
-    t.deepEqual(sel.map((n) => n.type.shape[1]), [...ks]);
+    t.deepEqual(sel.map((n) => n.outputs[0]!.type.shape[1]), [...ks]);
   });
 }
 
