@@ -1,6 +1,6 @@
 // Builds graphs op by op, inferring each node's output types from the op table.
 import { opDef } from './ops.js';
-import type { AttrValue, Checkpoint, Graph, Node, Operand, ParamDecl, TensorType, ValueDecl } from './types.js';
+import type { AttrValue, Checkpoint, Graph, Node, Operand, ParamDecl, StateDecl, TensorType, ValueDecl } from './types.js';
 import { operandToString, typeToString } from './types.js';
 
 export interface OpOptions {
@@ -9,6 +9,7 @@ export interface OpOptions {
 
 export class GraphBuilder {
   private readonly inputs: ValueDecl[] = [];
+  private readonly states: Omit<StateDecl, 'next'>[] = [];
   private readonly params = new Map<string, ParamDecl>();
   private readonly nodes: Node[] = [];
   private readonly types = new Map<string, TensorType>();
@@ -19,6 +20,13 @@ export class GraphBuilder {
   input(name: string, type: TensorType): Operand {
     this.define(name, type);
     this.inputs.push({ name, type });
+    return { kind: 'value', name };
+  }
+
+  /** Declares graph state, read like an input; finish() is told which value replaces it after a call. */
+  state(name: string, type: TensorType): Operand {
+    this.define(name, type);
+    this.states.push({ name, type });
     return { kind: 'value', name };
   }
 
@@ -70,10 +78,13 @@ export class GraphBuilder {
     for (let i = 1; ; i++) if (!this.used.has(`${base}.${i}`)) return `${base}.${i}`;
   }
 
-  finish(outputs: Operand[]): Graph {
+  /** The graph, with its outputs and, for each declared state (by name), the value that replaces it. */
+  finish(outputs: Operand[], next: Record<string, Operand> = {}): Graph {
+    for (const s of this.states) if (!next[s.name]) throw new Error(`state %${s.name} has no next value`);
     return {
       name: this.name,
       inputs: [...this.inputs],
+      states: this.states.map((s) => ({ ...s, next: next[s.name]!.name })),
       params: [...this.params.values()],
       nodes: [...this.nodes],
       outputs: outputs.map((o) => o.name),

@@ -45,6 +45,12 @@ function expectRank(t: TensorType, rank: number, what: string): void {
 function expectDim(a: Dim, b: Dim, what: string): void {
   if (a !== b) fail(`${what}: ${a} ≠ ${b}`);
 }
+/** An i32[T] per-row vector (positions, sequence ids) for the rows of x. */
+function expectRows(v: TensorType, x: TensorType, what: string): void {
+  if (v.dtype !== 'i32') fail(`${what} must be i32, got ${typeToString(v)}`);
+  expectRank(v, 1, what);
+  expectDim(v.shape[0]!, x.shape[0]!, `${what} rows`);
+}
 function num(attrs: Readonly<Record<string, AttrValue>>, k: string): number {
   return attrs[k] as number;
 }
@@ -99,16 +105,17 @@ const defs: OpSpec[] = [
     },
   },
   {
-    name: 'rope', inputs: ['x'],
+    name: 'rope', inputs: ['x', 'pos'],
     attrs: {
       heads: { kind: 'int' }, head_dim: { kind: 'int' }, theta: { kind: 'float' }, style: { kind: 'string' },
       scaling: { kind: 'string', optional: true }, factor: { kind: 'float', optional: true },
       low_freq_factor: { kind: 'float', optional: true }, high_freq_factor: { kind: 'float', optional: true },
       original_max_pos: { kind: 'int', optional: true },
     },
-    doc: "rotary embedding at positions past..past+T; style 'half' (pairs i, i+hd/2) or 'interleaved' (pairs 2i, 2i+1)",
-    infer([x], attrs) {
+    doc: "rotary embedding of each row x[t] at position pos[t] (i32[T]); style 'half' (pairs i, i+hd/2) or 'interleaved' (pairs 2i, 2i+1)",
+    infer([x, pos], attrs) {
       expectRank(x!, 2, 'x');
+      expectRows(pos!, x!, 'pos');
       if (attrs.style !== 'half' && attrs.style !== 'interleaved') fail(`rope style must be half or interleaved, got ${String(attrs.style)}`);
       if (attrs.scaling !== undefined && attrs.scaling !== 'llama3') fail(`rope scaling must be llama3, got ${String(attrs.scaling)}`);
       expectDim(x!.shape[1]!, num(attrs, 'heads') * num(attrs, 'head_dim'), 'rope width = heads·head_dim');
@@ -116,16 +123,42 @@ const defs: OpSpec[] = [
     },
   },
   {
-    name: 'attention', inputs: ['q', 'k', 'v'],
-    attrs: { heads: { kind: 'int' }, kv_heads: { kind: 'int' }, head_dim: { kind: 'int' }, layer: { kind: 'int' } },
-    doc: 'causal GQA attention of q over the KV cache slot `layer`, after appending k and v to it',
-    infer([q, k, v], attrs) {
+    name: 'attention', inputs: ['q', 'k', 'v', 'seq'],
+    attrs: { heads: { kind: 'int' }, kv_heads: { kind: 'int' }, head_dim: { kind: 'int' } },
+    doc: 'causal GQA attention within each sequence: row t attends to rows s ≤ t with seq[s] = seq[t] (a sequence\'s rows contiguous, in order)',
+    infer([q, k, v, seq], attrs) {
+      expectRows(seq!, q!, 'seq');
       const hd = num(attrs, 'head_dim');
       expectDim(q!.shape[1]!, num(attrs, 'heads') * hd, 'q width');
       expectDim(k!.shape[1]!, num(attrs, 'kv_heads') * hd, 'k width');
       expectDim(v!.shape[1]!, num(attrs, 'kv_heads') * hd, 'v width');
       if (num(attrs, 'heads') % num(attrs, 'kv_heads') !== 0) fail('heads must be a multiple of kv_heads');
       expectDim(q!.shape[0]!, k!.shape[0]!, 'q/k tokens');
+      return f32(...q!.shape);
+    },
+  },
+  {
+    name: 'kv_write', inputs: ['cache', 'x', 'pos'], attrs: {},
+    doc: 'the cache [C,w] with row pos[t] replaced by x[t]: appending to a KV cache, as a pure op',
+    infer([cache, x, pos]) {
+      expectRank(cache!, 2, 'cache'); expectRank(x!, 2, 'x'); expectFloat(x!, 'x');
+      expectDim(cache!.shape[1]!, x!.shape[1]!, 'cache width');
+      expectRows(pos!, x!, 'pos');
+      return f32(...cache!.shape);
+    },
+  },
+  {
+    name: 'kv_attention', inputs: ['q', 'k_cache', 'v_cache', 'pos'],
+    attrs: { heads: { kind: 'int' }, kv_heads: { kind: 'int' }, head_dim: { kind: 'int' } },
+    doc: 'causal GQA attention of q over cached keys/values [C,kv_heads·hd]: row t attends to cache rows 0..pos[t] (decoding one sequence)',
+    infer([q, k, v, pos], attrs) {
+      const hd = num(attrs, 'head_dim');
+      expectDim(q!.shape[1]!, num(attrs, 'heads') * hd, 'q width');
+      expectDim(k!.shape[1]!, num(attrs, 'kv_heads') * hd, 'k_cache width');
+      expectDim(v!.shape[1]!, num(attrs, 'kv_heads') * hd, 'v_cache width');
+      expectDim(k!.shape[0]!, v!.shape[0]!, 'cache capacity');
+      if (num(attrs, 'heads') % num(attrs, 'kv_heads') !== 0) fail('heads must be a multiple of kv_heads');
+      expectRows(pos!, q!, 'pos');
       return f32(...q!.shape);
     },
   },

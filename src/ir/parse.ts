@@ -1,6 +1,6 @@
 // Parses the text form written by print.ts back into a Graph (then verify it).
 import type { DType } from '../util/dtype.js';
-import type { AttrValue, Checkpoint, Dim, Graph, Node, Operand, ParamDecl, TensorType, ValueDecl } from './types.js';
+import type { AttrValue, Checkpoint, Dim, Graph, Node, Operand, ParamDecl, StateDecl, TensorType, ValueDecl } from './types.js';
 import { CHECKPOINTS } from './types.js';
 
 const NAME = '[A-Za-z_][A-Za-z0-9_.]*';
@@ -90,6 +90,7 @@ export function parseGraph(text: string): Graph {
   let name: string | null = null;
   const inputs: ValueDecl[] = [];
   const params: ParamDecl[] = [];
+  const states: StateDecl[] = [];
   const nodes: Node[] = [];
   const outputs: string[] = [];
   let ended = false;
@@ -108,6 +109,8 @@ export function parseGraph(text: string): Graph {
       throw new ParseError(`${where}: expected 'graph NAME' first`);
     } else if ((m = new RegExp(`^input %(${NAME})\\s*:\\s*(.+)$`).exec(line))) {
       inputs.push({ name: m[1]!, type: parseType(m[2]!, where) });
+    } else if ((m = new RegExp(`^state %(${NAME})\\s*:\\s*(.+?)\\s+next\\s+%(${NAME})$`).exec(line))) {
+      states.push({ name: m[1]!, type: parseType(m[2]!, where), next: m[3]! });
     } else if ((m = new RegExp(`^param @(${NAME})\\s*:\\s*([^{]+?)\\s*(?:\\{(.*)\\})?$`).exec(line))) {
       const flag = m[3]?.trim();
       if (flag !== undefined && flag !== 'frozen') throw new ParseError(`${where}: unknown param flag '${flag}' (only {frozen})`);
@@ -134,5 +137,5 @@ export function parseGraph(text: string): Graph {
   }
   if (name === null) throw new ParseError('empty graph text');
   if (!ended) throw new ParseError(`graph ${name}: missing 'end'`);
-  return { name, inputs, params, nodes, outputs };
+  return { name, inputs, states, params, nodes, outputs };
 }

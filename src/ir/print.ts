@@ -1,6 +1,7 @@
 // The readable text form (.mir). Grammar, one item per line:
 //   graph NAME
 //     input %x : i32[T]
+//     state %c : f32[512,32] next %c2   (kept between calls, replaced by %c2 after each)
 //     param @w : f32[512,64]            (trainable)
 //     param @n : f32[64] {frozen}
 //     %y = op(%x, @w) {attr=1, s="half"} : f32[T,64] [ckpt=save]
@@ -35,6 +36,7 @@ export function paramToString(p: ParamDecl): string {
 export function printGraph(g: Graph): string {
   const lines = [`graph ${g.name}`];
   for (const i of g.inputs) lines.push(`  input %${i.name} : ${typeToString(i.type)}`);
+  for (const s of g.states) lines.push(`  state %${s.name} : ${typeToString(s.type)} next %${s.next}`);
   for (const p of g.params) lines.push(`  ${paramToString(p)}`);
   for (const n of g.nodes) lines.push(`  ${nodeToString(n)}`);
   for (const o of g.outputs) lines.push(`  output %${o}`);

@@ -1,7 +1,7 @@
 // The IR's data model: an immutable SSA graph of pure tensor ops over declared parameters.
 import type { DType } from '../util/dtype.js';
 
-/** A dimension: a number, or a symbol bound at run time ('T' = tokens in this call). */
+/** A dimension: a number, or a symbol bound at run time ('T' = rows, i.e. tokens, in this call). */
 export type Dim = number | string;
 
 export interface TensorType {
@@ -40,9 +40,19 @@ export interface ParamDecl extends ValueDecl {
   readonly trainable: boolean;
 }
 
+/**
+ * Graph state (a decode graph's KV cache): a value the caller keeps between calls. It is read like an
+ * input, and after the call it is replaced by the value `next` (an SSA value of the same type).
+ */
+export interface StateDecl extends ValueDecl {
+  readonly next: string;
+}
+
 export interface Graph {
   readonly name: string;
   readonly inputs: readonly ValueDecl[];
+  /** State carried between calls; empty for a model graph (pure: training, prefill of whole sequences). */
+  readonly states: readonly StateDecl[];
   readonly params: readonly ParamDecl[];
   readonly nodes: readonly Node[];
   readonly outputs: readonly string[];

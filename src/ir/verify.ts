@@ -18,7 +18,7 @@ export function verifyGraph(g: Graph): void {
     if (params.has(p.name)) err(`param @${p.name} declared twice`);
     params.set(p.name, p.type);
   }
-  for (const i of g.inputs) {
+  for (const i of [...g.inputs, ...g.states]) {
     if (types.has(i.name)) err(`%${i.name} defined twice`);
     types.set(i.name, i.type);
   }
@@ -59,4 +59,9 @@ export function verifyGraph(g: Graph): void {
   }
   if (g.outputs.length === 0) err('no outputs');
   for (const o of g.outputs) if (!types.has(o)) err(`output %${o} is not defined`);
+  for (const s of g.states) {
+    const t = types.get(s.next);
+    if (!t) err(`state %${s.name}: next value %${s.next} is not defined`);
+    if (!sameType(t!, s.type)) err(`state %${s.name} is ${typeToString(s.type)} but its next value %${s.next} is ${typeToString(t!)}`);
+  }
 }

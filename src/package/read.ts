@@ -28,6 +28,9 @@ export function openPackage(dir: string): OpenedPackage {
     throw new UserError(`${dir}: unreadable manifest.json: ${(e as Error).message}`);
   }
   if (manifest.format !== PACKAGE_FORMAT) throw new UserError(`${dir}: manifest.json is not a mocc package manifest`);
+  if (manifest.formatVersion === 1) {
+    throw new UserError(`${dir}: package format version 1 (an older mocc's IR); convert the checkpoint again with this mocc`);
+  }
   if (manifest.formatVersion !== PACKAGE_FORMAT_VERSION) {
     throw new UserError(`${dir}: package format version ${manifest.formatVersion}; this mocc reads version ${PACKAGE_FORMAT_VERSION}`);
   }

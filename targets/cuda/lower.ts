@@ -24,7 +24,7 @@ import { DeviceInputs } from '../lowering/device-inputs.js';
 import { residualAdd, siluMuls } from '../lowering/fusion.js';
 import { ffnPairs, foldedNorms, mocUpDowns, mocUps, qkvProjections, ropedAttentions, tauSlots } from './fusions.js';
 
-export const CUDA_OPS = new Set(['embedding', 'rmsnorm', 'linear', 'logits', 'rope', 'attention', 'silu', 'mul', 'add', 'transpose', 'moc_select', 'moc_gather', 'moc_up', 'moc_down']);
+export const CUDA_OPS = new Set(['embedding', 'rmsnorm', 'linear', 'logits', 'rope', 'attention', 'kv_write', 'kv_attention', 'silu', 'mul', 'add', 'transpose', 'moc_select', 'moc_gather', 'moc_up', 'moc_down']);
 
 interface VBuf {
   width: number;
@@ -42,7 +42,7 @@ export interface LowerOptions {
 }
 
 export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {}): Program {
-  const facts = new GraphFacts(g, 'cuda');
+  const facts = new GraphFacts(g, 'cuda', spec.maxSeqLen);
   const producer = (o: Operand | undefined) => facts.producer(o), useCount = (v: string) => facts.useCount(v);
   const width = (n: Node) => facts.width(n), widthOf = (o: Operand) => facts.widthOf(o), fail = (n: Node, why: string) => facts.fail(n, why);
   const inputs = new DeviceInputs(facts);

@@ -7,21 +7,13 @@
 // Nothing here decides a fusion or names a kernel; fusion.ts finds the patterns, each target
 // decides what to do with them.
 import { UserError } from '../../src/import/spec.js';
-import type { Graph, Node as IrNode, Operand, TensorType } from '../../src/ir/types.js';
-import { single } from '../../src/ir/types.js';
-import { deviceDType, matrixShape, type WeightDType } from './device-image.js';
+import type { Graph, Operand, TensorType } from '../../src/ir/types.js';
+import { MODEL_INPUTS } from '../../src/model/graph-inputs.js';
+import { decodeGraph } from '../../passes/kv-cache.js';
+import { decodeView, type Node } from './decode-view.js';
 
-/**
- * A node as the lowerings see it: every op they lower has one output, so a node is named by it
- * and has its type (a node with several outputs is refused when the facts are built).
- */
-export interface Node {
-  readonly name: string;
-  readonly op: string;
-  readonly inputs: readonly Operand[];
-  readonly attrs: IrNode['attrs'];
-  readonly type: TensorType;
-}
+export type { Node };
+import { deviceDType, matrixShape, type WeightDType } from './device-image.js';
 
 /** A weight as one device buffer: its name there, dtype and shape as stored (a vector is one row). */
 export interface DeviceWeight {
@@ -37,20 +29,19 @@ export type WeightRead = DeviceWeight & ({ kind: 'weight' } | { kind: 'transpose
 export class GraphFacts {
   /** Reader index of the graph outputs: after every node. */
   readonly outputIndex: number;
-  /** The graph's nodes in program order, as single-output nodes. */
+  /** The decode graph lowered (a model graph is rewritten by passes/kv-cache.ts first). */
+  readonly graph: Graph;
+  /** Its nodes in program order, as the lowerings read them (decode-view.ts). */
   readonly nodes: readonly Node[];
   private readonly byName: Map<string, { n: Node; i: number }>;
   private readonly readerIndices = new Map<string, number[]>();
   private readonly weightTypes: Map<string, TensorType>;
 
-  /** `target` names the target in error messages ("cuda target: …"). */
-  constructor(readonly graph: Graph, readonly target: string) {
-    this.outputIndex = graph.nodes.length;
-    this.nodes = graph.nodes.map((n) => {
-      if (n.outputs.length !== 1) throw new UserError(`${target} target: cannot lower ${n.op} with ${n.outputs.length} outputs`);
-      const { name, type } = single(n);
-      return { name, op: n.op, inputs: n.inputs, attrs: n.attrs, type };
-    });
+  /** `target` names the target in error messages ("cuda target: …"); `capacity` is the KV caches' rows (the model's context). */
+  constructor(model: Graph, readonly target: string, capacity: number) {
+    const graph = (this.graph = decodeGraph(model, capacity));
+    this.nodes = decodeView(graph, target, capacity);
+    this.outputIndex = this.nodes.length;
     this.byName = new Map(this.nodes.map((n, i) => [n.name, { n, i }]));
     this.nodes.forEach((n, i) => n.inputs.forEach((o) => o.kind === 'value' && this.readerIndices.set(o.name, [...(this.readerIndices.get(o.name) ?? []), i])));
     for (const o of graph.outputs) this.readerIndices.set(o, [...(this.readerIndices.get(o) ?? []), this.outputIndex]);
@@ -110,11 +101,12 @@ export class GraphFacts {
     return { kind: 'transpose', of: w.name, name: `${w.name}.t`, dtype: w.dtype, rows: w.cols, cols: w.rows };
   }
 
-  /** The graph's one input, the i32 token ids. */
+  /** The graph's i32 token ids (its other input, the positions, is the device's position counter: decode-view.ts). */
   tokenInput(): Graph['inputs'][number] {
-    const tokens = this.graph.inputs[0]!;
-    if (this.graph.inputs.length !== 1 || tokens.type.dtype !== 'i32') throw new UserError(`${this.target} target: the graph must take one i32 token input`);
-    return tokens;
+    const others = this.graph.inputs.filter((i) => i.name !== MODEL_INPUTS.pos);
+    const tokens = others[0];
+    if (others.length !== 1 || tokens!.type.dtype !== 'i32') throw new UserError(`${this.target} target: the graph must take one i32 token input`);
+    return tokens!;
   }
 
   fail(n: Node, why: string): never {

@@ -1,6 +1,10 @@
-// The reference interpreter: walks the graph node by node in float32, with a KV cache per layer.
+// The reference interpreter: walks a graph node by node in float32. evaluate() runs the model graph
+// as it is (pure: whole sequences, no cache); forward() runs its decode graph (passes/kv-cache.ts),
+// keeping the graph's state (the KV caches) between calls and feeding positions past, past+1, ….
 import type { Graph, Node, Operand, TensorType } from '../../src/ir/types.js';
 import { operandToString } from '../../src/ir/types.js';
+import { MODEL_INPUTS } from '../../src/model/graph-inputs.js';
+import { decodeGraph } from '../../passes/kv-cache.js';
 import type { ModelSession, RunnableModel } from '../target.js';
 import * as K from './kernels.js';
 
@@ -8,20 +12,16 @@ type Value = Float32Array | Int32Array;
 
 export class RefSession implements ModelSession {
   private pos = 0;
-  private readonly cache = new Map<number, K.KvSlot>();
+  /** The decode graph's state values, by state name (zero-filled when a session starts). */
+  private readonly state = new Map<string, Value>();
   /** Params decoded to float32 on first use (as `@name`), and outputs of nodes computed from params only (e.g. transpose(@w)). */
   private readonly constants = new Map<string, Value>();
-  private readonly constantNodes: Set<Node>;
-  private readonly graph: Graph;
-  /** Types by name: values as `name`, params as `@name`. */
+  private decode: Graph | undefined;
+  /** Types by name: values as `name`, params as `@name` (of both graphs: they share params and names). */
   private readonly types = new Map<string, TensorType>();
 
   constructor(private readonly model: RunnableModel) {
-    this.graph = model.graph;
-    this.constantNodes = constantNodes(model.graph);
-    for (const i of this.graph.inputs) this.types.set(i.name, i.type);
-    for (const p of this.graph.params) this.types.set(`@${p.name}`, p.type);
-    for (const n of this.graph.nodes) for (const o of n.outputs) this.types.set(o.name, o.type);
+    this.learnTypes(model.graph);
   }
 
   get position(): number {
@@ -30,7 +30,7 @@ export class RefSession implements ModelSession {
 
   reset(): void {
     this.pos = 0;
-    this.cache.clear();
+    this.state.clear();
   }
 
   forward(tokens: readonly number[]): Float32Array {
@@ -38,13 +38,39 @@ export class RefSession implements ModelSession {
     if (this.pos + tokens.length > this.model.spec.maxSeqLen) {
       throw new Error(`context full: ${this.pos} + ${tokens.length} tokens exceeds the model's ${this.model.spec.maxSeqLen}`);
     }
-    const out = this.evaluate({ [this.graph.inputs[0]!.name]: Int32Array.from(tokens) });
+    const g = this.decodeGraph();
+    for (const s of g.states) if (!this.state.has(s.name)) this.state.set(s.name, new Float32Array(staticSize(s.type)));
+    const values = this.run(g, {
+      [MODEL_INPUTS.tokens]: Int32Array.from(tokens),
+      [MODEL_INPUTS.pos]: K.positionsFrom(this.pos, tokens.length),
+      ...Object.fromEntries(this.state),
+    });
+    for (const s of g.states) this.state.set(s.name, values.get(s.next)!);
     this.pos += tokens.length;
-    return out as Float32Array;
+    return values.get(g.outputs[0]!) as Float32Array;
   }
 
-  /** Runs the graph on the given inputs (by name) and returns its first output; does not advance the position. */
+  /** Runs the model graph on the given inputs (by name) and returns its first output; no state, no position. */
   evaluate(inputs: Record<string, Value>): Value {
+    return this.run(this.model.graph, inputs).get(this.model.graph.outputs[0]!)!;
+  }
+
+  private decodeGraph(): Graph {
+    if (!this.decode) {
+      this.decode = decodeGraph(this.model.graph, this.model.spec.maxSeqLen);
+      this.learnTypes(this.decode);
+    }
+    return this.decode;
+  }
+
+  private learnTypes(g: Graph): void {
+    for (const i of [...g.inputs, ...g.states]) this.types.set(i.name, i.type);
+    for (const p of g.params) this.types.set(`@${p.name}`, p.type);
+    for (const n of g.nodes) for (const o of n.outputs) this.types.set(o.name, o.type);
+  }
+
+  /** Evaluates every node of g; returns all values by name. */
+  private run(g: Graph, inputs: Record<string, Value>): Map<string, Value> {
     const values = new Map<string, Value>(Object.entries(inputs));
     const get = (o: Operand): Value => {
       if (o.kind === 'param') return this.weightF32(o.name);
@@ -52,13 +78,15 @@ export class RefSession implements ModelSession {
       if (!v) throw new Error(`%${o.name} has no value`);
       return v;
     };
-    for (const n of this.graph.nodes) {
-      const constant = this.constantNodes.has(n);
-      if (constant && this.constants.has(n.outputs[0]!.name)) continue;
+    const constant = constantNodes(g);
+    for (const n of g.nodes) {
+      const isConst = constant.has(n);
+      if (isConst && this.constants.has(n.outputs[0]!.name)) continue;
       const outs = this.evalNode(n, n.inputs.map(get));
-      n.outputs.forEach((o, i) => (constant ? this.constants : values).set(o.name, outs[i]!));
+      n.outputs.forEach((o, i) => (isConst ? this.constants : values).set(o.name, outs[i]!));
     }
-    return get({ kind: 'value', name: this.graph.outputs[0]! });
+    for (const o of g.outputs) values.set(o, get({ kind: 'value', name: o }));
+    return values;
   }
 
   private weightF32(name: string): Float32Array {
@@ -92,16 +120,19 @@ export class RefSession implements ModelSession {
     const dim = (i: number, axis: number) => this.dim(n.inputs[i]!, axis);
     const a = n.attrs;
     const kept = n.outputs[0]!.type.shape[1] as number;
+    const heads = a.heads as number, kvHeads = a.kv_heads as number, hd = a.head_dim as number;
     switch (n.op) {
       case 'embedding': return K.embedding(f(0), dim(0, 1), idx(1));
       case 'rmsnorm': return K.rmsnorm(f(0), f(1), a.eps as number);
       case 'linear': case 'logits': return K.linear(f(0), f(1), dim(1, 1));
       case 'rope':
-        return K.rope(f(0), {
-          heads: a.heads as number, headDim: a.head_dim as number, theta: a.theta as number, style: a.style as 'half' | 'interleaved',
+        return K.ropeAt(f(0), {
+          heads, headDim: hd, theta: a.theta as number, style: a.style as 'half' | 'interleaved',
           ...(a.scaling === 'llama3' ? { llama3: { factor: a.factor as number, lowFreqFactor: a.low_freq_factor as number, highFreqFactor: a.high_freq_factor as number, originalMaxPos: a.original_max_pos as number } } : {}),
-        }, this.pos);
-      case 'attention': return K.attention(f(0), f(1), f(2), this.kvSlot(n), this.pos, a.heads as number, a.kv_heads as number, a.head_dim as number);
+        }, idx(1));
+      case 'attention': return K.seqAttention(f(0), f(1), f(2), idx(3), heads, kvHeads, hd);
+      case 'kv_write': return K.kvWrite(f(0), f(1), idx(2));
+      case 'kv_attention': return K.cachedAttention(f(0), f(1), f(2), idx(3), heads, kvHeads, hd);
       case 'silu': return K.silu(f(0));
       case 'sigmoid': return K.sigmoid(f(0));
       case 'mul': return K.mul(f(0), f(1));
@@ -114,18 +145,10 @@ export class RefSession implements ModelSession {
       default: throw new Error(`ref target has no kernel for op '${n.op}'`);
     }
   }
+}
 
-  private kvSlot(n: Node): K.KvSlot {
-    const layer = n.attrs.layer as number;
-    let slot = this.cache.get(layer);
-    if (!slot) {
-      const kvw = (n.attrs.kv_heads as number) * (n.attrs.head_dim as number);
-      const cap = this.model.spec.maxSeqLen;
-      slot = { k: new Float32Array(cap * kvw), v: new Float32Array(cap * kvw) };
-      this.cache.set(layer, slot);
-    }
-    return slot;
-  }
+function staticSize(t: TensorType): number {
+  return t.shape.reduce<number>((s, d) => s * (d as number), 1);
 }
 
 /** Nodes whose inputs are all params or outputs of other such nodes: computed once per session. */

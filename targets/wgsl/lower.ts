@@ -21,7 +21,7 @@ import { mocDown, mocDownReduce, mocDownSlices, mocGather, mocUp, mocUpSilu, pat
 import { HIST_BINS, maskWords, mocDownMasked, mocSelectUp } from './kernels/moc-fused.js';
 import type { Dispatch, WArg, WeightDecl, WgslProgram } from './program.js';
 
-export const WGSL_OPS = new Set(['embedding', 'rmsnorm', 'linear', 'logits', 'rope', 'attention', 'silu', 'mul', 'add', 'transpose', 'moc_select', 'moc_gather', 'moc_up', 'moc_down']);
+export const WGSL_OPS = new Set(['embedding', 'rmsnorm', 'linear', 'logits', 'rope', 'attention', 'kv_write', 'kv_attention', 'silu', 'mul', 'add', 'transpose', 'moc_select', 'moc_gather', 'moc_up', 'moc_down']);
 
 export interface WgslLowerOptions {
   variant: Variant;
@@ -44,7 +44,7 @@ interface VBuf {
 export function lowerToWgsl(g: Graph, spec: ModelSpec, options: WgslLowerOptions): WgslProgram {
   const { variant } = options;
   const maxBinding = options.maxBindingBytes ?? DEFAULT_MAX_BINDING;
-  const facts = new GraphFacts(g, 'wgsl');
+  const facts = new GraphFacts(g, 'wgsl', spec.maxSeqLen);
   const useCount = (v: string) => facts.useCount(v);
   const width = (n: Node) => facts.width(n), widthOf = (o: Operand) => facts.widthOf(o), fail = (n: Node, why: string) => facts.fail(n, why);
   const inputs = new DeviceInputs(facts);

@@ -13,7 +13,7 @@ test('the ops without a gradient rule are listed (today: all of them)', (t) => {
   const missing = opsWithoutGradRule();
   t.deepEqual(missing, [...OPS.keys()].filter((op) => !GRAD_RULES.has(op)));
   t.deepEqual([...missing].sort(), [
-    'add', 'attention', 'embedding', 'linear', 'logits', 'moc_down', 'moc_gather', 'moc_select', 'moc_up', 'mul', 'rmsnorm', 'rope', 'sigmoid', 'silu', 'split', 'transpose',
+    'add', 'attention', 'embedding', 'kv_attention', 'kv_write', 'linear', 'logits', 'moc_down', 'moc_gather', 'moc_select', 'moc_up', 'mul', 'rmsnorm', 'rope', 'sigmoid', 'silu', 'split', 'transpose',
   ]);
   t.log(`ops without a gradient rule: ${missing.join(', ')}`);
 });

@@ -4,7 +4,7 @@
 // memory table against the paper's formulas, and a bf16 package still runs.
 import test, { type ExecutionContext } from 'ava';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseGraph } from '../../src/ir/parse.js';
@@ -174,7 +174,7 @@ for (const [dtype, pkg] of [['f32', PKG.f32], ['bf16', PKG.bf16], ['f16', PKG.f1
   test(`HF --k 32 --dtype ${dtype}: manifest`, (t) => {
     const m = manifestOf(pkg);
     t.is(m.format, 'mocc-package');
-    t.is(m.formatVersion, 1);
+    t.is(m.formatVersion, 2);
     t.regex(m.createdBy, /^mocc /);
     t.is(m.source.format, 'hf');
     const names = m.source.files.map((f) => f.name).sort();
@@ -201,7 +201,7 @@ for (const [dtype, pkg] of [['f32', PKG.f32], ['bf16', PKG.bf16], ['f16', PKG.f1
 test('GGUF --k 32: manifest has the spm tokenizer, gguf source checksum, interleaved RoPE', (t) => {
   const m = manifestOf(PKG.gguf);
   t.is(m.format, 'mocc-package');
-  t.is(m.formatVersion, 1);
+  t.is(m.formatVersion, 2);
   t.is(m.source.format, 'gguf');
   t.is(m.source.files.length, 1);
   t.is(m.source.files[0]!.name, 'stories260K.gguf');
@@ -413,4 +413,14 @@ test('bf16 and f16 packages run (greedy, 5 tokens)', (t) => {
     t.true(ids.length > 2 && ids.length <= 7, r.stdout);
     t.true(ids.every((i) => Number.isInteger(i) && i >= 0 && i < V), r.stdout);
   }
+});
+
+test('a version-1 package (an older mocc’s IR) is a one-line error saying to convert again', (t) => {
+  const old = join(tmp, 'v1-copy');
+  cpSync(PKG.dense, old, { recursive: true });
+  const manifest = JSON.parse(readFileSync(join(old, 'manifest.json'), 'utf8')) as Manifest;
+  writeFileSync(join(old, 'manifest.json'), JSON.stringify({ ...manifest, formatVersion: 1 }));
+  const r = mocc('inspect', old);
+  t.is(r.code, 1, r.stderr);
+  t.regex(r.stderr, /^mocc: .*package format version 1 .*convert the checkpoint again with this mocc\n$/);
 });
