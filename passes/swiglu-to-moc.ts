@@ -1,6 +1,10 @@
 // swiglu-to-moc: rewrites every SwiGLU FFN  down(silu(gate(x)) ⊙ up(x))  into Mixture-of-Channels:
 //   idx = moc_select(gate(x))            K largest gate pre-activations per token (or a:b groups)
-//   y   = moc_down(silu(G[idx]) ⊙ moc_up(x, W_up, idx), transpose(W_down), idx)
+//   y   = moc_down(silu(G[idx]) ⊙ moc_up(x, W_up, idx), W_down, idx)
+// moc_down reads W_down as [d_ffn, d] (a kept channel is one row): the pass re-declares the W_down
+// param in that layout, flagged `transposed` (the weight store holds [d, d_ffn]), so it stays one
+// param — no transpose node, no second copy. A W_down param read elsewhere too keeps its layout and
+// is read through transpose(@W_down) instead.
 // The pattern is found by structure, not by names, so it works on any graph that contains it
 // (SiLU may also appear decomposed as g ⊙ sigmoid(g), as in ONNX exports).
 import { GraphBuilder } from '../src/ir/builder.js';
@@ -119,9 +123,16 @@ export const swigluToMoc: Pass<MocSelection> = {
     const matches = findSwiglu(g);
     if (matches.length === 0) throw new UserError(`graph ${g.name}: no SwiGLU FFN (down(silu(gate(x)) * up(x))) found to convert`);
     const byDown = new Map(matches.map((m, i) => [out(m.down), { m, attrs: selectAttrs(sel, i, matches.length, m.dFfn) }]));
+    // W_down params read only by their down projection change layout; others get a transpose node.
+    const reads = new Map<string, number>();
+    for (const n of g.nodes) for (const o of n.inputs) if (o.kind === 'param') reads.set(o.name, (reads.get(o.name) ?? 0) + 1);
+    const relaid = new Set(matches.map((m) => m.down.inputs[1]!.name).filter((p) => reads.get(p) === 1));
     const b = new GraphBuilder(g.name);
     for (const i of g.inputs) b.input(i.name, i.type);
-    b.declareParams(g.params);
+    for (const s of g.states) b.state(s.name, s.type);
+    b.declareParams(g.params.map((p) => (relaid.has(p.name)
+      ? { name: p.name, type: { ...p.type, shape: [p.type.shape[1]!, p.type.shape[0]!] }, trainable: p.trainable, ...(p.transposed ? {} : { transposed: true }) }
+      : p)));
     for (const n of g.nodes) {
       const hit = byDown.get(nodeName(n));
       if (!hit) {
@@ -136,10 +147,11 @@ export const swigluToMoc: Pass<MocSelection> = {
       const gk = b.op('moc_gather', [g_, idx], {}, prefix + 'moc_gate');
       const uk = b.op('moc_up', [m.x, m.up.inputs[1]!, idx], {}, prefix + 'moc_up');
       const z = b.op('mul', [b.op('silu', [gk], {}, prefix + 'moc_act'), uk], {}, prefix + 'moc_z');
-      const wdT = b.op('transpose', [n.inputs[1]!], {}, prefix + 'w_down_t');
+      const wd = n.inputs[1]!;
+      const wdT = relaid.has(wd.name) ? wd : b.op('transpose', [wd], {}, prefix + 'w_down_t');
       // The FFN output keeps its name (it was not copied, so it is free): later nodes read it unchanged.
       b.op('moc_down', [z, wdT, idx], {}, name);
     }
-    return dce.run(b.finish(g.outputs.map((name) => ({ kind: 'value', name }))));
+    return dce.run(b.finish(g.outputs.map((name) => ({ kind: 'value', name })), Object.fromEntries(g.states.map((s) => [s.name, { kind: 'value', name: s.next }]))));
   },
 };

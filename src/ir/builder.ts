@@ -31,10 +31,10 @@ export class GraphBuilder {
   }
 
   /** Declares a parameter (once; a second read of it passes the same type) and returns it as an operand. */
-  param(name: string, type: TensorType, trainable = true): Operand {
+  param(name: string, type: TensorType, trainable = true, transposed = false): Operand {
     const prev = this.params.get(name);
-    if (prev && (typeToString(prev.type) !== typeToString(type) || prev.trainable !== trainable)) throw new Error(`param @${name} declared twice differently`);
-    if (!prev) this.params.set(name, { name, type, trainable });
+    if (prev && (typeToString(prev.type) !== typeToString(type) || prev.trainable !== trainable || !!prev.transposed !== transposed)) throw new Error(`param @${name} declared twice differently`);
+    if (!prev) this.params.set(name, { name, type, trainable, ...(transposed ? { transposed } : {}) });
     return { kind: 'param', name };
   }
 
@@ -70,7 +70,7 @@ export class GraphBuilder {
   }
 
   declareParams(decls: readonly ParamDecl[]): void {
-    for (const p of decls) this.param(p.name, p.type, p.trainable);
+    for (const p of decls) this.param(p.name, p.type, p.trainable, !!p.transposed);
   }
 
   fresh(base: string): string {

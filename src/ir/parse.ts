@@ -112,9 +112,9 @@ export function parseGraph(text: string): Graph {
     } else if ((m = new RegExp(`^state %(${NAME})\\s*:\\s*(.+?)\\s+next\\s+%(${NAME})$`).exec(line))) {
       states.push({ name: m[1]!, type: parseType(m[2]!, where), next: m[3]! });
     } else if ((m = new RegExp(`^param @(${NAME})\\s*:\\s*([^{]+?)\\s*(?:\\{(.*)\\})?$`).exec(line))) {
-      const flag = m[3]?.trim();
-      if (flag !== undefined && flag !== 'frozen') throw new ParseError(`${where}: unknown param flag '${flag}' (only {frozen})`);
-      params.push({ name: m[1]!, type: parseType(m[2]!, where), trainable: flag !== 'frozen' });
+      const flags = m[3] === undefined ? [] : m[3].split(',').map((f) => f.trim());
+      for (const f of flags) if (f !== 'frozen' && f !== 'transposed') throw new ParseError(`${where}: unknown param flag '${f}' (frozen, transposed)`);
+      params.push({ name: m[1]!, type: parseType(m[2]!, where), trainable: !flags.includes('frozen'), ...(flags.includes('transposed') ? { transposed: true } : {}) });
     } else if ((m = new RegExp(`^output %(${NAME})$`).exec(line))) {
       outputs.push(m[1]!);
     } else if (line === 'end') {

@@ -4,6 +4,7 @@
 //     state %c : f32[512,32] next %c2   (kept between calls, replaced by %c2 after each)
 //     param @w : f32[512,64]            (trainable)
 //     param @n : f32[64] {frozen}
+//     param @d : f32[172,64] {transposed}  (the weight store holds it as [64,172])
 //     %y = op(%x, @w) {attr=1, s="half"} : f32[T,64] [ckpt=save]
 //     %a, %b = split(%y) {parts=2} : f32[T,32], f32[T,32]
 //     output %y
@@ -30,7 +31,8 @@ export function nodeToString(n: Node): string {
 }
 
 export function paramToString(p: ParamDecl): string {
-  return `param @${p.name} : ${typeToString(p.type)}${p.trainable ? '' : ' {frozen}'}`;
+  const flags = [...(p.trainable ? [] : ['frozen']), ...(p.transposed ? ['transposed'] : [])];
+  return `param @${p.name} : ${typeToString(p.type)}${flags.length ? ` {${flags.join(', ')}}` : ''}`;
 }
 
 export function printGraph(g: Graph): string {

@@ -38,6 +38,12 @@ export interface Node {
  */
 export interface ParamDecl extends ValueDecl {
   readonly trainable: boolean;
+  /**
+   * The weight store holds this param's transpose (a checkpoint's W_down is [d, d_ffn]; MoC reads the
+   * param as [d_ffn, d], a channel a row). Whoever loads it transposes; a package stores it in the
+   * param's own layout, without the flag (src/package/materialize.ts).
+   */
+  readonly transposed?: boolean;
 }
 
 /**

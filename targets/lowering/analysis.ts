@@ -2,8 +2,9 @@
 //  - who produces a value and who reads it (reader indices in program order; a graph output counts
 //    as one reader at index nodes.length, after every node);
 //  - static widths (axis 1) of values and weights;
-//  - how a weight operand reaches the device: a weight, or the transpose of one (computed on the
-//    host as a constant named `<weight>.t`), with its device dtype and its rows × cols as stored.
+//  - how a weight operand reaches the device: a weight, or the transpose of one (a param flagged
+//    `transposed`, whose store holds its transpose, or transpose(@w); computed on the host as a
+//    constant named `<weight>.t`), with its device dtype and its rows × cols as read.
 // Nothing here decides a fusion or names a kernel; fusion.ts finds the patterns, each target
 // decides what to do with them.
 import { UserError } from '../../src/import/spec.js';
@@ -36,6 +37,7 @@ export class GraphFacts {
   private readonly byName: Map<string, { n: Node; i: number }>;
   private readonly readerIndices = new Map<string, number[]>();
   private readonly weightTypes: Map<string, TensorType>;
+  private readonly transposedParams: Set<string>;
 
   /** `target` names the target in error messages ("cuda target: …"); `capacity` is the KV caches' rows (the model's context). */
   constructor(model: Graph, readonly target: string, capacity: number) {
@@ -46,6 +48,7 @@ export class GraphFacts {
     this.nodes.forEach((n, i) => n.inputs.forEach((o) => o.kind === 'value' && this.readerIndices.set(o.name, [...(this.readerIndices.get(o.name) ?? []), i])));
     for (const o of graph.outputs) this.readerIndices.set(o, [...(this.readerIndices.get(o) ?? []), this.outputIndex]);
     this.weightTypes = new Map(graph.params.map((w) => [w.name, w.type]));
+    this.transposedParams = new Set(graph.params.filter((p) => p.transposed).map((p) => p.name));
   }
 
   node(name: string): Node | undefined {
@@ -94,6 +97,10 @@ export class GraphFacts {
 
   /** How the operand reads a weight, or undefined when it is neither a weight nor a transpose of one. */
   weightRead(o: Operand): WeightRead | undefined {
+    if (o.kind === 'param' && this.transposedParams.has(o.name)) {
+      const w = this.weight(o.name); // the param's own layout; the store holds its transpose
+      return { kind: 'transpose', of: w.name, name: `${w.name}.t`, dtype: w.dtype, rows: w.rows, cols: w.cols };
+    }
     if (o.kind === 'param') return { kind: 'weight', ...this.weight(o.name) };
     const t = this.producer(o);
     if (t?.op !== 'transpose' || t.inputs[0]!.kind !== 'param') return undefined;

@@ -19,6 +19,8 @@ export class RefSession implements ModelSession {
   private decode: Graph | undefined;
   /** Types by name: values as `name`, params as `@name` (of both graphs: they share params and names). */
   private readonly types = new Map<string, TensorType>();
+  /** Params whose weight store holds their transpose. */
+  private readonly transposed = new Set<string>();
 
   constructor(private readonly model: RunnableModel) {
     this.learnTypes(model.graph);
@@ -65,7 +67,10 @@ export class RefSession implements ModelSession {
 
   private learnTypes(g: Graph): void {
     for (const i of [...g.inputs, ...g.states]) this.types.set(i.name, i.type);
-    for (const p of g.params) this.types.set(`@${p.name}`, p.type);
+    for (const p of g.params) {
+      this.types.set(`@${p.name}`, p.type);
+      if (p.transposed) this.transposed.add(p.name);
+    }
     for (const n of g.nodes) for (const o of n.outputs) this.types.set(o.name, o.type);
   }
 
@@ -95,6 +100,7 @@ export class RefSession implements ModelSession {
       const src = this.model.weights.get(name);
       if (!src) throw new Error(`param @${name} is not in the model's weights`);
       w = src.toFloat32();
+      if (this.transposed.has(name)) w = K.transpose(w, src.shape[0]!, src.shape[1]!);
       this.constants.set(`@${name}`, w);
     }
     return w as Float32Array;

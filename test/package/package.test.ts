@@ -237,19 +237,19 @@ function checkStLayout(t: ExecutionContext, st: St): void {
 
 const ST_DTYPE = { f32: 'F32', bf16: 'BF16', f16: 'F16' } as const;
 
-test('f32 package: layers.N.w_down.t is the exact transpose of HF down_proj; no untransposed w_down', (t) => {
+test('f32 package: the W_down param layers.N.w_down is stored [d_ffn, d], the exact transpose of HF down_proj; no second copy', (t) => {
   const st = readSt(join(PKG.f32, 'weights.safetensors'));
   checkStLayout(t, st);
   for (let l = 0; l < L; l++) {
     const src = HF_ST.header[`model.layers.${l}.mlp.down_proj.weight`]!;
     t.deepEqual(src.shape, [D, F]);
     t.is(src.dtype, 'F32');
-    const e = st.header[`layers.${l}.w_down.t`];
-    t.truthy(e, `layers.${l}.w_down.t stored`);
+    const e = st.header[`layers.${l}.w_down`];
+    t.truthy(e, `layers.${l}.w_down stored`);
     t.is(e!.dtype, 'F32');
     t.deepEqual(e!.shape, [F, D]);
-    sameBits(t, f32Of(st, `layers.${l}.w_down.t`), transpose(f32Of(HF_ST, `model.layers.${l}.mlp.down_proj.weight`), D, F), `layer ${l} w_down.t`);
-    t.false(`layers.${l}.w_down` in st.header, `layer ${l}: the [d, d_ffn] copy is not stored`);
+    sameBits(t, f32Of(st, `layers.${l}.w_down`), transpose(f32Of(HF_ST, `model.layers.${l}.mlp.down_proj.weight`), D, F), `layer ${l} w_down`);
+    t.deepEqual(Object.keys(st.header).filter((n) => n.startsWith(`layers.${l}.w_down`)), [`layers.${l}.w_down`], `layer ${l}: one stored W_down`);
     // Gate/up stay [d_ffn, d], untouched.
     sameBits(t, f32Of(st, `layers.${l}.w_gate`), f32Of(HF_ST, `model.layers.${l}.mlp.gate_proj.weight`), `layer ${l} w_gate`);
     sameBits(t, f32Of(st, `layers.${l}.w_up`), f32Of(HF_ST, `model.layers.${l}.mlp.up_proj.weight`), `layer ${l} w_up`);
@@ -259,7 +259,7 @@ test('f32 package: layers.N.w_down.t is the exact transpose of HF down_proj; no 
 });
 
 for (const [dtype, pkg, round] of [['bf16', PKG.bf16, bf16RNE], ['f16', PKG.f16, f16RNE]] as const) {
-  test(`${dtype} package: every stored value is round-to-nearest-even ${dtype} of the f32 source (w_down.t transposed)`, (t) => {
+  test(`${dtype} package: every stored value is round-to-nearest-even ${dtype} of the f32 source (w_down transposed)`, (t) => {
     const st = readSt(join(pkg, 'weights.safetensors'));
     checkStLayout(t, st);
     const check = (stored: string, want: Float32Array) => {
@@ -278,8 +278,8 @@ for (const [dtype, pkg, round] of [['bf16', PKG.bf16, bf16RNE], ['f16', PKG.f16,
       t.is(bad, -1, `${stored}: first mismatch at ${bad}: got 0x${got[bad]?.toString(16)} want 0x${round(want[bad] ?? 0).toString(16)} for ${want[bad]}`);
     };
     for (let l = 0; l < L; l++) {
-      t.deepEqual(st.header[`layers.${l}.w_down.t`]?.shape, [F, D]);
-      check(`layers.${l}.w_down.t`, transpose(f32Of(HF_ST, `model.layers.${l}.mlp.down_proj.weight`), D, F));
+      t.deepEqual(st.header[`layers.${l}.w_down`]?.shape, [F, D]);
+      check(`layers.${l}.w_down`, transpose(f32Of(HF_ST, `model.layers.${l}.mlp.down_proj.weight`), D, F));
       check(`layers.${l}.w_gate`, f32Of(HF_ST, `model.layers.${l}.mlp.gate_proj.weight`));
       check(`layers.${l}.wq`, f32Of(HF_ST, `model.layers.${l}.self_attn.q_proj.weight`));
     }

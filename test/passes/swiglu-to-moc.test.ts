@@ -25,15 +25,14 @@ const AFTER_K5 = `graph ffn
   input %x : f32[T,8]
   param @gate_w : f32[12,8]
   param @up_w : f32[12,8]
-  param @down_w : f32[8,12]
+  param @down_w : f32[12,8] {transposed}
   %g = linear(%x, @gate_w) : f32[T,12]
   %moc_idx = moc_select(%g) {k=5} : i32[T,5]
   %moc_gate = moc_gather(%g, %moc_idx) : f32[T,5]
   %moc_up = moc_up(%x, @up_w, %moc_idx) : f32[T,5]
   %moc_act = silu(%moc_gate) : f32[T,5]
   %moc_z = mul(%moc_act, %moc_up) : f32[T,5]
-  %w_down_t = transpose(@down_w) : f32[12,8]
-  %y = moc_down(%moc_z, %w_down_t, %moc_idx) : f32[T,8]
+  %y = moc_down(%moc_z, @down_w, %moc_idx) : f32[T,8]
   output %y
 end
 `;
@@ -107,4 +106,11 @@ end
   const out = printGraph(swigluToMoc.run(parseGraph(two), { k: [2, 5] }));
   t.regex(out, /moc_select\(%a\) \{k=2\} : i32\[T,2\]/);
   t.regex(out, /moc_select\(%a1\) \{k=5\} : i32\[T,5\]/);
+});
+
+test('a W_down param read elsewhere too keeps its layout and is read through a transpose', (t) => {
+  const g = parseGraph(BEFORE.replace('  output %y', '  %y2 = linear(%h2, @down_w) : f32[T,8]\n  output %y\n  output %y2').replace('  input %x : f32[T,8]', '  input %x : f32[T,8]\n  input %h2 : f32[T,12]'));
+  const out = printGraph(swigluToMoc.run(g, { k: 5 }));
+  t.true(out.includes('  param @down_w : f32[8,12]\n'));
+  t.true(out.includes('  %w_down_t = transpose(@down_w) : f32[12,8]\n  %y = moc_down(%moc_z, %w_down_t, %moc_idx) : f32[T,8]'));
 });
