@@ -32,6 +32,7 @@ export function decodeView(g: Graph, target: string, capacity: number): Node[] {
   const producer = new Map(g.nodes.flatMap((n) => n.outputs.map((o) => [o.name, n] as const)));
   const reads = new Map<string, number>();
   for (const n of g.nodes) for (const o of n.inputs) if (o.kind === 'value') reads.set(o.name, (reads.get(o.name) ?? 0) + 1);
+  for (const o of g.outputs) reads.set(o, (reads.get(o) ?? 0) + 1);
   /** The x of kv_write(cache, x, pos) feeding a kv_attention: checks the cache is state updated by it alone. */
   const appended = (n: IrNode, o: Operand): Operand => {
     const w = o.kind === 'value' ? producer.get(o.name) : undefined;
