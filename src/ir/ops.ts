@@ -177,7 +177,7 @@ const defs: OpSpec[] = [
   { name: 'add', inputs: ['a', 'b'], attrs: {}, doc: 'elementwise sum', infer: sameShapeElementwise },
   {
     name: 'transpose', inputs: ['x'], attrs: {},
-    doc: 'swaps the two axes of a matrix; on a weight it is folded into a stored weight at convert time',
+    doc: 'swaps the two axes of a matrix; on a param the GPU targets compute it on the host and packages store it',
     infer([x]) {
       expectRank(x!, 2, 'x');
       return { dtype: x!.dtype, shape: [x!.shape[1]!, x!.shape[0]!] };
@@ -219,10 +219,10 @@ const defs: OpSpec[] = [
     },
   },
   {
-    name: 'moc_down', inputs: ['z', 'w_down_t', 'idx'], attrs: {},
-    doc: 'Σ_k z[t,k] · w_down_t[idx[t,k]]: the down projection from kept channels; w_down_t stored [F,d] so a channel is one row',
+    name: 'moc_down', inputs: ['z', 'w_down', 'idx'], attrs: {},
+    doc: 'Σ_k z[t,k] · w_down[idx[t,k]]: the down projection from kept channels; w_down is [F,d] (a checkpoint\'s W_downᵀ) so a channel is one row',
     infer([z, w, idx]) {
-      expectRank(w!, 2, 'w_down_t'); expectFloat(w!, 'w_down_t');
+      expectRank(w!, 2, 'w_down'); expectFloat(w!, 'w_down');
       expectDim(z!.shape[1]!, idx!.shape[1]!, 'kept channels');
       return f32(z!.shape[0]!, w!.shape[1]!);
     },
