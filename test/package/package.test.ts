@@ -424,3 +424,13 @@ test('a version-1 package (an older mocc’s IR) is a one-line error saying to c
   t.is(r.code, 1, r.stderr);
   t.regex(r.stderr, /^mocc: .*package format version 1 .*convert the checkpoint again with this mocc\n$/);
 });
+
+test('inspect --ir prints the model graph: rows with positions and sequence ids, params, W_down in its MoC layout', (t) => {
+  const r = mocc('inspect', PKG.f32, '--ir');
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, /^  input %pos : i32\[T\]$/m);
+  t.regex(r.stdout, /^  param @layers\.0\.w_down : f32\[172,64\]$/m);
+  t.regex(r.stdout, /= attention\(%l0\.q, %l0\.k, %l0\.v, %seq\)/);
+  t.regex(r.stdout, /= moc_down\(%l0\.moc_z, @layers\.0\.w_down, %l0\.moc_idx\)/);
+  t.notRegex(r.stdout, /^  weight @|\.t\b|kv_attention/m);
+});
