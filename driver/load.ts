@@ -64,6 +64,6 @@ export function loadModel(path: string, opts: LoadOptions = {}): LoadedModel {
   }
 }
 
-export function checkpointGraph(spec: ModelSpec, dtypeOf: (name: string) => Graph['weights'][number]['type']['dtype'], selection: MocSelection | 'dense'): Graph {
+export function checkpointGraph(spec: ModelSpec, dtypeOf: (name: string) => Graph['params'][number]['type']['dtype'], selection: MocSelection | 'dense'): Graph {
   return runPipeline(buildLlamaGraph(spec, dtypeOf), convertPipeline(selection));
 }

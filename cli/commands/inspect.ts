@@ -26,11 +26,11 @@ Activation memory is per training token, per FFN layer, in bytes, with bf16 acti
         out.push(`  tokenizer: ${m.tokenizer ? `${m.tokenizer.kind}, ${m.tokenizer.vocabSize} tokens` : 'none'}`);
         const counts = new Map<string, number>();
         for (const n of m.graph.nodes) counts.set(n.op, (counts.get(n.op) ?? 0) + 1);
-        out.push(`IR: graph ${m.graph.name}, ${m.graph.nodes.length} nodes, ${m.graph.weights.length} weights`);
+        out.push(`IR: graph ${m.graph.name}, ${m.graph.nodes.length} nodes, ${m.graph.params.length} params`);
         out.push('  ' + [...OPS.keys()].filter((k) => counts.has(k)).map((k) => `${k} ×${counts.get(k)}`).join(', '));
         const params = { total: 0, ffn: 0, attn: 0, embed: 0, norm: 0 };
         const seen = new Set<string>();
-        for (const w of m.graph.weights) {
+        for (const w of m.graph.params) {
           const base = w.name.replace(/\.t$/, '');
           if (seen.has(base)) continue;
           seen.add(base);

@@ -1,11 +1,16 @@
-// Builds graphs op by op, inferring each node's type from the op table.
+// Builds graphs op by op, inferring each node's output types from the op table.
 import { opDef } from './ops.js';
-import type { AttrValue, Graph, Node, Operand, TensorType, ValueDecl } from './types.js';
-import { typeToString } from './types.js';
+import type { AttrValue, Checkpoint, Graph, Node, Operand, ParamDecl, StateDecl, TensorType, ValueDecl } from './types.js';
+import { operandToString, typeToString } from './types.js';
+
+export interface OpOptions {
+  ckpt?: Checkpoint;
+}
 
 export class GraphBuilder {
   private readonly inputs: ValueDecl[] = [];
-  private readonly weights = new Map<string, ValueDecl>();
+  private readonly states: Omit<StateDecl, 'next'>[] = [];
+  private readonly params = new Map<string, ParamDecl>();
   private readonly nodes: Node[] = [];
   private readonly types = new Map<string, TensorType>();
   private readonly used = new Set<string>();
@@ -18,37 +23,54 @@ export class GraphBuilder {
     return { kind: 'value', name };
   }
 
-  weight(name: string, type: TensorType): Operand {
-    const prev = this.weights.get(name);
-    if (prev && typeToString(prev.type) !== typeToString(type)) throw new Error(`weight @${name} declared twice with different types`);
-    if (!prev) this.weights.set(name, { name, type });
-    return { kind: 'weight', name };
+  /** Declares graph state, read like an input; finish() is told which value replaces it after a call. */
+  state(name: string, type: TensorType): Operand {
+    this.define(name, type);
+    this.states.push({ name, type });
+    return { kind: 'value', name };
+  }
+
+  /** Declares a parameter (once; a second read of it passes the same type) and returns it as an operand. */
+  param(name: string, type: TensorType, trainable = true, transposed = false): Operand {
+    const prev = this.params.get(name);
+    if (prev && (typeToString(prev.type) !== typeToString(type) || prev.trainable !== trainable || !!prev.transposed !== transposed)) throw new Error(`param @${name} declared twice differently`);
+    if (!prev) this.params.set(name, { name, type, trainable, ...(transposed ? { transposed } : {}) });
+    return { kind: 'param', name };
   }
 
   typeOf(o: Operand): TensorType {
-    const t = o.kind === 'weight' ? this.weights.get(o.name)?.type : this.types.get(o.name);
-    if (!t) throw new Error(`${o.kind === 'weight' ? '@' : '%'}${o.name} is not defined`);
+    const t = o.kind === 'param' ? this.params.get(o.name)?.type : this.types.get(o.name);
+    if (!t) throw new Error(`${operandToString(o)} is not defined`);
     return t;
   }
 
-  /** Adds a node; `name` is made unique if taken. Returns the new value. */
-  op(op: string, inputs: Operand[], attrs: Record<string, AttrValue> = {}, name?: string, annotations: Record<string, string> = {}): Operand {
-    const def = opDef(op);
-    const type = def.infer(inputs.map((i) => this.typeOf(i)), attrs);
-    const unique = this.fresh(name ?? op);
-    this.define(unique, type);
-    this.nodes.push({ name: unique, op, inputs, attrs, type, annotations });
-    return { kind: 'value', name: unique };
+  /** Adds a single-output node; `name` is made unique if taken. Returns the new value. */
+  op(op: string, inputs: Operand[], attrs: Record<string, AttrValue> = {}, name?: string, opts: OpOptions = {}): Operand {
+    const outs = this.opN(op, inputs, attrs, [name ?? op], opts);
+    if (outs.length !== 1) throw new Error(`${op} has ${outs.length} outputs: use opN`);
+    return outs[0]!;
+  }
+
+  /** Adds a node with one or more outputs, named from `names` (made unique; missing ones from the op). */
+  opN(op: string, inputs: Operand[], attrs: Record<string, AttrValue> = {}, names: string[] = [], opts: OpOptions = {}): Operand[] {
+    const types = opDef(op).infer(inputs.map((i) => this.typeOf(i)), attrs);
+    const outputs = types.map((type, i) => {
+      const name = this.fresh(names[i] ?? (types.length > 1 ? `${op}.${i}` : op));
+      this.define(name, type);
+      return { name, type };
+    });
+    this.nodes.push({ op, inputs, attrs, outputs, ...(opts.ckpt ? { ckpt: opts.ckpt } : {}) });
+    return outputs.map((o) => ({ kind: 'value', name: o.name }));
   }
 
   /** Appends an already-typed node verbatim (passes copying nodes across). */
   copy(node: Node): void {
-    this.define(node.name, node.type);
+    for (const o of node.outputs) this.define(o.name, o.type);
     this.nodes.push(node);
   }
 
-  declareWeights(decls: readonly ValueDecl[]): void {
-    for (const w of decls) this.weight(w.name, w.type);
+  declareParams(decls: readonly ParamDecl[]): void {
+    for (const p of decls) this.param(p.name, p.type, p.trainable, !!p.transposed);
   }
 
   fresh(base: string): string {
@@ -56,11 +78,14 @@ export class GraphBuilder {
     for (let i = 1; ; i++) if (!this.used.has(`${base}.${i}`)) return `${base}.${i}`;
   }
 
-  finish(outputs: Operand[]): Graph {
+  /** The graph, with its outputs and, for each declared state (by name), the value that replaces it. */
+  finish(outputs: Operand[], next: Record<string, Operand> = {}): Graph {
+    for (const s of this.states) if (!next[s.name]) throw new Error(`state %${s.name} has no next value`);
     return {
       name: this.name,
       inputs: [...this.inputs],
-      weights: [...this.weights.values()],
+      states: this.states.map((s) => ({ ...s, next: next[s.name]!.name })),
+      params: [...this.params.values()],
       nodes: [...this.nodes],
       outputs: outputs.map((o) => o.name),
     };

@@ -1,6 +1,6 @@
 // The op table: one entry per op with its arity, attributes and shape/dtype rule.
 // Adding an op means adding an entry here and a kernel in every target that declares it.
-import type { AttrValue, Dim, Node, TensorType } from './types.js';
+import type { AttrValue, Dim, TensorType } from './types.js';
 import { typeToString } from './types.js';
 
 export type AttrKind = 'int' | 'float' | 'string' | 'bool';
@@ -10,14 +10,14 @@ export interface AttrSpec {
   optional?: boolean;
 }
 
-/**
- * A gradient rule, filled in by the training work (autodiff pass): given the forward node and the
- * name of its output's gradient, it emits backward nodes and returns one gradient name per input
- * (null where the input gets none: indices, the Top-K selection itself, tokens).
- */
-export type GradRule = (emit: GradEmitter, node: Node, dOutput: string) => (string | null)[];
-export interface GradEmitter {
-  emit(op: string, inputs: string[], attrs?: Record<string, AttrValue>): string;
+/** An op as written in the table below: `infer` gives the one output type, or a list for several. */
+interface OpSpec {
+  name: string;
+  /** Input names, for error messages and docs. */
+  inputs: string[];
+  attrs: Record<string, AttrSpec>;
+  infer(inputs: TensorType[], attrs: Readonly<Record<string, AttrValue>>): TensorType | TensorType[];
+  doc: string;
 }
 
 export interface OpDef {
@@ -25,12 +25,11 @@ export interface OpDef {
   /** Input names, for error messages and docs. */
   inputs: string[];
   attrs: Record<string, AttrSpec>;
-  /** Computes the output type from the input types and attributes; throws a plain message on mismatch. */
-  infer(inputs: TensorType[], attrs: Readonly<Record<string, AttrValue>>): TensorType;
-  /** Set by the autodiff work; undefined means "no gradient rule yet". */
-  grad?: GradRule;
+  /** Computes the output types from the input types and attributes; throws a plain message on mismatch. */
+  infer(inputs: TensorType[], attrs: Readonly<Record<string, AttrValue>>): TensorType[];
   doc: string;
 }
+// Gradient rules live beside this table, in grad.ts.
 
 const FLOATS = new Set(['f32', 'f16', 'bf16']);
 
@@ -45,6 +44,12 @@ function expectRank(t: TensorType, rank: number, what: string): void {
 }
 function expectDim(a: Dim, b: Dim, what: string): void {
   if (a !== b) fail(`${what}: ${a} ≠ ${b}`);
+}
+/** An i32[T] per-row vector (positions, sequence ids) for the rows of x. */
+function expectRows(v: TensorType, x: TensorType, what: string): void {
+  if (v.dtype !== 'i32') fail(`${what} must be i32, got ${typeToString(v)}`);
+  expectRank(v, 1, what);
+  expectDim(v.shape[0]!, x.shape[0]!, `${what} rows`);
 }
 function num(attrs: Readonly<Record<string, AttrValue>>, k: string): number {
   return attrs[k] as number;
@@ -71,7 +76,7 @@ function unaryFloat(ins: TensorType[]): TensorType {
   return f32(...ins[0]!.shape);
 }
 
-const defs: OpDef[] = [
+const defs: OpSpec[] = [
   {
     name: 'embedding', inputs: ['table', 'tokens'], attrs: {},
     doc: 'rows of table [V,d] picked by tokens i32[T] → [T,d]',
@@ -100,16 +105,17 @@ const defs: OpDef[] = [
     },
   },
   {
-    name: 'rope', inputs: ['x'],
+    name: 'rope', inputs: ['x', 'pos'],
     attrs: {
       heads: { kind: 'int' }, head_dim: { kind: 'int' }, theta: { kind: 'float' }, style: { kind: 'string' },
       scaling: { kind: 'string', optional: true }, factor: { kind: 'float', optional: true },
       low_freq_factor: { kind: 'float', optional: true }, high_freq_factor: { kind: 'float', optional: true },
       original_max_pos: { kind: 'int', optional: true },
     },
-    doc: "rotary embedding at positions past..past+T; style 'half' (pairs i, i+hd/2) or 'interleaved' (pairs 2i, 2i+1)",
-    infer([x], attrs) {
+    doc: "rotary embedding of each row x[t] at position pos[t] (i32[T]); style 'half' (pairs i, i+hd/2) or 'interleaved' (pairs 2i, 2i+1)",
+    infer([x, pos], attrs) {
       expectRank(x!, 2, 'x');
+      expectRows(pos!, x!, 'pos');
       if (attrs.style !== 'half' && attrs.style !== 'interleaved') fail(`rope style must be half or interleaved, got ${String(attrs.style)}`);
       if (attrs.scaling !== undefined && attrs.scaling !== 'llama3') fail(`rope scaling must be llama3, got ${String(attrs.scaling)}`);
       expectDim(x!.shape[1]!, num(attrs, 'heads') * num(attrs, 'head_dim'), 'rope width = heads·head_dim');
@@ -117,16 +123,42 @@ const defs: OpDef[] = [
     },
   },
   {
-    name: 'attention', inputs: ['q', 'k', 'v'],
-    attrs: { heads: { kind: 'int' }, kv_heads: { kind: 'int' }, head_dim: { kind: 'int' }, layer: { kind: 'int' } },
-    doc: 'causal GQA attention of q over the KV cache slot `layer`, after appending k and v to it',
-    infer([q, k, v], attrs) {
+    name: 'attention', inputs: ['q', 'k', 'v', 'seq'],
+    attrs: { heads: { kind: 'int' }, kv_heads: { kind: 'int' }, head_dim: { kind: 'int' } },
+    doc: 'causal GQA attention within each sequence: row t attends to rows s ≤ t with seq[s] = seq[t] (a sequence\'s rows contiguous, in order)',
+    infer([q, k, v, seq], attrs) {
+      expectRows(seq!, q!, 'seq');
       const hd = num(attrs, 'head_dim');
       expectDim(q!.shape[1]!, num(attrs, 'heads') * hd, 'q width');
       expectDim(k!.shape[1]!, num(attrs, 'kv_heads') * hd, 'k width');
       expectDim(v!.shape[1]!, num(attrs, 'kv_heads') * hd, 'v width');
       if (num(attrs, 'heads') % num(attrs, 'kv_heads') !== 0) fail('heads must be a multiple of kv_heads');
       expectDim(q!.shape[0]!, k!.shape[0]!, 'q/k tokens');
+      return f32(...q!.shape);
+    },
+  },
+  {
+    name: 'kv_write', inputs: ['cache', 'x', 'pos'], attrs: {},
+    doc: 'the cache [C,w] with row pos[t] replaced by x[t]: appending to a KV cache, as a pure op',
+    infer([cache, x, pos]) {
+      expectRank(cache!, 2, 'cache'); expectRank(x!, 2, 'x'); expectFloat(x!, 'x');
+      expectDim(cache!.shape[1]!, x!.shape[1]!, 'cache width');
+      expectRows(pos!, x!, 'pos');
+      return f32(...cache!.shape);
+    },
+  },
+  {
+    name: 'kv_attention', inputs: ['q', 'k_cache', 'v_cache', 'pos'],
+    attrs: { heads: { kind: 'int' }, kv_heads: { kind: 'int' }, head_dim: { kind: 'int' } },
+    doc: 'causal GQA attention of q over cached keys/values [C,kv_heads·hd]: row t attends to cache rows 0..pos[t] (decoding one sequence)',
+    infer([q, k, v, pos], attrs) {
+      const hd = num(attrs, 'head_dim');
+      expectDim(q!.shape[1]!, num(attrs, 'heads') * hd, 'q width');
+      expectDim(k!.shape[1]!, num(attrs, 'kv_heads') * hd, 'k_cache width');
+      expectDim(v!.shape[1]!, num(attrs, 'kv_heads') * hd, 'v_cache width');
+      expectDim(k!.shape[0]!, v!.shape[0]!, 'cache capacity');
+      if (num(attrs, 'heads') % num(attrs, 'kv_heads') !== 0) fail('heads must be a multiple of kv_heads');
+      expectRows(pos!, q!, 'pos');
       return f32(...q!.shape);
     },
   },
@@ -145,7 +177,7 @@ const defs: OpDef[] = [
   { name: 'add', inputs: ['a', 'b'], attrs: {}, doc: 'elementwise sum', infer: sameShapeElementwise },
   {
     name: 'transpose', inputs: ['x'], attrs: {},
-    doc: 'swaps the two axes of a matrix; on a weight it is folded into a stored weight at convert time',
+    doc: 'swaps the two axes of a matrix; on a param the GPU targets compute it on the host and packages store it',
     infer([x]) {
       expectRank(x!, 2, 'x');
       return { dtype: x!.dtype, shape: [x!.shape[1]!, x!.shape[0]!] };
@@ -187,17 +219,34 @@ const defs: OpDef[] = [
     },
   },
   {
-    name: 'moc_down', inputs: ['z', 'w_down_t', 'idx'], attrs: {},
-    doc: 'Σ_k z[t,k] · w_down_t[idx[t,k]]: the down projection from kept channels; w_down_t stored [F,d] so a channel is one row',
+    name: 'moc_down', inputs: ['z', 'w_down', 'idx'], attrs: {},
+    doc: 'Σ_k z[t,k] · w_down[idx[t,k]]: the down projection from kept channels; w_down is [F,d] (a checkpoint\'s W_downᵀ) so a channel is one row',
     infer([z, w, idx]) {
-      expectRank(w!, 2, 'w_down_t'); expectFloat(w!, 'w_down_t');
+      expectRank(w!, 2, 'w_down'); expectFloat(w!, 'w_down');
       expectDim(z!.shape[1]!, idx!.shape[1]!, 'kept channels');
       return f32(z!.shape[0]!, w!.shape[1]!);
     },
   },
+  {
+    name: 'split', inputs: ['x'], attrs: { parts: { kind: 'int' } },
+    doc: 'x [R,n·w] cut along the last axis into n outputs [R,w] (several outputs: e.g. a fused QKV projection)',
+    infer([x], attrs) {
+      expectRank(x!, 2, 'x');
+      const parts = num(attrs, 'parts'), w = x!.shape[1]!;
+      if (!(parts >= 1)) fail(`parts must be at least 1, got ${parts}`);
+      if (typeof w !== 'number' || w % parts !== 0) fail(`width ${w} is not a multiple of parts = ${parts}`);
+      return Array.from({ length: parts }, () => ({ dtype: x!.dtype, shape: [x!.shape[0]!, w / parts] }));
+    },
+  },
 ];
 
-export const OPS: ReadonlyMap<string, OpDef> = new Map(defs.map((d) => [d.name, d]));
+export const OPS: ReadonlyMap<string, OpDef> = new Map(defs.map((d): [string, OpDef] => [d.name, {
+  ...d,
+  infer: (ins, attrs) => {
+    const t = d.infer(ins, attrs);
+    return Array.isArray(t) ? t : [t];
+  },
+}]));
 
 export function opDef(name: string): OpDef {
   const d = OPS.get(name);

@@ -1,6 +1,7 @@
 // Parses the text form written by print.ts back into a Graph (then verify it).
 import type { DType } from '../util/dtype.js';
-import type { AttrValue, Dim, Graph, Node, Operand, TensorType, ValueDecl } from './types.js';
+import type { AttrValue, Checkpoint, Dim, Graph, Node, Operand, ParamDecl, StateDecl, TensorType, ValueDecl } from './types.js';
+import { CHECKPOINTS } from './types.js';
 
 const NAME = '[A-Za-z_][A-Za-z0-9_.]*';
 const DTYPES = new Set(['f32', 'f16', 'bf16', 'i32']);
@@ -25,7 +26,29 @@ function parseOperand(text: string, where: string): Operand {
   const s = text.trim();
   const m = new RegExp(`^([%@])(${NAME})$`).exec(s);
   if (!m) throw new ParseError(`${where}: bad operand '${s}'`);
-  return { kind: m[1] === '@' ? 'weight' : 'value', name: m[2]! };
+  return { kind: m[1] === '@' ? 'param' : 'value', name: m[2]! };
+}
+
+/** Splits a list on commas outside brackets: "f32[T,4], i32[T]" → two types. */
+function splitTypes(text: string): string[] {
+  const out: string[] = [];
+  let depth = 0, cur = '';
+  for (const c of text) {
+    if (c === '[') depth++;
+    if (c === ']') depth--;
+    if (c === ',' && depth === 0) { out.push(cur); cur = ''; } else cur += c;
+  }
+  out.push(cur);
+  return out;
+}
+
+/** The annotation block `[ckpt=save]`: the only annotation is the checkpoint kind. */
+function parseCkpt(text: string, where: string): Checkpoint {
+  const kv = parseKeyValues(text, where, (v) => v.trim());
+  for (const k of Object.keys(kv)) if (k !== 'ckpt') throw new ParseError(`${where}: unknown annotation '${k}' (only ckpt=save|recompute)`);
+  const v = kv.ckpt;
+  if (!CHECKPOINTS.includes(v as Checkpoint)) throw new ParseError(`${where}: ckpt must be ${CHECKPOINTS.join(' or ')}, got '${v ?? ''}'`);
+  return v as Checkpoint;
 }
 
 /** Splits "a=1, s=\"x, y\"" on top-level commas, respecting quoted strings. */
@@ -66,11 +89,13 @@ export function parseGraph(text: string): Graph {
   const lines = text.split('\n');
   let name: string | null = null;
   const inputs: ValueDecl[] = [];
-  const weights: ValueDecl[] = [];
+  const params: ParamDecl[] = [];
+  const states: StateDecl[] = [];
   const nodes: Node[] = [];
   const outputs: string[] = [];
   let ended = false;
-  const nodeRe = new RegExp(`^%(${NAME})\\s*=\\s*([a-z_0-9]+)\\((.*?)\\)\\s*(?:\\{(.*)\\})?\\s*:\\s*([a-z0-9_]+\\[[^\\]]*\\])\\s*(?:\\[(.*)\\])?$`);
+  const TYPE = '[a-z0-9_]+\\[[^\\]]*\\]';
+  const nodeRe = new RegExp(`^(%${NAME}(?:\\s*,\\s*%${NAME})*)\\s*=\\s*([a-z_0-9]+)\\((.*?)\\)\\s*(?:\\{(.*)\\})?\\s*:\\s*(${TYPE}(?:\\s*,\\s*${TYPE})*)\\s*(?:\\[(.*)\\])?$`);
   for (let i = 0; i < lines.length; i++) {
     const where = `line ${i + 1}`;
     const line = lines[i]!.replace(/\s+$/, '').trim();
@@ -84,20 +109,27 @@ export function parseGraph(text: string): Graph {
       throw new ParseError(`${where}: expected 'graph NAME' first`);
     } else if ((m = new RegExp(`^input %(${NAME})\\s*:\\s*(.+)$`).exec(line))) {
       inputs.push({ name: m[1]!, type: parseType(m[2]!, where) });
-    } else if ((m = new RegExp(`^weight @(${NAME})\\s*:\\s*(.+)$`).exec(line))) {
-      weights.push({ name: m[1]!, type: parseType(m[2]!, where) });
+    } else if ((m = new RegExp(`^state %(${NAME})\\s*:\\s*(.+?)\\s+next\\s+%(${NAME})$`).exec(line))) {
+      states.push({ name: m[1]!, type: parseType(m[2]!, where), next: m[3]! });
+    } else if ((m = new RegExp(`^param @(${NAME})\\s*:\\s*([^{]+?)\\s*(?:\\{(.*)\\})?$`).exec(line))) {
+      const flags = m[3] === undefined ? [] : m[3].split(',').map((f) => f.trim());
+      for (const f of flags) if (f !== 'frozen' && f !== 'transposed') throw new ParseError(`${where}: unknown param flag '${f}' (frozen, transposed)`);
+      params.push({ name: m[1]!, type: parseType(m[2]!, where), trainable: !flags.includes('frozen'), ...(flags.includes('transposed') ? { transposed: true } : {}) });
     } else if ((m = new RegExp(`^output %(${NAME})$`).exec(line))) {
       outputs.push(m[1]!);
     } else if (line === 'end') {
       ended = true;
     } else if ((m = nodeRe.exec(line))) {
+      const names = m[1]!.split(',').map((x) => x.trim().slice(1));
+      const types = splitTypes(m[5]!).map((x) => parseType(x, where));
+      const at = `${where} (${m[1]!.trim()})`;
+      if (types.length !== names.length) throw new ParseError(`${at}: ${names.length} outputs but ${types.length} types`);
       nodes.push({
-        name: m[1]!,
         op: m[2]!,
         inputs: m[3]!.trim() === '' ? [] : m[3]!.split(',').map((o) => parseOperand(o, where)),
         attrs: m[4] ? parseKeyValues(m[4], where, (v) => parseAttr(v, where)) : {},
-        type: parseType(m[5]!, where),
-        annotations: m[6] ? parseKeyValues(m[6], where, (v) => v.trim()) : {},
+        outputs: names.map((name, i) => ({ name, type: types[i]! })),
+        ...(m[6] !== undefined ? { ckpt: parseCkpt(m[6], at) } : {}),
       });
     } else {
       throw new ParseError(`${where}: cannot parse '${line}'`);
@@ -105,5 +137,5 @@ export function parseGraph(text: string): Graph {
   }
   if (name === null) throw new ParseError('empty graph text');
   if (!ended) throw new ParseError(`graph ${name}: missing 'end'`);
-  return { name, inputs, weights, nodes, outputs };
+  return { name, inputs, states, params, nodes, outputs };
 }

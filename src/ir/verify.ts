@@ -1,7 +1,8 @@
-// The verifier: SSA form, known ops, valid attributes, and every declared type equal to the op table's rule.
-import { opDef } from './ops.js';
+// The verifier: SSA form, known ops, valid attributes, every declared output type equal to the op
+// table's rule, parameters declared once, checkpoint annotations of a known kind.
+import { opDef, type OpDef } from './ops.js';
 import type { Graph, TensorType } from './types.js';
-import { sameType, typeToString } from './types.js';
+import { CHECKPOINTS, operandToString, sameType, typeToString } from './types.js';
 
 export class VerifyError extends Error {
   override name = 'VerifyError';
@@ -9,49 +10,58 @@ export class VerifyError extends Error {
 
 export function verifyGraph(g: Graph): void {
   const types = new Map<string, TensorType>();
-  const weights = new Map<string, TensorType>();
+  const params = new Map<string, TensorType>();
   const err = (msg: string): never => {
     throw new VerifyError(`graph ${g.name}: ${msg}`);
   };
-  for (const w of g.weights) {
-    if (weights.has(w.name)) err(`weight @${w.name} declared twice`);
-    weights.set(w.name, w.type);
+  for (const p of g.params) {
+    if (params.has(p.name)) err(`param @${p.name} declared twice`);
+    params.set(p.name, p.type);
   }
-  for (const i of g.inputs) {
+  for (const i of [...g.inputs, ...g.states]) {
     if (types.has(i.name)) err(`%${i.name} defined twice`);
     types.set(i.name, i.type);
   }
   for (const n of g.nodes) {
-    const where = `%${n.name} = ${n.op}`;
-    if (types.has(n.name)) err(`${where}: %${n.name} defined twice`);
-    let def;
+    const where = `${n.outputs.map((o) => `%${o.name}`).join(', ')} = ${n.op}`;
+    for (const o of n.outputs) if (types.has(o.name)) err(`${where}: %${o.name} defined twice`);
+    let def: OpDef;
     try {
       def = opDef(n.op);
     } catch (e) {
-      err(`${where}: ${(e as Error).message}`);
+      return err(`${where}: ${(e as Error).message}`);
     }
-    if (n.inputs.length !== def!.inputs.length) err(`${where}: takes ${def!.inputs.length} inputs (${def!.inputs.join(', ')}), got ${n.inputs.length}`);
+    if (n.inputs.length !== def.inputs.length) err(`${where}: takes ${def.inputs.length} inputs (${def.inputs.join(', ')}), got ${n.inputs.length}`);
     const inTypes = n.inputs.map((o) => {
-      const t = o.kind === 'weight' ? weights.get(o.name) : types.get(o.name);
-      if (!t) err(`${where}: ${o.kind === 'weight' ? '@' : '%'}${o.name} is used before it is defined`);
+      const t = o.kind === 'param' ? params.get(o.name) : types.get(o.name);
+      if (!t) err(`${where}: ${operandToString(o)} is used before it is defined`);
       return t!;
     });
     for (const [k, v] of Object.entries(n.attrs)) {
-      const spec = def!.attrs[k];
+      const spec = def.attrs[k];
       if (!spec) err(`${where}: unknown attribute '${k}'`);
       const ok = spec!.kind === 'string' ? typeof v === 'string' : spec!.kind === 'bool' ? typeof v === 'boolean' : spec!.kind === 'int' ? Number.isInteger(v) : typeof v === 'number';
       if (!ok) err(`${where}: attribute ${k} must be ${spec!.kind}, got ${JSON.stringify(v)}`);
     }
-    for (const [k, spec] of Object.entries(def!.attrs)) if (!spec.optional && n.attrs[k] === undefined) err(`${where}: missing attribute '${k}'`);
-    let inferred: TensorType;
+    for (const [k, spec] of Object.entries(def.attrs)) if (!spec.optional && n.attrs[k] === undefined) err(`${where}: missing attribute '${k}'`);
+    if (n.ckpt !== undefined && !CHECKPOINTS.includes(n.ckpt)) err(`${where}: ckpt must be ${CHECKPOINTS.join(' or ')}, got ${JSON.stringify(n.ckpt)}`);
+    let inferred: TensorType[];
     try {
-      inferred = def!.infer(inTypes, n.attrs);
+      inferred = def.infer(inTypes, n.attrs);
     } catch (e) {
       return err(`${where}: ${(e as Error).message}`);
     }
-    if (!sameType(inferred, n.type)) err(`${where}: declared ${typeToString(n.type)} but the op gives ${typeToString(inferred)}`);
-    types.set(n.name, n.type);
+    if (inferred.length !== n.outputs.length) err(`${where}: declares ${n.outputs.length} outputs but the op gives ${inferred.length}`);
+    n.outputs.forEach((o, i) => {
+      if (!sameType(inferred[i]!, o.type)) err(`${where}: declared ${typeToString(o.type)} but the op gives ${typeToString(inferred[i]!)}${n.outputs.length > 1 ? ` for %${o.name}` : ''}`);
+      types.set(o.name, o.type);
+    });
   }
   if (g.outputs.length === 0) err('no outputs');
   for (const o of g.outputs) if (!types.has(o)) err(`output %${o} is not defined`);
+  for (const s of g.states) {
+    const t = types.get(s.next);
+    if (!t) err(`state %${s.name}: next value %${s.next} is not defined`);
+    if (!sameType(t!, s.type)) err(`state %${s.name} is ${typeToString(s.type)} but its next value %${s.next} is ${typeToString(t!)}`);
+  }
 }

@@ -6,6 +6,7 @@ import type { TensorSource } from '../import/tensor.js';
 
 /** A model ready to run: its graph, its weights by name, and its hyper-parameters. */
 export interface RunnableModel {
+  /** The model graph (pure; sessions run the decode graph passes/kv-cache.ts derives from it). */
   graph: Graph;
   weights: ReadonlyMap<string, TensorSource>;
   spec: ModelSpec;
@@ -15,7 +16,7 @@ export interface RunnableModel {
 export type Awaitable<T> = T | Promise<T>;
 
 export interface ModelSession {
-  /** Tokens already in the KV cache. */
+  /** Tokens already in the KV cache (the decode graph's state). */
   readonly position: number;
   /** Runs `tokens` after the cached ones; returns logits [tokens.length, vocab], row-major. */
   forward(tokens: readonly number[]): Awaitable<Float32Array>;

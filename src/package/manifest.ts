@@ -2,7 +2,11 @@
 import type { ModelSpec } from '../import/spec.js';
 
 export const PACKAGE_FORMAT = 'mocc-package';
-export const PACKAGE_FORMAT_VERSION = 1;
+/**
+ * 2: model.mir holds the model graph of issue 14 (params, rows with pos/seq, pure attention; the
+ * decode graph is derived when the package runs). Version 1 (weights, a KV-cache attention) is not read.
+ */
+export const PACKAGE_FORMAT_VERSION = 2;
 
 export interface SourceFile {
   name: string;

@@ -1,6 +1,9 @@
-// Turns weight-only computations of a graph (transpose(@w)) into stored weights, so a package holds
-// each weight in the layout its kernels read (W_down as [d_ffn, d] for moc_down).
-import type { Graph, Node, Operand } from '../ir/types.js';
+// Plans the stored tensors of a package so each param is stored in the layout its kernels read
+// (W_down as [d_ffn, d] for moc_down): a param flagged `transposed` is written transposed from the
+// checkpoint's tensor under its own name (and loses the flag); a transpose(@w) node, where a pass
+// left one, becomes a stored param `<w>.t`.
+import type { Graph, Node, Operand, ParamDecl } from '../ir/types.js';
+import { single } from '../ir/types.js';
 
 /** How to produce a stored weight from a source tensor. */
 export interface StoredWeight {
@@ -10,25 +13,27 @@ export interface StoredWeight {
 }
 
 export function materializeWeightLayouts(g: Graph): { graph: Graph; stored: StoredWeight[] } {
-  const renamed = new Map<string, string>(); // node name → new weight name
+  const renamed = new Map<string, string>(); // node output → new param name
   const nodes: Node[] = [];
-  const extra: { name: string; type: Graph['weights'][number]['type'] }[] = [];
-  const stored: StoredWeight[] = g.weights.map((w) => ({ name: w.name, from: w.name, transpose: false }));
+  const extra: ParamDecl[] = [];
+  const stored: StoredWeight[] = g.params.map((w) => ({ name: w.name, from: w.name, transpose: !!w.transposed }));
+  const trainable = new Map(g.params.map((p) => [p.name, p.trainable]));
   for (const n of g.nodes) {
-    if (n.op === 'transpose' && n.inputs[0]!.kind === 'weight') {
-      const name = `${n.inputs[0]!.name}.t`;
-      renamed.set(n.name, name);
-      extra.push({ name, type: n.type });
-      stored.push({ name, from: n.inputs[0]!.name, transpose: true });
+    if (n.op === 'transpose' && n.inputs[0]!.kind === 'param') {
+      const of = n.inputs[0]!.name;
+      const name = `${of}.t`;
+      renamed.set(single(n).name, name);
+      extra.push({ name, type: single(n).type, trainable: trainable.get(of)! });
+      stored.push({ name, from: of, transpose: true });
       continue;
     }
-    const inputs = n.inputs.map((o): Operand => (o.kind === 'value' && renamed.has(o.name) ? { kind: 'weight', name: renamed.get(o.name)! } : o));
+    const inputs = n.inputs.map((o): Operand => (o.kind === 'value' && renamed.has(o.name) ? { kind: 'param', name: renamed.get(o.name)! } : o));
     nodes.push({ ...n, inputs });
   }
-  const weights = [...g.weights, ...extra];
-  const used = new Set(nodes.flatMap((n) => n.inputs.filter((o) => o.kind === 'weight').map((o) => o.name)));
+  const params = [...g.params.map(({ transposed: _, ...p }) => p), ...extra];
+  const used = new Set(nodes.flatMap((n) => n.inputs.filter((o) => o.kind === 'param').map((o) => o.name)));
   return {
-    graph: { ...g, nodes, weights: weights.filter((w) => used.has(w.name)) },
+    graph: { ...g, nodes, params: params.filter((w) => used.has(w.name)) },
     stored: stored.filter((s) => used.has(s.name)),
   };
 }

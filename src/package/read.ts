@@ -28,6 +28,9 @@ export function openPackage(dir: string): OpenedPackage {
     throw new UserError(`${dir}: unreadable manifest.json: ${oneLine((e as Error).message)}`);
   }
   if (manifest.format !== PACKAGE_FORMAT) throw new UserError(`${dir}: manifest.json is not a mocc package manifest`);
+  if (manifest.formatVersion === 1) {
+    throw new UserError(`${dir}: package format version 1 (an older mocc's IR); convert the checkpoint again with this mocc`);
+  }
   if (manifest.formatVersion !== PACKAGE_FORMAT_VERSION) {
     throw new UserError(`${dir}: package format version ${describe(manifest.formatVersion)}; this mocc reads version ${PACKAGE_FORMAT_VERSION}`);
   }
@@ -39,7 +42,7 @@ export function openPackage(dir: string): OpenedPackage {
     throw new UserError(`${dir}/${typeof manifest.ir === 'string' ? nameText(manifest.ir) : describe(manifest.ir)}: ${oneLine((e as Error).message)}`);
   }
   const st = readSafetensorsHeader(join(dir, manifest.weights.file));
-  for (const w of graph.weights) {
+  for (const w of graph.params) {
     const t = st.tensors.get(w.name);
     if (!t) {
       st.file.close();

@@ -91,7 +91,7 @@ export async function writePackage(ck: Checkpoint, graph: Graph, outDir: string,
     const shape = s.transpose ? [src.shape[1]!, src.shape[0]!] : [...src.shape];
     return { name: s.name, dtype, shape, write: emitterFor(src, s, dtype) };
   });
-  const finalGraph: Graph = { ...stored, weights: stored.weights.map((w) => ({ name: w.name, type: { ...w.type, dtype: dtypes[w.name] as StorageDType } })) };
+  const finalGraph: Graph = { ...stored, params: stored.params.map((w) => ({ ...w, type: { ...w.type, dtype: dtypes[w.name] as StorageDType } })) };
   verifyGraph(finalGraph);
 
   const total = entries.reduce((s, e) => s + bytesFor(e.dtype, elementCount(e.shape)), 0);

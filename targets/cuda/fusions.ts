@@ -2,8 +2,8 @@
 // (targets/lowering/): CUDA has kernels for them that the WGSL target lacks — GEMVs with an RMSNorm
 // prologue, a paired gate/up GEMV, MoC's fused up·down, RoPE + KV append in the Q/K/V GEMV.
 // Each finder returns what it found; lower.ts maps it to kernels.
-import type { Node, Operand } from '../../src/ir/types.js';
-import type { GraphFacts } from '../lowering/analysis.js';
+import type { Operand } from '../../src/ir/types.js';
+import type { GraphFacts, Node } from '../lowering/analysis.js';
 import type { SiluMul } from '../lowering/fusion.js';
 
 type MocUp = Required<SiluMul>['moc'];
@@ -16,14 +16,14 @@ export function mocUps(siluMuls: Map<string, SiluMul>): Map<string, MocUp> {
 /** A dense FFN: mul(silu(linear(x, Wg)), linear(x, Wu)), each part read once, one weight dtype: one paired GEMV. */
 export function ffnPairs(f: GraphFacts, mocUp: Map<string, MocUp>): Map<string, { gate: Node; up: Node }> {
   const found = new Map<string, { gate: Node; up: Node }>();
-  for (const n of f.graph.nodes) {
+  for (const n of f.nodes) {
     if (n.op !== 'mul' || mocUp.has(n.name)) continue;
     for (const [a, b] of [[n.inputs[0]!, n.inputs[1]!], [n.inputs[1]!, n.inputs[0]!]] as const) {
       const s = f.producer(a);
       const gate = f.producer(s?.inputs[0]), up = f.producer(b);
       if (s?.op !== 'silu' || gate?.op !== 'linear' || up?.op !== 'linear' || f.useCount(gate.name) !== 1 || f.useCount(up.name) !== 1) continue;
       const gx = gate.inputs[0]!, ux = up.inputs[0]!, gw = gate.inputs[1]!, uw = up.inputs[1]!;
-      if (gx.kind !== 'value' || ux.kind !== 'value' || gx.name !== ux.name || gw.kind !== 'weight' || uw.kind !== 'weight' || f.weight(gw.name).dtype !== f.weight(uw.name).dtype) continue;
+      if (gx.kind !== 'value' || ux.kind !== 'value' || gx.name !== ux.name || gw.kind !== 'param' || uw.kind !== 'param' || f.weight(gw.name).dtype !== f.weight(uw.name).dtype) continue;
       found.set(n.name, { gate, up });
       break;
     }
@@ -34,7 +34,7 @@ export function ffnPairs(f: GraphFacts, mocUp: Map<string, MocUp>): Map<string, 
 /** MoC: moc_down(SiLU(gather)·moc_up, W_downᵀ, idx) with the product read once: one fused up·down launch. */
 export function mocUpDowns(f: GraphFacts, mocUp: Map<string, MocUp>): Map<string, MocUp & { mul: Node }> {
   const found = new Map<string, MocUp & { mul: Node }>();
-  for (const n of f.graph.nodes) {
+  for (const n of f.nodes) {
     if (n.op !== 'moc_down') continue;
     const m = f.producer(n.inputs[0]);
     const parts = m && mocUp.get(m.name);
@@ -62,7 +62,7 @@ export function tauSlots(f: GraphFacts, upDowns: Map<string, unknown>): Map<stri
 /** Attention whose q and k come straight from RoPE (same rotation, each read once): rotate both and append to the cache in one launch. */
 export function ropedAttentions(f: GraphFacts): Map<string, { q: Node; k: Node }> {
   const found = new Map<string, { q: Node; k: Node }>();
-  for (const n of f.graph.nodes) {
+  for (const n of f.nodes) {
     if (n.op !== 'attention') continue;
     const q = f.producer(n.inputs[0]), k = f.producer(n.inputs[1]);
     if (q?.op !== 'rope' || k?.op !== 'rope' || f.useCount(q.name) !== 1 || f.useCount(k.name) !== 1) continue;
@@ -84,7 +84,7 @@ export function qkvProjections(f: GraphFacts, roped: Map<string, { q: Node; k: N
     const attn = f.node(an)!;
     const lins = [f.producer(q.inputs[0]), f.producer(k.inputs[0]), f.producer(attn.inputs[2])];
     const [lq, lk, lv] = lins;
-    if (!lq || !lk || !lv || lins.some((l) => l!.op !== 'linear' || l!.inputs[1]!.kind !== 'weight' || l!.inputs[0]!.kind !== 'value' || l!.inputs[0]!.name !== lq.inputs[0]!.name || f.useCount(l!.name) !== 1)) continue;
+    if (!lq || !lk || !lv || lins.some((l) => l!.op !== 'linear' || l!.inputs[1]!.kind !== 'param' || l!.inputs[0]!.kind !== 'value' || l!.inputs[0]!.name !== lq.inputs[0]!.name || f.useCount(l!.name) !== 1)) continue;
     if (new Set(lins.map((l) => f.weight(l!.inputs[1]!.name).dtype)).size !== 1 || lq === lk || lk === lv || lq === lv) continue;
     found.set(lq.name, { attention: attn, role: 'q' }).set(lk.name, { attention: attn, role: 'k' }).set(lv.name, { attention: attn, role: 'v' });
   }
@@ -106,14 +106,14 @@ export interface FoldedNorm {
 export function foldedNorms(f: GraphFacts, mocUp: Map<string, MocUp>): { normOf: Map<string, FoldedNorm>; readers: (v: string) => readonly number[] } {
   const ups = new Set([...mocUp.values()].map((m) => m.up));
   const isGemvReader = (u: Node, v: string) => u.inputs[0]!.kind === 'value' && u.inputs[0]!.name === v
-    && ((u.op === 'linear' || u.op === 'logits') && u.inputs[1]!.kind === 'weight' || u.op === 'moc_up' && ups.has(u))
+    && ((u.op === 'linear' || u.op === 'logits') && u.inputs[1]!.kind === 'param' || u.op === 'moc_up' && ups.has(u))
     && !u.inputs.slice(1).some((o) => o.kind === 'value' && o.name === v);
   const normOf = new Map<string, FoldedNorm>();
   const moved = new Map<string, number[]>();
   const readers = (v: string) => moved.get(v) ?? f.readers(v);
-  for (const n of f.graph.nodes) {
-    if (n.op !== 'rmsnorm' || n.inputs[1]!.kind !== 'weight' || n.inputs[0]!.kind !== 'value') continue;
-    const rs = readers(n.name).map((i) => f.graph.nodes[i]);
+  for (const n of f.nodes) {
+    if (n.op !== 'rmsnorm' || n.inputs[1]!.kind !== 'param' || n.inputs[0]!.kind !== 'value') continue;
+    const rs = readers(n.name).map((i) => f.nodes[i]);
     if (rs.length === 0 || rs.some((u) => !u || !isGemvReader(u, n.name))) continue;
     normOf.set(n.name, { src: n.inputs[0]!, weight: n.inputs[1]!, eps: n.attrs.eps as number });
     const src = n.inputs[0]!.name;

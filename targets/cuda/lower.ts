@@ -11,7 +11,7 @@
 //    reduction that adds the residual); that launch warms the L2 with the rows of the channels it
 //    guesses will be kept while Top-K still runs (from the threshold Top-K left in the last call).
 import { UserError } from '../../src/import/spec.js';
-import type { Graph, Node, Operand } from '../../src/ir/types.js';
+import type { Graph, Operand } from '../../src/ir/types.js';
 import type { ModelSpec } from '../../src/import/spec.js';
 import { attention, kvStore, kvStoreGrid, rope, ropeStore, ropeStoreGrid, ATTN_WARPS, ROPE_THREADS } from './ptx/attention.js';
 import { argmax, elementwise, embedding, gemv, gemvGrid, gemvLayout, gemvMulti, gemvMultiGrid, posAdvance, rmsnorm, rmsnormThreads, type GemvSpec, type Kernel } from './ptx/dense.js';
@@ -19,12 +19,12 @@ import { pad8, type WeightDType } from './ptx/layout.js';
 import { downPartial, downReduce, downSplit, DOWN_THREADS, mocUpDown, patternSelect, reduceGrid, REDUCE_THREADS, selectShape, topkSelect, upDownSplit } from './ptx/moc.js';
 import type { Arg, BufferDecl, Launch, Program, Step } from './program.js';
 import { bufArgIds, planBuffers as planBufferIds, remapBufArgs } from '../buffer-plan.js';
-import { GraphFacts } from '../lowering/analysis.js';
+import { GraphFacts, type Node } from '../lowering/analysis.js';
 import { DeviceInputs } from '../lowering/device-inputs.js';
 import { residualAdd, siluMuls } from '../lowering/fusion.js';
 import { ffnPairs, foldedNorms, mocUpDowns, mocUps, qkvProjections, ropedAttentions, tauSlots } from './fusions.js';
 
-export const CUDA_OPS = new Set(['embedding', 'rmsnorm', 'linear', 'logits', 'rope', 'attention', 'silu', 'mul', 'add', 'transpose', 'moc_select', 'moc_gather', 'moc_up', 'moc_down']);
+export const CUDA_OPS = new Set(['embedding', 'rmsnorm', 'linear', 'logits', 'rope', 'attention', 'kv_write', 'kv_attention', 'silu', 'mul', 'add', 'transpose', 'moc_select', 'moc_gather', 'moc_up', 'moc_down']);
 
 interface VBuf {
   width: number;
@@ -42,7 +42,7 @@ export interface LowerOptions {
 }
 
 export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {}): Program {
-  const facts = new GraphFacts(g, 'cuda');
+  const facts = new GraphFacts(g, 'cuda', spec.maxSeqLen);
   const producer = (o: Operand | undefined) => facts.producer(o), useCount = (v: string) => facts.useCount(v);
   const width = (n: Node) => facts.width(n), widthOf = (o: Operand) => facts.widthOf(o), fail = (n: Node, why: string) => facts.fail(n, why);
   const inputs = new DeviceInputs(facts);
@@ -56,7 +56,7 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
   const launch = (l: Omit<Launch, 'node'>, n: Node) => steps.push({ kind: 'launch', ...l, node: n.name });
   const buf = (o: Operand, n: Node): Arg => {
     const id = o.kind === 'value' ? bufOf.get(o.name) : undefined;
-    if (id === undefined) return fail(n, `operand ${o.kind === 'weight' ? '@' : '%'}${o.name} has no device buffer`);
+    if (id === undefined) return fail(n, `operand ${o.kind === 'param' ? '@' : '%'}${o.name} has no device buffer`);
     return { kind: 'buf', id };
   };
 
@@ -116,7 +116,7 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
   const tokens = facts.tokenInput();
   const wdtype = (name: string): WeightDType => facts.weight(name).dtype;
 
-  g.nodes.forEach((n, i) => {
+  facts.nodes.forEach((n, i) => {
     if (skip.has(n.name) || bufOf.has(n.name)) return;
     const out = () => {
       const id = newBuf(width(n), n.type.dtype === 'i32' ? 'i32' : 'f32');
@@ -149,8 +149,8 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
           y = residual;
         } else {
           // Later linears reading the same x (Q/K/V) join this launch: one kernel, not three.
-          const group = n.op === 'linear' ? g.nodes.filter((m, j) => j > i && m.op === 'linear' && !skip.has(m.name) && m.inputs[0]!.kind === 'value' && m.inputs[0]!.name === n.inputs[0]!.name
-            && m.inputs[1]!.kind === 'weight' && wdtype(m.inputs[1]!.name) === w.dtype && !foldedAdd(j, m.name)) : [];
+          const group = n.op === 'linear' ? facts.nodes.filter((m, j) => j > i && m.op === 'linear' && !skip.has(m.name) && m.inputs[0]!.kind === 'value' && m.inputs[0]!.name === n.inputs[0]!.name
+            && m.inputs[1]!.kind === 'param' && wdtype(m.inputs[1]!.name) === w.dtype && !foldedAdd(j, m.name)) : [];
           if (group.length > 0) {
             const members = [n, ...group];
             // Q/K/V of one attention, all in this group: RoPE and the cache append happen here.
@@ -265,7 +265,7 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
         return;
       }
       case 'transpose':
-        if (n.inputs[0]!.kind !== 'weight') fail(n, 'only transposes of weights are supported (computed on the host)');
+        if (n.inputs[0]!.kind !== 'param') fail(n, 'only transposes of weights are supported (computed on the host)');
         return; // read through weightArg by its consumer
       case 'moc_select': {
         const f = widthOf(n.inputs[0]!);

@@ -2,12 +2,18 @@
 //  - who produces a value and who reads it (reader indices in program order; a graph output counts
 //    as one reader at index nodes.length, after every node);
 //  - static widths (axis 1) of values and weights;
-//  - how a weight operand reaches the device: a weight, or the transpose of one (computed on the
-//    host as a constant named `<weight>.t`), with its device dtype and its rows × cols as stored.
+//  - how a weight operand reaches the device: a weight, or the transpose of one (a param flagged
+//    `transposed`, whose store holds its transpose, or transpose(@w); computed on the host as a
+//    constant named `<weight>.t`), with its device dtype and its rows × cols as read.
 // Nothing here decides a fusion or names a kernel; fusion.ts finds the patterns, each target
 // decides what to do with them.
 import { UserError } from '../../src/import/spec.js';
-import type { Graph, Node, Operand, TensorType } from '../../src/ir/types.js';
+import type { Graph, Operand, TensorType } from '../../src/ir/types.js';
+import { MODEL_INPUTS } from '../../src/model/graph-inputs.js';
+import { decodeGraph } from '../../passes/kv-cache.js';
+import { decodeView, type Node } from './decode-view.js';
+
+export type { Node };
 import { deviceDType, matrixShape, type WeightDType } from './device-image.js';
 
 /** A weight as one device buffer: its name there, dtype and shape as stored (a vector is one row). */
@@ -24,17 +30,25 @@ export type WeightRead = DeviceWeight & ({ kind: 'weight' } | { kind: 'transpose
 export class GraphFacts {
   /** Reader index of the graph outputs: after every node. */
   readonly outputIndex: number;
+  /** The decode graph lowered (a model graph is rewritten by passes/kv-cache.ts first). */
+  readonly graph: Graph;
+  /** Its nodes in program order, as the lowerings read them (decode-view.ts). */
+  readonly nodes: readonly Node[];
   private readonly byName: Map<string, { n: Node; i: number }>;
   private readonly readerIndices = new Map<string, number[]>();
   private readonly weightTypes: Map<string, TensorType>;
+  private readonly transposedParams: Set<string>;
 
-  /** `target` names the target in error messages ("cuda target: …"). */
-  constructor(readonly graph: Graph, readonly target: string) {
-    this.outputIndex = graph.nodes.length;
-    this.byName = new Map(graph.nodes.map((n, i) => [n.name, { n, i }]));
-    graph.nodes.forEach((n, i) => n.inputs.forEach((o) => o.kind === 'value' && this.readerIndices.set(o.name, [...(this.readerIndices.get(o.name) ?? []), i])));
+  /** `target` names the target in error messages ("cuda target: …"); `capacity` is the KV caches' rows (the model's context). */
+  constructor(model: Graph, readonly target: string, capacity: number) {
+    const graph = (this.graph = decodeGraph(model, capacity));
+    this.nodes = decodeView(graph, target, capacity);
+    this.outputIndex = this.nodes.length;
+    this.byName = new Map(this.nodes.map((n, i) => [n.name, { n, i }]));
+    this.nodes.forEach((n, i) => n.inputs.forEach((o) => o.kind === 'value' && this.readerIndices.set(o.name, [...(this.readerIndices.get(o.name) ?? []), i])));
     for (const o of graph.outputs) this.readerIndices.set(o, [...(this.readerIndices.get(o) ?? []), this.outputIndex]);
-    this.weightTypes = new Map(graph.weights.map((w) => [w.name, w.type]));
+    this.weightTypes = new Map(graph.params.map((w) => [w.name, w.type]));
+    this.transposedParams = new Set(graph.params.filter((p) => p.transposed).map((p) => p.name));
   }
 
   node(name: string): Node | undefined {
@@ -53,7 +67,7 @@ export class GraphFacts {
 
   /** The nodes reading value v (graph outputs left out), once per operand. */
   readerNodes(v: string): Node[] {
-    return this.readers(v).flatMap((i) => (i < this.outputIndex ? [this.graph.nodes[i]!] : []));
+    return this.readers(v).flatMap((i) => (i < this.outputIndex ? [this.nodes[i]!] : []));
   }
 
   /** How many operands (and graph outputs) read value v. */
@@ -70,7 +84,7 @@ export class GraphFacts {
   widthOf(o: Operand): number {
     const t = o.kind === 'value' ? (this.byName.get(o.name)?.n.type ?? this.graph.inputs.find((x) => x.name === o.name)?.type) : this.weightTypes.get(o.name);
     const d = t?.shape[1];
-    if (typeof d !== 'number') throw new UserError(`${this.target} target: ${o.kind === 'weight' ? '@' : '%'}${o.name} has no static width`);
+    if (typeof d !== 'number') throw new UserError(`${this.target} target: ${o.kind === 'param' ? '@' : '%'}${o.name} has no static width`);
     return d;
   }
 
@@ -83,18 +97,23 @@ export class GraphFacts {
 
   /** How the operand reads a weight, or undefined when it is neither a weight nor a transpose of one. */
   weightRead(o: Operand): WeightRead | undefined {
-    if (o.kind === 'weight') return { kind: 'weight', ...this.weight(o.name) };
+    if (o.kind === 'param' && this.transposedParams.has(o.name)) {
+      const w = this.weight(o.name); // the param's own layout; the store holds its transpose
+      return { kind: 'transpose', of: w.name, name: `${w.name}.t`, dtype: w.dtype, rows: w.rows, cols: w.cols };
+    }
+    if (o.kind === 'param') return { kind: 'weight', ...this.weight(o.name) };
     const t = this.producer(o);
-    if (t?.op !== 'transpose' || t.inputs[0]!.kind !== 'weight') return undefined;
+    if (t?.op !== 'transpose' || t.inputs[0]!.kind !== 'param') return undefined;
     const w = this.weight(t.inputs[0]!.name);
     return { kind: 'transpose', of: w.name, name: `${w.name}.t`, dtype: w.dtype, rows: w.cols, cols: w.rows };
   }
 
-  /** The graph's one input, the i32 token ids. */
+  /** The graph's i32 token ids (its other input, the positions, is the device's position counter: decode-view.ts). */
   tokenInput(): Graph['inputs'][number] {
-    const tokens = this.graph.inputs[0]!;
-    if (this.graph.inputs.length !== 1 || tokens.type.dtype !== 'i32') throw new UserError(`${this.target} target: the graph must take one i32 token input`);
-    return tokens;
+    const others = this.graph.inputs.filter((i) => i.name !== MODEL_INPUTS.pos);
+    const tokens = others[0];
+    if (others.length !== 1 || tokens!.type.dtype !== 'i32') throw new UserError(`${this.target} target: the graph must take one i32 token input`);
+    return tokens!;
   }
 
   fail(n: Node, why: string): never {

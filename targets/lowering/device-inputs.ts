@@ -1,7 +1,7 @@
 // The weights and host-computed constants a program names, each listed once, in the order the
 // lowering first reads it (the programs list them in that order, and runtimes upload them so).
-import type { Node, Operand } from '../../src/ir/types.js';
-import type { DeviceWeight, GraphFacts, WeightRead } from './analysis.js';
+import type { Operand } from '../../src/ir/types.js';
+import type { DeviceWeight, GraphFacts, Node, WeightRead } from './analysis.js';
 import type { ConstDecl } from './program.js';
 import { ropeTableConst } from './rope-table.js';
 

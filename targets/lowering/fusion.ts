@@ -1,8 +1,8 @@
 // Fusion patterns both GPU lowerings look for, found by structure. Each is a fact about the graph
 // (these nodes form this pattern, and no other node reads the parts a fused kernel would not
 // write); whether to fuse, and into which kernel, is each target's decision.
-import type { Node, Operand } from '../../src/ir/types.js';
-import type { GraphFacts } from './analysis.js';
+import type { Operand } from '../../src/ir/types.js';
+import type { GraphFacts, Node } from './analysis.js';
 
 /**
  * mul(silu(a), b) (either order) with the silu read only by the mul. `moc` when it is MoC's
@@ -17,7 +17,7 @@ export interface SiluMul {
 /** The silu·mul pairs of the graph, by the mul's name. */
 export function siluMuls(f: GraphFacts): Map<string, SiluMul> {
   const found = new Map<string, SiluMul>();
-  for (const n of f.graph.nodes) {
+  for (const n of f.nodes) {
     if (n.op !== 'mul') continue;
     for (const [a, b] of [[n.inputs[0]!, n.inputs[1]!], [n.inputs[1]!, n.inputs[0]!]] as const) {
       const silu = f.producer(a);
@@ -39,7 +39,7 @@ export function siluMuls(f: GraphFacts): Map<string, SiluMul> {
 export function residualAdd(f: GraphFacts, v: string): { add: Node; other: string } | undefined {
   const r = f.readers(v);
   if (r.length !== 1 || r[0]! >= f.outputIndex) return undefined;
-  const add = f.graph.nodes[r[0]!]!;
+  const add = f.nodes[r[0]!]!;
   if (add.op !== 'add') return undefined;
   const other = add.inputs.find((o) => !(o.kind === 'value' && o.name === v));
   return other?.kind === 'value' ? { add, other: other.name } : undefined;

@@ -1,7 +1,7 @@
 // The RoPE cos/sin table a rope or attention node reads: one per distinct (head_dim, theta,
 // scaling) — the name says all it depends on, so layers share one — computed on the host in
 // float64 like the ref target, as (cos, sin) f32 pairs for each position and frequency.
-import type { Node } from '../../src/ir/types.js';
+import type { Node } from './analysis.js';
 import { ropeInvFreq } from '../ref/kernels.js';
 import type { ConstDecl } from './program.js';
 

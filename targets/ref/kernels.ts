@@ -68,8 +68,8 @@ export function ropeInvFreq(p: RopeParams): Float64Array {
   return inv;
 }
 
-/** Rotates x [T, heads·hd] in place of a copy, token t at position pos0 + t. */
-export function rope(x: Float32Array, p: RopeParams, pos0: number): Float32Array {
+/** Rotates x [T, heads·hd] in place of a copy, row t at position pos[t]. */
+export function ropeAt(x: Float32Array, p: RopeParams, pos: ArrayLike<number>): Float32Array {
   const { heads, headDim: hd } = p;
   const half = hd / 2;
   const inv = ropeInvFreq(p);
@@ -77,7 +77,7 @@ export function rope(x: Float32Array, p: RopeParams, pos0: number): Float32Array
   const T = x.length / (heads * hd);
   for (let t = 0; t < T; t++) {
     for (let i = 0; i < half; i++) {
-      const ang = (pos0 + t) * inv[i]!;
+      const ang = pos[t]! * inv[i]!;
       const c = Math.cos(ang);
       const s = Math.sin(ang);
       for (let h = 0; h < heads; h++) {
@@ -93,46 +93,89 @@ export function rope(x: Float32Array, p: RopeParams, pos0: number): Float32Array
   return out;
 }
 
+/** Positions pos0, pos0+1, … for T rows. */
+export const positionsFrom = (pos0: number, T: number) => Int32Array.from({ length: T }, (_, t) => pos0 + t);
+
+/** Rotates x [T, heads·hd], token t at position pos0 + t. */
+export function rope(x: Float32Array, p: RopeParams, pos0: number): Float32Array {
+  return ropeAt(x, p, positionsFrom(pos0, x.length / (p.heads * p.headDim)));
+}
+
 export interface KvSlot {
   k: Float32Array; // [capacity, kvHeads·hd]
   v: Float32Array;
 }
 
+/** The cache [C, w] with row pos[t] replaced by x[t] (a new array: kv_write is pure). */
+export function kvWrite(cache: Float32Array, x: Float32Array, pos: ArrayLike<number>): Float32Array {
+  const out = cache.slice();
+  const w = x.length / pos.length;
+  for (let t = 0; t < pos.length; t++) {
+    if (pos[t]! < 0 || (pos[t]! + 1) * w > cache.length) throw new RangeError(`position ${pos[t]} outside the cache (${cache.length / w} rows)`);
+    out.set(x.subarray(t * w, (t + 1) * w), pos[t]! * w);
+  }
+  return out;
+}
+
 /**
- * Causal GQA attention. Appends k, v (new tokens) to the cache at pos0, then each new token t attends to
- * cache positions 0..pos0+t. q [T, heads·hd] → [T, heads·hd].
+ * GQA attention of q [T, heads·hd] over key/value rows k, v [·, kvHeads·hd]: row t attends to the
+ * rows span(t) = [from, to) with softmax(q·k/√hd). Shared by the causal and the cached form.
  */
-export function attention(q: Float32Array, k: Float32Array, v: Float32Array, cache: KvSlot, pos0: number, heads: number, kvHeads: number, hd: number): Float32Array {
+function attend(q: Float32Array, k: Float32Array, v: Float32Array, heads: number, kvHeads: number, hd: number, span: (t: number) => [number, number]): Float32Array {
   const kvw = kvHeads * hd;
   const T = q.length / (heads * hd);
-  cache.k.set(k, pos0 * kvw);
-  cache.v.set(v, pos0 * kvw);
   const group = heads / kvHeads;
   const scale = 1 / Math.sqrt(hd);
   const out = new Float32Array(q.length);
-  const scores = new Float64Array(pos0 + T);
   for (let t = 0; t < T; t++) {
-    const n = pos0 + t + 1;
+    const [from, to] = span(t);
+    const scores = new Float64Array(to - from);
     for (let h = 0; h < heads; h++) {
       const kh = Math.floor(h / group);
       const qo = t * heads * hd + h * hd;
       let max = -Infinity;
-      for (let s = 0; s < n; s++) {
+      for (let s = from; s < to; s++) {
         let dot = 0;
-        for (let i = 0; i < hd; i++) dot += q[qo + i]! * cache.k[s * kvw + kh * hd + i]!;
-        scores[s] = dot * scale;
-        if (scores[s]! > max) max = scores[s]!;
+        for (let i = 0; i < hd; i++) dot += q[qo + i]! * k[s * kvw + kh * hd + i]!;
+        scores[s - from] = dot * scale;
+        if (scores[s - from]! > max) max = scores[s - from]!;
       }
       let sum = 0;
-      for (let s = 0; s < n; s++) sum += scores[s] = Math.exp(scores[s]! - max);
+      for (let s = 0; s < to - from; s++) sum += scores[s] = Math.exp(scores[s]! - max);
       for (let i = 0; i < hd; i++) {
         let acc = 0;
-        for (let s = 0; s < n; s++) acc += scores[s]! * cache.v[s * kvw + kh * hd + i]!;
+        for (let s = from; s < to; s++) acc += scores[s - from]! * v[s * kvw + kh * hd + i]!;
         out[qo + i] = acc / sum;
       }
     }
   }
   return out;
+}
+
+/** The attention op: causal within each sequence (row t attends to rows s ≤ t of its own sequence). */
+export function seqAttention(q: Float32Array, k: Float32Array, v: Float32Array, seq: Int32Array, heads: number, kvHeads: number, hd: number): Float32Array {
+  const start = new Int32Array(seq.length);
+  for (let t = 0; t < seq.length; t++) {
+    if (t > 0 && seq[t] !== seq[t - 1] && seq.subarray(0, t).includes(seq[t]!)) throw new RangeError(`sequence ${seq[t]}'s rows are not contiguous (row ${t})`);
+    start[t] = t > 0 && seq[t] === seq[t - 1] ? start[t - 1]! : t;
+  }
+  return attend(q, k, v, heads, kvHeads, hd, (t) => [start[t]!, t + 1]);
+}
+
+/** The kv_attention op: row t attends to cache rows 0..pos[t]. */
+export function cachedAttention(q: Float32Array, kCache: Float32Array, vCache: Float32Array, pos: ArrayLike<number>, heads: number, kvHeads: number, hd: number): Float32Array {
+  return attend(q, kCache, vCache, heads, kvHeads, hd, (t) => [0, pos[t]! + 1]);
+}
+
+/**
+ * Causal GQA attention through a mutable cache (the kernels' tests use it): appends k, v at pos0,
+ * then each new token t attends to cache positions 0..pos0+t. q [T, heads·hd] → [T, heads·hd].
+ */
+export function attention(q: Float32Array, k: Float32Array, v: Float32Array, cache: KvSlot, pos0: number, heads: number, kvHeads: number, hd: number): Float32Array {
+  const kvw = kvHeads * hd;
+  cache.k.set(k, pos0 * kvw);
+  cache.v.set(v, pos0 * kvw);
+  return cachedAttention(q, cache.k, cache.v, positionsFrom(pos0, k.length / kvw), heads, kvHeads, hd);
 }
 
 export const silu = (x: Float32Array) => x.map((v) => v / (1 + Math.exp(-v)));
@@ -144,6 +187,16 @@ export function transpose(x: Float32Array, rows: number, cols: number): Float32A
   const out = new Float32Array(x.length);
   for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = x[r * cols + c]!;
   return out;
+}
+
+/** x [rows, parts·w] cut along the last axis into `parts` matrices [rows, w]. */
+export function split(x: Float32Array, width: number, parts: number): Float32Array[] {
+  const w = width / parts, rows = x.length / width;
+  return Array.from({ length: parts }, (_, p) => {
+    const out = new Float32Array(rows * w);
+    for (let r = 0; r < rows; r++) out.set(x.subarray(r * width + p * w, r * width + (p + 1) * w), r * w);
+    return out;
+  });
 }
 
 /** Indices, ascending, of the k largest of row[from, to) (ties → lower index). NaN counts as smallest. */

@@ -1,5 +1,10 @@
-// The reference interpreter: walks the graph node by node in float32, with a KV cache per layer.
+// The reference interpreter: walks a graph node by node in float32. evaluate() runs the model graph
+// as it is (pure: whole sequences, no cache); forward() runs its decode graph (passes/kv-cache.ts),
+// keeping the graph's state (the KV caches) between calls and feeding positions past, past+1, ….
 import type { Graph, Node, Operand, TensorType } from '../../src/ir/types.js';
+import { operandToString } from '../../src/ir/types.js';
+import { MODEL_INPUTS } from '../../src/model/graph-inputs.js';
+import { decodeGraph } from '../../passes/kv-cache.js';
 import type { ModelSession, RunnableModel } from '../target.js';
 import * as K from './kernels.js';
 
@@ -7,20 +12,20 @@ type Value = Float32Array | Int32Array;
 
 export class RefSession implements ModelSession {
   private pos = 0;
-  private readonly cache = new Map<number, K.KvSlot>();
-  /** Weights decoded to float32 on first use, and nodes computed from weights only (e.g. transpose(@w)). */
+  /** The decode graph's state values, by state name (zero-filled when a session starts). */
+  private readonly state = new Map<string, Value>();
+  /** Params decoded to float32 on first use (as `@name`), and outputs of nodes computed from params only (e.g. transpose(@w)). */
   private readonly constants = new Map<string, Value>();
-  private readonly constantNodes: Set<string>;
-  private readonly graph: Graph;
-  /** Types by name: values as `name`, weights as `@name`. */
+  private decode: Graph | undefined;
+  /** Positions the decode graph's caches hold (decodeGraph). */
+  private capacity = 0;
+  /** Types by name: values as `name`, params as `@name` (of both graphs: they share params and names). */
   private readonly types = new Map<string, TensorType>();
+  /** Params whose weight store holds their transpose. */
+  private readonly transposed = new Set<string>();
 
   constructor(private readonly model: RunnableModel) {
-    this.graph = model.graph;
-    this.constantNodes = constantNodeNames(model.graph);
-    for (const i of this.graph.inputs) this.types.set(i.name, i.type);
-    for (const w of this.graph.weights) this.types.set(`@${w.name}`, w.type);
-    for (const n of this.graph.nodes) this.types.set(n.name, n.type);
+    this.learnTypes(model.graph);
   }
 
   get position(): number {
@@ -29,7 +34,7 @@ export class RefSession implements ModelSession {
 
   reset(): void {
     this.pos = 0;
-    this.cache.clear();
+    this.state.clear();
   }
 
   forward(tokens: readonly number[]): Float32Array {
@@ -37,65 +42,119 @@ export class RefSession implements ModelSession {
     if (this.pos + tokens.length > this.model.spec.maxSeqLen) {
       throw new Error(`context full: ${this.pos} + ${tokens.length} tokens exceeds the model's ${this.model.spec.maxSeqLen}`);
     }
-    const out = this.evaluate({ [this.graph.inputs[0]!.name]: Int32Array.from(tokens) });
+    const g = this.decodeGraph(this.pos + tokens.length);
+    for (const s of g.states) {
+      // Zero-filled at the start; when the capacity grew, the rows written so far are carried over.
+      const fresh = new Float32Array(staticSize(s.type));
+      const old = this.state.get(s.name);
+      if (old && old.length === fresh.length) continue;
+      if (old) fresh.set(old);
+      this.state.set(s.name, fresh);
+    }
+    const values = this.run(g, {
+      [MODEL_INPUTS.tokens]: Int32Array.from(tokens),
+      [MODEL_INPUTS.pos]: K.positionsFrom(this.pos, tokens.length),
+      ...Object.fromEntries(this.state),
+    });
+    for (const s of g.states) this.state.set(s.name, values.get(s.next)!);
     this.pos += tokens.length;
-    return out as Float32Array;
+    return values.get(g.outputs[0]!) as Float32Array;
   }
 
-  /** Runs the graph on the given inputs (by name) and returns its first output; does not advance the position. */
+  /** Runs the model graph on the given inputs (by name) and returns its first output; no state, no position. */
   evaluate(inputs: Record<string, Value>): Value {
+    return this.run(this.model.graph, inputs).get(this.model.graph.outputs[0]!)!;
+  }
+
+  /**
+   * The decode graph with caches of room for at least `rows` positions. The capacity grows by doubling
+   * (up to the context length) instead of being the whole context from the start: a header may claim a
+   * context of 2^31 positions, and a real model's full context takes memory a short run never uses.
+   * Cache rows are row-major [capacity, width], so a grown cache starts with the old one's rows.
+   */
+  private decodeGraph(rows: number): Graph {
+    if (!this.decode || rows > this.capacity) {
+      this.capacity = Math.min(this.model.spec.maxSeqLen, Math.max(rows, 64, 2 * this.capacity));
+      this.decode = decodeGraph(this.model.graph, this.capacity);
+      this.learnTypes(this.decode);
+    }
+    return this.decode;
+  }
+
+  private learnTypes(g: Graph): void {
+    for (const i of [...g.inputs, ...g.states]) this.types.set(i.name, i.type);
+    for (const p of g.params) {
+      this.types.set(`@${p.name}`, p.type);
+      if (p.transposed) this.transposed.add(p.name);
+    }
+    for (const n of g.nodes) for (const o of n.outputs) this.types.set(o.name, o.type);
+  }
+
+  /** Evaluates every node of g; returns all values by name. */
+  private run(g: Graph, inputs: Record<string, Value>): Map<string, Value> {
     const values = new Map<string, Value>(Object.entries(inputs));
     const get = (o: Operand): Value => {
-      if (o.kind === 'weight') return this.weightF32(o.name);
+      if (o.kind === 'param') return this.weightF32(o.name);
       const v = values.get(o.name) ?? this.constants.get(o.name);
       if (!v) throw new Error(`%${o.name} has no value`);
       return v;
     };
-    for (const n of this.graph.nodes) {
-      if (this.constantNodes.has(n.name)) {
-        if (!this.constants.has(n.name)) this.constants.set(n.name, this.evalNode(n, n.inputs.map(get)));
-        continue;
-      }
-      values.set(n.name, this.evalNode(n, n.inputs.map(get)));
+    const constant = constantNodes(g);
+    for (const n of g.nodes) {
+      const isConst = constant.has(n);
+      if (isConst && this.constants.has(n.outputs[0]!.name)) continue;
+      const outs = this.evalNode(n, n.inputs.map(get));
+      n.outputs.forEach((o, i) => (isConst ? this.constants : values).set(o.name, outs[i]!));
     }
-    return get({ kind: 'value', name: this.graph.outputs[0]! });
+    for (const o of g.outputs) values.set(o, get({ kind: 'value', name: o }));
+    return values;
   }
 
   private weightF32(name: string): Float32Array {
     let w = this.constants.get(`@${name}`);
     if (!w) {
       const src = this.model.weights.get(name);
-      if (!src) throw new Error(`weight @${name} is not in the model's weights`);
+      if (!src) throw new Error(`param @${name} is not in the model's weights`);
       w = src.toFloat32();
+      if (this.transposed.has(name)) w = K.transpose(w, src.shape[0]!, src.shape[1]!);
       this.constants.set(`@${name}`, w);
     }
     return w as Float32Array;
   }
 
-  /** Static size of axis `axis` of an operand (weights, inputs and node values all have static widths). */
+  /** Static size of axis `axis` of an operand (params, inputs and node values all have static widths). */
   private dim(o: Operand, axis: number): number {
-    const t = o.kind === 'weight' ? this.types.get(`@${o.name}`) : this.types.get(o.name);
+    const t = this.types.get(o.kind === 'param' ? `@${o.name}` : o.name);
     const d = t?.shape[axis];
-    if (typeof d !== 'number') throw new Error(`${o.kind === 'weight' ? '@' : '%'}${o.name}: axis ${axis} is not static`);
+    if (typeof d !== 'number') throw new Error(`${operandToString(o)}: axis ${axis} is not static`);
     return d;
   }
 
-  private evalNode(n: Node, ins: Value[]): Value {
+  /** The node's output values, one per output. */
+  private evalNode(n: Node, ins: Value[]): Value[] {
+    if (n.op === 'split') return K.split(ins[0] as Float32Array, this.dim(n.inputs[0]!, 1), n.attrs.parts as number);
+    return [this.evalSingle(n, ins)];
+  }
+
+  private evalSingle(n: Node, ins: Value[]): Value {
     const f = (i: number) => ins[i] as Float32Array;
     const idx = (i: number) => ins[i] as Int32Array;
     const dim = (i: number, axis: number) => this.dim(n.inputs[i]!, axis);
     const a = n.attrs;
-    const kept = n.type.shape[1] as number;
+    const kept = n.outputs[0]!.type.shape[1] as number;
+    const heads = a.heads as number, kvHeads = a.kv_heads as number, hd = a.head_dim as number;
     switch (n.op) {
       case 'embedding': return K.embedding(f(0), dim(0, 1), idx(1));
       case 'rmsnorm': return K.rmsnorm(f(0), f(1), a.eps as number);
       case 'linear': case 'logits': return K.linear(f(0), f(1), dim(1, 1));
       case 'rope':
-        return K.rope(f(0), {
-          heads: a.heads as number, headDim: a.head_dim as number, theta: a.theta as number, style: a.style as 'half' | 'interleaved',
+        return K.ropeAt(f(0), {
+          heads, headDim: hd, theta: a.theta as number, style: a.style as 'half' | 'interleaved',
           ...(a.scaling === 'llama3' ? { llama3: { factor: a.factor as number, lowFreqFactor: a.low_freq_factor as number, highFreqFactor: a.high_freq_factor as number, originalMaxPos: a.original_max_pos as number } } : {}),
-        }, this.pos);
-      case 'attention': return K.attention(f(0), f(1), f(2), this.kvSlot(n, this.pos + f(0).length / ((a.heads as number) * (a.head_dim as number))), this.pos, a.heads as number, a.kv_heads as number, a.head_dim as number);
+        }, idx(1));
+      case 'attention': return K.seqAttention(f(0), f(1), f(2), idx(3), heads, kvHeads, hd);
+      case 'kv_write': return K.kvWrite(f(0), f(1), idx(2));
+      case 'kv_attention': return K.cachedAttention(f(0), f(1), f(2), idx(3), heads, kvHeads, hd);
       case 'silu': return K.silu(f(0));
       case 'sigmoid': return K.sigmoid(f(0));
       case 'mul': return K.mul(f(0), f(1));
@@ -104,36 +163,24 @@ export class RefSession implements ModelSession {
       case 'moc_select': return K.mocSelect(f(0), dim(0, 1), a.k !== undefined ? { k: a.k as number } : { a: a.a as number, b: a.b as number });
       case 'moc_gather': return K.mocGather(f(0), dim(0, 1), idx(1), kept);
       case 'moc_up': return K.mocUp(f(0), f(1), dim(0, 1), idx(2), kept);
-      case 'moc_down': return K.mocDown(f(0), f(1), n.type.shape[1] as number, idx(2), dim(0, 1));
+      case 'moc_down': return K.mocDown(f(0), f(1), kept, idx(2), dim(0, 1));
       default: throw new Error(`ref target has no kernel for op '${n.op}'`);
     }
   }
-
-  /**
-   * The layer's KV cache with room for `rows` positions. It grows by doubling (up to the context length)
-   * instead of being allocated for the whole context at once: a header may claim a context of 2^31
-   * positions, and a real model's full context can take gigabytes that a short run never uses.
-   */
-  private kvSlot(n: Node, rows: number): K.KvSlot {
-    const layer = n.attrs.layer as number;
-    const kvw = (n.attrs.kv_heads as number) * (n.attrs.head_dim as number);
-    let slot = this.cache.get(layer);
-    if (!slot || slot.k.length < rows * kvw) {
-      const cap = Math.min(this.model.spec.maxSeqLen, Math.max(rows, 64, 2 * (slot ? slot.k.length / kvw : 0)));
-      const grown = { k: new Float32Array(cap * kvw), v: new Float32Array(cap * kvw) };
-      if (slot) {
-        grown.k.set(slot.k);
-        grown.v.set(slot.v);
-      }
-      this.cache.set(layer, (slot = grown));
-    }
-    return slot;
-  }
 }
 
-/** Nodes whose inputs are all weights or other such nodes: computed once per session. */
-function constantNodeNames(g: Graph): Set<string> {
-  const out = new Set<string>();
-  for (const n of g.nodes) if (n.inputs.every((o) => o.kind === 'weight' || out.has(o.name))) out.add(n.name);
+function staticSize(t: TensorType): number {
+  return t.shape.reduce<number>((s, d) => s * (d as number), 1);
+}
+
+/** Nodes whose inputs are all params or outputs of other such nodes: computed once per session. */
+function constantNodes(g: Graph): Set<Node> {
+  const out = new Set<Node>();
+  const values = new Set<string>();
+  for (const n of g.nodes) {
+    if (!n.inputs.every((o) => o.kind === 'param' || values.has(o.name))) continue;
+    out.add(n);
+    for (const o of n.outputs) values.add(o.name);
+  }
   return out;
 }

@@ -3,8 +3,7 @@
 // gate GEMV also counts a histogram; select + gather + up + SiLU·mul become mocSelectUp; moc_down
 // becomes mocDownMasked. The CUDA target fuses the same FFN differently (an up·down launch after
 // its Top-K), because its kernels differ.
-import type { Node } from '../../src/ir/types.js';
-import type { GraphFacts } from '../lowering/analysis.js';
+import type { GraphFacts, Node } from '../lowering/analysis.js';
 import type { SiluMul } from '../lowering/fusion.js';
 import { MAX_SELECT_CHANNELS } from './kernels/moc.js';
 import { MAX_FUSED_K } from './kernels/moc-fused.js';

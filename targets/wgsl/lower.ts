@@ -9,9 +9,9 @@
 // in row ranges by several dispatches, for the ops that read them by rows (GEMVs, embedding).
 // Then a buffer plan reuses activation buffers once their last reader has run (targets/buffer-plan.ts).
 import { UserError, type ModelSpec } from '../../src/import/spec.js';
-import type { Graph, Node, Operand } from '../../src/ir/types.js';
+import type { Graph, Operand } from '../../src/ir/types.js';
 import { bufArgIds, planBuffers, remapBufArgs } from '../buffer-plan.js';
-import { GraphFacts } from '../lowering/analysis.js';
+import { GraphFacts, type Node } from '../lowering/analysis.js';
 import { DeviceInputs } from '../lowering/device-inputs.js';
 import { residualAdd, siluMuls } from '../lowering/fusion.js';
 import { fusedMocFfns } from './fusions.js';
@@ -21,7 +21,7 @@ import { mocDown, mocDownReduce, mocDownSlices, mocGather, mocUp, mocUpSilu, pat
 import { HIST_BINS, maskWords, mocDownMasked, mocSelectUp } from './kernels/moc-fused.js';
 import type { Dispatch, WArg, WeightDecl, WgslProgram } from './program.js';
 
-export const WGSL_OPS = new Set(['embedding', 'rmsnorm', 'linear', 'logits', 'rope', 'attention', 'silu', 'mul', 'add', 'transpose', 'moc_select', 'moc_gather', 'moc_up', 'moc_down']);
+export const WGSL_OPS = new Set(['embedding', 'rmsnorm', 'linear', 'logits', 'rope', 'attention', 'kv_write', 'kv_attention', 'silu', 'mul', 'add', 'transpose', 'moc_select', 'moc_gather', 'moc_up', 'moc_down']);
 
 export interface WgslLowerOptions {
   variant: Variant;
@@ -44,7 +44,7 @@ interface VBuf {
 export function lowerToWgsl(g: Graph, spec: ModelSpec, options: WgslLowerOptions): WgslProgram {
   const { variant } = options;
   const maxBinding = options.maxBindingBytes ?? DEFAULT_MAX_BINDING;
-  const facts = new GraphFacts(g, 'wgsl');
+  const facts = new GraphFacts(g, 'wgsl', spec.maxSeqLen);
   const useCount = (v: string) => facts.useCount(v);
   const width = (n: Node) => facts.width(n), widthOf = (o: Operand) => facts.widthOf(o), fail = (n: Node, why: string) => facts.fail(n, why);
   const inputs = new DeviceInputs(facts);
@@ -68,7 +68,7 @@ export function lowerToWgsl(g: Graph, spec: ModelSpec, options: WgslLowerOptions
   };
   const buf = (o: Operand, n: Node): WArg => {
     const id = o.kind === 'value' ? bufOf.get(o.name) : undefined;
-    return id === undefined ? fail(n, `operand ${o.kind === 'weight' ? '@' : '%'}${o.name} has no buffer`) : { kind: 'buf', id };
+    return id === undefined ? fail(n, `operand ${o.kind === 'param' ? '@' : '%'}${o.name} has no buffer`) : { kind: 'buf', id };
   };
   /**
    * When n's only reader is add(a, n) (either order) and a already has a buffer, n's kernel adds a
@@ -126,7 +126,7 @@ export function lowerToWgsl(g: Graph, spec: ModelSpec, options: WgslLowerOptions
 
   const tokens = facts.tokenInput();
 
-  for (const n of g.nodes) {
+  for (const n of facts.nodes) {
     if (skip.has(n.name)) continue;
     switch (n.op) {
       case 'embedding': {
@@ -202,7 +202,7 @@ export function lowerToWgsl(g: Graph, spec: ModelSpec, options: WgslLowerOptions
         dispatch(elementwise('add', width(n)), [out(n), buf(n.inputs[0]!, n), buf(n.inputs[1]!, n)], n);
         break;
       case 'transpose':
-        if (n.inputs[0]!.kind !== 'weight') fail(n, 'only transposes of weights are supported (computed on the host)');
+        if (n.inputs[0]!.kind !== 'param') fail(n, 'only transposes of weights are supported (computed on the host)');
         break; // read through weightOf by its consumer
       case 'moc_select': {
         const f = widthOf(n.inputs[0]!);

@@ -31,7 +31,7 @@ export async function convertAndReadBack(path: string, scratch: string): Promise
     if (!isDeepStrictEqual(JSON.parse(JSON.stringify(manifest.config)), manifest.config)) throw new Error('the model config does not round-trip through manifest.json');
     const pkg = openPackage(out);
     try {
-      for (const w of pkg.graph.weights) pkg.weights.get(w.name)!.toFloat32();
+      for (const p of pkg.graph.params) pkg.weights.get(p.name)!.toFloat32();
     } finally {
       pkg.close();
       rmSync(out, { recursive: true, force: true });

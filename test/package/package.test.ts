@@ -4,7 +4,7 @@
 // memory table against the paper's formulas, and a bf16 package still runs.
 import test, { type ExecutionContext } from 'ava';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseGraph } from '../../src/ir/parse.js';
@@ -174,7 +174,7 @@ for (const [dtype, pkg] of [['f32', PKG.f32], ['bf16', PKG.bf16], ['f16', PKG.f1
   test(`HF --k 32 --dtype ${dtype}: manifest`, (t) => {
     const m = manifestOf(pkg);
     t.is(m.format, 'mocc-package');
-    t.is(m.formatVersion, 1);
+    t.is(m.formatVersion, 2);
     t.regex(m.createdBy, /^mocc /);
     t.is(m.source.format, 'hf');
     const names = m.source.files.map((f) => f.name).sort();
@@ -201,7 +201,7 @@ for (const [dtype, pkg] of [['f32', PKG.f32], ['bf16', PKG.bf16], ['f16', PKG.f1
 test('GGUF --k 32: manifest has the spm tokenizer, gguf source checksum, interleaved RoPE', (t) => {
   const m = manifestOf(PKG.gguf);
   t.is(m.format, 'mocc-package');
-  t.is(m.formatVersion, 1);
+  t.is(m.formatVersion, 2);
   t.is(m.source.format, 'gguf');
   t.is(m.source.files.length, 1);
   t.is(m.source.files[0]!.name, 'stories260K.gguf');
@@ -237,19 +237,19 @@ function checkStLayout(t: ExecutionContext, st: St): void {
 
 const ST_DTYPE = { f32: 'F32', bf16: 'BF16', f16: 'F16' } as const;
 
-test('f32 package: layers.N.w_down.t is the exact transpose of HF down_proj; no untransposed w_down', (t) => {
+test('f32 package: the W_down param layers.N.w_down is stored [d_ffn, d], the exact transpose of HF down_proj; no second copy', (t) => {
   const st = readSt(join(PKG.f32, 'weights.safetensors'));
   checkStLayout(t, st);
   for (let l = 0; l < L; l++) {
     const src = HF_ST.header[`model.layers.${l}.mlp.down_proj.weight`]!;
     t.deepEqual(src.shape, [D, F]);
     t.is(src.dtype, 'F32');
-    const e = st.header[`layers.${l}.w_down.t`];
-    t.truthy(e, `layers.${l}.w_down.t stored`);
+    const e = st.header[`layers.${l}.w_down`];
+    t.truthy(e, `layers.${l}.w_down stored`);
     t.is(e!.dtype, 'F32');
     t.deepEqual(e!.shape, [F, D]);
-    sameBits(t, f32Of(st, `layers.${l}.w_down.t`), transpose(f32Of(HF_ST, `model.layers.${l}.mlp.down_proj.weight`), D, F), `layer ${l} w_down.t`);
-    t.false(`layers.${l}.w_down` in st.header, `layer ${l}: the [d, d_ffn] copy is not stored`);
+    sameBits(t, f32Of(st, `layers.${l}.w_down`), transpose(f32Of(HF_ST, `model.layers.${l}.mlp.down_proj.weight`), D, F), `layer ${l} w_down`);
+    t.deepEqual(Object.keys(st.header).filter((n) => n.startsWith(`layers.${l}.w_down`)), [`layers.${l}.w_down`], `layer ${l}: one stored W_down`);
     // Gate/up stay [d_ffn, d], untouched.
     sameBits(t, f32Of(st, `layers.${l}.w_gate`), f32Of(HF_ST, `model.layers.${l}.mlp.gate_proj.weight`), `layer ${l} w_gate`);
     sameBits(t, f32Of(st, `layers.${l}.w_up`), f32Of(HF_ST, `model.layers.${l}.mlp.up_proj.weight`), `layer ${l} w_up`);
@@ -259,7 +259,7 @@ test('f32 package: layers.N.w_down.t is the exact transpose of HF down_proj; no 
 });
 
 for (const [dtype, pkg, round] of [['bf16', PKG.bf16, bf16RNE], ['f16', PKG.f16, f16RNE]] as const) {
-  test(`${dtype} package: every stored value is round-to-nearest-even ${dtype} of the f32 source (w_down.t transposed)`, (t) => {
+  test(`${dtype} package: every stored value is round-to-nearest-even ${dtype} of the f32 source (w_down transposed)`, (t) => {
     const st = readSt(join(pkg, 'weights.safetensors'));
     checkStLayout(t, st);
     const check = (stored: string, want: Float32Array) => {
@@ -278,8 +278,8 @@ for (const [dtype, pkg, round] of [['bf16', PKG.bf16, bf16RNE], ['f16', PKG.f16,
       t.is(bad, -1, `${stored}: first mismatch at ${bad}: got 0x${got[bad]?.toString(16)} want 0x${round(want[bad] ?? 0).toString(16)} for ${want[bad]}`);
     };
     for (let l = 0; l < L; l++) {
-      t.deepEqual(st.header[`layers.${l}.w_down.t`]?.shape, [F, D]);
-      check(`layers.${l}.w_down.t`, transpose(f32Of(HF_ST, `model.layers.${l}.mlp.down_proj.weight`), D, F));
+      t.deepEqual(st.header[`layers.${l}.w_down`]?.shape, [F, D]);
+      check(`layers.${l}.w_down`, transpose(f32Of(HF_ST, `model.layers.${l}.mlp.down_proj.weight`), D, F));
       check(`layers.${l}.w_gate`, f32Of(HF_ST, `model.layers.${l}.mlp.gate_proj.weight`));
       check(`layers.${l}.wq`, f32Of(HF_ST, `model.layers.${l}.self_attn.q_proj.weight`));
     }
@@ -325,10 +325,10 @@ for (const [label, pkg, ks] of [['HF k32 bf16', PKG.bf16, [32, 32, 32, 32, 32]],
     const g = parseGraph(text);
     t.notThrows(() => verifyGraph(g));
     const st = readSt(join(pkg, 'weights.safetensors'));
-    // Weight declarations read off the text by hand: `weight @name : dtype[dims]`.
-    const decls = [...text.matchAll(/^\s*weight @(\S+) : (\w+)\[([\d,]*)\]\s*$/gm)].map((x) => ({ name: x[1]!, dtype: x[2]!, shape: x[3] === '' ? [] : x[3]!.split(',').map(Number) }));
+    // Param declarations read off the text by hand: `param @name : dtype[dims]`.
+    const decls = [...text.matchAll(/^\s*param @(\S+) : (\w+)\[([\d,]*)\]\s*$/gm)].map((x) => ({ name: x[1]!, dtype: x[2]!, shape: x[3] === '' ? [] : x[3]!.split(',').map(Number) }));
     t.deepEqual(decls.map((d) => d.name).sort(), Object.keys(st.header).sort());
-    t.is(g.weights.length, decls.length);
+    t.is(g.params.length, decls.length);
     for (const d of decls) {
       t.deepEqual(st.header[d.name]!.shape, d.shape, d.name);
       t.is(st.header[d.name]!.dtype, d.dtype.toUpperCase(), d.name);
@@ -336,7 +336,7 @@ for (const [label, pkg, ks] of [['HF k32 bf16', PKG.bf16, [32, 32, 32, 32, 32]],
     // Top-K per FFN, in layer order.
     const sel = g.nodes.filter((n) => n.op === 'moc_select');
     t.deepEqual(sel.map((n) => n.attrs['k']), [...ks]);
-    t.deepEqual(sel.map((n) => n.type.shape[1]), [...ks]);
+    t.deepEqual(sel.map((n) => n.outputs[0]!.type.shape[1]), [...ks]);
   });
 }
 
@@ -413,4 +413,24 @@ test('bf16 and f16 packages run (greedy, 5 tokens)', (t) => {
     t.true(ids.length > 2 && ids.length <= 7, r.stdout);
     t.true(ids.every((i) => Number.isInteger(i) && i >= 0 && i < V), r.stdout);
   }
+});
+
+test('a version-1 package (an older mocc’s IR) is a one-line error saying to convert again', (t) => {
+  const old = join(tmp, 'v1-copy');
+  cpSync(PKG.dense, old, { recursive: true });
+  const manifest = JSON.parse(readFileSync(join(old, 'manifest.json'), 'utf8')) as Manifest;
+  writeFileSync(join(old, 'manifest.json'), JSON.stringify({ ...manifest, formatVersion: 1 }));
+  const r = mocc('inspect', old);
+  t.is(r.code, 1, r.stderr);
+  t.regex(r.stderr, /^mocc: .*package format version 1 .*convert the checkpoint again with this mocc\n$/);
+});
+
+test('inspect --ir prints the model graph: rows with positions and sequence ids, params, W_down in its MoC layout', (t) => {
+  const r = mocc('inspect', PKG.f32, '--ir');
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, /^  input %pos : i32\[T\]$/m);
+  t.regex(r.stdout, /^  param @layers\.0\.w_down : f32\[172,64\]$/m);
+  t.regex(r.stdout, /= attention\(%l0\.q, %l0\.k, %l0\.v, %seq\)/);
+  t.regex(r.stdout, /= moc_down\(%l0\.moc_z, @layers\.0\.w_down, %l0\.moc_idx\)/);
+  t.notRegex(r.stdout, /^  weight @|\.t\b|kv_attention/m);
 });

@@ -8,9 +8,9 @@ import { UserError } from '../../src/import/spec.js';
 
 const ffn = (silu: string) => `graph ffn
   input %x : f32[T,8]
-  weight @gate_w : f32[12,8]
-  weight @up_w : f32[12,8]
-  weight @down_w : f32[8,12]
+  param @gate_w : f32[12,8]
+  param @up_w : f32[12,8]
+  param @down_w : f32[8,12]
   %g = linear(%x, @gate_w) : f32[T,12]
   %u = linear(%x, @up_w) : f32[T,12]
 ${silu}
@@ -23,17 +23,16 @@ const BEFORE = ffn(`  %s = silu(%g) : f32[T,12]
 
 const AFTER_K5 = `graph ffn
   input %x : f32[T,8]
-  weight @gate_w : f32[12,8]
-  weight @up_w : f32[12,8]
-  weight @down_w : f32[8,12]
+  param @gate_w : f32[12,8]
+  param @up_w : f32[12,8]
+  param @down_w : f32[12,8] {transposed}
   %g = linear(%x, @gate_w) : f32[T,12]
   %moc_idx = moc_select(%g) {k=5} : i32[T,5]
   %moc_gate = moc_gather(%g, %moc_idx) : f32[T,5]
   %moc_up = moc_up(%x, @up_w, %moc_idx) : f32[T,5]
   %moc_act = silu(%moc_gate) : f32[T,5]
   %moc_z = mul(%moc_act, %moc_up) : f32[T,5]
-  %w_down_t = transpose(@down_w) : f32[12,8]
-  %y = moc_down(%moc_z, %w_down_t, %moc_idx) : f32[T,8]
+  %y = moc_down(%moc_z, @down_w, %moc_idx) : f32[T,8]
   output %y
 end
 `;
@@ -85,12 +84,12 @@ test('K outside 1..d_ffn and bad patterns are user errors', (t) => {
 test('per-layer K follows graph order', (t) => {
   const two = `graph two
   input %x : f32[T,4]
-  weight @g0 : f32[6,4]
-  weight @u0 : f32[6,4]
-  weight @d0 : f32[4,6]
-  weight @g1 : f32[6,4]
-  weight @u1 : f32[6,4]
-  weight @d1 : f32[4,6]
+  param @g0 : f32[6,4]
+  param @u0 : f32[6,4]
+  param @d0 : f32[4,6]
+  param @g1 : f32[6,4]
+  param @u1 : f32[6,4]
+  param @d1 : f32[4,6]
   %a = linear(%x, @g0) : f32[T,6]
   %b = linear(%x, @u0) : f32[T,6]
   %c = silu(%a) : f32[T,6]
@@ -107,4 +106,11 @@ end
   const out = printGraph(swigluToMoc.run(parseGraph(two), { k: [2, 5] }));
   t.regex(out, /moc_select\(%a\) \{k=2\} : i32\[T,2\]/);
   t.regex(out, /moc_select\(%a1\) \{k=5\} : i32\[T,5\]/);
+});
+
+test('a W_down param read elsewhere too keeps its layout and is read through a transpose', (t) => {
+  const g = parseGraph(BEFORE.replace('  output %y', '  %y2 = linear(%h2, @down_w) : f32[T,8]\n  output %y\n  output %y2').replace('  input %x : f32[T,8]', '  input %x : f32[T,8]\n  input %h2 : f32[T,12]'));
+  const out = printGraph(swigluToMoc.run(g, { k: 5 }));
+  t.true(out.includes('  param @down_w : f32[8,12]\n'));
+  t.true(out.includes('  %w_down_t = transpose(@down_w) : f32[12,8]\n  %y = moc_down(%moc_z, %w_down_t, %moc_idx) : f32[T,8]'));
 });

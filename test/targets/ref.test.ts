@@ -53,9 +53,9 @@ function maskedDenseFfn(x: number[], wg: number[][], wu: number[][], wd: number[
 function ffnGraph(d: number, f: number): string {
   return `graph ffn
   input %x : f32[T,${d}]
-  weight @wg : f32[${f},${d}]
-  weight @wu : f32[${f},${d}]
-  weight @wd : f32[${d},${f}]
+  param @wg : f32[${f},${d}]
+  param @wu : f32[${f},${d}]
+  param @wd : f32[${d},${f}]
   %g = linear(%x, @wg) : f32[T,${f}]
   %u = linear(%x, @wu) : f32[T,${f}]
   %s = silu(%g) : f32[T,${f}]
