@@ -1,7 +1,7 @@
 // What every command shares: option parsing helpers, model selection flags, errors, progress.
 import { InvalidArgumentError, type Command } from 'commander';
 import cliProgress from 'cli-progress';
-import { UserError } from '../src/import/spec.js';
+import { UserError } from '../src/util/errors.js';
 import type { MocSelection } from '../src/model/selection.js';
 import { kFromRatio } from '../passes/swiglu-to-moc.js';
 

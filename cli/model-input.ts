@@ -1,6 +1,6 @@
 // The model options that `run`, `logits` and `compile` share, and the prompt options of `run` and `logits`.
 import type { Command } from 'commander';
-import { UserError } from '../src/import/spec.js';
+import { UserError } from '../src/util/errors.js';
 import { loadModel, type LoadedModel } from '../driver/load.js';
 import { getTarget, checkSupported, TARGETS } from '../targets/index.js';
 import type { ModelSession } from '../targets/target.js';

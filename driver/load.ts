@@ -6,7 +6,7 @@ import { detectFormat } from '../src/import/detect.js';
 import { openCheckpoint } from '../src/import/open.js';
 import type { DequantDType } from '../src/import/quant-tensor.js';
 import type { ModelSpec } from '../src/import/spec.js';
-import { UserError } from '../src/import/spec.js';
+import { UserError } from '../src/util/errors.js';
 import type { Graph } from '../src/ir/types.js';
 import { openPackage } from '../src/package/read.js';
 import type { Manifest } from '../src/package/manifest.js';

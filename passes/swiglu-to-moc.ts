@@ -10,7 +10,7 @@
 import { GraphBuilder } from '../src/ir/builder.js';
 import type { AttrValue, Graph, Node, Operand } from '../src/ir/types.js';
 import { nodeName, single } from '../src/ir/types.js';
-import { UserError } from '../src/import/spec.js';
+import { UserError } from '../src/util/errors.js';
 import { dce } from './dce.js';
 import type { Pass } from './pass.js';
 

@@ -1,5 +1,5 @@
 // The registry of targets. Code outside targets/ picks a target by name here, never with if/else on names.
-import { UserError } from '../src/import/spec.js';
+import { UserError } from '../src/util/errors.js';
 import { cudaTarget } from './cuda/index.js';
 import { refTarget } from './ref/index.js';
 import { wgslTarget } from './wgsl/index.js';

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { basename, resolve } from 'node:path';
-import { UserError } from '../../src/import/spec.js';
+import { UserError } from '../../src/util/errors.js';
 import { loadModel } from '../../driver/load.js';
 import { writeOutput } from '../../src/util/atomic-output.js';
 import { getTarget, checkSupported, TARGETS } from '../../targets/index.js';

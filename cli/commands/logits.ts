@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { writeFileSync } from 'node:fs';
-import { UserError } from '../../src/import/spec.js';
+import { UserError } from '../../src/util/errors.js';
 import { checkOutput, writeOutput } from '../../src/util/atomic-output.js';
 import { action } from '../common.js';
 import { addModelInputOptions, openForRun, type ModelInputFlags } from '../model-input.js';

@@ -3,7 +3,7 @@
 import { closeSync, existsSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { readLlama2cHeader } from './llama2c.js';
-import { UserError } from './spec.js';
+import { UserError } from '../util/errors.js';
 
 export type FormatKind = 'package' | 'hf' | 'gguf' | 'safetensors-file' | 'onnx' | 'llama2c' | 'unknown';
 

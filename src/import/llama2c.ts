@@ -1,7 +1,8 @@
 // llama2.c v0 checkpoints (.bin): a 7 × int32 header, then f32 tensors back to back (fixtures/README.md).
 import { statSync } from 'node:fs';
 import type { Checkpoint, ModelSpec } from './spec.js';
-import { checkWeights, UserError } from './spec.js';
+import { checkWeights } from './spec.js';
+import { UserError } from '../util/errors.js';
 import type { TensorSource } from './tensor.js';
 import { elementCount, FileHandle, FileTensor } from './tensor.js';
 

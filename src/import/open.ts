@@ -9,7 +9,7 @@ import type { DequantDType } from './quant-tensor.js';
 import { importHf } from './hf.js';
 import { importLlama2c } from './llama2c.js';
 import type { Checkpoint } from './spec.js';
-import { UserError } from './spec.js';
+import { UserError } from '../util/errors.js';
 
 export interface OpenOptions {
   /** A tokenizer file that overrides the one found with the checkpoint. */

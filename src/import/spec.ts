@@ -3,8 +3,6 @@ import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import type { TensorSource } from './tensor.js';
 import { describe, nameText, UserError } from '../util/errors.js';
 
-// UserError lives in util/errors.ts; re-exported here for the importers that import it from spec.js.
-export { UserError } from '../util/errors.js';
 
 /** llama3-style rope_scaling (rope_type "llama3"). */
 export interface Llama3RopeScaling {

@@ -3,7 +3,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Tokenizer as HfLibTokenizer } from '@huggingface/tokenizers';
-import { UserError } from '../import/spec.js';
+import { UserError } from '../util/errors.js';
 import { decodeByPieces, type Tokenizer } from './tokenizer.js';
 
 const utf8 = new TextEncoder();

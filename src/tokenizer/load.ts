@@ -1,6 +1,6 @@
 // Loading a tokenizer from a user-given file, and reloading what Tokenizer.serialize() stored in a package.
 import { readFileSync, statSync } from 'node:fs';
-import { UserError } from '../import/spec.js';
+import { UserError } from '../util/errors.js';
 import { HfTokenizer, loadHfTokenizer } from './hf.js';
 import { parseLlama2cTokenizer, type Llama2cTokenizerOptions, type SpmTokenizer } from './spm.js';
 import type { Tokenizer } from './tokenizer.js';

@@ -1,7 +1,7 @@
 // SentencePiece-style score-merge tokenizer with byte fallback: the llama2.c algorithm (run.c encode/decode),
 // used for llama2.c tokenizer.bin files and for GGUF's embedded 'llama' vocabularies. No Node APIs:
 // the WebGPU bundle runs it in browsers (reading a file is load.ts's job).
-import { UserError } from '../import/spec.js';
+import { UserError } from '../util/errors.js';
 import { decodeByPieces, type Tokenizer } from './tokenizer.js';
 
 const utf8 = new TextEncoder();

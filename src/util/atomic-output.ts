@@ -4,7 +4,7 @@
 // the temporary is removed and whatever was at the output path before is left as it was.
 import { existsSync, mkdirSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve, isAbsolute } from 'node:path';
-import { UserError } from '../import/spec.js';
+import { UserError } from './errors.js';
 
 export interface OutputOptions {
   /** Every file or directory the command reads: the output may not be, contain, or lie inside any of them. */

@@ -10,7 +10,7 @@
 //  - MoC's gather + up projection + SiLU(G)·U + gathered down projection into one launch (then a
 //    reduction that adds the residual); that launch warms the L2 with the rows of the channels it
 //    guesses will be kept while Top-K still runs (from the threshold Top-K left in the last call).
-import { UserError } from '../../src/import/spec.js';
+import { UserError } from '../../src/util/errors.js';
 import type { Graph, Operand } from '../../src/ir/types.js';
 import type { ModelSpec } from '../../src/import/spec.js';
 import { attention, kvStore, kvStoreGrid, rope, ropeStore, ropeStoreGrid, ATTN_WARPS, ROPE_THREADS } from './ptx/attention.js';

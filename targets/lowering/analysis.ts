@@ -7,7 +7,7 @@
 //    constant named `<weight>.t`), with its device dtype and its rows × cols as read.
 // Nothing here decides a fusion or names a kernel; fusion.ts finds the patterns, each target
 // decides what to do with them.
-import { UserError } from '../../src/import/spec.js';
+import { UserError } from '../../src/util/errors.js';
 import type { Graph, Operand, TensorType } from '../../src/ir/types.js';
 import { MODEL_INPUTS } from '../../src/model/graph-inputs.js';
 import { decodeGraph } from '../../passes/kv-cache.js';

@@ -5,7 +5,7 @@
 //   %attn  = kv_attention(%q, %k_all, %v_all, %pos)            (caches: states, next = *_all)
 // is read as one node attention(%q, %k, %v) {layer}, the layer being the cache pair's index, and
 // rope(%x, %pos) as rope(%x). Anything else that reads %pos or the caches is refused.
-import { UserError } from '../../src/import/spec.js';
+import { UserError } from '../../src/util/errors.js';
 import type { Graph, Node as IrNode, Operand, TensorType } from '../../src/ir/types.js';
 import { single } from '../../src/ir/types.js';
 import { MODEL_INPUTS } from '../../src/model/graph-inputs.js';

@@ -11,7 +11,7 @@
 // bind them; bigger weights are bound in row ranges.
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { UserError } from '../../src/import/spec.js';
+import { UserError } from '../../src/util/errors.js';
 import type { Tokenizer } from '../../src/tokenizer/tokenizer.js';
 import { projectRoot } from '../../src/util/project-root.js';
 import type { CompileOptions, RunnableModel } from '../target.js';
@@ -25,7 +25,7 @@ import { demoPage } from './demo-page.js';
 /** Compiled files the module imports, relative to dist/ (each free of Node APIs). */
 const LIB_FILES = [
   'targets/wgsl/runtime/session.js', 'targets/wgsl/runtime/device.js', 'targets/wgsl/kernel.js',
-  'src/tokenizer/spm.js', 'src/tokenizer/tokenizer.js', 'src/import/spec.js',
+  'src/tokenizer/spm.js', 'src/tokenizer/tokenizer.js', 'src/util/errors.js',
   'src/run/generate.js', 'src/run/sample.js', 'targets/wgsl/runtime/bundle-entry.js',
 ];
 

@@ -8,7 +8,8 @@
 // Weights too large for one storage binding (the adapter's maxStorageBufferBindingSize) are bound
 // in row ranges by several dispatches, for the ops that read them by rows (GEMVs, embedding).
 // Then a buffer plan reuses activation buffers once their last reader has run (targets/buffer-plan.ts).
-import { UserError, type ModelSpec } from '../../src/import/spec.js';
+import { type ModelSpec } from '../../src/import/spec.js';
+import { UserError } from '../../src/util/errors.js';
 import type { Graph, Operand } from '../../src/ir/types.js';
 import { bufArgIds, planBuffers, remapBufArgs } from '../buffer-plan.js';
 import { GraphFacts, type Node } from '../lowering/analysis.js';

@@ -3,7 +3,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { UserError } from '../../src/import/spec.js';
+import { UserError } from '../../src/util/errors.js';
 import { openDevice, type OpenedDevice } from './runtime/device.js';
 
 /** Debian's chromium package ships SwiftShader's Vulkan driver here: Dawn runs on the CPU through it. */

@@ -1,6 +1,6 @@
 // Asserting user errors: a UserError whose message names the problem, on one line.
 import type { ExecutionContext } from 'ava';
-import { UserError } from '../../src/import/spec.js';
+import { UserError } from '../../src/util/errors.js';
 
 export function throwsUser(t: ExecutionContext, fn: () => unknown, fragment: string | RegExp): void {
   const err = t.throws(fn, { instanceOf: UserError });

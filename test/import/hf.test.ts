@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { importHf } from '../../src/import/hf.js';
 import { readSafetensorsHeader, writeSafetensors, type SafetensorsEntry } from '../../src/import/safetensors.js';
-import { UserError, type Checkpoint } from '../../src/import/spec.js';
+import { type Checkpoint } from '../../src/import/spec.js';
+import { UserError } from '../../src/util/errors.js';
 import { encodeFromF32 } from '../../src/util/dtype.js';
 
 const HF = fileURLToPath(new URL('../../fixtures/stories260K/hf/', import.meta.url));

@@ -4,7 +4,7 @@ import { parseGraph } from '../../src/ir/parse.js';
 import { printGraph } from '../../src/ir/print.js';
 import { verifyGraph } from '../../src/ir/verify.js';
 import { swigluToMoc, findSwiglu } from '../../passes/swiglu-to-moc.js';
-import { UserError } from '../../src/import/spec.js';
+import { UserError } from '../../src/util/errors.js';
 
 const ffn = (silu: string) => `graph ffn
   input %x : f32[T,8]

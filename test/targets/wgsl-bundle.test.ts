@@ -4,7 +4,7 @@
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { nodeNavigatorGpu } from '../../targets/wgsl/node-gpu.js';
 import { mocc, tempDir } from '../helpers/cli.js';
@@ -40,7 +40,19 @@ test('the bundle holds the module, its types, the kernels, the weights, the toke
   const weights = JSON.parse(readFileSync(join(dir, 'weights.json'), 'utf8')) as Record<string, string>;
   for (const f of Object.values(weights)) t.true(existsSync(join(dir, f)), f);
   t.regex(readFileSync(join(dir, 'index.html'), 'utf8'), /import \{ loadModel \} from '\.\/mocc-model\.js'/);
+  // The module and lib/ are closed under their relative imports (a file the copied list misses fails
+  // only when a browser loads it; here it fails without a GPU).
+  const js = ['mocc-model.js', ...listFiles(join(dir, 'lib')).filter((f) => f.endsWith('.js')).map((f) => relative(dir, f))];
+  for (const f of js) {
+    for (const m of readFileSync(join(dir, f), 'utf8').matchAll(/^(?:import|export)\b[^'"]*from '(\.[^']+)'/gm)) {
+      t.true(existsSync(join(dir, dirname(f), m[1]!)), `${f} imports ${m[1]}, which the bundle lacks`);
+    }
+  }
 });
+
+function listFiles(d: string): string[] {
+  return readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? listFiles(join(d, e.name)) : [join(d, e.name)]));
+}
 
 test('the bundle type-checks: mocc-model.js (checkJs) and a consumer of mocc-model.d.ts, with tsc', (t) => {
   const dir = join(tempDir(t), 'web');

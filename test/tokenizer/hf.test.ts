@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HfTokenizer, loadHfTokenizer } from '../../src/tokenizer/hf.js';
 import { loadTokenizerFile, tokenizerFromSerialized } from '../../src/tokenizer/load.js';
-import { UserError } from '../../src/import/spec.js';
+import { UserError } from '../../src/util/errors.js';
 
 const enc = new TextEncoder();
 

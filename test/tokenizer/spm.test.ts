@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { UserError } from '../../src/import/spec.js';
+import { UserError } from '../../src/util/errors.js';
 import { loadTokenizerFile, tokenizerFromSerialized } from '../../src/tokenizer/load.js';
 import { SpmTokenizer } from '../../src/tokenizer/spm.js';
 import { loadLlama2cTokenizer } from '../../src/tokenizer/load.js';
