@@ -7,10 +7,11 @@
 //   - the largest |logit − f32 logit| over those positions, and how often the argmax agrees with f32's;
 //   - the greedy continuation of "Once upon a time" (60 tokens).
 //
-//   npm run build && node dist/bench/quant-nll.js [--text FILE] [--docs N] [--max-tokens N] [--out FILE]
+//   npm run build && node dist/bench/quant-nll.js [--text FILE] [--docs N] [--max-tokens N] [--save | --out FILE]
 //
 // Defaults: --text ../shared/fixtures/tinystories/validation-part1.txt (relative to the project root),
-// --docs 100, --max-tokens 256, --out bench/results/quant-nll.json.
+// --docs 100, --max-tokens 256; results go to the system's temporary directory, to
+// bench/results/quant-nll.json (the committed one) with --save, or to --out FILE (bench/results-file.ts).
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
@@ -19,6 +20,7 @@ import type { DequantDType } from '../src/import/quant-tensor.js';
 import { generate } from '../src/run/generate.js';
 import { projectRoot } from '../src/util/project-root.js';
 import { getTarget } from '../targets/index.js';
+import { resultsFile } from './results-file.js';
 
 const ROOT = projectRoot();
 const GGUF = join(ROOT, 'fixtures/stories260K/gguf');
@@ -56,7 +58,8 @@ async function main(): Promise<void> {
   const textPath = resolve(ROOT, arg('--text', '../shared/fixtures/tinystories/validation-part1.txt'));
   const nDocs = Number(arg('--docs', '100'));
   const maxTokens = Number(arg('--max-tokens', '256'));
-  const outPath = resolve(ROOT, arg('--out', 'bench/results/quant-nll.json'));
+  const out = arg('--out', '');
+  const outPath = resultsFile({ save: process.argv.includes('--save'), ...(out ? { out } : {}) }, ROOT, 'quant-nll.json');
   const text = readFileSync(textPath, 'utf8');
   const docs = text.split(/\n\s*\n/).map((d) => d.trim()).filter((d) => d.length > 0).slice(0, nDocs);
   const ref = getTarget('ref');
