@@ -34,6 +34,21 @@ export interface GradRule {
 
 export const GRAD_RULES: ReadonlyMap<string, GradRule> = new Map<string, GradRule>([]);
 
+/**
+ * Checks a gradient table against the op table: every rule names a known op, and its `needs` name
+ * inputs within the op's arity and non-negative output indices. Throws a message naming the op.
+ */
+export function checkGradRules(rules: ReadonlyMap<string, GradRule>): void {
+  for (const [op, rule] of rules) {
+    const def = OPS.get(op);
+    if (!def) throw new Error(`gradient rule for unknown op '${op}'`);
+    const bad = rule.needs.inputs.find((i) => !(Number.isInteger(i) && i >= 0 && i < def.inputs.length));
+    if (bad !== undefined) throw new Error(`gradient rule for '${op}' needs input ${bad}, but ${op} takes ${def.inputs.length}`);
+    const badOut = rule.needs.outputs.find((i) => !(Number.isInteger(i) && i >= 0));
+    if (badOut !== undefined) throw new Error(`gradient rule for '${op}' needs output ${badOut}`);
+  }
+}
+
 /** The ops of the table that have no gradient rule yet, in table order. */
 export function opsWithoutGradRule(): string[] {
   return [...OPS.keys()].filter((op) => !GRAD_RULES.has(op));
