@@ -24,7 +24,6 @@ export async function convert(opts: ConvertOptions): Promise<Manifest> {
     return await writePackage(ck, graph, opts.output, {
       ...(opts.dtype ? { dtype: opts.dtype } : {}),
       force: opts.force ?? false,
-      ...(ck.tokenizerFile ? { otherInputs: [ck.tokenizerFile] } : {}),
       ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
       ...(opts.version ? { version: opts.version } : {}),
     });

@@ -5,7 +5,7 @@ import { buildLlamaGraph } from '../src/import/llama-graph.js';
 import { detectFormat } from '../src/import/detect.js';
 import { openCheckpoint } from '../src/import/open.js';
 import type { DequantDType } from '../src/import/quant-tensor.js';
-import type { ModelSpec } from '../src/import/spec.js';
+import { checkpointInputs, type ModelSpec } from '../src/import/spec.js';
 import { UserError } from '../src/util/errors.js';
 import type { Graph } from '../src/ir/types.js';
 import { openPackage } from '../src/package/read.js';
@@ -56,7 +56,7 @@ export function loadModel(path: string, opts: LoadOptions = {}): LoadedModel {
     return {
       graph, weights: ck.weights, spec: ck.spec, moc: mocSummary(graph, ck.spec),
       ...(ck.tokenizer ? { tokenizer: ck.tokenizer } : ck.tokenizerSearch ? { tokenizerSearch: ck.tokenizerSearch } : {}), source: `${ck.format} checkpoint ${path}`,
-      inputs: [path, ...ck.files, ...(ck.tokenizerFile ? [ck.tokenizerFile] : [])], close: () => ck.close(),
+      inputs: checkpointInputs(ck), close: () => ck.close(),
     };
   } catch (e) {
     ck.close();

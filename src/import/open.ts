@@ -19,8 +19,6 @@ export interface OpenOptions {
 }
 
 export interface OpenedCheckpoint extends Checkpoint {
-  /** The tokenizer file read (given or found beside the checkpoint); absent when it came from inside it or there is none. */
-  tokenizerFile?: string;
   /** Where a tokenizer was looked for and not found, in words (for the "no tokenizer" message). */
   tokenizerSearch?: string;
 }

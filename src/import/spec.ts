@@ -76,7 +76,14 @@ export interface Checkpoint {
   weights: Map<string, TensorSource>;
   /** The tokenizer found beside or inside the checkpoint, if any. */
   tokenizer?: Tokenizer;
+  /** The tokenizer file read (given or found beside the checkpoint); absent when it came from inside it or there is none. */
+  tokenizerFile?: string;
   close(): void;
+}
+
+/** Every file or directory a checkpoint was read from: outputs must stay clear of them (src/util/atomic-output.ts). */
+export function checkpointInputs(ck: Checkpoint): string[] {
+  return [ck.path, ...ck.files, ...(ck.tokenizerFile ? [ck.tokenizerFile] : [])];
 }
 
 /**

@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, statSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import type { Checkpoint } from '../import/spec.js';
+import { checkpointInputs, type Checkpoint } from '../import/spec.js';
 import { writeSafetensors, type SafetensorsEntry } from '../import/safetensors.js';
 import type { TensorSource } from '../import/tensor.js';
 import { elementCount } from '../import/tensor.js';
@@ -24,8 +24,6 @@ export interface WritePackageOptions {
   /** Stored weight type; default: each tensor's own (a GGUF block-quantized one is already dequantized, see importGguf). */
   dtype?: PackageDType;
   force?: boolean;
-  /** Files read besides the checkpoint's own (e.g. a --tokenizer file): the output may not touch them either. */
-  otherInputs?: readonly string[];
   /** Called as weight bytes are written: (done, total). */
   onProgress?: (doneBytes: number, totalBytes: number, tensor: string) => void;
   version?: string;
@@ -79,7 +77,7 @@ function emitterFor(src: TensorSource, s: StoredWeight, dtype: PackageDType): Sa
 
 export async function writePackage(ck: Checkpoint, graph: Graph, outDir: string, opts: WritePackageOptions = {}): Promise<Manifest> {
   const source = resolve(ck.path);
-  const output = { kind: 'directory' as const, inputs: [ck.path, ...ck.files, ...(opts.otherInputs ?? [])], force: opts.force ?? false };
+  const output = { kind: 'directory' as const, inputs: checkpointInputs(ck), force: opts.force ?? false };
   checkOutput(outDir, output); // before the work below, so a refused output costs nothing
   const { graph: stored, stored: plan } = materializeWeightLayouts(graph);
   const dtypes: Record<string, PackageDType> = {};
