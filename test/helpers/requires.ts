@@ -32,30 +32,32 @@ export function findPtxas(): string | undefined {
   return findTool('ptxas', [...dirs, '/usr/local/cuda/bin', '/usr/local/bin']);
 }
 
-export const PTXAS_PATH = findPtxas();
-export const PTXAS: Requirement = {
-  missing: PTXAS_PATH ? null : 'ptxas not found on PATH, in $CUDA_HOME/bin or /usr/local/cuda/bin (install the CUDA toolkit)',
-};
+// Each probe is a function, run only by the test files that need it (a file that needs a WebGPU
+// adapter does not spawn ptxas or load the CUDA driver).
+
+export function ptxasRequirement(path = findPtxas()): Requirement {
+  return { missing: path ? null : 'ptxas not found on PATH, in $CUDA_HOME/bin or /usr/local/cuda/bin (install the CUDA toolkit)' };
+}
 
 export const CHROMIUM_PATH = '/usr/bin/chromium';
-export const CHROMIUM: Requirement = {
-  missing: existsSync(CHROMIUM_PATH) ? null : `${CHROMIUM_PATH} not found (apt install chromium)`,
-};
+export function chromiumRequirement(): Requirement {
+  return { missing: existsSync(CHROMIUM_PATH) ? null : `${CHROMIUM_PATH} not found (apt install chromium)` };
+}
 
-export const C_COMPILER: Requirement = {
-  missing: findTool('cc', []) ? null : 'no C compiler (cc) on PATH (apt install build-essential)',
-};
+export function cCompilerRequirement(): Requirement {
+  return { missing: findTool('cc', []) ? null : 'no C compiler (cc) on PATH (apt install build-essential)' };
+}
 
 /** A CUDA device through mocc's addon and the driver (the GPU machine; never CI). */
-export const CUDA_DEVICE: Requirement = (() => {
+export function cudaDeviceRequirement(): Requirement {
   const a = cudaAvailability();
   return { missing: a.ok ? null : `no CUDA device (${a.reason})`, optionalInCi: true };
-})();
+}
 
 const ADDON = join(ROOT, 'targets/cuda/native/build/Release/mocc_cuda.node');
-export const CUDA_ADDON: Requirement = {
-  missing: existsSync(ADDON) ? null : `the CUDA addon is not built (${ADDON}; npm run build:native needs a C compiler, make and python3)`,
-};
+export function cudaAddonRequirement(): Requirement {
+  return { missing: existsSync(ADDON) ? null : `the CUDA addon is not built (${ADDON}; npm run build:native needs a C compiler, make and python3)` };
+}
 
 /**
  * A WebGPU adapter through Dawn, probed once in this test process (each ava test file runs in its

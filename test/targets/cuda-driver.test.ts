@@ -10,11 +10,11 @@ import { pathToFileURL } from 'node:url';
 import { ROOT } from '../helpers/fixtures.js';
 import { tempDir } from '../helpers/cli.js';
 import { CudaUnavailableError, addonPath, cudaAvailability, openCuda, packParams } from '../../targets/cuda/driver.js';
-import { C_COMPILER, CUDA_ADDON, testsNeeding } from '../helpers/requires.js';
+import { cCompilerRequirement, cudaAddonRequirement, testsNeeding } from '../helpers/requires.js';
 
 /** The addon's own tests need it built; the fake-driver ones also build a fake libcuda with cc. */
-const addonTest = testsNeeding(CUDA_ADDON);
-const fakeDriverTest = testsNeeding(CUDA_ADDON, C_COMPILER);
+const addonTest = testsNeeding(cudaAddonRequirement());
+const fakeDriverTest = testsNeeding(cudaAddonRequirement(), cCompilerRequirement());
 
 const ADDON = join(ROOT, 'targets/cuda/native/build/Release/mocc_cuda.node');
 addonTest('the addon is built where the wrapper looks and loads without a CUDA driver', (t) => {

@@ -9,9 +9,9 @@ import * as A from '../../targets/cuda/ptx/attention.js';
 import * as D from '../../targets/cuda/ptx/dense.js';
 import * as M from '../../targets/cuda/ptx/moc.js';
 import { download, freeAll, launch, pad8, padF32, poisoned, randomF32, relErr, rng, unpadF32, upload, weight } from '../helpers/cuda.js';
-import { CUDA_DEVICE, testsNeeding } from '../helpers/requires.js';
+import { cudaDeviceRequirement, testsNeeding } from '../helpers/requires.js';
 
-const cudaTest = testsNeeding(CUDA_DEVICE);
+const cudaTest = testsNeeding(cudaDeviceRequirement());
 let nextSeed = 1;
 /**
  * One check as one test, on the shared CUDA context, one at a time; its seed is fixed when it is

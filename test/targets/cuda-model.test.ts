@@ -9,9 +9,9 @@ import { generate } from '../../src/run/generate.js';
 import { createCudaSession } from '../../targets/cuda/index.js';
 import { CHECKPOINTS, REF, maxAbsDiff, referenceLogits } from '../helpers/fixtures.js';
 import { freeAll } from '../helpers/cuda.js';
-import { CUDA_DEVICE, testsNeeding } from '../helpers/requires.js';
+import { cudaDeviceRequirement, testsNeeding } from '../helpers/requires.js';
 
-const cudaTest = testsNeeding(CUDA_DEVICE);
+const cudaTest = testsNeeding(cudaDeviceRequirement());
 
 const RUNS = [
   ['dense', 'dense', 'gguf', '1'], ['dense', 'dense', 'hf', '1'], ['moc_k32', { k: 32 }, 'gguf', '1'], ['moc_k32', { k: 32 }, 'hf', '1'],

@@ -16,11 +16,11 @@ import * as M from '../../targets/cuda/ptx/moc.js';
 import * as A from '../../targets/cuda/ptx/attention.js';
 import { mocc, tempDir } from '../helpers/cli.js';
 import { CHECKPOINTS } from '../helpers/fixtures.js';
-import { PTXAS, PTXAS_PATH, testsNeeding } from '../helpers/requires.js';
+import { findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
 
-const ptxas = PTXAS_PATH;
+const ptxas = findPtxas();
 /** Assembling needs ptxas (skipped without it; a failure in CI). */
-const ptxasTest = testsNeeding(PTXAS);
+const ptxasTest = testsNeeding(ptxasRequirement(ptxas));
 
 function assembleAll(t: { true(v: boolean, m?: string): void; is(a: unknown, b: unknown, m?: string): void }, dir: string, arches = ['sm_80', 'sm_90']): number {
   const files = readdirSync(join(dir, 'ptx')).filter((f) => f.endsWith('.ptx'));

@@ -8,7 +8,7 @@ import { chromium } from 'playwright-core';
 import { mocc, tempDir } from '../helpers/cli.js';
 import { CHECKPOINTS, REF } from '../helpers/fixtures.js';
 import { serveDir } from '../helpers/serve.js';
-import { CHROMIUM, CHROMIUM_PATH, testsNeeding } from '../helpers/requires.js';
+import { chromiumRequirement, CHROMIUM_PATH, testsNeeding } from '../helpers/requires.js';
 
 /** Headless chromium with WebGPU on SwiftShader's Vulkan, and none of its calls out to the network. */
 const ARGS = [
@@ -16,7 +16,7 @@ const ARGS = [
   '--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader', '--use-webgpu-adapter=swiftshader', '--use-angle=swiftshader',
 ];
 
-testsNeeding(CHROMIUM)('the demo page streams the HF greedy text in headless chromium', async (t) => {
+testsNeeding(chromiumRequirement())('the demo page streams the HF greedy text in headless chromium', async (t) => {
   const dir = join(tempDir(t), 'web');
   const r = mocc('compile', CHECKPOINTS.gguf, '--target', 'wgsl', '-o', dir);
   t.is(r.code, 0, r.stderr);
