@@ -45,17 +45,7 @@ export function freeAll(): void {
   for (const p of allocs.splice(0)) cuda().free(p);
 }
 
-/** Seeded uniform [-1, 1) values. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
-    return (s / 4294967296) * 2 - 1;
-  };
-}
-export function randomF32(n: number, r: () => number, scale = 1): Float32Array {
-  return Float32Array.from({ length: n }, () => r() * scale);
-}
+export { rng, randomFrom as randomF32 } from './random.js';
 
 /** Rows × cols floats → padded rows (zeros in the padding). */
 export function padF32(x: Float32Array, rows: number, cols: number): Float32Array {

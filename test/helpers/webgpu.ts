@@ -7,6 +7,7 @@ import { pad8 } from '../../targets/wgsl/kernel.js';
 import { openNodeDevice } from '../../targets/wgsl/node-gpu.js';
 import type { OpenedDevice } from '../../targets/wgsl/runtime/device.js';
 import { createPipeline } from '../../targets/wgsl/runtime/session.js';
+import { randomFrom, rng } from './random.js';
 
 let opened: Promise<OpenedDevice> | null = null;
 
@@ -85,13 +86,7 @@ export function packWeight(dtype: WeightDType, values: Float32Array, rows: numbe
 
 /** Uniform random floats in [-scale, scale) from a seeded generator (fresh per call site seed). */
 export function randomF32(n: number, seed: number, scale = 1): Float32Array {
-  let s = seed >>> 0 || 1;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
-    out[i] = ((s / 2 ** 32) * 2 - 1) * scale;
-  }
-  return out;
+  return randomFrom(n, rng(seed), scale);
 }
 
 /** An output buffer poisoned with NaN, so an element the kernel never writes cannot pass. */
