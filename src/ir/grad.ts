@@ -3,9 +3,10 @@
 // calls its rule with the gradients of the node's outputs; the rule emits backward nodes through
 // the context and returns one gradient per input. A gradient for a parameter operand is summed
 // onto that parameter (so a parameter read twice — the tied embedding — gets one gradient).
-// The table is empty until the training work fills it; opsWithoutGradRule() says what is missing.
+// The rules themselves are in grad-rules.ts; opsWithoutGradRule() says which ops have none.
+import { RULES } from './grad-rules.js';
 import { OPS } from './ops.js';
-import type { AttrValue, Node, Operand } from './types.js';
+import type { AttrValue, Node, Operand, TensorType } from './types.js';
 
 /** What the backward pass of an op reads from the forward pass, so the forward keeps (or recomputes) it. */
 export interface GradNeeds {
@@ -21,6 +22,8 @@ export interface GradContext {
   emit(op: string, inputs: Operand[], attrs?: Record<string, AttrValue>): Operand[];
   /** The forward node's i-th output as an operand (only for indices listed in `needs.outputs`). */
   output(node: Node, i: number): Operand;
+  /** The type of any operand (shapes are static facts, not values the backward reads). */
+  typeOf(o: Operand): TensorType;
 }
 
 export interface GradRule {
@@ -32,7 +35,7 @@ export interface GradRule {
   backward(ctx: GradContext, node: Node, dOutputs: readonly (Operand | null)[]): (Operand | null)[];
 }
 
-export const GRAD_RULES: ReadonlyMap<string, GradRule> = new Map<string, GradRule>([]);
+export const GRAD_RULES: ReadonlyMap<string, GradRule> = new Map<string, GradRule>(RULES);
 
 /**
  * Checks a gradient table against the op table: every rule names a known op, and its `needs` name
@@ -42,7 +45,7 @@ export function checkGradRules(rules: ReadonlyMap<string, GradRule>): void {
   for (const [op, rule] of rules) {
     const def = OPS.get(op);
     if (!def) throw new Error(`gradient rule for unknown op '${op}'`);
-    const bad = rule.needs.inputs.find((i) => !(Number.isInteger(i) && i >= 0 && i < def.inputs.length));
+    const bad = rule.needs.inputs.find((i) => !(Number.isInteger(i) && i >= 0 && (def.variadic || i < def.inputs.length)));
     if (bad !== undefined) throw new Error(`gradient rule for '${op}' needs input ${bad}, but ${op} takes ${def.inputs.length}`);
     const badOut = rule.needs.outputs.find((i) => !(Number.isInteger(i) && i >= 0));
     if (badOut !== undefined) throw new Error(`gradient rule for '${op}' needs output ${badOut}`);

@@ -1,60 +1,24 @@
 // The op table: one entry per op with its arity, attributes and shape/dtype rule.
 // Adding an op means adding an entry here and a kernel in every target that declares it.
-import type { AttrValue, Dim, TensorType } from './types.js';
+import type { AttrValue, TensorType } from './types.js';
 import { typeToString } from './types.js';
+import { ATTENTION_ATTRS, checkAttention, checkRope, expectDim, expectFloat, expectRank, expectRows, f32, fail, num, ROPE_ATTRS, type AttrSpec, type OpSpec } from './op-spec.js';
+import { TRAINING_OPS } from './ops-train.js';
 
-export type AttrKind = 'int' | 'float' | 'string' | 'bool';
-
-export interface AttrSpec {
-  kind: AttrKind;
-  optional?: boolean;
-}
-
-/** An op as written in the table below: `infer` gives the one output type, or a list for several. */
-interface OpSpec {
-  name: string;
-  /** Input names, for error messages and docs. */
-  inputs: string[];
-  attrs: Record<string, AttrSpec>;
-  infer(inputs: TensorType[], attrs: Readonly<Record<string, AttrValue>>): TensorType | TensorType[];
-  doc: string;
-}
+export type { AttrKind, AttrSpec } from './op-spec.js';
 
 export interface OpDef {
   name: string;
   /** Input names, for error messages and docs. */
   inputs: string[];
+  /** Takes one or more inputs, all described by `inputs[0]` (concat). */
+  variadic?: boolean;
   attrs: Record<string, AttrSpec>;
   /** Computes the output types from the input types and attributes; throws a plain message on mismatch. */
   infer(inputs: TensorType[], attrs: Readonly<Record<string, AttrValue>>): TensorType[];
   doc: string;
 }
 // Gradient rules live beside this table, in grad.ts.
-
-const FLOATS = new Set(['f32', 'f16', 'bf16']);
-
-function fail(msg: string): never {
-  throw new Error(msg);
-}
-function expectFloat(t: TensorType, what: string): void {
-  if (!FLOATS.has(t.dtype)) fail(`${what} must be a float tensor, got ${typeToString(t)}`);
-}
-function expectRank(t: TensorType, rank: number, what: string): void {
-  if (t.shape.length !== rank) fail(`${what} must have rank ${rank}, got ${typeToString(t)}`);
-}
-function expectDim(a: Dim, b: Dim, what: string): void {
-  if (a !== b) fail(`${what}: ${a} ≠ ${b}`);
-}
-/** An i32[T] per-row vector (positions, sequence ids) for the rows of x. */
-function expectRows(v: TensorType, x: TensorType, what: string): void {
-  if (v.dtype !== 'i32') fail(`${what} must be i32, got ${typeToString(v)}`);
-  expectRank(v, 1, what);
-  expectDim(v.shape[0]!, x.shape[0]!, `${what} rows`);
-}
-function num(attrs: Readonly<Record<string, AttrValue>>, k: string): number {
-  return attrs[k] as number;
-}
-const f32 = (...shape: Dim[]): TensorType => ({ dtype: 'f32', shape });
 
 /** Number of channels moc_select keeps: K, or for a:b blocks a per full block plus min(a, tail). */
 export function selectedCount(dFfn: number, attrs: Readonly<Record<string, AttrValue>>): number {
@@ -105,36 +69,19 @@ const defs: OpSpec[] = [
     },
   },
   {
-    name: 'rope', inputs: ['x', 'pos'],
-    attrs: {
-      heads: { kind: 'int' }, head_dim: { kind: 'int' }, theta: { kind: 'float' }, style: { kind: 'string' },
-      scaling: { kind: 'string', optional: true }, factor: { kind: 'float', optional: true },
-      low_freq_factor: { kind: 'float', optional: true }, high_freq_factor: { kind: 'float', optional: true },
-      original_max_pos: { kind: 'int', optional: true },
-    },
+    name: 'rope', inputs: ['x', 'pos'], attrs: ROPE_ATTRS,
     doc: "rotary embedding of each row x[t] at position pos[t] (i32[T]); style 'half' (pairs i, i+hd/2) or 'interleaved' (pairs 2i, 2i+1)",
     infer([x, pos], attrs) {
-      expectRank(x!, 2, 'x');
-      expectRows(pos!, x!, 'pos');
-      if (attrs.style !== 'half' && attrs.style !== 'interleaved') fail(`rope style must be half or interleaved, got ${String(attrs.style)}`);
-      if (attrs.scaling !== undefined && attrs.scaling !== 'llama3') fail(`rope scaling must be llama3, got ${String(attrs.scaling)}`);
-      expectDim(x!.shape[1]!, num(attrs, 'heads') * num(attrs, 'head_dim'), 'rope width = heads·head_dim');
+      checkRope(x!, pos!, attrs);
       return f32(...x!.shape);
     },
   },
   {
-    name: 'attention', inputs: ['q', 'k', 'v', 'seq'],
-    attrs: { heads: { kind: 'int' }, kv_heads: { kind: 'int' }, head_dim: { kind: 'int' } },
+    name: 'attention', inputs: ['q', 'k', 'v', 'seq'], attrs: ATTENTION_ATTRS,
     doc: 'causal GQA attention within each sequence: row t attends to rows s ≤ t with seq[s] = seq[t] (a sequence\'s rows contiguous, in order)',
-    infer([q, k, v, seq], attrs) {
-      expectRows(seq!, q!, 'seq');
-      const hd = num(attrs, 'head_dim');
-      expectDim(q!.shape[1]!, num(attrs, 'heads') * hd, 'q width');
-      expectDim(k!.shape[1]!, num(attrs, 'kv_heads') * hd, 'k width');
-      expectDim(v!.shape[1]!, num(attrs, 'kv_heads') * hd, 'v width');
-      if (num(attrs, 'heads') % num(attrs, 'kv_heads') !== 0) fail('heads must be a multiple of kv_heads');
-      expectDim(q!.shape[0]!, k!.shape[0]!, 'q/k tokens');
-      return f32(...q!.shape);
+    infer(ins, attrs) {
+      checkAttention(ins, attrs);
+      return f32(...ins[0]!.shape);
     },
   },
   {
@@ -148,8 +95,7 @@ const defs: OpSpec[] = [
     },
   },
   {
-    name: 'kv_attention', inputs: ['q', 'k_cache', 'v_cache', 'pos'],
-    attrs: { heads: { kind: 'int' }, kv_heads: { kind: 'int' }, head_dim: { kind: 'int' } },
+    name: 'kv_attention', inputs: ['q', 'k_cache', 'v_cache', 'pos'], attrs: ATTENTION_ATTRS,
     doc: 'causal GQA attention of q over cached keys/values [C,kv_heads·hd]: row t attends to cache rows 0..pos[t] (decoding one sequence)',
     infer([q, k, v, pos], attrs) {
       const hd = num(attrs, 'head_dim');
@@ -240,7 +186,7 @@ const defs: OpSpec[] = [
   },
 ];
 
-export const OPS: ReadonlyMap<string, OpDef> = new Map(defs.map((d): [string, OpDef] => [d.name, {
+export const OPS: ReadonlyMap<string, OpDef> = new Map([...defs, ...TRAINING_OPS].map((d): [string, OpDef] => [d.name, {
   ...d,
   infer: (ins, attrs) => {
     const t = d.infer(ins, attrs);

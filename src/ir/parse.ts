@@ -4,7 +4,7 @@ import type { AttrValue, Checkpoint, Dim, Graph, Node, Operand, ParamDecl, State
 import { CHECKPOINTS } from './types.js';
 
 const NAME = '[A-Za-z_][A-Za-z0-9_.]*';
-const DTYPES = new Set(['f32', 'f16', 'bf16', 'i32']);
+const DTYPES = new Set(['f32', 'f16', 'bf16', 'i32', 'u16']);
 
 export class ParseError extends Error {
   override name = 'ParseError';

@@ -31,7 +31,7 @@ export function verifyGraph(g: Graph): void {
     } catch (e) {
       return err(`${where}: ${(e as Error).message}`);
     }
-    if (n.inputs.length !== def.inputs.length) err(`${where}: takes ${def.inputs.length} inputs (${def.inputs.join(', ')}), got ${n.inputs.length}`);
+    if (def.variadic ? n.inputs.length === 0 : n.inputs.length !== def.inputs.length) err(`${where}: takes ${def.inputs.length} inputs (${def.inputs.join(', ')}), got ${n.inputs.length}`);
     const inTypes = n.inputs.map((o) => {
       const t = o.kind === 'param' ? params.get(o.name) : types.get(o.name);
       if (!t) err(`${where}: ${operandToString(o)} is used before it is defined`);

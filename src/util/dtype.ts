@@ -5,8 +5,16 @@
  * them: the importer dequantizes them to one of these (src/import/ggml-quants.ts).
  */
 export type StorageDType = 'f32' | 'f16' | 'bf16';
-/** Element types an IR value can have. */
-export type DType = 'f32' | 'f16' | 'bf16' | 'i32';
+/** Element types an IR value can have (u16: channel indices saved for backward, as the MoC paper stores them). */
+export type DType = 'f32' | 'f16' | 'bf16' | 'i32' | 'u16';
+
+/** Bytes one element of an IR value takes. */
+export function elementBytes(dtype: DType): number {
+  switch (dtype) {
+    case 'f32': case 'i32': return 4;
+    case 'f16': case 'bf16': case 'u16': return 2;
+  }
+}
 
 /** Bytes that `elements` elements of `dtype` take. */
 export function bytesFor(dtype: StorageDType, elements: number): number {

@@ -1,9 +1,10 @@
 // Plain-TypeScript kernels: the oracle every other target is tested against. Clarity over speed;
 // sums accumulate in float64 (JS numbers) and results are stored as float32.
 // All matrices are row-major; `T` is the number of tokens in the call.
+import { floatsFrom, newFloats } from './precision.js';
 
 export function embedding(table: Float32Array, d: number, tokens: Int32Array): Float32Array {
-  const out = new Float32Array(tokens.length * d);
+  const out = newFloats(tokens.length * d);
   const vocab = table.length / d;
   tokens.forEach((tok, t) => {
     if (tok < 0 || tok >= vocab) throw new RangeError(`token id ${tok} outside the vocabulary (0..${vocab - 1})`);
@@ -14,7 +15,7 @@ export function embedding(table: Float32Array, d: number, tokens: Int32Array): F
 
 export function rmsnorm(x: Float32Array, w: Float32Array, eps: number): Float32Array {
   const d = w.length;
-  const out = new Float32Array(x.length);
+  const out = newFloats(x.length);
   for (let r = 0; r < x.length / d; r++) {
     let ss = 0;
     for (let i = 0; i < d; i++) ss += x[r * d + i]! * x[r * d + i]!;
@@ -28,7 +29,7 @@ export function rmsnorm(x: Float32Array, w: Float32Array, eps: number): Float32A
 export function linear(x: Float32Array, w: Float32Array, inDim: number): Float32Array {
   const T = x.length / inDim;
   const out = w.length / inDim;
-  const y = new Float32Array(T * out);
+  const y = newFloats(T * out);
   for (let t = 0; t < T; t++) {
     for (let o = 0; o < out; o++) {
       let acc = 0;
@@ -73,7 +74,7 @@ export function ropeAt(x: Float32Array, p: RopeParams, pos: ArrayLike<number>): 
   const { heads, headDim: hd } = p;
   const half = hd / 2;
   const inv = ropeInvFreq(p);
-  const out = new Float32Array(x.length);
+  const out = newFloats(x.length);
   const T = x.length / (heads * hd);
   for (let t = 0; t < T; t++) {
     for (let i = 0; i < half; i++) {
@@ -126,7 +127,7 @@ function attend(q: Float32Array, k: Float32Array, v: Float32Array, heads: number
   const T = q.length / (heads * hd);
   const group = heads / kvHeads;
   const scale = 1 / Math.sqrt(hd);
-  const out = new Float32Array(q.length);
+  const out = newFloats(q.length);
   for (let t = 0; t < T; t++) {
     const [from, to] = span(t);
     const scores = new Float64Array(to - from);
@@ -184,7 +185,7 @@ export const mul = (a: Float32Array, b: Float32Array) => a.map((v, i) => v * b[i
 export const add = (a: Float32Array, b: Float32Array) => a.map((v, i) => v + b[i]!);
 
 export function transpose(x: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(x.length);
+  const out = newFloats(x.length);
   for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = x[r * cols + c]!;
   return out;
 }
@@ -193,7 +194,7 @@ export function transpose(x: Float32Array, rows: number, cols: number): Float32A
 export function split(x: Float32Array, width: number, parts: number): Float32Array[] {
   const w = width / parts, rows = x.length / width;
   return Array.from({ length: parts }, (_, p) => {
-    const out = new Float32Array(rows * w);
+    const out = newFloats(rows * w);
     for (let r = 0; r < rows; r++) out.set(x.subarray(r * width + p * w, r * width + (p + 1) * w), r * w);
     return out;
   });
@@ -221,14 +222,14 @@ export function mocSelect(g: Float32Array, F: number, sel: { k: number } | { a: 
 }
 
 export function mocGather(g: Float32Array, F: number, idx: Int32Array, K: number): Float32Array {
-  const out = new Float32Array(idx.length);
+  const out = newFloats(idx.length);
   for (let i = 0; i < idx.length; i++) out[i] = g[Math.floor(i / K) * F + idx[i]!]!;
   return out;
 }
 
 /** Up projection of the kept channels only: y[t,k] = Σ_i x[t,i]·w_up[idx[t,k], i]. */
 export function mocUp(x: Float32Array, wUp: Float32Array, d: number, idx: Int32Array, K: number): Float32Array {
-  const out = new Float32Array(idx.length);
+  const out = newFloats(idx.length);
   for (let j = 0; j < idx.length; j++) {
     const t = Math.floor(j / K);
     const row = idx[j]! * d;
@@ -242,7 +243,7 @@ export function mocUp(x: Float32Array, wUp: Float32Array, d: number, idx: Int32A
 /** Down projection from the kept channels: y[t,:] = Σ_k z[t,k]·w_down_t[idx[t,k], :], in channel order. */
 export function mocDown(z: Float32Array, wDownT: Float32Array, d: number, idx: Int32Array, K: number): Float32Array {
   const T = idx.length / K;
-  const out = new Float32Array(T * d);
+  const out = newFloats(T * d);
   const acc = new Float64Array(d);
   for (let t = 0; t < T; t++) {
     acc.fill(0);

@@ -7,8 +7,7 @@ import { MODEL_INPUTS } from '../../src/model/graph-inputs.js';
 import { decodeGraph } from '../../passes/kv-cache.js';
 import type { ModelSession, RunnableModel } from '../target.js';
 import * as K from './kernels.js';
-
-type Value = Float32Array | Int32Array;
+import { evalNode, type Value } from './eval-node.js';
 
 export class RefSession implements ModelSession {
   private pos = 0;
@@ -132,40 +131,7 @@ export class RefSession implements ModelSession {
 
   /** The node's output values, one per output. */
   private evalNode(n: Node, ins: Value[]): Value[] {
-    if (n.op === 'split') return K.split(ins[0] as Float32Array, this.dim(n.inputs[0]!, 1), n.attrs.parts as number);
-    return [this.evalSingle(n, ins)];
-  }
-
-  private evalSingle(n: Node, ins: Value[]): Value {
-    const f = (i: number) => ins[i] as Float32Array;
-    const idx = (i: number) => ins[i] as Int32Array;
-    const dim = (i: number, axis: number) => this.dim(n.inputs[i]!, axis);
-    const a = n.attrs;
-    const kept = n.outputs[0]!.type.shape[1] as number;
-    const heads = a.heads as number, kvHeads = a.kv_heads as number, hd = a.head_dim as number;
-    switch (n.op) {
-      case 'embedding': return K.embedding(f(0), dim(0, 1), idx(1));
-      case 'rmsnorm': return K.rmsnorm(f(0), f(1), a.eps as number);
-      case 'linear': case 'logits': return K.linear(f(0), f(1), dim(1, 1));
-      case 'rope':
-        return K.ropeAt(f(0), {
-          heads, headDim: hd, theta: a.theta as number, style: a.style as 'half' | 'interleaved',
-          ...(a.scaling === 'llama3' ? { llama3: { factor: a.factor as number, lowFreqFactor: a.low_freq_factor as number, highFreqFactor: a.high_freq_factor as number, originalMaxPos: a.original_max_pos as number } } : {}),
-        }, idx(1));
-      case 'attention': return K.seqAttention(f(0), f(1), f(2), idx(3), heads, kvHeads, hd);
-      case 'kv_write': return K.kvWrite(f(0), f(1), idx(2));
-      case 'kv_attention': return K.cachedAttention(f(0), f(1), f(2), idx(3), heads, kvHeads, hd);
-      case 'silu': return K.silu(f(0));
-      case 'sigmoid': return K.sigmoid(f(0));
-      case 'mul': return K.mul(f(0), f(1));
-      case 'add': return K.add(f(0), f(1));
-      case 'transpose': return K.transpose(f(0), dim(0, 0), dim(0, 1));
-      case 'moc_select': return K.mocSelect(f(0), dim(0, 1), a.k !== undefined ? { k: a.k as number } : { a: a.a as number, b: a.b as number });
-      case 'moc_gather': return K.mocGather(f(0), dim(0, 1), idx(1), kept);
-      case 'moc_up': return K.mocUp(f(0), f(1), dim(0, 1), idx(2), kept);
-      case 'moc_down': return K.mocDown(f(0), f(1), kept, idx(2), dim(0, 1));
-      default: throw new Error(`ref target has no kernel for op '${n.op}'`);
-    }
+    return evalNode(n, ins, (i, axis) => this.dim(n.inputs[i]!, axis));
   }
 }
 
