@@ -1,15 +1,26 @@
 // Next-token choice: greedy, or temperature + nucleus (top-p) sampling from a seeded generator.
 
-/** mulberry32: a small, fast, seedable PRNG; plenty for sampling and reproducible across platforms. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
+/**
+ * mulberry32: a small, fast, seedable PRNG; plenty for sampling and reproducible across platforms.
+ * Its whole state is one uint32 (`state`), so a caller can save it and continue the same stream later.
+ */
+export class Mulberry32 {
+  state: number;
+  constructor(seed: number) { this.state = seed >>> 0; }
+  /** The next value in [0, 1). */
+  next(): number {
+    this.state = (this.state + 0x6d2b79f5) >>> 0;
+    let t = this.state;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  }
+}
+
+/** mulberry32 as a function (see Mulberry32). */
+export function seededRandom(seed: number): () => number {
+  const g = new Mulberry32(seed);
+  return () => g.next();
 }
 
 export interface SamplingOptions {
