@@ -31,3 +31,15 @@ export interface ModelSession {
   /** Frees device memory now rather than at exit (targets that hold any). */
   close?(): void;
 }
+
+/** The float32 values of param `p` in the param's own layout (the weight store holds a `transposed` param's transpose). */
+export function paramF32(weights: RunnableModel['weights'], p: Graph['params'][number]): Float32Array {
+  const src = weights.get(p.name);
+  if (!src) throw new Error(`param @${p.name} is not in the model's weights`);
+  const w = src.toFloat32();
+  if (!p.transposed) return w;
+  const [rows, cols] = src.shape as [number, number];
+  const out = new Float32Array(w.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = w[r * cols + c]!;
+  return out;
+}

@@ -6,6 +6,7 @@ import { operandToString } from '../../src/ir/types.js';
 import { MODEL_INPUTS } from '../../src/model/graph-inputs.js';
 import { decodeGraph } from '../../passes/kv-cache.js';
 import type { ModelSession, RunnableModel } from '../target.js';
+import { paramF32 } from '../../src/model/runnable.js';
 import * as K from './kernels.js';
 import { evalNode, type Value } from './eval-node.js';
 
@@ -20,8 +21,6 @@ export class RefSession implements ModelSession {
   private capacity = 0;
   /** Types by name: values as `name`, params as `@name` (of both graphs: they share params and names). */
   private readonly types = new Map<string, TensorType>();
-  /** Params whose weight store holds their transpose. */
-  private readonly transposed = new Set<string>();
 
   constructor(private readonly model: RunnableModel) {
     this.learnTypes(model.graph);
@@ -84,7 +83,6 @@ export class RefSession implements ModelSession {
     for (const i of [...g.inputs, ...g.states]) this.types.set(i.name, i.type);
     for (const p of g.params) {
       this.types.set(`@${p.name}`, p.type);
-      if (p.transposed) this.transposed.add(p.name);
     }
     for (const n of g.nodes) for (const o of n.outputs) this.types.set(o.name, o.type);
   }
@@ -112,10 +110,9 @@ export class RefSession implements ModelSession {
   private weightF32(name: string): Float32Array {
     let w = this.constants.get(`@${name}`);
     if (!w) {
-      const src = this.model.weights.get(name);
-      if (!src) throw new Error(`param @${name} is not in the model's weights`);
-      w = src.toFloat32();
-      if (this.transposed.has(name)) w = K.transpose(w, src.shape[0]!, src.shape[1]!);
+      const p = this.model.graph.params.find((q) => q.name === name) ?? this.decode?.params.find((q) => q.name === name);
+      if (!p) throw new Error(`param @${name} is not a param of the graph`);
+      w = paramF32(this.model.weights, p);
       this.constants.set(`@${name}`, w);
     }
     return w as Float32Array;

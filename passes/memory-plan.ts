@@ -1,0 +1,170 @@
+// memory-plan: liveness over a graph's schedule (its node order) → one arena with an offset per
+// value, and the activation bytes by category at the peak. Used for training graphs (autodiff.ts
+// then checkpoint.ts), where the node order is the schedule the ref target runs, freeing each value
+// after its last use (targets/ref/train.ts frees by this same liveness).
+// Invariants:
+//  - A value lives from the step that defines it (graph inputs: before step 0) to its last read;
+//    graph outputs (the loss, the weight gradients) live to the end.
+//  - Two values whose lifetimes overlap never overlap in the arena (checkArena() verifies it).
+//  - peakBytes is the most bytes live at once: a lower bound on any arena; arenaBytes (greedy by
+//    size, as TFLite's planner) is what one arena with these offsets takes, at least peakBytes.
+//  - Params are not activations: weights are not counted; weight gradients are counted apart.
+import type { Graph, Node } from '../src/ir/types.js';
+import { elementBytes } from '../src/util/dtype.js';
+import { forwardNodes } from './autodiff.js';
+
+/** What an activation is for, by the forward node that first reads it (so a layer's FFN input counts as FFN). */
+export type Category = 'ffn' | 'attention' | 'norms' | 'logits/loss' | 'embedding' | 'inputs' | 'backward' | 'weight gradients';
+export const CATEGORIES: readonly Category[] = ['ffn', 'attention', 'norms', 'logits/loss', 'embedding', 'inputs', 'backward', 'weight gradients'];
+
+export interface Lifetime {
+  name: string;
+  bytes: number;
+  /** Step that defines it (-1: a graph input). */
+  def: number;
+  /** Last step that reads it (nodes.length: a graph output, live to the end). */
+  lastUse: number;
+  category: Category;
+}
+
+export interface MemoryPlan {
+  values: Lifetime[];
+  /** Most bytes live at once, weight gradients excluded, and the step where that happens. */
+  peakBytes: number;
+  peakStep: number;
+  /** Bytes by category live at the peak step. */
+  atPeak: Record<Category, number>;
+  /** Bytes of the weight gradients (the training graph's outputs after the loss). */
+  gradientBytes: number;
+  /** One arena holding every value (weight gradients included) at `offsets`. */
+  arenaBytes: number;
+  offsets: Map<string, number>;
+}
+
+const ALIGN = 64;
+const align = (n: number) => Math.ceil(n / ALIGN) * ALIGN;
+
+/** The byte size of a value's type with the symbolic dims bound (e.g. { T: batch·seq }). */
+function bytesOf(shape: readonly (number | string)[], dtype: Parameters<typeof elementBytes>[0], dims: Record<string, number>): number {
+  let n = elementBytes(dtype);
+  for (const d of shape) {
+    const v = typeof d === 'number' ? d : dims[d];
+    if (v === undefined) throw new Error(`memory plan: dimension ${d} is not bound`);
+    n *= v;
+  }
+  return n;
+}
+
+/**
+ * Which part of the model a forward node belongs to. The FFN is found by structure, as
+ * swiglu-to-moc finds it: the MoC ops, SiLU/sigmoid/products, the linears feeding them (gate, up)
+ * and the linear fed by a product (down).
+ */
+export function nodeCategories(g: Graph, forward: Set<Node>): Map<Node, Category> {
+  const producer = new Map<string, Node>();
+  for (const n of g.nodes) for (const o of n.outputs) producer.set(o.name, n);
+  const readers = new Map<string, Node[]>();
+  for (const n of g.nodes) if (forward.has(n)) for (const o of n.inputs) if (o.kind === 'value') readers.set(o.name, [...(readers.get(o.name) ?? []), n]);
+  const FFN_OPS = new Set(['moc_select', 'moc_gather', 'moc_up', 'moc_down', 'silu', 'sigmoid', 'mul']);
+  const cat = new Map<Node, Category>();
+  for (const n of forward) {
+    let c: Category;
+    if (FFN_OPS.has(n.op)) c = 'ffn';
+    else if (n.op === 'linear') {
+      const feedsFfn = (readers.get(n.outputs[0]!.name) ?? []).some((r) => FFN_OPS.has(r.op));
+      const fromProduct = n.inputs[0]!.kind === 'value' && producer.get(n.inputs[0]!.name)?.op === 'mul';
+      c = feedsFfn || fromProduct ? 'ffn' : 'attention';
+    } else if (n.op === 'rope' || n.op === 'attention') c = 'attention';
+    else if (n.op === 'rmsnorm' || n.op === 'add') c = 'norms';
+    else if (n.op === 'embedding') c = 'embedding';
+    else c = 'logits/loss';
+    cat.set(n, c);
+  }
+  return cat;
+}
+
+/** Lifetimes of every value of g (a training graph: output 0 the loss, then the weight gradients). */
+export function lifetimes(g: Graph, dims: Record<string, number>): Lifetime[] {
+  const forward = forwardNodes(g);
+  const cats = nodeCategories(g, forward);
+  const end = g.nodes.length;
+  const gradOutputs = new Set(g.outputs.slice(1));
+  const firstReader = new Map<string, Node>();
+  const last = new Map<string, number>();
+  g.nodes.forEach((n, i) => {
+    for (const o of n.inputs) {
+      if (o.kind !== 'value') continue;
+      if (!firstReader.has(o.name)) firstReader.set(o.name, n);
+      last.set(o.name, i);
+    }
+  });
+  for (const o of g.outputs) last.set(o, end);
+  const values: Lifetime[] = [];
+  for (const i of g.inputs) values.push({ name: i.name, bytes: bytesOf(i.type.shape, i.type.dtype, dims), def: -1, lastUse: last.get(i.name) ?? -1, category: 'inputs' });
+  g.nodes.forEach((n, step) => {
+    for (const o of n.outputs) {
+      const reader = firstReader.get(o.name);
+      const category: Category = gradOutputs.has(o.name) ? 'weight gradients'
+        : !forward.has(n) ? 'backward'
+        : reader && forward.has(reader) ? cats.get(reader)! : cats.get(n)!;
+      values.push({ name: o.name, bytes: bytesOf(o.type.shape, o.type.dtype, dims), def: step, lastUse: last.get(o.name) ?? step, category });
+    }
+  });
+  return values;
+}
+
+export function planMemory(g: Graph, dims: Record<string, number>): MemoryPlan {
+  const values = lifetimes(g, dims);
+  // Live bytes per step: a value counts at steps def..lastUse (its defining step included).
+  const steps = g.nodes.length + 1;
+  const delta = new Float64Array(steps + 2);
+  const acts = values.filter((v) => v.category !== 'weight gradients');
+  for (const v of acts) {
+    delta[v.def + 1] += v.bytes;
+    delta[Math.max(v.def, v.lastUse) + 2] -= v.bytes;
+  }
+  let live = 0, peakBytes = 0, peakStep = -1;
+  for (let s = 0; s <= steps; s++) {
+    live += delta[s]!;
+    if (live > peakBytes) [peakBytes, peakStep] = [live, s - 1];
+  }
+  const atPeak = Object.fromEntries(CATEGORIES.map((c) => [c, 0])) as Record<Category, number>;
+  for (const v of values) if (v.def <= peakStep && Math.max(v.def, v.lastUse) >= peakStep) atPeak[v.category] += v.bytes;
+  const gradientBytes = values.filter((v) => v.category === 'weight gradients').reduce((s, v) => s + v.bytes, 0);
+  const { offsets, arenaBytes } = greedyBySize(values);
+  return { values, peakBytes, peakStep, atPeak, gradientBytes, arenaBytes, offsets };
+}
+
+const overlapsInTime = (a: Lifetime, b: Lifetime) => a.def <= Math.max(b.def, b.lastUse) && b.def <= Math.max(a.def, a.lastUse);
+
+/** Largest first, each at the lowest aligned offset clear of every placed value it overlaps in time. */
+function greedyBySize(values: Lifetime[]): { offsets: Map<string, number>; arenaBytes: number } {
+  const placed: { v: Lifetime; off: number }[] = [];
+  const offsets = new Map<string, number>();
+  let arenaBytes = 0;
+  for (const v of [...values].sort((a, b) => b.bytes - a.bytes || a.def - b.def)) {
+    const busy = placed.filter((p) => overlapsInTime(p.v, v)).sort((a, b) => a.off - b.off);
+    let off = 0;
+    for (const p of busy) {
+      if (off + v.bytes <= p.off) break;
+      off = Math.max(off, align(p.off + p.v.bytes));
+    }
+    placed.push({ v, off });
+    offsets.set(v.name, off);
+    arenaBytes = Math.max(arenaBytes, off + v.bytes);
+  }
+  return { offsets, arenaBytes };
+}
+
+/** Throws if two values alive at the same step share arena bytes. */
+export function checkArena(plan: MemoryPlan): void {
+  const vs = plan.values;
+  for (let i = 0; i < vs.length; i++) {
+    for (let j = i + 1; j < vs.length; j++) {
+      const a = vs[i]!, b = vs[j]!;
+      if (!overlapsInTime(a, b) || a.bytes === 0 || b.bytes === 0) continue;
+      const oa = plan.offsets.get(a.name)!, ob = plan.offsets.get(b.name)!;
+      if (oa < ob + b.bytes && ob < oa + a.bytes) throw new Error(`memory plan: %${a.name} and %${b.name} are live together and overlap in the arena`);
+    }
+  }
+}
