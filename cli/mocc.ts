@@ -3,6 +3,8 @@
 import { Command } from 'commander';
 import { compileCommand } from './commands/compile.js';
 import { convertCommand } from './commands/convert.js';
+import { evalCommand } from './commands/eval.js';
+import { trainCommand } from './commands/train.js';
 import { demoCommand } from './commands/demo.js';
 import { inspectCommand } from './commands/inspect.js';
 import { logitsCommand } from './commands/logits.js';
@@ -17,7 +19,9 @@ const program = new Command('mocc')
   .addCommand(inspectCommand())
   .addCommand(runCommand())
   .addCommand(logitsCommand())
-  .addCommand(compileCommand());
+  .addCommand(compileCommand())
+  .addCommand(trainCommand())
+  .addCommand(evalCommand());
 
 // Usage errors (bad option values, missing arguments) print like every other mocc error: one line.
 for (const cmd of [program, ...program.commands]) {

@@ -9,7 +9,9 @@ import { checkpointInputs, type ModelSpec } from '../src/import/spec.js';
 import { UserError } from '../src/util/errors.js';
 import type { Graph } from '../src/ir/types.js';
 import { openPackage } from '../src/package/read.js';
-import type { Manifest } from '../src/package/manifest.js';
+import type { Manifest, TrainingRecord } from '../src/package/manifest.js';
+import type { PackageSource } from '../src/package/write.js';
+import { join } from 'node:path';
 import { mocSummary } from '../src/package/moc-summary.js';
 import type { Tokenizer } from '../src/tokenizer/tokenizer.js';
 import { loadTokenizerFile } from '../src/tokenizer/load.js';
@@ -24,6 +26,12 @@ export interface LoadedModel extends RunnableModel {
   moc: Manifest['moc'];
   /** Every file or directory it was read from (outputs must stay clear of them: src/util/atomic-output.ts). */
   inputs: string[];
+  /** The path given, its format, and the files its weights and config came from. */
+  path: string;
+  format: PackageSource['format'];
+  files: string[];
+  /** The training runs recorded in a package's manifest. */
+  training?: TrainingRecord[];
   /** Why there is no tokenizer, when there is none: where one was looked for. */
   tokenizerSearch?: string;
   close(): void;
@@ -48,6 +56,8 @@ export function loadModel(path: string, opts: LoadOptions = {}): LoadedModel {
       graph: pkg.graph, weights: pkg.weights, spec: pkg.manifest.config, moc: pkg.manifest.moc,
       ...(tokenizer ? { tokenizer } : { tokenizerSearch: `package ${path} holds no tokenizer` }), source: `package ${path}`,
       inputs: [path, ...(opts.tokenizer ? [opts.tokenizer] : [])], close: () => pkg.close(),
+      path, format: 'mocc-package', files: [join(path, 'manifest.json'), join(path, pkg.manifest.ir), join(path, pkg.manifest.weights.file)],
+      ...(pkg.manifest.training ? { training: pkg.manifest.training } : {}),
     };
   }
   const ck = openCheckpoint(path, { ...(opts.tokenizer ? { tokenizer: opts.tokenizer } : {}), ...(opts.dequantTo ? { dequantTo: opts.dequantTo } : {}) }, format);
@@ -57,6 +67,7 @@ export function loadModel(path: string, opts: LoadOptions = {}): LoadedModel {
       graph, weights: ck.weights, spec: ck.spec, moc: mocSummary(graph, ck.spec),
       ...(ck.tokenizer ? { tokenizer: ck.tokenizer } : ck.tokenizerSearch ? { tokenizerSearch: ck.tokenizerSearch } : {}), source: `${ck.format} checkpoint ${path}`,
       inputs: checkpointInputs(ck), close: () => ck.close(),
+      path, format: ck.format, files: ck.files,
     };
   } catch (e) {
     ck.close();

@@ -82,7 +82,7 @@ export interface Checkpoint {
 }
 
 /** Every file or directory a checkpoint was read from: outputs must stay clear of them (src/util/atomic-output.ts). */
-export function checkpointInputs(ck: Checkpoint): string[] {
+export function checkpointInputs(ck: Pick<Checkpoint, 'path' | 'files' | 'tokenizerFile'>): string[] {
   return [ck.path, ...ck.files, ...(ck.tokenizerFile ? [ck.tokenizerFile] : [])];
 }
 

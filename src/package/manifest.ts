@@ -25,4 +25,30 @@ export interface Manifest {
   ir: string;
   weights: { file: string; dtypes: Record<string, string> };
   tokenizer: { kind: 'spm' | 'hf'; file: string } | null;
+  /** The training runs that made these weights, oldest first (absent: weights as converted). */
+  training?: TrainingRecord[];
+}
+
+/** What a `mocc train` or `mocc recover` run was (src/package/write.ts stores it; cli/commands/train.ts makes it). */
+export interface TrainingRecord {
+  command: 'train' | 'recover';
+  steps: number;
+  tokens: number;
+  /** Mean loss over the last steps of the run (cross-entropy, or KL to the teacher). */
+  finalLoss: number;
+  loss: 'cross_entropy' | 'kl_div';
+  temperature?: number;
+  policy: string;
+  trainable: string;
+  batch: number;
+  seq: number;
+  lr: number;
+  seed: number;
+  /** The training text (absent for purely teacher-generated data), with the sha256 of the file. */
+  data?: { path: string; sha256: string; format: string };
+  /** For recovery: where the teacher came from and how many sequences it generated. */
+  teacher?: { source: string; sequences: number };
+  /** Mean NLL on --eval text at the end, if given. */
+  evalNll?: number;
+  date: string;
 }

@@ -14,7 +14,7 @@ import type { Graph } from '../ir/types.js';
 import { verifyGraph } from '../ir/verify.js';
 import { checkOutput, writeOutput } from '../util/atomic-output.js';
 import { bytesFor, encodeFromF32, type StorageDType } from '../util/dtype.js';
-import { PACKAGE_FORMAT, PACKAGE_FORMAT_VERSION, type Manifest } from './manifest.js';
+import { PACKAGE_FORMAT, PACKAGE_FORMAT_VERSION, type Manifest, type TrainingRecord } from './manifest.js';
 import { materializeWeightLayouts, type StoredWeight } from './materialize.js';
 import { mocSummary } from './moc-summary.js';
 
@@ -27,7 +27,12 @@ export interface WritePackageOptions {
   /** Called as weight bytes are written: (done, total). */
   onProgress?: (doneBytes: number, totalBytes: number, tensor: string) => void;
   version?: string;
+  /** Training runs to record in the manifest (a trained package). */
+  training?: TrainingRecord[];
 }
+
+/** What a package is written from: a checkpoint, or (for trained weights) a package's model in memory. */
+export type PackageSource = Omit<Checkpoint, 'format' | 'close'> & { format: Checkpoint['format'] | 'mocc-package' };
 
 /** Values per chunk when streaming a tensor (4 MiB of float32). */
 const CHUNK_VALUES = 1 << 20;
@@ -75,7 +80,7 @@ function emitterFor(src: TensorSource, s: StoredWeight, dtype: PackageDType): Sa
   };
 }
 
-export async function writePackage(ck: Checkpoint, graph: Graph, outDir: string, opts: WritePackageOptions = {}): Promise<Manifest> {
+export async function writePackage(ck: PackageSource, graph: Graph, outDir: string, opts: WritePackageOptions = {}): Promise<Manifest> {
   const source = resolve(ck.path);
   const output = { kind: 'directory' as const, inputs: checkpointInputs(ck), force: opts.force ?? false };
   checkOutput(outDir, output); // before the work below, so a refused output costs nothing
@@ -123,6 +128,7 @@ export async function writePackage(ck: Checkpoint, graph: Graph, outDir: string,
       ir: 'model.mir',
       weights: { file: 'weights.safetensors', dtypes },
       tokenizer,
+      ...(opts.training?.length ? { training: opts.training } : {}),
     };
     // The manifest goes last: a directory without one is never a package.
     writeFileSync(join(tmp, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');

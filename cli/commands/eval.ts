@@ -1,0 +1,48 @@
+import { Command, Option } from 'commander';
+import { evaluate } from '../../driver/evaluate.js';
+import { loadModel } from '../../driver/load.js';
+import { DATA_FORMATS, readTokenData, type DataFormat } from '../../src/train/data.js';
+import { UserError } from '../../src/util/errors.js';
+import { action, addSelectionOptions, noteKRatio, parseIntArg, progressBar, selectionFromFlags, type SelectionFlags } from '../common.js';
+import { checkSameVocabulary } from '../teacher.js';
+
+export function evalCommand(): Command {
+  const cmd = new Command('eval')
+    .description('mean next-token NLL and perplexity of a model on a text (ref target); with --teacher, also KL to the teacher and top-1 agreement')
+    .argument('<model>', 'mocc package directory, or a checkpoint (HF directory, .gguf, llama2.c .bin)')
+    .requiredOption('--data <file>', 'text to evaluate: plain text, JSONL with a "text" field, or token ids (.u16/.u32)')
+    .addOption(new Option('--data-format <format>', 'read --data as this instead of detecting it').choices(DATA_FORMATS as string[]))
+    .option('--teacher <model>', 'a (dense) model to compare with: mean KL(teacher ‖ model) and how often their top token agrees')
+    .option('--seq <n>', 'longest piece a document is cut into (default: the context, at most 256)', parseIntArg('--seq', 1))
+    .option('--json', 'print the result as JSON')
+    .option('--tokenizer <file>', 'tokenizer to use instead of the one found with the model');
+  addSelectionOptions(cmd, 'checkpoints only, converted in memory; default dense');
+  cmd.addHelpText('after', `
+Every next-token prediction of every document is counted once: a document is cut into pieces of at
+most --seq tokens, each starting at position 0. NLL is in nats; perplexity = e^NLL.`);
+  return cmd.action(action(async (path: string, o: SelectionFlags & { data: string; dataFormat?: DataFormat; teacher?: string; seq?: number; json?: boolean; tokenizer?: string }) => {
+    const model = loadModel(path, { selection: selectionFromFlags(o, 'dense'), ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}) });
+    const teacher = o.teacher ? loadModel(o.teacher, o.tokenizer ? { tokenizer: o.tokenizer } : {}) : undefined;
+    try {
+      noteKRatio(o, model.spec.dFfn);
+      if (teacher) checkSameVocabulary(model, teacher);
+      if (o.seq !== undefined && o.seq > model.spec.maxSeqLen) throw new UserError(`--seq ${o.seq} is above the model's context length ${model.spec.maxSeqLen}`);
+      if (!model.tokenizer && !/\.u(16|32)$/.test(o.data) && !o.dataFormat?.startsWith('tokens')) {
+        throw new UserError(`${model.source} has no tokenizer${model.tokenizerSearch ? ` (${model.tokenizerSearch})` : ''}: give --tokenizer FILE, or token ids as --data FILE.u16`);
+      }
+      const data = readTokenData(o.data, model.tokenizer!, { vocabSize: model.spec.vocabSize, ...(o.dataFormat ? { format: o.dataFormat } : {}) });
+      const bar = progressBar('evaluating');
+      const r = evaluate(model, data, { ...(o.seq ? { seq: o.seq } : {}), ...(teacher ? { teacher } : {}), onProgress: (d, t) => bar.update(d * 4, t * 4) });
+      bar.stop();
+      if (o.json) {
+        process.stdout.write(JSON.stringify({ model: path, data: o.data, sha256: data.checksum, ...r }) + '\n');
+        return;
+      }
+      process.stdout.write(`${model.source} on ${o.data}: ${r.tokens} predictions\n  NLL ${r.nll.toFixed(4)} nats, perplexity ${r.perplexity.toFixed(3)}\n`);
+      if (r.kl !== undefined) process.stdout.write(`  vs teacher ${o.teacher}: KL ${r.kl.toFixed(4)} nats, top-1 agreement ${(100 * r.top1!).toFixed(1)}%\n`);
+    } finally {
+      model.close();
+      teacher?.close();
+    }
+  }));
+}

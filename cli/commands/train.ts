@@ -1,0 +1,58 @@
+import { Command, Option } from 'commander';
+import { resolve } from 'node:path';
+import { evaluate } from '../../driver/evaluate.js';
+import { loadModel } from '../../driver/load.js';
+import { Trainer } from '../../driver/trainer.js';
+import { DATA_FORMATS, readTokenData, type DataFormat } from '../../src/train/data.js';
+import { UserError } from '../../src/util/errors.js';
+import { action, addSelectionOptions, noteKRatio, selectionFromFlags, type SelectionFlags } from '../common.js';
+import { addTrainOptions, checkMemoryBudget, trainAndSave, trainConfig, type TrainFlags } from '../train-options.js';
+
+export function trainCommand(): Command {
+  const cmd = new Command('train')
+    .description('fine-tune a model on text with next-token cross-entropy (ref target: plain TypeScript, float32)')
+    .argument('<model>', 'mocc package directory, or a checkpoint (HF directory, .gguf, llama2.c .bin; converted in memory by --k etc.)')
+    .requiredOption('--data <file>', 'training text: plain text (documents separated by blank lines or <|endoftext|>), JSONL with a "text" field, or token ids (.u16/.u32)')
+    .addOption(new Option('--data-format <format>', 'read --data (and --eval) as this instead of detecting it').choices(DATA_FORMATS as string[]))
+    .option('--eval <file>', 'held-out text: its mean next-token NLL is measured before and after training and recorded in the package');
+  addTrainOptions(cmd, { steps: 200, lr: 5e-4, seq: 128 });
+  addSelectionOptions(cmd, 'checkpoints only, converted in memory; default dense');
+  cmd.addHelpText('after', `
+Checkpoint policies (--ckpt), per token per layer of FFN activations kept for the backward pass:
+  none     every activation            dense 4·d_ffn+d  MoC 4·K+d values + K int32 indices
+  gcp      SiLU and product recomputed dense 2·d_ffn+d  MoC 2·K+d values + K int32 indices
+  moc      as none, MoC indices in 16 bits; moc-gcp as gcp, indices in 16 bits (the paper's MoC+GCP)
+All policies give bit-identical gradients; see the planned bytes with mocc inspect MODEL --train.
+
+Examples:
+  mocc train fixtures/stories260K/hf --k 32 --tokenizer fixtures/stories260K/llama2c/tok512.bin \\
+      --data fixtures/tinystories/validation-head.txt --steps 100 -o out/s260k-k32-ft
+  mocc train out/moc --data corpus.jsonl --steps 2000 --save-every 200 -o out/moc-ft
+  mocc train out/moc --data corpus.jsonl --steps 2000 --save-every 200 -o out/moc-ft --resume out/moc-ft.ckpt`);
+  return cmd.action(action(async (path: string, o: TrainFlags & SelectionFlags & { data: string; dataFormat?: DataFormat; eval?: string }) => {
+    const model = loadModel(path, { selection: selectionFromFlags(o, 'dense'), ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}) });
+    try {
+      noteKRatio(o, model.spec.dFfn);
+      if (!model.tokenizer && !/\.u(16|32)$/.test(o.data) && !o.dataFormat?.startsWith('tokens')) {
+        throw new UserError(`${model.source} has no tokenizer${model.tokenizerSearch ? ` (${model.tokenizerSearch})` : ''}: give --tokenizer FILE, or token ids as --data FILE.u16`);
+      }
+      const read = (file: string) => readTokenData(file, model.tokenizer!, { vocabSize: model.spec.vocabSize, ...(o.dataFormat ? { format: o.dataFormat } : {}) });
+      const data = read(o.data);
+      const heldOut = o.eval ? read(o.eval) : undefined;
+      const trainer = new Trainer(model, data, trainConfig(o, model, { kind: 'cross_entropy' }));
+      checkMemoryBudget(trainer, o.maxMemory);
+      let before: number | undefined;
+      if (heldOut && !o.resume) {
+        before = evaluate(model, heldOut, { seq: o.seq }).nll;
+        process.stderr.write(`eval NLL before: ${before.toFixed(4)} (${o.eval})\n`);
+      }
+      await trainAndSave(trainer, model, o, {
+        command: 'train', data: { path: resolve(o.data), sha256: data.checksum, format: data.format },
+      }, [o.data, ...(o.eval ? [o.eval] : [])], {
+        finalEval: heldOut ? (w) => evaluate(model, heldOut, { seq: o.seq }, w).nll : undefined,
+      });
+    } finally {
+      model.close();
+    }
+  }));
+}

@@ -1,0 +1,140 @@
+// What `mocc train` and `mocc recover` share: the training flags, turning them into a TrainConfig,
+// the memory budget check, the progress lines, and the loop with checkpoints and the final package.
+import { Command, Option } from 'commander';
+import { resolve } from 'node:path';
+import type { LoadedModel } from '../driver/load.js';
+import { runTraining } from '../driver/run-training.js';
+import { checkTrainedOutput, writeTrainedPackage } from '../driver/save-trained.js';
+import type { Trainer, TrainConfig } from '../driver/trainer.js';
+import { CHECKPOINT_POLICIES, type CheckpointPolicy } from '../passes/checkpoint.js';
+import type { LossSpec } from '../passes/loss.js';
+import type { TrainingRecord } from '../src/package/manifest.js';
+import { UserError } from '../src/util/errors.js';
+import { note, parseFloatArg, parseIntArg } from './common.js';
+import { VERSION } from './version.js';
+
+export interface TrainFlags {
+  output: string;
+  steps: number;
+  batch: number;
+  seq: number;
+  lr: number;
+  minLr?: number;
+  warmup?: number;
+  weightDecay: number;
+  clip: number;
+  ckpt?: CheckpointPolicy;
+  trainable: string;
+  seed: number;
+  saveEvery: number;
+  checkpointDir?: string;
+  resume?: string;
+  maxMemory?: number;
+  dtype?: 'f32' | 'f16' | 'bf16';
+  force?: boolean;
+  tokenizer?: string;
+}
+
+/** Sizes such as 512MiB, 2GB, 1.5GiB or a plain number of bytes. */
+export function parseBytes(v: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$/i.exec(v);
+  if (!m) throw new UserError(`--max-memory must be a size such as 512MiB, 2GB or 1073741824, got '${v}'`);
+  const unit = (m[2] ?? '').toLowerCase().replace(/b$/, '');
+  const pow = { '': 0, k: 1, m: 2, g: 3, t: 4 }[unit.replace('i', '')] ?? 0;
+  return Math.round(Number(m[1]) * (unit.includes('i') || unit === '' ? 1024 : 1000) ** pow);
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) (n /= 1024, i++);
+  return `${i ? n.toFixed(1) : n} ${units[i]}`;
+}
+
+export function addTrainOptions(cmd: Command, defaults: { steps: number; lr: number; seq: number }): Command {
+  return cmd
+    .requiredOption('-o, --output <dir>', 'package to write with the trained weights (written to a temporary name, renamed when complete)')
+    .option('--steps <n>', 'optimizer steps', parseIntArg('--steps', 1), defaults.steps)
+    .option('--batch <n>', 'sequences per step', parseIntArg('--batch', 1), 8)
+    .option('--seq <n>', 'tokens per sequence (at most the model\'s context)', parseIntArg('--seq', 1), defaults.seq)
+    .option('--lr <x>', 'peak learning rate (AdamW)', parseFloatArg('--lr', 0, 10), defaults.lr)
+    .option('--min-lr <x>', 'learning rate at the end of the cosine decay (default lr/10)', parseFloatArg('--min-lr', 0, 10))
+    .option('--warmup <n>', 'steps of linear warm-up (default steps/10, at most 100)', parseIntArg('--warmup', 0))
+    .option('--weight-decay <x>', 'AdamW decoupled weight decay (matrices only, not norms)', parseFloatArg('--weight-decay', 0, 1), 0.1)
+    .option('--clip <x>', 'clip the global gradient norm to this (0: no clipping)', parseFloatArg('--clip', 0, 1e9), 1)
+    .addOption(new Option('--ckpt <policy>', 'what the backward saves or recomputes (default: moc-gcp for MoC models, gcp for dense)').choices(CHECKPOINT_POLICIES as string[]))
+    .option('--trainable <spec>', 'which parameters train: all, ffn, or globs over names such as \'layers.*.w_up,norm\'', 'all')
+    .option('--seed <n>', 'seed of the data order (the same seed and options give bit-identical weights)', parseIntArg('--seed'), 0)
+    .option('--save-every <n>', 'write a checkpoint every n steps (weights, optimizer, data position) into --checkpoint-dir', parseIntArg('--save-every', 0), 0)
+    .option('--checkpoint-dir <dir>', 'where checkpoints go (default: <output>.ckpt)')
+    .option('--resume <dir>', 'continue from a checkpoint directory (same options): bit-exact, as if never stopped')
+    .option('--max-memory <size>', 'refuse to start when the planned activation memory of one step is above this (e.g. 2GiB)', parseBytes)
+    .addOption(new Option('--dtype <type>', 'stored weight type of the output (default f32, the master weights)').choices(['f32', 'f16', 'bf16']))
+    .option('--tokenizer <file>', 'tokenizer to use instead of the one found with the model')
+    .option('--force', 'replace the output package if it exists');
+}
+
+export function trainConfig(f: TrainFlags, model: LoadedModel, loss: LossSpec): TrainConfig {
+  const isMoc = model.graph.nodes.some((n) => n.op === 'moc_select');
+  if (f.seq > model.spec.maxSeqLen) throw new UserError(`--seq ${f.seq} is above the model's context length ${model.spec.maxSeqLen}`);
+  return {
+    steps: f.steps, batch: f.batch, seq: f.seq, lr: f.lr, minLr: f.minLr ?? f.lr / 10, warmup: f.warmup ?? Math.min(100, Math.floor(f.steps / 10)),
+    weightDecay: f.weightDecay, clip: f.clip, policy: f.ckpt ?? (isMoc ? 'moc-gcp' : 'gcp'), trainable: f.trainable, seed: f.seed, loss,
+  };
+}
+
+/** Refuses a step whose planned activation bytes exceed --max-memory. */
+export function checkMemoryBudget(trainer: Trainer, maxMemory: number | undefined): void {
+  if (maxMemory === undefined) return;
+  const planned = trainer.plannedPeakBytes();
+  if (planned > maxMemory) {
+    throw new UserError(`one step of --batch ${trainer.config.batch} --seq ${trainer.config.seq} plans ${formatBytes(planned)} of activations, above --max-memory ${formatBytes(maxMemory)}; lower --batch or --seq, or use --ckpt moc-gcp`);
+  }
+}
+
+const fmtTime = (s: number) => (s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m` : s >= 60 ? `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, '0')}s` : `${s.toFixed(0)}s`);
+
+/**
+ * Runs the loop with progress on stderr (a line per step on a terminal, about 20 lines otherwise),
+ * then writes the package. Returns the record stored in its manifest.
+ */
+export async function trainAndSave(trainer: Trainer, model: LoadedModel, f: TrainFlags, record: Omit<TrainingRecord, 'steps' | 'tokens' | 'finalLoss' | 'policy' | 'trainable' | 'batch' | 'seq' | 'lr' | 'seed' | 'date' | 'loss' | 'temperature'>, otherInputs: string[], extra: { rng?: () => unknown; onResume?: (rng: unknown, step: number) => void; finalEval?: (weights: Map<string, Float32Array>) => number | undefined } = {}): Promise<TrainingRecord> {
+  const checkpointDir = f.checkpointDir ?? `${f.output.replace(/\/+$/, '')}.ckpt`;
+  checkTrainedOutput(model, f.output, { force: f.force ?? false, otherInputs });
+  if (f.saveEvery > 0 && resolve(checkpointDir) === resolve(f.output)) throw new UserError('--checkpoint-dir must differ from the output package');
+  const cfg = trainer.config;
+  const every = process.stderr.isTTY ? 1 : Math.max(1, Math.round(cfg.steps / 20));
+  process.stderr.write(`training ${model.source}: ${cfg.steps} steps of ${cfg.batch}×${cfg.seq} tokens, ${cfg.loss.kind === 'kl_div' ? `KL to the teacher (τ ${cfg.loss.temperature})` : 'next-token cross-entropy'}, policy ${cfg.policy}, trainable ${cfg.trainable}; planned activations ${formatBytes(trainer.plannedPeakBytes())} per step\n`);
+  let startStep = 0;
+  const result = await runTraining(trainer, {
+    saveEvery: f.saveEvery, checkpointDir, ...(f.resume ? { resume: f.resume } : {}),
+    ...(extra.rng ? { rng: extra.rng } : {}),
+    onResume(rng, step) {
+      startStep = step;
+      process.stderr.write(`resumed from ${f.resume} at step ${step}\n`);
+      extra.onResume?.(rng, step);
+    },
+    onStep(r, ms) {
+      if (r.step % every !== 0 && r.step !== cfg.steps) return;
+      const done = r.step - startStep;
+      const tps = ((done * r.tokens) / ms) * 1000;
+      const eta = ((cfg.steps - r.step) * (ms / done)) / 1000;
+      process.stderr.write(`step ${r.step}/${cfg.steps}  loss ${r.loss.toFixed(4)}  lr ${r.lr.toExponential(2)}  |g| ${r.gradNorm.toFixed(3)}  ${tps.toFixed(0)} tok/s  ETA ${fmtTime(eta)}\n`);
+    },
+    onCheckpoint: (path) => process.stderr.write(`checkpoint ${path}\n`),
+  });
+  const tail = result.losses.slice(-Math.max(1, Math.min(10, result.losses.length)));
+  const evalNll = extra.finalEval?.(trainer.weights);
+  const full: TrainingRecord = {
+    command: record.command, steps: cfg.steps, tokens: cfg.steps * cfg.batch * cfg.seq,
+    finalLoss: tail.length ? tail.reduce((s, x) => s + x, 0) / tail.length : NaN,
+    loss: cfg.loss.kind, ...(cfg.loss.kind === 'kl_div' ? { temperature: cfg.loss.temperature } : {}),
+    policy: cfg.policy, trainable: cfg.trainable, batch: cfg.batch, seq: cfg.seq, lr: cfg.lr, seed: cfg.seed,
+    ...(record.data ? { data: record.data } : {}), ...(record.teacher ? { teacher: record.teacher } : {}),
+    ...(evalNll !== undefined ? { evalNll } : {}), date: new Date().toISOString(),
+  };
+  if (!result.losses.length) note('the checkpoint was already at the last step; writing its weights');
+  await writeTrainedPackage(model, trainer.weights, f.output, { record: full, ...(f.dtype ? { dtype: f.dtype } : {}), force: f.force ?? false, version: VERSION, otherInputs });
+  process.stderr.write(`wrote ${f.output}: ${cfg.steps} steps, final loss ${full.finalLoss.toFixed(4)}${evalNll !== undefined ? `, eval NLL ${evalNll.toFixed(4)}` : ''}\n`);
+  return full;
+}

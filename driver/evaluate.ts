@@ -1,0 +1,71 @@
+// Evaluation on the ref target: mean next-token NLL (and perplexity) of a model over a text, every
+// prediction counted once (src/train/batches.ts evalBatches); with a teacher, also the mean
+// KL(teacher ‖ model) and how often the two agree on the most likely next token. The per-row numbers
+// come from the loss kernels themselves (targets/ref/train-kernels.ts), so eval and training measure
+// the same thing.
+import { MODEL_INPUTS } from '../src/model/graph-inputs.js';
+import { paramF32, type RunnableModel } from '../src/model/runnable.js';
+import { evalBatches, type TokenBatch, type TokenData } from '../src/train/data.js';
+import { crossEntropy, klDiv } from '../targets/ref/train-kernels.js';
+import { runTrainingGraph } from '../targets/ref/train.js';
+
+export interface EvalResult {
+  /** Predictions counted. */
+  tokens: number;
+  nll: number;
+  perplexity: number;
+  /** With a teacher: mean KL(teacher ‖ model) in nats, and top-1 agreement in [0, 1]. */
+  kl?: number;
+  top1?: number;
+}
+
+export interface EvalOptions {
+  /** Longest piece a document is cut into (default: the model's context, at most 256). */
+  seq?: number;
+  rowsPerBatch?: number;
+  teacher?: RunnableModel;
+  /** Called after each batch with (predictions done, total). */
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** The model graph's logits for a batch, on the ref target, with the given f32 weights. */
+export function batchLogits(model: RunnableModel, weights: ReadonlyMap<string, Float32Array>, b: TokenBatch): Float32Array {
+  const run = runTrainingGraph(model.graph, weights, { [MODEL_INPUTS.tokens]: b.tokens, [MODEL_INPUTS.pos]: b.pos, [MODEL_INPUTS.seq]: b.seq }, b.tokens.length);
+  return run.outputs[0] as Float32Array;
+}
+
+/** f32 weights of every param of a model, in each param's layout (what runTrainingGraph reads). */
+export function modelWeights(model: RunnableModel): Map<string, Float32Array> {
+  return new Map(model.graph.params.map((p) => [p.name, paramF32(model.weights, p)]));
+}
+
+function argmaxRow(x: Float32Array, off: number, V: number): number {
+  let best = 0;
+  for (let v = 1; v < V; v++) if (x[off + v]! > x[off + best]!) best = v;
+  return best;
+}
+
+export function evaluate(model: RunnableModel, data: TokenData, opts: EvalOptions = {}, weights = modelWeights(model)): EvalResult {
+  const seq = opts.seq ?? Math.min(256, model.spec.maxSeqLen);
+  const batches = evalBatches(data, { seq, rowsPerBatch: opts.rowsPerBatch ?? Math.max(seq, 2048) });
+  const total = batches.reduce((s, b) => s + b.targets.filter((t) => t >= 0).length, 0);
+  const teacherWeights = opts.teacher ? modelWeights(opts.teacher) : undefined;
+  const V = model.spec.vocabSize;
+  let n = 0, nll = 0, kl = 0, agree = 0;
+  for (const b of batches) {
+    const counted = b.targets.filter((t) => t >= 0).length;
+    const logits = batchLogits(model, weights, b);
+    nll += crossEntropy(logits, b.targets)[0]! * counted;
+    if (opts.teacher) {
+      const t = batchLogits(opts.teacher, teacherWeights!, b);
+      kl += klDiv(logits, t, b.targets, 1)[0]! * counted;
+      b.targets.forEach((target, r) => {
+        if (target >= 0 && argmaxRow(logits, r * V, V) === argmaxRow(t, r * V, V)) agree++;
+      });
+    }
+    n += counted;
+    opts.onProgress?.(n, total);
+  }
+  const mean = n ? nll / n : NaN;
+  return { tokens: n, nll: mean, perplexity: Math.exp(mean), ...(opts.teacher ? { kl: kl / n, top1: agree / n } : {}) };
+}

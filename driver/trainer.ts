@@ -1,0 +1,127 @@
+// Training on the ref target: a model's training graph (driver/training-graph.ts) run step by step
+// over float32 master weights, with AdamW, global-norm clipping and a warm-up + cosine schedule
+// (src/train/). Deterministic: the same model, data, options and seed give bit-identical weights, and
+// a run restored from a checkpoint (state() → restore()) continues exactly as if never stopped —
+// everything a step depends on is in the state: weights, moments, step, the sampler's generator.
+import type { Graph } from '../src/ir/types.js';
+import { TRAIN_INPUTS, MODEL_INPUTS } from '../src/model/graph-inputs.js';
+import { paramF32, type RunnableModel } from '../src/model/runnable.js';
+import { AdamW } from '../src/train/adamw.js';
+import { clipGlobalNorm } from '../src/train/clip-grad.js';
+import { WindowSampler, type SamplerState, type TokenBatch, type TokenData } from '../src/train/data.js';
+import { checkSchedule, learningRate } from '../src/train/schedule.js';
+import type { TrainState } from '../src/train/train-state.js';
+import { UserError } from '../src/util/errors.js';
+import { gradOutputs } from '../passes/autodiff.js';
+import type { CheckpointPolicy } from '../passes/checkpoint.js';
+import type { LossSpec } from '../passes/loss.js';
+import { planMemory } from '../passes/memory-plan.js';
+import { runTrainingGraph } from '../targets/ref/train.js';
+import { trainingGraph } from './training-graph.js';
+
+/** Everything that decides a run's result; stored in its checkpoints and compared on resume. */
+export interface TrainConfig {
+  steps: number;
+  batch: number;
+  seq: number;
+  lr: number;
+  minLr: number;
+  warmup: number;
+  weightDecay: number;
+  /** Global gradient-norm limit (0: no clipping). */
+  clip: number;
+  policy: CheckpointPolicy;
+  trainable: string;
+  seed: number;
+  loss: LossSpec;
+}
+
+/** Teacher logits [rows, V] for a batch (distillation: `mocc recover`). */
+export type TeacherLogits = (batch: TokenBatch) => Float32Array;
+
+export interface StepResult {
+  step: number;
+  loss: number;
+  /** Global gradient norm before clipping. */
+  gradNorm: number;
+  lr: number;
+  tokens: number;
+}
+
+export class Trainer {
+  readonly graph: Graph;
+  readonly weights: Map<string, Float32Array>;
+  private readonly optimizer: AdamW;
+  private sampler: WindowSampler;
+  private stepsDone = 0;
+  private readonly grads: { param: string; output: string }[];
+
+  constructor(model: RunnableModel, private readonly data: TokenData, readonly config: TrainConfig, private readonly teacher?: TeacherLogits) {
+    checkSchedule({ lr: config.lr, minLr: config.minLr, warmup: config.warmup, steps: config.steps });
+    if (config.seq > model.spec.maxSeqLen) throw new UserError(`--seq ${config.seq} is above the model's context length ${model.spec.maxSeqLen}`);
+    if (config.loss.kind === 'kl_div' && !teacher) throw new Error('a distillation loss needs teacher logits');
+    this.graph = trainingGraph(model.graph, { loss: config.loss, policy: config.policy, trainable: config.trainable });
+    this.grads = gradOutputs(this.graph);
+    this.weights = new Map(model.graph.params.map((p) => [p.name, paramF32(model.weights, p)]));
+    const shapes = new Map(this.graph.params.map((p) => [p.name, p.type.shape as number[]]));
+    this.optimizer = new AdamW(this.grads.map(({ param }) => ({ name: param, size: this.weights.get(param)!.length, shape: shapes.get(param)! })), { weightDecay: config.weightDecay });
+    this.sampler = new WindowSampler(data, { batch: config.batch, seq: config.seq, seed: config.seed });
+  }
+
+  get step(): number {
+    return this.stepsDone;
+  }
+
+  /** Planned peak activation bytes of one step (passes/memory-plan.ts). */
+  plannedPeakBytes(): number {
+    return planMemory(this.graph, { T: this.config.batch * this.config.seq }).peakBytes;
+  }
+
+  /** One optimizer step on the next batch. */
+  trainStep(): StepResult {
+    const batch = this.sampler.next();
+    const rows = batch.tokens.length;
+    const inputs = {
+      [MODEL_INPUTS.tokens]: batch.tokens, [MODEL_INPUTS.pos]: batch.pos, [MODEL_INPUTS.seq]: batch.seq, [TRAIN_INPUTS.targets]: batch.targets,
+      ...(this.config.loss.kind === 'kl_div' ? { [TRAIN_INPUTS.teacher]: this.teacher!(batch) } : {}),
+    };
+    const run = runTrainingGraph(this.graph, this.weights, inputs, rows);
+    const grads = new Map(this.grads.map(({ param }, i) => [param, run.outputs[i + 1] as Float32Array]));
+    const loss = (run.outputs[0] as Float32Array)[0]!;
+    const gradNorm = this.config.clip > 0 ? clipGlobalNorm(grads, this.config.clip) : NaN;
+    if (!Number.isFinite(loss) || (this.config.clip > 0 && !Number.isFinite(gradNorm))) {
+      throw new UserError(`training diverged at step ${this.stepsDone + 1}: loss ${loss}, gradient norm ${gradNorm} (lower --lr, or keep --clip on)`);
+    }
+    const lr = learningRate(this.stepsDone, { lr: this.config.lr, minLr: this.config.minLr, warmup: this.config.warmup, steps: this.config.steps });
+    this.optimizer.step(this.weights, grads, lr);
+    this.stepsDone++;
+    return { step: this.stepsDone, loss, gradNorm, lr, tokens: rows };
+  }
+
+  /** Everything a checkpoint needs to continue bit-exactly (copies: training may go on). */
+  state(extra: { rng?: unknown } = {}): TrainState {
+    return {
+      step: this.stepsDone,
+      weights: new Map([...this.weights].map(([k, v]) => [k, v.slice()])),
+      optimizer: this.optimizer.state(),
+      sampler: this.sampler.state(),
+      rng: extra.rng ?? null,
+      options: this.config,
+    };
+  }
+
+  /** Continues from a checkpoint of a run with the same configuration and data. */
+  restore(st: TrainState): void {
+    const saved = st.options as TrainConfig;
+    const differs = (Object.keys(this.config) as (keyof TrainConfig)[]).filter((k) => JSON.stringify(saved?.[k]) !== JSON.stringify(this.config[k]));
+    if (differs.length) throw new UserError(`the checkpoint was made with different ${differs.map((k) => `--${k} (${JSON.stringify(saved?.[k])} there, ${JSON.stringify(this.config[k])} now)`).join(', ')}; resume with the same options`);
+    for (const [name, w] of this.weights) {
+      const s = st.weights.get(name);
+      if (!s || s.length !== w.length) throw new UserError(`the checkpoint does not hold weight ${name} of this model (${s ? `${s.length} values, not ${w.length}` : 'missing'})`);
+      w.set(s);
+    }
+    this.optimizer.load(st.optimizer);
+    this.sampler = WindowSampler.restore(this.data, { batch: this.config.batch, seq: this.config.seq, seed: this.config.seed }, st.sampler as SamplerState);
+    this.stepsDone = st.step;
+  }
+}
