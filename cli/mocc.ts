@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { compileCommand } from './commands/compile.js';
 import { convertCommand } from './commands/convert.js';
 import { evalCommand } from './commands/eval.js';
+import { recoverCommand } from './commands/recover.js';
 import { trainCommand } from './commands/train.js';
 import { demoCommand } from './commands/demo.js';
 import { inspectCommand } from './commands/inspect.js';
@@ -21,6 +22,7 @@ const program = new Command('mocc')
   .addCommand(logitsCommand())
   .addCommand(compileCommand())
   .addCommand(trainCommand())
+  .addCommand(recoverCommand())
   .addCommand(evalCommand());
 
 // Usage errors (bad option values, missing arguments) print like every other mocc error: one line.

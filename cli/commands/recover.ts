@@ -1,0 +1,84 @@
+import { Command, Option } from 'commander';
+import { resolve } from 'node:path';
+import { batchLogits, evaluate, modelWeights } from '../../driver/evaluate.js';
+import { loadModel } from '../../driver/load.js';
+import { teacherText } from '../../driver/teacher-text.js';
+import { Trainer } from '../../driver/trainer.js';
+import { DATA_FORMATS, readTokenData, tokenDataFromDocuments, type DataFormat } from '../../src/train/data.js';
+import { UserError } from '../../src/util/errors.js';
+import { action, addSelectionOptions, noteKRatio, parseFloatArg, parseIntArg, progressBar, selectionFromFlags, type SelectionFlags } from '../common.js';
+import { checkSameVocabulary } from '../teacher.js';
+import { addTrainOptions, checkMemoryBudget, trainAndSave, trainConfig, type TrainFlags } from '../train-options.js';
+
+interface RecoverFlags extends TrainFlags, SelectionFlags {
+  teacher: string;
+  sequences: number;
+  temperature: number;
+  data?: string;
+  dataFormat?: DataFormat;
+  eval?: string;
+}
+
+export function recoverCommand(): Command {
+  const cmd = new Command('recover')
+    .description('data-free recovery of a MoC model: the dense teacher writes training text, the MoC student learns to match its logits (KL)')
+    .argument('<model>', 'the MoC student: a mocc package, or a checkpoint converted in memory with --k/--k-ratio/--pattern')
+    .requiredOption('--teacher <model>', 'the dense teacher (package or checkpoint), with the same tokenizer')
+    .option('--sequences <n>', 'sequences the teacher generates (each --seq + 1 tokens, seeded by --seed)', parseIntArg('--sequences', 1), 256)
+    .option('--temperature <τ>', 'distillation temperature: KL between softmax(logits/τ), scaled by τ²', parseFloatArg('--temperature', 0.01, 100), 1)
+    .option('--data <file>', 'user text mixed with the generated text (plain text, JSONL "text", .u16/.u32 token ids)')
+    .addOption(new Option('--data-format <format>', 'read --data/--eval as this instead of detecting it').choices(DATA_FORMATS as string[]))
+    .option('--eval <file>', 'held-out text: mean NLL before and after, recorded in the package');
+  addTrainOptions(cmd, { steps: 300, lr: 1e-3, seq: 128 });
+  addSelectionOptions(cmd, 'a checkpoint student is converted in memory; give one');
+  cmd.addHelpText('after', `
+The teacher's text: each sequence is BOS, one token drawn uniformly from the vocabulary, then tokens
+sampled from the teacher itself (temperature 1) up to --seq + 1 tokens or EOS (as LLM-QAT does). The
+student trains on windows of that text (mixed with --data if given) to match the teacher's next-token
+distribution at every position: loss = τ²·KL(softmax(teacher/τ) ‖ softmax(student/τ)).
+
+Example:
+  mocc convert fixtures/stories260K/hf -o out/k32 --k 32 --tokenizer fixtures/stories260K/llama2c/tok512.bin
+  mocc recover out/k32 --teacher fixtures/stories260K/hf --steps 300 -o out/k32-recovered \\
+      --eval fixtures/tinystories/validation-head.txt`);
+  return cmd.action(action(async (path: string, o: RecoverFlags) => {
+    const student = loadModel(path, { selection: selectionFromFlags(o, 'dense'), ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}) });
+    let teacher: ReturnType<typeof loadModel> | undefined;
+    try {
+      noteKRatio(o, student.spec.dFfn);
+      if (!student.graph.nodes.some((n) => n.op === 'moc_select')) throw new UserError(`${student.source} is dense; recovery trains a MoC model (convert with --k, --k-ratio or --pattern)`);
+      teacher = loadModel(o.teacher, o.tokenizer ? { tokenizer: o.tokenizer } : {});
+      checkSameVocabulary(student, teacher);
+      if (o.seq > teacher.spec.maxSeqLen) throw new UserError(`--seq ${o.seq} is above the teacher's context length ${teacher.spec.maxSeqLen}`);
+      const tok = student.tokenizer ?? teacher.tokenizer;
+      const needsTokenizer = [o.data, o.eval].some((f) => f && !/\.u(16|32)$/.test(f) && !o.dataFormat?.startsWith('tokens'));
+      if (needsTokenizer && !tok) throw new UserError(`neither ${student.source} nor the teacher has a tokenizer: give --tokenizer FILE, or token ids (.u16/.u32)`);
+      const read = (file: string) => readTokenData(file, tok!, { vocabSize: student.spec.vocabSize, ...(o.dataFormat ? { format: o.dataFormat } : {}) });
+      const user = o.data ? read(o.data) : undefined;
+      const heldOut = o.eval ? read(o.eval) : undefined;
+
+      const bar = progressBar('teacher writing');
+      const t0 = performance.now();
+      const generated = teacherText(teacher, { sequences: o.sequences, length: o.seq + 1, seed: o.seed, onProgress: (d, t) => bar.update(d * (1 << 20), t * (1 << 20)) });
+      bar.stop();
+      const genTokens = generated.reduce((s, d) => s + d.length, 0);
+      process.stderr.write(`the teacher wrote ${o.sequences} sequences, ${genTokens} tokens (${((performance.now() - t0) / 1000).toFixed(1)} s)\n`);
+      const data = tokenDataFromDocuments([...generated, ...(user?.documents ?? [])], user ? `teacher text + ${o.data}` : 'teacher text');
+
+      const tw = modelWeights(teacher);
+      const t = teacher;
+      const trainer = new Trainer(student, data, trainConfig(o, student, { kind: 'kl_div', temperature: o.temperature }), (b) => batchLogits(t, tw, b));
+      checkMemoryBudget(trainer, o.maxMemory);
+      if (heldOut && !o.resume) process.stderr.write(`eval NLL before: ${evaluate(student, heldOut, { seq: o.seq }).nll.toFixed(4)} (teacher ${evaluate(teacher, heldOut, { seq: o.seq }, tw).nll.toFixed(4)})\n`);
+      await trainAndSave(trainer, student, o, {
+        command: 'recover', teacher: { source: teacher.source, sequences: o.sequences },
+        ...(user ? { data: { path: resolve(o.data!), sha256: user.checksum, format: user.format } } : {}),
+      }, [o.teacher, ...teacher.inputs, ...(o.data ? [o.data] : []), ...(o.eval ? [o.eval] : [])], {
+        finalEval: heldOut ? (w) => evaluate(student, heldOut, { seq: o.seq }, w).nll : undefined,
+      });
+    } finally {
+      student.close();
+      teacher?.close();
+    }
+  }));
+}
