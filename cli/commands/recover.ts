@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { batchLogits, evaluate, modelWeights } from '../../driver/evaluate.js';
 import { loadModel } from '../../driver/load.js';
 import { teacherText } from '../../driver/teacher-text.js';
+import { checkTrainedOutput } from '../../driver/save-trained.js';
 import { Trainer } from '../../driver/trainer.js';
 import { DATA_FORMATS, readTokenData, tokenDataFromDocuments, type DataFormat } from '../../src/train/data.js';
 import { UserError } from '../../src/util/errors.js';
@@ -46,6 +47,7 @@ Example:
     let teacher: ReturnType<typeof loadModel> | undefined;
     try {
       noteKRatio(o, student.spec.dFfn);
+      checkTrainedOutput(student, o.output, { force: o.force ?? false, otherInputs: [o.teacher, ...(o.data ? [o.data] : []), ...(o.eval ? [o.eval] : [])] }); // before any work
       if (!student.graph.nodes.some((n) => n.op === 'moc_select')) throw new UserError(`${student.source} is dense; recovery trains a MoC model (convert with --k, --k-ratio or --pattern)`);
       teacher = loadModel(o.teacher, o.tokenizer ? { tokenizer: o.tokenizer } : {});
       checkSameVocabulary(student, teacher);

@@ -2,6 +2,7 @@ import { Command, Option } from 'commander';
 import { resolve } from 'node:path';
 import { evaluate } from '../../driver/evaluate.js';
 import { loadModel } from '../../driver/load.js';
+import { checkTrainedOutput } from '../../driver/save-trained.js';
 import { Trainer } from '../../driver/trainer.js';
 import { DATA_FORMATS, readTokenData, type DataFormat } from '../../src/train/data.js';
 import { UserError } from '../../src/util/errors.js';
@@ -33,6 +34,7 @@ Examples:
     const model = loadModel(path, { selection: selectionFromFlags(o, 'dense'), ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}) });
     try {
       noteKRatio(o, model.spec.dFfn);
+      checkTrainedOutput(model, o.output, { force: o.force ?? false, otherInputs: [o.data, ...(o.eval ? [o.eval] : [])] }); // before any work
       if (!model.tokenizer && !/\.u(16|32)$/.test(o.data) && !o.dataFormat?.startsWith('tokens')) {
         throw new UserError(`${model.source} has no tokenizer${model.tokenizerSearch ? ` (${model.tokenizerSearch})` : ''}: give --tokenizer FILE, or token ids as --data FILE.u16`);
       }
