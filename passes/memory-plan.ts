@@ -13,7 +13,10 @@ import type { Graph, Node } from '../src/ir/types.js';
 import { elementBytes } from '../src/util/dtype.js';
 import { forwardNodes } from './autodiff.js';
 
-/** What an activation is for, by the forward node that first reads it (so a layer's FFN input counts as FFN). */
+/**
+ * What an activation is for, by the forward node that first reads it (so a layer's FFN input counts as FFN).
+ * A saved copy the checkpoint pass makes (the u16 MoC indices) counts as the value it stores.
+ */
 export type Category = 'ffn' | 'attention' | 'norms' | 'logits/loss' | 'embedding' | 'inputs' | 'backward' | 'weight gradients';
 export const CATEGORIES: readonly Category[] = ['ffn', 'attention', 'norms', 'logits/loss', 'embedding', 'inputs', 'backward', 'weight gradients'];
 
