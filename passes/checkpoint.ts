@@ -14,7 +14,8 @@
 // Rewrite: a recomputed node keeps its forward copy (marked [ckpt=recompute]), and the backward
 // reads a clone `<name>.re` placed before its first backward reader, so the forward copy dies with
 // its last forward reader; a saved index is narrowed right after moc_select and widened (`<name>.w`)
-// before its first backward reader. Forward nodes whose outputs the backward reads are [ckpt=save].
+// before its first backward reader. Forward nodes whose outputs the backward reads are [ckpt=save]
+// (a narrowed index: its index_narrow, not the i32 moc_select).
 // Gradients are bit-identical under every policy: recomputation runs the same kernels on the same
 // values, and narrowing is exact.
 import { GraphBuilder } from '../src/ir/builder.js';
@@ -81,7 +82,8 @@ export const checkpoint: Pass<CheckpointPolicy> = {
     const narrowed = new Map<string, Operand>();
     for (const n of g.nodes) {
       if (!forward.has(n)) continue;
-      const saves = n.outputs.some((o) => readByBackward.has(o.name)) && !recompute.has(n);
+      // An index narrowed to u16 is saved in that form: the i32 original dies in the forward.
+      const saves = n.outputs.some((o) => readByBackward.has(o.name) && !narrow.has(o.name)) && !recompute.has(n);
       b.copy({ ...n, ...(recompute.has(n) ? { ckpt: 'recompute' } : saves ? { ckpt: 'save' } : {}) });
       const idx = n.outputs[0]!.name;
       if (narrow.has(idx) && readByBackward.has(idx)) narrowed.set(idx, b.op('index_narrow', [value(idx)], {}, `${idx}.u16`, { ckpt: 'save' }));

@@ -13,7 +13,10 @@ import type { Graph, Node } from '../src/ir/types.js';
 import { elementBytes } from '../src/util/dtype.js';
 import { forwardNodes } from './autodiff.js';
 
-/** What an activation is for, by the forward node that first reads it (so a layer's FFN input counts as FFN). */
+/**
+ * What an activation is for, by the forward node that first reads it (so a layer's FFN input counts as FFN).
+ * A saved copy the checkpoint pass makes (the u16 MoC indices) counts as the value it stores.
+ */
 export type Category = 'ffn' | 'attention' | 'norms' | 'logits/loss' | 'embedding' | 'inputs' | 'backward' | 'weight gradients';
 export const CATEGORIES: readonly Category[] = ['ffn', 'attention', 'norms', 'logits/loss', 'embedding', 'inputs', 'backward', 'weight gradients'];
 
@@ -100,13 +103,18 @@ export function lifetimes(g: Graph, dims: Record<string, number>): Lifetime[] {
   });
   for (const o of g.outputs) last.set(o, end);
   const values: Lifetime[] = [];
+  const categoryOf = new Map<string, Category>();
   for (const i of g.inputs) values.push({ name: i.name, bytes: bytesOf(i.type.shape, i.type.dtype, dims), def: -1, lastUse: last.get(i.name) ?? -1, category: 'inputs' });
   g.nodes.forEach((n, step) => {
+    // A node outside the forward that checkpoint.ts marked save (index_narrow) stores a forward
+    // value in another form: it counts where that value does (the u16 MoC indices are FFN).
+    const stored = !forward.has(n) && n.ckpt === 'save' && n.inputs[0]?.kind === 'value' ? categoryOf.get(n.inputs[0].name) : undefined;
     for (const o of n.outputs) {
       const reader = firstReader.get(o.name);
       const category: Category = gradOutputs.has(o.name) ? 'weight gradients'
-        : !forward.has(n) ? 'backward'
-        : reader && forward.has(reader) ? cats.get(reader)! : cats.get(n)!;
+        : stored ?? (!forward.has(n) ? 'backward'
+        : reader && forward.has(reader) ? cats.get(reader)! : cats.get(n)!);
+      categoryOf.set(o.name, category);
       values.push({ name: o.name, bytes: bytesOf(o.type.shape, o.type.dtype, dims), def: step, lastUse: last.get(o.name) ?? step, category });
     }
   });

@@ -4,7 +4,21 @@ import { printGraph } from '../../src/ir/print.js';
 import { elementCount } from '../../src/import/tensor.js';
 import { loadModel } from '../../driver/load.js';
 import { ffnActivationBytes } from '../../src/model/memory.js';
-import { action } from '../common.js';
+import { trainMemory, applicablePolicies } from '../../driver/train-memory.js';
+import { CHECKPOINT_POLICIES, type CheckpointPolicy } from '../../passes/checkpoint.js';
+import { UserError } from '../../src/util/errors.js';
+import { action, parseIntArg } from '../common.js';
+import { CATEGORY_HELP, trainMemoryReport } from '../train-memory-report.js';
+
+interface InspectFlags { ir?: boolean; tokenizer?: string; train?: boolean; batch?: number; seq?: number; ckpt?: string; trainable?: string }
+
+/** Checks the --train flags that need no model; the rest (--seq vs context, moc on dense) come with it. */
+function checkTrainFlags(o: InspectFlags): void {
+  const given = (['batch', 'seq', 'ckpt', 'trainable'] as const).filter((k) => o[k] !== undefined);
+  if (!o.train && given.length) throw new UserError(`--${given[0]} applies with --train`);
+  if (o.train && (o.batch === undefined || o.seq === undefined)) throw new UserError('--train needs --batch B and --seq T');
+  if (o.ckpt !== undefined && !CHECKPOINT_POLICIES.includes(o.ckpt as CheckpointPolicy)) throw new UserError(`unknown checkpoint policy '${o.ckpt}': use ${CHECKPOINT_POLICIES.join(', ')}`);
+}
 
 export function inspectCommand(): Command {
   return new Command('inspect')
@@ -12,10 +26,20 @@ export function inspectCommand(): Command {
     .argument('<model>', 'mocc package directory, or a checkpoint (HF directory, .gguf, llama2.c .bin)')
     .option('--ir', 'print the whole IR text')
     .option('--tokenizer <file>', 'tokenizer to use instead of the one found with the model')
+    .option('--train', 'also print the planned training memory per checkpoint policy (needs --batch, --seq)')
+    .option('--batch <B>', 'sequences per training step (with --train)', parseIntArg('--batch', 1))
+    .option('--seq <T>', "tokens per sequence (with --train), at most the model's context", parseIntArg('--seq', 1))
+    .option('--ckpt <policy>', `only this checkpoint policy: ${CHECKPOINT_POLICIES.join(', ')} (with --train)`)
+    .option('--trainable <spec>', 'params that train: all, ffn, or comma-separated globs over param names (with --train; default all)')
     .addHelpText('after', `
 Activation memory is per training token, per FFN layer, in bytes, with bf16 activations and int32 indices:
-  Dense 4·d_ffn+d values · Dense+GCP 2·d_ffn+d · MoC 4·K+d values + K indices · MoC+GCP 2·K+d values + K indices`)
-    .action(action((path: string, o: { ir?: boolean; tokenizer?: string }) => {
+  Dense 4·d_ffn+d values · Dense+GCP 2·d_ffn+d · MoC 4·K+d values + K indices · MoC+GCP 2·K+d values + K indices
+
+--train plans one training step (next-token cross-entropy, batch × seq rows) and prints the activation
+bytes live at its peak by category, for each checkpoint policy that applies (dense: none, gcp; MoC: all four).
+${CATEGORY_HELP}`)
+    .action(action((path: string, o: InspectFlags) => {
+      checkTrainFlags(o);
       const m = loadModel(path, o.tokenizer ? { tokenizer: o.tokenizer } : {});
       try {
         const s = m.spec;
@@ -53,6 +77,12 @@ Activation memory is per training token, per FFN layer, in bytes, with bf16 acti
           out.push(`  ${String(l).padStart(5)} ${String(k).padStart(6)} ${String(b.dense).padStart(7)} ${String(b.denseGcp).padStart(10)} ${String(b.moc).padStart(7)} ${String(b.mocGcp).padStart(8)}`);
         });
         out.push(`  total        ${String(tot.dense).padStart(7)} ${String(tot.denseGcp).padStart(10)} ${String(tot.moc).padStart(7)} ${String(tot.mocGcp).padStart(8)}`);
+        if (o.train) {
+          if (o.seq! > s.maxSeqLen) throw new UserError(`--seq ${o.seq} is above the model's context of ${s.maxSeqLen} tokens`);
+          const policies = o.ckpt ? [o.ckpt as CheckpointPolicy] : applicablePolicies(m.graph);
+          const results = policies.map((policy) => trainMemory(m, { batch: o.batch!, seq: o.seq!, policy, ...(o.trainable ? { trainable: o.trainable } : {}) }));
+          out.push(trainMemoryReport({ batch: o.batch!, seq: o.seq!, trainable: o.trainable ?? 'all' }, results).trimEnd());
+        }
         process.stdout.write(out.join('\n') + '\n');
         if (o.ir) process.stdout.write('\n' + printGraph(m.graph));
       } finally {

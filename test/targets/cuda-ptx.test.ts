@@ -6,7 +6,6 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildLlamaGraph } from '../../src/import/llama-graph.js';
-import type { ModelSpec } from '../../src/import/spec.js';
 import { MemoryTensor } from '../../src/import/tensor.js';
 import { swigluToMoc } from '../../passes/swiglu-to-moc.js';
 import { compileCuda } from '../../targets/cuda/index.js';
@@ -17,6 +16,7 @@ import * as A from '../../targets/cuda/ptx/attention.js';
 import { mocc, tempDir } from '../helpers/cli.js';
 import { CHECKPOINTS } from '../helpers/fixtures.js';
 import { findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
+import { PRESET_1B } from '../../src/model/presets.js';
 
 const ptxas = findPtxas();
 /** Assembling needs ptxas (skipped without it; a failure in CI). */
@@ -62,11 +62,6 @@ test('compile --arch rejects an arch it does not emit', (t) => {
   t.is(r.code, 1);
   t.regex(r.stderr, /^mocc: cuda target: --arch must be one of sm_80, sm_90 \(got sm_70\)/);
 });
-
-const PRESET_1B: ModelSpec = {
-  arch: 'llama', dim: 2048, nLayers: 24, nHeads: 32, nKvHeads: 32, headDim: 64, dFfn: 5461, vocabSize: 32000,
-  normEps: 1e-5, maxSeqLen: 2048, rope: { theta: 10000, style: 'half' }, tiedEmbeddings: false, bosId: 1, eosId: 2,
-};
 
 for (const [label, sel] of [['dense', null], ['MoC K=1024', { k: 1024 }]] as const) {
   ptxasTest(`1B-preset-shaped IR (bf16) ${label}: every module assembles`, (t) => {

@@ -17,11 +17,7 @@ import { lowerToCuda } from '../../targets/cuda/lower.js';
 import { lowerToWgsl } from '../../targets/wgsl/lower.js';
 import { constImage, weightImage } from '../../targets/lowering/device-image.js';
 import { CHECKPOINTS } from '../helpers/fixtures.js';
-
-const PRESET_1B: ModelSpec = {
-  arch: 'llama', dim: 2048, nLayers: 24, nHeads: 32, nKvHeads: 32, headDim: 64, dFfn: 5461, vocabSize: 32000,
-  normEps: 1e-5, maxSeqLen: 2048, rope: { theta: 10000, style: 'half' }, tiedEmbeddings: false, bosId: 1, eosId: 2,
-};
+import { PRESET_1B } from '../../src/model/presets.js';
 
 const sha = (v: unknown) => createHash('sha256').update(JSON.stringify(v)).digest('hex').slice(0, 16);
 
