@@ -28,7 +28,9 @@ ax.axhline(dense["nll"], color="black", lw=1.5, label=f"dense ({dense['nll']:.3f
 ax.axhline(dense["nll"] * 1.03, color="black", lw=1, ls=":", label="dense + 3% (goal)")
 for r, c in zip(direct, ["tab:purple", "tab:red", "tab:orange", "tab:green"]):
     ax.axhline(r["nll"], color=c, lw=1, ls="--", alpha=0.6, label=f"direct K={r['k']} ({r['nll']:.3f})")
-ax.set_xscale("symlog", linthresh=100)
+ax.set_xscale("symlog", linthresh=max(1, min(s for s in steps if s > 0)))
+ax.set_xticks(steps)
+ax.set_xticklabels([str(s) for s in steps])
 ax.set_xlabel("recovery steps (batch %d × %d tokens)" % (res["recovery"]["batch"], res["recovery"]["seq"]))
 ax.set_ylabel("eval NLL (nats), held-out TinyStories")
 ax.set_title("stories260K: MoC conversion and data-free recovery (ref target)")
