@@ -30,7 +30,9 @@ const CASES: { model: string; k?: number; policy: CheckpointPolicy }[] = [
 ];
 
 const flag = (name: string) => process.argv.includes(name);
-const steps = Number(process.argv[process.argv.indexOf('--steps') + 1] ?? 3) || 3;
+const at = process.argv.indexOf('--steps');
+const steps = at >= 0 ? Number(process.argv[at + 1]) : 3;
+if (!(steps >= 1)) throw new Error('--steps takes a number ≥ 1');
 const shapes = flag('--small') ? [[4, 128]] : [[4, 128], [8, 256]];
 
 /** The graph inputs of a batch of B sequences of T tokens. */
