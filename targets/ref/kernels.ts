@@ -1,5 +1,8 @@
-// Plain-TypeScript kernels: the oracle every other target is tested against. Clarity over speed;
-// sums accumulate in float64 (JS numbers) and results are stored as float32.
+// Plain-TypeScript kernels: the oracle every other target is tested against. Clarity first, then
+// speed where training needs it; sums accumulate in float64 (JS numbers) and results are stored as
+// float32. Where a kernel is written for speed (several rows or channels in one pass, independent
+// accumulators), each output's terms are still added one by one in the order of the plain loop
+// (the comment says why), so the results are bit for bit those of that loop.
 // All matrices are row-major; `T` is the number of tokens in the call.
 import { floatsFrom, newFloats } from './precision.js';
 
@@ -25,16 +28,31 @@ export function rmsnorm(x: Float32Array, w: Float32Array, eps: number): Float32A
   return out;
 }
 
-/** y[t,o] = Σ_i x[t,i]·w[o,i]; w is [out, in]. */
+/**
+ * y[t,o] = Σ_i x[t,i]·w[o,i]; w is [out, in]. Four rows of x go through each row of w together (w is
+ * read from memory once per four rows, and the four sums are independent chains the CPU overlaps);
+ * each sum still adds its terms in i order. Past the last row, rows repeat the last one, unstored.
+ */
 export function linear(x: Float32Array, w: Float32Array, inDim: number): Float32Array {
   const T = x.length / inDim;
   const out = w.length / inDim;
   const y = newFloats(T * out);
-  for (let t = 0; t < T; t++) {
+  for (let t = 0; t < T; t += 4) {
+    const x0 = t * inDim, x1 = Math.min(t + 1, T - 1) * inDim, x2 = Math.min(t + 2, T - 1) * inDim, x3 = Math.min(t + 3, T - 1) * inDim;
     for (let o = 0; o < out; o++) {
-      let acc = 0;
-      for (let i = 0; i < inDim; i++) acc += x[t * inDim + i]! * w[o * inDim + i]!;
-      y[t * out + o] = acc;
+      const wo = o * inDim;
+      let a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+      for (let i = 0; i < inDim; i++) {
+        const wi = w[wo + i]!;
+        a0 += x[x0 + i]! * wi;
+        a1 += x[x1 + i]! * wi;
+        a2 += x[x2 + i]! * wi;
+        a3 += x[x3 + i]! * wi;
+      }
+      y[t * out + o] = a0;
+      if (t + 1 < T) y[(t + 1) * out + o] = a1;
+      if (t + 2 < T) y[(t + 2) * out + o] = a2;
+      if (t + 3 < T) y[(t + 3) * out + o] = a3;
     }
   }
   return y;
@@ -119,8 +137,21 @@ export function kvWrite(cache: Float32Array, x: Float32Array, pos: ArrayLike<num
 }
 
 /**
+ * Rows [0, rows) of x [·, width] as columns: out[c·rows + r] = x[r, c], in float64 (exact). The
+ * attention kernels read keys and values this way so that their inner loops run along the rows
+ * (positions), contiguous and as long as the span, instead of along a head's few columns.
+ */
+export function columns(x: Float32Array, rows: number, width: number): Float64Array {
+  const out = new Float64Array(rows * width);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < width; c++) out[c * rows + r] = x[r * width + c]!;
+  return out;
+}
+
+/**
  * GQA attention of q [T, heads·hd] over key/value rows k, v [·, kvHeads·hd]: row t attends to the
  * rows span(t) = [from, to) with softmax(q·k/√hd). Shared by the causal and the cached form.
+ * Every score is still Σ_i q_i·k_si in i order and every output Σ_s p_s·v_si in s order; the loops
+ * run over s innermost (k and v as columns) because a head has only a few columns.
  */
 function attend(q: Float32Array, k: Float32Array, v: Float32Array, heads: number, kvHeads: number, hd: number, span: (t: number) => [number, number]): Float32Array {
   const kvw = kvHeads * hd;
@@ -128,24 +159,32 @@ function attend(q: Float32Array, k: Float32Array, v: Float32Array, heads: number
   const group = heads / kvHeads;
   const scale = 1 / Math.sqrt(hd);
   const out = newFloats(q.length);
+  const spans = Array.from({ length: T }, (_, t) => span(t));
+  const rows = spans.reduce((most, [, to]) => Math.max(most, to), 0); // key/value rows any query reads
+  const kT = columns(k, rows, kvw), vT = columns(v, rows, kvw);
+  const scores = new Float64Array(rows);
   for (let t = 0; t < T; t++) {
-    const [from, to] = span(t);
-    const scores = new Float64Array(to - from);
+    const [from, to] = spans[t]!;
+    const n = to - from;
     for (let h = 0; h < heads; h++) {
-      const kh = Math.floor(h / group);
+      const c0 = Math.floor(h / group) * hd; // the kv head's first column
       const qo = t * heads * hd + h * hd;
+      scores.fill(0, 0, n);
+      for (let i = 0; i < hd; i++) {
+        const qi = q[qo + i]!, ko = (c0 + i) * rows + from;
+        for (let s = 0; s < n; s++) scores[s] += qi * kT[ko + s]!;
+      }
       let max = -Infinity;
-      for (let s = from; s < to; s++) {
-        let dot = 0;
-        for (let i = 0; i < hd; i++) dot += q[qo + i]! * k[s * kvw + kh * hd + i]!;
-        scores[s - from] = dot * scale;
-        if (scores[s - from]! > max) max = scores[s - from]!;
+      for (let s = 0; s < n; s++) {
+        scores[s] *= scale;
+        if (scores[s]! > max) max = scores[s]!;
       }
       let sum = 0;
-      for (let s = 0; s < to - from; s++) sum += scores[s] = Math.exp(scores[s]! - max);
+      for (let s = 0; s < n; s++) sum += scores[s] = Math.exp(scores[s]! - max);
       for (let i = 0; i < hd; i++) {
+        const vo = (c0 + i) * rows + from;
         let acc = 0;
-        for (let s = from; s < to; s++) acc += scores[s - from]! * v[s * kvw + kh * hd + i]!;
+        for (let s = 0; s < n; s++) acc += scores[s]! * vT[vo + s]!;
         out[qo + i] = acc / sum;
       }
     }
@@ -179,12 +218,29 @@ export function attention(q: Float32Array, k: Float32Array, v: Float32Array, cac
   return cachedAttention(q, cache.k, cache.v, positionsFrom(pos0, k.length / kvw), heads, kvHeads, hd);
 }
 
-export const silu = (x: Float32Array) => x.map((v) => v / (1 + Math.exp(-v)));
-export const sigmoid = (x: Float32Array) => x.map((v) => 1 / (1 + Math.exp(-v)));
-export const mul = (a: Float32Array, b: Float32Array) => a.map((v, i) => v * b[i]!);
-export const add = (a: Float32Array, b: Float32Array) => a.map((v, i) => v + b[i]!);
+/** out[i] = f(x[i]) (a plain loop: TypedArray.map with a closure is several times slower). */
+function each(x: Float32Array, f: (v: number) => number): Float32Array {
+  const out = newFloats(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = f(x[i]!);
+  return out;
+}
 
-export function transpose(x: Float32Array, rows: number, cols: number): Float32Array {
+export const silu = (x: Float32Array) => each(x, (v) => v / (1 + Math.exp(-v)));
+export const sigmoid = (x: Float32Array) => each(x, (v) => 1 / (1 + Math.exp(-v)));
+
+export function mul(a: Float32Array, b: Float32Array): Float32Array {
+  const out = newFloats(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = a[i]! * b[i]!;
+  return out;
+}
+
+export function add(a: Float32Array, b: Float32Array): Float32Array {
+  const out = newFloats(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = a[i]! + b[i]!;
+  return out;
+}
+
+export function transpose(x: ArrayLike<number>, rows: number, cols: number): Float32Array {
   const out = newFloats(x.length);
   for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = x[r * cols + c]!;
   return out;
@@ -200,56 +256,101 @@ export function split(x: Float32Array, width: number, parts: number): Float32Arr
   });
 }
 
-/** Indices, ascending, of the k largest of row[from, to) (ties → lower index). NaN counts as smallest. */
-function topK(row: Float32Array, from: number, to: number, k: number, out: number[]): void {
-  const ids = [];
-  for (let i = from; i < to; i++) ids.push(i);
+/**
+ * Indices, ascending, of the k largest of row[from, to) (ties → lower index). NaN counts as smallest.
+ * How: sort a copy of the values (NaN as −∞; a native numeric sort) to find the threshold, the k-th
+ * largest value; then, in index order, take every index above it and, of those equal to it, the
+ * first (k − number above) — exactly the indices a stable sort by value, descending, puts first.
+ * (−0 and +0 compare equal here, as in the comparator this replaced.) `sorted` is scratch space.
+ */
+function topK(row: Float32Array, from: number, to: number, k: number, out: number[], sorted: Float64Array): void {
+  const n = to - from;
+  if (k >= n) {
+    for (let i = from; i < to; i++) out.push(i);
+    return;
+  }
+  if (k <= 0) return;
   const val = (i: number) => (Number.isNaN(row[i]!) ? -Infinity : row[i]!);
-  ids.sort((a, b) => val(b) - val(a) || a - b);
-  out.push(...ids.slice(0, k).sort((a, b) => a - b));
+  const vals = sorted.subarray(0, n);
+  for (let i = 0; i < n; i++) vals[i] = val(from + i);
+  vals.sort();
+  const threshold = vals[n - k]!;
+  let above = 0;
+  for (let i = n - k + 1; i < n; i++) if (vals[i]! > threshold) above++;
+  let ties = k - above; // how many indices equal to the threshold are kept
+  for (let i = from; i < to; i++) {
+    const x = val(i);
+    if (x > threshold || (x === threshold && ties-- > 0)) out.push(i);
+  }
 }
 
 /** MoC channel selection, per token row of g [T, F]: K largest, or the a largest of each b-block. */
 export function mocSelect(g: Float32Array, F: number, sel: { k: number } | { a: number; b: number }): Int32Array {
   const T = g.length / F;
   const all: number[] = [];
+  const sorted = new Float64Array(F);
   for (let t = 0; t < T; t++) {
     const row = g.subarray(t * F, (t + 1) * F);
-    if ('k' in sel) topK(row, 0, F, sel.k, all);
-    else for (let s = 0; s < F; s += sel.b) topK(row, s, Math.min(F, s + sel.b), sel.a, all);
+    if ('k' in sel) topK(row, 0, F, sel.k, all, sorted);
+    else for (let s = 0; s < F; s += sel.b) topK(row, s, Math.min(F, s + sel.b), sel.a, all, sorted);
   }
   return Int32Array.from(all);
 }
 
 export function mocGather(g: Float32Array, F: number, idx: Int32Array, K: number): Float32Array {
   const out = newFloats(idx.length);
-  for (let i = 0; i < idx.length; i++) out[i] = g[Math.floor(i / K) * F + idx[i]!]!;
+  for (let t = 0, j = 0; j < idx.length; t++) for (let k = 0; k < K; k++, j++) out[j] = g[t * F + idx[j]!]!;
   return out;
 }
 
-/** Up projection of the kept channels only: y[t,k] = Σ_i x[t,i]·w_up[idx[t,k], i]. */
+/**
+ * Up projection of the kept channels only: y[t,k] = Σ_i x[t,i]·w_up[idx[t,k], i]. Four kept channels
+ * of a row at a time (x[t,i] read once for four independent sums), each summed in i order; past the
+ * row's last channel the last one repeats, unstored.
+ */
 export function mocUp(x: Float32Array, wUp: Float32Array, d: number, idx: Int32Array, K: number): Float32Array {
   const out = newFloats(idx.length);
-  for (let j = 0; j < idx.length; j++) {
-    const t = Math.floor(j / K);
-    const row = idx[j]! * d;
-    let acc = 0;
-    for (let i = 0; i < d; i++) acc += x[t * d + i]! * wUp[row + i]!;
-    out[j] = acc;
+  for (let t = 0; t < idx.length / K; t++) {
+    const xo = t * d, j0 = t * K, last = j0 + K - 1;
+    for (let j = j0; j <= last; j += 4) {
+      const r0 = idx[j]! * d, r1 = idx[Math.min(j + 1, last)]! * d, r2 = idx[Math.min(j + 2, last)]! * d, r3 = idx[Math.min(j + 3, last)]! * d;
+      let a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+      for (let i = 0; i < d; i++) {
+        const xi = x[xo + i]!;
+        a0 += xi * wUp[r0 + i]!;
+        a1 += xi * wUp[r1 + i]!;
+        a2 += xi * wUp[r2 + i]!;
+        a3 += xi * wUp[r3 + i]!;
+      }
+      out[j] = a0;
+      if (j + 1 <= last) out[j + 1] = a1;
+      if (j + 2 <= last) out[j + 2] = a2;
+      if (j + 3 <= last) out[j + 3] = a3;
+    }
   }
   return out;
 }
 
-/** Down projection from the kept channels: y[t,:] = Σ_k z[t,k]·w_down_t[idx[t,k], :], in channel order. */
+/**
+ * Down projection from the kept channels: y[t,:] = Σ_k z[t,k]·w_down_t[idx[t,k], :], in channel order.
+ * Four channels per pass over acc: `acc + t0 + t1 + t2 + t3` adds left to right, the same order as
+ * one channel per pass (the last K mod 4 channels go one per pass).
+ */
 export function mocDown(z: Float32Array, wDownT: Float32Array, d: number, idx: Int32Array, K: number): Float32Array {
   const T = idx.length / K;
   const out = newFloats(T * d);
   const acc = new Float64Array(d);
   for (let t = 0; t < T; t++) {
     acc.fill(0);
-    for (let k = 0; k < K; k++) {
-      const zk = z[t * K + k]!;
-      const row = idx[t * K + k]! * d;
+    const last = t * K + K - 1;
+    let k = t * K;
+    for (; k + 3 <= last; k += 4) {
+      const z0 = z[k]!, z1 = z[k + 1]!, z2 = z[k + 2]!, z3 = z[k + 3]!;
+      const r0 = idx[k]! * d, r1 = idx[k + 1]! * d, r2 = idx[k + 2]! * d, r3 = idx[k + 3]! * d;
+      for (let j = 0; j < d; j++) acc[j] = acc[j]! + z0 * wDownT[r0 + j]! + z1 * wDownT[r1 + j]! + z2 * wDownT[r2 + j]! + z3 * wDownT[r3 + j]!;
+    }
+    for (; k <= last; k++) {
+      const zk = z[k]!, row = idx[k]! * d;
       for (let j = 0; j < d; j++) acc[j] += zk * wDownT[row + j]!;
     }
     out.set(acc, t * d);

@@ -1,8 +1,9 @@
 // Plain-TypeScript kernels of the training ops (src/ir/ops-train.ts): the losses and the gradients.
-// Like kernels.ts, clarity over speed; sums accumulate in float64 and results are stored as float32.
+// Like kernels.ts, clarity first, then speed where training needs it, bit for bit the plain loop's
+// results; sums accumulate in float64 and results are stored as float32.
 // Every kernel here is checked against central finite differences of its forward op in float64
 // (test/targets/ref-grad-kernels.test.ts), and the whole model against PyTorch.
-import { ropeInvFreq, type RopeParams } from './kernels.js';
+import { columns, ropeInvFreq, transpose, type RopeParams } from './kernels.js';
 import { floatsFrom, newFloats } from './precision.js';
 
 /** Rows counted by a loss: targets ≥ 0. A target ≥ V is an error naming the row. */
@@ -81,32 +82,78 @@ export function klDivGrad(student: Float32Array, teacher: Float32Array, targets:
   return out;
 }
 
-/** a [M,K] · b [K,N]. */
+/** Per row of b [rows, width]: 1 if every entry is finite. */
+function finiteRows(b: Float32Array, rows: number, width: number): Uint8Array {
+  const ok = new Uint8Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let all = 1;
+    for (let n = r * width; n < (r + 1) * width; n++) if (!Number.isFinite(b[n]!)) all = 0;
+    ok[r] = all;
+  }
+  return ok;
+}
+
+// How the two products below stay bit for bit the plain loops' (a zero of `a` skipped, every other
+// term added in k order): they take four rows (matmul) or four k (matmul_tn) per pass and add a zero
+// term a·b = ±0 instead of skipping it. That changes no sum: a sum starts at +0 and is never −0
+// (x + y rounds to −0 only when both are −0), and s + (±0) = s for every other s. It holds for finite
+// b only (0·∞ is NaN), so a pass that meets a non-finite row of b skips zeros one term at a time.
+
+/** a [M,K] · b [K,N]; a zero a[m,k] contributes nothing (a sparse gradient skips its zeros). */
 export function matmul(a: Float32Array, b: Float32Array, M: number, K: number): Float32Array {
   const N = b.length / K;
   const out = newFloats(M * N);
-  const acc = new Float64Array(N);
-  for (let m = 0; m < M; m++) {
-    acc.fill(0);
+  const finite = finiteRows(b, K, N);
+  const acc = [new Float64Array(N), new Float64Array(N), new Float64Array(N), new Float64Array(N)] as const;
+  const [acc0, acc1, acc2, acc3] = acc;
+  for (let m = 0; m < M; m += 4) {
+    const rows = Math.min(4, M - m); // rows past M have a = 0 and are not stored
+    for (const r of acc) r.fill(0);
     for (let k = 0; k < K; k++) {
-      const av = a[m * K + k]!;
-      if (av === 0) continue;
-      for (let n = 0; n < N; n++) acc[n] += av * b[k * N + n]!;
+      const a0 = a[m * K + k]!, a1 = rows > 1 ? a[(m + 1) * K + k]! : 0, a2 = rows > 2 ? a[(m + 2) * K + k]! : 0, a3 = rows > 3 ? a[(m + 3) * K + k]! : 0;
+      if (a0 === 0 && a1 === 0 && a2 === 0 && a3 === 0) continue;
+      const bo = k * N;
+      if (finite[k]) {
+        for (let n = 0; n < N; n++) {
+          const bv = b[bo + n]!;
+          acc0[n] += a0 * bv;
+          acc1[n] += a1 * bv;
+          acc2[n] += a2 * bv;
+          acc3[n] += a3 * bv;
+        }
+      } else {
+        [a0, a1, a2, a3].forEach((ar, r) => {
+          if (ar !== 0) for (let n = 0; n < N; n++) acc[r]![n] += ar * b[bo + n]!;
+        });
+      }
     }
-    out.set(acc, m * N);
+    for (let r = 0; r < rows; r++) out.set(acc[r]!, (m + r) * N);
   }
   return out;
 }
 
-/** aᵀ · b for a [K,M], b [K,N]: summed over the K rows. */
+/** aᵀ · b for a [K,M], b [K,N]: summed over the K rows; a zero a[k,m] contributes nothing. */
 export function matmulTn(a: Float32Array, b: Float32Array, K: number): Float32Array {
   const M = a.length / K, N = b.length / K;
   const acc = new Float64Array(M * N);
-  for (let k = 0; k < K; k++) {
+  const finite = finiteRows(b, K, N);
+  for (let k = 0; k < K; k += 4) {
+    const ks = [k, k + 1, k + 2, k + 3].filter((kr) => kr < K); // a row past K: a = 0, b's last row
+    const [k0, k1, k2, k3] = [0, 1, 2, 3].map((r) => ks[Math.min(r, ks.length - 1)]!) as [number, number, number, number];
+    const b0 = k0 * N, b1 = k1 * N, b2 = k2 * N, b3 = k3 * N;
+    const allFinite = ks.every((kr) => finite[kr]);
     for (let m = 0; m < M; m++) {
-      const av = a[k * M + m]!;
-      if (av === 0) continue;
-      for (let n = 0; n < N; n++) acc[m * N + n] += av * b[k * N + n]!;
+      const a0 = a[k0 * M + m]!, a1 = k1 > k0 ? a[k1 * M + m]! : 0, a2 = k2 > k1 ? a[k2 * M + m]! : 0, a3 = k3 > k2 ? a[k3 * M + m]! : 0;
+      if (a0 === 0 && a1 === 0 && a2 === 0 && a3 === 0) continue;
+      const o = m * N;
+      if (allFinite) {
+        for (let n = 0; n < N; n++) acc[o + n] = acc[o + n]! + a0 * b[b0 + n]! + a1 * b[b1 + n]! + a2 * b[b2 + n]! + a3 * b[b3 + n]!;
+      } else {
+        ks.forEach((kr) => {
+          const ar = a[kr * M + m]!;
+          if (ar !== 0) for (let n = 0; n < N; n++) acc[o + n] += ar * b[kr * N + n]!;
+        });
+      }
     }
   }
   return floatsFrom(acc);
@@ -169,6 +216,8 @@ export function ropeGrad(dy: Float32Array, p: RopeParams, pos: ArrayLike<number>
  * Gradients of causal attention within each sequence (kernels.ts seqAttention). Per row t and head:
  * P = softmax(q·kᵀ·scale) over its span (recomputed), o = P·v; dv += Pᵀ·do; dP = do·vᵀ;
  * dS = P ⊙ (dP − do·o); dq = dS·k·scale; dk += dSᵀ·q·scale. GQA: a kv head sums its query heads.
+ * As in seqAttention, k, v and the dk, dv sums are held as columns (inner loops along the span); each
+ * dot is still summed in i or s order and each dk, dv entry gets its terms in (t, head) order.
  */
 export function attentionGrad(q: Float32Array, k: Float32Array, v: Float32Array, seq: Int32Array, dy: Float32Array, heads: number, kvHeads: number, hd: number): [Float32Array, Float32Array, Float32Array] {
   const kvw = kvHeads * hd, qw = heads * hd;
@@ -176,55 +225,65 @@ export function attentionGrad(q: Float32Array, k: Float32Array, v: Float32Array,
   const group = heads / kvHeads;
   const scale = 1 / Math.sqrt(hd);
   const dq = newFloats(q.length);
-  const dk = new Float64Array(k.length), dv = new Float64Array(v.length);
+  const kT = columns(k, T, kvw), vT = columns(v, T, kvw);
+  const dkT = new Float64Array(k.length), dvT = new Float64Array(v.length);
+  const p = new Float64Array(T), dp = new Float64Array(T); // one (row, head)'s P and dP, then dS
   let start = 0;
   for (let t = 0; t < T; t++) {
     if (t > 0 && seq[t] !== seq[t - 1]) start = t;
     const n = t + 1 - start;
-    const p = new Float64Array(n), dp = new Float64Array(n);
     for (let h = 0; h < heads; h++) {
-      const kh = Math.floor(h / group);
+      const c0 = Math.floor(h / group) * hd; // the kv head's first column
       const qo = t * qw + h * hd;
-      let max = -Infinity;
-      for (let s = 0; s < n; s++) {
-        let dot = 0;
-        for (let i = 0; i < hd; i++) dot += q[qo + i]! * k[(start + s) * kvw + kh * hd + i]!;
-        p[s] = dot * scale;
-        max = Math.max(max, p[s]!);
+      p.fill(0, 0, n);
+      dp.fill(0, 0, n);
+      for (let i = 0; i < hd; i++) {
+        const qi = q[qo + i]!, di = dy[qo + i]!, co = (c0 + i) * T + start;
+        for (let s = 0; s < n; s++) {
+          p[s] += qi * kT[co + s]!;
+          dp[s] += di * vT[co + s]!;
+        }
       }
+      let max = -Infinity;
+      for (let s = 0; s < n; s++) max = Math.max(max, (p[s] *= scale));
       let sum = 0;
       for (let s = 0; s < n; s++) sum += p[s] = Math.exp(p[s]! - max);
       let doO = 0; // do · o = Σ_s P_s (do · v_s)
       for (let s = 0; s < n; s++) {
         p[s]! /= sum;
-        let dot = 0;
-        for (let i = 0; i < hd; i++) dot += dy[qo + i]! * v[(start + s) * kvw + kh * hd + i]!;
-        dp[s] = dot;
-        doO += p[s]! * dot;
+        doO += p[s]! * dp[s]!;
       }
-      const dqAcc = new Float64Array(hd);
-      for (let s = 0; s < n; s++) {
-        const kvo = (start + s) * kvw + kh * hd;
-        const ds = p[s]! * (dp[s]! - doO) * scale;
-        for (let i = 0; i < hd; i++) {
-          dv[kvo + i] += p[s]! * dy[qo + i]!;
-          dqAcc[i] += ds * k[kvo + i]!;
-          dk[kvo + i] += ds * q[qo + i]!;
+      for (let s = 0; s < n; s++) dp[s] = p[s]! * (dp[s]! - doO) * scale; // dS
+      for (let i = 0; i < hd; i++) {
+        const qi = q[qo + i]!, di = dy[qo + i]!, co = (c0 + i) * T + start;
+        let acc = 0;
+        for (let s = 0; s < n; s++) {
+          dvT[co + s] += p[s]! * di;
+          acc += dp[s]! * kT[co + s]!;
+          dkT[co + s] += dp[s]! * qi;
         }
+        dq[qo + i] = acc;
       }
-      dq.set(dqAcc, qo);
     }
   }
-  return [dq, floatsFrom(dk), floatsFrom(dv)];
+  return [dq, transpose(dkT, kvw, T), transpose(dvT, kvw, T)];
 }
 
 const sig = (x: number) => 1 / (1 + Math.exp(-x));
-export const siluGrad = (x: Float32Array, dy: Float32Array) => x.map((v, i) => { const s = sig(v); return dy[i]! * s * (1 + v * (1 - s)); });
-export const sigmoidGrad = (x: Float32Array, dy: Float32Array) => x.map((v, i) => { const s = sig(v); return dy[i]! * s * (1 - s); });
+
+/** out[i] = f(x[i], dy[i]) (a plain loop: TypedArray.map with a closure is several times slower). */
+function each2(x: Float32Array, dy: Float32Array, f: (x: number, dy: number) => number): Float32Array {
+  const out = newFloats(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = f(x[i]!, dy[i]!);
+  return out;
+}
+
+export const siluGrad = (x: Float32Array, dy: Float32Array) => each2(x, dy, (v, d) => { const s = sig(v); return d * s * (1 + v * (1 - s)); });
+export const sigmoidGrad = (x: Float32Array, dy: Float32Array) => each2(x, dy, (v, d) => { const s = sig(v); return d * s * (1 - s); });
 
 export function mocScatter(dy: Float32Array, idx: Int32Array, K: number, F: number): Float32Array {
   const out = newFloats((idx.length / K) * F);
-  for (let j = 0; j < idx.length; j++) out[Math.floor(j / K) * F + idx[j]!] = dy[j]!;
+  for (let t = 0, j = 0; j < idx.length; t++) for (let k = 0; k < K; k++, j++) out[t * F + idx[j]!] = dy[j]!;
   return out;
 }
 
@@ -232,9 +291,12 @@ export function mocScatter(dy: Float32Array, idx: Int32Array, K: number, F: numb
 export function mocRowsGrad(a: Float32Array, b: Float32Array, idx: Int32Array, K: number, rows: number): Float32Array {
   const T = idx.length / K, d = b.length / T;
   const acc = new Float64Array(rows * d);
-  for (let j = 0; j < idx.length; j++) {
-    const t = Math.floor(j / K), row = idx[j]! * d, av = a[j]!;
-    for (let i = 0; i < d; i++) acc[row + i] += av * b[t * d + i]!;
+  for (let t = 0, j = 0; j < idx.length; t++) {
+    const bo = t * d;
+    for (let k = 0; k < K; k++, j++) {
+      const row = idx[j]! * d, av = a[j]!;
+      for (let i = 0; i < d; i++) acc[row + i] += av * b[bo + i]!;
+    }
   }
   return floatsFrom(acc);
 }
