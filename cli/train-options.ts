@@ -104,15 +104,18 @@ export async function trainAndSave(trainer: Trainer, model: LoadedModel, f: Trai
   if (f.saveEvery > 0 && resolve(checkpointDir) === resolve(f.output)) throw new UserError('--checkpoint-dir must differ from the output package');
   const cfg = trainer.config;
   const every = process.stderr.isTTY ? 1 : Math.max(1, Math.round(cfg.steps / 20));
-  process.stderr.write(`training ${model.source}: ${cfg.steps} steps of ${cfg.batch}×${cfg.seq} tokens, ${cfg.loss.kind === 'kl_div' ? `KL to the teacher (τ ${cfg.loss.temperature})` : 'next-token cross-entropy'}, policy ${cfg.policy}, trainable ${cfg.trainable}; planned activations ${formatBytes(trainer.plannedPeakBytes())} per step\n`);
   let startStep = 0;
   const result = await runTraining(trainer, {
     saveEvery: f.saveEvery, checkpointDir, ...(f.resume ? { resume: f.resume } : {}),
     ...(extra.rng ? { rng: extra.rng } : {}),
     onResume(rng, step) {
       startStep = step;
-      process.stderr.write(`resumed from ${f.resume} at step ${step}\n`);
       extra.onResume?.(rng, step);
+    },
+    // after a --resume checkpoint was accepted, so that a refused one gives only its one-line error
+    onStart() {
+      process.stderr.write(`training ${model.source}: ${cfg.steps} steps of ${cfg.batch}×${cfg.seq} tokens, ${cfg.loss.kind === 'kl_div' ? `KL to the teacher (τ ${cfg.loss.temperature})` : 'next-token cross-entropy'}, policy ${cfg.policy}, trainable ${cfg.trainable}; planned activations ${formatBytes(trainer.plannedPeakBytes())} per step\n`);
+      if (f.resume) process.stderr.write(`resumed from ${f.resume} at step ${startStep}\n`);
     },
     onStep(r, ms) {
       if (r.step % every !== 0 && r.step !== cfg.steps) return;
