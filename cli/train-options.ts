@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import type { LoadedModel } from '../driver/load.js';
 import { runTraining } from '../driver/run-training.js';
 import { checkTrainedOutput, writeTrainedPackage } from '../driver/save-trained.js';
-import type { Trainer, TrainConfig } from '../driver/trainer.js';
+import { plannedPeakBytes, trainerGraph, type Trainer, type TrainConfig } from '../driver/trainer.js';
 import { CHECKPOINT_POLICIES, type CheckpointPolicy } from '../passes/checkpoint.js';
 import type { LossSpec } from '../passes/loss.js';
 import type { TrainingRecord } from '../src/package/manifest.js';
@@ -83,12 +83,16 @@ export function trainConfig(f: TrainFlags, model: LoadedModel, loss: LossSpec): 
   };
 }
 
-/** Refuses a step whose planned activation bytes exceed --max-memory. */
-export function checkMemoryBudget(trainer: Trainer, maxMemory: number | undefined): void {
+/**
+ * Builds the training graph (refusing a --ckpt or --trainable that does not fit the model) and refuses a
+ * step whose planned activation bytes exceed --max-memory: before any data is read or generated.
+ */
+export function checkTrainingPlan(model: LoadedModel, cfg: TrainConfig, maxMemory: number | undefined): void {
+  const graph = trainerGraph(model.graph, cfg);
   if (maxMemory === undefined) return;
-  const planned = trainer.plannedPeakBytes();
+  const planned = plannedPeakBytes(graph, cfg);
   if (planned > maxMemory) {
-    throw new UserError(`one step of --batch ${trainer.config.batch} --seq ${trainer.config.seq} plans ${formatBytes(planned)} of activations, above --max-memory ${formatBytes(maxMemory)}; lower --batch or --seq, or use --ckpt moc-gcp`);
+    throw new UserError(`one step of --batch ${cfg.batch} --seq ${cfg.seq} plans ${formatBytes(planned)} of activations, above --max-memory ${formatBytes(maxMemory)}; lower --batch or --seq, or use --ckpt moc-gcp`);
   }
 }
 

@@ -37,6 +37,16 @@ export interface TrainConfig {
   loss: LossSpec;
 }
 
+/** The training graph a Trainer runs for this config (also built alone to check a run before any data is read). */
+export function trainerGraph(model: Graph, config: TrainConfig): Graph {
+  return trainingGraph(model, { loss: config.loss, policy: config.policy, trainable: config.trainable });
+}
+
+/** Planned peak activation bytes of one step of this training graph (passes/memory-plan.ts). */
+export function plannedPeakBytes(graph: Graph, config: Pick<TrainConfig, 'batch' | 'seq'>): number {
+  return planMemory(graph, { T: config.batch * config.seq }).peakBytes;
+}
+
 /** Teacher logits [rows, V] for a batch (distillation: `mocc recover`). */
 export type TeacherLogits = (batch: TokenBatch) => Float32Array;
 
@@ -64,7 +74,7 @@ export class Trainer {
     if (config.seq > model.spec.maxSeqLen) throw new UserError(`--seq ${config.seq} is above the model's context length ${model.spec.maxSeqLen}`);
     if (config.loss.kind === 'kl_div' && !teacher) throw new Error('a distillation loss needs teacher logits');
     this.moc = mocSummary(model.graph, model.spec);
-    this.graph = trainingGraph(model.graph, { loss: config.loss, policy: config.policy, trainable: config.trainable });
+    this.graph = trainerGraph(model.graph, config);
     this.grads = gradOutputs(this.graph);
     this.weights = new Map(model.graph.params.map((p) => [p.name, paramF32(model.weights, p)]));
     const shapes = new Map(this.graph.params.map((p) => [p.name, p.type.shape as number[]]));
@@ -76,9 +86,8 @@ export class Trainer {
     return this.stepsDone;
   }
 
-  /** Planned peak activation bytes of one step (passes/memory-plan.ts). */
   plannedPeakBytes(): number {
-    return planMemory(this.graph, { T: this.config.batch * this.config.seq }).peakBytes;
+    return plannedPeakBytes(this.graph, this.config);
   }
 
   /** One optimizer step on the next batch. */
