@@ -1,6 +1,6 @@
 // What `mocc train` and `mocc recover` share: the training flags, turning them into a TrainConfig,
 // the memory budget check, the progress lines, and the loop with checkpoints and the final package.
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { resolve } from 'node:path';
 import type { LoadedModel } from '../driver/load.js';
 import { runTraining } from '../driver/run-training.js';
@@ -35,10 +35,10 @@ export interface TrainFlags {
   tokenizer?: string;
 }
 
-/** Sizes such as 512MiB, 2GB, 1.5GiB or a plain number of bytes. */
+/** Sizes such as 512MiB, 2GB, 1.5GiB or a plain number of bytes (commander's argument parser: InvalidArgumentError gives its one-line error). */
 export function parseBytes(v: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$/i.exec(v);
-  if (!m) throw new UserError(`--max-memory must be a size such as 512MiB, 2GB or 1073741824, got '${v}'`);
+  if (!m) throw new InvalidArgumentError(`--max-memory must be a size such as 512MiB, 2GB or 1073741824, got '${v}'`);
   const unit = (m[2] ?? '').toLowerCase().replace(/b$/, '');
   const pow = { '': 0, k: 1, m: 2, g: 3, t: 4 }[unit.replace('i', '')] ?? 0;
   return Math.round(Number(m[1]) * (unit.includes('i') || unit === '' ? 1024 : 1000) ** pow);
