@@ -47,19 +47,21 @@ interface TrainingRecord {
   batch: number;
   seq: number;
   data?: { sha256: string; format: string };
+  evalNll?: number;
 }
 
 test('train lowers the eval NLL of stories260K K=32 on held-out TinyStories, and the manifest records the run', (t) => {
   const dir = tempDir(t);
   const heldOut = heldOutFile(dir);
   const out = join(dir, 'trained');
-  const before = evalNll(...MOC_K32, '--data', heldOut);
+  // --seq 32 in both: pieces cut as train --eval cuts them (at its --seq), so the numbers can be compared
+  const before = evalNll(...MOC_K32, '--data', heldOut, '--seq', '32');
 
-  const r = mocc('train', ...MOC_K32, '--data', TRAIN_TEXT, '--steps', '8', '--batch', '2', '--seq', '32', '-o', out);
+  const r = mocc('train', ...MOC_K32, '--data', TRAIN_TEXT, '--eval', heldOut, '--steps', '8', '--batch', '2', '--seq', '32', '-o', out);
   t.is(r.code, 0, r.stderr);
   t.regex(r.stderr, /step 8\/8\s+loss \d/, 'progress reaches the last step');
 
-  const after = evalNll(out, '--data', heldOut);
+  const after = evalNll(out, '--data', heldOut, '--seq', '32');
   t.is(after.tokens, before.tokens, 'the same predictions are counted');
   t.true(Number.isFinite(before.nll) && Number.isFinite(after.nll));
   t.true(after.nll < before.nll, `held-out NLL before ${before.nll}, after ${after.nll}`);
@@ -76,6 +78,8 @@ test('train lowers the eval NLL of stories260K K=32 on held-out TinyStories, and
   t.is(rec.seq, 32);
   t.is(rec.policy, 'moc-gcp', 'the default policy of a MoC model');
   t.is(rec.data?.sha256, sha, 'the data checksum is the sha256 of the data file');
+  t.regex(r.stderr, new RegExp(`eval NLL before: ${before.nll.toFixed(4)} `), 'train --eval measured the same NLL before');
+  t.true(Math.abs((rec.evalNll ?? NaN) - after.nll) < 1e-9, `train --eval recorded ${rec.evalNll}, mocc eval says ${after.nll}`);
   t.true(Number.isFinite(rec.finalLoss) && rec.finalLoss > 0 && rec.finalLoss < 10, `final loss ${rec.finalLoss}`);
   t.regex(r.stderr, new RegExp(`final loss ${rec.finalLoss.toFixed(4)}`), 'the recorded final loss is the one reported');
 });
