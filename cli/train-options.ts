@@ -1,11 +1,11 @@
 // What `mocc train` and `mocc recover` share: the training flags, turning them into a TrainConfig,
 // the memory budget check, the progress lines, and the loop with checkpoints and the final package.
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { resolve } from 'node:path';
 import type { LoadedModel } from '../driver/load.js';
 import { runTraining } from '../driver/run-training.js';
 import { checkTrainedOutput, writeTrainedPackage } from '../driver/save-trained.js';
-import type { Trainer, TrainConfig } from '../driver/trainer.js';
+import { plannedPeakBytes, trainerGraph, type Trainer, type TrainConfig } from '../driver/trainer.js';
 import { CHECKPOINT_POLICIES, type CheckpointPolicy } from '../passes/checkpoint.js';
 import type { LossSpec } from '../passes/loss.js';
 import type { TrainingRecord } from '../src/package/manifest.js';
@@ -35,10 +35,10 @@ export interface TrainFlags {
   tokenizer?: string;
 }
 
-/** Sizes such as 512MiB, 2GB, 1.5GiB or a plain number of bytes. */
+/** Sizes such as 512MiB, 2GB, 1.5GiB or a plain number of bytes (commander's argument parser: InvalidArgumentError gives its one-line error). */
 export function parseBytes(v: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$/i.exec(v);
-  if (!m) throw new UserError(`--max-memory must be a size such as 512MiB, 2GB or 1073741824, got '${v}'`);
+  if (!m) throw new InvalidArgumentError(`--max-memory must be a size such as 512MiB, 2GB or 1073741824, got '${v}'`);
   const unit = (m[2] ?? '').toLowerCase().replace(/b$/, '');
   const pow = { '': 0, k: 1, m: 2, g: 3, t: 4 }[unit.replace('i', '')] ?? 0;
   return Math.round(Number(m[1]) * (unit.includes('i') || unit === '' ? 1024 : 1000) ** pow);
@@ -83,12 +83,16 @@ export function trainConfig(f: TrainFlags, model: LoadedModel, loss: LossSpec): 
   };
 }
 
-/** Refuses a step whose planned activation bytes exceed --max-memory. */
-export function checkMemoryBudget(trainer: Trainer, maxMemory: number | undefined): void {
+/**
+ * Builds the training graph (refusing a --ckpt or --trainable that does not fit the model) and refuses a
+ * step whose planned activation bytes exceed --max-memory: before any data is read or generated.
+ */
+export function checkTrainingPlan(model: LoadedModel, cfg: TrainConfig, maxMemory: number | undefined): void {
+  const graph = trainerGraph(model.graph, cfg);
   if (maxMemory === undefined) return;
-  const planned = trainer.plannedPeakBytes();
+  const planned = plannedPeakBytes(graph, cfg);
   if (planned > maxMemory) {
-    throw new UserError(`one step of --batch ${trainer.config.batch} --seq ${trainer.config.seq} plans ${formatBytes(planned)} of activations, above --max-memory ${formatBytes(maxMemory)}; lower --batch or --seq, or use --ckpt moc-gcp`);
+    throw new UserError(`one step of --batch ${cfg.batch} --seq ${cfg.seq} plans ${formatBytes(planned)} of activations, above --max-memory ${formatBytes(maxMemory)}; lower --batch or --seq, or use --ckpt moc-gcp`);
   }
 }
 
@@ -104,15 +108,18 @@ export async function trainAndSave(trainer: Trainer, model: LoadedModel, f: Trai
   if (f.saveEvery > 0 && resolve(checkpointDir) === resolve(f.output)) throw new UserError('--checkpoint-dir must differ from the output package');
   const cfg = trainer.config;
   const every = process.stderr.isTTY ? 1 : Math.max(1, Math.round(cfg.steps / 20));
-  process.stderr.write(`training ${model.source}: ${cfg.steps} steps of ${cfg.batch}×${cfg.seq} tokens, ${cfg.loss.kind === 'kl_div' ? `KL to the teacher (τ ${cfg.loss.temperature})` : 'next-token cross-entropy'}, policy ${cfg.policy}, trainable ${cfg.trainable}; planned activations ${formatBytes(trainer.plannedPeakBytes())} per step\n`);
   let startStep = 0;
   const result = await runTraining(trainer, {
     saveEvery: f.saveEvery, checkpointDir, ...(f.resume ? { resume: f.resume } : {}),
     ...(extra.rng ? { rng: extra.rng } : {}),
     onResume(rng, step) {
       startStep = step;
-      process.stderr.write(`resumed from ${f.resume} at step ${step}\n`);
       extra.onResume?.(rng, step);
+    },
+    // after a --resume checkpoint was accepted, so that a refused one gives only its one-line error
+    onStart() {
+      process.stderr.write(`training ${model.source}: ${cfg.steps} steps of ${cfg.batch}×${cfg.seq} tokens, ${cfg.loss.kind === 'kl_div' ? `KL to the teacher (τ ${cfg.loss.temperature})` : 'next-token cross-entropy'}, policy ${cfg.policy}, trainable ${cfg.trainable}; planned activations ${formatBytes(trainer.plannedPeakBytes())} per step\n`);
+      if (f.resume) process.stderr.write(`resumed from ${f.resume} at step ${startStep}\n`);
     },
     onStep(r, ms) {
       if (r.step % every !== 0 && r.step !== cfg.steps) return;

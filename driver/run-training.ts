@@ -11,6 +11,8 @@ export interface LoopOptions {
   checkpointDir?: string;
   /** A checkpoint directory (or step folder) to continue from. */
   resume?: string;
+  /** Called once the run can start (after a resume's checkpoint was read and accepted), before the first step. */
+  onStart?(): void;
   onStep?(r: StepResult, elapsedMs: number): void;
   onCheckpoint?(path: string, step: number): void;
   /** Extra state to store with each checkpoint (e.g. a generator's), and to get back on resume. */
@@ -32,6 +34,7 @@ export async function runTraining(trainer: Trainer, opts: LoopOptions): Promise<
     trainer.restore(st);
     opts.onResume?.(st.rng, st.step);
   }
+  opts.onStart?.();
   const t0 = performance.now();
   const losses: number[] = [];
   let tokens = 0;

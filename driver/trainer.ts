@@ -5,6 +5,7 @@
 // everything a step depends on is in the state: weights, moments, step, the sampler's generator.
 import type { Graph } from '../src/ir/types.js';
 import { TRAIN_INPUTS, MODEL_INPUTS } from '../src/model/graph-inputs.js';
+import { mocSummary } from '../src/package/moc-summary.js';
 import { paramF32, type RunnableModel } from '../src/model/runnable.js';
 import { AdamW } from '../src/train/adamw.js';
 import { clipGlobalNorm } from '../src/train/clip-grad.js';
@@ -36,6 +37,16 @@ export interface TrainConfig {
   loss: LossSpec;
 }
 
+/** The training graph a Trainer runs for this config (also built alone to check a run before any data is read). */
+export function trainerGraph(model: Graph, config: TrainConfig): Graph {
+  return trainingGraph(model, { loss: config.loss, policy: config.policy, trainable: config.trainable });
+}
+
+/** Planned peak activation bytes of one step of this training graph (passes/memory-plan.ts). */
+export function plannedPeakBytes(graph: Graph, config: Pick<TrainConfig, 'batch' | 'seq'>): number {
+  return planMemory(graph, { T: config.batch * config.seq }).peakBytes;
+}
+
 /** Teacher logits [rows, V] for a batch (distillation: `mocc recover`). */
 export type TeacherLogits = (batch: TokenBatch) => Float32Array;
 
@@ -55,12 +66,15 @@ export class Trainer {
   private sampler: WindowSampler;
   private stepsDone = 0;
   private readonly grads: { param: string; output: string }[];
+  /** Which FFN channels the model keeps (dense, or K per layer): stored in checkpoints, so a resume with other --k is refused. */
+  private readonly moc: ReturnType<typeof mocSummary>;
 
   constructor(model: RunnableModel, private readonly data: TokenData, readonly config: TrainConfig, private readonly teacher?: TeacherLogits) {
     checkSchedule({ lr: config.lr, minLr: config.minLr, warmup: config.warmup, steps: config.steps });
     if (config.seq > model.spec.maxSeqLen) throw new UserError(`--seq ${config.seq} is above the model's context length ${model.spec.maxSeqLen}`);
     if (config.loss.kind === 'kl_div' && !teacher) throw new Error('a distillation loss needs teacher logits');
-    this.graph = trainingGraph(model.graph, { loss: config.loss, policy: config.policy, trainable: config.trainable });
+    this.moc = mocSummary(model.graph, model.spec);
+    this.graph = trainerGraph(model.graph, config);
     this.grads = gradOutputs(this.graph);
     this.weights = new Map(model.graph.params.map((p) => [p.name, paramF32(model.weights, p)]));
     const shapes = new Map(this.graph.params.map((p) => [p.name, p.type.shape as number[]]));
@@ -72,9 +86,8 @@ export class Trainer {
     return this.stepsDone;
   }
 
-  /** Planned peak activation bytes of one step (passes/memory-plan.ts). */
   plannedPeakBytes(): number {
-    return planMemory(this.graph, { T: this.config.batch * this.config.seq }).peakBytes;
+    return plannedPeakBytes(this.graph, this.config);
   }
 
   /** One optimizer step on the next batch. */
@@ -106,13 +119,17 @@ export class Trainer {
       optimizer: this.optimizer.state(),
       sampler: this.sampler.state(),
       rng: extra.rng ?? null,
-      options: this.config,
+      options: { ...this.config, moc: this.moc },
     };
   }
 
   /** Continues from a checkpoint of a run with the same configuration and data. */
   restore(st: TrainState): void {
-    const saved = st.options as TrainConfig;
+    const saved = st.options as TrainConfig & { moc?: unknown };
+    if (JSON.stringify(saved?.moc) !== JSON.stringify(this.moc)) {
+      const k = (m: unknown) => { const s = m as typeof this.moc | undefined; return s ? (s.mode === 'dense' ? 'dense' : s.pattern ? `pattern ${s.pattern}` : `K ${s.perLayerK.join(',')}`) : 'unknown'; };
+      throw new UserError(`the checkpoint was made for a model with other FFN channels kept (${k(saved?.moc)} there, ${k(this.moc)} now); resume with the same model and --k/--k-ratio/--pattern`);
+    }
     const differs = (Object.keys(this.config) as (keyof TrainConfig)[]).filter((k) => JSON.stringify(saved?.[k]) !== JSON.stringify(this.config[k]));
     if (differs.length) throw new UserError(`the checkpoint was made with different ${differs.map((k) => `--${k} (${JSON.stringify(saved?.[k])} there, ${JSON.stringify(this.config[k])} now)`).join(', ')}; resume with the same options`);
     for (const [name, w] of this.weights) {

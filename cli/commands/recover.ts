@@ -9,7 +9,7 @@ import { DATA_FORMATS, readTokenData, tokenDataFromDocuments, type DataFormat } 
 import { UserError } from '../../src/util/errors.js';
 import { action, addSelectionOptions, noteKRatio, parseFloatArg, parseIntArg, progressBar, selectionFromFlags, type SelectionFlags } from '../common.js';
 import { checkSameVocabulary } from '../teacher.js';
-import { addTrainOptions, checkMemoryBudget, trainAndSave, trainConfig, type TrainFlags } from '../train-options.js';
+import { addTrainOptions, checkTrainingPlan, trainAndSave, trainConfig, type TrainFlags } from '../train-options.js';
 
 interface RecoverFlags extends TrainFlags, SelectionFlags {
   teacher: string;
@@ -52,6 +52,8 @@ Example:
       teacher = loadModel(o.teacher, o.tokenizer ? { tokenizer: o.tokenizer } : {});
       checkSameVocabulary(student, teacher);
       if (o.seq > teacher.spec.maxSeqLen) throw new UserError(`--seq ${o.seq} is above the teacher's context length ${teacher.spec.maxSeqLen}`);
+      const cfg = trainConfig(o, student, { kind: 'kl_div', temperature: o.temperature });
+      checkTrainingPlan(student, cfg, o.maxMemory); // before the teacher writes its text
       const tok = student.tokenizer ?? teacher.tokenizer;
       const needsTokenizer = [o.data, o.eval].some((f) => f && !/\.u(16|32)$/.test(f) && !o.dataFormat?.startsWith('tokens'));
       if (needsTokenizer && !tok) throw new UserError(`neither ${student.source} nor the teacher has a tokenizer: give --tokenizer FILE, or token ids (.u16/.u32)`);
@@ -69,8 +71,7 @@ Example:
 
       const tw = modelWeights(teacher);
       const t = teacher;
-      const trainer = new Trainer(student, data, trainConfig(o, student, { kind: 'kl_div', temperature: o.temperature }), (b) => batchLogits(t, tw, b));
-      checkMemoryBudget(trainer, o.maxMemory);
+      const trainer = new Trainer(student, data, cfg, (b) => batchLogits(t, tw, b));
       if (heldOut && !o.resume) process.stderr.write(`eval NLL before: ${evaluate(student, heldOut, { seq: o.seq }).nll.toFixed(4)} (teacher ${evaluate(teacher, heldOut, { seq: o.seq }, tw).nll.toFixed(4)})\n`);
       await trainAndSave(trainer, student, o, {
         command: 'recover', teacher: { source: teacher.source, sequences: o.sequences },

@@ -7,7 +7,7 @@ import { Trainer } from '../../driver/trainer.js';
 import { DATA_FORMATS, readTokenData, type DataFormat } from '../../src/train/data.js';
 import { UserError } from '../../src/util/errors.js';
 import { action, addSelectionOptions, noteKRatio, selectionFromFlags, type SelectionFlags } from '../common.js';
-import { addTrainOptions, checkMemoryBudget, trainAndSave, trainConfig, type TrainFlags } from '../train-options.js';
+import { addTrainOptions, checkTrainingPlan, trainAndSave, trainConfig, type TrainFlags } from '../train-options.js';
 
 export function trainCommand(): Command {
   const cmd = new Command('train')
@@ -38,11 +38,12 @@ Examples:
       if (!model.tokenizer && !/\.u(16|32)$/.test(o.data) && !o.dataFormat?.startsWith('tokens')) {
         throw new UserError(`${model.source} has no tokenizer${model.tokenizerSearch ? ` (${model.tokenizerSearch})` : ''}: give --tokenizer FILE, or token ids as --data FILE.u16`);
       }
+      const cfg = trainConfig(o, model, { kind: 'cross_entropy' });
+      checkTrainingPlan(model, cfg, o.maxMemory);
       const read = (file: string) => readTokenData(file, model.tokenizer!, { vocabSize: model.spec.vocabSize, ...(o.dataFormat ? { format: o.dataFormat } : {}) });
       const data = read(o.data);
       const heldOut = o.eval ? read(o.eval) : undefined;
-      const trainer = new Trainer(model, data, trainConfig(o, model, { kind: 'cross_entropy' }));
-      checkMemoryBudget(trainer, o.maxMemory);
+      const trainer = new Trainer(model, data, cfg);
       let before: number | undefined;
       if (heldOut && !o.resume) {
         before = evaluate(model, heldOut, { seq: o.seq }).nll;
