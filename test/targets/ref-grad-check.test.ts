@@ -62,6 +62,39 @@ const CASES: Case[] = [
   },
 ];
 
+/**
+ * The same ops again with shapes drawn from a seed (1..7 rows, odd widths, random kept channels,
+ * sequence boundaries and tokens), so no rule is right only for the sizes written above.
+ */
+function randomCases(seed: number): Case[] {
+  const r = rng(seed);
+  const int = (lo: number, hi: number) => lo + Math.floor(((r() + 1) / 2) * (hi - lo + 1));
+  const T = int(1, 7), d = int(1, 9), out = int(1, 6), V = int(2, 13), F = int(3, 11), K = int(1, F);
+  const tokens = Array.from({ length: T }, () => int(0, V - 1));
+  const keptRows = Array.from({ length: T }, () => {
+    const all = Array.from({ length: F }, (_, i) => i);
+    for (let i = F - 1; i > 0; i--) { const j = int(0, i); [all[i], all[j]] = [all[j]!, all[i]!]; } // Fisher–Yates
+    return all.slice(0, K).sort((a, b) => a - b);
+  }).flat();
+  const kvHeads = int(1, 2), heads = kvHeads * int(1, 2), hd = 2 * int(1, 3);
+  let s = 0;
+  const seqIds = Array.from({ length: T }, (_, i) => (i > 0 && r() > 0.4 ? ++s : s));
+  const name = (op: string) => `${op}, random shapes (seed ${seed})`;
+  return [
+    { name: name('embedding'), op: 'embedding', inputs: [{ shape: [V, d] }, { shape: [T], ints: tokens }] },
+    { name: name('rmsnorm'), op: 'rmsnorm', attrs: { eps: 1e-5 }, inputs: [{ shape: [T, d] }, { shape: [d] }] },
+    { name: name('linear'), op: 'linear', inputs: [{ shape: [T, d] }, { shape: [out, d] }] },
+    { name: name('rope'), op: 'rope', attrs: { heads, head_dim: hd, theta: 10000, style: r() > 0 ? 'half' : 'interleaved' }, inputs: [{ shape: [T, heads * hd] }, { shape: [T], ints: Array.from({ length: T }, () => int(0, 50)) }] },
+    { name: name('attention'), op: 'attention', attrs: { heads, kv_heads: kvHeads, head_dim: hd }, inputs: [{ shape: [T, heads * hd] }, { shape: [T, kvHeads * hd] }, { shape: [T, kvHeads * hd] }, { shape: [T], ints: seqIds }], scale: 2 },
+    { name: name('mul'), op: 'mul', inputs: [{ shape: [T, d] }, { shape: [T, d] }] },
+    { name: name('moc_gather'), op: 'moc_gather', inputs: [{ shape: [T, F] }, { shape: [T, K], ints: keptRows }] },
+    { name: name('moc_up'), op: 'moc_up', inputs: [{ shape: [T, d] }, { shape: [F, d] }, { shape: [T, K], ints: keptRows }] },
+    { name: name('moc_down'), op: 'moc_down', inputs: [{ shape: [T, K] }, { shape: [F, d] }, { shape: [T, K], ints: keptRows }] },
+    { name: name('cross_entropy'), op: 'cross_entropy', inputs: [{ shape: [T, V] }, { shape: [T], ints: tokens.map((t, i) => (i === T - 1 ? -1 : t)) }], scale: 3 },
+    { name: name('kl_div'), op: 'kl_div', attrs: { temperature: 0.5 + ((r() + 1) / 2) * 2 }, inputs: [{ shape: [T, V] }, { shape: [T, V], noGrad: true }, { shape: [T], ints: tokens }], scale: 3 },
+  ];
+}
+
 const f32 = (shape: number[]): TensorType => ({ dtype: 'f32', shape });
 const typeOfIn = (i: In): TensorType => (i.ints ? { dtype: 'i32', shape: i.shape } : f32(i.shape));
 const size = (s: readonly (number | string)[]) => s.reduce<number>((a, d) => a * (d as number), 1);
@@ -73,7 +106,7 @@ function run(op: string, attrs: Record<string, AttrValue>, types: TensorType[], 
   return { outs: evalNode(node, values, (i, axis) => types[i]!.shape[axis] as number), outTypes };
 }
 
-for (const c of CASES) {
+for (const c of [...CASES, ...randomCases(11), ...randomCases(29)]) {
   test(`gradient rule of ${c.name} matches central finite differences (f64)`, (t) => {
     inFloat64(() => {
       const r = rng(0x9e37 + c.name.length * 131 + c.op.length);
