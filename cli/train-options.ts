@@ -109,7 +109,17 @@ export async function trainAndSave(trainer: Trainer, model: LoadedModel, f: Trai
   const cfg = trainer.config;
   const every = process.stderr.isTTY ? 1 : Math.max(1, Math.round(cfg.steps / 20));
   let startStep = 0;
+  // Ctrl-C: finish the step under way, then stop without writing the package (checkpoints stay);
+  // a second Ctrl-C stops at once.
+  let interrupted = false;
+  const onSigint = () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    process.stderr.write('\nstopping after this step (Ctrl-C again to stop at once)\n');
+  };
+  process.on('SIGINT', onSigint);
   const result = await runTraining(trainer, {
+    shouldStop: () => interrupted,
     saveEvery: f.saveEvery, checkpointDir, ...(f.resume ? { resume: f.resume } : {}),
     ...(extra.rng ? { rng: extra.rng } : {}),
     onResume(rng, step) {
@@ -130,6 +140,12 @@ export async function trainAndSave(trainer: Trainer, model: LoadedModel, f: Trai
     },
     onCheckpoint: (path) => process.stderr.write(`checkpoint ${path}\n`),
   });
+  process.off('SIGINT', onSigint);
+  if (result.stopped) {
+    const last = f.saveEvery > 0 ? Math.floor(trainer.step / f.saveEvery) * f.saveEvery : 0;
+    process.stderr.write(`mocc: interrupted at step ${trainer.step}; nothing written to ${f.output}${last > 0 ? `; the last checkpoint (step ${last}) is in ${checkpointDir}: run the same command with --resume ${checkpointDir}` : ' (use --save-every N to keep checkpoints)'}\n`);
+    process.exit(130); // as a shell reports Ctrl-C
+  }
   const tail = result.losses.slice(-Math.max(1, Math.min(10, result.losses.length)));
   const evalNll = extra.finalEval?.(trainer.weights);
   const full: TrainingRecord = {

@@ -13,6 +13,8 @@ export interface LoopOptions {
   resume?: string;
   /** Called once the run can start (after a resume's checkpoint was read and accepted), before the first step. */
   onStart?(): void;
+  /** Checked after each step: true ends the loop early (e.g. on Ctrl-C); the result says so. */
+  shouldStop?(): boolean;
   onStep?(r: StepResult, elapsedMs: number): void;
   onCheckpoint?(path: string, step: number): void;
   /** Extra state to store with each checkpoint (e.g. a generator's), and to get back on resume. */
@@ -23,6 +25,8 @@ export interface LoopOptions {
 export interface LoopResult {
   /** The losses of the steps this process ran (not those before a resume). */
   losses: number[];
+  /** Ended by shouldStop before the last step. */
+  stopped: boolean;
   tokens: number;
 }
 
@@ -38,7 +42,12 @@ export async function runTraining(trainer: Trainer, opts: LoopOptions): Promise<
   const t0 = performance.now();
   const losses: number[] = [];
   let tokens = 0;
+  let stopped = false;
   while (trainer.step < trainer.config.steps) {
+    if (opts.shouldStop?.()) {
+      stopped = true;
+      break;
+    }
     const r = trainer.trainStep();
     losses.push(r.loss);
     tokens += r.tokens;
@@ -49,5 +58,5 @@ export async function runTraining(trainer: Trainer, opts: LoopOptions): Promise<
     }
     await new Promise((resolve) => setImmediate(resolve));
   }
-  return { losses, tokens };
+  return { losses, tokens, stopped };
 }
