@@ -51,11 +51,12 @@ export class GraphBuilder {
     return outs[0]!;
   }
 
-  /** Adds a node with one or more outputs, named from `names` (made unique; missing ones from the op). */
+  /** Adds a node with one or more outputs, named from `names` (made unique; missing ones from the first name, or the op). */
   opN(op: string, inputs: Operand[], attrs: Record<string, AttrValue> = {}, names: string[] = [], opts: OpOptions = {}): Operand[] {
     const types = opDef(op).infer(inputs.map((i) => this.typeOf(i)), attrs);
     const outputs = types.map((type, i) => {
-      const name = this.fresh(names[i] ?? (types.length > 1 ? `${op}.${i}` : op));
+      // Unnamed outputs after a named first one are named after it (%d.h, %d.h.1), else after the op.
+      const name = this.fresh(names[i] ?? (i > 0 && names[0] ? `${names[0]}.${i}` : types.length > 1 ? `${op}.${i}` : op));
       this.define(name, type);
       return { name, type };
     });

@@ -77,9 +77,9 @@ const MOC_GCP = `graph tiny
   %d.g = matmul(%d.gk, @w_gate) : f32[T,4]
   %d.g.1 = matmul_tn(%d.gk, %h) : f32[5,4]
   %d.g.2 = add(%d.uk, %d.g) : f32[T,4]
-  %d.h, %rmsnorm_grad.1 = rmsnorm_grad(%x, @ffn_norm, %d.g.2) {eps=0.00001} : f32[T,4], f32[4]
+  %d.h, %d.h.1 = rmsnorm_grad(%x, @ffn_norm, %d.g.2) {eps=0.00001} : f32[T,4], f32[4]
   output %loss
-  output %rmsnorm_grad.1
+  output %d.h.1
   output %d.g.1
   output %d.uk.1
   output %d.y.1
