@@ -37,8 +37,11 @@ export function linear(x: Float32Array, w: Float32Array, inDim: number): Float32
   const T = x.length / inDim;
   const out = w.length / inDim;
   const y = newFloats(T * out);
-  for (let t = 0; t < T; t += 4) {
-    const x0 = t * inDim, x1 = Math.min(t + 1, T - 1) * inDim, x2 = Math.min(t + 2, T - 1) * inDim, x3 = Math.min(t + 3, T - 1) * inDim;
+  // Four rows at a time share each read of a weight row; the rows left over (all of them when
+  // decoding one token) go one at a time. Each sum adds its terms in the same order either way.
+  let t = 0;
+  for (; t + 4 <= T; t += 4) {
+    const x0 = t * inDim, x1 = x0 + inDim, x2 = x1 + inDim, x3 = x2 + inDim;
     for (let o = 0; o < out; o++) {
       const wo = o * inDim;
       let a0 = 0, a1 = 0, a2 = 0, a3 = 0;
@@ -50,9 +53,18 @@ export function linear(x: Float32Array, w: Float32Array, inDim: number): Float32
         a3 += x[x3 + i]! * wi;
       }
       y[t * out + o] = a0;
-      if (t + 1 < T) y[(t + 1) * out + o] = a1;
-      if (t + 2 < T) y[(t + 2) * out + o] = a2;
-      if (t + 3 < T) y[(t + 3) * out + o] = a3;
+      y[(t + 1) * out + o] = a1;
+      y[(t + 2) * out + o] = a2;
+      y[(t + 3) * out + o] = a3;
+    }
+  }
+  for (; t < T; t++) {
+    const x0 = t * inDim;
+    for (let o = 0; o < out; o++) {
+      const wo = o * inDim;
+      let a0 = 0;
+      for (let i = 0; i < inDim; i++) a0 += x[x0 + i]! * w[wo + i]!;
+      y[t * out + o] = a0;
     }
   }
   return y;
