@@ -131,7 +131,7 @@ const result = {
 mkdirSync(outDir, { recursive: true });
 writeFileSync(join(outDir, 'recovery.json'), JSON.stringify(result, null, 1) + '\n');
 const md = [
-  `# stories260K: direct MoC conversion and data-free recovery (ref target, this machine's CPU)`,
+  `# stories260K: direct MoC conversion and ${mix ? 'recovery on teacher text mixed with TinyStories text' : 'data-free recovery'} (ref target, this machine's CPU)`,
   '',
   `Command: \`${result.command}\` (${result.date}). Eval: ${evalTokens} next-token predictions of held-out TinyStories validation text (${result.evalText.blocks} block of validation-part1.txt, pieces of ≤ ${seqEval} tokens).`,
   `Recovery: ${sequences} teacher sequences (${genTokens} tokens${mix ? ' + the validation blocks not evaluated' : ''}), batch ${batch}×${seq}, AdamW lr ${lr} → ${lr / 10} (cosine over ${totalSteps} steps), τ = 1, policy moc-gcp; ${(trainMs / 60000).toFixed(1)} min of training at ${result.recovery.tokensPerSecond.toFixed(0)} tok/s${stoppedAt !== null ? `, stopped by the time budget at step ${stoppedAt}` : ''}.`,
