@@ -1,0 +1,119 @@
+// The tensor-core GEMM generator (targets/cuda/ptx/gemm.ts), Y = X·Wᵀ:
+// - without a GPU: every tile configuration assembles with ptxas for sm_80 and sm_90 with no local
+//   memory (no spills), and the text is deterministic;
+// - on the GPU machine (bash bench/gpu/run.sh check): random X, W with awkward M, N, K (tails in
+//   every dimension, K not a multiple of 8 or of the 32-wide K step), NaN-poisoned Y, against a
+//   float64 product of the same rounded inputs computed here.
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ptxModule } from '../../targets/cuda/ptx/builder.js';
+import { gemm, GEMM_DEFAULT, gemmGrid, gemmThreads, type GemmSpec } from '../../targets/cuda/ptx/gemm.js';
+import { download, freeAll, pad8, poisoned, randomF32, rng, unpadF32, weight, launch } from '../helpers/cuda.js';
+import { cudaDeviceRequirement, findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
+
+const TILES: Omit<GemmSpec, 'dtype'>[] = [
+  GEMM_DEFAULT, // 128×128, 8 warps of 64×32
+  { bm: 128, bn: 128, warpsM: 2, warpsN: 2 }, // 4 warps of 64×64
+  { bm: 64, bn: 64, warpsM: 2, warpsN: 2 }, // 4 warps of 32×32
+  { bm: 64, bn: 128, warpsM: 1, warpsN: 4 }, // 4 warps of 64×32
+];
+
+const ptxas = findPtxas();
+const ptxasTest = testsNeeding(ptxasRequirement(ptxas));
+
+for (const dtype of ['bf16', 'f16'] as const) {
+  for (const tile of TILES) {
+    const spec = { dtype, ...tile };
+    ptxasTest(`gemm ${dtype} ${tile.bm}x${tile.bn} warps ${tile.warpsM}x${tile.warpsN}: assembles for sm_80 and sm_90, no local memory`, (t) => {
+      const dir = mkdtempSync(join(tmpdir(), 'mocc-gemm-'));
+      t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+      const k = gemm(spec);
+      for (const arch of ['sm_80', 'sm_90'] as const) {
+        const file = join(dir, `${k.name}_${arch}.ptx`);
+        writeFileSync(file, ptxModule([k.text], arch));
+        const r = spawnSync(ptxas!, [`-arch=${arch}`, '-v', file, '-o', '/dev/null'], { encoding: 'utf8' });
+        t.is(r.status, 0, `${arch}: ${r.stderr}`);
+        t.regex(r.stderr, /0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads/, `${arch}: ${r.stderr}`);
+      }
+    });
+  }
+}
+
+test('gemm text is deterministic and uses the tensor-core path (cp.async, ldmatrix, mma m16n8k16)', (t) => {
+  for (const dtype of ['bf16', 'f16'] as const) {
+    const a = gemm({ dtype, ...GEMM_DEFAULT }), b = gemm({ dtype, ...GEMM_DEFAULT });
+    t.is(a.text, b.text);
+    t.regex(a.text, new RegExp(`mma\\.sync\\.aligned\\.m16n8k16\\.row\\.col\\.f32\\.${dtype}\\.${dtype}\\.f32`));
+    t.regex(a.text, /ldmatrix\.sync\.aligned\.m8n8\.x4\.shared\.b16/);
+    t.regex(a.text, /cp\.async\.cg\.shared\.global \[[^\]]+\], \[[^\]]+\], 16, %sz_\d+/);
+    t.regex(a.text, /cp\.async\.wait_group 1/);
+  }
+  t.not(gemm({ dtype: 'bf16', ...GEMM_DEFAULT }).name, gemm({ dtype: 'f16', ...GEMM_DEFAULT }).name);
+});
+
+test('gemm rejects a tile its warps cannot cover', (t) => {
+  t.throws(() => gemm({ dtype: 'bf16', bm: 128, bn: 128, warpsM: 3, warpsN: 4 }), { message: /warp tile rows/ });
+  t.throws(() => gemm({ dtype: 'bf16', bm: 128, bn: 64, warpsM: 2, warpsN: 8 }), { message: /warp tile columns/ });
+  t.throws(() => gemm({ dtype: 'bf16', bm: 256, bn: 256, warpsM: 4, warpsN: 4 }), { message: /48 KB/ });
+});
+
+// ---- on the GPU ----
+const cudaTest = testsNeeding(cudaDeviceRequirement());
+let nextSeed = 1;
+
+/** Y = X·Wᵀ in float64 from the rounded inputs; also Σ|x·w| per element, the scale of its rounding error. */
+function reference(x: Float32Array, w: Float32Array, m: number, n: number, k: number): { y: Float64Array; mag: Float64Array } {
+  const y = new Float64Array(m * n), mag = new Float64Array(m * n);
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let s = 0, a = 0;
+      for (let c = 0; c < k; c++) {
+        const p = x[i * k + c]! * w[j * k + c]!;
+        s += p;
+        a += Math.abs(p);
+      }
+      y[i * n + j] = s;
+      mag[i * n + j] = a;
+    }
+  }
+  return { y, mag };
+}
+
+const SHAPES: [number, number, number][] = [
+  [1, 8, 16], [17, 72, 64], [130, 200, 136], [1, 200, 20], [17, 8, 1000], [130, 72, 64], [64, 128, 32], [300, 260, 520], [5, 3, 7],
+];
+
+for (const dtype of ['bf16', 'f16'] as const) {
+  for (const tile of TILES) {
+    const spec = { dtype, ...tile };
+    for (const [m, n, k] of SHAPES) {
+      const seed = nextSeed++;
+      cudaTest.serial(`gemm ${dtype} ${tile.bm}x${tile.bn}/${tile.warpsM}x${tile.warpsN}: M=${m} N=${n} K=${k} vs float64`, (t) => {
+        t.teardown(freeAll);
+        const r = rng(seed);
+        const x = weight(randomF32(m * k, r), m, k, dtype);
+        const w = weight(randomF32(n * k, r), n, k, dtype);
+        const y = poisoned(m * pad8(n) * 4);
+        launch(gemm(spec), gemmGrid(spec, m, n), gemmThreads(spec), [y, x.device, w.device, m, n, k]);
+        const got = unpadF32(download(y, new Float32Array(m * pad8(n))), m, n);
+        const want = reference(x.exact, w.exact, m, n, k);
+        // f32 accumulation of exact products: a norm-wise relative error near 1e-7, and no element
+        // off by more than a few f32 roundings of its Σ|x·w| (a wrong fragment is off by O(1))
+        let num = 0, den = 0, worst = 0, bad = 0;
+        for (let i = 0; i < got.length; i++) {
+          const d = Math.abs(got[i]! - want.y[i]!);
+          if (!(d <= 2e-5 * want.mag[i]! + 1e-30)) bad++;
+          num += d * d;
+          den += want.y[i]! ** 2;
+          worst = Math.max(worst, d / Math.max(want.mag[i]!, 1e-30));
+        }
+        const rel = Math.sqrt(num / Math.max(den, 1e-30));
+        t.is(bad, 0, `${bad} of ${got.length} elements off (NaN = unwritten); worst ${worst.toExponential(2)} of Σ|x·w|`);
+        t.true(rel < 1e-5, `rel ${rel.toExponential(2)}`);
+      });
+    }
+  }
+}
