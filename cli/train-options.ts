@@ -9,6 +9,7 @@ import { plannedPeakBytes, trainerGraph, type Trainer, type TrainConfig } from '
 import { CHECKPOINT_POLICIES, type CheckpointPolicy } from '../passes/checkpoint.js';
 import type { LossSpec } from '../passes/loss.js';
 import type { TrainingRecord } from '../src/package/manifest.js';
+import { checkSeqFitsContext } from '../src/train/data.js';
 import { UserError } from '../src/util/errors.js';
 import { note, parseFloatArg, parseIntArg } from './common.js';
 import { VERSION } from './version.js';
@@ -76,7 +77,7 @@ export function addTrainOptions(cmd: Command, defaults: { steps: number; lr: num
 
 export function trainConfig(f: TrainFlags, model: LoadedModel, loss: LossSpec): TrainConfig {
   const isMoc = model.graph.nodes.some((n) => n.op === 'moc_select');
-  if (f.seq > model.spec.maxSeqLen) throw new UserError(`--seq ${f.seq} is above the model's context length ${model.spec.maxSeqLen}`);
+  checkSeqFitsContext(f.seq, model.spec.maxSeqLen);
   return {
     steps: f.steps, batch: f.batch, seq: f.seq, lr: f.lr, minLr: f.minLr ?? f.lr / 10, warmup: f.warmup ?? Math.min(100, Math.floor(f.steps / 10)),
     weightDecay: f.weightDecay, clip: f.clip, policy: f.ckpt ?? (isMoc ? 'moc-gcp' : 'gcp'), trainable: f.trainable, seed: f.seed, loss,

@@ -6,10 +6,11 @@
 import type { Graph } from '../src/ir/types.js';
 import { TRAIN_INPUTS, MODEL_INPUTS } from '../src/model/graph-inputs.js';
 import { mocSummary } from '../src/package/moc-summary.js';
-import { paramF32, type RunnableModel } from '../src/model/runnable.js';
+import type { RunnableModel } from '../src/model/runnable.js';
+import { modelWeights } from './evaluate.js';
 import { AdamW } from '../src/train/adamw.js';
 import { clipGlobalNorm } from '../src/train/clip-grad.js';
-import { WindowSampler, type SamplerState, type TokenBatch, type TokenData } from '../src/train/data.js';
+import { checkSeqFitsContext, WindowSampler, type SamplerState, type TokenBatch, type TokenData } from '../src/train/data.js';
 import { checkSchedule, learningRate } from '../src/train/schedule.js';
 import type { TrainState } from '../src/train/train-state.js';
 import { UserError } from '../src/util/errors.js';
@@ -71,12 +72,12 @@ export class Trainer {
 
   constructor(model: RunnableModel, private readonly data: TokenData, readonly config: TrainConfig, private readonly teacher?: TeacherLogits) {
     checkSchedule({ lr: config.lr, minLr: config.minLr, warmup: config.warmup, steps: config.steps });
-    if (config.seq > model.spec.maxSeqLen) throw new UserError(`--seq ${config.seq} is above the model's context length ${model.spec.maxSeqLen}`);
+    checkSeqFitsContext(config.seq, model.spec.maxSeqLen);
     if (config.loss.kind === 'kl_div' && !teacher) throw new Error('a distillation loss needs teacher logits');
     this.moc = mocSummary(model.graph, model.spec);
     this.graph = trainerGraph(model.graph, config);
     this.grads = gradOutputs(this.graph);
-    this.weights = new Map(model.graph.params.map((p) => [p.name, paramF32(model.weights, p)]));
+    this.weights = modelWeights(model);
     const shapes = new Map(this.graph.params.map((p) => [p.name, p.type.shape as number[]]));
     this.optimizer = new AdamW(this.grads.map(({ param }) => ({ name: param, size: this.weights.get(param)!.length, shape: shapes.get(param)! })), { weightDecay: config.weightDecay });
     this.sampler = new WindowSampler(data, { batch: config.batch, seq: config.seq, seed: config.seed });

@@ -1,8 +1,8 @@
 import { Command, Option } from 'commander';
 import { evaluate } from '../../driver/evaluate.js';
 import { loadModel } from '../../driver/load.js';
-import { DATA_FORMATS, readTokenData, type DataFormat } from '../../src/train/data.js';
-import { UserError } from '../../src/util/errors.js';
+import { checkSeqFitsContext, DATA_FORMATS, type DataFormat } from '../../src/train/data.js';
+import { dataReader, noTokenizerMessage } from '../data-files.js';
 import { action, addSelectionOptions, noteKRatio, parseIntArg, progressBar, selectionFromFlags, type SelectionFlags } from '../common.js';
 import { checkSameVocabulary } from '../teacher.js';
 
@@ -26,11 +26,8 @@ most --seq tokens, each starting at position 0. NLL is in nats; perplexity = e^N
     try {
       noteKRatio(o, model.spec.dFfn);
       if (teacher) checkSameVocabulary(model, teacher);
-      if (o.seq !== undefined && o.seq > model.spec.maxSeqLen) throw new UserError(`--seq ${o.seq} is above the model's context length ${model.spec.maxSeqLen}`);
-      if (!model.tokenizer && !/\.u(16|32)$/.test(o.data) && !o.dataFormat?.startsWith('tokens')) {
-        throw new UserError(`${model.source} has no tokenizer${model.tokenizerSearch ? ` (${model.tokenizerSearch})` : ''}: give --tokenizer FILE, or token ids as --data FILE.u16`);
-      }
-      const data = readTokenData(o.data, model.tokenizer!, { vocabSize: model.spec.vocabSize, ...(o.dataFormat ? { format: o.dataFormat } : {}) });
+      if (o.seq !== undefined) checkSeqFitsContext(o.seq, model.spec.maxSeqLen);
+      const data = dataReader({ tokenizer: model.tokenizer, vocabSize: model.spec.vocabSize, bosId: model.spec.bosId, ...(o.dataFormat ? { format: o.dataFormat } : {}), noTokenizer: noTokenizerMessage(model) })(o.data);
       const bar = progressBar('evaluating');
       const r = evaluate(model, data, { ...(o.seq ? { seq: o.seq } : {}), ...(teacher ? { teacher } : {}), onProgress: (d, t) => bar.update(d * 4, t * 4) });
       bar.stop();

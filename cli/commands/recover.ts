@@ -5,8 +5,9 @@ import { loadModel } from '../../driver/load.js';
 import { teacherText } from '../../driver/teacher-text.js';
 import { checkTrainedOutput } from '../../driver/save-trained.js';
 import { Trainer } from '../../driver/trainer.js';
-import { DATA_FORMATS, readTokenData, tokenDataFromDocuments, type DataFormat } from '../../src/train/data.js';
+import { checkSeqFitsContext, DATA_FORMATS, tokenDataFromDocuments, type DataFormat } from '../../src/train/data.js';
 import { UserError } from '../../src/util/errors.js';
+import { dataReader } from '../data-files.js';
 import { action, addSelectionOptions, noteKRatio, parseFloatArg, parseIntArg, progressBar, selectionFromFlags, type SelectionFlags } from '../common.js';
 import { checkSameVocabulary } from '../teacher.js';
 import { addTrainOptions, checkTrainingPlan, trainAndSave, trainConfig, type TrainFlags } from '../train-options.js';
@@ -51,13 +52,13 @@ Example:
       if (!student.graph.nodes.some((n) => n.op === 'moc_select')) throw new UserError(`${student.source} is dense; recovery trains a MoC model (convert with --k, --k-ratio or --pattern)`);
       teacher = loadModel(o.teacher, o.tokenizer ? { tokenizer: o.tokenizer } : {});
       checkSameVocabulary(student, teacher);
-      if (o.seq > teacher.spec.maxSeqLen) throw new UserError(`--seq ${o.seq} is above the teacher's context length ${teacher.spec.maxSeqLen}`);
+      checkSeqFitsContext(o.seq, teacher.spec.maxSeqLen, "the teacher's");
       const cfg = trainConfig(o, student, { kind: 'kl_div', temperature: o.temperature });
       checkTrainingPlan(student, cfg, o.maxMemory); // before the teacher writes its text
-      const tok = student.tokenizer ?? teacher.tokenizer;
-      const needsTokenizer = [o.data, o.eval].some((f) => f && !/\.u(16|32)$/.test(f) && !o.dataFormat?.startsWith('tokens'));
-      if (needsTokenizer && !tok) throw new UserError(`neither ${student.source} nor the teacher has a tokenizer: give --tokenizer FILE, or token ids (.u16/.u32)`);
-      const read = (file: string) => readTokenData(file, tok!, { vocabSize: student.spec.vocabSize, ...(o.dataFormat ? { format: o.dataFormat } : {}) });
+      const read = dataReader({
+        tokenizer: student.tokenizer ?? teacher.tokenizer, vocabSize: student.spec.vocabSize, bosId: student.spec.bosId, ...(o.dataFormat ? { format: o.dataFormat } : {}),
+        noTokenizer: `neither ${student.source} nor the teacher has a tokenizer: give --tokenizer FILE, or token ids (.u16/.u32)`,
+      });
       const user = o.data ? read(o.data) : undefined;
       const heldOut = o.eval ? read(o.eval) : undefined;
 

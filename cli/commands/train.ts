@@ -4,8 +4,8 @@ import { evaluate } from '../../driver/evaluate.js';
 import { loadModel } from '../../driver/load.js';
 import { checkTrainedOutput } from '../../driver/save-trained.js';
 import { Trainer } from '../../driver/trainer.js';
-import { DATA_FORMATS, readTokenData, type DataFormat } from '../../src/train/data.js';
-import { UserError } from '../../src/util/errors.js';
+import { DATA_FORMATS, type DataFormat } from '../../src/train/data.js';
+import { dataReader, noTokenizerMessage } from '../data-files.js';
 import { action, addSelectionOptions, noteKRatio, selectionFromFlags, type SelectionFlags } from '../common.js';
 import { addTrainOptions, checkTrainingPlan, trainAndSave, trainConfig, type TrainFlags } from '../train-options.js';
 
@@ -35,12 +35,9 @@ Examples:
     try {
       noteKRatio(o, model.spec.dFfn);
       checkTrainedOutput(model, o.output, { force: o.force ?? false, otherInputs: [o.data, ...(o.eval ? [o.eval] : [])] }); // before any work
-      if (!model.tokenizer && !/\.u(16|32)$/.test(o.data) && !o.dataFormat?.startsWith('tokens')) {
-        throw new UserError(`${model.source} has no tokenizer${model.tokenizerSearch ? ` (${model.tokenizerSearch})` : ''}: give --tokenizer FILE, or token ids as --data FILE.u16`);
-      }
       const cfg = trainConfig(o, model, { kind: 'cross_entropy' });
       checkTrainingPlan(model, cfg, o.maxMemory);
-      const read = (file: string) => readTokenData(file, model.tokenizer!, { vocabSize: model.spec.vocabSize, ...(o.dataFormat ? { format: o.dataFormat } : {}) });
+      const read = dataReader({ tokenizer: model.tokenizer, vocabSize: model.spec.vocabSize, bosId: model.spec.bosId, ...(o.dataFormat ? { format: o.dataFormat } : {}), noTokenizer: noTokenizerMessage(model) });
       const data = read(o.data);
       const heldOut = o.eval ? read(o.eval) : undefined;
       const trainer = new Trainer(model, data, cfg);

@@ -148,10 +148,10 @@ export function predictionCount(data: Pick<TokenData, 'documents'>): number {
   return data.documents.reduce((n, d) => n + Math.max(0, d.length - 1), 0);
 }
 
-/** For the caller: a sequence length must fit the model's context (its maxSeqLen). */
-export function checkSeqFitsContext(seq: number, maxSeqLen: number): void {
+/** A --seq must fit the context (maxSeqLen) of the model, or of `whose` (e.g. "the teacher's"). */
+export function checkSeqFitsContext(seq: number, maxSeqLen: number, whose = "the model's"): void {
   checkCount('seq', seq);
-  if (seq > maxSeqLen) throw new UserError(`sequence length ${seq} is above the model's context length ${maxSeqLen}`);
+  if (seq > maxSeqLen) throw new UserError(`--seq ${seq} is above ${whose} context length ${maxSeqLen}`);
 }
 
 function checkCount(name: string, v: number): void {

@@ -26,6 +26,8 @@ export interface ReadTokenDataOptions {
   format?: DataFormat;
   /** Ids must be below this (default: the tokenizer's vocabSize), e.g. the model's vocab size. */
   vocabSize?: number;
+  /** Where documents start in a token-id file read without a tokenizer (the model's BOS id). */
+  bosId?: number;
 }
 
 /** The sum of the documents' lengths: what a training window is cut from. */
@@ -54,19 +56,22 @@ export function tokenDataFromDocuments(documents: Int32Array[], source?: string)
  * uint32 little-endian, recognised by the extension .u16 / .u32; documents start at each BOS id).
  * Text documents are trimmed and encoded with the tokenizer, BOS first. Every bad input is a UserError.
  */
-export function readTokenData(path: string, tokenizer: Tokenizer, opts: ReadTokenDataOptions = {}): TokenData {
+export function readTokenData(path: string, tokenizer: Tokenizer | undefined, opts: ReadTokenDataOptions = {}): TokenData {
+  const vocabSize = opts.vocabSize ?? tokenizer?.vocabSize;
+  const bosId = tokenizer?.bosId ?? opts.bosId;
+  if (vocabSize === undefined || bosId === undefined) throw new Error('readTokenData: without a tokenizer, give vocabSize and bosId');
   const bytes = readDataFile(path);
-  const vocabSize = opts.vocabSize ?? tokenizer.vocabSize;
   const checksum = createHash('sha256').update(bytes).digest('hex');
   const tokenFormat = opts.format ?? formatFromExtension(path);
   if (tokenFormat === 'tokens-u16' || tokenFormat === 'tokens-u32') {
-    const documents = tokenFileDocuments(path, bytes, tokenFormat === 'tokens-u16' ? 2 : 4, tokenizer.bosId, vocabSize);
+    const documents = tokenFileDocuments(path, bytes, tokenFormat === 'tokens-u16' ? 2 : 4, bosId, vocabSize);
     return { documents, checksum, format: tokenFormat, source: path };
   }
   const text = decodeText(path, bytes);
   const format = tokenFormat ?? (looksLikeJsonl(text) ? 'jsonl' : 'text');
   const texts = format === 'jsonl' ? jsonlTexts(path, text) : plainTextDocuments(text);
   if (texts.length === 0) throw new UserError(`${path}: no documents (${format === 'jsonl' ? 'every "text" is blank' : 'only whitespace'})`);
+  if (!tokenizer) throw new UserError(`${path} is ${format === 'jsonl' ? 'JSONL' : 'text'}: encoding it needs a tokenizer (give --tokenizer FILE, or token ids as FILE.u16)`);
   const documents = texts.map((t) => Int32Array.from(tokenizer.encode(t, { bos: true })));
   checkIds(path, documents, vocabSize, (d, id) => `document ${d + 1} encodes to token id ${id}`);
   return { documents, checksum, format, source: path };

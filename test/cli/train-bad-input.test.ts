@@ -181,3 +181,9 @@ test('train --resume: a checkpoint of another K, of other options, or none at al
   refused(t, 'train', [...MOC, '--data', DATA, '--steps', '2', '--batch', '2', '--seq', '16', '--resume', ckpt], /the checkpoint was made with different --batch \(1 there, 2 now\)/);
   refused(t, 'train', [...MOC, '--data', DATA, ...SMALL, '--resume', join(dir, 'nothing-here')], /nothing-here: cannot read training checkpoint/);
 });
+
+test('train: token-id --data without a tokenizer, but a text --eval: one line naming the missing tokenizer', (t) => {
+  // The HF fixture has no tokenizer; token ids need none, the held-out text does (it crashed before).
+  const ids = file(t, 'train.u16', new Uint8Array(new Uint16Array(Array.from({ length: 400 }, (_, i) => 1 + (i % 500))).buffer));
+  refused(t, 'train', [CHECKPOINTS.hf, '--data', ids, '--eval', DATA, ...SMALL], /has no tokenizer.*give --tokenizer FILE/);
+});

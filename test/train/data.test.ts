@@ -252,6 +252,6 @@ test('bad input: each a one-line UserError saying what is wrong', (t) => {
   const n = tok.encode('Once upon a time.', { bos: true }).length;
   throwsUser(t, () => new WindowSampler(readTokenData(small, tok), { batch: 2, seq: 64, seed: 0 }), `small.txt: ${n} tokens in 1 document(s), fewer than one training window needs (seq 64 + 1 = 65)`);
   throwsUser(t, () => new WindowSampler(readTokenData(small, tok), { batch: 0, seq: 4, seed: 0 }), 'batch must be a positive integer (got 0)');
-  throwsUser(t, () => checkSeqFitsContext(1024, 512), "sequence length 1024 is above the model's context length 512");
+  throwsUser(t, () => checkSeqFitsContext(1024, 512), "--seq 1024 is above the model's context length 512");
   t.notThrows(() => checkSeqFitsContext(512, 512));
 });
