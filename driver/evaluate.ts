@@ -48,12 +48,13 @@ function argmaxRow(x: Float32Array, off: number, V: number): number {
 export function evaluate(model: RunnableModel, data: TokenData, opts: EvalOptions = {}, weights = modelWeights(model)): EvalResult {
   const seq = opts.seq ?? Math.min(256, model.spec.maxSeqLen);
   const batches = evalBatches(data, { seq, rowsPerBatch: opts.rowsPerBatch ?? Math.max(seq, 2048) });
-  const total = batches.reduce((s, b) => s + b.targets.filter((t) => t >= 0).length, 0);
+  const counts = batches.map((b) => b.targets.filter((t) => t >= 0).length);
+  const total = counts.reduce((s, c) => s + c, 0);
   const teacherWeights = opts.teacher ? modelWeights(opts.teacher) : undefined;
   const V = model.spec.vocabSize;
   let n = 0, nll = 0, kl = 0, agree = 0;
-  for (const b of batches) {
-    const counted = b.targets.filter((t) => t >= 0).length;
+  for (const [i, b] of batches.entries()) {
+    const counted = counts[i]!;
     const logits = batchLogits(model, weights, b);
     nll += crossEntropy(logits, b.targets)[0]! * counted;
     if (opts.teacher) {

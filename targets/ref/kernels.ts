@@ -4,7 +4,7 @@
 // accumulators), each output's terms are still added one by one in the order of the plain loop
 // (the comment says why), so the results are bit for bit those of that loop.
 // All matrices are row-major; `T` is the number of tokens in the call.
-import { floatsFrom, newFloats } from './precision.js';
+import { newFloats } from './precision.js';
 
 export function embedding(table: Float32Array, d: number, tokens: Int32Array): Float32Array {
   const out = newFloats(tokens.length * d);

@@ -2,8 +2,8 @@
 // Like kernels.ts, clarity first, then speed where training needs it, bit for bit the plain loop's
 // results; sums accumulate in float64 and results are stored as float32.
 // Every kernel here is checked against central finite differences of its forward op in float64
-// (test/targets/ref-grad-kernels.test.ts), and the whole model against PyTorch.
-import { columns, ropeInvFreq, transpose, type RopeParams } from './kernels.js';
+// (test/targets/ref-grad-check.test.ts), and the whole model against PyTorch.
+import { columns, ropeAt, transpose, type RopeParams } from './kernels.js';
 import { floatsFrom, newFloats } from './precision.js';
 
 /** Rows counted by a loss: targets ≥ 0. A target ≥ V is an error naming the row. */
@@ -189,27 +189,9 @@ export function rmsnormGrad(x: Float32Array, w: Float32Array, dy: Float32Array, 
   return [dx, floatsFrom(dw)];
 }
 
-/** The transpose of rope: each pair rotated by −angle. */
+/** The transpose of rope: each pair rotated by −angle, i.e. rope at the negated positions. */
 export function ropeGrad(dy: Float32Array, p: RopeParams, pos: ArrayLike<number>): Float32Array {
-  const { heads, headDim: hd } = p;
-  const half = hd / 2;
-  const inv = ropeInvFreq(p);
-  const out = newFloats(dy.length);
-  const T = dy.length / (heads * hd);
-  for (let t = 0; t < T; t++) {
-    for (let i = 0; i < half; i++) {
-      const ang = pos[t]! * inv[i]!;
-      const c = Math.cos(ang), s = Math.sin(ang);
-      for (let h = 0; h < heads; h++) {
-        const base = t * heads * hd + h * hd;
-        const [ia, ib] = p.style === 'half' ? [base + i, base + i + half] : [base + 2 * i, base + 2 * i + 1];
-        const a = dy[ia]!, b = dy[ib]!;
-        out[ia] = a * c + b * s;
-        out[ib] = -a * s + b * c;
-      }
-    }
-  }
-  return out;
+  return ropeAt(dy, p, Array.from(pos, (x) => -x));
 }
 
 /**
