@@ -39,8 +39,8 @@ export function compileCuda(model: RunnableModel, outDir: string, arch: CudaArch
     format: 'mocc-cuda-program', version: 1, arch,
     kernels: [...program.kernels.keys()].map((name) => ({ name, file: `ptx/${name}.ptx` })),
     steps: program.steps, greedyTail: program.greedyTail, buffers: program.buffers, weights: program.weights,
-    consts: program.consts, kvCache: program.kvCache, selectHints: program.selectHints, logits: program.logits,
-    layout: 'row-major, every row padded to a multiple of 8 elements with zeros; activations float32',
+    consts: program.consts, kvCache: program.kvCache, selectHints: program.selectHints, logits: program.logits, prefill: program.prefill,
+    layout: 'row-major, every row padded to a multiple of 8 elements with zeros; activations float32 (bf16/f16 where a buffer says so)',
   };
   writeFileSync(join(outDir, 'launch.json'), JSON.stringify(manifest, null, 1) + '\n');
   return { kernels: program.kernels.size, launches: program.steps.length };

@@ -22,14 +22,16 @@ import { bufArgIds, planBuffers as planBufferIds, remapBufArgs } from '../buffer
 import { GraphFacts, type Node } from '../lowering/analysis.js';
 import { DeviceInputs } from '../lowering/device-inputs.js';
 import { residualAdd, siluMuls } from '../lowering/fusion.js';
-import { ffnPairs, foldedNorms, mocUpDowns, mocUps, qkvProjections, ropedAttentions, tauSlots } from './fusions.js';
+import { ffnPairs, foldedNorms, mocUpDowns, mocUps, qkvProjections, ropedAttentions, tauSlots, type FoldedNorm } from './fusions.js';
+import { castGrid, castRows, CAST_THREADS } from './ptx/cast.js';
+import { gemm, GEMM_DEFAULT, gemmThreads, type GemmSpec } from './ptx/gemm.js';
 
 export const CUDA_OPS = new Set(['embedding', 'rmsnorm', 'linear', 'logits', 'rope', 'attention', 'kv_write', 'kv_attention', 'silu', 'mul', 'add', 'transpose', 'moc_select', 'moc_gather', 'moc_up', 'moc_down']);
 
 interface VBuf {
   width: number;
   rowsPerToken: number;
-  dtype: 'f32' | 'i32';
+  dtype: BufferDecl['dtype'];
 }
 
 export interface LowerOptions {
@@ -39,9 +41,39 @@ export interface LowerOptions {
    * (UpDownSpec.warm). Default on; off to measure what it gives.
    */
   warm?: boolean;
+  /** Lower a prefill program for calls of many tokens (Program.prefill); default on. */
+  prefill?: boolean;
 }
 
+/**
+ * The decode launches (GEMVs, T rows each) and, when some linear has bf16/f16 weights, a prefill
+ * program for calls of many tokens that runs those linears as tensor-core GEMMs (Program.prefill).
+ */
 export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {}): Program {
+  const decode = lowerPass(g, spec, options, 'decode');
+  if (options.prefill === false) return decode.program;
+  const prefill = lowerPass(g, spec, options, 'prefill');
+  if (prefill.gemms === 0) return decode.program;
+  const p = decode.program;
+  const consts = new Map(p.consts.map((c) => [c.name, c]));
+  for (const c of prefill.program.consts) consts.set(c.name, c);
+  return {
+    ...p,
+    kernels: new Map([...p.kernels, ...prefill.program.kernels]),
+    weights: [...new Set([...p.weights, ...prefill.program.weights])],
+    consts: [...consts.values()],
+    prefill: { steps: prefill.program.steps, buffers: prefill.program.buffers, logits: prefill.program.logits },
+  };
+}
+
+/**
+ * One lowering of the graph. 'decode': GEMVs with RMSNorm folded in, fused Q/K/V and gate/up
+ * launches. 'prefill': linears with 16-bit weights as tensor-core GEMMs (gemm.ts) over 16-bit
+ * copies of their inputs (cast.ts; one per value, shared by its readers), RMSNorm as its own
+ * launch, no select hints; what has no GEMM form (MoC up/down, attention) as in 'decode'.
+ */
+function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'decode' | 'prefill'): { program: Program; gemms: number } {
+  const prefill = mode === 'prefill';
   const facts = new GraphFacts(g, 'cuda', spec.maxSeqLen);
   const producer = (o: Operand | undefined) => facts.producer(o), useCount = (v: string) => facts.useCount(v);
   const width = (n: Node) => facts.width(n), widthOf = (o: Operand) => facts.widthOf(o), fail = (n: Node, why: string) => facts.fail(n, why);
@@ -50,7 +82,7 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
   const kernels = new Map<string, string>();
   const use = (k: Kernel) => (kernels.set(k.name, k.text), k.name);
   const vbufs: VBuf[] = [];
-  const newBuf = (width: number, dtype: 'f32' | 'i32' = 'f32', rowsPerToken = 1) => (vbufs.push({ width, rowsPerToken, dtype }), vbufs.length - 1);
+  const newBuf = (width: number, dtype: VBuf['dtype'] = 'f32', rowsPerToken = 1) => (vbufs.push({ width, rowsPerToken, dtype }), vbufs.length - 1);
   const bufOf = new Map<string, number>();
   const steps: Step[] = [];
   const launch = (l: Omit<Launch, 'node'>, n: Node) => steps.push({ kind: 'launch', ...l, node: n.name });
@@ -63,15 +95,15 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
   // What this lowering fuses (fusions.ts), found before any kernel is chosen.
   const siluMulOf = siluMuls(facts);
   const mocUpOf = mocUps(siluMulOf);
-  const ffnPairOf = ffnPairs(facts, mocUpOf);
+  const ffnPairOf = prefill ? new Map<string, { gate: Node; up: Node }>() : ffnPairs(facts, mocUpOf);
   const mocDownOf = mocUpDowns(facts, mocUpOf);
-  const tauSlotOf = options.warm ?? true ? tauSlots(facts, mocDownOf) : new Map<string, number>();
+  const tauSlotOf = !prefill && (options.warm ?? true) ? tauSlots(facts, mocDownOf) : new Map<string, number>();
   const ropeOf = ropedAttentions(facts);
   const qkvOf = qkvProjections(facts, ropeOf);
   const qkvFused = new Set<string>();
   // RMSNorm read only by GEMVs: each reader normalizes x itself, and the norm's input is then read
   // by those GEMVs, which buffer reuse and the add-folding must know (`uses`).
-  const { normOf, readers: uses } = foldedNorms(facts, mocUpOf);
+  const { normOf, readers: uses } = prefill ? { normOf: new Map<string, FoldedNorm>(), readers: (v: string) => facts.readers(v) } : foldedNorms(facts, mocUpOf);
   /** Nodes whose work another node's launch does (or that need none). */
   const skip = new Set<string>();
   for (const s of siluMulOf.values()) skip.add(s.silu.name);
@@ -113,6 +145,21 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
     return { x: buf(folded.src, n), norm: { arg: w.arg, dtype: w.dtype, eps: folded.eps } };
   };
 
+  /** A 16-bit copy of operand o for the GEMMs that read it: one cast launch per value and dtype, at its first GEMM reader. */
+  const halfOf = new Map<string, number>();
+  const gemmInput = (o: Operand, dtype: 'bf16' | 'f16', n: Node): Arg => {
+    const key = `${o.name}:${dtype}`;
+    let id = halfOf.get(key);
+    if (id === undefined) {
+      const w = widthOf(o);
+      id = newBuf(w, dtype);
+      halfOf.set(key, id);
+      launch({ kernel: use(castRows(dtype, w)), grid: [castGrid(w), 'T', 1], block: CAST_THREADS, args: [{ kind: 'buf', id }, buf(o, n)] }, n);
+    }
+    return { kind: 'buf', id };
+  };
+  let gemms = 0;
+
   const tokens = facts.tokenInput();
   const wdtype = (name: string): WeightDType => facts.weight(name).dtype;
 
@@ -139,6 +186,17 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
       case 'linear':
       case 'logits': {
         const w = inputs.weight(n.inputs[1]!, n);
+        if (prefill && (w.dtype === 'bf16' || w.dtype === 'f16')) {
+          // Y[T, out] (+)= X[T, in] · Wᵀ on tensor cores; W is [out, in], rows pad8(in), as gemm.ts reads it
+          const xh = gemmInput(n.inputs[0]!, w.dtype, n);
+          const residual = accumulateInto(i, n);
+          const gs: GemmSpec = { dtype: w.dtype, ...GEMM_DEFAULT, epilogue: residual ? 'accumulate' : 'store' };
+          const outDim = width(n), inDim = widthOf(n.inputs[0]!);
+          launch({ kernel: use(gemm(gs)), grid: [Math.ceil(outDim / gs.bn), { tilesOfT: gs.bm }, 1], block: gemmThreads(gs),
+            args: [residual ?? out(), xh, w.arg, { kind: 'T' }, { kind: 'u32', value: outDim }, { kind: 'u32', value: inDim }] }, n);
+          gemms++;
+          return;
+        }
         const { x, norm } = gemvInput(n.inputs[0]!, n);
         const nspec = norm && { dtype: norm.dtype, eps: norm.eps };
         const inDim = widthOf(n.inputs[0]!);
@@ -149,7 +207,7 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
           y = residual;
         } else {
           // Later linears reading the same x (Q/K/V) join this launch: one kernel, not three.
-          const group = n.op === 'linear' ? facts.nodes.filter((m, j) => j > i && m.op === 'linear' && !skip.has(m.name) && m.inputs[0]!.kind === 'value' && m.inputs[0]!.name === n.inputs[0]!.name
+          const group = n.op === 'linear' && !prefill ? facts.nodes.filter((m, j) => j > i && m.op === 'linear' && !skip.has(m.name) && m.inputs[0]!.kind === 'value' && m.inputs[0]!.name === n.inputs[0]!.name
             && m.inputs[1]!.kind === 'param' && wdtype(m.inputs[1]!.name) === w.dtype && !foldedAdd(j, m.name)) : [];
           if (group.length > 0) {
             const members = [n, ...group];
@@ -329,12 +387,13 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
     { kind: 'launch', kernel: use(argmax(spec.vocabSize)), grid: [1, 1, 1], block: 1024, args: [{ kind: 'tokens' }, { kind: 'buf', id: logits }, { kind: 'history' }, { kind: 'pos' }], node: 'argmax' },
     { kind: 'launch', kernel: use(posAdvance()), grid: [1, 1, 1], block: 1, args: [{ kind: 'pos' }, { kind: 'T' }], node: 'pos_advance' },
   ];
-  return {
+  const program: Program = {
     kernels, steps: plan.steps, greedyTail, buffers: plan.buffers, weights: [...inputs.weights.keys()], consts: [...inputs.consts.values()],
     kvCache: { layers: spec.nLayers, width: spec.nKvHeads * spec.headDim, capacity: spec.maxSeqLen },
     selectHints: tauSlotOf.size,
     logits: { buf: logits, vocab: spec.vocabSize },
   };
+  return { program, gemms };
 }
 
 /** Physical buffers for the program's virtual ones (targets/buffer-plan.ts), and the steps remapped to them. */

@@ -5,6 +5,12 @@ import type { ConstDecl, GridDim } from '../lowering/program.js';
 
 export type { ConstDecl, GridDim };
 
+/** A CUDA grid dimension: also { tilesOfT: n } = ceil(T / n), e.g. a GEMM's row tiles over the call's tokens. */
+export type CudaGridDim = GridDim | { tilesOfT: number };
+
+/** A grid dimension's value for a call of T tokens. */
+export const gridDimFor = (d: CudaGridDim, T: number): number => (d === 'T' ? T : typeof d === 'number' ? d : Math.ceil(T / d.tilesOfT));
+
 export type Arg =
   | { kind: 'buf'; id: number }
   | { kind: 'weight'; name: string }
@@ -21,11 +27,13 @@ export type Arg =
    */
   | { kind: 'tau'; slot: number }
   /** The number of tokens in the call, as a u32 parameter. */
-  | { kind: 'T' };
+  | { kind: 'T' }
+  /** A u32 parameter fixed at lowering (a GEMM's N and K). */
+  | { kind: 'u32'; value: number };
 
 export interface Launch {
   kernel: string;
-  grid: [GridDim, GridDim, GridDim];
+  grid: [CudaGridDim, CudaGridDim, CudaGridDim];
   block: number;
   args: Arg[];
   /** Which IR node this launch computes (for messages and the manifest). */
@@ -34,12 +42,26 @@ export interface Launch {
 
 export type Step = ({ kind: 'launch' } & Launch) | { kind: 'zero'; buf: number; node: string };
 
-/** An activation buffer: rowsPerToken rows of `width` 4-byte elements per token (row stride pad8(width)). */
+/** An activation buffer: rowsPerToken rows of `width` elements per token (row stride pad8(width)). */
 export interface BufferDecl {
   id: number;
   width: number;
   rowsPerToken: number;
-  dtype: 'f32' | 'i32';
+  /** bf16/f16 only for the 16-bit inputs of the tensor-core GEMMs (prefill). */
+  dtype: 'f32' | 'i32' | 'bf16' | 'f16';
+}
+
+export const bufferElementBytes = (b: Pick<BufferDecl, 'dtype'>): number => (b.dtype === 'bf16' || b.dtype === 'f16' ? 2 : 4);
+
+/**
+ * A second set of launches for calls of many tokens (prefill): the same graph lowered with
+ * tensor-core GEMMs for the linears (targets/cuda/lower.ts). Its kernels, weights and constants
+ * are in the Program's; it shares the KV cache, positions and select hints with the decode steps.
+ */
+export interface PrefillProgram {
+  steps: Step[];
+  buffers: BufferDecl[];
+  logits: { buf: number; vocab: number };
 }
 
 export interface Program {
@@ -55,4 +77,6 @@ export interface Program {
   /** How many select-hint slots (Arg 'tau') the program uses. */
   selectHints: number;
   logits: { buf: number; vocab: number };
+  /** Launches for calls of T > 1 tokens; absent: those run `steps` with T rows. */
+  prefill?: PrefillProgram;
 }

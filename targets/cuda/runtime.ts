@@ -3,7 +3,7 @@
 import type { ModelSession, RunnableModel } from '../target.js';
 import type { Cuda, CudaFunction, CudaGraphExec, CudaStream, DevicePtr } from './driver.js';
 import { packParams } from './driver.js';
-import type { Arg, Program, Step } from './program.js';
+import { bufferElementBytes, gridDimFor, type Arg, type BufferDecl, type Program, type Step } from './program.js';
 import { archFor, ptxModule, type CudaArch } from './ptx/builder.js';
 import { pad8 } from './ptx/layout.js';
 import { constImage, weightImage } from '../lowering/device-image.js';
@@ -82,12 +82,13 @@ export class CudaModel {
     return p;
   }
 
-  /** Activation buffers for calls of T tokens (zeroed: padding must read as zero). */
-  buffersFor(T: number): DevicePtr[] {
-    return this.program.buffers.map((b) => this.zeroed(T * b.rowsPerToken * pad8(b.width) * 4));
+  /** Activation buffers `decls` for calls of T tokens (zeroed: padding must read as zero). */
+  buffersFor(decls: readonly BufferDecl[], T: number): DevicePtr[] {
+    return decls.map((b) => this.zeroed(T * b.rowsPerToken * pad8(b.width) * bufferElementBytes(b)));
   }
 
-  prepare(steps: Step[], T: number, bufs: DevicePtr[]): Prepared[] {
+  /** Launch parameters of `steps` for T tokens over buffers `bufs` (declared by `decls`). */
+  prepare(steps: Step[], decls: readonly BufferDecl[], T: number, bufs: DevicePtr[]): Prepared[] {
     const ptr = (a: Arg): { type: 'u64' | 'u32'; value: bigint | number } => {
       switch (a.kind) {
         case 'buf': return { type: 'u64', value: bufs[a.id]! };
@@ -98,15 +99,16 @@ export class CudaModel {
         case 'history': return { type: 'u64', value: this.history };
         case 'tau': return { type: 'u64', value: this.selectHints + BigInt(4 * a.slot) };
         case 'T': return { type: 'u32', value: T };
+        case 'u32': return { type: 'u32', value: a.value };
       }
     };
     return steps.map((s) => {
       if (s.kind === 'zero') {
-        const b = this.program.buffers[s.buf]!;
-        return { fn: null, grid: [1, 1, 1], block: [1, 1, 1], params: new Uint8Array(), offsets: new Uint32Array(), zero: { ptr: bufs[s.buf]!, words: T * b.rowsPerToken * pad8(b.width) } };
+        const b = decls[s.buf]!;
+        return { fn: null, grid: [1, 1, 1], block: [1, 1, 1], params: new Uint8Array(), offsets: new Uint32Array(), zero: { ptr: bufs[s.buf]!, words: (T * b.rowsPerToken * pad8(b.width) * bufferElementBytes(b)) / 4 } };
       }
       const { bytes, offsets } = packParams(s.args.map(ptr));
-      const grid = s.grid.map((d) => (d === 'T' ? T : d)) as [number, number, number];
+      const grid = s.grid.map((d) => gridDimFor(d, T)) as [number, number, number];
       return { fn: this.functions.get(s.kernel)!, grid, block: [s.block, 1, 1], params: bytes, offsets };
     });
   }
@@ -134,11 +136,13 @@ export class CudaSession implements ModelSession {
   private greedyGraph: CudaGraphExec | null = null;
   /** CUDA graphs on (default) or off, for checking that both paths agree. */
   useGraphs = true;
+  /** Calls of T > 1 tokens run the prefill program (default) or the decode steps with T rows (to compare them). */
+  usePrefill = true;
 
   constructor(readonly m: CudaModel) {
-    this.decodeBufs = m.buffersFor(1);
-    this.decodeSteps = m.prepare(m.program.steps, 1, this.decodeBufs);
-    this.greedySteps = m.prepare([...m.program.steps, ...m.program.greedyTail], 1, this.decodeBufs);
+    this.decodeBufs = m.buffersFor(m.program.buffers, 1);
+    this.decodeSteps = m.prepare(m.program.steps, m.program.buffers, 1, this.decodeBufs);
+    this.greedySteps = m.prepare([...m.program.steps, ...m.program.greedyTail], m.program.buffers, 1, this.decodeBufs);
   }
 
   get position(): number {
@@ -173,17 +177,19 @@ export class CudaSession implements ModelSession {
     if (this.pos + T > cap) throw new Error(`context full: ${this.pos} + ${T} tokens exceeds the model's ${cap}`);
     this.setInputs(tokens);
     let bufs = this.decodeBufs;
-    if (T === 1) {
+    // many tokens: the prefill launches (tensor-core GEMMs) where the program has them
+    const many = T > 1 ? (this.usePrefill && this.m.program.prefill) || this.m.program : undefined;
+    if (!many) {
       if (this.useGraphs) this.graph('decode').launch(this.m.stream);
       else this.m.run(this.decodeSteps);
     } else {
-      bufs = this.m.buffersFor(T);
-      this.m.run(this.m.prepare(this.m.program.steps, T, bufs));
+      bufs = this.m.buffersFor(many.buffers, T);
+      this.m.run(this.m.prepare(many.steps, many.buffers, T, bufs));
     }
-    const vocab = this.m.program.logits.vocab;
+    const { vocab, buf: logitsBuf } = (many ?? this.m.program).logits;
     const ld = pad8(vocab);
     const raw = new Float32Array(T * ld);
-    this.m.cuda.copyFromDevice(raw, bufs[this.m.program.logits.buf]!, this.m.stream);
+    this.m.cuda.copyFromDevice(raw, bufs[logitsBuf]!, this.m.stream);
     this.m.stream.synchronize();
     if (T > 1) for (const b of bufs) this.m.cuda.free(b);
     this.pos += T;

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ptxModule } from '../../targets/cuda/ptx/builder.js';
 import { gemm, GEMM_DEFAULT, gemmGrid, gemmThreads, type GemmSpec } from '../../targets/cuda/ptx/gemm.js';
-import { download, freeAll, pad8, poisoned, randomF32, rng, unpadF32, weight, launch } from '../helpers/cuda.js';
+import { download, freeAll, pad8, poisoned, randomF32, rng, unpadF32, upload, weight, launch } from '../helpers/cuda.js';
 import { cudaDeviceRequirement, findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
 
 const TILES: Omit<GemmSpec, 'dtype'>[] = [
@@ -19,6 +19,7 @@ const TILES: Omit<GemmSpec, 'dtype'>[] = [
   { bm: 128, bn: 128, warpsM: 2, warpsN: 2 }, // 4 warps of 64×64
   { bm: 64, bn: 64, warpsM: 2, warpsN: 2 }, // 4 warps of 32×32
   { bm: 64, bn: 128, warpsM: 1, warpsN: 4 }, // 4 warps of 64×32
+  { ...GEMM_DEFAULT, epilogue: 'accumulate' }, // ptxas only (its own GPU tests below)
 ];
 
 const ptxas = findPtxas();
@@ -27,7 +28,7 @@ const ptxasTest = testsNeeding(ptxasRequirement(ptxas));
 for (const dtype of ['bf16', 'f16'] as const) {
   for (const tile of TILES) {
     const spec = { dtype, ...tile };
-    ptxasTest(`gemm ${dtype} ${tile.bm}x${tile.bn} warps ${tile.warpsM}x${tile.warpsN}: assembles for sm_80 and sm_90, no local memory`, (t) => {
+    ptxasTest(`gemm ${dtype} ${tile.bm}x${tile.bn} warps ${tile.warpsM}x${tile.warpsN}${tile.epilogue ? ' ' + tile.epilogue : ''}: assembles for sm_80 and sm_90, no local memory`, (t) => {
       const dir = mkdtempSync(join(tmpdir(), 'mocc-gemm-'));
       t.teardown(() => rmSync(dir, { recursive: true, force: true }));
       const k = gemm(spec);
@@ -87,7 +88,7 @@ const SHAPES: [number, number, number][] = [
 ];
 
 for (const dtype of ['bf16', 'f16'] as const) {
-  for (const tile of TILES) {
+  for (const tile of TILES.filter((x) => x.epilogue === undefined)) {
     const spec = { dtype, ...tile };
     for (const [m, n, k] of SHAPES) {
       const seed = nextSeed++;
@@ -116,4 +117,31 @@ for (const dtype of ['bf16', 'f16'] as const) {
       });
     }
   }
+}
+
+// The accumulate epilogue (Y += X·Wᵀ: the residual add of a prefill): Y starts as random values, and
+// padding columns of Y (between N and pad8(N)) are poisoned with NaN that must stay as they are.
+for (const [m, n, k] of [[17, 72, 64], [130, 203, 136], [5, 3, 7]] as [number, number, number][]) {
+  const seed = nextSeed++;
+  const spec: GemmSpec = { dtype: 'bf16', ...GEMM_DEFAULT, epilogue: 'accumulate' };
+  cudaTest.serial(`gemm bf16 accumulate: M=${m} N=${n} K=${k}: Y += X·Wᵀ vs float64`, (t) => {
+    t.teardown(freeAll);
+    const r = rng(seed);
+    const x = weight(randomF32(m * k, r), m, k, 'bf16');
+    const w = weight(randomF32(n * k, r), n, k, 'bf16');
+    const y0 = randomF32(m * n, r);
+    const start = new Float32Array(m * pad8(n)).fill(NaN);
+    for (let i = 0; i < m; i++) start.set(y0.subarray(i * n, (i + 1) * n), i * pad8(n));
+    const y = upload(start);
+    launch(gemm(spec), gemmGrid(spec, m, n), gemmThreads(spec), [y, x.device, w.device, m, n, k]);
+    const raw = download(y, new Float32Array(m * pad8(n)));
+    const got = unpadF32(raw, m, n);
+    const want = reference(x.exact, w.exact, m, n, k);
+    let bad = 0;
+    for (let i = 0; i < got.length; i++) if (!(Math.abs(got[i]! - (want.y[i]! + y0[i]!)) <= 2e-5 * (want.mag[i]! + Math.abs(y0[i]!)) + 1e-30)) bad++;
+    t.is(bad, 0, `${bad} of ${got.length} elements off`);
+    let padTouched = 0;
+    for (let i = 0; i < m; i++) for (let j = n; j < pad8(n); j++) if (!Number.isNaN(raw[i * pad8(n) + j]!)) padTouched++;
+    t.is(padTouched, 0, 'padding columns written');
+  });
 }

@@ -57,12 +57,20 @@ for (const c of CASES) {
   test(`${c.label}: the lowered CUDA and WGSL programs match their snapshots`, (t) => {
     const { graph, spec, close } = c.graph();
     try {
+      // the decode launches alone (prefill: false), as the snapshots were first taken
       const cuda = (suffix: string, options?: Parameters<typeof lowerToCuda>[2]) => {
-        const p = lowerToCuda(graph, spec, options);
+        const p = lowerToCuda(graph, spec, { ...options, prefill: false });
         const { kernels, ...program } = p;
         t.snapshot(fingerprint(`${c.label} cuda${suffix}`, program, [...kernels]), `cuda${suffix}`);
       };
       cuda('');
+      // the prefill program (tensor-core GEMMs; only where weights are 16-bit) and the kernels it adds
+      const full = lowerToCuda(graph, spec);
+      const decodeKernels = lowerToCuda(graph, spec, { prefill: false }).kernels;
+      if (full.prefill) {
+        const added = [...full.kernels].filter(([name]) => !decodeKernels.has(name));
+        t.snapshot(fingerprint(`${c.label} cuda prefill`, { ...full.prefill, greedyTail: [], weights: full.weights, consts: full.consts }, added), 'cuda prefill');
+      } else t.true(spec === PRESET_1B ? false : true, 'the 1B preset (bf16 weights) has a prefill program');
       if (graph.nodes.some((n) => n.op === 'moc_select' && n.attrs.k !== undefined)) cuda(' warm off', { warm: false });
       const wgsl = (suffix: string, options: Parameters<typeof lowerToWgsl>[2]) => {
         const { kernels, ...program } = lowerToWgsl(graph, spec, options);

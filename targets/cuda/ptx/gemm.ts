@@ -1,5 +1,7 @@
 // Tensor-core GEMM for sm_80 (runs on sm_90 too): Y[M, N] = X[M, K] · W[N, K]ᵀ, the linear layout.
-// X and W f16/bf16, f32 accumulation, Y f32. Not yet used by the lowering (issue 16, first stage).
+// X and W f16/bf16, f32 accumulation, Y f32: stored (epilogue 'store') or added to what Y holds
+// ('accumulate': the residual add of a prefill, or gradient accumulation). The CUDA lowering uses it
+// for every linear of a multi-token call (targets/cuda/lower.ts, prefill program).
 //
 // Tiling. One CTA computes a BM×BN tile of Y, its warps arranged warpsM × warpsN, each warp a
 // (BM/warpsM) × (BN/warpsN) sub-tile made of 16×8 mma.sync.m16n8k16 tiles. K is walked in steps of
@@ -36,6 +38,8 @@ export interface GemmSpec {
   bn: number;
   warpsM: number;
   warpsN: number;
+  /** 'store' (default): Y = X·Wᵀ; 'accumulate': Y += X·Wᵀ. */
+  epilogue?: 'store' | 'accumulate';
 }
 
 /** The default tile: 128×128×32, 8 warps of 64×32. */
@@ -48,7 +52,7 @@ const SROW = BK + 8;
 export const gemmThreads = (s: GemmSpec): number => s.warpsM * s.warpsN * 32;
 
 export function gemmName(s: GemmSpec): string {
-  return `gemm_xwt_${s.dtype}_m${s.bm}n${s.bn}k${BK}_w${s.warpsM}x${s.warpsN}`;
+  return `gemm_xwt_${s.dtype}_m${s.bm}n${s.bn}k${BK}_w${s.warpsM}x${s.warpsN}${s.epilogue === 'accumulate' ? '_acc' : ''}`;
 }
 
 /** Grid for Y[M, N]: x over column tiles, y over row tiles. */
@@ -201,8 +205,14 @@ export function gemm(s: GemmSpec): Kernel {
         const a = k.reg('u64', 'ys');
         // both columns in range: one 8-byte store (col is even and rows are pad8(N) floats, so aligned)
         k.emit(`add.u32 ${col}, ${c0}, ${j * 8}`, `add.u32 ${col1}, ${col}, 1`, `setp.lt.and.u32 ${both}, ${col1}, ${N}, ${rowOk}`, `setp.lt.and.u32 ${one}, ${col}, ${N}, ${rowOk}`);
-        k.emit(`mul.wide.u32 ${yoff}, ${col}, 4`, `add.s64 ${a}, ${ya}, ${yoff}`, `@${both} st.global.v2.f32 [${a}], {${v0}, ${v1}}`);
-        k.emit(`xor.pred ${one}, ${one}, ${both}`, `@${one} st.global.f32 [${a}], ${v0}`);
+        k.emit(`mul.wide.u32 ${yoff}, ${col}, 4`, `add.s64 ${a}, ${ya}, ${yoff}`, `xor.pred ${one}, ${one}, ${both}`);
+        if (s.epilogue === 'accumulate') {
+          // each element belongs to one thread of one CTA: a plain read-modify-write, no atomics
+          const [o0, o1] = [k.reg('f32', 'yo'), k.reg('f32', 'yo')];
+          k.emit(`@${both} ld.global.v2.f32 {${o0}, ${o1}}, [${a}]`, `@${one} ld.global.f32 ${o0}, [${a}]`);
+          k.emit(`add.f32 ${v0}, ${v0}, ${o0}`, `add.f32 ${v1}, ${v1}, ${o1}`);
+        }
+        k.emit(`@${both} st.global.v2.f32 [${a}], {${v0}, ${v1}}`, `@${one} st.global.f32 [${a}], ${v0}`);
       }
     }
   }
