@@ -22,6 +22,7 @@ export class KernelBuilder {
   private readonly decls = new Map<string, RegType>();
   private readonly body: string[] = [];
   private readonly shared: string[] = [];
+  private readonly moduleScope: string[] = [];
   private counter = 0;
   private synced = false;
   private maxThreads?: number;
@@ -63,12 +64,13 @@ export class KernelBuilder {
 
   /**
    * The kernel's dynamically sized shared memory (the launch's sharedBytes), as an .extern array
-   * declared in the kernel; returns its name. Its alignment beyond 16 bytes is not promised:
-   * align its address at run time where more is needed.
+   * (PTX allows those only at module scope: it is written before the entry, named after the kernel
+   * so kernels of one module do not collide); returns its name. Its alignment beyond 16 bytes is
+   * not promised: align its address at run time where more is needed.
    */
-  dynamicShared(hint: string): string {
-    const name = `sh_${hint}_${this.counter++}`;
-    this.shared.push(`\t.extern .shared .align 16 .b8 ${name}[];`);
+  dynamicShared(): string {
+    const name = `sh_${this.name}_dynamic`;
+    this.moduleScope.push(`.extern .shared .align 16 .b8 ${name}[];`);
     return name;
   }
 
@@ -273,7 +275,8 @@ export class KernelBuilder {
     const params = this.params.map((p) => (p.type === 'tmap' ? `\t.param .align 64 .b8 ${p.name}[128]` : `\t.param .${p.type} ${p.name}`)).join(',\n');
     const decls = [...this.decls].map(([n, t]) => `\t.reg .${t} ${n};`).join('\n');
     const bounds = (this.maxThreads ? `.maxntid ${this.maxThreads}, 1, 1\n` : '') + (this.minBlocks ? `.minnctapersm ${this.minBlocks}\n` : '');
-    return `.visible .entry ${this.name}(\n${params}\n)\n${bounds}{\n${decls}\n${this.shared.join('\n')}\n${this.body.join('\n')}\n\tret;\n}\n`;
+    const before = this.moduleScope.map((l) => `${l}\n`).join('');
+    return `${before}.visible .entry ${this.name}(\n${params}\n)\n${bounds}{\n${decls}\n${this.shared.join('\n')}\n${this.body.join('\n')}\n\tret;\n}\n`;
   }
 
   /**
