@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the GPU machine (no Node there: carry .carry, dist and the addon; see bench/gpu/README.md):
-#   source .carry/setup.sh && bash bench/gpu/run.sh [check|sanitize|ffn|e2e|wgsl|wgsl-check|all]
+#   source .carry/setup.sh && bash bench/gpu/run.sh [check|gemm|sanitize|ffn|e2e|wgsl|wgsl-check|all]
 # Writes logs and JSON under $OUT (the device tool's output folder) or bench/results/gpu.
 set -u
 what=${1:-all}
@@ -12,8 +12,13 @@ status=0
 step() { echo; echo "=== $1"; }
 if [[ $what == all || $what == check ]]; then
   step "cuda-check: the CUDA kernel and model tests (kernels vs ref, stories260K logits and greedy text) and the rest of the CUDA tests"
-  node node_modules/ava/entrypoints/cli.mjs test/targets/cuda-kernels.test.ts test/targets/cuda-gemm.test.ts test/targets/cuda-prefill.test.ts test/targets/cuda-model.test.ts test/targets/cuda-driver.test.ts test/targets/cuda-ptx.test.ts > "$out/cuda-check.log" 2>&1 || status=1
+  node node_modules/ava/entrypoints/cli.mjs test/targets/cuda-kernels.test.ts test/targets/cuda-gemm.test.ts test/targets/cuda-gemm-sm90.test.ts test/targets/cuda-prefill.test.ts test/targets/cuda-model.test.ts test/targets/cuda-driver.test.ts test/targets/cuda-ptx.test.ts > "$out/cuda-check.log" 2>&1 || status=1
   grep -E "✘|skip|tests? (passed|failed|skipped)" "$out/cuda-check.log" | tail -40
+fi
+if [[ $what == all || $what == gemm ]]; then
+  step "gemm: the tensor-core GEMMs (sm_80, and sm_90a on Hopper) vs cuBLAS on issue 16's shapes"
+  python3 bench/gpu/torch_gemm.py --out "$out/torch_gemm.json" 2>&1 | tail -5 || status=1
+  node dist/bench/gpu/gemm.js --torch "$out/torch_gemm.json" --out "$out/gemm.json" 2>&1 | tail -24 || status=1
 fi
 if [[ $what == all || $what == sanitize ]]; then
   step "compute-sanitizer: one prefill + decode step (memcheck, racecheck)"

@@ -1,10 +1,13 @@
-"""cuBLAS beside bench/gpu/gemm-sm80.ts: torch.matmul of X[M,K] by W[N,K]^T in bf16 with f32 out
-(as F.linear then .float() would cost an extra pass, this times the bf16 product alone, then the
-same with out_dtype f32 where torch offers it). Median of 7 samples of 10 launches, CUDA events.
-  python3 bench/gpu/torch_gemm.py"""
+"""cuBLAS beside bench/gpu/gemm.ts: torch.matmul of X[M,K] by W[N,K]^T, bf16 in and out (what
+torch offers; mocc's kernels write f32 by default, bf16 as an option). Random inputs; median of 7
+samples of 10 launches, CUDA events.
+  python3 bench/gpu/torch_gemm.py [--out FILE]"""
+import json
+import sys
+
 import torch
 
-SHAPES = [(4096, 4096, 4096), (16384, 2048, 2048), (16384, 5461, 2048)]
+SHAPES = [(4096, 4096, 4096), (16384, 5461, 2048), (16384, 2048, 2048), (16384, 32000, 2048)]
 
 
 def time_ms(f, reps=7, iters=10):
@@ -23,9 +26,16 @@ def time_ms(f, reps=7, iters=10):
     return sorted(ts)[len(ts) // 2]
 
 
+rows = []
 print("device:", torch.cuda.get_device_name())
 for m, n, k in SHAPES:
     x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
     w = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
     ms = time_ms(lambda: torch.matmul(x, w.t()))
-    print(f"{m}x{n}x{k}  torch.matmul bf16->bf16: {ms:.3f} ms, {2 * m * n * k / ms / 1e9:.1f} TFLOP/s")
+    tflops = 2 * m * n * k / ms / 1e9
+    rows.append({"m": m, "n": n, "k": k, "ms": ms, "tflops": tflops})
+    print(f"{m}x{n}x{k}  torch.matmul bf16->bf16: {ms:.3f} ms, {tflops:.1f} TFLOP/s")
+    del x, w
+if "--out" in sys.argv:
+    with open(sys.argv[sys.argv.index("--out") + 1], "w") as f:
+        json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows}, f, indent=2)

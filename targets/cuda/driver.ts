@@ -57,6 +57,9 @@ export interface Cuda {
   createStream(): CudaStream;
   /** cuCtxSynchronize. */
   synchronize(): void;
+  /** cuTensorMapEncodeTiled: the 128-byte tensor map for Hopper's bulk tensor copies, passed to a
+   *  kernel by value (packParams type 'tmap'). */
+  tensorMapEncodeTiled(map: TensorMapTiled): Uint8Array;
   createEvent(): CudaEvent;
   /** Destroys everything still alive (graph execs, graphs, events, streams, modules, allocations)
    *  and releases the primary context. Idempotent. Throws the first error after finishing the cleanup. */
@@ -128,6 +131,28 @@ export interface CudaEvent {
   destroy(): void;
 }
 
+/**
+ * A tiled tensor map (cuTensorMapEncodeTiled). dims[0] is the contiguous dimension; all counts are in
+ * elements except strides, which are the byte strides of dims 1.. (rank - 1 entries, multiples of 16).
+ * Boxes that reach past dims are zero-filled on load. swizzle is the shared-memory layout the copy
+ * writes ('128B': 16-byte chunk c of row r lands at chunk c ^ (r % 8); the box row must be at most 128 bytes).
+ */
+export interface TensorMapTiled {
+  dtype: 'bf16' | 'f16' | 'f32';
+  address: DevicePtr;
+  dims: number[];
+  strides: number[];
+  box: number[];
+  swizzle: 'none' | '32B' | '64B' | '128B';
+  /** L2 sector promotion (default '256B'). */
+  l2Promotion?: 'none' | '64B' | '128B' | '256B';
+}
+
+// cuda.h's enum values (CUtensorMapDataType, CUtensorMapSwizzle, CUtensorMapL2promotion)
+const TMAP_DTYPE = { f16: 6, f32: 7, bf16: 9 } as const;
+const TMAP_SWIZZLE = { none: 0, '32B': 1, '64B': 2, '128B': 3 } as const;
+const TMAP_L2 = { none: 0, '64B': 1, '128B': 2, '256B': 3 } as const;
+
 // ---- the addon ----
 
 type H = bigint;
@@ -178,6 +203,10 @@ interface Addon {
   eventElapsed(ctx: H, start: H, end: H): number;
   eventDestroy(ctx: H, e: H): void;
   errorName(code: number): string;
+  tensorMapEncodeTiled(
+    dataType: number, address: H, dims: BigUint64Array, strides: BigUint64Array, box: Uint32Array,
+    elementStrides: Uint32Array, interleave: number, swizzle: number, l2Promotion: number, oobFill: number,
+  ): Uint8Array;
 }
 
 const CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
@@ -363,6 +392,14 @@ class CudaContext implements Cuda {
     this.addon.ctxSynchronize(this.ctx());
   }
 
+  tensorMapEncodeTiled(t: TensorMapTiled): Uint8Array {
+    this.ctx();
+    const rank = t.dims.length;
+    if (t.strides.length !== rank - 1 || t.box.length !== rank) throw new RangeError(`tensor map of rank ${rank}: needs ${rank - 1} strides and ${rank} box sizes`);
+    return this.addon.tensorMapEncodeTiled(TMAP_DTYPE[t.dtype], t.address, BigUint64Array.from(t.dims.map(BigInt)), BigUint64Array.from(t.strides.map(BigInt)),
+      Uint32Array.from(t.box), new Uint32Array(rank).fill(1), 0, TMAP_SWIZZLE[t.swizzle], TMAP_L2[t.l2Promotion ?? '256B'], 0);
+  }
+
   createEvent(): CudaEvent {
     const e = new EventImpl(this, this.addon.eventCreate(this.ctx()));
     this.events.add(e);
@@ -536,18 +573,25 @@ class EventImpl extends OwnedHandle implements CudaEvent {
 
 // ---- kernel parameters ----
 
-const PARAM_SIZE = { u64: 8, u32: 4, i32: 4, f32: 4 } as const;
+const PARAM_SIZE = { u64: 8, u32: 4, i32: 4, f32: 4, tmap: 128 } as const;
+/** Alignment in the parameter buffer: each scalar's size; a tensor map 64 (PTX: `.param .align 64 .b8 name[128]`). */
+const PARAM_ALIGN = { u64: 8, u32: 4, i32: 4, f32: 4, tmap: 64 } as const;
 
-/** Packs kernel parameters: 'u64' (device pointers, bigint), 'u32', 'i32', 'f32'; each aligned to its size. */
-export function packParams(
-  params: Array<{ type: 'u64' | 'u32' | 'i32' | 'f32'; value: number | bigint }>,
-): { bytes: Uint8Array; offsets: Uint32Array } {
+export type KernelParam =
+  | { type: 'u64' | 'u32' | 'i32' | 'f32'; value: number | bigint }
+  | { type: 'tmap'; value: Uint8Array };
+
+/**
+ * Packs kernel parameters: 'u64' (device pointers, bigint), 'u32', 'i32', 'f32', each aligned to its
+ * size; 'tmap', a 128-byte tensor map (Cuda.tensorMapEncodeTiled) passed by value, 64-byte aligned.
+ */
+export function packParams(params: KernelParam[]): { bytes: Uint8Array; offsets: Uint32Array } {
   const offsets = new Uint32Array(params.length);
   let end = 0;
   params.forEach((p, i) => {
-    const size = PARAM_SIZE[p.type];
+    const size = PARAM_SIZE[p.type], align = PARAM_ALIGN[p.type];
     if (size === undefined) throw new TypeError(`parameter ${i}: unknown type ${String(p.type)}`);
-    end = Math.ceil(end / size) * size;
+    end = Math.ceil(end / align) * align;
     offsets[i] = end;
     end += size;
   });
@@ -555,6 +599,11 @@ export function packParams(
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   params.forEach((p, i) => {
     const off = offsets[i]!;
+    if (p.type === 'tmap') {
+      if (!(p.value instanceof Uint8Array) || p.value.length !== 128) throw new TypeError(`parameter ${i}: a tensor map must be a Uint8Array of 128 bytes`);
+      bytes.set(p.value, off);
+      return;
+    }
     const v = p.value;
     switch (p.type) {
       case 'u64': {

@@ -1,8 +1,9 @@
 // Launching single generated kernels on host arrays, for the GPU checks and benchmarks.
-import type { DevicePtr } from '../../targets/cuda/driver.js';
+import type { CudaStream, DevicePtr } from '../../targets/cuda/driver.js';
 import { packParams } from '../../targets/cuda/driver.js';
 import { cudaContext } from '../../targets/cuda/index.js';
-import { archFor, ptxModule } from '../../targets/cuda/ptx/builder.js';
+import { archFor, ptxModule, type CudaArch } from '../../targets/cuda/ptx/builder.js';
+import { gemm90, gemm90Grid, gemm90SharedBytes, gemm90TensorMap, gemm90Threads, type Gemm90Spec } from '../../targets/cuda/ptx/gemm-sm90.js';
 import type { Kernel } from '../../targets/cuda/ptx/dense.js';
 import { pad8, type WeightDType } from '../../targets/cuda/ptx/layout.js';
 import { decodeToF32, encodeFromF32 } from '../../src/util/dtype.js';
@@ -10,11 +11,35 @@ import { decodeToF32, encodeFromF32 } from '../../src/util/dtype.js';
 export const cuda = () => cudaContext();
 const loaded = new Map<string, ReturnType<ReturnType<typeof cuda>['loadModule']>>();
 
-/** The kernel as a function, loaded as the device's PTX flavour (sm_90: with the programmatic-launch waits). */
-export function fn(k: Kernel) {
+/**
+ * The kernel as a function, loaded as the device's PTX flavour (sm_90: with the programmatic-launch
+ * waits), or as `arch` (sm_90a for kernels with wgmma).
+ */
+export function fn(k: Kernel, arch?: CudaArch | 'sm_90a') {
   let m = loaded.get(k.name);
-  if (!m) loaded.set(k.name, (m = cuda().loadModule(ptxModule([k.text], archFor(cuda().device.computeCapability)), k.name)));
+  if (!m) loaded.set(k.name, (m = cuda().loadModule(ptxModule([k.text], arch ?? archFor(cuda().device.computeCapability)), k.name)));
   return m.getFunction(k.name);
+}
+
+/**
+ * A launcher of the Hopper GEMM (gemm-sm90.ts) on device buffers: the tensor maps made once, the
+ * function's shared-memory limit raised, a persistent grid of one CTA per multiprocessor.
+ * x: m × pad8(k), w: n × pad8(k) in spec.dtype; y: m × pad8(n) in spec.out. Nothing to do when m or n is 0.
+ */
+export function gemm90Launcher(spec: Gemm90Spec, y: DevicePtr, x: DevicePtr, w: DevicePtr, m: number, n: number, k: number): (stream?: CudaStream | null) => void {
+  if (m === 0 || n === 0) return () => {};
+  const c = cuda(), kernel = gemm90(spec), f = fn(kernel, 'sm_90a'), shared = gemm90SharedBytes(spec);
+  f.setMaxDynamicShared(shared);
+  // a tensor map needs every dimension >= 1: with K = 0 the maps are never read, so describe one column
+  const kk = Math.max(k, 1);
+  const p = packParams([
+    { type: 'u64', value: y },
+    { type: 'tmap', value: c.tensorMapEncodeTiled(gemm90TensorMap(spec, 'x', x, m, kk)) },
+    { type: 'tmap', value: c.tensorMapEncodeTiled(gemm90TensorMap(spec, 'w', w, n, kk)) },
+    { type: 'u32', value: m }, { type: 'u32', value: n }, { type: 'u32', value: k },
+  ]);
+  const grid = gemm90Grid(spec, m, n, c.device.multiprocessors), block: [number, number, number] = [gemm90Threads(spec), 1, 1];
+  return (stream = null) => f.launch(grid, block, shared, stream, p.bytes, p.offsets);
 }
 
 export function launch(k: Kernel, grid: [number, number, number], block: number, args: (DevicePtr | number)[]): void {
@@ -29,11 +54,14 @@ export function upload(data: ArrayBufferView): DevicePtr {
   cuda().copyToDevice(p, data);
   return p;
 }
-/** Device memory filled with NaN, so an element a kernel failed to write is caught. */
-export function poisoned(bytes: number): DevicePtr {
+/**
+ * Device memory filled with NaN, so an element a kernel failed to write is caught: f32 NaN words,
+ * or with `word` 0x7fc07fc0 two bf16 NaNs a word.
+ */
+export function poisoned(bytes: number, word = 0x7fc00000): DevicePtr {
   const p = cuda().malloc(Math.max(4, bytes));
   allocs.push(p);
-  cuda().memsetD32(p, 0x7fc00000, Math.ceil(bytes / 4));
+  cuda().memsetD32(p, word, Math.ceil(bytes / 4));
   return p;
 }
 export function download<T extends Float32Array | Int32Array>(p: DevicePtr, out: T): T {

@@ -54,6 +54,14 @@ export function cudaDeviceRequirement(): Requirement {
   return { missing: a.ok ? null : `no CUDA device (${a.reason})`, optionalInCi: true };
 }
 
+/** A Hopper device (compute capability 9.x), for sm_90a kernels (wgmma); skips everywhere else. */
+export function hopperDeviceRequirement(): Requirement {
+  const a = cudaAvailability();
+  if (!a.ok) return { missing: `no CUDA device (${a.reason})`, optionalInCi: true };
+  const [major, minor] = a.device.computeCapability;
+  return { missing: major === 9 ? null : `not a Hopper GPU (${a.device.name}, compute capability ${major}.${minor})`, optionalInCi: true };
+}
+
 const ADDON = join(ROOT, 'targets/cuda/native/build/Release/mocc_cuda.node');
 export function cudaAddonRequirement(): Requirement {
   return { missing: existsSync(ADDON) ? null : `the CUDA addon is not built (${ADDON}; npm run build:native needs a C compiler, make and python3)` };

@@ -58,6 +58,15 @@ test('packParams lays out [u64, u32, f32, u64] at offsets [0, 8, 12, 16], little
   t.is(dv.getBigUint64(16, true), 0x7f0000001000n);
 });
 
+test('packParams puts a tensor map (128 bytes by value) at the next multiple of 64, as .param .align 64 .b8 [128]', (t) => {
+  const map = Uint8Array.from({ length: 128 }, (_, i) => i + 1);
+  const { bytes, offsets } = packParams([{ type: 'u64', value: 5n }, { type: 'tmap', value: map }, { type: 'u32', value: 7 }]);
+  t.deepEqual([...offsets], [0, 64, 192]);
+  t.is(bytes.byteLength, 196);
+  t.deepEqual([...bytes.subarray(64, 192)], [...map]);
+  t.throws(() => packParams([{ type: 'tmap', value: new Uint8Array(64) }]), { message: /128 bytes/ });
+});
+
 test('packParams aligns each parameter to its size and rejects out-of-range values', (t) => {
   const { bytes, offsets } = packParams([
     { type: 'i32', value: -2 },

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { ptxModule } from '../../targets/cuda/ptx/builder.js';
 import { gemm, GEMM_DEFAULT, gemmGrid, gemmThreads, type GemmSpec } from '../../targets/cuda/ptx/gemm.js';
 import { download, freeAll, pad8, poisoned, randomF32, rng, unpadF32, upload, weight, launch } from '../helpers/cuda.js';
+import { compareGemm, gemmReference } from '../helpers/gemm-check.js';
 import { cudaDeviceRequirement, findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
 
 const TILES: Omit<GemmSpec, 'dtype'>[] = [
@@ -65,24 +66,6 @@ test('gemm rejects a tile its warps cannot cover', (t) => {
 const cudaTest = testsNeeding(cudaDeviceRequirement());
 let nextSeed = 1;
 
-/** Y = X·Wᵀ in float64 from the rounded inputs; also Σ|x·w| per element, the scale of its rounding error. */
-function reference(x: Float32Array, w: Float32Array, m: number, n: number, k: number): { y: Float64Array; mag: Float64Array } {
-  const y = new Float64Array(m * n), mag = new Float64Array(m * n);
-  for (let i = 0; i < m; i++) {
-    for (let j = 0; j < n; j++) {
-      let s = 0, a = 0;
-      for (let c = 0; c < k; c++) {
-        const p = x[i * k + c]! * w[j * k + c]!;
-        s += p;
-        a += Math.abs(p);
-      }
-      y[i * n + j] = s;
-      mag[i * n + j] = a;
-    }
-  }
-  return { y, mag };
-}
-
 const SHAPES: [number, number, number][] = [
   [1, 8, 16], [17, 72, 64], [130, 200, 136], [1, 200, 20], [17, 8, 1000], [130, 72, 64], [64, 128, 32], [300, 260, 520], [5, 3, 7],
 ];
@@ -100,19 +83,11 @@ for (const dtype of ['bf16', 'f16'] as const) {
         const y = poisoned(m * pad8(n) * 4);
         launch(gemm(spec), gemmGrid(spec, m, n), gemmThreads(spec), [y, x.device, w.device, m, n, k]);
         const got = unpadF32(download(y, new Float32Array(m * pad8(n))), m, n);
-        const want = reference(x.exact, w.exact, m, n, k);
+        const want = gemmReference(x.exact, w.exact, m, n, k);
         // f32 accumulation of exact products: a norm-wise relative error near 1e-7, and no element
         // off by more than a few f32 roundings of its Σ|x·w| (a wrong fragment is off by O(1))
-        let num = 0, den = 0, worst = 0, bad = 0;
-        for (let i = 0; i < got.length; i++) {
-          const d = Math.abs(got[i]! - want.y[i]!);
-          if (!(d <= 2e-5 * want.mag[i]! + 1e-30)) bad++;
-          num += d * d;
-          den += want.y[i]! ** 2;
-          worst = Math.max(worst, d / Math.max(want.mag[i]!, 1e-30));
-        }
-        const rel = Math.sqrt(num / Math.max(den, 1e-30));
-        t.is(bad, 0, `${bad} of ${got.length} elements off (NaN = unwritten); worst ${worst.toExponential(2)} of Σ|x·w|`);
+        const { bad, worst, rel } = compareGemm(got, want);
+        t.is(bad, 0, `${bad} of ${got.length} elements off (NaN = unwritten); worst ${worst.toExponential(2)} of the allowance`);
         t.true(rel < 1e-5, `rel ${rel.toExponential(2)}`);
       });
     }
@@ -136,7 +111,7 @@ for (const [m, n, k] of [[17, 72, 64], [130, 203, 136], [5, 3, 7]] as [number, n
     launch(gemm(spec), gemmGrid(spec, m, n), gemmThreads(spec), [y, x.device, w.device, m, n, k]);
     const raw = download(y, new Float32Array(m * pad8(n)));
     const got = unpadF32(raw, m, n);
-    const want = reference(x.exact, w.exact, m, n, k);
+    const want = gemmReference(x.exact, w.exact, m, n, k);
     let bad = 0;
     for (let i = 0; i < got.length; i++) if (!(Math.abs(got[i]! - (want.y[i]! + y0[i]!)) <= 2e-5 * (want.mag[i]! + Math.abs(y0[i]!)) + 1e-30)) bad++;
     t.is(bad, 0, `${bad} of ${got.length} elements off`);

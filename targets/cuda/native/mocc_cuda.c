@@ -131,7 +131,9 @@ _Static_assert(offsetof(CUlaunchConfig, sharedMemBytes) == 24 && offsetof(CUlaun
   X(cuGraphInstantiateWithFlags, (CUgraphExec *, CUgraph, unsigned long long))               \
   X(cuGraphLaunch, (CUgraphExec, CUstream))                                                  \
   X(cuGraphExecDestroy, (CUgraphExec))                                                       \
-  X(cuGraphDestroy, (CUgraph))
+  X(cuGraphDestroy, (CUgraph))                                                               \
+  X(cuTensorMapEncodeTiled, (void *, int, uint32_t, void *, const uint64_t *, const uint64_t *, \
+                             const uint32_t *, const uint32_t *, int, int, int, int))
 
 #define DECLARE_PFN(name, params) \
   typedef CUresult(*pfn_##name) params; \
@@ -997,9 +999,11 @@ static napi_value js_launch(napi_env env, napi_callback_info info) {
   /* Without cuLaunchKernelEx the overlap request is dropped (see above). */
   int use_ex = overlap && p_cuLaunchKernelEx != NULL;
   size_t n = olen / 4;
-  /* Copy the parameter bytes into 16-byte-aligned host memory and point the driver at it;
+  /* Copy the parameter bytes into aligned host memory and point the driver at it;
      the driver copies the values during the launch call, so both are freed right after. */
-  uint8_t *staged = (uint8_t *)malloc(plen > 0 ? plen : 1);
+  /* 128-byte aligned: a tensor-map parameter (CUtensorMap, alignas(128) in cuda.h) is read from here. */
+  uint8_t *staged = NULL;
+  if (posix_memalign((void **)&staged, 128, plen > 0 ? plen : 1) != 0) staged = NULL;
   void **ptrs = (void **)malloc((n > 0 ? n : 1) * sizeof(void *));
   if (staged == NULL || ptrs == NULL) {
     free(staged);
@@ -1053,6 +1057,59 @@ static napi_value js_launch(napi_env env, napi_callback_info info) {
                     dims[1], dims[2], dims[3], dims[4], dims[5], shared);
   }
   return make_undefined(env);
+}
+
+/* ---- tensor maps (Hopper's bulk tensor copies) ---- */
+
+/* tensorMapEncodeTiled(dataType, address: bigint, dims: BigUint64Array, strides: BigUint64Array,
+                        box: Uint32Array, elementStrides: Uint32Array, interleave, swizzle, l2Promotion, oobFill)
+   -> Uint8Array(128): the CUtensorMap that cuTensorMapEncodeTiled writes, to pass by value as a kernel
+   parameter. The enums are cuda.h's numbers (the JS side names them). strides has rank - 1 entries,
+   in bytes. Needs no context. */
+static napi_value js_tensor_map_encode_tiled(napi_env env, napi_callback_info info) {
+  ARGS(10);
+  int32_t dtype, interleave, swizzle, l2, oob;
+  uint64_t addr;
+  uint8_t *dims, *strides, *box, *estr;
+  size_t ndims, nstrides, nbox, nestr;
+  napi_typedarray_type t1, t2, t3, t4;
+  if (!get_i32(env, argv[0], "dataType", &dtype)) return NULL;
+  if (!get_handle(env, argv[1], "address", &addr)) return NULL;
+  if (!get_view(env, argv[2], "dims", &dims, &ndims, &t1)) return NULL;
+  if (!get_view(env, argv[3], "strides", &strides, &nstrides, &t2)) return NULL;
+  if (!get_view(env, argv[4], "box", &box, &nbox, &t3)) return NULL;
+  if (!get_view(env, argv[5], "elementStrides", &estr, &nestr, &t4)) return NULL;
+  if (!get_i32(env, argv[6], "interleave", &interleave)) return NULL;
+  if (!get_i32(env, argv[7], "swizzle", &swizzle)) return NULL;
+  if (!get_i32(env, argv[8], "l2Promotion", &l2)) return NULL;
+  if (!get_i32(env, argv[9], "oobFill", &oob)) return NULL;
+  if (t1 != napi_biguint64_array || t2 != napi_biguint64_array) return throw_type(env, "dims and strides must be BigUint64Arrays");
+  if (t3 != napi_uint32_array || t4 != napi_uint32_array) return throw_type(env, "box and elementStrides must be Uint32Arrays");
+  size_t rank = ndims / 8;
+  if (rank < 1 || rank > 5 || nstrides / 8 != rank - 1 || nbox / 4 != rank || nestr / 4 != rank)
+    return throw_range(env, "tensor map of rank %zu: strides need rank - 1 entries, box and elementStrides rank", rank);
+  NEED(cuTensorMapEncodeTiled);
+  /* Copies into aligned locals: the typed arrays' bytes may sit at any offset of their buffers. */
+  uint64_t d[5], s[5] = {0};
+  uint32_t b[5], e[5];
+  memcpy(d, dims, 8 * rank);
+  if (rank > 1) memcpy(s, strides, 8 * (rank - 1));
+  memcpy(b, box, 4 * rank);
+  memcpy(e, estr, 4 * rank);
+  _Alignas(128) uint64_t map[16];
+  memset(map, 0, sizeof map);
+  CUresult r = p_cuTensorMapEncodeTiled(map, dtype, (uint32_t)rank, (void *)(uintptr_t)addr, d, s, b, e, interleave,
+                                        swizzle, l2, oob);
+  if (r != CUDA_SUCCESS)
+    return throw_cu(env, r, NULL, "cuTensorMapEncodeTiled(type %d, rank %zu, dims [%llu, %llu], box [%u, %u], swizzle %d)",
+                    dtype, rank, (unsigned long long)d[0], (unsigned long long)(rank > 1 ? d[1] : 0), b[0],
+                    rank > 1 ? b[1] : 0, swizzle);
+  napi_value ab, out;
+  void *data = NULL;
+  if (napi_create_arraybuffer(env, sizeof map, &data, &ab) != napi_ok) return NULL;
+  memcpy(data, map, sizeof map);
+  if (napi_create_typedarray(env, napi_uint8_array, sizeof map, ab, 0, &out) != napi_ok) return NULL;
+  return out;
 }
 
 /* ---- events ---- */
@@ -1164,6 +1221,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
     {"eventElapsed", js_event_elapsed},
     {"eventDestroy", js_event_destroy},
     {"errorName", js_error_name},
+    {"tensorMapEncodeTiled", js_tensor_map_encode_tiled},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value fn;
