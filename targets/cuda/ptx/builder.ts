@@ -24,6 +24,7 @@ export class KernelBuilder {
   private counter = 0;
   private synced = false;
   private maxThreads?: number;
+  private minBlocks?: number;
 
   constructor(readonly name: string, readonly params: Param[]) {}
 
@@ -46,9 +47,13 @@ export class KernelBuilder {
    * Declares the block size the kernel is always launched with (.maxntid), so ptxas allocates
    * registers for that size rather than for the largest possible block. A launch with a larger
    * block fails (CUDA_ERROR_INVALID_VALUE), which also catches a lowering/generator mismatch.
+   * `minBlocksPerSm` (.minnctapersm) sets the occupancy ptxas plans registers for: without it, a
+   * 128-thread kernel is capped at 128 registers a thread (4 blocks an SM) and spills rather than
+   * use more; 1 lets it use up to 255.
    */
-  blockSize(threads: number): void {
+  blockSize(threads: number, minBlocksPerSm?: number): void {
     this.maxThreads = threads;
+    this.minBlocks = minBlocksPerSm;
   }
 
   /** Hints the L2 to fetch `bytes` (a multiple of 16, from a 16-byte-aligned global address). Hopper only. */
@@ -244,7 +249,7 @@ export class KernelBuilder {
     this.checkDefinedBeforeUse();
     const params = this.params.map((p) => `\t.param .${p.type} ${p.name}`).join(',\n');
     const decls = [...this.decls].map(([n, t]) => `\t.reg .${t} ${n};`).join('\n');
-    const bounds = this.maxThreads ? `.maxntid ${this.maxThreads}, 1, 1\n` : '';
+    const bounds = (this.maxThreads ? `.maxntid ${this.maxThreads}, 1, 1\n` : '') + (this.minBlocks ? `.minnctapersm ${this.minBlocks}\n` : '');
     return `.visible .entry ${this.name}(\n${params}\n)\n${bounds}{\n${decls}\n${this.shared.join('\n')}\n${this.body.join('\n')}\n\tret;\n}\n`;
   }
 
