@@ -49,17 +49,13 @@ export class KernelBuilder {
    * Declares the block size the kernel is always launched with (.maxntid), so ptxas allocates
    * registers for that size rather than for the largest possible block. A launch with a larger
    * block fails (CUDA_ERROR_INVALID_VALUE), which also catches a lowering/generator mismatch.
+   * `minBlocksPerSm` (.minnctapersm) sets the occupancy ptxas plans registers for: without it, a
+   * 128-thread kernel is capped at 128 registers a thread (4 blocks an SM) and spills rather than
+   * use more; 1 lets it use up to 255 (and is what setmaxnreg needs to act: registers capped at entry).
    */
-  blockSize(threads: number): void {
+  blockSize(threads: number, minBlocksPerSm?: number): void {
     this.maxThreads = threads;
-  }
-
-  /**
-   * Declares that one block per multiprocessor must fit (.minnctapersm, with blockSize: CUDA's
-   * __launch_bounds__(threads, n)). This caps registers at entry, which setmaxnreg needs to act.
-   */
-  minBlocksPerSM(n: number): void {
-    this.minBlocks = n;
+    this.minBlocks = minBlocksPerSm;
   }
 
   /**

@@ -115,8 +115,7 @@ export function gemm90(s: Gemm90Spec): Kernel {
     { name: 'y', type: 'u64' }, { name: 'tmx', type: 'tmap' }, { name: 'tmw', type: 'tmap' },
     { name: 'M', type: 'u32' }, { name: 'N', type: 'u32' }, { name: 'K', type: 'u32' },
   ]);
-  k.blockSize(threads);
-  k.minBlocksPerSM(1);
+  k.blockSize(threads, 1); // one block an SM: caps registers at entry, which setmaxnreg needs to act
   const y = k.ptrParam('y'), tmx = k.tmapParam('tmx'), tmw = k.tmapParam('tmw');
   const M = k.u32Param('M'), N = k.u32Param('N'), K = k.u32Param('K');
   const tid = k.special('%tid.x', 'tid'), cta = k.special('%ctaid.x', 'cta');
