@@ -13,7 +13,9 @@
 import { UserError } from '../../src/util/errors.js';
 import type { Graph, Operand } from '../../src/ir/types.js';
 import type { ModelSpec } from '../../src/import/spec.js';
-import { attention, kvStore, kvStoreGrid, rope, ropeStore, ropeStoreGrid, ATTN_WARPS, ROPE_THREADS } from './ptx/attention.js';
+import { kvStore, kvStoreGrid, rope, ropeStore, ropeStoreGrid, ROPE_THREADS } from './ptx/attention.js';
+import { attentionCombine, attentionSplit, combineThreads, partialWidth, splitLayout, SPLIT_THREADS, type DecodeAttentionSpec } from './ptx/decode-attention.js';
+import { kvCacheDtype, type KvCacheOption } from './kv-cache.js';
 import { argmax, elementwise, embedding, gemv, gemvGrid, gemvLayout, gemvMulti, gemvMultiGrid, posAdvance, rmsnorm, rmsnormThreads, type GemvSpec, type Kernel } from './ptx/dense.js';
 import { pad8, type WeightDType } from './ptx/layout.js';
 import { downPartial, downReduce, downSplit, DOWN_THREADS, mocUpDown, patternSelect, reduceGrid, REDUCE_THREADS, selectShape, topkSelect, upDownSplit } from './ptx/moc.js';
@@ -39,6 +41,11 @@ export interface LowerOptions {
    * (UpDownSpec.warm). Default on; off to measure what it gives.
    */
   warm?: boolean;
+  /**
+   * The KV cache's element type; 'auto' (the default): the key/value projections' weight dtype
+   * when bf16 or f16, else f32 (see kv-cache.ts).
+   */
+  kvCache?: KvCacheOption;
 }
 
 export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {}): Program {
@@ -46,6 +53,7 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
   const producer = (o: Operand | undefined) => facts.producer(o), useCount = (v: string) => facts.useCount(v);
   const width = (n: Node) => facts.width(n), widthOf = (o: Operand) => facts.widthOf(o), fail = (n: Node, why: string) => facts.fail(n, why);
   const inputs = new DeviceInputs(facts);
+  const kvDtype = kvCacheDtype(facts, options.kvCache);
 
   const kernels = new Map<string, string>();
   const use = (k: Kernel) => (kernels.set(k.name, k.text), k.name);
@@ -163,7 +171,7 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
               return {
                 dtype: w.dtype, inDim, outDim: width(m), epilogue: 'store', norm: nspec,
                 ...(role === 'q' || role === 'k' ? { rope: { hd: roped!.q.attrs.head_dim as number, style: roped!.q.attrs.style as 'half' | 'interleaved' } } : {}),
-                ...(role === 'k' || role === 'v' ? { toCache: true } : {}),
+                ...(role === 'k' || role === 'v' ? { toCache: true, cacheDtype: kvDtype } : {}),
               };
             });
             const args: Arg[] = [x, ...(norm ? [norm.arg] : [])];
@@ -211,14 +219,19 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
         } else if (roped) {
           q = buf(roped.q.inputs[0]!, n);
           const [k, v] = [buf(roped.k.inputs[0]!, n), buf(n.inputs[2]!, n)];
-          launch({ kernel: use(ropeStore(heads, kvh, hd, roped.q.attrs.style as 'half' | 'interleaved')), grid: [ropeStoreGrid(heads, kvh, hd), 'T', 1], block: ROPE_THREADS,
+          launch({ kernel: use(ropeStore(heads, kvh, hd, roped.q.attrs.style as 'half' | 'interleaved', kvDtype)), grid: [ropeStoreGrid(heads, kvh, hd), 'T', 1], block: ROPE_THREADS,
             args: [q, k, v, kCache, vCache, { kind: 'const', name: inputs.ropeTable(roped.q) }, { kind: 'pos' }] }, n);
         } else {
           const [q0, k, v] = n.inputs.map((o) => buf(o, n)) as [Arg, Arg, Arg];
           q = q0;
-          launch({ kernel: use(kvStore(kvh * hd)), grid: [kvStoreGrid(kvh * hd), 'T', 1], block: 128, args: [kCache, vCache, k, v, { kind: 'pos' }] }, n);
+          launch({ kernel: use(kvStore(kvh * hd, kvDtype)), grid: [kvStoreGrid(kvh * hd), 'T', 1], block: 128, args: [kCache, vCache, k, v, { kind: 'pos' }] }, n);
         }
-        launch({ kernel: use(attention(heads, kvh, hd)), grid: [heads, 'T', 1], block: 32 * ATTN_WARPS, args: [out(), q, kCache, vCache, { kind: 'pos' }] }, n);
+        // flash-decoding: partial softmax per chunk of cached positions, then their merge (decode-attention.ts)
+        const da: DecodeAttentionSpec = { heads, kvHeads: kvh, hd, cache: kvDtype, capacity: spec.maxSeqLen };
+        const splits = splitLayout(da).splits;
+        const part: Arg = { kind: 'buf', id: newBuf(partialWidth(hd), 'f32', heads * splits) };
+        launch({ kernel: use(attentionSplit(da)), grid: [heads, splits, 'T'], block: SPLIT_THREADS, args: [part, q, kCache, vCache, { kind: 'pos' }] }, n);
+        launch({ kernel: use(attentionCombine(da)), grid: [heads, 'T', 1], block: combineThreads(hd), args: [out(), part, { kind: 'pos' }] }, n);
         return;
       }
       case 'mul': {
@@ -331,7 +344,7 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
   ];
   return {
     kernels, steps: plan.steps, greedyTail, buffers: plan.buffers, weights: [...inputs.weights.keys()], consts: [...inputs.consts.values()],
-    kvCache: { layers: spec.nLayers, width: spec.nKvHeads * spec.headDim, capacity: spec.maxSeqLen },
+    kvCache: { layers: spec.nLayers, width: spec.nKvHeads * spec.headDim, capacity: spec.maxSeqLen, dtype: kvDtype },
     selectHints: tauSlotOf.size,
     logits: { buf: logits, vocab: spec.vocabSize },
   };
