@@ -9,6 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { loadModel } from '../../driver/load.js';
 import { createCudaSession } from '../../targets/cuda/index.js';
 import { cuda } from '../../test/helpers/cuda.js';
+import { weightBytesPerToken } from './floor.js';
 
 const arg = (name: string) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : undefined; };
 const dir = arg('--model')!;
@@ -45,7 +46,7 @@ for (const [label, selection, pdl, warm] of configs) {
   }
   runs.sort((a, b) => a - b);
   const kept = selection === 'dense' ? spec.dFfn : K;
-  const bytesPerToken = 2 * (spec.nLayers * (spec.dim * (spec.nHeads + 2 * spec.nKvHeads) * spec.headDim + spec.nHeads * spec.headDim * spec.dim + spec.dim * (spec.dFfn + 2 * kept)) + spec.vocabSize * spec.dim);
+  const bytesPerToken = weightBytesPerToken(spec, kept);
   const floor = torch ? (torch.copyBandwidthTBs * 1e12) / bytesPerToken : null;
   const tps = runs[Math.floor(runs.length / 2)]!;
   results.push({ label, programmaticLaunch: hopper && pdl, l2Warming: selection === 'dense' ? null : warm, tokensPerSecond: tps, runs, loadSeconds: loadS, weightBytesPerToken: bytesPerToken, floorTokensPerSecond: floor, fractionOfFloor: floor ? tps / floor : null });

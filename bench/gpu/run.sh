@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the GPU machine (no Node there: carry .carry, dist and the addon; see bench/gpu/README.md):
-#   source .carry/setup.sh && bash bench/gpu/run.sh [check|gemm|sanitize|ffn|e2e|wgsl|wgsl-check|all]
+#   source .carry/setup.sh && bash bench/gpu/run.sh [check|gemm|prefill|sanitize|ffn|e2e|context|wgsl|wgsl-check|all]
 # Writes logs and JSON under $OUT (the device tool's output folder) or bench/results/gpu.
 set -u
 what=${1:-all}
@@ -32,7 +32,7 @@ if [[ $what == all || $what == wgsl-check ]]; then
   node node_modules/ava/entrypoints/cli.mjs test/targets/wgsl-dense.test.ts test/targets/wgsl-moc.test.ts test/targets/wgsl-moc-fused.test.ts test/targets/wgsl-model.test.ts test/targets/wgsl-bundle.test.ts > "$out/wgsl-check.log" 2>&1 || status=1
   grep -E "✘|tests? (passed|failed)|known failure" "$out/wgsl-check.log" | tail -20
 fi
-if [[ $what == all || $what == ffn || $what == e2e || $what == wgsl ]]; then
+if [[ $what == all || $what == ffn || $what == e2e || $what == context || $what == wgsl ]]; then
   step "torch_ffn: cuBLAS dense FFN under a CUDA graph, copy bandwidth"
   python3 bench/gpu/torch_ffn.py --shapes 2048x5464,4096x14336 --out "$out/torch_ffn.json" 2>&1 | tail -8 || status=1
 fi
@@ -46,6 +46,12 @@ if [[ $what == all || $what == e2e ]]; then
   [[ -f $model/config.json ]] || python3 bench/gpu/make_llama_1b.py --out $model --seed 0 2>&1 | tail -3
   python3 bench/gpu/hf_decode.py --model $model --prompt-tokens 16 --new-tokens 128 --warmup 1 --out "$out/hf_decode.json" 2>&1 | tail -3 || status=1
   node dist/bench/gpu/decode-e2e.js --model $model --hf "$out/hf_decode.json" --torch "$out/torch_ffn.json" --out "$out/decode-e2e.json" 2>&1 | tail -8 || status=1
+fi
+if [[ $what == all || $what == context ]]; then
+  step "decode-context: 1B preset decode after 16..2048 tokens of context, dense / MoC, vs the weight + KV-cache byte floor"
+  model=/tmp/llama-1b
+  [[ -f $model/config.json ]] || python3 bench/gpu/make_llama_1b.py --out $model --seed 0 2>&1 | tail -3
+  node dist/bench/gpu/decode-context.js --model $model --torch "$out/torch_ffn.json" --out "$out/decode-context.json" 2>&1 | tail -14 || status=1
 fi
 if [[ $what == all || $what == wgsl ]]; then
   step "wgsl: WGSL MoC vs WGSL dense through Dawn (FFN, 1B decode); mocc's CUDA path alongside"

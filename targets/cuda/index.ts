@@ -5,6 +5,7 @@ import { UserError } from '../../src/util/errors.js';
 import type { RunnableModel, Target } from '../target.js';
 import { CudaUnavailableError, openCuda, type Cuda } from './driver.js';
 import { CUDA_OPS, lowerToCuda } from './lower.js';
+import type { KvCacheOption } from './kv-cache.js';
 import { CUDA_ARCHES, ptxModule, type CudaArch } from './ptx/builder.js';
 import { CudaModel, CudaSession, programmaticLaunchWanted } from './runtime.js';
 
@@ -23,11 +24,12 @@ export function cudaContext(): Cuda {
   return cuda;
 }
 
-export function createCudaSession(model: RunnableModel): CudaSession {
+/** kvCache: the KV cache's element type (default 'auto': the K/V weights' dtype when 16-bit, else f32). */
+export function createCudaSession(model: RunnableModel, options: { kvCache?: KvCacheOption } = {}): CudaSession {
   // The MoC up·down kernel's L2 warming pays only while it overlaps Top-K, i.e. with programmatic
   // launch (without, ffn-decode measured 23.4 → 24.6 µs); MOCC_CUDA_WARM=0 turns it off to measure it.
   const warm = programmaticLaunchWanted() && process.env.MOCC_CUDA_WARM !== '0';
-  return new CudaSession(new CudaModel(cudaContext(), lowerToCuda(model.graph, model.spec, { warm }), model));
+  return new CudaSession(new CudaModel(cudaContext(), lowerToCuda(model.graph, model.spec, { warm, kvCache: options.kvCache }), model));
 }
 
 /** Writes one PTX module per kernel and launch.json (the program, with kernel file names). */
@@ -40,7 +42,7 @@ export function compileCuda(model: RunnableModel, outDir: string, arch: CudaArch
     kernels: [...program.kernels.keys()].map((name) => ({ name, file: `ptx/${name}.ptx` })),
     steps: program.steps, greedyTail: program.greedyTail, buffers: program.buffers, weights: program.weights,
     consts: program.consts, kvCache: program.kvCache, selectHints: program.selectHints, logits: program.logits, prefill: program.prefill,
-    layout: 'row-major, every row padded to a multiple of 8 elements with zeros; activations float32 (bf16/f16 where a buffer says so)',
+    layout: 'row-major, every row padded to a multiple of 8 elements with zeros; activations float32 (bf16/f16 where a buffer says so); KV cache elements of kvCache.dtype',
   };
   writeFileSync(join(outDir, 'launch.json'), JSON.stringify(manifest, null, 1) + '\n');
   return { kernels: program.kernels.size, launches: program.steps.length };

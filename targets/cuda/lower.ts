@@ -13,7 +13,9 @@
 import { UserError } from '../../src/util/errors.js';
 import type { Graph, Operand } from '../../src/ir/types.js';
 import type { ModelSpec } from '../../src/import/spec.js';
-import { attention, kvStore, kvStoreGrid, rope, ropeStore, ropeStoreGrid, ATTN_WARPS, ROPE_THREADS } from './ptx/attention.js';
+import { kvStore, kvStoreGrid, rope, ropeStore, ropeStoreGrid, ROPE_THREADS } from './ptx/attention.js';
+import { attentionCombine, attentionSplit, combineThreads, partialWidth, splitLayout, SPLIT_THREADS, type DecodeAttentionSpec } from './ptx/decode-attention.js';
+import { kvCacheDtype, type KvCacheOption } from './kv-cache.js';
 import { argmax, elementwise, embedding, gemv, gemvGrid, gemvLayout, gemvMulti, gemvMultiGrid, posAdvance, rmsnorm, rmsnormThreads, type GemvSpec, type Kernel } from './ptx/dense.js';
 import { pad8, type WeightDType } from './ptx/layout.js';
 import { downPartial, downReduce, downSplit, DOWN_THREADS, mocUpDown, patternSelect, reduceGrid, REDUCE_THREADS, selectShape, topkSelect, upDownSplit } from './ptx/moc.js';
@@ -24,6 +26,7 @@ import { DeviceInputs } from '../lowering/device-inputs.js';
 import { residualAdd, siluMuls } from '../lowering/fusion.js';
 import { ffnPairs, foldedNorms, mocUpDowns, mocUps, qkvProjections, ropedAttentions, tauSlots, type FoldedNorm } from './fusions.js';
 import { castGrid, castRows, CAST_THREADS } from './ptx/cast.js';
+import { flashAttention, FA_ROWS, FA_THREADS, type FlashAttentionSpec } from './ptx/flash-attention.js';
 import { gemm, GEMM_DEFAULT, gemmThreads, type GemmSpec } from './ptx/gemm.js';
 
 export const CUDA_OPS = new Set(['embedding', 'rmsnorm', 'linear', 'logits', 'rope', 'attention', 'kv_write', 'kv_attention', 'silu', 'mul', 'add', 'transpose', 'moc_select', 'moc_gather', 'moc_up', 'moc_down']);
@@ -43,6 +46,11 @@ export interface LowerOptions {
   warm?: boolean;
   /** Lower a prefill program for calls of many tokens (Program.prefill); default on. */
   prefill?: boolean;
+  /**
+   * The KV cache's element type; 'auto' (the default): the key/value projections' weight dtype
+   * when bf16 or f16, else f32 (see kv-cache.ts).
+   */
+  kvCache?: KvCacheOption;
 }
 
 /**
@@ -69,8 +77,9 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
 /**
  * One lowering of the graph. 'decode': GEMVs with RMSNorm folded in, fused Q/K/V and gate/up
  * launches. 'prefill': linears with 16-bit weights as tensor-core GEMMs (gemm.ts) over 16-bit
- * copies of their inputs (cast.ts; one per value, shared by its readers), RMSNorm as its own
- * launch, no select hints; what has no GEMM form (MoC up/down, attention) as in 'decode'.
+ * copies of their inputs (cast.ts; one per value, shared by its readers), attention as flash
+ * attention (flash-attention.ts), RMSNorm as its own launch, no select hints; the MoC up/down
+ * (kept rows per token) as in 'decode'.
  */
 function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'decode' | 'prefill'): { program: Program; gemms: number } {
   const prefill = mode === 'prefill';
@@ -78,6 +87,7 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
   const producer = (o: Operand | undefined) => facts.producer(o), useCount = (v: string) => facts.useCount(v);
   const width = (n: Node) => facts.width(n), widthOf = (o: Operand) => facts.widthOf(o), fail = (n: Node, why: string) => facts.fail(n, why);
   const inputs = new DeviceInputs(facts);
+  const kvDtype = kvCacheDtype(facts, options.kvCache);
 
   const kernels = new Map<string, string>();
   const use = (k: Kernel) => (kernels.set(k.name, k.text), k.name);
@@ -221,7 +231,7 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
               return {
                 dtype: w.dtype, inDim, outDim: width(m), epilogue: 'store', norm: nspec,
                 ...(role === 'q' || role === 'k' ? { rope: { hd: roped!.q.attrs.head_dim as number, style: roped!.q.attrs.style as 'half' | 'interleaved' } } : {}),
-                ...(role === 'k' || role === 'v' ? { toCache: true } : {}),
+                ...(role === 'k' || role === 'v' ? { toCache: true, cacheDtype: kvDtype } : {}),
               };
             });
             const args: Arg[] = [x, ...(norm ? [norm.arg] : [])];
@@ -269,14 +279,25 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
         } else if (roped) {
           q = buf(roped.q.inputs[0]!, n);
           const [k, v] = [buf(roped.k.inputs[0]!, n), buf(n.inputs[2]!, n)];
-          launch({ kernel: use(ropeStore(heads, kvh, hd, roped.q.attrs.style as 'half' | 'interleaved')), grid: [ropeStoreGrid(heads, kvh, hd), 'T', 1], block: ROPE_THREADS,
+          launch({ kernel: use(ropeStore(heads, kvh, hd, roped.q.attrs.style as 'half' | 'interleaved', kvDtype)), grid: [ropeStoreGrid(heads, kvh, hd), 'T', 1], block: ROPE_THREADS,
             args: [q, k, v, kCache, vCache, { kind: 'const', name: inputs.ropeTable(roped.q) }, { kind: 'pos' }] }, n);
         } else {
           const [q0, k, v] = n.inputs.map((o) => buf(o, n)) as [Arg, Arg, Arg];
           q = q0;
-          launch({ kernel: use(kvStore(kvh * hd)), grid: [kvStoreGrid(kvh * hd), 'T', 1], block: 128, args: [kCache, vCache, k, v, { kind: 'pos' }] }, n);
+          launch({ kernel: use(kvStore(kvh * hd, kvDtype)), grid: [kvStoreGrid(kvh * hd), 'T', 1], block: 128, args: [kCache, vCache, k, v, { kind: 'pos' }] }, n);
         }
-        launch({ kernel: use(attention(heads, kvh, hd)), grid: [heads, 'T', 1], block: 32 * ATTN_WARPS, args: [out(), q, kCache, vCache, { kind: 'pos' }] }, n);
+        if (prefill && hd % 8 === 0 && hd <= 128) {
+          // many queries: FlashAttention-2 on tensor cores, one CTA per 64 query rows and head (flash-attention.ts)
+          const fa: FlashAttentionSpec = { heads, kvHeads: kvh, hd, cache: kvDtype, out: 'f32', lse: false };
+          launch({ kernel: use(flashAttention(fa)), grid: [{ tilesOfT: FA_ROWS }, heads, 1], block: FA_THREADS, args: [out(), q, kCache, vCache, { kind: 'pos' }, { kind: 'T' }] }, n);
+          return;
+        }
+        // flash-decoding: partial softmax per chunk of cached positions, then their merge (decode-attention.ts)
+        const da: DecodeAttentionSpec = { heads, kvHeads: kvh, hd, cache: kvDtype, capacity: spec.maxSeqLen };
+        const splits = splitLayout(da).splits;
+        const part: Arg = { kind: 'buf', id: newBuf(partialWidth(hd), 'f32', heads * splits) };
+        launch({ kernel: use(attentionSplit(da)), grid: [heads, splits, 'T'], block: SPLIT_THREADS, args: [part, q, kCache, vCache, { kind: 'pos' }] }, n);
+        launch({ kernel: use(attentionCombine(da)), grid: [heads, 'T', 1], block: combineThreads(hd), args: [out(), part, { kind: 'pos' }] }, n);
         return;
       }
       case 'mul': {
@@ -389,7 +410,7 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
   ];
   const program: Program = {
     kernels, steps: plan.steps, greedyTail, buffers: plan.buffers, weights: [...inputs.weights.keys()], consts: [...inputs.consts.values()],
-    kvCache: { layers: spec.nLayers, width: spec.nKvHeads * spec.headDim, capacity: spec.maxSeqLen },
+    kvCache: { layers: spec.nLayers, width: spec.nKvHeads * spec.headDim, capacity: spec.maxSeqLen, dtype: kvDtype },
     selectHints: tauSlotOf.size,
     logits: { buf: logits, vocab: spec.vocabSize },
   };

@@ -40,6 +40,9 @@ export interface Launch {
   node: string;
 }
 
+/** The KV cache's element type: stores round f32 to it (nearest even), the attention widens it back. */
+export type KvDType = 'f32' | 'bf16' | 'f16';
+
 export type Step = ({ kind: 'launch' } & Launch) | { kind: 'zero'; buf: number; node: string };
 
 /** An activation buffer: rowsPerToken rows of `width` elements per token (row stride pad8(width)). */
@@ -73,7 +76,8 @@ export interface Program {
   buffers: BufferDecl[];
   weights: string[];
   consts: ConstDecl[];
-  kvCache: { layers: number; width: number; capacity: number };
+  /** Per layer, K and V caches of `capacity` rows of `width` elements of `dtype` (row stride pad8(width)). */
+  kvCache: { layers: number; width: number; capacity: number; dtype: KvDType };
   /** How many select-hint slots (Arg 'tau') the program uses. */
   selectHints: number;
   logits: { buf: number; vocab: number };

@@ -5,7 +5,7 @@ import type { Cuda, CudaFunction, CudaGraphExec, CudaStream, DevicePtr } from '.
 import { packParams } from './driver.js';
 import { bufferElementBytes, gridDimFor, type Arg, type BufferDecl, type Program, type Step } from './program.js';
 import { archFor, ptxModule, type CudaArch } from './ptx/builder.js';
-import { pad8 } from './ptx/layout.js';
+import { elemBytes, pad8 } from './ptx/layout.js';
 import { constImage, weightImage } from '../lowering/device-image.js';
 
 /** MOCC_CUDA_PDL=0 turns programmatic dependent launch off (it is on by default where the GPU has it). */
@@ -53,7 +53,7 @@ export class CudaModel {
       this.constants.set(name, this.upload(weightImage(src)));
     }
     for (const c of program.consts) this.constants.set(c.name, this.upload(constImage(c, model.weights, cap)));
-    const kvBytes = cap * pad8(program.kvCache.width) * 4;
+    const kvBytes = cap * pad8(program.kvCache.width) * elemBytes(program.kvCache.dtype);
     for (let l = 0; l < program.kvCache.layers; l++) this.kv.push({ k: this.zeroed(kvBytes), v: this.zeroed(kvBytes) });
     this.pos = this.zeroed(4);
     this.tokens = this.zeroed(cap * 4);

@@ -1,13 +1,15 @@
 // The cuda target on the real stories260K model: logits against the Hugging Face references
 // (fixtures/stories260K/reference) within 1e-3, by prefill and by one-token steps through the captured
 // decode graph, from the GGUF and the HF checkpoints, dense and MoC K=32/128, with programmatic
-// dependent launch (Hopper's default) and without; then the exact greedy text through the
-// device-side greedy loop. They need a CUDA device (the GPU machine: bash bench/gpu/run.sh check);
-// elsewhere, CI included, they skip with one line saying why.
+// dependent launch (Hopper's default) and without; with a bf16 KV cache against HF with bf16-rounded
+// keys and values; then the exact greedy text through the device-side greedy loop. They need a CUDA
+// device (the GPU machine: bash bench/gpu/run.sh check); elsewhere, CI included, they skip with one
+// line saying why.
 import { loadModel } from '../../driver/load.js';
 import { generate } from '../../src/run/generate.js';
 import { createCudaSession } from '../../targets/cuda/index.js';
-import { CHECKPOINTS, REF, maxAbsDiff, referenceLogits } from '../helpers/fixtures.js';
+import { readFileSync } from 'node:fs';
+import { CHECKPOINTS, FIX, REF, maxAbsDiff, referenceLogits } from '../helpers/fixtures.js';
 import { freeAll } from '../helpers/cuda.js';
 import { cudaDeviceRequirement, testsNeeding } from '../helpers/requires.js';
 
@@ -43,6 +45,45 @@ for (const [label, selection, format, pdl] of RUNS) {
       t.true(dp <= 1e-3 && dd <= 1e-3, `${seq}: max|Δ| prefill ${dp.toExponential(2)}, graph decode ${dd.toExponential(2)}`);
     }
   });
+}
+
+// A bf16 KV cache, forced (the weights are f32, so 'auto' keeps the cache f32: checked above by the
+// 1e-3 runs, and here by the program). The reference is HF with every key (after RoPE) and value
+// rounded to bf16 (fixtures/gen/make_stories260k_bf16kv_reference.py): that rounding moves the logits
+// by up to 0.27 from the f32 reference, so 2e-2 is a tenth of it. What may still differ: a key or value
+// whose f32 value lies next to a rounding tie rounds the other way here (our sums run in another
+// order), one bf16 step on one element each time; a few dozen of those move the logits by ~5e-3.
+// The check that the logits moved by more than 0.05 from the f32 reference shows the cache is bf16.
+const BF16_KV_TOL = 2e-2;
+cudaTest.serial('stories260K hf dense with a bf16 KV cache: logits match HF with bf16-rounded keys and values within 2e-2 (prefill and graph decode)', (t) => {
+  process.env.MOCC_CUDA_PDL = '1';
+  const m = loadModel(CHECKPOINTS.hf, { selection: 'dense' });
+  t.teardown(() => {
+    m.close();
+    freeAll();
+  });
+  t.is(createCudaSession(m).m.program.kvCache.dtype, 'f32', 'auto keeps an f32 model\'s cache f32');
+  const s = createCudaSession(m, { kvCache: 'bf16' });
+  t.is(s.m.program.kvCache.dtype, 'bf16');
+  for (const seq of ['greedy_once_upon', 'sample0']) {
+    const toks = REF.sequences[seq]!.tokens;
+    const want = bf16KvLogits(seq), f32 = referenceLogits(seq, 'dense');
+    s.reset();
+    const prefill = s.forward(toks);
+    s.reset();
+    const rows = [s.forward(toks.slice(0, 4))];
+    for (const tok of toks.slice(4)) rows.push(s.forward([tok]));
+    const step = new Float32Array(want.length);
+    let o = 0;
+    for (const row of rows) (step.set(row, o), (o += row.length));
+    const [dp, dd, moved] = [maxAbsDiff(prefill, want), maxAbsDiff(step, want), maxAbsDiff(step, f32)];
+    t.true(dp <= BF16_KV_TOL && dd <= BF16_KV_TOL && moved > 0.05, `${seq}: max|Δ| prefill ${dp.toExponential(2)}, graph decode ${dd.toExponential(2)}; from the f32 reference ${moved.toExponential(2)}`);
+  }
+});
+
+function bf16KvLogits(seq: string): Float32Array {
+  const b = readFileSync(`${FIX}reference/${seq}.dense-bf16kv.logits.f32`);
+  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
 }
 
 cudaTest.serial('greedy text equals the HF reference (device-side greedy loop)', async (t) => {

@@ -3,7 +3,7 @@
 // deterministic and snapshot-tested.
 import test from 'ava';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildLlamaGraph } from '../../src/import/llama-graph.js';
 import { MemoryTensor } from '../../src/import/tensor.js';
@@ -13,6 +13,8 @@ import { lowerToCuda } from '../../targets/cuda/lower.js';
 import * as D from '../../targets/cuda/ptx/dense.js';
 import * as M from '../../targets/cuda/ptx/moc.js';
 import * as A from '../../targets/cuda/ptx/attention.js';
+import * as DA from '../../targets/cuda/ptx/decode-attention.js';
+import { ptxModule } from '../../targets/cuda/ptx/builder.js';
 import { mocc, tempDir } from '../helpers/cli.js';
 import { CHECKPOINTS } from '../helpers/fixtures.js';
 import { findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
@@ -76,12 +78,51 @@ for (const [label, sel] of [['dense', null], ['MoC K=1024', { k: 1024 }]] as con
   });
 }
 
+// The decode attention (split + combine) and the cache writers in every cache dtype, at awkward head
+// sizes (hd 6: 2-element vectors; 96: 12 vectors on 16 lanes; 256: two vectors a lane) and GQA.
+ptxasTest('decode attention and KV-cache stores assemble for sm_80 and sm_90 in every cache dtype, without spills', (t) => {
+  const kernels = new Map<string, string>();
+  for (const cache of ['f32', 'bf16', 'f16'] as const) {
+    for (const [heads, kvHeads, hd, capacity] of [[32, 32, 64, 2048], [8, 4, 8, 512], [32, 8, 128, 8192], [4, 1, 64, 2048], [12, 4, 96, 1024], [2, 2, 256, 300], [8, 8, 6, 64]] as const) {
+      const s = { heads, kvHeads, hd, cache, capacity };
+      for (const k of [DA.attentionSplit(s), DA.attentionCombine(s)]) kernels.set(k.name, k.text);
+    }
+    for (const k of [A.kvStore(512, cache), A.ropeStore(32, 8, 64, 'interleaved', cache), D.gemvMulti([
+      { dtype: 'bf16', inDim: 256, outDim: 256, epilogue: 'store', rope: { hd: 64, style: 'half' } },
+      { dtype: 'bf16', inDim: 256, outDim: 128, epilogue: 'store', rope: { hd: 64, style: 'half' }, toCache: true, cacheDtype: cache },
+      { dtype: 'bf16', inDim: 256, outDim: 128, epilogue: 'store', toCache: true, cacheDtype: cache },
+    ])]) kernels.set(k.name, k.text);
+  }
+  const dir = tempDir(t);
+  for (const arch of ['sm_80', 'sm_90'] as const) {
+    const file = join(dir, `decode-attention-${arch}.ptx`);
+    writeFileSync(file, ptxModule([...kernels.values()], arch));
+    const r = spawnSync(ptxas!, [`-arch=${arch}`, '-v', file, '-o', '/dev/null'], { encoding: 'utf8' });
+    t.is(r.status, 0, `${arch}: ${r.stderr}`);
+    t.notRegex(r.stderr, /[1-9]\d* bytes spill/, `${arch}: a kernel spills`);
+  }
+});
+
+test('the KV cache dtype: auto follows 16-bit K/V weights (f32 otherwise), an explicit option wins, and the cache writers and the attention use it', (t) => {
+  const bf16 = buildLlamaGraph({ ...PRESET_1B, nLayers: 1 }, (n) => (n.includes('norm') ? 'f32' : 'bf16'));
+  const f16 = buildLlamaGraph({ ...PRESET_1B, nLayers: 1 }, (n) => (n.includes('norm') ? 'f32' : 'f16'));
+  const f32 = buildLlamaGraph({ ...PRESET_1B, nLayers: 1 });
+  const cases = [[bf16, undefined, 'bf16'], [bf16, 'auto', 'bf16'], [f16, undefined, 'f16'], [f32, undefined, 'f32'], [f32, 'bf16', 'bf16'], [bf16, 'f32', 'f32'], [bf16, 'f16', 'f16']] as const;
+  for (const [g, option, want] of cases) {
+    const p = lowerToCuda(g, PRESET_1B, option ? { kvCache: option } : {});
+    t.is(p.kvCache.dtype, want, `${option ?? 'default'}`);
+    const names = p.steps.flatMap((s) => (s.kind === 'launch' ? [s.kernel] : []));
+    const tagged = (prefix: string) => names.filter((k) => k.startsWith(prefix)).every((k) => (want === 'f32' ? !/_kv(bf16|f16)/.test(k) : k.endsWith(`_kv${want}`)));
+    t.true(tagged('gemv_multi') && tagged('attention_split'), names.join(', '));
+  }
+});
+
 // What one layer lowers to, by kernel family: the fusions must happen (RMSNorm folded into the
 // GEMVs, RoPE and the KV append in the Q/K/V GEMV, the dense FFN in two launches, the MoC FFN in four).
 const family = (kernel: string) => kernel.replace(/_(?:bf16|f16|f32|half|interleaved|[a-z]+\d).*$/, '');
 for (const [label, sel, perLayer] of [
-  ['dense', null, ['gemv_multi+norm+rope', 'attention', 'gemv accumulate', 'gemv silu_pair+norm', 'gemv accumulate']],
-  ['MoC K=1024', { k: 1024 }, ['gemv_multi+norm+rope', 'attention', 'gemv accumulate', 'gemv store+norm', 'moc_topk+tau', 'moc_updown+norm+warm', 'moc_reduce']],
+  ['dense', null, ['gemv_multi+norm+rope', 'attention_split', 'attention_combine', 'gemv accumulate', 'gemv silu_pair+norm', 'gemv accumulate']],
+  ['MoC K=1024', { k: 1024 }, ['gemv_multi+norm+rope', 'attention_split', 'attention_combine', 'gemv accumulate', 'gemv store+norm', 'moc_topk+tau', 'moc_updown+norm+warm', 'moc_reduce']],
 ] as const) {
   test(`1B preset ${label}: one layer is ${perLayer.length} launches, no separate RMSNorm`, (t) => {
     let graph = buildLlamaGraph(PRESET_1B, (n) => (n.includes('norm') ? 'f32' : 'bf16'));
@@ -121,7 +162,10 @@ test('generated PTX is deterministic and matches the snapshots', (t) => {
     D.gemv({ dtype: 'bf16', inDim: 2048, outDim: 5461, epilogue: 'store' }),
     D.gemv({ dtype: 'f16', inDim: 64, outDim: 32, gather: { wRows: 172, gateWidth: 172 }, epilogue: 'silu_gate' }),
     M.topkSelect(172, 32), M.topkSelect(172, 32, { tau: true }), M.patternSelect(172, 2, 8), M.downPartial('bf16', 2048, 1024), M.downReduce(64, 4),
-    A.attention(8, 4, 8), A.rope(8, 8, 'interleaved'), D.rmsnorm('f32', 64, 1e-5), D.argmax(512),
+    DA.attentionSplit({ heads: 8, kvHeads: 4, hd: 8, cache: 'f32', capacity: 512 }), DA.attentionCombine({ heads: 8, kvHeads: 4, hd: 8, cache: 'f32', capacity: 512 }),
+    DA.attentionSplit({ heads: 32, kvHeads: 8, hd: 64, cache: 'bf16', capacity: 2048 }), DA.attentionCombine({ heads: 32, kvHeads: 8, hd: 64, cache: 'bf16', capacity: 2048 }),
+    A.ropeStore(8, 4, 8, 'half', 'f16'), A.kvStore(32, 'bf16'),
+    A.rope(8, 8, 'interleaved'), D.rmsnorm('f32', 64, 1e-5), D.argmax(512),
     D.gemv({ dtype: 'bf16', inDim: 64, outDim: 172, epilogue: 'silu_pair', norm: { dtype: 'f32', eps: 1e-5 } }),
     M.mocUpDown({ dtype: 'bf16', d: 64, f: 172, kKeep: 32, norm: { dtype: 'f32', eps: 1e-5 } }), A.ropeStore(8, 4, 8, 'half'),
     D.gemv({ dtype: 'bf16', inDim: 5461, outDim: 2048, epilogue: 'accumulate', ...D.gemvLayout(5461, 2048) }),

@@ -1,7 +1,8 @@
 // Kernels for the dense parts of a LLaMA step: embedding, RMSNorm, GEMV/GEMM, elementwise, argmax.
 import { f32Imm, KernelBuilder } from './builder.js';
-import { CHUNK, elemBytes, pad8, type WeightDType } from './layout.js';
-import { loadRaw8, loadScalar, rawToF32 } from './load.js';
+import { CHUNK, elemBytes, kvTag, pad8, type WeightDType } from './layout.js';
+import { loadRaw8, loadScalar, rawToF32, storeAs } from './load.js';
+import type { KvDType } from '../program.js';
 
 export interface Kernel {
   name: string;
@@ -94,6 +95,8 @@ export interface GemvSpec {
   rope?: { hd: number; style: 'half' | 'interleaved' };
   /** Store into row pos[0] + t of y (a KV cache) rather than row t. Params add `pos`. */
   toCache?: boolean;
+  /** The cache's element type with toCache (default f32): the outputs are rounded to it when stored. */
+  cacheDtype?: KvDType;
   /**
    * Bytes of each weight matrix (from its first row) that warps ask the L2 for before waiting on
    * the previous kernel; default PREFETCH_BYTES. A few MB keep the memory busy while the previous
@@ -110,10 +113,12 @@ const normTag = (n: GemvSpec['norm']) => (n ? `_n${n.dtype}e${f32Imm(n.eps).slic
 
 export function gemvName(s: GemvSpec): string {
   const pf = s.prefetchBytes === undefined || s.gather ? '' : `_p${s.prefetchBytes}`;
-  return `gemv_${s.dtype}_i${s.inDim}_o${s.outDim}${s.gather ? `_g${s.gather.wRows}` : ''}${normTag(s.norm)}_${s.epilogue}${ropeTag(s)}_r${s.rowsPerWarp ?? 2}_u${s.unroll ?? 4}${splitTag(s)}${pf}`;
+  return `gemv_${s.dtype}_i${s.inDim}_o${s.outDim}${s.gather ? `_g${s.gather.wRows}` : ''}${normTag(s.norm)}_${s.epilogue}${ropeTag(s)}_r${s.rowsPerWarp ?? 2}_u${s.unroll ?? 4}${splitTag(s)}${pf}${cacheTag([s])}`;
 }
 
 const splitTag = (s: GemvSpec) => ((s.split ?? 1) > 1 ? `_s${s.split}` : '');
+/** The cache dtypes the specs store to, in the name (none for f32: the names from before 16-bit caches). */
+const cacheTag = (specs: GemvSpec[]) => [...new Set(specs.filter((s) => s.toCache).map((s) => kvTag(s.cacheDtype ?? 'f32')))].join('');
 const ropeTag = (s: GemvSpec) => `${s.rope ? `_rope${s.rope.style[0]}${s.rope.hd}` : ''}${s.toCache ? '_cache' : ''}`;
 
 /** Rows a block computes. */
@@ -185,7 +190,7 @@ export function gemv(s: GemvSpec): Kernel {
 export function gemvMulti(specs: GemvSpec[]): Kernel {
   const s0 = specs[0]!;
   const pf = s0.prefetchBytes === undefined ? '' : `_p${s0.prefetchBytes}`;
-  const name = `gemv_multi_${s0.dtype}_i${s0.inDim}_o${specs.map((s) => `${s.outDim}${ropeTag(s)}`).join('_')}${normTag(s0.norm)}_r${s0.rowsPerWarp ?? 2}_u${s0.unroll ?? 4}${splitTag(s0)}${pf}`;
+  const name = `gemv_multi_${s0.dtype}_i${s0.inDim}_o${specs.map((s) => `${s.outDim}${ropeTag(s)}`).join('_')}${normTag(s0.norm)}_r${s0.rowsPerWarp ?? 2}_u${s0.unroll ?? 4}${splitTag(s0)}${pf}${cacheTag(specs)}`;
   const params: { name: string; type: 'u64' }[] = [{ name: 'x', type: 'u64' }];
   if (s0.norm) params.push({ name: 'nw', type: 'u64' });
   specs.forEach((_, i) => params.push({ name: `y${i}`, type: 'u64' }, { name: `w${i}`, type: 'u64' }));
@@ -309,11 +314,12 @@ function emitGemv(k: KernelBuilder, s: GemvSpec, ptr: GemvPtrs, bx: string, tid:
     const nbs = k.neg(ra);
     k.emit(`fma.rn.f32 ${ra}, ${a}, ${cs[0]}, ${nbs}`, `mul.f32 ${rb}, ${b}, ${cs[0]}`, `fma.rn.f32 ${rb}, ${a}, ${cs[1]}, ${rb}`, `mov.f32 ${a}, ${ra}`, `mov.f32 ${b}, ${rb}`);
   }
-  const yrow = k.addr(y, s.toCache ? position! : t, pad8(s.outDim) * 4);
+  const yb = s.toCache ? elemBytes(s.cacheDtype ?? 'f32') : 4;
+  const yrow = k.addr(y, s.toCache ? position! : t, pad8(s.outDim) * yb);
   for (let r = 0; r < R; r++) {
     const j = rows[r]!, pr = k.reg('pred', 'p'), nx = k.label('next');
     k.emit(`setp.ge.u32 ${pr}, ${j}, ${s.outDim}`, `@${pr} bra ${nx}`);
-    const ya = k.addr(yrow, j, 4);
+    const ya = k.addr(yrow, j, yb);
     const out = acc[0]![r]!;
     if (s.epilogue === 'accumulate') {
       const old = k.reg('f32', 'old');
@@ -328,7 +334,7 @@ function emitGemv(k: KernelBuilder, s: GemvSpec, ptr: GemvPtrs, bx: string, tid:
       k.emit(`mov.f32 ${gv}, ${out}`, `mov.f32 ${out}, ${acc[1]![r]}`);
       siluTimes(k, gv, out);
     }
-    k.emit(`st.global.f32 [${ya}], ${out}`);
+    storeAs(k, s.toCache ? s.cacheDtype ?? 'f32' : 'f32', ya, out);
     k.place(nx);
   }
   k.place(skip);

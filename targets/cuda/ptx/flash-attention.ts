@@ -1,5 +1,5 @@
 // Causal GQA attention for many queries (prefill), FlashAttention-2 style on sm_80 tensor cores
-// (runs on sm_90 too). Not yet used by the lowering (issue 16).
+// (runs on sm_90 too). The prefill program runs it for every attention (targets/cuda/lower.ts).
 //
 //   o[t, h] = softmax(q[t, h] · K[0 .. pos+t]ᵀ / √hd) · V[0 .. pos+t],  KV head h / (heads / kvHeads),
 //   lse[h, t] = ln Σ_s exp(q[t, h] · K[s] / √hd)   (natural log, for a backward pass)

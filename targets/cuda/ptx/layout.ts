@@ -6,7 +6,12 @@
 // the WGSL target (targets/lowering/device-image.ts).
 import { elemBytes, pad8, ROW_ALIGN, type WeightDType } from '../../lowering/device-image.js';
 
+import type { KvDType } from '../program.js';
+
 export { elemBytes, pad8, type WeightDType };
+
+/** Kernel-name suffix for a KV-cache dtype: none for f32 (the names from before 16-bit caches). */
+export const kvTag = (dtype: KvDType): string => (dtype === 'f32' ? '' : `_kv${dtype}`);
 
 /** Elements a kernel reads as one chunk: a padded row is whole chunks. */
 export const CHUNK = ROW_ALIGN;

@@ -1,4 +1,5 @@
-// Loading weight elements of any stored type into float32 registers.
+// Loading weight (and KV-cache) elements of any stored type into float32 registers, and storing
+// float32 values as the KV cache's type.
 import type { KernelBuilder } from './builder.js';
 import type { WeightDType } from './layout.js';
 
@@ -36,7 +37,12 @@ export function rawToF32(k: KernelBuilder, dtype: WeightDType, raw: string[]): s
 
 /** Turns 4 words holding 8 packed f16/bf16 values (low half first) into 8 f32 registers. */
 export function unpack8(k: KernelBuilder, dtype: 'f16' | 'bf16', w: string[], out: string[]): void {
-  for (let i = 0; i < 4; i++) {
+  unpackWords(k, dtype, w.slice(0, 4), out);
+}
+
+/** Turns words holding packed f16/bf16 pairs (low half first) into twice as many f32 registers. */
+export function unpackWords(k: KernelBuilder, dtype: 'f16' | 'bf16', w: string[], out: string[]): void {
+  for (let i = 0; i < w.length; i++) {
     if (dtype === 'bf16') {
       const lo = k.reg('b32', 'lo');
       const hi = k.reg('b32', 'hi');
@@ -60,4 +66,17 @@ export function loadScalar(k: KernelBuilder, dtype: WeightDType, a: string, out:
     const w = k.reg('u32', 'w');
     k.emit(`ld.global.nc.u16 ${w}, [${a}]`, `shl.b32 ${w}, ${w}, 16`, `mov.b32 ${out}, ${w}`);
   }
+}
+
+/**
+ * Stores the f32 register `v` at global address `a` as `dtype`: f32 as is, f16/bf16 rounded to
+ * nearest even (cvt.rn; a value beyond the f16 range becomes ±inf, as torch's .half() does).
+ */
+export function storeAs(k: KernelBuilder, dtype: WeightDType, a: string, v: string): void {
+  if (dtype === 'f32') {
+    k.emit(`st.global.f32 [${a}], ${v}`);
+    return;
+  }
+  const h = k.reg('b16', 'h');
+  k.emit(`cvt.rn.${dtype}.f32 ${h}, ${v}`, `st.global.b16 [${a}], ${h}`);
 }

@@ -1,0 +1,72 @@
+// bench decode-context: decode tokens/s of the 1B-preset LLaMA (make_llama_1b.py) at batch 1 after
+// 16, 512, 1024 and 2048 tokens of context, mocc dense and MoC (K=1024), the KV cache as lowered by
+// default (bf16 for these bf16 weights) and, for comparison, dense with an f32 cache; beside each,
+// the byte floor: (weight bytes + the KV-cache bytes read at that context) / the copy bandwidth that
+// torch_ffn.py measured (--torch). The context is filled by one prefill call, then NEW tokens are
+// decoded greedily on the device (one CUDA graph a step, one host sync at the end); the median of
+// RUNS such decodes, each after a fresh prefill. At the model's capacity (2048) the last NEW positions
+// are needed for decoding, so "2048" prefills 2048 − NEW tokens: the floor uses the mean context of
+// the decoded tokens.
+// Usage: node dist/bench/gpu/decode-context.js --model DIR --torch OUT/torch_ffn.json --out OUT/decode-context.json
+//        [--contexts 16,512,1024,2048] [--new 32] [--runs 5]
+import { readFileSync, writeFileSync } from 'node:fs';
+import { loadModel } from '../../driver/load.js';
+import { createCudaSession } from '../../targets/cuda/index.js';
+import type { KvCacheOption } from '../../targets/cuda/kv-cache.js';
+import { cuda } from '../../test/helpers/cuda.js';
+import { kvBytesPerToken, weightBytesPerToken } from './floor.js';
+
+const arg = (name: string) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : undefined; };
+const dir = arg('--model');
+const outPath = arg('--out');
+if (!dir || !outPath) {
+  console.error('decode-context: --model DIR and --out FILE are required');
+  process.exit(1);
+}
+const torch = arg('--torch') ? JSON.parse(readFileSync(arg('--torch')!, 'utf8')) : null;
+const CONTEXTS = (arg('--contexts') ?? '16,512,1024,2048').split(',').map(Number);
+const NEW = Number(arg('--new') ?? 32), RUNS = Number(arg('--runs') ?? 5), K = 1024;
+const configs: [string, 'dense' | { k: number }, KvCacheOption][] = [['mocc dense', 'dense', 'auto'], [`mocc MoC K=${K}`, { k: K }, 'auto'], ['mocc dense, f32 KV cache', 'dense', 'f32']];
+
+const results: Record<string, unknown>[] = [];
+for (const [label, selection, kvCache] of configs) {
+  const m = loadModel(dir, { selection });
+  const s = createCudaSession(m, { kvCache });
+  const spec = m.spec, cap = s.m.program.kvCache.capacity, dtype = s.m.program.kvCache.dtype;
+  const tokens = Array.from({ length: cap }, (_, i) => (i * 7919 + 13) % spec.vocabSize);
+  const weightBytes = weightBytesPerToken(spec, selection === 'dense' ? spec.dFfn : K);
+  // warm-up: captures the decode graphs
+  s.reset();
+  s.greedy(argmaxLast(s.forward(tokens.slice(0, 16)), spec.vocabSize), 8);
+  for (const context of CONTEXTS) {
+    const prefill = Math.min(context, cap - NEW);
+    const runs: number[] = [], prefillSeconds: number[] = [];
+    for (let r = 0; r < RUNS; r++) {
+      s.reset();
+      const t0 = performance.now();
+      const first = argmaxLast(s.forward(tokens.slice(0, prefill)), spec.vocabSize);
+      prefillSeconds.push((performance.now() - t0) / 1000);
+      const t = performance.now();
+      s.greedy(first, NEW);
+      runs.push(NEW / ((performance.now() - t) / 1000));
+    }
+    runs.sort((a, b) => a - b);
+    prefillSeconds.sort((a, b) => a - b);
+    // decoded token i (0-based) attends to prefill + i + 1 positions
+    const meanPositions = prefill + (NEW + 1) / 2;
+    const kvBytes = kvBytesPerToken(spec, meanPositions, dtype);
+    const floor = torch ? (torch.copyBandwidthTBs * 1e12) / (weightBytes + kvBytes) : null;
+    const tps = runs[Math.floor(runs.length / 2)]!;
+    results.push({ label, kvCache: dtype, context, prefillTokens: prefill, meanPositions, tokensPerSecond: tps, runs, prefillSecondsMedian: prefillSeconds[Math.floor(RUNS / 2)], weightBytesPerToken: weightBytes, kvBytesPerToken: kvBytes, floorTokensPerSecond: floor, fractionOfFloor: floor ? tps / floor : null });
+    console.log(`  ${label.padEnd(26)} ${dtype.padEnd(4)} context ${String(prefill).padStart(4)}: ${tps.toFixed(1)} tok/s  (floor ${floor?.toFixed(0) ?? 'n/a'}, ${floor ? (100 * tps / floor).toFixed(0) : '?'}%; KV ${(kvBytes / 2 ** 20).toFixed(0)} MiB a token)`);
+  }
+  m.close();
+}
+function argmaxLast(l: Float32Array, v: number): number {
+  let best = l.length - v;
+  for (let i = l.length - v; i < l.length; i++) if (l[i]! > l[best]!) best = i;
+  return best - (l.length - v);
+}
+const out = { device: cuda().device.name, newTokens: NEW, runs: RUNS, copyBandwidthTBs: torch?.copyBandwidthTBs ?? null, results };
+writeFileSync(outPath, JSON.stringify(out, null, 2) + '\n');
+console.log(`decode-context on ${out.device}: 1B preset, batch 1, ${NEW} new tokens after each context -> ${outPath}`);
