@@ -21,6 +21,12 @@ if [[ $what == all || $what == gemm ]]; then
   node dist/bench/gpu/gemm.js --torch "$out/torch_gemm.json" --out "$out/gemm.json" 2>&1 | tail -24 || status=1
 fi
 if [[ $what == all || $what == sanitize ]]; then
+  step "compute-sanitizer: a prefill of the 1B preset (GEMMs, flash attention) and a decode step after it (memcheck)"
+  model=/tmp/llama-1b
+  [[ -f $model/config.json ]] || python3 bench/gpu/make_llama_1b.py --out $model --seed 0 2>&1 | tail -3
+  compute-sanitizer --tool memcheck --error-exitcode 9 node dist/bench/gpu/prefill-step.js --model $model --tokens 70 > "$out/sanitizer-prefill-memcheck.log" 2>&1 || status=1
+  echo "prefill memcheck: $(grep -E 'ERROR SUMMARY|1B ' "$out/sanitizer-prefill-memcheck.log" | tr '\n' ' ')"
+
   step "compute-sanitizer: one prefill + decode step (memcheck, racecheck)"
   for tool in memcheck racecheck; do
     compute-sanitizer --tool $tool --error-exitcode 9 node dist/bench/gpu/one-step.js > "$out/sanitizer-$tool.log" 2>&1 || status=1
@@ -31,6 +37,14 @@ if [[ $what == all || $what == wgsl-check ]]; then
   step "wgsl-check: the WGSL kernel and model tests on this GPU through Dawn (gpu kernel variant)"
   node node_modules/ava/entrypoints/cli.mjs test/targets/wgsl-dense.test.ts test/targets/wgsl-moc.test.ts test/targets/wgsl-moc-fused.test.ts test/targets/wgsl-model.test.ts test/targets/wgsl-bundle.test.ts > "$out/wgsl-check.log" 2>&1 || status=1
   grep -E "✘|tests? (passed|failed)|known failure" "$out/wgsl-check.log" | tail -20
+fi
+if [[ $what == all || $what == prefill ]]; then
+  step "prefill: time to first token, 1B preset, mocc (GEMM and GEMV prefill) vs transformers (sdpa)"
+  model=/tmp/llama-1b
+  [[ -f $model/config.json ]] || python3 bench/gpu/make_llama_1b.py --out $model --seed 0 2>&1 | tail -3
+  [[ -f $out/torch_ffn.json ]] || python3 bench/gpu/torch_ffn.py --shapes 2048x5464 --out "$out/torch_ffn.json" 2>&1 | tail -3
+  python3 bench/gpu/hf_prefill.py --model $model --out "$out/hf_prefill.json" 2>&1 | tail -4 || status=1
+  node dist/bench/gpu/prefill.js --model $model --hf "$out/hf_prefill.json" --torch "$out/torch_ffn.json" --out "$out/prefill.json" 2>&1 | tail -8 || status=1
 fi
 if [[ $what == all || $what == ffn || $what == e2e || $what == context || $what == wgsl ]]; then
   step "torch_ffn: cuBLAS dense FFN under a CUDA graph, copy bandwidth"
