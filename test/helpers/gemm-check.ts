@@ -1,5 +1,7 @@
-// The float64 reference for the GEMM kernels (Y = X·Wᵀ, gemm.ts and gemm-sm90.ts) and the check
-// of a device result against it, shared by their GPU tests.
+// The float64 reference for the GEMM kernels (Y = X·Wᵀ, gemm.ts and gemm-sm90.ts; gemm.ts's other
+// layouts and its silu_pair epilogue built from the logical matrices) and the check of a device
+// result against it, shared by their GPU tests.
+import type { GemmLayout } from '../../targets/cuda/ptx/gemm.js';
 
 /** Y = X·Wᵀ in float64 from the rounded inputs; also Σ|x·w| per element, the scale of its rounding error. */
 export function gemmReference(x: Float32Array, w: Float32Array, m: number, n: number, k: number): { y: Float64Array; mag: Float64Array } {
@@ -15,6 +17,40 @@ export function gemmReference(x: Float32Array, w: Float32Array, m: number, n: nu
       y[i * n + j] = s;
       mag[i * n + j] = a;
     }
+  }
+  return { y, mag };
+}
+
+/** `rows` × `cols` row-major → its transpose, `cols` × `rows`. */
+export function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
+  const t = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = a[r * cols + c]!;
+  return t;
+}
+
+/**
+ * The reference of gemm.ts's `layout` from x and w as stored (unpadded): 'xwt' x [M, K], w [N, K];
+ * 'xw' x [M, K], w [K, N]; 'xtw' x [K, M], w [K, N]. Each is brought to X [M, K], W [N, K] first.
+ */
+export function gemmLayoutReference(layout: GemmLayout, x: Float32Array, w: Float32Array, m: number, n: number, k: number): { y: Float64Array; mag: Float64Array } {
+  const xm = layout === 'xtw' ? transpose(x, k, m) : x;
+  const wn = layout === 'xwt' ? w : transpose(w, k, n);
+  return gemmReference(xm, wn, m, n, k);
+}
+
+export const silu64 = (g: number): number => g / (1 + Math.exp(-g));
+
+/**
+ * The silu_pair reference, Y[M, F] = silu(X·Gᵀ)·(X·Uᵀ), from the logical gate and up [F, K]. Its
+ * `mag` is the scale of the allowed error for compareGemm: the f32-accumulation error of g and u
+ * carried through (|silu'| ≤ 1.1), plus |y| for the approximate exp and the division.
+ */
+export function siluPairReference(x: Float32Array, gate: Float32Array, up: Float32Array, m: number, f: number, k: number): { y: Float64Array; mag: Float64Array } {
+  const g = gemmReference(x, gate, m, f, k), u = gemmReference(x, up, m, f, k);
+  const y = new Float64Array(m * f), mag = new Float64Array(m * f);
+  for (let i = 0; i < y.length; i++) {
+    y[i] = silu64(g.y[i]!) * u.y[i]!;
+    mag[i] = 1.1 * Math.abs(u.y[i]!) * g.mag[i]! + Math.abs(silu64(g.y[i]!)) * u.mag[i]! + Math.abs(y[i]!);
   }
   return { y, mag };
 }
