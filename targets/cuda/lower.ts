@@ -18,7 +18,7 @@ import { attentionCombine, attentionSplit, combineThreads, partialWidth, splitLa
 import { kvCacheDtype, type KvCacheOption } from './kv-cache.js';
 import { argmax, elementwise, embedding, gemv, gemvGrid, gemvLayout, gemvMulti, gemvMultiGrid, posAdvance, rmsnorm, rmsnormThreads, type GemvSpec, type Kernel } from './ptx/dense.js';
 import { pad8, type WeightDType } from './ptx/layout.js';
-import { downPartial, downReduce, downSplit, DOWN_THREADS, mocUpDown, patternSelect, reduceGrid, REDUCE_THREADS, selectShape, topkSelect, upDownSplit } from './ptx/moc.js';
+import { downPartial, downReduce, downSplit, DOWN_THREADS, mocScatterSilu, SCATTER_THREADS, mocUpDown, patternSelect, reduceGrid, REDUCE_THREADS, selectShape, topkSelect, upDownSplit } from './ptx/moc.js';
 import type { Arg, BufferDecl, Launch, Program, Step } from './program.js';
 import { bufArgIds, planBuffers as planBufferIds, remapBufArgs } from '../buffer-plan.js';
 import { GraphFacts, type Node } from '../lowering/analysis.js';
@@ -78,8 +78,8 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
  * One lowering of the graph. 'decode': GEMVs with RMSNorm folded in, fused Q/K/V and gate/up
  * launches. 'prefill': linears with 16-bit weights as tensor-core GEMMs (gemm.ts) over 16-bit
  * copies of their inputs (cast.ts; one per value, shared by its readers), attention as flash
- * attention (flash-attention.ts), RMSNorm as its own launch, no select hints; the MoC up/down
- * (kept rows per token) as in 'decode'.
+ * attention (flash-attention.ts), RMSNorm as its own launch, no select hints; the MoC FFN's up
+ * and down as dense GEMMs around its kept channels (see case 'moc_down').
  */
 function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'decode' | 'prefill'): { program: Program; gemms: number } {
   const prefill = mode === 'prefill';
@@ -366,6 +366,29 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
         const w = inputs.weight(n.inputs[1]!, n);
         const idx = buf(n.inputs[2]!, n);
         const fused = mocDownOf.get(n.name);
+        if (prefill && fused && (w.dtype === 'bf16' || w.dtype === 'f16') && inputs.weight(fused.up.inputs[1]!, n).dtype === w.dtype) {
+          // Many tokens: the same sums as dense products on tensor cores. U = X·W_upᵀ for every channel,
+          // z = SiLU(G)·U at each row's kept channels and 0 elsewhere, y (+)= z·W_downᵀ ('xw': W_downᵀ
+          // is stored [F, d]). Reading each kept row once per token (the decode kernels) costs far more
+          // than the F/K times more multiplies here.
+          const wu = inputs.weight(fused.up.inputs[1]!, n);
+          const f = facts.weight(fused.up.inputs[1]!.name).rows;
+          const x = fused.up.inputs[0]!;
+          const u = newBuf(f);
+          const upSpec: GemmSpec = { dtype: w.dtype, ...GEMM_DEFAULT };
+          launch({ kernel: use(gemm(upSpec)), grid: [Math.ceil(f / upSpec.bn), { tilesOfT: upSpec.bm }, 1], block: gemmThreads(upSpec),
+            args: [{ kind: 'buf', id: u }, gemmInput(x, w.dtype, n), wu.arg, { kind: 'T' }, { kind: 'u32', value: f }, { kind: 'u32', value: widthOf(x) }] }, n);
+          const z = newBuf(f, w.dtype);
+          steps.push({ kind: 'zero', buf: z, node: n.name });
+          launch({ kernel: use(mocScatterSilu(w.dtype, f, kKeep)), grid: [Math.ceil(kKeep / SCATTER_THREADS), 'T', 1], block: SCATTER_THREADS,
+            args: [{ kind: 'buf', id: z }, buf(fused.gather.inputs[0]!, n), { kind: 'buf', id: u }, idx] }, n);
+          const residual = accumulateInto(i, n);
+          const downSpec: GemmSpec = { dtype: w.dtype, ...GEMM_DEFAULT, layout: 'xw', epilogue: residual ? 'accumulate' : 'store' };
+          launch({ kernel: use(gemm(downSpec)), grid: [Math.ceil(d / downSpec.bn), { tilesOfT: downSpec.bm }, 1], block: gemmThreads(downSpec),
+            args: [residual ?? out(), { kind: 'buf', id: z }, w.arg, { kind: 'T' }, { kind: 'u32', value: d }, { kind: 'u32', value: f }] }, n);
+          gemms += 3;
+          return;
+        }
         let partial: number, slices: number;
         if (fused) {
           // one launch from the selected channels to per-block partial sums of the down projection

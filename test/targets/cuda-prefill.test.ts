@@ -10,6 +10,9 @@
 import test from 'ava';
 import { loadModel } from '../../driver/load.js';
 import { lowerToCuda } from '../../targets/cuda/lower.js';
+import { buildLlamaGraph } from '../../src/import/llama-graph.js';
+import { PRESET_1B } from '../../src/model/presets.js';
+import { swigluToMoc } from '../../passes/swiglu-to-moc.js';
 import { createCudaSession } from '../../targets/cuda/index.js';
 import { refTarget } from '../../targets/ref/index.js';
 import { CHECKPOINTS, REF, maxAbsDiff } from '../helpers/fixtures.js';
@@ -83,3 +86,19 @@ for (const dtype of ['bf16', 'f16'] as const) {
     });
   }
 }
+
+// What one layer of the 1B preset lowers to in the prefill program, in order: the linears as GEMMs
+// over one 16-bit cast of each input, flash attention, the MoC FFN as dense GEMMs around Top-K.
+test('1B preset prefill program, one layer: GEMMs for every linear, flash attention, MoC as up GEMM → scatter → down GEMM', (t) => {
+  const spec = { ...PRESET_1B, nLayers: 1 };
+  const family = (k: string) => k.replace(/_(?:bf16|f16|f32|half|interleaved|h\d|w\d|f\d|d\d|m\d).*?(_acc)?$/, '$1');
+  for (const [sel, want] of [
+    [null, 'embedding rmsnorm cast gemm_xwt gemm_xwt gemm_xwt rope_store flash_attention cast gemm_xwt_acc rmsnorm cast gemm_xwt gemm_xwt silu_mul cast gemm_xwt_acc rmsnorm cast gemm_xwt'],
+    [{ k: 1024 }, 'embedding rmsnorm cast gemm_xwt gemm_xwt gemm_xwt rope_store flash_attention cast gemm_xwt_acc rmsnorm cast gemm_xwt moc_topk gemm_xwt zero moc_scatter_silu gemm_xw_acc rmsnorm cast gemm_xwt'],
+  ] as const) {
+    let g = buildLlamaGraph(spec, (n) => (n.includes('norm') ? 'f32' : 'bf16'));
+    if (sel) g = swigluToMoc.run(g, sel);
+    const p = lowerToCuda(g, spec);
+    t.is(p.prefill!.steps.map((s) => (s.kind === 'launch' ? family(s.kernel) : 'zero')).join(' '), want);
+  }
+});

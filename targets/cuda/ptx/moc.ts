@@ -538,3 +538,32 @@ function warmKeptRows(k: KernelBuilder, a: { f: number; rowBytes: number; blocks
     for (const m of [a.wu, a.wd]) k.prefetchL2(k.addr(m, c, a.rowBytes), a.rowBytes, p);
   }
 }
+
+export const SCATTER_THREADS = 128;
+
+/**
+ * The MoC FFN of a prefill as dense products (targets/cuda/lower.ts): z[t, c] = SiLU(G[t, c])·U[t, c]
+ * for the kept channels c = idx[t, 0..K), written as bf16/f16 into a z the caller zeroed, so the
+ * down projection is a tensor-core GEMM over z (the zeros of the dropped channels add nothing: the
+ * same sum as MoC's gathered down projection). g, u: f32 [T, pad8(F)]; idx: i32 [T, pad8(K)];
+ * z: 16-bit [T, pad8(F)]. Params z, g, u, idx. Grid (ceil(K / SCATTER_THREADS), T), block SCATTER_THREADS.
+ */
+export function mocScatterSilu(out: 'bf16' | 'f16', f: number, kKeep: number): Kernel {
+  const name = `moc_scatter_silu_${out}_f${f}_k${kKeep}`;
+  const k = new KernelBuilder(name, ['z', 'g', 'u', 'idx'].map((n) => ({ name: n, type: 'u64' as const })));
+  k.blockSize(SCATTER_THREADS);
+  const z = k.ptrParam('z'), g = k.ptrParam('g'), u = k.ptrParam('u'), idx = k.ptrParam('idx');
+  const tid = k.special('%tid.x', 'tid'), bx = k.special('%ctaid.x', 'bx'), t = k.special('%ctaid.y', 't');
+  const j = k.reg('u32', 'j'), p = k.reg('pred', 'p'), done = k.label('done');
+  k.emit(`mad.lo.u32 ${j}, ${bx}, ${SCATTER_THREADS}, ${tid}`, `setp.ge.u32 ${p}, ${j}, ${kKeep}`, `@${p} bra ${done}`);
+  const c = k.reg('u32', 'c');
+  k.emit(`ld.global.u32 ${c}, [${k.addr(k.addr(idx, t, pad8(kKeep) * 4), j, 4)}]`);
+  const e = k.reg('u32', 'e'); // element index of (t, c) in the [T, pad8(F)] matrices
+  k.emit(`mad.lo.u32 ${e}, ${t}, ${pad8(f)}, ${c}`);
+  const gv = k.reg('f32', 'gv'), uv = k.reg('f32', 'uv'), h = k.reg('b16', 'h');
+  k.emit(`ld.global.f32 ${gv}, [${k.addr(g, e, 4)}]`, `ld.global.f32 ${uv}, [${k.addr(u, e, 4)}]`);
+  siluTimes(k, gv, uv); // uv ← SiLU(gv)·uv
+  k.emit(`cvt.rn.${out}.f32 ${h}, ${uv}`, `st.global.b16 [${k.addr(z, e, 2)}], ${h}`);
+  k.place(done);
+  return { name, text: k.render() };
+}
