@@ -9,7 +9,7 @@ import { mocc, tempDir } from '../helpers/cli.js';
 import { userError } from '../helpers/cli-assert.js';
 import { CHECKPOINTS, FIX, ROOT } from '../helpers/fixtures.js';
 
-const READS = /mocc reads mocc packages \(manifest\.json\), Hugging Face directories \(config\.json \+ safetensors\), GGUF files and llama2\.c \.bin checkpoints$/;
+const READS = /mocc reads mocc packages \(manifest\.json\), Hugging Face directories \(config\.json \+ safetensors\), GGUF files, ONNX LLaMA graphs and llama2\.c \.bin checkpoints$/;
 
 test('a text file named .gguf: not GGUF, looks like text (was: "too short for a llama2.c checkpoint")', (t) => {
   const p = join(tempDir(t), 'model.gguf');
