@@ -1,7 +1,7 @@
 // The op resolve table: which (domain, op, since-version) the ONNX importer understands. A node's
 // since-version is the newest version of its op's schema at or below the model's opset for its domain
-// (ONNX's own rule); the lists of since-versions below are ONNX 1.23's (onnx.defs.get_schema), written
-// out by hand for the ops the LLaMA forms use. `supported` holds those whose semantics the importer
+// (ONNX's own rule); the lists of since-versions below were printed from ONNX 1.23's
+// onnx.defs.get_schema (Python) for the ops the LLaMA forms use, and pasted here. `supported` holds those whose semantics the importer
 // implements (the schemas in force for opsets 14–20: the dynamo form is 18–20).
 import { nameText, UserError } from '../../util/errors.js';
 import type { OnnxModel, OnnxNode } from './model.js';

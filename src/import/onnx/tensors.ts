@@ -1,7 +1,7 @@
 // ONNX initializers as lazily read tensors. External data (`location`, `offset`, `length`) is read by
 // offset from files inside the model's directory only, each checked against its file's size and against
 // dims × dtype before anything is read; raw_data and float_data initializers live in the .onnx itself.
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, realpathSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { ONNX_DTYPE } from '../../onnx/proto.js';
 import { bytesFor, decodeToF32, type StorageDType } from '../../util/dtype.js';
@@ -49,6 +49,9 @@ export class ExternalFiles {
     const known = this.handles.get(path);
     if (known) return known;
     if (!existsSync(path) || !statSync(path).isFile()) throw new UserError(`${where}: external data file ${join(dirname(this.modelPath), location)} does not exist`);
+    // A symbolic link inside the directory must not lead out of it either.
+    const real = relative(realpathSync(dir), realpathSync(path));
+    if (real.startsWith('..') || isAbsolute(real)) throw new UserError(`${where} has external data location ${describe(location)}, a link that leads outside the model's directory`);
     const h = new FileHandle(path, statSync(path).size);
     this.handles.set(path, h);
     return h;
