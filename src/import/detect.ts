@@ -14,7 +14,7 @@ export interface DetectedFormat {
 }
 
 /** The formats mocc reads, for messages that must say so. */
-export const READABLE_FORMATS = 'mocc reads mocc packages (manifest.json), Hugging Face directories (config.json + safetensors), GGUF files and llama2.c .bin checkpoints';
+export const READABLE_FORMATS = 'mocc reads mocc packages (manifest.json), Hugging Face directories (config.json + safetensors), GGUF files, ONNX LLaMA graphs and llama2.c .bin checkpoints';
 
 /** Bytes read from the start of a file to judge it. */
 const HEAD_BYTES = 64;
@@ -92,7 +92,6 @@ export function detectFormat(path: string): DetectedFormat {
 /** The message for a path no importer reads. */
 export function unreadableMessage(path: string, f: DetectedFormat): string {
   switch (f.kind) {
-    case 'onnx': return `${path}: ONNX import is not supported yet (${READABLE_FORMATS})`;
     case 'safetensors-file': return `${path}: a bare safetensors file; give the Hugging Face directory that holds it with its config.json`;
     case 'package': return `${path}: a mocc package, not a checkpoint (it is already converted; run, inspect or compile it)`;
     default: return `${path}: ${f.why}; ${READABLE_FORMATS}`;

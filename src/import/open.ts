@@ -8,6 +8,7 @@ import { importGguf } from './gguf.js';
 import type { DequantDType } from './quant-tensor.js';
 import { importHf } from './hf.js';
 import { importLlama2c } from './llama2c.js';
+import { importOnnx } from './onnx/index.js';
 import type { Checkpoint } from './spec.js';
 import { UserError } from '../util/errors.js';
 
@@ -51,8 +52,9 @@ function llama2cTokenizerBeside(ckptPath: string, vocab: number): string | undef
 }
 
 /**
- * HF directory (config.json) | GGUF file | llama2.c .bin, told apart by content. The tokenizer:
- * --tokenizer, else the one inside the checkpoint (GGUF), else tokenizer.json in an HF directory, else a
+ * HF directory (config.json) | GGUF file | ONNX file | llama2.c .bin, told apart by content. The tokenizer:
+ * --tokenizer, else the one inside the checkpoint (GGUF), else tokenizer.json in an HF directory or beside
+ * an ONNX file, else a
  * llama2.c tokenizer beside a llama2.c file (tokenizer.bin, or the single .bin there that is one).
  */
 export function openCheckpoint(path: string, opts: OpenOptions = {}, detected: DetectedFormat = detectFormat(path)): OpenedCheckpoint {
@@ -73,6 +75,13 @@ export function openCheckpoint(path: string, opts: OpenOptions = {}, detected: D
       beside = () => llama2cTokenizerBeside(path, ck.spec.vocabSize);
       ck.tokenizerSearch = `no ${LLAMA2C_TOKENIZER}, nor a single llama2.c tokenizer .bin with ${ck.spec.vocabSize} tokens, beside ${basename(path)}`;
       break;
+    case 'onnx': {
+      ck = importOnnx(path);
+      const tokJson = join(dirname(path), 'tokenizer.json');
+      beside = () => (existsSync(tokJson) ? tokJson : undefined);
+      ck.tokenizerSearch = `no tokenizer.json beside ${basename(path)}`;
+      break;
+    }
     default:
       throw new UserError(unreadableMessage(path, detected));
   }

@@ -63,7 +63,7 @@ export function expectedWeightShapes(spec: ModelSpec): Map<string, number[]> {
   return m;
 }
 
-export type CheckpointFormat = 'hf' | 'llama2c' | 'gguf';
+export type CheckpointFormat = 'hf' | 'llama2c' | 'gguf' | 'onnx';
 
 export interface Checkpoint {
   format: CheckpointFormat;

@@ -11,7 +11,6 @@ import { f32Bytes, T, writeGguf, type Kv, type WTensor } from '../helpers/gguf-w
 
 const HF = CHECKPOINTS.hf;
 const GGUF = CHECKPOINTS.gguf;
-const ONNX = `${FIX}onnx/model.onnx`;
 
 // ---------- helpers ----------
 
@@ -341,12 +340,6 @@ test('a nonexistent path', (t) => {
   userError(t, mocc('run', missing, '--tokens', '1'), /does-not-exist: no such file or directory/);
   userError(t, mocc('inspect', missing), /no such file or directory/);
   convertFails(t, missing, [], /does-not-exist: no such file or directory/);
-});
-
-test('an ONNX file: not supported yet', (t) => {
-  t.true(existsSync(ONNX));
-  convertFails(t, ONNX, ['--k', '32'], /ONNX.*not supported yet/);
-  userError(t, mocc('run', ONNX, '--tokens', '1'), /ONNX.*not supported yet/);
 });
 
 test('random non-checkpoint files: exit 1, not 2', (t) => {

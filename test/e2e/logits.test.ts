@@ -36,7 +36,7 @@ for (const [format, path] of Object.entries(CHECKPOINTS)) {
   test(`${format}: logits straight from the checkpoint (MoC K=32, --prompt) match HF`, (t) => {
     const dir = tempDir(t);
     const out = join(dir, 'l.f32');
-    const tok = format === 'hf' || format === 'llama2c' ? ['--tokenizer', LLAMA2C_TOKENIZER] : [];
+    const tok = format === 'gguf' ? [] : ['--tokenizer', LLAMA2C_TOKENIZER]; // only GGUF holds its tokenizer
     // The prompt's tokens are the first five of greedy_once_upon, so compare those rows.
     const r = mocc('logits', path, '--prompt', REF.prompt, '--k', '32', '--out', out, ...tok);
     t.is(r.code, 0, r.stderr);

@@ -8,6 +8,7 @@ export const CHECKPOINTS = {
   hf: `${FIX}hf`,
   llama2c: `${FIX}llama2c/stories260K.bin`,
   gguf: `${FIX}gguf/stories260K.gguf`,
+  onnx: `${FIX}onnx/model.onnx`,
 } as const;
 export const LLAMA2C_TOKENIZER = `${FIX}llama2c/tok512.bin`;
 

@@ -1,0 +1,82 @@
+// The op resolve table: which (domain, op, since-version) the ONNX importer understands. A node's
+// since-version is the newest version of its op's schema at or below the model's opset for its domain
+// (ONNX's own rule); the lists of since-versions below were printed from ONNX 1.23's
+// onnx.defs.get_schema (Python) for the ops the LLaMA forms use, and pasted here. `supported` holds those whose semantics the importer
+// implements (the schemas in force for opsets 14–20: the dynamo form is 18–20).
+import { nameText, UserError } from '../../util/errors.js';
+import type { OnnxModel, OnnxNode } from './model.js';
+
+/** [op, every since-version up to opset 23, the since-versions we implement]; domain ai.onnx (''). */
+const TABLE: Array<[string, number[], number[]]> = [
+  ['Add', [1, 6, 7, 13, 14], [14]],
+  ['And', [1, 7], [7]],
+  ['Cast', [1, 6, 9, 13, 19, 21, 23], [13, 19]],
+  ['Concat', [1, 4, 11, 13], [13]],
+  ['Constant', [1, 9, 11, 12, 13, 19, 21, 23], [13, 19]],
+  ['ConstantOfShape', [9, 20, 21, 23], [9, 20]],
+  ['Cos', [7, 22], [7]],
+  ['CumSum', [11, 14], [14]],
+  ['Div', [1, 6, 7, 13, 14], [14]],
+  ['Equal', [1, 7, 11, 13, 19], [13, 19]],
+  ['Expand', [8, 13], [13]],
+  ['Gather', [1, 11, 13], [13]],
+  ['GatherND', [11, 12, 13], [13]],
+  ['Greater', [1, 7, 9, 13], [13]],
+  ['Identity', [1, 13, 14, 16, 19, 21, 23], [14, 16, 19]],
+  ['IsNaN', [9, 13, 20], [13, 20]],
+  ['Less', [1, 7, 9, 13], [13]],
+  ['LessOrEqual', [12, 16], [12, 16]],
+  ['MatMul', [1, 9, 13], [13]],
+  ['Max', [1, 6, 8, 12, 13], [13]],
+  ['Min', [1, 6, 8, 12, 13], [13]],
+  ['Mul', [1, 6, 7, 13, 14], [14]],
+  ['Neg', [1, 6, 13], [13]],
+  ['Not', [1], [1]],
+  ['Or', [1, 7], [7]],
+  ['Pow', [1, 7, 12, 13, 15], [13, 15]],
+  ['Range', [11], [11]],
+  ['Reciprocal', [1, 6, 13], [13]],
+  ['ReduceMean', [1, 11, 13, 18], [13, 18]],
+  ['Reshape', [1, 5, 13, 14, 19, 21, 23], [14, 19]],
+  ['Shape', [1, 13, 15, 19, 21, 23], [13, 15, 19]],
+  ['Sigmoid', [1, 6, 13], [13]],
+  ['Sin', [7, 22], [7]],
+  ['Slice', [1, 10, 11, 13], [13]],
+  ['Softmax', [1, 11, 13], [13]],
+  ['Sqrt', [1, 6, 13], [13]],
+  ['Squeeze', [1, 11, 13, 21, 23], [13]],
+  ['Sub', [1, 6, 7, 13, 14], [14]],
+  ['Transpose', [1, 13, 21, 23], [13]],
+  ['Trilu', [14], [14]],
+  ['Unsqueeze', [1, 11, 13, 21, 23], [13]],
+  ['Where', [9, 16], [9, 16]],
+];
+
+const ALL = new Map(TABLE.map(([op, all]) => [op, all]));
+/** Keys `${domain}|${op}|${since}` the importer implements. */
+const SUPPORTED = new Set(TABLE.flatMap(([op, , sup]) => sup.map((v) => `|${op}|${v}`)));
+
+/** The since-version of `op` in the default domain at `opset`, if ONNX defines it there. */
+export function sinceVersion(op: string, opset: number): number | undefined {
+  const all = ALL.get(op);
+  if (!all) return undefined;
+  let found: number | undefined;
+  for (const v of all) if (v <= opset) found = v;
+  return found;
+}
+
+const domainText = (d: string): string => (d === '' ? 'ai.onnx' : d);
+
+/** Throws a one-line UserError for the first node whose (domain, op, since-version) is not in the table. */
+export function checkOpsSupported(m: OnnxModel): void {
+  for (const n of m.nodes) {
+    const opset = m.opsets.get(n.domain);
+    const since = n.domain === '' && opset !== undefined ? sinceVersion(n.op, opset) : undefined;
+    if (since === undefined || !SUPPORTED.has(`${n.domain}|${n.op}|${since}`)) throw unsupported(m, n, opset, since);
+  }
+}
+
+function unsupported(m: OnnxModel, n: OnnxNode, opset: number | undefined, since: number | undefined): UserError {
+  const at = opset === undefined ? 'no opset imported for that domain' : `opset ${opset}${since !== undefined ? `, schema since ${since}` : ''}`;
+  return new UserError(`${m.path}: unsupported ONNX op ${nameText(n.op)} (domain ${domainText(n.domain)}, ${at}) at node ${n.index}; mocc imports LLaMA graphs as torch.onnx.export(dynamo=True) writes them (opset 18–20)`);
+}
