@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { compileCommand } from './commands/compile.js';
 import { convertCommand } from './commands/convert.js';
 import { evalCommand } from './commands/eval.js';
+import { exportCommand } from './commands/export.js';
 import { recoverCommand } from './commands/recover.js';
 import { trainCommand } from './commands/train.js';
 import { demoCommand } from './commands/demo.js';
@@ -21,6 +22,7 @@ const program = new Command('mocc')
   .addCommand(runCommand())
   .addCommand(logitsCommand())
   .addCommand(compileCommand())
+  .addCommand(exportCommand())
   .addCommand(trainCommand())
   .addCommand(recoverCommand())
   .addCommand(evalCommand());
