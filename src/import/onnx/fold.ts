@@ -131,6 +131,10 @@ function foldWith(n: OnnxNode, a: Const, b: Const | undefined, c: Const | undefi
       for (const ax of [...axes].sort((x, y) => x - y)) dims.splice(ax, 0, 1);
       return { ...a, dims };
     }
+    case 'Flatten': {
+      const ax = normAxis(attrInt(n, 'axis', 1), rank);
+      return { ...a, dims: [elementCount(a.dims.slice(0, ax)), elementCount(a.dims.slice(ax))] };
+    }
     case 'Squeeze': {
       const axes = (b?.data ?? attrInts(n, 'axes'))?.map((x) => normAxis(x, rank));
       return { ...a, dims: a.dims.filter((s, i) => (axes ? !axes.includes(i) : s !== 1)) };

@@ -9,7 +9,8 @@ import type { ModelSpec } from '../spec.js';
 import { UserError } from '../../util/errors.js';
 import type { OnnxGraph } from './graph.js';
 import type { OnnxNode } from './model.js';
-import type { OnnxInitializer } from './tensors.js';
+import { initializerTensor, type OnnxInitializer } from './tensors.js';
+import { isTransposedCopy } from './tied.js';
 
 /** A canonical weight: which initializer holds it and whether ONNX's [in, out] must be transposed. */
 export interface WeightRef {
@@ -50,7 +51,13 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
     const p = g.producer.get(v);
     return p && (p.op === 'Identity' || p.op === 'Cast') ? prod(p.inputs[0]!) : p;
   };
-  const other = (n: OnnxNode, v: string): string => (n.inputs[0] === v ? n.inputs[1]! : n.inputs[0]!);
+  /** v with Identity and Cast producers stripped: TorchScript casts around norms (`same` compares so). */
+  const root = (v: string): string => {
+    const p = g.producer.get(v);
+    return p && (p.op === 'Identity' || p.op === 'Cast') ? root(p.inputs[0]!) : v;
+  };
+  const same = (a: string | undefined, b: string): boolean => a !== undefined && root(a) === root(b);
+  const other = (n: OnnxNode, v: string): string => (same(n.inputs[0], v) ? n.inputs[1]! : n.inputs[0]!);
   const only = (nodes: OnnxNode[], op: string): OnnxNode | undefined => {
     const m = nodes.filter((n) => n.op === op);
     return m.length === 1 ? m[0] : undefined;
@@ -78,7 +85,7 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
 
   // --- RMSNorm on a stream value r ---
   const rmsNorm = (r: string): Norm | undefined => {
-    const sq = usersOf(r).find((n) => (n.op === 'Pow' && n.inputs[0] === r && g.scalar(n.inputs[1]) === 2) || (n.op === 'Mul' && n.inputs[0] === r && n.inputs[1] === r));
+    const sq = usersOf(r).find((n) => (n.op === 'Pow' && same(n.inputs[0], r) && g.scalar(n.inputs[1]) === 2) || (n.op === 'Mul' && same(n.inputs[0], r) && same(n.inputs[1], r)));
     if (!sq) return undefined;
     const mean = only(usersOf(out(sq)), 'ReduceMean');
     if (!mean) return undefined;
@@ -92,9 +99,9 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
     if (!sqrt) return undefined;
     let normed: string | undefined;
     for (const n of usersOf(out(sqrt))) {
-      if (n.op === 'Div' && n.inputs[0] === r) normed = out(n); // r / sqrt(...)
+      if (n.op === 'Div' && same(n.inputs[0], r)) normed = out(n); // r / sqrt(...)
       if (n.op === 'Reciprocal' || (n.op === 'Div' && g.scalar(n.inputs[0]) === 1)) {
-        const mul = usersOf(out(n)).find((m) => m.op === 'Mul' && m.inputs.includes(r));
+        const mul = usersOf(out(n)).find((m) => m.op === 'Mul' && m.inputs.some((i) => same(i, r)));
         if (mul) normed = out(mul);
       }
     }
@@ -107,11 +114,32 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
 
   const projections = (n: string): OnnxNode[] => usersOf(n).filter((m) => m.op === 'MatMul' && m.inputs[0] === n && g.matrix(m.inputs[1]));
   const weightOf = (m: OnnxNode): OnnxInitializer => g.matrix(m.inputs[1])!;
-  /** [a, b] of the last two dims of a constant Reshape applied to v (heads, head_dim). */
-  const headShape = (v: string): [number, number] | undefined => {
-    for (const n of usersOf(v)) {
-      const s = n.op === 'Reshape' ? g.consts.get(n.inputs[1]!)?.data : undefined;
-      if (s && s.length >= 2 && s.at(-1)! > 0 && s.at(-2)! > 0) return [s.at(-2)!, s.at(-1)!];
+  /**
+   * The constant tail of a shape value: all of it when it folds, else the folded trailing inputs of the
+   * Concat that builds it (TorchScript computes the batch and sequence entries from Shape at run time).
+   */
+  const shapeTail = (v: string): number[] | undefined => {
+    const c = g.consts.get(v);
+    if (c) return c.data;
+    const cat = prod(v);
+    if (cat?.op !== 'Concat') return undefined;
+    const tail: number[] = [];
+    for (const i of [...cat.inputs].reverse()) {
+      const k = g.consts.get(i);
+      if (!k) break;
+      tail.unshift(...k.data);
+    }
+    return tail;
+  };
+  /** [a, b] of the last two dims of a Reshape applied to the output of projection m (heads, head_dim); -1 heads are its width / head_dim. */
+  const headShape = (m: OnnxNode): [number, number] | undefined => {
+    const width = weightOf(m).dims[1]!;
+    for (const n of usersOf(out(m))) {
+      const s = n.op === 'Reshape' ? shapeTail(n.inputs[1]!) : undefined;
+      if (!s || s.length < 2 || !(s.at(-1)! > 0)) continue;
+      const [a, b] = [s.at(-2)!, s.at(-1)!];
+      if (a > 0) return [a, b];
+      if (a === -1 && width % b === 0) return [width / b, b];
     }
     return undefined;
   };
@@ -135,8 +163,8 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
     const k = pick(s.inputs[1]!, 'key');
     const v = pick(pv.inputs[1]!, 'value');
     if (new Set([q, k, v]).size !== 3) return fail(`${where}: the query, key and value projections are not three distinct MatMuls`);
-    const qs = headShape(out(q)) ?? fail(`${where}: no Reshape of the queries into [heads, head_dim]`);
-    const ks = headShape(out(k)) ?? fail(`${where}: no Reshape of the keys into [kv_heads, head_dim]`);
+    const qs = headShape(q) ?? fail(`${where}: no Reshape of the queries into [heads, head_dim]`);
+    const ks = headShape(k) ?? fail(`${where}: no Reshape of the keys into [kv_heads, head_dim]`);
     const [heads, headDim] = qs;
     const kvHeads = ks[0];
     if (ks[1] !== headDim || heads % kvHeads !== 0) return fail(`${where}: ${heads} query heads and ${kvHeads} key heads of sizes ${headDim} and ${ks[1]} do not form grouped-query attention`);
@@ -147,11 +175,13 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
     for (const [proj, target, what] of [[q, s.inputs[0]!, 'queries'], [k, s.inputs[1]!, 'keys']] as const) {
       if (!rotateHalf(proj, target, headDim)) fail(`${where}: no RoPE rotate-half (Slice, Neg, Concat) on the ${what}`);
     }
-    // Softmax scale: scalar Muls/Divs on the q and k paths and on the scores must make 1/sqrt(head_dim).
+    // Softmax scale: float scalar Muls/Divs on the q and k paths and on the scores must make
+    // 1/sqrt(head_dim) (integer ones are shape arithmetic, e.g. TorchScript's repeat_kv sizes).
     let scale = 1;
     for (const n of block) {
       if ((n.op !== 'Mul' && n.op !== 'Div') || !g.reaches(out(n), softmax.inputs[0]!) || pv === n) continue;
       const [x, y] = n.inputs as [string, string];
+      if (!(g.consts.get(y) ?? g.consts.get(x))?.float) continue;
       if (g.dynamic(x) && g.scalar(y) !== undefined) scale *= n.op === 'Div' ? 1 / g.scalar(y)! : g.scalar(y)!;
       else if (n.op === 'Mul' && g.dynamic(y) && g.scalar(x) !== undefined) scale *= g.scalar(x)!;
     }
@@ -161,10 +191,22 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
 
   /** Concat(Neg(Slice(x, hd/2..)), Slice(x, 0..hd/2)) on the last axis, on the way from proj to target. */
   const rotateHalf = (proj: OnnxNode, target: string, hd: number): boolean => {
+    /** A Slice bound: a constant, or TorchScript's x.shape[-1] // 2 computed at run time (that is hd / 2). */
+    const bound = (v: string | undefined, x: string): number | undefined => {
+      const k = g.scalar(v);
+      if (k !== undefined || v === undefined) return k;
+      let p = prod(v);
+      while (p && (p.op === 'Unsqueeze' || p.op === 'Squeeze')) p = prod(p.inputs[0]!);
+      if (p?.op !== 'Div' || g.scalar(p.inputs[1]) !== 2) return undefined;
+      const dimOf = prod(p.inputs[0]!);
+      const shape = dimOf?.op === 'Gather' ? prod(dimOf.inputs[0]!) : undefined;
+      const axis = dimOf && g.scalar(dimOf.inputs[1]);
+      return shape?.op === 'Shape' && same(shape.inputs[0], x) && (axis === -1 || axis === 3) ? hd / 2 : undefined;
+    };
     const sliceOf = (v: string): { from: string; start: number; end: number } | undefined => {
       const n = prod(v);
       if (!n || n.op !== 'Slice') return undefined;
-      const [st, en, ax] = [g.scalar(n.inputs[1]), g.scalar(n.inputs[2]), n.inputs[3] ? g.scalar(n.inputs[3]) : 0];
+      const [st, en, ax] = [bound(n.inputs[1], n.inputs[0]!), bound(n.inputs[2], n.inputs[0]!), n.inputs[3] ? g.scalar(n.inputs[3]) : 0];
       if (st === undefined || en === undefined || !(ax === -1 || ax === 3)) return undefined;
       return { from: n.inputs[0]!, start: st, end: Math.min(en, hd) };
     };
@@ -249,7 +291,7 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
   let output: WeightRef | undefined;
   const direct = g.matrix(head.inputs[1]);
   const tp = prod(head.inputs[1]!);
-  if (direct) output = { init: direct, transpose: true };
+  if (direct) output = isTransposedCopy(initializerTensor(direct, g.model.path), initializerTensor(emb, g.model.path)) ? undefined : { init: direct, transpose: true };
   else if (tp?.op === 'Transpose' && g.matrix(tp.inputs[0])) {
     const perm = tp.attrs.get('perm');
     if (perm && !(perm.kind === 'ints' && perm.value.join() === '1,0')) fail('the logits weight is transposed with an unexpected perm');
