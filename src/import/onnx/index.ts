@@ -1,6 +1,7 @@
 // ONNX import: read the .onnx protobuf (model.ts), check every op against the resolve table (ops.ts),
-// locate initializers and fold constants (tensors.ts, graph.ts), find the LLaMA by dataflow (match.ts),
-// and hand out the weights lazily in mocc's layout ([out, in]: MatMul weights are transposed on read).
+// locate initializers and fold constants (tensors.ts, graph.ts), find the LLaMA by dataflow (match.ts;
+// fused forms in match-fused.ts), and hand out the weights lazily in mocc's layout ([out, in]: MatMul
+// weights are transposed on read; a packed q/k/v matrix is cut into its rows).
 import { checkWeights, type Checkpoint } from '../spec.js';
 import { UserError } from '../../util/errors.js';
 import type { TensorSource } from '../tensor.js';
@@ -8,8 +9,8 @@ import { OnnxGraph } from './graph.js';
 import { matchLlama } from './match.js';
 import { readOnnxModel } from './model.js';
 import { checkOpsSupported } from './ops.js';
-import { ExternalFiles, initializerTensor } from './tensors.js';
-import { TransposeCache, TransposedTensor } from './transposed.js';
+import { ExternalFiles, initializerTensor, type OnnxInitializer } from './tensors.js';
+import { RowsTensor, TransposeCache, TransposedTensor } from './transposed.js';
 
 export function importOnnx(path: string): Checkpoint {
   const model = readOnnxModel(path);
@@ -21,9 +22,15 @@ export function importOnnx(path: string): Checkpoint {
     const { spec, weights: refs } = matchLlama(g);
     const cache = new TransposeCache();
     const weights = new Map<string, TensorSource>();
+    const transposed = new Map<OnnxInitializer, TransposedTensor>(); // one view per matrix: q, k, v of a packed one share it
     for (const [name, ref] of refs) {
-      const t = initializerTensor(ref.init, path);
-      weights.set(name, ref.transpose ? new TransposedTensor(t, cache) : t);
+      let t: TensorSource = initializerTensor(ref.init, path);
+      if (ref.transpose) {
+        const v = transposed.get(ref.init) ?? new TransposedTensor(t, cache);
+        transposed.set(ref.init, v);
+        t = v;
+      }
+      weights.set(name, ref.rows ? new RowsTensor(t, ...ref.rows) : t);
     }
     checkWeights(spec, weights, path);
     return { format: 'onnx', path, files: [path, ...files.paths], spec, weights, close: () => files.close() };

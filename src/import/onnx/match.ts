@@ -4,18 +4,26 @@
 // Reciprocal/Div → Mul weight), then either attention (three MatMuls with weight matrices, two
 // activation×activation MatMuls around a Softmax, RoPE's rotate-half on q and k, GQA head counts from
 // the Reshapes) or the SwiGLU FFN (down(g·sigmoid(g)·u)); finally the RMSNorm and the logits MatMul,
-// tied when it reads the embedding matrix transposed. Hyper-parameters come from constants and shapes.
+// tied when it reads the embedding matrix transposed (or a byte-equal copy of it). Hyper-parameters come
+// from constants and shapes. TorchScript's run-time shape arithmetic (Shape → Gather → Concat) is read
+// where it matters (head counts, rotate-half bounds); the fused forms (opset 23, onnxruntime's
+// SimplifiedLayerNormalization / SkipSimplifiedLayerNormalization / GroupQueryAttention) are in
+// match-fused.ts.
 import type { ModelSpec } from '../spec.js';
 import { UserError } from '../../util/errors.js';
 import type { OnnxGraph } from './graph.js';
 import type { OnnxNode } from './model.js';
 import { initializerTensor, type OnnxInitializer } from './tensors.js';
+import { f32Decimal } from './f32.js';
+import { thetaFromInverse } from './rope.js';
+import { fusedAttention, fusedRmsNorm, SKIP_NORM, skipNorm, type FusedAttention, type FusedCtx, type ProjRef } from './match-fused.js';
 import { isTransposedCopy } from './tied.js';
 
-/** A canonical weight: which initializer holds it and whether ONNX's [in, out] must be transposed. */
+/** A canonical weight: which initializer holds it, whether ONNX's [in, out] must be transposed, and which rows of the result it is (a packed q/k/v). */
 export interface WeightRef {
   init: OnnxInitializer;
   transpose: boolean;
+  rows?: [number, number];
 }
 
 export interface MatchedLlama {
@@ -26,17 +34,10 @@ export interface MatchedLlama {
 /** ONNX graphs with a dynamic sequence axis do not record a context length; RoPE here works at any position. */
 export const DEFAULT_MAX_SEQ_LEN = 2048;
 
-/** The shortest decimal that is the same float32 (an exporter writes eps as float32: 1e-5 reads 9.9999997e-6). */
-export function f32Decimal(x: number): number {
-  for (let p = 1; p <= 9; p++) {
-    const v = Number(x.toPrecision(p));
-    if (Math.fround(v) === Math.fround(x)) return v;
-  }
-  return x;
-}
+export { f32Decimal } from './f32.js';
 
 interface Norm { eps: number; weight: OnnxInitializer; out: string }
-interface Attention { wq: OnnxInitializer; wk: OnnxInitializer; wv: OnnxInitializer; wo: OnnxInitializer; heads: number; kvHeads: number; headDim: number; theta: number }
+interface Attention extends FusedAttention { wo: OnnxInitializer }
 interface Ffn { gate: OnnxInitializer; up: OnnxInitializer; down: OnnxInitializer }
 
 export function matchLlama(g: OnnxGraph): MatchedLlama {
@@ -83,8 +84,12 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
   const emb = g.matrix(gather.inputs[0])!;
   const [vocab, dim] = emb.dims as [number, number];
 
+  const ctx: FusedCtx = { g, prod, same, fail };
+
   // --- RMSNorm on a stream value r ---
   const rmsNorm = (r: string): Norm | undefined => {
+    const fused = fusedRmsNorm(ctx, r, usersOf(r), dim);
+    if (fused) return fused;
     const sq = usersOf(r).find((n) => (n.op === 'Pow' && same(n.inputs[0], r) && g.scalar(n.inputs[1]) === 2) || (n.op === 'Mul' && same(n.inputs[0], r) && same(n.inputs[1], r)));
     if (!sq) return undefined;
     const mean = only(usersOf(out(sq)), 'ReduceMean');
@@ -150,6 +155,14 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
     if (!o || o.op !== 'MatMul' || !g.matrix(o.inputs[1])) return fail(`${where}: the residual branch is not a MatMul with a weight matrix`);
     const below = descendants(norm.out);
     const block = new Set([...g.ancestors(o.inputs[0]!)].filter((n) => below.has(n)));
+    const fused = [...block].find((n) => (n.op === 'Attention' && n.domain === '') || (n.op === 'GroupQueryAttention' && n.domain === 'com.microsoft'));
+    if (fused) {
+      const a = fusedAttention(ctx, where, fused, mms);
+      const wo = weightOf(o);
+      if (wo.dims[0] !== a.heads * a.headDim || wo.dims[1] !== dim) fail(`${where}: the output projection [${wo.dims}] disagrees with ${a.heads} heads of ${a.headDim}`);
+      return { ...a, wo };
+    }
+    if (mms.length !== 3) fail(`layer ${layer}: expected the q, k, v projections after the attention norm, found ${mms.length} weight MatMuls`);
     const dyn = [...block].filter((n) => n.op === 'MatMul' && !g.matrix(n.inputs[1]) && !mms.includes(n));
     if (dyn.length !== 2) return fail(`${where}: expected two activation MatMuls (scores and weighted values), found ${dyn.length}`);
     const [s, pv] = g.reaches(out(dyn[0]!), dyn[1]!.inputs[0]!) ? [dyn[0]!, dyn[1]!] : [dyn[1]!, dyn[0]!];
@@ -186,7 +199,7 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
       else if (n.op === 'Mul' && g.dynamic(y) && g.scalar(x) !== undefined) scale *= g.scalar(x)!;
     }
     if (Math.abs(scale * Math.sqrt(headDim) - 1) > 1e-5) fail(`${where}: attention scale ${scale} is not 1/sqrt(head_dim ${headDim})`);
-    return { wq, wk, wv, wo, heads, kvHeads, headDim, theta: ropeTheta(where, s.inputs[0]!, headDim) };
+    return { wq: { init: wq }, wk: { init: wk }, wv: { init: wv }, wo, heads, kvHeads, headDim, theta: ropeTheta(where, s.inputs[0]!, headDim) };
   };
 
   /** Concat(Neg(Slice(x, hd/2..)), Slice(x, 0..hd/2)) on the last axis, on the way from proj to target. */
@@ -228,12 +241,8 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
     const half = hd / 2;
     const inv = [...g.ancestors(cos.inputs[0]!)].flatMap((n) => n.inputs.map((i) => g.consts.get(i))).find((c) => c && c.float && c.data.length === half && c.data[0] === 1);
     if (!inv || half < 2) return fail(`${where}: no RoPE inverse-frequency constant of ${half} values`);
-    const theta = f32Decimal(Math.pow(inv.data[half - 1]!, -hd / (2 * (half - 1))));
-    const rounded = Number(theta.toPrecision(6));
-    for (let i = 0; i < half; i++) {
-      if (Math.abs(inv.data[i]! / Math.pow(rounded, (-2 * i) / hd) - 1) > 1e-5) fail(`${where}: RoPE frequencies are not theta^(-2i/head_dim) (scaled RoPE is not supported from ONNX)`);
-    }
-    return rounded;
+    const theta = thetaFromInverse(inv.data, hd);
+    return typeof theta === 'number' ? theta : fail(`${where}: ${theta}`);
   };
 
   const ffn = (layer: number, mms: OnnxNode[], branch: string): Ffn => {
@@ -259,11 +268,13 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
 
   // --- the residual chain ---
   const blocks: Array<{ norm: Norm; attn?: Attention; ffn?: Ffn }> = [];
+  // The residual Add is an Add, or onnxruntime's SkipSimplifiedLayerNormalization, which also norms the sum.
   let r = out(gather);
   let final: Norm | undefined;
+  let next: Norm | undefined = rmsNorm(r);
   for (;;) {
-    const norm = rmsNorm(r) ?? fail(`no RMSNorm on the residual stream after ${blocks.length} blocks`);
-    const adds = usersOf(r).filter((n) => n.op === 'Add');
+    const norm = next ?? fail(`no RMSNorm on the residual stream after ${blocks.length} blocks`);
+    const adds = usersOf(r).filter((n) => n.op === 'Add' || (n.op === SKIP_NORM && n.domain === 'com.microsoft' && (same(n.inputs[0], r) || same(n.inputs[1], r))));
     if (adds.length === 0) {
       final = norm;
       break;
@@ -274,13 +285,18 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
     const mms = projections(norm.out);
     const layer = Math.floor(blocks.length / 2);
     if (blocks.length % 2 === 0) {
-      if (mms.length !== 3) fail(`layer ${layer}: expected the q, k, v projections after the attention norm, found ${mms.length} weight MatMuls`);
       blocks.push({ norm, attn: attention(layer, norm, mms, branch) });
     } else {
       if (mms.length !== 2) fail(`layer ${layer}: expected the gate and up projections after the FFN norm, found ${mms.length} weight MatMuls`);
       blocks.push({ norm, ffn: ffn(layer, mms, branch) });
     }
-    r = out(add);
+    if (add.op === 'Add') {
+      r = out(add);
+      next = rmsNorm(r);
+    } else {
+      const s = skipNorm(ctx, add, dim);
+      [r, next] = [s.sum, s];
+    }
   }
   if (blocks.length === 0) fail('no residual chain (no block output is added back to the embedding)');
   if (blocks.length % 2 !== 0) fail(`the last layer has attention but no FFN`);
@@ -318,7 +334,8 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
     const t = (init: OnnxInitializer): WeightRef => ({ init, transpose: true });
     weights.set(p + 'attn_norm', { init: blocks[2 * l]!.norm.weight, transpose: false });
     weights.set(p + 'ffn_norm', { init: blocks[2 * l + 1]!.norm.weight, transpose: false });
-    weights.set(p + 'wq', t(a.wq)).set(p + 'wk', t(a.wk)).set(p + 'wv', t(a.wv)).set(p + 'wo', t(a.wo));
+    const proj = (w: ProjRef): WeightRef => ({ ...t(w.init), ...(w.rows ? { rows: w.rows } : {}) });
+    weights.set(p + 'wq', proj(a.wq)).set(p + 'wk', proj(a.wk)).set(p + 'wv', proj(a.wv)).set(p + 'wo', t(a.wo));
     weights.set(p + 'w_gate', t(f.gate)).set(p + 'w_up', t(f.up)).set(p + 'w_down', t(f.down));
   }
   if (output) weights.set('output', output);

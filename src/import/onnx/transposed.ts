@@ -60,3 +60,32 @@ export class TransposedTensor implements TensorSource {
     return this.readRowsF32(0, this.shape[0]!);
   }
 }
+
+/** Rows [r0, r1) of a 2-D tensor: q, k or v of a packed projection (onnxruntime-genai's fused QKV). */
+export class RowsTensor implements TensorSource {
+  readonly name: string;
+  readonly shape: readonly number[];
+  readonly byteLength: number;
+  private readonly base: number;
+  constructor(private readonly src: TensorSource, private readonly r0: number, r1: number) {
+    if (src.shape.length !== 2 || r0 < 0 || r1 > src.shape[0]! || r0 >= r1) throw new Error(`${src.name}: rows [${r0}, ${r1}) of [${src.shape}]`);
+    const row = bytesFor(src.dtype, src.shape[1]!);
+    this.name = `${src.name}[${r0}:${r1}]`;
+    this.shape = [r1 - r0, src.shape[1]!];
+    this.byteLength = (r1 - r0) * row;
+    this.base = r0 * row;
+  }
+  get dtype() {
+    return this.src.dtype;
+  }
+  readBytes(start: number, end: number): Uint8Array {
+    if (start < 0 || end > this.byteLength || start > end) throw new Error(`${this.name}: byte range [${start}, ${end}) outside tensor of ${this.byteLength} bytes`);
+    return this.src.readBytes(this.base + start, this.base + end);
+  }
+  readRowsF32(r0: number, r1: number): Float32Array {
+    return this.src.readRowsF32(this.r0 + r0, this.r0 + r1);
+  }
+  toFloat32(): Float32Array {
+    return this.readRowsF32(0, this.shape[0]!);
+  }
+}
