@@ -6,12 +6,15 @@
 // onnxruntime by the script; the genai one could not be (onnxruntime's CPU GroupQueryAttention refuses
 // head_dim 8), so for it the HF weights and logits here are the checks.
 import test from 'ava';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import type protobuf from 'protobufjs';
 import { join } from 'node:path';
 import { importHf } from '../../src/import/hf.js';
 import { importOnnx } from '../../src/import/onnx/index.js';
 import type { Checkpoint } from '../../src/import/spec.js';
+import { onnxType } from '../../src/onnx/proto.js';
 import { mocc, tempDir } from '../helpers/cli.js';
+import { throwsUser } from '../helpers/errors.js';
 import { CHECKPOINTS, FIX, REF, maxAbsDiff, referenceLogits } from '../helpers/fixtures.js';
 
 const FORMS = ['torchscript', 'opset23', 'genai'];
@@ -59,3 +62,12 @@ for (const form of FORMS) {
     }
   });
 }
+
+test('an onnxruntime op mocc does not implement is a one-line error naming op, domain and opset', (t) => {
+  const type = onnxType('ModelProto');
+  const m = type.decode(readFileSync(`${FIX}onnx-forms/genai/model.onnx`)) as unknown as { graph: { node: Array<{ opType: string }> } };
+  m.graph.node.find((n) => n.opType === 'GroupQueryAttention')!.opType = 'MultiHeadAttention';
+  const path = join(tempDir(t), 'model.onnx');
+  writeFileSync(path, type.encode(m as unknown as protobuf.Message).finish());
+  throwsUser(t, () => importOnnx(path), /unsupported ONNX op MultiHeadAttention \(domain com\.microsoft, opset 1\) at node \d+/);
+});
