@@ -33,7 +33,7 @@ export function addModelInputOptions(cmd: Command): Command {
 export async function openForRun(path: string, f: ModelInputFlags): Promise<{ model: LoadedModel; session: ModelSession; prompt: number[] }> {
   if ((f.prompt === undefined) === (f.tokens === undefined)) throw new UserError('give exactly one of --prompt TEXT or --tokens IDS');
   const target = getTarget(f.target);
-  const model = loadModel(path, { selection: selectionFromFlags(f, 'dense'), ...(f.tokenizer ? { tokenizer: f.tokenizer } : {}) });
+  const model = loadModel(path, { selection: selectionFromFlags(f), ...(f.tokenizer ? { tokenizer: f.tokenizer } : {}) });
   try {
     noteKRatio(f, model.spec.dFfn);
     checkSupported(target, model);

@@ -21,7 +21,7 @@ export function evalCommand(): Command {
 Every next-token prediction of every document is counted once: a document is cut into pieces of at
 most --seq tokens, each starting at position 0. NLL is in nats; perplexity = e^NLL.`);
   return cmd.action(action(async (path: string, o: SelectionFlags & { data: string; dataFormat?: DataFormat; teacher?: string; seq?: number; json?: boolean; tokenizer?: string }) => {
-    const model = loadModel(path, { selection: selectionFromFlags(o, 'dense'), ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}) });
+    const model = loadModel(path, { selection: selectionFromFlags(o), ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}) });
     const teacher = o.teacher ? loadModel(o.teacher, o.tokenizer ? { tokenizer: o.tokenizer } : {}) : undefined;
     try {
       noteKRatio(o, model.spec.dFfn);

@@ -31,7 +31,7 @@ Examples:
   mocc train out/moc --data corpus.jsonl --steps 2000 --save-every 200 -o out/moc-ft
   mocc train out/moc --data corpus.jsonl --steps 2000 --save-every 200 -o out/moc-ft --resume out/moc-ft.ckpt`);
   return cmd.action(action(async (path: string, o: TrainFlags & SelectionFlags & { data: string; dataFormat?: DataFormat; eval?: string }) => {
-    const model = loadModel(path, { selection: selectionFromFlags(o, 'dense'), ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}) });
+    const model = loadModel(path, { selection: selectionFromFlags(o), ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}) });
     try {
       noteKRatio(o, model.spec.dFfn);
       checkTrainedOutput(model, o.output, { force: o.force ?? false, otherInputs: [o.data, ...(o.eval ? [o.eval] : [])] }); // before any work

@@ -18,7 +18,7 @@ export function importOnnx(path: string): Checkpoint {
   const files = new ExternalFiles(path);
   try {
     const g = new OnnxGraph(model, files);
-    const { spec, weights: refs } = matchLlama(g);
+    const { spec, weights: refs, moc } = matchLlama(g);
     const cache = new TransposeCache();
     const weights = new Map<string, TensorSource>();
     for (const [name, ref] of refs) {
@@ -26,7 +26,7 @@ export function importOnnx(path: string): Checkpoint {
       weights.set(name, ref.transpose ? new TransposedTensor(t, cache) : t);
     }
     checkWeights(spec, weights, path);
-    return { format: 'onnx', path, files: [path, ...files.paths], spec, weights, close: () => files.close() };
+    return { format: 'onnx', path, files: [path, ...files.paths], spec, weights, ...(moc ? { moc } : {}), close: () => files.close() };
   } catch (e) {
     files.close();
     throw e;

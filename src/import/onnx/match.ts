@@ -10,6 +10,8 @@ import { UserError } from '../../util/errors.js';
 import type { OnnxGraph } from './graph.js';
 import type { OnnxNode } from './model.js';
 import type { OnnxInitializer } from './tensors.js';
+import { matchExportedRope, matchMocFfn, mocSelectionOf, type ExportedRope, type FfnSelect, type MatchContext } from './match-moc.js';
+import type { MocSelection } from '../../model/selection.js';
 
 /** A canonical weight: which initializer holds it and whether ONNX's [in, out] must be transposed. */
 export interface WeightRef {
@@ -20,6 +22,8 @@ export interface WeightRef {
 export interface MatchedLlama {
   spec: ModelSpec;
   weights: Map<string, WeightRef>;
+  /** The MoC selection the graph computes (TopK on G), absent for dense FFNs. */
+  moc?: MocSelection;
 }
 
 /** ONNX graphs with a dynamic sequence axis do not record a context length; RoPE here works at any position. */
@@ -35,8 +39,9 @@ export function f32Decimal(x: number): number {
 }
 
 interface Norm { eps: number; weight: OnnxInitializer; out: string }
-interface Attention { wq: OnnxInitializer; wk: OnnxInitializer; wv: OnnxInitializer; wo: OnnxInitializer; heads: number; kvHeads: number; headDim: number; theta: number }
-interface Ffn { gate: OnnxInitializer; up: OnnxInitializer; down: OnnxInitializer }
+interface Attention { wq: OnnxInitializer; wk: OnnxInitializer; wv: OnnxInitializer; wo: OnnxInitializer; heads: number; kvHeads: number; headDim: number; theta: number; own?: ExportedRope }
+/** upRows: W_up stored [F, d]; select: the MoC selection (match-moc.ts). */
+interface Ffn { gate: OnnxInitializer; up: OnnxInitializer; down: OnnxInitializer; upRows?: boolean; select?: FfnSelect }
 
 export function matchLlama(g: OnnxGraph): MatchedLlama {
   const fail = (msg: string): never => {
@@ -50,6 +55,7 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
     const p = g.producer.get(v);
     return p && (p.op === 'Identity' || p.op === 'Cast') ? prod(p.inputs[0]!) : p;
   };
+  const ctx: MatchContext = { g, prod, usersOf, fail };
   const other = (n: OnnxNode, v: string): string => (n.inputs[0] === v ? n.inputs[1]! : n.inputs[0]!);
   const only = (nodes: OnnxNode[], op: string): OnnxNode | undefined => {
     const m = nodes.filter((n) => n.op === op);
@@ -135,8 +141,10 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
     const k = pick(s.inputs[1]!, 'key');
     const v = pick(pv.inputs[1]!, 'value');
     if (new Set([q, k, v]).size !== 3) return fail(`${where}: the query, key and value projections are not three distinct MatMuls`);
-    const qs = headShape(out(q)) ?? fail(`${where}: no Reshape of the queries into [heads, head_dim]`);
-    const ks = headShape(out(k)) ?? fail(`${where}: no Reshape of the keys into [kv_heads, head_dim]`);
+    // mocc's own export views q and k as rotation pairs (match-moc.ts); other forms Reshape to [heads, head_dim].
+    const own = matchExportedRope(ctx, where, out(q), out(k), { q: weightOf(q).dims[1]!, k: weightOf(k).dims[1]! });
+    const qs = own ? [own.heads, own.headDim] : headShape(out(q)) ?? fail(`${where}: no Reshape of the queries into [heads, head_dim]`);
+    const ks = own ? [own.kvHeads, own.headDim] : headShape(out(k)) ?? fail(`${where}: no Reshape of the keys into [kv_heads, head_dim]`);
     const [heads, headDim] = qs;
     const kvHeads = ks[0];
     if (ks[1] !== headDim || heads % kvHeads !== 0) return fail(`${where}: ${heads} query heads and ${kvHeads} key heads of sizes ${headDim} and ${ks[1]} do not form grouped-query attention`);
@@ -144,7 +152,7 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
     if (wq.dims[1] !== heads * headDim || wk.dims[1] !== kvHeads * headDim || wv.dims[1] !== kvHeads * headDim || wo.dims[0] !== heads * headDim || wo.dims[1] !== dim) {
       return fail(`${where}: projection shapes [${wq.dims}] [${wk.dims}] [${wv.dims}] [${wo.dims}] disagree with ${heads}/${kvHeads} heads of ${headDim}`);
     }
-    for (const [proj, target, what] of [[q, s.inputs[0]!, 'queries'], [k, s.inputs[1]!, 'keys']] as const) {
+    for (const [proj, target, what] of own ? [] : [[q, s.inputs[0]!, 'queries'], [k, s.inputs[1]!, 'keys']] as const) {
       if (!rotateHalf(proj, target, headDim)) fail(`${where}: no RoPE rotate-half (Slice, Neg, Concat) on the ${what}`);
     }
     // Softmax scale: scalar Muls/Divs on the q and k paths and on the scores must make 1/sqrt(head_dim).
@@ -156,7 +164,7 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
       else if (n.op === 'Mul' && g.dynamic(y) && g.scalar(x) !== undefined) scale *= g.scalar(x)!;
     }
     if (Math.abs(scale * Math.sqrt(headDim) - 1) > 1e-5) fail(`${where}: attention scale ${scale} is not 1/sqrt(head_dim ${headDim})`);
-    return { wq, wk, wv, wo, heads, kvHeads, headDim, theta: ropeTheta(where, s.inputs[0]!, headDim) };
+    return { wq, wk, wv, wo, heads, kvHeads, headDim, theta: own ? own.theta : ropeTheta(where, s.inputs[0]!, headDim), ...(own ? { own } : {}) };
   };
 
   /** Concat(Neg(Slice(x, hd/2..)), Slice(x, 0..hd/2)) on the last axis, on the way from proj to target. */
@@ -235,6 +243,12 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
       if (mms.length !== 3) fail(`layer ${layer}: expected the q, k, v projections after the attention norm, found ${mms.length} weight MatMuls`);
       blocks.push({ norm, attn: attention(layer, norm, mms, branch) });
     } else {
+      const moc = matchMocFfn(ctx, layer, norm.out, branch); // TopK on G: a MoC FFN as mocc exports it
+      if (moc) {
+        blocks.push({ norm, ffn: moc });
+        r = out(add);
+        continue;
+      }
       if (mms.length !== 2) fail(`layer ${layer}: expected the gate and up projections after the FFN norm, found ${mms.length} weight MatMuls`);
       blocks.push({ norm, ffn: ffn(layer, mms, branch) });
     }
@@ -263,7 +277,7 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
   const ffns = blocks.filter((b) => b.ffn).map((b) => b.ffn!);
   const a0 = attns[0]!;
   for (const [i, a] of attns.entries()) {
-    if (a.heads !== a0.heads || a.kvHeads !== a0.kvHeads || a.headDim !== a0.headDim || a.theta !== a0.theta) fail(`layer ${i} has other attention hyper-parameters than layer 0`);
+    if (a.heads !== a0.heads || a.kvHeads !== a0.kvHeads || a.headDim !== a0.headDim || a.theta !== a0.theta || a.own?.style !== a0.own?.style || a.own?.maxSeqLen !== a0.own?.maxSeqLen) fail(`layer ${i} has other attention hyper-parameters than layer 0`);
   }
   const eps = final.eps;
   if (blocks.some((b) => b.norm.eps !== eps)) fail('the RMSNorms use different eps');
@@ -277,13 +291,15 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
     weights.set(p + 'attn_norm', { init: blocks[2 * l]!.norm.weight, transpose: false });
     weights.set(p + 'ffn_norm', { init: blocks[2 * l + 1]!.norm.weight, transpose: false });
     weights.set(p + 'wq', t(a.wq)).set(p + 'wk', t(a.wk)).set(p + 'wv', t(a.wv)).set(p + 'wo', t(a.wo));
-    weights.set(p + 'w_gate', t(f.gate)).set(p + 'w_up', t(f.up)).set(p + 'w_down', t(f.down));
+    weights.set(p + 'w_gate', t(f.gate)).set(p + 'w_up', f.upRows ? { init: f.up, transpose: false } : t(f.up)).set(p + 'w_down', t(f.down));
   }
   if (output) weights.set('output', output);
+  const moc = mocSelectionOf(ctx, ffns.map((f) => f.select));
   return {
+    ...(moc ? { moc } : {}),
     spec: {
       arch: 'llama', dim, nLayers: attns.length, nHeads: a0.heads, nKvHeads: a0.kvHeads, headDim: a0.headDim, dFfn, vocabSize: vocab,
-      normEps: eps, maxSeqLen: DEFAULT_MAX_SEQ_LEN, rope: { theta: a0.theta, style: 'half' }, tiedEmbeddings: !output,
+      normEps: eps, maxSeqLen: a0.own?.maxSeqLen ?? DEFAULT_MAX_SEQ_LEN, rope: { theta: a0.theta, style: a0.own?.style ?? 'half' }, tiedEmbeddings: !output,
       // No tokenizer ids are in the graph: LLaMA's (and the HF importer's defaults).
       bosId: 1, eosId: 2,
     },

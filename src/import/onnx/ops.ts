@@ -2,7 +2,8 @@
 // since-version is the newest version of its op's schema at or below the model's opset for its domain
 // (ONNX's own rule); the lists of since-versions below were printed from ONNX 1.23's
 // onnx.defs.get_schema (Python) for the ops the LLaMA forms use, and pasted here. `supported` holds those whose semantics the importer
-// implements (the schemas in force for opsets 14–20: the dynamo form is 18–20).
+// implements (the schemas in force for opsets 14–20: the dynamo form is 18–20; Split, TopK, GatherElements and
+// ScatterElements for the forms mocc's own ONNX export writes, opset 17: match-moc.ts).
 import { nameText, UserError } from '../../util/errors.js';
 import type { OnnxModel, OnnxNode } from './model.js';
 
@@ -20,6 +21,7 @@ const TABLE: Array<[string, number[], number[]]> = [
   ['Equal', [1, 7, 11, 13, 19], [13, 19]],
   ['Expand', [8, 13], [13]],
   ['Gather', [1, 11, 13], [13]],
+  ['GatherElements', [11, 13], [13]],
   ['GatherND', [11, 12, 13], [13]],
   ['Greater', [1, 7, 9, 13], [13]],
   ['Identity', [1, 13, 14, 16, 19, 21, 23], [14, 16, 19]],
@@ -37,15 +39,18 @@ const TABLE: Array<[string, number[], number[]]> = [
   ['Range', [11], [11]],
   ['Reciprocal', [1, 6, 13], [13]],
   ['ReduceMean', [1, 11, 13, 18], [13, 18]],
+  ['ScatterElements', [11, 13, 16, 18], [16, 18]],
   ['Reshape', [1, 5, 13, 14, 19, 21, 23], [14, 19]],
   ['Shape', [1, 13, 15, 19, 21, 23], [13, 15, 19]],
   ['Sigmoid', [1, 6, 13], [13]],
   ['Sin', [7, 22], [7]],
   ['Slice', [1, 10, 11, 13], [13]],
   ['Softmax', [1, 11, 13], [13]],
+  ['Split', [1, 2, 11, 13, 18], [13, 18]],
   ['Sqrt', [1, 6, 13], [13]],
   ['Squeeze', [1, 11, 13, 21, 23], [13]],
   ['Sub', [1, 6, 7, 13, 14], [14]],
+  ['TopK', [1, 10, 11], [11]],
   ['Transpose', [1, 13, 21, 23], [13]],
   ['Trilu', [14], [14]],
   ['Unsqueeze', [1, 11, 13, 21, 23], [13]],
