@@ -19,7 +19,7 @@ export interface ModelInputFlags extends ModelFlags {
 /** --tokenizer and the selection flags (which convert a checkpoint in memory). */
 export function addModelOptions(cmd: Command): Command {
   cmd.option('--tokenizer <file>', 'tokenizer.json or llama2.c tokenizer.bin (overrides the one found with the model)');
-  return addSelectionOptions(cmd, 'checkpoints only, converted in memory; default dense');
+  return addSelectionOptions(cmd, 'checkpoints only, converted in memory; default: the checkpoint\'s own MoC selection (an exported MoC ONNX), else dense');
 }
 
 export function addModelInputOptions(cmd: Command): Command {

@@ -16,7 +16,7 @@ export function evalCommand(): Command {
     .option('--seq <n>', 'longest piece a document is cut into (default: the context, at most 256)', parseIntArg('--seq', 1))
     .option('--json', 'print the result as JSON')
     .option('--tokenizer <file>', 'tokenizer to use instead of the one found with the model');
-  addSelectionOptions(cmd, 'checkpoints only, converted in memory; default dense');
+  addSelectionOptions(cmd, 'checkpoints only, converted in memory; default: the checkpoint\'s own MoC selection (an exported MoC ONNX), else dense');
   cmd.addHelpText('after', `
 Every next-token prediction of every document is counted once: a document is cut into pieces of at
 most --seq tokens, each starting at position 0. NLL is in nats; perplexity = e^NLL.`);
