@@ -43,8 +43,11 @@ export interface SelectionFlags {
   dense?: boolean;
 }
 
-/** Reads the selection flags; `fallback` applies when none is given. */
-export function selectionFromFlags(f: SelectionFlags, fallback: MocSelection | 'dense'): MocSelection | 'dense' {
+/**
+ * Reads the selection flags; with none given, undefined: the command's default applies, which is the
+ * checkpoint's own selection when it has one (driver/load.ts checkpointSelection).
+ */
+export function selectionFromFlags(f: SelectionFlags): MocSelection | 'dense' | undefined {
   const given = [f.k !== undefined, f.kRatio !== undefined, f.pattern !== undefined, f.dense === true].filter(Boolean).length;
   if (given > 1) throw new UserError('give only one of --k, --k-ratio, --pattern, --dense');
   if (f.dense) return 'dense';
@@ -64,7 +67,7 @@ export function selectionFromFlags(f: SelectionFlags, fallback: MocSelection | '
     if (!m) throw new UserError(`--pattern must look like a:b (e.g. 2:8), got '${f.pattern}'`);
     return { pattern: { a: Number(m[1]), b: Number(m[2]) } };
   }
-  return fallback;
+  return undefined;
 }
 
 /** A remark on stderr that is not an error: `mocc: note: …`. */

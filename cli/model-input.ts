@@ -19,7 +19,7 @@ export interface ModelInputFlags extends ModelFlags {
 /** --tokenizer and the selection flags (which convert a checkpoint in memory). */
 export function addModelOptions(cmd: Command): Command {
   cmd.option('--tokenizer <file>', 'tokenizer.json or llama2.c tokenizer.bin (overrides the one found with the model)');
-  return addSelectionOptions(cmd, 'checkpoints only, converted in memory; default dense');
+  return addSelectionOptions(cmd, 'checkpoints only, converted in memory; default: the checkpoint\'s own MoC selection (an exported MoC ONNX), else dense');
 }
 
 export function addModelInputOptions(cmd: Command): Command {
@@ -33,7 +33,7 @@ export function addModelInputOptions(cmd: Command): Command {
 export async function openForRun(path: string, f: ModelInputFlags): Promise<{ model: LoadedModel; session: ModelSession; prompt: number[] }> {
   if ((f.prompt === undefined) === (f.tokens === undefined)) throw new UserError('give exactly one of --prompt TEXT or --tokens IDS');
   const target = getTarget(f.target);
-  const model = loadModel(path, { selection: selectionFromFlags(f, 'dense'), ...(f.tokenizer ? { tokenizer: f.tokenizer } : {}) });
+  const model = loadModel(path, { selection: selectionFromFlags(f), ...(f.tokenizer ? { tokenizer: f.tokenizer } : {}) });
   try {
     noteKRatio(f, model.spec.dFfn);
     checkSupported(target, model);

@@ -1,7 +1,8 @@
 // `mocc export --format onnx`: a mocc package → a standard-ONNX model folder that onnxruntime (and,
 // with --kv-cache, transformers.js) runs with no mocc at run time. The layout is the one Hugging Face
 // model repositories use for ONNX: onnx/model.onnx with its weights in onnx/model.onnx_data; with
-// --kv-cache also config.json, generation_config.json and the tokenizer at the top.
+// --kv-cache also config.json, generation_config.json and the tokenizer (tokenizer.json and
+// tokenizer_config.json, which transformers.js needs to load it) at the top.
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { detectFormat } from '../src/import/detect.js';
@@ -12,6 +13,8 @@ import { writeOutput } from '../src/util/atomic-output.js';
 import { ExternalDataWriter } from '../targets/onnx/external-data.js';
 import { OnnxGraphBuilder } from '../targets/onnx/graph-builder.js';
 import { hfConfig, hfGenerationConfig } from '../targets/onnx/hf-config.js';
+import { spmToHfTokenizer } from '../targets/onnx/hf-tokenizer.js';
+import { SpmTokenizer } from '../src/tokenizer/spm.js';
 import { lowerToOnnx, type MocForm } from '../targets/onnx/lower.js';
 
 /** ONNX opset 17 (ONNX 1.12, IR version 8): ≥ 13 has TopK/GatherElements/ScatterElements as used here, 15 Shape(start, end), 16 LessOrEqual. */
@@ -34,6 +37,8 @@ export interface OnnxExportResult {
 
 /** The files an export writes, relative to its folder. */
 export const ONNX_EXPORT_FILES = { model: 'onnx/model.onnx', data: 'onnx/model.onnx_data', dataName: 'model.onnx_data' } as const;
+
+const writeJson = (path: string, json: object): void => writeFileSync(path, JSON.stringify(json, null, 2) + '\n');
 
 export async function exportOnnx(pkgPath: string, output: string, opts: OnnxExportOptions): Promise<OnnxExportResult> {
   const format = detectFormat(pkgPath);
@@ -59,11 +64,17 @@ export async function exportOnnx(pkgPath: string, output: string, opts: OnnxExpo
       writeFileSync(join(tmp, ONNX_EXPORT_FILES.model), M.encode(model).finish());
       let note: string | undefined;
       if (opts.kvCache) {
-        writeFileSync(join(tmp, 'config.json'), JSON.stringify(hfConfig(pkg.manifest.config, pkg.manifest.moc), null, 2) + '\n');
-        writeFileSync(join(tmp, 'generation_config.json'), JSON.stringify(hfGenerationConfig(pkg.manifest.config), null, 2) + '\n');
+        writeJson(join(tmp, 'config.json'), hfConfig(pkg.manifest.config, pkg.manifest.moc));
+        writeJson(join(tmp, 'generation_config.json'), hfGenerationConfig(pkg.manifest.config));
         const tok = pkg.manifest.tokenizer;
-        if (tok?.kind === 'hf') copyFileSync(join(pkgPath, tok.file), join(tmp, 'tokenizer.json'));
-        else note = tok ? `the package's tokenizer is a llama2.c/SentencePiece one (${tok.file}), which has no tokenizer.json form here yet; transformers.js can run the model on token ids` : 'the package holds no tokenizer; transformers.js can run the model on token ids';
+        if (tok?.kind === 'hf') {
+          copyFileSync(join(pkgPath, tok.file), join(tmp, 'tokenizer.json'));
+          writeJson(join(tmp, 'tokenizer_config.json'), { tokenizer_class: 'PreTrainedTokenizerFast', clean_up_tokenization_spaces: false, model_max_length: pkg.manifest.config.maxSeqLen });
+        } else if (pkg.tokenizer instanceof SpmTokenizer) {
+          const files = spmToHfTokenizer(pkg.tokenizer, pkg.manifest.config);
+          if ('why' in files) note = `the package's llama2.c/SentencePiece tokenizer has no tokenizer.json form (${files.why}); transformers.js can run the model on token ids`;
+          else for (const [name, json] of Object.entries(files)) writeJson(join(tmp, name), json);
+        } else note = 'the package holds no tokenizer; transformers.js can run the model on token ids';
       }
       return { nodes: graph.node.length, initializers: graph.initializer.length, ...(note ? { note } : {}) };
     });

@@ -5,7 +5,7 @@ import { buildLlamaGraph } from '../src/import/llama-graph.js';
 import { detectFormat } from '../src/import/detect.js';
 import { openCheckpoint } from '../src/import/open.js';
 import type { DequantDType } from '../src/import/quant-tensor.js';
-import { checkpointInputs, type ModelSpec } from '../src/import/spec.js';
+import { checkpointInputs, type Checkpoint, type ModelSpec } from '../src/import/spec.js';
 import { UserError } from '../src/util/errors.js';
 import type { Graph } from '../src/ir/types.js';
 import { openPackage } from '../src/package/read.js';
@@ -18,6 +18,7 @@ import { loadTokenizerFile } from '../src/tokenizer/load.js';
 import type { RunnableModel } from '../src/model/runnable.js';
 import type { MocSelection } from '../src/model/selection.js';
 import { convertPipeline, runPipeline } from '../passes/index.js';
+import { kFromRatio } from '../passes/swiglu-to-moc.js';
 
 export interface LoadedModel extends RunnableModel {
   tokenizer?: Tokenizer;
@@ -39,8 +40,11 @@ export interface LoadedModel extends RunnableModel {
 
 export interface LoadOptions {
   tokenizer?: string;
-  /** For a checkpoint: convert in memory (default dense). Not allowed for packages (already converted). */
-  selection?: MocSelection | 'dense';
+  /**
+   * For a checkpoint: convert in memory (default: the checkpoint's own MoC selection, else dense; see
+   * checkpointSelection). Not allowed for packages (already converted).
+   */
+  selection?: MocSelection | 'dense' | undefined;
   /** For a GGUF checkpoint: what block-quantized tensors are dequantized to (default: importGguf's). */
   dequantTo?: DequantDType;
 }
@@ -62,7 +66,7 @@ export function loadModel(path: string, opts: LoadOptions = {}): LoadedModel {
   }
   const ck = openCheckpoint(path, { ...(opts.tokenizer ? { tokenizer: opts.tokenizer } : {}), ...(opts.dequantTo ? { dequantTo: opts.dequantTo } : {}) }, format);
   try {
-    const graph = checkpointGraph(ck.spec, (n) => ck.weights.get(n)!.dtype, opts.selection ?? 'dense');
+    const graph = checkpointGraph(ck.spec, (n) => ck.weights.get(n)!.dtype, checkpointSelection(ck, opts.selection, 'dense'));
     return {
       graph, weights: ck.weights, spec: ck.spec, moc: mocSummary(graph, ck.spec),
       ...(ck.tokenizer ? { tokenizer: ck.tokenizer } : ck.tokenizerSearch ? { tokenizerSearch: ck.tokenizerSearch } : {}), source: `${ck.format} checkpoint ${path}`,
@@ -73,6 +77,36 @@ export function loadModel(path: string, opts: LoadOptions = {}): LoadedModel {
     ck.close();
     throw e;
   }
+}
+
+/**
+ * The selection a checkpoint is converted with: the user's (`given`), else the checkpoint's own (an
+ * ONNX export of a MoC model computes its TopK in the graph: importing it recovers that K or pattern),
+ * else `fallback`. A given selection that differs from the checkpoint's own is an error rather than a
+ * silent re-selection: the file describes a MoC model, and its dense weights alone do not say what was
+ * meant. Selections compare per FFN, so --k-ratio and --k agree when they give the same K.
+ */
+export function checkpointSelection(ck: Pick<Checkpoint, 'path' | 'spec' | 'moc'>, given: MocSelection | 'dense' | undefined, fallback: MocSelection | 'dense'): MocSelection | 'dense' {
+  if (!ck.moc) return given ?? fallback;
+  if (given === undefined) return ck.moc;
+  const own = perFfn(ck.moc, ck.spec), asked = perFfn(given, ck.spec);
+  if (own.join() === asked.join()) return ck.moc;
+  throw new UserError(`${ck.path} computes MoC ${selectionText(own)} in its graph; the selection given (${selectionText(asked)}) contradicts it: leave out --k/--k-ratio/--pattern/--dense to keep the model's own`);
+}
+
+/** One word per FFN: 'dense', a K, or a:b (how two selections are compared). */
+function perFfn(sel: MocSelection | 'dense', spec: ModelSpec): string[] {
+  const each = (i: number): string => {
+    if (sel === 'dense') return 'dense';
+    if ('pattern' in sel) return `${sel.pattern.a}:${sel.pattern.b}`;
+    if ('kRatio' in sel) return `K ${kFromRatio(sel.kRatio, spec.dFfn)}`;
+    return `K ${Array.isArray(sel.k) ? sel.k[i] : sel.k}`;
+  };
+  return Array.from({ length: spec.nLayers }, (_, i) => each(i));
+}
+
+function selectionText(perLayer: string[]): string {
+  return perLayer.every((s) => s === perLayer[0]) ? perLayer[0]! : perLayer.join(',');
 }
 
 export function checkpointGraph(spec: ModelSpec, dtypeOf: (name: string) => Graph['params'][number]['type']['dtype'], selection: MocSelection | 'dense'): Graph {

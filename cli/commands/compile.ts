@@ -32,7 +32,7 @@ Examples:
   return cmd.action(action(async (path: string, o: ModelFlags & { target: string; output: string; force?: boolean; arch: string }) => {
     const target = getTarget(o.target);
     if (!target.compile) throw new UserError(`target ${target.name} has nothing to compile (it interprets the IR)`);
-    const m = loadModel(path, { selection: selectionFromFlags(o, 'dense'), ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}) });
+    const m = loadModel(path, { selection: selectionFromFlags(o), ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}) });
     try {
       noteKRatio(o, m.spec.dFfn);
       checkSupported(target, m);

@@ -11,7 +11,7 @@ export function convertCommand(): Command {
     .addOption(new Option('--dtype <type>', 'stored weight type (default: the checkpoint\'s own; GGUF quantized types (Q4_0, Q4_K, Q8_0, ...) become f16)').choices(['f32', 'f16', 'bf16']))
     .option('--tokenizer <file>', 'tokenizer.json or llama2.c tokenizer.bin to store with the model')
     .option('--force', 'replace the output directory if it exists (never the checkpoint, nor a folder holding it)');
-  addSelectionOptions(cmd, 'default: --k-ratio 0.19');
+  addSelectionOptions(cmd, 'default: the checkpoint\'s own MoC selection (an ONNX export of a MoC model), else --k-ratio 0.19');
   cmd.addHelpText('after', `
 Examples:
   mocc convert fixtures/stories260K/hf -o out/s260k-k32 --k 32
@@ -20,7 +20,7 @@ Examples:
 
 Converting without recovery training costs accuracy (see README); K = d_ffn reproduces the dense model.`);
   return cmd.action(action(async (input: string, o: SelectionFlags & { output: string; dtype?: 'f32' | 'f16' | 'bf16'; tokenizer?: string; force?: boolean }) => {
-    const selection = selectionFromFlags(o, { kRatio: 0.19 });
+    const selection = selectionFromFlags(o);
     const bar = progressBar('writing weights');
     const t0 = performance.now();
     try {

@@ -16,12 +16,12 @@ export function evalCommand(): Command {
     .option('--seq <n>', 'longest piece a document is cut into (default: the context, at most 256)', parseIntArg('--seq', 1))
     .option('--json', 'print the result as JSON')
     .option('--tokenizer <file>', 'tokenizer to use instead of the one found with the model');
-  addSelectionOptions(cmd, 'checkpoints only, converted in memory; default dense');
+  addSelectionOptions(cmd, 'checkpoints only, converted in memory; default: the checkpoint\'s own MoC selection (an exported MoC ONNX), else dense');
   cmd.addHelpText('after', `
 Every next-token prediction of every document is counted once: a document is cut into pieces of at
 most --seq tokens, each starting at position 0. NLL is in nats; perplexity = e^NLL.`);
   return cmd.action(action(async (path: string, o: SelectionFlags & { data: string; dataFormat?: DataFormat; teacher?: string; seq?: number; json?: boolean; tokenizer?: string }) => {
-    const model = loadModel(path, { selection: selectionFromFlags(o, 'dense'), ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}) });
+    const model = loadModel(path, { selection: selectionFromFlags(o), ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}) });
     const teacher = o.teacher ? loadModel(o.teacher, o.tokenizer ? { tokenizer: o.tokenizer } : {}) : undefined;
     try {
       noteKRatio(o, model.spec.dFfn);

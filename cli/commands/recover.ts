@@ -44,7 +44,7 @@ Example:
   mocc recover out/k32 --teacher fixtures/stories260K/hf --steps 300 -o out/k32-recovered \\
       --eval fixtures/tinystories/validation-head.txt`);
   return cmd.action(action(async (path: string, o: RecoverFlags) => {
-    const student = loadModel(path, { selection: selectionFromFlags(o, 'dense'), ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}) });
+    const student = loadModel(path, { selection: selectionFromFlags(o), ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}) });
     let teacher: ReturnType<typeof loadModel> | undefined;
     try {
       noteKRatio(o, student.spec.dFfn);

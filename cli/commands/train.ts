@@ -17,7 +17,7 @@ export function trainCommand(): Command {
     .addOption(new Option('--data-format <format>', 'read --data (and --eval) as this instead of detecting it').choices(DATA_FORMATS as string[]))
     .option('--eval <file>', 'held-out text: its mean next-token NLL is measured before and after training and recorded in the package');
   addTrainOptions(cmd, { steps: 200, lr: 5e-4, seq: 128 });
-  addSelectionOptions(cmd, 'checkpoints only, converted in memory; default dense');
+  addSelectionOptions(cmd, 'checkpoints only, converted in memory; default: the checkpoint\'s own MoC selection (an exported MoC ONNX), else dense');
   cmd.addHelpText('after', `
 Checkpoint policies (--ckpt), per token per layer of FFN activations kept for the backward pass:
   none     every activation            dense 4·d_ffn+d  MoC 4·K+d values + K int32 indices
@@ -31,7 +31,7 @@ Examples:
   mocc train out/moc --data corpus.jsonl --steps 2000 --save-every 200 -o out/moc-ft
   mocc train out/moc --data corpus.jsonl --steps 2000 --save-every 200 -o out/moc-ft --resume out/moc-ft.ckpt`);
   return cmd.action(action(async (path: string, o: TrainFlags & SelectionFlags & { data: string; dataFormat?: DataFormat; eval?: string }) => {
-    const model = loadModel(path, { selection: selectionFromFlags(o, 'dense'), ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}) });
+    const model = loadModel(path, { selection: selectionFromFlags(o), ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}) });
     try {
       noteKRatio(o, model.spec.dFfn);
       checkTrainedOutput(model, o.output, { force: o.force ?? false, otherInputs: [o.data, ...(o.eval ? [o.eval] : [])] }); // before any work

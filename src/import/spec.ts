@@ -1,6 +1,7 @@
 // What an importer produces: the model's hyper-parameters and its weights under canonical names.
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import type { TensorSource } from './tensor.js';
+import type { MocSelection } from '../model/selection.js';
 import { describe, nameText, UserError } from '../util/errors.js';
 
 
@@ -78,6 +79,12 @@ export interface Checkpoint {
   tokenizer?: Tokenizer;
   /** The tokenizer file read (given or found beside the checkpoint); absent when it came from inside it or there is none. */
   tokenizerFile?: string;
+  /**
+   * The MoC selection the checkpoint itself computes (an ONNX export of a MoC model: TopK on G), with
+   * the dense weights in `weights`. Absent for dense checkpoints. Conversion keeps it unless told
+   * otherwise, and a different --k/--k-ratio/--pattern/--dense is an error (driver/load.ts).
+   */
+  moc?: MocSelection;
   close(): void;
 }
 

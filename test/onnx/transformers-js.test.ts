@@ -1,10 +1,9 @@
 // The --kv-cache export is a folder transformers.js (@huggingface/transformers, in Node, offline)
-// loads as it is, and its greedy decoding of stories260K MoC K=32 gives the same tokens as mocc's.
-// Token ids, not text: the fixture's tokenizer is llama2.c's, which the export does not turn into a
-// tokenizer.json yet.
+// loads as it is, model and tokenizer (the llama2.c tokenizer written as tokenizer.json), and its
+// greedy text for the reference prompt, stories260K MoC K=32, is mocc's greedy text.
 import test from 'ava';
 import { basename, dirname, join } from 'node:path';
-import { AutoModelForCausalLM, env, Tensor } from '@huggingface/transformers';
+import { AutoModelForCausalLM, AutoTokenizer, env, type Tensor } from '@huggingface/transformers';
 import { mocc, tempDir } from '../helpers/cli.js';
 import { CHECKPOINTS, LLAMA2C_TOKENIZER, REF } from '../helpers/fixtures.js';
 
@@ -18,20 +17,23 @@ for (const form of ['gather', 'masked'] as const) {
     const out = join(dir, 'k32-onnx');
     const e = mocc('export', pkg, '--format', 'onnx', '--kv-cache', '--form', form, '-o', out);
     t.is(e.code, 0, e.stderr);
-    const prompt = REF.prompt_ids;
-    const r = mocc('run', pkg, '--tokens', prompt.join(','), '--max-tokens', String(NEW_TOKENS));
+    const r = mocc('run', pkg, '--prompt', REF.prompt, '--max-tokens', String(NEW_TOKENS));
     t.is(r.code, 0, r.stderr);
-    const want = r.stdout.trim().split(/\s+/).map(Number);
+    t.true(r.stdout.endsWith('\n'));
+    const want = r.stdout.slice(0, -1); // the prompt and its continuation; mocc run ends its output with a newline
 
     env.allowRemoteModels = false;
     env.localModelPath = dirname(out) + '/';
-    const model = await AutoModelForCausalLM.from_pretrained(basename(out), { local_files_only: true, dtype: 'fp32', device: 'cpu' });
+    const opts = { local_files_only: true } as const;
+    const tokenizer = await AutoTokenizer.from_pretrained(basename(out), opts);
+    const model = await AutoModelForCausalLM.from_pretrained(basename(out), { ...opts, dtype: 'fp32', device: 'cpu' });
     try {
-      const ids = new Tensor('int64', BigInt64Array.from(prompt.map(BigInt)), [1, prompt.length]);
-      const gen = (await model.generate({ input_ids: ids, max_new_tokens: NEW_TOKENS, do_sample: false })) as Tensor;
-      const got = Array.from(gen.data as BigInt64Array, Number);
-      t.deepEqual(got, want.slice(0, got.length));
-      t.true(got.length >= prompt.length + NEW_TOKENS || got.at(-1) === 2, `generated ${got.length - prompt.length} tokens`);
+      const inputs = tokenizer(REF.prompt);
+      t.deepEqual(Array.from((inputs.input_ids as Tensor).data as BigInt64Array, Number), REF.prompt_ids);
+      const gen = (await model.generate({ ...inputs, max_new_tokens: NEW_TOKENS, do_sample: false })) as Tensor;
+      const ids = Array.from(gen.data as BigInt64Array, Number);
+      t.true(ids.length >= REF.prompt_ids.length + NEW_TOKENS || ids.at(-1) === 2, `generated ${ids.length - REF.prompt_ids.length} tokens`);
+      t.is(tokenizer.decode(ids, { skip_special_tokens: true }), want);
     } finally {
       await model.dispose();
     }

@@ -19,7 +19,7 @@ export function importOnnx(path: string): Checkpoint {
   const files = new ExternalFiles(path);
   try {
     const g = new OnnxGraph(model, files);
-    const { spec, weights: refs } = matchLlama(g);
+    const { spec, weights: refs, moc } = matchLlama(g);
     const cache = new TransposeCache();
     const weights = new Map<string, TensorSource>();
     const transposed = new Map<OnnxInitializer, TransposedTensor>(); // one view per matrix: q, k, v of a packed one share it
@@ -33,7 +33,7 @@ export function importOnnx(path: string): Checkpoint {
       weights.set(name, ref.rows ? new RowsTensor(t, ...ref.rows) : t);
     }
     checkWeights(spec, weights, path);
-    return { format: 'onnx', path, files: [path, ...files.paths], spec, weights, close: () => files.close() };
+    return { format: 'onnx', path, files: [path, ...files.paths], spec, weights, ...(moc ? { moc } : {}), close: () => files.close() };
   } catch (e) {
     files.close();
     throw e;

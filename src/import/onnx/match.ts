@@ -18,6 +18,8 @@ import { f32Decimal } from './f32.js';
 import { thetaFromInverse } from './rope.js';
 import { fusedAttention, fusedRmsNorm, SKIP_NORM, skipNorm, type FusedAttention, type FusedCtx, type ProjRef } from './match-fused.js';
 import { isTransposedCopy } from './tied.js';
+import { matchExportedRope, matchMocFfn, mocSelectionOf, type ExportedRope, type FfnSelect, type MatchContext } from './match-moc.js';
+import type { MocSelection } from '../../model/selection.js';
 
 /** A canonical weight: which initializer holds it, whether ONNX's [in, out] must be transposed, and which rows of the result it is (a packed q/k/v). */
 export interface WeightRef {
@@ -29,6 +31,8 @@ export interface WeightRef {
 export interface MatchedLlama {
   spec: ModelSpec;
   weights: Map<string, WeightRef>;
+  /** The MoC selection the graph computes (TopK on G), absent for dense FFNs. */
+  moc?: MocSelection;
 }
 
 /** ONNX graphs with a dynamic sequence axis do not record a context length; RoPE here works at any position. */
@@ -37,8 +41,9 @@ export const DEFAULT_MAX_SEQ_LEN = 2048;
 export { f32Decimal } from './f32.js';
 
 interface Norm { eps: number; weight: OnnxInitializer; out: string }
-interface Attention extends FusedAttention { wo: OnnxInitializer }
-interface Ffn { gate: OnnxInitializer; up: OnnxInitializer; down: OnnxInitializer }
+interface Attention extends FusedAttention { wo: OnnxInitializer; own?: ExportedRope }
+/** upRows: W_up stored [F, d]; select: the MoC selection (match-moc.ts). */
+interface Ffn { gate: OnnxInitializer; up: OnnxInitializer; down: OnnxInitializer; upRows?: boolean; select?: FfnSelect }
 
 export function matchLlama(g: OnnxGraph): MatchedLlama {
   const fail = (msg: string): never => {
@@ -84,7 +89,7 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
   const emb = g.matrix(gather.inputs[0])!;
   const [vocab, dim] = emb.dims as [number, number];
 
-  const ctx: FusedCtx = { g, prod, same, fail };
+  const ctx: FusedCtx & MatchContext = { g, prod, usersOf, same, fail };
 
   // --- RMSNorm on a stream value r ---
   const rmsNorm = (r: string): Norm | undefined => {
@@ -176,8 +181,10 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
     const k = pick(s.inputs[1]!, 'key');
     const v = pick(pv.inputs[1]!, 'value');
     if (new Set([q, k, v]).size !== 3) return fail(`${where}: the query, key and value projections are not three distinct MatMuls`);
-    const qs = headShape(q) ?? fail(`${where}: no Reshape of the queries into [heads, head_dim]`);
-    const ks = headShape(k) ?? fail(`${where}: no Reshape of the keys into [kv_heads, head_dim]`);
+    // mocc's own export views q and k as rotation pairs (match-moc.ts); other forms Reshape to [heads, head_dim].
+    const own = matchExportedRope(ctx, where, out(q), out(k), { q: weightOf(q).dims[1]!, k: weightOf(k).dims[1]! });
+    const qs = own ? [own.heads, own.headDim] : headShape(q) ?? fail(`${where}: no Reshape of the queries into [heads, head_dim]`);
+    const ks = own ? [own.kvHeads, own.headDim] : headShape(k) ?? fail(`${where}: no Reshape of the keys into [kv_heads, head_dim]`);
     const [heads, headDim] = qs;
     const kvHeads = ks[0];
     if (ks[1] !== headDim || heads % kvHeads !== 0) return fail(`${where}: ${heads} query heads and ${kvHeads} key heads of sizes ${headDim} and ${ks[1]} do not form grouped-query attention`);
@@ -185,7 +192,7 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
     if (wq.dims[1] !== heads * headDim || wk.dims[1] !== kvHeads * headDim || wv.dims[1] !== kvHeads * headDim || wo.dims[0] !== heads * headDim || wo.dims[1] !== dim) {
       return fail(`${where}: projection shapes [${wq.dims}] [${wk.dims}] [${wv.dims}] [${wo.dims}] disagree with ${heads}/${kvHeads} heads of ${headDim}`);
     }
-    for (const [proj, target, what] of [[q, s.inputs[0]!, 'queries'], [k, s.inputs[1]!, 'keys']] as const) {
+    for (const [proj, target, what] of own ? [] : [[q, s.inputs[0]!, 'queries'], [k, s.inputs[1]!, 'keys']] as const) {
       if (!rotateHalf(proj, target, headDim)) fail(`${where}: no RoPE rotate-half (Slice, Neg, Concat) on the ${what}`);
     }
     // Softmax scale: float scalar Muls/Divs on the q and k paths and on the scores must make
@@ -199,7 +206,7 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
       else if (n.op === 'Mul' && g.dynamic(y) && g.scalar(x) !== undefined) scale *= g.scalar(x)!;
     }
     if (Math.abs(scale * Math.sqrt(headDim) - 1) > 1e-5) fail(`${where}: attention scale ${scale} is not 1/sqrt(head_dim ${headDim})`);
-    return { wq: { init: wq }, wk: { init: wk }, wv: { init: wv }, wo, heads, kvHeads, headDim, theta: ropeTheta(where, s.inputs[0]!, headDim) };
+    return { wq: { init: wq }, wk: { init: wk }, wv: { init: wv }, wo, heads, kvHeads, headDim, theta: own ? own.theta : ropeTheta(where, s.inputs[0]!, headDim), ...(own ? { own } : {}) };
   };
 
   /** Concat(Neg(Slice(x, hd/2..)), Slice(x, 0..hd/2)) on the last axis, on the way from proj to target. */
@@ -287,8 +294,12 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
     if (blocks.length % 2 === 0) {
       blocks.push({ norm, attn: attention(layer, norm, mms, branch) });
     } else {
-      if (mms.length !== 2) fail(`layer ${layer}: expected the gate and up projections after the FFN norm, found ${mms.length} weight MatMuls`);
-      blocks.push({ norm, ffn: ffn(layer, mms, branch) });
+      const moc = matchMocFfn(ctx, layer, norm.out, branch); // TopK on G: a MoC FFN as mocc exports it
+      if (moc) blocks.push({ norm, ffn: moc });
+      else {
+        if (mms.length !== 2) fail(`layer ${layer}: expected the gate and up projections after the FFN norm, found ${mms.length} weight MatMuls`);
+        blocks.push({ norm, ffn: ffn(layer, mms, branch) });
+      }
     }
     if (add.op === 'Add') {
       r = out(add);
@@ -321,7 +332,7 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
   const ffns = blocks.filter((b) => b.ffn).map((b) => b.ffn!);
   const a0 = attns[0]!;
   for (const [i, a] of attns.entries()) {
-    if (a.heads !== a0.heads || a.kvHeads !== a0.kvHeads || a.headDim !== a0.headDim || a.theta !== a0.theta) fail(`layer ${i} has other attention hyper-parameters than layer 0`);
+    if (a.heads !== a0.heads || a.kvHeads !== a0.kvHeads || a.headDim !== a0.headDim || a.theta !== a0.theta || a.own?.style !== a0.own?.style || a.own?.maxSeqLen !== a0.own?.maxSeqLen) fail(`layer ${i} has other attention hyper-parameters than layer 0`);
   }
   const eps = final.eps;
   if (blocks.some((b) => b.norm.eps !== eps)) fail('the RMSNorms use different eps');
@@ -336,13 +347,15 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
     weights.set(p + 'ffn_norm', { init: blocks[2 * l + 1]!.norm.weight, transpose: false });
     const proj = (w: ProjRef): WeightRef => ({ ...t(w.init), ...(w.rows ? { rows: w.rows } : {}) });
     weights.set(p + 'wq', proj(a.wq)).set(p + 'wk', proj(a.wk)).set(p + 'wv', proj(a.wv)).set(p + 'wo', t(a.wo));
-    weights.set(p + 'w_gate', t(f.gate)).set(p + 'w_up', t(f.up)).set(p + 'w_down', t(f.down));
+    weights.set(p + 'w_gate', t(f.gate)).set(p + 'w_up', f.upRows ? { init: f.up, transpose: false } : t(f.up)).set(p + 'w_down', t(f.down));
   }
   if (output) weights.set('output', output);
+  const moc = mocSelectionOf(ctx, ffns.map((f) => f.select));
   return {
+    ...(moc ? { moc } : {}),
     spec: {
       arch: 'llama', dim, nLayers: attns.length, nHeads: a0.heads, nKvHeads: a0.kvHeads, headDim: a0.headDim, dFfn, vocabSize: vocab,
-      normEps: eps, maxSeqLen: DEFAULT_MAX_SEQ_LEN, rope: { theta: a0.theta, style: 'half' }, tiedEmbeddings: !output,
+      normEps: eps, maxSeqLen: a0.own?.maxSeqLen ?? DEFAULT_MAX_SEQ_LEN, rope: { theta: a0.theta, style: a0.own?.style ?? 'half' }, tiedEmbeddings: !output,
       // No tokenizer ids are in the graph: LLaMA's (and the HF importer's defaults).
       bosId: 1, eosId: 2,
     },

@@ -3,7 +3,9 @@
 // (ONNX's own rule); the lists of since-versions below were printed from ONNX 1.23's
 // onnx.defs.get_schema (Python) for the ops the LLaMA forms use, and pasted here. `supported` holds those whose semantics the importer
 // implements (the schemas in force for opsets 14–20, and 21–23 where a newer schema only adds data
-// types; opset 23's RMSNormalization, RotaryEmbedding and Attention are matched as single nodes).
+// types; opset 23's RMSNormalization, RotaryEmbedding and Attention are matched as single nodes;
+// Split, TopK, GatherElements and ScatterElements for the forms mocc's own ONNX export writes, opset 17:
+// match-moc.ts).
 import { nameText, UserError } from '../../util/errors.js';
 import type { OnnxModel, OnnxNode } from './model.js';
 
@@ -23,6 +25,7 @@ const TABLE: Array<[string, number[], number[]]> = [
   ['Expand', [8, 13], [13]],
   ['Flatten', [1, 9, 11, 13, 21, 23], [13, 21, 23]],
   ['Gather', [1, 11, 13], [13]],
+  ['GatherElements', [11, 13], [13]],
   ['GatherND', [11, 12, 13], [13]],
   ['Greater', [1, 7, 9, 13], [13]],
   ['Identity', [1, 13, 14, 16, 19, 21, 23], [14, 16, 19, 21, 23]],
@@ -45,14 +48,17 @@ const TABLE: Array<[string, number[], number[]]> = [
   ['Reshape', [1, 5, 13, 14, 19, 21, 23], [14, 19, 21, 23]],
   ['Shape', [1, 13, 15, 19, 21, 23], [13, 15, 19, 21, 23]],
   ['RotaryEmbedding', [23], [23]],
+  ['ScatterElements', [11, 13, 16, 18], [16, 18]],
   ['Sigmoid', [1, 6, 13], [13]],
   ['Sin', [7, 22], [7, 22]],
   ['Slice', [1, 10, 11, 13], [13]],
   ['Softmax', [1, 11, 13], [13]],
+  ['Split', [1, 2, 11, 13, 18], [13, 18]],
   ['Sqrt', [1, 6, 13], [13]],
   ['Squeeze', [1, 11, 13, 21, 23], [13, 21, 23]],
   ['Sub', [1, 6, 7, 13, 14], [14]],
   ['Transpose', [1, 13, 21, 23], [13, 21, 23]],
+  ['TopK', [1, 10, 11], [11]],
   ['Trilu', [14], [14]],
   ['Unsqueeze', [1, 11, 13, 21, 23], [13, 21, 23]],
   ['Where', [9, 16], [9, 16]],
