@@ -78,9 +78,13 @@ export function gemm90Name(s: Gemm90Spec): string {
 
 export const gemm90Tiles = (s: Gemm90Spec, m: number, n: number): number => Math.ceil(m / gemm90Bm(s)) * Math.ceil(n / s.bn);
 
+/** CTAs of a persistent grid over bm × bn tiles of M × N: one per multiprocessor, fewer when there are fewer tiles (at least 1). */
+export const persistentGrid = (bm: number, bn: number, m: number, n: number, multiprocessors: number): number =>
+  Math.max(1, Math.min(Math.ceil(m / bm) * Math.ceil(n / bn), multiprocessors));
+
 /** Persistent grid: one CTA per multiprocessor, fewer when there are fewer tiles (at least 1). */
 export function gemm90Grid(s: Gemm90Spec, m: number, n: number, multiprocessors: number): [number, number, number] {
-  return [Math.max(1, Math.min(gemm90Tiles(s, m, n), multiprocessors)), 1, 1];
+  return [persistentGrid(gemm90Bm(s), s.bn, m, n, multiprocessors), 1, 1];
 }
 
 /**
