@@ -25,7 +25,7 @@ export function cudaContext(): Cuda {
 }
 
 /**
- * Whether the prefill program should run its f32-storing linears on the Hopper GEMM (LowerOptions.wgmma):
+ * Whether the prefill program should run its X·Wᵀ linears on the Hopper GEMM (LowerOptions.wgmma):
  * an explicit opt-in, MOCC_CUDA_WGMMA=1, while it is unverified on a GPU, and only on compute
  * capability 9.0 exactly (its sm_90a module loads nowhere else).
  */

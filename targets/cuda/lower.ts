@@ -53,7 +53,7 @@ export interface LowerOptions {
    */
   kvCache?: KvCacheOption;
   /**
-   * The prefill program's linears Y = X·Wᵀ that store f32 run on the Hopper GEMM (gemm-sm90.ts:
+   * The prefill program's linears Y (+)= X·Wᵀ with an f32 Y run on the Hopper GEMM (gemm-sm90.ts:
    * wgmma, TMA; an sm_90a module, compute capability 9.0 only) instead of gemm.ts's (see
    * hopperGemm). Default off: not yet checked on a GPU; createCudaSession sets it on a 9.0 device
    * when MOCC_CUDA_WGMMA=1.
@@ -63,11 +63,12 @@ export interface LowerOptions {
 
 /**
  * The Hopper GEMM for a prefill linear in gemm.ts's 'xwt' layout, or undefined to keep gemm.ts's:
- * only when options.wgmma asks for it, and only the 'store' epilogue (f32 Y), the one gemm-sm90.ts has.
+ * only when options.wgmma asks for it, and only the epilogues gemm-sm90.ts has for an f32 Y
+ * ('store', 'accumulate').
  */
 export function hopperGemm(options: LowerOptions, dtype: 'bf16' | 'f16', epilogue: GemmEpilogue): Gemm90Spec | undefined {
-  if (!options.wgmma || epilogue !== 'store') return undefined;
-  return { dtype, out: 'f32', ...GEMM90_DEFAULT };
+  if (!options.wgmma || (epilogue !== 'store' && epilogue !== 'accumulate')) return undefined;
+  return { dtype, out: 'f32', ...GEMM90_DEFAULT, ...(epilogue === 'accumulate' ? { epilogue } : {}) };
 }
 
 /**

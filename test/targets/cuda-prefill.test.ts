@@ -7,7 +7,7 @@
 // Without a GPU: the lowering has a prefill program exactly when some linear has 16-bit weights.
 // On the GPU machine (bash bench/gpu/run.sh check) it also checks that the decode steps (GEMVs, f32
 // activations) of the same session still agree with ref within 1e-3 after a GEMM prefill.
-// On a Hopper GPU (compute capability 9.0): the prefill with MOCC_CUDA_WGMMA=1 (its f32-storing
+// On a Hopper GPU (compute capability 9.0): the prefill with MOCC_CUDA_WGMMA=1 (its X·Wᵀ
 // linears on gemm-sm90.ts's wgmma GEMM) against the same model's prefill on gemm.ts's GEMMs: the
 // same 16-bit inputs, only the f32 accumulation order differs.
 import test from 'ava';
