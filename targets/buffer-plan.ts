@@ -50,10 +50,12 @@ export interface BufArg {
   id: number;
 }
 const isBuf = (a: { kind: string }): a is BufArg => a.kind === 'buf';
+/** An argument derived from another one (`of`: e.g. a CUDA tensor map over a buffer) touches that one. */
+type StepArg = { kind: string; of?: StepArg };
 
 /** The buffer ids among a step's arguments: what it touches, for planBuffers. */
-export const bufArgIds = (args: readonly { kind: string }[]): number[] => args.flatMap((a) => (isBuf(a) ? [a.id] : []));
+export const bufArgIds = (args: readonly StepArg[]): number[] => args.flatMap((a) => (isBuf(a) ? [a.id] : a.of ? bufArgIds([a.of]) : []));
 
 /** A step's arguments with each buffer's virtual id replaced by its physical one. */
-export const remapBufArgs = <A extends { kind: string }>(args: readonly A[], map: ReadonlyMap<number, number>): A[] =>
-  args.map((a) => (isBuf(a) ? ({ kind: 'buf', id: map.get(a.id)! } as BufArg as unknown as A) : a));
+export const remapBufArgs = <A extends StepArg>(args: readonly A[], map: ReadonlyMap<number, number>): A[] =>
+  args.map((a) => (isBuf(a) ? ({ kind: 'buf', id: map.get(a.id)! } as BufArg as unknown as A) : a.of ? { ...a, of: remapBufArgs([a.of], map)[0] } : a));

@@ -24,12 +24,23 @@ export function cudaContext(): Cuda {
   return cuda;
 }
 
+/**
+ * Whether the prefill program should run its X·Wᵀ linears on the Hopper GEMM (LowerOptions.wgmma):
+ * an explicit opt-in, MOCC_CUDA_WGMMA=1, while it is unverified on a GPU, and only on compute
+ * capability 9.0 exactly (its sm_90a module loads nowhere else).
+ */
+export function wgmmaWanted(computeCapability: readonly [number, number], env: NodeJS.ProcessEnv = process.env): boolean {
+  return computeCapability[0] === 9 && computeCapability[1] === 0 && env.MOCC_CUDA_WGMMA === '1';
+}
+
 /** kvCache: the KV cache's element type (default 'auto': the K/V weights' dtype when 16-bit, else f32). */
 export function createCudaSession(model: RunnableModel, options: { kvCache?: KvCacheOption } = {}): CudaSession {
   // The MoC up·down kernel's L2 warming pays only while it overlaps Top-K, i.e. with programmatic
   // launch (without, ffn-decode measured 23.4 → 24.6 µs); MOCC_CUDA_WARM=0 turns it off to measure it.
   const warm = programmaticLaunchWanted() && process.env.MOCC_CUDA_WARM !== '0';
-  return new CudaSession(new CudaModel(cudaContext(), lowerToCuda(model.graph, model.spec, { warm, kvCache: options.kvCache }), model));
+  const c = cudaContext();
+  const wgmma = wgmmaWanted(c.device.computeCapability);
+  return new CudaSession(new CudaModel(c, lowerToCuda(model.graph, model.spec, { warm, kvCache: options.kvCache, wgmma }), model));
 }
 
 /** Writes one PTX module per kernel and launch.json (the program, with kernel file names). */

@@ -27,7 +27,8 @@ import { residualAdd, siluMuls } from '../lowering/fusion.js';
 import { ffnPairs, foldedNorms, mocUpDowns, mocUps, qkvProjections, ropedAttentions, tauSlots, type FoldedNorm } from './fusions.js';
 import { castGrid, castRows, CAST_THREADS } from './ptx/cast.js';
 import { flashAttention, FA_ROWS, FA_THREADS, type FlashAttentionSpec } from './ptx/flash-attention.js';
-import { gemm, GEMM_DEFAULT, gemmThreads, type GemmSpec } from './ptx/gemm.js';
+import { gemm, GEMM_DEFAULT, gemmThreads, type GemmEpilogue, type GemmSpec } from './ptx/gemm.js';
+import { gemm90, gemm90Bm, GEMM90_DEFAULT, gemm90SharedBytes, gemm90Threads, type Gemm90Spec } from './ptx/gemm-sm90.js';
 
 export const CUDA_OPS = new Set(['embedding', 'rmsnorm', 'linear', 'logits', 'rope', 'attention', 'kv_write', 'kv_attention', 'silu', 'mul', 'add', 'transpose', 'moc_select', 'moc_gather', 'moc_up', 'moc_down']);
 
@@ -51,6 +52,23 @@ export interface LowerOptions {
    * when bf16 or f16, else f32 (see kv-cache.ts).
    */
   kvCache?: KvCacheOption;
+  /**
+   * The prefill program's linears Y (+)= X·Wᵀ with an f32 Y run on the Hopper GEMM (gemm-sm90.ts:
+   * wgmma, TMA; an sm_90a module, compute capability 9.0 only) instead of gemm.ts's (see
+   * hopperGemm). Default off: not yet checked on a GPU; createCudaSession sets it on a 9.0 device
+   * when MOCC_CUDA_WGMMA=1.
+   */
+  wgmma?: boolean;
+}
+
+/**
+ * The Hopper GEMM for a prefill linear in gemm.ts's 'xwt' layout, or undefined to keep gemm.ts's:
+ * only when options.wgmma asks for it, and only the epilogues gemm-sm90.ts has for an f32 Y
+ * ('store', 'accumulate').
+ */
+export function hopperGemm(options: LowerOptions, dtype: 'bf16' | 'f16', epilogue: GemmEpilogue): Gemm90Spec | undefined {
+  if (!options.wgmma || (epilogue !== 'store' && epilogue !== 'accumulate')) return undefined;
+  return { dtype, out: 'f32', ...GEMM90_DEFAULT, ...(epilogue === 'accumulate' ? { epilogue } : {}) };
 }
 
 /**
@@ -70,6 +88,7 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
     kernels: new Map([...p.kernels, ...prefill.program.kernels]),
     weights: [...new Set([...p.weights, ...prefill.program.weights])],
     consts: [...consts.values()],
+    ...(prefill.program.kernelsSm90a ? { kernelsSm90a: prefill.program.kernelsSm90a } : {}),
     prefill: { steps: prefill.program.steps, buffers: prefill.program.buffers, logits: prefill.program.logits },
   };
 }
@@ -91,6 +110,7 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
 
   const kernels = new Map<string, string>();
   const use = (k: Kernel) => (kernels.set(k.name, k.text), k.name);
+  const kernelsSm90a = new Map<string, string>();
   const vbufs: VBuf[] = [];
   const newBuf = (width: number, dtype: VBuf['dtype'] = 'f32', rowsPerToken = 1) => (vbufs.push({ width, rowsPerToken, dtype }), vbufs.length - 1);
   const bufOf = new Map<string, number>();
@@ -169,6 +189,25 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
     return { kind: 'buf', id };
   };
   let gemms = 0;
+  /**
+   * Y[T, outDim] (+)= X[T, inDim] · Wᵀ, W [outDim, inDim] (gemm.ts's 'xwt'), xh the 16-bit X: on
+   * the Hopper GEMM where hopperGemm says so, else gemm.ts's.
+   */
+  const gemmXwt = (y: Arg, xh: Arg, w: Arg, dtype: 'bf16' | 'f16', epilogue: GemmEpilogue, outDim: number, inDim: number, n: Node) => {
+    const sizes: Arg[] = [{ kind: 'T' }, { kind: 'u32', value: outDim }, { kind: 'u32', value: inDim }];
+    const h = hopperGemm(options, dtype, epilogue);
+    if (h) {
+      const k = gemm90(h);
+      kernelsSm90a.set(k.name, k.text);
+      const map = (of: Arg, rows: 'T' | number, operand: 'x' | 'w'): Arg => ({ kind: 'tmap', of, rows, k: inDim, operand, gemm: h });
+      launch({ kernel: k.name, grid: [{ persistentTiles: { bm: gemm90Bm(h), bn: h.bn, n: outDim } }, 1, 1], block: gemm90Threads(h), shared: gemm90SharedBytes(h),
+        args: [y, map(xh, 'T', 'x'), map(w, outDim, 'w'), ...sizes] }, n);
+    } else {
+      const gs: GemmSpec = { dtype, ...GEMM_DEFAULT, epilogue };
+      launch({ kernel: use(gemm(gs)), grid: [Math.ceil(outDim / gs.bn), { tilesOfT: gs.bm }, 1], block: gemmThreads(gs), args: [y, xh, w, ...sizes] }, n);
+    }
+    gemms++;
+  };
 
   const tokens = facts.tokenInput();
   const wdtype = (name: string): WeightDType => facts.weight(name).dtype;
@@ -200,11 +239,7 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
           // Y[T, out] (+)= X[T, in] · Wᵀ on tensor cores; W is [out, in], rows pad8(in), as gemm.ts reads it
           const xh = gemmInput(n.inputs[0]!, w.dtype, n);
           const residual = accumulateInto(i, n);
-          const gs: GemmSpec = { dtype: w.dtype, ...GEMM_DEFAULT, epilogue: residual ? 'accumulate' : 'store' };
-          const outDim = width(n), inDim = widthOf(n.inputs[0]!);
-          launch({ kernel: use(gemm(gs)), grid: [Math.ceil(outDim / gs.bn), { tilesOfT: gs.bm }, 1], block: gemmThreads(gs),
-            args: [residual ?? out(), xh, w.arg, { kind: 'T' }, { kind: 'u32', value: outDim }, { kind: 'u32', value: inDim }] }, n);
-          gemms++;
+          gemmXwt(residual ?? out(), xh, w.arg, w.dtype, residual ? 'accumulate' : 'store', width(n), widthOf(n.inputs[0]!), n);
           return;
         }
         const { x, norm } = gemvInput(n.inputs[0]!, n);
@@ -375,9 +410,7 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
           const f = facts.weight(fused.up.inputs[1]!.name).rows;
           const x = fused.up.inputs[0]!;
           const u = newBuf(f);
-          const upSpec: GemmSpec = { dtype: w.dtype, ...GEMM_DEFAULT };
-          launch({ kernel: use(gemm(upSpec)), grid: [Math.ceil(f / upSpec.bn), { tilesOfT: upSpec.bm }, 1], block: gemmThreads(upSpec),
-            args: [{ kind: 'buf', id: u }, gemmInput(x, w.dtype, n), wu.arg, { kind: 'T' }, { kind: 'u32', value: f }, { kind: 'u32', value: widthOf(x) }] }, n);
+          gemmXwt({ kind: 'buf', id: u }, gemmInput(x, w.dtype, n), wu.arg, w.dtype, 'store', f, widthOf(x), n);
           const z = newBuf(f, w.dtype);
           steps.push({ kind: 'zero', buf: z, node: n.name });
           launch({ kernel: use(mocScatterSilu(w.dtype, f, kKeep)), grid: [Math.ceil(kKeep / SCATTER_THREADS), 'T', 1], block: SCATTER_THREADS,
@@ -386,7 +419,7 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
           const downSpec: GemmSpec = { dtype: w.dtype, ...GEMM_DEFAULT, layout: 'xw', epilogue: residual ? 'accumulate' : 'store' };
           launch({ kernel: use(gemm(downSpec)), grid: [Math.ceil(d / downSpec.bn), { tilesOfT: downSpec.bm }, 1], block: gemmThreads(downSpec),
             args: [residual ?? out(), { kind: 'buf', id: z }, w.arg, { kind: 'T' }, { kind: 'u32', value: d }, { kind: 'u32', value: f }] }, n);
-          gemms += 3;
+          gemms += 2;
           return;
         }
         let partial: number, slices: number;
@@ -432,7 +465,7 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
     { kind: 'launch', kernel: use(posAdvance()), grid: [1, 1, 1], block: 1, args: [{ kind: 'pos' }, { kind: 'T' }], node: 'pos_advance' },
   ];
   const program: Program = {
-    kernels, steps: plan.steps, greedyTail, buffers: plan.buffers, weights: [...inputs.weights.keys()], consts: [...inputs.consts.values()],
+    kernels, ...(kernelsSm90a.size > 0 ? { kernelsSm90a } : {}), steps: plan.steps, greedyTail, buffers: plan.buffers, weights: [...inputs.weights.keys()], consts: [...inputs.consts.values()],
     kvCache: { layers: spec.nLayers, width: spec.nKvHeads * spec.headDim, capacity: spec.maxSeqLen, dtype: kvDtype },
     selectHints: tauSlotOf.size,
     logits: { buf: logits, vocab: spec.vocabSize },

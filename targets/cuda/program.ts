@@ -2,14 +2,26 @@
 // can write it as a manifest and the runtime can run it. Sizes that depend on the number of tokens
 // in a call are written as 'T'.
 import type { ConstDecl, GridDim } from '../lowering/program.js';
+import { persistentGrid, type Gemm90Spec } from './ptx/gemm-sm90.js';
 
 export type { ConstDecl, GridDim };
 
-/** A CUDA grid dimension: also { tilesOfT: n } = ceil(T / n), e.g. a GEMM's row tiles over the call's tokens. */
-export type CudaGridDim = GridDim | { tilesOfT: number };
+/**
+ * A CUDA grid dimension: also { tilesOfT: n } = ceil(T / n), e.g. a GEMM's row tiles over the
+ * call's tokens; { persistentTiles } a persistent GEMM's CTAs: one a multiprocessor, fewer when its
+ * ceil(T / bm) · ceil(n / bn) output tiles are fewer (gemm-sm90.ts persistentGrid).
+ */
+export type CudaGridDim = GridDim | { tilesOfT: number } | { persistentTiles: { bm: number; bn: number; n: number } };
 
-/** A grid dimension's value for a call of T tokens. */
-export const gridDimFor = (d: CudaGridDim, T: number): number => (d === 'T' ? T : typeof d === 'number' ? d : Math.ceil(T / d.tilesOfT));
+/** A grid dimension's value for a call of T tokens (`device`: needed by persistent grids). */
+export function gridDimFor(d: CudaGridDim, T: number, device?: { multiprocessors: number }): number {
+  if (d === 'T') return T;
+  if (typeof d === 'number') return d;
+  if ('tilesOfT' in d) return Math.ceil(T / d.tilesOfT);
+  if (!device) throw new Error('a persistent grid needs the device (its multiprocessor count)');
+  const { bm, bn, n } = d.persistentTiles;
+  return persistentGrid(bm, bn, T, n, device.multiprocessors);
+}
 
 export type Arg =
   | { kind: 'buf'; id: number }
@@ -29,12 +41,20 @@ export type Arg =
   /** The number of tokens in the call, as a u32 parameter. */
   | { kind: 'T' }
   /** A u32 parameter fixed at lowering (a GEMM's N and K). */
-  | { kind: 'u32'; value: number };
+  | { kind: 'u32'; value: number }
+  /**
+   * A tensor map (passed by value, 128 bytes) over the matrix at `of` (a buffer or a weight):
+   * `rows` ('T': the call's tokens) × k elements, described as the Hopper GEMM reads its operand
+   * `operand` (gemm-sm90.ts gemm90TensorMap). Made when the launch is prepared: it holds the address.
+   */
+  | { kind: 'tmap'; of: Arg; rows: 'T' | number; k: number; operand: 'x' | 'w'; gemm: Gemm90Spec };
 
 export interface Launch {
   kernel: string;
   grid: [CudaGridDim, CudaGridDim, CudaGridDim];
   block: number;
+  /** Dynamic shared memory bytes (absent: none). */
+  shared?: number;
   args: Arg[];
   /** Which IR node this launch computes (for messages and the manifest). */
   node: string;
@@ -70,6 +90,11 @@ export interface PrefillProgram {
 export interface Program {
   /** Kernel name → PTX text of one entry (deterministic). */
   kernels: Map<string, string>;
+  /**
+   * Kernels with arch-specific Hopper instructions (wgmma, setmaxnreg): a second module, `.target
+   * sm_90a`, which loads only on compute capability 9.0. Absent when there are none (the default).
+   */
+  kernelsSm90a?: Map<string, string>;
   steps: Step[];
   /** Run after `steps` when decoding greedily on the device: argmax into the token buffer, pos += T. */
   greedyTail: Step[];

@@ -2,9 +2,10 @@
 // size, launches on one stream, and a CUDA graph per decode step (captured once, replayed).
 import type { ModelSession, RunnableModel } from '../target.js';
 import type { Cuda, CudaFunction, CudaGraphExec, CudaStream, DevicePtr } from './driver.js';
-import { packParams } from './driver.js';
+import { packParams, type KernelParam } from './driver.js';
 import { bufferElementBytes, gridDimFor, type Arg, type BufferDecl, type Program, type Step } from './program.js';
 import { archFor, ptxModule, type CudaArch } from './ptx/builder.js';
+import { gemm90TensorMap } from './ptx/gemm-sm90.js';
 import { elemBytes, pad8 } from './ptx/layout.js';
 import { constImage, weightImage } from '../lowering/device-image.js';
 
@@ -17,6 +18,7 @@ interface Prepared {
   block: [number, number, number];
   params: Uint8Array;
   offsets: Uint32Array;
+  shared: number;
   zero?: { ptr: DevicePtr; words: number };
 }
 
@@ -46,6 +48,7 @@ export class CudaModel {
     this.overlap = this.arch === 'sm_90' && programmaticLaunchWanted();
     const mod = cuda.loadModule(ptxModule([...program.kernels.values()], this.arch), 'mocc');
     for (const name of program.kernels.keys()) this.functions.set(name, mod.getFunction(name));
+    if (program.kernelsSm90a?.size) this.loadSm90a(program.kernelsSm90a);
     const cap = program.kvCache.capacity;
     for (const name of program.weights) {
       const src = model.weights.get(name);
@@ -59,6 +62,23 @@ export class CudaModel {
     this.tokens = this.zeroed(cap * 4);
     this.history = this.zeroed((cap + 1) * 4);
     this.selectHints = this.filled(program.selectHints * 4, 0x7f800000); // +inf: warm nothing yet
+  }
+
+  /**
+   * The kernels with wgmma/setmaxnreg as a second module (`.target sm_90a`: compute capability 9.0
+   * only), each function's dynamic shared memory limit raised once to the most its launches ask.
+   */
+  private loadSm90a(kernels: Map<string, string>): void {
+    const [major, minor] = this.cuda.device.computeCapability;
+    if (major !== 9 || minor !== 0) throw new Error(`the program has sm_90a kernels (wgmma), which need compute capability 9.0, not ${major}.${minor}`);
+    const mod = this.cuda.loadModule(ptxModule([...kernels.values()], 'sm_90a'), 'mocc-sm90a');
+    for (const name of kernels.keys()) this.functions.set(name, mod.getFunction(name));
+    const shared = new Map<string, number>();
+    const p = this.program;
+    for (const s of [...p.steps, ...p.greedyTail, ...(p.prefill?.steps ?? [])]) {
+      if (s.kind === 'launch' && s.shared) shared.set(s.kernel, Math.max(shared.get(s.kernel) ?? 0, s.shared));
+    }
+    for (const [name, bytes] of shared) this.functions.get(name)!.setMaxDynamicShared(bytes);
   }
 
   /** Allocates zeroed device memory owned by this model. */
@@ -89,7 +109,12 @@ export class CudaModel {
 
   /** Launch parameters of `steps` for T tokens over buffers `bufs` (declared by `decls`). */
   prepare(steps: Step[], decls: readonly BufferDecl[], T: number, bufs: DevicePtr[]): Prepared[] {
-    const ptr = (a: Arg): { type: 'u64' | 'u32'; value: bigint | number } => {
+    const address = (a: Arg): DevicePtr => {
+      const p = ptr(a);
+      if (p.type !== 'u64') throw new Error(`a tensor map over a ${a.kind} argument`);
+      return BigInt(p.value);
+    };
+    const ptr = (a: Arg): KernelParam => {
       switch (a.kind) {
         case 'buf': return { type: 'u64', value: bufs[a.id]! };
         case 'weight': case 'const': return { type: 'u64', value: this.constants.get(a.name)! };
@@ -100,23 +125,28 @@ export class CudaModel {
         case 'tau': return { type: 'u64', value: this.selectHints + BigInt(4 * a.slot) };
         case 'T': return { type: 'u32', value: T };
         case 'u32': return { type: 'u32', value: a.value };
+        case 'tmap': {
+          // a map needs every dimension >= 1: with K = 0 it is never read, so describe one column
+          const map = gemm90TensorMap(a.gemm, a.operand, address(a.of), a.rows === 'T' ? T : a.rows, Math.max(a.k, 1));
+          return { type: 'tmap', value: this.cuda.tensorMapEncodeTiled(map) };
+        }
       }
     };
     return steps.map((s) => {
       if (s.kind === 'zero') {
         const b = decls[s.buf]!;
-        return { fn: null, grid: [1, 1, 1], block: [1, 1, 1], params: new Uint8Array(), offsets: new Uint32Array(), zero: { ptr: bufs[s.buf]!, words: (T * b.rowsPerToken * pad8(b.width) * bufferElementBytes(b)) / 4 } };
+        return { fn: null, grid: [1, 1, 1], block: [1, 1, 1], params: new Uint8Array(), offsets: new Uint32Array(), shared: 0, zero: { ptr: bufs[s.buf]!, words: (T * b.rowsPerToken * pad8(b.width) * bufferElementBytes(b)) / 4 } };
       }
       const { bytes, offsets } = packParams(s.args.map(ptr));
-      const grid = s.grid.map((d) => gridDimFor(d, T)) as [number, number, number];
-      return { fn: this.functions.get(s.kernel)!, grid, block: [s.block, 1, 1], params: bytes, offsets };
+      const grid = s.grid.map((d) => gridDimFor(d, T, this.cuda.device)) as [number, number, number];
+      return { fn: this.functions.get(s.kernel)!, grid, block: [s.block, 1, 1], params: bytes, offsets, shared: s.shared ?? 0 };
     });
   }
 
   run(prepared: Prepared[]): void {
     for (const p of prepared) {
       if (p.zero) this.cuda.memsetD32(p.zero.ptr, 0, p.zero.words, this.stream);
-      else p.fn!.launch(p.grid, p.block, 0, this.stream, p.params, p.offsets, { overlap: this.overlap });
+      else p.fn!.launch(p.grid, p.block, p.shared, this.stream, p.params, p.offsets, { overlap: this.overlap });
     }
   }
 

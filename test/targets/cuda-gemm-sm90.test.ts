@@ -4,7 +4,8 @@
 // - on a Hopper GPU (compute capability 9.x; skipped elsewhere): random X, W at awkward M, N, K
 //   (tails in every dimension, K not a multiple of 8 or of the 64-wide step, K = 0, more tiles than
 //   multiprocessors so CTAs loop, more row tiles than the grouped order's group), NaN-poisoned Y,
-//   against a float64 product of the same rounded inputs computed here.
+//   against a float64 product of the same rounded inputs computed here; the 'accumulate' epilogue
+//   on a random Y0 against Y0 + that product (Y0's row padding must stay as it was).
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,7 +14,7 @@ import { join } from 'node:path';
 import { ptxModule } from '../../targets/cuda/ptx/builder.js';
 import { gemm90, GEMM90_DEFAULT, type Gemm90Spec } from '../../targets/cuda/ptx/gemm-sm90.js';
 import { decodeToF32 } from '../../src/util/dtype.js';
-import { cuda, download, freeAll, gemm90Launcher, pad8, poisoned, randomF32, rng, unpadF32, weight } from '../helpers/cuda.js';
+import { cuda, download, freeAll, gemm90Launcher, pad8, padF32, poisoned, randomF32, rng, unpadF32, upload, weight } from '../helpers/cuda.js';
 import { compareGemm, gemmReference } from '../helpers/gemm-check.js';
 import { findPtxas, hopperDeviceRequirement, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
 
@@ -23,8 +24,9 @@ const CONFIGS: Gemm90Spec[] = [
   { dtype: 'bf16', out: 'bf16', ...GEMM90_DEFAULT },
   { dtype: 'bf16', out: 'f32', consumers: 2, bn: 128, stages: 5 },
   { dtype: 'f16', out: 'f32', consumers: 1, bn: 64, stages: 3 }, // one consumer: no setmaxnreg
+  { dtype: 'bf16', out: 'f32', ...GEMM90_DEFAULT, epilogue: 'accumulate' }, // Y += X·Wᵀ (the residual linears)
 ];
-const label = (s: Gemm90Spec) => `${s.dtype}->${s.out} ${64 * s.consumers}x${s.bn} s${s.stages}`;
+const label = (s: Gemm90Spec) => `${s.dtype}->${s.out} ${64 * s.consumers}x${s.bn} s${s.stages}${s.epilogue === 'accumulate' ? ' acc' : ''}`;
 
 const ptxas = findPtxas();
 const ptxasTest = testsNeeding(ptxasRequirement(ptxas));
@@ -55,12 +57,18 @@ test('gemm90 text is deterministic and on the Hopper path (TMA with mbarriers, w
   t.regex(a.text, /setmaxnreg\.inc\.sync\.aligned\.u32 232/);
   t.regex(gemm90({ ...s, out: 'bf16' }).text, /cvt\.rn\.bf16x2\.f32/);
   t.notRegex(gemm90(CONFIGS[4]!).text, /setmaxnreg/);
+  const acc = gemm90(CONFIGS[5]!);
+  t.is(acc.name, 'gemm90_xwt_bf16_f32_m128n256k64_s4_acc');
+  t.is(a.name, 'gemm90_xwt_bf16_f32_m128n256k64_s4');
+  t.regex(acc.text, /@%both_\d+ ld\.global\.v2\.f32 \{%old0_\d+, %old1_\d+\}/);
+  t.notRegex(a.text, /ld\.global/);
 });
 
 test('gemm90 rejects configurations it cannot build', (t) => {
   t.throws(() => gemm90({ dtype: 'bf16', out: 'f32', consumers: 2, bn: 264, stages: 4 }), { message: /multiple of 16 up to 256/ });
   t.throws(() => gemm90({ dtype: 'bf16', out: 'f32', consumers: 2, bn: 256, stages: 5 }), { message: /227 KB/ });
   t.throws(() => gemm90({ dtype: 'bf16', out: 'f32', consumers: 4, bn: 128, stages: 2 }), { message: /consumer warpgroups/ });
+  t.throws(() => gemm90({ dtype: 'bf16', out: 'bf16', ...GEMM90_DEFAULT, epilogue: 'accumulate' }), { message: /accumulate needs an f32 Y/ });
 });
 
 test('the float64 reference: a product worked by hand, and the check catches NaN and a wrong element', (t) => {
@@ -95,7 +103,23 @@ for (const spec of CONFIGS) {
       const w = weight(randomF32(n * k, r), n, k, spec.dtype);
       const ld = pad8(n);
       let got: Float32Array;
-      if (spec.out === 'f32') {
+      const want = gemmReference(x.exact, w.exact, m, n, k);
+      if (spec.epilogue === 'accumulate') {
+        // Y0 random in the columns, 7 in the row padding (which must stay untouched)
+        const y0 = randomF32(m * n, r), padded = padF32(y0, m, n);
+        for (let i = 0; i < m; i++) for (let j = n; j < ld; j++) padded[i * ld + j] = 7;
+        const y = upload(padded);
+        gemm90Launcher(spec, y, x.device, w.device, m, n, k)();
+        const raw = download(y, new Float32Array(m * ld));
+        let padOk = true;
+        for (let i = 0; i < m; i++) for (let j = n; j < ld; j++) padOk &&= raw[i * ld + j] === 7;
+        t.true(padOk, 'the row padding was written');
+        got = unpadF32(raw, m, n);
+        for (let i = 0; i < m * n; i++) {
+          want.y[i]! += y0[i]!;
+          want.mag[i]! += Math.abs(y0[i]!);
+        }
+      } else if (spec.out === 'f32') {
         const y = poisoned(m * ld * 4);
         gemm90Launcher(spec, y, x.device, w.device, m, n, k)();
         got = unpadF32(download(y, new Float32Array(m * ld)), m, n);
@@ -109,7 +133,7 @@ for (const spec of CONFIGS) {
       }
       // f32 accumulation: a few roundings of Σ|x·w|; bf16 output adds its own rounding (2^-8 relative)
       const outRound = spec.out === 'bf16' ? 2 ** -8 : 0;
-      const { bad, worst, rel } = compareGemm(got, gemmReference(x.exact, w.exact, m, n, k), 2e-5, outRound);
+      const { bad, worst, rel } = compareGemm(got, want, 2e-5, outRound);
       t.is(bad, 0, `${bad} of ${got.length} elements off (NaN = unwritten); worst ${worst.toExponential(2)} of the allowance`);
       t.true(rel < (spec.out === 'bf16' ? 4e-3 : 1e-5), `rel ${rel.toExponential(2)}`);
     });

@@ -7,6 +7,9 @@
 // Without a GPU: the lowering has a prefill program exactly when some linear has 16-bit weights.
 // On the GPU machine (bash bench/gpu/run.sh check) it also checks that the decode steps (GEMVs, f32
 // activations) of the same session still agree with ref within 1e-3 after a GEMM prefill.
+// On a Hopper GPU (compute capability 9.0): the prefill with MOCC_CUDA_WGMMA=1 (its X·Wᵀ
+// linears on gemm-sm90.ts's wgmma GEMM) against the same model's prefill on gemm.ts's GEMMs: the
+// same 16-bit inputs, only the f32 accumulation order differs.
 import test from 'ava';
 import { loadModel } from '../../driver/load.js';
 import { lowerToCuda } from '../../targets/cuda/lower.js';
@@ -17,7 +20,7 @@ import { createCudaSession } from '../../targets/cuda/index.js';
 import { refTarget } from '../../targets/ref/index.js';
 import { CHECKPOINTS, REF, maxAbsDiff } from '../helpers/fixtures.js';
 import { freeAll } from '../helpers/cuda.js';
-import { cudaDeviceRequirement, testsNeeding } from '../helpers/requires.js';
+import { cudaDeviceRequirement, hopperDeviceRequirement, testsNeeding } from '../helpers/requires.js';
 
 const Q8 = CHECKPOINTS.gguf.replace(/\.gguf$/, '.Q8_0.gguf');
 
@@ -102,3 +105,45 @@ test('1B preset prefill program, one layer: GEMMs for every linear, flash attent
     t.is(p.prefill!.steps.map((s) => (s.kind === 'launch' ? family(s.kernel) : 'zero')).join(' '), want);
   }
 });
+
+const hopperTest = testsNeeding(hopperDeviceRequirement());
+
+/** A session lowered with MOCC_CUDA_WGMMA set to `wgmma` (restored after). */
+function sessionWith(m: Parameters<typeof createCudaSession>[0], wgmma: '1' | undefined) {
+  const before = process.env.MOCC_CUDA_WGMMA;
+  if (wgmma) process.env.MOCC_CUDA_WGMMA = wgmma;
+  else delete process.env.MOCC_CUDA_WGMMA;
+  try {
+    return createCudaSession(m);
+  } finally {
+    if (before === undefined) delete process.env.MOCC_CUDA_WGMMA;
+    else process.env.MOCC_CUDA_WGMMA = before;
+  }
+}
+
+for (const [dtype, label, selection] of [['bf16', 'dense', 'dense'], ['f16', 'dense', 'dense'], ['f16', 'moc_k32', { k: 32 }]] as const) {
+  hopperTest.serial(`stories260K Q8_0→${dtype} ${label}: prefill on the Hopper GEMM (MOCC_CUDA_WGMMA=1) matches the prefill on gemm.ts's; decode after it too`, (t) => {
+    const m = loadModel(Q8, { selection, dequantTo: dtype });
+    t.teardown(() => {
+      m.close();
+      freeAll();
+    });
+    const base = sessionWith(m, undefined), hopper = sessionWith(m, '1');
+    t.is(base.m.program.kernelsSm90a, undefined, 'the baseline has no sm_90a kernels');
+    t.truthy(hopper.m.program.kernelsSm90a, `MOCC_CUDA_WGMMA=1 on ${hopper.m.cuda.device.name} (${hopper.m.cuda.device.computeCapability.join('.')}) gave no sm_90a kernels`);
+    // the reference prompts, and 300 tokens (3 row tiles of 128 for the Hopper GEMM)
+    const long = Array.from({ length: Math.min(300, m.spec.maxSeqLen - 4) }, (_, i) => REF.sequences.sample0!.tokens[i % REF.sequences.sample0!.tokens.length]!);
+    for (const [seq, toks] of [['greedy_once_upon', REF.sequences.greedy_once_upon!.tokens], ['sample0', REF.sequences.sample0!.tokens], ['long', long]] as const) {
+      base.reset();
+      hopper.reset();
+      const want = base.forward(toks), got = hopper.forward(toks);
+      const dp = maxAbsDiff(got, want);
+      // a few tokens decoded after each prefill: the KV cache the Hopper prefill wrote
+      let dd = 0;
+      for (const tok of toks.slice(0, 3)) dd = Math.max(dd, maxAbsDiff(hopper.forward([tok]), base.forward([tok])));
+      t.log(`${seq} (${toks.length} tokens): max|Δ| wgmma vs mma.sync prefill ${dp.toExponential(2)}, decode after ${dd.toExponential(2)}`);
+      t.true(dp <= TOL[dtype], `${seq}: max|Δ| ${dp.toExponential(2)} > ${TOL[dtype]}`);
+      t.true(dd <= TOL[dtype], `${seq}: decode after: max|Δ| ${dd.toExponential(2)} > ${TOL[dtype]}`);
+    }
+  });
+}

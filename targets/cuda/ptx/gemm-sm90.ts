@@ -1,6 +1,7 @@
-// Tensor-core GEMM for Hopper (sm_90a only): Y[M, N] = X[M, K] · W[N, K]ᵀ, the linear layout, with
+// Tensor-core GEMM for Hopper (sm_90a only): Y[M, N] (+)= X[M, K] · W[N, K]ᵀ, the linear layout, with
 // the same contract as gemm.ts (the sm_80 kernel). X and W f16/bf16, f32 accumulation, Y f32 (or
-// bf16). Not yet used by the lowering (issue 16).
+// bf16); epilogue 'accumulate' (f32 Y) adds to Y (a residual), as gemm.ts's. The prefill program
+// uses it only when asked to (LowerOptions.wgmma, lower.ts hopperGemm).
 //
 // Structure. A persistent grid: CTA b computes the output tiles b, b + gridDim, ... (BM×BN each,
 // BM = 64·consumers) in a grouped order (GROUP_M row tiles at a time, so the CTAs running at once
@@ -53,6 +54,8 @@ export interface Gemm90Spec {
   bn: number;
   /** Shared-memory pipeline depth. */
   stages: number;
+  /** 'store' (default): Y = X·Wᵀ; 'accumulate' (f32 Y only): Y += X·Wᵀ, each element read and written by the one thread owning it. */
+  epilogue?: 'store' | 'accumulate';
 }
 
 /** The default: 128×256 tiles, 2 consumer warpgroups of m64n256, 4 stages (192 KB). */
@@ -73,14 +76,18 @@ const stageBytes = (s: Gemm90Spec): number => (gemm90Bm(s) + s.bn) * ROW_BYTES;
 export const gemm90SharedBytes = (s: Gemm90Spec): number => s.stages * stageBytes(s) + 1024;
 
 export function gemm90Name(s: Gemm90Spec): string {
-  return `gemm90_xwt_${s.dtype}_${s.out}_m${gemm90Bm(s)}n${s.bn}k${GEMM90_BK}_s${s.stages}`;
+  return `gemm90_xwt_${s.dtype}_${s.out}_m${gemm90Bm(s)}n${s.bn}k${GEMM90_BK}_s${s.stages}${s.epilogue === 'accumulate' ? '_acc' : ''}`;
 }
 
 export const gemm90Tiles = (s: Gemm90Spec, m: number, n: number): number => Math.ceil(m / gemm90Bm(s)) * Math.ceil(n / s.bn);
 
+/** CTAs of a persistent grid over bm × bn tiles of M × N: one per multiprocessor, fewer when there are fewer tiles (at least 1). */
+export const persistentGrid = (bm: number, bn: number, m: number, n: number, multiprocessors: number): number =>
+  Math.max(1, Math.min(Math.ceil(m / bm) * Math.ceil(n / bn), multiprocessors));
+
 /** Persistent grid: one CTA per multiprocessor, fewer when there are fewer tiles (at least 1). */
 export function gemm90Grid(s: Gemm90Spec, m: number, n: number, multiprocessors: number): [number, number, number] {
-  return [Math.max(1, Math.min(gemm90Tiles(s, m, n), multiprocessors)), 1, 1];
+  return [persistentGrid(gemm90Bm(s), s.bn, m, n, multiprocessors), 1, 1];
 }
 
 /**
@@ -99,6 +106,7 @@ function checkSpec(s: Gemm90Spec): void {
   if (!Number.isInteger(s.consumers) || s.consumers < 1 || s.consumers > 3) throw bad('1 to 3 consumer warpgroups');
   if (!Number.isInteger(s.bn) || s.bn % 16 !== 0 || s.bn < 16 || s.bn > 256) throw bad('bn must be a multiple of 16 up to 256');
   if (!Number.isInteger(s.stages) || s.stages < 2) throw bad('at least 2 stages');
+  if (s.epilogue === 'accumulate' && s.out !== 'f32') throw bad('accumulate needs an f32 Y');
   if (gemm90SharedBytes(s) + 16 * s.stages > MAX_SHARED) throw bad(`${gemm90SharedBytes(s)} bytes of shared memory is more than 227 KB`);
 }
 
@@ -235,6 +243,7 @@ export function gemm90(s: Gemm90Spec): Kernel {
     const row = k.reg('u32', 'row'), col = k.reg('u32', 'col'), col1 = k.reg('u32', 'col1'), rowOk = k.reg('pred', 'rowok');
     const both = k.reg('pred', 'both'), single = k.reg('pred', 'single'), ya = k.reg('u64', 'ya'), off = k.reg('u64', 'off'), a = k.reg('u64', 'ys');
     const packed = k.reg('b32', 'packed'), half16 = k.reg('b16', 'h');
+    const acc0 = k.reg('f32', 'old0'), acc1 = k.reg('f32', 'old1');
     for (const half of [0, 1]) {
       k.emit(`add.u32 ${row}, ${r0}, ${half * 8}`, `setp.lt.u32 ${rowOk}, ${row}, ${M}`, `mul.wide.u32 ${off}, ${row}, ${ldy}`, `add.s64 ${ya}, ${y}, ${off}`);
       k.emit(`mul.wide.u32 ${off}, ${c0}, ${ob}`, `add.s64 ${ya}, ${ya}, ${off}`);
@@ -243,6 +252,11 @@ export function gemm90(s: Gemm90Spec): Kernel {
         // both columns in range: one store (col is even, rows are pad8(N) elements: aligned)
         k.emit(`add.u32 ${col}, ${c0}, ${8 * j}`, `add.u32 ${col1}, ${col}, 1`, `setp.lt.and.u32 ${both}, ${col1}, ${N}, ${rowOk}`, `setp.lt.and.u32 ${single}, ${col}, ${N}, ${rowOk}`);
         k.emit(`xor.pred ${single}, ${single}, ${both}`, `add.s64 ${a}, ${ya}, ${8 * j * ob}`);
+        if (s.epilogue === 'accumulate') {
+          // read what is there with the same guards; an element outside both is neither read nor written
+          k.emit(`@${both} ld.global.v2.f32 {${acc0}, ${acc1}}, [${a}]`, `@${single} ld.global.f32 ${acc0}, [${a}]`);
+          k.emit(`add.f32 ${v0}, ${v0}, ${acc0}`, `add.f32 ${v1}, ${v1}, ${acc1}`);
+        }
         if (s.out === 'f32') {
           k.emit(`@${both} st.global.v2.f32 [${a}], {${v0}, ${v1}}`, `@${single} st.global.f32 [${a}], ${v0}`);
         } else {
