@@ -20,7 +20,7 @@ const K = 1024;
 const rows: Record<string, unknown>[] = [];
 for (const [label, selection] of [['dense', 'dense'], [`MoC K=${K}`, { k: K }]] as const) {
   const m = loadModel(dir, { selection });
-  const s = createCudaSession(m);
+  const s = createCudaSession(m, { experimental: true }); // the prefill program (issue 16)
   const spec = m.spec;
   const kept = selection === 'dense' ? spec.dFfn : K;
   const linearParams = spec.nLayers * (spec.dim * (spec.nHeads + 2 * spec.nKvHeads) * spec.headDim + spec.nHeads * spec.headDim * spec.dim + spec.dim * spec.dFfn + 2 * spec.dim * kept) + spec.vocabSize * spec.dim;

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { UserError } from '../../src/util/errors.js';
 import type { RunnableModel, Target } from '../target.js';
 import { CudaUnavailableError, openCuda, type Cuda } from './driver.js';
-import { CUDA_OPS, lowerToCuda } from './lower.js';
+import { CUDA_OPS, lowerToCuda, type LowerOptions } from './lower.js';
 import type { KvCacheOption } from './kv-cache.js';
 import { CUDA_ARCHES, ptxModule, type CudaArch } from './ptx/builder.js';
 import { CudaModel, CudaSession, programmaticLaunchWanted } from './runtime.js';
@@ -33,19 +33,39 @@ export function wgmmaWanted(computeCapability: readonly [number, number], env: N
   return computeCapability[0] === 9 && computeCapability[1] === 0 && env.MOCC_CUDA_WGMMA === '1';
 }
 
-/** kvCache: the KV cache's element type (default 'auto': the K/V weights' dtype when 16-bit, else f32). */
-export function createCudaSession(model: RunnableModel, options: { kvCache?: KvCacheOption } = {}): CudaSession {
+/**
+ * Issue 16's CUDA paths that have not yet run on a GPU (no device could be started in the session
+ * that wrote them): the prefill program (tensor-core GEMMs, flash attention), the 16-bit KV cache and
+ * the split decode attention. Sessions use them only with MOCC_CUDA_EXPERIMENTAL=1 (or
+ * `experimental: true`); otherwise they lower as verified before: no prefill program, an f32 cache,
+ * the single-block decode attention. Remove this switch once `bench/gpu/run.sh check` has passed.
+ */
+export const experimentalWanted = (env: NodeJS.ProcessEnv = process.env): boolean => env.MOCC_CUDA_EXPERIMENTAL === '1';
+
+/** The lowering options of a session (see experimentalWanted); kvCache forces the cache's element type. */
+export function sessionLowerOptions(o: { experimental: boolean; warm: boolean; wgmma: boolean; kvCache?: KvCacheOption }): LowerOptions {
+  if (o.experimental) return { warm: o.warm, kvCache: o.kvCache, wgmma: o.wgmma };
+  return { warm: o.warm, kvCache: o.kvCache ?? 'f32', prefill: false, decodeAttention: 'single' };
+}
+
+/**
+ * kvCache: the KV cache's element type (default 'auto' with experimental paths, else f32);
+ * experimental: issue 16's unverified paths (default: MOCC_CUDA_EXPERIMENTAL=1, see experimentalWanted).
+ */
+export function createCudaSession(model: RunnableModel, options: { kvCache?: KvCacheOption; experimental?: boolean } = {}): CudaSession {
   // The MoC up·down kernel's L2 warming pays only while it overlaps Top-K, i.e. with programmatic
   // launch (without, ffn-decode measured 23.4 → 24.6 µs); MOCC_CUDA_WARM=0 turns it off to measure it.
   const warm = programmaticLaunchWanted() && process.env.MOCC_CUDA_WARM !== '0';
   const c = cudaContext();
-  const wgmma = wgmmaWanted(c.device.computeCapability);
-  return new CudaSession(new CudaModel(c, lowerToCuda(model.graph, model.spec, { warm, kvCache: options.kvCache, wgmma }), model));
+  const experimental = options.experimental ?? experimentalWanted();
+  const wgmma = experimental && wgmmaWanted(c.device.computeCapability);
+  const lower = sessionLowerOptions({ experimental, warm, wgmma, ...(options.kvCache ? { kvCache: options.kvCache } : {}) });
+  return new CudaSession(new CudaModel(c, lowerToCuda(model.graph, model.spec, lower), model));
 }
 
 /** Writes one PTX module per kernel and launch.json (the program, with kernel file names). */
 export function compileCuda(model: RunnableModel, outDir: string, arch: CudaArch = 'sm_80'): { kernels: number; launches: number } {
-  const program = lowerToCuda(model.graph, model.spec);
+  const program = lowerToCuda(model.graph, model.spec, sessionLowerOptions({ experimental: experimentalWanted(), warm: true, wgmma: false }));
   mkdirSync(join(outDir, 'ptx'), { recursive: true });
   for (const [name, text] of program.kernels) writeFileSync(join(outDir, 'ptx', `${name}.ptx`), ptxModule([text], arch));
   const manifest = {

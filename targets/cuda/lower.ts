@@ -26,6 +26,7 @@ import { DeviceInputs } from '../lowering/device-inputs.js';
 import { residualAdd, siluMuls } from '../lowering/fusion.js';
 import { ffnPairs, foldedNorms, mocUpDowns, mocUps, qkvProjections, ropedAttentions, tauSlots, type FoldedNorm } from './fusions.js';
 import { castGrid, castRows, CAST_THREADS } from './ptx/cast.js';
+import { attention, ATTN_WARPS } from './ptx/attention-single.js';
 import { flashAttention, FA_ROWS, FA_THREADS, type FlashAttentionSpec } from './ptx/flash-attention.js';
 import { gemm, GEMM_DEFAULT, gemmThreads, type GemmEpilogue, type GemmSpec } from './ptx/gemm.js';
 import { gemm90, gemm90Bm, GEMM90_DEFAULT, gemm90SharedBytes, gemm90Threads, type Gemm90Spec } from './ptx/gemm-sm90.js';
@@ -52,6 +53,12 @@ export interface LowerOptions {
    * when bf16 or f16, else f32 (see kv-cache.ts).
    */
   kvCache?: KvCacheOption;
+  /**
+   * Decode attention: 'split' (default; decode-attention.ts, any cache dtype) or 'single' (one block
+   * per head and token, attention-single.ts: the kernel verified on the H100 before issue 16, f32
+   * cache only; with a 16-bit cache 'split' is used anyway).
+   */
+  decodeAttention?: 'split' | 'single';
   /**
    * The prefill program's linears Y (+)= X·Wᵀ with an f32 Y run on the Hopper GEMM (gemm-sm90.ts:
    * wgmma, TMA; an sm_90a module, compute capability 9.0 only) instead of gemm.ts's (see
@@ -325,6 +332,10 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
           // many queries: FlashAttention-2 on tensor cores, one CTA per 64 query rows and head (flash-attention.ts)
           const fa: FlashAttentionSpec = { heads, kvHeads: kvh, hd, cache: kvDtype, out: 'f32', lse: false };
           launch({ kernel: use(flashAttention(fa)), grid: [{ tilesOfT: FA_ROWS }, heads, 1], block: FA_THREADS, args: [out(), q, kCache, vCache, { kind: 'pos' }, { kind: 'T' }] }, n);
+          return;
+        }
+        if (options.decodeAttention === 'single' && kvDtype === 'f32') {
+          launch({ kernel: use(attention(heads, kvh, hd)), grid: [heads, 'T', 1], block: 32 * ATTN_WARPS, args: [out(), q, kCache, vCache, { kind: 'pos' }] }, n);
           return;
         }
         // flash-decoding: partial softmax per chunk of cached positions, then their merge (decode-attention.ts)

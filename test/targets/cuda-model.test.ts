@@ -20,15 +20,17 @@ const RUNS = [
   ['moc_k128', { k: 128 }, 'gguf', '1'], ['moc_k128', { k: 128 }, 'hf', '1'], ['moc_k32', { k: 32 }, 'gguf', '0'], ['dense', 'dense', 'hf', '0'],
 ] as const;
 
-for (const [label, selection, format, pdl] of RUNS) {
-  cudaTest.serial(`stories260K ${format} ${label}${pdl === '0' ? ' (no PDL)' : ''}: logits match HF within 1e-3 (prefill and graph decode)`, (t) => {
+// Each run as sessions lower by default (the kernels verified before issue 16) and with
+// MOCC_CUDA_EXPERIMENTAL's paths (targets/cuda/index.ts: here the split decode attention).
+for (const [[label, selection, format, pdl], experimental] of RUNS.flatMap((r) => [[r, false], [r, true]] as const)) {
+  cudaTest.serial(`stories260K ${format} ${label}${pdl === '0' ? ' (no PDL)' : ''}${experimental ? ' (experimental paths)' : ''}: logits match HF within 1e-3 (prefill and graph decode)`, (t) => {
     process.env.MOCC_CUDA_PDL = pdl;
     const m = loadModel(CHECKPOINTS[format], { selection });
     t.teardown(() => {
       m.close();
       freeAll();
     });
-    const s = createCudaSession(m);
+    const s = createCudaSession(m, { experimental });
     for (const seq of ['greedy_once_upon', 'sample0']) {
       const toks = REF.sequences[seq]!.tokens;
       const want = referenceLogits(seq, label);
@@ -62,7 +64,7 @@ cudaTest.serial('stories260K hf dense with a bf16 KV cache: logits match HF with
     m.close();
     freeAll();
   });
-  t.is(createCudaSession(m).m.program.kvCache.dtype, 'f32', 'auto keeps an f32 model\'s cache f32');
+  t.is(createCudaSession(m, { experimental: true }).m.program.kvCache.dtype, 'f32', 'auto keeps an f32 model\'s cache f32');
   const s = createCudaSession(m, { kvCache: 'bf16' });
   t.is(s.m.program.kvCache.dtype, 'bf16');
   for (const seq of ['greedy_once_upon', 'sample0']) {

@@ -57,7 +57,7 @@ for (const dtype of ['bf16', 'f16'] as const) {
         m.close();
         freeAll();
       });
-      const s = createCudaSession(m);
+      const s = createCudaSession(m, { experimental: true }); // the prefill program is one of MOCC_CUDA_EXPERIMENTAL's paths
       t.truthy(s.m.program.prefill, 'the session has a prefill program');
       const ref = await refTarget.createSession(m);
       for (const seq of ['greedy_once_upon', 'sample0']) {
@@ -114,7 +114,7 @@ function sessionWith(m: Parameters<typeof createCudaSession>[0], wgmma: '1' | un
   if (wgmma) process.env.MOCC_CUDA_WGMMA = wgmma;
   else delete process.env.MOCC_CUDA_WGMMA;
   try {
-    return createCudaSession(m);
+    return createCudaSession(m, { experimental: true });
   } finally {
     if (before === undefined) delete process.env.MOCC_CUDA_WGMMA;
     else process.env.MOCC_CUDA_WGMMA = before;

@@ -14,6 +14,7 @@ import type { Graph } from '../../src/ir/types.js';
 import { loadModel } from '../../driver/load.js';
 import { swigluToMoc, type MocSelection } from '../../passes/swiglu-to-moc.js';
 import { lowerToCuda } from '../../targets/cuda/lower.js';
+import { sessionLowerOptions } from '../../targets/cuda/index.js';
 import { lowerToWgsl } from '../../targets/wgsl/lower.js';
 import { constImage, weightImage } from '../../targets/lowering/device-image.js';
 import { CHECKPOINTS } from '../helpers/fixtures.js';
@@ -64,6 +65,9 @@ for (const c of CASES) {
         t.snapshot(fingerprint(`${c.label} cuda${suffix}`, program, [...kernels]), `cuda${suffix}`);
       };
       cuda('');
+      // what CUDA sessions lower to without MOCC_CUDA_EXPERIMENTAL (targets/cuda/index.ts): the same
+      // hashes as the programs verified on the H100 before issue 16 (this file's snapshots at b908e85)
+      cuda(' verified', sessionLowerOptions({ experimental: false, warm: true, wgmma: false }));
       // the prefill program (tensor-core GEMMs; only where weights are 16-bit) and the kernels it adds
       const full = lowerToCuda(graph, spec);
       const decodeKernels = lowerToCuda(graph, spec, { prefill: false }).kernels;
