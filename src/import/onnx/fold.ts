@@ -2,7 +2,7 @@
 // are all constant (shape arithmetic, Cast, Unsqueeze, Concat, Gather, Range, the RoPE frequency
 // table when the exporter computes it from constants...) become plain number arrays, so the matcher
 // reads eps, theta, head counts and slice bounds from values rather than from any name.
-import type { OnnxAttr, OnnxNode } from './model.js';
+import { intAttr, intsAttr, type OnnxAttr, type OnnxNode } from './model.js';
 import { ONNX_DTYPE } from '../../onnx/proto.js';
 import { elementCount } from '../tensor.js';
 import { isFloatType } from './tensors.js';
@@ -76,14 +76,6 @@ const UNARY: Record<string, (x: number) => number> = {
 };
 const COMPARISONS = new Set(['Equal', 'Less', 'Greater', 'LessOrEqual', 'And', 'Or', 'Not']);
 
-const attrInt = (n: OnnxNode, k: string, d: number): number => {
-  const a = n.attrs.get(k);
-  return a?.kind === 'int' ? a.value : d;
-};
-const attrInts = (n: OnnxNode, k: string): number[] | undefined => {
-  const a = n.attrs.get(k);
-  return a?.kind === 'ints' ? a.value : undefined;
-};
 
 /**
  * The outputs of `n` when its inputs (`ins`, undefined where not constant or omitted) allow; undefined
@@ -115,33 +107,33 @@ function foldWith(n: OnnxNode, a: Const, b: Const | undefined, c: Const | undefi
   if (UNARY[n.op]) return { float: !COMPARISONS.has(n.op) && (a.float || n.op === 'Sqrt' || n.op === 'Reciprocal'), dims: a.dims, data: a.data.map(UNARY[n.op]!) };
   switch (n.op) {
     case 'Cast': {
-      const to = attrInt(n, 'to', ONNX_DTYPE.FLOAT);
+      const to = intAttr(n, 'to', ONNX_DTYPE.FLOAT);
       const float = isFloatType(to);
       return { float, dims: a.dims, data: a.data.map((x) => (to === ONNX_DTYPE.BOOL ? +!!x : float ? (to === ONNX_DTYPE.FLOAT ? Math.fround(x) : x) : Math.trunc(x))) };
     }
     case 'Shape': {
-      const s = normAxis(attrInt(n, 'start', 0), rank);
-      const en = n.attrs.has('end') ? normAxis(attrInt(n, 'end', rank), rank) : rank;
+      const s = normAxis(intAttr(n, 'start', 0), rank);
+      const en = n.attrs.has('end') ? normAxis(intAttr(n, 'end', rank), rank) : rank;
       const dims = a.dims.slice(Math.max(0, s), Math.min(rank, en));
       return { float: false, dims: [dims.length], data: dims };
     }
     case 'Unsqueeze': {
-      const axes = (b?.data ?? attrInts(n, 'axes') ?? []).map((x) => normAxis(x, rank + (b?.data.length ?? 0)));
+      const axes = (b?.data ?? intsAttr(n, 'axes') ?? []).map((x) => normAxis(x, rank + (b?.data.length ?? 0)));
       const dims = [...a.dims];
       for (const ax of [...axes].sort((x, y) => x - y)) dims.splice(ax, 0, 1);
       return { ...a, dims };
     }
     case 'Flatten': {
-      const ax = normAxis(attrInt(n, 'axis', 1), rank);
+      const ax = normAxis(intAttr(n, 'axis', 1), rank);
       return { ...a, dims: [elementCount(a.dims.slice(0, ax)), elementCount(a.dims.slice(ax))] };
     }
     case 'Squeeze': {
-      const axes = (b?.data ?? attrInts(n, 'axes'))?.map((x) => normAxis(x, rank));
+      const axes = (b?.data ?? intsAttr(n, 'axes'))?.map((x) => normAxis(x, rank));
       return { ...a, dims: a.dims.filter((s, i) => (axes ? !axes.includes(i) : s !== 1)) };
     }
     case 'Reshape': {
       if (!b) return undefined;
-      const allowZero = attrInt(n, 'allowzero', 0) === 1;
+      const allowZero = intAttr(n, 'allowzero', 0) === 1;
       const dims = b.data.map((s, i) => (s === 0 && !allowZero ? a.dims[i]! : s));
       const known = dims.filter((s) => s !== -1).reduce((x, y) => x * y, 1);
       const filled = dims.map((s) => (s === -1 ? a.data.length / known : s));
@@ -150,7 +142,7 @@ function foldWith(n: OnnxNode, a: Const, b: Const | undefined, c: Const | undefi
     case 'Concat': {
       const parts = [a, b, c, d, e].slice(0, count).filter((x): x is Const => !!x);
       if (parts.length !== count) return undefined; // more than five inputs: not shape arithmetic
-      const ax = normAxis(attrInt(n, 'axis', 0), rank);
+      const ax = normAxis(intAttr(n, 'axis', 0), rank);
       const dims = [...a.dims];
       dims[ax] = parts.reduce((s, p) => s + p.dims[ax]!, 0);
       const starts = parts.map((_, i) => parts.slice(0, i).reduce((s, p) => s + p.dims[ax]!, 0));
@@ -164,7 +156,7 @@ function foldWith(n: OnnxNode, a: Const, b: Const | undefined, c: Const | undefi
     }
     case 'Gather': {
       if (!b) return undefined;
-      const ax = normAxis(attrInt(n, 'axis', 0), rank);
+      const ax = normAxis(intAttr(n, 'axis', 0), rank);
       const dims = [...a.dims.slice(0, ax), ...b.dims, ...a.dims.slice(ax + 1)];
       return { float: a.float, dims, data: build(dims, (idx) => {
         const bi = get(b, idx.slice(ax, ax + b.dims.length));
@@ -190,7 +182,7 @@ function foldWith(n: OnnxNode, a: Const, b: Const | undefined, c: Const | undefi
       return { float: a.float, dims, data: build(dims, (idx) => get(a, idx.map((v, k) => lo[k]! + v * step[k]!))) };
     }
     case 'Transpose': {
-      const perm = attrInts(n, 'perm') ?? a.dims.map((_, i) => rank - 1 - i);
+      const perm = intsAttr(n, 'perm') ?? a.dims.map((_, i) => rank - 1 - i);
       const dims = perm.map((p) => a.dims[p]!);
       return { float: a.float, dims, data: build(dims, (idx) => {
         const src = new Array<number>(rank);

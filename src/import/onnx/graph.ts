@@ -78,6 +78,20 @@ export class OnnxGraph {
     return seen;
   }
 
+  /** Every node that depends on `v`, walking consumers forward (v's own consumers included). */
+  descendants(v: string): Set<OnnxNode> {
+    const seen = new Set<OnnxNode>();
+    const stack = [v];
+    while (stack.length > 0) {
+      for (const n of this.users(stack.pop()!)) {
+        if (seen.has(n)) continue;
+        seen.add(n);
+        for (const o of n.outputs) if (o !== '') stack.push(o);
+      }
+    }
+    return seen;
+  }
+
   /** Whether value `from` flows into value `to`. */
   reaches(from: string, to: string): boolean {
     if (from === to) return true;

@@ -8,7 +8,7 @@
 //            Gathered by the indices) or the masked form (dense x·W_upᵀ read with GatherElements, Z
 //            ScatterElements'd into a zero row and multiplied by W_down).
 import type { OnnxGraph } from './graph.js';
-import type { OnnxNode } from './model.js';
+import { intAttr, type OnnxNode } from './model.js';
 import { initializerValues, type OnnxInitializer } from './tensors.js';
 
 /** What match.ts lends these matchers: the graph and its Identity/Cast-transparent walks. */
@@ -42,24 +42,6 @@ export interface ExportedRope {
 }
 
 const out = (n: OnnxNode): string => n.outputs[0] ?? '';
-const intAttr = (n: OnnxNode, name: string, dflt: number): number => {
-  const a = n.attrs.get(name);
-  return a?.kind === 'int' ? Number(a.value) : dflt;
-};
-
-/** Every node that depends on value v. */
-function descendants(g: OnnxGraph, v: string): Set<OnnxNode> {
-  const seen = new Set<OnnxNode>();
-  const stack = [v];
-  while (stack.length > 0) {
-    for (const n of g.users(stack.pop()!)) {
-      if (seen.has(n)) continue;
-      seen.add(n);
-      stack.push(...n.outputs.filter((o) => o !== ''));
-    }
-  }
-  return seen;
-}
 
 /**
  * The MoC FFN between the FFN norm's output x and the residual branch, or undefined when no TopK lies
@@ -69,7 +51,7 @@ function descendants(g: OnnxGraph, v: string): Set<OnnxNode> {
 export function matchMocFfn(m: MatchContext, layer: number, x: string, branch: string): MocFfn | undefined {
   const { g, prod } = m;
   const where = `layer ${layer} MoC FFN`;
-  const below = descendants(g, x);
+  const below = g.descendants(x);
   const block = [...g.ancestors(branch)].filter((n) => below.has(n));
   const topks = block.filter((n) => n.op === 'TopK');
   if (topks.length === 0) return undefined;

@@ -68,19 +68,6 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
     const m = nodes.filter((n) => n.op === op);
     return m.length === 1 ? m[0] : undefined;
   };
-  /** Forward closure of v (every node that depends on it). */
-  const descendants = (v: string): Set<OnnxNode> => {
-    const seen = new Set<OnnxNode>();
-    const stack = [v];
-    while (stack.length > 0) {
-      for (const n of g.users(stack.pop()!)) {
-        if (seen.has(n)) continue;
-        seen.add(n);
-        stack.push(...n.outputs);
-      }
-    }
-    return seen;
-  };
 
   // --- embedding: Gather(E [V, d], input ids) ---
   const ids = g.model.inputs.filter((i) => g.dynamic(i));
@@ -158,7 +145,7 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
     const where = `layer ${layer} attention`;
     const o = prod(branch);
     if (!o || o.op !== 'MatMul' || !g.matrix(o.inputs[1])) return fail(`${where}: the residual branch is not a MatMul with a weight matrix`);
-    const below = descendants(norm.out);
+    const below = g.descendants(norm.out);
     const block = new Set([...g.ancestors(o.inputs[0]!)].filter((n) => below.has(n)));
     const fused = [...block].find((n) => (n.op === 'Attention' && n.domain === '') || (n.op === 'GroupQueryAttention' && n.domain === 'com.microsoft'));
     if (fused) {
@@ -230,7 +217,7 @@ export function matchLlama(g: OnnxGraph): MatchedLlama {
       if (st === undefined || en === undefined || !(ax === -1 || ax === 3)) return undefined;
       return { from: n.inputs[0]!, start: st, end: Math.min(en, hd) };
     };
-    return [...descendants(out(proj))].some((c) => {
+    return [...g.descendants(out(proj))].some((c) => {
       if (c.op !== 'Concat' || c.inputs.length !== 2 || !g.reaches(out(c), target)) return false;
       const neg = prod(c.inputs[0]!);
       const hi = neg?.op === 'Neg' ? sliceOf(neg.inputs[0]!) : undefined;

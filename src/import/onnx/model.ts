@@ -27,6 +27,24 @@ export interface OnnxNode {
   attrs: Map<string, OnnxAttr>;
 }
 
+/** Node n's int attribute `name`, or `dflt` when it is absent (ONNX's default) or not an int. */
+export function intAttr(n: OnnxNode, name: string, dflt: number): number {
+  const a = n.attrs.get(name);
+  return a?.kind === 'int' ? a.value : dflt;
+}
+
+/** Node n's ints attribute `name`, if it has one. */
+export function intsAttr(n: OnnxNode, name: string): number[] | undefined {
+  const a = n.attrs.get(name);
+  return a?.kind === 'ints' ? a.value : undefined;
+}
+
+/** Node n's int or float attribute `name`, if it has one. */
+export function numAttr(n: OnnxNode, name: string): number | undefined {
+  const a = n.attrs.get(name);
+  return a?.kind === 'int' || a?.kind === 'float' ? a.value : undefined;
+}
+
 /** A TensorProto as protobufjs's toObject gives it (longs as numbers, bytes as Uint8Array). */
 export interface OnnxTensorProto {
   name?: string;
