@@ -11,6 +11,7 @@ import { packParams } from '../../targets/cuda/driver.js';
 import { gemm, GEMM_DEFAULT, gemmGrid, gemmThreads, type GemmSpec } from '../../targets/cuda/ptx/gemm.js';
 import { GEMM90_DEFAULT, type Gemm90Spec } from '../../targets/cuda/ptx/gemm-sm90.js';
 import { decodeToF32 } from '../../src/util/dtype.js';
+import { gemmReference } from '../../test/helpers/gemm-check.js';
 import { cuda, fn, freeAll, gemm90Launcher, pad8, poisoned, randomF32, rng, weight } from '../../test/helpers/cuda.js';
 import type { DevicePtr } from '../../targets/cuda/driver.js';
 
@@ -52,14 +53,9 @@ function spotCheck(y: DevicePtr, out: 'f32' | 'bf16', x: Float32Array, w: Float3
     const bytes = new Uint8Array(ld * eb);
     cuda().copyFromDevice(bytes, y + BigInt(i * ld * eb));
     const got = decodeToF32(out, bytes, ld);
+    const want = gemmReference(x.subarray(i * k, (i + 1) * k), w, 1, n, k); // row i of Y
     for (let j = 0; j < n; j++) {
-      let s = 0, a = 0;
-      for (let c = 0; c < k; c++) {
-        const p = x[i * k + c]! * w[j * k + c]!;
-        s += p;
-        a += Math.abs(p);
-      }
-      const e = Math.abs(got[j]! - s) / Math.max(a, 1e-30);
+      const e = Math.abs(got[j]! - want.y[j]!) / Math.max(want.mag[j]!, 1e-30);
       worst = Number.isNaN(e) ? Infinity : Math.max(worst, e);
     }
   }
