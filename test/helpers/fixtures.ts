@@ -31,3 +31,13 @@ export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
   return m;
 }
+
+/** fn of a checkpoint that `open` opens, closed afterwards whatever fn does. */
+export function withCheckpoint<C extends { close(): void }, T>(open: () => C, fn: (c: C) => T): T {
+  const c = open();
+  try {
+    return fn(c);
+  } finally {
+    c.close();
+  }
+}

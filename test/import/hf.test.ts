@@ -9,6 +9,7 @@ import { readSafetensorsHeader, writeSafetensors, type SafetensorsEntry } from '
 import { type Checkpoint } from '../../src/import/spec.js';
 import { UserError } from '../../src/util/errors.js';
 import { encodeFromF32 } from '../../src/util/dtype.js';
+import { withCheckpoint } from '../helpers/fixtures.js';
 
 const HF = fileURLToPath(new URL('../../fixtures/stories260K/hf/', import.meta.url));
 const L2C = fileURLToPath(new URL('../../fixtures/stories260K/llama2c/stories260K.bin', import.meta.url));
@@ -48,14 +49,7 @@ async function makeDir(configPatch: Record<string, unknown>, files: Record<strin
 }
 
 
-function withCkpt<T>(dir: string, fn: (c: Checkpoint) => T): T {
-  const c = importHf(dir);
-  try {
-    return fn(c);
-  } finally {
-    c.close();
-  }
-}
+const withCkpt = <T>(dir: string, fn: (c: Checkpoint) => T): T => withCheckpoint(() => importHf(dir), fn);
 
 /** llama2.c's stories260K.bin read by hand: 7 int32, then f32 tensors in the documented order. */
 function readLlama2c() {

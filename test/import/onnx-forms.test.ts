@@ -15,7 +15,7 @@ import type { Checkpoint } from '../../src/import/spec.js';
 import { onnxType } from '../../src/onnx/proto.js';
 import { mocc, tempDir } from '../helpers/cli.js';
 import { throwsUser } from '../helpers/errors.js';
-import { CHECKPOINTS, FIX, REF, maxAbsDiff, referenceLogits } from '../helpers/fixtures.js';
+import { CHECKPOINTS, FIX, REF, maxAbsDiff, referenceLogits, withCheckpoint } from '../helpers/fixtures.js';
 
 const FORMS = ['torchscript', 'opset23', 'genai'];
 const SPEC = {
@@ -23,20 +23,12 @@ const SPEC = {
   normEps: 1e-5, rope: { theta: 10000, style: 'half' }, tiedEmbeddings: true, bosId: 1, eosId: 2,
 };
 
-function withCkpt<T>(open: () => Checkpoint, fn: (c: Checkpoint) => T): T {
-  const c = open();
-  try {
-    return fn(c);
-  } finally {
-    c.close();
-  }
-}
 
 for (const form of FORMS) {
   const path = `${FIX}onnx-forms/${form}/model.onnx`;
 
   test(`${form}: config inferred, every weight equals the Hugging Face safetensors`, (t) => {
-    withCkpt(() => importHf(CHECKPOINTS.hf), (hf) => withCkpt(() => importOnnx(path), (ox) => {
+    withCheckpoint(() => importHf(CHECKPOINTS.hf), (hf) => withCheckpoint(() => importOnnx(path), (ox) => {
       const { maxSeqLen: _unknownToOnnx, ...spec } = ox.spec;
       t.deepEqual(spec, SPEC);
       t.deepEqual([...ox.weights.keys()].sort(), [...hf.weights.keys()].sort());

@@ -18,7 +18,7 @@ import { onnxType } from '../../src/onnx/proto.js';
 import { userError } from '../helpers/cli-assert.js';
 import { mocc } from '../helpers/cli.js';
 import { throwsUser } from '../helpers/errors.js';
-import { CHECKPOINTS, FIX } from '../helpers/fixtures.js';
+import { CHECKPOINTS, FIX, withCheckpoint } from '../helpers/fixtures.js';
 
 const ONNX_DIR = `${FIX}onnx/`;
 const DATA = 'model.onnx.data';
@@ -26,14 +26,6 @@ const tmp = mkdtempSync(join(tmpdir(), 'mocc-onnx-test-'));
 test.after.always(() => rmSync(tmp, { recursive: true, force: true }));
 let counter = 0;
 
-function withCkpt<T>(open: () => Checkpoint, fn: (c: Checkpoint) => T): T {
-  const c = open();
-  try {
-    return fn(c);
-  } finally {
-    c.close();
-  }
-}
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type Msg = any;
@@ -56,7 +48,7 @@ const setExternal = (init: Msg, key: string, value: string): void => {
 };
 
 test('the fixture: config inferred from the graph', (t) => {
-  withCkpt(() => importOnnx(CHECKPOINTS.onnx), (c) => {
+  withCheckpoint(() => importOnnx(CHECKPOINTS.onnx), (c) => {
     t.is(c.format, 'onnx');
     const { maxSeqLen: _unknownToOnnx, ...spec } = c.spec;
     t.deepEqual(spec, {
@@ -68,7 +60,7 @@ test('the fixture: config inferred from the graph', (t) => {
 });
 
 test('the fixture: every weight equals the Hugging Face safetensors', (t) => {
-  withCkpt(() => importHf(CHECKPOINTS.hf), (hf) => withCkpt(() => importOnnx(CHECKPOINTS.onnx), (ox) => {
+  withCheckpoint(() => importHf(CHECKPOINTS.hf), (hf) => withCheckpoint(() => importOnnx(CHECKPOINTS.onnx), (ox) => {
     t.deepEqual([...ox.weights.keys()].sort(), [...hf.weights.keys()].sort());
     for (const [name, w] of hf.weights) {
       const o = ox.weights.get(name)!;
@@ -98,7 +90,7 @@ test('renaming every node, value and initializer to random strings changes nothi
   for (const i of g.initializer) i.name = rename(i.name);
   for (const v of [...g.input, ...g.output, ...g.valueInfo]) v.name = rename(v.name);
   const path = writeModel(m);
-  withCkpt(() => importOnnx(CHECKPOINTS.onnx), (a) => withCkpt(() => importOnnx(path), (b) => {
+  withCheckpoint(() => importOnnx(CHECKPOINTS.onnx), (a) => withCheckpoint(() => importOnnx(path), (b) => {
     t.deepEqual(b.spec, a.spec);
     for (const [name, w] of a.weights) t.deepEqual(b.weights.get(name)!.toFloat32(), w.toFloat32(), name);
   }));

@@ -6,15 +6,11 @@
 //   unwritten element stays NaN; rows past T-1 and lse past heads·T must stay NaN), against the float64
 //   reference computed from the same rounded inputs the kernel sees.
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { ptxModule } from '../../targets/cuda/ptx/builder.js';
 import { FA_THREADS, flashAttention, flashAttentionGrid, flashAttentionSharedBytes, type FlashAttentionSpec } from '../../targets/cuda/ptx/flash-attention.js';
 import { decodeToF32, encodeFromF32 } from '../../src/util/dtype.js';
 import { download, freeAll, launch, pad8, padF32, poisoned, randomF32, rng, upload, weight } from '../helpers/cuda.js';
 import { cudaDeviceRequirement, findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
+import { assemblePtx, NO_LOCAL_MEMORY } from '../helpers/ptxas.js';
 
 const ptxas = findPtxas();
 const ptxasTest = testsNeeding(ptxasRequirement(ptxas));
@@ -32,16 +28,12 @@ const asmSpecs: FlashAttentionSpec[] = [
   { heads: 8, kvHeads: 4, hd: 64, cache: 'bf16', out: 'f32', lse: false },
 ];
 ptxasTest('flash attention: every spec assembles for sm_80 and sm_90 with no local memory', (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'mocc-fa-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   for (const spec of asmSpecs) {
     const k = flashAttention(spec);
     for (const arch of ['sm_80', 'sm_90'] as const) {
-      const file = join(dir, `${k.name}_${arch}.ptx`);
-      writeFileSync(file, ptxModule([k.text], arch));
-      const r = spawnSync(ptxas!, [`-arch=${arch}`, '-v', file, '-o', '/dev/null'], { encoding: 'utf8' });
+      const r = assemblePtx([k.text], arch);
       t.is(r.status, 0, `${k.name} ${arch}: ${r.stderr}`);
-      t.regex(r.stderr, /0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads/, `${k.name} ${arch}: ${r.stderr}`);
+      t.regex(r.stderr, NO_LOCAL_MEMORY, `${k.name} ${arch}: ${r.stderr}`);
     }
   }
 });

@@ -5,17 +5,13 @@
 //   multiple of 8 or of the 32-wide K step), NaN-poisoned outputs whose padding columns must stay
 //   NaN, against float64 products of the same rounded inputs (test/helpers/gemm-check.ts).
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { ptxModule } from '../../targets/cuda/ptx/builder.js';
 import { gemm, GEMM_DEFAULT, gemmGrid, gemmThreads, interleaveGateUp, siluPairRows, type GemmEpilogue, type GemmLayout, type GemmSpec } from '../../targets/cuda/ptx/gemm.js';
 import { decodeToF32 } from '../../src/util/dtype.js';
 import type { DevicePtr } from '../../targets/cuda/driver.js';
 import { cuda, freeAll, launch, pad8, poisoned, randomF32, rng, upload, weight } from '../helpers/cuda.js';
 import { compareGemm, gemmLayoutReference, silu64, siluPairReference } from '../helpers/gemm-check.js';
 import { cudaDeviceRequirement, findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
+import { assemblePtx, NO_LOCAL_MEMORY } from '../helpers/ptxas.js';
 
 const SMALL: Omit<GemmSpec, 'dtype'> = { bm: 64, bn: 64, warpsM: 2, warpsN: 2 };
 /** Every new layout × epilogue (xwt store/accumulate are cuda-gemm.test.ts's). */
@@ -34,15 +30,10 @@ const ptxasSpecs: GemmSpec[] = [
 ];
 for (const spec of ptxasSpecs) {
   ptxasTest(`${label(spec)}: assembles for sm_80 and sm_90, no local memory`, (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'mocc-gemm-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    const k = gemm(spec);
     for (const arch of ['sm_80', 'sm_90'] as const) {
-      const file = join(dir, `${k.name}_${arch}.ptx`);
-      writeFileSync(file, ptxModule([k.text], arch));
-      const r = spawnSync(ptxas!, [`-arch=${arch}`, '-v', file, '-o', '/dev/null'], { encoding: 'utf8' });
+      const r = assemblePtx([gemm(spec).text], arch);
       t.is(r.status, 0, `${arch}: ${r.stderr}`);
-      t.regex(r.stderr, /0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads/, `${arch}: ${r.stderr}`);
+      t.regex(r.stderr, NO_LOCAL_MEMORY, `${arch}: ${r.stderr}`);
     }
   });
 }

@@ -5,15 +5,11 @@
 //   every dimension, K not a multiple of 8 or of the 32-wide K step), NaN-poisoned Y, against a
 //   float64 product of the same rounded inputs computed here.
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { ptxModule } from '../../targets/cuda/ptx/builder.js';
 import { gemm, GEMM_DEFAULT, gemmGrid, gemmThreads, type GemmSpec } from '../../targets/cuda/ptx/gemm.js';
 import { download, freeAll, pad8, poisoned, randomF32, rng, unpadF32, upload, weight, launch } from '../helpers/cuda.js';
 import { compareGemm, gemmReference } from '../helpers/gemm-check.js';
 import { cudaDeviceRequirement, findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
+import { assemblePtx, NO_LOCAL_MEMORY } from '../helpers/ptxas.js';
 
 const TILES: Omit<GemmSpec, 'dtype'>[] = [
   GEMM_DEFAULT, // 128×128, 8 warps of 64×32
@@ -30,15 +26,10 @@ for (const dtype of ['bf16', 'f16'] as const) {
   for (const tile of TILES) {
     const spec = { dtype, ...tile };
     ptxasTest(`gemm ${dtype} ${tile.bm}x${tile.bn} warps ${tile.warpsM}x${tile.warpsN}${tile.epilogue ? ' ' + tile.epilogue : ''}: assembles for sm_80 and sm_90, no local memory`, (t) => {
-      const dir = mkdtempSync(join(tmpdir(), 'mocc-gemm-'));
-      t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-      const k = gemm(spec);
       for (const arch of ['sm_80', 'sm_90'] as const) {
-        const file = join(dir, `${k.name}_${arch}.ptx`);
-        writeFileSync(file, ptxModule([k.text], arch));
-        const r = spawnSync(ptxas!, [`-arch=${arch}`, '-v', file, '-o', '/dev/null'], { encoding: 'utf8' });
+        const r = assemblePtx([gemm(spec).text], arch);
         t.is(r.status, 0, `${arch}: ${r.stderr}`);
-        t.regex(r.stderr, /0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads/, `${arch}: ${r.stderr}`);
+        t.regex(r.stderr, NO_LOCAL_MEMORY, `${arch}: ${r.stderr}`);
       }
     });
   }

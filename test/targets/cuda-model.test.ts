@@ -15,6 +15,17 @@ import { cudaDeviceRequirement, testsNeeding } from '../helpers/requires.js';
 
 const cudaTest = testsNeeding(cudaDeviceRequirement());
 
+/** The decode path from a fresh start: 4 tokens of prefill, then one token at a time through the captured graph; all rows' logits. */
+function stepwiseLogits(s: ReturnType<typeof createCudaSession>, toks: readonly number[]): Float32Array {
+  s.reset();
+  const rows = [s.forward(toks.slice(0, 4))];
+  for (const tok of toks.slice(4)) rows.push(s.forward([tok]));
+  const out = new Float32Array(rows.reduce((n, r) => n + r.length, 0));
+  let o = 0;
+  for (const row of rows) (out.set(row, o), (o += row.length));
+  return out;
+}
+
 const RUNS = [
   ['dense', 'dense', 'gguf', '1'], ['dense', 'dense', 'hf', '1'], ['moc_k32', { k: 32 }, 'gguf', '1'], ['moc_k32', { k: 32 }, 'hf', '1'],
   ['moc_k128', { k: 128 }, 'gguf', '1'], ['moc_k128', { k: 128 }, 'hf', '1'], ['moc_k32', { k: 32 }, 'gguf', '0'], ['dense', 'dense', 'hf', '0'],
@@ -36,14 +47,7 @@ for (const [[label, selection, format, pdl], experimental] of RUNS.flatMap((r) =
       const want = referenceLogits(seq, label);
       s.reset();
       const dp = maxAbsDiff(s.forward(toks), want);
-      // decode path: 4 tokens of prefill, then one token at a time through the captured graph
-      s.reset();
-      const rows = [s.forward(toks.slice(0, 4))];
-      for (const tok of toks.slice(4)) rows.push(s.forward([tok]));
-      const step = new Float32Array(want.length);
-      let o = 0;
-      for (const row of rows) (step.set(row, o), (o += row.length));
-      const dd = maxAbsDiff(step, want);
+      const dd = maxAbsDiff(stepwiseLogits(s, toks), want);
       t.true(dp <= 1e-3 && dd <= 1e-3, `${seq}: max|Δ| prefill ${dp.toExponential(2)}, graph decode ${dd.toExponential(2)}`);
     }
   });
@@ -72,12 +76,7 @@ cudaTest.serial('stories260K hf dense with a bf16 KV cache: logits match HF with
     const want = bf16KvLogits(seq), f32 = referenceLogits(seq, 'dense');
     s.reset();
     const prefill = s.forward(toks);
-    s.reset();
-    const rows = [s.forward(toks.slice(0, 4))];
-    for (const tok of toks.slice(4)) rows.push(s.forward([tok]));
-    const step = new Float32Array(want.length);
-    let o = 0;
-    for (const row of rows) (step.set(row, o), (o += row.length));
+    const step = stepwiseLogits(s, toks);
     const [dp, dd, moved] = [maxAbsDiff(prefill, want), maxAbsDiff(step, want), maxAbsDiff(step, f32)];
     t.true(dp <= BF16_KV_TOL && dd <= BF16_KV_TOL && moved > 0.05, `${seq}: max|Δ| prefill ${dp.toExponential(2)}, graph decode ${dd.toExponential(2)}; from the f32 reference ${moved.toExponential(2)}`);
   }

@@ -3,7 +3,7 @@
 // deterministic and snapshot-tested.
 import test from 'ava';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildLlamaGraph } from '../../src/import/llama-graph.js';
 import { MemoryTensor } from '../../src/import/tensor.js';
@@ -14,10 +14,10 @@ import * as D from '../../targets/cuda/ptx/dense.js';
 import * as M from '../../targets/cuda/ptx/moc.js';
 import * as A from '../../targets/cuda/ptx/attention.js';
 import * as DA from '../../targets/cuda/ptx/decode-attention.js';
-import { ptxModule } from '../../targets/cuda/ptx/builder.js';
 import { mocc, tempDir } from '../helpers/cli.js';
 import { CHECKPOINTS } from '../helpers/fixtures.js';
 import { findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
+import { assemblePtx, NO_LOCAL_MEMORY } from '../helpers/ptxas.js';
 import { PRESET_1B } from '../../src/model/presets.js';
 
 const ptxas = findPtxas();
@@ -93,11 +93,8 @@ ptxasTest('decode attention and KV-cache stores assemble for sm_80 and sm_90 in 
       { dtype: 'bf16', inDim: 256, outDim: 128, epilogue: 'store', toCache: true, cacheDtype: cache },
     ])]) kernels.set(k.name, k.text);
   }
-  const dir = tempDir(t);
   for (const arch of ['sm_80', 'sm_90'] as const) {
-    const file = join(dir, `decode-attention-${arch}.ptx`);
-    writeFileSync(file, ptxModule([...kernels.values()], arch));
-    const r = spawnSync(ptxas!, [`-arch=${arch}`, '-v', file, '-o', '/dev/null'], { encoding: 'utf8' });
+    const r = assemblePtx([...kernels.values()], arch);
     t.is(r.status, 0, `${arch}: ${r.stderr}`);
     t.notRegex(r.stderr, /[1-9]\d* bytes spill/, `${arch}: a kernel spills`);
   }

@@ -10,10 +10,6 @@
 // - the buffer plan sees a tensor map's buffer (it must outlive the GEMMs reading it through maps);
 // - its sm_90a kernels assemble with ptxas.
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { buildLlamaGraph } from '../../src/import/llama-graph.js';
 import { PRESET_1B } from '../../src/model/presets.js';
 import { swigluToMoc } from '../../passes/swiglu-to-moc.js';
@@ -22,9 +18,9 @@ import { bufArgIds, remapBufArgs } from '../../targets/buffer-plan.js';
 import { wgmmaWanted } from '../../targets/cuda/index.js';
 import { lowerToCuda } from '../../targets/cuda/lower.js';
 import { gridDimFor, type Arg, type Launch, type Step } from '../../targets/cuda/program.js';
-import { ptxModule } from '../../targets/cuda/ptx/builder.js';
 import { CHECKPOINTS } from '../helpers/fixtures.js';
 import { findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
+import { assemblePtx, NO_LOCAL_MEMORY } from '../helpers/ptxas.js';
 
 const spec1 = { ...PRESET_1B, nLayers: 1 };
 const graph1B = (moc?: { k: number }) => {
@@ -119,8 +115,6 @@ test('the buffer plan sees the buffer under a tensor map, and renames it', (t) =
 
 const ptxas = findPtxas();
 testsNeeding(ptxasRequirement(ptxas))('the sm_90a kernels (store and accumulate) of the 1B preset (bf16) and stories260K Q8_0→f16 prefill assemble for sm_90a', (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'mocc-wgmma-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const m = loadModel(CHECKPOINTS.gguf.replace(/\.gguf$/, '.Q8_0.gguf'), { selection: 'dense', dequantTo: 'f16' });
   let stories;
   try {
@@ -130,9 +124,7 @@ testsNeeding(ptxasRequirement(ptxas))('the sm_90a kernels (store and accumulate)
   }
   const kernels = new Map([...lowerToCuda(graph1B(), spec1, { wgmma: true }).kernelsSm90a!, ...stories.kernelsSm90a!]);
   t.deepEqual([...kernels.keys()].sort(), ['gemm90_xwt_bf16_f32_m128n256k64_s4', 'gemm90_xwt_bf16_f32_m128n256k64_s4_acc', 'gemm90_xwt_f16_f32_m128n256k64_s4', 'gemm90_xwt_f16_f32_m128n256k64_s4_acc']);
-  const file = join(dir, 'sm90a.ptx');
-  writeFileSync(file, ptxModule([...kernels.values()], 'sm_90a'));
-  const r = spawnSync(ptxas!, ['-arch=sm_90a', '-v', file, '-o', '/dev/null'], { encoding: 'utf8' });
+  const r = assemblePtx([...kernels.values()], 'sm_90a');
   t.is(r.status, 0, r.stderr);
   t.notRegex(r.stderr, /warning/i, r.stderr);
 });
