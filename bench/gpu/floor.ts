@@ -1,6 +1,7 @@
 // The byte floor of a decode step at batch 1: the bytes a step must read from memory, at the copy
 // bandwidth torch_ffn.py measures. Shared by decode-e2e (weights only: short contexts) and
-// decode-context (weights + the KV cache read at a given context).
+// decode-context (weights + the KV cache read at a given context); prefill takes its weight bytes and
+// FLOPs from weightBytesPerToken too.
 import type { ModelSpec } from '../../src/import/spec.js';
 import type { KvDType } from '../../targets/cuda/program.js';
 import { elemBytes } from '../../targets/cuda/ptx/layout.js';

@@ -9,6 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { loadModel } from '../../driver/load.js';
 import { createCudaSession } from '../../targets/cuda/index.js';
 import { cuda } from '../../test/helpers/cuda.js';
+import { weightBytesPerToken } from './floor.js';
 
 const arg = (name: string) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : undefined; };
 const dir = arg('--model')!;
@@ -23,8 +24,9 @@ for (const [label, selection] of [['dense', 'dense'], [`MoC K=${K}`, { k: K }]] 
   const s = createCudaSession(m, { experimental: true }); // the prefill program (issue 16)
   const spec = m.spec;
   const kept = selection === 'dense' ? spec.dFfn : K;
-  const linearParams = spec.nLayers * (spec.dim * (spec.nHeads + 2 * spec.nKvHeads) * spec.headDim + spec.nHeads * spec.headDim * spec.dim + spec.dim * spec.dFfn + 2 * spec.dim * kept) + spec.vocabSize * spec.dim;
-  const weightBytes = 2 * (linearParams + (selection === 'dense' ? 0 : spec.nLayers * 2 * spec.dim * (spec.dFfn - kept)));
+  // a token multiplies by the bf16 parameters it reads when decoding (floor.ts); a prefill reads every weight once
+  const linearParams = weightBytesPerToken(spec, kept) / 2;
+  const weightBytes = weightBytesPerToken(spec, spec.dFfn);
   for (const T of TOKENS) {
     const prompt = Array.from({ length: T }, (_, i) => (i * 7919 + 13) % spec.vocabSize);
     const time = (gemm: boolean) => {
