@@ -83,20 +83,20 @@ export function hopperGemm(options: LowerOptions, dtype: 'bf16' | 'f16', epilogu
  * program for calls of many tokens that runs those linears as tensor-core GEMMs (Program.prefill).
  */
 export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {}): Program {
-  const decode = lowerPass(g, spec, options, 'decode');
-  if (options.prefill === false) return decode.program;
-  const prefill = lowerPass(g, spec, options, 'prefill');
-  if (prefill.gemms === 0) return decode.program;
-  const p = decode.program;
+  const p = lowerPass(g, spec, options, 'decode');
+  if (options.prefill === false) return p;
+  const pre = lowerPass(g, spec, options, 'prefill');
+  // without 16-bit linears the prefill lowering has no GEMM and would only repeat the decode launches
+  if (!pre.steps.some((s) => s.kind === 'launch' && s.kernel.startsWith('gemm'))) return p;
   const consts = new Map(p.consts.map((c) => [c.name, c]));
-  for (const c of prefill.program.consts) consts.set(c.name, c);
+  for (const c of pre.consts) consts.set(c.name, c);
   return {
     ...p,
-    kernels: new Map([...p.kernels, ...prefill.program.kernels]),
-    weights: [...new Set([...p.weights, ...prefill.program.weights])],
+    kernels: new Map([...p.kernels, ...pre.kernels]),
+    weights: [...new Set([...p.weights, ...pre.weights])],
     consts: [...consts.values()],
-    ...(prefill.program.kernelsSm90a ? { kernelsSm90a: prefill.program.kernelsSm90a } : {}),
-    prefill: { steps: prefill.program.steps, buffers: prefill.program.buffers, logits: prefill.program.logits },
+    ...(pre.kernelsSm90a ? { kernelsSm90a: pre.kernelsSm90a } : {}),
+    prefill: { steps: pre.steps, buffers: pre.buffers, logits: pre.logits },
   };
 }
 
@@ -107,7 +107,7 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
  * attention (flash-attention.ts), RMSNorm as its own launch, no select hints; the MoC FFN's up
  * and down as dense GEMMs around its kept channels (see case 'moc_down').
  */
-function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'decode' | 'prefill'): { program: Program; gemms: number } {
+function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'decode' | 'prefill'): Program {
   const prefill = mode === 'prefill';
   const facts = new GraphFacts(g, 'cuda', spec.maxSeqLen);
   const producer = (o: Operand | undefined) => facts.producer(o), useCount = (v: string) => facts.useCount(v);
@@ -195,25 +195,23 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
     }
     return { kind: 'buf', id };
   };
-  let gemms = 0;
+  /** gemm.ts's kernel for Y[T, outDim] over a reduction of inDim, in the layout and epilogue of gs. */
+  const gemmSm80 = (gs: GemmSpec, y: Arg, x: Arg, w: Arg, outDim: number, inDim: number, n: Node) =>
+    launch({ kernel: use(gemm(gs)), grid: [Math.ceil(outDim / gs.bn), { tilesOfT: gs.bm }, 1], block: gemmThreads(gs),
+      args: [y, x, w, { kind: 'T' }, { kind: 'u32', value: outDim }, { kind: 'u32', value: inDim }] }, n);
   /**
    * Y[T, outDim] (+)= X[T, inDim] · Wᵀ, W [outDim, inDim] (gemm.ts's 'xwt'), xh the 16-bit X: on
    * the Hopper GEMM where hopperGemm says so, else gemm.ts's.
    */
   const gemmXwt = (y: Arg, xh: Arg, w: Arg, dtype: 'bf16' | 'f16', epilogue: GemmEpilogue, outDim: number, inDim: number, n: Node) => {
-    const sizes: Arg[] = [{ kind: 'T' }, { kind: 'u32', value: outDim }, { kind: 'u32', value: inDim }];
     const h = hopperGemm(options, dtype, epilogue);
-    if (h) {
-      const k = gemm90(h);
-      kernelsSm90a.set(k.name, k.text);
-      const map = (of: Arg, rows: 'T' | number, operand: 'x' | 'w'): Arg => ({ kind: 'tmap', of, rows, k: inDim, operand, gemm: h });
-      launch({ kernel: k.name, grid: [{ persistentTiles: { bm: gemm90Bm(h), bn: h.bn, n: outDim } }, 1, 1], block: gemm90Threads(h), shared: gemm90SharedBytes(h),
-        args: [y, map(xh, 'T', 'x'), map(w, outDim, 'w'), ...sizes] }, n);
-    } else {
-      const gs: GemmSpec = { dtype, ...GEMM_DEFAULT, epilogue };
-      launch({ kernel: use(gemm(gs)), grid: [Math.ceil(outDim / gs.bn), { tilesOfT: gs.bm }, 1], block: gemmThreads(gs), args: [y, xh, w, ...sizes] }, n);
-    }
-    gemms++;
+    if (!h) return gemmSm80({ dtype, ...GEMM_DEFAULT, epilogue }, y, xh, w, outDim, inDim, n);
+    const sizes: Arg[] = [{ kind: 'T' }, { kind: 'u32', value: outDim }, { kind: 'u32', value: inDim }];
+    const k = gemm90(h);
+    kernelsSm90a.set(k.name, k.text);
+    const map = (of: Arg, rows: 'T' | number, operand: 'x' | 'w'): Arg => ({ kind: 'tmap', of, rows, k: inDim, operand, gemm: h });
+    launch({ kernel: k.name, grid: [{ persistentTiles: { bm: gemm90Bm(h), bn: h.bn, n: outDim } }, 1, 1], block: gemm90Threads(h), shared: gemm90SharedBytes(h),
+      args: [y, map(xh, 'T', 'x'), map(w, outDim, 'w'), ...sizes] }, n);
   };
 
   const tokens = facts.tokenInput();
@@ -427,10 +425,7 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
           launch({ kernel: use(mocScatterSilu(w.dtype, f, kKeep)), grid: [Math.ceil(kKeep / SCATTER_THREADS), 'T', 1], block: SCATTER_THREADS,
             args: [{ kind: 'buf', id: z }, buf(fused.gather.inputs[0]!, n), { kind: 'buf', id: u }, idx] }, n);
           const residual = accumulateInto(i, n);
-          const downSpec: GemmSpec = { dtype: w.dtype, ...GEMM_DEFAULT, layout: 'xw', epilogue: residual ? 'accumulate' : 'store' };
-          launch({ kernel: use(gemm(downSpec)), grid: [Math.ceil(d / downSpec.bn), { tilesOfT: downSpec.bm }, 1], block: gemmThreads(downSpec),
-            args: [residual ?? out(), { kind: 'buf', id: z }, w.arg, { kind: 'T' }, { kind: 'u32', value: d }, { kind: 'u32', value: f }] }, n);
-          gemms += 2;
+          gemmSm80({ dtype: w.dtype, ...GEMM_DEFAULT, layout: 'xw', epilogue: residual ? 'accumulate' : 'store' }, residual ?? out(), { kind: 'buf', id: z }, w.arg, d, f, n);
           return;
         }
         let partial: number, slices: number;
@@ -481,7 +476,7 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
     selectHints: tauSlotOf.size,
     logits: { buf: logits, vocab: spec.vocabSize },
   };
-  return { program, gemms };
+  return program;
 }
 
 /** Physical buffers for the program's virtual ones (targets/buffer-plan.ts), and the steps remapped to them. */
