@@ -74,7 +74,7 @@ for (const c of CASES) {
       if (full.prefill) {
         const added = [...full.kernels].filter(([name]) => !decodeKernels.has(name));
         t.snapshot(fingerprint(`${c.label} cuda prefill`, { ...full.prefill, greedyTail: [], weights: full.weights, consts: full.consts }, added), 'cuda prefill');
-      } else t.true(spec === PRESET_1B ? false : true, 'the 1B preset (bf16 weights) has a prefill program');
+      } else t.not(spec, PRESET_1B, 'the 1B preset (bf16 weights) has a prefill program');
       if (graph.nodes.some((n) => n.op === 'moc_select' && n.attrs.k !== undefined)) cuda(' warm off', { warm: false });
       const wgsl = (suffix: string, options: Parameters<typeof lowerToWgsl>[2]) => {
         const { kernels, ...program } = lowerToWgsl(graph, spec, options);
