@@ -9,6 +9,7 @@
 //            ScatterElements'd into a zero row and multiplied by W_down).
 import type { OnnxGraph } from './graph.js';
 import { intAttr, type OnnxNode } from './model.js';
+import { inverseFromCaches, thetaFromInverse } from './rope.js';
 import { initializerValues, type OnnxInitializer } from './tensors.js';
 
 /** What match.ts lends these matchers: the graph and its Identity/Cast-transparent walks. */
@@ -228,15 +229,10 @@ function ropeOn(m: MatchContext, where: string, v: string): RopeOn | undefined {
   return undefined;
 }
 
-/** theta from the tables' angles at position 1: inv[i] = atan2(sin, cos) = theta^(-2i/hd). */
+/** theta from the tables' angles at position 1 (rope.ts, as for the fused forms' caches). */
 function thetaOf(m: MatchContext, where: string, cosT: OnnxInitializer, sinT: OnnxInitializer, half: number): number {
   const cos = initializerValues(cosT), sin = initializerValues(sinT);
   if (!cos || !sin || cosT.dims[0]! < 2 || half < 2) return m.fail(`${where}: the RoPE tables are unreadable or too small to read theta from`);
-  const inv = Array.from({ length: half }, (_, i) => Math.atan2(sin[half + i]!, cos[half + i]!));
-  const hd = 2 * half;
-  const theta = Number(Math.pow(inv[half - 1]!, -hd / (2 * (half - 1))).toPrecision(6));
-  for (let i = 0; i < half; i++) {
-    if (Math.abs(inv[i]! / Math.pow(theta, (-2 * i) / hd) - 1) > 1e-5) m.fail(`${where}: RoPE frequencies are not theta^(-2i/head_dim) (scaled RoPE is not supported from ONNX)`);
-  }
-  return theta;
+  const theta = thetaFromInverse(inverseFromCaches(cos.slice(half, 2 * half), sin.slice(half, 2 * half)), 2 * half);
+  return typeof theta === 'string' ? m.fail(`${where}: ${theta}`) : theta;
 }

@@ -15,6 +15,6 @@ export function thetaFromInverse(inv: ArrayLike<number>, hd: number): number | s
 }
 
 /** The inverse frequencies behind cos/sin caches: the angle of position 1 in each column. */
-export function inverseFromCaches(cosRow1: Float32Array, sinRow1: Float32Array): number[] {
-  return [...cosRow1].map((c, i) => Math.atan2(sinRow1[i]!, c));
+export function inverseFromCaches(cosRow1: ArrayLike<number>, sinRow1: ArrayLike<number>): number[] {
+  return Array.from(cosRow1, (c, i) => Math.atan2(sinRow1[i]!, c));
 }
