@@ -3,6 +3,7 @@
 // in a call are written as 'T'.
 import type { ConstDecl, GridDim } from '../lowering/program.js';
 import { persistentGrid, type Gemm90Spec } from './ptx/gemm-sm90.js';
+import { elemBytes } from '../lowering/device-image.js';
 
 export type { ConstDecl, GridDim };
 
@@ -74,7 +75,7 @@ export interface BufferDecl {
   dtype: 'f32' | 'i32' | 'bf16' | 'f16';
 }
 
-export const bufferElementBytes = (b: Pick<BufferDecl, 'dtype'>): number => (b.dtype === 'bf16' || b.dtype === 'f16' ? 2 : 4);
+export const bufferElementBytes = (b: Pick<BufferDecl, 'dtype'>): number => (b.dtype === 'i32' ? 4 : elemBytes(b.dtype));
 
 /**
  * A second set of launches for calls of many tokens (prefill): the same graph lowered with
