@@ -15,11 +15,25 @@ export interface RunnableModel {
 /** A value, or a promise of one: WebGPU reads results back asynchronously, the ref and CUDA targets do not. */
 export type Awaitable<T> = T | Promise<T>;
 
+export interface ForwardOptions {
+  /** Return only the last token's logits [vocab]. */
+  lastOnly?: boolean;
+}
+
+/** The last row of logits [T, vocab] (the whole array when T = 1). */
+export function lastRow(logits: Float32Array, tokens: number): Float32Array {
+  return tokens === 1 ? logits : logits.subarray(logits.length - logits.length / tokens);
+}
+
 export interface ModelSession {
   /** Tokens already in the KV cache (the decode graph's state). */
   readonly position: number;
-  /** Runs `tokens` after the cached ones; returns logits [tokens.length, vocab], row-major. */
-  forward(tokens: readonly number[]): Awaitable<Float32Array>;
+  /**
+   * Runs `tokens` after the cached ones; returns logits [tokens.length, vocab], row-major, or with
+   * `lastOnly` the last token's row alone [vocab] (what a prompt's prefill needs: the CUDA target
+   * then copies one row back instead of T).
+   */
+  forward(tokens: readonly number[], options?: ForwardOptions): Awaitable<Float32Array>;
   /** Empties the KV cache. */
   reset(): void;
   /**

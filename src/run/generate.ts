@@ -22,9 +22,8 @@ export async function generate(session: ModelSession, prompt: readonly number[],
   if (prompt.length === 0) throw new Error('the prompt has no tokens');
   const sampling = { temperature: opts.temperature ?? 0, topP: opts.topP ?? 1, random: seededRandom(opts.seed ?? 0) };
   session.reset();
-  let logits = await session.forward(prompt);
-  const vocab = logits.length / prompt.length;
-  let last = logits.subarray(logits.length - vocab);
+  let logits = await session.forward(prompt, { lastOnly: true });
+  let last = logits;
   let prev = prompt[prompt.length - 1]!;
   const out: number[] = [];
   // Greedy: let a target that can decode on its own do so (it reports each token; EOS stops it).

@@ -1,6 +1,7 @@
 // Runs a lowered program on the GPU: device constants, the KV cache, activation buffers per call
 // size, launches on one stream, and a CUDA graph per decode step (captured once, replayed).
 import type { ModelSession, RunnableModel } from '../target.js';
+import type { ForwardOptions } from '../../src/model/runnable.js';
 import type { Cuda, CudaFunction, CudaGraphExec, CudaStream, DevicePtr } from './driver.js';
 import { packParams, type KernelParam } from './driver.js';
 import { bufferElementBytes, gridDimFor, type Arg, type BufferDecl, type Program, type Step } from './program.js';
@@ -20,6 +21,50 @@ interface Prepared {
   offsets: Uint32Array;
   shared: number;
   zero?: { ptr: DevicePtr; words: number };
+}
+
+/** Bytes of buffer `b` for a call of T tokens (rows padded to 8 elements). */
+function bufferBytes(b: BufferDecl, T: number): number {
+  return T * b.rowsPerToken * pad8(b.width) * bufferElementBytes(b);
+}
+
+/**
+ * The activation buffers of calls of many tokens, kept between calls: allocated for the most rows a
+ * call has needed (grown, never shrunk), and the launches prepared for each T they served (a
+ * prompt's T usually repeats: benchmarks, a server's fixed chunk). Each call zeroes the rows it uses
+ * first, as fresh buffers were: a kernel may read a row's padding, which must be zero.
+ */
+class ManyTokenBuffers {
+  private rows = 0;
+  private bufs: DevicePtr[] = [];
+  private readonly prepared = new Map<number, Prepared[]>();
+
+  constructor(private readonly m: CudaModel, private readonly p: Pick<Program, 'steps' | 'buffers'>) {}
+
+  /** The buffers and prepared launches for T tokens, the buffers' first T rows zeroed on the stream. */
+  get(T: number): { bufs: DevicePtr[]; prepared: Prepared[] } {
+    if (T > this.rows) {
+      this.close();
+      // grow by doubling (at least), so a prompt that creeps up reallocates a few times, not at every call
+      this.rows = Math.max(T, 2 * this.rows);
+      this.bufs = this.p.buffers.map((b) => this.m.zeroed(bufferBytes(b, this.rows)));
+    } else {
+      this.p.buffers.forEach((b, i) => this.m.cuda.memsetD32(this.bufs[i]!, 0, bufferBytes(b, T) / 4, this.m.stream));
+    }
+    let prepared = this.prepared.get(T);
+    if (!prepared) {
+      prepared = this.m.prepare(this.p.steps, this.p.buffers, T, this.bufs);
+      this.prepared.set(T, prepared);
+    }
+    return { bufs: this.bufs, prepared };
+  }
+
+  close(): void {
+    this.m.release(this.bufs);
+    this.bufs = [];
+    this.rows = 0;
+    this.prepared.clear();
+  }
 }
 
 export class CudaModel {
@@ -104,7 +149,17 @@ export class CudaModel {
 
   /** Activation buffers `decls` for calls of T tokens (zeroed: padding must read as zero). */
   buffersFor(decls: readonly BufferDecl[], T: number): DevicePtr[] {
-    return decls.map((b) => this.zeroed(T * b.rowsPerToken * pad8(b.width) * bufferElementBytes(b)));
+    return decls.map((b) => this.zeroed(bufferBytes(b, T)));
+  }
+
+  /** Frees buffers this model allocated (buffersFor) before close(). */
+  release(ptrs: readonly DevicePtr[]): void {
+    for (const p of ptrs) {
+      const i = this.allocations.indexOf(p);
+      if (i < 0) throw new Error('release() of memory this model does not own');
+      this.allocations.splice(i, 1);
+      this.cuda.free(p);
+    }
   }
 
   /** Launch parameters of `steps` for T tokens over buffers `bufs` (declared by `decls`). */
@@ -134,8 +189,7 @@ export class CudaModel {
     };
     return steps.map((s) => {
       if (s.kind === 'zero') {
-        const b = decls[s.buf]!;
-        return { fn: null, grid: [1, 1, 1], block: [1, 1, 1], params: new Uint8Array(), offsets: new Uint32Array(), shared: 0, zero: { ptr: bufs[s.buf]!, words: (T * b.rowsPerToken * pad8(b.width) * bufferElementBytes(b)) / 4 } };
+        return { fn: null, grid: [1, 1, 1], block: [1, 1, 1], params: new Uint8Array(), offsets: new Uint32Array(), shared: 0, zero: { ptr: bufs[s.buf]!, words: bufferBytes(decls[s.buf]!, T) / 4 } };
       }
       const { bytes, offsets } = packParams(s.args.map(ptr));
       const grid = s.grid.map((d) => gridDimFor(d, T, this.cuda.device)) as [number, number, number];
@@ -169,7 +223,11 @@ export class CudaSession implements ModelSession {
   /** Calls of T > 1 tokens run the prefill program (default) or the decode steps with T rows (to compare them). */
   usePrefill = true;
 
+  /** Calls of T > 1 tokens: the prefill program's buffers, and the decode steps' with T rows. */
+  private readonly many: { prefill?: ManyTokenBuffers; steps: ManyTokenBuffers };
+
   constructor(readonly m: CudaModel) {
+    this.many = { steps: new ManyTokenBuffers(m, m.program), ...(m.program.prefill ? { prefill: new ManyTokenBuffers(m, m.program.prefill) } : {}) };
     this.decodeBufs = m.buffersFor(m.program.buffers, 1);
     this.decodeSteps = m.prepare(m.program.steps, m.program.buffers, 1, this.decodeBufs);
     this.greedySteps = m.prepare([...m.program.steps, ...m.program.greedyTail], m.program.buffers, 1, this.decodeBufs);
@@ -200,7 +258,7 @@ export class CudaSession implements ModelSession {
     return exec;
   }
 
-  forward(tokens: readonly number[]): Float32Array {
+  forward(tokens: readonly number[], options?: ForwardOptions): Float32Array {
     const T = tokens.length;
     const cap = this.m.program.kvCache.capacity;
     if (T === 0) throw new Error('forward() needs at least one token');
@@ -208,25 +266,35 @@ export class CudaSession implements ModelSession {
     this.setInputs(tokens);
     let bufs = this.decodeBufs;
     // many tokens: the prefill launches (tensor-core GEMMs) where the program has them
-    const many = T > 1 ? (this.usePrefill && this.m.program.prefill) || this.m.program : undefined;
-    if (!many) {
+    const prefill = T > 1 && this.usePrefill ? this.m.program.prefill : undefined;
+    const program = prefill ?? this.m.program;
+    if (T === 1) {
       if (this.useGraphs) this.graph('decode').launch(this.m.stream);
       else this.m.run(this.decodeSteps);
     } else {
-      bufs = this.m.buffersFor(many.buffers, T);
-      this.m.run(this.m.prepare(many.steps, many.buffers, T, bufs));
+      const call = (prefill ? this.many.prefill! : this.many.steps).get(T);
+      bufs = call.bufs;
+      this.m.run(call.prepared);
     }
-    const { vocab, buf: logitsBuf } = (many ?? this.m.program).logits;
+    const { vocab, buf: logitsBuf } = program.logits;
     const ld = pad8(vocab);
-    const raw = new Float32Array(T * ld);
-    this.m.cuda.copyFromDevice(raw, bufs[logitsBuf]!, this.m.stream);
+    // lastOnly: one row back instead of T (a 2048-token prompt's logits are 262 MB in f32)
+    const rows = options?.lastOnly ? 1 : T;
+    const raw = new Float32Array(rows * ld);
+    this.m.cuda.copyFromDevice(raw, bufs[logitsBuf]! + BigInt((T - rows) * ld * 4), this.m.stream);
     this.m.stream.synchronize();
-    if (T > 1) for (const b of bufs) this.m.cuda.free(b);
     this.pos += T;
     if (ld === vocab) return raw;
-    const out = new Float32Array(T * vocab);
-    for (let t = 0; t < T; t++) out.set(raw.subarray(t * ld, t * ld + vocab), t * vocab);
+    const out = new Float32Array(rows * vocab);
+    for (let t = 0; t < rows; t++) out.set(raw.subarray(t * ld, t * ld + vocab), t * vocab);
     return out;
+  }
+
+  /** Frees the session's device memory: the buffers kept for calls of many tokens, then the model's. */
+  close(): void {
+    this.many.prefill?.close();
+    this.many.steps.close();
+    this.m.close();
   }
 
   /**

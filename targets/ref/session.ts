@@ -6,7 +6,7 @@ import { operandToString } from '../../src/ir/types.js';
 import { MODEL_INPUTS } from '../../src/model/graph-inputs.js';
 import { decodeGraph } from '../../passes/kv-cache.js';
 import type { ModelSession, RunnableModel } from '../target.js';
-import { paramF32 } from '../../src/model/runnable.js';
+import { lastRow, paramF32, type ForwardOptions } from '../../src/model/runnable.js';
 import * as K from './kernels.js';
 import { evalNode, type Value } from './eval-node.js';
 
@@ -35,7 +35,7 @@ export class RefSession implements ModelSession {
     this.state.clear();
   }
 
-  forward(tokens: readonly number[]): Float32Array {
+  forward(tokens: readonly number[], options?: ForwardOptions): Float32Array {
     if (tokens.length === 0) throw new Error('forward() needs at least one token');
     if (this.pos + tokens.length > this.model.spec.maxSeqLen) {
       throw new Error(`context full: ${this.pos} + ${tokens.length} tokens exceeds the model's ${this.model.spec.maxSeqLen}`);
@@ -56,7 +56,8 @@ export class RefSession implements ModelSession {
     });
     for (const s of g.states) this.state.set(s.name, values.get(s.next)!);
     this.pos += tokens.length;
-    return values.get(g.outputs[0]!) as Float32Array;
+    const logits = values.get(g.outputs[0]!) as Float32Array;
+    return options?.lastOnly ? lastRow(logits, tokens.length) : logits;
   }
 
   /** Runs the model graph on the given inputs (by name) and returns its first output; no state, no position. */

@@ -4,6 +4,7 @@
 // of the logits, or in greedy decoding of the sampled tokens only.
 import type { Dispatch, KernelSource, WArg, WgslProgram } from '../program.js';
 import type { Awaitable } from '../../target.js';
+import type { ForwardOptions } from '../../../src/model/runnable.js';
 import { weightRowBytes } from '../kernel.js';
 import type { OpenedDevice } from './device.js';
 
@@ -127,8 +128,8 @@ export class WgslSession {
     this.model.destroy();
   }
 
-  /** Runs `tokens` after the cached ones; returns their logits [T, vocab]. */
-  async forward(tokens: readonly number[]): Promise<Float32Array> {
+  /** Runs `tokens` after the cached ones; returns their logits [T, vocab] (lastOnly: the last row). */
+  async forward(tokens: readonly number[], options?: ForwardOptions): Promise<Float32Array> {
     const T = tokens.length;
     if (T === 0) throw new Error('forward() needs at least one token');
     this.checkRoom(T);
@@ -139,8 +140,9 @@ export class WgslSession {
     device.queue.writeBuffer(this.model.call, 0, new Uint32Array([T, this.pos, 0, 0]));
     const enc = device.createCommandEncoder();
     this.encode(enc, this.model.program.steps, frame.steps, T);
-    const read = device.createBuffer({ size: T * vocab * 4, usage: MAP_READ | COPY_DST });
-    enc.copyBufferToBuffer(frame.buffers[this.model.program.logits.buf]!, 0, read, 0, T * vocab * 4);
+    const rows = options?.lastOnly ? 1 : T;
+    const read = device.createBuffer({ size: rows * vocab * 4, usage: MAP_READ | COPY_DST });
+    enc.copyBufferToBuffer(frame.buffers[this.model.program.logits.buf]!, (T - rows) * vocab * 4, read, 0, rows * vocab * 4);
     await this.submit(enc);
     this.pos += T;
     return this.readBack(read, (b) => new Float32Array(b));
