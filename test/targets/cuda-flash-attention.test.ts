@@ -6,7 +6,7 @@
 //   unwritten element stays NaN; rows past T-1 and lse past heads·T must stay NaN), against the float64
 //   reference computed from the same rounded inputs the kernel sees.
 import test from 'ava';
-import { FA_THREADS, flashAttention, flashAttentionGrid, flashAttentionSharedBytes, type FlashAttentionSpec } from '../../targets/cuda/ptx/flash-attention.js';
+import { FA_THREADS, flashAttention, flashAttentionGrid, flashAttentionOperands, flashAttentionSharedBytes, type FlashAttentionSpec } from '../../targets/cuda/ptx/flash-attention.js';
 import { decodeToF32, encodeFromF32 } from '../../src/util/dtype.js';
 import { download, freeAll, launch, pad8, padF32, poisoned, randomF32, rng, upload, weight } from '../helpers/cuda.js';
 import { cudaDeviceRequirement, findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
@@ -26,6 +26,8 @@ const asmSpecs: FlashAttentionSpec[] = [
   // the other paddings and tile widths: hd 16 (no padding), 24, 40 (padded), 80 (64-position tiles at 45 KB), 96 (32-position tiles)
   ...[16, 24, 40, 80, 96].map((hd) => ({ heads: 4, kvHeads: 2, hd, cache: 'bf16' as const, out: 'bf16' as const, lse: true })),
   { heads: 8, kvHeads: 4, hd: 64, cache: 'bf16', out: 'f32', lse: false },
+  // an f32 cache multiplied as f16 (an f16 model's prefill over an f32 cache)
+  ...OUTS.map((out) => ({ heads: 8, kvHeads: 4, hd: 64, cache: 'f32' as const, operands: 'f16' as const, out, lse: true })),
 ];
 ptxasTest('flash attention: every spec assembles for sm_80 and sm_90 with no local memory', (t) => {
   for (const spec of asmSpecs) {
@@ -141,7 +143,7 @@ const BF16_NAN = 0x7fc0;
 function check(spec: FlashAttentionSpec, T: number, pos: number): void {
   const { heads, kvHeads, hd, cache, out } = spec;
   const seed = nextSeed++;
-  cudaTest.serial(`flash attention h${heads} kv${kvHeads} hd${hd} cache ${cache} out ${out}${spec.lse ? ' lse' : ''}: T=${T} pos=${pos} vs float64`, (t) => {
+  cudaTest.serial(`flash attention h${heads} kv${kvHeads} hd${hd} cache ${cache}${spec.operands ? ` as ${spec.operands}` : ''} out ${out}${spec.lse ? ' lse' : ''}: T=${T} pos=${pos} vs float64`, (t) => {
     t.teardown(freeAll);
     const r = rng(seed);
     const qw = heads * hd, kvw = kvHeads * hd, ldo = pad8(qw);
@@ -168,8 +170,8 @@ function check(spec: FlashAttentionSpec, T: number, pos: number): void {
       const raw = download(o, new Int32Array(Math.ceil((oRows * ldo) / 2)));
       got = decodeToF32('bf16', new Uint8Array(raw.buffer, 0, oRows * ldo * 2), oRows * ldo);
     }
-    // the inputs the kernel multiplies: q in the mma type, the cache as staged (an f32 cache as bf16)
-    const mt = cache === 'f16' ? 'f16' : 'bf16';
+    // the inputs the kernel multiplies: q in the mma type, the cache as staged (an f32 cache as its operand type)
+    const mt = flashAttentionOperands(spec);
     const want = reference(rounded(q, mt), rounded(kv[0]!.exact, mt), rounded(kv[1]!.exact, mt), pos, T, heads, kvHeads, hd);
     // P·V multiplies P rounded to the mma type (relative error up to 2^-9 bf16, 2^-11 f16 per p), and
     // a bf16 output rounds once more: so an element is within those of its scale Σ p|v| / Σ p
@@ -220,4 +222,6 @@ for (const [heads, kvHeads, hd] of SHAPES) {
     // without the lse parameter: o alone
     check({ heads, kvHeads, hd, cache, out: 'f32', lse: false }, 65, 5);
   }
+  // an f32 cache multiplied as f16
+  for (const out of OUTS) for (const [T, pos] of [[7, 0], [130, 5], [65, 300]] as const) check({ heads, kvHeads, hd, cache: 'f32', operands: 'f16', out, lse: true }, T, pos);
 }

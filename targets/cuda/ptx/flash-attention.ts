@@ -66,6 +66,17 @@ export interface FlashAttentionSpec {
   out: 'f32' | 'bf16';
   /** Also write lse [heads, T] (f32). */
   lse: boolean;
+  /**
+   * The mma operand type over an f32 cache (q, K, V and P are rounded to it): f16 keeps 3 more
+   * mantissa bits, so an f16 model's prefill rounds no coarser than its GEMMs; default bf16. A 16-bit
+   * cache is multiplied as stored (its own type).
+   */
+  operands?: 'bf16' | 'f16';
+}
+
+/** The mma operand type of spec `s` (see FlashAttentionSpec.operands). */
+export function flashAttentionOperands(s: FlashAttentionSpec): 'bf16' | 'f16' {
+  return s.cache === 'f32' ? s.operands ?? 'bf16' : s.cache;
 }
 
 /** Query rows per CTA: 4 warps of 16. */
@@ -96,10 +107,12 @@ function checkSpec(s: FlashAttentionSpec): void {
   const bad = (why: string) => new Error(`PTX generator bug: flash attention ${JSON.stringify(s)}: ${why}`);
   if (!Number.isInteger(s.hd) || s.hd % 8 !== 0 || s.hd < 8 || s.hd > 128) throw bad('hd must be a multiple of 8 in 8..128');
   if (!Number.isInteger(s.heads) || !Number.isInteger(s.kvHeads) || s.kvHeads < 1 || s.heads % s.kvHeads !== 0) throw bad('heads must be a multiple of kvHeads');
+  if (s.operands && s.cache !== 'f32' && s.operands !== s.cache) throw bad('a 16-bit cache is multiplied as stored: operands must be its type');
 }
 
 export function flashAttentionName(s: FlashAttentionSpec): string {
-  return `flash_attention_h${s.heads}_kv${s.kvHeads}_hd${s.hd}_${s.cache}_o${s.out}${s.lse ? '_lse' : ''}`;
+  const m = s.cache === 'f32' && flashAttentionOperands(s) === 'f16' ? '_mf16' : '';
+  return `flash_attention_h${s.heads}_kv${s.kvHeads}_hd${s.hd}_${s.cache}${m}_o${s.out}${s.lse ? '_lse' : ''}`;
 }
 
 /** Grid for T query rows: x over blocks of FA_ROWS rows (launched last block first), y over heads. */
@@ -121,7 +134,7 @@ export function flashAttention(s: FlashAttentionSpec): Kernel {
   const { hp, bn, srow, stage } = geometry(s);
   const name = flashAttentionName(s);
   const group = s.heads / s.kvHeads;
-  const mt = s.cache === 'f16' ? 'f16' : 'bf16'; // mma operand type
+  const mt = flashAttentionOperands(s);
   const cacheBytes = s.cache === 'f32' ? 4 : 2, outBytes = s.out === 'f32' ? 4 : 2;
   const qld = pad8(s.heads * s.hd) * 4, kvld = pad8(s.kvHeads * s.hd) * cacheBytes, old = pad8(s.heads * s.hd) * outBytes;
   const k = new KernelBuilder(name, [
@@ -230,7 +243,7 @@ export function flashAttention(s: FlashAttentionSpec): Kernel {
       });
       plan.forEach((c, r) => {
         const v = vals[r]!, packed = k.regs('b32', 'pk', 4);
-        for (let e = 0; e < 4; e++) k.emit(`cvt.rn.bf16x2.f32 ${packed[e]}, ${v[2 * e + 1]}, ${v[2 * e]}`);
+        for (let e = 0; e < 4; e++) k.emit(`cvt.rn.${mt}x2.f32 ${packed[e]}, ${v[2 * e + 1]}, ${v[2 * e]}`);
         k.emit(`add.u32 ${sd}, ${c.dst}, ${stageOff}`, `${c.inRange ? `@${c.inRange} ` : ''}st.shared.v4.b32 [${sd}+${matOff}], {${packed.join(', ')}}`);
       });
     }
