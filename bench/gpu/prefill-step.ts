@@ -9,7 +9,7 @@ const arg = (name: string) => { const i = process.argv.indexOf(name); return i >
 const dir = arg('--model')!, T = Number(arg('--tokens') ?? 70);
 for (const [label, selection] of [['dense', 'dense'], ['MoC K=1024', { k: 1024 }]] as const) {
   const m = loadModel(dir, { selection });
-  const s = createCudaSession(m, { experimental: true }); // the prefill program (issue 16)
+  const s = createCudaSession(m);
   if (!s.m.program.prefill) throw new Error('prefill-step: the model has no prefill program (weights not bf16/f16?)');
   const prompt = Array.from({ length: T }, (_, i) => (i * 7919 + 13) % m.spec.vocabSize);
   const logits = s.forward(prompt);

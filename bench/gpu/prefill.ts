@@ -3,7 +3,8 @@
 // GEMMs, Program.prefill) beside its decode steps run with T rows (GEMVs, what prefill was before),
 // transformers' figure (hf_prefill.py, same run) and the byte+FLOP floor: weights read once at the
 // copy bandwidth (torch_ffn.py) plus the linears' 2·params·T FLOPs at --peak-tflops (dense bf16).
-// One forward() = launches + one logits copy back + sync, timed on the host; median of 5 after 1.
+// One forward(prompt, { lastOnly }) = launches + the last row's logits copied back + sync (time to
+// first token: a generate loop needs that row alone), timed on the host; median of 5 after 1.
 // Usage: node dist/bench/gpu/prefill.js --model DIR [--hf OUT/hf_prefill.json] [--torch OUT/torch_ffn.json] [--peak-tflops 989] --out OUT/prefill.json
 import { readFileSync, writeFileSync } from 'node:fs';
 import { loadModel } from '../../driver/load.js';
@@ -21,7 +22,7 @@ const K = 1024;
 const rows: Record<string, unknown>[] = [];
 for (const [label, selection] of [['dense', 'dense'], [`MoC K=${K}`, { k: K }]] as const) {
   const m = loadModel(dir, { selection });
-  const s = createCudaSession(m, { experimental: true }); // the prefill program (issue 16)
+  const s = createCudaSession(m);
   const spec = m.spec;
   const kept = selection === 'dense' ? spec.dFfn : K;
   // a token multiplies by the bf16 parameters it reads when decoding (floor.ts); a prefill reads every weight once
@@ -35,7 +36,7 @@ for (const [label, selection] of [['dense', 'dense'], [`MoC K=${K}`, { k: K }]] 
       for (let r = 0; r < 6; r++) {
         s.reset();
         const t0 = performance.now();
-        s.forward(prompt);
+        s.forward(prompt, { lastOnly: true });
         if (r > 0) ms.push(performance.now() - t0);
       }
       ms.sort((a, b) => a - b);

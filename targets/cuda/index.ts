@@ -25,47 +25,40 @@ export function cudaContext(): Cuda {
 }
 
 /**
- * Whether the prefill program should run its X·Wᵀ linears on the Hopper GEMM (LowerOptions.wgmma):
- * an explicit opt-in, MOCC_CUDA_WGMMA=1, while it is unverified on a GPU, and only on compute
- * capability 9.0 exactly (its sm_90a module loads nowhere else).
+ * Whether the prefill program runs its X·Wᵀ linears on the Hopper GEMM (LowerOptions.wgmma): on
+ * compute capability 9.0 exactly (its sm_90a module loads nowhere else), unless MOCC_CUDA_WGMMA=0
+ * (to measure gemm.ts's mma.sync GEMM there). On the H100 it made the 1B preset's prefill of 2048
+ * tokens 33.7 → 19.1 ms (bench/NOTES.md, session 12).
  */
 export function wgmmaWanted(computeCapability: readonly [number, number], env: NodeJS.ProcessEnv = process.env): boolean {
-  return computeCapability[0] === 9 && computeCapability[1] === 0 && env.MOCC_CUDA_WGMMA === '1';
+  return computeCapability[0] === 9 && computeCapability[1] === 0 && env.MOCC_CUDA_WGMMA !== '0';
 }
 
 /**
- * Issue 16's CUDA paths that have not yet run on a GPU (no device could be started in the session
- * that wrote them): the prefill program (tensor-core GEMMs, flash attention), the 16-bit KV cache and
- * the split decode attention. Sessions use them only with MOCC_CUDA_EXPERIMENTAL=1 (or
- * `experimental: true`); otherwise they lower as verified before: no prefill program, an f32 cache,
- * the single-block decode attention. Remove this switch once `bench/gpu/run.sh check` has passed.
+ * The lowering options of a session. baseline: lower as mocc did before issue 16 (no prefill program,
+ * an f32 cache, the one-block-per-head decode attention), which benchmarks keep to compare against.
+ * kvCache forces the cache's element type (default 'auto': the K/V weights' 16-bit type, else f32).
  */
-export const experimentalWanted = (env: NodeJS.ProcessEnv = process.env): boolean => env.MOCC_CUDA_EXPERIMENTAL === '1';
-
-/** The lowering options of a session (see experimentalWanted); kvCache forces the cache's element type. */
-export function sessionLowerOptions(o: { experimental: boolean; warm: boolean; wgmma: boolean; kvCache?: KvCacheOption }): LowerOptions {
-  if (o.experimental) return { warm: o.warm, kvCache: o.kvCache, wgmma: o.wgmma };
+export function sessionLowerOptions(o: { baseline?: boolean; warm: boolean; wgmma: boolean; kvCache?: KvCacheOption }): LowerOptions {
+  if (!o.baseline) return { warm: o.warm, kvCache: o.kvCache, wgmma: o.wgmma };
   return { warm: o.warm, kvCache: o.kvCache ?? 'f32', prefill: false, decodeAttention: 'single' };
 }
 
-/**
- * kvCache: the KV cache's element type (default 'auto' with experimental paths, else f32);
- * experimental: issue 16's unverified paths (default: MOCC_CUDA_EXPERIMENTAL=1, see experimentalWanted).
- */
-export function createCudaSession(model: RunnableModel, options: { kvCache?: KvCacheOption; experimental?: boolean } = {}): CudaSession {
+/** kvCache: the KV cache's element type (default 'auto'); baseline: see sessionLowerOptions. */
+export function createCudaSession(model: RunnableModel, options: { kvCache?: KvCacheOption; baseline?: boolean } = {}): CudaSession {
   // The MoC up·down kernel's L2 warming pays only while it overlaps Top-K, i.e. with programmatic
   // launch (without, ffn-decode measured 23.4 → 24.6 µs); MOCC_CUDA_WARM=0 turns it off to measure it.
   const warm = programmaticLaunchWanted() && process.env.MOCC_CUDA_WARM !== '0';
   const c = cudaContext();
-  const experimental = options.experimental ?? experimentalWanted();
-  const wgmma = experimental && wgmmaWanted(c.device.computeCapability);
-  const lower = sessionLowerOptions({ experimental, warm, wgmma, ...(options.kvCache ? { kvCache: options.kvCache } : {}) });
+  const baseline = options.baseline ?? false;
+  const wgmma = !baseline && wgmmaWanted(c.device.computeCapability);
+  const lower = sessionLowerOptions({ baseline, warm, wgmma, ...(options.kvCache ? { kvCache: options.kvCache } : {}) });
   return new CudaSession(new CudaModel(c, lowerToCuda(model.graph, model.spec, lower), model));
 }
 
 /** Writes one PTX module per kernel and launch.json (the program, with kernel file names). */
 export function compileCuda(model: RunnableModel, outDir: string, arch: CudaArch = 'sm_80'): { kernels: number; launches: number } {
-  const program = lowerToCuda(model.graph, model.spec, sessionLowerOptions({ experimental: experimentalWanted(), warm: true, wgmma: false }));
+  const program = lowerToCuda(model.graph, model.spec, sessionLowerOptions({ warm: true, wgmma: false }));
   mkdirSync(join(outDir, 'ptx'), { recursive: true });
   for (const [name, text] of program.kernels) writeFileSync(join(outDir, 'ptx', `${name}.ptx`), ptxModule([text], arch));
   const manifest = {

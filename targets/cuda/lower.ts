@@ -62,8 +62,8 @@ export interface LowerOptions {
   /**
    * The prefill program's linears Y (+)= X·Wᵀ with an f32 Y run on the Hopper GEMM (gemm-sm90.ts:
    * wgmma, TMA; an sm_90a module, compute capability 9.0 only) instead of gemm.ts's (see
-   * hopperGemm). Default off: not yet checked on a GPU; createCudaSession sets it on a 9.0 device
-   * when MOCC_CUDA_WGMMA=1.
+   * hopperGemm). Default off here (lowering knows no device); createCudaSession sets it on a 9.0
+   * device (targets/cuda/index.ts wgmmaWanted).
    */
   wgmma?: boolean;
 }
@@ -328,7 +328,8 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
         }
         if (prefill && hd % 8 === 0 && hd <= 128) {
           // many queries: FlashAttention-2 on tensor cores, one CTA per 64 query rows and head (flash-attention.ts)
-          const fa: FlashAttentionSpec = { heads, kvHeads: kvh, hd, cache: kvDtype, out: 'f32', lse: false };
+          // over an f32 cache, the weights' 16-bit type where they have one (kvCacheDtype 'auto'): f16 rounds finer
+          const fa: FlashAttentionSpec = { heads, kvHeads: kvh, hd, cache: kvDtype, out: 'f32', lse: false, ...(kvDtype === 'f32' && kvCacheDtype(facts, 'auto') === 'f16' ? { operands: 'f16' as const } : {}) };
           launch({ kernel: use(flashAttention(fa)), grid: [{ tilesOfT: FA_ROWS }, heads, 1], block: FA_THREADS, args: [out(), q, kCache, vCache, { kind: 'pos' }, { kind: 'T' }] }, n);
           return;
         }

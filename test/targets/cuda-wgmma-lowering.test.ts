@@ -1,6 +1,5 @@
 // The prefill program on the Hopper GEMM (LowerOptions.wgmma; gemm-sm90.ts), without a GPU:
-// - opt-in only: wgmmaWanted needs compute capability 9.0 exactly and MOCC_CUDA_WGMMA=1; without the
-//   option nothing changes (the programs' snapshots, test/targets/lowered-programs.test.ts, are the
+// - on compute capability 9.0 exactly, unless MOCC_CUDA_WGMMA=0; without the option nothing changes (the programs' snapshots, test/targets/lowered-programs.test.ts, are the
 //   byte-for-byte check; here: the option changes no decode launch);
 // - with it, every X·Wᵀ linear of the 1B preset (Q, K, V, gate, up, logits store; O, down accumulate
 //   into the residual) is a gemm90 launch with the persistent grid, dynamic shared memory and tensor
@@ -29,11 +28,10 @@ const graph1B = (moc?: { k: number }) => {
 };
 const launches = (steps: Step[]) => steps.filter((s): s is Step & Launch & { kind: 'launch' } => s.kind === 'launch');
 
-test('wgmma is wanted only on compute capability 9.0 with MOCC_CUDA_WGMMA=1', (t) => {
+test('wgmma is wanted on compute capability 9.0 unless MOCC_CUDA_WGMMA=0', (t) => {
   t.true(wgmmaWanted([9, 0], { MOCC_CUDA_WGMMA: '1' }));
-  t.false(wgmmaWanted([9, 0], {}));
+  t.true(wgmmaWanted([9, 0], {}));
   t.false(wgmmaWanted([9, 0], { MOCC_CUDA_WGMMA: '0' }));
-  t.false(wgmmaWanted([9, 0], { MOCC_CUDA_WGMMA: 'true' }));
   t.false(wgmmaWanted([8, 0], { MOCC_CUDA_WGMMA: '1' }));
   t.false(wgmmaWanted([10, 0], { MOCC_CUDA_WGMMA: '1' }));
   t.false(wgmmaWanted([9, 1], { MOCC_CUDA_WGMMA: '1' }));

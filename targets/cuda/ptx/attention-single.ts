@@ -1,7 +1,7 @@
 // The decode attention mocc used through session 10, over an f32 cache: one block per (head, token).
 // It ran on the H100 (measured in bench/results, e.g. 865 tok/s for the 1B preset at 16 tokens of
-// context) and stays the default of CUDA sessions until the split attention (decode-attention.ts) and
-// the bf16 cache have run on a GPU: createCudaSession uses those only with MOCC_CUDA_EXPERIMENTAL=1.
+// context). Sessions now use the split attention (decode-attention.ts); this one stays as the
+// baseline that benchmarks compare with (createCudaSession's `baseline`).
 // Restored unchanged from commit 52b866c^ (targets/cuda/ptx/attention.ts).
 import { f32Imm, KernelBuilder } from './builder.js';
 import type { Kernel } from './dense.js';
