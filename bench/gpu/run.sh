@@ -12,7 +12,7 @@ status=0
 step() { echo; echo "=== $1"; }
 if [[ $what == all || $what == check ]]; then
   step "cuda-check: the CUDA kernel and model tests (kernels vs ref, stories260K logits and greedy text) and the rest of the CUDA tests"
-  node node_modules/ava/entrypoints/cli.mjs test/targets/cuda-kernels.test.ts test/targets/cuda-gemm.test.ts test/targets/cuda-gemm-layouts.test.ts test/targets/cuda-gemm-sm90.test.ts test/targets/cuda-prefill.test.ts test/targets/cuda-wgmma-lowering.test.ts test/targets/cuda-model.test.ts test/targets/cuda-driver.test.ts test/targets/cuda-ptx.test.ts > "$out/cuda-check.log" 2>&1 || status=1
+  node node_modules/ava/entrypoints/cli.mjs test/targets/cuda-kernels.test.ts test/targets/cuda-flash-attention.test.ts test/targets/cuda-gemm.test.ts test/targets/cuda-gemm-layouts.test.ts test/targets/cuda-gemm-sm90.test.ts test/targets/cuda-prefill.test.ts test/targets/cuda-wgmma-lowering.test.ts test/targets/cuda-model.test.ts test/targets/cuda-driver.test.ts test/targets/cuda-ptx.test.ts > "$out/cuda-check.log" 2>&1 || status=1
   grep -E "✘|skip|tests? (passed|failed|skipped)" "$out/cuda-check.log" | tail -40
 fi
 if [[ $what == all || $what == gemm ]]; then
@@ -42,13 +42,15 @@ if [[ $what == all || $what == prefill ]]; then
   step "prefill: time to first token, 1B preset, mocc (GEMM and GEMV prefill) vs transformers (sdpa)"
   model=/tmp/llama-1b
   [[ -f $model/config.json ]] || python3 bench/gpu/make_llama_1b.py --out $model --seed 0 2>&1 | tail -3
-  [[ -f $out/torch_ffn.json ]] || python3 bench/gpu/torch_ffn.py --shapes 2048x5464 --out "$out/torch_ffn.json" 2>&1 | tail -3
+  [[ -f $out/torch_ffn.json ]] || python3 bench/gpu/torch_ffn.py --shapes 2048x5464,4096x14336 --out "$out/torch_ffn.json" 2>&1 | tail -3
   python3 bench/gpu/hf_prefill.py --model $model --out "$out/hf_prefill.json" 2>&1 | tail -4 || status=1
   node dist/bench/gpu/prefill.js --model $model --hf "$out/hf_prefill.json" --torch "$out/torch_ffn.json" --out "$out/prefill.json" 2>&1 | tail -8 || status=1
+  echo "--- the same on gemm.ts's mma.sync GEMMs (MOCC_CUDA_WGMMA=0; only differs on Hopper)"
+  MOCC_CUDA_WGMMA=0 node dist/bench/gpu/prefill.js --model $model --hf "$out/hf_prefill.json" --torch "$out/torch_ffn.json" --out "$out/prefill-mma.json" 2>&1 | tail -8 || status=1
 fi
 if [[ $what == all || $what == ffn || $what == e2e || $what == context || $what == wgsl ]]; then
   step "torch_ffn: cuBLAS dense FFN under a CUDA graph, copy bandwidth"
-  python3 bench/gpu/torch_ffn.py --shapes 2048x5464,4096x14336 --out "$out/torch_ffn.json" 2>&1 | tail -8 || status=1
+  [[ -f $out/torch_ffn.json ]] || python3 bench/gpu/torch_ffn.py --shapes 2048x5464,4096x14336 --out "$out/torch_ffn.json" 2>&1 | tail -8 || status=1
 fi
 if [[ $what == all || $what == ffn ]]; then
   step "ffn-decode: mocc MoC vs mocc dense"
