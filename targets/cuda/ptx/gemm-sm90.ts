@@ -1,7 +1,11 @@
-// Tensor-core GEMM for Hopper (sm_90a only): Y[M, N] (+)= X[M, K] · W[N, K]ᵀ, the linear layout, with
-// the same contract as gemm.ts (the sm_80 kernel). X and W f16/bf16, f32 accumulation, Y f32 (or
-// bf16); epilogue 'accumulate' (f32 Y) adds to Y (a residual), as gemm.ts's. The prefill program
-// uses it only when asked to (LowerOptions.wgmma, lower.ts hopperGemm).
+// Tensor-core GEMM for Hopper (sm_90a only): Y[M, N] (+)= op(X) · op(W) with the same contract as
+// gemm.ts (the sm_80 kernel), in its three operand layouts (Gemm90Spec.layout, gemm.ts's header):
+//   'xwt' (default, the linear layer) Y = X·Wᵀ, x = X [M, K], w = W [N, K];
+//   'xw'  (a linear's input gradient) Y = X·W,  x = X [M, K], w = W [K, N];
+//   'xtw' (a linear's weight gradient) Y = Xᵀ·W, x = X [K, M], w = W [K, N].
+// Every matrix has rows of pad8(its row length) elements (layout.ts). X and W f16/bf16, f32
+// accumulation, Y f32 (or bf16); epilogue 'accumulate' (f32 Y) adds to Y (a residual), as gemm.ts's.
+// The prefill program uses 'xwt' only when asked to (LowerOptions.wgmma, lower.ts hopperGemm).
 //
 // Structure. A persistent grid: CTA b computes the output tiles b, b + gridDim, ... (BM×BN each,
 // BM = 64·consumers) in a grouped order (GROUP_M row tiles at a time, so the CTAs running at once
@@ -23,10 +27,12 @@
 // "before" a fresh barrier, which try_wait.parity reports as complete, so the first pass round the
 // ring does not block.
 //
-// Tails. The tensor maps describe X as K × M and W as K × N (elements; row stride pad8(K)·2 bytes,
-// the device layout of layout.ts); a box reaching past M, N or K is zero-filled by the copy engine,
-// and complete_tx still counts the whole box, so M, N, K need no multiple and the K padding is
-// never read. Stores are guarded against M and N. K = 0 stores zeros.
+// Tails. The tensor maps (gemm90TensorMap) describe a K-major operand ([·, K] as stored: x of 'xwt'
+// and 'xw', w of 'xwt') as K × rows (inner dimension K, row stride pad8(K)·2 bytes) and an MN-major
+// one ([K, ·] as stored: w of 'xw'/'xtw', x of 'xtw') as rows × K (inner dimension M or N, row stride
+// pad8(M or N)·2 bytes), rows being M for x and N for w; a box reaching past M, N or K is zero-filled
+// by the copy engine, and complete_tx still counts the whole box, so M, N, K need no multiple and no
+// row padding is ever read. Stores are guarded against M and N. K = 0 stores zeros.
 //
 // Shared layout (128-byte swizzle). A stage is the X tile (BM rows) then the W tile (BN rows), 128
 // bytes (64 elements) a row, as the copy writes it with CU_TENSOR_MAP_SWIZZLE_128B: the 16-byte
@@ -38,11 +44,31 @@
 // swizzle mode 1 (128B) in 62-63. The k-th 16-wide slice of the 64-wide step starts 32·k bytes
 // further: start address + 2k, the swizzle being applied by the hardware on the full address.
 //
+// MN-major operands ('xw', 'xtw'). An operand stored [K, ·] is copied as it is stored, M (N)
+// contiguous: boxes of 64 M (N) elements (128 bytes, the most a 128B-swizzled box row may hold) ×
+// 64 K rows, 8 KB each, so the 64 rows of a consumer's A are one box and a BN-wide B is BN/64 boxes
+// (BN a multiple of 64) laid one after another; the stage byte count is (BM + BN)·128 either way,
+// and the full barrier's expect_tx counts all of a stage's boxes. In a box, K row r is the 128 bytes
+// at 128·r, chunk c at c ^ (r % 8): wgmma's MN-major 128B-swizzle canonical layout, which in units
+// of 16 bytes (T = 8 elements) is ((T, 8, m), (8, k)) : ((1, T, LBO), (8T, SBO)) — PTX ISA "Shared
+// Memory Matrix Layout" (canonical layouts) and CUTLASS make_gmma_desc<Major::MN> (B128: ((8, n),
+// (8, k)) : ((1, LBO), (8, SBO)) in 16-byte units, desc.leading_byte_offset = the MN stride, the
+// stride byte offset = the K stride). So for MN-major the two offsets swap roles against K-major:
+// the leading byte offset is the distance between 64-element MN blocks (8192 bytes, the next box:
+// 512 in bits 16-29; for A, whose 64 rows are one block, it is never used) and the stride byte
+// offset the distance between 8-row K groups (1024 bytes, 64 in bits 32-45, as for K-major); base
+// offset 0 and swizzle mode 1 as above. The k-th 16-wide slice is K rows 16k..16k+15, 2048·k bytes
+// further (start address + 128k; still 1024-aligned, so the base offset stays 0). wgmma reads such
+// an operand with its transpose immediate set (imm-trans-a for A, imm-trans-b for B: 1 = M- (N-)
+// major, allowed for 16-bit types); the accumulator fragment does not change.
+//
 // Accumulator fragment of m64nNk16 (PTX ISA, wgmma D layout): warp w of the warpgroup holds rows
 // 16w + g and 16w + g + 8 (g = lane / 4); register 4j + i holds column 8j + 2(lane % 4) + (i % 2),
 // row + 8 when i >= 2.
 import { KernelBuilder } from './builder.js';
 import type { Kernel } from './dense.js';
+import type { GemmLayout } from './gemm.js';
+import { pad8 } from './layout.js';
 
 export interface Gemm90Spec {
   dtype: 'bf16' | 'f16';
@@ -56,6 +82,8 @@ export interface Gemm90Spec {
   stages: number;
   /** 'store' (default): Y = X·Wᵀ; 'accumulate' (f32 Y only): Y += X·Wᵀ, each element read and written by the one thread owning it. */
   epilogue?: 'store' | 'accumulate';
+  /** How x and w are stored (header): 'xwt' (default), 'xw' or 'xtw'; 'xw'/'xtw' need bn a multiple of 64. */
+  layout?: GemmLayout;
 }
 
 /** The default: 128×256 tiles, 2 consumer warpgroups of m64n256, 4 stages (192 KB). */
@@ -64,6 +92,9 @@ export const GEMM90_DEFAULT: Omit<Gemm90Spec, 'dtype' | 'out'> = { consumers: 2,
 /** Elements of K per pipeline step: one 128-byte swizzle row of 16-bit elements. */
 export const GEMM90_BK = 64;
 const ROW_BYTES = GEMM90_BK * 2;
+/** An MN-major box: 64 elements of M (N) × GEMM90_BK rows of K, 8 KB. */
+const MN_BOX = 64;
+const MN_BOX_BYTES = MN_BOX * ROW_BYTES;
 /** Row tiles walked together in the grouped tile order. */
 const GROUP_M = 8;
 /** The most shared memory a block may opt into on sm_90 (227 KB). */
@@ -75,8 +106,15 @@ const stageBytes = (s: Gemm90Spec): number => (gemm90Bm(s) + s.bn) * ROW_BYTES;
 /** Dynamic shared bytes to launch with: the stages, plus 1024 to align the first one. */
 export const gemm90SharedBytes = (s: Gemm90Spec): number => s.stages * stageBytes(s) + 1024;
 
+const layoutOf = (s: Gemm90Spec): GemmLayout => s.layout ?? 'xwt';
+/** Whether operand `which` is stored [K, ·] (M or N contiguous) in the spec's layout. */
+export function gemm90MnMajor(s: Gemm90Spec, which: 'x' | 'w'): boolean {
+  const layout = layoutOf(s);
+  return which === 'x' ? layout === 'xtw' : layout !== 'xwt';
+}
+
 export function gemm90Name(s: Gemm90Spec): string {
-  return `gemm90_xwt_${s.dtype}_${s.out}_m${gemm90Bm(s)}n${s.bn}k${GEMM90_BK}_s${s.stages}${s.epilogue === 'accumulate' ? '_acc' : ''}`;
+  return `gemm90_${layoutOf(s)}_${s.dtype}_${s.out}_m${gemm90Bm(s)}n${s.bn}k${GEMM90_BK}_s${s.stages}${s.epilogue === 'accumulate' ? '_acc' : ''}`;
 }
 
 export const gemm90Tiles = (s: Gemm90Spec, m: number, n: number): number => Math.ceil(m / gemm90Bm(s)) * Math.ceil(n / s.bn);
@@ -91,12 +129,19 @@ export function gemm90Grid(s: Gemm90Spec, m: number, n: number, multiprocessors:
 }
 
 /**
- * What the two tensor maps must say (for Cuda.tensorMapEncodeTiled): `rows` × K elements of
- * `dtype` at `address`, rows pad8(K) elements apart, boxes of 64 × boxRows, 128-byte swizzle.
+ * What operand `which`'s tensor map must say (for Cuda.tensorMapEncodeTiled), the one place that
+ * knows each operand's map: the matrix of `dtype` at `address` whose non-K extent is `rows` (M for
+ * x, N for w) and reduction extent `k`, in the spec's layout (header, "Tails"). K-major ([rows, K]
+ * stored): dims K × rows, rows pad8(K) elements apart, boxes of 64 K × the tile's rows (BM or BN).
+ * MN-major ([K, rows] stored): dims rows × K, K rows pad8(rows) elements apart, boxes of 64 × 64
+ * (the kernel copies BM/64 or BN/64 of them a step). 128-byte swizzle either way.
  */
 export function gemm90TensorMap(s: Gemm90Spec, which: 'x' | 'w', address: bigint, rows: number, k: number) {
+  if (gemm90MnMajor(s, which)) {
+    return { dtype: s.dtype, address, dims: [rows, k], strides: [pad8(rows) * 2], box: [MN_BOX, GEMM90_BK], swizzle: '128B' as const };
+  }
   return {
-    dtype: s.dtype, address, dims: [k, rows], strides: [Math.ceil(k / 8) * 8 * 2],
+    dtype: s.dtype, address, dims: [k, rows], strides: [pad8(k) * 2],
     box: [GEMM90_BK, which === 'x' ? gemm90Bm(s) : s.bn], swizzle: '128B' as const,
   };
 }
@@ -107,18 +152,20 @@ function checkSpec(s: Gemm90Spec): void {
   if (!Number.isInteger(s.bn) || s.bn % 16 !== 0 || s.bn < 16 || s.bn > 256) throw bad('bn must be a multiple of 16 up to 256');
   if (!Number.isInteger(s.stages) || s.stages < 2) throw bad('at least 2 stages');
   if (s.epilogue === 'accumulate' && s.out !== 'f32') throw bad('accumulate needs an f32 Y');
+  if (gemm90MnMajor(s, 'w') && s.bn % MN_BOX !== 0) throw bad(`an N-major W (layout ${s.layout}) needs bn a multiple of ${MN_BOX}`);
   if (gemm90SharedBytes(s) + 16 * s.stages > MAX_SHARED) throw bad(`${gemm90SharedBytes(s)} bytes of shared memory is more than 227 KB`);
 }
 
 /**
- * The kernel. Params: y (M × pad8(N) of `out`), tensor maps of x and w (gemm90TensorMap), then u32
- * M, N, K. Grid gemm90Grid, block gemm90Threads, dynamic shared gemm90SharedBytes (raise the
+ * The kernel. Params: y (M × pad8(N) of `out`), tensor maps of x and w (gemm90TensorMap, in the
+ * spec's layout), then u32 M, N, K. Grid gemm90Grid, block gemm90Threads, dynamic shared gemm90SharedBytes (raise the
  * function's limit with setMaxDynamicShared first). Module target sm_90a.
  */
 export function gemm90(s: Gemm90Spec): Kernel {
   checkSpec(s);
   const name = gemm90Name(s);
   const bm = gemm90Bm(s), threads = gemm90Threads(s), stBytes = stageBytes(s);
+  const aMn = gemm90MnMajor(s, 'x'), bMn = gemm90MnMajor(s, 'w');
   const k = new KernelBuilder(name, [
     { name: 'y', type: 'u64' }, { name: 'tmx', type: 'tmap' }, { name: 'tmw', type: 'tmap' },
     { name: 'M', type: 'u32' }, { name: 'N', type: 'u32' }, { name: 'K', type: 'u32' },
@@ -200,10 +247,12 @@ export function gemm90(s: Gemm90Spec): Kernel {
   if (rebalance) k.emit(`setmaxnreg.inc.sync.aligned.u32 ${consumerRegs}`);
   const c = k.reg('u32', 'c'), lane = k.reg('u32', 'lane'), warp = k.reg('u32', 'warpinwg'), lead = k.reg('pred', 'lead');
   k.emit(`sub.u32 ${c}, ${wg}, 1`, `and.b32 ${lane}, ${tid}, 31`, `shr.u32 ${warp}, ${tid}, 5`, `and.b32 ${warp}, ${warp}, 3`, `setp.eq.u32 ${lead}, ${lane}, 0`);
-  // descriptor low words of stage 0: this warpgroup's 64 X rows, and the W tile
+  // descriptor low words of stage 0: this warpgroup's 64 X rows (one 8 KB block either way), and the
+  // W tile; the leading byte offset (bits 16-29) 1 for K-major, the MN block stride 8192 >> 4 for MN-major
+  const lbo = (mn: boolean) => (mn ? MN_BOX_BYTES >> 4 : 1) << 16;
   const aLo0 = k.reg('u32', 'alo0'), bLo0 = k.reg('u32', 'blo0'), descHi = k.reg('u32', 'deschi');
-  k.emit(`mad.lo.u32 ${aLo0}, ${c}, ${64 * ROW_BYTES}, ${base}`, `and.b32 ${aLo0}, ${aLo0}, 262143`, `shr.u32 ${aLo0}, ${aLo0}, 4`, `or.b32 ${aLo0}, ${aLo0}, 65536`);
-  k.emit(`add.u32 ${bLo0}, ${base}, ${bm * ROW_BYTES}`, `and.b32 ${bLo0}, ${bLo0}, 262143`, `shr.u32 ${bLo0}, ${bLo0}, 4`, `or.b32 ${bLo0}, ${bLo0}, 65536`);
+  k.emit(`mad.lo.u32 ${aLo0}, ${c}, ${64 * ROW_BYTES}, ${base}`, `and.b32 ${aLo0}, ${aLo0}, 262143`, `shr.u32 ${aLo0}, ${aLo0}, 4`, `or.b32 ${aLo0}, ${aLo0}, ${lbo(aMn)}`);
+  k.emit(`add.u32 ${bLo0}, ${base}, ${bm * ROW_BYTES}`, `and.b32 ${bLo0}, ${bLo0}, 262143`, `shr.u32 ${bLo0}, ${bLo0}, 4`, `or.b32 ${bLo0}, ${bLo0}, ${lbo(bMn)}`);
   // SBO 1024 >> 4 = 64 in bits 32-45; swizzle mode 1 (128B) in bits 62-63
   k.emit(`mov.u32 ${descHi}, ${0x40000040}`);
   const acc = k.regs('f32', 'acc', s.bn / 2);
@@ -226,9 +275,11 @@ export function gemm90(s: Gemm90Spec): Kernel {
     waitParity(fb, phase);
     k.emit(`mad.lo.u32 ${aLo}, ${stage}, ${stBytes >> 4}, ${aLo0}`, `mad.lo.u32 ${bLo}, ${stage}, ${stBytes >> 4}, ${bLo0}`);
     k.emit('wgmma.fence.sync.aligned');
+    // slice kk of the step: 32·kk bytes along a K-major row, 16·kk K rows (2048·kk bytes) of an MN-major tile
+    const slice = (mn: boolean, kk: number) => (mn ? 16 * ROW_BYTES * kk : 32 * kk) >> 4;
     for (let kk = 0; kk < GEMM90_BK / 16; kk++) {
-      k.emit(`add.u32 ${lo}, ${aLo}, ${2 * kk}`, `add.u32 ${lob}, ${bLo}, ${2 * kk}`, `mov.b64 ${da}, {${lo}, ${descHi}}`, `mov.b64 ${db}, {${lob}, ${descHi}}`);
-      k.emit(`${wgmma} {${acc.join(', ')}}, ${da}, ${db}, ${one}, 1, 1, 0, 0`);
+      k.emit(`add.u32 ${lo}, ${aLo}, ${slice(aMn, kk)}`, `add.u32 ${lob}, ${bLo}, ${slice(bMn, kk)}`, `mov.b64 ${da}, {${lo}, ${descHi}}`, `mov.b64 ${db}, {${lob}, ${descHi}}`);
+      k.emit(`${wgmma} {${acc.join(', ')}}, ${da}, ${db}, ${one}, 1, 1, ${aMn ? 1 : 0}, ${bMn ? 1 : 0}`);
     }
     k.emit('wgmma.commit_group.sync.aligned', 'wgmma.wait_group.sync.aligned 0');
     // this warp has finished reading the stage: release it to the producer
@@ -270,6 +321,23 @@ export function gemm90(s: Gemm90Spec): Kernel {
   k.emit(`bra ${end}`);
 
   // ================= producer =================
+  const copy = (dst: string, map: string, inner: string, outer: string, fb: string) =>
+    k.emit(`cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [${dst}], [${map}, {${inner}, ${outer}}], [${fb}]`);
+  /**
+   * A `rows`-row operand tile of step kcol into shared `dst`: K-major, one box (inner coordinate the
+   * K column); MN-major, rows/64 boxes of 64 × 64 (inner coordinate the row), 8 KB apart.
+   */
+  const copyTile = (mn: boolean, rows: number, dst: string, map: string, row0: string, kcol: string, fb: string) => {
+    if (!mn) return copy(dst, map, kcol, row0, fb);
+    const d = k.reg('u32', 'boxdst'), r = k.reg('u32', 'boxrow');
+    for (let j = 0; j < rows / MN_BOX; j++) {
+      if (j === 0) copy(dst, map, row0, kcol, fb);
+      else {
+        k.emit(`add.u32 ${d}, ${dst}, ${j * MN_BOX_BYTES}`, `add.u32 ${r}, ${row0}, ${j * MN_BOX}`);
+        copy(d, map, r, kcol, fb);
+      }
+    }
+  };
   k.place(producer);
   k.comment('producer: warpgroup 0, one thread issues the bulk tensor copies');
   if (rebalance) k.emit('setmaxnreg.dec.sync.aligned.u32 40');
@@ -286,8 +354,8 @@ export function gemm90(s: Gemm90Spec): Kernel {
     waitParity(eb, par);
     k.emit(`mad.lo.u32 ${fb}, ${stage}, 8, ${full}`, `mbarrier.arrive.expect_tx.shared::cta.b64 _, [${fb}], ${stBytes}`);
     k.emit(`mad.lo.u32 ${sa}, ${stage}, ${stBytes}, ${base}`, `add.u32 ${sb}, ${sa}, ${bm * ROW_BYTES}`, `shl.b32 ${kcol}, ${kb}, 6`);
-    k.emit(`cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [${sa}], [${tmx}, {${kcol}, ${m0}}], [${fb}]`);
-    k.emit(`cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [${sb}], [${tmw}, {${kcol}, ${n0}}], [${fb}]`);
+    copyTile(aMn, bm, sa, tmx, m0, kcol, fb);
+    copyTile(bMn, s.bn, sb, tmw, n0, kcol, fb);
     advance();
     k.emit(`add.u32 ${kb}, ${kb}, 1`, `bra ${top}`);
     k.place(out);
