@@ -44,11 +44,13 @@ export type Arg =
   /** A u32 parameter fixed at lowering (a GEMM's N and K). */
   | { kind: 'u32'; value: number }
   /**
-   * A tensor map (passed by value, 128 bytes) over the matrix at `of` (a buffer or a weight):
-   * `rows` ('T': the call's tokens) × k elements, described as the Hopper GEMM reads its operand
-   * `operand` (gemm-sm90.ts gemm90TensorMap). Made when the launch is prepared: it holds the address.
+   * A tensor map (passed by value, 128 bytes) over the matrix at `of` (a buffer or a weight) whose
+   * non-K extent is `rows` (M for x, N for w) and reduction extent `k` (either 'T': the call's
+   * tokens; k is T for a weight gradient, layout 'xtw'), described as the Hopper GEMM reads its
+   * operand `operand` in gemm.layout (gemm-sm90.ts gemm90TensorMap). Made when the launch is
+   * prepared: it holds the address.
    */
-  | { kind: 'tmap'; of: Arg; rows: 'T' | number; k: number; operand: 'x' | 'w'; gemm: Gemm90Spec };
+  | { kind: 'tmap'; of: Arg; rows: 'T' | number; k: 'T' | number; operand: 'x' | 'w'; gemm: Gemm90Spec };
 
 export interface Launch {
   kernel: string;

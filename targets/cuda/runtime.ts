@@ -182,7 +182,7 @@ export class CudaModel {
         case 'u32': return { type: 'u32', value: a.value };
         case 'tmap': {
           // a map needs every dimension >= 1: with K = 0 it is never read, so describe one column
-          const map = gemm90TensorMap(a.gemm, a.operand, address(a.of), a.rows === 'T' ? T : a.rows, Math.max(a.k, 1));
+          const map = gemm90TensorMap(a.gemm, a.operand, address(a.of), a.rows === 'T' ? T : a.rows, Math.max(a.k === 'T' ? T : a.k, 1));
           return { type: 'tmap', value: this.cuda.tensorMapEncodeTiled(map) };
         }
       }

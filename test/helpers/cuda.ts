@@ -24,7 +24,9 @@ export function fn(k: Kernel, arch?: CudaArch | 'sm_90a') {
 /**
  * A launcher of the Hopper GEMM (gemm-sm90.ts) on device buffers: the tensor maps made once, the
  * function's shared-memory limit raised, a persistent grid of one CTA per multiprocessor.
- * x: m × pad8(k), w: n × pad8(k) in spec.dtype; y: m × pad8(n) in spec.out. Nothing to do when m or n is 0.
+ * x and w in spec.dtype as spec.layout stores them (gemm-sm90.ts header: 'xwt' x m × pad8(k), w n × pad8(k);
+ * 'xw' w k × pad8(n); 'xtw' x k × pad8(m), w k × pad8(n)); gemm90TensorMap knows each operand's map
+ * from m (x's rows) or n (w's) and k. y: m × pad8(n) in spec.out. Nothing to do when m or n is 0.
  */
 export function gemm90Launcher(spec: Gemm90Spec, y: DevicePtr, x: DevicePtr, w: DevicePtr, m: number, n: number, k: number): (stream?: CudaStream | null) => void {
   if (m === 0 || n === 0) return () => {};
