@@ -38,6 +38,25 @@ export function gemmLayoutReference(layout: GemmLayout, x: Float32Array, w: Floa
   return gemmReference(xm, wn, m, n, k);
 }
 
+/**
+ * Row i of gemmLayoutReference, read straight from x and w as stored (no transposed copies, one
+ * row's work): the spot check of a full-size product.
+ */
+export function gemmLayoutRowReference(layout: GemmLayout, x: Float32Array, w: Float32Array, i: number, m: number, n: number, k: number): { y: Float64Array; mag: Float64Array } {
+  const y = new Float64Array(n), mag = new Float64Array(n);
+  for (let j = 0; j < n; j++) {
+    let s = 0, a = 0;
+    for (let c = 0; c < k; c++) {
+      const p = x[layout === 'xtw' ? c * m + i : i * k + c]! * w[layout === 'xwt' ? j * k + c : c * n + j]!;
+      s += p;
+      a += Math.abs(p);
+    }
+    y[j] = s;
+    mag[j] = a;
+  }
+  return { y, mag };
+}
+
 export const silu64 = (g: number): number => g / (1 + Math.exp(-g));
 
 /**

@@ -1,16 +1,20 @@
-// The Hopper GEMM generator (targets/cuda/ptx/gemm-sm90.ts), Y = X·Wᵀ with wgmma and TMA:
+// The Hopper GEMM generator (targets/cuda/ptx/gemm-sm90.ts), Y = X·Wᵀ ('xwt'), X·W ('xw') and Xᵀ·W
+// ('xtw') with wgmma and TMA:
 // - without a GPU: every configuration assembles with ptxas for sm_90a with no local memory and
-//   no ignored setmaxnreg, and the text is deterministic;
+//   no ignored setmaxnreg, the text is deterministic, each layout's operands get the transpose
+//   immediates, descriptors and tensor maps worked out by hand, and a stage's expect_tx equals the
+//   bytes of the boxes its copies bring;
 // - on a Hopper GPU (compute capability 9.x; skipped elsewhere): random X, W at awkward M, N, K
 //   (tails in every dimension, K not a multiple of 8 or of the 64-wide step, K = 0, more tiles than
 //   multiprocessors so CTAs loop, more row tiles than the grouped order's group), NaN-poisoned Y,
-//   against a float64 product of the same rounded inputs computed here; the 'accumulate' epilogue
-//   on a random Y0 against Y0 + that product (Y0's row padding must stay as it was).
+//   against a float64 product of the same rounded inputs computed here (gemm-check.ts, from the
+//   operands as each layout stores them); the 'accumulate' epilogue on a random Y0 against Y0 +
+//   that product (Y0's row padding must stay as it was).
 import test from 'ava';
-import { gemm90, GEMM90_DEFAULT, type Gemm90Spec } from '../../targets/cuda/ptx/gemm-sm90.js';
+import { gemm90, GEMM90_DEFAULT, gemm90TensorMap, type Gemm90Spec } from '../../targets/cuda/ptx/gemm-sm90.js';
 import { decodeToF32 } from '../../src/util/dtype.js';
 import { cuda, download, freeAll, gemm90Launcher, pad8, padF32, poisoned, randomF32, rng, unpadF32, upload, weight } from '../helpers/cuda.js';
-import { compareGemm, gemmReference } from '../helpers/gemm-check.js';
+import { compareGemm, gemmLayoutReference, gemmLayoutRowReference, gemmReference } from '../helpers/gemm-check.js';
 import { findPtxas, hopperDeviceRequirement, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
 import { assemblePtx, NO_LOCAL_MEMORY } from '../helpers/ptxas.js';
 
@@ -21,8 +25,16 @@ const CONFIGS: Gemm90Spec[] = [
   { dtype: 'bf16', out: 'f32', consumers: 2, bn: 128, stages: 5 },
   { dtype: 'f16', out: 'f32', consumers: 1, bn: 64, stages: 3 }, // one consumer: no setmaxnreg
   { dtype: 'bf16', out: 'f32', ...GEMM90_DEFAULT, epilogue: 'accumulate' }, // Y += X·Wᵀ (the residual linears)
+  // the training layouts: W [K, N] N-major ('xw': dX = dY·W), and X [K, M] M-major too ('xtw': dW = dYᵀ·X)
+  { dtype: 'bf16', out: 'f32', ...GEMM90_DEFAULT, layout: 'xw' },
+  { dtype: 'bf16', out: 'f32', ...GEMM90_DEFAULT, layout: 'xtw' },
+  { dtype: 'f16', out: 'f32', consumers: 2, bn: 128, stages: 5, layout: 'xw' },
+  { dtype: 'f16', out: 'f32', consumers: 1, bn: 64, stages: 3, layout: 'xtw' }, // one box of A and of B a stage
+  { dtype: 'bf16', out: 'bf16', ...GEMM90_DEFAULT, layout: 'xw' },
+  { dtype: 'bf16', out: 'f32', ...GEMM90_DEFAULT, layout: 'xtw', epilogue: 'accumulate' }, // gradient accumulation
 ];
-const label = (s: Gemm90Spec) => `${s.dtype}->${s.out} ${64 * s.consumers}x${s.bn} s${s.stages}${s.epilogue === 'accumulate' ? ' acc' : ''}`;
+const label = (s: Gemm90Spec) =>
+  `${s.layout && s.layout !== 'xwt' ? `${s.layout} ` : ''}${s.dtype}->${s.out} ${64 * s.consumers}x${s.bn} s${s.stages}${s.epilogue === 'accumulate' ? ' acc' : ''}`;
 
 const ptxas = findPtxas();
 const ptxasTest = testsNeeding(ptxasRequirement(ptxas));
@@ -55,11 +67,75 @@ test('gemm90 text is deterministic and on the Hopper path (TMA with mbarriers, w
   t.notRegex(a.text, /ld\.global/);
 });
 
+test('gemm90 layouts: transpose immediates, MN-major descriptors (LBO 8192, slices 2048 bytes apart), one copy a 64x64 box', (t) => {
+  const wgmmaTail = (text: string) => [...text.matchAll(/wgmma\.mma_async\S+ \{[^}]*\}, %da_\d+, %db_\d+, (%one_\d+, \d, \d, \d, \d);/g)].map((m) => m[1]!.replace(/%one_\d+/, 'p'));
+  const kinds = { xwt: 'p, 1, 1, 0, 0', xw: 'p, 1, 1, 0, 1', xtw: 'p, 1, 1, 1, 1' } as const;
+  for (const layout of ['xwt', 'xw', 'xtw'] as const) {
+    const text = gemm90({ dtype: 'bf16', out: 'f32', ...GEMM90_DEFAULT, layout }).text;
+    t.deepEqual(wgmmaTail(text), Array(4).fill(kinds[layout]), layout);
+    // leading byte offset in bits 16-29 of the low word: 1 (K-major, unused) or 8192 >> 4 = 512
+    const lbo = (reg: string) => Number(new RegExp(`or\\.b32 %${reg}_\\d+, %${reg}_\\d+, (\\d+);`).exec(text)![1]) >> 16;
+    t.is(lbo('alo0'), layout === 'xtw' ? 512 : 1, layout);
+    t.is(lbo('blo0'), layout === 'xwt' ? 1 : 512, layout);
+    // the four k16 slices of a step: 32 bytes along a K-major row (2 in 16-byte units), 16 K rows of 128 bytes (128) MN-major
+    const steps = (reg: string) => [...text.matchAll(new RegExp(`add\\.u32 %${reg}_\\d+, %\\w+_\\d+, (\\d+);`, 'g'))].map((m) => Number(m[1]));
+    t.deepEqual(steps('lo'), layout === 'xtw' ? [0, 128, 256, 384] : [0, 2, 4, 6], layout);
+    t.deepEqual(steps('lob'), layout === 'xwt' ? [0, 2, 4, 6] : [0, 128, 256, 384], layout);
+  }
+  t.is(gemm90({ dtype: 'bf16', out: 'f32', ...GEMM90_DEFAULT, layout: 'xw' }).name, 'gemm90_xw_bf16_f32_m128n256k64_s4');
+  t.is(gemm90({ dtype: 'bf16', out: 'f32', ...GEMM90_DEFAULT, layout: 'xtw' }).name, 'gemm90_xtw_bf16_f32_m128n256k64_s4');
+});
+
+test('gemm90TensorMap: each operand as its layout stores it, worked by hand', (t) => {
+  const s = { dtype: 'bf16' as const, out: 'f32' as const, ...GEMM90_DEFAULT }; // BM 128, BN 256
+  const map = (layout: 'xwt' | 'xw' | 'xtw', which: 'x' | 'w', rows: number, k: number) => {
+    const m = gemm90TensorMap({ ...s, layout }, which, 0n, rows, k);
+    return { dims: m.dims, strides: m.strides, box: m.box };
+  };
+  // M = 100, N = 30, K = 13: K-major rows are pad8(13) = 16 elements (32 bytes) apart
+  t.deepEqual(map('xwt', 'x', 100, 13), { dims: [13, 100], strides: [32], box: [64, 128] });
+  t.deepEqual(map('xwt', 'w', 30, 13), { dims: [13, 30], strides: [32], box: [64, 256] });
+  t.deepEqual(map('xw', 'x', 100, 13), { dims: [13, 100], strides: [32], box: [64, 128] });
+  // W [K, N]: K rows of pad8(30) = 32 elements (64 bytes), boxes of 64 N × 64 K
+  t.deepEqual(map('xw', 'w', 30, 13), { dims: [30, 13], strides: [64], box: [64, 64] });
+  // X [K, M]: K rows of pad8(100) = 104 elements (208 bytes)
+  t.deepEqual(map('xtw', 'x', 100, 13), { dims: [100, 13], strides: [208], box: [64, 64] });
+  t.deepEqual(map('xtw', 'w', 30, 13), { dims: [30, 13], strides: [64], box: [64, 64] });
+});
+
+for (const spec of CONFIGS) {
+  test(`gemm90 ${label(spec)}: a stage's expect_tx is the bytes of the boxes its copies bring`, (t) => {
+    const text = gemm90(spec).text;
+    const boxBytes = (which: 'x' | 'w') => gemm90TensorMap(spec, which, 0n, 1, 1).box.reduce((a, b) => a * b, 2);
+    const copies = (map: string) => (text.match(new RegExp(`cp\\.async\\.bulk\\.tensor\\.2d\\S+ \\[%\\w+\\], \\[%${map}_\\d+,`, 'g')) ?? []).length;
+    const expect = Number(/mbarrier\.arrive\.expect_tx\.shared::cta\.b64 _, \[%pfb_\d+\], (\d+);/.exec(text)![1]);
+    t.is(copies('tmx') * boxBytes('x') + copies('tmw') * boxBytes('w'), expect);
+    t.is(expect, (64 * spec.consumers + spec.bn) * 128);
+  });
+}
+
+test('gemmLayoutRowReference: the rows of gemmLayoutReference, from the operands as stored', (t) => {
+  const r = rng(7), m = 5, n = 3, k = 4;
+  for (const layout of ['xwt', 'xw', 'xtw'] as const) {
+    const x = randomF32(m * k, r), w = randomF32(n * k, r);
+    const all = gemmLayoutReference(layout, x, w, m, n, k);
+    for (let i = 0; i < m; i++) {
+      const row = gemmLayoutRowReference(layout, x, w, i, m, n, k);
+      t.deepEqual([...row.y], [...all.y.subarray(i * n, (i + 1) * n)], `${layout} row ${i}`);
+      t.deepEqual([...row.mag], [...all.mag.subarray(i * n, (i + 1) * n)], `${layout} row ${i}`);
+    }
+  }
+  // xtw by hand: x = [[1, 3], [2, 4]] stored K × M is X = [[1, 2], [3, 4]]; W [K, N] = [[1, 0, 2], [0, 1, 3]]
+  t.deepEqual([...gemmLayoutRowReference('xtw', Float32Array.of(1, 3, 2, 4), Float32Array.of(1, 0, 2, 0, 1, 3), 1, 2, 3, 2).y], [3, 4, 18]);
+});
+
 test('gemm90 rejects configurations it cannot build', (t) => {
   t.throws(() => gemm90({ dtype: 'bf16', out: 'f32', consumers: 2, bn: 264, stages: 4 }), { message: /multiple of 16 up to 256/ });
   t.throws(() => gemm90({ dtype: 'bf16', out: 'f32', consumers: 2, bn: 256, stages: 5 }), { message: /227 KB/ });
   t.throws(() => gemm90({ dtype: 'bf16', out: 'f32', consumers: 4, bn: 128, stages: 2 }), { message: /consumer warpgroups/ });
   t.throws(() => gemm90({ dtype: 'bf16', out: 'bf16', ...GEMM90_DEFAULT, epilogue: 'accumulate' }), { message: /accumulate needs an f32 Y/ });
+  t.throws(() => gemm90({ dtype: 'bf16', out: 'f32', consumers: 2, bn: 96, stages: 4, layout: 'xw' }), { message: /bn a multiple of 64/ });
+  t.notThrows(() => gemm90({ dtype: 'bf16', out: 'f32', consumers: 2, bn: 96, stages: 4 }));
 });
 
 test('the float64 reference: a product worked by hand, and the check catches NaN and a wrong element', (t) => {
@@ -89,12 +165,13 @@ for (const spec of CONFIGS) {
     const seed = nextSeed++;
     hopperTest.serial(`gemm90 ${label(spec)}: M=${m} N=${n} K=${k} vs float64`, (t) => {
       t.teardown(freeAll);
-      const r = rng(seed);
-      const x = weight(randomF32(m * k, r), m, k, spec.dtype);
-      const w = weight(randomF32(n * k, r), n, k, spec.dtype);
+      const r = rng(seed), layout = spec.layout ?? 'xwt';
+      // stored as the layout says: x [M, K] or (xtw) [K, M]; w [N, K] or (xw, xtw) [K, N]; rows padded to pad8
+      const x = layout === 'xtw' ? weight(randomF32(m * k, r), k, m, spec.dtype) : weight(randomF32(m * k, r), m, k, spec.dtype);
+      const w = layout === 'xwt' ? weight(randomF32(n * k, r), n, k, spec.dtype) : weight(randomF32(n * k, r), k, n, spec.dtype);
       const ld = pad8(n);
       let got: Float32Array;
-      const want = gemmReference(x.exact, w.exact, m, n, k);
+      const want = gemmLayoutReference(layout, x.exact, w.exact, m, n, k);
       if (spec.epilogue === 'accumulate') {
         // Y0 random in the columns, 7 in the row padding (which must stay untouched)
         const y0 = randomF32(m * n, r), padded = padF32(y0, m, n);
