@@ -17,8 +17,8 @@ if [[ $what == all || $what == check ]]; then
 fi
 if [[ $what == all || $what == gemm ]]; then
   step "gemm: the tensor-core GEMMs (sm_80, and sm_90a on Hopper) vs cuBLAS on issue 16's shapes"
-  python3 bench/gpu/torch_gemm.py --out "$out/torch_gemm.json" 2>&1 | tail -5 || status=1
-  node dist/bench/gpu/gemm.js --torch "$out/torch_gemm.json" --out "$out/gemm.json" 2>&1 | tail -24 || status=1
+  python3 bench/gpu/torch_gemm.py --out "$out/torch_gemm.json" 2>&1 | tail -8 || status=1
+  node dist/bench/gpu/gemm.js --torch "$out/torch_gemm.json" --out "$out/gemm.json" 2>&1 | tail -40 || status=1
 fi
 if [[ $what == all || $what == sanitize ]]; then
   step "compute-sanitizer: a prefill of the 1B preset (GEMMs, flash attention) and a decode step after it (memcheck)"
