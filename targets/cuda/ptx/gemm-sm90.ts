@@ -10,15 +10,16 @@
 // Structure. A persistent grid: CTA b computes the output tiles b, b + gridDim, ... (BM×BN each,
 // BM = 64·consumers) in a grouped order (GROUP_M row tiles at a time, so the CTAs running at once
 // share X and W tiles in L2). Warpgroup 0 is the producer: one thread issues, for each 64-wide K
-// step, two bulk tensor copies (TMA) into a ring of `stages` shared-memory stages. Warpgroups
+// step, the bulk tensor copies (TMA) of the X and W tiles (one box each when K-major, one a 64-wide
+// block when MN-major: below) into a ring of `stages` shared-memory stages. Warpgroups
 // 1..consumers each own 64 rows of the tile and multiply with wgmma.mma_async m64nBNk16 reading both
 // operands from shared memory; the accumulators (BN/2 f32 a thread) stay in registers, and the
 // epilogue stores them straight to global memory. setmaxnreg moves registers from the producer
 // to the consumers.
 //
 // Barriers (mbarrier, one 8-byte word each, per stage s):
-//   full[s]  count 1: the producer's arrive.expect_tx(stage bytes); the two copies complete_tx the
-//            bytes. Consumers wait for its phase.
+//   full[s]  count 1: the producer's arrive.expect_tx(stage bytes); the stage's copies complete_tx
+//            the bytes. Consumers wait for its phase.
 //   empty[s] count 4·consumers: lane 0 of every consumer warp arrives once its wgmma reading the
 //            stage have completed (wgmma.wait_group 0). The producer waits for it before refilling.
 // Phases: stage use number u (u-th time round the ring, from 0) completes phase u of full[s]; a
@@ -31,11 +32,12 @@
 // and 'xw', w of 'xwt') as K × rows (inner dimension K, row stride pad8(K)·2 bytes) and an MN-major
 // one ([K, ·] as stored: w of 'xw'/'xtw', x of 'xtw') as rows × K (inner dimension M or N, row stride
 // pad8(M or N)·2 bytes), rows being M for x and N for w; a box reaching past M, N or K is zero-filled
-// by the copy engine, and complete_tx still counts the whole box, so M, N, K need no multiple and no
-// row padding is ever read. Stores are guarded against M and N. K = 0 stores zeros.
+// by the copy engine (also one wholly past M or N: an MN-major tile's later boxes when M or N is
+// small), and complete_tx still counts the whole box, so M, N, K need no multiple and no row
+// padding is ever read. Stores are guarded against M and N. K = 0 stores zeros.
 //
-// Shared layout (128-byte swizzle). A stage is the X tile (BM rows) then the W tile (BN rows), 128
-// bytes (64 elements) a row, as the copy writes it with CU_TENSOR_MAP_SWIZZLE_128B: the 16-byte
+// Shared layout (128-byte swizzle). A stage is the X tile (BM·128 bytes) then the W tile (BN·128).
+// A K-major tile is BM (BN) rows of 128 bytes (64 K elements), as the copy writes it with CU_TENSOR_MAP_SWIZZLE_128B: the 16-byte
 // chunk c of row r lands at chunk c ^ (r % 8), the pattern taken from address bits, so every tile
 // starts 1024-byte aligned. That is wgmma's K-major 128B-swizzle canonical layout: in the matrix
 // descriptor (PTX ISA "Matrix Descriptor Format"), start address >> 4 in bits 0-13, leading byte
