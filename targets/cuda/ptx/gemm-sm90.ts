@@ -32,9 +32,9 @@
 // and 'xw', w of 'xwt') as K × rows (inner dimension K, row stride pad8(K)·2 bytes) and an MN-major
 // one ([K, ·] as stored: w of 'xw'/'xtw', x of 'xtw') as rows × K (inner dimension M or N, row stride
 // pad8(M or N)·2 bytes), rows being M for x and N for w; a box reaching past M, N or K is zero-filled
-// by the copy engine (also one wholly past M or N: an MN-major tile's later boxes when M or N is
-// small), and complete_tx still counts the whole box, so M, N, K need no multiple and no row
-// padding is ever read. Stores are guarded against M and N. K = 0 stores zeros.
+// by the copy engine, and complete_tx still counts the whole box, so M, N, K need no multiple and no
+// row padding is ever read. (No box lies wholly outside: an MN-major tile's later boxes are moved
+// back to start at M − 1 or N − 1 when M or N is small, copyTile below.) Stores are guarded against M and N. K = 0 stores zeros.
 //
 // Shared layout (128-byte swizzle). A stage is the X tile (BM·128 bytes) then the W tile (BN·128).
 // A K-major tile is BM (BN) rows of 128 bytes (64 K elements), as the copy writes it with CU_TENSOR_MAP_SWIZZLE_128B: the 16-byte
@@ -327,15 +327,20 @@ export function gemm90(s: Gemm90Spec): Kernel {
     k.emit(`cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [${dst}], [${map}, {${inner}, ${outer}}], [${fb}]`);
   /**
    * A `rows`-row operand tile of step kcol into shared `dst`: K-major, one box (inner coordinate the
-   * K column); MN-major, rows/64 boxes of 64 × 64 (inner coordinate the row), 8 KB apart.
+   * K column); MN-major, rows/64 boxes of 64 × 64 (inner coordinate the row), 8 KB apart. A box
+   * that would start at or past `extent` (M or N: a small matrix's later blocks) starts at extent − 1
+   * instead, so no copy lies wholly outside the tensor (each is at least partly inside, as every
+   * copy of 'xwt' is) and its bytes surely count; what it brings sits in rows (columns) of the tile
+   * past M (N), whose outputs are never stored, so the values there do not matter.
    */
-  const copyTile = (mn: boolean, rows: number, dst: string, map: string, row0: string, kcol: string, fb: string) => {
+  const copyTile = (mn: boolean, rows: number, dst: string, map: string, row0: string, kcol: string, extent: string, fb: string) => {
     if (!mn) return copy(dst, map, kcol, row0, fb);
-    const d = k.reg('u32', 'boxdst'), r = k.reg('u32', 'boxrow');
+    const d = k.reg('u32', 'boxdst'), r = k.reg('u32', 'boxrow'), last = k.reg('u32', 'lastrow');
+    if (rows > MN_BOX) k.emit(`sub.u32 ${last}, ${extent}, 1`);
     for (let j = 0; j < rows / MN_BOX; j++) {
-      if (j === 0) copy(dst, map, row0, kcol, fb);
+      if (j === 0) copy(dst, map, row0, kcol, fb); // row0 < extent: the tile exists
       else {
-        k.emit(`add.u32 ${d}, ${dst}, ${j * MN_BOX_BYTES}`, `add.u32 ${r}, ${row0}, ${j * MN_BOX}`);
+        k.emit(`add.u32 ${d}, ${dst}, ${j * MN_BOX_BYTES}`, `add.u32 ${r}, ${row0}, ${j * MN_BOX}`, `min.u32 ${r}, ${r}, ${last}`);
         copy(d, map, r, kcol, fb);
       }
     }
@@ -356,8 +361,8 @@ export function gemm90(s: Gemm90Spec): Kernel {
     waitParity(eb, par);
     k.emit(`mad.lo.u32 ${fb}, ${stage}, 8, ${full}`, `mbarrier.arrive.expect_tx.shared::cta.b64 _, [${fb}], ${stBytes}`);
     k.emit(`mad.lo.u32 ${sa}, ${stage}, ${stBytes}, ${base}`, `add.u32 ${sb}, ${sa}, ${bm * ROW_BYTES}`, `shl.b32 ${kcol}, ${kb}, 6`);
-    copyTile(aMn, bm, sa, tmx, m0, kcol, fb);
-    copyTile(bMn, s.bn, sb, tmw, n0, kcol, fb);
+    copyTile(aMn, bm, sa, tmx, m0, kcol, M, fb);
+    copyTile(bMn, s.bn, sb, tmw, n0, kcol, N, fb);
     advance();
     k.emit(`add.u32 ${kb}, ${kb}, 1`, `bra ${top}`);
     k.place(out);
