@@ -8,7 +8,8 @@
 // are needed for decoding, so "2048" prefills 2048 − NEW tokens: the floor uses the mean context of
 // the decoded tokens.
 // Usage: node dist/bench/gpu/decode-context.js --model DIR --torch OUT/torch_ffn.json --out OUT/decode-context.json
-//        [--contexts 16,512,1024,2048] [--new 32] [--runs 5]
+//        [--contexts 16,512,1024,2048] [--new 32] [--runs 5] [--configs 0,1,2,3 (indices into the list below)]
+// MOCC_CUDA_SPLIT_BLOCKS=N lowers the split attention for N blocks per query row (its sweep).
 import { readFileSync, writeFileSync } from 'node:fs';
 import { loadModel } from '../../driver/load.js';
 import { createCudaSession } from '../../targets/cuda/index.js';
@@ -33,7 +34,8 @@ const configs: [string, 'dense' | { k: number }, KvCacheOption, boolean][] = [
 ];
 
 const results: Record<string, unknown>[] = [];
-for (const [label, selection, kvCache, baseline] of configs) {
+const chosen = arg('--configs')?.split(',').map(Number) ?? configs.map((_, i) => i);
+for (const [label, selection, kvCache, baseline] of chosen.map((i) => configs[i]!)) {
   const m = loadModel(dir, { selection });
   const s = createCudaSession(m, { kvCache, baseline });
   const spec = m.spec, cap = s.m.program.kvCache.capacity, dtype = s.m.program.kvCache.dtype;
@@ -61,7 +63,7 @@ for (const [label, selection, kvCache, baseline] of configs) {
     const kvBytes = kvBytesPerToken(spec, meanPositions, dtype);
     const floor = torch ? (torch.copyBandwidthTBs * 1e12) / (weightBytes + kvBytes) : null;
     const tps = runs[Math.floor(runs.length / 2)]!;
-    results.push({ label, kvCache: dtype, context, prefillTokens: prefill, meanPositions, tokensPerSecond: tps, runs, prefillSecondsMedian: prefillSeconds[Math.floor(RUNS / 2)], weightBytesPerToken: weightBytes, kvBytesPerToken: kvBytes, floorTokensPerSecond: floor, fractionOfFloor: floor ? tps / floor : null });
+    results.push({ label, kvCache: dtype, splitBlocks: Number(process.env.MOCC_CUDA_SPLIT_BLOCKS) || null, context, prefillTokens: prefill, meanPositions, tokensPerSecond: tps, runs, prefillSecondsMedian: prefillSeconds[Math.floor(RUNS / 2)], weightBytesPerToken: weightBytes, kvBytesPerToken: kvBytes, floorTokensPerSecond: floor, fractionOfFloor: floor ? tps / floor : null });
     console.log(`  ${label.padEnd(26)} ${dtype.padEnd(4)} context ${String(prefill).padStart(4)}: ${tps.toFixed(1)} tok/s  (floor ${floor?.toFixed(0) ?? 'n/a'}, ${floor ? (100 * tps / floor).toFixed(0) : '?'}%; KV ${(kvBytes / 2 ** 20).toFixed(0)} MiB a token)`);
   }
   m.close();

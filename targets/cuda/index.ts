@@ -39,8 +39,8 @@ export function wgmmaWanted(computeCapability: readonly [number, number], env: N
  * an f32 cache, the one-block-per-head decode attention), which benchmarks keep to compare against.
  * kvCache forces the cache's element type (default 'auto': the K/V weights' 16-bit type, else f32).
  */
-export function sessionLowerOptions(o: { baseline?: boolean; warm: boolean; wgmma: boolean; kvCache?: KvCacheOption }): LowerOptions {
-  if (!o.baseline) return { warm: o.warm, kvCache: o.kvCache, wgmma: o.wgmma };
+export function sessionLowerOptions(o: { baseline?: boolean; warm: boolean; wgmma: boolean; kvCache?: KvCacheOption; decodeBlocks?: number }): LowerOptions {
+  if (!o.baseline) return { warm: o.warm, kvCache: o.kvCache, wgmma: o.wgmma, ...(o.decodeBlocks ? { decodeBlocks: o.decodeBlocks } : {}) };
   return { warm: o.warm, kvCache: o.kvCache ?? 'f32', prefill: false, decodeAttention: 'single' };
 }
 
@@ -52,7 +52,9 @@ export function createCudaSession(model: RunnableModel, options: { kvCache?: KvC
   const c = cudaContext();
   const baseline = options.baseline ?? false;
   const wgmma = !baseline && wgmmaWanted(c.device.computeCapability);
-  const lower = sessionLowerOptions({ baseline, warm, wgmma, ...(options.kvCache ? { kvCache: options.kvCache } : {}) });
+  // MOCC_CUDA_SPLIT_BLOCKS: the split decode attention's blocks per query row, for the benchmark's sweep
+  const decodeBlocks = Number(process.env.MOCC_CUDA_SPLIT_BLOCKS) || undefined;
+  const lower = sessionLowerOptions({ baseline, warm, wgmma, decodeBlocks, ...(options.kvCache ? { kvCache: options.kvCache } : {}) });
   return new CudaSession(new CudaModel(c, lowerToCuda(model.graph, model.spec, lower), model));
 }
 

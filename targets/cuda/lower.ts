@@ -59,6 +59,8 @@ export interface LowerOptions {
    * cache only; with a 16-bit cache 'split' is used anyway).
    */
   decodeAttention?: 'split' | 'single';
+  /** The split decode attention's blocks per query row (DecodeAttentionSpec.blocks); default decode-attention.ts's. */
+  decodeBlocks?: number;
   /**
    * The prefill program's linears Y (+)= X·Wᵀ with an f32 Y run on the Hopper GEMM (gemm-sm90.ts:
    * wgmma, TMA; an sm_90a module, compute capability 9.0 only) instead of gemm.ts's (see
@@ -338,7 +340,7 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
           return;
         }
         // flash-decoding: partial softmax per chunk of cached positions, then their merge (decode-attention.ts)
-        const da: DecodeAttentionSpec = { heads, kvHeads: kvh, hd, cache: kvDtype, capacity: spec.maxSeqLen };
+        const da: DecodeAttentionSpec = { heads, kvHeads: kvh, hd, cache: kvDtype, capacity: spec.maxSeqLen, ...(options.decodeBlocks ? { blocks: options.decodeBlocks } : {}) };
         const splits = splitLayout(da).splits;
         const part: Arg = { kind: 'buf', id: newBuf(partialWidth(hd), 'f32', heads * splits) };
         launch({ kernel: use(attentionSplit(da)), grid: [heads, splits, 'T'], block: SPLIT_THREADS, args: [part, q, kCache, vCache, { kind: 'pos' }] }, n);

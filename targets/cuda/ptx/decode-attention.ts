@@ -27,12 +27,20 @@ export interface DecodeAttentionSpec {
   cache: KvDType;
   /** Rows of the caches (the model's context). */
   capacity: number;
+  /** Blocks per query row the split aims at (default TARGET_BLOCKS); S = that / heads, a power of two. */
+  blocks?: number;
 }
 
 export const SPLIT_WARPS = 4;
 export const SPLIT_THREADS = 32 * SPLIT_WARPS;
-/** Blocks per query row the split aims at: about 4 per SM of an H100 (132), all resident at once. */
-const TARGET_BLOCKS = 512;
+/**
+ * Blocks per query row the split aims at: about 4 per SM of an H100 (132), all resident at once.
+ * Measured on the H100 (session 12, with an L2 prefetch of the chunk before gridSync, since
+ * removed: it made the step slower at every setting), 1B dense at 1024 / 2016 tokens of context:
+ * 512 blocks 606 / 559 tok/s, 1024 blocks 652 / 594, 2048 blocks 670 / 575. MOCC_CUDA_SPLIT_BLOCKS
+ * sets it for such sweeps (targets/cuda/index.ts).
+ */
+export const TARGET_BLOCKS = 512;
 const MAX_SPLITS = 64;
 
 /** How a split block reads a head's rows. */
@@ -67,7 +75,7 @@ export function splitLayout(s: DecodeAttentionSpec): SplitLayout {
   const rowsPerWarp = 32 / lanes;
   const granule = SPLIT_WARPS * rowsPerWarp;
   let splits = 1;
-  while (splits * s.heads < TARGET_BLOCKS && splits < MAX_SPLITS) splits *= 2;
+  while (splits * s.heads < (s.blocks ?? TARGET_BLOCKS) && splits < MAX_SPLITS) splits *= 2;
   splits = Math.max(1, Math.min(splits, Math.ceil(s.capacity / granule)));
   return { vecLen, nvec, lanes, vecsPerLane, rowsPerWarp, granule, unroll: Math.max(1, Math.floor(4 / vecsPerLane)), splits };
 }

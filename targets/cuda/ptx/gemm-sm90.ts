@@ -34,7 +34,7 @@
 // pad8(M or N)·2 bytes), rows being M for x and N for w; a box reaching past M, N or K is zero-filled
 // by the copy engine, and complete_tx still counts the whole box, so M, N, K need no multiple and no
 // row padding is ever read. (No box lies wholly outside: an MN-major tile's later boxes are moved
-// back to start at M − 1 or N − 1 when M or N is small, copyTile below.) Stores are guarded against M and N. K = 0 stores zeros.
+// back to start at the last multiple of 8 below M or N when M or N is small, copyTile below.) Stores are guarded against M and N. K = 0 stores zeros.
 //
 // Shared layout (128-byte swizzle). A stage is the X tile (BM·128 bytes) then the W tile (BN·128).
 // A K-major tile is BM (BN) rows of 128 bytes (64 K elements), as the copy writes it with CU_TENSOR_MAP_SWIZZLE_128B: the 16-byte
@@ -328,15 +328,18 @@ export function gemm90(s: Gemm90Spec): Kernel {
   /**
    * A `rows`-row operand tile of step kcol into shared `dst`: K-major, one box (inner coordinate the
    * K column); MN-major, rows/64 boxes of 64 × 64 (inner coordinate the row), 8 KB apart. A box
-   * that would start at or past `extent` (M or N: a small matrix's later blocks) starts at extent − 1
-   * instead, so no copy lies wholly outside the tensor (each is at least partly inside, as every
+   * that would start at or past `extent` (M or N: a small matrix's later blocks) starts at the last
+   * multiple of 8 below extent instead (the H100 raised CUDA_ERROR_ILLEGAL_INSTRUCTION at extent − 1,
+   * in every test whose N − 1 or M − 1 was not a multiple of 8: the inner coordinate of a swizzled
+   * box must be 16-byte aligned; session 12), so no copy lies wholly outside the tensor (each is at least partly inside, as every
    * copy of 'xwt' is) and its bytes surely count; what it brings sits in rows (columns) of the tile
    * past M (N), whose outputs are never stored, so the values there do not matter.
    */
   const copyTile = (mn: boolean, rows: number, dst: string, map: string, row0: string, kcol: string, extent: string, fb: string) => {
     if (!mn) return copy(dst, map, kcol, row0, fb);
     const d = k.reg('u32', 'boxdst'), r = k.reg('u32', 'boxrow'), last = k.reg('u32', 'lastrow');
-    if (rows > MN_BOX) k.emit(`sub.u32 ${last}, ${extent}, 1`);
+    // the last 16-byte-aligned row (8 elements) below extent: a box's inner coordinate must be 16-byte aligned
+    if (rows > MN_BOX) k.emit(`sub.u32 ${last}, ${extent}, 1`, `and.b32 ${last}, ${last}, -8`);
     for (let j = 0; j < rows / MN_BOX; j++) {
       if (j === 0) copy(dst, map, row0, kcol, fb); // row0 < extent: the tile exists
       else {
