@@ -71,13 +71,16 @@ export interface LowerOptions {
 }
 
 /**
- * The Hopper GEMM for a prefill linear in gemm.ts's 'xwt' layout, or undefined to keep gemm.ts's:
- * only when options.wgmma asks for it, and only the epilogues gemm-sm90.ts has for an f32 Y
- * ('store', 'accumulate').
+ * The Hopper GEMM for a prefill GEMM in gemm.ts's layout `layout` ('xwt': a linear; 'xw': the MoC
+ * down projection over W_downᵀ), or undefined to keep gemm.ts's: only when options.wgmma asks for
+ * it, and only the epilogues gemm-sm90.ts has for an f32 Y ('store', 'accumulate'). Its tile is
+ * GEMM90_DEFAULT on every shape: the gemm bench (session 12, H100) measured 128×256 with 4 stages
+ * fastest on each of its shapes and layouts (85–94% of cuBLAS), 128×128 with 6 stages 8–20 points
+ * behind.
  */
-export function hopperGemm(options: LowerOptions, dtype: 'bf16' | 'f16', epilogue: GemmEpilogue): Gemm90Spec | undefined {
+export function hopperGemm(options: LowerOptions, dtype: 'bf16' | 'f16', epilogue: GemmEpilogue, layout: 'xwt' | 'xw' = 'xwt'): Gemm90Spec | undefined {
   if (!options.wgmma || (epilogue !== 'store' && epilogue !== 'accumulate')) return undefined;
-  return { dtype, out: 'f32', ...GEMM90_DEFAULT, ...(epilogue === 'accumulate' ? { epilogue } : {}) };
+  return { dtype, out: 'f32', ...GEMM90_DEFAULT, ...(layout !== 'xwt' ? { layout } : {}), ...(epilogue === 'accumulate' ? { epilogue } : {}) };
 }
 
 /**
@@ -202,12 +205,13 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
     launch({ kernel: use(gemm(gs)), grid: [Math.ceil(outDim / gs.bn), { tilesOfT: gs.bm }, 1], block: gemmThreads(gs),
       args: [y, x, w, { kind: 'T' }, { kind: 'u32', value: outDim }, { kind: 'u32', value: inDim }] }, n);
   /**
-   * Y[T, outDim] (+)= X[T, inDim] · Wᵀ, W [outDim, inDim] (gemm.ts's 'xwt'), xh the 16-bit X: on
-   * the Hopper GEMM where hopperGemm says so, else gemm.ts's.
+   * Y[T, outDim] (+)= X[T, inDim] · Wᵀ, W [outDim, inDim] (gemm.ts's 'xwt'), or with layout 'xw'
+   * Y (+)= X · W, W [inDim, outDim]; xh the 16-bit X: on the Hopper GEMM where hopperGemm says so,
+   * else gemm.ts's.
    */
-  const gemmXwt = (y: Arg, xh: Arg, w: Arg, dtype: 'bf16' | 'f16', epilogue: GemmEpilogue, outDim: number, inDim: number, n: Node) => {
-    const h = hopperGemm(options, dtype, epilogue);
-    if (!h) return gemmSm80({ dtype, ...GEMM_DEFAULT, epilogue }, y, xh, w, outDim, inDim, n);
+  const gemmXwt = (y: Arg, xh: Arg, w: Arg, dtype: 'bf16' | 'f16', epilogue: GemmEpilogue, outDim: number, inDim: number, n: Node, layout: 'xwt' | 'xw' = 'xwt') => {
+    const h = hopperGemm(options, dtype, epilogue, layout);
+    if (!h) return gemmSm80({ dtype, ...GEMM_DEFAULT, ...(layout !== 'xwt' ? { layout } : {}), epilogue }, y, xh, w, outDim, inDim, n);
     const sizes: Arg[] = [{ kind: 'T' }, { kind: 'u32', value: outDim }, { kind: 'u32', value: inDim }];
     const k = gemm90(h);
     kernelsSm90a.set(k.name, k.text);
@@ -428,7 +432,7 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
           launch({ kernel: use(mocScatterSilu(w.dtype, f, kKeep)), grid: [Math.ceil(kKeep / SCATTER_THREADS), 'T', 1], block: SCATTER_THREADS,
             args: [{ kind: 'buf', id: z }, buf(fused.gather.inputs[0]!, n), { kind: 'buf', id: u }, idx] }, n);
           const residual = accumulateInto(i, n);
-          gemmSm80({ dtype: w.dtype, ...GEMM_DEFAULT, layout: 'xw', epilogue: residual ? 'accumulate' : 'store' }, residual ?? out(), { kind: 'buf', id: z }, w.arg, d, f, n);
+          gemmXwt(residual ?? out(), { kind: 'buf', id: z }, w.arg, w.dtype, residual ? 'accumulate' : 'store', d, f, n, 'xw');
           return;
         }
         let partial: number, slices: number;

@@ -3,7 +3,8 @@
 //   byte-for-byte check; here: the option changes no decode launch);
 // - with it, every X·Wᵀ linear of the 1B preset (Q, K, V, gate, up, logits store; O, down accumulate
 //   into the residual) is a gemm90 launch with the persistent grid, dynamic shared memory and tensor
-//   maps over the cast input and the weight; the MoC down GEMM ('xw' layout) stays on gemm.ts;
+//   maps over the cast input and the weight; the MoC down GEMM too, in the 'xw' layout over W_downᵀ
+//   ([F, d] as stored: an N-major W);
 //   the numbers below are worked by hand
 //   from the 1B shapes and gemm-sm90.ts's header (128×256 tiles, 4 stages of 64-wide K steps);
 // - the buffer plan sees a tensor map's buffer (it must outlive the GEMMs reading it through maps);
@@ -86,11 +87,19 @@ test('1B preset prefill with wgmma: every X·Wᵀ linear is a gemm90 launch with
   }
 });
 
-test('the MoC prefill up GEMM (X·W_upᵀ, stored) moves too; its down GEMM (xw) stays on gemm.ts', (t) => {
+test('the MoC prefill GEMMs move too: up (X·W_upᵀ, stored) and down (z·W_downᵀ in the xw layout, accumulated)', (t) => {
   const p = lowerToCuda(graph1B({ k: 1024 }), spec1, { wgmma: true });
-  const kinds = launches(p.prefill!.steps).filter((s) => s.kernel.startsWith('gemm')).map((s) => s.kernel.replace(/_bf16.*?(_acc)?$/, '$1'));
+  const gemms = launches(p.prefill!.steps).filter((s) => s.kernel.startsWith('gemm'));
+  const kinds = gemms.map((s) => s.kernel.replace(/_bf16.*?(_acc)?$/, '$1'));
   // Q K V, O (+residual), gate, MoC up, MoC down (xw, +residual), logits
-  t.deepEqual(kinds, ['gemm90_xwt', 'gemm90_xwt', 'gemm90_xwt', 'gemm90_xwt_acc', 'gemm90_xwt', 'gemm90_xwt', 'gemm_xw_acc', 'gemm90_xwt']);
+  t.deepEqual(kinds, ['gemm90_xwt', 'gemm90_xwt', 'gemm90_xwt', 'gemm90_xwt_acc', 'gemm90_xwt', 'gemm90_xwt', 'gemm90_xw_acc', 'gemm90_xwt']);
+  // the down GEMM: y[T, d] += z[T, F] · W_downᵀ, W_downᵀ stored [F, d]; gemm90TensorMap's rows are M
+  // for x and N for w in every layout, and its k the reduction, F
+  const down = gemms[6]!, [, x, w, , N, K] = down.args;
+  t.like(x, { kind: 'tmap', rows: 'T', k: PRESET_1B.dFfn, operand: 'x' });
+  t.like(w, { kind: 'tmap', rows: PRESET_1B.dim, k: PRESET_1B.dFfn, operand: 'w' });
+  t.like((w as Extract<Arg, { kind: 'tmap' }>).gemm, { layout: 'xw', epilogue: 'accumulate' });
+  t.deepEqual([N, K], [{ kind: 'u32', value: PRESET_1B.dim }, { kind: 'u32', value: PRESET_1B.dFfn }]);
 });
 
 test('persistent grid: min(multiprocessors, ceil(T/bm)·ceil(n/bn)), at least 1; needs the device', (t) => {
@@ -112,7 +121,7 @@ test('the buffer plan sees the buffer under a tensor map, and renames it', (t) =
 });
 
 const ptxas = findPtxas();
-testsNeeding(ptxasRequirement(ptxas))('the sm_90a kernels (store and accumulate) of the 1B preset (bf16) and stories260K Q8_0→f16 prefill assemble for sm_90a', (t) => {
+testsNeeding(ptxasRequirement(ptxas))('the sm_90a kernels (store and accumulate, xwt and the MoC down xw) of the 1B preset MoC (bf16) and stories260K Q8_0→f16 prefill assemble for sm_90a', (t) => {
   const m = loadModel(CHECKPOINTS.gguf.replace(/\.gguf$/, '.Q8_0.gguf'), { selection: 'dense', dequantTo: 'f16' });
   let stories;
   try {
@@ -120,8 +129,8 @@ testsNeeding(ptxasRequirement(ptxas))('the sm_90a kernels (store and accumulate)
   } finally {
     m.close();
   }
-  const kernels = new Map([...lowerToCuda(graph1B(), spec1, { wgmma: true }).kernelsSm90a!, ...stories.kernelsSm90a!]);
-  t.deepEqual([...kernels.keys()].sort(), ['gemm90_xwt_bf16_f32_m128n256k64_s4', 'gemm90_xwt_bf16_f32_m128n256k64_s4_acc', 'gemm90_xwt_f16_f32_m128n256k64_s4', 'gemm90_xwt_f16_f32_m128n256k64_s4_acc']);
+  const kernels = new Map([...lowerToCuda(graph1B({ k: 1024 }), spec1, { wgmma: true }).kernelsSm90a!, ...stories.kernelsSm90a!]);
+  t.deepEqual([...kernels.keys()].sort(), ['gemm90_xw_bf16_f32_m128n256k64_s4_acc', 'gemm90_xwt_bf16_f32_m128n256k64_s4', 'gemm90_xwt_bf16_f32_m128n256k64_s4_acc', 'gemm90_xwt_f16_f32_m128n256k64_s4', 'gemm90_xwt_f16_f32_m128n256k64_s4_acc']);
   const r = assemblePtx([...kernels.values()], 'sm_90a');
   t.is(r.status, 0, r.stderr);
   t.notRegex(r.stderr, /warning/i, r.stderr);
