@@ -335,8 +335,19 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
         if (prefill && hd % 8 === 0 && hd <= 128) {
           // many queries: FlashAttention-2 on tensor cores, one CTA per 64 query rows and head (flash-attention.ts)
           // over an f32 cache, the weights' 16-bit type where they have one (kvCacheDtype 'auto'): f16 rounds finer
-          const fa: FlashAttentionSpec = { heads, kvHeads: kvh, hd, cache: kvDtype, out: 'f32', lse: false, ...(kvDtype === 'f32' && kvCacheDtype(facts, 'auto') === 'f16' ? { operands: 'f16' as const } : {}) };
-          launch({ kernel: use(flashAttention(fa)), grid: [{ tilesOfT: FA_ROWS }, heads, 1], block: FA_THREADS, args: [out(), q, kCache, vCache, { kind: 'pos' }, { kind: 'T' }] }, n);
+          // Its output straight in bf16 when only GEMMs over bf16 weights read it (the O projection): it is
+          // then the 16-bit copy gemmInput would cast, one launch fewer a layer.
+          const readers = facts.readerNodes(n.name);
+          const bf16Out = readers.length > 0 && readers.every((r) => (r.op === 'linear' || r.op === 'logits') && r.inputs[0]!.name === n.name && facts.weight(r.inputs[1]!.name).dtype === 'bf16');
+          const fa: FlashAttentionSpec = { heads, kvHeads: kvh, hd, cache: kvDtype, out: bf16Out ? 'bf16' : 'f32', lse: false, ...(kvDtype === 'f32' && kvCacheDtype(facts, 'auto') === 'f16' ? { operands: 'f16' as const } : {}) };
+          let o: Arg;
+          if (bf16Out) {
+            o = { kind: 'buf', id: newBuf(width(n), 'bf16') };
+            halfOf.set(`${n.name}:bf16`, o.id);
+          } else {
+            o = out();
+          }
+          launch({ kernel: use(flashAttention(fa)), grid: [{ tilesOfT: FA_ROWS }, heads, 1], block: FA_THREADS, args: [o, q, kCache, vCache, { kind: 'pos' }, { kind: 'T' }] }, n);
           return;
         }
         if (options.decodeAttention === 'single' && kvDtype === 'f32') {
