@@ -187,6 +187,17 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
     return { x: buf(folded.src, n), norm: { arg: w.arg, dtype: w.dtype, eps: folded.eps } };
   };
 
+  /**
+   * The 16-bit type of the GEMMs that read node n's value, when every reader is a linear (or the
+   * logits) over 16-bit weights of one type and in the prefill becomes a GEMM on that type's copy of
+   * n: then n's kernel can write that copy itself (registered in halfOf) instead of f32 and a cast.
+   */
+  const gemmOnlyInput = (n: Node): 'bf16' | 'f16' | undefined => {
+    const readers = facts.readerNodes(n.name);
+    const types = new Set(readers.map((r) => ((r.op === 'linear' || r.op === 'logits') && r.inputs[0]!.name === n.name && r.inputs[1]!.kind === 'param' ? facts.weight(r.inputs[1]!.name).dtype : 'other')));
+    const [only] = types;
+    return types.size === 1 && (only === 'bf16' || only === 'f16') ? only : undefined;
+  };
   /** A 16-bit copy of operand o for the GEMMs that read it: one cast launch per value and dtype, at its first GEMM reader. */
   const halfOf = new Map<string, number>();
   const gemmInput = (o: Operand, dtype: 'bf16' | 'f16', n: Node): Arg => {
@@ -240,7 +251,11 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
       case 'rmsnorm': {
         const w = inputs.weight(n.inputs[1]!, n);
         const x = buf(n.inputs[0]!, n);
-        launch({ kernel: use(rmsnorm(w.dtype, width(n), n.attrs.eps as number)), grid: [1, 'T', 1], block: rmsnormThreads(width(n)), args: [out(), x, w.arg] }, n);
+        // in the prefill, straight in 16 bits when only GEMMs read it (the Q/K/V, gate/up and logits inputs)
+        const half = prefill ? gemmOnlyInput(n) : undefined;
+        const y: Arg = half ? { kind: 'buf', id: newBuf(width(n), half) } : out();
+        if (half) halfOf.set(`${n.name}:${half}`, (y as { id: number }).id);
+        launch({ kernel: use(rmsnorm(w.dtype, width(n), n.attrs.eps as number, half)), grid: [1, 'T', 1], block: rmsnormThreads(width(n)), args: [y, x, w.arg] }, n);
         return;
       }
       case 'linear':
@@ -337,8 +352,7 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
           // over an f32 cache, the weights' 16-bit type where they have one (kvCacheDtype 'auto'): f16 rounds finer
           // Its output straight in bf16 when only GEMMs over bf16 weights read it (the O projection): it is
           // then the 16-bit copy gemmInput would cast, one launch fewer a layer.
-          const readers = facts.readerNodes(n.name);
-          const bf16Out = readers.length > 0 && readers.every((r) => (r.op === 'linear' || r.op === 'logits') && r.inputs[0]!.name === n.name && facts.weight(r.inputs[1]!.name).dtype === 'bf16');
+          const bf16Out = gemmOnlyInput(n) === 'bf16';
           const fa: FlashAttentionSpec = { heads, kvHeads: kvh, hd, cache: kvDtype, out: bf16Out ? 'bf16' : 'f32', lse: false, ...(kvDtype === 'f32' && kvCacheDtype(facts, 'auto') === 'f16' ? { operands: 'f16' as const } : {}) };
           let o: Arg;
           if (bf16Out) {

@@ -37,13 +37,13 @@ export function embedding(dtype: WeightDType, d: number): Kernel {
 export const rmsnormThreads = (d: number): number => Math.min(1024, Math.ceil(d / 2 / 32) * 32);
 
 /** y = x · rsqrt(mean(x²) + eps) · w per row. Grid (1, T), block rmsnormThreads(d). */
-export function rmsnorm(dtype: WeightDType, d: number, eps: number): Kernel {
-  const name = `rmsnorm_${dtype}_d${d}_e${f32Imm(eps).slice(2)}`;
+export function rmsnorm(dtype: WeightDType, d: number, eps: number, out: 'f32' | 'bf16' | 'f16' = 'f32'): Kernel {
+  const name = `rmsnorm_${dtype}_d${d}_e${f32Imm(eps).slice(2)}${out === 'f32' ? '' : `_o${out}`}`;
   const nt = rmsnormThreads(d);
   const k = new KernelBuilder(name, [{ name: 'y', type: 'u64' }, { name: 'x', type: 'u64' }, { name: 'w', type: 'u64' }]);
   const y = k.ptrParam('y'), x = k.ptrParam('x'), w = k.ptrParam('w');
   const tid = k.special('%tid.x', 'tid'), t = k.special('%ctaid.y', 't');
-  const xrow = k.addr(x, t, pad8(d) * 4), yrow = k.addr(y, t, pad8(d) * 4);
+  const xrow = k.addr(x, t, pad8(d) * 4), yrow = k.addr(y, t, pad8(d) * elemBytes(out));
   const ss = k.reg('f32', 'ss'), v = k.reg('f32', 'v'), i = k.reg('u32', 'i'), p = k.reg('pred', 'p');
   k.emit(`mov.f32 ${ss}, 0f00000000`, `mov.u32 ${i}, ${tid}`);
   const l1 = k.label('sq'), d1 = k.label('sqdone');
@@ -57,7 +57,14 @@ export function rmsnorm(dtype: WeightDType, d: number, eps: number): Kernel {
   k.place(l2);
   k.emit(`setp.ge.u32 ${p}, ${i}, ${d}`, `@${p} bra ${d2}`, `ld.global.f32 ${v}, [${k.addr(xrow, i, 4)}]`);
   loadScalar(k, dtype, k.addr(w, i, elemBytes(dtype)), wv);
-  k.emit(`mul.f32 ${v}, ${v}, ${inv}`, `mul.f32 ${v}, ${v}, ${wv}`, `st.global.f32 [${k.addr(yrow, i, 4)}], ${v}`, `add.u32 ${i}, ${i}, ${nt}`, `bra ${l2}`);
+  if (out === 'f32') {
+    k.emit(`mul.f32 ${v}, ${v}, ${inv}`, `mul.f32 ${v}, ${v}, ${wv}`, `st.global.f32 [${k.addr(yrow, i, 4)}], ${v}`, `add.u32 ${i}, ${i}, ${nt}`, `bra ${l2}`);
+  } else {
+    // the 16-bit copy a prefill GEMM reads (rows of pad8(d) elements)
+    k.emit(`mul.f32 ${v}, ${v}, ${inv}`, `mul.f32 ${v}, ${v}, ${wv}`);
+    storeAs(k, out, k.addr(yrow, i, 2), v);
+    k.emit(`add.u32 ${i}, ${i}, ${nt}`, `bra ${l2}`);
+  }
   k.place(d2);
   return { name, text: k.render() };
 }
