@@ -198,6 +198,12 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
     const [only] = types;
     return types.size === 1 && (only === 'bf16' || only === 'f16') ? only : undefined;
   };
+  /** A `dtype` buffer for node n's value, registered as the 16-bit copy its GEMM readers take (gemmOnlyInput). */
+  const halfOut = (n: Node, dtype: 'bf16' | 'f16'): Arg => {
+    const id = newBuf(width(n), dtype);
+    halfOf.set(`${n.name}:${dtype}`, id);
+    return { kind: 'buf', id };
+  };
   /** A 16-bit copy of operand o for the GEMMs that read it: one cast launch per value and dtype, at its first GEMM reader. */
   const halfOf = new Map<string, number>();
   const gemmInput = (o: Operand, dtype: 'bf16' | 'f16', n: Node): Arg => {
@@ -253,8 +259,7 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
         const x = buf(n.inputs[0]!, n);
         // in the prefill, straight in 16 bits when only GEMMs read it (the Q/K/V, gate/up and logits inputs)
         const half = prefill ? gemmOnlyInput(n) : undefined;
-        const y: Arg = half ? { kind: 'buf', id: newBuf(width(n), half) } : out();
-        if (half) halfOf.set(`${n.name}:${half}`, (y as { id: number }).id);
+        const y = half ? halfOut(n, half) : out();
         launch({ kernel: use(rmsnorm(w.dtype, width(n), n.attrs.eps as number, half)), grid: [1, 'T', 1], block: rmsnormThreads(width(n)), args: [y, x, w.arg] }, n);
         return;
       }
@@ -354,13 +359,7 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
           // then the 16-bit copy gemmInput would cast, one launch fewer a layer.
           const bf16Out = gemmOnlyInput(n) === 'bf16';
           const fa: FlashAttentionSpec = { heads, kvHeads: kvh, hd, cache: kvDtype, out: bf16Out ? 'bf16' : 'f32', lse: false, ...(kvDtype === 'f32' && kvCacheDtype(facts, 'auto') === 'f16' ? { operands: 'f16' as const } : {}) };
-          let o: Arg;
-          if (bf16Out) {
-            o = { kind: 'buf', id: newBuf(width(n), 'bf16') };
-            halfOf.set(`${n.name}:bf16`, o.id);
-          } else {
-            o = out();
-          }
+          const o = bf16Out ? halfOut(n, 'bf16') : out();
           launch({ kernel: use(flashAttention(fa)), grid: [{ tilesOfT: FA_ROWS }, heads, 1], block: FA_THREADS, args: [o, q, kCache, vCache, { kind: 'pos' }, { kind: 'T' }] }, n);
           return;
         }
@@ -403,7 +402,10 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
         }
         const sm = siluMulOf.get(n.name);
         if (!sm) return fail(n, 'only silu(g)·u is supported');
-        launch({ kernel: use(elementwise('silu_mul', pad8(width(n)))), grid: [Math.ceil(pad8(width(n)) / 256), 'T', 1], block: 256, args: [out(), buf(sm.silu.inputs[0]!, n), buf(sm.other, n)] }, n);
+        // in the prefill, straight in 16 bits when only the down GEMM reads it
+        const half = prefill ? gemmOnlyInput(n) : undefined;
+        const z = half ? halfOut(n, half) : out();
+        launch({ kernel: use(elementwise('silu_mul', pad8(width(n)), half)), grid: [Math.ceil(pad8(width(n)) / 256), 'T', 1], block: 256, args: [z, buf(sm.silu.inputs[0]!, n), buf(sm.other, n)] }, n);
         return;
       }
       case 'add': {

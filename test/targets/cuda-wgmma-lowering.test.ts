@@ -79,7 +79,7 @@ test('1B preset prefill with wgmma: every X·Wᵀ linear is a gemm90 launch with
     // gate/up share one): a cast, or an RMSNorm or flash attention writing bf16 themselves
     const half = (a: Arg | undefined) => a?.kind === 'buf' && p.prefill!.buffers[a.id]!.dtype === 'bf16';
     const cast = steps.slice(0, steps.indexOf(s)).filter((c) => !c.kernel.startsWith('gemm') && half(c.args[0])).at(-1)!;
-    t.regex(cast.kernel, /^(cast_bf16_w|rmsnorm_\w+_obf16|flash_attention_\w+_obf16)/, cast.kernel);
+    t.regex(cast.kernel, /^(cast_bf16_w|rmsnorm_\w+_obf16|flash_attention_\w+_obf16|silu_mul_\w+_obf16)/, cast.kernel);
     const [y, tmx, tmw, ...sizes] = s.args;
     t.is(y!.kind, 'buf');
     if (s.kernel.endsWith('_acc')) t.deepEqual(y, residual, s.node);

@@ -459,9 +459,11 @@ export function siluTimes(k: KernelBuilder, g: string, v: string): void {
 /**
  * Elementwise over rows of `width` floats (the padded row width): 'silu_mul' z = silu(a)·b,
  * 'add' z = a + b (z may alias a). Zero padding stays zero. Grid (ceil(width/256), T), block 256.
+ * `out`: z's element type ('silu_mul' only; a 16-bit z is the input of a prefill GEMM).
  */
-export function elementwise(op: 'silu_mul' | 'add', width: number): Kernel {
-  const name = `${op}_w${width}`;
+export function elementwise(op: 'silu_mul' | 'add', width: number, out: 'f32' | 'bf16' | 'f16' = 'f32'): Kernel {
+  if (op === 'add' && out !== 'f32') throw new Error(`PTX generator bug: add with a ${out} output`);
+  const name = `${op}_w${width}${out === 'f32' ? '' : `_o${out}`}`;
   const k = new KernelBuilder(name, [{ name: 'z', type: 'u64' }, { name: 'a', type: 'u64' }, { name: 'b', type: 'u64' }]);
   const z = k.ptrParam('z'), a = k.ptrParam('a'), b = k.ptrParam('b');
   const tid = k.special('%tid.x', 'tid'), bx = k.special('%ctaid.x', 'bx'), t = k.special('%ctaid.y', 't');
@@ -470,7 +472,8 @@ export function elementwise(op: 'silu_mul' | 'add', width: number): Kernel {
   k.emit(`ld.global.f32 ${va}, [${k.addr(a, i, 4)}]`, `ld.global.f32 ${vb}, [${k.addr(b, i, 4)}]`);
   if (op === 'add') k.emit(`add.f32 ${va}, ${va}, ${vb}`);
   else siluTimes(k, va, vb); // vb ← silu(va)·vb
-  k.emit(`st.global.f32 [${k.addr(z, i, 4)}], ${op === 'add' ? va : vb}`);
+  if (out === 'f32') k.emit(`st.global.f32 [${k.addr(z, i, 4)}], ${op === 'add' ? va : vb}`);
+  else storeAs(k, out, k.addr(z, i, 2), vb);
   k.place(done);
   return { name, text: k.render() };
 }
