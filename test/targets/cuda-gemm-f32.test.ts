@@ -12,6 +12,8 @@ import { download, freeAll, pad8, poisoned, randomF32, rng, unpadF32, upload, we
 import { compareGemm, gemmReference } from '../helpers/gemm-check.js';
 import { cudaDeviceRequirement, findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
 import { assemblePtx, NO_LOCAL_MEMORY } from '../helpers/ptxas.js';
+import { PtxSim } from '../helpers/ptx-sim.js';
+import { ptxModule } from '../../targets/cuda/ptx/builder.js';
 
 const TILES: GemmF32Spec[] = [
   GEMM_F32_DEFAULT, // 64×64, 256 threads of 4×4 (the lowering's)
@@ -131,4 +133,35 @@ for (const tile of TILES.slice(0, 2)) {
       t.is(paddingWritten(raw, m, n), 0, 'padding columns written');
     });
   }
+}
+
+// ---- without a GPU: the PTX text itself, interpreted (test/helpers/ptx-sim.ts) ----
+// The generated kernel run by a small PTX interpreter on small awkward shapes: its indexing, tails,
+// stage switching and barriers, and that every global access is aligned and inside its buffer (x
+// and w allocated with exactly their rows), against the same float64 reference as on the GPU.
+for (const [tile, epilogue, m, n, k] of [
+  [GEMM_F32_DEFAULT, 'store', 5, 3, 7], [GEMM_F32_DEFAULT, 'store', 70, 65, 20], [GEMM_F32_DEFAULT, 'accumulate', 17, 72, 33],
+  [GEMM_F32_DEFAULT, 'store', 2, 9, 0], [{ bm: 32, bn: 64, tm: 4, tn: 4 }, 'store', 33, 5, 40], [{ bm: 128, bn: 64, tm: 8, tn: 4 }, 'accumulate', 3, 70, 18],
+] as const) {
+  test(`gemm f32 ${tile.bm}x${tile.bn}/t${tile.tm}x${tile.tn} ${epilogue}, interpreted: M=${m} N=${n} K=${k} vs float64`, (t) => {
+    const r = rng(1000 + m * 7 + n * 3 + k);
+    const sim = new PtxSim(1 << 22);
+    const xs = randomF32(m * k, r), ws = randomF32(n * k, r), y0 = randomF32(m * n, r);
+    const pad = (a: Float32Array, rows: number, cols: number, fill = 0) => {
+      const out = new Float32Array(rows * pad8(cols)).fill(fill);
+      for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[i * pad8(cols) + j] = a[i * cols + j]!;
+      return out;
+    };
+    const x = sim.upload(pad(xs, m, k)), w = sim.upload(pad(ws, n, k));
+    const y = sim.upload(epilogue === 'store' ? new Float32Array(m * pad8(n)).fill(NaN) : pad(y0, m, n, NaN));
+    const spec: GemmF32Spec = { ...tile, epilogue };
+    sim.launch(ptxModule([gemmF32(spec).text], 'sm_80'), gemmF32Grid(spec, m, n), gemmF32Threads(spec), [y.addr, x.addr, w.addr, m, n, k]);
+    const raw = sim.download(y, m * pad8(n));
+    const got = unpadF32(raw, m, n);
+    const want = gemmReference(xs, ws, m, n, k);
+    if (epilogue === 'accumulate') for (let i = 0; i < want.y.length; i++) (want.y[i]! += y0[i]!), (want.mag[i]! += Math.abs(y0[i]!));
+    const { bad, worst } = compareGemm(got, want, 1e-5);
+    t.is(bad, 0, `${bad} of ${got.length} elements off; worst ${worst.toExponential(2)} of the allowance`);
+    t.is(paddingWritten(raw, m, n), 0, 'padding columns written');
+  });
 }
