@@ -35,12 +35,22 @@ export function wgmmaWanted(computeCapability: readonly [number, number], env: N
 }
 
 /**
+ * Whether a model with f32 linears gets the f32 prefill program (LowerOptions.prefillF32):
+ * MOCC_CUDA_PREFILL_F32=1. Off by default until its GPU check (test/targets/cuda-prefill-f32.test.ts)
+ * has passed; then it should become the default and this switch be removed.
+ */
+export function prefillF32Wanted(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.MOCC_CUDA_PREFILL_F32 === '1';
+}
+
+/**
  * The lowering options of a session. baseline: lower as mocc did before issue 16 (no prefill program,
  * an f32 cache, the one-block-per-head decode attention), which benchmarks keep to compare against.
  * kvCache forces the cache's element type (default 'auto': the K/V weights' 16-bit type, else f32).
+ * prefillF32: see prefillF32Wanted.
  */
-export function sessionLowerOptions(o: { baseline?: boolean; warm: boolean; wgmma: boolean; kvCache?: KvCacheOption; decodeBlocks?: number }): LowerOptions {
-  if (!o.baseline) return { warm: o.warm, kvCache: o.kvCache, wgmma: o.wgmma, ...(o.decodeBlocks ? { decodeBlocks: o.decodeBlocks } : {}) };
+export function sessionLowerOptions(o: { baseline?: boolean; warm: boolean; wgmma: boolean; kvCache?: KvCacheOption; decodeBlocks?: number; prefillF32?: boolean }): LowerOptions {
+  if (!o.baseline) return { warm: o.warm, kvCache: o.kvCache, wgmma: o.wgmma, ...(o.decodeBlocks ? { decodeBlocks: o.decodeBlocks } : {}), ...(o.prefillF32 ? { prefillF32: true } : {}) };
   return { warm: o.warm, kvCache: o.kvCache ?? 'f32', prefill: false, decodeAttention: 'single' };
 }
 
@@ -54,7 +64,7 @@ export function createCudaSession(model: RunnableModel, options: { kvCache?: KvC
   const wgmma = !baseline && wgmmaWanted(c.device.computeCapability);
   // MOCC_CUDA_SPLIT_BLOCKS: the split decode attention's blocks per query row, for the benchmark's sweep
   const decodeBlocks = Number(process.env.MOCC_CUDA_SPLIT_BLOCKS) || undefined;
-  const lower = sessionLowerOptions({ baseline, warm, wgmma, decodeBlocks, ...(options.kvCache ? { kvCache: options.kvCache } : {}) });
+  const lower = sessionLowerOptions({ baseline, warm, wgmma, decodeBlocks, prefillF32: prefillF32Wanted(), ...(options.kvCache ? { kvCache: options.kvCache } : {}) });
   return new CudaSession(new CudaModel(c, lowerToCuda(model.graph, model.spec, lower), model));
 }
 

@@ -29,6 +29,7 @@ import { castGrid, castRows, CAST_THREADS } from './ptx/cast.js';
 import { attention, ATTN_WARPS } from './ptx/attention-single.js';
 import { flashAttention, FA_ROWS, FA_THREADS, type FlashAttentionSpec } from './ptx/flash-attention.js';
 import { gemm, GEMM_DEFAULT, gemmThreads, type GemmEpilogue, type GemmSpec } from './ptx/gemm.js';
+import { gemmF32, GEMM_F32_DEFAULT, gemmF32Threads, type GemmF32Epilogue } from './ptx/gemm-f32.js';
 import { gemm90, gemm90Bm, GEMM90_DEFAULT, gemm90SharedBytes, gemm90Threads, type Gemm90Spec } from './ptx/gemm-sm90.js';
 
 export const CUDA_OPS = new Set(['embedding', 'rmsnorm', 'linear', 'logits', 'rope', 'attention', 'kv_write', 'kv_attention', 'silu', 'mul', 'add', 'transpose', 'moc_select', 'moc_gather', 'moc_up', 'moc_down']);
@@ -68,6 +69,15 @@ export interface LowerOptions {
    * device (targets/cuda/index.ts wgmmaWanted).
    */
   wgmma?: boolean;
+  /**
+   * A prefill program for a model whose linears all have f32 weights (without it such a model has
+   * none: its prompts run through the decode steps with T rows): every linear as gemm-f32.ts's SIMT
+   * GEMM over the f32 activations (nothing rounded), attention as the decode steps' split attention
+   * with T rows (flash attention rounds to 16 bits), the MoC FFN as the decode steps' fused kernels
+   * with T rows (see case 'moc_down'). Default off until it has run on a GPU; a model with some
+   * 16-bit linear lowers the same either way. createCudaSession: MOCC_CUDA_PREFILL_F32=1.
+   */
+  prefillF32?: boolean;
 }
 
 /**
@@ -85,13 +95,14 @@ export function hopperGemm(options: LowerOptions, dtype: 'bf16' | 'f16', epilogu
 
 /**
  * The decode launches (GEMVs, T rows each) and, when some linear has bf16/f16 weights, a prefill
- * program for calls of many tokens that runs those linears as tensor-core GEMMs (Program.prefill).
+ * program for calls of many tokens that runs those linears as tensor-core GEMMs (Program.prefill);
+ * with options.prefillF32, also when they all have f32 weights (f32 SIMT GEMMs).
  */
 export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {}): Program {
   const p = lowerPass(g, spec, options, 'decode');
   if (options.prefill === false) return p;
   const pre = lowerPass(g, spec, options, 'prefill');
-  // without 16-bit linears the prefill lowering has no GEMM and would only repeat the decode launches
+  // without 16-bit linears (and prefillF32) the prefill lowering has no GEMM and would only repeat the decode launches
   if (!pre.steps.some((s) => s.kind === 'launch' && s.kernel.startsWith('gemm'))) return p;
   const consts = new Map(p.consts.map((c) => [c.name, c]));
   for (const c of pre.consts) consts.set(c.name, c);
@@ -110,11 +121,23 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
  * launches. 'prefill': linears with 16-bit weights as tensor-core GEMMs (gemm.ts) over 16-bit
  * copies of their inputs (cast.ts; one per value, shared by its readers), attention as flash
  * attention (flash-attention.ts), RMSNorm as its own launch, no select hints; the MoC FFN's up
- * and down as dense GEMMs around its kept channels (see case 'moc_down').
+ * and down as dense GEMMs around its kept channels (see case 'moc_down'). With options.prefillF32 and
+ * no 16-bit linear: the f32 prefill (f32Prefill below).
  */
 function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'decode' | 'prefill'): Program {
   const prefill = mode === 'prefill';
   const facts = new GraphFacts(g, 'cuda', spec.maxSeqLen);
+  /**
+   * The f32 prefill (LowerOptions.prefillF32): only where no linear has 16-bit weights, so a model
+   * that has a tensor-core prefill keeps it unchanged. Its linears are gemm-f32.ts GEMMs on the f32
+   * activations and its attention the split decode attention with T rows: nothing in it rounds below
+   * f32, so its logits can match an f32 reference as the decode steps' do.
+   */
+  const f32Prefill = prefill && options.prefillF32 === true && !facts.nodes.some((n) => {
+    if (n.op !== 'linear' && n.op !== 'logits') return false;
+    const dtype = facts.weightRead(n.inputs[1]!)?.dtype;
+    return dtype === 'bf16' || dtype === 'f16';
+  });
   const producer = (o: Operand | undefined) => facts.producer(o), useCount = (v: string) => facts.useCount(v);
   const width = (n: Node) => facts.width(n), widthOf = (o: Operand) => facts.widthOf(o), fail = (n: Node, why: string) => facts.fail(n, why);
   const inputs = new DeviceInputs(facts);
@@ -237,6 +260,13 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
       args: [y, map(xh, 'T', 'x'), map(w, outDim, 'w'), ...sizes] }, n);
   };
 
+  /** Y[T, outDim] (+)= X[T, inDim] · Wᵀ in f32 on CUDA cores (gemm-f32.ts: gemm.ts's 'xwt' contract, parameters and grid). */
+  const gemmF32Xwt = (y: Arg, x: Arg, w: Arg, epilogue: GemmF32Epilogue, outDim: number, inDim: number, n: Node) => {
+    const gs = { ...GEMM_F32_DEFAULT, epilogue };
+    launch({ kernel: use(gemmF32(gs)), grid: [Math.ceil(outDim / gs.bn), { tilesOfT: gs.bm }, 1], block: gemmF32Threads(gs),
+      args: [y, x, w, { kind: 'T' }, { kind: 'u32', value: outDim }, { kind: 'u32', value: inDim }] }, n);
+  };
+
   const tokens = facts.tokenInput();
   const wdtype = (name: string): WeightDType => facts.weight(name).dtype;
 
@@ -271,6 +301,13 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
           const xh = gemmInput(n.inputs[0]!, w.dtype, n);
           const residual = accumulateInto(i, n);
           gemmXwt(residual ?? out(), xh, w.arg, w.dtype, residual ? 'accumulate' : 'store', width(n), widthOf(n.inputs[0]!), n);
+          return;
+        }
+        if (f32Prefill && w.dtype === 'f32') {
+          // Y[T, out] (+)= X[T, in] · Wᵀ on CUDA cores, reading the f32 activations as they are
+          const x = buf(n.inputs[0]!, n);
+          const residual = accumulateInto(i, n);
+          gemmF32Xwt(residual ?? out(), x, w.arg, residual ? 'accumulate' : 'store', width(n), widthOf(n.inputs[0]!), n);
           return;
         }
         const { x, norm } = gemvInput(n.inputs[0]!, n);
@@ -352,7 +389,8 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
           q = q0;
           launch({ kernel: use(kvStore(kvh * hd, kvDtype)), grid: [kvStoreGrid(kvh * hd), 'T', 1], block: 128, args: [kCache, vCache, k, v, { kind: 'pos' }] }, n);
         }
-        if (prefill && hd % 8 === 0 && hd <= 128) {
+        // (not in the f32 prefill: flash attention rounds q, P, K and V to 16 bits; it takes the split attention below)
+        if (prefill && !f32Prefill && hd % 8 === 0 && hd <= 128) {
           // many queries: FlashAttention-2 on tensor cores, one CTA per 64 query rows and head (flash-attention.ts)
           // over an f32 cache, the weights' 16-bit type where they have one (kvCacheDtype 'auto'): f16 rounds finer
           // Its output straight in bf16 when only GEMMs over bf16 weights read it (the O projection): it is
@@ -462,6 +500,9 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
           gemmXwt(residual ?? out(), { kind: 'buf', id: z }, w.arg, w.dtype, residual ? 'accumulate' : 'store', d, f, n, 'xw');
           return;
         }
+        // Else (decode steps, and the f32 prefill) the kept channels' rows per token: in the f32 prefill
+        // too, since gemm-f32.ts has only the 'xwt' layout (the down GEMM above is 'xw'), and these
+        // kernels compute in f32 already (checked against the HF references with T rows).
         let partial: number, slices: number;
         if (fused) {
           // one launch from the selected channels to per-block partial sums of the down projection

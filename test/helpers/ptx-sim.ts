@@ -1,0 +1,159 @@
+// A tiny interpreter of generated PTX, for checking a kernel's indexing, tails and barriers on a
+// machine without a GPU. It knows only the instructions the SIMT kernels it is used on emit (an
+// unknown one throws, so it never guesses), runs each CTA's threads one after another up to each
+// bar.sync (a kernel whose threads all reach the same barriers in order: no warp-level operations),
+// and rounds f32 arithmetic as the GPU does (fma.rn: one rounding of the exact a·b + c, which the
+// float64 product and sum give exactly for f32 operands unless the sum needs more than 53 bits:
+// then it rounds twice, a difference far below any test's tolerance). Global memory is one flat
+// byte array; addresses are plain numbers.
+export interface SimBuffer {
+  addr: number;
+  bytes: number;
+}
+
+export class PtxSim {
+  readonly mem: DataView;
+  private top = 256;
+  private readonly buffers: SimBuffer[] = [];
+  constructor(bytes: number) {
+    this.mem = new DataView(new ArrayBuffer(bytes));
+  }
+  /** Allocates `bytes` (256-aligned, as cuMemAlloc) filled with the f32 `fill`. */
+  alloc(bytes: number, fill = 0): SimBuffer {
+    const addr = this.top;
+    this.top += Math.ceil(Math.max(bytes, 4) / 256) * 256;
+    if (this.top > this.mem.byteLength) throw new Error('PtxSim: out of memory');
+    this.buffers.push({ addr, bytes });
+    for (let o = 0; o < bytes; o += 4) this.mem.setFloat32(addr + o, fill, true);
+    return { addr, bytes };
+  }
+  upload(data: Float32Array): SimBuffer {
+    const b = this.alloc(data.byteLength);
+    data.forEach((v, i) => this.mem.setFloat32(b.addr + 4 * i, v, true));
+    return b;
+  }
+  download(b: SimBuffer, count: number): Float32Array {
+    return Float32Array.from({ length: count }, (_, i) => this.mem.getFloat32(b.addr + 4 * i, true));
+  }
+
+  /** Runs the one .entry in `ptx` over grid × block threads with params in declaration order. */
+  launch(ptx: string, grid: [number, number, number], block: number, params: number[]): void {
+    const entry = /\.entry\s+\w+\(([^)]*)\)/.exec(ptx);
+    if (!entry) throw new Error('PtxSim: no .entry');
+    const names = [...entry[1]!.matchAll(/\.param\s+\.\w+\s+(\w+)/g)].map((m) => m[1]!);
+    const param = new Map(names.map((n, i) => [n, params[i]!]));
+    const shared = new Map<string, number>();
+    let sharedBytes = 0;
+    for (const m of ptx.matchAll(/\.shared\s+\.align\s+(\d+)\s+\.\w+\s+(\w+)\[(\d+)\]/g)) {
+      sharedBytes = Math.ceil(sharedBytes / Number(m[1])) * Number(m[1]);
+      shared.set(m[2]!, sharedBytes);
+      sharedBytes += Number(m[3]);
+    }
+    const body = ptx.slice(ptx.indexOf('{', entry.index + entry[0].length) + 1);
+    const lines = body.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('//') && !l.startsWith('.reg') && !l.startsWith('.shared') && l !== '}');
+    const labels = new Map<string, number>();
+    const code: string[] = [];
+    for (const l of lines) {
+      if (l.endsWith(':')) labels.set(l.slice(0, -1), code.length);
+      else code.push(l.replace(/;$/, ''));
+    }
+    for (let bz = 0; bz < grid[2]; bz++) for (let by = 0; by < grid[1]; by++) for (let bx = 0; bx < grid[0]; bx++) {
+      const sm = new DataView(new ArrayBuffer(Math.max(4, sharedBytes)));
+      const threads = Array.from({ length: block }, (_, tid) => ({ pc: 0, done: false, regs: new Map<string, number>([['%tid.x', tid], ['%ctaid.x', bx], ['%ctaid.y', by], ['%ctaid.z', bz], ['%ntid.x', block]]) }));
+      while (threads.some((t) => !t.done)) {
+        for (const t of threads) if (!t.done) this.runToBarrier(t, code, labels, param, shared, sm);
+        if (threads.some((t) => t.done) && threads.some((t) => !t.done)) throw new Error('PtxSim: some threads exited while others wait at a barrier');
+      }
+    }
+  }
+
+  private runToBarrier(t: { pc: number; done: boolean; regs: Map<string, number> }, code: string[], labels: Map<string, number>, param: Map<string, number>, shared: Map<string, number>, sm: DataView): void {
+    const r = t.regs, g = this.mem;
+    const val = (s: string): number => {
+      if (s.startsWith('%')) {
+        const v = r.get(s);
+        if (v === undefined) throw new Error(`PtxSim: ${s} read before written`);
+        return v;
+      }
+      if (/^0f[0-9A-Fa-f]{8}$/.test(s)) return new DataView(Uint32Array.of(parseInt(s.slice(2), 16)).buffer).getFloat32(0, true);
+      if (shared.has(s)) return shared.get(s)!;
+      if (/^-?\d+$/.test(s)) return Number(s);
+      throw new Error(`PtxSim: operand ${s}`);
+    };
+    /** [reg+imm] or [param] → address. */
+    const address = (s: string): number => {
+      const m = /^\[([^+\]]+)(?:\+(-?\d+))?\]$/.exec(s)!;
+      return (param.has(m[1]!) && !m[1]!.startsWith('%') ? param.get(m[1]!)! : val(m[1]!)) + Number(m[2] ?? 0);
+    };
+    const list = (s: string) => s.replace(/[{}]/g, '').split(',').map((x) => x.trim());
+    for (let steps = 0; ; steps++) {
+      if (steps > 1e7) throw new Error('PtxSim: runaway thread');
+      const line = code[t.pc++];
+      if (line === undefined || line === 'ret') return void (t.done = true);
+      let text = line;
+      const guard = /^@(!?)(%\w+)\s+/.exec(text);
+      if (guard) {
+        text = text.slice(guard[0].length);
+        if (Boolean(val(guard[2]!)) === (guard[1] === '!')) continue;
+      }
+      const sp = text.indexOf(' ');
+      const op = sp < 0 ? text : text.slice(0, sp);
+      const rest = sp < 0 ? '' : text.slice(sp + 1);
+      // operands split on top-level commas ({a, b} and [x+1] stay whole)
+      const ops: string[] = [];
+      let depth = 0, cur = '';
+      for (const ch of rest) {
+        if (ch === '{' || ch === '[') depth++;
+        if (ch === '}' || ch === ']') depth--;
+        if (ch === ',' && depth === 0) (ops.push(cur.trim()), (cur = ''));
+        else cur += ch;
+      }
+      if (cur.trim()) ops.push(cur.trim());
+      const [d, a, b, c] = ops as [string, string, string, string];
+      const u32 = (v: number) => v >>> 0;
+      const f32 = Math.fround;
+      const set = (reg: string, v: number) => r.set(reg, v);
+      switch (op) {
+        case 'griddepcontrol.wait': case 'griddepcontrol.launch_dependents': break;
+        case 'bar.sync': return;
+        case 'bra': case 'bra.uni': t.pc = labels.get(d)!; break;
+        case 'ld.param.u64': case 'ld.param.u32': set(d, param.get(a.slice(1, -1))!); break;
+        case 'cvta.to.global.u64': set(d, val(a)); break;
+        case 'mov.u32': case 'mov.u64': case 'mov.f32': set(d, val(a)); break;
+        case 'add.u32': set(d, u32(val(a) + val(b))); break;
+        case 'add.s64': set(d, val(a) + val(b)); break;
+        case 'sub.u32': set(d, u32(val(a) - val(b))); break;
+        case 'and.b32': set(d, u32(val(a) & val(b))); break;
+        case 'xor.b32': set(d, u32(val(a) ^ val(b))); break;
+        case 'shl.b32': set(d, u32(val(a) << val(b))); break;
+        case 'shr.u32': set(d, val(a) >>> val(b)); break;
+        case 'mul.lo.u32': set(d, u32(Math.imul(val(a), val(b)))); break;
+        case 'mad.lo.u32': set(d, u32(Math.imul(val(a), val(b)) + val(c))); break;
+        case 'mul.wide.u32': set(d, val(a) * val(b)); break;
+        case 'rem.u32': set(d, val(a) % val(b)); break;
+        case 'div.u32': set(d, Math.floor(val(a) / val(b))); break;
+        case 'setp.lt.u32': set(d, Number(val(a) < val(b))); break;
+        case 'setp.ge.u32': set(d, Number(val(a) >= val(b))); break;
+        case 'setp.lt.and.u32': set(d, Number(val(a) < val(b) && Boolean(val(c)))); break;
+        case 'and.pred': set(d, Number(Boolean(val(a)) && Boolean(val(b)))); break;
+        case 'xor.pred': set(d, Number(Boolean(val(a)) !== Boolean(val(b)))); break;
+        case 'fma.rn.f32': set(d, f32(val(a) * val(b) + val(c))); break;
+        case 'add.f32': set(d, f32(val(a) + val(b))); break;
+        case 'ld.global.f32': set(d, g.getFloat32(this.check(address(a), 4), true)); break;
+        case 'st.global.f32': g.setFloat32(this.check(address(d), 4), val(a), true); break;
+        case 'ld.global.v4.f32': { const p = this.check(address(a), 16); list(d).forEach((x, i) => set(x, g.getFloat32(p + 4 * i, true))); break; }
+        case 'st.global.v4.f32': { const p = this.check(address(d), 16); list(a).forEach((x, i) => g.setFloat32(p + 4 * i, val(x), true)); break; }
+        case 'st.shared.f32': sm.setFloat32(address(d), val(a), true); break;
+        case 'ld.shared.v4.f32': { const p = address(a); if (p % 16) throw new Error(`PtxSim: misaligned ld.shared.v4 at ${p}`); list(d).forEach((x, i) => set(x, sm.getFloat32(p + 4 * i, true))); break; }
+        default: throw new Error(`PtxSim: unknown instruction ${op} (${line})`);
+      }
+    }
+  }
+
+  /** An access of `size` bytes at p: aligned to its size and inside one allocation (stricter than the GPU, which faults only outside its pages). */
+  private check(p: number, size: number): number {
+    if (p % size !== 0) throw new Error(`PtxSim: misaligned ${size}-byte global access at ${p}`);
+    if (!this.buffers.some((b) => p >= b.addr && p + size <= b.addr + b.bytes)) throw new Error(`PtxSim: global access at ${p} outside every allocation`);
+    return p;
+  }
+}
