@@ -307,7 +307,7 @@ export function attentionSplit(s: DecodeAttentionSpec): Kernel {
 export function attentionCombine(s: DecodeAttentionSpec): Kernel {
   const lay = splitLayout(s);
   const { heads, hd } = s;
-  const S = lay.splits, CT = combineThreads(hd), stride = pad8(partialWidth(hd)) * 4;
+  const S = lay.splits, CT = combineThreads(hd);
   const name = `attention_combine_h${heads}_hd${hd}_s${S}_g${lay.granule}`;
   const k = new KernelBuilder(name, ['out', 'part', 'pos'].map((n) => ({ name: n, type: 'u64' as const })));
   k.blockSize(CT);
@@ -315,6 +315,18 @@ export function attentionCombine(s: DecodeAttentionSpec): Kernel {
   const tid = k.special('%tid.x', 'tid'), h = k.special('%ctaid.x', 'h'), t = k.special('%ctaid.y', 't');
   const n = emitLength(k, pos, t);
   const { live } = emitChunks(k, n, lay);
+  emitCombine(k, { lay, heads, hd, threads: CT, tid, h, t, live, part, out, load: 'ld.global' });
+  return { name, text: k.render() };
+}
+
+/**
+ * The merge of row t, head h's `live` partials into out[t, h·hd …] by a block of `threads` threads
+ * (thread ids `tid`): attentionCombine's whole body, and the last block's work in attentionSplit
+ * with merge 'last-block'. `load`: the instruction (without its type) that reads the partials.
+ */
+function emitCombine(k: KernelBuilder, o: { lay: SplitLayout; heads: number; hd: number; threads: number; tid: string; h: string; t: string; live: string; part: string; out: string; load: 'ld.global' | 'ld.global.cg' }): void {
+  const { lay, heads, hd, threads: CT, tid, h, t, live, part, out, load } = o;
+  const S = lay.splits, stride = pad8(partialWidth(hd)) * 4;
   const row0 = k.reg('u32', 'row0');
   k.emit(`mad.lo.u32 ${row0}, ${t}, ${heads}, ${h}`, `mul.lo.u32 ${row0}, ${row0}, ${S}`);
   const prow = k.addr(part, row0, stride);
@@ -325,7 +337,7 @@ export function attentionCombine(s: DecodeAttentionSpec): Kernel {
     const c = k.reg('u32', 'c'), mv = k.reg('f32', 'mv'), lv = k.reg('f32', 'lv'), sa = k.reg('u32', 'sa');
     k.emit(`add.u32 ${c}, ${tid}, ${c0}`, `setp.lt.u32 ${p}, ${c}, ${live}`, `setp.lt.u32 ${inS}, ${c}, ${S}`, `min.u32 ${c}, ${c}, ${S - 1}`);
     const a = k.addr(prow, c, stride);
-    k.emit(`mov.f32 ${mv}, 0fFF800000`, `mov.f32 ${lv}, 0f00000000`, `@${p} ld.global.f32 ${mv}, [${a}+${hd * 4}]`, `@${p} ld.global.f32 ${lv}, [${a}+${hd * 4 + 4}]`);
+    k.emit(`mov.f32 ${mv}, 0fFF800000`, `mov.f32 ${lv}, 0f00000000`, `@${p} ${load}.f32 ${mv}, [${a}+${hd * 4}]`, `@${p} ${load}.f32 ${lv}, [${a}+${hd * 4 + 4}]`);
     k.emit(`mov.u32 ${sa}, ${shM}`, `mad.lo.u32 ${sa}, ${c}, 4, ${sa}`, `@${inS} st.shared.f32 [${sa}], ${mv}`);
     k.emit(`mov.u32 ${sa}, ${shL}`, `mad.lo.u32 ${sa}, ${c}, 4, ${sa}`, `@${inS} st.shared.f32 [${sa}], ${lv}`);
   }
@@ -347,7 +359,7 @@ export function attentionCombine(s: DecodeAttentionSpec): Kernel {
     for (let g0 = 0; g0 < S; g0 += G) {
       const cs = Array.from({ length: Math.min(G, S - g0) }, (_, i) => g0 + i);
       const av = k.regs('f32', 'av', cs.length);
-      cs.forEach((c, i) => k.emit(`mov.f32 ${av[i]}, 0f00000000`, `setp.gt.u32 ${p}, ${live}, ${c}`, `@${p} ld.global.f32 ${av[i]}, [${pd}+${c * stride}]`));
+      cs.forEach((c, i) => k.emit(`mov.f32 ${av[i]}, 0f00000000`, `setp.gt.u32 ${p}, ${live}, ${c}`, `@${p} ${load}.f32 ${av[i]}, [${pd}+${c * stride}]`));
       cs.forEach((c, i) => k.emit(`ld.shared.f32 ${mc}, [${shM}+${c * 4}]`, `sub.f32 ${w}, ${mc}, ${M}`, `ex2.approx.f32 ${w}, ${w}`, `fma.rn.f32 ${o}, ${av[i]}, ${w}, ${o}`));
     }
     const oi = k.reg('u32', 'oi');
@@ -356,5 +368,4 @@ export function attentionCombine(s: DecodeAttentionSpec): Kernel {
     k.emit(`st.global.f32 [${oa}], ${o}`);
     k.place(skip);
   }
-  return { name, text: k.render() };
 }
