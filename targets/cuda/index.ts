@@ -49,13 +49,16 @@ export function prefillF32Wanted(env: NodeJS.ProcessEnv = process.env): boolean 
  * kvCache forces the cache's element type (default 'auto': the K/V weights' 16-bit type, else f32).
  * prefillF32: see prefillF32Wanted.
  */
-export function sessionLowerOptions(o: { baseline?: boolean; warm: boolean; wgmma: boolean; kvCache?: KvCacheOption; decodeBlocks?: number; prefillF32?: boolean }): LowerOptions {
-  if (!o.baseline) return { warm: o.warm, kvCache: o.kvCache, wgmma: o.wgmma, ...(o.decodeBlocks ? { decodeBlocks: o.decodeBlocks } : {}), ...(o.prefillF32 ? { prefillF32: true } : {}) };
+export function sessionLowerOptions(o: { baseline?: boolean; warm: boolean; wgmma: boolean; kvCache?: KvCacheOption; decodeBlocks?: number; decodeMerge?: LowerOptions['decodeMerge']; prefillF32?: boolean }): LowerOptions {
+  if (!o.baseline) return { warm: o.warm, kvCache: o.kvCache, wgmma: o.wgmma, ...(o.decodeBlocks ? { decodeBlocks: o.decodeBlocks } : {}), ...(o.decodeMerge ? { decodeMerge: o.decodeMerge } : {}), ...(o.prefillF32 ? { prefillF32: true } : {}) };
   return { warm: o.warm, kvCache: o.kvCache ?? 'f32', prefill: false, decodeAttention: 'single' };
 }
 
-/** kvCache: the KV cache's element type (default 'auto'); baseline: see sessionLowerOptions. */
-export function createCudaSession(model: RunnableModel, options: { kvCache?: KvCacheOption; baseline?: boolean } = {}): CudaSession {
+/**
+ * kvCache: the KV cache's element type (default 'auto'); baseline: see sessionLowerOptions;
+ * decodeMerge: LowerOptions.decodeMerge (default: 'last-block' when MOCC_CUDA_ATTN_MERGE=1, else the lowering's).
+ */
+export function createCudaSession(model: RunnableModel, options: { kvCache?: KvCacheOption; baseline?: boolean; decodeMerge?: LowerOptions['decodeMerge'] } = {}): CudaSession {
   // The MoC up·down kernel's L2 warming pays only while it overlaps Top-K, i.e. with programmatic
   // launch (without, ffn-decode measured 23.4 → 24.6 µs); MOCC_CUDA_WARM=0 turns it off to measure it.
   const warm = programmaticLaunchWanted() && process.env.MOCC_CUDA_WARM !== '0';
@@ -64,7 +67,9 @@ export function createCudaSession(model: RunnableModel, options: { kvCache?: KvC
   const wgmma = !baseline && wgmmaWanted(c.device.computeCapability);
   // MOCC_CUDA_SPLIT_BLOCKS: the split decode attention's blocks per query row, for the benchmark's sweep
   const decodeBlocks = Number(process.env.MOCC_CUDA_SPLIT_BLOCKS) || undefined;
-  const lower = sessionLowerOptions({ baseline, warm, wgmma, decodeBlocks, prefillF32: prefillF32Wanted(), ...(options.kvCache ? { kvCache: options.kvCache } : {}) });
+  // MOCC_CUDA_ATTN_MERGE=1: the split decode attention merges in its last block (no combine launch)
+  const decodeMerge = options.decodeMerge ?? (process.env.MOCC_CUDA_ATTN_MERGE === '1' ? 'last-block' : undefined);
+  const lower = sessionLowerOptions({ baseline, warm, wgmma, decodeBlocks, decodeMerge, prefillF32: prefillF32Wanted(), ...(options.kvCache ? { kvCache: options.kvCache } : {}) });
   return new CudaSession(new CudaModel(c, lowerToCuda(model.graph, model.spec, lower), model));
 }
 
@@ -78,6 +83,8 @@ export function compileCuda(model: RunnableModel, outDir: string, arch: CudaArch
     kernels: [...program.kernels.keys()].map((name) => ({ name, file: `ptx/${name}.ptx` })),
     steps: program.steps, greedyTail: program.greedyTail, buffers: program.buffers, weights: program.weights,
     consts: program.consts, kvCache: program.kvCache, selectHints: program.selectHints, logits: program.logits, prefill: program.prefill,
+    // u32 merge counters (Arg 'counters'), zero before the first call; absent when no launch uses them
+    ...(program.attentionCounters ? { attentionCounters: program.attentionCounters } : {}),
     layout: 'row-major, every row padded to a multiple of 8 elements with zeros; activations float32 (bf16/f16 where a buffer says so); KV cache elements of kvCache.dtype',
   };
   writeFileSync(join(outDir, 'launch.json'), JSON.stringify(manifest, null, 1) + '\n');

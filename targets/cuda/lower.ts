@@ -63,6 +63,12 @@ export interface LowerOptions {
   /** The split decode attention's blocks per query row (DecodeAttentionSpec.blocks); default decode-attention.ts's. */
   decodeBlocks?: number;
   /**
+   * Who merges the split decode attention's partials (DecodeAttentionSpec.merge): 'combine-kernel'
+   * (default) a second launch a layer, 'last-block' the split kernel's last block of each (row,
+   * head), over merge counters (Arg 'counters', Program.attentionCounters).
+   */
+  decodeMerge?: 'combine-kernel' | 'last-block';
+  /**
    * The prefill program's linears Y (+)= X·Wᵀ with an f32 Y run on the Hopper GEMM (gemm-sm90.ts:
    * wgmma, TMA; an sm_90a module, compute capability 9.0 only) instead of gemm.ts's (see
    * hopperGemm). Default off here (lowering knows no device); createCudaSession sets it on a 9.0
@@ -104,6 +110,7 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
   const pre = lowerPass(g, spec, options, 'prefill');
   // without 16-bit linears (and prefillF32) the prefill lowering has no GEMM and would only repeat the decode launches
   if (!pre.steps.some((s) => s.kind === 'launch' && s.kernel.startsWith('gemm'))) return p;
+  const counters = Math.max(p.attentionCounters ?? 0, pre.attentionCounters ?? 0);
   const consts = new Map(p.consts.map((c) => [c.name, c]));
   for (const c of pre.consts) consts.set(c.name, c);
   return {
@@ -112,6 +119,7 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
     weights: [...new Set([...p.weights, ...pre.weights])],
     consts: [...consts.values()],
     ...(pre.kernelsSm90a ? { kernelsSm90a: pre.kernelsSm90a } : {}),
+    ...(counters ? { attentionCounters: counters } : {}),
     prefill: { steps: pre.steps, buffers: pre.buffers, logits: pre.logits },
   };
 }
@@ -144,6 +152,7 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
   const kvDtype = kvCacheDtype(facts, options.kvCache);
 
   const kernels = new Map<string, string>();
+  let attentionCounters = 0; // u32 merge counters (Arg 'counters') the decode attention needs
   const use = (k: Kernel) => (kernels.set(k.name, k.text), k.name);
   const kernelsSm90a = new Map<string, string>();
   const vbufs: VBuf[] = [];
@@ -406,9 +415,19 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
           return;
         }
         // flash-decoding: partial softmax per chunk of cached positions, then their merge (decode-attention.ts)
-        const da: DecodeAttentionSpec = { heads, kvHeads: kvh, hd, cache: kvDtype, capacity: spec.maxSeqLen, ...(options.decodeBlocks ? { blocks: options.decodeBlocks } : {}) };
+        const merge = options.decodeMerge === 'last-block';
+        const da: DecodeAttentionSpec = { heads, kvHeads: kvh, hd, cache: kvDtype, capacity: spec.maxSeqLen, ...(options.decodeBlocks ? { blocks: options.decodeBlocks } : {}), ...(merge ? { merge: 'last-block' as const } : {}) };
         const splits = splitLayout(da).splits;
         const part: Arg = { kind: 'buf', id: newBuf(partialWidth(hd), 'f32', heads * splits) };
+        if (merge) {
+          // One set of heads × capacity counters serves every layer (and both programs): a call has
+          // at most capacity rows, the layers' launches run one after another on the model's stream
+          // (with programmatic launch too: a kernel reads nothing before griddepcontrol.wait, which
+          // waits for the earlier kernels to complete), and each launch leaves them all at zero.
+          attentionCounters = Math.max(attentionCounters, heads * spec.maxSeqLen);
+          launch({ kernel: use(attentionSplit(da)), grid: [heads, splits, 'T'], block: SPLIT_THREADS, args: [out(), part, q, kCache, vCache, { kind: 'pos' }, { kind: 'counters' }] }, n);
+          return;
+        }
         launch({ kernel: use(attentionSplit(da)), grid: [heads, splits, 'T'], block: SPLIT_THREADS, args: [part, q, kCache, vCache, { kind: 'pos' }] }, n);
         launch({ kernel: use(attentionCombine(da)), grid: [heads, 'T', 1], block: combineThreads(hd), args: [out(), part, { kind: 'pos' }] }, n);
         return;
@@ -549,6 +568,7 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
     kernels, ...(kernelsSm90a.size > 0 ? { kernelsSm90a } : {}), steps: plan.steps, greedyTail, buffers: plan.buffers, weights: [...inputs.weights.keys()], consts: [...inputs.consts.values()],
     kvCache: { layers: spec.nLayers, width: spec.nKvHeads * spec.headDim, capacity: spec.maxSeqLen, dtype: kvDtype },
     selectHints: tauSlotOf.size,
+    ...(attentionCounters ? { attentionCounters } : {}),
     logits: { buf: logits, vocab: spec.vocabSize },
   };
   return program;

@@ -39,6 +39,12 @@ export type Arg =
    * kernel reads it to warm the L2 (UpDownSpec.warm). Only a hint: no result depends on it.
    */
   | { kind: 'tau'; slot: number }
+  /**
+   * The decode attention's merge counters (Program.attentionCounters u32, zero before the first
+   * call): the split kernel with merge 'last-block' counts a (row, head)'s finished blocks in them
+   * and leaves them at zero (decode-attention.ts attentionSplit).
+   */
+  | { kind: 'counters' }
   /** The number of tokens in the call, as a u32 parameter. */
   | { kind: 'T' }
   /** A u32 parameter fixed at lowering (a GEMM's N and K). */
@@ -108,6 +114,8 @@ export interface Program {
   kvCache: { layers: number; width: number; capacity: number; dtype: KvDType };
   /** How many select-hint slots (Arg 'tau') the program uses. */
   selectHints: number;
+  /** u32 merge counters (Arg 'counters'), zeroed once when the model is loaded; absent: none used. */
+  attentionCounters?: number;
   logits: { buf: number; vocab: number };
   /** Launches for calls of T > 1 tokens; absent: those run `steps` with T rows. */
   prefill?: PrefillProgram;

@@ -76,6 +76,8 @@ export class CudaModel {
   readonly history: DevicePtr;
   /** Program.selectHints floats, +inf until a Top-K writes them (see Arg 'tau'). */
   readonly selectHints: DevicePtr;
+  /** Program.attentionCounters u32, zero (see Arg 'counters'): the kernels that use them leave them at zero. */
+  readonly attentionCounters: DevicePtr;
   readonly stream: CudaStream;
   /** The PTX flavour loaded: sm_90 keeps the programmatic-launch waits and L2 prefetches. */
   readonly arch: CudaArch;
@@ -107,6 +109,7 @@ export class CudaModel {
     this.tokens = this.zeroed(cap * 4);
     this.history = this.zeroed((cap + 1) * 4);
     this.selectHints = this.filled(program.selectHints * 4, 0x7f800000); // +inf: warm nothing yet
+    this.attentionCounters = this.zeroed((program.attentionCounters ?? 0) * 4);
   }
 
   /**
@@ -178,6 +181,7 @@ export class CudaModel {
         case 'tokens': return { type: 'u64', value: this.tokens };
         case 'history': return { type: 'u64', value: this.history };
         case 'tau': return { type: 'u64', value: this.selectHints + BigInt(4 * a.slot) };
+        case 'counters': return { type: 'u64', value: this.attentionCounters };
         case 'T': return { type: 'u32', value: T };
         case 'u32': return { type: 'u32', value: a.value };
         case 'tmap': {

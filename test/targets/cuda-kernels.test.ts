@@ -2,8 +2,9 @@
 // inputs with NaN-poisoned outputs: GEMVs (plain, several sharing x, RMSNorm folded, rows split over
 // warps, gathered MoC up), Top-K and a:b selection, the MoC down and the fused up·down, embedding,
 // RMSNorm, elementwise, argmax, RoPE, the KV stores (f32, bf16 and f16 caches) and the split decode
-// attention (against a float64 reference, NaN in the cache past the live rows). They need a CUDA device (the GPU
-// machine: bash bench/gpu/run.sh check); elsewhere, CI included, they skip with one line saying why.
+// attention, merged by a combine kernel and in its last block (against a float64 reference, NaN in
+// the cache past the live rows). They need a CUDA device (the GPU machine: bash bench/gpu/run.sh
+// check); elsewhere, CI included, they skip with one line saying why.
 import type { ExecutionContext } from 'ava';
 import * as R from '../../targets/ref/kernels.js';
 import * as A from '../../targets/cuda/ptx/attention.js';
@@ -367,12 +368,12 @@ function cacheRows(device: bigint, cap: number, kvw: number, dtype: KvDType, fro
 // f32 accumulation of up to 2048 positions with ex2.approx: the old one-block kernel's 1e-5 holds
 const ATTN_TOL = 1e-5;
 const CACHE_DTYPES = ['f32', 'bf16', 'f16'] as const;
+// [heads, kvHeads, hd, capacity, pos0, T]: the last row attends to pos0 + T positions
+const ATTN_CASES: [number, number, number, number, number, number][] = [];
+for (const pos0 of [0, 62, 63, 64, 999, 2046]) ATTN_CASES.push([32, 32, 64, 2048, pos0, 1]); // 1, 63, 64, 65, 1000, 2047 positions
+ATTN_CASES.push([32, 32, 64, 2048, 2047, 1], [8, 2, 64, 2048, 1000, 1], [8, 2, 64, 2048, 60, 9], [4, 4, 8, 2048, 0, 1], [4, 4, 8, 2048, 64, 1], [8, 4, 8, 512, 0, 5], [8, 4, 8, 512, 300, 3], [4, 1, 128, 300, 250, 2], [12, 4, 96, 1024, 129, 2]);
 for (const cache of CACHE_DTYPES) {
-  // [heads, kvHeads, hd, capacity, pos0, T]: the last row attends to pos0 + T positions
-  const cases: [number, number, number, number, number, number][] = [];
-  for (const pos0 of [0, 62, 63, 64, 999, 2046]) cases.push([32, 32, 64, 2048, pos0, 1]); // 1, 63, 64, 65, 1000, 2047 positions
-  cases.push([32, 32, 64, 2048, 2047, 1], [8, 2, 64, 2048, 1000, 1], [8, 2, 64, 2048, 60, 9], [4, 4, 8, 2048, 0, 1], [4, 4, 8, 2048, 64, 1], [8, 4, 8, 512, 0, 5], [8, 4, 8, 512, 300, 3], [4, 1, 128, 300, 250, 2], [12, 4, 96, 1024, 129, 2]);
-  for (const [heads, kvh, hd, cap, pos0, T] of cases) {
+  for (const [heads, kvh, hd, cap, pos0, T] of ATTN_CASES) {
     const name = `decode attention ${cache} cache h${heads} kv${kvh} hd${hd} cap${cap} pos${pos0} T=${T}`;
     guarded(name, (t, r) => {
       const kvw = kvh * hd, live = pos0 + T;
@@ -389,6 +390,37 @@ for (const cache of CACHE_DTYPES) {
       const want = Float32Array.from(attentionF64(q, ck.exact, cv.exact, pos0, T, heads, kvh, hd));
       const e = relErr(got, want);
       t.true(e < ATTN_TOL, `rel ${e.toExponential(2)} (${S} splits)`);
+    });
+  }
+}
+
+// The split kernel that merges in its last block (merge 'last-block'): the same cases and reference.
+// Each case launches twice on the same counters: at pos0, then at pos1 = ⌊pos0/2⌋ (fewer live chunks
+// where pos0 is large), each into a fresh NaN output; the counters must be back at zero after each
+// (a counter left over would make no block, or the wrong one, merge the next launch's partials).
+for (const cache of CACHE_DTYPES) {
+  for (const [heads, kvh, hd, cap, pos0, T] of ATTN_CASES) {
+    const name = `decode attention merged in the last block, ${cache} cache h${heads} kv${kvh} hd${hd} cap${cap} pos${pos0} then ${Math.floor(pos0 / 2)} T=${T}`;
+    guarded(name, (t, r) => {
+      const kvw = kvh * hd, live = pos0 + T;
+      const spec = { heads, kvHeads: kvh, hd, cache, capacity: cap, merge: 'last-block' as const };
+      const S = DA.splitLayout(spec).splits;
+      const ck = cacheImage(randomF32(live * kvw, r), live, cap, kvw, cache), cv = cacheImage(randomF32(live * kvw, r), live, cap, kvw, cache);
+      const q = randomF32(T * heads * hd, r, 4), qd = upload(padF32(q, T, heads * hd));
+      const counters = upload(new Int32Array(T * heads));
+      const kernel = DA.attentionSplit(spec);
+      const report: string[] = [];
+      let ok = true;
+      for (const p of [pos0, Math.floor(pos0 / 2)]) {
+        const out = poisoned(T * pad8(heads * hd) * 4), part = poisoned(T * heads * S * pad8(DA.partialWidth(hd)) * 4);
+        launch(kernel, [heads, S, T], DA.SPLIT_THREADS, [out, part, qd, ck.device, cv.device, upload(Int32Array.of(p)), counters]);
+        const got = unpadF32(download(out, new Float32Array(T * pad8(heads * hd))), T, heads * hd);
+        const e = relErr(got, Float32Array.from(attentionF64(q, ck.exact, cv.exact, p, T, heads, kvh, hd)));
+        const left = download(counters, new Int32Array(T * heads)).filter((c) => c !== 0).length;
+        ok &&= e < ATTN_TOL && left === 0;
+        report.push(`pos ${p}: rel ${e.toExponential(2)}, ${left} counters not zero`);
+      }
+      t.true(ok, `${report.join('; ')} (${S} splits)`);
     });
   }
 }

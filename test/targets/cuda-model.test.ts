@@ -2,9 +2,9 @@
 // (fixtures/stories260K/reference) within 1e-3, by prefill and by one-token steps through the captured
 // decode graph, from the GGUF and the HF checkpoints, dense and MoC K=32/128, with programmatic
 // dependent launch (Hopper's default) and without; with a bf16 KV cache against HF with bf16-rounded
-// keys and values; then the exact greedy text through the device-side greedy loop. They need a CUDA
-// device (the GPU machine: bash bench/gpu/run.sh check); elsewhere, CI included, they skip with one
-// line saying why.
+// keys and values; with the decode attention merged in its split kernel; then the exact greedy text
+// through the device-side greedy loop. They need a CUDA device (the GPU machine: bash
+// bench/gpu/run.sh check); elsewhere, CI included, they skip with one line saying why.
 import { loadModel } from '../../driver/load.js';
 import { generate } from '../../src/run/generate.js';
 import { createCudaSession } from '../../targets/cuda/index.js';
@@ -50,6 +50,30 @@ for (const [[label, selection, format, pdl], baseline] of RUNS.flatMap((r) => [[
       const dp = maxAbsDiff(s.forward(toks), want);
       const dd = maxAbsDiff(stepwiseLogits(s, toks), want);
       t.true(dp <= 1e-3 && dd <= 1e-3, `${seq}: max|Δ| prefill ${dp.toExponential(2)}, graph decode ${dd.toExponential(2)}`);
+    }
+  });
+}
+
+// The decode attention merged in the split kernel's last block (LowerOptions.decodeMerge): the
+// same logits through the T-row decode steps (no prefill program for f32 weights) and through the
+// captured graph at every position, which replays the one kernel over the same counters.
+for (const [label, selection] of [['dense', 'dense'], ['moc_k32', { k: 32 }]] as const) {
+  cudaTest.serial(`stories260K gguf ${label}, attention merged in the last block: logits match HF within 1e-3 (T-row steps and graph decode)`, (t) => {
+    process.env.MOCC_CUDA_PDL = '1'; // with programmatic launch where the device has it: layers' kernels overlap, the counters must not mind
+    const m = loadModel(CHECKPOINTS.gguf, { selection });
+    t.teardown(() => {
+      m.close();
+      freeAll();
+    });
+    const s = createCudaSession(m, { decodeMerge: 'last-block' });
+    t.true(s.m.program.steps.some((st) => st.kind === 'launch' && st.kernel.startsWith('attention_split_merge_')));
+    for (const seq of ['greedy_once_upon', 'sample0']) {
+      const toks = REF.sequences[seq]!.tokens;
+      const want = referenceLogits(seq, label);
+      s.reset();
+      const dp = maxAbsDiff(s.forward(toks), want);
+      const dd = maxAbsDiff(stepwiseLogits(s, toks), want);
+      t.true(dp <= 1e-3 && dd <= 1e-3, `${seq}: max|Δ| T-row steps ${dp.toExponential(2)}, graph decode ${dd.toExponential(2)}`);
     }
   });
 }

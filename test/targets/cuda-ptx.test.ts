@@ -80,12 +80,12 @@ for (const [label, sel] of [['dense', null], ['MoC K=1024', { k: 1024 }]] as con
 
 // The decode attention (split + combine) and the cache writers in every cache dtype, at awkward head
 // sizes (hd 6: 2-element vectors; 96: 12 vectors on 16 lanes; 256: two vectors a lane) and GQA.
-ptxasTest('decode attention and KV-cache stores assemble for sm_80 and sm_90 in every cache dtype, without spills', (t) => {
+ptxasTest('decode attention (combine kernel and last-block merge) and KV-cache stores assemble for sm_80 and sm_90 in every cache dtype, without spills', (t) => {
   const kernels = new Map<string, string>();
   for (const cache of ['f32', 'bf16', 'f16'] as const) {
     for (const [heads, kvHeads, hd, capacity] of [[32, 32, 64, 2048], [8, 4, 8, 512], [32, 8, 128, 8192], [4, 1, 64, 2048], [12, 4, 96, 1024], [2, 2, 256, 300], [8, 8, 6, 64]] as const) {
       const s = { heads, kvHeads, hd, cache, capacity };
-      for (const k of [DA.attentionSplit(s), DA.attentionCombine(s)]) kernels.set(k.name, k.text);
+      for (const k of [DA.attentionSplit(s), DA.attentionCombine(s), DA.attentionSplit({ ...s, merge: 'last-block' })]) kernels.set(k.name, k.text);
     }
     for (const k of [A.kvStore(512, cache), A.ropeStore(32, 8, 64, 'interleaved', cache), D.gemvMulti([
       { dtype: 'bf16', inDim: 256, outDim: 256, epilogue: 'store', rope: { hd: 64, style: 'half' } },
@@ -138,6 +138,24 @@ for (const [label, sel, perLayer] of [
     t.false(launches.some((k) => k.startsWith('rmsnorm')));
   });
 }
+
+test('decodeMerge last-block: one attention launch a layer (out, part, q, caches, pos, counters) over heads x capacity counters; the default lowering has neither', (t) => {
+  const graph = buildLlamaGraph(PRESET_1B, (n) => (n.includes('norm') ? 'f32' : 'bf16'));
+  const plain = lowerToCuda(graph, PRESET_1B);
+  t.deepEqual(lowerToCuda(graph, PRESET_1B, { decodeMerge: 'combine-kernel' }), plain);
+  t.false('attentionCounters' in plain);
+  const attn = (p: typeof plain) => p.steps.flatMap((s) => (s.kind === 'launch' && s.kernel.startsWith('attention_') ? [s] : []));
+  t.is(attn(plain).length, 2 * PRESET_1B.nLayers);
+  const merged = lowerToCuda(graph, PRESET_1B, { decodeMerge: 'last-block' });
+  const launches = attn(merged);
+  t.is(launches.length, PRESET_1B.nLayers);
+  t.true(launches.every((s) => s.kernel.startsWith('attention_split_merge_') && s.grid[2] === 'T'), launches.map((s) => s.kernel).join(', '));
+  t.deepEqual(launches[0]!.args.map((a) => a.kind), ['buf', 'buf', 'buf', 'kv', 'kv', 'pos', 'counters']);
+  t.is(merged.attentionCounters, PRESET_1B.nHeads * PRESET_1B.maxSeqLen);
+  // the rest of the step is the same launches
+  const others = (p: typeof plain) => p.steps.flatMap((s) => (s.kind === 'launch' && !s.kernel.startsWith('attention_') ? [s.kernel] : []));
+  t.deepEqual(others(merged), others(plain));
+});
 
 test('1B preset MoC: each layer\'s Top-K leaves its threshold in its own slot, which that layer\'s up·down kernel reads; warm: false lowers without', (t) => {
   const graph = swigluToMoc.run(buildLlamaGraph(PRESET_1B, (n) => (n.includes('norm') ? 'f32' : 'bf16')), { k: 1024 });

@@ -243,7 +243,7 @@ export class KernelBuilder {
       const sp = line.search(/\s/);
       const op = sp < 0 ? line : line.slice(0, sp);
       const rest = sp < 0 ? '' : line.slice(sp + 1);
-      const noDest = /^(st\.|bra|bar\.|ret|red\.|griddepcontrol|cp\.async|fence|membar)/.test(op);
+      const noDest = /^(st\.|bra|bar\.(?!red)|ret|red\.|griddepcontrol|cp\.async|fence|membar)/.test(op);
       // the first operand (up to a top-level comma) is the destination, unless the op has none
       let depth = 0, cut = rest.length;
       for (let i = 0; i < rest.length; i++) {

@@ -13,6 +13,8 @@
 // and the blocks past the last chunk exit at once. A chunk length fixed at compile time would make
 // the grid grow with the capacity instead (a 128k-context model: thousands of idle blocks a step).
 // Keys and values are read 16 bytes a lane (8 bf16/f16 or 4 f32), several rows in flight.
+// With merge 'last-block' there is no second kernel: the last split block of a (row, head) to finish
+// does the merge (a launch fewer a layer; the combine was mostly launch latency, session 12).
 import { f32Imm, KernelBuilder } from './builder.js';
 import type { Kernel } from './dense.js';
 import { elemBytes, kvTag, pad8 } from './layout.js';
@@ -29,6 +31,11 @@ export interface DecodeAttentionSpec {
   capacity: number;
   /** Blocks per query row the split aims at (default TARGET_BLOCKS); S = that / heads, a power of two. */
   blocks?: number;
+  /**
+   * Who merges a head's partials: 'combine-kernel' (default), attentionCombine as a second launch;
+   * 'last-block', the split kernel's last block to finish for that (row, head), see attentionSplit.
+   */
+  merge?: 'combine-kernel' | 'last-block';
 }
 
 export const SPLIT_WARPS = 4;
@@ -155,19 +162,37 @@ function emitMerge(k: KernelBuilder, m: string, l: string, acc: string[], mo: st
  * then the groups merge by shuffles and the warps through shared memory. Positions past the chunk
  * are never read (their loads are predicated off), so stale or poisoned cache rows do not matter.
  * Params: part, q, ck, cv, pos. Grid (heads, S, T), block SPLIT_THREADS.
+ *
+ * merge 'last-block': params out, part, q, ck, cv, pos, counters, and the block that finishes a
+ * (row t, head h) last also merges its live partials into out as attentionCombine does
+ * (emitCombine). counters[t·heads + h] (u32, zero before the launch) counts the finished blocks:
+ * after its partial is stored, a block syncs (bar.sync: every thread's stores precede thread 0 in
+ * causality order), then thread 0 does atom.acq_rel.gpu.inc with bound live − 1, which returns the
+ * old count and stores old + 1, or 0 when old = live − 1: so the block that sees live − 1 is the
+ * last, and the counter is back at 0 for the next launch (a later layer or call, or a graph
+ * replay) with no separate reset. Blocks past the last live chunk exit without counting. Memory
+ * order (PTX memory model): each counting block's atom is a release at gpu scope, after its
+ * partial's stores in causality order (program order, then the CTA barrier); the last block's atom
+ * reads the value written by the chain of the others' atom RMWs (observation order runs through
+ * atomic RMWs), and is an acquire at gpu scope; the barrier (bar.red) then orders it before every
+ * thread's reads of the partials. So each partial's stores precede those reads in causality order
+ * and the reads see them. The reads go around L1 anyway (ld.global.cg): nothing depends on how the
+ * acquire is implemented for the SM's other threads.
  */
 export function attentionSplit(s: DecodeAttentionSpec): Kernel {
   const lay = splitLayout(s);
   const { heads, kvHeads, hd, cache } = s;
   const { vecLen, nvec, lanes: L, vecsPerLane: V, rowsPerWarp: R, unroll: U, splits: S } = lay;
   const W = SPLIT_WARPS, eb = elemBytes(cache), group = heads / kvHeads;
-  const name = `attention_split_h${heads}_kv${kvHeads}_hd${hd}_s${S}${kvTag(cache)}`;
-  const k = new KernelBuilder(name, ['part', 'q', 'ck', 'cv', 'pos'].map((n) => ({ name: n, type: 'u64' as const })));
+  const merged = s.merge === 'last-block';
+  const name = `attention_split${merged ? '_merge' : ''}_h${heads}_kv${kvHeads}_hd${hd}_s${S}${kvTag(cache)}`;
+  const params = merged ? ['out', 'part', 'q', 'ck', 'cv', 'pos', 'counters'] : ['part', 'q', 'ck', 'cv', 'pos'];
+  const k = new KernelBuilder(name, params.map((n) => ({ name: n, type: 'u64' as const })));
   k.blockSize(SPLIT_THREADS);
   const part = k.ptrParam('part'), q = k.ptrParam('q'), ck = k.ptrParam('ck'), cv = k.ptrParam('cv'), pos = k.ptrParam('pos');
   const tid = k.special('%tid.x', 'tid'), h = k.special('%ctaid.x', 'h'), c = k.special('%ctaid.y', 'c'), t = k.special('%ctaid.z', 't');
   const n = emitLength(k, pos, t);
-  const { chunk } = emitChunks(k, n, lay);
+  const { chunk, live } = emitChunks(k, n, lay);
   const start = k.reg('u32', 'start'), end = k.reg('u32', 'end'), p = k.reg('pred', 'p'), done = k.label('done');
   k.emit(`mul.lo.u32 ${start}, ${c}, ${chunk}`, `setp.ge.u32 ${p}, ${start}, ${n}`, `@${p} bra ${done}`);
   k.emit(`add.u32 ${end}, ${start}, ${chunk}`, `min.u32 ${end}, ${end}, ${n}`);
@@ -294,7 +319,24 @@ export function attentionSplit(s: DecodeAttentionSpec): Kernel {
     k.emit(`st.global.f32 [${oa}], ${o}`);
     k.place(skip);
   }
-  k.emit(`setp.ne.u32 ${p}, ${tid}, 0`, `@${p} bra ${done}`, `st.global.f32 [${prow}+${hd * 4}], ${M}`, `st.global.f32 [${prow}+${hd * 4 + 4}], ${Lsum}`);
+  if (!merged) {
+    k.emit(`setp.ne.u32 ${p}, ${tid}, 0`, `@${p} bra ${done}`, `st.global.f32 [${prow}+${hd * 4}], ${M}`, `st.global.f32 [${prow}+${hd * 4 + 4}], ${Lsum}`);
+    k.place(done);
+    return { name, text: k.render() };
+  }
+  // Merge in the last block (see the doc comment for why the partials are then visible)
+  const t0 = k.reg('pred', 't0');
+  k.emit(`setp.eq.u32 ${t0}, ${tid}, 0`, `@${t0} st.global.f32 [${prow}+${hd * 4}], ${M}`, `@${t0} st.global.f32 [${prow}+${hd * 4 + 4}], ${Lsum}`);
+  const counters = k.ptrParam('counters'), ci = k.reg('u32', 'ci'), bound = k.reg('u32', 'bound'), old = k.reg('u32', 'old');
+  const mine = k.reg('pred', 'mine'), last = k.reg('pred', 'last');
+  k.emit(`mad.lo.u32 ${ci}, ${t}, ${heads}, ${h}`, `sub.u32 ${bound}, ${live}, 1`);
+  const ca = k.addr(counters, ci, 4);
+  k.emit('bar.sync 0');
+  // old = 0xffffffff in the other threads: never live − 1 (live <= S)
+  k.emit(`mov.u32 ${old}, 0xFFFFFFFF`, `@${t0} atom.acq_rel.gpu.global.inc.u32 ${old}, [${ca}], ${bound}`);
+  k.emit(`setp.eq.u32 ${mine}, ${old}, ${bound}`, `bar.red.or.pred ${last}, 0, ${mine}`, `@!${last} bra ${done}`);
+  const out = k.ptrParam('out');
+  emitCombine(k, { lay, heads, hd, threads: SPLIT_THREADS, tid, h, t, live, part, out, load: 'ld.global.cg' });
   k.place(done);
   return { name, text: k.render() };
 }
@@ -307,7 +349,7 @@ export function attentionSplit(s: DecodeAttentionSpec): Kernel {
 export function attentionCombine(s: DecodeAttentionSpec): Kernel {
   const lay = splitLayout(s);
   const { heads, hd } = s;
-  const S = lay.splits, CT = combineThreads(hd), stride = pad8(partialWidth(hd)) * 4;
+  const S = lay.splits, CT = combineThreads(hd);
   const name = `attention_combine_h${heads}_hd${hd}_s${S}_g${lay.granule}`;
   const k = new KernelBuilder(name, ['out', 'part', 'pos'].map((n) => ({ name: n, type: 'u64' as const })));
   k.blockSize(CT);
@@ -315,6 +357,18 @@ export function attentionCombine(s: DecodeAttentionSpec): Kernel {
   const tid = k.special('%tid.x', 'tid'), h = k.special('%ctaid.x', 'h'), t = k.special('%ctaid.y', 't');
   const n = emitLength(k, pos, t);
   const { live } = emitChunks(k, n, lay);
+  emitCombine(k, { lay, heads, hd, threads: CT, tid, h, t, live, part, out, load: 'ld.global' });
+  return { name, text: k.render() };
+}
+
+/**
+ * The merge of row t, head h's `live` partials into out[t, h·hd …] by a block of `threads` threads
+ * (thread ids `tid`): attentionCombine's whole body, and the last block's work in attentionSplit
+ * with merge 'last-block'. `load`: the instruction (without its type) that reads the partials.
+ */
+function emitCombine(k: KernelBuilder, o: { lay: SplitLayout; heads: number; hd: number; threads: number; tid: string; h: string; t: string; live: string; part: string; out: string; load: 'ld.global' | 'ld.global.cg' }): void {
+  const { lay, heads, hd, threads: CT, tid, h, t, live, part, out, load } = o;
+  const S = lay.splits, stride = pad8(partialWidth(hd)) * 4;
   const row0 = k.reg('u32', 'row0');
   k.emit(`mad.lo.u32 ${row0}, ${t}, ${heads}, ${h}`, `mul.lo.u32 ${row0}, ${row0}, ${S}`);
   const prow = k.addr(part, row0, stride);
@@ -325,7 +379,7 @@ export function attentionCombine(s: DecodeAttentionSpec): Kernel {
     const c = k.reg('u32', 'c'), mv = k.reg('f32', 'mv'), lv = k.reg('f32', 'lv'), sa = k.reg('u32', 'sa');
     k.emit(`add.u32 ${c}, ${tid}, ${c0}`, `setp.lt.u32 ${p}, ${c}, ${live}`, `setp.lt.u32 ${inS}, ${c}, ${S}`, `min.u32 ${c}, ${c}, ${S - 1}`);
     const a = k.addr(prow, c, stride);
-    k.emit(`mov.f32 ${mv}, 0fFF800000`, `mov.f32 ${lv}, 0f00000000`, `@${p} ld.global.f32 ${mv}, [${a}+${hd * 4}]`, `@${p} ld.global.f32 ${lv}, [${a}+${hd * 4 + 4}]`);
+    k.emit(`mov.f32 ${mv}, 0fFF800000`, `mov.f32 ${lv}, 0f00000000`, `@${p} ${load}.f32 ${mv}, [${a}+${hd * 4}]`, `@${p} ${load}.f32 ${lv}, [${a}+${hd * 4 + 4}]`);
     k.emit(`mov.u32 ${sa}, ${shM}`, `mad.lo.u32 ${sa}, ${c}, 4, ${sa}`, `@${inS} st.shared.f32 [${sa}], ${mv}`);
     k.emit(`mov.u32 ${sa}, ${shL}`, `mad.lo.u32 ${sa}, ${c}, 4, ${sa}`, `@${inS} st.shared.f32 [${sa}], ${lv}`);
   }
@@ -347,7 +401,7 @@ export function attentionCombine(s: DecodeAttentionSpec): Kernel {
     for (let g0 = 0; g0 < S; g0 += G) {
       const cs = Array.from({ length: Math.min(G, S - g0) }, (_, i) => g0 + i);
       const av = k.regs('f32', 'av', cs.length);
-      cs.forEach((c, i) => k.emit(`mov.f32 ${av[i]}, 0f00000000`, `setp.gt.u32 ${p}, ${live}, ${c}`, `@${p} ld.global.f32 ${av[i]}, [${pd}+${c * stride}]`));
+      cs.forEach((c, i) => k.emit(`mov.f32 ${av[i]}, 0f00000000`, `setp.gt.u32 ${p}, ${live}, ${c}`, `@${p} ${load}.f32 ${av[i]}, [${pd}+${c * stride}]`));
       cs.forEach((c, i) => k.emit(`ld.shared.f32 ${mc}, [${shM}+${c * 4}]`, `sub.f32 ${w}, ${mc}, ${M}`, `ex2.approx.f32 ${w}, ${w}`, `fma.rn.f32 ${o}, ${av[i]}, ${w}, ${o}`));
     }
     const oi = k.reg('u32', 'oi');
@@ -356,5 +410,4 @@ export function attentionCombine(s: DecodeAttentionSpec): Kernel {
     k.emit(`st.global.f32 [${oa}], ${o}`);
     k.place(skip);
   }
-  return { name, text: k.render() };
 }
