@@ -36,8 +36,10 @@ export function wgmmaWanted(computeCapability: readonly [number, number], env: N
 
 /**
  * Whether a model with f32 linears gets the f32 prefill program (LowerOptions.prefillF32):
- * MOCC_CUDA_PREFILL_F32=1. Off by default until its GPU check (test/targets/cuda-prefill-f32.test.ts)
- * has passed; then it should become the default and this switch be removed.
+ * MOCC_CUDA_PREFILL_F32=1. Its GPU check passed on the H100 (session 12: stories260K f32 prefill
+ * within 4.6e-5 of HF, test/targets/cuda-prefill-f32.test.ts), but its speed is not yet measured:
+ * for a few tokens its SIMT GEMM (one row tile, N/64 blocks) may be slower than the GEMVs. It
+ * becomes the default, and this switch goes, once a bench shows where it wins.
  */
 export function prefillF32Wanted(env: NodeJS.ProcessEnv = process.env): boolean {
   return env.MOCC_CUDA_PREFILL_F32 === '1';
