@@ -85,8 +85,8 @@ export function compileCuda(model: RunnableModel, outDir: string, arch: CudaArch
     kernels: [...program.kernels.keys()].map((name) => ({ name, file: `ptx/${name}.ptx` })),
     steps: program.steps, greedyTail: program.greedyTail, buffers: program.buffers, weights: program.weights,
     consts: program.consts, kvCache: program.kvCache, selectHints: program.selectHints, logits: program.logits, prefill: program.prefill,
-    // u32 merge counters (Arg 'counters'), zero before the first call; absent when no launch uses them
-    ...(program.attentionCounters ? { attentionCounters: program.attentionCounters } : {}),
+    // u32 merge counters per region (Arg 'counters'; regions back to back in COUNTER_REGIONS order), zero before the first call; absent when no launch uses them
+    ...(program.counters ? { counters: program.counters } : {}),
     layout: 'row-major, every row padded to a multiple of 8 elements with zeros; activations float32 (bf16/f16 where a buffer says so); KV cache elements of kvCache.dtype',
   };
   writeFileSync(join(outDir, 'launch.json'), JSON.stringify(manifest, null, 1) + '\n');

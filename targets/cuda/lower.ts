@@ -19,7 +19,7 @@ import { kvCacheDtype, type KvCacheOption } from './kv-cache.js';
 import { argmax, elementwise, embedding, gemv, gemvGrid, gemvLayout, gemvMulti, gemvMultiGrid, posAdvance, rmsnorm, rmsnormThreads, type GemvSpec, type Kernel } from './ptx/dense.js';
 import { pad8, type WeightDType } from './ptx/layout.js';
 import { downPartial, downReduce, downSplit, DOWN_THREADS, mocScatterSilu, SCATTER_THREADS, mocUpDown, patternSelect, reduceGrid, REDUCE_THREADS, selectShape, topkSelect, upDownSplit } from './ptx/moc.js';
-import type { Arg, BufferDecl, Launch, Program, Step } from './program.js';
+import { mergeCounterSizes, type Arg, type BufferDecl, type CounterRegion, type CounterSizes, type Launch, type Program, type Step } from './program.js';
 import { bufArgIds, planBuffers as planBufferIds, remapBufArgs } from '../buffer-plan.js';
 import { GraphFacts, type Node } from '../lowering/analysis.js';
 import { DeviceInputs } from '../lowering/device-inputs.js';
@@ -65,7 +65,7 @@ export interface LowerOptions {
   /**
    * Who merges the split decode attention's partials (DecodeAttentionSpec.merge): 'combine-kernel'
    * (default) a second launch a layer, 'last-block' the split kernel's last block of each (row,
-   * head), over merge counters (Arg 'counters', Program.attentionCounters). 'last-block' passed its
+   * head), over merge counters (Arg 'counters' region 'attention', Program.counters). 'last-block' passed its
    * H100 tests (session 12: 45 kernel cases, stories260K against HF); it becomes the default once
    * decode-context (config 4) has measured it faster.
    */
@@ -112,7 +112,7 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
   const pre = lowerPass(g, spec, options, 'prefill');
   // without 16-bit linears (and prefillF32) the prefill lowering has no GEMM and would only repeat the decode launches
   if (!pre.steps.some((s) => s.kind === 'launch' && s.kernel.startsWith('gemm'))) return p;
-  const counters = Math.max(p.attentionCounters ?? 0, pre.attentionCounters ?? 0);
+  const counters = mergeCounterSizes(p.counters, pre.counters);
   const consts = new Map(p.consts.map((c) => [c.name, c]));
   for (const c of pre.consts) consts.set(c.name, c);
   return {
@@ -121,7 +121,7 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
     weights: [...new Set([...p.weights, ...pre.weights])],
     consts: [...consts.values()],
     ...(pre.kernelsSm90a ? { kernelsSm90a: pre.kernelsSm90a } : {}),
-    ...(counters ? { attentionCounters: counters } : {}),
+    ...(counters ? { counters } : {}),
     prefill: { steps: pre.steps, buffers: pre.buffers, logits: pre.logits },
   };
 }
@@ -154,7 +154,12 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
   const kvDtype = kvCacheDtype(facts, options.kvCache);
 
   const kernels = new Map<string, string>();
-  let attentionCounters = 0; // u32 merge counters (Arg 'counters') the decode attention needs
+  const counters: CounterSizes = {}; // u32 merge counters (Arg 'counters') per region, as many as the launches need
+  /** Arg 'counters' of `region`, which holds at least n counters. */
+  const countersArg = (region: CounterRegion, n: number): Arg => {
+    counters[region] = Math.max(counters[region] ?? 0, n);
+    return { kind: 'counters', region };
+  };
   const use = (k: Kernel) => (kernels.set(k.name, k.text), k.name);
   const kernelsSm90a = new Map<string, string>();
   const vbufs: VBuf[] = [];
@@ -426,8 +431,7 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
           // at most capacity rows, the layers' launches run one after another on the model's stream
           // (with programmatic launch too: a kernel reads nothing before griddepcontrol.wait, which
           // waits for the earlier kernels to complete), and each launch leaves them all at zero.
-          attentionCounters = Math.max(attentionCounters, heads * spec.maxSeqLen);
-          launch({ kernel: use(attentionSplit(da)), grid: [heads, splits, 'T'], block: SPLIT_THREADS, args: [out(), part, q, kCache, vCache, { kind: 'pos' }, { kind: 'counters' }] }, n);
+          launch({ kernel: use(attentionSplit(da)), grid: [heads, splits, 'T'], block: SPLIT_THREADS, args: [out(), part, q, kCache, vCache, { kind: 'pos' }, countersArg('attention', heads * spec.maxSeqLen)] }, n);
           return;
         }
         launch({ kernel: use(attentionSplit(da)), grid: [heads, splits, 'T'], block: SPLIT_THREADS, args: [part, q, kCache, vCache, { kind: 'pos' }] }, n);
@@ -570,7 +574,7 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
     kernels, ...(kernelsSm90a.size > 0 ? { kernelsSm90a } : {}), steps: plan.steps, greedyTail, buffers: plan.buffers, weights: [...inputs.weights.keys()], consts: [...inputs.consts.values()],
     kvCache: { layers: spec.nLayers, width: spec.nKvHeads * spec.headDim, capacity: spec.maxSeqLen, dtype: kvDtype },
     selectHints: tauSlotOf.size,
-    ...(attentionCounters ? { attentionCounters } : {}),
+    ...(Object.keys(counters).length > 0 ? { counters } : {}),
     logits: { buf: logits, vocab: spec.vocabSize },
   };
   return program;

@@ -40,11 +40,11 @@ export type Arg =
    */
   | { kind: 'tau'; slot: number }
   /**
-   * The decode attention's merge counters (Program.attentionCounters u32, zero before the first
-   * call): the split kernel with merge 'last-block' counts a (row, head)'s finished blocks in them
-   * and leaves them at zero (decode-attention.ts attentionSplit).
+   * Region `region` of the merge counters (Program.counters: u32, zero before the first call): a
+   * kernel that merges in its last block counts the finished blocks of each unit of work there and
+   * leaves them at zero (decode-attention.ts attentionSplit, moc.ts mocUpDown with merge 'last-block').
    */
-  | { kind: 'counters' }
+  | { kind: 'counters'; region: CounterRegion }
   /** The number of tokens in the call, as a u32 parameter. */
   | { kind: 'T' }
   /** A u32 parameter fixed at lowering (a GEMM's N and K). */
@@ -57,6 +57,37 @@ export type Arg =
    * prepared: it holds the address.
    */
   | { kind: 'tmap'; of: Arg; rows: 'T' | number; k: 'T' | number; operand: 'x' | 'w'; gemm: Gemm90Spec };
+
+/**
+ * The regions of the one zeroed allocation of merge counters: 'attention', a (row, head) of the split
+ * decode attention each; 'moc', a token row of the fused MoC up·down each. Disjoint, so that no kernel
+ * depends on another leaving its counters at zero.
+ */
+export const COUNTER_REGIONS = ['attention', 'moc'] as const;
+export type CounterRegion = (typeof COUNTER_REGIONS)[number];
+/** How many u32 counters each region holds (a region no launch uses is absent). */
+export type CounterSizes = Partial<Record<CounterRegion, number>>;
+
+/** Where each region starts in the counters' allocation (in u32), and its total: regions back to back in COUNTER_REGIONS order. */
+export function counterLayout(sizes: CounterSizes | undefined): { offset: Record<CounterRegion, number>; total: number } {
+  const offset = {} as Record<CounterRegion, number>;
+  let total = 0;
+  for (const r of COUNTER_REGIONS) {
+    offset[r] = total;
+    total += sizes?.[r] ?? 0;
+  }
+  return { offset, total };
+}
+
+/** a ∪ b, each region the larger of the two (e.g. the decode and prefill programs' needs), or undefined when empty. */
+export function mergeCounterSizes(a: CounterSizes | undefined, b: CounterSizes | undefined): CounterSizes | undefined {
+  const out: CounterSizes = {};
+  for (const r of COUNTER_REGIONS) {
+    const n = Math.max(a?.[r] ?? 0, b?.[r] ?? 0);
+    if (n > 0) out[r] = n;
+  }
+  return Object.keys(out).length > 0 ? out : undefined;
+}
 
 export interface Launch {
   kernel: string;
@@ -114,8 +145,8 @@ export interface Program {
   kvCache: { layers: number; width: number; capacity: number; dtype: KvDType };
   /** How many select-hint slots (Arg 'tau') the program uses. */
   selectHints: number;
-  /** u32 merge counters (Arg 'counters'), zeroed once when the model is loaded; absent: none used. */
-  attentionCounters?: number;
+  /** u32 merge counters per region (Arg 'counters'), zeroed once when the model is loaded; absent: none used. */
+  counters?: CounterSizes;
   logits: { buf: number; vocab: number };
   /** Launches for calls of T > 1 tokens; absent: those run `steps` with T rows. */
   prefill?: PrefillProgram;

@@ -4,7 +4,7 @@ import type { ModelSession, RunnableModel } from '../target.js';
 import type { ForwardOptions } from '../../src/model/runnable.js';
 import type { Cuda, CudaFunction, CudaGraphExec, CudaStream, DevicePtr } from './driver.js';
 import { packParams, type KernelParam } from './driver.js';
-import { bufferElementBytes, gridDimFor, type Arg, type BufferDecl, type Program, type Step } from './program.js';
+import { bufferElementBytes, counterLayout, gridDimFor, type Arg, type BufferDecl, type Program, type Step } from './program.js';
 import { archFor, ptxModule, type CudaArch } from './ptx/builder.js';
 import { gemm90TensorMap } from './ptx/gemm-sm90.js';
 import { elemBytes, pad8 } from './ptx/layout.js';
@@ -76,8 +76,8 @@ export class CudaModel {
   readonly history: DevicePtr;
   /** Program.selectHints floats, +inf until a Top-K writes them (see Arg 'tau'). */
   readonly selectHints: DevicePtr;
-  /** Program.attentionCounters u32, zero (see Arg 'counters'): the kernels that use them leave them at zero. */
-  readonly attentionCounters: DevicePtr;
+  /** Program.counters' u32, all regions in one allocation, zero (see Arg 'counters'): the kernels that use them leave them at zero. */
+  readonly counters: DevicePtr;
   readonly stream: CudaStream;
   /** The PTX flavour loaded: sm_90 keeps the programmatic-launch waits and L2 prefetches. */
   readonly arch: CudaArch;
@@ -109,7 +109,7 @@ export class CudaModel {
     this.tokens = this.zeroed(cap * 4);
     this.history = this.zeroed((cap + 1) * 4);
     this.selectHints = this.filled(program.selectHints * 4, 0x7f800000); // +inf: warm nothing yet
-    this.attentionCounters = this.zeroed((program.attentionCounters ?? 0) * 4);
+    this.counters = this.zeroed(counterLayout(program.counters).total * 4);
   }
 
   /**
@@ -181,7 +181,7 @@ export class CudaModel {
         case 'tokens': return { type: 'u64', value: this.tokens };
         case 'history': return { type: 'u64', value: this.history };
         case 'tau': return { type: 'u64', value: this.selectHints + BigInt(4 * a.slot) };
-        case 'counters': return { type: 'u64', value: this.attentionCounters };
+        case 'counters': return { type: 'u64', value: this.counters + BigInt(4 * counterLayout(this.program.counters).offset[a.region]) };
         case 'T': return { type: 'u32', value: T };
         case 'u32': return { type: 'u32', value: a.value };
         case 'tmap': {

@@ -143,7 +143,7 @@ test('decodeMerge last-block: one attention launch a layer (out, part, q, caches
   const graph = buildLlamaGraph(PRESET_1B, (n) => (n.includes('norm') ? 'f32' : 'bf16'));
   const plain = lowerToCuda(graph, PRESET_1B);
   t.deepEqual(lowerToCuda(graph, PRESET_1B, { decodeMerge: 'combine-kernel' }), plain);
-  t.false('attentionCounters' in plain);
+  t.false('counters' in plain);
   const attn = (p: typeof plain) => p.steps.flatMap((s) => (s.kind === 'launch' && s.kernel.startsWith('attention_') ? [s] : []));
   t.is(attn(plain).length, 2 * PRESET_1B.nLayers);
   const merged = lowerToCuda(graph, PRESET_1B, { decodeMerge: 'last-block' });
@@ -151,7 +151,8 @@ test('decodeMerge last-block: one attention launch a layer (out, part, q, caches
   t.is(launches.length, PRESET_1B.nLayers);
   t.true(launches.every((s) => s.kernel.startsWith('attention_split_merge_') && s.grid[2] === 'T'), launches.map((s) => s.kernel).join(', '));
   t.deepEqual(launches[0]!.args.map((a) => a.kind), ['buf', 'buf', 'buf', 'kv', 'kv', 'pos', 'counters']);
-  t.is(merged.attentionCounters, PRESET_1B.nHeads * PRESET_1B.maxSeqLen);
+  t.deepEqual(launches[0]!.args.at(-1), { kind: 'counters', region: 'attention' });
+  t.deepEqual(merged.counters, { attention: PRESET_1B.nHeads * PRESET_1B.maxSeqLen });
   // the rest of the step is the same launches
   const others = (p: typeof plain) => p.steps.flatMap((s) => (s.kind === 'launch' && !s.kernel.startsWith('attention_') ? [s.kernel] : []));
   t.deepEqual(others(merged), others(plain));
