@@ -51,16 +51,17 @@ export function prefillF32Wanted(env: NodeJS.ProcessEnv = process.env): boolean 
  * kvCache forces the cache's element type (default 'auto': the K/V weights' 16-bit type, else f32).
  * prefillF32: see prefillF32Wanted.
  */
-export function sessionLowerOptions(o: { baseline?: boolean; warm: boolean; wgmma: boolean; kvCache?: KvCacheOption; decodeBlocks?: number; decodeMerge?: LowerOptions['decodeMerge']; prefillF32?: boolean }): LowerOptions {
-  if (!o.baseline) return { warm: o.warm, kvCache: o.kvCache, wgmma: o.wgmma, ...(o.decodeBlocks ? { decodeBlocks: o.decodeBlocks } : {}), ...(o.decodeMerge ? { decodeMerge: o.decodeMerge } : {}), ...(o.prefillF32 ? { prefillF32: true } : {}) };
+export function sessionLowerOptions(o: { baseline?: boolean; warm: boolean; wgmma: boolean; kvCache?: KvCacheOption; decodeBlocks?: number; decodeMerge?: LowerOptions['decodeMerge']; mocMerge?: LowerOptions['mocMerge']; prefillF32?: boolean }): LowerOptions {
+  if (!o.baseline) return { warm: o.warm, kvCache: o.kvCache, wgmma: o.wgmma, ...(o.decodeBlocks ? { decodeBlocks: o.decodeBlocks } : {}), ...(o.decodeMerge ? { decodeMerge: o.decodeMerge } : {}), ...(o.mocMerge ? { mocMerge: o.mocMerge } : {}), ...(o.prefillF32 ? { prefillF32: true } : {}) };
   return { warm: o.warm, kvCache: o.kvCache ?? 'f32', prefill: false, decodeAttention: 'single' };
 }
 
 /**
  * kvCache: the KV cache's element type (default 'auto'); baseline: see sessionLowerOptions;
- * decodeMerge: LowerOptions.decodeMerge (default: 'last-block' when MOCC_CUDA_ATTN_MERGE=1, else the lowering's).
+ * decodeMerge: LowerOptions.decodeMerge (default: 'last-block' when MOCC_CUDA_ATTN_MERGE=1, else the lowering's);
+ * mocMerge: LowerOptions.mocMerge (default: 'last-block' when MOCC_CUDA_MOC_MERGE=1, else the lowering's).
  */
-export function createCudaSession(model: RunnableModel, options: { kvCache?: KvCacheOption; baseline?: boolean; decodeMerge?: LowerOptions['decodeMerge'] } = {}): CudaSession {
+export function createCudaSession(model: RunnableModel, options: { kvCache?: KvCacheOption; baseline?: boolean; decodeMerge?: LowerOptions['decodeMerge']; mocMerge?: LowerOptions['mocMerge'] } = {}): CudaSession {
   // The MoC up·down kernel's L2 warming pays only while it overlaps Top-K, i.e. with programmatic
   // launch (without, ffn-decode measured 23.4 → 24.6 µs); MOCC_CUDA_WARM=0 turns it off to measure it.
   const warm = programmaticLaunchWanted() && process.env.MOCC_CUDA_WARM !== '0';
@@ -71,7 +72,9 @@ export function createCudaSession(model: RunnableModel, options: { kvCache?: KvC
   const decodeBlocks = Number(process.env.MOCC_CUDA_SPLIT_BLOCKS) || undefined;
   // MOCC_CUDA_ATTN_MERGE=1: the split decode attention merges in its last block (no combine launch)
   const decodeMerge = options.decodeMerge ?? (process.env.MOCC_CUDA_ATTN_MERGE === '1' ? 'last-block' : undefined);
-  const lower = sessionLowerOptions({ baseline, warm, wgmma, decodeBlocks, decodeMerge, prefillF32: prefillF32Wanted(), ...(options.kvCache ? { kvCache: options.kvCache } : {}) });
+  // MOCC_CUDA_MOC_MERGE=1: the fused MoC up·down kernel adds its partials into y in its last block (no reduce launch)
+  const mocMerge = options.mocMerge ?? (process.env.MOCC_CUDA_MOC_MERGE === '1' ? 'last-block' : undefined);
+  const lower = sessionLowerOptions({ baseline, warm, wgmma, decodeBlocks, decodeMerge, mocMerge, prefillF32: prefillF32Wanted(), ...(options.kvCache ? { kvCache: options.kvCache } : {}) });
   return new CudaSession(new CudaModel(c, lowerToCuda(model.graph, model.spec, lower), model));
 }
 
