@@ -67,7 +67,7 @@ if [[ $what == all || $what == context ]]; then
   step "decode-context: 1B preset decode after 16..2048 tokens of context, dense / MoC, vs the weight + KV-cache byte floor"
   model=/tmp/llama-1b
   [[ -f $model/config.json ]] || python3 bench/gpu/make_llama_1b.py --out $model --seed 0 2>&1 | tail -3
-  node dist/bench/gpu/decode-context.js --model $model --torch "$out/torch_ffn.json" --out "$out/decode-context.json" 2>&1 | tail -21 || status=1
+  node dist/bench/gpu/decode-context.js --model $model --torch "$out/torch_ffn.json" --out "$out/decode-context.json" 2>&1 | tail -29 || status=1
 fi
 if [[ $what == all || $what == wgsl ]]; then
   step "wgsl: WGSL MoC vs WGSL dense through Dawn (FFN, 1B decode); mocc's CUDA path alongside"

@@ -1,6 +1,6 @@
 // The cuda target's kernels against the ref target's (targets/ref/kernels.ts), each on fresh random
 // inputs with NaN-poisoned outputs: GEMVs (plain, several sharing x, RMSNorm folded, rows split over
-// warps, gathered MoC up), Top-K and a:b selection, the MoC down and the fused up·down, embedding,
+// warps, gathered MoC up), Top-K and a:b selection, the MoC down and the fused up·down (reduced by a second kernel and in its last block), embedding,
 // RMSNorm, elementwise, argmax, RoPE, the KV stores (f32, bf16 and f16 caches) and the split decode
 // attention, merged by a combine kernel and in its last block (against a float64 reference, NaN in
 // the cache past the live rows). They need a CUDA device (the GPU machine: bash bench/gpu/run.sh
@@ -238,6 +238,53 @@ for (const dtype of ['f32', 'bf16'] as const) {
       const want = R.add(y0, R.mocDown(z, wd.exact, d, idx, k));
       const e = relErr(got, want);
       t.true(e < NORM_TOL, `rel ${e.toExponential(2)}`);
+    });
+  }
+}
+
+// The fused up·down that adds its partials into y in its last block (merge 'last-block'): the same
+// cases and reference, in all three weight dtypes, plus the two-kernel path (mocUpDown + downReduce)
+// on the same inputs, which the merged kernel must match bit for bit (it sums in downReduce's order).
+// It runs twice on the same counters, each time on a fresh copy of y and NaN-poisoned partials; the
+// counters must be back at zero after each (a counter left over would let the wrong block merge).
+for (const dtype of ['f32', 'bf16', 'f16'] as const) {
+  for (const [d, f, k, T, withNorm] of [[64, 172, 32, 2, true], [2048, 5464, 1024, 1, true], [4096, 14336, 2688, 1, true], [100, 300, 7, 3, false], [2048, 5461, 1000, 2, false], [70, 300, 8, 5, true]] as const) {
+    const warm = withNorm;
+    const name = `moc up·down merged in the last block ${dtype} d${d} F${f} K${k} T=${T}${withNorm ? ' +rmsnorm' : ''}${warm ? ' +warm' : ''}: against the ref kernels, bitwise the two-kernel path, counters reset`;
+    guarded(name, (t, r) => {
+      const wu = weight(randomF32(f * d, r, 0.05), f, d, dtype), wd = weight(randomF32(f * d, r, 0.05), f, d, dtype);
+      const nw = weight(randomF32(d, r), 1, d, 'f32');
+      const x = randomF32(T * d, r, 2), g = randomF32(T * f, r, 3), y0 = randomF32(T * d, r);
+      const idx = R.mocSelect(g, f, { k });
+      const split = M.upDownSplit(k);
+      const norm = withNorm ? { dtype: 'f32' as const, eps: 1e-5 } : undefined;
+      const inputs = [upload(padF32(x, T, d)), wu.device, wd.device, upload(padI32(idx, T, k)), upload(padF32(g, T, f)), ...(withNorm ? [nw.device] : []), ...(warm ? [upload(new Float32Array([0]))] : [])];
+      const partialBytes = T * split.blocks * pad8(d) * 4;
+      const read = (y: bigint) => download(y, new Float32Array(T * pad8(d)));
+      // the two-kernel path
+      const yTwo = upload(padF32(y0, T, d)), partialTwo = poisoned(partialBytes);
+      launch(M.mocUpDown({ dtype, d, f, kKeep: k, norm, warm }), [split.blocks, T, 1], 256, [partialTwo, ...inputs]);
+      launch(M.downReduce(d, split.blocks), [M.reduceGrid(d), T, 1], M.REDUCE_THREADS, [yTwo, partialTwo]);
+      const two = read(yTwo);
+      const xn = withNorm ? R.rmsnorm(x, nw.exact, 1e-5) : x;
+      const z = R.mul(R.silu(R.mocGather(g, f, idx, k)), R.mocUp(xn, wu.exact, d, idx, k));
+      const want = R.add(y0, R.mocDown(z, wd.exact, d, idx, k));
+      const kernel = M.mocUpDown({ dtype, d, f, kKeep: k, norm, warm, merge: 'last-block' });
+      const counters = upload(new Int32Array(T));
+      const report: string[] = [];
+      let ok = true;
+      for (const call of [1, 2]) {
+        const y = upload(padF32(y0, T, d));
+        launch(kernel, [split.blocks, T, 1], 256, [y, poisoned(partialBytes), ...inputs, counters]);
+        const gotPadded = read(y), got = unpadF32(gotPadded, T, d);
+        const e = relErr(got, want);
+        // bit for bit the two-kernel result, padding columns (untouched by both) included
+        const differing = gotPadded.filter((v, i) => !Object.is(v, two[i])).length;
+        const left = download(counters, new Int32Array(T)).filter((c) => c !== 0).length;
+        ok &&= e < NORM_TOL && differing === 0 && left === 0;
+        report.push(`call ${call}: rel ${e.toExponential(2)}, ${differing} values differ from the two-kernel path, ${left} counters not zero`);
+      }
+      t.true(ok, `${report.join('; ')} (${split.blocks} blocks a row)`);
     });
   }
 }

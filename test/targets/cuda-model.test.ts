@@ -2,7 +2,8 @@
 // (fixtures/stories260K/reference) within 1e-3, by prefill and by one-token steps through the captured
 // decode graph, from the GGUF and the HF checkpoints, dense and MoC K=32/128, with programmatic
 // dependent launch (Hopper's default) and without; with a bf16 KV cache against HF with bf16-rounded
-// keys and values; with the decode attention merged in its split kernel; then the exact greedy text
+// keys and values; with the decode attention merged in its split kernel, and the MoC reduce in the
+// up·down kernel (alone and with it); then the exact greedy text
 // through the device-side greedy loop. They need a CUDA device (the GPU machine: bash
 // bench/gpu/run.sh check); elsewhere, CI included, they skip with one line saying why.
 import { loadModel } from '../../driver/load.js';
@@ -76,6 +77,34 @@ for (const [label, selection] of [['dense', 'dense'], ['moc_k32', { k: 32 }]] as
       t.true(dp <= 1e-3 && dd <= 1e-3, `${seq}: max|Δ| T-row steps ${dp.toExponential(2)}, graph decode ${dd.toExponential(2)}`);
     }
   });
+}
+
+// The MoC up·down kernel adding its partials into the residual in its last block (LowerOptions.mocMerge),
+// alone and with the attention's merge too (both counter regions in use): the same logits through the
+// T-row decode steps and the captured graph, which replays the kernel over the same counters every layer.
+for (const [label, selection] of [['moc_k32', { k: 32 }], ['moc_k128', { k: 128 }]] as const) {
+  for (const decodeMerge of [undefined, 'last-block'] as const) {
+    cudaTest.serial(`stories260K gguf ${label}, MoC reduce merged in the up·down kernel's last block${decodeMerge ? ', attention merged too' : ''}: logits match HF within 1e-3 (T-row steps and graph decode)`, (t) => {
+      process.env.MOCC_CUDA_PDL = '1'; // with programmatic launch where the device has it: layers' kernels overlap, the counters must not mind
+      const m = loadModel(CHECKPOINTS.gguf, { selection });
+      t.teardown(() => {
+        m.close();
+        freeAll();
+      });
+      const s = createCudaSession(m, { mocMerge: 'last-block', ...(decodeMerge ? { decodeMerge } : {}) });
+      const kernels = s.m.program.steps.flatMap((st) => (st.kind === 'launch' ? [st.kernel] : []));
+      t.true(kernels.some((k) => k.startsWith('moc_updown') && k.endsWith('_merge')) && !kernels.some((k) => k.startsWith('moc_reduce')), kernels.join(', '));
+      t.is(kernels.some((k) => k.startsWith('attention_split_merge_')), decodeMerge !== undefined);
+      for (const seq of ['greedy_once_upon', 'sample0']) {
+        const toks = REF.sequences[seq]!.tokens;
+        const want = referenceLogits(seq, label);
+        s.reset();
+        const dp = maxAbsDiff(s.forward(toks), want);
+        const dd = maxAbsDiff(stepwiseLogits(s, toks), want);
+        t.true(dp <= 1e-3 && dd <= 1e-3, `${seq}: max|Δ| T-row steps ${dp.toExponential(2)}, graph decode ${dd.toExponential(2)}`);
+      }
+    });
+  }
 }
 
 // A bf16 KV cache, forced (the weights are f32, so 'auto' keeps the cache f32: checked above by the
