@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Write a Hugging Face LLaMA checkpoint of mocc's "1B preset" shape with random weights (bf16, safetensors).
 
+--dtype float32 saves the same weights (initialised, rounded to bf16, then widened) as float32, for the
+f32 prefill's benchmark: the same values as the bf16 checkpoint of that seed.
+
 Built on the GPU with a fixed seed using transformers' own init (normal, std = initializer_range = 0.02;
 RMSNorm weights = 1), then cast to bfloat16 and saved with save_pretrained(safe_serialization=True).
 Note: transformers >= 5 writes `rope_parameters: {rope_theta, rope_type}` instead of a top-level
@@ -21,6 +24,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dtype", choices=["bfloat16", "float32"], default="bfloat16")
     a = ap.parse_args()
     if os.path.exists(a.out) and (not os.path.isdir(a.out) or os.listdir(a.out)):
         raise SystemExit(f"make_llama_1b: {a.out} exists and is not an empty directory")
@@ -64,12 +68,14 @@ def main():
     if model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr():
         raise SystemExit("make_llama_1b: lm_head is tied to embed_tokens")
 
+    if a.dtype == "float32":
+        model = model.to(torch.float32)
     model.save_pretrained(a.out, safe_serialization=True)
 
     with open(os.path.join(a.out, "config.json")) as fh:
         saved = json.load(fh)
     saved_dtype = saved.get("dtype", saved.get("torch_dtype"))
-    if saved_dtype != "bfloat16":
+    if saved_dtype != a.dtype:
         raise SystemExit(f"make_llama_1b: config.json dtype is {saved_dtype!r}")
     saved_theta = saved.get("rope_theta", (saved.get("rope_parameters") or {}).get("rope_theta"))
     if saved_theta is None or float(saved_theta) != ROPE_THETA:

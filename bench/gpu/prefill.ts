@@ -2,7 +2,9 @@
 // prompts of 128, 512 and 2048 tokens, dense and MoC K=1024: mocc's prefill program (tensor-core
 // GEMMs, Program.prefill) beside its decode steps run with T rows (GEMVs, what prefill was before),
 // transformers' figure (hf_prefill.py, same run) and the byte+FLOP floor: weights read once at the
-// copy bandwidth (torch_ffn.py) plus the linears' 2·params·T FLOPs at --peak-tflops (dense bf16).
+// copy bandwidth (torch_ffn.py) plus the linears' 2·params·T FLOPs at --peak-tflops (dense bf16;
+// give the FP32 peak, 67 on an H100 SXM, for an f32 model: make_llama_1b.py --dtype float32, timed with
+// MOCC_CUDA_PREFILL_F32=1 for its SIMT-GEMM prefill beside the GEMVs).
 // One forward(prompt, { lastOnly }) = launches + the last row's logits copied back + sync (time to
 // first token: a generate loop needs that row alone), timed on the host; median of 5 after 1.
 // Usage: node dist/bench/gpu/prefill.js --model DIR [--hf OUT/hf_prefill.json] [--torch OUT/torch_ffn.json] [--peak-tflops 989] --out OUT/prefill.json
@@ -25,9 +27,11 @@ for (const [label, selection] of [['dense', 'dense'], [`MoC K=${K}`, { k: K }]] 
   const s = createCudaSession(m);
   const spec = m.spec;
   const kept = selection === 'dense' ? spec.dFfn : K;
-  // a token multiplies by the bf16 parameters it reads when decoding (floor.ts); a prefill reads every weight once
-  const linearParams = weightBytesPerToken(spec, kept) / 2;
-  const weightBytes = weightBytesPerToken(spec, spec.dFfn);
+  // a token multiplies by the parameters it reads when decoding (floor.ts); a prefill reads every weight once.
+  // Bytes a parameter: the stored type of the output projection's weights (bf16, or f32 for --dtype float32 models)
+  const paramBytes = m.weights.get('layers.0.wo')?.dtype === 'f32' ? 4 : 2;
+  const linearParams = weightBytesPerToken(spec, kept, 1);
+  const weightBytes = weightBytesPerToken(spec, spec.dFfn, paramBytes);
   for (const T of TOKENS) {
     const prompt = Array.from({ length: T }, (_, i) => (i * 7919 + 13) % spec.vocabSize);
     const time = (gemm: boolean) => {

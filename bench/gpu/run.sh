@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the GPU machine (no Node there: carry .carry, dist and the addon; see bench/gpu/README.md):
-#   source .carry/setup.sh && bash bench/gpu/run.sh [check|gemm|prefill|sanitize|ffn|e2e|context|wgsl|wgsl-check|all]
+#   source .carry/setup.sh && bash bench/gpu/run.sh [check|gemm|prefill|prefill-f32|sanitize|ffn|e2e|context|wgsl|wgsl-check|all]
 # Writes logs and JSON under $OUT (the device tool's output folder) or bench/results/gpu.
 set -u
 what=${1:-all}
@@ -47,6 +47,13 @@ if [[ $what == all || $what == prefill ]]; then
   node dist/bench/gpu/prefill.js --model $model --hf "$out/hf_prefill.json" --torch "$out/torch_ffn.json" --out "$out/prefill.json" 2>&1 | tail -8 || status=1
   echo "--- the same on gemm.ts's mma.sync GEMMs (MOCC_CUDA_WGMMA=0; only differs on Hopper)"
   MOCC_CUDA_WGMMA=0 node dist/bench/gpu/prefill.js --model $model --hf "$out/hf_prefill.json" --torch "$out/torch_ffn.json" --out "$out/prefill-mma.json" 2>&1 | tail -8 || status=1
+fi
+if [[ $what == prefill-f32 ]]; then
+  step "prefill-f32: the f32 prefill program (MOCC_CUDA_PREFILL_F32=1: SIMT GEMMs) vs the decode steps with T rows, 1B preset in f32"
+  model=/tmp/llama-1b-f32
+  [[ -f $model/config.json ]] || python3 bench/gpu/make_llama_1b.py --out $model --seed 0 --dtype float32 2>&1 | tail -3
+  [[ -f $out/torch_ffn.json ]] || python3 bench/gpu/torch_ffn.py --shapes 2048x5464,4096x14336 --out "$out/torch_ffn.json" 2>&1 | tail -3
+  MOCC_CUDA_PREFILL_F32=1 node dist/bench/gpu/prefill.js --model $model --torch "$out/torch_ffn.json" --peak-tflops 67 --tokens 16,128,512 --out "$out/prefill-f32.json" 2>&1 | tail -8 || status=1
 fi
 if [[ $what == all || $what == ffn || $what == e2e || $what == context || $what == wgsl ]]; then
   step "torch_ffn: cuBLAS dense FFN under a CUDA graph, copy bandwidth"
