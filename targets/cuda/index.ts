@@ -45,21 +45,38 @@ export function prefillF32Wanted(env: NodeJS.ProcessEnv = process.env): boolean 
   return env.MOCC_CUDA_PREFILL_F32 === '1';
 }
 
+/** The lowering switches that wait for a benchmark before they become defaults (each documented at its LowerOptions field). */
+export type OptInLowering = Pick<LowerOptions, 'decodeBlocks' | 'decodeMerge' | 'mocMerge' | 'prefillF32'>;
+
+/**
+ * The opt-in switches a session reads from the environment, in one place: MOCC_CUDA_SPLIT_BLOCKS=N
+ * (the split attention's blocks per query row, for sweeps), MOCC_CUDA_ATTN_MERGE=1 (its merge in the
+ * last block), MOCC_CUDA_MOC_MERGE=1 (the MoC reduce in up·down's last block), MOCC_CUDA_PREFILL_F32=1.
+ */
+export function optInLowering(env: NodeJS.ProcessEnv = process.env): OptInLowering {
+  const blocks = Number(env.MOCC_CUDA_SPLIT_BLOCKS);
+  return {
+    ...(blocks > 0 ? { decodeBlocks: blocks } : {}),
+    ...(env.MOCC_CUDA_ATTN_MERGE === '1' ? { decodeMerge: 'last-block' as const } : {}),
+    ...(env.MOCC_CUDA_MOC_MERGE === '1' ? { mocMerge: 'last-block' as const } : {}),
+    ...(prefillF32Wanted(env) ? { prefillF32: true } : {}),
+  };
+}
+
 /**
  * The lowering options of a session. baseline: lower as mocc did before issue 16 (no prefill program,
- * an f32 cache, the one-block-per-head decode attention), which benchmarks keep to compare against.
- * kvCache forces the cache's element type (default 'auto': the K/V weights' 16-bit type, else f32).
- * prefillF32: see prefillF32Wanted.
+ * an f32 cache, the one-block-per-head decode attention), which benchmarks keep to compare against;
+ * it ignores the opt-in switches. kvCache forces the cache's element type (default 'auto': the K/V
+ * weights' 16-bit type, else f32).
  */
-export function sessionLowerOptions(o: { baseline?: boolean; warm: boolean; wgmma: boolean; kvCache?: KvCacheOption; decodeBlocks?: number; decodeMerge?: LowerOptions['decodeMerge']; mocMerge?: LowerOptions['mocMerge']; prefillF32?: boolean }): LowerOptions {
-  if (!o.baseline) return { warm: o.warm, kvCache: o.kvCache, wgmma: o.wgmma, ...(o.decodeBlocks ? { decodeBlocks: o.decodeBlocks } : {}), ...(o.decodeMerge ? { decodeMerge: o.decodeMerge } : {}), ...(o.mocMerge ? { mocMerge: o.mocMerge } : {}), ...(o.prefillF32 ? { prefillF32: true } : {}) };
+export function sessionLowerOptions(o: { baseline?: boolean; warm: boolean; wgmma: boolean; kvCache?: KvCacheOption; optIn?: OptInLowering }): LowerOptions {
+  if (!o.baseline) return { warm: o.warm, kvCache: o.kvCache, wgmma: o.wgmma, ...o.optIn };
   return { warm: o.warm, kvCache: o.kvCache ?? 'f32', prefill: false, decodeAttention: 'single' };
 }
 
 /**
  * kvCache: the KV cache's element type (default 'auto'); baseline: see sessionLowerOptions;
- * decodeMerge: LowerOptions.decodeMerge (default: 'last-block' when MOCC_CUDA_ATTN_MERGE=1, else the lowering's);
- * mocMerge: LowerOptions.mocMerge (default: 'last-block' when MOCC_CUDA_MOC_MERGE=1, else the lowering's).
+ * decodeMerge / mocMerge: LowerOptions' (default: from the environment, optInLowering).
  */
 export function createCudaSession(model: RunnableModel, options: { kvCache?: KvCacheOption; baseline?: boolean; decodeMerge?: LowerOptions['decodeMerge']; mocMerge?: LowerOptions['mocMerge'] } = {}): CudaSession {
   // The MoC up·down kernel's L2 warming pays only while it overlaps Top-K, i.e. with programmatic
@@ -68,13 +85,8 @@ export function createCudaSession(model: RunnableModel, options: { kvCache?: KvC
   const c = cudaContext();
   const baseline = options.baseline ?? false;
   const wgmma = !baseline && wgmmaWanted(c.device.computeCapability);
-  // MOCC_CUDA_SPLIT_BLOCKS: the split decode attention's blocks per query row, for the benchmark's sweep
-  const decodeBlocks = Number(process.env.MOCC_CUDA_SPLIT_BLOCKS) || undefined;
-  // MOCC_CUDA_ATTN_MERGE=1: the split decode attention merges in its last block (no combine launch)
-  const decodeMerge = options.decodeMerge ?? (process.env.MOCC_CUDA_ATTN_MERGE === '1' ? 'last-block' : undefined);
-  // MOCC_CUDA_MOC_MERGE=1: the fused MoC up·down kernel adds its partials into y in its last block (no reduce launch)
-  const mocMerge = options.mocMerge ?? (process.env.MOCC_CUDA_MOC_MERGE === '1' ? 'last-block' : undefined);
-  const lower = sessionLowerOptions({ baseline, warm, wgmma, decodeBlocks, decodeMerge, mocMerge, prefillF32: prefillF32Wanted(), ...(options.kvCache ? { kvCache: options.kvCache } : {}) });
+  const optIn: OptInLowering = { ...optInLowering(), ...(options.decodeMerge ? { decodeMerge: options.decodeMerge } : {}), ...(options.mocMerge ? { mocMerge: options.mocMerge } : {}) };
+  const lower = sessionLowerOptions({ baseline, warm, wgmma, optIn, ...(options.kvCache ? { kvCache: options.kvCache } : {}) });
   return new CudaSession(new CudaModel(c, lowerToCuda(model.graph, model.spec, lower), model));
 }
 

@@ -12,7 +12,7 @@ import { lowerToCuda } from '../../targets/cuda/lower.js';
 import { buildLlamaGraph } from '../../src/import/llama-graph.js';
 import { PRESET_1B } from '../../src/model/presets.js';
 import { swigluToMoc } from '../../passes/swiglu-to-moc.js';
-import { createCudaSession, prefillF32Wanted, sessionLowerOptions } from '../../targets/cuda/index.js';
+import { createCudaSession, optInLowering, prefillF32Wanted, sessionLowerOptions } from '../../targets/cuda/index.js';
 import { CHECKPOINTS, REF, maxAbsDiff, referenceLogits } from '../helpers/fixtures.js';
 import { freeAll } from '../helpers/cuda.js';
 import { cudaDeviceRequirement, testsNeeding } from '../helpers/requires.js';
@@ -26,9 +26,16 @@ test('MOCC_CUDA_PREFILL_F32=1 is the switch, and sessionLowerOptions passes it o
   t.true(prefillF32Wanted({ MOCC_CUDA_PREFILL_F32: '1' }));
   t.false(prefillF32Wanted({}));
   t.false(prefillF32Wanted({ MOCC_CUDA_PREFILL_F32: '0' }));
-  t.is(sessionLowerOptions({ warm: true, wgmma: false, prefillF32: true }).prefillF32, true);
-  t.false('prefillF32' in sessionLowerOptions({ warm: true, wgmma: false, prefillF32: false }));
-  t.is(sessionLowerOptions({ baseline: true, warm: true, wgmma: false, prefillF32: true }).prefill, false, 'the baseline has no prefill program at all');
+  t.is(sessionLowerOptions({ warm: true, wgmma: false, optIn: optInLowering({ MOCC_CUDA_PREFILL_F32: '1' }) }).prefillF32, true);
+  t.false('prefillF32' in sessionLowerOptions({ warm: true, wgmma: false, optIn: optInLowering({ MOCC_CUDA_PREFILL_F32: '0' }) }));
+  t.is(sessionLowerOptions({ baseline: true, warm: true, wgmma: false, optIn: { prefillF32: true } }).prefill, false, 'the baseline has no prefill program at all');
+});
+
+test('the opt-in switches are read from the environment in one place, and only when set', (t) => {
+  t.deepEqual(optInLowering({}), {});
+  t.deepEqual(optInLowering({ MOCC_CUDA_SPLIT_BLOCKS: '1024', MOCC_CUDA_ATTN_MERGE: '1', MOCC_CUDA_MOC_MERGE: '1', MOCC_CUDA_PREFILL_F32: '1' }),
+    { decodeBlocks: 1024, decodeMerge: 'last-block', mocMerge: 'last-block', prefillF32: true });
+  t.deepEqual(optInLowering({ MOCC_CUDA_SPLIT_BLOCKS: 'x', MOCC_CUDA_ATTN_MERGE: '0' }), {});
 });
 
 // One layer of the 1B preset with f32 weights, in order: GEMMs on CUDA cores for every linear (no
