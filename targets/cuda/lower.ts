@@ -102,8 +102,8 @@ export interface LowerOptions {
  * down projection over W_downᵀ), or undefined to keep gemm.ts's: only when options.wgmma asks for
  * it, and only the epilogues gemm-sm90.ts has for an f32 Y ('store', 'accumulate'). Its tile is
  * GEMM90_DEFAULT on every shape: the gemm bench (session 12, H100) measured 128×256 with 4 stages
- * fastest on each of its shapes and layouts (85–94% of cuBLAS), 128×128 with 6 stages 8–20 points
- * behind.
+ * fastest on each of its shapes and layouts (85–94% of cuBLAS on the aligned X·Wᵀ shapes); 128×128
+ * with 6 stages was 11–17 points of cuBLAS behind on those and about 38% slower on dX and dW.
  */
 export function hopperGemm(options: LowerOptions, dtype: 'bf16' | 'f16', epilogue: GemmEpilogue, layout: 'xwt' | 'xw' = 'xwt'): Gemm90Spec | undefined {
   if (!options.wgmma || (epilogue !== 'store' && epilogue !== 'accumulate')) return undefined;
@@ -274,7 +274,7 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
    * Y (+)= X · W, W [inDim, outDim]; xh the 16-bit X: on the Hopper GEMM where hopperGemm says so,
    * else gemm.ts's.
    */
-  const gemmXwt = (y: Arg, xh: Arg, w: Arg, dtype: 'bf16' | 'f16', epilogue: GemmEpilogue, outDim: number, inDim: number, n: Node, layout: 'xwt' | 'xw' = 'xwt') => {
+  const prefillGemm = (y: Arg, xh: Arg, w: Arg, dtype: 'bf16' | 'f16', epilogue: GemmEpilogue, outDim: number, inDim: number, n: Node, layout: 'xwt' | 'xw' = 'xwt') => {
     const h = hopperGemm(options, dtype, epilogue, layout);
     if (!h) return gemmSm80({ dtype, ...GEMM_DEFAULT, ...(layout !== 'xwt' ? { layout } : {}), epilogue }, y, xh, w, outDim, inDim, n);
     const sizes: Arg[] = [{ kind: 'T' }, { kind: 'u32', value: outDim }, { kind: 'u32', value: inDim }];
@@ -325,7 +325,7 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
           // Y[T, out] (+)= X[T, in] · Wᵀ on tensor cores; W is [out, in], rows pad8(in), as gemm.ts reads it
           const xh = gemmInput(n.inputs[0]!, w.dtype, n);
           const residual = accumulateInto(i, n);
-          gemmXwt(residual ?? out(), xh, w.arg, w.dtype, residual ? 'accumulate' : 'store', width(n), widthOf(n.inputs[0]!), n);
+          prefillGemm(residual ?? out(), xh, w.arg, w.dtype, residual ? 'accumulate' : 'store', width(n), widthOf(n.inputs[0]!), n);
           return;
         }
         if (f32Prefill && w.dtype === 'f32') {
@@ -525,13 +525,13 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
           const f = facts.weight(fused.up.inputs[1]!.name).rows;
           const x = fused.up.inputs[0]!;
           const u = newBuf(f);
-          gemmXwt({ kind: 'buf', id: u }, gemmInput(x, w.dtype, n), wu.arg, w.dtype, 'store', f, widthOf(x), n);
+          prefillGemm({ kind: 'buf', id: u }, gemmInput(x, w.dtype, n), wu.arg, w.dtype, 'store', f, widthOf(x), n);
           const z = newBuf(f, w.dtype);
           steps.push({ kind: 'zero', buf: z, node: n.name });
           launch({ kernel: use(mocScatterSilu(w.dtype, f, kKeep)), grid: [Math.ceil(kKeep / SCATTER_THREADS), 'T', 1], block: SCATTER_THREADS,
             args: [{ kind: 'buf', id: z }, buf(fused.gather.inputs[0]!, n), { kind: 'buf', id: u }, idx] }, n);
           const residual = accumulateInto(i, n);
-          gemmXwt(residual ?? out(), { kind: 'buf', id: z }, w.arg, w.dtype, residual ? 'accumulate' : 'store', d, f, n, 'xw');
+          prefillGemm(residual ?? out(), { kind: 'buf', id: z }, w.arg, w.dtype, residual ? 'accumulate' : 'store', d, f, n, 'xw');
           return;
         }
         // Else (decode steps, and the f32 prefill) the kept channels' rows per token: in the f32 prefill

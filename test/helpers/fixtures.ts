@@ -32,6 +32,14 @@ export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   return m;
 }
 
+/** mean |a − b| (a max over many logits is set by the one most sensitive position; the mean is not). */
+export function meanAbsDiff(a: Float32Array, b: Float32Array): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
+  let sum = 0;
+  for (let i = 0; i < a.length; i++) sum += Math.abs(a[i]! - b[i]!);
+  return sum / a.length;
+}
+
 /** fn of a checkpoint that `open` opens, closed afterwards whatever fn does. */
 export function withCheckpoint<C extends { close(): void }, T>(open: () => C, fn: (c: C) => T): T {
   const c = open();

@@ -2,6 +2,7 @@
 // layouts and its silu_pair epilogue built from the logical matrices) and the check of a device
 // result against it, shared by their GPU tests.
 import type { GemmLayout } from '../../targets/cuda/ptx/gemm.js';
+import { pad8 } from '../../targets/cuda/ptx/layout.js';
 
 /** Y = X·Wᵀ in float64 from the rounded inputs; also Σ|x·w| per element, the scale of its rounding error. */
 export function gemmReference(x: Float32Array, w: Float32Array, m: number, n: number, k: number): { y: Float64Array; mag: Float64Array } {
@@ -92,4 +93,27 @@ export function compareGemm(got: Float32Array, want: { y: Float64Array; mag: Flo
     worst = Math.max(worst, d / allow);
   }
   return { bad, worst, rel: Math.sqrt(num / Math.max(den, 1e-30)) };
+}
+
+/** An accumulating GEMM's Y before the call: y0 [M, N] in rows of pad8(N) whose padding is NaN (it must stay untouched). */
+export function accumulatorStart(y0: Float32Array, m: number, n: number): Float32Array {
+  const padded = new Float32Array(m * pad8(n)).fill(NaN);
+  for (let i = 0; i < m; i++) padded.set(y0.subarray(i * n, (i + 1) * n), i * pad8(n));
+  return padded;
+}
+
+/** The reference of Y += X·W…: `want` + y0, |y0| added to the scale of the allowed error (in place; returns want). */
+export function plusStart(want: { y: Float64Array; mag: Float64Array }, y0: Float32Array): { y: Float64Array; mag: Float64Array } {
+  for (let i = 0; i < y0.length; i++) {
+    want.y[i] = want.y[i]! + y0[i]!;
+    want.mag[i] = want.mag[i]! + Math.abs(y0[i]!);
+  }
+  return want;
+}
+
+/** How many padding elements (columns N..pad8(N) of M rows of pad8(N)) are no longer NaN. */
+export function paddingTouched(rows: Float32Array, m: number, n: number): number {
+  let count = 0;
+  for (let i = 0; i < m; i++) for (let j = n; j < pad8(n); j++) if (!Number.isNaN(rows[i * pad8(n) + j]!)) count++;
+  return count;
 }

@@ -9,7 +9,7 @@ import { gemm, GEMM_DEFAULT, gemmGrid, gemmThreads, interleaveGateUp, siluPairRo
 import { decodeToF32 } from '../../src/util/dtype.js';
 import type { DevicePtr } from '../../targets/cuda/driver.js';
 import { cuda, freeAll, launch, pad8, poisoned, randomF32, rng, upload, weight } from '../helpers/cuda.js';
-import { compareGemm, gemmLayoutReference, silu64, siluPairReference } from '../helpers/gemm-check.js';
+import { accumulatorStart, compareGemm, gemmLayoutReference, paddingTouched, plusStart, silu64, siluPairReference } from '../helpers/gemm-check.js';
 import { cudaDeviceRequirement, findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
 import { assemblePtx, NO_LOCAL_MEMORY } from '../helpers/ptxas.js';
 
@@ -95,9 +95,7 @@ let nextSeed = 1000;
 /** A device output of M × pad8(N) (f32 or bf16) poisoned with NaN, or for accumulate random values with NaN padding. */
 function output(bf16: boolean, m: number, n: number, start?: Float32Array): DevicePtr {
   if (!start) return poisoned(m * pad8(n) * (bf16 ? 2 : 4), bf16 ? 0x7fc07fc0 : 0x7fc00000);
-  const padded = new Float32Array(m * pad8(n)).fill(NaN);
-  for (let i = 0; i < m; i++) padded.set(start.subarray(i * n, (i + 1) * n), i * pad8(n));
-  return upload(padded);
+  return upload(accumulatorStart(start, m, n));
 }
 /** The output read back: its M × N values and how many padding elements are no longer NaN. */
 function readOutput(p: DevicePtr, bf16: boolean, m: number, n: number): { got: Float32Array; padTouched: number } {
@@ -106,12 +104,8 @@ function readOutput(p: DevicePtr, bf16: boolean, m: number, n: number): { got: F
   cuda().copyFromDevice(bytes, p);
   const all = bf16 ? decodeToF32('bf16', bytes, m * ld) : new Float32Array(bytes.buffer);
   const got = new Float32Array(m * n);
-  let padTouched = 0;
-  for (let i = 0; i < m; i++) {
-    got.set(all.subarray(i * ld, i * ld + n), i * n);
-    for (let j = n; j < ld; j++) if (!Number.isNaN(all[i * ld + j]!)) padTouched++;
-  }
-  return { got, padTouched };
+  for (let i = 0; i < m; i++) got.set(all.subarray(i * ld, i * ld + n), i * n);
+  return { got, padTouched: paddingTouched(all, m, n) };
 }
 
 // [M, N, K]; for xtw K is the token count, the long one
@@ -139,8 +133,8 @@ for (const c of NEW.filter((c) => c.epilogue !== 'silu_pair' && c.epilogue !== '
         const y = output(bf16, m, n, y0);
         launch(gemm(spec), gemmGrid(spec, m, n), gemmThreads(spec), [y, x.device, w.device, m, n, k]);
         const { got, padTouched } = readOutput(y, bf16, m, n);
-        const want = gemmLayoutReference(c.layout, x.exact, w.exact, m, n, k);
-        if (y0) for (let i = 0; i < y0.length; i++) (want.y[i] = want.y[i]! + y0[i]!), (want.mag[i] = want.mag[i]! + Math.abs(y0[i]!));
+        const ref = gemmLayoutReference(c.layout, x.exact, w.exact, m, n, k);
+        const want = y0 ? plusStart(ref, y0) : ref;
         // f32 accumulation: a few roundings of Σ|x·w|; a bf16 output adds its own rounding (2^-8 relative)
         const { bad, worst, rel } = compareGemm(got, want, 2e-5, bf16 ? 2 ** -8 : 0);
         t.is(bad, 0, `${bad} of ${got.length} elements off (NaN = unwritten); worst ${worst.toExponential(2)} of the allowance`);

@@ -14,7 +14,7 @@ import test from 'ava';
 import { gemm90, GEMM90_DEFAULT, gemm90TensorMap, type Gemm90Spec } from '../../targets/cuda/ptx/gemm-sm90.js';
 import { decodeToF32 } from '../../src/util/dtype.js';
 import { cuda, download, freeAll, gemm90Launcher, pad8, padF32, poisoned, randomF32, rng, unpadF32, upload, weight } from '../helpers/cuda.js';
-import { compareGemm, gemmLayoutReference, gemmLayoutRowReference, gemmReference } from '../helpers/gemm-check.js';
+import { compareGemm, gemmLayoutReference, gemmLayoutRowReference, gemmReference, plusStart } from '../helpers/gemm-check.js';
 import { findPtxas, hopperDeviceRequirement, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
 import { assemblePtx, NO_LOCAL_MEMORY } from '../helpers/ptxas.js';
 
@@ -184,10 +184,7 @@ for (const spec of CONFIGS) {
         for (let i = 0; i < m; i++) for (let j = n; j < ld; j++) padOk &&= raw[i * ld + j] === 7;
         t.true(padOk, 'the row padding was written');
         got = unpadF32(raw, m, n);
-        for (let i = 0; i < m * n; i++) {
-          want.y[i]! += y0[i]!;
-          want.mag[i]! += Math.abs(y0[i]!);
-        }
+        plusStart(want, y0);
       } else if (spec.out === 'f32') {
         const y = poisoned(m * ld * 4);
         gemm90Launcher(spec, y, x.device, w.device, m, n, k)();

@@ -7,7 +7,7 @@
 import test from 'ava';
 import { gemm, GEMM_DEFAULT, gemmGrid, gemmThreads, type GemmSpec } from '../../targets/cuda/ptx/gemm.js';
 import { download, freeAll, pad8, poisoned, randomF32, rng, unpadF32, upload, weight, launch } from '../helpers/cuda.js';
-import { compareGemm, gemmReference } from '../helpers/gemm-check.js';
+import { accumulatorStart, compareGemm, gemmReference, paddingTouched, plusStart } from '../helpers/gemm-check.js';
 import { cudaDeviceRequirement, findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
 import { assemblePtx, NO_LOCAL_MEMORY } from '../helpers/ptxas.js';
 
@@ -96,18 +96,12 @@ for (const [m, n, k] of [[17, 72, 64], [130, 203, 136], [5, 3, 7]] as [number, n
     const x = weight(randomF32(m * k, r), m, k, 'bf16');
     const w = weight(randomF32(n * k, r), n, k, 'bf16');
     const y0 = randomF32(m * n, r);
-    const start = new Float32Array(m * pad8(n)).fill(NaN);
-    for (let i = 0; i < m; i++) start.set(y0.subarray(i * n, (i + 1) * n), i * pad8(n));
-    const y = upload(start);
+    const y = upload(accumulatorStart(y0, m, n));
     launch(gemm(spec), gemmGrid(spec, m, n), gemmThreads(spec), [y, x.device, w.device, m, n, k]);
     const raw = download(y, new Float32Array(m * pad8(n)));
     const got = unpadF32(raw, m, n);
-    const want = gemmReference(x.exact, w.exact, m, n, k);
-    let bad = 0;
-    for (let i = 0; i < got.length; i++) if (!(Math.abs(got[i]! - (want.y[i]! + y0[i]!)) <= 2e-5 * (want.mag[i]! + Math.abs(y0[i]!)) + 1e-30)) bad++;
+    const { bad } = compareGemm(got, plusStart(gemmReference(x.exact, w.exact, m, n, k), y0), 2e-5);
     t.is(bad, 0, `${bad} of ${got.length} elements off`);
-    let padTouched = 0;
-    for (let i = 0; i < m; i++) for (let j = n; j < pad8(n); j++) if (!Number.isNaN(raw[i * pad8(n) + j]!)) padTouched++;
-    t.is(padTouched, 0, 'padding columns written');
+    t.is(paddingTouched(raw, m, n), 0, 'padding columns written');
   });
 }

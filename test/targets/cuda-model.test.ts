@@ -6,11 +6,12 @@
 // up·down kernel (alone and with it); then the exact greedy text
 // through the device-side greedy loop. They need a CUDA device (the GPU machine: bash
 // bench/gpu/run.sh check); elsewhere, CI included, they skip with one line saying why.
+import type { ExecutionContext } from 'ava';
 import { loadModel } from '../../driver/load.js';
 import { generate } from '../../src/run/generate.js';
 import { createCudaSession } from '../../targets/cuda/index.js';
 import { readFileSync } from 'node:fs';
-import { CHECKPOINTS, FIX, REF, maxAbsDiff, referenceLogits } from '../helpers/fixtures.js';
+import { CHECKPOINTS, FIX, REF, maxAbsDiff, meanAbsDiff, referenceLogits } from '../helpers/fixtures.js';
 import { freeAll } from '../helpers/cuda.js';
 import { cudaDeviceRequirement, testsNeeding } from '../helpers/requires.js';
 
@@ -25,6 +26,18 @@ function stepwiseLogits(s: ReturnType<typeof createCudaSession>, toks: readonly 
   let o = 0;
   for (const row of rows) (out.set(row, o), (o += row.length));
   return out;
+}
+
+/** Both reference sequences through s, whole (one forward) and token by token through the captured graph: each within 1e-3 of HF's `label` logits. */
+function matchesHf(t: ExecutionContext, s: ReturnType<typeof createCudaSession>, label: 'dense' | 'moc_k32' | 'moc_k128', whole: string): void {
+  for (const seq of ['greedy_once_upon', 'sample0']) {
+    const toks = REF.sequences[seq]!.tokens;
+    const want = referenceLogits(seq, label);
+    s.reset();
+    const dp = maxAbsDiff(s.forward(toks), want);
+    const dd = maxAbsDiff(stepwiseLogits(s, toks), want);
+    t.true(dp <= 1e-3 && dd <= 1e-3, `${seq}: max|Δ| ${whole} ${dp.toExponential(2)}, graph decode ${dd.toExponential(2)}`);
+  }
 }
 
 const RUNS = [
@@ -44,14 +57,7 @@ for (const [[label, selection, format, pdl], baseline] of RUNS.flatMap((r) => [[
       freeAll();
     });
     const s = createCudaSession(m, { baseline });
-    for (const seq of ['greedy_once_upon', 'sample0']) {
-      const toks = REF.sequences[seq]!.tokens;
-      const want = referenceLogits(seq, label);
-      s.reset();
-      const dp = maxAbsDiff(s.forward(toks), want);
-      const dd = maxAbsDiff(stepwiseLogits(s, toks), want);
-      t.true(dp <= 1e-3 && dd <= 1e-3, `${seq}: max|Δ| prefill ${dp.toExponential(2)}, graph decode ${dd.toExponential(2)}`);
-    }
+    matchesHf(t, s, label, 'prefill');
   });
 }
 
@@ -68,14 +74,7 @@ for (const [label, selection] of [['dense', 'dense'], ['moc_k32', { k: 32 }]] as
     });
     const s = createCudaSession(m, { decodeMerge: 'last-block' });
     t.true(s.m.program.steps.some((st) => st.kind === 'launch' && st.kernel.startsWith('attention_split_merge_')));
-    for (const seq of ['greedy_once_upon', 'sample0']) {
-      const toks = REF.sequences[seq]!.tokens;
-      const want = referenceLogits(seq, label);
-      s.reset();
-      const dp = maxAbsDiff(s.forward(toks), want);
-      const dd = maxAbsDiff(stepwiseLogits(s, toks), want);
-      t.true(dp <= 1e-3 && dd <= 1e-3, `${seq}: max|Δ| T-row steps ${dp.toExponential(2)}, graph decode ${dd.toExponential(2)}`);
-    }
+    matchesHf(t, s, label, 'T-row steps');
   });
 }
 
@@ -95,14 +94,7 @@ for (const [label, selection] of [['moc_k32', { k: 32 }], ['moc_k128', { k: 128 
       const kernels = s.m.program.steps.flatMap((st) => (st.kind === 'launch' ? [st.kernel] : []));
       t.true(kernels.some((k) => k.startsWith('moc_updown') && k.endsWith('_merge')) && !kernels.some((k) => k.startsWith('moc_reduce')), kernels.join(', '));
       t.is(kernels.some((k) => k.startsWith('attention_split_merge_')), decodeMerge !== undefined);
-      for (const seq of ['greedy_once_upon', 'sample0']) {
-        const toks = REF.sequences[seq]!.tokens;
-        const want = referenceLogits(seq, label);
-        s.reset();
-        const dp = maxAbsDiff(s.forward(toks), want);
-        const dd = maxAbsDiff(stepwiseLogits(s, toks), want);
-        t.true(dp <= 1e-3 && dd <= 1e-3, `${seq}: max|Δ| T-row steps ${dp.toExponential(2)}, graph decode ${dd.toExponential(2)}`);
-      }
+      matchesHf(t, s, label, 'T-row steps');
     });
   }
 }
@@ -144,11 +136,6 @@ cudaTest.serial(`stories260K hf dense with a bf16 KV cache: logits lie within ${
   }
 });
 
-function meanAbsDiff(a: Float32Array, b: Float32Array): number {
-  let sum = 0;
-  for (let i = 0; i < a.length; i++) sum += Math.abs(a[i]! - b[i]!);
-  return sum / a.length;
-}
 
 function bf16KvLogits(seq: string): Float32Array {
   const b = readFileSync(`${FIX}reference/${seq}.dense-bf16kv.logits.f32`);

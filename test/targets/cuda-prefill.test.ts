@@ -19,7 +19,7 @@ import { PRESET_1B } from '../../src/model/presets.js';
 import { swigluToMoc } from '../../passes/swiglu-to-moc.js';
 import { createCudaSession } from '../../targets/cuda/index.js';
 import { refTarget } from '../../targets/ref/index.js';
-import { CHECKPOINTS, REF, maxAbsDiff } from '../helpers/fixtures.js';
+import { CHECKPOINTS, REF, maxAbsDiff, meanAbsDiff } from '../helpers/fixtures.js';
 import { freeAll } from '../helpers/cuda.js';
 import { cudaDeviceRequirement, hopperDeviceRequirement, testsNeeding } from '../helpers/requires.js';
 
@@ -67,11 +67,6 @@ const TOL = {
   total: { bf16: { mean: 8e-2, max: 1 }, f16: { mean: 2e-2, max: 0.2 } },
 } as const;
 
-function meanAbsDiff(a: Float32Array, b: Float32Array): number {
-  let sum = 0;
-  for (let i = 0; i < a.length; i++) sum += Math.abs(a[i]! - b[i]!);
-  return sum / a.length;
-}
 
 // [dtype, label, selection, strict]. MoC with K < d_ffn is not strict: its Top-K is discontinuous,
 // and where two gate values lie closer than the rounding of the GEMM's input, the prefill keeps the
