@@ -26,7 +26,7 @@
 // ('accumulate'). Nothing is written past column N - 1 or row M - 1: four columns are one
 // st.global.v4 when all four are below N (column a multiple of 4, rows pad8(N) floats: 16-byte
 // aligned), else one scalar store per column below N.
-import { KernelBuilder } from './builder.js';
+import { gemmKernelStart } from './gemm.js';
 import type { Kernel } from './dense.js';
 
 export type GemmF32Epilogue = 'store' | 'accumulate';
@@ -83,18 +83,8 @@ export function gemmF32(s: GemmF32Spec): Kernel {
   const threads = gemmF32Threads(s), tx0 = s.bn / s.tn;
   const aBytes = aBytesOf(s), stageBytes = stageBytesOf(s);
   const aRow = (s.bm + 4) * 4, bRow = (s.bn + 4) * 4; // bytes of one k row of As, Bs
-  const k = new KernelBuilder(name, [
-    { name: 'y', type: 'u64' }, { name: 'x', type: 'u64' }, { name: 'w', type: 'u64' },
-    { name: 'M', type: 'u32' }, { name: 'N', type: 'u32' }, { name: 'K', type: 'u32' },
-  ]);
-  k.blockSize(threads);
-  const y = k.ptrParam('y'), x = k.ptrParam('x'), w = k.ptrParam('w');
-  const M = k.u32Param('M'), N = k.u32Param('N'), K = k.u32Param('K');
-  const tid = k.special('%tid.x', 'tid'), bx = k.special('%ctaid.x', 'bx'), by = k.special('%ctaid.y', 'by');
-  const kp = k.reg('u32', 'kp'), ldx = k.reg('u32', 'ldx'), m0 = k.reg('u32', 'm0'), n0 = k.reg('u32', 'n0');
-  // kp = pad8(K); ldx = its bytes, the row stride of x and w
-  k.emit(`add.u32 ${kp}, ${K}, 7`, `and.b32 ${kp}, ${kp}, -8`, `shl.b32 ${ldx}, ${kp}, 2`);
-  k.emit(`mul.lo.u32 ${m0}, ${by}, ${s.bm}`, `mul.lo.u32 ${n0}, ${bx}, ${s.bn}`);
+  // kp = pad8(K); ldx = its bytes, the row stride of x and w (gemm.ts's start, f32 elements)
+  const { k, y, x, w, M, N, K, tid, kp, ldx, m0, n0 } = gemmKernelStart(name, threads, s, 4);
 
   const sh = k.sharedArray('tiles', 'b8', 2 * stageBytes, 16);
   const shBase = k.reg('u32', 'shbase');

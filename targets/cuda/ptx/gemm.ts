@@ -136,15 +136,11 @@ function checkSpec(s: GemmSpec): { wtm: number; wtn: number } {
 }
 
 /**
- * The kernel. Params: y, x, w (stored as the header's layout and epilogue say), then u32 M, N, K
- * (N = F for silu_pair). Grid gemmGrid(spec, M, N), block gemmThreads(spec).
+ * How gemm.ts's and gemm-f32.ts's kernels start (their shared contract): params y, x, w, then u32 M,
+ * N, K; the block's tile origin m0 = ctaid.y·bm, n0 = ctaid.x·bn; kp = pad8(K) and ldx, its bytes at
+ * `elemBytes` an element (the row stride of a [·, K] operand).
  */
-export function gemm(s: GemmSpec): Kernel {
-  const { wtm, wtn } = checkSpec(s);
-  const { aK, bK, aBytes, bBytes } = operands(s);
-  const silu = isSilu(s);
-  const name = gemmName(s);
-  const threads = gemmThreads(s);
+export function gemmKernelStart(name: string, threads: number, tile: { bm: number; bn: number }, elemBytes: 2 | 4) {
   const k = new KernelBuilder(name, [
     { name: 'y', type: 'u64' }, { name: 'x', type: 'u64' }, { name: 'w', type: 'u64' },
     { name: 'M', type: 'u32' }, { name: 'N', type: 'u32' }, { name: 'K', type: 'u32' },
@@ -154,8 +150,22 @@ export function gemm(s: GemmSpec): Kernel {
   const M = k.u32Param('M'), N = k.u32Param('N'), K = k.u32Param('K');
   const tid = k.special('%tid.x', 'tid'), bx = k.special('%ctaid.x', 'bx'), by = k.special('%ctaid.y', 'by');
   const kp = k.reg('u32', 'kp'), ldx = k.reg('u32', 'ldx'), m0 = k.reg('u32', 'm0'), n0 = k.reg('u32', 'n0');
-  k.emit(`add.u32 ${kp}, ${K}, 7`, `and.b32 ${kp}, ${kp}, -8`, `shl.b32 ${ldx}, ${kp}, 1`);
-  k.emit(`mul.lo.u32 ${m0}, ${by}, ${s.bm}`, `mul.lo.u32 ${n0}, ${bx}, ${s.bn}`);
+  k.emit(`add.u32 ${kp}, ${K}, 7`, `and.b32 ${kp}, ${kp}, -8`, `shl.b32 ${ldx}, ${kp}, ${Math.log2(elemBytes)}`);
+  k.emit(`mul.lo.u32 ${m0}, ${by}, ${tile.bm}`, `mul.lo.u32 ${n0}, ${bx}, ${tile.bn}`);
+  return { k, y, x, w, M, N, K, tid, bx, by, kp, ldx, m0, n0 };
+}
+
+/**
+ * The kernel. Params: y, x, w (stored as the header's layout and epilogue say), then u32 M, N, K
+ * (N = F for silu_pair). Grid gemmGrid(spec, M, N), block gemmThreads(spec).
+ */
+export function gemm(s: GemmSpec): Kernel {
+  const { wtm, wtn } = checkSpec(s);
+  const { aK, bK, aBytes, bBytes } = operands(s);
+  const silu = isSilu(s);
+  const name = gemmName(s);
+  const threads = gemmThreads(s);
+  const { k, y, x, w, M, N, K, tid, kp, ldx, m0, n0 } = gemmKernelStart(name, threads, s, 2);
   /** Row bytes of a [K, ·] operand of `count` columns: 2·pad8(count). */
   const rowBytes = (count: string) => {
     const r = k.reg('u32', 'ld');
