@@ -215,28 +215,43 @@ for (const split of [2, 4, 8]) {
 }
 
 // ---- the fused MoC up·SiLU·down (partials) + reduce, as lowered ----
+/** [d, F, K, T, with RMSNorm folded] of the fused up·down cases. */
+const MOC_UPDOWN_CASES = [[64, 172, 32, 2, true], [2048, 5464, 1024, 1, true], [4096, 14336, 2688, 1, true], [100, 300, 7, 3, false], [2048, 5461, 1000, 2, false]] as const;
+
+/**
+ * One fused up·down case as lowered (RMSNorm folded, and then the L2 warmed from τ = 0: about half
+ * the rows asked for) or without: random weights and inputs, the kernel spec, its inputs after the
+ * partials (on the device), the start y0 and the ref kernels' y0 + down(SiLU(g)·up(x)) at Top-K.
+ */
+function mocUpDownCase(r: () => number, dtype: 'f32' | 'bf16' | 'f16', d: number, f: number, k: number, T: number, withNorm: boolean) {
+  const warm = withNorm;
+  const wu = weight(randomF32(f * d, r, 0.05), f, d, dtype), wd = weight(randomF32(f * d, r, 0.05), f, d, dtype);
+  const nw = weight(randomF32(d, r), 1, d, 'f32');
+  const x = randomF32(T * d, r, 2), g = randomF32(T * f, r, 3), y0 = randomF32(T * d, r);
+  const idx = R.mocSelect(g, f, { k });
+  const norm = withNorm ? { dtype: 'f32' as const, eps: 1e-5 } : undefined;
+  const inputs = [upload(padF32(x, T, d)), wu.device, wd.device, upload(padI32(idx, T, k)), upload(padF32(g, T, f)), ...(withNorm ? [nw.device] : []), ...(warm ? [upload(new Float32Array([0]))] : [])];
+  const xn = withNorm ? R.rmsnorm(x, nw.exact, 1e-5) : x;
+  const z = R.mul(R.silu(R.mocGather(g, f, idx, k)), R.mocUp(xn, wu.exact, d, idx, k));
+  const want = R.add(y0, R.mocDown(z, wd.exact, d, idx, k));
+  return { spec: { dtype, d, f, kKeep: k, norm, warm }, split: M.upDownSplit(k), inputs, y0, want };
+}
+
+/** The two-kernel path of a case: mocUpDown's partials, then downReduce into y (rows of pad8(d), y0 at the start); y read back. */
+function mocTwoKernels(c: ReturnType<typeof mocUpDownCase>, T: number): Float32Array {
+  const { d } = c.spec;
+  const y = upload(padF32(c.y0, T, d)), partial = poisoned(T * c.split.blocks * pad8(d) * 4);
+  launch(M.mocUpDown(c.spec), [c.split.blocks, T, 1], 256, [partial, ...c.inputs]);
+  launch(M.downReduce(d, c.split.blocks), [M.reduceGrid(d), T, 1], M.REDUCE_THREADS, [y, partial]);
+  return download(y, new Float32Array(T * pad8(d)));
+}
+
 for (const dtype of ['f32', 'bf16'] as const) {
-  for (const [d, f, k, T, withNorm] of [[64, 172, 32, 2, true], [2048, 5464, 1024, 1, true], [4096, 14336, 2688, 1, true], [100, 300, 7, 3, false], [2048, 5461, 1000, 2, false]] as const) {
-    // as lowered (RMSNorm folded, L2 warmed from τ = 0: about half the rows asked for) and without
-    const warm = withNorm;
-    const name = `moc up·down fused ${dtype} d${d} F${f} K${k} T=${T}${withNorm ? ' +rmsnorm' : ''}${warm ? ' +warm' : ''}`;
+  for (const [d, f, k, T, withNorm] of MOC_UPDOWN_CASES) {
+    const name = `moc up·down fused ${dtype} d${d} F${f} K${k} T=${T}${withNorm ? ' +rmsnorm +warm' : ''}`;
     guarded(name, (t, r) => {
-        const wu = weight(randomF32(f * d, r, 0.05), f, d, dtype), wd = weight(randomF32(f * d, r, 0.05), f, d, dtype);
-      const nw = weight(randomF32(d, r), 1, d, 'f32');
-      const x = randomF32(T * d, r, 2), g = randomF32(T * f, r, 3), y0 = randomF32(T * d, r);
-      const idx = R.mocSelect(g, f, { k });
-      const split = M.upDownSplit(k);
-      const partial = poisoned(T * split.blocks * pad8(d) * 4);
-      const y = upload(padF32(y0, T, d));
-      const norm = withNorm ? { dtype: 'f32' as const, eps: 1e-5 } : undefined;
-      launch(M.mocUpDown({ dtype, d, f, kKeep: k, norm, warm }), [split.blocks, T, 1], 256,
-        [partial, upload(padF32(x, T, d)), wu.device, wd.device, upload(padI32(idx, T, k)), upload(padF32(g, T, f)), ...(withNorm ? [nw.device] : []), ...(warm ? [upload(new Float32Array([0]))] : [])]);
-      launch(M.downReduce(d, split.blocks), [M.reduceGrid(d), T, 1], M.REDUCE_THREADS, [y, partial]);
-      const got = unpadF32(download(y, new Float32Array(T * pad8(d))), T, d);
-      const xn = withNorm ? R.rmsnorm(x, nw.exact, 1e-5) : x;
-      const z = R.mul(R.silu(R.mocGather(g, f, idx, k)), R.mocUp(xn, wu.exact, d, idx, k));
-      const want = R.add(y0, R.mocDown(z, wd.exact, d, idx, k));
-      const e = relErr(got, want);
+      const c = mocUpDownCase(r, dtype, d, f, k, T, withNorm);
+      const e = relErr(unpadF32(mocTwoKernels(c, T), T, d), c.want);
       t.true(e < NORM_TOL, `rel ${e.toExponential(2)}`);
     });
   }
@@ -248,28 +263,15 @@ for (const dtype of ['f32', 'bf16'] as const) {
 // It runs twice on the same counters, each time on a fresh copy of y and NaN-poisoned partials; the
 // counters must be back at zero after each (a counter left over would let the wrong block merge).
 for (const dtype of ['f32', 'bf16', 'f16'] as const) {
-  for (const [d, f, k, T, withNorm] of [[64, 172, 32, 2, true], [2048, 5464, 1024, 1, true], [4096, 14336, 2688, 1, true], [100, 300, 7, 3, false], [2048, 5461, 1000, 2, false], [70, 300, 8, 5, true]] as const) {
-    const warm = withNorm;
-    const name = `moc up·down merged in the last block ${dtype} d${d} F${f} K${k} T=${T}${withNorm ? ' +rmsnorm' : ''}${warm ? ' +warm' : ''}: against the ref kernels, bitwise the two-kernel path, counters reset`;
+  for (const [d, f, k, T, withNorm] of [...MOC_UPDOWN_CASES, [70, 300, 8, 5, true] as const]) {
+    const name = `moc up·down merged in the last block ${dtype} d${d} F${f} K${k} T=${T}${withNorm ? ' +rmsnorm +warm' : ''}: against the ref kernels, bitwise the two-kernel path, counters reset`;
     guarded(name, (t, r) => {
-      const wu = weight(randomF32(f * d, r, 0.05), f, d, dtype), wd = weight(randomF32(f * d, r, 0.05), f, d, dtype);
-      const nw = weight(randomF32(d, r), 1, d, 'f32');
-      const x = randomF32(T * d, r, 2), g = randomF32(T * f, r, 3), y0 = randomF32(T * d, r);
-      const idx = R.mocSelect(g, f, { k });
-      const split = M.upDownSplit(k);
-      const norm = withNorm ? { dtype: 'f32' as const, eps: 1e-5 } : undefined;
-      const inputs = [upload(padF32(x, T, d)), wu.device, wd.device, upload(padI32(idx, T, k)), upload(padF32(g, T, f)), ...(withNorm ? [nw.device] : []), ...(warm ? [upload(new Float32Array([0]))] : [])];
+      const c = mocUpDownCase(r, dtype, d, f, k, T, withNorm);
+      const { split, inputs, y0, want } = c;
       const partialBytes = T * split.blocks * pad8(d) * 4;
       const read = (y: bigint) => download(y, new Float32Array(T * pad8(d)));
-      // the two-kernel path
-      const yTwo = upload(padF32(y0, T, d)), partialTwo = poisoned(partialBytes);
-      launch(M.mocUpDown({ dtype, d, f, kKeep: k, norm, warm }), [split.blocks, T, 1], 256, [partialTwo, ...inputs]);
-      launch(M.downReduce(d, split.blocks), [M.reduceGrid(d), T, 1], M.REDUCE_THREADS, [yTwo, partialTwo]);
-      const two = read(yTwo);
-      const xn = withNorm ? R.rmsnorm(x, nw.exact, 1e-5) : x;
-      const z = R.mul(R.silu(R.mocGather(g, f, idx, k)), R.mocUp(xn, wu.exact, d, idx, k));
-      const want = R.add(y0, R.mocDown(z, wd.exact, d, idx, k));
-      const kernel = M.mocUpDown({ dtype, d, f, kKeep: k, norm, warm, merge: 'last-block' });
+      const two = mocTwoKernels(c, T);
+      const kernel = M.mocUpDown({ ...c.spec, merge: 'last-block' });
       const counters = upload(new Int32Array(T));
       const report: string[] = [];
       let ok = true;
