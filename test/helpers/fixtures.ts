@@ -1,5 +1,7 @@
 // Paths to the bundled fixtures and the Hugging Face reference outputs (fixtures/stories260K/reference).
+import type { ExecutionContext } from 'ava';
 import { readFileSync } from 'node:fs';
+import type { TensorSource } from '../../src/import/tensor.js';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -47,5 +49,20 @@ export function withCheckpoint<C extends { close(): void }, T>(open: () => C, fn
     return fn(c);
   } finally {
     c.close();
+  }
+}
+
+/**
+ * Every weight of `got` equals the one of the same name in `want` (e.g. an imported ONNX model against
+ * the Hugging Face safetensors): the same names, shapes and values, and the same rows read on their own
+ * (a transposed view must read them right too).
+ */
+export function sameWeights(t: ExecutionContext, got: ReadonlyMap<string, TensorSource>, want: ReadonlyMap<string, TensorSource>): void {
+  t.deepEqual([...got.keys()].sort(), [...want.keys()].sort());
+  for (const [name, w] of want) {
+    const o = got.get(name)!;
+    t.deepEqual([...o.shape], [...w.shape], name);
+    t.deepEqual(o.toFloat32(), w.toFloat32(), name);
+    if (w.shape.length === 2) t.deepEqual(o.readRowsF32(3, 5), w.readRowsF32(3, 5), `${name} rows`);
   }
 }

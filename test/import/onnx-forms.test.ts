@@ -15,7 +15,7 @@ import type { Checkpoint } from '../../src/import/spec.js';
 import { onnxType } from '../../src/onnx/proto.js';
 import { mocc, tempDir } from '../helpers/cli.js';
 import { throwsUser } from '../helpers/errors.js';
-import { CHECKPOINTS, FIX, REF, maxAbsDiff, referenceLogits, withCheckpoint } from '../helpers/fixtures.js';
+import { CHECKPOINTS, FIX, REF, maxAbsDiff, referenceLogits, withCheckpoint, sameWeights } from '../helpers/fixtures.js';
 
 const FORMS = ['torchscript', 'opset23', 'genai'];
 const SPEC = {
@@ -31,13 +31,7 @@ for (const form of FORMS) {
     withCheckpoint(() => importHf(CHECKPOINTS.hf), (hf) => withCheckpoint(() => importOnnx(path), (ox) => {
       const { maxSeqLen: _unknownToOnnx, ...spec } = ox.spec;
       t.deepEqual(spec, SPEC);
-      t.deepEqual([...ox.weights.keys()].sort(), [...hf.weights.keys()].sort());
-      for (const [name, w] of hf.weights) {
-        const o = ox.weights.get(name)!;
-        t.deepEqual([...o.shape], [...w.shape], name);
-        t.deepEqual(o.toFloat32(), w.toFloat32(), name);
-        if (w.shape.length === 2) t.deepEqual(o.readRowsF32(3, 5), w.readRowsF32(3, 5), `${name} rows`);
-      }
+      sameWeights(t, ox.weights, hf.weights);
     }));
   });
 
