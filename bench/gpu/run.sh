@@ -10,6 +10,10 @@ node --version
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader || true
 status=0
 step() { echo; echo "=== $1"; }
+# the 1B preset's checkpoint (make_llama_1b.py; extra args such as --dtype float32), made once per machine
+model_1b() { [[ -f $1/config.json ]] || python3 bench/gpu/make_llama_1b.py --out "$1" --seed 0 "${@:2}" 2>&1 | tail -3; }
+# cuBLAS FFN timings and the copy bandwidth (torch_ffn.py), measured once per run
+torch_ffn() { [[ -f $out/torch_ffn.json ]] || python3 bench/gpu/torch_ffn.py --shapes 2048x5464,4096x14336 --out "$out/torch_ffn.json" 2>&1 | tail -8; }
 if [[ $what == all || $what == check ]]; then
   step "cuda-check: the CUDA kernel and model tests (kernels vs ref, stories260K logits and greedy text) and the rest of the CUDA tests"
   node node_modules/ava/entrypoints/cli.mjs test/targets/cuda-kernels.test.ts test/targets/cuda-flash-attention.test.ts test/targets/cuda-gemm.test.ts test/targets/cuda-gemm-f32.test.ts test/targets/cuda-gemm-layouts.test.ts test/targets/cuda-gemm-sm90.test.ts test/targets/cuda-prefill.test.ts test/targets/cuda-prefill-f32.test.ts test/targets/cuda-wgmma-lowering.test.ts test/targets/cuda-model.test.ts test/targets/cuda-driver.test.ts test/targets/cuda-ptx.test.ts > "$out/cuda-check.log" 2>&1 || status=1
@@ -23,7 +27,7 @@ fi
 if [[ $what == all || $what == sanitize ]]; then
   step "compute-sanitizer: a prefill of the 1B preset (GEMMs, flash attention) and a decode step after it (memcheck)"
   model=/tmp/llama-1b
-  [[ -f $model/config.json ]] || python3 bench/gpu/make_llama_1b.py --out $model --seed 0 2>&1 | tail -3
+  model_1b $model
   compute-sanitizer --tool memcheck --error-exitcode 9 node dist/bench/gpu/prefill-step.js --model $model --tokens 70 > "$out/sanitizer-prefill-memcheck.log" 2>&1 || status=1
   echo "prefill memcheck: $(grep -E 'ERROR SUMMARY|1B ' "$out/sanitizer-prefill-memcheck.log" | tr '\n' ' ')"
 
@@ -41,8 +45,8 @@ fi
 if [[ $what == all || $what == prefill ]]; then
   step "prefill: time to first token, 1B preset, mocc (GEMM and GEMV prefill) vs transformers (sdpa)"
   model=/tmp/llama-1b
-  [[ -f $model/config.json ]] || python3 bench/gpu/make_llama_1b.py --out $model --seed 0 2>&1 | tail -3
-  [[ -f $out/torch_ffn.json ]] || python3 bench/gpu/torch_ffn.py --shapes 2048x5464,4096x14336 --out "$out/torch_ffn.json" 2>&1 | tail -3
+  model_1b $model
+  torch_ffn
   python3 bench/gpu/hf_prefill.py --model $model --out "$out/hf_prefill.json" 2>&1 | tail -4 || status=1
   node dist/bench/gpu/prefill.js --model $model --hf "$out/hf_prefill.json" --torch "$out/torch_ffn.json" --out "$out/prefill.json" 2>&1 | tail -8 || status=1
   echo "--- the same on gemm.ts's mma.sync GEMMs (MOCC_CUDA_WGMMA=0; only differs on Hopper)"
@@ -51,13 +55,13 @@ fi
 if [[ $what == prefill-f32 ]]; then
   step "prefill-f32: the f32 prefill program (MOCC_CUDA_PREFILL_F32=1: SIMT GEMMs) vs the decode steps with T rows, 1B preset in f32"
   model=/tmp/llama-1b-f32
-  [[ -f $model/config.json ]] || python3 bench/gpu/make_llama_1b.py --out $model --seed 0 --dtype float32 2>&1 | tail -3
-  [[ -f $out/torch_ffn.json ]] || python3 bench/gpu/torch_ffn.py --shapes 2048x5464,4096x14336 --out "$out/torch_ffn.json" 2>&1 | tail -3
+  model_1b $model --dtype float32
+  torch_ffn
   MOCC_CUDA_PREFILL_F32=1 node dist/bench/gpu/prefill.js --model $model --torch "$out/torch_ffn.json" --peak-tflops 67 --tokens 16,128,512 --out "$out/prefill-f32.json" 2>&1 | tail -8 || status=1
 fi
 if [[ $what == all || $what == ffn || $what == e2e || $what == context || $what == wgsl ]]; then
   step "torch_ffn: cuBLAS dense FFN under a CUDA graph, copy bandwidth"
-  [[ -f $out/torch_ffn.json ]] || python3 bench/gpu/torch_ffn.py --shapes 2048x5464,4096x14336 --out "$out/torch_ffn.json" 2>&1 | tail -8 || status=1
+  torch_ffn || status=1
 fi
 if [[ $what == all || $what == ffn ]]; then
   step "ffn-decode: mocc MoC vs mocc dense"
@@ -66,20 +70,20 @@ fi
 if [[ $what == all || $what == e2e ]]; then
   step "decode-e2e: 1B preset, mocc dense / MoC vs HF transformers"
   model=/tmp/llama-1b
-  [[ -f $model/config.json ]] || python3 bench/gpu/make_llama_1b.py --out $model --seed 0 2>&1 | tail -3
+  model_1b $model
   python3 bench/gpu/hf_decode.py --model $model --prompt-tokens 16 --new-tokens 128 --warmup 1 --out "$out/hf_decode.json" 2>&1 | tail -3 || status=1
   node dist/bench/gpu/decode-e2e.js --model $model --hf "$out/hf_decode.json" --torch "$out/torch_ffn.json" --out "$out/decode-e2e.json" 2>&1 | tail -8 || status=1
 fi
 if [[ $what == all || $what == context ]]; then
   step "decode-context: 1B preset decode after 16..2048 tokens of context, dense / MoC, vs the weight + KV-cache byte floor"
   model=/tmp/llama-1b
-  [[ -f $model/config.json ]] || python3 bench/gpu/make_llama_1b.py --out $model --seed 0 2>&1 | tail -3
+  model_1b $model
   node dist/bench/gpu/decode-context.js --model $model --torch "$out/torch_ffn.json" --out "$out/decode-context.json" 2>&1 | tail -29 || status=1
 fi
 if [[ $what == all || $what == wgsl ]]; then
   step "wgsl: WGSL MoC vs WGSL dense through Dawn (FFN, 1B decode); mocc's CUDA path alongside"
   model=/tmp/llama-1b
-  [[ -f $model/config.json ]] || python3 bench/gpu/make_llama_1b.py --out $model --seed 0 2>&1 | tail -3
+  model_1b $model
   node dist/bench/wgsl/wgsl-bench.js --torch "$out/torch_ffn.json" --model $model --out "$out/wgsl-bench.json" 2>&1 | tail -8 || status=1
   node dist/bench/gpu/ffn-decode.js --torch "$out/torch_ffn.json" --out "$out/ffn-decode.wgsl-run.json" 2>&1 | tail -8 || status=1
   node dist/bench/gpu/decode-e2e.js --model $model --torch "$out/torch_ffn.json" --out "$out/decode-e2e.wgsl-run.json" 2>&1 | tail -8 || status=1
