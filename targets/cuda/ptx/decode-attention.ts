@@ -47,7 +47,7 @@ export const SPLIT_THREADS = 32 * SPLIT_WARPS;
  * 512 blocks 606 / 559 tok/s, 1024 blocks 652 / 594, 2048 blocks 670 / 575. MOCC_CUDA_SPLIT_BLOCKS
  * sets it for such sweeps (targets/cuda/index.ts).
  */
-export const TARGET_BLOCKS = 512;
+const TARGET_BLOCKS = 512;
 const MAX_SPLITS = 64;
 
 /** How a split block reads a head's rows. */
