@@ -78,6 +78,7 @@ for (const [label, selection, kvCache, baseline, decodeMerge, mocMerge] of chose
     results.push({ label, kvCache: dtype, splitBlocks: Number(process.env.MOCC_CUDA_SPLIT_BLOCKS) || null, mergedAttention: merged, mergedMocReduce: mergedMoc, context, prefillTokens: prefill, meanPositions, tokensPerSecond: tps, runs, prefillSecondsMedian: prefillSeconds[Math.floor(RUNS / 2)], weightBytesPerToken: weightBytes, kvBytesPerToken: kvBytes, floorTokensPerSecond: floor, fractionOfFloor: floor ? tps / floor : null });
     console.log(`  ${label.padEnd(26)} ${dtype.padEnd(4)} context ${String(prefill).padStart(4)}: ${tps.toFixed(1)} tok/s  (floor ${floor?.toFixed(0) ?? 'n/a'}, ${floor ? (100 * tps / floor).toFixed(0) : '?'}%; KV ${(kvBytes / 2 ** 20).toFixed(0)} MiB a token)`);
   }
+  s.close(); // the session's device memory (weights, cache, buffers) before the next config's
   m.close();
 }
 function argmaxLast(l: Float32Array, v: number): number {

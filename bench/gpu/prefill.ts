@@ -53,6 +53,7 @@ for (const [label, selection] of [['dense', 'dense'], [`MoC K=${K}`, { k: K }]] 
     rows.push({ model: label, tokens: T, prefillMs: gemmMs, gemvPrefillMs: gemvMs, transformersMs: hfMs, speedupVsTransformers: hfMs ? hfMs / gemmMs : null, floorMs, fractionOfFloor: floorMs / gemmMs });
     console.log(`${label} T=${T}: GEMM prefill ${gemmMs.toFixed(2)} ms, GEMV ${gemvMs?.toFixed(1) ?? '-'} ms, transformers ${hfMs?.toFixed(2) ?? '-'} ms, floor ${floorMs.toFixed(2)} ms`);
   }
+  s.close(); // the session's device memory (weights, cache, buffers) before the next config's
   m.close();
 }
 const out = arg('--out');
