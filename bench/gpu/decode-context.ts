@@ -50,6 +50,7 @@ for (const [label, selection, kvCache, baseline, decodeMerge, mocMerge] of chose
   const launched = (test: (kernel: string) => boolean) => s.m.program.steps.some((st) => st.kind === 'launch' && test(st.kernel));
   const merged = launched((k) => k.startsWith('attention_split_merge_'));
   const mergedMoc = launched((k) => k.startsWith('moc_updown') && k.endsWith('_merge'));
+  const early = launched((k) => k.startsWith('attention_split') && k.includes('_early_')); // MOCC_CUDA_ATTN_EARLY=1
   const spec = m.spec, cap = s.m.program.kvCache.capacity, dtype = s.m.program.kvCache.dtype;
   const tokens = Array.from({ length: cap }, (_, i) => (i * 7919 + 13) % spec.vocabSize);
   const weightBytes = weightBytesPerToken(spec, selection === 'dense' ? spec.dFfn : K);
@@ -75,8 +76,8 @@ for (const [label, selection, kvCache, baseline, decodeMerge, mocMerge] of chose
     const kvBytes = kvBytesPerToken(spec, meanPositions, dtype);
     const floor = torch ? (torch.copyBandwidthTBs * 1e12) / (weightBytes + kvBytes) : null;
     const tps = runs[Math.floor(runs.length / 2)]!;
-    results.push({ label, kvCache: dtype, splitBlocks: Number(process.env.MOCC_CUDA_SPLIT_BLOCKS) || null, mergedAttention: merged, mergedMocReduce: mergedMoc, context, prefillTokens: prefill, meanPositions, tokensPerSecond: tps, runs, prefillSecondsMedian: prefillSeconds[Math.floor(RUNS / 2)], weightBytesPerToken: weightBytes, kvBytesPerToken: kvBytes, floorTokensPerSecond: floor, fractionOfFloor: floor ? tps / floor : null });
-    console.log(`  ${label.padEnd(26)} ${dtype.padEnd(4)} context ${String(prefill).padStart(4)}: ${tps.toFixed(1)} tok/s  (floor ${floor?.toFixed(0) ?? 'n/a'}, ${floor ? (100 * tps / floor).toFixed(0) : '?'}%; KV ${(kvBytes / 2 ** 20).toFixed(0)} MiB a token)`);
+    results.push({ label, kvCache: dtype, splitBlocks: Number(process.env.MOCC_CUDA_SPLIT_BLOCKS) || null, mergedAttention: merged, mergedMocReduce: mergedMoc, earlyAttention: early, context, prefillTokens: prefill, meanPositions, tokensPerSecond: tps, runs, prefillSecondsMedian: prefillSeconds[Math.floor(RUNS / 2)], weightBytesPerToken: weightBytes, kvBytesPerToken: kvBytes, floorTokensPerSecond: floor, fractionOfFloor: floor ? tps / floor : null });
+    console.log(`  ${(label + (early ? ', early' : '')).padEnd(26)} ${dtype.padEnd(4)} context ${String(prefill).padStart(4)}: ${tps.toFixed(1)} tok/s  (floor ${floor?.toFixed(0) ?? 'n/a'}, ${floor ? (100 * tps / floor).toFixed(0) : '?'}%; KV ${(kvBytes / 2 ** 20).toFixed(0)} MiB a token)`);
   }
   s.close(); // the session's device memory (weights, cache, buffers) before the next config's
   m.close();

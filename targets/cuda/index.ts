@@ -46,18 +46,19 @@ export function prefillF32Wanted(env: NodeJS.ProcessEnv = process.env): boolean 
 }
 
 /** The lowering switches that wait for a benchmark before they become defaults (each documented at its LowerOptions field). */
-export type OptInLowering = Pick<LowerOptions, 'decodeBlocks' | 'decodeMerge' | 'mocMerge' | 'prefillF32'>;
+export type OptInLowering = Pick<LowerOptions, 'decodeBlocks' | 'decodeMerge' | 'decodeEarly' | 'mocMerge' | 'prefillF32'>;
 
 /**
  * The opt-in switches a session reads from the environment, in one place: MOCC_CUDA_SPLIT_BLOCKS=N
  * (the split attention's blocks per query row, for sweeps), MOCC_CUDA_ATTN_MERGE=1 (its merge in the
- * last block), MOCC_CUDA_MOC_MERGE=1 (the MoC reduce in up·down's last block), MOCC_CUDA_PREFILL_F32=1.
+ * last block), MOCC_CUDA_ATTN_EARLY=1 (its first loads before the wait), MOCC_CUDA_MOC_MERGE=1 (the MoC reduce in up·down's last block), MOCC_CUDA_PREFILL_F32=1.
  */
 export function optInLowering(env: NodeJS.ProcessEnv = process.env): OptInLowering {
   const blocks = Number(env.MOCC_CUDA_SPLIT_BLOCKS);
   return {
     ...(blocks > 0 ? { decodeBlocks: blocks } : {}),
     ...(env.MOCC_CUDA_ATTN_MERGE === '1' ? { decodeMerge: 'last-block' as const } : {}),
+    ...(env.MOCC_CUDA_ATTN_EARLY === '1' ? { decodeEarly: true } : {}),
     ...(env.MOCC_CUDA_MOC_MERGE === '1' ? { mocMerge: 'last-block' as const } : {}),
     ...(prefillF32Wanted(env) ? { prefillF32: true } : {}),
   };

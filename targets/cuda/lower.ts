@@ -71,6 +71,11 @@ export interface LowerOptions {
    */
   decodeMerge?: 'combine-kernel' | 'last-block';
   /**
+   * The split decode attention reads its first rounds of cached rows before it waits for the QKV
+   * kernel (DecodeAttentionSpec.early). Opt-in until decode-context has measured it (session 13).
+   */
+  decodeEarly?: boolean;
+  /**
    * Who adds the fused MoC up·down kernel's partials into y (UpDownSpec.merge): 'reduce-kernel'
    * (default) downReduce as a second launch a layer, 'last-block' the up·down kernel's last block of
    * each token row, over merge counters (Arg 'counters' region 'moc'), in downReduce's order (the
@@ -432,7 +437,7 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
         }
         // flash-decoding: partial softmax per chunk of cached positions, then their merge (decode-attention.ts)
         const merge = options.decodeMerge === 'last-block';
-        const da: DecodeAttentionSpec = { heads, kvHeads: kvh, hd, cache: kvDtype, capacity: spec.maxSeqLen, ...(options.decodeBlocks ? { blocks: options.decodeBlocks } : {}), ...(merge ? { merge: 'last-block' as const } : {}) };
+        const da: DecodeAttentionSpec = { heads, kvHeads: kvh, hd, cache: kvDtype, capacity: spec.maxSeqLen, ...(options.decodeBlocks ? { blocks: options.decodeBlocks } : {}), ...(merge ? { merge: 'last-block' as const } : {}), ...(options.decodeEarly ? { early: true } : {}) };
         const splits = splitLayout(da).splits;
         const part: Arg = { kind: 'buf', id: newBuf(partialWidth(hd), 'f32', heads * splits) };
         if (merge) {

@@ -421,12 +421,14 @@ const CACHE_DTYPES = ['f32', 'bf16', 'f16'] as const;
 const ATTN_CASES: [number, number, number, number, number, number][] = [];
 for (const pos0 of [0, 62, 63, 64, 999, 2046]) ATTN_CASES.push([32, 32, 64, 2048, pos0, 1]); // 1, 63, 64, 65, 1000, 2047 positions
 ATTN_CASES.push([32, 32, 64, 2048, 2047, 1], [8, 2, 64, 2048, 1000, 1], [8, 2, 64, 2048, 60, 9], [4, 4, 8, 2048, 0, 1], [4, 4, 8, 2048, 64, 1], [8, 4, 8, 512, 0, 5], [8, 4, 8, 512, 300, 3], [4, 1, 128, 300, 250, 2], [12, 4, 96, 1024, 129, 2]);
+// early: the first rounds' loads split at pos0 (rows before it issued before griddepcontrol.wait, the
+// rest after): every live row must still be read exactly once.
 for (const cache of CACHE_DTYPES) {
-  for (const [heads, kvh, hd, cap, pos0, T] of ATTN_CASES) {
-    const name = `decode attention ${cache} cache h${heads} kv${kvh} hd${hd} cap${cap} pos${pos0} T=${T}`;
+  for (const [heads, kvh, hd, cap, pos0, T] of ATTN_CASES) for (const early of [false, true]) {
+    const name = `decode attention ${cache} cache h${heads} kv${kvh} hd${hd} cap${cap} pos${pos0} T=${T}${early ? ' early' : ''}`;
     guarded(name, (t, r) => {
       const kvw = kvh * hd, live = pos0 + T;
-      const spec = { heads, kvHeads: kvh, hd, cache, capacity: cap };
+      const spec = { heads, kvHeads: kvh, hd, cache, capacity: cap, early };
       const S = DA.splitLayout(spec).splits;
       const ck = cacheImage(randomF32(live * kvw, r), live, cap, kvw, cache), cv = cacheImage(randomF32(live * kvw, r), live, cap, kvw, cache);
       const q = randomF32(T * heads * hd, r, 4);
@@ -448,11 +450,11 @@ for (const cache of CACHE_DTYPES) {
 // where pos0 is large), each into a fresh NaN output; the counters must be back at zero after each
 // (a counter left over would make no block, or the wrong one, merge the next launch's partials).
 for (const cache of CACHE_DTYPES) {
-  for (const [heads, kvh, hd, cap, pos0, T] of ATTN_CASES) {
-    const name = `decode attention merged in the last block, ${cache} cache h${heads} kv${kvh} hd${hd} cap${cap} pos${pos0} then ${Math.floor(pos0 / 2)} T=${T}`;
+  for (const [heads, kvh, hd, cap, pos0, T] of ATTN_CASES) for (const early of [false, true]) {
+    const name = `decode attention merged in the last block, ${cache} cache h${heads} kv${kvh} hd${hd} cap${cap} pos${pos0} then ${Math.floor(pos0 / 2)} T=${T}${early ? ' early' : ''}`;
     guarded(name, (t, r) => {
       const kvw = kvh * hd, live = pos0 + T;
-      const spec = { heads, kvHeads: kvh, hd, cache, capacity: cap, merge: 'last-block' as const };
+      const spec = { heads, kvHeads: kvh, hd, cache, capacity: cap, merge: 'last-block' as const, early };
       const S = DA.splitLayout(spec).splits;
       const ck = cacheImage(randomF32(live * kvw, r), live, cap, kvw, cache), cv = cacheImage(randomF32(live * kvw, r), live, cap, kvw, cache);
       const q = randomF32(T * heads * hd, r, 4), qd = upload(padF32(q, T, heads * hd));

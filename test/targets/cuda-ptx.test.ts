@@ -86,7 +86,7 @@ ptxasTest('decode attention (combine kernel and last-block merge) and KV-cache s
   for (const cache of ['f32', 'bf16', 'f16'] as const) {
     for (const [heads, kvHeads, hd, capacity] of [[32, 32, 64, 2048], [8, 4, 8, 512], [32, 8, 128, 8192], [4, 1, 64, 2048], [12, 4, 96, 1024], [2, 2, 256, 300], [8, 8, 6, 64]] as const) {
       const s = { heads, kvHeads, hd, cache, capacity };
-      for (const k of [DA.attentionSplit(s), DA.attentionCombine(s), DA.attentionSplit({ ...s, merge: 'last-block' })]) kernels.set(k.name, k.text);
+      for (const k of [DA.attentionSplit(s), DA.attentionCombine(s), DA.attentionSplit({ ...s, merge: 'last-block' }), DA.attentionSplit({ ...s, early: true }), DA.attentionSplit({ ...s, merge: 'last-block', early: true })]) kernels.set(k.name, k.text);
     }
     for (const k of [A.kvStore(512, cache), A.ropeStore(32, 8, 64, 'interleaved', cache), D.gemvMulti([
       { dtype: 'bf16', inDim: 256, outDim: 256, epilogue: 'store', rope: { hd: 64, style: 'half' } },

@@ -36,6 +36,12 @@ export interface DecodeAttentionSpec {
    * 'last-block', the split kernel's last block to finish for that (row, head), see attentionSplit.
    */
   merge?: 'combine-kernel' | 'last-block';
+  /**
+   * Start reading before the previous kernel ends (programmatic launch): the split blocks issue
+   * their first round of K/V loads for the rows older than pos[0] before griddepcontrol.wait, so
+   * those bytes stream in while the QKV kernel still runs; see attentionSplit.
+   */
+  early?: boolean;
 }
 
 export const SPLIT_WARPS = 4;
@@ -106,35 +112,45 @@ function emitChunks(k: KernelBuilder, n: string, lay: SplitLayout): { chunk: str
 }
 
 /** n = pos[0] + t + 1: the positions query row t attends to. */
-function emitLength(k: KernelBuilder, pos: string, t: string): string {
+function emitLength(k: KernelBuilder, pos: string, t: string, op: 'ld.global' | 'ld.global.cg' = 'ld.global'): string {
   const n = k.reg('u32', 'n');
-  k.emit(`ld.global.u32 ${n}, [${pos}]`, `add.u32 ${n}, ${n}, ${t}`, `add.u32 ${n}, ${n}, 1`);
+  k.emit(`${op}.u32 ${n}, [${pos}]`, `add.u32 ${n}, ${n}, ${t}`, `add.u32 ${n}, ${n}, 1`);
   return n;
 }
 
-/** Loads `count` consecutive f32 at `a` (aligned to count·4 bytes, count a power of two) into fresh registers, zeros where `guard` fails. */
-function loadF32s(k: KernelBuilder, a: string, count: number, guard?: string): string[] {
-  const out = k.regs('f32', 'f', count);
-  if (guard) for (const r of out) k.emit(`mov.f32 ${r}, 0f00000000`);
+/** How a load is issued: the instruction without its type (ld.global.cg: from L2, see attentionSplit's early reads), whether the registers are zeroed first where the guard fails, and into which registers (fresh ones by default). */
+interface LoadHow {
+  op?: 'ld.global' | 'ld.global.cg';
+  zero?: boolean;
+  into?: string[];
+}
+
+/** Loads `count` consecutive f32 at `a` (aligned to count·4 bytes, count a power of two), zeros where `guard` fails. */
+function loadF32s(k: KernelBuilder, a: string, count: number, guard?: string, how: LoadHow = {}): string[] {
+  const out = how.into ?? k.regs('f32', 'f', count), op = how.op ?? 'ld.global';
+  if (guard && how.zero !== false) for (const r of out) k.emit(`mov.f32 ${r}, 0f00000000`);
   const g = guard ? `@${guard} ` : '';
   for (let i = 0; i < count; i += 4) {
     const part = out.slice(i, i + 4);
     const off = i ? `+${i * 4}` : '';
-    if (part.length === 4) k.emit(`${g}ld.global.v4.f32 {${part.join(', ')}}, [${a}${off}]`);
-    else if (part.length === 2) k.emit(`${g}ld.global.v2.f32 {${part.join(', ')}}, [${a}${off}]`);
-    else k.emit(`${g}ld.global.f32 ${part[0]}, [${a}${off}]`);
+    if (part.length === 4) k.emit(`${g}${op}.v4.f32 {${part.join(', ')}}, [${a}${off}]`);
+    else if (part.length === 2) k.emit(`${g}${op}.v2.f32 {${part.join(', ')}}, [${a}${off}]`);
+    else k.emit(`${g}${op}.f32 ${part[0]}, [${a}${off}]`);
   }
   return out;
 }
 
-/** Issues the load of vecLen cache elements at `a` (zeros where `guard` fails): f32 registers for f32, packed words for f16/bf16. */
-function loadVec(k: KernelBuilder, dtype: KvDType, vecLen: number, a: string, guard: string | undefined): string[] {
-  if (dtype === 'f32') return loadF32s(k, a, vecLen, guard);
-  const words = k.regs('b32', 'w', vecLen / 2);
-  if (guard) for (const r of words) k.emit(`mov.b32 ${r}, 0`);
+/** Registers for one vector of vecLen cache elements: f32 for f32, packed words for f16/bf16. */
+const vecRegs = (k: KernelBuilder, dtype: KvDType, vecLen: number): string[] => (dtype === 'f32' ? k.regs('f32', 'f', vecLen) : k.regs('b32', 'w', vecLen / 2));
+
+/** Issues the load of vecLen cache elements at `a` (zeros where `guard` fails) into vecRegs' registers. */
+function loadVec(k: KernelBuilder, dtype: KvDType, vecLen: number, a: string, guard: string | undefined, how: LoadHow = {}): string[] {
+  if (dtype === 'f32') return loadF32s(k, a, vecLen, guard, how);
+  const words = how.into ?? vecRegs(k, dtype, vecLen), op = how.op ?? 'ld.global';
+  if (guard && how.zero !== false) for (const r of words) k.emit(`mov.b32 ${r}, 0`);
   const g = guard ? `@${guard} ` : '';
-  if (words.length === 1) k.emit(`${g}ld.global.b32 ${words[0]}, [${a}]`);
-  else k.emit(`${g}ld.global.v${words.length}.b32 {${words.join(', ')}}, [${a}]`);
+  if (words.length === 1) k.emit(`${g}${op}.b32 ${words[0]}, [${a}]`);
+  else k.emit(`${g}${op}.v${words.length}.b32 {${words.join(', ')}}, [${a}]`);
   return words;
 }
 
@@ -185,13 +201,14 @@ export function attentionSplit(s: DecodeAttentionSpec): Kernel {
   const { vecLen, nvec, lanes: L, vecsPerLane: V, rowsPerWarp: R, unroll: U, splits: S } = lay;
   const W = SPLIT_WARPS, eb = elemBytes(cache), group = heads / kvHeads;
   const merged = s.merge === 'last-block';
-  const name = `attention_split${merged ? '_merge' : ''}_h${heads}_kv${kvHeads}_hd${hd}_s${S}${kvTag(cache)}`;
+  const name = `attention_split${merged ? '_merge' : ''}${s.early ? '_early' : ''}_h${heads}_kv${kvHeads}_hd${hd}_s${S}${kvTag(cache)}`;
   const params = merged ? ['out', 'part', 'q', 'ck', 'cv', 'pos', 'counters'] : ['part', 'q', 'ck', 'cv', 'pos'];
   const k = new KernelBuilder(name, params.map((n) => ({ name: n, type: 'u64' as const })));
   k.blockSize(SPLIT_THREADS);
   const part = k.ptrParam('part'), q = k.ptrParam('q'), ck = k.ptrParam('ck'), cv = k.ptrParam('cv'), pos = k.ptrParam('pos');
   const tid = k.special('%tid.x', 'tid'), h = k.special('%ctaid.x', 'h'), c = k.special('%ctaid.y', 'c'), t = k.special('%ctaid.z', 't');
-  const n = emitLength(k, pos, t);
+  // (early: pos from L2 before the wait, see below; the host or the previous step's argmax wrote it)
+  const n = emitLength(k, pos, t, s.early ? 'ld.global.cg' : 'ld.global');
   const { chunk, live } = emitChunks(k, n, lay);
   const start = k.reg('u32', 'start'), end = k.reg('u32', 'end'), p = k.reg('pred', 'p'), done = k.label('done');
   k.emit(`mul.lo.u32 ${start}, ${c}, ${chunk}`, `setp.ge.u32 ${p}, ${start}, ${n}`, `@${p} bra ${done}`);
@@ -200,9 +217,8 @@ export function attentionSplit(s: DecodeAttentionSpec): Kernel {
   k.emit(`and.b32 ${lane}, ${tid}, 31`, `shr.u32 ${warp}, ${tid}, 5`, `shr.u32 ${grp}, ${lane}, ${Math.log2(L)}`, `and.b32 ${sub}, ${lane}, ${L - 1}`);
   k.emit(group === 1 ? `mov.u32 ${kvh}, ${h}` : `div.u32 ${kvh}, ${h}, ${group}`);
 
-  // This lane's vectors j_i = sub + L·i of the head (valid while < nvec); q pre-scaled by log2(e)/√hd.
-  const qrow = k.addr(q, t, pad8(heads * hd) * 4);
-  const valid: (string | undefined)[] = [], j: string[] = [], qv: string[][] = [], kBase: string[] = [], vBase: string[] = [];
+  // This lane's vectors j_i = sub + L·i of the head (valid while < nvec)
+  const valid: (string | undefined)[] = [], j: string[] = [], qe: string[] = [], kBase: string[] = [], vBase: string[] = [];
   for (let i = 0; i < V; i++) {
     const ji = k.reg('u32', 'j');
     k.emit(`add.u32 ${ji}, ${sub}, ${L * i}`);
@@ -211,42 +227,70 @@ export function attentionSplit(s: DecodeAttentionSpec): Kernel {
       pv = k.reg('pred', 'pv');
       k.emit(`setp.lt.u32 ${pv}, ${ji}, ${nvec}`, `min.u32 ${ji}, ${ji}, ${nvec - 1}`);
     }
-    const qe = k.reg('u32', 'qe'), ke = k.reg('u32', 'ke');
-    k.emit(`mul.lo.u32 ${qe}, ${ji}, ${vecLen}`, `mad.lo.u32 ${ke}, ${kvh}, ${hd}, ${qe}`, `mad.lo.u32 ${qe}, ${h}, ${hd}, ${qe}`);
-    const qa = k.addr(qrow, qe, 4);
-    const vals = loadF32s(k, qa, vecLen, pv);
-    for (const v of vals) k.emit(`mul.f32 ${v}, ${v}, ${f32Imm(Math.LOG2E / Math.sqrt(hd))}`);
-    valid.push(pv); j.push(ji); qv.push(vals); kBase.push(k.addr(ck, ke, eb)); vBase.push(k.addr(cv, ke, eb));
+    const qei = k.reg('u32', 'qe'), ke = k.reg('u32', 'ke');
+    k.emit(`mul.lo.u32 ${qei}, ${ji}, ${vecLen}`, `mad.lo.u32 ${ke}, ${kvh}, ${hd}, ${qei}`, `mad.lo.u32 ${qei}, ${h}, ${hd}, ${qei}`);
+    valid.push(pv); j.push(ji); qe.push(qei); kBase.push(k.addr(ck, ke, eb)); vBase.push(k.addr(cv, ke, eb));
   }
+
+  // Round r of the chunk is rows start + r·W·R + [0, W·R): warp w takes start + r·W·R + w·R + grp,
+  // U rounds' loads in flight at once (into the same registers every time round the loop).
+  const rowBase = k.reg('u32', 'rowbase'), loop = k.label('rows'), loopDone = k.label('rowsdone'), compute = k.label('compute');
+  const rowBytes = pad8(kvHeads * hd) * eb;
+  k.emit(`mad.lo.u32 ${rowBase}, ${warp}, ${R}, ${start}`);
+  const rows = k.regs('u32', 'row', U), ok = k.regs('pred', 'ok', U);
+  const kRaw = rows.map(() => valid.map(() => vecRegs(k, cache, vecLen))), vRaw = rows.map(() => valid.map(() => vecRegs(k, cache, vecLen)));
+  /** The loads of the U rounds from rowBase where `extra(u)` (if given) also holds. */
+  const emitLoads = (how: LoadHow, extra?: (u: number) => string) => {
+    for (let u = 0; u < U; u++) {
+      const e = extra?.(u);
+      for (let i = 0; i < V; i++) {
+        let g = ok[u]!;
+        for (const x of [valid[i], e]) {
+          if (!x) continue;
+          const gg = k.reg('pred', 'g');
+          k.emit(`and.pred ${gg}, ${g}, ${x}`);
+          g = gg;
+        }
+        loadVec(k, cache, vecLen, k.addr(kBase[i]!, rows[u]!, rowBytes), g, { ...how, into: kRaw[u]![i]! });
+        loadVec(k, cache, vecLen, k.addr(vBase[i]!, rows[u]!, rowBytes), g, { ...how, into: vRaw[u]![i]! });
+      }
+    }
+  };
+  const emitRows = () => rows.forEach((row, u) => k.emit(`add.u32 ${row}, ${rowBase}, ${u * W * R}`, `add.u32 ${row}, ${row}, ${grp}`, `setp.lt.u32 ${ok[u]}, ${row}, ${end}`));
+  if (s.early) {
+    // The first rounds' rows older than pos[0] are read before the wait: the kernels that wrote them
+    // (the QKV kernels of earlier steps, or a prefill) completed before the kernel this one waits for
+    // even started (every kernel waits before it lets the next start, builder.ts gridSync), and no
+    // kernel writes them again in this step. ld.global.cg reads them from L2, where those writes are.
+    // The rows from pos[0] on are this step's, written by the kernel just before: loaded after the wait.
+    const p0 = k.reg('u32', 'p0');
+    k.emit(`sub.u32 ${p0}, ${n}, ${t}`, `sub.u32 ${p0}, ${p0}, 1`);
+    const old = k.regs('pred', 'old', U), fresh = k.regs('pred', 'fresh', U);
+    emitRows();
+    rows.forEach((row, u) => k.emit(`setp.lt.u32 ${old[u]}, ${row}, ${p0}`, `setp.ge.u32 ${fresh[u]}, ${row}, ${p0}`));
+    emitLoads({ op: 'ld.global.cg' }, (u) => old[u]!);
+    k.gridSync();
+    emitLoads({ zero: false }, (u) => fresh[u]!);
+  }
+  // q, pre-scaled by log2(e)/√hd
+  const qrow = k.addr(q, t, pad8(heads * hd) * 4);
+  const qv = qe.map((e, i) => {
+    const vals = loadF32s(k, k.addr(qrow, e, 4), vecLen, valid[i]);
+    for (const v of vals) k.emit(`mul.f32 ${v}, ${v}, ${f32Imm(Math.LOG2E / Math.sqrt(hd))}`);
+    return vals;
+  });
   const m = k.reg('f32', 'm'), l = k.reg('f32', 'l'), acc = qv.map(() => k.regs('f32', 'acc', vecLen));
   // m starts finite (−1e30), so 2^(m − mNew) is never 2^(−inf + inf) = NaN: a group that saw no position keeps l = 0, acc = 0
   k.emit(`mov.f32 ${m}, ${f32Imm(-1e30)}`, `mov.f32 ${l}, 0f00000000`);
   for (const r of acc.flat()) k.emit(`mov.f32 ${r}, 0f00000000`);
 
-  // Round r of the chunk is rows start + r·W·R + [0, W·R): warp w takes start + r·W·R + w·R + grp.
   // The loop test is on the warp's first row, the same in all its lanes (the shuffles need them all).
-  const rowBase = k.reg('u32', 'rowbase'), loop = k.label('rows'), loopDone = k.label('rowsdone');
-  const rowBytes = pad8(kvHeads * hd) * eb;
-  k.emit(`mad.lo.u32 ${rowBase}, ${warp}, ${R}, ${start}`);
+  if (s.early) k.emit(`setp.ge.u32 ${p}, ${rowBase}, ${end}`, `@${p} bra ${loopDone}`, `bra ${compute}`);
   k.place(loop);
   k.emit(`setp.ge.u32 ${p}, ${rowBase}, ${end}`, `@${p} bra ${loopDone}`);
-  const ok: string[] = [], kRaw: string[][][] = [], vRaw: string[][][] = [];
-  for (let u = 0; u < U; u++) {
-    const row = k.reg('u32', 'row'), oku = k.reg('pred', 'ok');
-    k.emit(`add.u32 ${row}, ${rowBase}, ${u * W * R}`, `add.u32 ${row}, ${row}, ${grp}`, `setp.lt.u32 ${oku}, ${row}, ${end}`);
-    const ks: string[][] = [], vs: string[][] = [];
-    for (let i = 0; i < V; i++) {
-      let g = oku;
-      if (valid[i]) {
-        g = k.reg('pred', 'g');
-        k.emit(`and.pred ${g}, ${oku}, ${valid[i]}`);
-      }
-      const ka = k.addr(kBase[i]!, row, rowBytes), va = k.addr(vBase[i]!, row, rowBytes);
-      ks.push(loadVec(k, cache, vecLen, ka, g));
-      vs.push(loadVec(k, cache, vecLen, va, g));
-    }
-    ok.push(oku); kRaw.push(ks); vRaw.push(vs);
-  }
+  emitRows();
+  emitLoads({});
+  k.place(compute);
   const dots = k.regs('f32', 'dot', U);
   for (let u = 0; u < U; u++) {
     k.emit(`mov.f32 ${dots[u]}, 0f00000000`);
