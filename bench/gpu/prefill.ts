@@ -4,7 +4,7 @@
 // transformers' figure (hf_prefill.py, same run) and the byte+FLOP floor: weights read once at the
 // copy bandwidth (torch_ffn.py) plus the linears' 2·params·T FLOPs at --peak-tflops (dense bf16;
 // give the FP32 peak, 67 on an H100 SXM, for an f32 model: make_llama_1b.py --dtype float32, timed with
-// MOCC_CUDA_PREFILL_F32=1 for its SIMT-GEMM prefill beside the GEMVs).
+// the f32 prefill program's SIMT GEMMs beside the GEMVs).
 // One forward(prompt, { lastOnly }) = launches + the last row's logits copied back + sync (time to
 // first token: a generate loop needs that row alone), timed on the host; median of 5 after 1.
 // Usage: node dist/bench/gpu/prefill.js --model DIR [--hf OUT/hf_prefill.json] [--torch OUT/torch_ffn.json] [--peak-tflops 989] --out OUT/prefill.json
@@ -36,6 +36,7 @@ for (const [label, selection] of [['dense', 'dense'], [`MoC K=${K}`, { k: K }]] 
     const prompt = Array.from({ length: T }, (_, i) => (i * 7919 + 13) % spec.vocabSize);
     const time = (gemm: boolean) => {
       s.usePrefill = gemm;
+      s.prefillFrom = 2; // time the prefill program at every T (a session runs it from the program's minTokens)
       const ms: number[] = [];
       for (let r = 0; r < 6; r++) {
         s.reset();

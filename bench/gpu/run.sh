@@ -16,7 +16,7 @@ model_1b() { [[ -f $1/config.json ]] || python3 bench/gpu/make_llama_1b.py --out
 torch_ffn() { [[ -f $out/torch_ffn.json ]] || python3 bench/gpu/torch_ffn.py --shapes 2048x5464,4096x14336 --out "$out/torch_ffn.json" 2>&1 | tail -8; }
 if [[ $what == all || $what == check ]]; then
   step "cuda-check: the CUDA kernel and model tests (kernels vs ref, stories260K logits and greedy text) and the rest of the CUDA tests"
-  node node_modules/ava/entrypoints/cli.mjs test/targets/cuda-kernels.test.ts test/targets/cuda-flash-attention.test.ts test/targets/cuda-gemm.test.ts test/targets/cuda-gemm-f32.test.ts test/targets/cuda-gemm-layouts.test.ts test/targets/cuda-gemm-sm90.test.ts test/targets/cuda-prefill.test.ts test/targets/cuda-prefill-f32.test.ts test/targets/cuda-wgmma-lowering.test.ts test/targets/cuda-model.test.ts test/targets/cuda-driver.test.ts test/targets/cuda-ptx.test.ts > "$out/cuda-check.log" 2>&1 || status=1
+  node node_modules/ava/entrypoints/cli.mjs test/targets/cuda-kernels.test.ts test/targets/cuda-flash-attention.test.ts test/targets/cuda-flash-attention-backward.test.ts test/targets/cuda-gemm.test.ts test/targets/cuda-gemm-f32.test.ts test/targets/cuda-gemm-layouts.test.ts test/targets/cuda-gemm-sm90.test.ts test/targets/cuda-prefill.test.ts test/targets/cuda-prefill-f32.test.ts test/targets/cuda-wgmma-lowering.test.ts test/targets/cuda-model.test.ts test/targets/cuda-driver.test.ts test/targets/cuda-ptx.test.ts > "$out/cuda-check.log" 2>&1 || status=1
   grep -E "✘|skip|tests? (passed|failed|skipped)" "$out/cuda-check.log" | tail -40
 fi
 if [[ $what == all || $what == gemm ]]; then
@@ -53,11 +53,11 @@ if [[ $what == all || $what == prefill ]]; then
   MOCC_CUDA_WGMMA=0 node dist/bench/gpu/prefill.js --model $model --hf "$out/hf_prefill.json" --torch "$out/torch_ffn.json" --out "$out/prefill-mma.json" 2>&1 | tail -8 || status=1
 fi
 if [[ $what == prefill-f32 ]]; then
-  step "prefill-f32: the f32 prefill program (MOCC_CUDA_PREFILL_F32=1: SIMT GEMMs) vs the decode steps with T rows, 1B preset in f32"
+  step "prefill-f32: the f32 prefill program (SIMT GEMMs) vs the decode steps with T rows, 1B preset in f32"
   model=/tmp/llama-1b-f32
   model_1b $model --dtype float32
   torch_ffn
-  MOCC_CUDA_PREFILL_F32=1 node dist/bench/gpu/prefill.js --model $model --torch "$out/torch_ffn.json" --peak-tflops 67 --tokens 16,128,512 --out "$out/prefill-f32.json" 2>&1 | tail -8 || status=1
+  node dist/bench/gpu/prefill.js --model $model --torch "$out/torch_ffn.json" --peak-tflops 67 --tokens 16,128,512 --out "$out/prefill-f32.json" 2>&1 | tail -8 || status=1
 fi
 if [[ $what == all || $what == ffn || $what == e2e || $what == context || $what == wgsl ]]; then
   step "torch_ffn: cuBLAS dense FFN under a CUDA graph, copy bandwidth"

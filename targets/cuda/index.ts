@@ -35,14 +35,14 @@ export function wgmmaWanted(computeCapability: readonly [number, number], env: N
 }
 
 /**
- * Whether a model with f32 linears gets the f32 prefill program (LowerOptions.prefillF32):
- * MOCC_CUDA_PREFILL_F32=1. Its GPU check passed on the H100 (session 12: stories260K f32 prefill
- * within 4.6e-5 of HF, test/targets/cuda-prefill-f32.test.ts), but its speed is not yet measured:
- * for a few tokens its SIMT GEMM (one row tile, N/64 blocks) may be slower than the GEMVs. It
- * becomes the default, and this switch goes, once a bench shows where it wins.
+ * Whether a model with f32 linears gets the f32 prefill program (LowerOptions.prefillF32): yes
+ * unless MOCC_CUDA_PREFILL_F32=0 (to measure the decode steps with T rows against it). Checked on the
+ * H100 (session 12: stories260K f32 prefill within 4.6e-5 of HF, test/targets/cuda-prefill-f32.test.ts)
+ * and timed there (session 13, 1B preset in f32): 5× the decode steps at 128 tokens, 10× at 512;
+ * below lower.ts's F32_PREFILL_MIN_TOKENS the session runs the decode steps instead.
  */
 export function prefillF32Wanted(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.MOCC_CUDA_PREFILL_F32 === '1';
+  return env.MOCC_CUDA_PREFILL_F32 !== '0';
 }
 
 /** The lowering switches that wait for a benchmark before they become defaults (each documented at its LowerOptions field). */
@@ -51,7 +51,7 @@ export type OptInLowering = Pick<LowerOptions, 'decodeBlocks' | 'decodeMerge' | 
 /**
  * The opt-in switches a session reads from the environment, in one place: MOCC_CUDA_SPLIT_BLOCKS=N
  * (the split attention's blocks per query row, for sweeps), MOCC_CUDA_ATTN_MERGE=1 (its merge in the
- * last block), MOCC_CUDA_ATTN_EARLY=1 (its first loads before the wait), MOCC_CUDA_MOC_MERGE=1 (the MoC reduce in up·down's last block), MOCC_CUDA_PREFILL_F32=1.
+ * last block), MOCC_CUDA_ATTN_EARLY=1 (its first loads before the wait), MOCC_CUDA_MOC_MERGE=1 (the MoC reduce in up·down's last block), MOCC_CUDA_PREFILL_F32=0 (no f32 prefill program).
  */
 export function optInLowering(env: NodeJS.ProcessEnv = process.env): OptInLowering {
   const blocks = Number(env.MOCC_CUDA_SPLIT_BLOCKS);

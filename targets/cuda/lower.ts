@@ -29,7 +29,7 @@ import { castGrid, castRows, CAST_THREADS } from './ptx/cast.js';
 import { attention, ATTN_WARPS } from './ptx/attention-single.js';
 import { flashAttention, FA_ROWS, FA_THREADS, type FlashAttentionSpec } from './ptx/flash-attention.js';
 import { gemm, GEMM_DEFAULT, gemmThreads, type GemmEpilogue, type GemmSpec } from './ptx/gemm.js';
-import { gemmF32, GEMM_F32_DEFAULT, gemmF32Threads, type GemmF32Epilogue } from './ptx/gemm-f32.js';
+import { gemmF32, GEMM_F32_DEFAULT, GEMM_F32_PREFIX, gemmF32Threads, type GemmF32Epilogue } from './ptx/gemm-f32.js';
 import { gemm90, gemm90Bm, GEMM90_DEFAULT, gemm90SharedBytes, gemm90Threads, type Gemm90Spec } from './ptx/gemm-sm90.js';
 
 export const CUDA_OPS = new Set(['embedding', 'rmsnorm', 'linear', 'logits', 'rope', 'attention', 'kv_write', 'kv_attention', 'silu', 'mul', 'add', 'transpose', 'moc_select', 'moc_gather', 'moc_up', 'moc_down']);
@@ -96,8 +96,9 @@ export interface LowerOptions {
    * none: its prompts run through the decode steps with T rows): every linear as gemm-f32.ts's SIMT
    * GEMM over the f32 activations (nothing rounded), attention as the decode steps' split attention
    * with T rows (flash attention rounds to 16 bits), the MoC FFN as the decode steps' fused kernels
-   * with T rows (see case 'moc_down'). Default off until it has run on a GPU; a model with some
-   * 16-bit linear lowers the same either way. createCudaSession: MOCC_CUDA_PREFILL_F32=1.
+   * with T rows (see case 'moc_down'). Off here (lowerToCuda's default, as compile uses); a model with
+   * some 16-bit linear lowers the same either way. createCudaSession sets it (MOCC_CUDA_PREFILL_F32=0: not),
+   * and the session runs it from F32_PREFILL_MIN_TOKENS tokens.
    */
   prefillF32?: boolean;
 }
@@ -136,9 +137,19 @@ export function lowerToCuda(g: Graph, spec: ModelSpec, options: LowerOptions = {
     consts: [...consts.values()],
     ...(pre.kernelsSm90a ? { kernelsSm90a: pre.kernelsSm90a } : {}),
     ...(counters ? { counters } : {}),
-    prefill: { steps: pre.steps, buffers: pre.buffers, logits: pre.logits },
+    prefill: { minTokens: prefillMinTokens(pre), steps: pre.steps, buffers: pre.buffers, logits: pre.logits },
   };
 }
+
+/**
+ * The fewest tokens a call needs to run the prefill program. Tensor-core GEMMs win from 2 tokens. The
+ * f32 SIMT GEMMs (gemm-f32.ts; one 64-row tile, so a few tokens cost as many FLOPs as 64) lose to
+ * the decode GEMVs below a few dozen: measured on the H100, 1B preset in f32 (bench/NOTES.md,
+ * session 13), dense 34.3 ms against 23.1 at 16 tokens, 38.4 against 187 at 128; about 1.5 ms a
+ * token for the GEMVs against a flat ~35 ms up to 128 puts the crossover near 24 tokens.
+ */
+export const F32_PREFILL_MIN_TOKENS = 32;
+const prefillMinTokens = (pre: Program): number => (pre.steps.some((s) => s.kind === 'launch' && s.kernel.startsWith(GEMM_F32_PREFIX)) ? F32_PREFILL_MIN_TOKENS : 2);
 
 /**
  * One lowering of the graph. 'decode': GEMVs with RMSNorm folded in, fused Q/K/V and gate/up

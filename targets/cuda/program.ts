@@ -122,6 +122,8 @@ export const bufferElementBytes = (b: Pick<BufferDecl, 'dtype'>): number => (b.d
  * are in the Program's; it shares the KV cache, positions and select hints with the decode steps.
  */
 export interface PrefillProgram {
+  /** Calls of fewer tokens run the decode steps with T rows instead (where those are faster). */
+  minTokens: number;
   steps: Step[];
   buffers: BufferDecl[];
   logits: { buf: number; vocab: number };

@@ -226,11 +226,14 @@ export class CudaSession implements ModelSession {
   useGraphs = true;
   /** Calls of T > 1 tokens run the prefill program (default) or the decode steps with T rows (to compare them). */
   usePrefill = true;
+  /** The fewest tokens a call needs for the prefill program (default: the program's minTokens; tests lower it to check the program on short prompts). */
+  prefillFrom: number;
 
   /** Calls of T > 1 tokens: the prefill program's buffers, and the decode steps' with T rows. */
   private readonly many: { prefill?: ManyTokenBuffers; steps: ManyTokenBuffers };
 
   constructor(readonly m: CudaModel) {
+    this.prefillFrom = m.program.prefill?.minTokens ?? 2;
     this.many = { steps: new ManyTokenBuffers(m, m.program), ...(m.program.prefill ? { prefill: new ManyTokenBuffers(m, m.program.prefill) } : {}) };
     this.decodeBufs = m.buffersFor(m.program.buffers, 1);
     this.decodeSteps = m.prepare(m.program.steps, m.program.buffers, 1, this.decodeBufs);
@@ -270,7 +273,7 @@ export class CudaSession implements ModelSession {
     this.setInputs(tokens);
     let bufs = this.decodeBufs;
     // many tokens: the prefill launches (tensor-core GEMMs) where the program has them
-    const prefill = T > 1 && this.usePrefill ? this.m.program.prefill : undefined;
+    const prefill = T > 1 && T >= this.prefillFrom && this.usePrefill ? this.m.program.prefill : undefined;
     const program = prefill ?? this.m.program;
     if (T === 1) {
       if (this.useGraphs) this.graph('decode').launch(this.m.stream);

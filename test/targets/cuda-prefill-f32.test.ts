@@ -1,4 +1,4 @@
-// The f32 prefill program (LowerOptions.prefillF32; createCudaSession: MOCC_CUDA_PREFILL_F32=1): for
+// The f32 prefill program (LowerOptions.prefillF32; createCudaSession's default, MOCC_CUDA_PREFILL_F32=0 off): for
 // a model whose linears all have f32 weights, its linears as gemm-f32.ts's SIMT GEMMs on the f32
 // activations and its attention as the split decode attention with T rows, so nothing is rounded
 // below f32 and its logits can match the HF references as the decode steps' do.
@@ -8,7 +8,7 @@
 // within 1e-3 of the HF references, and decoding after a prefill.
 import test from 'ava';
 import { loadModel } from '../../driver/load.js';
-import { lowerToCuda } from '../../targets/cuda/lower.js';
+import { F32_PREFILL_MIN_TOKENS, lowerToCuda } from '../../targets/cuda/lower.js';
 import { buildLlamaGraph } from '../../src/import/llama-graph.js';
 import { PRESET_1B } from '../../src/model/presets.js';
 import { swigluToMoc } from '../../passes/swiglu-to-moc.js';
@@ -22,20 +22,20 @@ const Q8 = CHECKPOINTS.gguf.replace(/\.gguf$/, '.Q8_0.gguf');
 const family = (k: string) => k.replace(/_(?:bf16|f16|f32|half|interleaved|h\d|w\d|f\d|d\d|m\d).*?(_acc)?$/, '$1');
 const launches = (steps: { kind: string; kernel?: string }[]) => steps.map((s) => (s.kind === 'launch' ? family(s.kernel!) : 'zero')).join(' ');
 
-test('MOCC_CUDA_PREFILL_F32=1 is the switch, and sessionLowerOptions passes it on (without it, no prefillF32 key: the default lowering)', (t) => {
+test('sessions get the f32 prefill by default, MOCC_CUDA_PREFILL_F32=0 turns it off, and sessionLowerOptions passes it on (off: no prefillF32 key, as lowerToCuda\'s default)', (t) => {
   t.true(prefillF32Wanted({ MOCC_CUDA_PREFILL_F32: '1' }));
-  t.false(prefillF32Wanted({}));
+  t.true(prefillF32Wanted({}));
   t.false(prefillF32Wanted({ MOCC_CUDA_PREFILL_F32: '0' }));
-  t.is(sessionLowerOptions({ warm: true, wgmma: false, optIn: optInLowering({ MOCC_CUDA_PREFILL_F32: '1' }) }).prefillF32, true);
+  t.is(sessionLowerOptions({ warm: true, wgmma: false, optIn: optInLowering({}) }).prefillF32, true);
   t.false('prefillF32' in sessionLowerOptions({ warm: true, wgmma: false, optIn: optInLowering({ MOCC_CUDA_PREFILL_F32: '0' }) }));
   t.is(sessionLowerOptions({ baseline: true, warm: true, wgmma: false, optIn: { prefillF32: true } }).prefill, false, 'the baseline has no prefill program at all');
 });
 
-test('the opt-in switches are read from the environment in one place, and only when set', (t) => {
-  t.deepEqual(optInLowering({}), {});
-  t.deepEqual(optInLowering({ MOCC_CUDA_SPLIT_BLOCKS: '1024', MOCC_CUDA_ATTN_MERGE: '1', MOCC_CUDA_MOC_MERGE: '1', MOCC_CUDA_PREFILL_F32: '1' }),
-    { decodeBlocks: 1024, decodeMerge: 'last-block', mocMerge: 'last-block', prefillF32: true });
-  t.deepEqual(optInLowering({ MOCC_CUDA_SPLIT_BLOCKS: 'x', MOCC_CUDA_ATTN_MERGE: '0' }), {});
+test('the environment switches are read in one place, and only when set', (t) => {
+  t.deepEqual(optInLowering({}), { prefillF32: true });
+  t.deepEqual(optInLowering({ MOCC_CUDA_SPLIT_BLOCKS: '1024', MOCC_CUDA_ATTN_MERGE: '1', MOCC_CUDA_ATTN_EARLY: '1', MOCC_CUDA_MOC_MERGE: '1', MOCC_CUDA_PREFILL_F32: '1' }),
+    { decodeBlocks: 1024, decodeMerge: 'last-block', decodeEarly: true, mocMerge: 'last-block', prefillF32: true });
+  t.deepEqual(optInLowering({ MOCC_CUDA_SPLIT_BLOCKS: 'x', MOCC_CUDA_ATTN_MERGE: '0', MOCC_CUDA_PREFILL_F32: '0' }), {});
 });
 
 // One layer of the 1B preset with f32 weights, in order: GEMMs on CUDA cores for every linear (no
@@ -79,6 +79,8 @@ test('stories260K f32 (GGUF, HF; dense, MoC K=32): prefillF32 gives a prefill pr
         t.is(count('attention_split'), L);
         t.is(count('flash_attention') + count('cast'), 0);
         if (selection !== 'dense') t.is(count('moc_updown'), L);
+        // shorter calls run the decode steps, which the H100 measured faster there (lower.ts)
+        t.is(p.prefill!.minTokens, F32_PREFILL_MIN_TOKENS);
       } finally {
         m.close();
       }
@@ -91,6 +93,7 @@ test('prefillF32 changes nothing for a model with 16-bit linears (stories260K Q8
     const m = loadModel(Q8, { selection, dequantTo: 'f16' });
     try {
       t.deepEqual(lowerToCuda(m.graph, m.spec, { prefillF32: true }), lowerToCuda(m.graph, m.spec));
+      t.is(lowerToCuda(m.graph, m.spec).prefill!.minTokens, 2, 'tensor-core prefill from 2 tokens');
     } finally {
       m.close();
     }
@@ -100,22 +103,17 @@ test('prefillF32 changes nothing for a model with 16-bit linears (stories260K Q8
 // ---- on the GPU ----
 const cudaTest = testsNeeding(cudaDeviceRequirement());
 
-/** A session lowered with MOCC_CUDA_PREFILL_F32=1 (restored after). */
+/** A session with the f32 prefill program (the default), which runs it from 2 tokens (the reference sequences are shorter than F32_PREFILL_MIN_TOKENS). */
 function f32PrefillSession(m: Parameters<typeof createCudaSession>[0]) {
-  const before = process.env.MOCC_CUDA_PREFILL_F32;
-  process.env.MOCC_CUDA_PREFILL_F32 = '1';
-  try {
-    return createCudaSession(m);
-  } finally {
-    if (before === undefined) delete process.env.MOCC_CUDA_PREFILL_F32;
-    else process.env.MOCC_CUDA_PREFILL_F32 = before;
-  }
+  const s = createCudaSession(m);
+  s.prefillFrom = 2;
+  return s;
 }
 
 const RUNS = [['dense', 'dense', 'gguf'], ['dense', 'dense', 'hf'], ['moc_k32', { k: 32 }, 'gguf'], ['moc_k32', { k: 32 }, 'hf']] as const;
 
 for (const [label, selection, format] of RUNS) {
-  cudaTest.serial(`stories260K ${format} ${label} f32, MOCC_CUDA_PREFILL_F32=1: f32 prefill logits match HF within 1e-3, and decoding after it`, (t) => {
+  cudaTest.serial(`stories260K ${format} ${label} f32: f32 prefill logits match HF within 1e-3, and decoding after it`, (t) => {
     process.env.MOCC_CUDA_PDL = '1';
     const m = loadModel(CHECKPOINTS[format], { selection });
     t.teardown(() => {

@@ -49,8 +49,11 @@ const BK = 16;
 
 export const gemmF32Threads = (s: GemmF32Spec): number => (s.bm / s.tm) * (s.bn / s.tn);
 
+/** Every f32 GEMM kernel's name starts so (lower.ts tells an f32 prefill program by it). */
+export const GEMM_F32_PREFIX = 'gemm_xwt_f32';
+
 export function gemmF32Name(s: GemmF32Spec): string {
-  return `gemm_xwt_f32_m${s.bm}n${s.bn}k${BK}_t${s.tm}x${s.tn}${s.epilogue === 'accumulate' ? '_acc' : ''}`;
+  return `${GEMM_F32_PREFIX}_m${s.bm}n${s.bn}k${BK}_t${s.tm}x${s.tn}${s.epilogue === 'accumulate' ? '_acc' : ''}`;
 }
 
 /** Grid for Y[M, N]: x over column tiles, y over row tiles (as gemm.ts's gemmGrid). */
