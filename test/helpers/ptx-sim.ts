@@ -50,10 +50,11 @@ export class PtxSim {
     const param = new Map(names.map((n, i) => [n, params[i]!]));
     const shared = new Map<string, number>();
     let sharedBytes = 0;
-    for (const m of ptx.matchAll(/\.shared\s+\.align\s+(\d+)\s+\.\w+\s+(\w+)\[(\d+)\]/g)) {
+    // an array's size is its count of elements of its type (.b8: bytes; .f32, .b32, .u32: 4 bytes)
+    for (const m of ptx.matchAll(/\.shared\s+\.align\s+(\d+)\s+\.([a-z]+)(\d+)\s+(\w+)\[(\d+)\]/g)) {
       sharedBytes = Math.ceil(sharedBytes / Number(m[1])) * Number(m[1]);
-      shared.set(m[2]!, sharedBytes);
-      sharedBytes += Number(m[3]);
+      shared.set(m[4]!, sharedBytes);
+      sharedBytes += Number(m[5]) * (Number(m[3]) / 8);
     }
     const body = ptx.slice(ptx.indexOf('{', entry.index + entry[0].length) + 1);
     const lines = body.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('//') && !l.startsWith('.reg') && !l.startsWith('.shared') && l !== '}');
