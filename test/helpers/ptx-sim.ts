@@ -32,6 +32,12 @@ export class PtxSim {
     data.forEach((v, i) => this.mem.setFloat32(b.addr + 4 * i, v, true));
     return b;
   }
+  /** Any typed array's bytes, as they are. */
+  uploadBytes(data: ArrayBufferView): SimBuffer {
+    const b = this.alloc(data.byteLength);
+    new Uint8Array(this.mem.buffer, b.addr, data.byteLength).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    return b;
+  }
   download(b: SimBuffer, count: number): Float32Array {
     return Float32Array.from({ length: count }, (_, i) => this.mem.getFloat32(b.addr + 4 * i, true));
   }
@@ -44,10 +50,11 @@ export class PtxSim {
     const param = new Map(names.map((n, i) => [n, params[i]!]));
     const shared = new Map<string, number>();
     let sharedBytes = 0;
-    for (const m of ptx.matchAll(/\.shared\s+\.align\s+(\d+)\s+\.\w+\s+(\w+)\[(\d+)\]/g)) {
+    // an array's size is its count of elements of its type (.b8: bytes; .f32, .b32, .u32: 4 bytes)
+    for (const m of ptx.matchAll(/\.shared\s+\.align\s+(\d+)\s+\.([a-z]+)(\d+)\s+(\w+)\[(\d+)\]/g)) {
       sharedBytes = Math.ceil(sharedBytes / Number(m[1])) * Number(m[1]);
-      shared.set(m[2]!, sharedBytes);
-      sharedBytes += Number(m[3]);
+      shared.set(m[4]!, sharedBytes);
+      sharedBytes += Number(m[5]) * (Number(m[3]) / 8);
     }
     const body = ptx.slice(ptx.indexOf('{', entry.index + entry[0].length) + 1);
     const lines = body.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('//') && !l.startsWith('.reg') && !l.startsWith('.shared') && l !== '}');
@@ -139,6 +146,38 @@ export class PtxSim {
         case 'xor.pred': set(d, Number(Boolean(val(a)) !== Boolean(val(b)))); break;
         case 'fma.rn.f32': set(d, f32(val(a) * val(b) + val(c))); break;
         case 'add.f32': set(d, f32(val(a) + val(b))); break;
+        // Float arithmetic below: each is correctly rounded in PTX (.rn), and an f32 result of one
+        // float64 operation on f32 operands rounded again to f32 is that correct rounding (double
+        // rounding is innocuous for +, −, ×, ÷ and √ since 53 ≥ 2·24 + 2).
+        case 'sub.f32': set(d, f32(val(a) - val(b))); break;
+        case 'mul.f32': set(d, f32(val(a) * val(b))); break;
+        case 'neg.f32': set(d, -val(a)); break;
+        case 'div.rn.f32': set(d, f32(val(a) / val(b))); break;
+        case 'rcp.rn.f32': set(d, f32(1 / val(a))); break;
+        case 'sqrt.rn.f32': set(d, f32(Math.sqrt(val(a)))); break;
+        // ex2.approx is an approximation (max relative error about 2^-22 per the PTX ISA); the sim
+        // gives the correctly rounded 2^a, one of the values the GPU may return within that bound.
+        case 'ex2.approx.f32': set(d, f32(2 ** val(a))); break;
+        case 'min.u32': set(d, Math.min(val(a), val(b))); break;
+        case 'max.u32': set(d, Math.max(val(a), val(b))); break;
+        case 'or.b32': set(d, u32(val(a) | val(b))); break;
+        case 'setp.eq.u32': set(d, Number(val(a) === val(b))); break;
+        case 'setp.ne.u32': set(d, Number(val(a) !== val(b))); break;
+        case 'setp.gt.u32': set(d, Number(val(a) > val(b))); break;
+        case 'setp.le.u32': set(d, Number(val(a) <= val(b))); break;
+        case 'or.pred': set(d, Number(Boolean(val(a)) || Boolean(val(b)))); break;
+        case 'not.pred': set(d, Number(!val(a))); break;
+        case 'selp.u32': set(d, val(c) ? val(a) : val(b)); break;
+        case 'ld.global.nc.f32': set(d, g.getFloat32(this.check(address(a), 4), true)); break;
+        case 'ld.global.nc.v2.f32': { const p = this.check(address(a), 8); list(d).forEach((x, i) => set(x, g.getFloat32(p + 4 * i, true))); break; }
+        case 'ld.global.u32': set(d, g.getUint32(this.check(address(a), 4), true)); break;
+        case 'st.global.u32': g.setUint32(this.check(address(d), 4), u32(val(a)), true); break;
+        // ld.u16 into a 32-bit register zero-extends; st.u16 from one stores its low 16 bits (PTX ISA: ld, st)
+        case 'ld.global.u16': set(d, g.getUint16(this.check(address(a), 2), true)); break;
+        case 'st.global.u16': g.setUint16(this.check(address(d), 2), val(a) & 0xffff, true); break;
+        case 'ld.shared.f32': set(d, sm.getFloat32(address(a), true)); break;
+        case 'ld.shared.u32': set(d, sm.getUint32(address(a), true)); break;
+        case 'st.shared.u32': sm.setUint32(address(d), u32(val(a)), true); break;
         case 'ld.global.f32': set(d, g.getFloat32(this.check(address(a), 4), true)); break;
         case 'st.global.f32': g.setFloat32(this.check(address(d), 4), val(a), true); break;
         case 'ld.global.v4.f32': { const p = this.check(address(a), 16); list(d).forEach((x, i) => set(x, g.getFloat32(p + 4 * i, true))); break; }

@@ -1,0 +1,184 @@
+// Training kernels that move rows and indices (ops of src/ir/ops-train.ts, each matching its ref kernel
+// in targets/ref/train-kernels.ts): embedding_grad, moc_scatter, index_narrow, index_widen.
+//
+// embedding_grad without float atomics, deterministic, in two kernels:
+//   1. embeddingGradSort — one block sorts the keys tok[t]·T + t (distinct, < V·T) with a bitonic
+//      network over N = nextPow2(T) slots of a u32 scratch (pads 0xFFFFFFFF sort last): afterwards
+//      the tokens of vocabulary row v sit together in t order. O(T·log²T) compare-swaps on one SM
+//      (about 105 barrier-separated passes at T = 16384), in global memory (L1/L2-resident: 64 KiB).
+//   2. embeddingGradRows — block (column slice, v): a binary search finds row v's run of keys, and
+//      each thread adds dy[t, c] over the run in t order, then writes row v once (0 when v never
+//      occurs): no zero fill, no read-modify-write. O(T·d) reads of dy plus V·d writes, V·log N
+//      searches; a frequent token's block loops over its whole run (the load is uneven by token
+//      frequency, bounded by T per block).
+//   The alternatives: a block per column slice looping over all T tokens, adding into zero-filled
+//   rows, is O(T·d) too but serial in T (each step a dependent global read-modify-write, with only
+//   d/32 warps busy); a per-vocab-row scan of all tokens without sorting is O(V·T) compares.
+//   Sums are in f32 in t order (the ref adds in the same order, in float64).
+//
+// Layout: dy [T, pad8(d)] f32, the table gradient [V, pad8(d)] f32; tokens i32 [T]; idx i32 (or u16)
+// [T, pad8(K)] as the MoC kernels store it (moc.ts); only logical columns are written.
+import { KernelBuilder } from './builder.js';
+import type { Kernel } from './dense.js';
+import { pad8 } from './layout.js';
+
+export const EMBEDDING_SORT_THREADS = 1024;
+export const EMBEDDING_ROWS_THREADS = 256;
+
+/** Sort slots for T tokens (a power of two ≥ T); the sort scratch holds this many u32. */
+export const embeddingGradSlots = (T: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, T)));
+
+/**
+ * The launches' grids for V rows, T ≥ 1 tokens, width d: keys tok·T + t must stay below the pad
+ * 0xFFFFFFFF, and V is a grid y extent (≤ 65535).
+ */
+export function embeddingGradGrids(V: number, T: number, d: number): { sort: [number, number, number]; rows: [number, number, number] } {
+  if (T < 1 || V * T >= 0xffffffff) throw new Error(`embedding_grad: keys tok·T + t do not fit 32 bits (V = ${V}, T = ${T})`);
+  if (V > 65535) throw new Error(`embedding_grad: ${V} rows exceed the grid's y extent`);
+  return { sort: [1, 1, 1], rows: [Math.ceil(d / EMBEDDING_ROWS_THREADS), V, 1] };
+}
+
+/**
+ * Kernel 1. Params keys (u32 [N] scratch), tokens, T (u32), N (u32: embeddingGradSlots(T)).
+ * Grid (1, 1, 1), block `threads` (default EMBEDDING_SORT_THREADS; any count, the loops stride by it).
+ */
+export function embeddingGradSort(threads = EMBEDDING_SORT_THREADS): Kernel {
+  const name = `embedding_grad_sort_t${threads}`;
+  const k = new KernelBuilder(name, [{ name: 'keys', type: 'u64' }, { name: 'tokens', type: 'u64' }, { name: 'T', type: 'u32' }, { name: 'N', type: 'u32' }]);
+  k.blockSize(threads);
+  const keys = k.ptrParam('keys'), tokens = k.ptrParam('tokens'), T = k.u32Param('T'), N = k.u32Param('N');
+  const tid = k.special('%tid.x', 'tid');
+  const i = k.reg('u32', 'i'), p = k.reg('pred', 'p'), key = k.reg('u32', 'key'), real = k.reg('pred', 'real');
+  // keys[i] = tokens[i]·T + i for i < T, else the pad
+  const fill = k.label('fill'), filled = k.label('filled');
+  k.emit(`mov.u32 ${i}, ${tid}`);
+  k.place(fill);
+  k.emit(`setp.ge.u32 ${p}, ${i}, ${N}`, `@${p} bra ${filled}`, `setp.lt.u32 ${real}, ${i}, ${T}`, `mov.u32 ${key}, 4294967295`);
+  const tok = k.reg('u32', 'tok');
+  k.emit(`@${real} ld.global.u32 ${tok}, [${k.addr(tokens, i, 4)}]`, `@${real} mad.lo.u32 ${key}, ${tok}, ${T}, ${i}`);
+  k.emit(`st.global.u32 [${k.addr(keys, i, 4)}], ${key}`, `add.u32 ${i}, ${i}, ${threads}`, `bra ${fill}`);
+  k.place(filled);
+  k.emit('bar.sync 0');
+  // bitonic network: stage size kk = 2, 4, …, N; distance j = kk/2, …, 1; pair (i, i ^ j) with i < i ^ j,
+  // ascending where (i & kk) = 0. bar.sync orders each pass's global writes before the next's reads
+  // (all threads of one CTA).
+  const kk = k.reg('u32', 'kk'), j = k.reg('u32', 'jd'), l = k.reg('u32', 'l'), ij = k.reg('u32', 'ij');
+  const a = k.reg('u32', 'ka'), b = k.reg('u32', 'kb'), desc = k.reg('pred', 'desc'), gt = k.reg('pred', 'gt'), ne = k.reg('pred', 'ne');
+  const stage = k.label('stage'), pass = k.label('pass'), pair = k.label('pair'), next = k.label('next'), passDone = k.label('passdone'), sorted = k.label('sorted');
+  k.emit(`mov.u32 ${kk}, 2`);
+  k.place(stage);
+  k.emit(`setp.gt.u32 ${p}, ${kk}, ${N}`, `@${p} bra ${sorted}`, `shr.u32 ${j}, ${kk}, 1`);
+  k.place(pass);
+  k.emit(`setp.eq.u32 ${p}, ${j}, 0`, `@${p} bra ${passDone}`, `mov.u32 ${i}, ${tid}`);
+  k.place(pair);
+  k.emit(`setp.ge.u32 ${p}, ${i}, ${N}`, `@${p} bra ${next}`);
+  const skip = k.label('skip');
+  k.emit(`and.b32 ${ij}, ${i}, ${j}`, `setp.ne.u32 ${p}, ${ij}, 0`, `@${p} bra ${skip}`, `xor.b32 ${l}, ${i}, ${j}`);
+  const ai = k.addr(keys, i, 4), al = k.addr(keys, l, 4);
+  k.emit(`ld.global.u32 ${a}, [${ai}]`, `ld.global.u32 ${b}, [${al}]`);
+  // swap where the pair is out of order: a > b ascending, a < b descending (never when equal: pads)
+  k.emit(`and.b32 ${ij}, ${i}, ${kk}`, `setp.ne.u32 ${desc}, ${ij}, 0`, `setp.gt.u32 ${gt}, ${a}, ${b}`, `xor.pred ${gt}, ${gt}, ${desc}`, `setp.ne.u32 ${ne}, ${a}, ${b}`, `and.pred ${gt}, ${gt}, ${ne}`);
+  k.emit(`@${gt} st.global.u32 [${ai}], ${b}`, `@${gt} st.global.u32 [${al}], ${a}`);
+  k.place(skip);
+  k.emit(`add.u32 ${i}, ${i}, ${threads}`, `bra ${pair}`);
+  k.place(next);
+  k.emit('bar.sync 0', `shr.u32 ${j}, ${j}, 1`, `bra ${pass}`);
+  k.place(passDone);
+  k.emit(`shl.b32 ${kk}, ${kk}, 1`, `bra ${stage}`);
+  k.place(sorted);
+  return { name, text: k.render() };
+}
+
+/**
+ * Kernel 2. Params out ([V, pad8(d)]), keys (sorted by kernel 1), dy, T (u32), N (u32).
+ * Grid embeddingGradGrids(V, T, d).rows, block EMBEDDING_ROWS_THREADS.
+ */
+export function embeddingGradRows(d: number): Kernel {
+  const name = `embedding_grad_rows_d${d}`;
+  const k = new KernelBuilder(name, [{ name: 'out', type: 'u64' }, { name: 'keys', type: 'u64' }, { name: 'dy', type: 'u64' }, { name: 'T', type: 'u32' }, { name: 'N', type: 'u32' }]);
+  k.blockSize(EMBEDDING_ROWS_THREADS);
+  const out = k.ptrParam('out'), keys = k.ptrParam('keys'), dy = k.ptrParam('dy'), T = k.u32Param('T'), N = k.u32Param('N');
+  const tid = k.special('%tid.x', 'tid'), bx = k.special('%ctaid.x', 'bx'), v = k.special('%ctaid.y', 'v');
+  const c = k.reg('u32', 'c'), p = k.reg('pred', 'p'), done = k.label('done');
+  k.emit(`mad.lo.u32 ${c}, ${bx}, ${EMBEDDING_ROWS_THREADS}, ${tid}`, `setp.ge.u32 ${p}, ${c}, ${d}`, `@${p} bra ${done}`);
+  /** The first slot whose key is ≥ target (N if none). */
+  const lowerBound = (target: string): string => {
+    const lo = k.reg('u32', 'lo'), hi = k.reg('u32', 'hi'), mid = k.reg('u32', 'mid'), km = k.reg('u32', 'km'), q = k.reg('pred', 'q');
+    const loop = k.label('search'), found = k.label('found');
+    k.emit(`mov.u32 ${lo}, 0`, `mov.u32 ${hi}, ${N}`);
+    k.place(loop);
+    k.emit(`setp.ge.u32 ${q}, ${lo}, ${hi}`, `@${q} bra ${found}`, `add.u32 ${mid}, ${lo}, ${hi}`, `shr.u32 ${mid}, ${mid}, 1`);
+    k.emit(`ld.global.u32 ${km}, [${k.addr(keys, mid, 4)}]`, `setp.lt.u32 ${q}, ${km}, ${target}`);
+    k.emit(`@${q} add.u32 ${lo}, ${mid}, 1`, `@!${q} mov.u32 ${hi}, ${mid}`, `bra ${loop}`);
+    k.place(found);
+    return lo;
+  };
+  const first = k.reg('u32', 'first'), last = k.reg('u32', 'last');
+  k.emit(`mul.lo.u32 ${first}, ${v}, ${T}`, `add.u32 ${last}, ${first}, ${T}`);
+  const s = lowerBound(first), e = lowerBound(last);
+  const acc = k.reg('f32', 'acc'), key = k.reg('u32', 'key'), x = k.reg('f32', 'x');
+  const dyc = k.addr(dy, c, 4);
+  k.emit(`mov.f32 ${acc}, 0f00000000`);
+  const loop = k.label('run'), end = k.label('rundone');
+  k.place(loop);
+  k.emit(`setp.ge.u32 ${p}, ${s}, ${e}`, `@${p} bra ${end}`, `ld.global.u32 ${key}, [${k.addr(keys, s, 4)}]`, `sub.u32 ${key}, ${key}, ${first}`);
+  k.emit(`ld.global.f32 ${x}, [${k.addr(dyc, key, pad8(d) * 4)}]`, `add.f32 ${acc}, ${acc}, ${x}`, `add.u32 ${s}, ${s}, 1`, `bra ${loop}`);
+  k.place(end);
+  k.emit(`st.global.f32 [${k.addr(k.addr(out, v, pad8(d) * 4), c, 4)}], ${acc}`);
+  k.place(done);
+  return { name, text: k.render() };
+}
+
+export const SCATTER_THREADS = 256;
+
+/**
+ * moc_scatter: out [T, pad8(F)] = 0 except out[t, idx[t, k]] = dy[t, k] (k < K). The indices of a
+ * row are distinct (moc_select's top-k), so no two threads write one element. Params out, dy, idx.
+ * Grid (1, T, 1), block SCATTER_THREADS: the row's zeros, a barrier, then the kept channels.
+ */
+export function mocScatter(K: number, F: number): Kernel {
+  const name = `moc_scatter_k${K}_f${F}`;
+  const k = new KernelBuilder(name, ['out', 'dy', 'idx'].map((n) => ({ name: n, type: 'u64' as const })));
+  k.blockSize(SCATTER_THREADS);
+  const out = k.ptrParam('out'), dy = k.ptrParam('dy'), idx = k.ptrParam('idx');
+  const tid = k.special('%tid.x', 'tid'), t = k.special('%ctaid.y', 't');
+  const orow = k.addr(out, t, pad8(F) * 4), dyrow = k.addr(dy, t, pad8(K) * 4), irow = k.addr(idx, t, pad8(K) * 4);
+  const i = k.reg('u32', 'i'), p = k.reg('pred', 'p');
+  const zero = k.label('zero'), zeroed = k.label('zeroed');
+  k.emit(`mov.u32 ${i}, ${tid}`);
+  k.place(zero);
+  k.emit(`setp.ge.u32 ${p}, ${i}, ${F}`, `@${p} bra ${zeroed}`, `st.global.f32 [${k.addr(orow, i, 4)}], 0f00000000`, `add.u32 ${i}, ${i}, ${SCATTER_THREADS}`, `bra ${zero}`);
+  k.place(zeroed);
+  // the zeros are written before any channel's value (bar.sync orders the block's global writes)
+  k.emit('bar.sync 0', `mov.u32 ${i}, ${tid}`);
+  const ch = k.reg('u32', 'ch'), x = k.reg('f32', 'x');
+  const put = k.label('put'), done = k.label('done');
+  k.place(put);
+  k.emit(`setp.ge.u32 ${p}, ${i}, ${K}`, `@${p} bra ${done}`, `ld.global.u32 ${ch}, [${k.addr(irow, i, 4)}]`, `ld.global.f32 ${x}, [${k.addr(dyrow, i, 4)}]`);
+  k.emit(`st.global.f32 [${k.addr(orow, ch, 4)}], ${x}`, `add.u32 ${i}, ${i}, ${SCATTER_THREADS}`, `bra ${put}`);
+  k.place(done);
+  return { name, text: k.render() };
+}
+
+/** Grid of index_narrow / index_widen over T rows of K indices; block SCATTER_THREADS. */
+export const indexCastGrid = (K: number, T: number): [number, number, number] => [Math.max(1, Math.ceil(K / SCATTER_THREADS)), T, 1];
+
+/**
+ * index_narrow (i32 → u16, 'narrow') or index_widen (u16 → i32, 'widen') of [T, pad8(K)] indices.
+ * Narrowing keeps the low 16 bits (st.u16 of a 32-bit register): indices are < 65536 by the op's
+ * contract (ops-train.ts; the ref kernel throws otherwise), which the caller checks where it matters.
+ * Params out, idx. Grid indexCastGrid, block SCATTER_THREADS.
+ */
+export function indexCast(dir: 'narrow' | 'widen', K: number): Kernel {
+  const name = `index_${dir}_k${K}`;
+  const k = new KernelBuilder(name, ['out', 'idx'].map((n) => ({ name: n, type: 'u64' as const })));
+  k.blockSize(SCATTER_THREADS);
+  const out = k.ptrParam('out'), idx = k.ptrParam('idx');
+  const tid = k.special('%tid.x', 'tid'), bx = k.special('%ctaid.x', 'bx'), t = k.special('%ctaid.y', 't');
+  const i = k.reg('u32', 'i'), p = k.reg('pred', 'p'), v = k.reg('u32', 'v'), done = k.label('done');
+  k.emit(`mad.lo.u32 ${i}, ${bx}, ${SCATTER_THREADS}, ${tid}`, `setp.ge.u32 ${p}, ${i}, ${K}`, `@${p} bra ${done}`, `mad.lo.u32 ${i}, ${t}, ${pad8(K)}, ${i}`);
+  if (dir === 'narrow') k.emit(`ld.global.u32 ${v}, [${k.addr(idx, i, 4)}]`, `st.global.u16 [${k.addr(out, i, 2)}], ${v}`);
+  else k.emit(`ld.global.u16 ${v}, [${k.addr(idx, i, 2)}]`, `st.global.u32 [${k.addr(out, i, 4)}], ${v}`);
+  k.place(done);
+  return { name, text: k.render() };
+}
