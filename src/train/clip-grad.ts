@@ -13,12 +13,21 @@ const CLIP_EPS = 1e-6;
 export function clipGlobalNorm(grads: Map<string, Float32Array>, maxNorm: number): number {
   if (!(maxNorm > 0)) throw new Error(`clipGlobalNorm: maxNorm ${maxNorm} must be > 0`);
   const norm = globalNorm(grads.values());
-  if (!Number.isFinite(norm) || norm <= maxNorm) return norm;
-  const scale = maxNorm / (norm + CLIP_EPS);
+  const scale = clipFactor(norm, maxNorm);
+  if (scale === 1) return norm;
   for (const g of grads.values()) {
     for (let i = 0; i < g.length; i++) g[i] = g[i]! * scale;
   }
   return norm;
+}
+
+/**
+ * The factor clipGlobalNorm multiplies every gradient by at global norm `norm`: maxNorm / (norm + 1e-6)
+ * above maxNorm, else 1 (and 1 for a non-finite norm). The CUDA kernel (targets/cuda/ptx/train-clip.ts)
+ * computes the same in f32.
+ */
+export function clipFactor(norm: number, maxNorm: number): number {
+  return Number.isFinite(norm) && norm > maxNorm ? maxNorm / (norm + CLIP_EPS) : 1;
 }
 
 /** √(Σ x²) over every element of every array, accumulated in f64. */

@@ -15,6 +15,8 @@ export class PtxSim {
   readonly mem: DataView;
   private top = 256;
   private readonly buffers: SimBuffer[] = [];
+  /** The declared type of each register of the kernel being run (mov.b32 between f32 and integer registers moves bits). */
+  private regTypes = new Map<string, string>();
   constructor(bytes: number) {
     this.mem = new DataView(new ArrayBuffer(bytes));
   }
@@ -57,6 +59,7 @@ export class PtxSim {
       sharedBytes += Number(m[5]) * (Number(m[3]) / 8);
     }
     const body = ptx.slice(ptx.indexOf('{', entry.index + entry[0].length) + 1);
+    this.regTypes = new Map([...body.matchAll(/\.reg\s+\.(\w+)\s+(%\w+);/g)].map((m) => [m[2]!, m[1]!]));
     const lines = body.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('//') && !l.startsWith('.reg') && !l.startsWith('.shared') && l !== '}');
     const labels = new Map<string, number>();
     const code: string[] = [];
@@ -66,7 +69,7 @@ export class PtxSim {
     }
     for (let bz = 0; bz < grid[2]; bz++) for (let by = 0; by < grid[1]; by++) for (let bx = 0; bx < grid[0]; bx++) {
       const sm = new DataView(new ArrayBuffer(Math.max(4, sharedBytes)));
-      const threads = Array.from({ length: block }, (_, tid) => ({ pc: 0, done: false, regs: new Map<string, number>([['%tid.x', tid], ['%ctaid.x', bx], ['%ctaid.y', by], ['%ctaid.z', bz], ['%ntid.x', block]]) }));
+      const threads = Array.from({ length: block }, (_, tid) => ({ pc: 0, done: false, regs: new Map<string, number>([['%tid.x', tid], ['%ctaid.x', bx], ['%ctaid.y', by], ['%ctaid.z', bz], ['%ntid.x', block], ['%nctaid.x', grid[0]]]) }));
       while (threads.some((t) => !t.done)) {
         for (const t of threads) if (!t.done) this.runToBarrier(t, code, labels, param, shared, sm);
         if (threads.some((t) => t.done) && threads.some((t) => !t.done)) throw new Error('PtxSim: some threads exited while others wait at a barrier');
@@ -184,9 +187,48 @@ export class PtxSim {
         case 'st.global.v4.f32': { const p = this.check(address(d), 16); list(a).forEach((x, i) => g.setFloat32(p + 4 * i, val(x), true)); break; }
         case 'st.shared.f32': sm.setFloat32(address(d), val(a), true); break;
         case 'ld.shared.v4.f32': { const p = address(a); if (p % 16) throw new Error(`PtxSim: misaligned ld.shared.v4 at ${p}`); list(d).forEach((x, i) => set(x, sm.getFloat32(p + 4 * i, true))); break; }
+        // Added for the training kernels (targets/cuda/ptx/train-*.ts), per the PTX ISA:
+        case 'ld.param.f32': set(d, param.get(a.slice(1, -1))!); break;
+        case 'mov.b32': set(d, this.movBits(d, a, val(a))); break;
+        case 'setp.eq.u32': set(d, Number(val(a) === val(b))); break;
+        case 'setp.ne.u32': set(d, Number(val(a) !== val(b))); break;
+        case 'setp.lt.s32': set(d, Number((val(a) | 0) < (val(b) | 0))); break;
+        case 'setp.ge.s32': set(d, Number((val(a) | 0) >= (val(b) | 0))); break;
+        case 'setp.gt.f32': set(d, Number(val(a) > val(b))); break; // false on NaN (an ordered compare)
+        case 'setp.lt.f32': set(d, Number(val(a) < val(b))); break;
+        case 'selp.f32': set(d, Boolean(val(c)) ? val(a) : val(b)); break;
+        case 'sub.f32': case 'sub.rn.f32': set(d, f32(val(a) - val(b))); break;
+        case 'add.rn.f32': set(d, f32(val(a) + val(b))); break;
+        case 'mul.f32': case 'mul.rn.f32': set(d, f32(val(a) * val(b))); break;
+        case 'div.rn.f32': set(d, f32(val(a) / val(b))); break; // IEEE division: one rounding of the exact quotient, as f64 then f32 gives
+        case 'sqrt.rn.f32': set(d, f32(Math.sqrt(val(a)))); break; // likewise correctly rounded
+        case 'max.f32': set(d, Math.max(val(a), val(b))); break; // (PTX returns the non-NaN operand; the kernels here see no NaN)
+        case 'cvt.rn.f32.u32': set(d, f32(val(a))); break;
+        // The approximate transcendentals are computed exactly: tests' tolerances cover the GPU's
+        // error (PTX ISA: ex2.approx and lg2.approx, relative error about 2^-22). ftz: a subnormal result is 0.
+        case 'ex2.approx.ftz.f32': { const e = f32(2 ** val(a)); set(d, e < 2 ** -126 ? 0 : e); break; }
+        case 'lg2.approx.f32': set(d, f32(Math.log2(val(a)))); break;
+        case 'cvt.rn.bf16.f32': set(d, bf16Bits(val(a))); break;
+        case 'ld.global.s32': set(d, g.getInt32(this.check(address(a), 4), true)); break;
+        case 'ld.global.u32': set(d, g.getUint32(this.check(address(a), 4), true)); break;
+        case 'ld.global.u16': set(d, g.getUint16(this.check(address(a), 2), true)); break;
+        case 'st.global.u32': g.setUint32(this.check(address(d), 4), val(a), true); break;
+        case 'st.global.b16': g.setUint16(this.check(address(d), 2), val(a), true); break;
+        case 'ld.shared.f32': set(d, sm.getFloat32(address(a), true)); break;
+        case 'ld.shared.u32': set(d, sm.getUint32(address(a), true)); break;
+        case 'st.shared.u32': sm.setUint32(address(d), val(a), true); break;
         default: throw new Error(`PtxSim: unknown instruction ${op} (${line})`);
       }
     }
+  }
+
+  /** mov.b32 copies bits: between an f32 register and an integer one the number is reinterpreted. */
+  private movBits(d: string, a: string, v: number): number {
+    const to = this.regTypes.get(d), from = a.startsWith('%') ? this.regTypes.get(a) : undefined;
+    const dv = new DataView(new ArrayBuffer(4));
+    if (to === 'f32' && from !== undefined && from !== 'f32') return dv.setUint32(0, v >>> 0), dv.getFloat32(0);
+    if (to !== 'f32' && from === 'f32') return dv.setFloat32(0, v), dv.getUint32(0);
+    return v;
   }
 
   /** An access of `size` bytes at p: aligned to its size and inside one allocation (stricter than the GPU, which faults only outside its pages). */
@@ -195,4 +237,13 @@ export class PtxSim {
     if (!this.buffers.some((b) => p >= b.addr && p + size <= b.addr + b.bytes)) throw new Error(`PtxSim: global access at ${p} outside every allocation`);
     return p;
   }
+}
+
+/** The bf16 bits of f32 v, rounded to nearest even (cvt.rn.bf16.f32; NaN → the canonical 0x7FFF). */
+function bf16Bits(v: number): number {
+  if (Number.isNaN(v)) return 0x7fff;
+  const dv = new DataView(new ArrayBuffer(4));
+  dv.setFloat32(0, v);
+  const b = dv.getUint32(0);
+  return ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
 }
