@@ -12,9 +12,9 @@
 // MOCC_CUDA_SPLIT_BLOCKS=N lowers the split attention for N blocks per query row (its sweep).
 // 'mocc dense, merged attention' (index 4): the split attention merged in its last block, no combine
 // launch (LowerOptions.decodeMerge 'last-block'; MOCC_CUDA_ATTN_MERGE=1 sets it for every config).
-// 'mocc MoC K=1024, merged reduce' (5): the MoC up·down kernel adds its partials into the residual in
-// its last block, no moc_reduce launch (LowerOptions.mocMerge 'last-block'; MOCC_CUDA_MOC_MERGE=1 sets it
-// for every config); 'mocc MoC K=1024, merged reduce and attention' (6): both merges.
+// 'mocc MoC K=1024, merged attention' (5): the same for MoC. (Session 12's 'merged reduce' configs, the
+// MoC reduce in up·down's last block, measured 13–19% slower and went with that lowering: NOTES.md,
+// session 13.) MOCC_CUDA_ATTN_EARLY=1 gives every config the split attention's early reads (', early').
 import { readFileSync, writeFileSync } from 'node:fs';
 import { loadModel } from '../../driver/load.js';
 import { createCudaSession } from '../../targets/cuda/index.js';
@@ -33,23 +33,21 @@ if (!dir || !outPath) {
 const torch = arg('--torch') ? JSON.parse(readFileSync(arg('--torch')!, 'utf8')) : null;
 const CONTEXTS = (arg('--contexts') ?? '16,512,1024,2048').split(',').map(Number);
 const NEW = Number(arg('--new') ?? 32), RUNS = Number(arg('--runs') ?? 5), K = 1024;
-// [label, selection, cache, baseline: the lowering of before issue 16 (the single-block attention), decode merge, MoC merge (defaults: the session's)]
-const configs: [string, 'dense' | { k: number }, KvCacheOption, boolean, LowerOptions['decodeMerge']?, LowerOptions['mocMerge']?][] = [
+// [label, selection, cache, baseline: the lowering of before issue 16 (the single-block attention), decode merge (default: the session's)]
+const configs: [string, 'dense' | { k: number }, KvCacheOption, boolean, LowerOptions['decodeMerge']?][] = [
   ['mocc dense', 'dense', 'auto', false], [`mocc MoC K=${K}`, { k: K }, 'auto', false], ['mocc dense, f32 KV cache', 'dense', 'f32', false],
   ['mocc dense, before issue 16 (f32 cache, one block per head)', 'dense', 'f32', true],
   ['mocc dense, merged attention', 'dense', 'auto', false, 'last-block'],
-  [`mocc MoC K=${K}, merged reduce`, { k: K }, 'auto', false, undefined, 'last-block'],
-  [`mocc MoC K=${K}, merged reduce and attention`, { k: K }, 'auto', false, 'last-block', 'last-block'],
+  [`mocc MoC K=${K}, merged attention`, { k: K }, 'auto', false, 'last-block'],
 ];
 
 const results: Record<string, unknown>[] = [];
 const chosen = arg('--configs')?.split(',').map(Number) ?? configs.map((_, i) => i);
-for (const [label, selection, kvCache, baseline, decodeMerge, mocMerge] of chosen.map((i) => configs[i]!)) {
+for (const [label, selection, kvCache, baseline, decodeMerge] of chosen.map((i) => configs[i]!)) {
   const m = loadModel(dir, { selection });
-  const s = createCudaSession(m, { kvCache, baseline, ...(decodeMerge ? { decodeMerge } : {}), ...(mocMerge ? { mocMerge } : {}) });
+  const s = createCudaSession(m, { kvCache, baseline, ...(decodeMerge ? { decodeMerge } : {}) });
   const launched = (test: (kernel: string) => boolean) => s.m.program.steps.some((st) => st.kind === 'launch' && test(st.kernel));
   const merged = launched((k) => k.startsWith('attention_split_merge_'));
-  const mergedMoc = launched((k) => k.startsWith('moc_updown') && k.endsWith('_merge'));
   const early = launched((k) => k.startsWith('attention_split') && k.includes('_early_')); // MOCC_CUDA_ATTN_EARLY=1
   const spec = m.spec, cap = s.m.program.kvCache.capacity, dtype = s.m.program.kvCache.dtype;
   const tokens = Array.from({ length: cap }, (_, i) => (i * 7919 + 13) % spec.vocabSize);
@@ -76,7 +74,7 @@ for (const [label, selection, kvCache, baseline, decodeMerge, mocMerge] of chose
     const kvBytes = kvBytesPerToken(spec, meanPositions, dtype);
     const floor = torch ? (torch.copyBandwidthTBs * 1e12) / (weightBytes + kvBytes) : null;
     const tps = runs[Math.floor(runs.length / 2)]!;
-    results.push({ label, kvCache: dtype, splitBlocks: Number(process.env.MOCC_CUDA_SPLIT_BLOCKS) || null, mergedAttention: merged, mergedMocReduce: mergedMoc, earlyAttention: early, context, prefillTokens: prefill, meanPositions, tokensPerSecond: tps, runs, prefillSecondsMedian: prefillSeconds[Math.floor(RUNS / 2)], weightBytesPerToken: weightBytes, kvBytesPerToken: kvBytes, floorTokensPerSecond: floor, fractionOfFloor: floor ? tps / floor : null });
+    results.push({ label, kvCache: dtype, splitBlocks: Number(process.env.MOCC_CUDA_SPLIT_BLOCKS) || null, mergedAttention: merged, earlyAttention: early, context, prefillTokens: prefill, meanPositions, tokensPerSecond: tps, runs, prefillSecondsMedian: prefillSeconds[Math.floor(RUNS / 2)], weightBytesPerToken: weightBytes, kvBytesPerToken: kvBytes, floorTokensPerSecond: floor, fractionOfFloor: floor ? tps / floor : null });
     console.log(`  ${(label + (early ? ', early' : '')).padEnd(26)} ${dtype.padEnd(4)} context ${String(prefill).padStart(4)}: ${tps.toFixed(1)} tok/s  (floor ${floor?.toFixed(0) ?? 'n/a'}, ${floor ? (100 * tps / floor).toFixed(0) : '?'}%; KV ${(kvBytes / 2 ** 20).toFixed(0)} MiB a token)`);
   }
   s.close(); // the session's device memory (weights, cache, buffers) before the next config's

@@ -46,12 +46,12 @@ export function prefillF32Wanted(env: NodeJS.ProcessEnv = process.env): boolean 
 }
 
 /** The lowering switches that wait for a benchmark before they become defaults (each documented at its LowerOptions field). */
-export type OptInLowering = Pick<LowerOptions, 'decodeBlocks' | 'decodeMerge' | 'decodeEarly' | 'mocMerge' | 'prefillF32'>;
+export type OptInLowering = Pick<LowerOptions, 'decodeBlocks' | 'decodeMerge' | 'decodeEarly' | 'prefillF32'>;
 
 /**
  * The opt-in switches a session reads from the environment, in one place: MOCC_CUDA_SPLIT_BLOCKS=N
  * (the split attention's blocks per query row, for sweeps), MOCC_CUDA_ATTN_MERGE=1 (its merge in the
- * last block), MOCC_CUDA_ATTN_EARLY=1 (its first loads before the wait), MOCC_CUDA_MOC_MERGE=1 (the MoC reduce in up·down's last block), MOCC_CUDA_PREFILL_F32=0 (no f32 prefill program).
+ * last block), MOCC_CUDA_ATTN_EARLY=1 (its first loads before the wait), MOCC_CUDA_PREFILL_F32=0 (no f32 prefill program).
  */
 export function optInLowering(env: NodeJS.ProcessEnv = process.env): OptInLowering {
   const blocks = Number(env.MOCC_CUDA_SPLIT_BLOCKS);
@@ -59,7 +59,6 @@ export function optInLowering(env: NodeJS.ProcessEnv = process.env): OptInLoweri
     ...(blocks > 0 ? { decodeBlocks: blocks } : {}),
     ...(env.MOCC_CUDA_ATTN_MERGE === '1' ? { decodeMerge: 'last-block' as const } : {}),
     ...(env.MOCC_CUDA_ATTN_EARLY === '1' ? { decodeEarly: true } : {}),
-    ...(env.MOCC_CUDA_MOC_MERGE === '1' ? { mocMerge: 'last-block' as const } : {}),
     ...(prefillF32Wanted(env) ? { prefillF32: true } : {}),
   };
 }
@@ -77,16 +76,16 @@ export function sessionLowerOptions(o: { baseline?: boolean; warm: boolean; wgmm
 
 /**
  * kvCache: the KV cache's element type (default 'auto'); baseline: see sessionLowerOptions;
- * decodeMerge / mocMerge: LowerOptions' (default: from the environment, optInLowering).
+ * decodeMerge: LowerOptions' (default: from the environment, optInLowering).
  */
-export function createCudaSession(model: RunnableModel, options: { kvCache?: KvCacheOption; baseline?: boolean; decodeMerge?: LowerOptions['decodeMerge']; mocMerge?: LowerOptions['mocMerge'] } = {}): CudaSession {
+export function createCudaSession(model: RunnableModel, options: { kvCache?: KvCacheOption; baseline?: boolean; decodeMerge?: LowerOptions['decodeMerge'] } = {}): CudaSession {
   // The MoC up·down kernel's L2 warming pays only while it overlaps Top-K, i.e. with programmatic
   // launch (without, ffn-decode measured 23.4 → 24.6 µs); MOCC_CUDA_WARM=0 turns it off to measure it.
   const warm = programmaticLaunchWanted() && process.env.MOCC_CUDA_WARM !== '0';
   const c = cudaContext();
   const baseline = options.baseline ?? false;
   const wgmma = !baseline && wgmmaWanted(c.device.computeCapability);
-  const optIn: OptInLowering = { ...optInLowering(), ...(options.decodeMerge ? { decodeMerge: options.decodeMerge } : {}), ...(options.mocMerge ? { mocMerge: options.mocMerge } : {}) };
+  const optIn: OptInLowering = { ...optInLowering(), ...(options.decodeMerge ? { decodeMerge: options.decodeMerge } : {}) };
   const lower = sessionLowerOptions({ baseline, warm, wgmma, optIn, ...(options.kvCache ? { kvCache: options.kvCache } : {}) });
   return new CudaSession(new CudaModel(c, lowerToCuda(model.graph, model.spec, lower), model));
 }

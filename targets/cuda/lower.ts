@@ -8,7 +8,7 @@
 //  - a dense FFN's gate, up and SiLU·mul into one GEMV over paired rows;
 //  - RoPE of q and k with the KV-cache append;
 //  - MoC's gather + up projection + SiLU(G)·U + gathered down projection into one launch (then a
-//    reduction that adds the residual, or with mocMerge 'last-block' that launch's last block); that launch warms the L2 with the rows of the channels it
+//    reduction that adds the residual); that launch warms the L2 with the rows of the channels it
 //    guesses will be kept while Top-K still runs (from the threshold Top-K left in the last call).
 import { UserError } from '../../src/util/errors.js';
 import type { Graph, Operand } from '../../src/ir/types.js';
@@ -75,15 +75,6 @@ export interface LowerOptions {
    * kernel (DecodeAttentionSpec.early). Opt-in until decode-context has measured it (session 13).
    */
   decodeEarly?: boolean;
-  /**
-   * Who adds the fused MoC up·down kernel's partials into y (UpDownSpec.merge): 'reduce-kernel'
-   * (default) downReduce as a second launch a layer, 'last-block' the up·down kernel's last block of
-   * each token row, over merge counters (Arg 'counters' region 'moc'), in downReduce's order (the
-   * same bits). Not yet run on a GPU (its tests: test/targets/cuda-kernels.test.ts, cuda-model.test.ts).
-   * Its last block alone reads the row's blocks × d partials (1 MiB at the 1B preset, K = 1024), which
-   * may cost more than the launch it saves: decode-context measures it.
-   */
-  mocMerge?: 'reduce-kernel' | 'last-block';
   /**
    * The prefill program's linears Y (+)= X·Wᵀ with an f32 Y run on the Hopper GEMM (gemm-sm90.ts:
    * wgmma, TMA; an sm_90a module, compute capability 9.0 only) instead of gemm.ts's (see
@@ -570,16 +561,8 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
           slices = split.blocks;
           partial = newBuf(d, 'f32', slices);
           const slot = tauSlotOf.get(producer(n.inputs[2])?.name ?? '');
-          const merge = options.mocMerge === 'last-block';
-          const kernel = mocUpDown({ dtype: w.dtype, d, f, kKeep, norm: norm && { dtype: norm.dtype, eps: norm.eps }, warm: slot !== undefined, ...(merge ? { merge: 'last-block' as const } : {}) });
+          const kernel = mocUpDown({ dtype: w.dtype, d, f, kKeep, norm: norm && { dtype: norm.dtype, eps: norm.eps }, warm: slot !== undefined });
           const args: Arg[] = [{ kind: 'buf', id: partial }, x, wu.arg, w.arg, idx, buf(fused.gather.inputs[0]!, n), ...(norm ? [norm.arg] : []), ...(slot === undefined ? [] : [{ kind: 'tau', slot } as Arg])];
-          if (merge) {
-            // the last block of each token row adds the partials into y: no reduce launch. One
-            // counter a row serves every layer and both programs, as the attention's (see there).
-            const y = accumulateInto(i, n) ?? zeroedOut();
-            launch({ kernel: use(kernel), grid: [split.blocks, 'T', 1], block: 256, args: [y, ...args, countersArg('moc', spec.maxSeqLen)] }, n);
-            return;
-          }
           launch({ kernel: use(kernel), grid: [split.blocks, 'T', 1], block: 256, args }, n);
         } else {
           const z = buf(n.inputs[0]!, n);

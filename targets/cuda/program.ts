@@ -60,10 +60,11 @@ export type Arg =
 
 /**
  * The regions of the one zeroed allocation of merge counters: 'attention', a (row, head) of the split
- * decode attention each; 'moc', a token row of the fused MoC up·down each. Disjoint, so that no kernel
- * depends on another leaving its counters at zero.
+ * decode attention each. Regions are disjoint, so that no kernel depends on another leaving its
+ * counters at zero. (A 'moc' region served the MoC reduce merged into up·down, measured 13–19% slower
+ * than its two kernels on the H100 and removed, bench/NOTES.md session 13.)
  */
-export const COUNTER_REGIONS = ['attention', 'moc'] as const;
+export const COUNTER_REGIONS = ['attention'] as const;
 export type CounterRegion = (typeof COUNTER_REGIONS)[number];
 /** How many u32 counters each region holds (a region no launch uses is absent). */
 export type CounterSizes = Partial<Record<CounterRegion, number>>;

@@ -257,40 +257,6 @@ for (const dtype of ['f32', 'bf16'] as const) {
   }
 }
 
-// The fused up·down that adds its partials into y in its last block (merge 'last-block'): the same
-// cases and reference, in all three weight dtypes, plus the two-kernel path (mocUpDown + downReduce)
-// on the same inputs, which the merged kernel must match bit for bit (it sums in downReduce's order).
-// It runs twice on the same counters, each time on a fresh copy of y and NaN-poisoned partials; the
-// counters must be back at zero after each (a counter left over would let the wrong block merge).
-for (const dtype of ['f32', 'bf16', 'f16'] as const) {
-  for (const [d, f, k, T, withNorm] of [...MOC_UPDOWN_CASES, [70, 300, 8, 5, true] as const]) {
-    const name = `moc up·down merged in the last block ${dtype} d${d} F${f} K${k} T=${T}${withNorm ? ' +rmsnorm +warm' : ''}: against the ref kernels, bitwise the two-kernel path, counters reset`;
-    guarded(name, (t, r) => {
-      const c = mocUpDownCase(r, dtype, d, f, k, T, withNorm);
-      const { split, inputs, y0, want } = c;
-      const partialBytes = T * split.blocks * pad8(d) * 4;
-      const read = (y: bigint) => download(y, new Float32Array(T * pad8(d)));
-      const two = mocTwoKernels(c, T);
-      const kernel = M.mocUpDown({ ...c.spec, merge: 'last-block' });
-      const counters = upload(new Int32Array(T));
-      const report: string[] = [];
-      let ok = true;
-      for (const call of [1, 2]) {
-        const y = upload(padF32(y0, T, d));
-        launch(kernel, [split.blocks, T, 1], 256, [y, poisoned(partialBytes), ...inputs, counters]);
-        const gotPadded = read(y), got = unpadF32(gotPadded, T, d);
-        const e = relErr(got, want);
-        // bit for bit the two-kernel result, padding columns (untouched by both) included
-        const differing = gotPadded.filter((v, i) => !Object.is(v, two[i])).length;
-        const left = download(counters, new Int32Array(T)).filter((c) => c !== 0).length;
-        ok &&= e < NORM_TOL && differing === 0 && left === 0;
-        report.push(`call ${call}: rel ${e.toExponential(2)}, ${differing} values differ from the two-kernel path, ${left} counters not zero`);
-      }
-      t.true(ok, `${report.join('; ')} (${split.blocks} blocks a row)`);
-    });
-  }
-}
-
 // ---- embedding, RMSNorm, elementwise, argmax ----
 for (const dtype of ['f32', 'bf16', 'f16'] as const) {
   guarded(`embedding ${dtype} d=70`, (t, r) => {

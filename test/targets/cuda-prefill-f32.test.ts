@@ -33,8 +33,8 @@ test('sessions get the f32 prefill by default, MOCC_CUDA_PREFILL_F32=0 turns it 
 
 test('the environment switches are read in one place, and only when set', (t) => {
   t.deepEqual(optInLowering({}), { prefillF32: true });
-  t.deepEqual(optInLowering({ MOCC_CUDA_SPLIT_BLOCKS: '1024', MOCC_CUDA_ATTN_MERGE: '1', MOCC_CUDA_ATTN_EARLY: '1', MOCC_CUDA_MOC_MERGE: '1', MOCC_CUDA_PREFILL_F32: '1' }),
-    { decodeBlocks: 1024, decodeMerge: 'last-block', decodeEarly: true, mocMerge: 'last-block', prefillF32: true });
+  t.deepEqual(optInLowering({ MOCC_CUDA_SPLIT_BLOCKS: '1024', MOCC_CUDA_ATTN_MERGE: '1', MOCC_CUDA_ATTN_EARLY: '1', MOCC_CUDA_PREFILL_F32: '1' }),
+    { decodeBlocks: 1024, decodeMerge: 'last-block', decodeEarly: true, prefillF32: true });
   t.deepEqual(optInLowering({ MOCC_CUDA_SPLIT_BLOCKS: 'x', MOCC_CUDA_ATTN_MERGE: '0', MOCC_CUDA_PREFILL_F32: '0' }), {});
 });
 

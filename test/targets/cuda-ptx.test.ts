@@ -159,47 +159,6 @@ test('decodeMerge last-block: one attention launch a layer (out, part, q, caches
   t.deepEqual(others(merged), others(plain));
 });
 
-test('mocMerge last-block: no moc_reduce launch, the up·down kernel takes y first and the MoC counters last (a row each, apart from the attention\'s); off: unchanged', (t) => {
-  const graph = swigluToMoc.run(buildLlamaGraph(PRESET_1B, (n) => (n.includes('norm') ? 'f32' : 'bf16')), { k: 1024 });
-  const plain = lowerToCuda(graph, PRESET_1B);
-  t.deepEqual(lowerToCuda(graph, PRESET_1B, { mocMerge: 'reduce-kernel' }), plain);
-  t.false('counters' in plain);
-  const kernels = (p: typeof plain) => p.steps.flatMap((s) => (s.kind === 'launch' ? [s] : []));
-  t.is(kernels(plain).filter((s) => s.kernel.startsWith('moc_reduce')).length, PRESET_1B.nLayers);
-  const merged = lowerToCuda(graph, PRESET_1B, { mocMerge: 'last-block' });
-  t.false(kernels(merged).some((s) => s.kernel.startsWith('moc_reduce')));
-  const upDowns = kernels(merged).filter((s) => s.kernel.startsWith('moc_updown'));
-  t.is(upDowns.length, PRESET_1B.nLayers);
-  t.true(upDowns.every((s) => s.kernel.endsWith('_warm_merge') && s.grid[1] === 'T'), upDowns.map((s) => s.kernel).join(', '));
-  t.deepEqual(upDowns[0]!.args.map((a) => a.kind), ['buf', 'buf', 'buf', 'weight', 'const', 'buf', 'buf', 'weight', 'tau', 'counters']);
-  t.deepEqual(upDowns[0]!.args.at(-1), { kind: 'counters', region: 'moc' });
-  // y is the residual the layer's FFN reads (x): the same buffer, added into in place
-  t.deepEqual(upDowns[0]!.args[0], upDowns[0]!.args[2]);
-  t.deepEqual(merged.counters, { moc: PRESET_1B.maxSeqLen });
-  const both = lowerToCuda(graph, PRESET_1B, { mocMerge: 'last-block', decodeMerge: 'last-block' });
-  t.deepEqual(both.counters, { attention: PRESET_1B.nHeads * PRESET_1B.maxSeqLen, moc: PRESET_1B.maxSeqLen });
-  t.deepEqual(counterLayout(both.counters), { offset: { attention: 0, moc: PRESET_1B.nHeads * PRESET_1B.maxSeqLen }, total: (PRESET_1B.nHeads + 1) * PRESET_1B.maxSeqLen });
-  // the rest of the step is the same launches
-  const others = (p: typeof plain) => kernels(p).flatMap((s) => (s.kernel.startsWith('moc_updown') || s.kernel.startsWith('moc_reduce') ? [] : [s.kernel]));
-  t.deepEqual(others(merged), others(plain));
-});
-
-ptxasTest('the MoC up·down kernel merging in its last block assembles for sm_80 and sm_90 without local memory (f32/bf16/f16, several d, F, K)', (t) => {
-  const kernels = [];
-  for (const dtype of ['f32', 'bf16', 'f16'] as const) {
-    for (const [d, f, kKeep, norm] of [[64, 172, 32, true], [2048, 5464, 1024, true], [4096, 14336, 2688, true], [100, 300, 7, false], [70, 300, 8, true], [2048, 5461, 1000, false]] as const) {
-      for (const warm of [false, true]) kernels.push(M.mocUpDown({ dtype, d, f, kKeep, norm: norm ? { dtype: 'f32', eps: 1e-5 } : undefined, warm, merge: 'last-block' }).text);
-    }
-  }
-  for (const arch of ['sm_80', 'sm_90'] as const) {
-    const r = assemblePtx(kernels, arch);
-    t.is(r.status, 0, `${arch}: ${r.stderr}`);
-    const reports = r.stderr.split('\n').filter((l) => /stack frame/.test(l));
-    t.is(reports.length, kernels.length, r.stderr);
-    t.true(reports.every((l) => NO_LOCAL_MEMORY.test(l)), `${arch}: ${r.stderr}`);
-  }
-});
-
 test('1B preset MoC: each layer\'s Top-K leaves its threshold in its own slot, which that layer\'s up·down kernel reads; warm: false lowers without', (t) => {
   const graph = swigluToMoc.run(buildLlamaGraph(PRESET_1B, (n) => (n.includes('norm') ? 'f32' : 'bf16')), { k: 1024 });
   const p = lowerToCuda(graph, PRESET_1B);

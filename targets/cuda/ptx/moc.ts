@@ -375,8 +375,7 @@ export function downReduce(d: number, slices: number): Kernel {
 }
 
 /**
- * The fixed order in which a column's slices are summed, by downReduce and by mocUpDown's merging
- * last block alike, so that the two give the same bits: slice s goes to group s mod REDUCE_GROUPS,
+ * The fixed order in which downReduce sums a column's slices: slice s goes to group s mod REDUCE_GROUPS,
  * each group sum G_g = (((0 + p_g) + p_{g+4}) + p_{g+8}) + … in increasing s (a missing slice of
  * the last round adds +0, which changes nothing: no such sum is −0), and then the column's total is
  * ((((0 + G_0) + G_1) + G_2) + G_3) + y, emitted here. `group(g)` emits what gives G_g and returns
@@ -390,65 +389,6 @@ function emitColumnTotal(k: KernelBuilder, total: string, group: (g: number) => 
   }
   const v = residual();
   k.emit(`add.f32 ${total}, ${total}, ${v}`);
-}
-
-/** Slices a merging last block (mocUpDown, merge 'last-block') has in flight per round: REDUCE_GROUPS × this. */
-const MERGE_ROUNDS_IN_FLIGHT = 4;
-
-/**
- * y[t, :] += Σ_b partial[t, b, :] over the `slices` partials of row t, by one block of 256 threads
- * (mocUpDown's last block with merge 'last-block'), in downReduce's order (emitColumnTotal), so
- * bit for bit what downReduce writes. A thread takes 4 columns at a time (16-byte loads; chunks
- * tid, tid + 256, …) and keeps the 4 group sums of each in registers: a round reads slices
- * 4r .. 4r+3 (one per group, in group order), MERGE_ROUNDS_IN_FLIGHT rounds' loads in flight.
- * Only columns < d of y are written (as downReduce). `load`: the instruction that reads the
- * partials (ld.global.cg: written by other blocks of this launch, see mocUpDown).
- */
-function emitRowMerge(k: KernelBuilder, o: { d: number; slices: number; tid: string; t: string; y: string; partial: string; load: 'ld.global.cg' }): void {
-  const { d, slices, tid, t, y, partial, load } = o;
-  const ld = pad8(d), chunks = ld / 4, rowBytes = ld * 4;
-  const U = MERGE_ROUNDS_IN_FLIGHT, perIter = REDUCE_GROUPS * U;
-  const iters = Math.ceil(slices / perIter);
-  const prow = k.addr(partial, t, slices * rowBytes), yrow = k.addr(y, t, rowBytes);
-  for (let c0 = 0; c0 < chunks; c0 += 256) {
-    const cc = k.reg('u32', 'mc'), p = k.reg('pred', 'p'), skip = k.label('mskip');
-    k.emit(`add.u32 ${cc}, ${tid}, ${c0}`);
-    if (c0 + 256 > chunks) k.emit(`setp.ge.u32 ${p}, ${cc}, ${chunks}`, `@${p} bra ${skip}`);
-    const G = Array.from({ length: REDUCE_GROUPS }, () => k.regs('f32', 'G', 4));
-    for (const r of G.flat()) k.emit(`mov.f32 ${r}, 0f00000000`);
-    const a = k.addr(prow, cc, 16), i = k.reg('u32', 'mi');
-    k.emit(`mov.u32 ${i}, 0`);
-    const loop = k.label('mround');
-    k.place(loop);
-    // slices i·perIter + 4u + g (u < U, g < 4): loaded together, then added group by group in slice order
-    const vals = Array.from({ length: perIter }, () => k.regs('f32', 'pv', 4));
-    const guard = iters * perIter > slices;
-    vals.forEach((v, j) => {
-      if (!guard) return k.emit(`${load}.v4.f32 {${v.join(', ')}}, [${a}+${j * rowBytes}]`);
-      const q = k.reg('pred', 'q'), sl = k.reg('u32', 'sl');
-      for (const r of v) k.emit(`mov.f32 ${r}, 0f00000000`);
-      k.emit(`mad.lo.u32 ${sl}, ${i}, ${perIter}, ${j}`, `setp.lt.u32 ${q}, ${sl}, ${slices}`, `@${q} ${load}.v4.f32 {${v.join(', ')}}, [${a}+${j * rowBytes}]`);
-    });
-    vals.forEach((v, j) => v.forEach((r, e) => k.emit(`add.f32 ${G[j % REDUCE_GROUPS]![e]}, ${G[j % REDUCE_GROUPS]![e]}, ${r}`)));
-    if (iters > 1) {
-      const more = k.reg('pred', 'more');
-      k.emit(`add.u32 ${i}, ${i}, 1`, `add.s64 ${a}, ${a}, ${perIter * rowBytes}`, `setp.lt.u32 ${more}, ${i}, ${iters}`, `@${more} bra ${loop}`);
-    }
-    const ya = k.addr(yrow, cc, 16), yv = k.regs('f32', 'yv', 4), tot = k.regs('f32', 'tot', 4);
-    k.emit(`ld.global.v4.f32 {${yv.join(', ')}}, [${ya}]`);
-    for (let e = 0; e < 4; e++) emitColumnTotal(k, tot[e]!, (g) => G[g]![e]!, () => yv[e]!);
-    if (d % 4 === 0) k.emit(`st.global.v4.f32 [${ya}], {${tot.join(', ')}}`);
-    else {
-      // the chunk holding column d − 1 stores only its columns < d
-      const col = k.reg('u32', 'col');
-      k.emit(`shl.b32 ${col}, ${cc}, 2`);
-      for (let e = 0; e < 4; e++) {
-        const q = k.reg('pred', 'q');
-        k.emit(`setp.lt.u32 ${q}, ${col}, ${d - e}`, `@${q} st.global.f32 [${ya}+${e * 4}], ${tot[e]}`);
-      }
-    }
-    k.place(skip);
-  }
 }
 
 /** How the fused up+down kernel splits K kept channels: rowsPerWarp channels a warp, 8 warps a block, ≤ ~128 blocks. */
@@ -474,12 +414,6 @@ export interface UpDownSpec {
    * guess, all give the same output). Token 0 only. Params add `tau` (last).
    */
   warm?: boolean;
-  /**
-   * Who adds the partials into y: 'reduce-kernel' (default), downReduce as a second launch;
-   * 'last-block', the last of row t's blocks to finish (see mocUpDown). Params then y first and
-   * counters last.
-   */
-  merge?: 'reduce-kernel' | 'last-block';
 }
 
 /**
@@ -510,26 +444,12 @@ const DOWN_EARLY_WORDS = 64;
  *    column chunks of the 8 W_downᵀ rows by z.
  * The next group's idx are requested before this group's up projection.
  * Params: partial, x, wu [F, d], wd (W_downᵀ [F, d]), idx, g, [nw], [tau]. Grid (blocks, T), block 256.
- *
- * merge 'last-block': params y, partial, …, counters, and the last of row t's blocks to finish adds
- * the row's partials into y itself, in downReduce's order (emitRowMerge: the same bits), so no
- * reduce launch follows. counters[t] (u32, zero before the launch) counts row t's finished blocks,
- * as attentionSplit's merge does (decode-attention.ts, where the memory-order argument is written
- * out): after its partial is stored the block syncs, thread 0 does atom.acq_rel.gpu.inc with bound
- * blocks − 1 (the block that reads blocks − 1 is the last, and the counter wraps back to 0 for the
- * next launch), bar.red tells the block, and it reads the partials with ld.global.cg. All of this
- * is after gridSync: the partials it reads are this launch's, written after the wait (the warming
- * before it touches no output), and y — with the norm folded, the residual x this kernel also
- * reads — is written only by that last block, after every block of row t has read x[t].
- * The cost: that block alone reads row t's blocks × pad8(d) × 4 bytes of partials (1 MiB at d =
- * 2048, K = 1024), against downReduce's reduceGrid(d) blocks sharing them.
  */
 export function mocUpDown(s: UpDownSpec): Kernel {
   const { dtype, d, f, kKeep } = s;
   const { rowsPerWarp: RW, perBlock: P, blocks } = upDownSplit(kKeep);
-  const merged = s.merge === 'last-block';
-  const name = `moc_updown_${dtype}_d${d}_f${f}_k${kKeep}${s.norm ? `_n${s.norm.dtype}` : ''}${s.warm ? '_warm' : ''}${merged ? '_merge' : ''}`;
-  const params = [...(merged ? ['y'] : []), 'partial', 'x', 'wu', 'wd', 'idx', 'g', ...(s.norm ? ['nw'] : []), ...(s.warm ? ['tau'] : []), ...(merged ? ['counters'] : [])].map((n) => ({ name: n, type: 'u64' as const }));
+  const name = `moc_updown_${dtype}_d${d}_f${f}_k${kKeep}${s.norm ? `_n${s.norm.dtype}` : ''}${s.warm ? '_warm' : ''}`;
+  const params = ['partial', 'x', 'wu', 'wd', 'idx', 'g', ...(s.norm ? ['nw'] : []), ...(s.warm ? ['tau'] : [])].map((n) => ({ name: n, type: 'u64' as const }));
   const k = new KernelBuilder(name, params);
   k.blockSize(256);
   const partial = k.ptrParam('partial'), x = k.ptrParam('x'), wu = k.ptrParam('wu'), wd = k.ptrParam('wd'), idx = k.ptrParam('idx'), g = k.ptrParam('g');
@@ -614,16 +534,6 @@ export function mocUpDown(s: UpDownSpec): Kernel {
     const pa = k.addr(pbase, cc, 32);
     k.emit(`@${colOk[q]} st.global.v4.f32 [${pa}], {${acc[q]!.slice(0, 4).join(', ')}}`, `@${colOk[q]} st.global.v4.f32 [${pa}+16], {${acc[q]!.slice(4).join(', ')}}`);
   });
-  if (!merged) return { name, text: k.render() };
-  // the last of row t's blocks merges (see the doc comment for why the partials are then visible)
-  const t0 = k.reg('pred', 't0'), old = k.reg('u32', 'old'), mine = k.reg('pred', 'mine'), last = k.reg('pred', 'last'), done = k.label('done');
-  const ca = k.addr(k.ptrParam('counters'), t, 4);
-  k.emit('bar.sync 0', `setp.eq.u32 ${t0}, ${tid}, 0`);
-  // old = 0xffffffff in the other threads: never blocks − 1
-  k.emit(`mov.u32 ${old}, 0xFFFFFFFF`, `@${t0} atom.acq_rel.gpu.global.inc.u32 ${old}, [${ca}], ${blocks - 1}`);
-  k.emit(`setp.eq.u32 ${mine}, ${old}, ${blocks - 1}`, `bar.red.or.pred ${last}, 0, ${mine}`, `@!${last} bra ${done}`);
-  emitRowMerge(k, { d, slices: blocks, tid, t, y: k.ptrParam('y'), partial, load: 'ld.global.cg' });
-  k.place(done);
   return { name, text: k.render() };
 }
 
