@@ -10,11 +10,12 @@
 // Usage: node dist/bench/gpu/decode-context.js --model DIR --torch OUT/torch_ffn.json --out OUT/decode-context.json
 //        [--contexts 16,512,1024,2048] [--new 32] [--runs 5] [--configs 0,1,2,3 (indices into the list below)]
 // MOCC_CUDA_SPLIT_BLOCKS=N lowers the split attention for N blocks per query row (its sweep).
-// 'mocc dense, merged attention' (index 4): the split attention merged in its last block, no combine
-// launch (LowerOptions.decodeMerge 'last-block'; MOCC_CUDA_ATTN_MERGE=1 sets it for every config).
-// 'mocc MoC K=1024, merged attention' (5): the same for MoC. (Session 12's 'merged reduce' configs, the
-// MoC reduce in up·down's last block, measured 13–19% slower and went with that lowering: NOTES.md,
-// session 13.) MOCC_CUDA_ATTN_EARLY=1 gives every config the split attention's early reads (', early').
+// 'mocc dense, combine kernel' (index 4) and 'mocc MoC K=1024, combine kernel' (5): the split
+// attention's partials merged by a second launch (LowerOptions.decodeMerge 'combine-kernel'; sessions
+// merge in the split kernel's last block unless MOCC_CUDA_ATTN_MERGE=0). (Session 12's 'merged reduce'
+// configs, the MoC reduce in up·down's last block, measured 13–19% slower and went with that
+// lowering: NOTES.md, session 13.) MOCC_CUDA_ATTN_EARLY=1 gives every config the split attention's
+// early reads (', early').
 import { readFileSync, writeFileSync } from 'node:fs';
 import { loadModel } from '../../driver/load.js';
 import { createCudaSession } from '../../targets/cuda/index.js';
@@ -37,8 +38,8 @@ const NEW = Number(arg('--new') ?? 32), RUNS = Number(arg('--runs') ?? 5), K = 1
 const configs: [string, 'dense' | { k: number }, KvCacheOption, boolean, LowerOptions['decodeMerge']?][] = [
   ['mocc dense', 'dense', 'auto', false], [`mocc MoC K=${K}`, { k: K }, 'auto', false], ['mocc dense, f32 KV cache', 'dense', 'f32', false],
   ['mocc dense, before issue 16 (f32 cache, one block per head)', 'dense', 'f32', true],
-  ['mocc dense, merged attention', 'dense', 'auto', false, 'last-block'],
-  [`mocc MoC K=${K}, merged attention`, { k: K }, 'auto', false, 'last-block'],
+  ['mocc dense, combine kernel', 'dense', 'auto', false, 'combine-kernel'],
+  [`mocc MoC K=${K}, combine kernel`, { k: K }, 'auto', false, 'combine-kernel'],
 ];
 
 const results: Record<string, unknown>[] = [];
@@ -47,7 +48,7 @@ for (const [label, selection, kvCache, baseline, decodeMerge] of chosen.map((i) 
   const m = loadModel(dir, { selection });
   const s = createCudaSession(m, { kvCache, baseline, ...(decodeMerge ? { decodeMerge } : {}) });
   const launched = (test: (kernel: string) => boolean) => s.m.program.steps.some((st) => st.kind === 'launch' && test(st.kernel));
-  const merged = launched((k) => k.startsWith('attention_split_merge_'));
+  const merged = launched((k) => k.startsWith('attention_split_merge_')); // the session default (MOCC_CUDA_ATTN_MERGE=0: not)
   const early = launched((k) => k.startsWith('attention_split') && k.includes('_early_')); // MOCC_CUDA_ATTN_EARLY=1
   const spec = m.spec, cap = s.m.program.kvCache.capacity, dtype = s.m.program.kvCache.dtype;
   const tokens = Array.from({ length: cap }, (_, i) => (i * 7919 + 13) % spec.vocabSize);

@@ -45,19 +45,22 @@ export function prefillF32Wanted(env: NodeJS.ProcessEnv = process.env): boolean 
   return env.MOCC_CUDA_PREFILL_F32 !== '0';
 }
 
-/** The lowering switches that wait for a benchmark before they become defaults (each documented at its LowerOptions field). */
+/** The lowering switches a session reads from the environment (each documented at its LowerOptions field). */
 export type OptInLowering = Pick<LowerOptions, 'decodeBlocks' | 'decodeMerge' | 'decodeEarly' | 'prefillF32'>;
 
 /**
- * The opt-in switches a session reads from the environment, in one place: MOCC_CUDA_SPLIT_BLOCKS=N
- * (the split attention's blocks per query row, for sweeps), MOCC_CUDA_ATTN_MERGE=1 (its merge in the
- * last block), MOCC_CUDA_ATTN_EARLY=1 (its first loads before the wait), MOCC_CUDA_PREFILL_F32=0 (no f32 prefill program).
+ * The switches a session reads from the environment, in one place: MOCC_CUDA_SPLIT_BLOCKS=N (the
+ * split attention's blocks per query row, for sweeps), MOCC_CUDA_ATTN_MERGE=0 (its partials merged by
+ * a second launch, the combine kernel, instead of its last block: sessions merge in the last block,
+ * which decode-context measured as fast or faster at every context, 610 against 544 tok/s at 2016
+ * tokens in one process on the H100, session 13), MOCC_CUDA_ATTN_EARLY=1 (its first loads before the
+ * wait; opt-in until timed), MOCC_CUDA_PREFILL_F32=0 (no f32 prefill program).
  */
 export function optInLowering(env: NodeJS.ProcessEnv = process.env): OptInLowering {
   const blocks = Number(env.MOCC_CUDA_SPLIT_BLOCKS);
   return {
     ...(blocks > 0 ? { decodeBlocks: blocks } : {}),
-    ...(env.MOCC_CUDA_ATTN_MERGE === '1' ? { decodeMerge: 'last-block' as const } : {}),
+    decodeMerge: env.MOCC_CUDA_ATTN_MERGE === '0' ? 'combine-kernel' : 'last-block',
     ...(env.MOCC_CUDA_ATTN_EARLY === '1' ? { decodeEarly: true } : {}),
     ...(prefillF32Wanted(env) ? { prefillF32: true } : {}),
   };

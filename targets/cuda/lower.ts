@@ -66,8 +66,9 @@ export interface LowerOptions {
    * Who merges the split decode attention's partials (DecodeAttentionSpec.merge): 'combine-kernel'
    * (default) a second launch a layer, 'last-block' the split kernel's last block of each (row,
    * head), over merge counters (Arg 'counters' region 'attention', Program.counters). 'last-block' passed its
-   * H100 tests (session 12: 45 kernel cases, stories260K against HF); it becomes the default once
-   * decode-context (config 4) has measured it faster.
+   * H100 tests (session 12: 45 kernel cases, stories260K against HF) and is what sessions use
+   * (targets/cuda/index.ts optInLowering, where the measurement is); lowerToCuda's default, which
+   * compile writes, keeps the combine kernel.
    */
   decodeMerge?: 'combine-kernel' | 'last-block';
   /**

@@ -61,19 +61,20 @@ for (const [[label, selection, format, pdl], baseline] of RUNS.flatMap((r) => [[
   });
 }
 
-// The decode attention merged in the split kernel's last block (LowerOptions.decodeMerge): the
-// same logits through the T-row decode steps (no prefill program for f32 weights) and through the
-// captured graph at every position, which replays the one kernel over the same counters.
+// Sessions merge the decode attention in the split kernel's last block (the tests above run it);
+// the combine kernel (LowerOptions.decodeMerge 'combine-kernel', MOCC_CUDA_ATTN_MERGE=0) must give
+// the same logits through the T-row decode steps and the captured graph at every position.
 for (const [label, selection] of [['dense', 'dense'], ['moc_k32', { k: 32 }]] as const) {
-  cudaTest.serial(`stories260K gguf ${label}, attention merged in the last block: logits match HF within 1e-3 (T-row steps and graph decode)`, (t) => {
+  cudaTest.serial(`stories260K gguf ${label}, attention merged by the combine kernel: logits match HF within 1e-3 (T-row steps and graph decode)`, (t) => {
     process.env.MOCC_CUDA_PDL = '1'; // with programmatic launch where the device has it: layers' kernels overlap, the counters must not mind
     const m = loadModel(CHECKPOINTS.gguf, { selection });
     t.teardown(() => {
       m.close();
       freeAll();
     });
-    const s = createCudaSession(m, { decodeMerge: 'last-block' });
-    t.true(s.m.program.steps.some((st) => st.kind === 'launch' && st.kernel.startsWith('attention_split_merge_')));
+    const s = createCudaSession(m, { decodeMerge: 'combine-kernel' });
+    t.true(s.m.program.steps.some((st) => st.kind === 'launch' && st.kernel.startsWith('attention_combine_')));
+    t.false(s.m.program.steps.some((st) => st.kind === 'launch' && st.kernel.startsWith('attention_split_merge_')));
     matchesHf(t, s, label, 'T-row steps');
   });
 }

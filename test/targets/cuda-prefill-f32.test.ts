@@ -32,10 +32,10 @@ test('sessions get the f32 prefill by default, MOCC_CUDA_PREFILL_F32=0 turns it 
 });
 
 test('the environment switches are read in one place, and only when set', (t) => {
-  t.deepEqual(optInLowering({}), { prefillF32: true });
+  t.deepEqual(optInLowering({}), { decodeMerge: 'last-block', prefillF32: true });
   t.deepEqual(optInLowering({ MOCC_CUDA_SPLIT_BLOCKS: '1024', MOCC_CUDA_ATTN_MERGE: '1', MOCC_CUDA_ATTN_EARLY: '1', MOCC_CUDA_PREFILL_F32: '1' }),
     { decodeBlocks: 1024, decodeMerge: 'last-block', decodeEarly: true, prefillF32: true });
-  t.deepEqual(optInLowering({ MOCC_CUDA_SPLIT_BLOCKS: 'x', MOCC_CUDA_ATTN_MERGE: '0', MOCC_CUDA_PREFILL_F32: '0' }), {});
+  t.deepEqual(optInLowering({ MOCC_CUDA_SPLIT_BLOCKS: 'x', MOCC_CUDA_ATTN_MERGE: '0', MOCC_CUDA_PREFILL_F32: '0' }), { decodeMerge: 'combine-kernel' });
 });
 
 // One layer of the 1B preset with f32 weights, in order: GEMMs on CUDA cores for every linear (no
