@@ -9,7 +9,7 @@
 //  - peakBytes is the most bytes live at once: a lower bound on any arena; arenaBytes (greedy by
 //    size, as TFLite's planner) is what one arena with these offsets takes, at least peakBytes.
 //  - Params are not activations: weights are not counted; weight gradients are counted apart.
-import type { Graph, Node } from '../src/ir/types.js';
+import type { Graph, Node, TensorType } from '../src/ir/types.js';
 import { elementBytes } from '../src/util/dtype.js';
 import { forwardNodes } from './autodiff.js';
 
@@ -47,15 +47,25 @@ export interface MemoryPlan {
 const ALIGN = 64;
 const align = (n: number) => Math.ceil(n / ALIGN) * ALIGN;
 
-/** The byte size of a value's type with the symbolic dims bound (e.g. { T: batch·seq }). */
-function bytesOf(shape: readonly (number | string)[], dtype: Parameters<typeof elementBytes>[0], dims: Record<string, number>): number {
-  let n = elementBytes(dtype);
-  for (const d of shape) {
-    const v = typeof d === 'number' ? d : dims[d];
-    if (v === undefined) throw new Error(`memory plan: dimension ${d} is not bound`);
-    n *= v;
-  }
+/**
+ * The bytes a value of type t takes where it is stored, the symbolic dims bound (e.g. { T: batch·seq }).
+ * The default is the logical size; a device with its own layout passes its own (the CUDA training
+ * executor's rows are padded: targets/cuda/train/values.ts), so its arena is planned in its bytes.
+ */
+export type ValueBytes = (t: TensorType, dims: Record<string, number>) => number;
+
+/** The logical byte size of a value's type: elements × element bytes. */
+export const logicalBytes: ValueBytes = (t, dims) => {
+  let n = elementBytes(t.dtype);
+  for (const d of t.shape) n *= boundDim(d, dims);
   return n;
+};
+
+/** A dimension's value with the symbolic dims bound. */
+export function boundDim(d: number | string, dims: Record<string, number>): number {
+  const v = typeof d === 'number' ? d : dims[d];
+  if (v === undefined) throw new Error(`memory plan: dimension ${d} is not bound`);
+  return v;
 }
 
 /**
@@ -87,7 +97,7 @@ export function nodeCategories(g: Graph, forward: Set<Node>): Map<Node, Category
 }
 
 /** Lifetimes of every value of g (a training graph: output 0 the loss, then the weight gradients). */
-export function lifetimes(g: Graph, dims: Record<string, number>): Lifetime[] {
+export function lifetimes(g: Graph, dims: Record<string, number>, bytesOf: ValueBytes = logicalBytes): Lifetime[] {
   const forward = forwardNodes(g);
   const cats = nodeCategories(g, forward);
   const end = g.nodes.length;
@@ -104,7 +114,7 @@ export function lifetimes(g: Graph, dims: Record<string, number>): Lifetime[] {
   for (const o of g.outputs) last.set(o, end);
   const values: Lifetime[] = [];
   const categoryOf = new Map<string, Category>();
-  for (const i of g.inputs) values.push({ name: i.name, bytes: bytesOf(i.type.shape, i.type.dtype, dims), def: -1, lastUse: last.get(i.name) ?? -1, category: 'inputs' });
+  for (const i of g.inputs) values.push({ name: i.name, bytes: bytesOf(i.type, dims), def: -1, lastUse: last.get(i.name) ?? -1, category: 'inputs' });
   g.nodes.forEach((n, step) => {
     // A node outside the forward that checkpoint.ts marked save (index_narrow) stores a forward
     // value in another form: it counts where that value does (the u16 MoC indices are FFN).
@@ -115,14 +125,14 @@ export function lifetimes(g: Graph, dims: Record<string, number>): Lifetime[] {
         : stored ?? (!forward.has(n) ? 'backward'
         : reader && forward.has(reader) ? cats.get(reader)! : cats.get(n)!);
       categoryOf.set(o.name, category);
-      values.push({ name: o.name, bytes: bytesOf(o.type.shape, o.type.dtype, dims), def: step, lastUse: last.get(o.name) ?? step, category });
+      values.push({ name: o.name, bytes: bytesOf(o.type, dims), def: step, lastUse: last.get(o.name) ?? step, category });
     }
   });
   return values;
 }
 
-export function planMemory(g: Graph, dims: Record<string, number>): MemoryPlan {
-  const values = lifetimes(g, dims);
+export function planMemory(g: Graph, dims: Record<string, number>, bytesOf: ValueBytes = logicalBytes): MemoryPlan {
+  const values = lifetimes(g, dims, bytesOf);
   // Live bytes per step: a value counts at steps def..lastUse (its defining step included).
   const steps = g.nodes.length + 1;
   const delta = new Float64Array(steps + 2);

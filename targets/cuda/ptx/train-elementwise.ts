@@ -38,24 +38,26 @@ function siluGradOf(k: KernelBuilder, x: string, dy: string): string {
 
 /**
  * The frame of a kernel over (row t, column i < width): threads past the width leave at once;
- * `body` gets the global pointers by param name and the element's byte offset in a padded row layout.
+ * `body` gets the global pointers by param name, the element's byte offset in a padded row layout,
+ * and the column and row registers. `scalars` are f32 params after the pointers (their registers in
+ * `ptr` too). Also the frame of the forward kernels (train-forward.ts).
  */
-function elementwiseKernel(name: string, params: string[], width: number, body: (k: KernelBuilder, ptr: Record<string, string>, off: string) => void): Kernel {
-  const k = new KernelBuilder(name, params.map((n) => ({ name: n, type: 'u64' as const })));
+export function elementwiseKernel(name: string, params: string[], width: number, body: (k: KernelBuilder, ptr: Record<string, string>, off: string, at: { col: string; row: string }) => void, scalars: string[] = []): Kernel {
+  const k = new KernelBuilder(name, [...params.map((n) => ({ name: n, type: 'u64' as const })), ...scalars.map((n) => ({ name: n, type: 'f32' as const }))]);
   k.blockSize(ELEMENTWISE_THREADS);
-  const ptr = Object.fromEntries(params.map((n) => [n, k.ptrParam(n)]));
+  const ptr = Object.fromEntries([...params.map((n) => [n, k.ptrParam(n)]), ...scalars.map((n) => [n, k.f32Param(n)])]);
   const tid = k.special('%tid.x', 'tid'), bx = k.special('%ctaid.x', 'bx'), t = k.special('%ctaid.y', 't');
-  const i = k.reg('u32', 'i'), p = k.reg('pred', 'p'), done = k.label('done');
-  k.emit(`mad.lo.u32 ${i}, ${bx}, ${ELEMENTWISE_THREADS}, ${tid}`, `setp.ge.u32 ${p}, ${i}, ${width}`, `@${p} bra ${done}`, `mad.lo.u32 ${i}, ${t}, ${pad8(width)}, ${i}`);
+  const col = k.reg('u32', 'col'), i = k.reg('u32', 'i'), p = k.reg('pred', 'p'), done = k.label('done');
+  k.emit(`mad.lo.u32 ${col}, ${bx}, ${ELEMENTWISE_THREADS}, ${tid}`, `setp.ge.u32 ${p}, ${col}, ${width}`, `@${p} bra ${done}`, `mad.lo.u32 ${i}, ${t}, ${pad8(width)}, ${col}`);
   const off = k.reg('u64', 'off');
   k.emit(`mul.wide.u32 ${off}, ${i}, 4`);
-  body(k, ptr, off);
+  body(k, ptr, off, { col, row: t });
   k.place(done);
   return { name, text: k.render() };
 }
 
 /** Address ptr + off. */
-const at = (k: KernelBuilder, ptr: string, off: string): string => {
+export const at = (k: KernelBuilder, ptr: string, off: string): string => {
   const a = k.reg('u64', 'a');
   k.emit(`add.s64 ${a}, ${ptr}, ${off}`);
   return a;
@@ -112,7 +114,16 @@ export const ropeGradGrid = (heads: number, hd: number, T: number): [number, num
  * Grid ropeGradGrid, block ROPE_THREADS.
  */
 export function ropeGrad(heads: number, hd: number, style: 'half' | 'interleaved'): Kernel {
-  const name = `rope_grad_${style}_h${heads}_hd${hd}`;
+  return ropeAtPositions(`rope_grad_${style}_h${heads}_hd${hd}`, heads, hd, style, 'inverse');
+}
+
+/**
+ * A rotation of every pair of [T, heads·hd] rows, row t by the angles of position pos[t]: the
+ * training forward rope ('forward', train-forward.ts) and its gradient ('inverse'). Params out, in,
+ * table, pos (out may alias in: each thread reads its pair before writing it). Grid ropeGradGrid,
+ * block ROPE_THREADS.
+ */
+export function ropeAtPositions(name: string, heads: number, hd: number, style: 'half' | 'interleaved', direction: 'forward' | 'inverse'): Kernel {
   const half = hd / 2;
   const k = new KernelBuilder(name, ['dx', 'dy', 'table', 'pos'].map((n) => ({ name: n, type: 'u64' as const })));
   k.blockSize(ROPE_THREADS);
@@ -128,7 +139,7 @@ export function ropeGrad(heads: number, hd: number, style: 'half' | 'interleaved
   const src = k.addr(dy, t, ld), dst = k.addr(dx, t, ld);
   const a = k.reg('f32', 'va'), b = k.reg('f32', 'vb');
   k.emit(`ld.global.f32 ${a}, [${k.addr(src, ia, 4)}]`, `ld.global.f32 ${b}, [${k.addr(src, ib, 4)}]`);
-  const [ra, rb] = ropeRotate(k, a, b, c, k.neg(s));
+  const [ra, rb] = ropeRotate(k, a, b, c, direction === 'inverse' ? k.neg(s) : s);
   k.emit(`st.global.f32 [${k.addr(dst, ia, 4)}], ${ra}`, `st.global.f32 [${k.addr(dst, ib, 4)}], ${rb}`);
   k.place(done);
   return { name, text: k.render() };

@@ -1,0 +1,171 @@
+// The CUDA training executor: runs a training graph (driver/training-graph.ts: forward, loss,
+// backward, checkpoint policy) node by node in the graph's order, as targets/ref/train.ts does on the
+// ref target, with generated PTX kernels (the op table, ops.ts), in f32.
+//
+// The memory plan executed (issue 18): passes/memory-plan.ts planMemory, in the device's bytes
+// (values.ts: padded rows), gives every value (graph inputs, activations, weight gradients) an offset
+// in ONE arena; the executor allocates that arena once and each value lives at its offset — two
+// values whose lifetimes overlap never share bytes (checkArena), so a checkpoint policy that saves
+// less really holds less. Outside the arena: the params (uploaded once, in their padded layout), the
+// RoPE tables, and one scratch buffer as large as the largest node's scratch (ops.ts), which a node
+// uses only during its own launches.
+//
+// Everything is prepared once: pointers, grids and params of every launch; run() uploads the inputs,
+// issues the launches in order and downloads the loss and the gradients.
+//
+// Padding: the columns between a row's width and pad8(width) are never written by these kernels,
+// only read by the f32 GEMM (gemm-f32.ts), which multiplies them by the weights' zero padding. So
+// the arena is zeroed once and afterwards holds finite numbers only (what earlier values left there).
+import type { Graph, Node, TensorType } from '../../../src/ir/types.js';
+import { checkArena, planMemory, type MemoryPlan } from '../../../passes/memory-plan.js';
+import { MODEL_INPUTS } from '../../../src/model/graph-inputs.js';
+import { ropeTableConst, ropeTableImage } from '../../lowering/rope-table.js';
+import type { Kernel } from '../ptx/dense.js';
+import { ptrAdd, type DevPtr, type TrainDevice } from './device.js';
+import { trainOpOf, type Launch, type OpContext } from './ops.js';
+import { deviceBytes, padRows, rowsAndWidth, unpadRows } from './values.js';
+
+export interface TrainingExecutorOptions {
+  /** Rows of the RoPE tables: every position must be below it (default: the row count T). */
+  maxPositions?: number;
+  /** A 32-bit word the arena is filled with before each run (tests: a value no kernel writes). */
+  poison?: number;
+}
+
+export interface TrainingStepResult {
+  /** The graph's outputs by position, in the host layout: the loss f32[1], then one gradient per trainable param. */
+  outputs: Float32Array[];
+}
+
+export class CudaTrainingExecutor {
+  readonly plan: MemoryPlan;
+  private readonly types = new Map<string, TensorType>();
+  private readonly params = new Map<string, DevPtr>();
+  private readonly tables = new Map<string, DevPtr>();
+  private readonly arena: DevPtr;
+  private readonly scratch: DevPtr;
+  private readonly launches: Launch[];
+  private readonly dims: Record<string, number>;
+  private readonly maxPositions: number;
+
+  /**
+   * Prepares g for `rows` rows (T). `weights` holds every param in its own layout (as
+   * runTrainingGraph takes them); they are uploaded once (setWeights re-uploads).
+   */
+  constructor(readonly g: Graph, weights: ReadonlyMap<string, Float32Array>, readonly rows: number, private readonly dev: TrainDevice, private readonly opts: TrainingExecutorOptions = {}) {
+    const ops = g.nodes.map((n) => trainOpOf(n)); // refuses an op without kernels before anything is allocated
+    this.dims = { T: rows };
+    this.maxPositions = opts.maxPositions ?? Math.max(1, rows);
+    for (const i of g.inputs) this.types.set(i.name, i.type);
+    for (const p of g.params) this.types.set(`@${p.name}`, p.type);
+    for (const n of g.nodes) for (const o of n.outputs) this.types.set(o.name, o.type);
+    this.plan = planMemory(g, this.dims, deviceBytes);
+    checkArena(this.plan);
+
+    for (const p of g.params) this.params.set(p.name, dev.alloc(deviceBytes(p.type, this.dims)));
+    this.setWeights(weights);
+    for (const n of g.nodes) {
+      if (n.op !== 'rope' && n.op !== 'rope_grad') continue;
+      const c = ropeTableConst({ name: n.outputs[0]!.name, op: n.op, inputs: n.inputs, attrs: n.attrs, type: n.outputs[0]!.type });
+      if (!this.tables.has(c.name)) {
+        const image = ropeTableImage(c, this.maxPositions), t = dev.alloc(image.byteLength);
+        dev.upload(t, image);
+        this.tables.set(c.name, t);
+      }
+    }
+    this.arena = dev.alloc(this.plan.arenaBytes);
+    dev.fill(this.arena, Math.ceil(this.plan.arenaBytes / 4) * 4, 0);
+
+    let scratch: DevPtr | undefined;
+    const contexts = g.nodes.map((n) => this.context(n, () => scratch!));
+    const scratchBytes = Math.max(4, ...g.nodes.map((_, i) => ops[i]!.scratchBytes?.(contexts[i]!) ?? 0));
+    this.scratch = scratch = dev.alloc(scratchBytes);
+    this.launches = g.nodes.flatMap((_, i) => ops[i]!.launches(contexts[i]!));
+  }
+
+  /** Bytes of the one arena (the memory plan's arenaBytes in the device layout). */
+  get arenaBytes(): number {
+    return this.plan.arenaBytes;
+  }
+
+  /** The distinct kernels the prepared launches use (for assembling them ahead, e.g. with ptxas). */
+  get kernels(): Kernel[] {
+    return [...new Map(this.launches.map((l) => [l.kernel.name, l.kernel])).values()];
+  }
+
+  /** Uploads the params (padded rows); every trainable param must be given. */
+  setWeights(weights: ReadonlyMap<string, Float32Array>): void {
+    for (const p of this.g.params) {
+      const w = weights.get(p.name);
+      if (!w) throw new Error(`training graph ${this.g.name}: param @${p.name} not given`);
+      const [rows, width] = rowsAndWidth(p.type, this.dims);
+      if (w.length !== rows * width) throw new Error(`param @${p.name}: ${w.length} values for shape [${p.type.shape}]`);
+      this.dev.upload(this.params.get(p.name)!, padRows(w, rows, width));
+    }
+  }
+
+  /** One step: inputs by name (i32: tokens, pos, seq, targets) → the loss and the gradients. */
+  run(inputs: Readonly<Record<string, Int32Array>>): TrainingStepResult {
+    if (this.opts.poison !== undefined) this.dev.fill(this.arena, Math.ceil(this.plan.arenaBytes / 4) * 4, this.opts.poison);
+    for (const i of this.g.inputs) {
+      const v = inputs[i.name];
+      if (!v) throw new Error(`training graph ${this.g.name}: input %${i.name} not given`);
+      const [rows, width] = rowsAndWidth(i.type, this.dims);
+      if (v.length !== rows * width) throw new Error(`input %${i.name}: ${v.length} values for [${rows}, ${width}]`);
+      this.checkInput(i.name, v);
+      this.dev.upload(this.valuePtr(i.name), padRows(v, rows, width));
+    }
+    for (const l of this.launches) this.dev.launch(l.kernel, l.grid, l.block, l.args);
+    return {
+      outputs: this.g.outputs.map((name) => {
+        const [rows, width] = rowsAndWidth(this.types.get(name)!, this.dims);
+        return unpadRows(this.dev.download(this.valuePtr(name), new Float32Array(deviceBytes(this.types.get(name)!, this.dims) / 4)), rows, width);
+      }),
+    };
+  }
+
+  /** Frees every device buffer. */
+  dispose(): void {
+    for (const p of [...this.params.values(), ...this.tables.values(), this.arena, this.scratch]) this.dev.free(p);
+  }
+
+  /** What the kernels would read out of range, refused on the host (the ref kernels throw alike). */
+  private checkInput(name: string, v: Int32Array): void {
+    const bad = (what: string) => new Error(`input %${name}: ${what}`);
+    if (name === MODEL_INPUTS.pos && this.tables.size && v.some((p) => p < 0 || p >= this.maxPositions)) throw bad(`a position outside 0..${this.maxPositions - 1} (the RoPE tables' rows: raise maxPositions)`);
+    for (const n of this.g.nodes) {
+      if (n.op !== 'embedding' || n.inputs[1]?.name !== name) continue;
+      const V = this.dim(n.inputs[0]!.kind === 'param' ? `@${n.inputs[0]!.name}` : n.inputs[0]!.name, 0);
+      if (v.some((t) => t < 0 || t >= V)) throw bad(`a token id outside the vocabulary (0..${V - 1})`);
+    }
+  }
+
+  private valuePtr(name: string): DevPtr {
+    const off = this.plan.offsets.get(name);
+    if (off === undefined) throw new Error(`training graph ${this.g.name}: %${name} has no arena offset`);
+    return ptrAdd(this.arena, off);
+  }
+
+  private dim(key: string, axis: number): number {
+    const s = this.types.get(key)!.shape;
+    const d = s[axis < 0 ? s.length + axis : axis]!;
+    return typeof d === 'number' ? d : this.dims[d]!;
+  }
+
+  private context(n: Node, scratch: () => DevPtr): OpContext {
+    const key = (i: number) => (n.inputs[i]!.kind === 'param' ? `@${n.inputs[i]!.name}` : n.inputs[i]!.name);
+    return {
+      node: n,
+      T: this.rows,
+      input: (i) => (n.inputs[i]!.kind === 'param' ? this.params.get(n.inputs[i]!.name)! : this.valuePtr(n.inputs[i]!.name)),
+      output: (i) => this.valuePtr(n.outputs[i]!.name),
+      inDim: (i, axis) => this.dim(key(i), axis),
+      outDim: (i, axis) => this.dim(n.outputs[i]!.name, axis),
+      scratch: (offset = 0) => ptrAdd(scratch(), offset),
+      ropeTable: () => {
+        const c = ropeTableConst({ name: n.outputs[0]!.name, op: n.op, inputs: n.inputs, attrs: n.attrs, type: n.outputs[0]!.type });
+        return this.tables.get(c.name)!;
+      },
+    };
+  }
+}

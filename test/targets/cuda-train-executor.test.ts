@@ -1,0 +1,166 @@
+// The CUDA training executor (targets/cuda/train/): a training graph run node by node with the
+// generated f32 PTX kernels, in one arena placed by the memory plan, against the ref target's
+// executor (targets/ref/train.ts runTrainingGraph, itself checked against PyTorch in
+// test/train/model-grads.test.ts) on the same weights and inputs.
+//
+// - On the CPU PTX interpreter (test/helpers/train-sim-device.ts), always: a tiny synthetic LLaMA
+//   (2 layers, awkward sizes: dim 24, head_dim 6, GQA 4:2 heads, FFN 36 and kv width 12 not multiples
+//   of 8, so every padded row has padding; vocabulary 40, tied embeddings), two packed sequences.
+//   stories260K itself is too slow for the interpreter (one layer at T = 16 takes about two minutes
+//   here: the interpreter decodes every instruction each time it runs it), so it runs on the GPU.
+// - On a GPU (skipped without one): stories260K dense, all 5 layers, T = 32, policies none and gcp.
+// - ptxas (skipped without it): every kernel the stories260K graph launches assembles for sm_80 and
+//   sm_90 with no local memory.
+//
+// Tolerance: loss and every gradient within 1e-4 of the ref's, relative to that tensor's largest
+// |entry| (the measure model-grads.test.ts uses). Both are f32 computations of the same graph; the ref
+// accumulates its sums in float64, the kernels in f32 fma chains (matmul over V = 512 or T terms,
+// attention over ≤ T rows) and use ex2.approx / lg2.approx (relative error ~2^-22): differences are
+// ~1e-6 of a tensor's scale. 1e-4 leaves room for the GPU's reassociated trees while any indexing
+// or formula error (O(1) relative) fails it.
+import test from 'ava';
+import { loadModel, checkpointGraph } from '../../driver/load.js';
+import { trainingGraph } from '../../driver/training-graph.js';
+import type { CheckpointPolicy } from '../../passes/checkpoint.js';
+import { checkArena, planMemory } from '../../passes/memory-plan.js';
+import type { ModelSpec } from '../../src/import/spec.js';
+import type { Graph } from '../../src/ir/types.js';
+import { MODEL_INPUTS, TRAIN_INPUTS } from '../../src/model/graph-inputs.js';
+import { paramF32 } from '../../src/model/runnable.js';
+import { runTrainingGraph } from '../../targets/ref/train.js';
+import { CudaTrainingExecutor } from '../../targets/cuda/train/executor.js';
+import { cudaTrainDevice } from '../../targets/cuda/train/cuda-device.js';
+import type { TrainDevice } from '../../targets/cuda/train/device.js';
+import { deviceBytes } from '../../targets/cuda/train/values.js';
+import { CHECKPOINTS } from '../helpers/fixtures.js';
+import { rng } from '../helpers/random.js';
+import { simTrainDevice } from '../helpers/train-sim-device.js';
+import { cudaDeviceRequirement, findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
+import { assemblePtx, NO_LOCAL_MEMORY } from '../helpers/ptxas.js';
+import type { ExecutionContext } from 'ava';
+
+const TINY: ModelSpec = {
+  arch: 'llama', dim: 24, nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: 6, dFfn: 36, vocabSize: 40, normEps: 1e-5, maxSeqLen: 64,
+  rope: { theta: 10000, style: 'half' }, tiedEmbeddings: true, bosId: 1, eosId: 2,
+};
+/** Not a multiple of 4 (f32 GEMM chunks), finite, large: an element no kernel wrote shows up as a wrong value. */
+const POISON = 0x7e967699;
+
+/** Random weights for the params of g: norms near 1, matrices ±0.3 (logits of a few units). */
+function randomWeights(g: Graph, seed: number): Map<string, Float32Array> {
+  const r = rng(seed);
+  return new Map(g.params.map((p) => {
+    const n = p.type.shape.reduce<number>((a, d) => a * (d as number), 1);
+    const norm = p.type.shape.length === 1;
+    return [p.name, Float32Array.from({ length: n }, () => (norm ? 1 + 0.2 * r() : 0.3 * r()))];
+  }));
+}
+
+/** Packed sequences of the given lengths: tokens, positions, sequence ids, next-token targets (−1 at each end). */
+function batch(lengths: number[], vocab: number, seed: number): Record<string, Int32Array> {
+  const r = rng(seed);
+  const tokens: number[] = [], pos: number[] = [], seq: number[] = [], targets: number[] = [];
+  lengths.forEach((len, j) => {
+    const toks = Array.from({ length: len }, () => Math.floor(((r() + 1) / 2) * vocab));
+    toks.forEach((tok, i) => (tokens.push(tok), pos.push(i), seq.push(j), targets.push(i + 1 < len ? toks[i + 1]! : -1)));
+  });
+  return { [MODEL_INPUTS.tokens]: Int32Array.from(tokens), [MODEL_INPUTS.pos]: Int32Array.from(pos), [MODEL_INPUTS.seq]: Int32Array.from(seq), [TRAIN_INPUTS.targets]: Int32Array.from(targets) };
+}
+
+/** Runs g on the device and on the ref target; checks the arena, the loss and every gradient. */
+function compareWithRef(t: ExecutionContext, g: Graph, weights: Map<string, Float32Array>, inputs: Record<string, Int32Array>, dev: TrainDevice): void {
+  const T = inputs[MODEL_INPUTS.tokens]!.length;
+  const ex = new CudaTrainingExecutor(g, weights, T, dev, { poison: POISON });
+  try {
+    const plan = planMemory(g, { T }, deviceBytes);
+    t.is(ex.arenaBytes, plan.arenaBytes, 'the arena is the memory plan\'s, in the device layout');
+    t.notThrows(() => checkArena(ex.plan));
+    const got = ex.run(inputs).outputs;
+    const want = runTrainingGraph(g, weights, inputs, T).outputs as Float32Array[];
+    t.is(got.length, want.length);
+    let worst = 0, worstName = '';
+    g.outputs.forEach((name, i) => {
+      const a = got[i]!, b = want[i]!;
+      t.is(a.length, b.length, name);
+      let maxRef = 0, maxDiff = 0;
+      for (let j = 0; j < b.length; j++) {
+        maxRef = Math.max(maxRef, Math.abs(b[j]!));
+        maxDiff = Math.max(maxDiff, Number.isFinite(a[j]!) ? Math.abs(a[j]! - b[j]!) : Infinity);
+      }
+      const rel = maxDiff / Math.max(maxRef, 1e-30);
+      if (rel > worst) [worst, worstName] = [rel, name];
+      t.true(maxRef > 0, `${name}: the ref's tensor is not all zero (the check can fail)`);
+      t.true(rel <= 1e-4, `%${name}: max |Δ| / max |ref| = ${rel.toExponential(2)}`);
+    });
+    t.log(`loss ${got[0]![0]} (ref ${want[0]![0]}); worst %${worstName} at ${worst.toExponential(2)}; arena ${ex.arenaBytes} bytes`);
+  } finally {
+    ex.dispose();
+  }
+}
+
+for (const policy of ['none', 'gcp'] as CheckpointPolicy[]) {
+  test(`interpreted: tiny 2-layer LLaMA, policy ${policy}: loss and every gradient equal the ref executor's, in the planned arena`, (t) => {
+    const g = trainingGraph(checkpointGraph(TINY, () => 'f32', 'dense'), { loss: { kind: 'cross_entropy' }, policy });
+    compareWithRef(t, g, randomWeights(g, 7), batch([7, 5], TINY.vocabSize, 11), simTrainDevice(16 << 20));
+  });
+}
+
+test('the executor refuses an op without kernels before allocating, naming the node (MoC)', (t) => {
+  const m = loadModel(CHECKPOINTS.hf, { selection: { k: 32 } });
+  try {
+    const g = trainingGraph(m.graph, { loss: { kind: 'cross_entropy' }, policy: 'none' });
+    const weights = new Map(m.graph.params.map((p) => [p.name, paramF32(m.weights, p)]));
+    let allocs = 0;
+    const dev = { ...simTrainDevice(1 << 20) };
+    const counting: TrainDevice = { ...dev, alloc: (n) => (allocs++, dev.alloc(n)) };
+    t.throws(() => new CudaTrainingExecutor(g, weights, 8, counting), { message: /training node %\S+ \(moc_select\) is not yet on cuda/ });
+    t.is(allocs, 0);
+  } finally {
+    m.close();
+  }
+});
+
+test('inputs out of range are refused on the host (token ids, positions past the RoPE table)', (t) => {
+  const g = trainingGraph(checkpointGraph(TINY, () => 'f32', 'dense'), { loss: { kind: 'cross_entropy' }, policy: 'none' });
+  const inputs = batch([3], TINY.vocabSize, 3);
+  const ex = new CudaTrainingExecutor(g, randomWeights(g, 1), 3, simTrainDevice(4 << 20));
+  t.throws(() => ex.run({ ...inputs, [MODEL_INPUTS.tokens]: Int32Array.of(0, 40, 1) }), { message: /token id outside the vocabulary/ });
+  t.throws(() => ex.run({ ...inputs, [MODEL_INPUTS.pos]: Int32Array.of(0, 1, 3) }), { message: /position outside 0..2/ });
+});
+
+/** stories260K dense with its real weights, and a batch of two sequences from its token range. */
+function stories(policy: CheckpointPolicy) {
+  const m = loadModel(CHECKPOINTS.hf, { selection: 'dense' });
+  const g = trainingGraph(m.graph, { loss: { kind: 'cross_entropy' }, policy });
+  const weights = new Map(m.graph.params.map((p) => [p.name, paramF32(m.weights, p)]));
+  return { m, g, weights };
+}
+
+const ptxas = findPtxas();
+testsNeeding(ptxasRequirement(ptxas))('every kernel of the stories260K training graph assembles for sm_80 and sm_90 with no local memory', (t) => {
+  const { m, g, weights } = stories('none');
+  try {
+    const ex = new CudaTrainingExecutor(g, weights, 32, simTrainDevice(8 << 20));
+    for (const k of ex.kernels) {
+      for (const arch of ['sm_80', 'sm_90'] as const) {
+        const r = assemblePtx([k.text], arch);
+        t.is(r.status, 0, `${k.name} ${arch}: ${r.stderr}`);
+        t.regex(r.stderr, NO_LOCAL_MEMORY, `${k.name} ${arch}: ${r.stderr}`);
+      }
+    }
+    t.log(`${ex.kernels.length} kernels`);
+  } finally {
+    m.close();
+  }
+});
+
+for (const policy of ['none', 'gcp'] as CheckpointPolicy[]) {
+  testsNeeding(cudaDeviceRequirement())(`GPU: stories260K dense, 5 layers, T = 32, policy ${policy}: loss and every gradient equal the ref executor's`, (t) => {
+    const { m, g, weights } = stories(policy);
+    try {
+      compareWithRef(t, g, weights, batch([20, 12], m.spec.vocabSize, 5), cudaTrainDevice());
+    } finally {
+      m.close();
+    }
+  });
+}
