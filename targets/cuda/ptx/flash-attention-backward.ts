@@ -227,7 +227,7 @@ function packA(k: KernelBuilder, mt: string, c0: string[], c1: string[], pa: str
  * along the range. `pred` emits code setting the given predicate register for the u32 register x.
  * Leaves the result in `lo`. Every thread runs it (uniform loads).
  */
-function binarySearch(k: KernelBuilder, lo: string, hi: string, pred: (x: string, p: string) => void): void {
+export function binarySearch(k: KernelBuilder, lo: string, hi: string, pred: (x: string, p: string) => void): void {
   const mid = k.reg('u32', 'mid'), p = k.reg('pred', 'bs'), loop = k.label('bsearch'), done = k.label('bsearch_done');
   k.place(loop);
   k.emit(`setp.ge.u32 ${p}, ${lo}, ${hi}`, `@${p} bra ${done}`, `add.u32 ${mid}, ${lo}, ${hi}`, `shr.u32 ${mid}, ${mid}, 1`);
