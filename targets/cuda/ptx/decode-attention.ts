@@ -217,8 +217,17 @@ export function attentionSplit(s: DecodeAttentionSpec): Kernel {
   k.emit(`and.b32 ${lane}, ${tid}, 31`, `shr.u32 ${warp}, ${tid}, 5`, `shr.u32 ${grp}, ${lane}, ${Math.log2(L)}`, `and.b32 ${sub}, ${lane}, ${L - 1}`);
   k.emit(group === 1 ? `mov.u32 ${kvh}, ${h}` : `div.u32 ${kvh}, ${h}, ${group}`);
 
+  // q, pre-scaled by log2(e)/√hd: loaded as its addresses are made, or (early) after the wait.
+  // (Without `early` the instructions come in the order of the kernel checked on the H100 before
+  // early reads existed: the same text, byte for byte.)
+  const qrow = k.addr(q, t, pad8(heads * hd) * 4);
+  const loadQ = (e: string, pv: string | undefined): string[] => {
+    const vals = loadF32s(k, k.addr(qrow, e, 4), vecLen, pv);
+    for (const v of vals) k.emit(`mul.f32 ${v}, ${v}, ${f32Imm(Math.LOG2E / Math.sqrt(hd))}`);
+    return vals;
+  };
   // This lane's vectors j_i = sub + L·i of the head (valid while < nvec)
-  const valid: (string | undefined)[] = [], j: string[] = [], qe: string[] = [], kBase: string[] = [], vBase: string[] = [];
+  const valid: (string | undefined)[] = [], j: string[] = [], qe: string[] = [], qv: string[][] = [], kBase: string[] = [], vBase: string[] = [];
   for (let i = 0; i < V; i++) {
     const ji = k.reg('u32', 'j');
     k.emit(`add.u32 ${ji}, ${sub}, ${L * i}`);
@@ -229,34 +238,48 @@ export function attentionSplit(s: DecodeAttentionSpec): Kernel {
     }
     const qei = k.reg('u32', 'qe'), ke = k.reg('u32', 'ke');
     k.emit(`mul.lo.u32 ${qei}, ${ji}, ${vecLen}`, `mad.lo.u32 ${ke}, ${kvh}, ${hd}, ${qei}`, `mad.lo.u32 ${qei}, ${h}, ${hd}, ${qei}`);
+    if (!s.early) qv.push(loadQ(qei, pv));
     valid.push(pv); j.push(ji); qe.push(qei); kBase.push(k.addr(ck, ke, eb)); vBase.push(k.addr(cv, ke, eb));
   }
+  const m = k.reg('f32', 'm'), l = k.reg('f32', 'l');
+  let acc: string[][] = [];
+  const initSoftmax = () => {
+    acc = qv.map(() => k.regs('f32', 'acc', vecLen));
+    // m starts finite (−1e30), so 2^(m − mNew) is never 2^(−inf + inf) = NaN: a group that saw no position keeps l = 0, acc = 0
+    k.emit(`mov.f32 ${m}, ${f32Imm(-1e30)}`, `mov.f32 ${l}, 0f00000000`);
+    for (const r of acc.flat()) k.emit(`mov.f32 ${r}, 0f00000000`);
+  };
+  if (!s.early) initSoftmax();
 
   // Round r of the chunk is rows start + r·W·R + [0, W·R): warp w takes start + r·W·R + w·R + grp,
   // U rounds' loads in flight at once (into the same registers every time round the loop).
-  const rowBase = k.reg('u32', 'rowbase'), loop = k.label('rows'), loopDone = k.label('rowsdone'), compute = k.label('compute');
+  const rowBase = k.reg('u32', 'rowbase'), loop = k.label('rows'), loopDone = k.label('rowsdone');
   const rowBytes = pad8(kvHeads * hd) * eb;
   k.emit(`mad.lo.u32 ${rowBase}, ${warp}, ${R}, ${start}`);
-  const rows = k.regs('u32', 'row', U), ok = k.regs('pred', 'ok', U);
-  const kRaw = rows.map(() => valid.map(() => vecRegs(k, cache, vecLen))), vRaw = rows.map(() => valid.map(() => vecRegs(k, cache, vecLen)));
-  /** The loads of the U rounds from rowBase where `extra(u)` (if given) also holds. */
-  const emitLoads = (how: LoadHow, extra?: (u: number) => string) => {
-    for (let u = 0; u < U; u++) {
-      const e = extra?.(u);
-      for (let i = 0; i < V; i++) {
-        let g = ok[u]!;
-        for (const x of [valid[i], e]) {
-          if (!x) continue;
-          const gg = k.reg('pred', 'g');
-          k.emit(`and.pred ${gg}, ${g}, ${x}`);
-          g = gg;
-        }
-        loadVec(k, cache, vecLen, k.addr(kBase[i]!, rows[u]!, rowBytes), g, { ...how, into: kRaw[u]![i]! });
-        loadVec(k, cache, vecLen, k.addr(vBase[i]!, rows[u]!, rowBytes), g, { ...how, into: vRaw[u]![i]! });
+  const rows: string[] = [], ok: string[] = [], kRaw: string[][][] = [], vRaw: string[][][] = [];
+  /** Round u's row (rowBase + u·W·R + grp) and whether it is inside the chunk. */
+  const emitRow = (u: number) => {
+    if (rows[u] === undefined) (rows[u] = k.reg('u32', 'row')), (ok[u] = k.reg('pred', 'ok'));
+    k.emit(`add.u32 ${rows[u]}, ${rowBase}, ${u * W * R}`, `add.u32 ${rows[u]}, ${rows[u]}, ${grp}`, `setp.lt.u32 ${ok[u]}, ${rows[u]}, ${end}`);
+  };
+  /** Round u's K and V loads where the row is inside the chunk (and `extra`, if given), into its registers (made by the first call). */
+  const emitLoads = (u: number, how: LoadHow, extra?: string) => {
+    kRaw[u] ??= [];
+    vRaw[u] ??= [];
+    for (let i = 0; i < V; i++) {
+      let g = ok[u]!;
+      for (const x of [valid[i], extra]) {
+        if (!x) continue;
+        const gg = k.reg('pred', 'g');
+        k.emit(`and.pred ${gg}, ${g}, ${x}`);
+        g = gg;
       }
+      const ka = k.addr(kBase[i]!, rows[u]!, rowBytes), va = k.addr(vBase[i]!, rows[u]!, rowBytes);
+      kRaw[u]![i] = loadVec(k, cache, vecLen, ka, g, { ...how, into: kRaw[u]![i] });
+      vRaw[u]![i] = loadVec(k, cache, vecLen, va, g, { ...how, into: vRaw[u]![i] });
     }
   };
-  const emitRows = () => rows.forEach((row, u) => k.emit(`add.u32 ${row}, ${rowBase}, ${u * W * R}`, `add.u32 ${row}, ${row}, ${grp}`, `setp.lt.u32 ${ok[u]}, ${row}, ${end}`));
+  const compute = s.early ? k.label('compute') : undefined;
   if (s.early) {
     // The first rounds' rows older than pos[0] are read before the wait: the kernels that wrote them
     // (the QKV kernels of earlier steps, or a prefill) completed before the kernel this one waits for
@@ -265,32 +288,29 @@ export function attentionSplit(s: DecodeAttentionSpec): Kernel {
     // The rows from pos[0] on are this step's, written by the kernel just before: loaded after the wait.
     const p0 = k.reg('u32', 'p0');
     k.emit(`sub.u32 ${p0}, ${n}, ${t}`, `sub.u32 ${p0}, ${p0}, 1`);
-    const old = k.regs('pred', 'old', U), fresh = k.regs('pred', 'fresh', U);
-    emitRows();
-    rows.forEach((row, u) => k.emit(`setp.lt.u32 ${old[u]}, ${row}, ${p0}`, `setp.ge.u32 ${fresh[u]}, ${row}, ${p0}`));
-    emitLoads({ op: 'ld.global.cg' }, (u) => old[u]!);
+    const fresh: string[] = [];
+    for (let u = 0; u < U; u++) {
+      emitRow(u);
+      const old = k.reg('pred', 'old');
+      fresh.push(k.reg('pred', 'fresh'));
+      k.emit(`setp.lt.u32 ${old}, ${rows[u]}, ${p0}`, `setp.ge.u32 ${fresh[u]}, ${rows[u]}, ${p0}`);
+      emitLoads(u, { op: 'ld.global.cg' }, old);
+    }
     k.gridSync();
-    emitLoads({ zero: false }, (u) => fresh[u]!);
+    for (let u = 0; u < U; u++) emitLoads(u, { zero: false }, fresh[u]);
+    qe.forEach((e, i) => qv.push(loadQ(e, valid[i])));
+    initSoftmax();
+    // the first round is loaded: straight to its computation (the loop test is the same)
+    k.emit(`setp.ge.u32 ${p}, ${rowBase}, ${end}`, `@${p} bra ${loopDone}`, `bra ${compute}`);
   }
-  // q, pre-scaled by log2(e)/√hd
-  const qrow = k.addr(q, t, pad8(heads * hd) * 4);
-  const qv = qe.map((e, i) => {
-    const vals = loadF32s(k, k.addr(qrow, e, 4), vecLen, valid[i]);
-    for (const v of vals) k.emit(`mul.f32 ${v}, ${v}, ${f32Imm(Math.LOG2E / Math.sqrt(hd))}`);
-    return vals;
-  });
-  const m = k.reg('f32', 'm'), l = k.reg('f32', 'l'), acc = qv.map(() => k.regs('f32', 'acc', vecLen));
-  // m starts finite (−1e30), so 2^(m − mNew) is never 2^(−inf + inf) = NaN: a group that saw no position keeps l = 0, acc = 0
-  k.emit(`mov.f32 ${m}, ${f32Imm(-1e30)}`, `mov.f32 ${l}, 0f00000000`);
-  for (const r of acc.flat()) k.emit(`mov.f32 ${r}, 0f00000000`);
-
   // The loop test is on the warp's first row, the same in all its lanes (the shuffles need them all).
-  if (s.early) k.emit(`setp.ge.u32 ${p}, ${rowBase}, ${end}`, `@${p} bra ${loopDone}`, `bra ${compute}`);
   k.place(loop);
   k.emit(`setp.ge.u32 ${p}, ${rowBase}, ${end}`, `@${p} bra ${loopDone}`);
-  emitRows();
-  emitLoads({});
-  k.place(compute);
+  for (let u = 0; u < U; u++) {
+    emitRow(u);
+    emitLoads(u, {});
+  }
+  if (compute) k.place(compute);
   const dots = k.regs('f32', 'dot', U);
   for (let u = 0; u < U; u++) {
     k.emit(`mov.f32 ${dots[u]}, 0f00000000`);
