@@ -18,7 +18,7 @@ import { ELEMENTWISE_THREADS, elementwiseGrid, ropeGrad, ropeGradGrid, siluGrad 
 import { embeddingGradGrids, embeddingGradRows, embeddingGradSlots, embeddingGradSort, EMBEDDING_ROWS_THREADS, EMBEDDING_SORT_THREADS } from '../ptx/train-scatter.js';
 import { binary, embeddingRows, fill, rmsnormRows, rmsnormRowsThreads, ropeForward, silu } from '../ptx/train-forward.js';
 import { matmulGrid, matmulNN, matmulTN, MATMUL_THREADS } from '../ptx/train-matmul.js';
-import { attentionStatsBytes, attentionStopgapDkv, attentionStopgapDq, attentionStopgapForward, attentionStopgapGrid, attentionStopgapThreads, type AttentionShape } from '../ptx/train-attention-stopgap.js';
+import { attentionForward, attentionGradKV, attentionGradQ, attentionKeyGrid, attentionRowGrid, attentionStatsBytes, attentionThreads, type TrainAttentionSpec } from '../ptx/train-attention.js';
 import type { DevPtr, LaunchArg } from './device.js';
 
 /** One kernel launch of a node. */
@@ -95,7 +95,7 @@ const rope = (kernel: typeof ropeForward): TrainOp => ({
   },
 });
 
-const attentionShape = (n: Node): AttentionShape => ({ heads: n.attrs.heads as number, kvHeads: n.attrs.kv_heads as number, hd: n.attrs.head_dim as number });
+const attentionSpec = (n: Node): TrainAttentionSpec => ({ heads: n.attrs.heads as number, kvHeads: n.attrs.kv_heads as number, hd: n.attrs.head_dim as number });
 
 /** Cross-entropy over the whole vocabulary as one slab (train-loss.ts): fold, then finalize into `loss`. */
 function ceLoss(c: OpContext, loss: DevPtr): Launch[] {
@@ -132,22 +132,24 @@ export const TRAIN_OPS: Readonly<Record<string, TrainOp>> = {
   mul: elementwise((w) => binary('mul', w)),
   silu: elementwise(silu),
   fill_like: elementwise(fill, (c) => [f32(c.node.attrs.value as number)]), // reads no input: only its shape
-  // STOPGAP kernels (train-attention-stopgap.ts) until helper-30's train-attention.ts is merged.
+  // inputs q, k, v, seq (train-attention.ts: one block a (row, head), the span found from seq)
   attention: {
     launches(c) {
-      const s = attentionShape(c.node), T = outRows(c);
-      return [{ kernel: attentionStopgapForward(s), grid: attentionStopgapGrid(T), block: attentionStopgapThreads(s, 'fwd'), args: [ptr(c.output(0)), ...[0, 1, 2, 3].map((i) => ptr(c.input(i))), u32(T)] }];
+      const s = attentionSpec(c.node), T = outRows(c);
+      return [{ kernel: attentionForward(s), grid: attentionRowGrid(s, T), block: attentionThreads(s), args: [ptr(c.output(0)), ...[0, 1, 2, 3].map((i) => ptr(c.input(i)))] }];
     },
   },
+  // inputs q, k, v, seq, dy; outputs dq, dk, dv. dq first: it leaves the softmax statistics in the
+  // scratch, which the dk/dv kernel (one block a (key row, kv head), no atomics) reads.
   attention_grad: {
-    scratchBytes: (c) => attentionStatsBytes(attentionShape(c.node), c.T),
+    scratchBytes: (c) => attentionStatsBytes(attentionSpec(c.node), c.T),
     launches(c) {
-      const s = attentionShape(c.node), T = outRows(c);
-      const [q, k, v, seq, dy] = [0, 1, 2, 3, 4].map((i) => ptr(c.input(i)));
+      const s = attentionSpec(c.node), T = outRows(c);
+      const [q, k, v, seq, dy] = [0, 1, 2, 3, 4].map((i) => ptr(c.input(i))) as [LaunchArg, LaunchArg, LaunchArg, LaunchArg, LaunchArg];
       const stats = ptr(c.scratch());
       return [
-        { kernel: attentionStopgapDq(s), grid: attentionStopgapGrid(T), block: attentionStopgapThreads(s, 'dq'), args: [ptr(c.output(0)), stats, q!, k!, v!, seq!, dy!, u32(T)] },
-        { kernel: attentionStopgapDkv(s), grid: attentionStopgapGrid(T), block: attentionStopgapThreads(s, 'dkv'), args: [ptr(c.output(1)), ptr(c.output(2)), stats, q!, k!, v!, seq!, dy!, u32(T)] },
+        { kernel: attentionGradQ(s), grid: attentionRowGrid(s, T), block: attentionThreads(s), args: [ptr(c.output(0)), stats, q, k, v, seq, dy] },
+        { kernel: attentionGradKV(s), grid: attentionKeyGrid(s, T), block: attentionThreads(s), args: [ptr(c.output(1)), ptr(c.output(2)), stats, q, k, v, seq, dy, u32(T)] },
       ];
     },
   },
