@@ -8,8 +8,8 @@
 //   of 8, so every padded row has padding; vocabulary 40, tied embeddings), two packed sequences.
 //   stories260K itself is too slow for the interpreter (one layer at T = 16 takes about two minutes
 //   here: the interpreter decodes every instruction each time it runs it), so it runs on the GPU.
-//   The same model as MoC (swiglu-to-moc: K = 12 of 36 channels, or the pattern 4:12), policies none,
-//   moc and moc-gcp (the last two save the indices as u16: index_narrow / index_widen).
+//   The same model as MoC (swiglu-to-moc: K = 12 of 36 channels, or the pattern 4:12): policy none
+//   with 2 layers; moc and moc-gcp (which save the indices as u16: index_narrow / index_widen) with 1.
 // - On a GPU (skipped without one): stories260K, all 5 layers, T = 32: dense with policies none and
 //   gcp; MoC K = 32 with policies none and moc-gcp.
 // - ptxas (skipped without it): every kernel the stories260K graphs (dense, MoC K = 32) launch
@@ -112,9 +112,11 @@ for (const policy of ['none', 'gcp'] as CheckpointPolicy[]) {
 /** The tiny model as MoC: F = 36 channels, 12 kept a row (K = F/3, not a multiple of 8), Top-K or 4 of every 12. */
 const TINY_MOC_SELECTIONS: Record<'topK' | 'pattern', MocSelection> = { topK: { k: 12 }, pattern: { pattern: { a: 4, b: 12 } } };
 
-for (const [policy, sel] of [['none', 'topK'], ['moc', 'topK'], ['moc-gcp', 'pattern']] as [CheckpointPolicy, keyof typeof TINY_MOC_SELECTIONS][]) {
-  test(`interpreted: tiny 2-layer LLaMA as MoC (${sel === 'topK' ? 'K = 12 of 36' : '4:12'}), policy ${policy}: loss and every gradient equal the ref executor's, in the planned arena`, (t) => {
-    const g = trainingGraph(checkpointGraph(TINY, () => 'f32', TINY_MOC_SELECTIONS[sel]), { loss: { kind: 'cross_entropy' }, policy });
+// Two layers with policy none (gradients through one MoC FFN into the layer below); one layer for the
+// policies that save the indices (their difference is per layer), to keep the interpreter's time down.
+for (const [policy, sel, nLayers] of [['none', 'topK', 2], ['moc', 'topK', 1], ['moc-gcp', 'pattern', 1]] as [CheckpointPolicy, keyof typeof TINY_MOC_SELECTIONS, number][]) {
+  test(`interpreted: tiny ${nLayers}-layer LLaMA as MoC (${sel === 'topK' ? 'K = 12 of 36' : '4:12'}), policy ${policy}: loss and every gradient equal the ref executor's, in the planned arena`, (t) => {
+    const g = trainingGraph(checkpointGraph({ ...TINY, nLayers }, () => 'f32', TINY_MOC_SELECTIONS[sel]), { loss: { kind: 'cross_entropy' }, policy });
     const ops = new Set(g.nodes.map((n) => n.op));
     const moc = ['moc_select', 'moc_gather', 'moc_up', 'moc_down', 'moc_rows_grad', 'moc_scatter', ...(policy === 'none' ? [] : ['index_narrow', 'index_widen'])];
     t.deepEqual(moc.filter((op) => !ops.has(op)), [], 'the graph runs every MoC op of its policy');
