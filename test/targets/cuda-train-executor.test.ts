@@ -8,9 +8,12 @@
 //   of 8, so every padded row has padding; vocabulary 40, tied embeddings), two packed sequences.
 //   stories260K itself is too slow for the interpreter (one layer at T = 16 takes about two minutes
 //   here: the interpreter decodes every instruction each time it runs it), so it runs on the GPU.
-// - On a GPU (skipped without one): stories260K dense, all 5 layers, T = 32, policies none and gcp.
-// - ptxas (skipped without it): every kernel the stories260K graph launches assembles for sm_80 and
-//   sm_90 with no local memory.
+//   The same model as MoC (swiglu-to-moc: K = 12 of 36 channels, or the pattern 4:12): policy none
+//   with 2 layers; moc and moc-gcp (which save the indices as u16: index_narrow / index_widen) with 1.
+// - On a GPU (skipped without one): stories260K, all 5 layers, T = 32: dense with policies none and
+//   gcp; MoC K = 32 with policies none and moc-gcp.
+// - ptxas (skipped without it): every kernel the stories260K graphs (dense, MoC K = 32) launch
+//   assembles for sm_80 and sm_90 with no local memory.
 //
 // Tolerance: loss and every gradient within 1e-4 of the ref's, relative to that tensor's largest
 // |entry| (the measure model-grads.test.ts uses). Both are f32 computations of the same graph; the ref
@@ -25,6 +28,7 @@ import type { CheckpointPolicy } from '../../passes/checkpoint.js';
 import { checkArena, planMemory } from '../../passes/memory-plan.js';
 import type { ModelSpec } from '../../src/import/spec.js';
 import type { Graph } from '../../src/ir/types.js';
+import type { MocSelection } from '../../src/model/selection.js';
 import { MODEL_INPUTS, TRAIN_INPUTS } from '../../src/model/graph-inputs.js';
 import { paramF32 } from '../../src/model/runnable.js';
 import { runTrainingGraph } from '../../targets/ref/train.js';
@@ -105,19 +109,28 @@ for (const policy of ['none', 'gcp'] as CheckpointPolicy[]) {
   });
 }
 
-test('the executor refuses an op without kernels before allocating, naming the node (MoC)', (t) => {
-  const m = loadModel(CHECKPOINTS.hf, { selection: { k: 32 } });
-  try {
-    const g = trainingGraph(m.graph, { loss: { kind: 'cross_entropy' }, policy: 'none' });
-    const weights = new Map(m.graph.params.map((p) => [p.name, paramF32(m.weights, p)]));
-    let allocs = 0;
-    const dev = { ...simTrainDevice(1 << 20) };
-    const counting: TrainDevice = { ...dev, alloc: (n) => (allocs++, dev.alloc(n)) };
-    t.throws(() => new CudaTrainingExecutor(g, weights, 8, counting), { message: /training node %\S+ \(moc_select\) is not yet on cuda/ });
-    t.is(allocs, 0);
-  } finally {
-    m.close();
-  }
+/** The tiny model as MoC: F = 36 channels, 12 kept a row (K = F/3, not a multiple of 8), Top-K or 4 of every 12. */
+const TINY_MOC_SELECTIONS: Record<'topK' | 'pattern', MocSelection> = { topK: { k: 12 }, pattern: { pattern: { a: 4, b: 12 } } };
+
+// Two layers with policy none (gradients through one MoC FFN into the layer below); one layer for the
+// policies that save the indices (their difference is per layer), to keep the interpreter's time down.
+for (const [policy, sel, nLayers] of [['none', 'topK', 2], ['moc', 'topK', 1], ['moc-gcp', 'pattern', 1]] as [CheckpointPolicy, keyof typeof TINY_MOC_SELECTIONS, number][]) {
+  test(`interpreted: tiny ${nLayers}-layer LLaMA as MoC (${sel === 'topK' ? 'K = 12 of 36' : '4:12'}), policy ${policy}: loss and every gradient equal the ref executor's, in the planned arena`, (t) => {
+    const g = trainingGraph(checkpointGraph({ ...TINY, nLayers }, () => 'f32', TINY_MOC_SELECTIONS[sel]), { loss: { kind: 'cross_entropy' }, policy });
+    const ops = new Set(g.nodes.map((n) => n.op));
+    const moc = ['moc_select', 'moc_gather', 'moc_up', 'moc_down', 'moc_rows_grad', 'moc_scatter', ...(policy === 'none' ? [] : ['index_narrow', 'index_widen'])];
+    t.deepEqual(moc.filter((op) => !ops.has(op)), [], 'the graph runs every MoC op of its policy');
+    compareWithRef(t, g, randomWeights(g, 7), batch([7, 5], TINY.vocabSize, 11), simTrainDevice(16 << 20));
+  });
+}
+
+test('the executor refuses an op without kernels before allocating, naming the node (kl_div)', (t) => {
+  const g = trainingGraph(checkpointGraph(TINY, () => 'f32', 'dense'), { loss: { kind: 'kl_div', temperature: 2 }, policy: 'none' });
+  let allocs = 0;
+  const dev = simTrainDevice(1 << 20);
+  const counting: TrainDevice = { ...dev, alloc: (n) => (allocs++, dev.alloc(n)) };
+  t.throws(() => new CudaTrainingExecutor(g, randomWeights(g, 1), 8, counting), { message: /training node %\S+ \(kl_div\) is not yet on cuda/ });
+  t.is(allocs, 0);
 });
 
 test('inputs out of range are refused on the host (token ids, positions past the RoPE table)', (t) => {
@@ -128,35 +141,39 @@ test('inputs out of range are refused on the host (token ids, positions past the
   t.throws(() => ex.run({ ...inputs, [MODEL_INPUTS.pos]: Int32Array.of(0, 1, 3) }), { message: /position outside 0..2/ });
 });
 
-/** stories260K dense with its real weights, and a batch of two sequences from its token range. */
-function stories(policy: CheckpointPolicy) {
-  const m = loadModel(CHECKPOINTS.hf, { selection: 'dense' });
+/** stories260K (dense, or MoC keeping 32 of its 768 channels) with its real weights. */
+function stories(policy: CheckpointPolicy, selection: { k: number } | 'dense' = 'dense') {
+  const m = loadModel(CHECKPOINTS.hf, { selection });
   const g = trainingGraph(m.graph, { loss: { kind: 'cross_entropy' }, policy });
   const weights = new Map(m.graph.params.map((p) => [p.name, paramF32(m.weights, p)]));
   return { m, g, weights };
 }
 
 const ptxas = findPtxas();
-testsNeeding(ptxasRequirement(ptxas))('every kernel of the stories260K training graph assembles for sm_80 and sm_90 with no local memory', (t) => {
-  const { m, g, weights } = stories('none');
-  try {
-    const ex = new CudaTrainingExecutor(g, weights, 32, simTrainDevice(8 << 20));
-    for (const k of ex.kernels) {
-      for (const arch of ['sm_80', 'sm_90'] as const) {
-        const r = assemblePtx([k.text], arch);
-        t.is(r.status, 0, `${k.name} ${arch}: ${r.stderr}`);
-        t.regex(r.stderr, NO_LOCAL_MEMORY, `${k.name} ${arch}: ${r.stderr}`);
+for (const selection of ['dense', { k: 32 }] as const) {
+  const what = selection === 'dense' ? 'dense' : 'MoC K = 32';
+  testsNeeding(ptxasRequirement(ptxas))(`every kernel of the stories260K training graph (${what}) assembles for sm_80 and sm_90 with no local memory`, (t) => {
+    const { m, g, weights } = stories(selection === 'dense' ? 'none' : 'moc-gcp', selection);
+    try {
+      const ex = new CudaTrainingExecutor(g, weights, 32, simTrainDevice(8 << 20));
+      for (const k of ex.kernels) {
+        for (const arch of ['sm_80', 'sm_90'] as const) {
+          const r = assemblePtx([k.text], arch);
+          t.is(r.status, 0, `${k.name} ${arch}: ${r.stderr}`);
+          t.regex(r.stderr, NO_LOCAL_MEMORY, `${k.name} ${arch}: ${r.stderr}`);
+        }
       }
+      t.log(`${ex.kernels.length} kernels`);
+    } finally {
+      m.close();
     }
-    t.log(`${ex.kernels.length} kernels`);
-  } finally {
-    m.close();
-  }
-});
+  });
+}
 
-for (const policy of ['none', 'gcp'] as CheckpointPolicy[]) {
-  testsNeeding(cudaDeviceRequirement())(`GPU: stories260K dense, 5 layers, T = 32, policy ${policy}: loss and every gradient equal the ref executor's`, (t) => {
-    const { m, g, weights } = stories(policy);
+for (const [selection, policy] of [['dense', 'none'], ['dense', 'gcp'], [{ k: 32 }, 'none'], [{ k: 32 }, 'moc-gcp']] as ['dense' | { k: number }, CheckpointPolicy][]) {
+  const what = selection === 'dense' ? 'dense' : `MoC K = ${selection.k}`;
+  testsNeeding(cudaDeviceRequirement())(`GPU: stories260K ${what}, 5 layers, T = 32, policy ${policy}: loss and every gradient equal the ref executor's`, (t) => {
+    const { m, g, weights } = stories(policy, selection);
     try {
       compareWithRef(t, g, weights, batch([20, 12], m.spec.vocabSize, 5), cudaTrainDevice());
     } finally {

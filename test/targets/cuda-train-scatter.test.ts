@@ -9,7 +9,7 @@
 // Tolerance: embedding_grad sums each row's dy in t order in f32 (the ref in float64): within
 // 1e-6·Σ|dy| of the row's terms. Scatters and index casts move values: exact.
 import test from 'ava';
-import { embeddingGradGrids, embeddingGradRows, embeddingGradSlots, embeddingGradSort, EMBEDDING_ROWS_THREADS, EMBEDDING_SORT_THREADS, indexCast, indexCastGrid, mocScatter, SCATTER_THREADS } from '../../targets/cuda/ptx/train-scatter.js';
+import { embeddingGradGrids, embeddingGradRows, embeddingGradSlots, embeddingGradSort, EMBEDDING_ROWS_THREADS, EMBEDDING_SORT_THREADS, indexCast, indexCastGrid, mocScatter, mocScatterGrid, SCATTER_THREADS } from '../../targets/cuda/ptx/train-scatter.js';
 import { pad8 } from '../../targets/cuda/ptx/layout.js';
 import * as ref from '../../targets/ref/train-kernels.js';
 import { freeAll, randomF32, rng } from '../helpers/cuda.js';
@@ -102,7 +102,7 @@ for (const [T, K, F] of [[1, 1, 1], [3, 5, 13], [4, 300, 700]] as [number, numbe
     const idxPadded = new Int32Array(T * pad8(K)).fill(-1); // padding slots are never read as channels
     for (let tt = 0; tt < T; tt++) idxPadded.set(idx.subarray(tt * K, (tt + 1) * K), tt * pad8(K));
     const out = runOn(where, { out: { poison: T * pad8(F) * 4 }, dy: { data: padRows(dy, T, K, NaN) }, idx: { data: idxPadded } },
-      [{ kernel: mocScatter(K, F), grid: [1, T, 1], block: SCATTER_THREADS, args: ['out', 'dy', 'idx'] }]);
+      [{ kernel: mocScatter(K, F), grid: mocScatterGrid(T), block: SCATTER_THREADS, args: ['out', 'dy', 'idx'] }]);
     const raw = floats(out.out!);
     t.deepEqual(Array.from(unpadRows(raw, T, F)), Array.from(ref.mocScatter(dy, idx, K, F)));
     t.is(paddingWritten(raw, T, F), 0, 'padding written');

@@ -130,11 +130,13 @@ export function embeddingGradRows(d: number): Kernel {
 }
 
 export const SCATTER_THREADS = 256;
+/** Grid of mocScatter over T rows: one block a row. */
+export const mocScatterGrid = (T: number): [number, number, number] => [1, T, 1];
 
 /**
  * moc_scatter: out [T, pad8(F)] = 0 except out[t, idx[t, k]] = dy[t, k] (k < K). The indices of a
  * row are distinct (moc_select's top-k), so no two threads write one element. Params out, dy, idx.
- * Grid (1, T, 1), block SCATTER_THREADS: the row's zeros, a barrier, then the kept channels.
+ * Grid mocScatterGrid(T) = (1, T, 1), block SCATTER_THREADS: the row's zeros, a barrier, then the kept channels.
  */
 export function mocScatter(K: number, F: number): Kernel {
   const name = `moc_scatter_k${K}_f${F}`;

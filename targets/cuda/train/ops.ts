@@ -15,10 +15,11 @@ import { ROPE_THREADS } from '../ptx/attention.js';
 import { ceFinalize, ceFinalizeGrid, ceFold, ceGrad, ceRowGrid, LOSS_THREADS } from '../ptx/train-loss.js';
 import { columnSum, columnSumGrid, COLUMN_SUM_THREADS, rmsnormGradGrid, rmsnormGradPartRows, rmsnormGradRows, rmsnormGradThreads, type RmsnormGradSpec } from '../ptx/train-norm.js';
 import { ELEMENTWISE_THREADS, elementwiseGrid, ropeGrad, ropeGradGrid, siluGrad } from '../ptx/train-elementwise.js';
-import { embeddingGradGrids, embeddingGradRows, embeddingGradSlots, embeddingGradSort, EMBEDDING_ROWS_THREADS, EMBEDDING_SORT_THREADS } from '../ptx/train-scatter.js';
+import { embeddingGradGrids, embeddingGradRows, embeddingGradSlots, embeddingGradSort, EMBEDDING_ROWS_THREADS, EMBEDDING_SORT_THREADS, indexCast, indexCastGrid, mocScatter, mocScatterGrid, SCATTER_THREADS } from '../ptx/train-scatter.js';
+import { mocDown, mocGather, mocRowGrid, mocRowsGrad, mocRowsGradGrid, mocRowThreads, mocSelect, mocSelectGrid, mocSelectThreads, mocUp, ROWS_GRAD_PER_THREAD, ROWS_GRAD_THREADS, type MocSelectSpec } from '../ptx/train-moc.js';
 import { binary, embeddingRows, fill, rmsnormRows, rmsnormRowsThreads, ropeForward, silu } from '../ptx/train-forward.js';
 import { matmulGrid, matmulNN, matmulTN, MATMUL_THREADS } from '../ptx/train-matmul.js';
-import { attentionStatsBytes, attentionStopgapDkv, attentionStopgapDq, attentionStopgapForward, attentionStopgapGrid, attentionStopgapThreads, type AttentionShape } from '../ptx/train-attention-stopgap.js';
+import { ATTENTION_THREADS, attentionForward, attentionGradKV, attentionGradQ, attentionKeyGrid, attentionRowGrid, attentionStatsBytes, attentionThreads, type TrainAttentionSpec } from '../ptx/train-attention.js';
 import type { DevPtr, LaunchArg } from './device.js';
 
 /** One kernel launch of a node. */
@@ -95,7 +96,24 @@ const rope = (kernel: typeof ropeForward): TrainOp => ({
   },
 });
 
-const attentionShape = (n: Node): AttentionShape => ({ heads: n.attrs.heads as number, kvHeads: n.attrs.kv_heads as number, hd: n.attrs.head_dim as number });
+const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
+
+/**
+ * The attention kernels' spec. Block threads: a block works through a row's visible keys (at most T)
+ * in tiles of `threads`, so past nextPow2(T) threads would only idle: min(ATTENTION_THREADS,
+ * nextPow2(T)), at least 32 (the interpreter, which runs idle threads too, gains most).
+ */
+const attentionSpec = (n: Node, T: number): TrainAttentionSpec => ({
+  heads: n.attrs.heads as number, kvHeads: n.attrs.kv_heads as number, hd: n.attrs.head_dim as number,
+  threads: Math.min(ATTENTION_THREADS, Math.max(32, nextPow2(T))),
+});
+
+/**
+ * moc_rows_grad's block threads: enough for one tile to hold all T·K index entries
+ * (ROWS_GRAD_PER_THREAD a thread) or one thread a column of d, whichever is more, in 32..ROWS_GRAD_THREADS:
+ * more threads would only idle through the tile's scans.
+ */
+const rowsGradThreads = (entries: number, d: number) => Math.min(ROWS_GRAD_THREADS, Math.max(32, nextPow2(Math.max(Math.ceil(entries / ROWS_GRAD_PER_THREAD), d))));
 
 /** Cross-entropy over the whole vocabulary as one slab (train-loss.ts): fold, then finalize into `loss`. */
 function ceLoss(c: OpContext, loss: DevPtr): Launch[] {
@@ -111,6 +129,20 @@ const ceScratch = (T: number) => align64(T * 12) + 64;
 const align64 = (n: number) => Math.ceil(n / 64) * 64;
 
 const rmsnormGradSpec = (n: Node, d: number): RmsnormGradSpec => ({ d, eps: n.attrs.eps as number });
+
+/** moc_select's spec from its attrs (k, or the a:b pattern) and its input's F channels. */
+const mocSelectSpec = (c: OpContext): MocSelectSpec => {
+  const a = c.node.attrs;
+  return { F: c.inDim(0, 1), sel: a.k !== undefined ? { k: a.k as number } : { a: a.a as number, b: a.b as number } };
+};
+
+/** index_narrow / index_widen: [T, K] indices, i32 ↔ u16 (the u16 form is what a MoC policy saves). */
+const indexCastOp = (dir: 'narrow' | 'widen'): TrainOp => ({
+  launches(c) {
+    const K = c.inDim(0, 1);
+    return [{ kernel: indexCast(dir, K), grid: indexCastGrid(K, c.T), block: SCATTER_THREADS, args: [ptr(c.output(0)), ptr(c.input(0))] }];
+  },
+});
 
 export const TRAIN_OPS: Readonly<Record<string, TrainOp>> = {
   embedding: {
@@ -132,25 +164,73 @@ export const TRAIN_OPS: Readonly<Record<string, TrainOp>> = {
   mul: elementwise((w) => binary('mul', w)),
   silu: elementwise(silu),
   fill_like: elementwise(fill, (c) => [f32(c.node.attrs.value as number)]), // reads no input: only its shape
-  // STOPGAP kernels (train-attention-stopgap.ts) until helper-30's train-attention.ts is merged.
+  // inputs q, k, v, seq (train-attention.ts: one block a (row, head), the span found from seq)
   attention: {
     launches(c) {
-      const s = attentionShape(c.node), T = outRows(c);
-      return [{ kernel: attentionStopgapForward(s), grid: attentionStopgapGrid(T), block: attentionStopgapThreads(s, 'fwd'), args: [ptr(c.output(0)), ...[0, 1, 2, 3].map((i) => ptr(c.input(i))), u32(T)] }];
+      const T = outRows(c), s = attentionSpec(c.node, T);
+      return [{ kernel: attentionForward(s), grid: attentionRowGrid(s, T), block: attentionThreads(s), args: [ptr(c.output(0)), ...[0, 1, 2, 3].map((i) => ptr(c.input(i)))] }];
     },
   },
+  // inputs q, k, v, seq, dy; outputs dq, dk, dv. dq first: it leaves the softmax statistics in the
+  // scratch, which the dk/dv kernel (one block a (key row, kv head), no atomics) reads.
   attention_grad: {
-    scratchBytes: (c) => attentionStatsBytes(attentionShape(c.node), c.T),
+    scratchBytes: (c) => attentionStatsBytes(attentionSpec(c.node, c.T), c.T),
     launches(c) {
-      const s = attentionShape(c.node), T = outRows(c);
-      const [q, k, v, seq, dy] = [0, 1, 2, 3, 4].map((i) => ptr(c.input(i)));
+      const T = outRows(c), s = attentionSpec(c.node, T);
+      const [q, k, v, seq, dy] = [0, 1, 2, 3, 4].map((i) => ptr(c.input(i))) as [LaunchArg, LaunchArg, LaunchArg, LaunchArg, LaunchArg];
       const stats = ptr(c.scratch());
       return [
-        { kernel: attentionStopgapDq(s), grid: attentionStopgapGrid(T), block: attentionStopgapThreads(s, 'dq'), args: [ptr(c.output(0)), stats, q!, k!, v!, seq!, dy!, u32(T)] },
-        { kernel: attentionStopgapDkv(s), grid: attentionStopgapGrid(T), block: attentionStopgapThreads(s, 'dkv'), args: [ptr(c.output(1)), ptr(c.output(2)), stats, q!, k!, v!, seq!, dy!, u32(T)] },
+        { kernel: attentionGradQ(s), grid: attentionRowGrid(s, T), block: attentionThreads(s), args: [ptr(c.output(0)), stats, q, k, v, seq, dy] },
+        { kernel: attentionGradKV(s), grid: attentionKeyGrid(s, T), block: attentionThreads(s), args: [ptr(c.output(1)), ptr(c.output(2)), stats, q, k, v, seq, dy, u32(T)] },
       ];
     },
   },
+  // MoC (train-moc.ts; meanings in src/ir/ops.ts). Both FFN weights are [F, d] in the graph (w_down
+  // is the param flagged `transposed`: its rows are channels), which is the layout the kernels take.
+  moc_select: {
+    launches(c) {
+      const s = mocSelectSpec(c);
+      return [{ kernel: mocSelect(s), grid: mocSelectGrid(s, c.T), block: mocSelectThreads(s), args: [ptr(c.output(0)), ptr(c.input(0))] }];
+    },
+  },
+  // inputs g [T, F], idx [T, K]
+  moc_gather: {
+    launches(c) {
+      const F = c.inDim(0, 1), K = c.inDim(1, 1);
+      return [{ kernel: mocGather(F, K), grid: mocRowGrid(K, c.T), block: mocRowThreads(K), args: [ptr(c.output(0)), ptr(c.input(0)), ptr(c.input(1))] }];
+    },
+  },
+  // inputs x [T, d], w [F, d], idx [T, K] → [T, K] (also d(moc_down)/dz: x = dy, w = w_down)
+  moc_up: {
+    launches(c) {
+      const d = c.inDim(0, 1), K = c.inDim(2, 1);
+      return [{ kernel: mocUp(d, K), grid: mocRowGrid(K, c.T), block: mocRowThreads(K), args: [ptr(c.output(0)), ...[0, 1, 2].map((i) => ptr(c.input(i)))] }];
+    },
+  },
+  // inputs z [T, K], w [F, d], idx [T, K] → [T, d] (also d(moc_up)/dx: z = dy, w = w_up)
+  moc_down: {
+    launches(c) {
+      const d = c.outDim(0, 1), K = c.inDim(0, 1);
+      return [{ kernel: mocDown(d, K), grid: mocRowGrid(d, c.T), block: mocRowThreads(d), args: [ptr(c.output(0)), ...[0, 1, 2].map((i) => ptr(c.input(i)))] }];
+    },
+  },
+  // inputs a [T, K], b [T, d], idx [T, K] → [rows, d]: one block a weight row, no atomics
+  moc_rows_grad: {
+    launches(c) {
+      const K = c.inDim(0, 1), d = c.inDim(1, 1), rows = c.outDim(0, 0);
+      const threads = rowsGradThreads(c.T * K, d);
+      return [{ kernel: mocRowsGrad(d, K, threads), grid: mocRowsGradGrid(rows), block: threads, args: [ptr(c.output(0)), ...[0, 1, 2].map((i) => ptr(c.input(i))), u32(c.T)] }];
+    },
+  },
+  // inputs dy [T, K], idx [T, K] → [T, channels] (moc_gather's gradient)
+  moc_scatter: {
+    launches(c) {
+      const K = c.inDim(0, 1), F = c.outDim(0, 1);
+      return [{ kernel: mocScatter(K, F), grid: mocScatterGrid(c.T), block: SCATTER_THREADS, args: [ptr(c.output(0)), ptr(c.input(0)), ptr(c.input(1))] }];
+    },
+  },
+  index_narrow: indexCastOp('narrow'),
+  index_widen: indexCastOp('widen'),
   cross_entropy: {
     scratchBytes: (c) => ceScratch(c.inDim(0, 0)),
     launches: (c) => ceLoss(c, c.output(0)),
@@ -207,14 +287,10 @@ export const TRAIN_OPS: Readonly<Record<string, TrainOp>> = {
 };
 
 /**
- * Ops of training graphs with no CUDA kernel here yet: the MoC ops (helper-30 is writing their f32
- * kernels, targets/cuda/ptx/train-moc.ts), and the rest of ops-train.ts. Named so the refusal says
- * it is a known gap, not a typo.
+ * Ops of training graphs with no CUDA kernel here yet (distillation's kl_div, and the ops of graphs
+ * other than trainingGraph's LLaMA / MoC ones). Named so the refusal says it is a known gap, not a typo.
  */
-export const NOT_YET_ON_CUDA: ReadonlySet<string> = new Set([
-  'moc_select', 'moc_gather', 'moc_up', 'moc_down', 'moc_rows_grad', 'moc_scatter', 'index_narrow', 'index_widen',
-  'kl_div', 'kl_div_grad', 'sigmoid', 'sigmoid_grad', 'concat', 'split', 'transpose',
-]);
+export const NOT_YET_ON_CUDA: ReadonlySet<string> = new Set(['kl_div', 'kl_div_grad', 'sigmoid', 'sigmoid_grad', 'concat', 'split', 'transpose']);
 
 /** The entry of node n, or an error naming the node. */
 export function trainOpOf(n: Node): TrainOp {
