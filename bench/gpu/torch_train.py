@@ -201,11 +201,20 @@ def main():
 
     rows = []
     for name in names:
-        row = measure(a, name, dtype)
+        oom = False
+        try:
+            row = measure(a, name, dtype)
+        except torch.cuda.OutOfMemoryError:
+            oom = True  # recorded, and the next configuration still runs (cleanup outside the handler)
+        if oom:
+            release(dev)
+            row = {"config": name, "batch": a.batch, "seq": a.seq, "error": "out of memory"}
+            print(f"torch_train: {name}: out of memory at batch {a.batch} x {a.seq}", flush=True)
+        else:
+            print(f"torch_train: {name}: {row['tokensPerS']:.0f} tok/s, losses {[round(l, 4) for l in row['losses']]}", flush=True)
         if a.largest_batch:
             row.update(largest_batch(a, name, dtype))
         rows.append(row)
-        print(f"torch_train: {name}: {row['tokensPerS']:.0f} tok/s, losses {[round(l, 4) for l in row['losses']]}", flush=True)
 
     out = {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu", "torch": torch.__version__,
            "cuda": torch.version.cuda, "transformers": transformers.__version__,
@@ -221,6 +230,9 @@ def main():
           f"{a.dtype}  batch {a.batch} x {a.seq}  K {a.k}")
     print(f"{'config':>16} {'peak GB':>8} {'resv GB':>8} {'tok/s':>9} {'loss first':>10} {'loss last':>10} {'max batch':>9}")
     for r in rows:
+        if "error" in r:
+            print(f"{r['config']:>16} {r['error']} {r.get('largestBatch', '')}")
+            continue
         print(f"{r['config']:>16} {gb(r, 'peakAllocatedBytes'):>8} {gb(r, 'peakReservedBytes'):>8} {r['tokensPerS']:>9.0f} "
               f"{r['losses'][0]:>10.4f} {r['losses'][-1]:>10.4f} {r.get('largestBatch', '-'):>9}")
     print(f"wrote {a.out}")
