@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the GPU machine (no Node there: carry .carry, dist and the addon; see bench/gpu/README.md):
-#   source .carry/setup.sh && bash bench/gpu/run.sh [check|gemm|prefill|prefill-f32|sanitize|ffn|e2e|context|wgsl|wgsl-check|all]
+#   source .carry/setup.sh && bash bench/gpu/run.sh [check|gemm|prefill|prefill-f32|sanitize|ffn|e2e|context|wgsl|wgsl-check|train-torch|train-torch-largest|all]
 # Writes logs and JSON under $OUT (the device tool's output folder) or bench/results/gpu.
 set -u
 what=${1:-all}
@@ -58,6 +58,18 @@ if [[ $what == prefill-f32 ]]; then
   model_1b $model --dtype float32
   torch_ffn
   node dist/bench/gpu/prefill.js --model $model --torch "$out/torch_ffn.json" --peak-tflops 67 --tokens 16,128,512 --out "$out/prefill-f32.json" 2>&1 | tail -8 || status=1
+fi
+if [[ $what == train-torch ]]; then
+  step "train-torch: PyTorch training of the 1B preset, batch 64 x 256, bf16 params + AdamW state: dense eager / torch.compile, MoC / MoC+GCP (K 1024)"
+  model=/tmp/llama-1b
+  model_1b $model
+  python3 bench/gpu/torch_train.py --model $model --batch 64 --seq 256 --steps 5 --warmup 1 --k 1024 --configs dense,compile,moc,moc-gcp --out "$out/torch_train.json" 2>&1 | tail -12 || status=1
+fi
+if [[ $what == train-torch-largest ]]; then
+  step "train-torch-largest: the largest batch x 256 that fits, PyTorch dense eager / torch.compile / MoC+GCP (bisection to a multiple of 8)"
+  model=/tmp/llama-1b
+  model_1b $model
+  python3 bench/gpu/torch_train.py --model $model --batch 64 --seq 256 --steps 1 --warmup 1 --k 1024 --configs dense,compile,moc-gcp --largest-batch --batch-step 8 --out "$out/torch_train_largest.json" 2>&1 | tail -10 || status=1
 fi
 if [[ $what == all || $what == ffn || $what == e2e || $what == context || $what == wgsl ]]; then
   step "torch_ffn: cuBLAS dense FFN under a CUDA graph, copy bandwidth"
