@@ -6,6 +6,7 @@ import type { LoadedModel } from '../driver/load.js';
 import { runTraining } from '../driver/run-training.js';
 import { checkTrainedOutput, writeTrainedPackage } from '../driver/save-trained.js';
 import { plannedPeakBytes, trainerGraph, type Trainer, type TrainConfig } from '../driver/trainer.js';
+import { TRAIN_TARGETS, type GradientTarget } from '../driver/gradient-backend.js';
 import { CHECKPOINT_POLICIES, type CheckpointPolicy } from '../passes/checkpoint.js';
 import type { LossSpec } from '../passes/loss.js';
 import type { TrainingRecord } from '../src/package/manifest.js';
@@ -34,6 +35,7 @@ export interface TrainFlags {
   dtype?: 'f32' | 'f16' | 'bf16';
   force?: boolean;
   tokenizer?: string;
+  target: string;
 }
 
 /** Sizes such as 512MiB, 2GB, 1.5GiB or a plain number of bytes (commander's argument parser: InvalidArgumentError gives its one-line error). */
@@ -72,6 +74,7 @@ export function addTrainOptions(cmd: Command, defaults: { steps: number; lr: num
     .option('--max-memory <size>', 'refuse to start when the planned activation memory of one step is above this (e.g. 2GiB)', parseBytes)
     .addOption(new Option('--dtype <type>', 'stored weight type of the output (default f32, the master weights)').choices(['f32', 'f16', 'bf16']))
     .option('--tokenizer <file>', 'tokenizer to use instead of the one found with the model')
+    .option('--target <name>', `where the loss and gradients are computed: ${[...TRAIN_TARGETS.keys()].join(', ')} (cuda: the f32 CUDA training executor, AdamW on the host); checkpoints resume on either`, 'ref')
     .option('--force', 'replace the output package if it exists');
 }
 
@@ -85,11 +88,13 @@ export function trainConfig(f: TrainFlags, model: LoadedModel, loss: LossSpec): 
 }
 
 /**
- * Builds the training graph (refusing a --ckpt or --trainable that does not fit the model) and refuses a
- * step whose planned activation bytes exceed --max-memory: before any data is read or generated.
+ * Builds the training graph (refusing a --ckpt or --trainable that does not fit the model), refuses a
+ * graph or a machine the --target cannot train on, and a step whose planned activation bytes exceed
+ * --max-memory: before any data is read or generated.
  */
-export function checkTrainingPlan(model: LoadedModel, cfg: TrainConfig, maxMemory: number | undefined): void {
+export function checkTrainingPlan(model: LoadedModel, cfg: TrainConfig, maxMemory: number | undefined, target: GradientTarget): void {
   const graph = trainerGraph(model.graph, cfg);
+  target.check(graph);
   if (maxMemory === undefined) return;
   const planned = plannedPeakBytes(graph, cfg);
   if (planned > maxMemory) {
@@ -129,7 +134,8 @@ export async function trainAndSave(trainer: Trainer, model: LoadedModel, f: Trai
     },
     // after a --resume checkpoint was accepted, so that a refused one gives only its one-line error
     onStart() {
-      process.stderr.write(`training ${model.source}: ${cfg.steps} steps of ${cfg.batch}×${cfg.seq} tokens, ${cfg.loss.kind === 'kl_div' ? `KL to the teacher (τ ${cfg.loss.temperature})` : 'next-token cross-entropy'}, policy ${cfg.policy}, trainable ${cfg.trainable}; planned activations ${formatBytes(trainer.plannedPeakBytes())} per step\n`);
+      const memory = trainer.stepMemory();
+      process.stderr.write(`training ${model.source}: ${cfg.steps} steps of ${cfg.batch}×${cfg.seq} tokens, ${cfg.loss.kind === 'kl_div' ? `KL to the teacher (τ ${cfg.loss.temperature})` : 'next-token cross-entropy'}, policy ${cfg.policy}, trainable ${cfg.trainable}; target ${trainer.target}, ${memory.what} ${formatBytes(memory.bytes)} per step\n`);
       if (f.resume) process.stderr.write(`resumed from ${f.resume} at step ${startStep}\n`);
     },
     onStep(r, ms) {

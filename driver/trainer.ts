@@ -1,5 +1,6 @@
-// Training on the ref target: a model's training graph (driver/training-graph.ts) run step by step
-// over float32 master weights, with AdamW, global-norm clipping and a warm-up + cosine schedule
+// Training: a model's training graph (driver/training-graph.ts) run step by step over float32 master
+// weights, its loss and gradients computed by a gradient backend (driver/gradient-backend.ts: ref or
+// cuda), then on the host with AdamW, global-norm clipping and a warm-up + cosine schedule
 // (src/train/). Deterministic: the same model, data, options and seed give bit-identical weights, and
 // a run restored from a checkpoint (state() → restore()) continues exactly as if never stopped —
 // everything a step depends on is in the state: weights, moments, step, the sampler's generator.
@@ -18,7 +19,7 @@ import { gradOutputs } from '../passes/autodiff.js';
 import type { CheckpointPolicy } from '../passes/checkpoint.js';
 import type { LossSpec } from '../passes/loss.js';
 import { planMemory } from '../passes/memory-plan.js';
-import { runTrainingGraph } from '../targets/ref/train.js';
+import { refGradients, type GradientBackend, type GradientTarget } from './gradient-backend.js';
 import { trainingGraph } from './training-graph.js';
 
 /** Everything that decides a run's result; stored in its checkpoints and compared on resume. */
@@ -69,8 +70,12 @@ export class Trainer {
   private readonly grads: { param: string; output: string }[];
   /** Which FFN channels the model keeps (dense, or K per layer): stored in checkpoints, so a resume with other --k is refused. */
   private readonly moc: ReturnType<typeof mocSummary>;
+  /** Computes each step's loss and gradients; not part of the state, so a checkpoint resumes on any target. */
+  private readonly gradients: GradientBackend;
+  /** The gradient target's name (ref, cuda). */
+  readonly target: string;
 
-  constructor(model: RunnableModel, private readonly data: TokenData, readonly config: TrainConfig, private readonly teacher?: TeacherLogits) {
+  constructor(model: RunnableModel, private readonly data: TokenData, readonly config: TrainConfig, private readonly teacher?: TeacherLogits, target: GradientTarget = refGradients) {
     checkSchedule({ lr: config.lr, minLr: config.minLr, warmup: config.warmup, steps: config.steps });
     checkSeqFitsContext(config.seq, model.spec.maxSeqLen);
     if (config.loss.kind === 'kl_div' && !teacher) throw new Error('a distillation loss needs teacher logits');
@@ -81,6 +86,9 @@ export class Trainer {
     const shapes = new Map(this.graph.params.map((p) => [p.name, p.type.shape as number[]]));
     this.optimizer = new AdamW(this.grads.map(({ param }) => ({ name: param, size: this.weights.get(param)!.length, shape: shapes.get(param)! })), { weightDecay: config.weightDecay });
     this.sampler = new WindowSampler(data, { batch: config.batch, seq: config.seq, seed: config.seed });
+    this.target = target.name;
+    target.check(this.graph);
+    this.gradients = target.create(this.graph);
   }
 
   get step(): number {
@@ -91,6 +99,16 @@ export class Trainer {
     return plannedPeakBytes(this.graph, this.config);
   }
 
+  /** The bytes one step takes on this trainer's target, and what that number is (ref: the planned peak activations; cuda: the executor's arena). */
+  stepMemory(): { bytes: number; what: string } {
+    return this.gradients.stepMemory(this.config.batch * this.config.seq);
+  }
+
+  /** Frees what the target holds (device memory). */
+  dispose(): void {
+    this.gradients.dispose();
+  }
+
   /** One optimizer step on the next batch. */
   trainStep(): StepResult {
     const batch = this.sampler.next();
@@ -99,9 +117,9 @@ export class Trainer {
       [MODEL_INPUTS.tokens]: batch.tokens, [MODEL_INPUTS.pos]: batch.pos, [MODEL_INPUTS.seq]: batch.seq, [TRAIN_INPUTS.targets]: batch.targets,
       ...(this.config.loss.kind === 'kl_div' ? { [TRAIN_INPUTS.teacher]: this.teacher!(batch) } : {}),
     };
-    const run = runTrainingGraph(this.graph, this.weights, inputs, rows);
-    const grads = new Map(this.grads.map(({ param }, i) => [param, run.outputs[i + 1] as Float32Array]));
-    const loss = (run.outputs[0] as Float32Array)[0]!;
+    const outputs = this.gradients.lossAndGrads(this.weights, inputs, rows);
+    const grads = new Map(this.grads.map(({ param }, i) => [param, outputs[i + 1]!]));
+    const loss = outputs[0]![0]!;
     const gradNorm = this.config.clip > 0 ? clipGlobalNorm(grads, this.config.clip) : NaN;
     if (!Number.isFinite(loss) || (this.config.clip > 0 && !Number.isFinite(gradNorm))) {
       throw new UserError(`training diverged at step ${this.stepsDone + 1}: loss ${loss}, gradient norm ${gradNorm} (lower --lr, or keep --clip on)`);

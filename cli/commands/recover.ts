@@ -5,6 +5,7 @@ import { loadModel } from '../../driver/load.js';
 import { teacherText } from '../../driver/teacher-text.js';
 import { checkTrainedOutput } from '../../driver/save-trained.js';
 import { Trainer } from '../../driver/trainer.js';
+import { trainTarget } from '../../driver/gradient-backend.js';
 import { checkSeqFitsContext, DATA_FORMATS, tokenDataFromDocuments, type DataFormat } from '../../src/train/data.js';
 import { UserError } from '../../src/util/errors.js';
 import { dataReader } from '../data-files.js';
@@ -38,12 +39,15 @@ The teacher's text: each sequence is BOS, one token drawn uniformly from the voc
 sampled from the teacher itself (temperature 1) up to --seq + 1 tokens or EOS (as LLM-QAT does). The
 student trains on windows of that text (mixed with --data if given) to match the teacher's next-token
 distribution at every position: loss = τ²·KL(softmax(teacher/τ) ‖ softmax(student/τ)).
+--target cuda computes the student's loss and gradients on the GPU (the teacher's logits and --eval
+stay on the ref target); the KL loss has no CUDA training kernel yet, so it is refused for now.
 
 Example:
   mocc convert fixtures/stories260K/hf -o out/k32 --k 32 --tokenizer fixtures/stories260K/llama2c/tok512.bin
   mocc recover out/k32 --teacher fixtures/stories260K/hf --steps 300 -o out/k32-recovered \\
       --eval fixtures/tinystories/validation-head.txt`);
   return cmd.action(action(async (path: string, o: RecoverFlags) => {
+    const target = trainTarget(o.target); // an unknown --target before any work
     const student = loadModel(path, { selection: selectionFromFlags(o), ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}) });
     let teacher: ReturnType<typeof loadModel> | undefined;
     try {
@@ -54,7 +58,7 @@ Example:
       checkSameVocabulary(student, teacher);
       checkSeqFitsContext(o.seq, teacher.spec.maxSeqLen, "the teacher's");
       const cfg = trainConfig(o, student, { kind: 'kl_div', temperature: o.temperature });
-      checkTrainingPlan(student, cfg, o.maxMemory); // before the teacher writes its text
+      checkTrainingPlan(student, cfg, o.maxMemory, target); // before the teacher writes its text
       const read = dataReader({
         tokenizer: student.tokenizer ?? teacher.tokenizer, vocabSize: student.spec.vocabSize, bosId: student.spec.bosId, ...(o.dataFormat ? { format: o.dataFormat } : {}),
         noTokenizer: `neither ${student.source} nor the teacher has a tokenizer: give --tokenizer FILE, or token ids (.u16/.u32)`,
@@ -72,14 +76,18 @@ Example:
 
       const tw = modelWeights(teacher);
       const t = teacher;
-      const trainer = new Trainer(student, data, cfg, (b) => batchLogits(t, tw, b));
+      const trainer = new Trainer(student, data, cfg, (b) => batchLogits(t, tw, b), target);
       if (heldOut && !o.resume) process.stderr.write(`eval NLL before: ${evaluate(student, heldOut, { seq: o.seq }).nll.toFixed(4)} (teacher ${evaluate(teacher, heldOut, { seq: o.seq }, tw).nll.toFixed(4)})\n`);
-      await trainAndSave(trainer, student, o, {
-        command: 'recover', teacher: { source: teacher.source, sequences: o.sequences },
-        ...(user ? { data: { path: resolve(o.data!), sha256: user.checksum, format: user.format } } : {}),
-      }, [o.teacher, ...teacher.inputs, ...(o.data ? [o.data] : []), ...(o.eval ? [o.eval] : [])], {
-        finalEval: heldOut ? (w) => evaluate(student, heldOut, { seq: o.seq }, w).nll : undefined,
-      });
+      try {
+        await trainAndSave(trainer, student, o, {
+          command: 'recover', teacher: { source: teacher.source, sequences: o.sequences },
+          ...(user ? { data: { path: resolve(o.data!), sha256: user.checksum, format: user.format } } : {}),
+        }, [o.teacher, ...teacher.inputs, ...(o.data ? [o.data] : []), ...(o.eval ? [o.eval] : [])], {
+          finalEval: heldOut ? (w) => evaluate(student, heldOut, { seq: o.seq }, w).nll : undefined,
+        });
+      } finally {
+        trainer.dispose();
+      }
     } finally {
       student.close();
       teacher?.close();

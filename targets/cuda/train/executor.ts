@@ -37,6 +37,11 @@ export interface TrainingStepResult {
   outputs: Float32Array[];
 }
 
+/** The memory plan the executor lays its arena out by, for g at `rows` rows (device bytes: padded rows). */
+export function executorPlan(g: Graph, rows: number): MemoryPlan {
+  return planMemory(g, { T: rows }, deviceBytes);
+}
+
 export class CudaTrainingExecutor {
   readonly plan: MemoryPlan;
   private readonly types = new Map<string, TensorType>();
@@ -59,7 +64,7 @@ export class CudaTrainingExecutor {
     for (const i of g.inputs) this.types.set(i.name, i.type);
     for (const p of g.params) this.types.set(`@${p.name}`, p.type);
     for (const n of g.nodes) for (const o of n.outputs) this.types.set(o.name, o.type);
-    this.plan = planMemory(g, this.dims, deviceBytes);
+    this.plan = executorPlan(g, rows);
     checkArena(this.plan);
 
     for (const p of g.params) this.params.set(p.name, dev.alloc(deviceBytes(p.type, this.dims)));

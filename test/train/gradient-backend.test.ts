@@ -1,0 +1,156 @@
+// The Trainer's gradient backends (driver/gradient-backend.ts): the same Trainer (data order,
+// schedule, clipping, AdamW, checkpoints) over the ref target's runTrainingGraph and over the CUDA
+// training executor, here on the CPU PTX interpreter (test/helpers/train-sim-device.ts), so it runs
+// on any machine. A tiny synthetic LLaMA (1 layer, dim 24, GQA 4:2 heads of 6, FFN 36, vocabulary 40:
+// widths not multiples of 8, so padded rows are exercised), 2 sequences of 4 tokens a step.
+//
+// Tolerance: the two backends compute the same f32 graph (the executor's kernels are checked against
+// runTrainingGraph within 1e-4 of each tensor's scale in test/targets/cuda-train-executor.test.ts; the
+// differences are ~1e-6, f32 sums against the ref's float64 ones). Losses: within 1e-4 relative. Weights
+// after 2 AdamW steps: each tensor's change from its start (w − w0) within 1e-4 relative to that
+// change's largest |entry|, plus a term for AdamW's first steps: its update is lr·m/(√v + ε), about
+// lr·sign(g) for every entry with |g| ≫ ε, so an entry whose gradient is ~0 (below the backends'
+// ~1e-6 difference) can move by up to ±lr on one and not the other. Such entries are counted, and
+// must be few (≤ 1% of a tensor); everything else must agree.
+import test, { type ExecutionContext } from 'ava';
+import { checkpointGraph } from '../../driver/load.js';
+import { cudaGradients, refGradients, trainTarget, type GradientTarget } from '../../driver/gradient-backend.js';
+import { Trainer, type TrainConfig } from '../../driver/trainer.js';
+import type { ModelSpec } from '../../src/import/spec.js';
+import { MemoryTensor } from '../../src/import/tensor.js';
+import type { RunnableModel } from '../../src/model/runnable.js';
+import { tokenDataFromDocuments } from '../../src/train/data.js';
+import { UserError } from '../../src/util/errors.js';
+import { rng } from '../helpers/random.js';
+import { simTrainDevice } from '../helpers/train-sim-device.js';
+
+const SPEC: ModelSpec = {
+  arch: 'llama', dim: 24, nLayers: 1, nHeads: 4, nKvHeads: 2, headDim: 6, dFfn: 36, vocabSize: 40, normEps: 1e-5, maxSeqLen: 64,
+  rope: { theta: 10000, style: 'half' }, tiedEmbeddings: true, bosId: 1, eosId: 2,
+};
+
+const LR = 1e-3;
+const CONFIG: TrainConfig = {
+  steps: 2, batch: 2, seq: 4, lr: LR, minLr: LR / 10, warmup: 0, weightDecay: 0.1, clip: 1, policy: 'none', trainable: 'all', seed: 3,
+  loss: { kind: 'cross_entropy' },
+};
+
+/** The tiny model with random weights: norms near 1, matrices ±0.3. */
+function tinyModel(): RunnableModel {
+  const graph = checkpointGraph(SPEC, () => 'f32', 'dense');
+  const r = rng(7);
+  const weights = new Map(graph.params.map((p) => {
+    const shape = p.type.shape as number[];
+    const n = shape.reduce((a, d) => a * d, 1);
+    const norm = shape.length === 1;
+    return [p.name, new MemoryTensor(p.name, shape, Float32Array.from({ length: n }, () => (norm ? 1 + 0.2 * r() : 0.3 * r())))];
+  }));
+  return { graph, weights, spec: SPEC };
+}
+
+function tinyData() {
+  const r = rng(11);
+  const docs = [17, 9, 23, 12].map((len) => Int32Array.from({ length: len }, (_, i) => (i === 0 ? SPEC.bosId : Math.floor(((r() + 1) / 2) * SPEC.vocabSize) % SPEC.vocabSize)));
+  return tokenDataFromDocuments(docs, 'tiny');
+}
+
+const simCuda = (): GradientTarget => cudaGradients(() => simTrainDevice(16 << 20));
+
+function relClose(t: ExecutionContext, a: number, b: number, what: string): void {
+  t.true(Math.abs(a - b) <= 1e-4 * Math.abs(b), `${what}: ${a} vs ${b}`);
+}
+
+/** Each tensor's change from w0 agrees (see the header), but for at most 1% of entries that moved ≤ 2·lr·steps apart. */
+function sameUpdates(t: ExecutionContext, w0: Map<string, Float32Array>, a: Map<string, Float32Array>, b: Map<string, Float32Array>, steps: number): void {
+  let moved = 0, odds = 0, worst = 0;
+  for (const [name, x0] of w0) {
+    const x = a.get(name)!, y = b.get(name)!;
+    let scale = 0;
+    for (let i = 0; i < x0.length; i++) scale = Math.max(scale, Math.abs(y[i]! - x0[i]!));
+    t.true(scale > 0, `${name}: the ref's update is not zero (the check can fail)`);
+    let odd = 0;
+    for (let i = 0; i < x0.length; i++) {
+      const d = Math.abs(x[i]! - y[i]!);
+      if (d <= 1e-4 * scale) worst = Math.max(worst, d / scale);
+      if (!(d <= 1e-4 * scale)) {
+        odd++;
+        t.true(d <= 2 * LR * steps * 1.01, `${name}[${i}]: ${x[i]} vs ${y[i]} (start ${x0[i]})`);
+      }
+    }
+    t.true(odd <= Math.max(1, x0.length / 100), `${name}: ${odd} of ${x0.length} entries differ`);
+    if (scale > 0) moved++;
+    odds += odd;
+  }
+  t.is(moved, w0.size);
+  t.log(`weight updates: worst agreeing entry ${worst.toExponential(2)} of its tensor's update; ${odds} entries apart by up to 2·lr·steps`);
+}
+
+test('interpreted: 2 steps on the cuda backend (CUDA executor on the PTX interpreter) give the ref backend\'s losses and weights', (t) => {
+  const model = tinyModel(), data = tinyData();
+  const ref = new Trainer(model, data, CONFIG);
+  const cuda = new Trainer(model, data, CONFIG, undefined, simCuda());
+  t.is(ref.target, 'ref');
+  t.is(cuda.target, 'cuda');
+  const w0 = new Map([...ref.weights].map(([k, v]) => [k, v.slice()]));
+  try {
+    for (let s = 0; s < CONFIG.steps; s++) {
+      const a = cuda.trainStep(), b = ref.trainStep();
+      t.is(a.step, b.step);
+      t.is(a.tokens, b.tokens);
+      t.is(a.lr, b.lr);
+      relClose(t, a.loss, b.loss, `step ${b.step} loss`);
+      relClose(t, a.gradNorm, b.gradNorm, `step ${b.step} gradient norm`);
+      t.log(`step ${b.step}: loss ${a.loss} (ref ${b.loss}), |g| ${a.gradNorm} (ref ${b.gradNorm})`);
+    }
+    sameUpdates(t, w0, cuda.weights, ref.weights, CONFIG.steps);
+    const mem = cuda.stepMemory();
+    t.regex(mem.what, /arena/);
+    t.true(mem.bytes > 0);
+    t.is(ref.stepMemory().bytes, ref.plannedPeakBytes(), 'ref: the planned peak activations, as before');
+  } finally {
+    cuda.dispose();
+  }
+});
+
+test('interpreted: a checkpoint (state) made on one backend restores on the other, exactly, and training goes on alike', (t) => {
+  const model = tinyModel(), data = tinyData();
+  const config = { ...CONFIG, steps: 3 };
+  const cuda = new Trainer(model, data, config, undefined, simCuda());
+  const cuda2 = new Trainer(model, data, config, undefined, simCuda());
+  try {
+    cuda.trainStep();
+    const st = cuda.state();
+    // cuda → ref: the ref trainer holds exactly the state; its next step equals the cuda trainer's.
+    const ref = new Trainer(model, data, config);
+    ref.restore(st);
+    t.deepEqual(ref.state(), st, 'restored on ref: the same state, bit for bit');
+    const a = cuda.trainStep(), b = ref.trainStep();
+    t.is(a.step, 2);
+    relClose(t, a.loss, b.loss, 'step 2 loss after a cuda → ref resume');
+    // ref → cuda: a fresh cuda trainer restored from the ref state uploads those weights (setWeights each step).
+    const refState = ref.state();
+    cuda2.restore(refState);
+    t.deepEqual(cuda2.state(), refState, 'restored on cuda: the same state, bit for bit');
+    const c = cuda2.trainStep(), d = ref.trainStep();
+    t.is(c.step, 3);
+    relClose(t, c.loss, d.loss, 'step 3 loss after a ref → cuda resume (the restored weights and data position are the ones used)');
+  } finally {
+    cuda.dispose();
+    cuda2.dispose();
+  }
+});
+
+test('the training targets by name; an unknown one is a UserError naming those there are', (t) => {
+  t.is(trainTarget('ref'), refGradients);
+  t.is(trainTarget('cuda').name, 'cuda');
+  t.throws(() => trainTarget('tpu'), { instanceOf: UserError, message: "unknown target 'tpu' for training; available: ref, cuda" });
+});
+
+test('the cuda backend refuses a training graph with an op it has no kernel for (kl_div), before opening the device', (t) => {
+  let opened = 0;
+  const target = cudaGradients(() => (opened++, simTrainDevice(1 << 20)));
+  const model = tinyModel();
+  const e = t.throws(() => new Trainer(model, tinyData(), { ...CONFIG, loss: { kind: 'kl_div', temperature: 1 } }, () => new Float32Array(0), target), { instanceOf: UserError });
+  t.regex(e!.message, /--target cuda cannot train this model yet: training node %\S+ \(kl_div\) is not yet on cuda/);
+  t.is(opened, 0);
+});
