@@ -8,14 +8,16 @@
 //   relative, as the executor's gradients are (cuda-train-executor.test.ts: f32 both sides, the
 //   kernels' f32 sums and ex2/lg2.approx against the ref's f64 sums, ~1e-6). The weights then
 //   differ by more than the gradients do, by AdamW's nature: its first steps move each weight by about
-//   lr·g/|g|, whatever |g|, so an element whose gradient is tiny moves by up to lr on either side with
-//   a sign set by rounding noise. So the final weights are held to a small fraction of lr per step
-//   in all but a few elements (E2E_TOLERANCE), and every one within 2·lr per step (Adam's bound).
+//   lr·g/|g|, whatever |g|, so an element whose gradient is below the gradients' error (~1e-6 of the
+//   tensor's largest) moves by up to lr on either side with a sign set by rounding noise. So the final
+//   weights are held within 1e-2·Σlr in all but 0.1% of the elements (E2E_TOLERANCE), and every one
+//   within 2·Σlr (Adam's bound). (The tiny model measured: none past 1e-4·Σlr.)
 // - the tight one (a host AdamW + clipGlobalNorm fed the device's own gradients, downloaded after the
 //   step): isolates the optimizer. The host updates in f64 rounded to f32 and sums the norm in f64, the
-//   kernels in f32 throughout (IEEE-rounded, fixed tree): weights within 1e-4·lr (a few f32 ulps of
-//   the update, which is about lr) + 4 ulps of the weight, moments within 1e-5 relative to a
-//   tensor's largest |entry|.
+//   kernels in f32 throughout (IEEE-rounded, fixed tree): after k steps the weights within
+//   k·(1e-4·lr + 2 ulps of the weight) — each step's update (about lr) agrees to a few f32 ulps, and
+//   the f32 roundings of p·keep and p − u may each differ by an ulp of p (measured: ≤ 2.4e-5·lr) —
+//   and the moments within 1e-5 relative to a tensor's largest |entry|.
 // Plus: clipping active (max norm below every step's norm), and state() → load() into a fresh
 // executor + optimizer mid-run continuing bit for bit as the run that never stopped.
 //
@@ -43,8 +45,8 @@ import { simTrainDevice } from '../helpers/train-sim-device.js';
 
 const LRS = [1e-2, 8e-3, 5e-3];
 const WEIGHT_DECAY = 0.1;
-/** Elements of all weights allowed past lr/20 per step from the host's in the end-to-end comparison. */
-const E2E_TOLERANCE = { perStep: 0.05, fraction: 0.01 };
+/** End to end: the fraction of all weights allowed past ofLrSum·Σlr from the host's (see the header). */
+const E2E_TOLERANCE = { ofLrSum: 1e-2, fraction: 1e-3 };
 
 type Batch = Record<string, Int32Array>;
 
@@ -85,8 +87,8 @@ function deviceGrads(g: Graph, ex: CudaTrainingExecutor): Map<string, Float32Arr
 const relClose = (a: number, b: number, rel: number) => Math.abs(a - b) <= rel * Math.max(Math.abs(b), 1e-30);
 const ulp = (x: number) => Math.max(Math.abs(x), 1e-30) * 2 ** -23;
 
-/** Tight: every element within lr·1e-4 + 4 ulps of the want's. */
-function checkWeightsTight(t: ExecutionContext, got: Map<string, Float32Array>, want: Map<string, Float32Array>, lr: number, what: string): void {
+/** Tight, after `steps` steps: every element within steps·(1e-4·lr + 2 ulps) of the want's. */
+function checkWeightsTight(t: ExecutionContext, got: Map<string, Float32Array>, want: Map<string, Float32Array>, lr: number, steps: number, what: string): void {
   let worst = 0;
   for (const [name, w] of want) {
     const a = got.get(name)!;
@@ -94,9 +96,9 @@ function checkWeightsTight(t: ExecutionContext, got: Map<string, Float32Array>, 
     for (let i = 0; i < w.length; i++) {
       const d = Math.abs(a[i]! - w[i]!);
       worst = Math.max(worst, d / lr);
-      if (!(d <= 1e-4 * lr + 4 * ulp(w[i]!))) bad++;
+      if (!(d <= steps * (1e-4 * lr + 2 * ulp(w[i]!)))) bad++;
     }
-    t.is(bad, 0, `${what}: @${name}: ${bad} of ${w.length} elements past 1e-4·lr + 4 ulps`);
+    t.is(bad, 0, `${what}: @${name}: ${bad} of ${w.length} elements past ${steps}·(1e-4·lr + 2 ulps)`);
   }
   t.log(`${what}: worst |Δw| = ${worst.toExponential(2)}·lr`);
 }
@@ -116,7 +118,7 @@ function checkMoments(t: ExecutionContext, got: AdamWState, want: AdamWState): v
   }
 }
 
-/** End-to-end: all within 2·lr per step; all but E2E_TOLERANCE.fraction within perStep·lr per step. */
+/** End to end: all within 2·Σlr; all but E2E_TOLERANCE.fraction within E2E_TOLERANCE.ofLrSum·Σlr. */
 function checkWeightsE2E(t: ExecutionContext, got: Map<string, Float32Array>, want: Map<string, Float32Array>, lrSum: number): void {
   let far = 0, total = 0, worst = 0, beyond = '';
   for (const [name, w] of want) {
@@ -124,14 +126,14 @@ function checkWeightsE2E(t: ExecutionContext, got: Map<string, Float32Array>, wa
     for (let i = 0; i < w.length; i++) {
       const d = Number.isFinite(a[i]!) ? Math.abs(a[i]! - w[i]!) : Infinity;
       worst = Math.max(worst, d / lrSum);
-      if (d > E2E_TOLERANCE.perStep * lrSum) far++;
+      if (d > E2E_TOLERANCE.ofLrSum * lrSum) far++;
       if (!(d <= 2 * lrSum) && !beyond) beyond = `@${name}[${i}]: ${a[i]} against the host's ${w[i]}`;
     }
     total += w.length;
   }
   t.is(beyond, '', 'a weight more than 2·Σlr from the host\'s');
-  t.true(far <= E2E_TOLERANCE.fraction * total, `${far} of ${total} weights past ${E2E_TOLERANCE.perStep}·Σlr from the host's`);
-  t.log(`end to end: ${far} of ${total} weights past ${E2E_TOLERANCE.perStep}·Σlr, worst ${worst.toExponential(2)}·Σlr`);
+  t.true(far <= E2E_TOLERANCE.fraction * total, `${far} of ${total} weights past ${E2E_TOLERANCE.ofLrSum}·Σlr from the host's`);
+  t.log(`end to end: ${far} of ${total} weights past ${E2E_TOLERANCE.ofLrSum}·Σlr, worst ${worst.toExponential(2)}·Σlr`);
 }
 
 interface RunSpec {
@@ -167,7 +169,7 @@ function compareRuns(t: ExecutionContext, s: RunSpec): void {
         t.true(relClose(got.norm, mirrored, 1e-5), `step ${step + 1}: gradient norm against the host's of the same gradients`);
         if (s.clips) t.true(want.norm > s.maxNorm, `step ${step + 1}: the clip is active (norm ${want.norm} > ${s.maxNorm})`);
       } else t.true(Number.isNaN(got.norm), 'no norm without clipping, as the Trainer reports');
-      checkWeightsTight(t, ex.weights(), mirror.weights, lr, `step ${step + 1}, against the host optimizer on the device's gradients`);
+      checkWeightsTight(t, ex.weights(), mirror.weights, lr, step + 1, `step ${step + 1}, against the host optimizer on the device's gradients`);
     });
     checkMoments(t, opt.state(), mirror.adamw.state());
     const lrSum = LRS.slice(0, s.batches.length).reduce((a, b) => a + b, 0);
