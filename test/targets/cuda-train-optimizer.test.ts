@@ -110,7 +110,7 @@ function checkMoments(t: ExecutionContext, got: AdamWState, want: AdamWState): v
     for (const [name, w] of want[which]) {
       const a = got[which].get(name)!;
       t.is(a.length, w.length);
-      const scale = Math.max(1e-30, ...w.map(Math.abs));
+      const scale = w.reduce((a, x) => Math.max(a, Math.abs(x)), 1e-30);
       let worst = 0;
       for (let i = 0; i < w.length; i++) worst = Math.max(worst, Number.isFinite(a[i]!) ? Math.abs(a[i]! - w[i]!) / scale : Infinity);
       t.true(worst <= 1e-5, `${which} of @${name}: max |Δ| / max |want| = ${worst.toExponential(2)}`);
