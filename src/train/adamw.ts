@@ -41,6 +41,54 @@ export interface AdamWState {
 
 export const ADAMW_DEFAULTS = { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 } as const;
 
+/** β1, β2, ε and the weight decay of `opts` (defaults filled in), checked; the CUDA optimizer shares them. */
+export function adamwHyperParams(opts: AdamWOptions = {}): { beta1: number; beta2: number; eps: number; weightDecay: number } {
+  const beta1 = opts.beta1 ?? ADAMW_DEFAULTS.beta1;
+  const beta2 = opts.beta2 ?? ADAMW_DEFAULTS.beta2;
+  const eps = opts.eps ?? ADAMW_DEFAULTS.eps;
+  const weightDecay = opts.weightDecay ?? ADAMW_DEFAULTS.weightDecay;
+  for (const [k, x, lo, hi] of [['beta1', beta1, 0, 1], ['beta2', beta2, 0, 1]] as const) {
+    if (!(x >= lo && x < hi)) throw new Error(`AdamW: ${k} ${x} is outside [${lo}, ${hi})`);
+  }
+  if (!(eps > 0) || !(weightDecay >= 0)) throw new Error(`AdamW: eps must be > 0 and weightDecay ≥ 0`);
+  return { beta1, beta2, eps, weightDecay };
+}
+
+/**
+ * The parameters `params` checked (distinct names, sizes matching shapes), each with whether it takes
+ * weight decay: opts.decay's answer, else whether its shape has ≥ 2 dimensions. The CUDA optimizer
+ * (targets/cuda/train/optimizer.ts) decides by this same function.
+ */
+export function adamwParams(params: readonly AdamWParam[], opts: AdamWOptions = {}): Array<{ name: string; size: number; decays: boolean }> {
+  const seen = new Set<string>();
+  return params.map((p) => {
+    if (seen.has(p.name)) throw new Error(`AdamW: parameter ${p.name} given twice`);
+    seen.add(p.name);
+    if (!Number.isSafeInteger(p.size) || p.size < 0) throw new Error(`AdamW: parameter ${p.name} has size ${p.size}`);
+    if (p.shape && p.shape.reduce((a, b) => a * b, 1) !== p.size) throw new Error(`AdamW: parameter ${p.name} has shape [${p.shape}] but size ${p.size}`);
+    let decays: boolean;
+    if (opts.decay) decays = opts.decay(p.name);
+    else if (p.shape) decays = p.shape.length >= 2;
+    else throw new Error(`AdamW: parameter ${p.name} has no shape, which the default decay rule needs; give its shape or a decay function`);
+    return { name: p.name, size: p.size, decays };
+  });
+}
+
+/**
+ * Checks that `st` holds moments for exactly `params`, of their sizes, and a valid step count; else
+ * throws an Error (a bug: the caller checks a checkpoint against its run before loading it).
+ */
+export function checkAdamWState(st: AdamWState, params: ReadonlyArray<{ name: string; size: number }>): void {
+  if (!Number.isSafeInteger(st.step) || st.step < 0) throw new Error(`AdamW: state step ${st.step} is not an integer ≥ 0`);
+  for (const [which, map] of [['m', st.m], ['v', st.v]] as const) {
+    if (map.size !== params.length) throw new Error(`AdamW: state has ${which} for ${map.size} parameters, the optimizer has ${params.length}`);
+    for (const s of params) {
+      const a = map.get(s.name);
+      if (!a || a.length !== s.size) throw new Error(`AdamW: state ${which} of ${s.name} is ${a ? `of size ${a.length}, not ${s.size}` : 'missing'}`);
+    }
+  }
+}
+
 interface Slot {
   name: string;
   size: number;
@@ -58,26 +106,8 @@ export class AdamW {
   private t = 0;
 
   constructor(params: readonly AdamWParam[], opts: AdamWOptions = {}) {
-    this.beta1 = opts.beta1 ?? ADAMW_DEFAULTS.beta1;
-    this.beta2 = opts.beta2 ?? ADAMW_DEFAULTS.beta2;
-    this.eps = opts.eps ?? ADAMW_DEFAULTS.eps;
-    this.weightDecay = opts.weightDecay ?? ADAMW_DEFAULTS.weightDecay;
-    for (const [k, x, lo, hi] of [['beta1', this.beta1, 0, 1], ['beta2', this.beta2, 0, 1]] as const) {
-      if (!(x >= lo && x < hi)) throw new Error(`AdamW: ${k} ${x} is outside [${lo}, ${hi})`);
-    }
-    if (!(this.eps > 0) || !(this.weightDecay >= 0)) throw new Error(`AdamW: eps must be > 0 and weightDecay ≥ 0`);
-    const seen = new Set<string>();
-    this.slots = params.map((p) => {
-      if (seen.has(p.name)) throw new Error(`AdamW: parameter ${p.name} given twice`);
-      seen.add(p.name);
-      if (!Number.isSafeInteger(p.size) || p.size < 0) throw new Error(`AdamW: parameter ${p.name} has size ${p.size}`);
-      if (p.shape && p.shape.reduce((a, b) => a * b, 1) !== p.size) throw new Error(`AdamW: parameter ${p.name} has shape [${p.shape}] but size ${p.size}`);
-      let decays: boolean;
-      if (opts.decay) decays = opts.decay(p.name);
-      else if (p.shape) decays = p.shape.length >= 2;
-      else throw new Error(`AdamW: parameter ${p.name} has no shape, which the default decay rule needs; give its shape or a decay function`);
-      return { name: p.name, size: p.size, decays, m: new Float32Array(p.size), v: new Float32Array(p.size) };
-    });
+    ({ beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay } = adamwHyperParams(opts));
+    this.slots = adamwParams(params, opts).map(({ name, size, decays }) => ({ name, size, decays, m: new Float32Array(size), v: new Float32Array(size) }));
   }
 
   /** The parameters this optimizer updates, with whether each takes weight decay. */
@@ -141,14 +171,7 @@ export class AdamW {
    * checks a checkpoint against its run, and says so to the user, before loading it).
    */
   load(st: AdamWState): void {
-    if (!Number.isSafeInteger(st.step) || st.step < 0) throw new Error(`AdamW: state step ${st.step} is not an integer ≥ 0`);
-    for (const [which, map] of [['m', st.m], ['v', st.v]] as const) {
-      if (map.size !== this.slots.length) throw new Error(`AdamW: state has ${which} for ${map.size} parameters, the optimizer has ${this.slots.length}`);
-      for (const s of this.slots) {
-        const a = map.get(s.name);
-        if (!a || a.length !== s.size) throw new Error(`AdamW: state ${which} of ${s.name} is ${a ? `of size ${a.length}, not ${s.size}` : 'missing'}`);
-      }
-    }
+    checkAdamWState(st, this.slots);
     this.t = st.step;
     for (const s of this.slots) {
       s.m.set(st.m.get(s.name)!);

@@ -26,10 +26,9 @@ import { loadModel, checkpointGraph } from '../../driver/load.js';
 import { trainingGraph } from '../../driver/training-graph.js';
 import type { CheckpointPolicy } from '../../passes/checkpoint.js';
 import { checkArena, planMemory } from '../../passes/memory-plan.js';
-import type { ModelSpec } from '../../src/import/spec.js';
 import type { Graph } from '../../src/ir/types.js';
 import type { MocSelection } from '../../src/model/selection.js';
-import { MODEL_INPUTS, TRAIN_INPUTS } from '../../src/model/graph-inputs.js';
+import { MODEL_INPUTS } from '../../src/model/graph-inputs.js';
 import { paramF32 } from '../../src/model/runnable.js';
 import { runTrainingGraph } from '../../targets/ref/train.js';
 import { CudaTrainingExecutor } from '../../targets/cuda/train/executor.js';
@@ -37,39 +36,11 @@ import { cudaTrainDevice } from '../../targets/cuda/train/cuda-device.js';
 import type { TrainDevice } from '../../targets/cuda/train/device.js';
 import { deviceBytes } from '../../targets/cuda/train/values.js';
 import { CHECKPOINTS } from '../helpers/fixtures.js';
-import { rng } from '../helpers/random.js';
+import { batch, POISON, randomWeights, TINY } from '../helpers/train-tiny-model.js';
 import { simTrainDevice } from '../helpers/train-sim-device.js';
 import { cudaDeviceRequirement, findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
 import { assemblePtx, NO_LOCAL_MEMORY } from '../helpers/ptxas.js';
 import type { ExecutionContext } from 'ava';
-
-const TINY: ModelSpec = {
-  arch: 'llama', dim: 24, nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: 6, dFfn: 36, vocabSize: 40, normEps: 1e-5, maxSeqLen: 64,
-  rope: { theta: 10000, style: 'half' }, tiedEmbeddings: true, bosId: 1, eosId: 2,
-};
-/** Not a multiple of 4 (f32 GEMM chunks), finite, large: an element no kernel wrote shows up as a wrong value. */
-const POISON = 0x7e967699;
-
-/** Random weights for the params of g: norms near 1, matrices ±0.3 (logits of a few units). */
-function randomWeights(g: Graph, seed: number): Map<string, Float32Array> {
-  const r = rng(seed);
-  return new Map(g.params.map((p) => {
-    const n = p.type.shape.reduce<number>((a, d) => a * (d as number), 1);
-    const norm = p.type.shape.length === 1;
-    return [p.name, Float32Array.from({ length: n }, () => (norm ? 1 + 0.2 * r() : 0.3 * r()))];
-  }));
-}
-
-/** Packed sequences of the given lengths: tokens, positions, sequence ids, next-token targets (−1 at each end). */
-function batch(lengths: number[], vocab: number, seed: number): Record<string, Int32Array> {
-  const r = rng(seed);
-  const tokens: number[] = [], pos: number[] = [], seq: number[] = [], targets: number[] = [];
-  lengths.forEach((len, j) => {
-    const toks = Array.from({ length: len }, () => Math.floor(((r() + 1) / 2) * vocab));
-    toks.forEach((tok, i) => (tokens.push(tok), pos.push(i), seq.push(j), targets.push(i + 1 < len ? toks[i + 1]! : -1)));
-  });
-  return { [MODEL_INPUTS.tokens]: Int32Array.from(tokens), [MODEL_INPUTS.pos]: Int32Array.from(pos), [MODEL_INPUTS.seq]: Int32Array.from(seq), [TRAIN_INPUTS.targets]: Int32Array.from(targets) };
-}
 
 /** Runs g on the device and on the ref target; checks the arena, the loss and every gradient. */
 function compareWithRef(t: ExecutionContext, g: Graph, weights: Map<string, Float32Array>, inputs: Record<string, Int32Array>, dev: TrainDevice): void {

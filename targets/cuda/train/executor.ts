@@ -11,7 +11,9 @@
 // uses only during its own launches.
 //
 // Everything is prepared once: pointers, grids and params of every launch; run() uploads the inputs,
-// issues the launches in order and downloads the loss and the gradients.
+// issues the launches in order and downloads the loss and the gradients. A training step that keeps
+// everything on the device (optimizer.ts) calls launch() instead, which downloads nothing, and reads
+// the loss alone (loss()); the optimizer finds the gradients and the params by paramTensor/valueTensor.
 //
 // Padding: the columns between a row's width and pad8(width) are never written by these kernels,
 // only read by the f32 GEMM (gemm-f32.ts), which multiplies them by the weights' zero padding. So
@@ -24,6 +26,7 @@ import type { Kernel } from '../ptx/dense.js';
 import { ptrAdd, type DevPtr, type TrainDevice } from './device.js';
 import { trainOpOf, type Launch, type OpContext } from './ops.js';
 import { deviceBytes, padRows, rowsAndWidth, unpadRows } from './values.js';
+import { pad8 } from '../ptx/layout.js';
 
 export interface TrainingExecutorOptions {
   /** Rows of the RoPE tables: every position must be below it (default: the row count T). */
@@ -42,6 +45,13 @@ export function executorPlan(g: Graph, rows: number): MemoryPlan {
   return planMemory(g, { T: rows }, deviceBytes);
 }
 
+/** A value's device buffer: `rows` rows of `width` elements at a stride of pad8(width) (values.ts). */
+export interface DeviceTensor {
+  ptr: DevPtr;
+  rows: number;
+  width: number;
+}
+
 export class CudaTrainingExecutor {
   readonly plan: MemoryPlan;
   private readonly types = new Map<string, TensorType>();
@@ -57,7 +67,7 @@ export class CudaTrainingExecutor {
    * Prepares g for `rows` rows (T). `weights` holds every param in its own layout (as
    * runTrainingGraph takes them); they are uploaded once (setWeights re-uploads).
    */
-  constructor(readonly g: Graph, weights: ReadonlyMap<string, Float32Array>, readonly rows: number, private readonly dev: TrainDevice, private readonly opts: TrainingExecutorOptions = {}) {
+  constructor(readonly g: Graph, weights: ReadonlyMap<string, Float32Array>, readonly rows: number, readonly dev: TrainDevice, private readonly opts: TrainingExecutorOptions = {}) {
     const ops = g.nodes.map((n) => trainOpOf(n)); // refuses an op without kernels before anything is allocated
     this.dims = { T: rows };
     this.maxPositions = opts.maxPositions ?? Math.max(1, rows);
@@ -111,6 +121,15 @@ export class CudaTrainingExecutor {
 
   /** One step: inputs by name (i32: tokens, pos, seq, targets) → the loss and the gradients. */
   run(inputs: Readonly<Record<string, Int32Array>>): TrainingStepResult {
+    this.launch(inputs);
+    return { outputs: this.outputs() };
+  }
+
+  /**
+   * One step on the device: uploads the inputs and issues every launch; downloads nothing. The loss
+   * and the gradients are then in the arena (loss(), outputs(), valueTensor) until the next launch.
+   */
+  launch(inputs: Readonly<Record<string, Int32Array>>): void {
     if (this.opts.poison !== undefined) this.dev.fill(this.arena, Math.ceil(this.plan.arenaBytes / 4) * 4, this.opts.poison);
     for (const i of this.g.inputs) {
       const v = inputs[i.name];
@@ -121,12 +140,42 @@ export class CudaTrainingExecutor {
       this.dev.upload(this.valuePtr(i.name), padRows(v, rows, width));
     }
     for (const l of this.launches) this.dev.launch(l.kernel, l.grid, l.block, l.args);
-    return {
-      outputs: this.g.outputs.map((name) => {
-        const [rows, width] = rowsAndWidth(this.types.get(name)!, this.dims);
-        return unpadRows(this.dev.download(this.valuePtr(name), new Float32Array(deviceBytes(this.types.get(name)!, this.dims) / 4)), rows, width);
-      }),
-    };
+  }
+
+  /** The last launch's loss (the graph's first output), downloaded: one f32. */
+  loss(): number {
+    return this.dev.download(this.valuePtr(this.g.outputs[0]!), new Float32Array(1))[0]!;
+  }
+
+  /** The last launch's outputs by position, downloaded, in the host layout: the loss f32[1], then one gradient per trainable param. */
+  outputs(): Float32Array[] {
+    return this.g.outputs.map((name) => this.download(this.valueTensor(name)));
+  }
+
+  /** The device buffer of param `name` (updated in place by an optimizer: setWeights and weights() see it). */
+  paramTensor(name: string): DeviceTensor {
+    const ptr = this.params.get(name), t = this.types.get(`@${name}`);
+    if (ptr === undefined || !t) throw new Error(`training graph ${this.g.name}: no param @${name}`);
+    const [rows, width] = rowsAndWidth(t, this.dims);
+    return { ptr, rows, width };
+  }
+
+  /** The arena buffer of value `name` (a graph output such as a gradient, or an input), f32 or i32. */
+  valueTensor(name: string): DeviceTensor {
+    const t = this.types.get(name);
+    if (!t) throw new Error(`training graph ${this.g.name}: no value %${name}`);
+    const [rows, width] = rowsAndWidth(t, this.dims);
+    return { ptr: this.valuePtr(name), rows, width };
+  }
+
+  /** Every param, downloaded, in its own (host) layout: what setWeights takes. */
+  weights(): Map<string, Float32Array> {
+    return new Map(this.g.params.map((p) => [p.name, this.download(this.paramTensor(p.name))]));
+  }
+
+  /** An f32 device tensor in the host layout (padding dropped). */
+  private download(x: DeviceTensor): Float32Array {
+    return unpadRows(this.dev.download(x.ptr, new Float32Array(x.rows * pad8(x.width))), x.rows, x.width);
   }
 
   /** Frees every device buffer. */
