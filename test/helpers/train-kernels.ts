@@ -1,14 +1,13 @@
 // Running the training kernels' checks (test/targets/cuda-train-*.test.ts) the same way on the CPU
-// (test/helpers/ptx-sim.ts, the generated PTX interpreted) and on a GPU: a case names its buffers
-// (inputs with their bytes, outputs poisoned with NaN words) and its launches once, and runOn
-// returns every buffer's bytes afterwards, wherever it ran.
+// (the generated PTX interpreted) and on a GPU: a case names its buffers (inputs with their bytes,
+// outputs poisoned with NaN) and its launches once, and runOn returns every buffer's bytes
+// afterwards, wherever it ran. The device is train-dev.ts's Dev (over the executor's TrainDevice),
+// so the memory checks and the NaN poison are the ones every training test uses.
 import type { Kernel } from '../../targets/cuda/ptx/dense.js';
-import { ptxModule } from '../../targets/cuda/ptx/builder.js';
 import { pad8 } from '../../targets/cuda/ptx/layout.js';
-import { download, launch, poisoned, upload } from './cuda.js';
-import { PtxSim } from './ptx-sim.js';
+import { gpuDev, simDev, type Ptr } from './train-dev.js';
 
-/** A buffer's start: given bytes, or `bytes` of NaN words (0x7fc00000: an f32 NaN; as u16 pairs, 0xffff-free garbage). */
+/** A buffer's start: given bytes, or `bytes` of NaN (Dev.nan: f32 NaN words 0x7fc00000; as u16 pairs, 0x7fc0 and 0). */
 export type BufInit = { data: ArrayBufferView } | { poison: number };
 
 export interface TrainLaunch {
@@ -21,29 +20,27 @@ export interface TrainLaunch {
 
 const bytesOf = (b: BufInit) => ('data' in b ? b.data.byteLength : b.poison);
 
-/** Runs the launches in order on the sim or the GPU; every buffer's bytes afterwards. */
+/** Runs the launches in order on the sim or the GPU; every buffer's bytes afterwards (the buffers are freed). */
 export function runOn(where: 'sim' | 'gpu', bufs: Record<string, BufInit>, launches: TrainLaunch[]): Record<string, Uint8Array> {
   const names = Object.keys(bufs);
-  if (where === 'sim') {
-    const total = names.reduce((n, k) => n + Math.ceil(Math.max(bytesOf(bufs[k]!), 4) / 256) * 256, 256);
-    const sim = new PtxSim(total + 256);
-    const at = Object.fromEntries(names.map((k) => {
+  // the interpreter's memory: every buffer in its 256-byte-aligned slot after the first 256 bytes
+  const simBytes = names.reduce((n, k) => n + Math.ceil(Math.max(bytesOf(bufs[k]!), 4) / 256) * 256, 512);
+  const dev = where === 'sim' ? simDev(simBytes) : gpuDev();
+  try {
+    const at = new Map<string, Ptr>(names.map((k) => {
       const b = bufs[k]!;
-      return [k, 'data' in b ? sim.uploadBytes(b.data) : sim.alloc(b.poison, NaN)];
+      return [k, 'data' in b ? dev.buf(b.data) : dev.nan(b.poison)];
     }));
-    for (const l of launches) sim.launch(ptxModule([l.kernel.text], 'sm_80'), l.grid, l.block, l.args.map((a) => (typeof a === 'string' ? at[a]!.addr : a)));
-    return Object.fromEntries(names.map((k) => [k, new Uint8Array(sim.mem.buffer, at[k]!.addr, bytesOf(bufs[k]!)).slice()]));
+    const ptr = (name: string) => {
+      const p = at.get(name);
+      if (p === undefined) throw new Error(`runOn: no buffer ${name}`);
+      return { ptr: p };
+    };
+    for (const l of launches) dev.run(l.kernel, l.grid, l.block, l.args.map((a) => (typeof a === 'string' ? ptr(a) : { u32: a })));
+    return Object.fromEntries(names.map((k) => [k, dev.get(at.get(k)!, new Uint8Array(bytesOf(bufs[k]!)))]));
+  } finally {
+    dev.free();
   }
-  const at = Object.fromEntries(names.map((k) => {
-    const b = bufs[k]!;
-    return [k, 'data' in b ? upload(b.data) : poisoned(b.poison)];
-  }));
-  for (const l of launches) if (l.grid.every((g) => g > 0)) launch(l.kernel, l.grid, l.block, l.args.map((a) => (typeof a === 'string' ? at[a]! : a)));
-  return Object.fromEntries(names.map((k) => {
-    const n = bytesOf(bufs[k]!);
-    const out = download(at[k]!, new Float32Array(Math.ceil(Math.max(n, 4) / 4)));
-    return [k, new Uint8Array(out.buffer, 0, n).slice()];
-  }));
 }
 
 export const floats = (b: Uint8Array): Float32Array => new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
