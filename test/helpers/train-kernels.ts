@@ -5,7 +5,10 @@
 // so the memory checks and the NaN poison are the ones every training test uses.
 import type { Kernel } from '../../targets/cuda/ptx/dense.js';
 import { pad8 } from '../../targets/cuda/ptx/layout.js';
+import test, { type ExecutionContext } from 'ava';
 import { gpuDev, simDev, type Ptr } from './train-dev.js';
+import { freeAll } from './cuda.js';
+import { cudaDeviceRequirement, testsNeeding } from './requires.js';
 
 /** A buffer's start: given bytes, or `bytes` of NaN (Dev.nan: f32 NaN words 0x7fc00000; as u16 pairs, 0x7fc0 and 0). */
 export type BufInit = { data: ArrayBufferView } | { poison: number };
@@ -74,4 +77,32 @@ export function mismatches(got: ArrayLike<number>, want: ArrayLike<number>, tol:
     }
   }
   return { bad, first };
+}
+
+/** Where a training-kernel check runs: the PTX interpreter, or the GPU. */
+export type Where = 'sim' | 'gpu';
+
+const cudaTest = testsNeeding(cudaDeviceRequirement());
+
+/** Registers one check twice: interpreted (always) and on the GPU (skipped without one, its buffers freed after). */
+export function simAndGpu(title: string, body: (where: Where) => (t: ExecutionContext) => void): void {
+  test(`${title} (interpreted)`, body('sim'));
+  cudaTest.serial(`${title} (GPU)`, (t) => {
+    t.teardown(freeAll);
+    body('gpu')(t);
+  });
+}
+
+/** Each of T rows: K distinct channels of F in random order (a partial Fisher–Yates shuffle), so kernels cannot rely on ascending indices. */
+export function randomDistinctIdx(T: number, K: number, F: number, r: () => number): Int32Array {
+  const idx = new Int32Array(T * K);
+  for (let tt = 0; tt < T; tt++) {
+    const perm = Int32Array.from({ length: F }, (_, i) => i);
+    for (let k = 0; k < K; k++) {
+      const j = k + Math.floor(((r() + 1) / 2) * (F - k));
+      [perm[k], perm[j]] = [perm[j]!, perm[k]!];
+      idx[tt * K + k] = perm[k]!;
+    }
+  }
+  return idx;
 }

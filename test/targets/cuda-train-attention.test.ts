@@ -18,7 +18,7 @@ import { attentionGrad } from '../../targets/ref/train-kernels.js';
 import { freeAll, randomF32, rng } from '../helpers/cuda.js';
 import { cudaDeviceRequirement, findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
 import { assemblePtx, NO_LOCAL_MEMORY } from '../helpers/ptxas.js';
-import { floats, mismatches, padRows, paddingWritten, runOn, unpadRows } from '../helpers/train-kernels.js';
+import { floats, mismatches, padRows, paddingWritten, runOn, simAndGpu, unpadRows, type Where } from '../helpers/train-kernels.js';
 
 const ptxasTest = testsNeeding(ptxasRequirement(findPtxas()));
 const cudaTest = testsNeeding(cudaDeviceRequirement());
@@ -47,7 +47,6 @@ test('train attention: names, grids, no shuffles or atomics, bad specs refused',
   t.throws(() => attentionForward({ heads: 2, kvHeads: 2, hd: 8, threads: 96 }), { message: /power of two/ });
 });
 
-type Where = 'sim' | 'gpu';
 
 interface Case {
   s: TrainAttentionSpec;
@@ -103,11 +102,7 @@ for (const c of CASES) {
       t.is(paddingWritten(raw, T, w), 0, `${key}: padding written`);
     }
   };
-  test(`${title} (interpreted)`, body('sim'));
-  cudaTest.serial(`${title} (GPU)`, (t) => {
-    t.teardown(freeAll);
-    body('gpu')(t);
-  });
+  simAndGpu(title, body);
 }
 
 // Larger shapes on the GPU only (the interpreter would take minutes): llama-like heads, long sequences.

@@ -17,13 +17,12 @@ import { pad8 } from '../../targets/cuda/ptx/layout.js';
 import * as ref from '../../targets/ref/train-kernels.js';
 import { mul, silu, type RopeParams } from '../../targets/ref/kernels.js';
 import { ropeTableImage } from '../../targets/lowering/rope-table.js';
-import { freeAll, randomF32, rng } from '../helpers/cuda.js';
-import { cudaDeviceRequirement, findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
+import { randomF32, rng } from '../helpers/cuda.js';
+import { findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
 import { assemblePtx, NO_LOCAL_MEMORY } from '../helpers/ptxas.js';
-import { floats, mismatches, padRows, paddingWritten, runOn, unpadRows } from '../helpers/train-kernels.js';
+import { floats, mismatches, padRows, paddingWritten, runOn, simAndGpu, unpadRows, type Where } from '../helpers/train-kernels.js';
 
 const ptxasTest = testsNeeding(ptxasRequirement(findPtxas()));
-const cudaTest = testsNeeding(cudaDeviceRequirement());
 
 ptxasTest('train elementwise kernels assemble for sm_80 and sm_90, no local memory', (t) => {
   const kernels = [siluGrad(300), sigmoidGrad(7), swigluGrad(5464), ropeGrad(32, 64, 'half'), ropeGrad(8, 128, 'interleaved')];
@@ -41,15 +40,6 @@ test('train elementwise kernel text is deterministic and named by its shape', (t
   t.deepEqual(elementwiseGrid(257, 5), [2, 5, 1]);
 });
 
-type Where = 'sim' | 'gpu';
-const both = (title: string, body: (where: Where) => (t: import('ava').ExecutionContext) => void) => {
-  test(`${title} (interpreted)`, body('sim'));
-  cudaTest.serial(`${title} (GPU)`, (t) => {
-    t.teardown(freeAll);
-    body('gpu')(t);
-  });
-};
-
 // [T, width]: one element; under a chunk; a chunk; one past a block; several blocks with a tail
 const SHAPES: [number, number][] = [[1, 1], [3, 7], [2, 8], [5, 257], [4, 600]];
 
@@ -61,7 +51,7 @@ const inputs = (seed: number, n: number) => {
 
 for (const [T, w] of SHAPES) {
   for (const op of ['silu', 'sigmoid'] as const) {
-    both(`${op}_grad T=${T} w=${w} vs ref`, (where) => (t) => {
+    simAndGpu(`${op}_grad T=${T} w=${w} vs ref`, (where) => (t) => {
       const { x, dy } = inputs(T * 1000 + w, T * w);
       const kernel = op === 'silu' ? siluGrad(w) : sigmoidGrad(w);
       const out = runOn(where, { dx: { poison: T * pad8(w) * 4 }, x: { data: padRows(x, T, w) }, dy: { data: padRows(dy, T, w) } },
@@ -73,7 +63,7 @@ for (const [T, w] of SHAPES) {
       t.is(paddingWritten(raw, T, w), 0, 'padding written');
     });
   }
-  both(`swiglu_grad T=${T} w=${w} vs silu_grad(g, dz·u) and dz·silu(g)`, (where) => (t) => {
+  simAndGpu(`swiglu_grad T=${T} w=${w} vs silu_grad(g, dz·u) and dz·silu(g)`, (where) => (t) => {
     const { x: g, dy: dz, u } = inputs(T * 7 + w, T * w);
     const out = runOn(where, { dg: { poison: T * pad8(w) * 4 }, du: { poison: T * pad8(w) * 4 }, g: { data: padRows(g, T, w) }, u: { data: padRows(u, T, w) }, dz: { data: padRows(dz, T, w) } },
       [{ kernel: swigluGrad(w), grid: elementwiseGrid(w, T), block: ELEMENTWISE_THREADS, args: ['dg', 'du', 'g', 'u', 'dz'] }]);
@@ -94,7 +84,7 @@ const ROPES: [number, number, number, 'half' | 'interleaved', boolean][] = [
   [3, 3, 6, 'half', false], [4, 2, 6, 'interleaved', false], [1, 1, 2, 'half', false], [5, 5, 64, 'half', true], [2, 9, 32, 'interleaved', true],
 ];
 for (const [T, heads, hd, style, llama3] of ROPES) {
-  both(`rope_grad ${style} T=${T} heads=${heads} hd=${hd}${llama3 ? ' llama3' : ''} vs ref`, (where) => (t) => {
+  simAndGpu(`rope_grad ${style} T=${T} heads=${heads} hd=${hd}${llama3 ? ' llama3' : ''} vs ref`, (where) => (t) => {
     const r = rng(T * 31 + heads * 7 + hd);
     const w = heads * hd, maxPos = 300;
     const dy = randomF32(T * w, r);

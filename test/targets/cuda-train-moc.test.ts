@@ -17,12 +17,11 @@ import { mocRowsGrad as refRowsGrad } from '../../targets/ref/train-kernels.js';
 import { freeAll, randomF32, rng } from '../helpers/cuda.js';
 import { cudaDeviceRequirement, findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
 import { assemblePtx, NO_LOCAL_MEMORY } from '../helpers/ptxas.js';
-import { floats, mismatches, padRows, paddingWritten, runOn, unpadRows } from '../helpers/train-kernels.js';
+import { floats, mismatches, padRows, paddingWritten, runOn, randomDistinctIdx, simAndGpu, unpadRows, type Where } from '../helpers/train-kernels.js';
 import { mocUp } from '../../targets/cuda/ptx/train-moc.js';
 
 const ptxasTest = testsNeeding(ptxasRequirement(findPtxas()));
 const cudaTest = testsNeeding(cudaDeviceRequirement());
-type Where = 'sim' | 'gpu';
 
 ptxasTest('train MoC kernels assemble for sm_80 and sm_90, no local memory', (t) => {
   const kernels = [mocSelect({ F: 172, sel: { k: 32 } }), mocSelect({ F: 5464, sel: { k: 1366 } }), mocSelect({ F: 5464, sel: { a: 2, b: 8 } }), mocGather(172, 32),
@@ -66,14 +65,6 @@ function gateValues(n: number, r: () => number): Float32Array {
   });
 }
 
-const both = (title: string, body: (where: Where) => (t: import('ava').ExecutionContext) => void) => {
-  test(`${title} (interpreted)`, body('sim'));
-  cudaTest.serial(`${title} (GPU)`, (t) => {
-    t.teardown(freeAll);
-    body('gpu')(t);
-  });
-};
-
 /** Rows of K indices from a padded [T, pad8(K)] i32 buffer. */
 const idxRows = (raw: Uint8Array, T: number, K: number) => {
   const all = new Int32Array(raw.buffer, raw.byteOffset, T * pad8(K));
@@ -84,7 +75,7 @@ const idxRows = (raw: Uint8Array, T: number, K: number) => {
 // with a tail block shorter than a and one longer; F past one block of threads
 const SELECTS: [number, number, MocSelectSpec['sel']][] = [[3, 172, { k: 32 }], [1, 1, { k: 1 }], [2, 13, { k: 13 }], [4, 40, { k: 7 }], [2, 10, { a: 3, b: 4 }], [2, 11, { a: 2, b: 4 }], [1, 1100, { k: 300 }]];
 for (const [T, F, sel] of SELECTS) {
-  both(`moc_select + moc_gather T=${T} F=${F} ${'k' in sel ? `k=${sel.k}` : `${sel.a}:${sel.b}`} vs ref`, (where) => (t) => {
+  simAndGpu(`moc_select + moc_gather T=${T} F=${F} ${'k' in sel ? `k=${sel.k}` : `${sel.a}:${sel.b}`} vs ref`, (where) => (t) => {
     const s = { F, sel }, K = mocSelectedCount(s);
     const g = gateValues(T * F, rng(T * 31 + F));
     const out = runOn(where, { idx: { poison: T * pad8(K) * 4 }, out: { poison: T * pad8(K) * 4 }, g: { data: padRows(g, T, F, NaN) } }, [
@@ -103,7 +94,7 @@ for (const [T, F, sel] of SELECTS) {
 
 // Rows whose K-th largest value is tied between −0 and +0, or between NaN and −∞: the ref compares
 // them equal, so the first in channel order is kept (random rows rarely put the threshold there)
-both('moc_select ties of −0 with +0 and of NaN with −∞ vs ref', (where) => (t) => {
+simAndGpu('moc_select ties of −0 with +0 and of NaN with −∞ vs ref', (where) => (t) => {
   const F = 8, K = 3;
   const g = Float32Array.from([
     -1, 1, 0.5, 0, -0, 0, -2, -0, // keeps 1, 0.5 and channel 3's +0 (the first zero)
@@ -119,19 +110,6 @@ both('moc_select ties of −0 with +0 and of NaN with −∞ vs ref', (where) =>
   t.deepEqual(Array.from(idxRows(out.idx!, T, K)), Array.from(want));
 });
 
-/** Random distinct channels per row (any order: the kernels must not rely on ascending indices). */
-function randomIdx(T: number, K: number, F: number, r: () => number): Int32Array {
-  const idx = new Int32Array(T * K);
-  for (let tt = 0; tt < T; tt++) {
-    const perm = Int32Array.from({ length: F }, (_, i) => i);
-    for (let k = 0; k < K; k++) {
-      const j = k + Math.floor(((r() + 1) / 2) * (F - k));
-      [perm[k], perm[j]] = [perm[j]!, perm[k]!];
-      idx[tt * K + k] = perm[k]!;
-    }
-  }
-  return idx;
-}
 const padIdx = (idx: Int32Array, T: number, K: number) => {
   const out = new Int32Array(T * pad8(K)).fill(-1);
   for (let tt = 0; tt < T; tt++) out.set(idx.subarray(tt * K, (tt + 1) * K), tt * pad8(K));
@@ -144,9 +122,9 @@ const abs = (x: Float32Array) => x.map(Math.abs);
 // (interpreted, moc_rows_grad runs 32 threads a block: d = 130 is then more than one column a thread)
 const PROJECTIONS: [number, number, number, number][] = [[5, 172, 32, 64], [1, 3, 1, 1], [3, 9, 9, 7], [2, 20, 5, 130], [40, 60, 3, 6]];
 for (const [T, F, K, d] of PROJECTIONS) {
-  both(`moc_up, moc_down, moc_rows_grad T=${T} F=${F} K=${K} d=${d} vs ref`, (where) => (t) => {
+  simAndGpu(`moc_up, moc_down, moc_rows_grad T=${T} F=${F} K=${K} d=${d} vs ref`, (where) => (t) => {
     const r = rng(T * 7 + F * 3 + K + d);
-    const x = randomF32(T * d, r), w = randomF32(F * d, r), z = randomF32(T * K, r), idx = randomIdx(T, K, F, r);
+    const x = randomF32(T * d, r), w = randomF32(F * d, r), z = randomF32(T * K, r), idx = randomDistinctIdx(T, K, F, r);
     const NTr = where === 'sim' ? 32 : ROWS_GRAD_THREADS; // (the interpreter runs idle threads too)
     const out = runOn(where, {
       up: { poison: T * pad8(K) * 4 }, down: { poison: T * pad8(d) * 4 }, gw: { poison: F * pad8(d) * 4 },
@@ -173,9 +151,9 @@ for (const [T, F, K, d] of PROJECTIONS) {
 }
 
 // A tile boundary of moc_rows_grad (2048 entries) crossed several times, on the GPU and interpreted
-both('moc_rows_grad T=170 K=13 F=20 d=8 (two tiles) vs ref', (where) => (t) => {
+simAndGpu('moc_rows_grad T=170 K=13 F=20 d=8 (two tiles) vs ref', (where) => (t) => {
   const T = 170, K = 13, F = 20, d = 8, r = rng(4242);
-  const a = randomF32(T * K, r), b = randomF32(T * d, r), idx = randomIdx(T, K, F, r);
+  const a = randomF32(T * K, r), b = randomF32(T * d, r), idx = randomDistinctIdx(T, K, F, r);
   const out = runOn(where, { gw: { poison: F * pad8(d) * 4 }, a: { data: padRows(a, T, K, NaN) }, b: { data: padRows(b, T, d, NaN) }, idx: { data: padIdx(idx, T, K) } },
     [{ kernel: mocRowsGrad(d, K), grid: mocRowsGradGrid(F), block: ROWS_GRAD_THREADS, args: ['gw', 'a', 'b', 'idx', T] }]);
   const mag = refRowsGrad(abs(a), abs(b), idx, K, F);

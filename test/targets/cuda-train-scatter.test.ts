@@ -15,7 +15,7 @@ import * as ref from '../../targets/ref/train-kernels.js';
 import { freeAll, randomF32, rng } from '../helpers/cuda.js';
 import { cudaDeviceRequirement, findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
 import { assemblePtx, NO_LOCAL_MEMORY } from '../helpers/ptxas.js';
-import { floats, mismatches, padRows, paddingWritten, runOn, unpadRows } from '../helpers/train-kernels.js';
+import { floats, mismatches, padRows, paddingWritten, runOn, randomDistinctIdx, simAndGpu, unpadRows, type Where } from '../helpers/train-kernels.js';
 
 const ptxasTest = testsNeeding(ptxasRequirement(findPtxas()));
 const cudaTest = testsNeeding(cudaDeviceRequirement());
@@ -39,15 +39,6 @@ test('embedding_grad: slots, grids and the limits of its keys', (t) => {
   t.notRegex(embeddingGradSort().text + embeddingGradRows(64).text, /atom\.|\bred\./);
 });
 
-type Where = 'sim' | 'gpu';
-const both = (title: string, body: (where: Where) => (t: import('ava').ExecutionContext) => void) => {
-  test(`${title} (interpreted)`, body('sim'));
-  cudaTest.serial(`${title} (GPU)`, (t) => {
-    t.teardown(freeAll);
-    body('gpu')(t);
-  });
-};
-
 function embeddingGradRun(where: Where, T: number, V: number, d: number, seed: number, sortThreads = EMBEDDING_SORT_THREADS) {
   const r = rng(seed);
   const dy = randomF32(T * d, r);
@@ -66,7 +57,7 @@ function embeddingGradRun(where: Where, T: number, V: number, d: number, seed: n
 // d past one block of columns; the default sort block
 const EMBEDDINGS: [number, number, number, number][] = [[1, 1, 1, 32], [5, 3, 7, 32], [37, 50, 13, 64], [100, 20, 300, 32], [33, 9, 8, 1024]];
 for (const [T, V, d, threads] of EMBEDDINGS) {
-  both(`embedding_grad T=${T} V=${V} d=${d} (sort block ${threads}) vs ref`, (where) => (t) => {
+  simAndGpu(`embedding_grad T=${T} V=${V} d=${d} (sort block ${threads}) vs ref`, (where) => (t) => {
     const { dy, tokens, out } = embeddingGradRun(where, T, V, d, T * 17 + V + d, threads);
     const want = ref.embeddingGrad(dy, tokens, V);
     const mag = new Float64Array(V * d);
@@ -86,19 +77,10 @@ cudaTest.serial('embedding_grad T=4000 V=3000 d=2048: two GPU runs give the same
 
 // [T, K, F]: one channel of one; K under a chunk; K and F past a block of threads
 for (const [T, K, F] of [[1, 1, 1], [3, 5, 13], [4, 300, 700]] as [number, number, number][]) {
-  both(`moc_scatter T=${T} K=${K} F=${F} vs ref`, (where) => (t) => {
+  simAndGpu(`moc_scatter T=${T} K=${K} F=${F} vs ref`, (where) => (t) => {
     const r = rng(T * 5 + K + F);
     const dy = randomF32(T * K, r);
-    // each row: K distinct channels of F (a partial Fisher-Yates shuffle)
-    const idx = new Int32Array(T * K);
-    for (let tt = 0; tt < T; tt++) {
-      const perm = Int32Array.from({ length: F }, (_, i) => i);
-      for (let k = 0; k < K; k++) {
-        const j = k + Math.floor(((r() + 1) / 2) * (F - k));
-        [perm[k], perm[j]] = [perm[j]!, perm[k]!];
-        idx[tt * K + k] = perm[k]!;
-      }
-    }
+    const idx = randomDistinctIdx(T, K, F, r); // each row: K distinct channels of F
     const idxPadded = new Int32Array(T * pad8(K)).fill(-1); // padding slots are never read as channels
     for (let tt = 0; tt < T; tt++) idxPadded.set(idx.subarray(tt * K, (tt + 1) * K), tt * pad8(K));
     const out = runOn(where, { out: { poison: T * pad8(F) * 4 }, dy: { data: padRows(dy, T, K, NaN) }, idx: { data: idxPadded } },
@@ -111,7 +93,7 @@ for (const [T, K, F] of [[1, 1, 1], [3, 5, 13], [4, 300, 700]] as [number, numbe
 
 // [T, K]: index_narrow then index_widen round trip, values up to 65535
 for (const [T, K] of [[1, 1], [3, 13], [2, 300]] as [number, number][]) {
-  both(`index_narrow / index_widen T=${T} K=${K} vs ref`, (where) => (t) => {
+  simAndGpu(`index_narrow / index_widen T=${T} K=${K} vs ref`, (where) => (t) => {
     const r = rng(T * 3 + K);
     const idx = Int32Array.from({ length: T * K }, (_, i) => (i === 0 ? 65535 : Math.floor(((r() + 1) / 2) * 65536)));
     const padded = new Int32Array(T * pad8(K)).fill(-7);
