@@ -15,13 +15,12 @@
 // near-tie that the f32 and f64 results fall on opposite sides of), times the steps taken. The norm
 // within 1e-5 relative (f32 sums of squares against f64).
 import test from 'ava';
-import { readFileSync } from 'node:fs';
+import { readAdamWFixture } from '../helpers/adamw-fixture.js';
 import { ADAMW_HYPER, ADAMW_THREADS, adamw, adamwGrid, adamwHyper, type AdamWKernelSpec } from '../../targets/cuda/ptx/train-adamw.js';
 import { clipBlocks, clipPlan, clipScale, CLIP_THREADS, gradSumSquares } from '../../targets/cuda/ptx/train-clip.js';
 import { AdamW, ADAMW_DEFAULTS } from '../../src/train/adamw.js';
 import { clipFactor, globalNorm } from '../../src/train/clip-grad.js';
 import { bf16ToF32, f32ToBf16 } from '../../src/util/dtype.js';
-import { ROOT } from '../helpers/fixtures.js';
 import { rng, randomFrom } from '../helpers/random.js';
 import { assemblePtx, NO_LOCAL_MEMORY } from '../helpers/ptxas.js';
 import { cudaDeviceRequirement, findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
@@ -182,20 +181,8 @@ for (const c of SIM_CLIP) {
 
 // ---- the PyTorch fixture: 12 steps of clip_grad_norm_ + torch.optim.AdamW, through the kernels ----
 
-interface Fixture {
-  settings: { beta1: number; beta2: number; eps: number; weightDecay: number; maxNorm: number; run_steps: number };
-  params: Array<{ name: string; shape: number[]; decays: boolean }>;
-  initial: Record<string, number[]>;
-  grads: Array<Record<string, number[]>>;
-  lrs: number[];
-  norms: number[];
-  final: Record<string, number[]>;
-  exp_avg: Record<string, number[]>;
-  exp_avg_sq: Record<string, number[]>;
-}
-
 function checkTorchFixture(t: import('ava').ExecutionContext, dev: Dev) {
-  const FIX = JSON.parse(readFileSync(`${ROOT}fixtures/train/adamw-reference.json`, 'utf8')) as Fixture;
+  const FIX = readAdamWFixture();
   const s = FIX.settings;
   const ps = FIX.params.map((p) => ({ ...p, n: p.shape.reduce((a, b) => a * b, 1) }));
   const plan = clipPlan(ps.map((p) => p.n));

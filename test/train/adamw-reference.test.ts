@@ -7,25 +7,12 @@
 // absolute on weights of magnitude ≤ 1.5, 4e-9 on moments ≤ 0.02). Elementwise relative error is not
 // used: an element that crossed zero on the way (cancellation) shows tens of ulps of its own tiny size.
 import test from 'ava';
-import { readFileSync } from 'node:fs';
-import { ROOT } from '../helpers/fixtures.js';
+import { readAdamWFixture } from '../helpers/adamw-fixture.js';
 import { AdamW } from '../../src/train/adamw.js';
 import { clipGlobalNorm } from '../../src/train/clip-grad.js';
 import { learningRate, type LrSchedule } from '../../src/train/schedule.js';
 
-interface Fixture {
-  settings: { lr: number; minLr: number; warmup: number; steps: number; run_steps: number; beta1: number; beta2: number; eps: number; weightDecay: number; maxNorm: number };
-  params: Array<{ name: string; shape: number[]; decays: boolean }>;
-  initial: Record<string, number[]>;
-  grads: Array<Record<string, number[]>>;
-  lrs: number[];
-  norms: number[];
-  final: Record<string, number[]>;
-  exp_avg: Record<string, number[]>;
-  exp_avg_sq: Record<string, number[]>;
-  step: number[];
-}
-const FIX = JSON.parse(readFileSync(`${ROOT}fixtures/train/adamw-reference.json`, 'utf8')) as Fixture;
+const FIX = readAdamWFixture();
 const REL = 1e-6;
 
 /** max |ours − torch| / max |torch| over the tensor's elements: ≤ REL passes. */
