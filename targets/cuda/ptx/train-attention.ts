@@ -150,6 +150,23 @@ class Ctx {
   }
 
   /**
+   * A tile's weights times key rows: w (this thread's entry, already 0 where it is masked) goes to
+   * its shared slot wslot of the array wsh, then acc[0] += Σ_j w[j]·m[start + base + j] over the
+   * tile's n-long entries (m a [T, kv] f32 matrix); the barriers on both sides let every thread see
+   * the weights, and the next tile reuse the slot.
+   */
+  accumulateKeyRows(L: ReturnType<Ctx['lanes']>, n: string, base: string, start: string, w: string, wslot: string, wsh: string, m: string, acc: string[][]): void {
+    const { k } = this;
+    k.emit(`st.shared.f32 [${wslot}], ${w}`, 'bar.sync 0');
+    this.accumulate(L, this.tileLen(n, base), [wsh], (jj) => {
+      const row = k.reg('u32', 'row');
+      k.emit(`add.u32 ${row}, ${start}, ${base}`, `add.u32 ${row}, ${row}, ${jj}`);
+      return [k.addr(m, row, this.kvStride * 4)];
+    }, acc);
+    k.emit('bar.sync 0');
+  }
+
+  /**
    * acc[o][m] += w_o[j]·row_o(j)[c[m]] for this thread's tile entries j (part, part + P, … < len):
    * `weights[o]` a shared f32 array of NT, `rowOf(j)` the u64 global addresses of entry j's rows
    * (one per output o). No barrier inside.
@@ -321,13 +338,7 @@ export function attentionForward(s: TrainAttentionSpec): Kernel {
     k.emit(`mov.f32 ${p}, 0f00000000`, `@!${valid} bra ${skip}`);
     k.emit(`mov.f32 ${p}, ${c.expMinus(score(j), m)}`, `add.f32 ${l}, ${l}, ${p}`);
     k.place(skip);
-    k.emit(`st.shared.f32 [${wslot}], ${p}`, 'bar.sync 0');
-    c.accumulate(L, c.tileLen(n, base), [wsh], (jj) => {
-      const row = k.reg('u32', 'row');
-      k.emit(`add.u32 ${row}, ${start}, ${base}`, `add.u32 ${row}, ${row}, ${jj}`);
-      return [k.addr(vg, row, c.kvStride * 4)];
-    }, acc);
-    k.emit('bar.sync 0');
+    c.accumulateKeyRows(L, n, base, start, p, wslot, wsh, vg, acc);
   });
   blockReduceTree(k, l, tid, c.NT, 'add');
   const inv = k.reg('f32', 'inv');
@@ -408,13 +419,7 @@ export function attentionGradQ(s: TrainAttentionSpec): Kernel {
     k.emit(`mul.f32 ${p}, ${c.expMinus(score(row), m)}, ${inv}`);
     k.emit(`sub.f32 ${ds}, ${dyv(row)}, ${D}`, `mul.f32 ${ds}, ${ds}, ${p}`, `mul.f32 ${ds}, ${ds}, ${c.scale}`);
     k.place(skip);
-    k.emit(`st.shared.f32 [${wslot}], ${ds}`, 'bar.sync 0');
-    c.accumulate(L, c.tileLen(n, base), [wsh], (jj) => {
-      const row2 = k.reg('u32', 'row');
-      k.emit(`add.u32 ${row2}, ${start}, ${base}`, `add.u32 ${row2}, ${row2}, ${jj}`);
-      return [k.addr(kg, row2, c.kvStride * 4)];
-    }, acc);
-    k.emit('bar.sync 0');
+    c.accumulateKeyRows(L, n, base, start, ds, wslot, wsh, kg, acc);
   });
   const orow = c.rowAt(dq, t, c.qStride, hcol);
   c.finish(L, acc, null, (_o, col, val, guard) => k.emit(`${guard ? `@${guard} ` : ''}st.global.f32 [${k.addr(orow, col, 4)}], ${val}`));
