@@ -15,7 +15,8 @@
 // merge in the split kernel's last block unless MOCC_CUDA_ATTN_MERGE=0). (Session 12's 'merged reduce'
 // configs, the MoC reduce in up·down's last block, measured 13–19% slower and went with that
 // lowering: NOTES.md, session 13.) MOCC_CUDA_ATTN_EARLY=1 gives every config the split attention's
-// early reads (', early').
+// early reads (', early'); configs 6 and 7 are dense and MoC with early reads, to compare with 0 and 1
+// in one process.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { loadModel } from '../../driver/load.js';
 import { createCudaSession } from '../../targets/cuda/index.js';
@@ -35,18 +36,19 @@ const torch = arg('--torch') ? JSON.parse(readFileSync(arg('--torch')!, 'utf8'))
 const CONTEXTS = (arg('--contexts') ?? '16,512,1024,2048').split(',').map(Number);
 const NEW = Number(arg('--new') ?? 32), RUNS = Number(arg('--runs') ?? 5), K = 1024;
 // [label, selection, cache, baseline: the lowering of before issue 16 (the single-block attention), decode merge (default: the session's)]
-const configs: [string, 'dense' | { k: number }, KvCacheOption, boolean, LowerOptions['decodeMerge']?][] = [
+const configs: [string, 'dense' | { k: number }, KvCacheOption, boolean, LowerOptions['decodeMerge']?, boolean?][] = [
   ['mocc dense', 'dense', 'auto', false], [`mocc MoC K=${K}`, { k: K }, 'auto', false], ['mocc dense, f32 KV cache', 'dense', 'f32', false],
   ['mocc dense, before issue 16 (f32 cache, one block per head)', 'dense', 'f32', true],
   ['mocc dense, combine kernel', 'dense', 'auto', false, 'combine-kernel'],
   [`mocc MoC K=${K}, combine kernel`, { k: K }, 'auto', false, 'combine-kernel'],
+  ['mocc dense, early reads', 'dense', 'auto', false, undefined, true], [`mocc MoC K=${K}, early reads`, { k: K }, 'auto', false, undefined, true],
 ];
 
 const results: Record<string, unknown>[] = [];
 const chosen = arg('--configs')?.split(',').map(Number) ?? configs.map((_, i) => i);
-for (const [label, selection, kvCache, baseline, decodeMerge] of chosen.map((i) => configs[i]!)) {
+for (const [label, selection, kvCache, baseline, decodeMerge, decodeEarly] of chosen.map((i) => configs[i]!)) {
   const m = loadModel(dir, { selection });
-  const s = createCudaSession(m, { kvCache, baseline, ...(decodeMerge ? { decodeMerge } : {}) });
+  const s = createCudaSession(m, { kvCache, baseline, ...(decodeMerge ? { decodeMerge } : {}), ...(decodeEarly ? { decodeEarly } : {}) });
   const launched = (test: (kernel: string) => boolean) => s.m.program.steps.some((st) => st.kind === 'launch' && test(st.kernel));
   const merged = launched((k) => k.startsWith('attention_split_merge_')); // the session default (MOCC_CUDA_ATTN_MERGE=0: not)
   const early = launched((k) => k.startsWith('attention_split') && k.includes('_early_')); // MOCC_CUDA_ATTN_EARLY=1

@@ -79,16 +79,17 @@ export function sessionLowerOptions(o: { baseline?: boolean; warm: boolean; wgmm
 
 /**
  * kvCache: the KV cache's element type (default 'auto'); baseline: see sessionLowerOptions;
- * decodeMerge: LowerOptions' (default: from the environment, optInLowering).
+ * decodeMerge, decodeEarly: LowerOptions' (default: from the environment, optInLowering; a benchmark
+ * sets them to compare lowerings in one process).
  */
-export function createCudaSession(model: RunnableModel, options: { kvCache?: KvCacheOption; baseline?: boolean; decodeMerge?: LowerOptions['decodeMerge'] } = {}): CudaSession {
+export function createCudaSession(model: RunnableModel, options: { kvCache?: KvCacheOption; baseline?: boolean; decodeMerge?: LowerOptions['decodeMerge']; decodeEarly?: boolean } = {}): CudaSession {
   // The MoC up·down kernel's L2 warming pays only while it overlaps Top-K, i.e. with programmatic
   // launch (without, ffn-decode measured 23.4 → 24.6 µs); MOCC_CUDA_WARM=0 turns it off to measure it.
   const warm = programmaticLaunchWanted() && process.env.MOCC_CUDA_WARM !== '0';
   const c = cudaContext();
   const baseline = options.baseline ?? false;
   const wgmma = !baseline && wgmmaWanted(c.device.computeCapability);
-  const optIn: OptInLowering = { ...optInLowering(), ...(options.decodeMerge ? { decodeMerge: options.decodeMerge } : {}) };
+  const optIn: OptInLowering = { ...optInLowering(), ...(options.decodeMerge ? { decodeMerge: options.decodeMerge } : {}), ...(options.decodeEarly !== undefined ? { decodeEarly: options.decodeEarly } : {}) };
   const lower = sessionLowerOptions({ baseline, warm, wgmma, optIn, ...(options.kvCache ? { kvCache: options.kvCache } : {}) });
   return new CudaSession(new CudaModel(c, lowerToCuda(model.graph, model.spec, lower), model));
 }

@@ -9,8 +9,8 @@
 // Outputs are NaN-poisoned where the kernel writes them whole (the bf16 copy, the partials, the
 // clip's result). Tolerances, f32 (every kernel operation is an IEEE-rounded f32 one; the oracle rounds
 // once from f64): m within 2^-21·(|m0| + |g|) and v within 2^-21·(v0 + g²) (a couple of roundings of
-// their inputs' scale), the parameter within 2^-20·|p| + 1e-5·stepSize (its update of at most a few
-// stepSize, a few roundings off); bf16 state: the oracle's state is rounded to bf16 after each step as
+// their inputs' scale), the parameter within 2^-20·|p| + 2^-19·|update| + 1e-5·stepSize (its update,
+// often a few stepSize and sometimes many, a few roundings off); bf16 state: the oracle's state is rounded to bf16 after each step as
 // the kernel's is, and each value may differ by a bf16 ulp more (2^-7 of the value: a rounding tie or a
 // near-tie that the f32 and f64 results fall on opposite sides of), times the steps taken. The norm
 // within 1e-5 relative (f32 sums of squares against f64).
@@ -115,7 +115,11 @@ function checkAdamW(t: import('ava').ExecutionContext, dev: Dev, spec: AdamWKern
     const gs = grads.reduce((s, g) => s + Math.abs(g[i]! * c.clip), 0);
     const tolM = drift * 2 ** -21 * (Math.abs(m0[i]!) + gs) + bf * Math.abs(wantM[i]!);
     const tolV = drift * 2 ** -21 * (v0[i]! + gs * gs) + bf * wantV[i]!;
-    const tolP = drift * (2 ** -20 * Math.abs(wantP[i]!) + 1e-5 * stepSize) + bf * Math.abs(wantP[i]!);
+    // the update's own size too: where √v̂ is far below |m̂| (independent random m0 and v0) the update
+    // is many stepSizes, and its half-dozen f32 roundings are relative to it (an H100 run of the 1B
+    // preset's 11M-element tensor found one element 1.5e-5·stepSize off, update ≫ stepSize)
+    const update = Math.abs(wantP[i]! - p0[i]!);
+    const tolP = drift * (2 ** -20 * Math.abs(wantP[i]!) + 2 ** -19 * update + 1e-5 * stepSize) + bf * Math.abs(wantP[i]!);
     for (const [what, got, w, tol] of [['p', gotP[i]!, wantP[i]!, tolP], ['m', gotM[i]!, wantM[i]!, tolM], ['v', gotV[i]!, wantV[i]!, tolV]] as const) {
       if (!(Math.abs(got - w) <= tol)) {
         bad++;
@@ -213,9 +217,14 @@ test('clip + AdamW kernels, interpreted, 12 steps vs the PyTorch fixture (clip_g
 
 // ---- on the GPU ----
 const cudaTest = testsNeeding(cudaDeviceRequirement());
-const GPU_ADAM: AdamCase[] = [...SIM_ADAM, { n: 2048 * 5461, step: 1, lr: 3e-4, clip: 0.8, seed: 11 }, { n: 2048 + 3, step: 100, lr: 1e-3, clip: 1, seed: 12, steps: 2 }];
+const GPU_ADAM: AdamCase[] = [...SIM_ADAM, { n: 2048 + 3, step: 100, lr: 1e-3, clip: 1, seed: 12, steps: 2 }];
+// One tensor of the 1B preset's size (a 43,690-block grid) for one kernel of each state dtype: the
+// host's inputs and oracle take ~40 s a case (H100 machine, session 14), and every spec's arithmetic
+// is checked on the sizes above.
+const GPU_ADAM_1B: AdamCase = { n: 2048 * 5461, step: 1, lr: 3e-4, clip: 0.8, seed: 11 };
+const SPECS_1B = new Set([SPECS.find((s) => s.state === 'f32' && s.bf16Copy), SPECS.find((s) => s.state === 'bf16')]);
 for (const spec of SPECS) {
-  for (const c of GPU_ADAM) {
+  for (const c of SPECS_1B.has(spec) ? [...GPU_ADAM, GPU_ADAM_1B] : GPU_ADAM) {
     cudaTest.serial(`${adamw(spec).name} on the GPU: n=${c.n} t=${c.step} clip ${c.clip} vs adamw.ts`, (t) => {
       const dev = gpuDev();
       t.teardown(() => dev.free());
