@@ -7,6 +7,8 @@
 // - ref: targets/ref/train.ts runTrainingGraph, exactly as the Trainer always called it (bit for bit).
 // - cuda: targets/cuda/train/ CudaTrainingExecutor, built once for the step's row count (batch·seq)
 //   and given the weights with setWeights before every step (the optimizer stays on the host for now).
+//   Its matmuls are f32, or bf16 on tensor cores with MOCC_CUDA_TRAIN_MATMUL=bf16 (read once, when
+//   the backend is created: targets/cuda/train/ops-bf16.ts trainMatmulFromEnv).
 //
 // TRAIN_TARGETS is the registry of these by name (`--target` of train, recover): code outside picks
 // one here, never with if/else on names.
@@ -18,6 +20,7 @@ import { CudaTrainingExecutor, executorPlan } from '../targets/cuda/train/execut
 import { cudaTrainDevice } from '../targets/cuda/train/cuda-device.js';
 import type { TrainDevice } from '../targets/cuda/train/device.js';
 import { trainOpOf } from '../targets/cuda/train/ops.js';
+import { trainMatmulFromEnv, type TrainMatmul } from '../targets/cuda/train/ops-bf16.js';
 
 /** One batch's graph inputs by name: i32 tokens, positions, sequence ids, targets; f32 teacher logits (kl_div). */
 export type StepInputs = Readonly<Record<string, Int32Array | Float32Array>>;
@@ -51,9 +54,10 @@ export const refGradients: GradientTarget = {
 
 /**
  * The CUDA training executor as a gradient target, over `device` (opened on the first check or
- * create; the CUDA driver's in TRAIN_TARGETS, the PTX interpreter's in tests).
+ * create; the CUDA driver's in TRAIN_TARGETS, the PTX interpreter's in tests). opts.matmul: the
+ * executor's matmul option (default: the environment's, trainMatmulFromEnv).
  */
-export function cudaGradients(device: () => TrainDevice): GradientTarget {
+export function cudaGradients(device: () => TrainDevice, opts: { matmul?: TrainMatmul } = {}): GradientTarget {
   let dev: TrainDevice | undefined;
   const opened = () => (dev ??= device());
   return {
@@ -70,6 +74,7 @@ export function cudaGradients(device: () => TrainDevice): GradientTarget {
     },
     create(graph) {
       let ex: CudaTrainingExecutor | undefined;
+      const matmul = opts.matmul ?? trainMatmulFromEnv();
       return {
         lossAndGrads(weights, inputs, rows) {
           const ints: Record<string, Int32Array> = {};
@@ -79,7 +84,7 @@ export function cudaGradients(device: () => TrainDevice): GradientTarget {
           }
           if (ex && ex.rows !== rows) (ex.dispose(), (ex = undefined));
           if (ex) ex.setWeights(weights);
-          else ex = new CudaTrainingExecutor(graph, weights, rows, opened());
+          else ex = new CudaTrainingExecutor(graph, weights, rows, opened(), { matmul });
           return ex.run(ints).outputs;
         },
         // The executor's one arena (every activation and weight gradient, rows padded to 8): what it allocates.

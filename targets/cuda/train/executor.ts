@@ -16,7 +16,8 @@
 // the loss alone (loss()); the optimizer finds the gradients and the params by paramTensor/valueTensor.
 //
 // Padding: the columns between a row's width and pad8(width) are never written by these kernels,
-// only read by the f32 GEMM (gemm-f32.ts), which multiplies them by the weights' zero padding. So
+// only read by the f32 GEMM (gemm-f32.ts) and the bf16 one (ops-bf16.ts), which multiply them by
+// zeros (the weights' padding, or zero-filled rows). So
 // the arena is zeroed once and afterwards holds finite numbers only (what earlier values left there).
 import type { Graph, Node, TensorType } from '../../../src/ir/types.js';
 import { checkArena, planMemory, type MemoryPlan } from '../../../passes/memory-plan.js';
@@ -25,6 +26,7 @@ import { ropeTableConst, ropeTableImage } from '../../lowering/rope-table.js';
 import type { Kernel } from '../ptx/dense.js';
 import { ptrAdd, type DevPtr, type TrainDevice } from './device.js';
 import { trainOpOf, type Launch, type OpContext } from './ops.js';
+import type { TrainMatmul } from './ops-bf16.js';
 import { deviceBytes, padRows, rowsAndWidth, unpadRows } from './values.js';
 import { pad8 } from '../ptx/layout.js';
 
@@ -33,6 +35,8 @@ export interface TrainingExecutorOptions {
   maxPositions?: number;
   /** A 32-bit word the arena is filled with before each run (tests: a value no kernel writes). */
   poison?: number;
+  /** linear / logits / matmul / matmul_tn in f32 SIMT ('f32', default) or bf16 on tensor cores ('bf16', ops-bf16.ts). */
+  matmul?: TrainMatmul;
 }
 
 export interface TrainingStepResult {
@@ -68,7 +72,7 @@ export class CudaTrainingExecutor {
    * runTrainingGraph takes them); they are uploaded once (setWeights re-uploads).
    */
   constructor(readonly g: Graph, weights: ReadonlyMap<string, Float32Array>, readonly rows: number, readonly dev: TrainDevice, private readonly opts: TrainingExecutorOptions = {}) {
-    const ops = g.nodes.map((n) => trainOpOf(n)); // refuses an op without kernels before anything is allocated
+    const ops = g.nodes.map((n) => trainOpOf(n, opts.matmul)); // refuses an op without kernels before anything is allocated
     this.dims = { T: rows };
     this.maxPositions = opts.maxPositions ?? Math.max(1, rows);
     for (const i of g.inputs) this.types.set(i.name, i.type);

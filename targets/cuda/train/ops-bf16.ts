@@ -1,0 +1,115 @@
+// The CUDA training executor's bf16 tensor-core matmuls (TrainingExecutorOptions.matmul = 'bf16'):
+// the four GEMM ops of a training graph run on gemm.ts's mma.sync m16n8k16 kernel (sm_80, sm_90)
+// instead of the f32 SIMT kernels of ops.ts (gemm-f32.ts, train-matmul.ts). Each node:
+//   1. casts both operands, f32 → bf16 rounded to nearest even (cast.ts castRows: rows of
+//      pad8(width), padding converted too), into the node's scratch;
+//   2. multiplies them with gemm.ts, f32 accumulation, 'store' epilogue (f32) into its output.
+// Operand roles (src/ir/ops-train.ts, targets/ref/eval-node.ts; gemm.ts's header), all direct, none
+// transposed:
+//   linear / logits  y[T, N] = x[T, K]·W[N, K]ᵀ   'xwt': x = x, w = W;  M = T, N = out, K = in
+//   matmul           y[M, N] = a[M, K]·b[K, N]     'xw':  x = a, w = b;  (dx = dy·W: M = T, K = out, N = in)
+//   matmul_tn        y[M, N] = a[K, M]ᵀ·b[K, N]    'xtw': x = a, w = b;  (dW = dyᵀ·x: K = T, M = out, N = in)
+// and gemm.ts's params are y, x, w, M, N, K with grid gemmGrid(spec, M, N).
+//
+// Scratch: the bf16 x copy at offset 0, the w copy at alignUp(x bytes, 256). gemm.ts's cp.async
+// copies 16 bytes from 16-byte aligned addresses: rows of pad8(width) bf16 are 16·k bytes, the
+// scratch buffer is 256-byte aligned (device.ts alloc) and so is the second copy.
+//
+// Padding. gemm.ts multiplies the padding columns of a K-contiguous operand (x of 'xwt' and 'xw',
+// w of 'xwt') into the sum. There they meet zeros: in 'xwt' the weight's padding (params are
+// uploaded with zero padding, values.ts padRows), in 'xw' rows K.. of w, which gemm.ts zero-fills. The
+// activation's padding is whatever finite numbers the arena holds (executor.ts: zeroed once, never
+// written with non-finite values; castRows keeps them finite below bf16's 3.39e38), so · 0 adds 0 —
+// the f32 GEMM's (gemm-f32.ts) same assumption. Padding columns of a [K, ·] operand ('xw' w, 'xtw'
+// both) reach only output rows/columns past M or N, which are never stored.
+//
+// Cost of casting the weights each step (f32 master weights stay the only copy, nothing to keep in
+// sync with the optimizer): every weight matrix is cast twice a step (forward 'xwt', backward 'xw'),
+// 6 bytes of traffic an element each time: for the 1B preset's ~1.1e9 weights ≈ 13 GB a step, ~5 ms
+// at H100 bandwidth against ~6·1.1e9·16384 ≈ 1.1e14 flops of GEMMs (≥ 150 ms): a few percent. The
+// activations' casts are of the same order (each GEMM operand once). The largest scratch is
+// logits' backward: dlogits [T, V] in bf16 (T·pad8(V)·2 bytes, 1 GiB at T = 16384, V = 32000) plus
+// the embedding table or the last hidden state.
+import { castGrid, castRows, CAST_THREADS } from '../ptx/cast.js';
+import { gemm, GEMM_DEFAULT, gemmGrid, gemmThreads, type GemmLayout, type GemmSpec } from '../ptx/gemm.js';
+import { pad8 } from '../ptx/layout.js';
+import type { DevPtr, LaunchArg } from './device.js';
+import type { Launch, OpContext, TrainOp } from './ops.js';
+
+/** How the executor runs linear / logits / matmul / matmul_tn: f32 SIMT (ops.ts) or bf16 tensor cores (here). */
+export type TrainMatmul = 'f32' | 'bf16';
+
+/** The environment switch, read here only: MOCC_CUDA_TRAIN_MATMUL=bf16 (or f32, the default when unset). */
+export function trainMatmulFromEnv(env: NodeJS.ProcessEnv = process.env): TrainMatmul {
+  const v = env.MOCC_CUDA_TRAIN_MATMUL;
+  if (v === undefined || v === '' || v === 'f32') return 'f32';
+  if (v === 'bf16') return 'bf16';
+  throw new Error(`MOCC_CUDA_TRAIN_MATMUL=${v}: expected f32 or bf16`);
+}
+
+/** The 64×64 tile (4 warps of 32×32) for a narrow output; else gemm.ts's 128×128 (8 warps of 64×32), the prefill's. */
+const SMALL_TILE: Omit<GemmSpec, 'dtype'> = { bm: 64, bn: 64, warpsM: 2, warpsN: 2 };
+
+/**
+ * The tile for Y[M, N]: 128×128 when both M and N are at least 128, else 64×64 (a 128-wide tile of an
+ * output 64 wide, stories260K's d, would multiply half zeros). Both tiles are the ones the gemm.ts
+ * GPU tests run in every layout (cuda-gemm.test.ts, cuda-gemm-layouts.test.ts).
+ */
+export const trainGemmSpec = (layout: GemmLayout, M: number, N: number): GemmSpec => ({
+  dtype: 'bf16', ...(M >= 128 && N >= 128 ? GEMM_DEFAULT : SMALL_TILE), ...(layout !== 'xwt' ? { layout } : {}),
+});
+
+/** Byte offset of the second bf16 copy in the scratch (the first copy's bytes, rounded up). */
+const SCRATCH_ALIGN = 256;
+const alignUp = (n: number) => Math.ceil(n / SCRATCH_ALIGN) * SCRATCH_ALIGN;
+
+/** A GEMM operand as stored: input `input` of the node, `rows` rows of `width` (f32, then its bf16 copy). */
+interface Operand { input: number; rows: number; width: number }
+/** One node's GEMM in gemm.ts's terms. */
+export interface TrainGemm { layout: GemmLayout; x: Operand; w: Operand; M: number; N: number; K: number }
+
+const bf16Bytes = (o: Operand) => o.rows * pad8(o.width) * 2;
+
+/** The GEMM of a matmul-family node (header: operand roles). */
+function gemmOf(c: OpContext, layout: GemmLayout): TrainGemm {
+  const a = { rows: c.inDim(0, 0), width: c.inDim(0, 1) }, b = { rows: c.inDim(1, 0), width: c.inDim(1, 1) };
+  const x = { input: 0, ...a }, w = { input: 1, ...b };
+  if (layout === 'xwt') return { layout, x, w, M: a.rows, N: b.rows, K: a.width }; // x [M, K], W [N, K]
+  if (layout === 'xw') return { layout, x, w, M: a.rows, N: b.width, K: a.width }; // x [M, K], w [K, N]
+  return { layout, x, w, M: a.width, N: b.width, K: a.rows }; // x [K, M], w [K, N]
+}
+
+/** Scratch of a node: both bf16 copies. */
+export const trainGemmScratchBytes = (g: TrainGemm): number => alignUp(bf16Bytes(g.x)) + bf16Bytes(g.w);
+
+const ptr = (p: DevPtr): LaunchArg => ({ ptr: p });
+const u32 = (v: number): LaunchArg => ({ u32: v });
+
+function bf16Gemm(layout: GemmLayout): TrainOp {
+  return {
+    scratchBytes: (c) => trainGemmScratchBytes(gemmOf(c, layout)),
+    launches(c): Launch[] {
+      const g = gemmOf(c, layout), s = trainGemmSpec(layout, g.M, g.N);
+      const xh = c.scratch(0), wh = c.scratch(alignUp(bf16Bytes(g.x)));
+      const cast = (o: Operand, to: DevPtr): Launch => ({
+        kernel: castRows('bf16', o.width), grid: [castGrid(o.width), o.rows, 1], block: CAST_THREADS, args: [ptr(to), ptr(c.input(o.input))],
+      });
+      // castRows' grid y is the row count: at most 65535 (T, or a weight's rows: the 1B preset's 32000)
+      for (const o of [g.x, g.w]) if (o.rows > 65535) throw new Error(`bf16 matmul of %${c.node.outputs[0]!.name}: ${o.rows} operand rows, more than castRows' grid takes (65535)`);
+      return [
+        cast(g.x, xh),
+        cast(g.w, wh),
+        { kernel: gemm(s), grid: gemmGrid(s, g.M, g.N), block: gemmThreads(s), args: [ptr(c.output(0)), ptr(xh), ptr(wh), u32(g.M), u32(g.N), u32(g.K)] },
+      ];
+    },
+  };
+}
+
+/** The bf16 entries, replacing ops.ts's for these ops when the executor's matmul option is 'bf16'. */
+export const BF16_MATMUL_OPS: Readonly<Record<string, TrainOp>> = {
+  linear: bf16Gemm('xwt'),
+  logits: bf16Gemm('xwt'),
+  matmul: bf16Gemm('xw'),
+  matmul_tn: bf16Gemm('xtw'),
+};
+
