@@ -49,6 +49,15 @@ export function executorPlan(g: Graph, rows: number): MemoryPlan {
   return planMemory(g, { T: rows }, deviceBytes);
 }
 
+/**
+ * Device bytes of a param: f32 master weights whatever the checkpoint's dtype (a bf16 checkpoint's
+ * params are typed bf16 in the graph; training holds, uploads and updates them as f32, as the ref
+ * target does).
+ */
+export function paramDeviceBytes(type: TensorType, dims: Record<string, number>): number {
+  return deviceBytes({ ...type, dtype: 'f32' }, dims);
+}
+
 /** A value's device buffer: `rows` rows of `width` elements at a stride of pad8(width) (values.ts). */
 export interface DeviceTensor {
   ptr: DevPtr;
@@ -63,6 +72,8 @@ export class CudaTrainingExecutor {
   private readonly tables = new Map<string, DevPtr>();
   private readonly arena: DevPtr;
   private readonly scratch: DevPtr;
+  /** Bytes of the one scratch buffer: the largest node's scratch (ops.ts scratchBytes). */
+  readonly scratchBytes: number;
   private readonly launches: Launch[];
   private readonly dims: Record<string, number>;
   private readonly maxPositions: number;
@@ -81,7 +92,7 @@ export class CudaTrainingExecutor {
     this.plan = executorPlan(g, rows);
     checkArena(this.plan);
 
-    for (const p of g.params) this.params.set(p.name, dev.alloc(deviceBytes(p.type, this.dims)));
+    for (const p of g.params) this.params.set(p.name, dev.alloc(paramDeviceBytes(p.type, this.dims)));
     this.setWeights(weights);
     for (const n of g.nodes) {
       if (n.op !== 'rope' && n.op !== 'rope_grad') continue;
@@ -97,8 +108,8 @@ export class CudaTrainingExecutor {
 
     let scratch: DevPtr | undefined;
     const contexts = g.nodes.map((n) => this.context(n, () => scratch!));
-    const scratchBytes = Math.max(4, ...g.nodes.map((_, i) => ops[i]!.scratchBytes?.(contexts[i]!) ?? 0));
-    this.scratch = scratch = dev.alloc(scratchBytes);
+    this.scratchBytes = Math.max(4, ...g.nodes.map((_, i) => ops[i]!.scratchBytes?.(contexts[i]!) ?? 0));
+    this.scratch = scratch = dev.alloc(this.scratchBytes);
     this.launches = g.nodes.flatMap((_, i) => ops[i]!.launches(contexts[i]!));
   }
 

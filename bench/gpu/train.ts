@@ -1,0 +1,140 @@
+// bench train: mocc's training step of the 1B preset (make_llama_1b.py) on the GPU — the CUDA training
+// executor (targets/cuda/train/executor.ts: the training graph run in ONE arena from the memory plan)
+// and the device optimizer (optimizer.ts: clip + AdamW, f32 master weights and moments) — for the
+// configurations issue 18 compares with PyTorch (bench/gpu/torch_train.py): dense and MoC K, each under
+// a checkpoint policy. Per configuration:
+//   memory  planned: the executor's arena (passes/memory-plan.ts in device bytes) + the params + the
+//           optimizer's m and v, all known before anything is allocated, + the executor's one scratch
+//           buffer (the largest node's, computed from the graph at build); allocated: the bytes the
+//           executor and the optimizer asked the device for (a counting wrapper, so the rest — scratch,
+//           RoPE tables, clip partials — is visible as the difference); measured: the driver's free
+//           memory before building minus its lowest value seen (after building, after each step: the
+//           high-water mark, since nothing is allocated during a step). Issue 18: measured within 5%
+//           of planned.
+//   speed   tokens/s over --steps timed steps after --warmup ones (a step: launch the graph, read the
+//           loss, clip, AdamW; the loss read synchronizes), on random tokens (WindowSampler over one
+//           random document, the same batches for every configuration).
+// Usage: node dist/bench/gpu/train.js --model DIR --out FILE [--batch 64] [--seq 256] [--steps 3]
+//        [--warmup 1] [--k 1024] [--configs dense:gcp,moc:moc-gcp,...] [--lr 1e-4] [--matmul f32|bf16]
+// --matmul: the executor's GEMMs (TrainingExecutorOptions.matmul): f32 SIMT, or bf16 tensor cores.
+// A configuration that does not fit is reported (the driver's out-of-memory error) and the next runs.
+import { writeFileSync } from 'node:fs';
+import { loadModel } from '../../driver/load.js';
+import { modelWeights } from '../../driver/evaluate.js';
+import { trainingGraph } from '../../driver/training-graph.js';
+
+import { MODEL_INPUTS, TRAIN_INPUTS } from '../../src/model/graph-inputs.js';
+import { tokenDataFromDocuments, WindowSampler } from '../../src/train/data.js';
+import type { CheckpointPolicy } from '../../passes/checkpoint.js';
+import { gradOutputs } from '../../passes/autodiff.js';
+import { CudaTrainingExecutor, executorPlan, paramDeviceBytes } from '../../targets/cuda/train/executor.js';
+import { CudaOptimizer } from '../../targets/cuda/train/optimizer.js';
+import { cudaTrainDevice } from '../../targets/cuda/train/cuda-device.js';
+import type { TrainDevice } from '../../targets/cuda/train/device.js';
+import { cudaContext } from '../../targets/cuda/index.js';
+import type { TrainMatmul } from '../../targets/cuda/train/ops-bf16.js';
+
+const arg = (name: string) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : undefined; };
+const dir = arg('--model'), outPath = arg('--out');
+if (!dir || !outPath) {
+  console.error('train: --model DIR and --out FILE are required');
+  process.exit(1);
+}
+const BATCH = Number(arg('--batch') ?? 64), SEQ = Number(arg('--seq') ?? 256), STEPS = Number(arg('--steps') ?? 3), WARMUP = Number(arg('--warmup') ?? 1);
+const K = Number(arg('--k') ?? 1024), LR = Number(arg('--lr') ?? 1e-4);
+const MATMUL = (arg('--matmul') ?? 'f32') as TrainMatmul;
+if (MATMUL !== 'f32' && MATMUL !== 'bf16') throw new Error(`train: --matmul ${MATMUL} is not f32 or bf16`);
+const configs = (arg('--configs') ?? 'dense:gcp,moc:moc-gcp').split(',').map((c) => {
+  const [ffn, policy] = c.split(':') as ['dense' | 'moc', CheckpointPolicy];
+  if ((ffn !== 'dense' && ffn !== 'moc') || !policy) throw new Error(`train: config '${c}' is not dense:POLICY or moc:POLICY`);
+  return { ffn, policy };
+});
+const GiB = 2 ** 30, rows = BATCH * SEQ;
+const cuda = cudaContext();
+const free = () => cuda.memGetInfo().free;
+
+/** The device, counting what is allocated (and freed) through it. */
+function counting(dev: TrainDevice) {
+  const sizes = new Map<unknown, number>();
+  let live = 0;
+  const d: TrainDevice = {
+    upload: (dst, data) => dev.upload(dst, data),
+    download: (src, out) => dev.download(src, out),
+    fill: (dst, bytes, word) => dev.fill(dst, bytes, word),
+    launch: (k, grid, block, args) => dev.launch(k, grid, block, args),
+    alloc(bytes) {
+      const p = dev.alloc(bytes);
+      sizes.set(p, bytes);
+      live += bytes;
+      return p;
+    },
+    free(p) {
+      live -= sizes.get(p) ?? 0;
+      sizes.delete(p);
+      dev.free(p);
+    },
+  };
+  return { dev: d, live: () => live, freeAll: () => [...sizes.keys()].forEach((p) => d.free(p as never)) };
+}
+
+// one random document long enough for every window; the same batches for every configuration
+const vocab = 32000;
+let seed = 12345;
+const doc = Int32Array.from({ length: rows * (WARMUP + STEPS + 1) + 1 }, () => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) % vocab);
+const data = tokenDataFromDocuments([doc]);
+
+const results: Record<string, unknown>[] = [];
+for (const { ffn, policy } of configs) {
+  const label = `mocc ${ffn === 'dense' ? 'dense' : `MoC K=${K}`} ${policy}${MATMUL === 'bf16' ? ', bf16 matmuls' : ''}`;
+  const m = loadModel(dir, { selection: ffn === 'dense' ? 'dense' : { k: K } });
+  const g = trainingGraph(m.graph, { loss: { kind: 'cross_entropy' }, policy });
+  const weights = modelWeights(m);
+  const plan = executorPlan(g, rows);
+  const paramBytes = g.params.reduce((s, p) => s + paramDeviceBytes(p.type, { T: rows }), 0);
+  const trainable = new Set(gradOutputs(g).map(({ param }) => param));
+  const momentBytes = 2 * g.params.filter((p) => trainable.has(p.name)).reduce((s, p) => s + paramDeviceBytes(p.type, { T: rows }), 0);
+  let planned = plan.arenaBytes + paramBytes + momentBytes;
+  const c = counting(cudaTrainDevice());
+  const free0 = free();
+  let minFree = free0;
+  const r: Record<string, unknown> = { label, ffn, policy, k: ffn === 'moc' ? K : null, matmul: MATMUL, batch: BATCH, seq: SEQ, rows, arenaBytes: plan.arenaBytes, paramBytes, momentBytes, plannedBytes: planned };
+  try {
+    const t0 = performance.now();
+    const ex = new CudaTrainingExecutor(g, weights, rows, c.dev, { matmul: MATMUL });
+    const opt = new CudaOptimizer(ex, { maxNorm: 1, weightDecay: 0.1 });
+    planned += ex.scratchBytes;
+    Object.assign(r, { scratchBytes: ex.scratchBytes, plannedBytes: planned });
+    minFree = Math.min(minFree, free());
+    r.buildSeconds = (performance.now() - t0) / 1000;
+    const sampler = new WindowSampler(data, { batch: BATCH, seq: SEQ, seed: 1 });
+    const step = () => {
+      const b = sampler.next();
+      ex.launch({ [MODEL_INPUTS.tokens]: b.tokens, [MODEL_INPUTS.pos]: b.pos, [MODEL_INPUTS.seq]: b.seq, [TRAIN_INPUTS.targets]: b.targets });
+      const loss = ex.loss();
+      const norm = opt.step(LR);
+      minFree = Math.min(minFree, free());
+      return { loss, norm };
+    };
+    const warm = Array.from({ length: WARMUP }, step);
+    const t = performance.now();
+    const timed = Array.from({ length: STEPS }, step);
+    const seconds = (performance.now() - t) / 1000;
+    const measured = free0 - minFree;
+    Object.assign(r, {
+      allocatedBytes: c.live(), measuredPeakBytes: measured, measuredOverPlanned: measured / planned,
+      stepSeconds: seconds / STEPS, tokensPerSecond: (rows * STEPS) / seconds, losses: [...warm, ...timed].map((s) => s.loss), gradNorms: [...warm, ...timed].map((s) => s.norm),
+    });
+    console.log(`  ${label.padEnd(28)} planned ${(planned / GiB).toFixed(2)} GiB (arena ${(plan.arenaBytes / GiB).toFixed(2)}), allocated ${(c.live() / GiB).toFixed(2)}, measured peak ${(measured / GiB).toFixed(2)} (${((100 * measured) / planned).toFixed(1)}% of planned); ${(seconds / STEPS).toFixed(3)} s a step, ${((rows * STEPS) / seconds).toFixed(0)} tok/s; losses ${(r.losses as number[]).map((l) => l.toFixed(3)).join(' ')}`);
+    ex.dispose();
+  } catch (e) {
+    r.error = (e as Error).message;
+    console.log(`  ${label.padEnd(28)} planned ${(planned / GiB).toFixed(2)} GiB (without scratch if the build failed): ${r.error}`);
+  } finally {
+    c.freeAll();
+    m.close?.();
+  }
+  results.push(r);
+}
+const device = cuda.device.name;
+writeFileSync(outPath, JSON.stringify({ bench: 'train', device, batch: BATCH, seq: SEQ, steps: STEPS, warmup: WARMUP, lr: LR, results }, null, 2));
+console.log(`train on ${device}: 1B preset, ${BATCH} x ${SEQ} tokens a step -> ${outPath}`);
