@@ -16,14 +16,14 @@ import type { Graph } from '../src/ir/types.js';
 import { UserError } from '../src/util/errors.js';
 import { planMemory } from '../passes/memory-plan.js';
 import { runTrainingGraph } from '../targets/ref/train.js';
-import { CudaTrainingExecutor, executorPlan } from '../targets/cuda/train/executor.js';
+import { CudaTrainingExecutor, executorPlan, type StepValues } from '../targets/cuda/train/executor.js';
 import { cudaTrainDevice } from '../targets/cuda/train/cuda-device.js';
 import type { TrainDevice } from '../targets/cuda/train/device.js';
 import { trainOpOf } from '../targets/cuda/train/ops.js';
 import { trainMatmulFromEnv, type TrainMatmul } from '../targets/cuda/train/ops-bf16.js';
 
 /** One batch's graph inputs by name: i32 tokens, positions, sequence ids, targets; f32 teacher logits (kl_div). */
-export type StepInputs = Readonly<Record<string, Int32Array | Float32Array>>;
+export type StepInputs = StepValues;
 
 export interface GradientBackend {
   /** The graph's outputs for these weights and inputs: loss f32[1], then the gradients, host layout. */
@@ -77,15 +77,10 @@ export function cudaGradients(device: () => TrainDevice, opts: { matmul?: TrainM
       const matmul = opts.matmul ?? trainMatmulFromEnv();
       return {
         lossAndGrads(weights, inputs, rows) {
-          const ints: Record<string, Int32Array> = {};
-          for (const [name, v] of Object.entries(inputs)) {
-            if (!(v instanceof Int32Array)) throw new Error(`cuda training: input %${name} is not int32`);
-            ints[name] = v;
-          }
           if (ex && ex.rows !== rows) (ex.dispose(), (ex = undefined));
           if (ex) ex.setWeights(weights);
           else ex = new CudaTrainingExecutor(graph, weights, rows, opened(), { matmul });
-          return ex.run(ints).outputs;
+          return ex.run(inputs).outputs; // the executor checks each input's dtype and shape against the graph's
         },
         // The executor's one arena (every activation and weight gradient, rows padded to 8): what it allocates.
         stepMemory: (rows) => ({ bytes: executorPlan(graph, rows).arenaBytes, what: 'device arena (planned activations and gradients, padded rows)' }),

@@ -39,8 +39,8 @@ The teacher's text: each sequence is BOS, one token drawn uniformly from the voc
 sampled from the teacher itself (temperature 1) up to --seq + 1 tokens or EOS (as LLM-QAT does). The
 student trains on windows of that text (mixed with --data if given) to match the teacher's next-token
 distribution at every position: loss = τ²·KL(softmax(teacher/τ) ‖ softmax(student/τ)).
---target cuda computes the student's loss and gradients on the GPU (the teacher's logits and --eval
-stay on the ref target); the KL loss has no CUDA training kernel yet, so it is refused for now.
+--target cuda computes the student's loss and gradients on the GPU, the KL loss included (the
+teacher's logits and --eval stay on the ref target).
 
 Example:
   mocc convert fixtures/stories260K/hf -o out/k32 --k 32 --tokenizer fixtures/stories260K/llama2c/tok512.bin

@@ -9,7 +9,8 @@
 //   stories260K itself is too slow for the interpreter (one layer at T = 16 takes about two minutes
 //   here: the interpreter decodes every instruction each time it runs it), so it runs on the GPU.
 //   The same model as MoC (swiglu-to-moc: K = 12 of 36 channels, or the pattern 4:12): policy none
-//   with 2 layers; moc and moc-gcp (which save the indices as u16: index_narrow / index_widen) with 1.
+//   with 2 layers; moc and moc-gcp (which save the indices as u16: index_narrow / index_widen) with 1;
+//   and distillation (recover's kl_div loss at τ = 2, the f32 teacher logits a graph input) with 1.
 // - On a GPU (skipped without one): stories260K, all 5 layers, T = 32: dense with policies none and
 //   gcp; MoC K = 32 with policies none and moc-gcp.
 // - ptxas (skipped without it): every kernel the stories260K graphs (dense, MoC K = 32) launch
@@ -28,7 +29,8 @@ import type { CheckpointPolicy } from '../../passes/checkpoint.js';
 import { checkArena, planMemory } from '../../passes/memory-plan.js';
 import type { Graph } from '../../src/ir/types.js';
 import type { MocSelection } from '../../src/model/selection.js';
-import { MODEL_INPUTS } from '../../src/model/graph-inputs.js';
+import { MODEL_INPUTS, TRAIN_INPUTS } from '../../src/model/graph-inputs.js';
+import { randomFrom, rng } from '../helpers/random.js';
 import { paramF32 } from '../../src/model/runnable.js';
 import { runTrainingGraph } from '../../targets/ref/train.js';
 import { CudaTrainingExecutor } from '../../targets/cuda/train/executor.js';
@@ -43,7 +45,7 @@ import { assemblePtx, NO_LOCAL_MEMORY } from '../helpers/ptxas.js';
 import type { ExecutionContext } from 'ava';
 
 /** Runs g on the device and on the ref target; checks the arena, the loss and every gradient. */
-function compareWithRef(t: ExecutionContext, g: Graph, weights: Map<string, Float32Array>, inputs: Record<string, Int32Array>, dev: TrainDevice): void {
+function compareWithRef(t: ExecutionContext, g: Graph, weights: Map<string, Float32Array>, inputs: Record<string, Int32Array | Float32Array>, dev: TrainDevice): void {
   const T = inputs[MODEL_INPUTS.tokens]!.length;
   const ex = new CudaTrainingExecutor(g, weights, T, dev, { poison: POISON });
   try {
@@ -95,12 +97,35 @@ for (const [policy, sel, nLayers] of [['none', 'topK', 2], ['moc', 'topK', 1], [
   });
 }
 
-test('the executor refuses an op without kernels before allocating, naming the node (kl_div)', (t) => {
-  const g = trainingGraph(checkpointGraph(TINY, () => 'f32', 'dense'), { loss: { kind: 'kl_div', temperature: 2 }, policy: 'none' });
+// Distillation (`mocc recover`: the MoC student, policy moc-gcp) at τ = 2: the kl_div loss and its
+// gradient, with the f32 teacher logits [T, 40] uploaded as a graph input in the padded layout.
+test('interpreted: tiny 1-layer LLaMA as MoC (K = 12 of 36), distillation at temperature 2, policy moc-gcp: loss and every gradient equal the ref executor\'s', (t) => {
+  const g = trainingGraph(checkpointGraph({ ...TINY, nLayers: 1 }, () => 'f32', TINY_MOC_SELECTIONS.topK), { loss: { kind: 'kl_div', temperature: 2 }, policy: 'moc-gcp' });
+  const ops = new Set(g.nodes.map((n) => n.op));
+  t.true(ops.has('kl_div') && ops.has('kl_div_grad'), 'the graph runs the distillation loss and its gradient');
+  const inputs = batch([7, 5], TINY.vocabSize, 11);
+  const teacher = randomFrom(12 * TINY.vocabSize, rng(13), 3);
+  compareWithRef(t, g, randomWeights(g, 7), { ...inputs, [TRAIN_INPUTS.teacher]: teacher }, simTrainDevice(16 << 20));
+});
+
+test('a distillation graph\'s teacher logits are checked: f32, of shape [T, V]', (t) => {
+  const g = trainingGraph(checkpointGraph({ ...TINY, nLayers: 1 }, () => 'f32', 'dense'), { loss: { kind: 'kl_div', temperature: 1 }, policy: 'none' });
+  const inputs = batch([3], TINY.vocabSize, 3);
+  const ex = new CudaTrainingExecutor(g, randomWeights(g, 1), 3, simTrainDevice(4 << 20));
+  t.throws(() => ex.run(inputs), { message: /input %teacher_logits not given/ });
+  t.throws(() => ex.run({ ...inputs, [TRAIN_INPUTS.teacher]: new Float32Array(2 * TINY.vocabSize) }), { message: /input %teacher_logits: 80 values for \[3, 40\]/ });
+  t.throws(() => ex.run({ ...inputs, [TRAIN_INPUTS.teacher]: new Int32Array(3 * TINY.vocabSize) }), { message: /input %teacher_logits: a Int32Array for f32 values/ });
+  t.throws(() => ex.run({ ...inputs, [MODEL_INPUTS.tokens]: Float32Array.of(0, 1, 2), [TRAIN_INPUTS.teacher]: new Float32Array(3 * TINY.vocabSize) }), { message: /input %tokens: a Float32Array for i32 values/ });
+});
+
+test('the executor refuses an op without kernels before allocating, naming the node (sigmoid)', (t) => {
+  const g = trainingGraph(checkpointGraph(TINY, () => 'f32', 'dense'), { loss: { kind: 'cross_entropy' }, policy: 'none' });
+  // the FFN's silu as a sigmoid: an op of NOT_YET_ON_CUDA (one input, one output of the same shape)
+  const withSigmoid = { ...g, nodes: g.nodes.map((n) => (n.op === 'silu' ? { ...n, op: 'sigmoid' } : n)) };
   let allocs = 0;
   const dev = simTrainDevice(1 << 20);
   const counting: TrainDevice = { ...dev, alloc: (n) => (allocs++, dev.alloc(n)) };
-  t.throws(() => new CudaTrainingExecutor(g, randomWeights(g, 1), 8, counting), { message: /training node %\S+ \(kl_div\) is not yet on cuda/ });
+  t.throws(() => new CudaTrainingExecutor(withSigmoid, randomWeights(g, 1), 8, counting), { message: /training node %\S+ \(sigmoid\) is not yet on cuda/ });
   t.is(allocs, 0);
 });
 

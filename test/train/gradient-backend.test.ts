@@ -16,6 +16,7 @@ import test, { type ExecutionContext } from 'ava';
 import { checkpointGraph } from '../../driver/load.js';
 import { cudaGradients, refGradients, trainTarget, type GradientTarget } from '../../driver/gradient-backend.js';
 import { Trainer, type TrainConfig } from '../../driver/trainer.js';
+import { trainingGraph } from '../../driver/training-graph.js';
 import type { ModelSpec } from '../../src/import/spec.js';
 import { MemoryTensor } from '../../src/import/tensor.js';
 import type { RunnableModel } from '../../src/model/runnable.js';
@@ -146,11 +147,34 @@ test('the training targets by name; an unknown one is a UserError naming those t
   t.throws(() => trainTarget('tpu'), { instanceOf: UserError, message: "unknown target 'tpu' for training; available: ref, cuda" });
 });
 
-test('the cuda backend refuses a training graph with an op it has no kernel for (kl_div), before opening the device', (t) => {
+test('the cuda backend refuses a training graph with an op it has no kernel for (sigmoid), before opening the device', (t) => {
   let opened = 0;
   const target = cudaGradients(() => (opened++, simTrainDevice(1 << 20)));
-  const model = tinyModel();
-  const e = t.throws(() => new Trainer(model, tinyData(), { ...CONFIG, loss: { kind: 'kl_div', temperature: 1 } }, () => new Float32Array(0), target), { instanceOf: UserError });
-  t.regex(e!.message, /--target cuda cannot train this model yet: training node %\S+ \(kl_div\) is not yet on cuda/);
+  const g = trainingGraph(tinyModel().graph, { loss: { kind: 'cross_entropy' }, policy: 'none' });
+  // the FFN's silu as a sigmoid: an op of NOT_YET_ON_CUDA (one input, one output of the same shape)
+  const withSigmoid = { ...g, nodes: g.nodes.map((n) => (n.op === 'silu' ? { ...n, op: 'sigmoid' } : n)) };
+  const e = t.throws(() => target.check(withSigmoid), { instanceOf: UserError });
+  t.regex(e!.message, /--target cuda cannot train this model yet: training node %\S+ \(sigmoid\) is not yet on cuda/);
   t.is(opened, 0);
+});
+
+test('interpreted: distillation (kl_div, the f32 teacher logits passed through) for 2 steps on the cuda backend gives the ref backend\'s losses and weights', (t) => {
+  const model = tinyModel(), data = tinyData();
+  const config: TrainConfig = { ...CONFIG, loss: { kind: 'kl_div', temperature: 2 } };
+  // a teacher whose logits depend on the batch's tokens (any f32 [rows, V] will do for the comparison)
+  const teacher = (b: { tokens: Int32Array }) => Float32Array.from({ length: b.tokens.length * SPEC.vocabSize }, (_, i) => Math.sin(i * 0.37 + b.tokens[Math.floor(i / SPEC.vocabSize)]!) * 3);
+  const ref = new Trainer(model, data, config, teacher);
+  const cuda = new Trainer(model, data, config, teacher, simCuda());
+  const w0 = new Map([...ref.weights].map(([k, v]) => [k, v.slice()]));
+  try {
+    for (let s = 0; s < config.steps; s++) {
+      const a = cuda.trainStep(), b = ref.trainStep();
+      relClose(t, a.loss, b.loss, `step ${b.step} loss`);
+      relClose(t, a.gradNorm, b.gradNorm, `step ${b.step} gradient norm`);
+      t.log(`step ${b.step}: loss ${a.loss} (ref ${b.loss}), |g| ${a.gradNorm} (ref ${b.gradNorm})`);
+    }
+    sameUpdates(t, w0, cuda.weights, ref.weights, config.steps);
+  } finally {
+    cuda.dispose();
+  }
 });

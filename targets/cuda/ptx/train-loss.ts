@@ -39,11 +39,14 @@ export const ceRowGrid = (T: number): [number, number, number] => [T, 1, 1];
 /** ceFinalize's grid. */
 export const ceFinalizeGrid: [number, number, number] = [1, 1, 1];
 
-const NEG_INF = '0fFF800000';
-const LOG2E = f32Imm(Math.LOG2E);
+export const NEG_INF = '0fFF800000';
+export const LOG2E = f32Imm(Math.LOG2E);
+
+// The pieces below are shared with the distillation loss (train-kl.ts), which folds, finalizes and
+// scales its gradient the same way.
 
 /** Row t's common start: t, its target, whether it counts, and the slab's row stride pad8(c). */
-function rowStart(k: KernelBuilder, targets: string, c: string) {
+export function rowStart(k: KernelBuilder, targets: string, c: string) {
   const t = k.special('%ctaid.x', 't');
   const tgt = k.reg('s32', 'tgt'), counted = k.reg('pred', 'counted'), ld = k.reg('u32', 'ld');
   k.emit(`ld.global.s32 ${tgt}, [${k.addr(targets, t, 4)}]`, `setp.ge.s32 ${counted}, ${tgt}, 0`);
@@ -52,7 +55,7 @@ function rowStart(k: KernelBuilder, targets: string, c: string) {
 }
 
 /** The address of row t of a matrix of rows of `ld` elements of `bytes` bytes. */
-function rowAddr(k: KernelBuilder, base: string, t: string, ld: string, bytes: number): string {
+export function rowAddr(k: KernelBuilder, base: string, t: string, ld: string, bytes: number): string {
   const rb = k.reg('u32', 'rb'), off = k.reg('u64', 'off'), a = k.reg('u64', 'row');
   k.emit(`mul.lo.u32 ${rb}, ${ld}, ${bytes}`, `mul.wide.u32 ${off}, ${t}, ${rb}`, `add.s64 ${a}, ${base}, ${off}`);
   return a;
@@ -95,11 +98,9 @@ export function ceFold(): Kernel {
   const sa = k.addr(state, t, 8);
   const first = k.reg('pred', 'first'), merged = k.label('merged');
   k.emit(`setp.eq.u32 ${first}, ${v0}, 0`, `@${first} bra ${merged}`);
-  const mo = k.reg('f32', 'mo'), so = k.reg('f32', 'so'), mn = k.reg('f32', 'mn'), a = k.reg('f32', 'a'), b = k.reg('f32', 'b');
-  k.emit(`ld.global.f32 ${mo}, [${sa}]`, `ld.global.f32 ${so}, [${sa}+4]`, `max.f32 ${mn}, ${mo}, ${mx}`);
-  k.emit(`sub.f32 ${a}, ${mo}, ${mn}`, `mul.f32 ${a}, ${a}, ${LOG2E}`, `ex2.approx.ftz.f32 ${a}, ${a}`);
-  k.emit(`sub.f32 ${b}, ${mx}, ${mn}`, `mul.f32 ${b}, ${b}, ${LOG2E}`, `ex2.approx.ftz.f32 ${b}, ${b}`);
-  k.emit(`mul.f32 ${s}, ${s}, ${b}`, `fma.rn.f32 ${s}, ${so}, ${a}, ${s}`, `mov.f32 ${mx}, ${mn}`);
+  const mo = k.reg('f32', 'mo'), so = k.reg('f32', 'so');
+  k.emit(`ld.global.f32 ${mo}, [${sa}]`, `ld.global.f32 ${so}, [${sa}+4]`);
+  mergeRunning(k, mo, so, mx, s);
   k.place(merged);
   k.emit(`st.global.f32 [${sa}], ${mx}`, `st.global.f32 [${sa}+4], ${s}`);
   // target - v0 as u32: a target left of the slab wraps to a huge value, so one compare covers both sides
@@ -108,6 +109,20 @@ export function ceFold(): Kernel {
   k.emit(`ld.global.f32 ${x}, [${k.addr(row, rel, 4)}]`, `st.global.f32 [${k.addr(tlogit, t, 4)}], ${x}`);
   k.place(done);
   return { name, text: k.render() };
+}
+
+/**
+ * Merges a running (max, Σ exp(x − max)) pair (mo, so) with a new one (mx, s) into (mx, s):
+ * mx = max(mo, mx), s = so·e^(mo − mx) + s·e^(mx_new − mx). Returns the two factors (a for the old
+ * pair, b for the new), for sums weighted by the same exponentials (train-kl.ts).
+ */
+export function mergeRunning(k: KernelBuilder, mo: string, so: string, mx: string, s: string): { a: string; b: string } {
+  const mn = k.reg('f32', 'mn'), a = k.reg('f32', 'a'), b = k.reg('f32', 'b');
+  k.emit(`max.f32 ${mn}, ${mo}, ${mx}`);
+  k.emit(`sub.f32 ${a}, ${mo}, ${mn}`, `mul.f32 ${a}, ${a}, ${LOG2E}`, `ex2.approx.ftz.f32 ${a}, ${a}`);
+  k.emit(`sub.f32 ${b}, ${mx}, ${mn}`, `mul.f32 ${b}, ${b}, ${LOG2E}`, `ex2.approx.ftz.f32 ${b}, ${b}`);
+  k.emit(`mul.f32 ${s}, ${s}, ${b}`, `fma.rn.f32 ${s}, ${so}, ${a}, ${s}`, `mov.f32 ${mx}, ${mn}`);
+  return { a, b };
 }
 
 /**
@@ -136,6 +151,15 @@ export function ceFinalize(): Kernel {
     k.emit(`st.global.f32 [${sa}], ${lse}`, `st.global.f32 [${sa}+4], ${l}`, `add.f32 ${sum}, ${sum}, ${l}`, `add.u32 ${n}, ${n}, 1`);
     k.place(next);
   });
+  storeMean(k, loss, sum, n, tid);
+  return { name, text: k.render() };
+}
+
+/**
+ * A finalize kernel's end: the per-thread partial `sum` (f32) and count `n` (u32) of counted rows
+ * summed over the block, and thread 0 stores loss[0] = sum / n (0 when n = 0) and loss[1] = n.
+ */
+export function storeMean(k: KernelBuilder, loss: string, sum: string, n: string, tid: string): void {
   blockReduceTree(k, sum, tid, LOSS_THREADS, 'add');
   blockReduceTree(k, n, tid, LOSS_THREADS, 'add', 'u32');
   const p = k.reg('pred', 'p'), done = k.label('done');
@@ -144,7 +168,17 @@ export function ceFinalize(): Kernel {
   k.emit(`cvt.rn.f32.u32 ${nf}, ${n}`, `div.rn.f32 ${mean}, ${sum}, ${nf}`, `setp.eq.u32 ${none}, ${n}, 0`, `@${none} mov.f32 ${mean}, 0f00000000`);
   k.emit(`st.global.f32 [${loss}], ${mean}`, `st.global.u32 [${loss}+4], ${n}`);
   k.place(done);
-  return { name, text: k.render() };
+}
+
+/**
+ * The gradient's common factor dloss / n of a counted row (dloss [1] f32, n = loss[1] as a finalize
+ * kernel left it), in a fresh register; 0 on an uncounted row (where n may be 0: nothing is divided).
+ */
+export function meanScale(k: KernelBuilder, counted: string, loss: string, dloss: string): string {
+  const scale = k.reg('f32', 'scale'), n = k.reg('u32', 'n'), nf = k.reg('f32', 'nf');
+  k.emit(`mov.f32 ${scale}, 0f00000000`, `@${counted} ld.global.f32 ${scale}, [${dloss}]`, `@${counted} ld.global.u32 ${n}, [${loss}+4]`);
+  k.emit(`@${counted} cvt.rn.f32.u32 ${nf}, ${n}`, `@${counted} div.rn.f32 ${scale}, ${scale}, ${nf}`);
+  return scale;
 }
 
 /**
@@ -163,10 +197,9 @@ export function ceGrad(out: 'f32' | 'bf16'): Kernel {
   const tid = k.special('%tid.x', 'tid');
   const { t, tgt, counted, ld } = rowStart(k, targets, c);
   // an uncounted row keeps lse = 0, scale = 0 and is zeroed by the select below (n may be 0 then)
-  const lse = k.reg('f32', 'lse'), scale = k.reg('f32', 'scale'), n = k.reg('u32', 'n'), nf = k.reg('f32', 'nf');
-  k.emit(`mov.f32 ${lse}, 0f00000000`, `mov.f32 ${scale}, 0f00000000`);
-  k.emit(`@${counted} ld.global.f32 ${lse}, [${k.addr(state, t, 8)}]`, `@${counted} ld.global.f32 ${scale}, [${dloss}]`, `@${counted} ld.global.u32 ${n}, [${loss}+4]`);
-  k.emit(`@${counted} cvt.rn.f32.u32 ${nf}, ${n}`, `@${counted} div.rn.f32 ${scale}, ${scale}, ${nf}`);
+  const lse = k.reg('f32', 'lse');
+  k.emit(`mov.f32 ${lse}, 0f00000000`, `@${counted} ld.global.f32 ${lse}, [${k.addr(state, t, 8)}]`);
+  const scale = meanScale(k, counted, loss, dloss);
   const rel = k.reg('u32', 'rel');
   k.emit(`sub.u32 ${rel}, ${tgt}, ${v0}`);
   const src = rowAddr(k, logits, t, ld, 4), dst = rowAddr(k, dlogits, t, ld, out === 'f32' ? 4 : 2);

@@ -58,6 +58,9 @@ export function paramDeviceBytes(type: TensorType, dims: Record<string, number>)
   return deviceBytes({ ...type, dtype: 'f32' }, dims);
 }
 
+/** A step's graph inputs by name: i32 (tokens, pos, seq, targets) or f32 (a distillation's teacher logits), host layout. */
+export type StepValues = Readonly<Record<string, Int32Array | Float32Array>>;
+
 /** A value's device buffer: `rows` rows of `width` elements at a stride of pad8(width) (values.ts). */
 export interface DeviceTensor {
   ptr: DevPtr;
@@ -134,8 +137,8 @@ export class CudaTrainingExecutor {
     }
   }
 
-  /** One step: inputs by name (i32: tokens, pos, seq, targets) → the loss and the gradients. */
-  run(inputs: Readonly<Record<string, Int32Array>>): TrainingStepResult {
+  /** One step: inputs by name (i32: tokens, pos, seq, targets; f32: teacher logits) → the loss and the gradients. */
+  run(inputs: StepValues): TrainingStepResult {
     this.launch(inputs);
     return { outputs: this.outputs() };
   }
@@ -144,14 +147,15 @@ export class CudaTrainingExecutor {
    * One step on the device: uploads the inputs and issues every launch; downloads nothing. The loss
    * and the gradients are then in the arena (loss(), outputs(), valueTensor) until the next launch.
    */
-  launch(inputs: Readonly<Record<string, Int32Array>>): void {
+  launch(inputs: StepValues): void {
     if (this.opts.poison !== undefined) this.dev.fill(this.arena, Math.ceil(this.plan.arenaBytes / 4) * 4, this.opts.poison);
     for (const i of this.g.inputs) {
       const v = inputs[i.name];
       if (!v) throw new Error(`training graph ${this.g.name}: input %${i.name} not given`);
       const [rows, width] = rowsAndWidth(i.type, this.dims);
+      if (!(v instanceof (i.type.dtype === 'f32' ? Float32Array : Int32Array))) throw new Error(`input %${i.name}: a ${v.constructor.name} for ${i.type.dtype} values`);
       if (v.length !== rows * width) throw new Error(`input %${i.name}: ${v.length} values for [${rows}, ${width}]`);
-      this.checkInput(i.name, v);
+      if (v instanceof Int32Array) this.checkInput(i.name, v);
       this.dev.upload(this.valuePtr(i.name), padRows(v, rows, width));
     }
     for (const l of this.launches) this.dev.launch(l.kernel, l.grid, l.block, l.args);

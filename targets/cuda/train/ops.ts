@@ -14,6 +14,7 @@ import { gemmF32, gemmF32Grid, gemmF32Threads, GEMM_F32_DEFAULT, type GemmF32Spe
 import { pad8 } from '../ptx/layout.js';
 import { ROPE_THREADS } from '../ptx/attention.js';
 import { ceFinalize, ceFinalizeGrid, ceFold, ceGrad, ceRowGrid, LOSS_THREADS } from '../ptx/train-loss.js';
+import { klFinalize, klFold, klGrad, KL_STATE_WORDS } from '../ptx/train-kl.js';
 import { columnSum, columnSumGrid, COLUMN_SUM_THREADS, rmsnormGradGrid, rmsnormGradPartRows, rmsnormGradRows, rmsnormGradThreads, type RmsnormGradSpec } from '../ptx/train-norm.js';
 import { ELEMENTWISE_THREADS, elementwiseGrid, ropeGrad, ropeGradGrid, siluGrad } from '../ptx/train-elementwise.js';
 import { embeddingGradGrids, embeddingGradRows, embeddingGradSlots, embeddingGradSort, EMBEDDING_ROWS_THREADS, EMBEDDING_SORT_THREADS, indexCast, indexCastGrid, mocScatter, mocScatterGrid, SCATTER_THREADS } from '../ptx/train-scatter.js';
@@ -129,6 +130,18 @@ function ceLoss(c: OpContext, loss: DevPtr): Launch[] {
 /** ce state [T, 2], tlogit [T], the (mean, n) pair: 64-byte aligned pieces. */
 const ceScratch = (T: number) => align64(T * 12) + 64;
 const align64 = (n: number) => Math.ceil(n / 64) * 64;
+
+/** Distillation over the whole vocabulary as one slab (train-kl.ts); inputs student, teacher, targets. */
+function klLoss(c: OpContext, loss: DevPtr): Launch[] {
+  const T = c.inDim(0, 0), V = c.inDim(0, 1), tau = f32(c.node.attrs.temperature as number);
+  const state = c.scratch(0);
+  return [
+    { kernel: klFold(), grid: ceRowGrid(T), block: LOSS_THREADS, args: [ptr(state), ptr(c.input(0)), ptr(c.input(1)), ptr(c.input(2)), u32(0), u32(V), u32(V), tau] },
+    { kernel: klFinalize(), grid: ceFinalizeGrid, block: LOSS_THREADS, args: [ptr(loss), ptr(state), ptr(c.input(2)), u32(T), tau] },
+  ];
+}
+/** kl state [T, KL_STATE_WORDS], the (mean, n) pair: 64-byte aligned pieces. */
+const klScratch = (T: number) => align64(T * 4 * KL_STATE_WORDS) + 64;
 
 const rmsnormGradSpec = (n: Node, d: number): RmsnormGradSpec => ({ d, eps: n.attrs.eps as number });
 
@@ -250,6 +263,23 @@ export const TRAIN_OPS: Readonly<Record<string, TrainOp>> = {
       ];
     },
   },
+  kl_div: {
+    scratchBytes: (c) => klScratch(c.inDim(0, 0)),
+    launches: (c) => klLoss(c, c.output(0)),
+  },
+  // As cross_entropy_grad: the rows are folded again into the gradient's own scratch. Inputs student,
+  // teacher, targets, dloss.
+  kl_div_grad: {
+    scratchBytes: (c) => klScratch(c.inDim(0, 0)),
+    launches(c) {
+      const T = c.inDim(0, 0), V = c.inDim(0, 1);
+      const pair = c.scratch(align64(T * 4 * KL_STATE_WORDS));
+      return [
+        ...klLoss(c, pair),
+        { kernel: klGrad(), grid: ceRowGrid(T), block: LOSS_THREADS, args: [ptr(c.output(0)), ptr(c.input(0)), ptr(c.input(1)), ptr(c.scratch(0)), ptr(pair), ptr(c.input(3)), ptr(c.input(2)), u32(0), u32(V), u32(V), f32(c.node.attrs.temperature as number)] },
+      ];
+    },
+  },
   matmul: {
     launches(c) {
       const M = c.inDim(0, 0), K = c.inDim(0, 1), N = c.inDim(1, 1);
@@ -289,10 +319,10 @@ export const TRAIN_OPS: Readonly<Record<string, TrainOp>> = {
 };
 
 /**
- * Ops of training graphs with no CUDA kernel here yet (distillation's kl_div, and the ops of graphs
- * other than trainingGraph's LLaMA / MoC ones). Named so the refusal says it is a known gap, not a typo.
+ * Ops of training graphs with no CUDA kernel here yet (the ops of graphs other than trainingGraph's
+ * LLaMA / MoC ones). Named so the refusal says it is a known gap, not a typo.
  */
-export const NOT_YET_ON_CUDA: ReadonlySet<string> = new Set(['kl_div', 'kl_div_grad', 'sigmoid', 'sigmoid_grad', 'concat', 'split', 'transpose']);
+export const NOT_YET_ON_CUDA: ReadonlySet<string> = new Set(['sigmoid', 'sigmoid_grad', 'concat', 'split', 'transpose']);
 
 /** The entry of node n (ops-bf16.ts's for its matmuls under 'bf16'), or an error naming the node. */
 export function trainOpOf(n: Node, matmul: TrainMatmul = 'f32'): TrainOp {
