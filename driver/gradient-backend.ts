@@ -6,7 +6,12 @@
 //
 // - ref: targets/ref/train.ts runTrainingGraph, exactly as the Trainer always called it (bit for bit).
 // - cuda: targets/cuda/train/ CudaTrainingExecutor, built once for the step's row count (batch·seq)
-//   and given the weights with setWeights before every step (the optimizer stays on the host for now).
+//   and given the weights with setWeights before every step.
+//
+// A backend may also keep the whole step on its device (deviceTraining: driver/step-runner.ts's
+// StepRunner, weights, gradients and AdamW state in device memory); the Trainer then uses that and
+// never calls lossAndGrads. cuda does (targets/cuda/train/step-runner.ts); ref does not, and the
+// Trainer runs clipping and AdamW on the host over lossAndGrads (hostStepRunner).
 //
 // TRAIN_TARGETS is the registry of these by name (`--target` of train, recover): code outside picks
 // one here, never with if/else on names.
@@ -18,6 +23,8 @@ import { CudaTrainingExecutor, executorPlan } from '../targets/cuda/train/execut
 import { cudaTrainDevice } from '../targets/cuda/train/cuda-device.js';
 import type { TrainDevice } from '../targets/cuda/train/device.js';
 import { trainOpOf } from '../targets/cuda/train/ops.js';
+import { CudaStepRunner, type LaunchInputs } from '../targets/cuda/train/step-runner.js';
+import type { StepRunner, StepRunnerInit } from './step-runner.js';
 
 /** One batch's graph inputs by name: i32 tokens, positions, sequence ids, targets; f32 teacher logits (kl_div). */
 export type StepInputs = Readonly<Record<string, Int32Array | Float32Array>>;
@@ -25,6 +32,8 @@ export type StepInputs = Readonly<Record<string, Int32Array | Float32Array>>;
 export interface GradientBackend {
   /** The graph's outputs for these weights and inputs: loss f32[1], then the gradients, host layout. */
   lossAndGrads(weights: ReadonlyMap<string, Float32Array>, inputs: StepInputs, rows: number): Float32Array[];
+  /** The training step kept on this backend's device, when it has one (see the header); the Trainer's host loop otherwise. */
+  deviceTraining?(init: StepRunnerInit): StepRunner;
   /** The bytes one step's values take on this backend at `rows` rows, and what that number is. */
   stepMemory(rows: number): { bytes: number; what: string };
   /** Frees what the backend holds (device memory). */
@@ -72,16 +81,13 @@ export function cudaGradients(device: () => TrainDevice): GradientTarget {
       let ex: CudaTrainingExecutor | undefined;
       return {
         lossAndGrads(weights, inputs, rows) {
-          const ints: Record<string, Int32Array> = {};
-          for (const [name, v] of Object.entries(inputs)) {
-            if (!(v instanceof Int32Array)) throw new Error(`cuda training: input %${name} is not int32`);
-            ints[name] = v;
-          }
+          const ints = executorInputs(inputs);
           if (ex && ex.rows !== rows) (ex.dispose(), (ex = undefined));
           if (ex) ex.setWeights(weights);
           else ex = new CudaTrainingExecutor(graph, weights, rows, opened());
           return ex.run(ints).outputs;
         },
+        deviceTraining: (init) => new CudaStepRunner(graph, init, opened(), executorInputs),
         // The executor's one arena (every activation and weight gradient, rows padded to 8): what it allocates.
         stepMemory: (rows) => ({ bytes: executorPlan(graph, rows).arenaBytes, what: 'device arena (planned activations and gradients, padded rows)' }),
         dispose() {
@@ -91,6 +97,16 @@ export function cudaGradients(device: () => TrainDevice): GradientTarget {
       };
     },
   };
+}
+
+/** A step's inputs as the CUDA executor takes them (int32 only, for now). */
+function executorInputs(inputs: StepInputs): LaunchInputs {
+  const ints: Record<string, Int32Array> = {};
+  for (const [name, v] of Object.entries(inputs)) {
+    if (!(v instanceof Int32Array)) throw new Error(`cuda training: input %${name} is not int32`);
+    ints[name] = v;
+  }
+  return ints;
 }
 
 export const TRAIN_TARGETS: ReadonlyMap<string, GradientTarget> = new Map([refGradients, cudaGradients(cudaTrainDevice)].map((t) => [t.name, t]));
