@@ -6,7 +6,8 @@
 //
 // - ref: targets/ref/train.ts runTrainingGraph, exactly as the Trainer always called it (bit for bit).
 // - cuda: targets/cuda/train/ CudaTrainingExecutor, built once for the step's row count (batch·seq)
-//   and given the weights with setWeights before every step.
+//   and given the weights with setWeights before every step (lossAndGrads: the gradients alone, on
+//   the host; the Trainer itself uses deviceTraining below).
 //
 // A backend may also keep the whole step on its device (deviceTraining: driver/step-runner.ts's
 // StepRunner, weights, gradients and AdamW state in device memory); the Trainer then uses that and
