@@ -6,9 +6,15 @@
 //
 // - ref: targets/ref/train.ts runTrainingGraph, exactly as the Trainer always called it (bit for bit).
 // - cuda: targets/cuda/train/ CudaTrainingExecutor, built once for the step's row count (batch·seq)
-//   and given the weights with setWeights before every step (the optimizer stays on the host for now).
-//   Its matmuls are f32, or bf16 on tensor cores with MOCC_CUDA_TRAIN_MATMUL=bf16 (read once, when
-//   the backend is created: targets/cuda/train/ops-bf16.ts trainMatmulFromEnv).
+//   and given the weights with setWeights before every step (lossAndGrads: the gradients alone, on
+//   the host; the Trainer itself uses deviceTraining below). Its matmuls are f32, or bf16 on tensor
+//   cores with MOCC_CUDA_TRAIN_MATMUL=bf16 (read once, when the backend is created:
+//   targets/cuda/train/ops-bf16.ts trainMatmulFromEnv).
+//
+// A backend may also keep the whole step on its device (deviceTraining: driver/step-runner.ts's
+// StepRunner, weights, gradients and AdamW state in device memory); the Trainer then uses that and
+// never calls lossAndGrads. cuda does (targets/cuda/train/step-runner.ts); ref does not, and the
+// Trainer runs clipping and AdamW on the host over lossAndGrads (hostStepRunner).
 //
 // TRAIN_TARGETS is the registry of these by name (`--target` of train, recover): code outside picks
 // one here, never with if/else on names.
@@ -21,6 +27,11 @@ import { cudaTrainDevice } from '../targets/cuda/train/cuda-device.js';
 import type { TrainDevice } from '../targets/cuda/train/device.js';
 import { trainOpOf } from '../targets/cuda/train/ops.js';
 import { trainMatmulFromEnv, type TrainMatmul } from '../targets/cuda/train/ops-bf16.js';
+import { CudaStepRunner } from '../targets/cuda/train/step-runner.js';
+import type { StepRunner, StepRunnerInit } from './step-runner.js';
+import { batchLogits, modelWeights, type BatchLogits } from './evaluate.js';
+import type { RunnableModel } from '../src/model/runnable.js';
+import { MODEL_INPUTS } from '../src/model/graph-inputs.js';
 
 /** One batch's graph inputs by name: i32 tokens, positions, sequence ids, targets; f32 teacher logits (kl_div). */
 export type StepInputs = StepValues;
@@ -28,14 +39,28 @@ export type StepInputs = StepValues;
 export interface GradientBackend {
   /** The graph's outputs for these weights and inputs: loss f32[1], then the gradients, host layout. */
   lossAndGrads(weights: ReadonlyMap<string, Float32Array>, inputs: StepInputs, rows: number): Float32Array[];
+  /** The training step kept on this backend's device, when it has one (see the header); the Trainer's host loop otherwise. */
+  deviceTraining?(init: StepRunnerInit): StepRunner;
   /** The bytes one step's values take on this backend at `rows` rows, and what that number is. */
   stepMemory(rows: number): { bytes: number; what: string };
   /** Frees what the backend holds (device memory). */
   dispose(): void;
 }
 
+/** A model's logits for training batches on a target, and the device memory that holds it. */
+export interface TargetLogits {
+  logits: BatchLogits;
+  dispose(): void;
+}
+
 export interface GradientTarget {
   readonly name: string;
+  /**
+   * The logits [rows, V] of a model (its forward graph, as batchLogits runs it on ref) for training
+   * batches on this target, with `weights` (default: the model's own): a distillation's teacher beside
+   * a student trained here, or the student itself for an eval mid-run.
+   */
+  batchLogits(model: RunnableModel, weights?: ReadonlyMap<string, Float32Array>): TargetLogits;
   /** Refuses (UserError) a training graph this target cannot run, or a machine it cannot run on: before any data is read. */
   check(graph: Graph): void;
   /** A backend for this training graph (after check). */
@@ -45,6 +70,10 @@ export interface GradientTarget {
 export const refGradients: GradientTarget = {
   name: 'ref',
   check() {},
+  batchLogits(model, weights) {
+    const w = weights ?? modelWeights(model);
+    return { logits: (b) => batchLogits(model, w, b), dispose() {} };
+  },
   create: (graph) => ({
     lossAndGrads: (weights, inputs, rows) => runTrainingGraph(graph, weights, { ...inputs }, rows).outputs as Float32Array[],
     stepMemory: (rows) => ({ bytes: planMemory(graph, { T: rows }).peakBytes, what: 'planned activations' }),
@@ -72,6 +101,24 @@ export function cudaGradients(device: () => TrainDevice, opts: { matmul?: TrainM
       }
       opened(); // a machine without the CUDA driver is refused here, naming what is missing
     },
+    // the model's forward graph on the training executor (its outputs: the logits), rebuilt when
+    // a batch has other rows; weights uploaded once
+    batchLogits(model, weights) {
+      const w = weights ?? modelWeights(model), matmul = opts.matmul ?? trainMatmulFromEnv();
+      let ex: CudaTrainingExecutor | undefined;
+      return {
+        logits(b) {
+          const rows = b.tokens.length;
+          if (ex && ex.rows !== rows) (ex.dispose(), (ex = undefined));
+          ex ??= new CudaTrainingExecutor(model.graph, w, rows, opened(), { matmul });
+          return ex.run({ [MODEL_INPUTS.tokens]: b.tokens, [MODEL_INPUTS.pos]: b.pos, [MODEL_INPUTS.seq]: b.seq }).outputs[0]!;
+        },
+        dispose() {
+          ex?.dispose();
+          ex = undefined;
+        },
+      };
+    },
     create(graph) {
       let ex: CudaTrainingExecutor | undefined;
       const matmul = opts.matmul ?? trainMatmulFromEnv();
@@ -82,6 +129,7 @@ export function cudaGradients(device: () => TrainDevice, opts: { matmul?: TrainM
           else ex = new CudaTrainingExecutor(graph, weights, rows, opened(), { matmul });
           return ex.run(inputs).outputs; // the executor checks each input's dtype and shape against the graph's
         },
+        deviceTraining: (init) => new CudaStepRunner(graph, init, opened(), { matmul }),
         // The executor's one arena (every activation and weight gradient, rows padded to 8): what it allocates.
         stepMemory: (rows) => ({ bytes: executorPlan(graph, rows).arenaBytes, what: 'device arena (planned activations and gradients, padded rows)' }),
         dispose() {

@@ -4,7 +4,7 @@
 // next-token distribution (temperature 1, no nucleus cut), until `length` tokens or EOS. Seeded: the
 // same teacher, seed and counts give the same sequences, so a resumed recovery regenerates the data
 // its checkpoint was drawn from (the sampler checks the checksum).
-import type { RunnableModel } from '../src/model/runnable.js';
+import type { ModelSession, RunnableModel } from '../src/model/runnable.js';
 import { Mulberry32, sampleToken } from '../src/run/sample.js';
 import { RefSession } from '../targets/ref/session.js';
 
@@ -14,6 +14,12 @@ export interface TeacherTextOptions {
   length: number;
   seed: number;
   onProgress?: (done: number, total: number) => void;
+  /**
+   * The session that runs the teacher (default: the ref target's). Another target's logits differ in
+   * the last bits, so now and then a sampled token, and the text: a resumed recovery must write its
+   * text on the same target as the run it continues (the sampler refuses other data by checksum).
+   */
+  session?: ModelSession;
 }
 
 export function teacherText(teacher: RunnableModel, opts: TeacherTextOptions): Int32Array[] {
@@ -21,20 +27,27 @@ export function teacherText(teacher: RunnableModel, opts: TeacherTextOptions): I
   const random = () => rng.next();
   const { vocabSize: V, bosId, eosId } = teacher.spec;
   const firsts = Array.from({ length: V }, (_, i) => i).filter((i) => i !== bosId && i !== eosId);
-  const session = new RefSession(teacher);
+  const session = opts.session ?? new RefSession(teacher);
   const docs: Int32Array[] = [];
   for (let s = 0; s < opts.sequences; s++) {
     session.reset();
     const seq = [bosId, firsts[Math.floor(random() * firsts.length)]!];
-    let logits = session.forward(seq);
+    let logits = forward(session, seq);
     while (seq.length < opts.length) {
       const next = sampleToken(logits.subarray(logits.length - V), { temperature: 1, topP: 1, random });
       if (next === eosId) break;
       seq.push(next);
-      if (seq.length < opts.length) logits = session.forward([next]);
+      if (seq.length < opts.length) logits = forward(session, [next]);
     }
     docs.push(Int32Array.from(seq));
     opts.onProgress?.(s + 1, opts.sequences);
   }
   return docs;
+}
+
+/** A synchronous session's logits (ref, cuda). */
+function forward(session: ModelSession, tokens: number[]): Float32Array {
+  const l = session.forward(tokens);
+  if (l instanceof Promise) throw new Error('teacherText: the session is asynchronous');
+  return l;
 }

@@ -1,7 +1,10 @@
 // Training: a model's training graph (driver/training-graph.ts) run step by step over float32 master
 // weights, its loss and gradients computed by a gradient backend (driver/gradient-backend.ts: ref or
-// cuda), then on the host with AdamW, global-norm clipping and a warm-up + cosine schedule
-// (src/train/). Deterministic: the same model, data, options and seed give bit-identical weights, and
+// cuda), then global-norm clipping and AdamW at a warm-up + cosine schedule (src/train/). Where the
+// weights, gradients and moments live and where clipping and AdamW run is a step runner's business
+// (driver/step-runner.ts): on the host for ref, on the GPU for cuda, where a step downloads only the
+// loss and the norm. The loop, schedule, divergence check and checkpoints are this file's, for both.
+// Deterministic: the same model, data, options and seed give bit-identical weights, and
 // a run restored from a checkpoint (state() → restore()) continues exactly as if never stopped —
 // everything a step depends on is in the state: weights, moments, step, the sampler's generator.
 import type { Graph } from '../src/ir/types.js';
@@ -9,17 +12,15 @@ import { TRAIN_INPUTS, MODEL_INPUTS } from '../src/model/graph-inputs.js';
 import { mocSummary } from '../src/package/moc-summary.js';
 import type { RunnableModel } from '../src/model/runnable.js';
 import { modelWeights } from './evaluate.js';
-import { AdamW } from '../src/train/adamw.js';
-import { clipGlobalNorm } from '../src/train/clip-grad.js';
 import { checkSeqFitsContext, WindowSampler, type SamplerState, type TokenBatch, type TokenData } from '../src/train/data.js';
 import { checkSchedule, learningRate } from '../src/train/schedule.js';
 import type { TrainState } from '../src/train/train-state.js';
 import { UserError } from '../src/util/errors.js';
-import { gradOutputs } from '../passes/autodiff.js';
 import type { CheckpointPolicy } from '../passes/checkpoint.js';
 import type { LossSpec } from '../passes/loss.js';
 import { planMemory } from '../passes/memory-plan.js';
 import { refGradients, type GradientBackend, type GradientTarget } from './gradient-backend.js';
+import { hostStepRunner, type StepRunner } from './step-runner.js';
 import { trainingGraph } from './training-graph.js';
 
 /** Everything that decides a run's result; stored in its checkpoints and compared on resume. */
@@ -63,11 +64,14 @@ export interface StepResult {
 
 export class Trainer {
   readonly graph: Graph;
-  readonly weights: Map<string, Float32Array>;
-  private readonly optimizer: AdamW;
+  /** The master weights on the host: every param of the model (the runner's, copied in by `weights` when they live on a device). */
+  private readonly hostWeights: Map<string, Float32Array>;
+  /** Whether the runner's weights may have moved since hostWeights last saw them (any step begun since; a device runner's then differ). */
+  private hostStale = false;
+  /** Holds the weights, gradients and AdamW state and takes the two halves of each step (driver/step-runner.ts). */
+  private readonly runner: StepRunner;
   private sampler: WindowSampler;
   private stepsDone = 0;
-  private readonly grads: { param: string; output: string }[];
   /** Which FFN channels the model keeps (dense, or K per layer): stored in checkpoints, so a resume with other --k is refused. */
   private readonly moc: ReturnType<typeof mocSummary>;
   /** Computes each step's loss and gradients; not part of the state, so a checkpoint resumes on any target. */
@@ -81,14 +85,34 @@ export class Trainer {
     if (config.loss.kind === 'kl_div' && !teacher) throw new Error('a distillation loss needs teacher logits');
     this.moc = mocSummary(model.graph, model.spec);
     this.graph = trainerGraph(model.graph, config);
-    this.grads = gradOutputs(this.graph);
-    this.weights = modelWeights(model);
-    const shapes = new Map(this.graph.params.map((p) => [p.name, p.type.shape as number[]]));
-    this.optimizer = new AdamW(this.grads.map(({ param }) => ({ name: param, size: this.weights.get(param)!.length, shape: shapes.get(param)! })), { weightDecay: config.weightDecay });
+    this.hostWeights = modelWeights(model);
     this.sampler = new WindowSampler(data, { batch: config.batch, seq: config.seq, seed: config.seed });
     this.target = target.name;
     target.check(this.graph);
     this.gradients = target.create(this.graph);
+    const init = { weights: this.hostWeights, rows: config.batch * config.seq, weightDecay: config.weightDecay, maxNorm: config.clip };
+    try {
+      this.runner = this.gradients.deviceTraining?.(init) ?? hostStepRunner(this.gradients, this.graph, init);
+    } catch (e) {
+      this.gradients.dispose();
+      throw e;
+    }
+  }
+
+  /**
+   * The current master weights, every param of the model. On the host runner these are the arrays the
+   * optimizer updates; on a device runner a copy downloaded when a step has changed them since the
+   * last call (changing it trains nothing: restore() is how weights go in).
+   */
+  get weights(): Map<string, Float32Array> {
+    if (this.hostStale) {
+      for (const [name, w] of this.runner.weights()) {
+        const h = this.hostWeights.get(name);
+        if (h && h !== w) h.set(w);
+      }
+      this.hostStale = false;
+    }
+    return this.hostWeights;
   }
 
   get step(): number {
@@ -106,6 +130,7 @@ export class Trainer {
 
   /** Frees what the target holds (device memory). */
   dispose(): void {
+    this.runner.dispose();
     this.gradients.dispose();
   }
 
@@ -117,15 +142,13 @@ export class Trainer {
       [MODEL_INPUTS.tokens]: batch.tokens, [MODEL_INPUTS.pos]: batch.pos, [MODEL_INPUTS.seq]: batch.seq, [TRAIN_INPUTS.targets]: batch.targets,
       ...(this.config.loss.kind === 'kl_div' ? { [TRAIN_INPUTS.teacher]: this.teacher!(batch) } : {}),
     };
-    const outputs = this.gradients.lossAndGrads(this.weights, inputs, rows);
-    const grads = new Map(this.grads.map(({ param }, i) => [param, outputs[i + 1]!]));
-    const loss = outputs[0]![0]!;
-    const gradNorm = this.config.clip > 0 ? clipGlobalNorm(grads, this.config.clip) : NaN;
+    this.hostStale = true; // from here on, read the weights back from the runner (a diverged step too: what it left is what counts)
+    const { loss, gradNorm } = this.runner.gradients(inputs, rows);
     if (!Number.isFinite(loss) || (this.config.clip > 0 && !Number.isFinite(gradNorm))) {
       throw new UserError(`training diverged at step ${this.stepsDone + 1}: loss ${loss}, gradient norm ${gradNorm} (lower --lr, or keep --clip on)`);
     }
     const lr = learningRate(this.stepsDone, { lr: this.config.lr, minLr: this.config.minLr, warmup: this.config.warmup, steps: this.config.steps });
-    this.optimizer.step(this.weights, grads, lr);
+    this.runner.update(lr);
     this.stepsDone++;
     return { step: this.stepsDone, loss, gradNorm, lr, tokens: rows };
   }
@@ -135,7 +158,7 @@ export class Trainer {
     return {
       step: this.stepsDone,
       weights: new Map([...this.weights].map(([k, v]) => [k, v.slice()])),
-      optimizer: this.optimizer.state(),
+      optimizer: this.runner.optimizerState(),
       sampler: this.sampler.state(),
       rng: extra.rng ?? null,
       options: { ...this.config, moc: this.moc },
@@ -151,12 +174,13 @@ export class Trainer {
     }
     const differs = (Object.keys(this.config) as (keyof TrainConfig)[]).filter((k) => JSON.stringify(saved?.[k]) !== JSON.stringify(this.config[k]));
     if (differs.length) throw new UserError(`the checkpoint was made with different ${differs.map((k) => `--${k} (${JSON.stringify(saved?.[k])} there, ${JSON.stringify(this.config[k])} now)`).join(', ')}; resume with the same options`);
-    for (const [name, w] of this.weights) {
+    for (const [name, w] of this.hostWeights) {
       const s = st.weights.get(name);
       if (!s || s.length !== w.length) throw new UserError(`the checkpoint does not hold weight ${name} of this model (${s ? `${s.length} values, not ${w.length}` : 'missing'})`);
-      w.set(s);
     }
-    this.optimizer.load(st.optimizer);
+    for (const [name, w] of this.hostWeights) w.set(st.weights.get(name)!);
+    this.runner.load(this.hostWeights, st.optimizer);
+    this.hostStale = false;
     this.sampler = WindowSampler.restore(this.data, { batch: this.config.batch, seq: this.config.seq, seed: this.config.seed }, st.sampler as SamplerState);
     this.stepsDone = st.step;
   }

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { resolve } from 'node:path';
-import { batchLogits, evaluate, modelWeights } from '../../driver/evaluate.js';
+import { evaluate, modelWeights } from '../../driver/evaluate.js';
 import { loadModel } from '../../driver/load.js';
 import { teacherText } from '../../driver/teacher-text.js';
 import { checkTrainedOutput } from '../../driver/save-trained.js';
@@ -39,8 +39,8 @@ The teacher's text: each sequence is BOS, one token drawn uniformly from the voc
 sampled from the teacher itself (temperature 1) up to --seq + 1 tokens or EOS (as LLM-QAT does). The
 student trains on windows of that text (mixed with --data if given) to match the teacher's next-token
 distribution at every position: loss = τ²·KL(softmax(teacher/τ) ‖ softmax(student/τ)).
---target cuda computes the student's loss and gradients on the GPU, the KL loss included (the
-teacher's logits and --eval stay on the ref target).
+--target cuda computes the student's loss and gradients on the GPU, the KL loss included, and the
+teacher's logits there too (the teacher's text and --eval stay on the ref target).
 
 Example:
   mocc convert fixtures/stories260K/hf -o out/k32 --k 32 --tokenizer fixtures/stories260K/llama2c/tok512.bin
@@ -76,7 +76,8 @@ Example:
 
       const tw = modelWeights(teacher);
       const t = teacher;
-      const trainer = new Trainer(student, data, cfg, (b) => batchLogits(t, tw, b), target);
+      const teacherLogits = target.batchLogits(t); // on the student's target
+      const trainer = new Trainer(student, data, cfg, teacherLogits.logits, target);
       if (heldOut && !o.resume) process.stderr.write(`eval NLL before: ${evaluate(student, heldOut, { seq: o.seq }).nll.toFixed(4)} (teacher ${evaluate(teacher, heldOut, { seq: o.seq }, tw).nll.toFixed(4)})\n`);
       try {
         await trainAndSave(trainer, student, o, {
@@ -87,6 +88,7 @@ Example:
         });
       } finally {
         trainer.dispose();
+        teacherLogits.dispose();
       }
     } finally {
       student.close();

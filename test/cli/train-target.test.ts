@@ -1,7 +1,8 @@
 // `--target` of `mocc train`, `mocc recover` and `mocc eval` (issue 18): bad input is one line
-// `mocc: …`, exit 1, and nothing written; on a GPU (skipped without one), `--target cuda` trains
-// stories260K along the same loss curve as `--target ref` (train, and recover's KL loss), its
-// checkpoints resume on ref, and eval on cuda gives ref's NLL.
+// `mocc: …`, exit 1, and nothing written; on a GPU (skipped without one), `--target cuda` (clipping
+// and AdamW on the device) trains stories260K along the same loss and gradient-norm curve as
+// `--target ref` (train, and recover's KL loss), its checkpoints resume on ref and ref's on cuda, and
+// eval on cuda gives ref's NLL.
 import test, { type ExecutionContext } from 'ava';
 import { mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -61,15 +62,21 @@ function losses(stderr: string): Map<number, number> {
   return new Map([...stderr.matchAll(/^step (\d+)\/\d+ {2}loss (\S+)/gm)].map((m) => [Number(m[1]), Number(m[2])]));
 }
 
+/** The `|g| X` (gradient norm before clipping) of the same lines, by step. */
+function norms(stderr: string): Map<number, number> {
+  return new Map([...stderr.matchAll(/^step (\d+)\/\d+ .* \|g\| (\S+) /gm)].map((m) => [Number(m[1]), Number(m[2])]));
+}
+
 // Tolerance: the losses are printed to 4 decimals (±5e-5). Step 1 runs both targets on the same
 // weights: the executor's loss is within ~1e-6 of ref's (cuda-train-executor.test.ts), so 2e-4
 // absolute. Later steps follow AdamW updates of ~lr·sign(g) per entry, so entries whose gradient is
 // near 0 may step differently on the two targets: 2e-3 relative, far below a step's loss change.
+// Gradient norms (printed to 3 decimals, ±5e-4): the same 2e-3 relative, plus the printing.
 const gpu = testsNeeding(cudaDeviceRequirement());
 gpu('GPU: train --target cuda follows --target ref\'s loss curve on stories260K; its checkpoint resumes on ref', (t) => {
   const dir = tempDir(t);
   const args = [MODEL, '--data', DATA, '--steps', '4', '--batch', '2', '--seq', '32', '--lr', '1e-3', '--warmup', '0'];
-  const ref = mocc('train', ...args, '-o', join(dir, 'ref'));
+  const ref = mocc('train', ...args, '--save-every', '2', '-o', join(dir, 'ref'));
   t.is(ref.code, 0, ref.stderr);
   const cuda = mocc('train', ...args, '--target', 'cuda', '--save-every', '2', '-o', join(dir, 'cuda'));
   t.is(cuda.code, 0, cuda.stderr);
@@ -78,13 +85,22 @@ gpu('GPU: train --target cuda follows --target ref\'s loss curve on stories260K;
   t.deepEqual([...a.keys()], [1, 2, 3, 4], cuda.stderr);
   t.true(Math.abs(a.get(1)! - b.get(1)!) <= 2e-4, `step 1: ${a.get(1)} vs ${b.get(1)}`);
   for (const s of [2, 3, 4]) t.true(Math.abs(a.get(s)! - b.get(s)!) <= 2e-3 * Math.abs(b.get(s)!), `step ${s}: ${a.get(s)} vs ${b.get(s)}`);
-  t.log(`losses cuda ${[...a.values()].join(', ')}; ref ${[...b.values()].join(', ')}`);
+  const ga = norms(cuda.stderr), gb = norms(ref.stderr);
+  for (const s of [1, 2, 3, 4]) t.true(Math.abs(ga.get(s)! - gb.get(s)!) <= 2e-3 * gb.get(s)! + 1e-3, `step ${s}: |g| ${ga.get(s)} vs ${gb.get(s)}`);
+  t.regex(cuda.stderr, /^step 4\/4 .* \d+ tok\/s/m, 'the last step\'s line gives the run\'s speed');
+  t.log(`losses cuda ${[...a.values()].join(', ')}; ref ${[...b.values()].join(', ')}; |g| cuda ${[...ga.values()].join(', ')}; ref ${[...gb.values()].join(', ')}`);
   // The cuda run's step-2 checkpoint, resumed on ref: steps 3 and 4 follow the cuda run's.
   const resumed = mocc('train', ...args, '--resume', join(dir, 'cuda.ckpt'), '-o', join(dir, 'resumed'));
   t.is(resumed.code, 0, resumed.stderr);
   t.regex(resumed.stderr, /resumed from .* at step 2/);
   const c = losses(resumed.stderr);
   for (const s of [3, 4]) t.true(Math.abs(c.get(s)! - a.get(s)!) <= 2e-3 * Math.abs(a.get(s)!), `resumed step ${s}: ${c.get(s)} vs ${a.get(s)}`);
+  // The reverse: ref's step-2 checkpoint resumed on cuda (weights and moments uploaded): steps 3 and 4 follow ref's.
+  const back = mocc('train', ...args, '--target', 'cuda', '--resume', join(dir, 'ref.ckpt'), '-o', join(dir, 'back'));
+  t.is(back.code, 0, back.stderr);
+  t.regex(back.stderr, /resumed from .* at step 2/);
+  const d = losses(back.stderr);
+  for (const s of [3, 4]) t.true(Math.abs(d.get(s)! - b.get(s)!) <= 2e-3 * Math.abs(b.get(s)!), `ref → cuda resumed step ${s}: ${d.get(s)} vs ${b.get(s)}`);
 });
 
 // The same tolerances for the KL loss, plus the printing's ±1e-4 on later steps (the loss is smaller).

@@ -1,17 +1,23 @@
 // The Trainer's gradient backends (driver/gradient-backend.ts): the same Trainer (data order,
-// schedule, clipping, AdamW, checkpoints) over the ref target's runTrainingGraph and over the CUDA
-// training executor, here on the CPU PTX interpreter (test/helpers/train-sim-device.ts), so it runs
-// on any machine. A tiny synthetic LLaMA (1 layer, dim 24, GQA 4:2 heads of 6, FFN 36, vocabulary 40:
+// schedule, divergence check, checkpoints) over the ref target's runTrainingGraph with clipping and
+// AdamW on the host, and over the CUDA training executor with clipping and AdamW on the device (the
+// cuda backend's step runner, targets/cuda/train/step-runner.ts), here on the CPU PTX interpreter
+// (test/helpers/train-sim-device.ts), so it runs on any machine. A tiny synthetic LLaMA (1 layer, dim 24, GQA 4:2 heads of 6, FFN 36, vocabulary 40:
 // widths not multiples of 8, so padded rows are exercised), 2 sequences of 4 tokens a step.
 //
 // Tolerance: the two backends compute the same f32 graph (the executor's kernels are checked against
 // runTrainingGraph within 1e-4 of each tensor's scale in test/targets/cuda-train-executor.test.ts; the
-// differences are ~1e-6, f32 sums against the ref's float64 ones). Losses: within 1e-4 relative. Weights
-// after 2 AdamW steps: each tensor's change from its start (w − w0) within 1e-4 relative to that
+// differences are ~1e-6, f32 sums against the ref's float64 ones; the device AdamW computes in f32 where
+// the host's rounds f64 to f32, a few ulps of each update: cuda-train-optimizer.test.ts). Losses and
+// gradient norms: within 1e-4 relative. Weights after k AdamW steps: each tensor's change from its start (w − w0) within 1e-4 relative to that
 // change's largest |entry|, plus a term for AdamW's first steps: its update is lr·m/(√v + ε), about
 // lr·sign(g) for every entry with |g| ≫ ε, so an entry whose gradient is ~0 (below the backends'
 // ~1e-6 difference) can move by up to ±lr on one and not the other. Such entries are counted, and
 // must be few (≤ 1% of a tensor); everything else must agree.
+//
+// The interpreted tests are serial: each takes a minute or more of synchronous interpretation, and
+// ava's 5-minute timeout counts from the last test reported done, which concurrent synchronous tests
+// only do all together at the end.
 import test, { type ExecutionContext } from 'ava';
 import { checkpointGraph } from '../../driver/load.js';
 import { cudaGradients, refGradients, trainTarget, type GradientTarget } from '../../driver/gradient-backend.js';
@@ -22,6 +28,7 @@ import { MemoryTensor } from '../../src/import/tensor.js';
 import type { RunnableModel } from '../../src/model/runnable.js';
 import { tokenDataFromDocuments } from '../../src/train/data.js';
 import { UserError } from '../../src/util/errors.js';
+import type { TrainDevice } from '../../targets/cuda/train/device.js';
 import { rng } from '../helpers/random.js';
 import { simTrainDevice } from '../helpers/train-sim-device.js';
 
@@ -31,14 +38,15 @@ const SPEC: ModelSpec = {
 };
 
 const LR = 1e-3;
+/** clip 1: below every step's gradient norm (~6), so clipping is active (asserted). */
 const CONFIG: TrainConfig = {
-  steps: 2, batch: 2, seq: 4, lr: LR, minLr: LR / 10, warmup: 0, weightDecay: 0.1, clip: 1, policy: 'none', trainable: 'all', seed: 3,
+  steps: 3, batch: 2, seq: 4, lr: LR, minLr: LR / 10, warmup: 0, weightDecay: 0.1, clip: 1, policy: 'none', trainable: 'all', seed: 3,
   loss: { kind: 'cross_entropy' },
 };
 
-/** The tiny model with random weights: norms near 1, matrices ±0.3. */
-function tinyModel(): RunnableModel {
-  const graph = checkpointGraph(SPEC, () => 'f32', 'dense');
+/** The tiny model with random weights: norms near 1, matrices ±0.3 (params typed `dtype` in the graph, as a bf16 checkpoint's are). */
+function tinyModel(dtype: 'f32' | 'bf16' = 'f32'): RunnableModel {
+  const graph = checkpointGraph(SPEC, () => dtype, 'dense');
   const r = rng(7);
   const weights = new Map(graph.params.map((p) => {
     const shape = p.type.shape as number[];
@@ -56,6 +64,20 @@ function tinyData() {
 }
 
 const simCuda = (): GradientTarget => cudaGradients(() => simTrainDevice(16 << 20));
+
+/** The interpreter's device, counting the copies each way (bytes), to check what a step moves. */
+function countingDevice(): { dev: TrainDevice; copies: { up: number; down: number; downs: number } } {
+  const inner = simTrainDevice(16 << 20), copies = { up: 0, down: 0, downs: 0 };
+  const dev: TrainDevice = {
+    alloc: (n) => inner.alloc(n),
+    upload: (dst, data) => ((copies.up += data.byteLength), inner.upload(dst, data)),
+    download: (src, out) => ((copies.down += out.byteLength), copies.downs++, inner.download(src, out)),
+    fill: (dst, n, word) => inner.fill(dst, n, word),
+    launch: (k, grid, block, args) => inner.launch(k, grid, block, args),
+    free: (p) => inner.free(p),
+  };
+  return { dev, copies };
+}
 
 function relClose(t: ExecutionContext, a: number, b: number, what: string): void {
   t.true(Math.abs(a - b) <= 1e-4 * Math.abs(b), `${what}: ${a} vs ${b}`);
@@ -86,21 +108,27 @@ function sameUpdates(t: ExecutionContext, w0: Map<string, Float32Array>, a: Map<
   t.log(`weight updates: worst agreeing entry ${worst.toExponential(2)} of its tensor's update; ${odds} entries apart by up to 2·lr·steps`);
 }
 
-test('interpreted: 2 steps on the cuda backend (CUDA executor on the PTX interpreter) give the ref backend\'s losses and weights', (t) => {
+test.serial('interpreted: 3 steps on the cuda backend (executor, clipping and AdamW on the PTX interpreter\'s device) give the ref backend\'s losses, norms and weights, downloading only the loss and the norm a step', (t) => {
   const model = tinyModel(), data = tinyData();
   const ref = new Trainer(model, data, CONFIG);
-  const cuda = new Trainer(model, data, CONFIG, undefined, simCuda());
+  const { dev, copies } = countingDevice();
+  const cuda = new Trainer(model, data, CONFIG, undefined, cudaGradients(() => dev));
   t.is(ref.target, 'ref');
   t.is(cuda.target, 'cuda');
   const w0 = new Map([...ref.weights].map(([k, v]) => [k, v.slice()]));
+  const weightBytes = 4 * [...w0.values()].reduce((n, w) => n + w.length, 0);
   try {
     for (let s = 0; s < CONFIG.steps; s++) {
-      const a = cuda.trainStep(), b = ref.trainStep();
+      Object.assign(copies, { up: 0, down: 0, downs: 0 });
+      const a = cuda.trainStep();
+      t.deepEqual({ ...copies, up: copies.up < weightBytes / 4 }, { up: true, down: 12, downs: 2 }, `step ${s + 1}: the inputs and the AdamW scalars up (${copies.up} bytes), the loss and [clip scale, norm] down`);
+      const b = ref.trainStep();
       t.is(a.step, b.step);
       t.is(a.tokens, b.tokens);
       t.is(a.lr, b.lr);
       relClose(t, a.loss, b.loss, `step ${b.step} loss`);
       relClose(t, a.gradNorm, b.gradNorm, `step ${b.step} gradient norm`);
+      t.true(b.gradNorm > CONFIG.clip, `step ${b.step}: the clip is active (norm ${b.gradNorm} > ${CONFIG.clip})`);
       t.log(`step ${b.step}: loss ${a.loss} (ref ${b.loss}), |g| ${a.gradNorm} (ref ${b.gradNorm})`);
     }
     sameUpdates(t, w0, cuda.weights, ref.weights, CONFIG.steps);
@@ -113,9 +141,10 @@ test('interpreted: 2 steps on the cuda backend (CUDA executor on the PTX interpr
   }
 });
 
-test('interpreted: a checkpoint (state) made on one backend restores on the other, exactly, and training goes on alike', (t) => {
+test.serial('interpreted: a checkpoint (state) made on one backend restores on the other, exactly, and training goes on alike', (t) => {
   const model = tinyModel(), data = tinyData();
-  const config = { ...CONFIG, steps: 3 };
+  const config = CONFIG;
+  const w0 = new Map([...new Trainer(model, data, config).weights].map(([k, v]) => [k, v.slice()]));
   const cuda = new Trainer(model, data, config, undefined, simCuda());
   const cuda2 = new Trainer(model, data, config, undefined, simCuda());
   try {
@@ -128,18 +157,48 @@ test('interpreted: a checkpoint (state) made on one backend restores on the othe
     const a = cuda.trainStep(), b = ref.trainStep();
     t.is(a.step, 2);
     relClose(t, a.loss, b.loss, 'step 2 loss after a cuda → ref resume');
-    // ref → cuda: a fresh cuda trainer restored from the ref state uploads those weights (setWeights each step).
+    // ref → cuda: a fresh cuda trainer restored from the ref state uploads those weights and moments to the device.
     const refState = ref.state();
     cuda2.restore(refState);
     t.deepEqual(cuda2.state(), refState, 'restored on cuda: the same state, bit for bit');
     const c = cuda2.trainStep(), d = ref.trainStep();
     t.is(c.step, 3);
     relClose(t, c.loss, d.loss, 'step 3 loss after a ref → cuda resume (the restored weights and data position are the ones used)');
+    relClose(t, c.gradNorm, d.gradNorm, 'step 3 gradient norm after a ref → cuda resume');
+    sameUpdates(t, w0, cuda2.weights, ref.weights, config.steps);
+    t.is(cuda2.state().optimizer.step, 3, 'the device optimizer took step 3 from the restored step count');
   } finally {
     cuda.dispose();
     cuda2.dispose();
   }
 });
+
+/** The trainer's weights and optimizer state (a copy), all a step may change but the data position. */
+const weightsAndMoments = (tr: Trainer) => {
+  const { step, weights, optimizer } = tr.state();
+  return { step, weights, optimizer };
+};
+
+for (const [name, target] of [['ref', () => refGradients], ['cuda (interpreted)', simCuda]] as const) {
+  test.serial(`${name}: a diverged step (a NaN weight: loss and norm NaN) throws the UserError and changes no weight nor moment`, (t) => {
+    const model = tinyModel(), data = tinyData();
+    const tr = new Trainer(model, data, { ...CONFIG, steps: 2 }, undefined, target());
+    try {
+      tr.trainStep(); // a step taken, so that the moments and the step count are not the initial zeros
+      const st = tr.state();
+      const norm = model.graph.params.find((p) => p.type.shape.length === 1)!.name;
+      st.weights.get(norm)![0] = NaN; // a norm weight: every row's activations, so the loss, go NaN
+      tr.restore(st);
+      const before = weightsAndMoments(tr);
+      t.true(Number.isNaN(before.weights.get(norm)![0]!) && before.optimizer.step === 1);
+      t.throws(() => tr.trainStep(), { instanceOf: UserError, message: /^training diverged at step 2: loss NaN, gradient norm NaN \(lower --lr, or keep --clip on\)$/ });
+      t.is(tr.step, 1);
+      t.deepEqual(weightsAndMoments(tr), before, 'weights, moments and step count as before the step');
+    } finally {
+      tr.dispose();
+    }
+  });
+}
 
 test('the training targets by name; an unknown one is a UserError naming those there are', (t) => {
   t.is(trainTarget('ref'), refGradients);
@@ -176,5 +235,22 @@ test('interpreted: distillation (kl_div, the f32 teacher logits passed through) 
     sameUpdates(t, w0, cuda.weights, ref.weights, config.steps);
   } finally {
     cuda.dispose();
+  }
+});
+
+test.serial("interpreted: a teacher's batchLogits on cuda (its forward graph on the executor) give ref's, f32- and bf16-typed params alike", (t) => {
+  // two sequences (3 and 5 tokens) packed in one batch, as the Trainer's windows are
+  const tokens = Int32Array.of(1, 5, 9, 1, 7, 3, 30, 12), pos = Int32Array.of(0, 1, 2, 0, 1, 2, 3, 4), seq = Int32Array.of(0, 0, 0, 1, 1, 1, 1, 1);
+  const b = { tokens, pos, seq, targets: new Int32Array(8) };
+  for (const dtype of ['f32', 'bf16'] as const) {
+    const m = tinyModel(dtype);
+    const want = refGradients.batchLogits(m).logits(b);
+    const onCuda = simCuda().batchLogits(m);
+    const got = onCuda.logits(b);
+    onCuda.dispose();
+    t.is(got.length, want.length);
+    const scale = want.reduce((a, x) => Math.max(a, Math.abs(x)), 0);
+    const worst = want.reduce((a, x, i) => Math.max(a, Math.abs(got[i]! - x)), 0);
+    t.true(worst <= 1e-5 * scale, `${dtype}: worst ${worst} of scale ${scale}`);
   }
 });
