@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the GPU machine (no Node there: carry .carry, dist and the addon; see bench/gpu/README.md):
-#   source .carry/setup.sh && bash bench/gpu/run.sh [check|gemm|prefill|prefill-f32|sanitize|ffn|e2e|context|wgsl|wgsl-check|train-torch|train-torch-largest|all]
+#   source .carry/setup.sh && bash bench/gpu/run.sh [check|gemm|prefill|prefill-f32|sanitize|sanitize-train|ffn|e2e|context|wgsl|wgsl-check|train|train-torch|train-torch-largest|recovery|all]
 # Writes logs and JSON under $OUT (the device tool's output folder) or bench/results/gpu.
 set -u
 what=${1:-all}
@@ -16,7 +16,7 @@ model_1b() { [[ -f $1/config.json ]] || python3 bench/gpu/make_llama_1b.py --out
 torch_ffn() { [[ -f $out/torch_ffn.json ]] || python3 bench/gpu/torch_ffn.py --shapes 2048x5464,4096x14336 --out "$out/torch_ffn.json" 2>&1 | tail -8; }
 if [[ $what == all || $what == check ]]; then
   step "cuda-check: the CUDA kernel and model tests (kernels vs ref, stories260K logits and greedy text) and the rest of the CUDA tests"
-  node node_modules/ava/entrypoints/cli.mjs test/targets/cuda-kernels.test.ts test/targets/cuda-flash-attention.test.ts test/targets/cuda-flash-attention-backward.test.ts test/targets/cuda-train-elementwise.test.ts test/targets/cuda-train-norm.test.ts test/targets/cuda-train-scatter.test.ts test/targets/cuda-train-loss.test.ts test/targets/cuda-train-adamw.test.ts test/targets/cuda-train-executor.test.ts test/targets/cuda-train-attention.test.ts test/targets/cuda-train-moc.test.ts test/targets/cuda-train-optimizer.test.ts test/train/gradient-backend.test.ts test/cli/train-target.test.ts test/targets/cuda-gemm.test.ts test/targets/cuda-gemm-f32.test.ts test/targets/cuda-gemm-layouts.test.ts test/targets/cuda-gemm-sm90.test.ts test/targets/cuda-prefill.test.ts test/targets/cuda-prefill-f32.test.ts test/targets/cuda-wgmma-lowering.test.ts test/targets/cuda-model.test.ts test/targets/cuda-driver.test.ts test/targets/cuda-ptx.test.ts > "$out/cuda-check.log" 2>&1 || status=1
+  node node_modules/ava/entrypoints/cli.mjs test/targets/cuda-kernels.test.ts test/targets/cuda-flash-attention.test.ts test/targets/cuda-flash-attention-backward.test.ts test/targets/cuda-train-elementwise.test.ts test/targets/cuda-train-norm.test.ts test/targets/cuda-train-scatter.test.ts test/targets/cuda-train-loss.test.ts test/targets/cuda-train-adamw.test.ts test/targets/cuda-train-executor.test.ts test/targets/cuda-train-attention.test.ts test/targets/cuda-train-moc.test.ts test/targets/cuda-train-optimizer.test.ts test/targets/cuda-train-kl.test.ts test/targets/cuda-train-bf16.test.ts test/train/gradient-backend.test.ts test/cli/train-target.test.ts test/targets/cuda-gemm.test.ts test/targets/cuda-gemm-f32.test.ts test/targets/cuda-gemm-layouts.test.ts test/targets/cuda-gemm-sm90.test.ts test/targets/cuda-prefill.test.ts test/targets/cuda-prefill-f32.test.ts test/targets/cuda-wgmma-lowering.test.ts test/targets/cuda-model.test.ts test/targets/cuda-driver.test.ts test/targets/cuda-ptx.test.ts > "$out/cuda-check.log" 2>&1 || status=1
   grep -E "✘|skip|tests? (passed|failed|skipped)" "$out/cuda-check.log" | tail -40
 fi
 if [[ $what == all || $what == gemm ]]; then
@@ -58,6 +58,26 @@ if [[ $what == prefill-f32 ]]; then
   model_1b $model --dtype float32
   torch_ffn
   node dist/bench/gpu/prefill.js --model $model --torch "$out/torch_ffn.json" --peak-tflops 67 --tokens 16,128,512 --out "$out/prefill-f32.json" 2>&1 | tail -8 || status=1
+fi
+if [[ $what == sanitize-train ]]; then
+  step "compute-sanitizer: one training step of stories260K (dense none, MoC K=32 moc-gcp; f32 and bf16 matmuls), memcheck and racecheck"
+  for tool in memcheck racecheck; do
+    for mm in f32 bf16; do
+      compute-sanitizer --tool $tool --error-exitcode 9 node dist/bench/gpu/train.js --model fixtures/stories260K/hf --batch 4 --seq 64 --steps 1 --warmup 0 --k 32 --configs dense:none,moc:moc-gcp --matmul $mm --out "$out/sanitize-train-$mm.json" > "$out/sanitizer-train-$tool-$mm.log" 2>&1 || status=1
+      echo "$tool $mm: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/sanitizer-train-$tool-$mm.log" | tr '\n' ' ')"
+    done
+  done
+fi
+if [[ $what == train ]]; then
+  step "train: mocc's training step of the 1B preset, batch 64 x 256: planned vs measured memory, tok/s (bf16 and f32 matmuls)"
+  model=/tmp/llama-1b
+  model_1b $model
+  node dist/bench/gpu/train.js --model $model --batch 64 --seq 256 --steps 3 --warmup 1 --configs moc:moc-gcp,moc:moc,dense:gcp,dense:none --matmul bf16 --out "$out/train-bf16.json" 2>&1 | tail -6 || status=1
+  node dist/bench/gpu/train.js --model $model --batch 64 --seq 256 --steps 1 --warmup 1 --configs moc:moc-gcp --matmul f32 --out "$out/train-f32.json" 2>&1 | tail -3 || status=1
+fi
+if [[ $what == recovery ]]; then
+  step "recovery: stories260K K=32, data-free recovery on the GPU (text, training, teacher logits, evals: --target cuda)"
+  node dist/bench/recovery.js --target cuda --at 1500,5000,15000 --minutes 8 --out "$out/recovery-gpu" 2>&1 | tail -14 || status=1
 fi
 if [[ $what == train-torch ]]; then
   step "train-torch: PyTorch training of the 1B preset, batch 64 x 256, bf16 params + AdamW state: dense eager / torch.compile, MoC / MoC+GCP (K 1024)"

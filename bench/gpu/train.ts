@@ -1,4 +1,4 @@
-// bench train: mocc's training step of the 1B preset (make_llama_1b.py) on the GPU — the CUDA training
+// bench train: mocc's training step of the 1B preset (make_llama_1b.py; any checkpoint: --model) on the GPU — the CUDA training
 // executor (targets/cuda/train/executor.ts: the training graph run in ONE arena from the memory plan)
 // and the device optimizer (optimizer.ts: clip + AdamW, f32 master weights and moments) — for the
 // configurations issue 18 compares with PyTorch (bench/gpu/torch_train.py): dense and MoC K, each under
@@ -77,11 +77,12 @@ function counting(dev: TrainDevice) {
   return { dev: d, live: () => live, freeAll: () => [...sizes.keys()].forEach((p) => d.free(p as never)) };
 }
 
-// one random document long enough for every window; the same batches for every configuration
-const vocab = 32000;
-let seed = 12345;
-const doc = Int32Array.from({ length: rows * (WARMUP + STEPS + 1) + 1 }, () => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) % vocab);
-const data = tokenDataFromDocuments([doc]);
+/** One random document long enough for every window: the same batches for every configuration of a model. */
+function randomTokens(vocab: number) {
+  let seed = 12345;
+  const doc = Int32Array.from({ length: rows * (WARMUP + STEPS + 1) + 1 }, () => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) % vocab);
+  return tokenDataFromDocuments([doc]);
+}
 
 const results: Record<string, unknown>[] = [];
 for (const { ffn, policy } of configs) {
@@ -106,7 +107,7 @@ for (const { ffn, policy } of configs) {
     Object.assign(r, { scratchBytes: ex.scratchBytes, plannedBytes: planned });
     minFree = Math.min(minFree, free());
     r.buildSeconds = (performance.now() - t0) / 1000;
-    const sampler = new WindowSampler(data, { batch: BATCH, seq: SEQ, seed: 1 });
+    const sampler = new WindowSampler(randomTokens(m.spec.vocabSize), { batch: BATCH, seq: SEQ, seed: 1 });
     const step = () => {
       const b = sampler.next();
       ex.launch({ [MODEL_INPUTS.tokens]: b.tokens, [MODEL_INPUTS.pos]: b.pos, [MODEL_INPUTS.seq]: b.seq, [TRAIN_INPUTS.targets]: b.targets });
@@ -137,4 +138,4 @@ for (const { ffn, policy } of configs) {
 }
 const device = cuda.device.name;
 writeFileSync(outPath, JSON.stringify({ bench: 'train', device, batch: BATCH, seq: SEQ, steps: STEPS, warmup: WARMUP, lr: LR, results }, null, 2));
-console.log(`train on ${device}: 1B preset, ${BATCH} x ${SEQ} tokens a step -> ${outPath}`);
+console.log(`train on ${device}: ${dir}, ${BATCH} x ${SEQ} tokens a step -> ${outPath}`);
