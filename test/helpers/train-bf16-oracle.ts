@@ -3,12 +3,19 @@
 // ref kernels) with the f32 operands of every linear, logits, matmul and matmul_tn rounded to bf16
 // (round to nearest even, src/util/dtype.ts f32ToBf16) before the ref kernel multiplies them in
 // float64: the arithmetic ops-bf16.ts's castRows + tensor-core GEMM performs, up to the GEMM's f32
-// accumulation. Everything else is the ref's. Keeps every value (small graphs only).
+// accumulation. Likewise the attention operands where ops-attention-bf16.ts runs flash attention (hd
+// the kernels take): q, k, v of attention, q, k, v, dy of attention_grad (their softmax probabilities'
+// bf16 rounding inside the kernels is not modelled: relative 2^-9 of an output's Σ p|v|). Everything
+// else is the ref's. Keeps every value (small graphs only).
 import type { Graph, TensorType } from '../../src/ir/types.js';
 import { evalNode, type Value } from '../../targets/ref/eval-node.js';
 import { bf16ToF32, f32ToBf16 } from '../../src/util/dtype.js';
+import { flashAttentionHeadDimOk } from '../../targets/cuda/ptx/flash-attention.js';
 
 export const BF16_MATMUL_FAMILY: ReadonlySet<string> = new Set(['linear', 'logits', 'matmul', 'matmul_tn']);
+
+/** The inputs of attention / attention_grad that ops-attention-bf16.ts casts to bf16 (seq is not). */
+const BF16_ATTENTION_INPUTS: Readonly<Record<string, readonly number[]>> = { attention: [0, 1, 2], attention_grad: [0, 1, 2, 4] };
 
 /** x rounded to bf16 (a new array). */
 export const roundBf16 = (x: Float32Array): Float32Array => x.map((v) => bf16ToF32(f32ToBf16(v)));
@@ -23,6 +30,8 @@ export function runTrainingGraphBf16Matmuls(g: Graph, weights: ReadonlyMap<strin
   for (const n of g.nodes) {
     let ins = n.inputs.map((o) => (o.kind === 'param' ? weights.get(o.name) : values.get(o.name))!);
     if (BF16_MATMUL_FAMILY.has(n.op)) ins = ins.map((v) => roundBf16(v as Float32Array));
+    const att = BF16_ATTENTION_INPUTS[n.op];
+    if (att && flashAttentionHeadDimOk(n.attrs.head_dim as number)) ins = ins.map((v, i) => (att.includes(i) ? roundBf16(v as Float32Array) : v));
     const outs = evalNode(n, ins, (i, axis) => {
       const o = n.inputs[i]!;
       const d = types.get(o.kind === 'param' ? `@${o.name}` : o.name)!.shape[axis]!;

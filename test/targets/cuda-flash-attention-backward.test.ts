@@ -19,6 +19,7 @@ import { seqAttention } from '../../targets/ref/kernels.js';
 import { attentionGrad } from '../../targets/ref/train-kernels.js';
 import { download, freeAll, launch, pad8, padF32, poisoned, randomF32, rng, upload, weight } from '../helpers/cuda.js';
 import { PtxSim } from '../helpers/ptx-sim.js';
+import { logSumExp, magnitudes, seqOf } from '../helpers/attention-check.js';
 import { cudaDeviceRequirement, findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
 import { assemblePtx, NO_LOCAL_MEMORY } from '../helpers/ptxas.js';
 
@@ -74,41 +75,6 @@ test('flash attention backward rejects a head dimension it cannot tile, and head
 
 // ---- inputs shared by the CPU and GPU tests ----
 
-/** seq ids for T rows: runs of the given lengths (the last one takes the rest), ids 7, 8, 9, ... */
-function seqOf(T: number, lengths: number[]): Int32Array {
-  const seq = new Int32Array(T);
-  let t = 0, id = 7;
-  for (const n of lengths) {
-    for (let i = 0; i < n && t < T; i++) seq[t++] = id;
-    id++;
-  }
-  while (t < T) seq[t++] = id;
-  return seq;
-}
-
-/** float64 lse[h, t] = ln Σ_s exp(q·k_s/√hd) over row t's visible keys (what the forward saves). */
-function logSumExp(q: Float32Array, k: Float32Array, seq: Int32Array, heads: number, kvHeads: number, hd: number): Float32Array {
-  const T = seq.length, qw = heads * hd, kvw = kvHeads * hd, group = heads / kvHeads, scale = 1 / Math.sqrt(hd);
-  const out = new Float32Array(heads * T), sc = new Float64Array(T);
-  let start = 0;
-  for (let t = 0; t < T; t++) {
-    if (t > 0 && seq[t] !== seq[t - 1]) start = t;
-    for (let h = 0; h < heads; h++) {
-      const qo = t * qw + h * hd, ko = Math.floor(h / group) * hd;
-      let max = -Infinity;
-      for (let s = start; s <= t; s++) {
-        let d = 0;
-        for (let i = 0; i < hd; i++) d += q[qo + i]! * k[s * kvw + ko + i]!;
-        max = Math.max(max, (sc[s] = d * scale));
-      }
-      let l = 0;
-      for (let s = start; s <= t; s++) l += Math.exp(sc[s]! - max);
-      out[h * T + t] = max + Math.log(l);
-    }
-  }
-  return out;
-}
-
 /** D[h, t] = Σ_i dO·O in float64 (the preprocess kernel's definition). */
 function rowDots(dO: Float32Array, o: Float32Array, T: number, heads: number, hd: number): Float64Array {
   const d = new Float64Array(heads * T);
@@ -148,48 +114,6 @@ for (const [T, heads, hd, lengths] of [[1, 1, 8, []], [5, 3, 8, [2]], [37, 4, 24
 // ---- on the GPU ----
 const cudaTest = testsNeeding(cudaDeviceRequirement());
 let nextSeed = 1;
-
-/**
- * The two scales every gradient element's rounding error is relative to, in float64 from the same
- * inputs. term: Σ|term| (dv Σ P·|dO|, dk Σ |dS|·|q|/√hd, dq Σ |dS|·|k|/√hd), for the dtype rounding of
- * P and dS before their products. f32: the same with |dS| = P·|dP − D| replaced by P·(|dP| + |D|),
- * for the f32 rounding of dP and D before they cancel: a row whose only key is itself has dS = 0
- * exactly (P = 1, dP = D), so its term scale is 0 while the kernel's f32 dP − D leaves ~1e-8.
- */
-function magnitudes(q: Float32Array, k: Float32Array, v: Float32Array, seq: Int32Array, dO: Float32Array, heads: number, kvHeads: number, hd: number) {
-  const T = seq.length, qw = heads * hd, kvw = kvHeads * hd, group = heads / kvHeads, scale = 1 / Math.sqrt(hd);
-  const dq = new Float64Array(T * qw), dk = new Float64Array(T * kvw), dv = new Float64Array(T * kvw);
-  const dqF32 = new Float64Array(T * qw), dkF32 = new Float64Array(T * kvw);
-  const p = new Float64Array(T), dp = new Float64Array(T);
-  let start = 0;
-  for (let t = 0; t < T; t++) {
-    if (t > 0 && seq[t] !== seq[t - 1]) start = t;
-    for (let h = 0; h < heads; h++) {
-      const qo = t * qw + h * hd, ko = Math.floor(h / group) * hd;
-      let max = -Infinity;
-      for (let s = start; s <= t; s++) {
-        let a = 0, b = 0;
-        for (let i = 0; i < hd; i++) a += q[qo + i]! * k[s * kvw + ko + i]!, b += dO[qo + i]! * v[s * kvw + ko + i]!;
-        max = Math.max(max, (p[s] = a * scale));
-        dp[s] = b;
-      }
-      let l = 0, dot = 0;
-      for (let s = start; s <= t; s++) l += p[s] = Math.exp(p[s]! - max);
-      for (let s = start; s <= t; s++) dot += (p[s]! /= l) * dp[s]!;
-      for (let s = start; s <= t; s++) {
-        const ds = Math.abs(p[s]! * (dp[s]! - dot)) * scale, dsF32 = p[s]! * (Math.abs(dp[s]!) + Math.abs(dot)) * scale;
-        for (let i = 0; i < hd; i++) {
-          dv[s * kvw + ko + i] += p[s]! * Math.abs(dO[qo + i]!);
-          dk[s * kvw + ko + i] += ds * Math.abs(q[qo + i]!);
-          dq[qo + i] += ds * Math.abs(k[s * kvw + ko + i]!);
-          dkF32[s * kvw + ko + i] += dsF32 * Math.abs(q[qo + i]!);
-          dqF32[qo + i] += dsF32 * Math.abs(k[s * kvw + ko + i]!);
-        }
-      }
-    }
-  }
-  return { term: { dq, dk, dv }, f32: { dq: dqF32, dk: dkF32, dv } };
-}
 
 function check(spec: FlashAttentionBackwardSpec, T: number, lengths: number[]): void {
   const { heads, kvHeads, hd, dtype } = spec;

@@ -50,10 +50,25 @@
 // 0·NaN would poison S), and the 8 extra columns make the 8 rows an ldmatrix phase reads fall in 8
 // distinct 16-byte bank groups ((hp + 8)·2 bytes is an odd multiple of 16).
 //
+// Packed sequences (spec.seq, the training executor's attention under bf16, train/ops-attention-bf16.ts).
+// The rows are a batch of sequences packed one after another: row t attends to rows s with
+// seq[s] = seq[t] and s ≤ t (kernels.ts seqAttention), i.e. start(t) ≤ s ≤ t. kc, vc are then the
+// [T, pad8(kvHeads·hd)] key and value rows themselves and pos is 0 (the `pos` param becomes `seq`);
+// each lane finds the starts of its two rows by binary search over seq (sequenceStarts below, the
+// search flash-attention-backward.ts uses). The tile loop begins at the tile holding the CTA's first
+// row's start (earlier keys are invisible to every row of the CTA); a tile is masked when it reaches
+// past the warp's first row (causal, as above) or begins before the largest start of the warp's rows,
+// and then keys before each row's start are set to -inf as well. A row's first tiles may thus be
+// wholly masked (its own start lies further on): the -inf guards above keep its m, l and O at
+// -inf, 0, 0 until its first visible key; every row below T sees at least itself, so l > 0 at the end.
+// With seq off nothing of this is emitted: the prefill kernels' PTX is unchanged (hash test in
+// test/targets/cuda-train-bf16-attention.test.ts).
+//
 // Fragments: see gemm.ts's header (g = lane / 4, qd = lane % 4).
 import { f32Imm, KernelBuilder } from './builder.js';
 import type { Kernel } from './dense.js';
 import { pad8 } from './layout.js';
+import { binarySearch } from './flash-attention-backward.js';
 
 export interface FlashAttentionSpec {
   heads: number;
@@ -72,6 +87,12 @@ export interface FlashAttentionSpec {
    * cache is multiplied as stored (its own type).
    */
   operands?: 'bf16' | 'f16';
+  /**
+   * Packed sequences (training; see "Packed sequences" in the header): kc / vc are the [T, ·] key and
+   * value rows of this call themselves (no cache, pos 0), and the `pos` param is replaced by `seq`
+   * (int32 [T] sequence ids). Default false: the prefill kernel, whose PTX this flag leaves unchanged.
+   */
+  seq?: boolean;
 }
 
 /** The mma operand type of spec `s` (see FlashAttentionSpec.operands). */
@@ -103,16 +124,19 @@ function geometry(s: FlashAttentionSpec): Geometry {
   return { hp, bn, srow, stage: 2 * bn * srow * 2 };
 }
 
+/** The head dimensions the kernel tiles (flash-attention-backward.ts's kernels take the same). */
+export const flashAttentionHeadDimOk = (hd: number): boolean => Number.isInteger(hd) && hd % 8 === 0 && hd >= 8 && hd <= 128;
+
 function checkSpec(s: FlashAttentionSpec): void {
   const bad = (why: string) => new Error(`PTX generator bug: flash attention ${JSON.stringify(s)}: ${why}`);
-  if (!Number.isInteger(s.hd) || s.hd % 8 !== 0 || s.hd < 8 || s.hd > 128) throw bad('hd must be a multiple of 8 in 8..128');
+  if (!flashAttentionHeadDimOk(s.hd)) throw bad('hd must be a multiple of 8 in 8..128');
   if (!Number.isInteger(s.heads) || !Number.isInteger(s.kvHeads) || s.kvHeads < 1 || s.heads % s.kvHeads !== 0) throw bad('heads must be a multiple of kvHeads');
   if (s.operands && s.cache !== 'f32' && s.operands !== s.cache) throw bad('a 16-bit cache is multiplied as stored: operands must be its type');
 }
 
 export function flashAttentionName(s: FlashAttentionSpec): string {
   const m = s.cache === 'f32' && flashAttentionOperands(s) === 'f16' ? '_mf16' : '';
-  return `flash_attention_h${s.heads}_kv${s.kvHeads}_hd${s.hd}_${s.cache}${m}_o${s.out}${s.lse ? '_lse' : ''}`;
+  return `flash_attention${s.seq ? '_seq' : ''}_h${s.heads}_kv${s.kvHeads}_hd${s.hd}_${s.cache}${m}_o${s.out}${s.lse ? '_lse' : ''}`;
 }
 
 /** Grid for T query rows: x over blocks of FA_ROWS rows (launched last block first), y over heads. */
@@ -126,8 +150,9 @@ export function flashAttentionSharedBytes(s: FlashAttentionSpec): number {
 }
 
 /**
- * The kernel. Params: o, q, kc, vc, pos (u64 pointer to the device int32), lse (u64, only if
- * spec.lse), then u32 T. Grid flashAttentionGrid(spec, T), block FA_THREADS.
+ * The kernel. Params: o, q, kc, vc, pos (u64 pointer to the device int32; with spec.seq: seq, the
+ * int32 [T] sequence ids), lse (u64, only if spec.lse), then u32 T. Grid flashAttentionGrid(spec, T),
+ * block FA_THREADS.
  */
 export function flashAttention(s: FlashAttentionSpec): Kernel {
   checkSpec(s);
@@ -138,12 +163,12 @@ export function flashAttention(s: FlashAttentionSpec): Kernel {
   const cacheBytes = s.cache === 'f32' ? 4 : 2, outBytes = s.out === 'f32' ? 4 : 2;
   const qld = pad8(s.heads * s.hd) * 4, kvld = pad8(s.kvHeads * s.hd) * cacheBytes, old = pad8(s.heads * s.hd) * outBytes;
   const k = new KernelBuilder(name, [
-    ...['o', 'q', 'kc', 'vc', 'pos'].map((n) => ({ name: n, type: 'u64' as const })),
+    ...['o', 'q', 'kc', 'vc', s.seq ? 'seq' : 'pos'].map((n) => ({ name: n, type: 'u64' as const })),
     ...(s.lse ? [{ name: 'lse', type: 'u64' as const }] : []),
     { name: 'T', type: 'u32' },
   ]);
   k.blockSize(FA_THREADS, 1); // registers up to 255: hd 128 holds Q, O and S fragments (about 200)
-  const o = k.ptrParam('o'), q = k.ptrParam('q'), kc = k.ptrParam('kc'), vc = k.ptrParam('vc'), posP = k.ptrParam('pos');
+  const o = k.ptrParam('o'), q = k.ptrParam('q'), kc = k.ptrParam('kc'), vc = k.ptrParam('vc'), posP = k.ptrParam(s.seq ? 'seq' : 'pos');
   const lseP = s.lse ? k.ptrParam('lse') : '';
   const T = k.u32Param('T');
   const tid = k.special('%tid.x', 'tid'), bx = k.special('%ctaid.x', 'bx'), h = k.special('%ctaid.y', 'h');
@@ -152,7 +177,7 @@ export function flashAttention(s: FlashAttentionSpec): Kernel {
   // query block: the last one first
   const r0 = k.reg('u32', 'r0'), pos = k.reg('u32', 'pos'), kvh = k.reg('u32', 'kvh');
   k.emit(`add.u32 ${r0}, ${T}, ${FA_ROWS - 1}`, `shr.u32 ${r0}, ${r0}, ${Math.log2(FA_ROWS)}`, `sub.u32 ${r0}, ${r0}, 1`, `sub.u32 ${r0}, ${r0}, ${bx}`, `shl.b32 ${r0}, ${r0}, ${Math.log2(FA_ROWS)}`);
-  k.emit(`ld.global.u32 ${pos}, [${posP}]`, `div.u32 ${kvh}, ${h}, ${group}`);
+  k.emit(s.seq ? `mov.u32 ${pos}, 0` : `ld.global.u32 ${pos}, [${posP}]`, `div.u32 ${kvh}, ${h}, ${group}`);
   // CTA limit: cache rows < kvLim are read (the last row's causal limit + 1)
   const kvLim = k.reg('u32', 'kvlim'), t1 = k.reg('u32', 't'), t2 = k.reg('u32', 't');
   k.emit(`add.u32 ${t1}, ${r0}, ${FA_ROWS}`, `min.u32 ${t1}, ${t1}, ${T}`, `add.u32 ${kvLim}, ${pos}, ${t1}`);
@@ -180,6 +205,8 @@ export function flashAttention(s: FlashAttentionSpec): Kernel {
       k.emit(`cvt.rn.${mt}x2.f32 ${qf[ks]![i]}, ${f1}, ${f0}`); // the lower half holds the lower column
     }
   }
+
+  const starts = s.seq ? sequenceStarts(k, posP, T, r0, rowG, rowG8, bn) : undefined;
 
   // ---- shared memory and the zeroed padding columns ----
   const sh = k.sharedArray('kv', 'b8', 2 * stage, 128);
@@ -273,7 +300,7 @@ export function flashAttention(s: FlashAttentionSpec): Kernel {
 
   // ---- the tile loop ----
   const j0 = k.reg('u32', 'j0'), cur = k.reg('u32', 'cur'), nxt = k.reg('u32', 'nxt'), jn = k.reg('u32', 'jn'), pr = k.reg('pred', 'pr');
-  k.emit(`mov.u32 ${j0}, 0`, `mov.u32 ${cur}, 0`);
+  k.emit(starts ? `mov.u32 ${j0}, ${starts.first}` : `mov.u32 ${j0}, 0`, `mov.u32 ${cur}, 0`);
   if (s.cache !== 'f32') issueTile(j0, cur);
   const loop = k.label('tile'), done = k.label('tiles_done'), noCopy = k.label('nocopy'), skip = k.label('skip_tile'), noMask = k.label('nomask');
   k.place(loop);
@@ -305,8 +332,11 @@ export function flashAttention(s: FlashAttentionSpec): Kernel {
       }
     }
   }
-  // causal mask, only where the tile reaches past the warp's first row's limit
-  k.emit(`add.u32 ${t1}, ${j0}, ${bn - 1}`, `setp.le.u32 ${pr}, ${t1}, ${posWs}`, `@${pr} bra ${noMask}`);
+  // causal mask, only where the tile reaches past the warp's first row's limit (packed sequences:
+  // or starts before the warp's last row's sequence start)
+  k.emit(`add.u32 ${t1}, ${j0}, ${bn - 1}`, `setp.le.u32 ${pr}, ${t1}, ${posWs}`);
+  if (starts) k.emit(`setp.ge.and.u32 ${pr}, ${j0}, ${starts.warpMax}, ${pr}`);
+  k.emit(`@${pr} bra ${noMask}`);
   k.emit(`sub.s32 ${lim}, ${lim0}, ${j0}`);
   const pm = k.reg('pred', 'pm');
   for (let nt = 0; nt < bn / 8; nt++) {
@@ -314,6 +344,16 @@ export function flashAttention(s: FlashAttentionSpec): Kernel {
       // element e: row g (e < 2) or g+8, column nt·8 + 2qd + (e & 1)
       const c = nt * 8 + (e & 1) - (e >= 2 ? 8 : 0);
       k.emit(`setp.lt.s32 ${pm}, ${lim}, ${c}`, `@${pm} mov.f32 ${sc[nt]![e]}, 0fFF800000`);
+    }
+  }
+  if (starts) {
+    // keys before the row's sequence start: column nt·8 + 2qd + (e & 1) < start − j0, i.e.
+    // nt·8 + (e & 1) < lo = start − j0 − 2qd (signed), per row g / g+8
+    const lo = [k.reg('s32', 'slo'), k.reg('s32', 'slo')], qd2 = k.reg('u32', 'qd2');
+    k.emit(`shl.b32 ${qd2}, ${qd}, 1`);
+    for (const r of [0, 1]) k.emit(`sub.s32 ${lo[r]}, ${r ? starts.rowG8 : starts.rowG}, ${j0}`, `sub.s32 ${lo[r]}, ${lo[r]}, ${qd2}`);
+    for (let nt = 0; nt < bn / 8; nt++) {
+      for (let e = 0; e < 4; e++) k.emit(`setp.gt.s32 ${pm}, ${lo[e >> 1]}, ${nt * 8 + (e & 1)}`, `@${pm} mov.f32 ${sc[nt]![e]}, 0fFF800000`);
     }
   }
   k.place(noMask);
@@ -382,4 +422,30 @@ export function flashAttention(s: FlashAttentionSpec): Kernel {
     }
   }
   return { name, text: k.render() };
+}
+
+/**
+ * Packed sequences (spec.seq): the sequence starts this lane's masks and the tile loop need. A row's
+ * start is the first x ≤ row with seq[x] = seq[row] (binary search: rows of a sequence are contiguous
+ * and an id is not reused, kernels.ts seqAttention), so starts never decrease along the rows.
+ * - rowG, rowG8: the starts of rows g and g+8 (a row past T takes row T-1's: its scores are never
+ *   stored, and it keeps warpMax below right);
+ * - warpMax: the largest start of the warp's rows, lane 31's row g+8 (= min(ws+15, T-1));
+ * - first: the start of the CTA's first row r0, rounded down to a tile of bn: every row of the CTA
+ *   starts at or after it, so tiles before it are never read.
+ * Every thread of the warp reaches the shfl (the searches' loops reconverge before it).
+ */
+function sequenceStarts(k: KernelBuilder, seqP: string, T: string, r0: string, rowG: string, rowG8: string, bn: number) {
+  const startOf = (row: string) => {
+    const rc = k.reg('u32', 'rc'), id = k.reg('u32', 'sid'), sv = k.reg('u32', 'sv'), lo = k.reg('u32', 'start');
+    k.emit(`sub.u32 ${rc}, ${T}, 1`, `min.u32 ${rc}, ${row}, ${rc}`);
+    k.emit(`ld.global.u32 ${id}, [${k.addr(seqP, rc, 4)}]`, `mov.u32 ${lo}, 0`);
+    binarySearch(k, lo, rc, (x, p) => k.emit(`ld.global.u32 ${sv}, [${k.addr(seqP, x, 4)}]`, `setp.eq.u32 ${p}, ${sv}, ${id}`));
+    return lo;
+  };
+  k.comment('packed sequences: the starts of rows g, g+8, of the warp\'s last row, and the first tile');
+  const first = startOf(r0), g0 = startOf(rowG), g8 = startOf(rowG8), warpMax = k.reg('u32', 'wmax');
+  k.emit(`shfl.sync.idx.b32 ${warpMax}, ${g8}, 31, 31, -1`);
+  k.emit(`div.u32 ${first}, ${first}, ${bn}`, `mul.lo.u32 ${first}, ${first}, ${bn}`);
+  return { first, rowG: g0, rowG8: g8, warpMax };
 }

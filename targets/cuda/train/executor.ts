@@ -35,7 +35,10 @@ export interface TrainingExecutorOptions {
   maxPositions?: number;
   /** A 32-bit word the arena is filled with before each run (tests: a value no kernel writes). */
   poison?: number;
-  /** linear / logits / matmul / matmul_tn in f32 SIMT ('f32', default) or bf16 on tensor cores ('bf16', ops-bf16.ts). */
+  /**
+   * linear / logits / matmul / matmul_tn in f32 SIMT ('f32', default) or bf16 on tensor cores ('bf16',
+   * ops-bf16.ts); 'bf16' also runs attention / attention_grad as flash attention (ops-attention-bf16.ts).
+   */
   matmul?: TrainMatmul;
 }
 

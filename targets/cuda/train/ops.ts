@@ -5,7 +5,8 @@
 // entry is refused by the executor before anything is allocated, naming the node.
 //
 // All f32 (the correctness backbone); the executor's matmul option 'bf16' swaps in ops-bf16.ts's
-// tensor-core entries for linear, logits, matmul and matmul_tn (trainOpOf). Values are in the
+// tensor-core entries for linear, logits, matmul and matmul_tn, and ops-attention-bf16.ts's flash
+// attention for attention and attention_grad (trainOpOf). Values are in the
 // executor's padded layout (values.ts); a node's scratch (scratchBytes) is the executor's one scratch
 // buffer, valid only during the node's own launches.
 import type { Node } from '../../../src/ir/types.js';
@@ -24,6 +25,7 @@ import { matmulGrid, matmulNN, matmulTN, MATMUL_THREADS } from '../ptx/train-mat
 import { ATTENTION_THREADS, attentionForward, attentionGradKV, attentionGradQ, attentionKeyGrid, attentionRowGrid, attentionStatsBytes, attentionThreads, type TrainAttentionSpec } from '../ptx/train-attention.js';
 import type { DevPtr, LaunchArg } from './device.js';
 import { BF16_MATMUL_OPS, type TrainMatmul } from './ops-bf16.js';
+import { bf16AttentionOpOf } from './ops-attention-bf16.js';
 
 /** One kernel launch of a node. */
 export interface Launch {
@@ -324,9 +326,12 @@ export const TRAIN_OPS: Readonly<Record<string, TrainOp>> = {
  */
 export const NOT_YET_ON_CUDA: ReadonlySet<string> = new Set(['sigmoid', 'sigmoid_grad', 'concat', 'split', 'transpose']);
 
-/** The entry of node n (ops-bf16.ts's for its matmuls under 'bf16'), or an error naming the node. */
+/**
+ * The entry of node n (under 'bf16': ops-bf16.ts's for its matmuls, ops-attention-bf16.ts's for
+ * attention / attention_grad where the flash kernels take its hd), or an error naming the node.
+ */
 export function trainOpOf(n: Node, matmul: TrainMatmul = 'f32'): TrainOp {
-  const e = (matmul === 'bf16' ? BF16_MATMUL_OPS[n.op] : undefined) ?? TRAIN_OPS[n.op];
+  const e = (matmul === 'bf16' ? BF16_MATMUL_OPS[n.op] ?? bf16AttentionOpOf(n) : undefined) ?? TRAIN_OPS[n.op];
   if (e) return e;
   const what = NOT_YET_ON_CUDA.has(n.op) ? 'is not yet on cuda (no kernel in targets/cuda/train/ops.ts)' : 'is not an op the CUDA training executor knows';
   throw new Error(`training node %${n.outputs[0]?.name ?? '?'} (${n.op}) ${what}`);

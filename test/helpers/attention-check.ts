@@ -1,0 +1,124 @@
+// Float64 references and error scales for the flash attention kernels' GPU tests over packed
+// sequences (cuda-flash-attention-backward.test.ts, cuda-train-bf16-attention.test.ts); the oracle
+// values themselves come from targets/ref (seqAttention, attentionGrad).
+
+/** seq ids for T rows: runs of the given lengths (the last one takes the rest), ids 7, 8, 9, ... */
+export function seqOf(T: number, lengths: number[]): Int32Array {
+  const seq = new Int32Array(T);
+  let t = 0, id = 7;
+  for (const n of lengths) {
+    for (let i = 0; i < n && t < T; i++) seq[t++] = id;
+    id++;
+  }
+  while (t < T) seq[t++] = id;
+  return seq;
+}
+
+/** float64 lse[h, t] = ln Σ_s exp(q·k_s/√hd) over row t's visible keys (what the forward saves). */
+export function logSumExp(q: Float32Array, k: Float32Array, seq: Int32Array, heads: number, kvHeads: number, hd: number): Float32Array {
+  const T = seq.length, qw = heads * hd, kvw = kvHeads * hd, group = heads / kvHeads, scale = 1 / Math.sqrt(hd);
+  const out = new Float32Array(heads * T), sc = new Float64Array(T);
+  let start = 0;
+  for (let t = 0; t < T; t++) {
+    if (t > 0 && seq[t] !== seq[t - 1]) start = t;
+    for (let h = 0; h < heads; h++) {
+      const qo = t * qw + h * hd, ko = Math.floor(h / group) * hd;
+      let max = -Infinity;
+      for (let s = start; s <= t; s++) {
+        let d = 0;
+        for (let i = 0; i < hd; i++) d += q[qo + i]! * k[s * kvw + ko + i]!;
+        max = Math.max(max, (sc[s] = d * scale));
+      }
+      let l = 0;
+      for (let s = start; s <= t; s++) l += Math.exp(sc[s]! - max);
+      out[h * T + t] = max + Math.log(l);
+    }
+  }
+  return out;
+}
+
+/**
+ * The two scales every gradient element's rounding error is relative to, in float64 from the same
+ * inputs. term: Σ|term| (dv Σ P·|dO|, dk Σ |dS|·|q|/√hd, dq Σ |dS|·|k|/√hd), for the dtype rounding of
+ * P and dS before their products. f32: the same with |dS| = P·|dP − D| replaced by P·(|dP| + |D|),
+ * for the f32 rounding of dP and D before they cancel: a row whose only key is itself has dS = 0
+ * exactly (P = 1, dP = D), so its term scale is 0 while the kernel's f32 dP − D leaves ~1e-8.
+ * dRound (dq, dk): for a D computed from an O whose P was rounded to bf16/f16 (the forward recomputed
+ * on tensor cores, ops-attention-bf16.ts): D is then off by up to 2^-9 of Dmag = Σ_i |dO_i|·Σ_s P|v_si|,
+ * which every dS = P·(dP − D) of the row carries: Σ P·Dmag·|k| / √hd (dq), Σ P·Dmag·|q| / √hd (dk).
+ */
+export function magnitudes(q: Float32Array, k: Float32Array, v: Float32Array, seq: Int32Array, dO: Float32Array, heads: number, kvHeads: number, hd: number) {
+  const T = seq.length, qw = heads * hd, kvw = kvHeads * hd, group = heads / kvHeads, scale = 1 / Math.sqrt(hd);
+  const dq = new Float64Array(T * qw), dk = new Float64Array(T * kvw), dv = new Float64Array(T * kvw);
+  const dqF32 = new Float64Array(T * qw), dkF32 = new Float64Array(T * kvw);
+  const dqD = new Float64Array(T * qw), dkD = new Float64Array(T * kvw);
+  const p = new Float64Array(T), dp = new Float64Array(T);
+  let start = 0;
+  for (let t = 0; t < T; t++) {
+    if (t > 0 && seq[t] !== seq[t - 1]) start = t;
+    for (let h = 0; h < heads; h++) {
+      const qo = t * qw + h * hd, ko = Math.floor(h / group) * hd;
+      let max = -Infinity;
+      for (let s = start; s <= t; s++) {
+        let a = 0, b = 0;
+        for (let i = 0; i < hd; i++) a += q[qo + i]! * k[s * kvw + ko + i]!, b += dO[qo + i]! * v[s * kvw + ko + i]!;
+        max = Math.max(max, (p[s] = a * scale));
+        dp[s] = b;
+      }
+      let l = 0, dot = 0;
+      for (let s = start; s <= t; s++) l += p[s] = Math.exp(p[s]! - max);
+      for (let s = start; s <= t; s++) dot += (p[s]! /= l) * dp[s]!;
+      let dmag = 0;
+      for (let i = 0; i < hd; i++) {
+        let pv = 0;
+        for (let s = start; s <= t; s++) pv += p[s]! * Math.abs(v[s * kvw + ko + i]!);
+        dmag += Math.abs(dO[qo + i]!) * pv;
+      }
+      for (let s = start; s <= t; s++) {
+        const ds = Math.abs(p[s]! * (dp[s]! - dot)) * scale, dsF32 = p[s]! * (Math.abs(dp[s]!) + Math.abs(dot)) * scale;
+        for (let i = 0; i < hd; i++) {
+          dv[s * kvw + ko + i] += p[s]! * Math.abs(dO[qo + i]!);
+          dk[s * kvw + ko + i] += ds * Math.abs(q[qo + i]!);
+          dq[qo + i] += ds * Math.abs(k[s * kvw + ko + i]!);
+          dkF32[s * kvw + ko + i] += dsF32 * Math.abs(q[qo + i]!);
+          dqF32[qo + i] += dsF32 * Math.abs(k[s * kvw + ko + i]!);
+          dkD[s * kvw + ko + i] += p[s]! * dmag * scale * Math.abs(q[qo + i]!);
+          dqD[qo + i] += p[s]! * dmag * scale * Math.abs(k[s * kvw + ko + i]!);
+        }
+      }
+    }
+  }
+  return { term: { dq, dk, dv }, f32: { dq: dqF32, dk: dkF32, dv }, dRound: { dq: dqD, dk: dkD, dv: new Float64Array(T * kvw) } };
+}
+
+/**
+ * Packed-sequence attention in float64 (row t sees rows start(t) .. t): o [T, heads·hd], the scale
+ * Σ p|v| / Σ p of each output element (its bf16 P rounding is relative to it), lse [heads, T].
+ */
+export function packedReference(q: Float32Array, k: Float32Array, v: Float32Array, seq: Int32Array, heads: number, kvHeads: number, hd: number) {
+  const T = seq.length, qw = heads * hd, kvw = kvHeads * hd, group = heads / kvHeads, scale = 1 / Math.sqrt(hd);
+  const o = new Float64Array(T * qw), mag = new Float64Array(T * qw), lse = new Float64Array(heads * T), sc = new Float64Array(T);
+  let start = 0;
+  for (let t = 0; t < T; t++) {
+    if (t > 0 && seq[t] !== seq[t - 1]) start = t;
+    for (let h = 0; h < heads; h++) {
+      const qo = t * qw + h * hd, ko = Math.floor(h / group) * hd;
+      let max = -Infinity;
+      for (let s = start; s <= t; s++) {
+        let d = 0;
+        for (let i = 0; i < hd; i++) d += q[qo + i]! * k[s * kvw + ko + i]!;
+        max = Math.max(max, (sc[s] = d * scale));
+      }
+      let l = 0;
+      for (let s = start; s <= t; s++) l += sc[s] = Math.exp(sc[s]! - max);
+      lse[h * T + t] = max + Math.log(l);
+      for (let i = 0; i < hd; i++) {
+        let acc = 0, a = 0;
+        for (let s = start; s <= t; s++) acc += sc[s]! * v[s * kvw + ko + i]!, a += sc[s]! * Math.abs(v[s * kvw + ko + i]!);
+        o[qo + i] = acc / l;
+        mag[qo + i] = a / l;
+      }
+    }
+  }
+  return { o, mag, lse };
+}
