@@ -40,9 +40,10 @@ export function logSumExp(q: Float32Array, k: Float32Array, seq: Int32Array, hea
 /**
  * The two scales every gradient element's rounding error is relative to, in float64 from the same
  * inputs. term: Σ|term| (dv Σ P·|dO|, dk Σ |dS|·|q|/√hd, dq Σ |dS|·|k|/√hd), for the dtype rounding of
- * P and dS before their products. f32: the same with |dS| = P·|dP − D| replaced by P·(|dP| + |D|),
- * for the f32 rounding of dP and D before they cancel: a row whose only key is itself has dS = 0
- * exactly (P = 1, dP = D), so its term scale is 0 while the kernel's f32 dP − D leaves ~1e-8.
+ * P and dS before their products. f32: the same with |dS| = P·|dP − D| replaced by P·(Σ_i|dO_i·v_si| +
+ * Dmag), the scales of the f32 sums dP and D before they cancel (their terms', not their values': an
+ * H100 run found f16 rows whose dP itself cancels): a row whose only key is itself has dS = 0 exactly
+ * (P = 1, dP = D), so its term scale is 0 while the kernel's f32 dP − D leaves ~1e-8.
  * dRound (dq, dk): for a D computed from an O whose P was rounded to bf16/f16 (the forward recomputed
  * on tensor cores, ops-attention-bf16.ts): D is then off by up to 2^-9 of Dmag = Σ_i |dO_i|·Σ_s P|v_si|,
  * which every dS = P·(dP − D) of the row carries: Σ P·Dmag·|k| / √hd (dq), Σ P·Dmag·|q| / √hd (dk).
@@ -52,7 +53,7 @@ export function magnitudes(q: Float32Array, k: Float32Array, v: Float32Array, se
   const dq = new Float64Array(T * qw), dk = new Float64Array(T * kvw), dv = new Float64Array(T * kvw);
   const dqF32 = new Float64Array(T * qw), dkF32 = new Float64Array(T * kvw);
   const dqD = new Float64Array(T * qw), dkD = new Float64Array(T * kvw);
-  const p = new Float64Array(T), dp = new Float64Array(T);
+  const p = new Float64Array(T), dp = new Float64Array(T), dpAbs = new Float64Array(T);
   let start = 0;
   for (let t = 0; t < T; t++) {
     if (t > 0 && seq[t] !== seq[t - 1]) start = t;
@@ -60,10 +61,11 @@ export function magnitudes(q: Float32Array, k: Float32Array, v: Float32Array, se
       const qo = t * qw + h * hd, ko = Math.floor(h / group) * hd;
       let max = -Infinity;
       for (let s = start; s <= t; s++) {
-        let a = 0, b = 0;
-        for (let i = 0; i < hd; i++) a += q[qo + i]! * k[s * kvw + ko + i]!, b += dO[qo + i]! * v[s * kvw + ko + i]!;
+        let a = 0, b = 0, bAbs = 0;
+        for (let i = 0; i < hd; i++) a += q[qo + i]! * k[s * kvw + ko + i]!, b += dO[qo + i]! * v[s * kvw + ko + i]!, bAbs += Math.abs(dO[qo + i]! * v[s * kvw + ko + i]!);
         max = Math.max(max, (p[s] = a * scale));
         dp[s] = b;
+        dpAbs[s] = bAbs;
       }
       let l = 0, dot = 0;
       for (let s = start; s <= t; s++) l += p[s] = Math.exp(p[s]! - max);
@@ -75,7 +77,7 @@ export function magnitudes(q: Float32Array, k: Float32Array, v: Float32Array, se
         dmag += Math.abs(dO[qo + i]!) * pv;
       }
       for (let s = start; s <= t; s++) {
-        const ds = Math.abs(p[s]! * (dp[s]! - dot)) * scale, dsF32 = p[s]! * (Math.abs(dp[s]!) + Math.abs(dot)) * scale;
+        const ds = Math.abs(p[s]! * (dp[s]! - dot)) * scale, dsF32 = p[s]! * (dpAbs[s]! + dmag) * scale;
         for (let i = 0; i < hd; i++) {
           dv[s * kvw + ko + i] += p[s]! * Math.abs(dO[qo + i]!);
           dk[s * kvw + ko + i] += ds * Math.abs(q[qo + i]!);
