@@ -8,8 +8,9 @@
 // - cuda: targets/cuda/train/ CudaTrainingExecutor, built once for the step's row count (batch·seq)
 //   and given the weights with setWeights before every step (lossAndGrads: the gradients alone, on
 //   the host; the Trainer itself uses deviceTraining below). Its matmuls are f32, or bf16 on tensor
-//   cores with MOCC_CUDA_TRAIN_MATMUL=bf16 (read once, when the backend is created:
-//   targets/cuda/train/ops-bf16.ts trainMatmulFromEnv).
+//   cores with MOCC_CUDA_TRAIN_MATMUL=bf16, and with it the MoC products as dense bf16 GEMMs with
+//   MOCC_CUDA_TRAIN_MOC=dense (read once, when the backend is created: targets/cuda/train/ops-bf16.ts
+//   trainMatmulFromEnv, trainMocMatmulFromEnv).
 //
 // A backend may also keep the whole step on its device (deviceTraining: driver/step-runner.ts's
 // StepRunner, weights, gradients and AdamW state in device memory); the Trainer then uses that and
@@ -26,7 +27,7 @@ import { CudaTrainingExecutor, executorPlan, type StepValues } from '../targets/
 import { cudaTrainDevice } from '../targets/cuda/train/cuda-device.js';
 import type { TrainDevice } from '../targets/cuda/train/device.js';
 import { trainOpOf } from '../targets/cuda/train/ops.js';
-import { trainMatmulFromEnv, type TrainMatmul } from '../targets/cuda/train/ops-bf16.js';
+import { trainMatmulFromEnv, trainMocMatmulFromEnv, type TrainMatmul, type TrainMocMatmul } from '../targets/cuda/train/ops-bf16.js';
 import { CudaStepRunner } from '../targets/cuda/train/step-runner.js';
 import type { StepRunner, StepRunnerInit } from './step-runner.js';
 import { batchLogits, modelWeights, type BatchLogits } from './evaluate.js';
@@ -81,12 +82,18 @@ export const refGradients: GradientTarget = {
   }),
 };
 
+/** The executor's matmul options: those given, else the environment's (read when called). */
+const executorOptions = (opts: { matmul?: TrainMatmul; mocMatmul?: TrainMocMatmul }) => ({
+  matmul: opts.matmul ?? trainMatmulFromEnv(), mocMatmul: opts.mocMatmul ?? trainMocMatmulFromEnv(),
+});
+
 /**
  * The CUDA training executor as a gradient target, over `device` (opened on the first check or
- * create; the CUDA driver's in TRAIN_TARGETS, the PTX interpreter's in tests). opts.matmul: the
- * executor's matmul option (default: the environment's, trainMatmulFromEnv).
+ * create; the CUDA driver's in TRAIN_TARGETS, the PTX interpreter's in tests). opts.matmul,
+ * opts.mocMatmul: the executor's options (default: the environment's, trainMatmulFromEnv,
+ * trainMocMatmulFromEnv).
  */
-export function cudaGradients(device: () => TrainDevice, opts: { matmul?: TrainMatmul } = {}): GradientTarget {
+export function cudaGradients(device: () => TrainDevice, opts: { matmul?: TrainMatmul; mocMatmul?: TrainMocMatmul } = {}): GradientTarget {
   let dev: TrainDevice | undefined;
   const opened = () => (dev ??= device());
   return {
@@ -104,13 +111,13 @@ export function cudaGradients(device: () => TrainDevice, opts: { matmul?: TrainM
     // the model's forward graph on the training executor (its outputs: the logits), rebuilt when
     // a batch has other rows; weights uploaded once
     batchLogits(model, weights) {
-      const w = weights ?? modelWeights(model), matmul = opts.matmul ?? trainMatmulFromEnv();
+      const w = weights ?? modelWeights(model), options = executorOptions(opts);
       let ex: CudaTrainingExecutor | undefined;
       return {
         logits(b) {
           const rows = b.tokens.length;
           if (ex && ex.rows !== rows) (ex.dispose(), (ex = undefined));
-          ex ??= new CudaTrainingExecutor(model.graph, w, rows, opened(), { matmul });
+          ex ??= new CudaTrainingExecutor(model.graph, w, rows, opened(), options);
           return ex.run({ [MODEL_INPUTS.tokens]: b.tokens, [MODEL_INPUTS.pos]: b.pos, [MODEL_INPUTS.seq]: b.seq }).outputs[0]!;
         },
         dispose() {
@@ -121,15 +128,15 @@ export function cudaGradients(device: () => TrainDevice, opts: { matmul?: TrainM
     },
     create(graph) {
       let ex: CudaTrainingExecutor | undefined;
-      const matmul = opts.matmul ?? trainMatmulFromEnv();
+      const options = executorOptions(opts);
       return {
         lossAndGrads(weights, inputs, rows) {
           if (ex && ex.rows !== rows) (ex.dispose(), (ex = undefined));
           if (ex) ex.setWeights(weights);
-          else ex = new CudaTrainingExecutor(graph, weights, rows, opened(), { matmul });
+          else ex = new CudaTrainingExecutor(graph, weights, rows, opened(), options);
           return ex.run(inputs).outputs; // the executor checks each input's dtype and shape against the graph's
         },
-        deviceTraining: (init) => new CudaStepRunner(graph, init, opened(), { matmul }),
+        deviceTraining: (init) => new CudaStepRunner(graph, init, opened(), options),
         // The executor's one arena (every activation and weight gradient, rows padded to 8): what it allocates.
         stepMemory: (rows) => ({ bytes: executorPlan(graph, rows).arenaBytes, what: 'device arena (planned activations and gradients, padded rows)' }),
         dispose() {

@@ -137,9 +137,12 @@ export const mocScatterGrid = (T: number): [number, number, number] => [1, T, 1]
  * moc_scatter: out [T, pad8(F)] = 0 except out[t, idx[t, k]] = dy[t, k] (k < K). The indices of a
  * row are distinct (moc_select's top-k), so no two threads write one element. Params out, dy, idx.
  * Grid mocScatterGrid(T) = (1, T, 1), block SCATTER_THREADS: the row's zeros, a barrier, then the kept channels.
+ * The padding columns F..pad8(F) are left as they are, unless `zeroPadding` (name suffix _zpad):
+ * then they are zeroed too, for a row that feeds a GEMM reading them (ops-moc-bf16.ts: its scratch
+ * holds stale bits, not the arena's finite values, and gemm.ts multiplies a K-contiguous x's padding).
  */
-export function mocScatter(K: number, F: number): Kernel {
-  const name = `moc_scatter_k${K}_f${F}`;
+export function mocScatter(K: number, F: number, zeroPadding = false): Kernel {
+  const name = `moc_scatter_k${K}_f${F}${zeroPadding ? '_zpad' : ''}`;
   const k = new KernelBuilder(name, ['out', 'dy', 'idx'].map((n) => ({ name: n, type: 'u64' as const })));
   k.blockSize(SCATTER_THREADS);
   const out = k.ptrParam('out'), dy = k.ptrParam('dy'), idx = k.ptrParam('idx');
@@ -149,7 +152,7 @@ export function mocScatter(K: number, F: number): Kernel {
   const zero = k.label('zero'), zeroed = k.label('zeroed');
   k.emit(`mov.u32 ${i}, ${tid}`);
   k.place(zero);
-  k.emit(`setp.ge.u32 ${p}, ${i}, ${F}`, `@${p} bra ${zeroed}`, `st.global.f32 [${k.addr(orow, i, 4)}], 0f00000000`, `add.u32 ${i}, ${i}, ${SCATTER_THREADS}`, `bra ${zero}`);
+  k.emit(`setp.ge.u32 ${p}, ${i}, ${zeroPadding ? pad8(F) : F}`, `@${p} bra ${zeroed}`, `st.global.f32 [${k.addr(orow, i, 4)}], 0f00000000`, `add.u32 ${i}, ${i}, ${SCATTER_THREADS}`, `bra ${zero}`);
   k.place(zeroed);
   // the zeros are written before any channel's value (bar.sync orders the block's global writes)
   k.emit('bar.sync 0', `mov.u32 ${i}, ${tid}`);

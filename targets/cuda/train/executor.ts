@@ -26,7 +26,7 @@ import { ropeTableConst, ropeTableImage } from '../../lowering/rope-table.js';
 import type { Kernel } from '../ptx/dense.js';
 import { ptrAdd, type DevPtr, type TrainDevice } from './device.js';
 import { trainOpOf, type Launch, type OpContext } from './ops.js';
-import type { TrainMatmul } from './ops-bf16.js';
+import type { TrainMatmul, TrainMocMatmul } from './ops-bf16.js';
 import { deviceBytes, padRows, rowsAndWidth, unpadRows } from './values.js';
 import { pad8 } from '../ptx/layout.js';
 
@@ -40,6 +40,11 @@ export interface TrainingExecutorOptions {
    * ops-bf16.ts); 'bf16' also runs attention / attention_grad as flash attention (ops-attention-bf16.ts).
    */
   matmul?: TrainMatmul;
+  /**
+   * moc_up / moc_down / moc_rows_grad as f32 SIMT gathered products ('simt', default) or dense bf16
+   * GEMMs around a scatter / gather ('dense-bf16', ops-moc-bf16.ts; refused unless matmul is 'bf16').
+   */
+  mocMatmul?: TrainMocMatmul;
 }
 
 export interface TrainingStepResult {
@@ -89,7 +94,7 @@ export class CudaTrainingExecutor {
    * runTrainingGraph takes them); they are uploaded once (setWeights re-uploads).
    */
   constructor(readonly g: Graph, weights: ReadonlyMap<string, Float32Array>, readonly rows: number, readonly dev: TrainDevice, private readonly opts: TrainingExecutorOptions = {}) {
-    const ops = g.nodes.map((n) => trainOpOf(n, opts.matmul)); // refuses an op without kernels before anything is allocated
+    const ops = g.nodes.map((n) => trainOpOf(n, opts.matmul, opts.mocMatmul)); // refuses an op without kernels before anything is allocated
     this.dims = { T: rows };
     this.maxPositions = opts.maxPositions ?? Math.max(1, rows);
     for (const i of g.inputs) this.types.set(i.name, i.type);

@@ -47,6 +47,20 @@ export function trainMatmulFromEnv(env: NodeJS.ProcessEnv = process.env): TrainM
   throw new Error(`MOCC_CUDA_TRAIN_MATMUL=${v}: expected f32 or bf16`);
 }
 
+/**
+ * How the executor runs moc_up / moc_down / moc_rows_grad: f32 SIMT gathered products (ops.ts,
+ * train-moc.ts) or dense bf16 GEMMs around a scatter / gather (ops-moc-bf16.ts; only with matmul 'bf16').
+ */
+export type TrainMocMatmul = 'simt' | 'dense-bf16';
+
+/** The environment switch, read here only: MOCC_CUDA_TRAIN_MOC=dense (or simt, the default when unset). */
+export function trainMocMatmulFromEnv(env: NodeJS.ProcessEnv = process.env): TrainMocMatmul {
+  const v = env.MOCC_CUDA_TRAIN_MOC;
+  if (v === undefined || v === '' || v === 'simt') return 'simt';
+  if (v === 'dense') return 'dense-bf16';
+  throw new Error(`MOCC_CUDA_TRAIN_MOC=${v}: expected simt or dense`);
+}
+
 /** The 64×64 tile (4 warps of 32×32) for a narrow output; else gemm.ts's 128×128 (8 warps of 64×32), the prefill's. */
 const SMALL_TILE: Omit<GemmSpec, 'dtype'> = { bm: 64, bn: 64, warpsM: 2, warpsN: 2 };
 
@@ -59,16 +73,18 @@ export const trainGemmSpec = (layout: GemmLayout, M: number, N: number): GemmSpe
   dtype: 'bf16', ...(M >= 128 && N >= 128 ? GEMM_DEFAULT : SMALL_TILE), ...(layout !== 'xwt' ? { layout } : {}),
 });
 
-/** Byte offset of the second bf16 copy in the scratch (the first copy's bytes, rounded up). */
+/** Scratch pieces start at multiples of 256 bytes (header: cp.async's 16-byte chunks; the buffer itself is 256-aligned). */
 const SCRATCH_ALIGN = 256;
-const alignUp = (n: number) => Math.ceil(n / SCRATCH_ALIGN) * SCRATCH_ALIGN;
+export const alignUp = (n: number) => Math.ceil(n / SCRATCH_ALIGN) * SCRATCH_ALIGN;
 
 /** A GEMM operand as stored: input `input` of the node, `rows` rows of `width` (f32, then its bf16 copy). */
 interface Operand { input: number; rows: number; width: number }
 /** One node's GEMM in gemm.ts's terms. */
 export interface TrainGemm { layout: GemmLayout; x: Operand; w: Operand; M: number; N: number; K: number }
 
-const bf16Bytes = (o: Operand) => o.rows * pad8(o.width) * 2;
+/** Bytes of `rows` rows of `width` bf16 in padded rows (castRows' output). */
+export const bf16RowsBytes = (rows: number, width: number) => rows * pad8(width) * 2;
+const bf16Bytes = (o: Operand) => bf16RowsBytes(o.rows, o.width);
 
 /** The GEMM of a matmul-family node (header: operand roles). */
 function gemmOf(c: OpContext, layout: GemmLayout): TrainGemm {
@@ -85,21 +101,32 @@ export const trainGemmScratchBytes = (g: TrainGemm): number => alignUp(bf16Bytes
 const ptr = (p: DevPtr): LaunchArg => ({ ptr: p });
 const u32 = (v: number): LaunchArg => ({ u32: v });
 
+/**
+ * castRows of `rows` rows of `width` f32 at `from` into bf16 at `to` (padding converted too). Its grid
+ * y is the row count: at most 65535 (T, or a weight's rows: the 1B preset's 32000); `c` names the node
+ * in the refusal.
+ */
+export function castBf16Launch(c: OpContext, rows: number, width: number, to: DevPtr, from: DevPtr): Launch {
+  if (rows > 65535) throw new Error(`bf16 cast for %${c.node.outputs[0]!.name} (${c.node.op}): ${rows} operand rows, more than castRows' grid takes (65535)`);
+  return { kernel: castRows('bf16', width), grid: [castGrid(width), rows, 1], block: CAST_THREADS, args: [ptr(to), ptr(from)] };
+}
+
+/** gemm.ts, 'store' epilogue (f32 y), bf16 x and w in `layout`, with trainGemmSpec's tile (header: params). */
+export function gemmBf16Launch(layout: GemmLayout, y: DevPtr, x: DevPtr, w: DevPtr, M: number, N: number, K: number): Launch {
+  const s = trainGemmSpec(layout, M, N);
+  return { kernel: gemm(s), grid: gemmGrid(s, M, N), block: gemmThreads(s), args: [ptr(y), ptr(x), ptr(w), u32(M), u32(N), u32(K)] };
+}
+
 function bf16Gemm(layout: GemmLayout): TrainOp {
   return {
     scratchBytes: (c) => trainGemmScratchBytes(gemmOf(c, layout)),
     launches(c): Launch[] {
-      const g = gemmOf(c, layout), s = trainGemmSpec(layout, g.M, g.N);
+      const g = gemmOf(c, layout);
       const xh = c.scratch(0), wh = c.scratch(alignUp(bf16Bytes(g.x)));
-      const cast = (o: Operand, to: DevPtr): Launch => ({
-        kernel: castRows('bf16', o.width), grid: [castGrid(o.width), o.rows, 1], block: CAST_THREADS, args: [ptr(to), ptr(c.input(o.input))],
-      });
-      // castRows' grid y is the row count: at most 65535 (T, or a weight's rows: the 1B preset's 32000)
-      for (const o of [g.x, g.w]) if (o.rows > 65535) throw new Error(`bf16 matmul of %${c.node.outputs[0]!.name}: ${o.rows} operand rows, more than castRows' grid takes (65535)`);
       return [
-        cast(g.x, xh),
-        cast(g.w, wh),
-        { kernel: gemm(s), grid: gemmGrid(s, g.M, g.N), block: gemmThreads(s), args: [ptr(c.output(0)), ptr(xh), ptr(wh), u32(g.M), u32(g.N), u32(g.K)] },
+        castBf16Launch(c, g.x.rows, g.x.width, xh, c.input(g.x.input)),
+        castBf16Launch(c, g.w.rows, g.w.width, wh, c.input(g.w.input)),
+        gemmBf16Launch(layout, c.output(0), xh, wh, g.M, g.N, g.K),
       ];
     },
   };

@@ -6,7 +6,8 @@
 //
 // All f32 (the correctness backbone); the executor's matmul option 'bf16' swaps in ops-bf16.ts's
 // tensor-core entries for linear, logits, matmul and matmul_tn, and ops-attention-bf16.ts's flash
-// attention for attention and attention_grad (trainOpOf). Values are in the
+// attention for attention and attention_grad; with it, the mocMatmul option 'dense-bf16' swaps in
+// ops-moc-bf16.ts's dense GEMMs for moc_up, moc_down, moc_rows_grad (trainOpOf). Values are in the
 // executor's padded layout (values.ts); a node's scratch (scratchBytes) is the executor's one scratch
 // buffer, valid only during the node's own launches.
 import type { Node } from '../../../src/ir/types.js';
@@ -24,8 +25,9 @@ import { binary, embeddingRows, fill, rmsnormRows, rmsnormRowsThreads, ropeForwa
 import { matmulGrid, matmulNN, matmulTN, MATMUL_THREADS } from '../ptx/train-matmul.js';
 import { ATTENTION_THREADS, attentionForward, attentionGradKV, attentionGradQ, attentionKeyGrid, attentionRowGrid, attentionStatsBytes, attentionThreads, type TrainAttentionSpec } from '../ptx/train-attention.js';
 import type { DevPtr, LaunchArg } from './device.js';
-import { BF16_MATMUL_OPS, type TrainMatmul } from './ops-bf16.js';
+import { BF16_MATMUL_OPS, type TrainMatmul, type TrainMocMatmul } from './ops-bf16.js';
 import { bf16AttentionOpOf } from './ops-attention-bf16.js';
+import { checkMocMatmul, DENSE_MOC_OPS } from './ops-moc-bf16.js';
 
 /** One kernel launch of a node. */
 export interface Launch {
@@ -328,10 +330,13 @@ export const NOT_YET_ON_CUDA: ReadonlySet<string> = new Set(['sigmoid', 'sigmoid
 
 /**
  * The entry of node n (under 'bf16': ops-bf16.ts's for its matmuls, ops-attention-bf16.ts's for
- * attention / attention_grad where the flash kernels take its hd), or an error naming the node.
+ * attention / attention_grad where the flash kernels take its hd; with moc 'dense-bf16', which needs
+ * 'bf16', ops-moc-bf16.ts's for the MoC products), or an error naming the node.
  */
-export function trainOpOf(n: Node, matmul: TrainMatmul = 'f32'): TrainOp {
-  const e = (matmul === 'bf16' ? BF16_MATMUL_OPS[n.op] ?? bf16AttentionOpOf(n) : undefined) ?? TRAIN_OPS[n.op];
+export function trainOpOf(n: Node, matmul: TrainMatmul = 'f32', moc: TrainMocMatmul = 'simt'): TrainOp {
+  checkMocMatmul(matmul, moc);
+  const e = (moc === 'dense-bf16' ? DENSE_MOC_OPS[n.op] : undefined)
+    ?? (matmul === 'bf16' ? BF16_MATMUL_OPS[n.op] ?? bf16AttentionOpOf(n) : undefined) ?? TRAIN_OPS[n.op];
   if (e) return e;
   const what = NOT_YET_ON_CUDA.has(n.op) ? 'is not yet on cuda (no kernel in targets/cuda/train/ops.ts)' : 'is not an op the CUDA training executor knows';
   throw new Error(`training node %${n.outputs[0]?.name ?? '?'} (${n.op}) ${what}`);

@@ -28,7 +28,7 @@ export class CudaStepRunner {
   private readonly ex: CudaTrainingExecutor;
   private readonly opt: CudaOptimizer;
 
-  /** The executor checks each step's inputs (dtype, shape) against the graph's; `executor`: its options (matmul). */
+  /** The executor checks each step's inputs (dtype, shape) against the graph's; `executor`: its options (matmul, mocMatmul). */
   constructor(g: Graph, init: CudaStepRunnerInit, dev: TrainDevice, executor: TrainingExecutorOptions = {}) {
     this.ex = new CudaTrainingExecutor(g, init.weights, init.rows, dev, executor);
     try {
