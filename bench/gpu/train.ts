@@ -16,7 +16,8 @@
 //           random document, the same batches for every configuration).
 // Usage: node dist/bench/gpu/train.js --model DIR --out FILE [--batch 64] [--seq 256] [--steps 3]
 //        [--warmup 1] [--k 1024] [--configs dense:gcp,moc:moc-gcp,...] [--lr 1e-4] [--matmul f32|bf16]
-// --matmul: the executor's GEMMs (TrainingExecutorOptions.matmul): f32 SIMT, or bf16 tensor cores.
+// --matmul: the executor's GEMMs (TrainingExecutorOptions.matmul): f32 SIMT, or bf16 tensor cores;
+// MOCC_CUDA_TRAIN_MOC=dense with bf16: MoC's projections as dense GEMMs too (mocMatmul).
 // A configuration that does not fit is reported (the driver's out-of-memory error) and the next runs.
 import { writeFileSync } from 'node:fs';
 import { loadModel } from '../../driver/load.js';
@@ -32,7 +33,7 @@ import { CudaOptimizer } from '../../targets/cuda/train/optimizer.js';
 import { cudaTrainDevice } from '../../targets/cuda/train/cuda-device.js';
 import type { TrainDevice } from '../../targets/cuda/train/device.js';
 import { cudaContext } from '../../targets/cuda/index.js';
-import type { TrainMatmul } from '../../targets/cuda/train/ops-bf16.js';
+import { trainMocMatmulFromEnv, type TrainMatmul } from '../../targets/cuda/train/ops-bf16.js';
 
 const arg = (name: string) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : undefined; };
 const dir = arg('--model'), outPath = arg('--out');
@@ -44,6 +45,7 @@ const BATCH = Number(arg('--batch') ?? 64), SEQ = Number(arg('--seq') ?? 256), S
 const K = Number(arg('--k') ?? 1024), LR = Number(arg('--lr') ?? 1e-4);
 const MATMUL = (arg('--matmul') ?? 'f32') as TrainMatmul;
 if (MATMUL !== 'f32' && MATMUL !== 'bf16') throw new Error(`train: --matmul ${MATMUL} is not f32 or bf16`);
+const MOC_MATMUL = trainMocMatmulFromEnv(); // MOCC_CUDA_TRAIN_MOC=dense: MoC's projections as dense GEMMs (with --matmul bf16)
 const configs = (arg('--configs') ?? 'dense:gcp,moc:moc-gcp').split(',').map((c) => {
   const [ffn, policy] = c.split(':') as ['dense' | 'moc', CheckpointPolicy];
   if ((ffn !== 'dense' && ffn !== 'moc') || !policy) throw new Error(`train: config '${c}' is not dense:POLICY or moc:POLICY`);
@@ -86,7 +88,7 @@ function randomTokens(vocab: number) {
 
 const results: Record<string, unknown>[] = [];
 for (const { ffn, policy } of configs) {
-  const label = `mocc ${ffn === 'dense' ? 'dense' : `MoC K=${K}`} ${policy}${MATMUL === 'bf16' ? ', bf16 matmuls' : ''}`;
+  const label = `mocc ${ffn === 'dense' ? 'dense' : `MoC K=${K}`} ${policy}${MATMUL === 'bf16' ? ', bf16 matmuls' : ''}${ffn === 'moc' && MOC_MATMUL !== 'simt' ? `, MoC ${MOC_MATMUL}` : ''}`;
   const m = loadModel(dir, { selection: ffn === 'dense' ? 'dense' : { k: K } });
   const g = trainingGraph(m.graph, { loss: { kind: 'cross_entropy' }, policy });
   const weights = modelWeights(m);
@@ -98,10 +100,10 @@ for (const { ffn, policy } of configs) {
   const c = counting(cudaTrainDevice());
   const free0 = free();
   let minFree = free0;
-  const r: Record<string, unknown> = { label, ffn, policy, k: ffn === 'moc' ? K : null, matmul: MATMUL, batch: BATCH, seq: SEQ, rows, arenaBytes: plan.arenaBytes, paramBytes, momentBytes, plannedBytes: planned };
+  const r: Record<string, unknown> = { label, ffn, policy, k: ffn === 'moc' ? K : null, matmul: MATMUL, mocMatmul: MOC_MATMUL, batch: BATCH, seq: SEQ, rows, arenaBytes: plan.arenaBytes, paramBytes, momentBytes, plannedBytes: planned };
   try {
     const t0 = performance.now();
-    const ex = new CudaTrainingExecutor(g, weights, rows, c.dev, { matmul: MATMUL });
+    const ex = new CudaTrainingExecutor(g, weights, rows, c.dev, { matmul: MATMUL, mocMatmul: MOC_MATMUL });
     const opt = new CudaOptimizer(ex, { maxNorm: 1, weightDecay: 0.1 });
     planned += ex.scratchBytes;
     Object.assign(r, { scratchBytes: ex.scratchBytes, plannedBytes: planned });
