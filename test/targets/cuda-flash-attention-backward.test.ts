@@ -21,7 +21,7 @@ import { download, freeAll, launch, pad8, padF32, poisoned, randomF32, rng, uplo
 import { PtxSim } from '../helpers/ptx-sim.js';
 import { logSumExp, magnitudes, seqOf } from '../helpers/attention-check.js';
 import { cudaDeviceRequirement, findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
-import { assemblePtx, NO_LOCAL_MEMORY } from '../helpers/ptxas.js';
+import { assertEachAssembles } from '../helpers/ptxas.js';
 
 const ptxas = findPtxas();
 const ptxasTest = testsNeeding(ptxasRequirement(ptxas));
@@ -36,13 +36,7 @@ ptxasTest('flash attention backward: every kernel assembles for sm_80 and sm_90 
     for (const dtype of DTYPES) {
       const s: FlashAttentionBackwardSpec = { heads, kvHeads, hd, dtype };
       const kernels = [flashAttentionBackwardDkdv(s), flashAttentionBackwardDq(s), ...(['f32', 'bf16'] as const).map((o) => flashAttentionBackwardPre({ heads, hd, dtype, o }))];
-      for (const k of kernels) {
-        for (const arch of ['sm_80', 'sm_90'] as const) {
-          const r = assemblePtx([k.text], arch);
-          t.is(r.status, 0, `${k.name} ${arch}: ${r.stderr}`);
-          t.regex(r.stderr, NO_LOCAL_MEMORY, `${k.name} ${arch}: ${r.stderr}`);
-        }
-      }
+      assertEachAssembles(t, kernels);
     }
   }
 });

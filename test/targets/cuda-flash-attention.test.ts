@@ -10,7 +10,7 @@ import { FA_THREADS, flashAttention, flashAttentionGrid, flashAttentionOperands,
 import { decodeToF32, encodeFromF32 } from '../../src/util/dtype.js';
 import { download, freeAll, launch, pad8, padF32, poisoned, randomF32, rng, upload, weight } from '../helpers/cuda.js';
 import { cudaDeviceRequirement, findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
-import { assemblePtx, NO_LOCAL_MEMORY } from '../helpers/ptxas.js';
+import { assertEachAssembles } from '../helpers/ptxas.js';
 
 const ptxas = findPtxas();
 const ptxasTest = testsNeeding(ptxasRequirement(ptxas));
@@ -30,14 +30,7 @@ const asmSpecs: FlashAttentionSpec[] = [
   ...OUTS.map((out) => ({ heads: 8, kvHeads: 4, hd: 64, cache: 'f32' as const, operands: 'f16' as const, out, lse: true })),
 ];
 ptxasTest('flash attention: every spec assembles for sm_80 and sm_90 with no local memory', (t) => {
-  for (const spec of asmSpecs) {
-    const k = flashAttention(spec);
-    for (const arch of ['sm_80', 'sm_90'] as const) {
-      const r = assemblePtx([k.text], arch);
-      t.is(r.status, 0, `${k.name} ${arch}: ${r.stderr}`);
-      t.regex(r.stderr, NO_LOCAL_MEMORY, `${k.name} ${arch}: ${r.stderr}`);
-    }
-  }
+  assertEachAssembles(t, asmSpecs.map(flashAttention));
 });
 
 test('flash attention: text is deterministic, uses the tensor-core path, and fits 48 KB of static shared memory', (t) => {

@@ -47,7 +47,7 @@ import { recordingDevice } from '../helpers/recording-device.js';
 import { magnitudes, packedReference, seqOf } from '../helpers/attention-check.js';
 import { download, freeAll, launch, padF32, poisoned, randomF32, rng, upload, weight } from '../helpers/cuda.js';
 import { cudaDeviceRequirement, findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
-import { assemblePtx, NO_LOCAL_MEMORY } from '../helpers/ptxas.js';
+import { assertEachAssembles } from '../helpers/ptxas.js';
 
 // ---- the prefill kernels unchanged ----
 test('flash attention: the prefill kernels (seq off) are byte-for-byte those before spec.seq (hash of 73 specs)', (t) => {
@@ -68,16 +68,7 @@ test('flash attention: the prefill kernels (seq off) are byte-for-byte those bef
 const SEQ_SHAPES: [number, number, number][] = [[8, 4, 8], [32, 32, 64], [8, 4, 64], [6, 2, 128], [4, 2, 40], [4, 2, 96]];
 const ptxas = findPtxas();
 testsNeeding(ptxasRequirement(ptxas))('packed-sequence flash attention assembles for sm_80 and sm_90 with no local memory', (t) => {
-  for (const [heads, kvHeads, hd] of SEQ_SHAPES) {
-    for (const lse of [false, true]) {
-      const k = flashAttention({ heads, kvHeads, hd, cache: 'bf16', out: 'f32', lse, seq: true });
-      for (const arch of ['sm_80', 'sm_90'] as const) {
-        const r = assemblePtx([k.text], arch);
-        t.is(r.status, 0, `${k.name} ${arch}: ${r.stderr}`);
-        t.regex(r.stderr, NO_LOCAL_MEMORY, `${k.name} ${arch}: ${r.stderr}`);
-      }
-    }
-  }
+  assertEachAssembles(t, SEQ_SHAPES.flatMap(([heads, kvHeads, hd]) => [false, true].map((lse) => flashAttention({ heads, kvHeads, hd, cache: 'bf16', out: 'f32', lse, seq: true }))));
 });
 
 test('packed-sequence flash attention: own name, a seq param instead of pos, the sequence-start search, deterministic', (t) => {

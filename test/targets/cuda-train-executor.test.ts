@@ -41,7 +41,7 @@ import { CHECKPOINTS } from '../helpers/fixtures.js';
 import { batch, POISON, randomWeights, TINY } from '../helpers/train-tiny-model.js';
 import { simTrainDevice } from '../helpers/train-sim-device.js';
 import { cudaDeviceRequirement, findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
-import { assemblePtx, NO_LOCAL_MEMORY } from '../helpers/ptxas.js';
+import { assertEachAssembles } from '../helpers/ptxas.js';
 import type { ExecutionContext } from 'ava';
 
 /** Runs g on the device and on the ref target; checks the arena, the loss and every gradient. */
@@ -152,13 +152,7 @@ for (const selection of ['dense', { k: 32 }] as const) {
     const { m, g, weights } = stories(selection === 'dense' ? 'none' : 'moc-gcp', selection);
     try {
       const ex = new CudaTrainingExecutor(g, weights, 32, simTrainDevice(8 << 20));
-      for (const k of ex.kernels) {
-        for (const arch of ['sm_80', 'sm_90'] as const) {
-          const r = assemblePtx([k.text], arch);
-          t.is(r.status, 0, `${k.name} ${arch}: ${r.stderr}`);
-          t.regex(r.stderr, NO_LOCAL_MEMORY, `${k.name} ${arch}: ${r.stderr}`);
-        }
-      }
+      assertEachAssembles(t, ex.kernels);
       t.log(`${ex.kernels.length} kernels`);
     } finally {
       m.close();

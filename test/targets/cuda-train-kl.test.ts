@@ -24,7 +24,7 @@ import { klFinalize, klFold, klGrad, KL_STATE_WORDS } from '../../targets/cuda/p
 import { pad8 } from '../../targets/cuda/ptx/layout.js';
 import { crossEntropy, klDiv, klDivGrad } from '../../targets/ref/train-kernels.js';
 import { rng, randomFrom } from '../helpers/random.js';
-import { assemblePtx, NO_LOCAL_MEMORY } from '../helpers/ptxas.js';
+import { assertEachAssembles } from '../helpers/ptxas.js';
 import { cudaDeviceRequirement, findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
 import { gpuDev, simDev, type Dev } from '../helpers/train-dev.js';
 import { freeAll } from '../helpers/cuda.js';
@@ -34,13 +34,7 @@ const KERNELS = () => [klFold(), klFinalize(), klGrad()];
 
 const ptxasTest = testsNeeding(ptxasRequirement(findPtxas()));
 ptxasTest('distillation kernels assemble for sm_80 and sm_90, no local memory', (t) => {
-  for (const k of KERNELS()) {
-    for (const arch of ['sm_80', 'sm_90'] as const) {
-      const r = assemblePtx([k.text], arch);
-      t.is(r.status, 0, `${k.name} ${arch}: ${r.stderr}`);
-      t.regex(r.stderr, NO_LOCAL_MEMORY, `${k.name} ${arch}: ${r.stderr}`);
-    }
-  }
+  assertEachAssembles(t, KERNELS());
 });
 
 test('distillation kernels: deterministic text, no warp shuffles or atomics (the interpreter runs them)', (t) => {

@@ -45,7 +45,7 @@ import { randomF32, rng } from '../helpers/cuda.js';
 import { recordingDevice } from '../helpers/recording-device.js';
 import { floats, randomDistinctIdx, runOn, unpadRows } from '../helpers/train-kernels.js';
 import { cudaDeviceRequirement, findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
-import { assemblePtx, NO_LOCAL_MEMORY } from '../helpers/ptxas.js';
+import { assertEachAssembles } from '../helpers/ptxas.js';
 
 const MOC_OPS = ['moc_up', 'moc_down', 'moc_rows_grad'];
 const DENSE = { matmul: 'bf16', mocMatmul: 'dense-bf16' } as const;
@@ -242,13 +242,7 @@ testsNeeding(ptxasRequirement(findPtxas()))('every kernel of the stories260K MoC
     const names = ex.kernels.map((k) => k.name);
     for (const re of [/^moc_scatter_\w+_zpad$/, /^gemm_xw_bf16_/, /^gemm_xtw_bf16_/, /^gemm_xwt_bf16_m128n128/, /^train_moc_gather_/]) t.true(names.some((n) => re.test(n)), `${re}: ${names.join(' ')}`);
     t.false(names.some((n) => /^train_moc_(up|down|rows_grad)_/.test(n)), 'no SIMT MoC product left');
-    for (const k of ex.kernels) {
-      for (const arch of ['sm_80', 'sm_90'] as const) {
-        const r = assemblePtx([k.text], arch);
-        t.is(r.status, 0, `${k.name} ${arch}: ${r.stderr}`);
-        t.regex(r.stderr, NO_LOCAL_MEMORY, `${k.name} ${arch}: ${r.stderr}`);
-      }
-    }
+    assertEachAssembles(t, ex.kernels);
     t.log(`${ex.kernels.length} kernels`);
   } finally {
     m.close();
