@@ -41,3 +41,15 @@ export function runTrainingGraphBf16Matmuls(g: Graph, weights: ReadonlyMap<strin
   }
   return g.outputs.map((o) => values.get(o)!);
 }
+
+/** max|Δ|/max|want| of each of g's outputs (the loss: |Δ|/|want|), non-finite got as ∞: the end-to-end bf16 tests' measure. */
+export function relErrors(g: Graph, got: Float32Array[], want: Float32Array[]): { name: string; rel: number }[] {
+  return g.outputs.map((name, i) => {
+    let maxRef = 0, maxDiff = 0;
+    for (let j = 0; j < want[i]!.length; j++) {
+      maxRef = Math.max(maxRef, Math.abs(want[i]![j]!));
+      maxDiff = Math.max(maxDiff, Number.isFinite(got[i]![j]!) ? Math.abs(got[i]![j]! - want[i]![j]!) : Infinity);
+    }
+    return { name, rel: maxDiff / Math.max(maxRef, 1e-30) };
+  });
+}

@@ -23,13 +23,11 @@
 //   (test/helpers/train-bf16-oracle.ts, which rounds the attention operands too), longer T.
 import test from 'ava';
 import { createHash } from 'node:crypto';
-import { loadModel } from '../../driver/load.js';
 import { trainingGraph } from '../../driver/training-graph.js';
 import type { CheckpointPolicy } from '../../passes/checkpoint.js';
 import { checkpointGraph } from '../../driver/load.js';
 import type { Graph, Node } from '../../src/ir/types.js';
 import { MODEL_INPUTS } from '../../src/model/graph-inputs.js';
-import { paramF32 } from '../../src/model/runnable.js';
 import { runTrainingGraph } from '../../targets/ref/train.js';
 import { attentionGrad } from '../../targets/ref/train-kernels.js';
 import { FA_THREADS, flashAttention, flashAttentionGrid, type FlashAttentionSpec } from '../../targets/cuda/ptx/flash-attention.js';
@@ -40,9 +38,9 @@ import { trainOpOf, TRAIN_OPS, type Launch, type OpContext } from '../../targets
 import { BF16_ATTENTION_OPS } from '../../targets/cuda/train/ops-attention-bf16.js';
 import { padRows } from '../../targets/cuda/train/values.js';
 import { pad8 } from '../../targets/cuda/ptx/layout.js';
-import { CHECKPOINTS } from '../helpers/fixtures.js';
+import { storiesTraining } from '../helpers/stories-training.js';
 import { batch, POISON, randomWeights, TINY } from '../helpers/train-tiny-model.js';
-import { roundBf16, runTrainingGraphBf16Matmuls } from '../helpers/train-bf16-oracle.js';
+import { relErrors, roundBf16, runTrainingGraphBf16Matmuls } from '../helpers/train-bf16-oracle.js';
 import { recordingDevice } from '../helpers/recording-device.js';
 import { magnitudes, packedReference, seqOf } from '../helpers/attention-check.js';
 import { download, freeAll, launch, padF32, poisoned, randomF32, rng, upload, weight } from '../helpers/cuda.js';
@@ -105,13 +103,6 @@ test('TINY (hd 6) under bf16: attention keeps the f32 SIMT kernels, no flash ker
 });
 
 // ---- the launch list of stories260K under bf16 ----
-function stories(policy: CheckpointPolicy) {
-  const m = loadModel(CHECKPOINTS.hf, { selection: 'dense' });
-  const g = trainingGraph(m.graph, { loss: { kind: 'cross_entropy' }, policy });
-  const weights = new Map(m.graph.params.map((p) => [p.name, paramF32(m.weights, p)]));
-  return { m, g, weights };
-}
-
 const align256 = (n: number) => Math.ceil(n / 256) * 256;
 /** The scratch layout of ops-attention-bf16.ts's header, byte offsets (written out here, not imported). */
 function expectedScratch(T: number, heads: number, kvHeads: number, hd: number) {
@@ -123,7 +114,7 @@ const plain = (l: Launch) => ({ kernel: l.kernel.name, grid: l.grid, block: l.bl
 
 for (const [policy, T, lengths] of [['none', 32, [20, 12]], ['gcp', 45, [30, 15]], ['none', 160, [1, 64, 95]]] as [CheckpointPolicy, number, number[]][]) {
   test(`launch list under bf16, stories260K dense, policy ${policy}, T = ${T}: each attention node's casts and flash kernels`, (t) => {
-    const { m, g, weights } = stories(policy);
+    const { m, g, weights } = storiesTraining(policy);
     try {
       const h = recordingDevice();
       const ex = new CudaTrainingExecutor(g, weights, T, h.dev, { matmul: 'bf16' });
@@ -310,18 +301,6 @@ for (const [heads, kvHeads, hd] of SHAPES) {
   }
 }
 
-/** max|Δ|/max|want| of each output (the loss: |Δ|/|want|). */
-function relErrors(g: Graph, got: Float32Array[], want: Float32Array[]): { name: string; rel: number }[] {
-  return g.outputs.map((name, i) => {
-    let maxRef = 0, maxDiff = 0;
-    for (let j = 0; j < want[i]!.length; j++) {
-      maxRef = Math.max(maxRef, Math.abs(want[i]![j]!));
-      maxDiff = Math.max(maxDiff, Number.isFinite(got[i]![j]!) ? Math.abs(got[i]![j]! - want[i]![j]!) : Infinity);
-    }
-    return { name, rel: maxDiff / Math.max(maxRef, 1e-30) };
-  });
-}
-
 // End to end. Measured on the CPU (the oracle, whose attention operands are rounded as the casts do):
 // oracle vs ref ≤ 5.0e-2 per tensor (max|Δ|/max|ref|) at these T, the oracle against itself with the
 // weights perturbed by 1e-6 ≤ 3.5e-2 (bf16 roundings flipping by a whole ulp and spreading, see
@@ -331,7 +310,7 @@ function relErrors(g: Graph, got: Float32Array[], want: Float32Array[]): { name:
 // another sequence), GQA head or tail row is an O(1) error in the attention gradients.
 for (const [policy, T, lengths] of [['none', 45, [30, 15]], ['gcp', 130, [1, 64, 65]], ['none', 200, [17, 47, 1, 135]]] as [CheckpointPolicy, number, number[]][]) {
   gpuTest(`GPU: stories260K dense, 5 layers, T = ${T}, sequences ${JSON.stringify(lengths)}, policy ${policy}, bf16 matmuls and flash attention: loss and gradients vs the oracle and the ref`, (t) => {
-    const { m, g, weights } = stories(policy);
+    const { m, g, weights } = storiesTraining(policy);
     const ex = new CudaTrainingExecutor(g, weights, T, cudaTrainDevice(), { poison: POISON, matmul: 'bf16' });
     try {
       t.true(ex.kernels.some((k) => k.name.startsWith('flash_attention_bwd_dq_')), 'the flash kernels run');

@@ -40,13 +40,12 @@
 //   ref); the per-op GPU tests above are the exact check of the same GEMM shapes.
 // A wrong layout, operand role, stride or tail (rows 32..44 of T = 45) is an O(1) error: it fails all.
 import test, { type ExecutionContext } from 'ava';
-import { loadModel, checkpointGraph } from '../../driver/load.js';
+import { checkpointGraph } from '../../driver/load.js';
 import { trainingGraph } from '../../driver/training-graph.js';
 import { cudaGradients } from '../../driver/gradient-backend.js';
 import type { CheckpointPolicy } from '../../passes/checkpoint.js';
 import type { Graph, Node, Operand } from '../../src/ir/types.js';
 import { MODEL_INPUTS } from '../../src/model/graph-inputs.js';
-import { paramF32 } from '../../src/model/runnable.js';
 import { runTrainingGraph } from '../../targets/ref/train.js';
 import { CudaTrainingExecutor } from '../../targets/cuda/train/executor.js';
 import { cudaTrainDevice } from '../../targets/cuda/train/cuda-device.js';
@@ -56,9 +55,9 @@ import { BF16_MATMUL_OPS, trainMatmulFromEnv } from '../../targets/cuda/train/op
 import { padRows } from '../../targets/cuda/train/values.js';
 import { pad8 } from '../../targets/cuda/ptx/layout.js';
 import type { GemmLayout } from '../../targets/cuda/ptx/gemm.js';
-import { CHECKPOINTS } from '../helpers/fixtures.js';
+import { storiesTraining } from '../helpers/stories-training.js';
 import { batch, POISON, randomWeights, TINY } from '../helpers/train-tiny-model.js';
-import { BF16_MATMUL_FAMILY, roundBf16, runTrainingGraphBf16Matmuls } from '../helpers/train-bf16-oracle.js';
+import { BF16_MATMUL_FAMILY, relErrors, roundBf16, runTrainingGraphBf16Matmuls } from '../helpers/train-bf16-oracle.js';
 import { compareGemm, gemmLayoutReference, paddingTouched } from '../helpers/gemm-check.js';
 import { randomF32, rng } from '../helpers/cuda.js';
 import { recordingDevice } from '../helpers/recording-device.js';
@@ -154,21 +153,13 @@ test('launch list under bf16, tiny 2-layer LLaMA (T = 12): cast x, cast w, gemm 
   checkLaunchList(t, g, randomWeights(g, 7), batch([7, 5], TINY.vocabSize, 11));
 });
 
-/** stories260K (dense, or MoC keeping 32 channels) with its real weights. */
-function stories(policy: CheckpointPolicy, selection: { k: number } | 'dense' = 'dense') {
-  const m = loadModel(CHECKPOINTS.hf, { selection });
-  const g = trainingGraph(m.graph, { loss: { kind: 'cross_entropy' }, policy });
-  const weights = new Map(m.graph.params.map((p) => [p.name, paramF32(m.weights, p)]));
-  return { m, g, weights };
-}
-
 /** Sequence lengths of a batch of T rows (two packed sequences). */
 const lengthsOf = (T: number) => (T === 32 ? [20, 12] : [Math.ceil((2 * T) / 3), T - Math.ceil((2 * T) / 3)]);
 
 for (const [selection, policy, T] of [['dense', 'none', 32], ['dense', 'gcp', 45], [{ k: 32 }, 'moc-gcp', 45], ['dense', 'none', 160]] as ['dense' | { k: number }, CheckpointPolicy, number][]) {
   const what = selection === 'dense' ? 'dense' : `MoC K = ${selection.k}`;
   test(`launch list under bf16, stories260K ${what}, policy ${policy}, T = ${T}`, (t) => {
-    const { m, g, weights } = stories(policy, selection);
+    const { m, g, weights } = storiesTraining(policy, selection);
     try {
       checkLaunchList(t, g, weights, batch(lengthsOf(T), m.spec.vocabSize, 5));
     } finally {
@@ -221,7 +212,7 @@ const ptxas = findPtxas();
 for (const selection of ['dense', { k: 32 }] as const) {
   const what = selection === 'dense' ? 'dense' : 'MoC K = 32';
   testsNeeding(ptxasRequirement(ptxas))(`every kernel of the stories260K training graph (${what}) under bf16 matmuls assembles for sm_80 and sm_90 with no local memory`, (t) => {
-    const { m, g, weights } = stories(selection === 'dense' ? 'none' : 'moc-gcp', selection);
+    const { m, g, weights } = storiesTraining(selection === 'dense' ? 'none' : 'moc-gcp', selection);
     try {
       // T = 160: both GEMM tiles (the logits' 160 × 512 takes the 128×128 one)
       const ex = new CudaTrainingExecutor(g, weights, 160, recordingDevice().dev, { matmul: 'bf16' });
@@ -245,7 +236,7 @@ interface OpCase { op: string; a: [number, number]; b: [number, number] }
 function opCases(): OpCase[] {
   const cases = new Map<string, OpCase>();
   for (const [selection, policy] of [['dense', 'none'], [{ k: 32 }, 'moc-gcp']] as ['dense' | { k: number }, CheckpointPolicy][]) {
-    const { m, g } = stories(policy, selection);
+    const { m, g } = storiesTraining(policy, selection);
     m.close();
     for (const T of [32, 45]) {
       const shape = shapesOf(g, T);
@@ -321,23 +312,11 @@ opCaseList.forEach((c, i) => {
   });
 });
 
-/** max|Δ|/max|want| of each output (the loss: |Δ|/|want|). */
-function relErrors(g: Graph, got: Float32Array[], want: Float32Array[]): { name: string; rel: number }[] {
-  return g.outputs.map((name, i) => {
-    let maxRef = 0, maxDiff = 0;
-    for (let j = 0; j < want[i]!.length; j++) {
-      maxRef = Math.max(maxRef, Math.abs(want[i]![j]!));
-      maxDiff = Math.max(maxDiff, Number.isFinite(got[i]![j]!) ? Math.abs(got[i]![j]! - want[i]![j]!) : Infinity);
-    }
-    return { name, rel: maxDiff / Math.max(maxRef, 1e-30) };
-  });
-}
-
 for (const [selection, policy] of [['dense', 'none'], ['dense', 'gcp'], [{ k: 32 }, 'moc-gcp']] as ['dense' | { k: number }, CheckpointPolicy][]) {
   for (const T of [32, 45]) {
     const what = selection === 'dense' ? 'dense' : `MoC K = ${selection.k}`;
     gpuTest(`GPU: stories260K ${what}, 5 layers, T = ${T}, policy ${policy}, bf16 matmuls: loss and every gradient within bf16 tolerance of the ref executor's`, (t) => {
-      const { m, g, weights } = stories(policy, selection);
+      const { m, g, weights } = storiesTraining(policy, selection);
       const dense = selection === 'dense';
       const ex = new CudaTrainingExecutor(g, weights, T, cudaTrainDevice(), { poison: POISON, matmul: 'bf16' });
       try {

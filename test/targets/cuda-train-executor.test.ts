@@ -23,7 +23,7 @@
 // ~1e-6 of a tensor's scale. 1e-4 leaves room for the GPU's reassociated trees while any indexing
 // or formula error (O(1) relative) fails it.
 import test from 'ava';
-import { loadModel, checkpointGraph } from '../../driver/load.js';
+import { checkpointGraph } from '../../driver/load.js';
 import { trainingGraph } from '../../driver/training-graph.js';
 import type { CheckpointPolicy } from '../../passes/checkpoint.js';
 import { checkArena, planMemory } from '../../passes/memory-plan.js';
@@ -31,13 +31,12 @@ import type { Graph } from '../../src/ir/types.js';
 import type { MocSelection } from '../../src/model/selection.js';
 import { MODEL_INPUTS, TRAIN_INPUTS } from '../../src/model/graph-inputs.js';
 import { randomFrom, rng } from '../helpers/random.js';
-import { paramF32 } from '../../src/model/runnable.js';
 import { runTrainingGraph } from '../../targets/ref/train.js';
 import { CudaTrainingExecutor } from '../../targets/cuda/train/executor.js';
 import { cudaTrainDevice } from '../../targets/cuda/train/cuda-device.js';
 import type { TrainDevice } from '../../targets/cuda/train/device.js';
 import { deviceBytes } from '../../targets/cuda/train/values.js';
-import { CHECKPOINTS } from '../helpers/fixtures.js';
+import { storiesTraining } from '../helpers/stories-training.js';
 import { batch, POISON, randomWeights, TINY } from '../helpers/train-tiny-model.js';
 import { simTrainDevice } from '../helpers/train-sim-device.js';
 import { cudaDeviceRequirement, findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
@@ -137,19 +136,11 @@ test('inputs out of range are refused on the host (token ids, positions past the
   t.throws(() => ex.run({ ...inputs, [MODEL_INPUTS.pos]: Int32Array.of(0, 1, 3) }), { message: /position outside 0..2/ });
 });
 
-/** stories260K (dense, or MoC keeping 32 of its 768 channels) with its real weights. */
-function stories(policy: CheckpointPolicy, selection: { k: number } | 'dense' = 'dense') {
-  const m = loadModel(CHECKPOINTS.hf, { selection });
-  const g = trainingGraph(m.graph, { loss: { kind: 'cross_entropy' }, policy });
-  const weights = new Map(m.graph.params.map((p) => [p.name, paramF32(m.weights, p)]));
-  return { m, g, weights };
-}
-
 const ptxas = findPtxas();
 for (const selection of ['dense', { k: 32 }] as const) {
   const what = selection === 'dense' ? 'dense' : 'MoC K = 32';
   testsNeeding(ptxasRequirement(ptxas))(`every kernel of the stories260K training graph (${what}) assembles for sm_80 and sm_90 with no local memory`, (t) => {
-    const { m, g, weights } = stories(selection === 'dense' ? 'none' : 'moc-gcp', selection);
+    const { m, g, weights } = storiesTraining(selection === 'dense' ? 'none' : 'moc-gcp', selection);
     try {
       const ex = new CudaTrainingExecutor(g, weights, 32, simTrainDevice(8 << 20));
       assertEachAssembles(t, ex.kernels);
@@ -163,7 +154,7 @@ for (const selection of ['dense', { k: 32 }] as const) {
 for (const [selection, policy] of [['dense', 'none'], ['dense', 'gcp'], [{ k: 32 }, 'none'], [{ k: 32 }, 'moc-gcp']] as ['dense' | { k: number }, CheckpointPolicy][]) {
   const what = selection === 'dense' ? 'dense' : `MoC K = ${selection.k}`;
   testsNeeding(cudaDeviceRequirement())(`GPU: stories260K ${what}, 5 layers, T = 32, policy ${policy}: loss and every gradient equal the ref executor's`, (t) => {
-    const { m, g, weights } = stories(policy, selection);
+    const { m, g, weights } = storiesTraining(policy, selection);
     try {
       compareWithRef(t, g, weights, batch([20, 12], m.spec.vocabSize, 5), cudaTrainDevice());
     } finally {

@@ -21,13 +21,10 @@
 // add exact zeros), output and scratch NaN-poisoned (output padding must stay NaN; the scratch's
 // stale padding must not leak in), activations' padding a large finite garbage, params' zero.
 import test, { type ExecutionContext } from 'ava';
-import { loadModel } from '../../driver/load.js';
-import { trainingGraph } from '../../driver/training-graph.js';
 import { cudaGradients } from '../../driver/gradient-backend.js';
 import type { CheckpointPolicy } from '../../passes/checkpoint.js';
 import type { Graph, Node, Operand } from '../../src/ir/types.js';
 import { MODEL_INPUTS } from '../../src/model/graph-inputs.js';
-import { paramF32 } from '../../src/model/runnable.js';
 import * as refK from '../../targets/ref/kernels.js';
 import * as refT from '../../targets/ref/train-kernels.js';
 import { CudaTrainingExecutor } from '../../targets/cuda/train/executor.js';
@@ -38,7 +35,7 @@ import { BF16_MATMUL_OPS, trainMocMatmulFromEnv } from '../../targets/cuda/train
 import { DENSE_MOC_OPS } from '../../targets/cuda/train/ops-moc-bf16.js';
 import { mocScatter, mocScatterGrid, SCATTER_THREADS } from '../../targets/cuda/ptx/train-scatter.js';
 import { pad8 } from '../../targets/cuda/ptx/layout.js';
-import { CHECKPOINTS } from '../helpers/fixtures.js';
+import { storiesTraining } from '../helpers/stories-training.js';
 import { batch } from '../helpers/train-tiny-model.js';
 import { roundBf16 } from '../helpers/train-bf16-oracle.js';
 import { randomF32, rng } from '../helpers/cuda.js';
@@ -49,14 +46,6 @@ import { assertEachAssembles } from '../helpers/ptxas.js';
 
 const MOC_OPS = ['moc_up', 'moc_down', 'moc_rows_grad'];
 const DENSE = { matmul: 'bf16', mocMatmul: 'dense-bf16' } as const;
-
-/** stories260K MoC keeping 32 channels, with its real weights. */
-function stories(policy: CheckpointPolicy) {
-  const m = loadModel(CHECKPOINTS.hf, { selection: { k: 32 } });
-  const g = trainingGraph(m.graph, { loss: { kind: 'cross_entropy' }, policy });
-  const weights = new Map(m.graph.params.map((p) => [p.name, paramF32(m.weights, p)]));
-  return { m, g, weights };
-}
 
 /** Sequence lengths of a batch of T rows (two packed sequences). */
 const lengthsOf = (T: number) => [Math.ceil((2 * T) / 3), T - Math.ceil((2 * T) / 3)];
@@ -168,7 +157,7 @@ function checkLaunchList(t: ExecutionContext, g: Graph, weights: Map<string, Flo
 
 for (const [policy, T] of [['moc-gcp', 45], ['none', 32], ['moc-gcp', 160]] as [CheckpointPolicy, number][]) {
   test(`launch list under bf16 + dense MoC, stories260K MoC K = 32, policy ${policy}, T = ${T}`, (t) => {
-    const { m, g, weights } = stories(policy);
+    const { m, g, weights } = storiesTraining(policy, { k: 32 });
     try {
       checkLaunchList(t, g, weights, batch(lengthsOf(T), m.spec.vocabSize, 5));
     } finally {
@@ -195,7 +184,7 @@ test('mocMatmul option: simt by default, dense-bf16 swaps only the three MoC pro
 });
 
 test('the executor refuses mocMatmul dense-bf16 without matmul bf16 before allocating; cudaGradients passes the option (given, or MOCC_CUDA_TRAIN_MOC)', (t) => {
-  const { m, g, weights } = stories('moc-gcp');
+  const { m, g, weights } = storiesTraining('moc-gcp', { k: 32 });
   try {
     for (const matmul of [undefined, 'f32'] as const) {
       const r = recordingDevice();
@@ -234,7 +223,7 @@ test('the executor refuses mocMatmul dense-bf16 without matmul bf16 before alloc
 });
 
 testsNeeding(ptxasRequirement(findPtxas()))('every kernel of the stories260K MoC K = 32 training graph under bf16 + dense MoC assembles for sm_80 and sm_90 with no local memory', (t) => {
-  const { m, g, weights } = stories('moc-gcp');
+  const { m, g, weights } = storiesTraining('moc-gcp', { k: 32 });
   try {
     // T = 160: moc_up's GEMM (M = T, N = F = 172) takes the 128×128 tile; the others have N = d = 64
     // (the 128×128 'xw' / 'xtw' kernels are the bf16 matmuls' own, assembled in cuda-train-bf16.test.ts)
@@ -284,7 +273,7 @@ interface MocCase { op: string; T: number; F: number; K: number; d: number }
 /** The (op, shapes) of every MoC product node of the stories260K MoC graph at T = 32 and 45, and the 1B-like shape. */
 function mocCases(): MocCase[] {
   const cases = new Map<string, MocCase>();
-  const { m, g } = stories('moc-gcp');
+  const { m, g } = storiesTraining('moc-gcp', { k: 32 });
   m.close();
   for (const T of [32, 45]) {
     const shape = shapesOf(g, T);

@@ -25,11 +25,10 @@
 // (skipped without one): stories260K, 5 layers, T = 32; ptxas (skipped without it): the optimizer's
 // kernels assemble for sm_80 and sm_90 without local memory.
 import test, { type ExecutionContext } from 'ava';
-import { checkpointGraph, loadModel } from '../../driver/load.js';
+import { checkpointGraph } from '../../driver/load.js';
 import { trainingGraph } from '../../driver/training-graph.js';
 import { gradOutputs } from '../../passes/autodiff.js';
 import type { Graph } from '../../src/ir/types.js';
-import { paramF32 } from '../../src/model/runnable.js';
 import { AdamW, type AdamWState } from '../../src/train/adamw.js';
 import { clipGlobalNorm } from '../../src/train/clip-grad.js';
 import { runTrainingGraph } from '../../targets/ref/train.js';
@@ -37,7 +36,7 @@ import { cudaTrainDevice } from '../../targets/cuda/train/cuda-device.js';
 import type { TrainDevice } from '../../targets/cuda/train/device.js';
 import { CudaTrainingExecutor } from '../../targets/cuda/train/executor.js';
 import { CudaOptimizer } from '../../targets/cuda/train/optimizer.js';
-import { CHECKPOINTS } from '../helpers/fixtures.js';
+import { storiesTraining } from '../helpers/stories-training.js';
 import { assertEachAssembles } from '../helpers/ptxas.js';
 import { cudaDeviceRequirement, findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
 import { batch, POISON, randomWeights, TINY } from '../helpers/train-tiny-model.js';
@@ -223,15 +222,9 @@ test('the optimizer refuses an update before the clip of this step, and a state 
   t.throws(() => new CudaOptimizer(ex, { maxNorm: -1 }), { message: /maxNorm/ });
 });
 
-function stories() {
-  const m = loadModel(CHECKPOINTS.hf, { selection: 'dense' });
-  const g = trainingGraph(m.graph, { loss: { kind: 'cross_entropy' }, policy: 'none' });
-  return { m, g, weights: new Map(m.graph.params.map((p) => [p.name, paramF32(m.weights, p)])) };
-}
-
 const ptxas = findPtxas();
 testsNeeding(ptxasRequirement(ptxas))('the optimizer\'s kernels for stories260K and the tiny model (pad_zero) assemble for sm_80 and sm_90 with no local memory', (t) => {
-  const { m, g, weights } = stories();
+  const { m, g, weights } = storiesTraining('none');
   try {
     const tiny = tinyGraph();
     const kernels = [new CudaOptimizer(new CudaTrainingExecutor(g, weights, 32, simTrainDevice(8 << 20)), { maxNorm: 1 }), new CudaOptimizer(new CudaTrainingExecutor(tiny, randomWeights(tiny, 1), 8, simTrainDevice(4 << 20)), { maxNorm: 1 })].flatMap((o) => o.kernels);
@@ -244,7 +237,7 @@ testsNeeding(ptxasRequirement(ptxas))('the optimizer\'s kernels for stories260K 
 
 for (const [maxNorm, what] of [[0, 'no clipping'], [0.5, 'clipping at 0.5']] as const) {
   testsNeeding(cudaDeviceRequirement())(`GPU: stories260K, 5 layers, T = 32, ${what}: 3 device steps equal the host trainer loop's${maxNorm ? ', and a state round trip continues bit for bit' : ''}`, (t) => {
-    const { m, g, weights } = stories();
+    const { m, g, weights } = storiesTraining('none');
     try {
       const batches = Array.from({ length: 3 }, (_, i) => batch([20, 12], m.spec.vocabSize, 40 + i));
       compareRuns(t, { g, weights, batches, maxNorm, resume: maxNorm > 0, device: cudaTrainDevice });
