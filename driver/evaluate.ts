@@ -5,7 +5,7 @@
 // the same thing. The logits come from the ref target (batchLogits), or from any target's inference
 // session (sessionLogits: `mocc eval --target cuda`).
 import { MODEL_INPUTS } from '../src/model/graph-inputs.js';
-import { paramF32, type ModelSession, type RunnableModel } from '../src/model/runnable.js';
+import { forwardSync, paramF32, type ModelSession, type RunnableModel } from '../src/model/runnable.js';
 import { evalBatches, type TokenBatch, type TokenData } from '../src/train/data.js';
 import { crossEntropy, klDiv } from '../targets/ref/train-kernels.js';
 import { runTrainingGraph } from '../targets/ref/train.js';
@@ -55,9 +55,7 @@ export function sessionLogits(session: ModelSession, vocab: number): BatchLogits
       while (r1 < b.tokens.length && b.seq[r1] === b.seq[r0]) r1++;
       if (b.pos[r0] !== 0) throw new Error(`sessionLogits: the piece at row ${r0} starts at position ${b.pos[r0]}, not 0`);
       session.reset();
-      const logits = session.forward([...b.tokens.subarray(r0, r1)]);
-      if (logits instanceof Promise) throw new Error('sessionLogits: the session is asynchronous');
-      out.set(logits, r0 * vocab);
+      out.set(forwardSync(session, [...b.tokens.subarray(r0, r1)], 'sessionLogits'), r0 * vocab);
       r0 = r1;
     }
     return out;

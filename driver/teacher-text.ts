@@ -4,7 +4,7 @@
 // next-token distribution (temperature 1, no nucleus cut), until `length` tokens or EOS. Seeded: the
 // same teacher, seed and counts give the same sequences, so a resumed recovery regenerates the data
 // its checkpoint was drawn from (the sampler checks the checksum).
-import type { ModelSession, RunnableModel } from '../src/model/runnable.js';
+import { forwardSync, type ModelSession, type RunnableModel } from '../src/model/runnable.js';
 import { Mulberry32, sampleToken } from '../src/run/sample.js';
 import { RefSession } from '../targets/ref/session.js';
 
@@ -32,12 +32,12 @@ export function teacherText(teacher: RunnableModel, opts: TeacherTextOptions): I
   for (let s = 0; s < opts.sequences; s++) {
     session.reset();
     const seq = [bosId, firsts[Math.floor(random() * firsts.length)]!];
-    let logits = forward(session, seq);
+    let logits = forwardSync(session, seq, 'teacherText');
     while (seq.length < opts.length) {
       const next = sampleToken(logits.subarray(logits.length - V), { temperature: 1, topP: 1, random });
       if (next === eosId) break;
       seq.push(next);
-      if (seq.length < opts.length) logits = forward(session, [next]);
+      if (seq.length < opts.length) logits = forwardSync(session, [next], 'teacherText');
     }
     docs.push(Int32Array.from(seq));
     opts.onProgress?.(s + 1, opts.sequences);
@@ -45,9 +45,3 @@ export function teacherText(teacher: RunnableModel, opts: TeacherTextOptions): I
   return docs;
 }
 
-/** A synchronous session's logits (ref, cuda). */
-function forward(session: ModelSession, tokens: number[]): Float32Array {
-  const l = session.forward(tokens);
-  if (l instanceof Promise) throw new Error('teacherText: the session is asynchronous');
-  return l;
-}

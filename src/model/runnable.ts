@@ -25,6 +25,13 @@ export function lastRow(logits: Float32Array, tokens: number): Float32Array {
   return tokens === 1 ? logits : logits.subarray(logits.length - logits.length / tokens);
 }
 
+/** session.forward for the synchronous targets (ref, cuda): `who` names the caller in the error an asynchronous one (wgsl) gets. */
+export function forwardSync(session: ModelSession, tokens: readonly number[], who: string, options?: ForwardOptions): Float32Array {
+  const logits = session.forward(tokens, options);
+  if (logits instanceof Promise) throw new Error(`${who}: the session is asynchronous`);
+  return logits;
+}
+
 export interface ModelSession {
   /** Tokens already in the KV cache (the decode graph's state). */
   readonly position: number;
