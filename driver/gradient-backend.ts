@@ -23,7 +23,7 @@ import type { Graph } from '../src/ir/types.js';
 import { UserError } from '../src/util/errors.js';
 import { planMemory } from '../passes/memory-plan.js';
 import { runTrainingGraph } from '../targets/ref/train.js';
-import { CudaTrainingExecutor, executorPlan, type StepValues } from '../targets/cuda/train/executor.js';
+import { CudaTrainingExecutor, executorPlan, type StepValues, type TrainingExecutorOptions } from '../targets/cuda/train/executor.js';
 import { cudaTrainDevice } from '../targets/cuda/train/cuda-device.js';
 import type { TrainDevice } from '../targets/cuda/train/device.js';
 import { trainOpOf } from '../targets/cuda/train/ops.js';
@@ -87,6 +87,24 @@ const executorOptions = (opts: { matmul?: TrainMatmul; mocMatmul?: TrainMocMatmu
   matmul: opts.matmul ?? trainMatmulFromEnv(), mocMatmul: opts.mocMatmul ?? trainMocMatmulFromEnv(),
 });
 
+/** One executor of `graph` at a time, built with `weights` on first use and rebuilt when a call has other rows (built: just now). */
+function executorByRows(graph: Graph, device: () => TrainDevice, options: TrainingExecutorOptions) {
+  let ex: CudaTrainingExecutor | undefined;
+  return {
+    at(rows: number, weights: ReadonlyMap<string, Float32Array>): { ex: CudaTrainingExecutor; built: boolean } {
+      if (ex?.rows === rows) return { ex, built: false };
+      ex?.dispose();
+      ex = undefined; // a build that throws leaves none
+      ex = new CudaTrainingExecutor(graph, weights, rows, device(), options);
+      return { ex, built: true };
+    },
+    dispose() {
+      ex?.dispose();
+      ex = undefined;
+    },
+  };
+}
+
 /**
  * The CUDA training executor as a gradient target, over `device` (opened on the first check or
  * create; the CUDA driver's in TRAIN_TARGETS, the PTX interpreter's in tests). opts.matmul,
@@ -111,38 +129,24 @@ export function cudaGradients(device: () => TrainDevice, opts: { matmul?: TrainM
     // the model's forward graph on the training executor (its outputs: the logits), rebuilt when
     // a batch has other rows; weights uploaded once
     batchLogits(model, weights) {
-      const w = weights ?? modelWeights(model), options = executorOptions(opts);
-      let ex: CudaTrainingExecutor | undefined;
+      const w = weights ?? modelWeights(model), executors = executorByRows(model.graph, opened, executorOptions(opts));
       return {
-        logits(b) {
-          const rows = b.tokens.length;
-          if (ex && ex.rows !== rows) (ex.dispose(), (ex = undefined));
-          ex ??= new CudaTrainingExecutor(model.graph, w, rows, opened(), options);
-          return ex.run({ [MODEL_INPUTS.tokens]: b.tokens, [MODEL_INPUTS.pos]: b.pos, [MODEL_INPUTS.seq]: b.seq }).outputs[0]!;
-        },
-        dispose() {
-          ex?.dispose();
-          ex = undefined;
-        },
+        logits: (b) => executors.at(b.tokens.length, w).ex.run({ [MODEL_INPUTS.tokens]: b.tokens, [MODEL_INPUTS.pos]: b.pos, [MODEL_INPUTS.seq]: b.seq }).outputs[0]!,
+        dispose: () => executors.dispose(),
       };
     },
     create(graph) {
-      let ex: CudaTrainingExecutor | undefined;
-      const options = executorOptions(opts);
+      const options = executorOptions(opts), executors = executorByRows(graph, opened, options);
       return {
         lossAndGrads(weights, inputs, rows) {
-          if (ex && ex.rows !== rows) (ex.dispose(), (ex = undefined));
-          if (ex) ex.setWeights(weights);
-          else ex = new CudaTrainingExecutor(graph, weights, rows, opened(), options);
+          const { ex, built } = executors.at(rows, weights);
+          if (!built) ex.setWeights(weights);
           return ex.run(inputs).outputs; // the executor checks each input's dtype and shape against the graph's
         },
         deviceTraining: (init) => new CudaStepRunner(graph, init, opened(), options),
         // The executor's one arena (every activation and weight gradient, rows padded to 8): what it allocates.
         stepMemory: (rows) => ({ bytes: executorPlan(graph, rows).arenaBytes, what: 'device arena (planned activations and gradients, padded rows)' }),
-        dispose() {
-          ex?.dispose();
-          ex = undefined;
-        },
+        dispose: () => executors.dispose(),
       };
     },
   };
