@@ -100,8 +100,8 @@ for (const k of [16, 32, 64, 128]) {
 
 // Recovery of K=32.
 const student = open({ k: 32 });
-const session = target.name === 'ref' ? undefined : (await getTarget(target.name).createSession(dense));
-const [generated, genSeconds] = timed(() => teacherText(dense, { sequences, length: seq + 1, seed, ...(session ? { session } : {}) }));
+const session = await getTarget(target.name).createSession(dense); // the teacher writes on the same target
+const [generated, genSeconds] = timed(() => teacherText(dense, { sequences, length: seq + 1, seed, session }));
 const genTokens = generated.reduce((s, x) => s + x.length, 0);
 log(`teacher text: ${sequences} sequences, ${genTokens} tokens (${genSeconds.toFixed(0)} s)`);
 const data = tokenDataFromDocuments([...generated, ...restData], mix ? 'teacher text + validation blocks not evaluated' : 'teacher text');

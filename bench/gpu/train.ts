@@ -1,6 +1,7 @@
 // bench train: mocc's training step of the 1B preset (make_llama_1b.py; any checkpoint: --model) on the GPU — the CUDA training
 // executor (targets/cuda/train/executor.ts: the training graph run in ONE arena from the memory plan)
-// and the device optimizer (optimizer.ts: clip + AdamW, f32 master weights and moments) — for the
+// and the device optimizer (optimizer.ts: clip + AdamW, f32 master weights and moments), through the
+// step runner `mocc train --target cuda` uses (step-runner.ts) — for the
 // configurations issue 18 compares with PyTorch (bench/gpu/torch_train.py): dense and MoC K, each under
 // a checkpoint policy. Per configuration:
 //   memory  planned: the executor's arena (passes/memory-plan.ts in device bytes) + the params + the
@@ -28,8 +29,8 @@ import { MODEL_INPUTS, TRAIN_INPUTS } from '../../src/model/graph-inputs.js';
 import { tokenDataFromDocuments, WindowSampler } from '../../src/train/data.js';
 import type { CheckpointPolicy } from '../../passes/checkpoint.js';
 import { gradOutputs } from '../../passes/autodiff.js';
-import { CudaTrainingExecutor, executorPlan, paramDeviceBytes } from '../../targets/cuda/train/executor.js';
-import { CudaOptimizer } from '../../targets/cuda/train/optimizer.js';
+import { executorPlan, paramDeviceBytes } from '../../targets/cuda/train/executor.js';
+import { CudaStepRunner } from '../../targets/cuda/train/step-runner.js';
 import { cudaTrainDevice } from '../../targets/cuda/train/cuda-device.js';
 import type { TrainDevice } from '../../targets/cuda/train/device.js';
 import { cudaContext } from '../../targets/cuda/index.js';
@@ -103,20 +104,19 @@ for (const { ffn, policy } of configs) {
   const r: Record<string, unknown> = { label, ffn, policy, k: ffn === 'moc' ? K : null, matmul: MATMUL, mocMatmul: MOC_MATMUL, batch: BATCH, seq: SEQ, rows, arenaBytes: plan.arenaBytes, paramBytes, momentBytes, plannedBytes: planned };
   try {
     const t0 = performance.now();
-    const ex = new CudaTrainingExecutor(g, weights, rows, c.dev, { matmul: MATMUL, mocMatmul: MOC_MATMUL });
-    const opt = new CudaOptimizer(ex, { maxNorm: 1, weightDecay: 0.1 });
-    planned += ex.scratchBytes;
-    Object.assign(r, { scratchBytes: ex.scratchBytes, plannedBytes: planned });
+    // the step `mocc train --target cuda` runs (driver/trainer.ts over this runner), at a constant lr
+    const runner = new CudaStepRunner(g, { weights, rows, weightDecay: 0.1, maxNorm: 1 }, c.dev, { matmul: MATMUL, mocMatmul: MOC_MATMUL });
+    planned += runner.scratchBytes;
+    Object.assign(r, { scratchBytes: runner.scratchBytes, plannedBytes: planned });
     minFree = Math.min(minFree, free());
     r.buildSeconds = (performance.now() - t0) / 1000;
     const sampler = new WindowSampler(randomTokens(m.spec.vocabSize), { batch: BATCH, seq: SEQ, seed: 1 });
     const step = () => {
       const b = sampler.next();
-      ex.launch({ [MODEL_INPUTS.tokens]: b.tokens, [MODEL_INPUTS.pos]: b.pos, [MODEL_INPUTS.seq]: b.seq, [TRAIN_INPUTS.targets]: b.targets });
-      const loss = ex.loss();
-      const norm = opt.step(LR);
+      const { loss, gradNorm } = runner.gradients({ [MODEL_INPUTS.tokens]: b.tokens, [MODEL_INPUTS.pos]: b.pos, [MODEL_INPUTS.seq]: b.seq, [TRAIN_INPUTS.targets]: b.targets }, rows);
+      runner.update(LR);
       minFree = Math.min(minFree, free());
-      return { loss, norm };
+      return { loss, norm: gradNorm };
     };
     const warm = Array.from({ length: WARMUP }, step);
     const t = performance.now();
@@ -128,7 +128,7 @@ for (const { ffn, policy } of configs) {
       stepSeconds: seconds / STEPS, tokensPerSecond: (rows * STEPS) / seconds, losses: [...warm, ...timed].map((s) => s.loss), gradNorms: [...warm, ...timed].map((s) => s.norm),
     });
     console.log(`  ${label.padEnd(28)} planned ${(planned / GiB).toFixed(2)} GiB (arena ${(plan.arenaBytes / GiB).toFixed(2)}), allocated ${(c.live() / GiB).toFixed(2)}, measured peak ${(measured / GiB).toFixed(2)} (${((100 * measured) / planned).toFixed(1)}% of planned); ${(seconds / STEPS).toFixed(3)} s a step, ${((rows * STEPS) / seconds).toFixed(0)} tok/s; losses ${(r.losses as number[]).map((l) => l.toFixed(3)).join(' ')}`);
-    ex.dispose();
+    runner.dispose();
   } catch (e) {
     r.error = (e as Error).message;
     console.log(`  ${label.padEnd(28)} planned ${(planned / GiB).toFixed(2)} GiB (without scratch if the build failed): ${r.error}`);

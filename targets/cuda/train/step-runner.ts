@@ -39,6 +39,11 @@ export class CudaStepRunner {
     }
   }
 
+  /** Bytes of the executor's one scratch buffer (what the memory plan's arena does not hold). */
+  get scratchBytes(): number {
+    return this.ex.scratchBytes;
+  }
+
   /** Forward and backward, then the global norm before clipping: the two f32 a step downloads. */
   gradients(inputs: StepValues, rows: number): { loss: number; gradNorm: number } {
     if (rows !== this.ex.rows) throw new Error(`CudaStepRunner: a step of ${rows} rows on an executor built for ${this.ex.rows}`);
