@@ -20,8 +20,9 @@
 // dense ones T·F·d, F/K times more (the 1B preset: F = 5461, K = 1024, 5.3×), but on tensor cores:
 // 2·T·F·d ≈ 3.7e11 flops at T = 16384, d = 2048, ≈ 0.6 ms a GEMM at H100 bf16 rates, plus the casts
 // and scatter (≈ 1 GB of traffic a node, < 1 ms). Against it, moc_rows_grad's SIMT kernel scans all
-// T·K indices once per weight row (F·T·K ≈ 9e10 index reads a call, 48 calls a step of the 1B: ~12 s
-// of its 12.9 s). The price is scratch: S (or G) [T, pad8(F)] f32 plus its bf16 copy, ≈ 540 MB at
+// T·K indices once per weight row (F·T·K ≈ 9e10 index reads a call, 48 calls a step of the 1B), the
+// likeliest cause of the 12.9 s a MoC+GCP step took on the H100 against dense GCP's 0.75 s (session 14;
+// not profiled per kernel). The price is scratch: S (or G) [T, pad8(F)] f32 plus its bf16 copy, ≈ 540 MB at
 // T = 16384, below the logits' bf16 copies (ops-bf16.ts header, 1 GiB) that size the one scratch buffer.
 // Rounding: the operands are rounded to bf16 (relative 2^-9 each) where the SIMT kernels multiply f32;
 // the scattered zeros are exact, so each output element is the same sum of the same K (or occurrence)
