@@ -211,7 +211,7 @@ def main():
             row = {"config": name, "batch": a.batch, "seq": a.seq, "error": "out of memory"}
             print(f"torch_train: {name}: out of memory at batch {a.batch} x {a.seq}", flush=True)
         else:
-            print(f"torch_train: {name}: {row['tokensPerS']:.0f} tok/s, losses {[round(l, 4) for l in row['losses']]}", flush=True)
+            print(f"torch_train: {name}: {row['tokensPerS']:.0f} tok/s, peak {row.get('peakAllocatedBytes', 0) / 1e9:.2f} GB, losses {[round(l, 4) for l in row['losses']]}", flush=True)
         if a.largest_batch:
             row.update(largest_batch(a, name, dtype))
         rows.append(row)
