@@ -16,9 +16,11 @@
 //           loss, clip, AdamW; the loss read synchronizes), on random tokens (WindowSampler over one
 //           random document, the same batches for every configuration).
 // Usage: node dist/bench/gpu/train.js --model DIR --out FILE [--batch 64] [--seq 256] [--steps 3]
-//        [--warmup 1] [--k 1024] [--configs dense:gcp,moc:moc-gcp,...] [--lr 1e-4] [--matmul f32|bf16]
+//        [--warmup 1] [--k 1024] [--configs dense:gcp,moc:moc-gcp,...] [--lr 1e-4] [--matmul f32|bf16] [--profile]
 // --matmul: the executor's GEMMs (TrainingExecutorOptions.matmul): f32 SIMT, or bf16 tensor cores;
 // MOCC_CUDA_TRAIN_MOC=dense with bf16: MoC's projections as dense GEMMs too (mocMatmul).
+// --profile: after the timed steps, one more step with a CUDA event around every launch
+// (kernel-times.ts): its GPU time by kernel family, printed and saved as kernelTimes.
 // A configuration that does not fit is reported (the driver's out-of-memory error) and the next runs.
 import { writeFileSync } from 'node:fs';
 import { loadModel } from '../../driver/load.js';
@@ -35,6 +37,7 @@ import { cudaTrainDevice } from '../../targets/cuda/train/cuda-device.js';
 import type { TrainDevice } from '../../targets/cuda/train/device.js';
 import { cudaContext } from '../../targets/cuda/index.js';
 import { trainMocMatmulFromEnv, type TrainMatmul } from '../../targets/cuda/train/ops-bf16.js';
+import { formatKernelTimes, kernelTimer } from './kernel-times.js';
 
 const arg = (name: string) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : undefined; };
 const dir = arg('--model'), outPath = arg('--out');
@@ -52,6 +55,7 @@ const configs = (arg('--configs') ?? 'dense:gcp,moc:moc-gcp').split(',').map((c)
   if ((ffn !== 'dense' && ffn !== 'moc') || !policy) throw new Error(`train: config '${c}' is not dense:POLICY or moc:POLICY`);
   return { ffn, policy };
 });
+const PROFILE = process.argv.includes('--profile');
 const GiB = 2 ** 30, rows = BATCH * SEQ;
 const cuda = cudaContext();
 const free = () => cuda.memGetInfo().free;
@@ -99,13 +103,14 @@ for (const { ffn, policy } of configs) {
   const momentBytes = 2 * g.params.filter((p) => trainable.has(p.name)).reduce((s, p) => s + paramDeviceBytes(p.type, { T: rows }), 0);
   let planned = plan.arenaBytes + paramBytes + momentBytes;
   const c = counting(cudaTrainDevice());
+  const timer = kernelTimer(c.dev, cuda);
   const free0 = free();
   let minFree = free0;
   const r: Record<string, unknown> = { label, ffn, policy, k: ffn === 'moc' ? K : null, matmul: MATMUL, mocMatmul: MOC_MATMUL, batch: BATCH, seq: SEQ, rows, arenaBytes: plan.arenaBytes, paramBytes, momentBytes, plannedBytes: planned };
   try {
     const t0 = performance.now();
     // the step `mocc train --target cuda` runs (driver/trainer.ts over this runner), at a constant lr
-    const runner = new CudaStepRunner(g, { weights, rows, weightDecay: 0.1, maxNorm: 1 }, c.dev, { matmul: MATMUL, mocMatmul: MOC_MATMUL });
+    const runner = new CudaStepRunner(g, { weights, rows, weightDecay: 0.1, maxNorm: 1 }, timer.dev, { matmul: MATMUL, mocMatmul: MOC_MATMUL });
     planned += runner.scratchBytes;
     Object.assign(r, { scratchBytes: runner.scratchBytes, plannedBytes: planned });
     minFree = Math.min(minFree, free());
@@ -128,11 +133,22 @@ for (const { ffn, policy } of configs) {
       stepSeconds: seconds / STEPS, tokensPerSecond: (rows * STEPS) / seconds, losses: [...warm, ...timed].map((s) => s.loss), gradNorms: [...warm, ...timed].map((s) => s.norm),
     });
     console.log(`  ${label.padEnd(28)} planned ${(planned / GiB).toFixed(2)} GiB (arena ${(plan.arenaBytes / GiB).toFixed(2)}), allocated ${(c.live() / GiB).toFixed(2)}, measured peak ${(measured / GiB).toFixed(2)} (${((100 * measured) / planned).toFixed(1)}% of planned); ${(seconds / STEPS).toFixed(3)} s a step, ${((rows * STEPS) / seconds).toFixed(0)} tok/s; losses ${(r.losses as number[]).map((l) => l.toFixed(3)).join(' ')}`);
+    if (PROFILE) {
+      timer.start();
+      const t1 = performance.now();
+      step();
+      const wallMs = performance.now() - t1;
+      const times = timer.stop();
+      r.kernelTimes = { wallMs, families: times };
+      console.log(`    one profiled step: ${wallMs.toFixed(1)} ms wall`);
+      for (const line of formatKernelTimes(times)) console.log(line);
+    }
     runner.dispose();
   } catch (e) {
     r.error = (e as Error).message;
     console.log(`  ${label.padEnd(28)} planned ${(planned / GiB).toFixed(2)} GiB (without scratch if the build failed): ${r.error}`);
   } finally {
+    timer.dispose();
     c.freeAll();
     m.close?.();
   }

@@ -1,0 +1,44 @@
+// bench/gpu/kernel-times.ts: events around every launch while on, summed by kernel family. A fake
+// driver whose events read a clock that each launch advances by a known amount stands in for the GPU.
+import test from 'ava';
+import type { Cuda, CudaEvent } from '../../targets/cuda/driver.js';
+import type { TrainDevice } from '../../targets/cuda/train/device.js';
+import type { Kernel } from '../../targets/cuda/ptx/dense.js';
+import { formatKernelTimes, kernelFamily, kernelTimer } from '../../bench/gpu/kernel-times.js';
+
+test('kernelFamily: the name up to its second underscore', (t) => {
+  t.is(kernelFamily('gemm_xwt_bf16_m128n128'), 'gemm_xwt');
+  t.is(kernelFamily('adamw'), 'adamw');
+  t.is(kernelFamily('train_moc_gather_172'), 'train_moc');
+});
+
+test('kernelTimer: launches timed only while on, summed by family, longest first', (t) => {
+  let clock = 0, created = 0;
+  const cost: Record<string, number> = { gemm_xwt_a: 5, gemm_xwt_b: 3, cast_rows_bf16: 1 };
+  const launched: string[] = [];
+  const dev = { launch: (k: Kernel) => { launched.push(k.name); clock += cost[k.name]!; } } as unknown as TrainDevice;
+  const cuda = {
+    createEvent(): CudaEvent {
+      created++;
+      let at = NaN;
+      const e: CudaEvent = { record: () => { at = clock; }, synchronize() {}, elapsedMs: (since) => at - (since as unknown as { at: () => number }).at(), destroy() {} };
+      return Object.assign(e, { at: () => at });
+    },
+  } as unknown as Cuda;
+  const timer = kernelTimer(dev, cuda);
+  const k = (name: string) => ({ name, text: '' }) as Kernel;
+  timer.dev.launch(k('gemm_xwt_a'), [1, 1, 1], 32, []);
+  t.is(created, 0, 'no events while off');
+  timer.start();
+  for (const n of ['gemm_xwt_a', 'cast_rows_bf16', 'gemm_xwt_b', 'cast_rows_bf16']) timer.dev.launch(k(n), [1, 1, 1], 32, []);
+  const times = timer.stop();
+  t.deepEqual(times, [{ family: 'gemm_xwt', launches: 2, ms: 8 }, { family: 'cast_rows', launches: 2, ms: 2 }]);
+  t.is(launched.length, 5);
+  timer.start(); // a second profile reuses the events
+  timer.dev.launch(k('cast_rows_bf16'), [1, 1, 1], 32, []);
+  t.deepEqual(timer.stop(), [{ family: 'cast_rows', launches: 1, ms: 1 }]);
+  t.is(created, 8);
+  const lines = formatKernelTimes(times, 1);
+  t.regex(lines[0]!, /gemm_xwt +x +2 +8\.00 ms +80\.0%/);
+  t.regex(lines.at(-1)!, /sum of 4 launches: 10\.0 ms/);
+});
