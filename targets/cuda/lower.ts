@@ -8,7 +8,7 @@
 //  - a dense FFN's gate, up and SiLU·mul into one GEMV over paired rows;
 //  - RoPE of q and k with the KV-cache append;
 //  - MoC's gather + up projection + SiLU(G)·U + gathered down projection into one launch (then a
-//    reduction that adds the residual); that launch warms the L2 with the rows of the channels it
+//    reduction that adds the residual, or with mocMerge 'tail' that launch's last blocks); that launch warms the L2 with the rows of the channels it
 //    guesses will be kept while Top-K still runs (from the threshold Top-K left in the last call).
 import { UserError } from '../../src/util/errors.js';
 import type { Graph, Operand } from '../../src/ir/types.js';
@@ -18,7 +18,7 @@ import { attentionCombine, attentionSplit, combineThreads, partialWidth, splitLa
 import { kvCacheDtype, type KvCacheOption } from './kv-cache.js';
 import { argmax, elementwise, embedding, gemv, gemvGrid, gemvLayout, gemvMulti, gemvMultiGrid, posAdvance, rmsnorm, rmsnormThreads, type GemvSpec, type Kernel } from './ptx/dense.js';
 import { pad8, type WeightDType } from './ptx/layout.js';
-import { downPartial, downReduce, downSplit, DOWN_THREADS, mocScatterSilu, SCATTER_THREADS, mocUpDown, patternSelect, reduceGrid, REDUCE_THREADS, selectShape, topkSelect, upDownSplit } from './ptx/moc.js';
+import { downPartial, downReduce, downSplit, DOWN_THREADS, mocScatterSilu, SCATTER_THREADS, mocUpDown, mocTailCounters, patternSelect, reduceGrid, REDUCE_THREADS, selectShape, topkSelect, upDownSplit } from './ptx/moc.js';
 import { mergeCounterSizes, type Arg, type BufferDecl, type CounterRegion, type CounterSizes, type Launch, type Program, type Step } from './program.js';
 import { bufArgIds, planBuffers as planBufferIds, remapBufArgs } from '../buffer-plan.js';
 import { GraphFacts, type Node } from '../lowering/analysis.js';
@@ -76,6 +76,14 @@ export interface LowerOptions {
    * kernel (DecodeAttentionSpec.early). Opt-in until decode-context has measured it (session 13).
    */
   decodeEarly?: boolean;
+  /**
+   * Who adds the fused MoC up·down kernel's partials into y (UpDownSpec.merge): 'reduce-kernel'
+   * (default) downReduce as a second launch a layer; 'tail', the up·down kernel's last R blocks of
+   * each token row (R = downReduce's block count, 32 at d = 2048), each doing downReduce blocks' work
+   * in its order (the same bits), over counters (Arg 'counters' region 'moc'): one launch a layer
+   * fewer. Opt-in until decode-context has measured it (MOCC_CUDA_MOC_TAIL=1, targets/cuda/index.ts).
+   */
+  mocMerge?: 'reduce-kernel' | 'tail';
   /**
    * The prefill program's linears Y (+)= X·Wᵀ with an f32 Y run on the Hopper GEMM (gemm-sm90.ts:
    * wgmma, TMA; an sm_90a module, compute capability 9.0 only) instead of gemm.ts's (see
@@ -562,8 +570,16 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
           slices = split.blocks;
           partial = newBuf(d, 'f32', slices);
           const slot = tauSlotOf.get(producer(n.inputs[2])?.name ?? '');
-          const kernel = mocUpDown({ dtype: w.dtype, d, f, kKeep, norm: norm && { dtype: norm.dtype, eps: norm.eps }, warm: slot !== undefined });
+          const tail = options.mocMerge === 'tail';
+          const kernel = mocUpDown({ dtype: w.dtype, d, f, kKeep, norm: norm && { dtype: norm.dtype, eps: norm.eps }, warm: slot !== undefined, ...(tail ? { merge: 'tail' as const } : {}) });
           const args: Arg[] = [{ kind: 'buf', id: partial }, x, wu.arg, w.arg, idx, buf(fused.gather.inputs[0]!, n), ...(norm ? [norm.arg] : []), ...(slot === undefined ? [] : [{ kind: 'tau', slot } as Arg])];
+          if (tail) {
+            // the row's last blocks add the partials into y: no reduce launch. One set of counters
+            // serves every layer and both programs (each launch leaves them at zero; see mocUpDown).
+            const y = accumulateInto(i, n) ?? zeroedOut();
+            launch({ kernel: use(kernel), grid: [split.blocks, 'T', 1], block: 256, args: [y, ...args, countersArg('moc', mocTailCounters(spec.maxSeqLen))] }, n);
+            return;
+          }
           launch({ kernel: use(kernel), grid: [split.blocks, 'T', 1], block: 256, args }, n);
         } else {
           const z = buf(n.inputs[0]!, n);

@@ -257,6 +257,41 @@ for (const dtype of ['f32', 'bf16'] as const) {
   }
 }
 
+// The fused up·down whose tail blocks add the partials into y (merge 'tail', MOCC_CUDA_MOC_TAIL=1): the
+// same cases and reference, in all three weight dtypes, plus T = 40 (40 rows' tails in one grid of
+// 40 × blocks), and the two-kernel path on the same inputs, which it must match bit for bit (the tail
+// sums in downReduce's order). It runs twice on the same counters, each time on a fresh copy of y and
+// NaN-poisoned partials; the counters must be back at zero after each (a ticket or arrival count left
+// over would give blocks the wrong rows or let the wrong blocks reduce).
+for (const dtype of ['f32', 'bf16', 'f16'] as const) {
+  for (const [d, f, k, T, withNorm] of [...MOC_UPDOWN_CASES, [70, 300, 8, 5, true] as const, [2048, 5461, 1024, 40, true] as const]) {
+    const name = `moc up·down, reduce in its tail blocks ${dtype} d${d} F${f} K${k} T=${T}${withNorm ? ' +rmsnorm +warm' : ''}: against the ref kernels, bitwise the two-kernel path, counters reset`;
+    guarded(name, (t, r) => {
+      const c = mocUpDownCase(r, dtype, d, f, k, T, withNorm);
+      const { split, inputs, y0, want } = c;
+      const partialBytes = T * split.blocks * pad8(d) * 4;
+      const read = (y: bigint) => download(y, new Float32Array(T * pad8(d)));
+      const two = mocTwoKernels(c, T);
+      const kernel = M.mocUpDown({ ...c.spec, merge: 'tail' });
+      const nCounters = M.mocTailCounters(T);
+      const counters = upload(new Int32Array(nCounters));
+      const report: string[] = [];
+      let ok = true;
+      for (const call of [1, 2]) {
+        const y = upload(padF32(y0, T, d));
+        launch(kernel, [split.blocks, T, 1], 256, [y, poisoned(partialBytes), ...inputs, counters]);
+        const gotPadded = read(y), got = unpadF32(gotPadded, T, d);
+        const e = relErr(got, want);
+        const differing = gotPadded.filter((v, i) => !Object.is(v, two[i])).length;
+        const left = download(counters, new Int32Array(nCounters)).filter((v) => v !== 0).length;
+        ok &&= e < NORM_TOL && differing === 0 && left === 0;
+        report.push(`call ${call}: rel ${e.toExponential(2)}, ${differing} values differ from the two-kernel path, ${left} counters not zero`);
+      }
+      t.true(ok, `${report.join('; ')} (${split.blocks} blocks a row, ${M.mocTailBlocks(d, k)} in the tail)`);
+    });
+  }
+}
+
 // ---- embedding, RMSNorm, elementwise, argmax ----
 for (const dtype of ['f32', 'bf16', 'f16'] as const) {
   guarded(`embedding ${dtype} d=70`, (t, r) => {

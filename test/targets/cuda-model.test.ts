@@ -79,6 +79,42 @@ for (const [label, selection] of [['dense', 'dense'], ['moc_k32', { k: 32 }]] as
   });
 }
 
+// The MoC reduce in the up·down kernel's tail blocks (LowerOptions.mocMerge 'tail', MOCC_CUDA_MOC_TAIL=1),
+// with programmatic launch (layers' kernels overlap; every layer and the captured graph reuse the same
+// counters): logits within 1e-3 of HF through the T-row steps (T up to the prompt: several rows' tails
+// at once) and the graph decode; the same logits bit for bit as the switch off (the tail sums in
+// moc_reduce's order), and the same greedy text.
+for (const [label, selection] of [['moc_k32', { k: 32 }], ['moc_k128', { k: 128 }]] as const) {
+  cudaTest.serial(`stories260K gguf ${label}, MoC reduce in the up·down kernel's tail blocks: logits match HF within 1e-3, equal the switch off bit for bit, same greedy text`, async (t) => {
+    process.env.MOCC_CUDA_PDL = '1';
+    const m = loadModel(CHECKPOINTS.gguf, { selection });
+    t.teardown(() => {
+      m.close();
+      freeAll();
+    });
+    const on = createCudaSession(m, { mocMerge: 'tail' });
+    const kernels = on.m.program.steps.flatMap((st) => (st.kind === 'launch' ? [st.kernel] : []));
+    t.true(kernels.some((k) => k.startsWith('moc_updown') && k.endsWith('_tail')) && !kernels.some((k) => k.startsWith('moc_reduce')), kernels.join(', '));
+    matchesHf(t, on, label, 'T-row steps');
+    const off = createCudaSession(m, { mocMerge: 'reduce-kernel' });
+    for (const seq of ['greedy_once_upon', 'sample0']) {
+      const toks = REF.sequences[seq]!.tokens;
+      on.reset();
+      off.reset();
+      const a = on.forward(toks), b = off.forward(toks);
+      t.is(a.filter((v, i) => !Object.is(v, b[i])).length, 0, `${seq}: T-row logits differ from the switch off`);
+      const sa = stepwiseLogits(on, toks), sb = stepwiseLogits(off, toks);
+      t.is(sa.filter((v, i) => !Object.is(v, sb[i])).length, 0, `${seq}: graph-decode logits differ from the switch off`);
+    }
+    const prompt = REF.sequences.greedy_once_upon!.tokens.slice(0, 4);
+    on.reset();
+    off.reset();
+    const textOn = await generate(on, prompt, { maxTokens: 60, eosId: m.spec.eosId });
+    const textOff = await generate(off, prompt, { maxTokens: 60, eosId: m.spec.eosId });
+    t.deepEqual(textOn, textOff);
+  });
+}
+
 // A bf16 KV cache, forced (the weights are f32, so 'auto' keeps the cache f32: checked above by the
 // 1e-3 runs, and here by the program). The reference is HF with every key (after RoPE) and value
 // rounded to bf16 (fixtures/gen/make_stories260k_bf16kv_reference.py): that rounding moves the logits

@@ -341,6 +341,18 @@ export function downReduce(d: number, slices: number): Kernel {
   const y = k.ptrParam('y'), partial = k.ptrParam('partial');
   const tid = k.special('%tid.x', 'tid'), bx = k.special('%ctaid.x', 'bx'), t = k.special('%ctaid.y', 't');
   k.gridSync();
+  emitReduceColumns(k, { d, slices, tid, bx, t, y, partial, load: 'ld.global' });
+  return { name, text: k.render() };
+}
+
+/**
+ * downReduce's work for its block `bx` (64 columns of row t), emitted into kernel k of 256
+ * threads: by downReduce itself, and by mocUpDown's tail blocks (merge 'tail'), so both sum in one
+ * order (emitColumnTotal) and give the same bits. Uses one barrier and a 256-float shared array;
+ * `load` reads the partials (ld.global.cg where other blocks of the same launch wrote them).
+ */
+function emitReduceColumns(k: KernelBuilder, o: { d: number; slices: number; tid: string; bx: string; t: string; y: string; partial: string; load: 'ld.global' | 'ld.global.cg' }): void {
+  const { d, slices, tid, bx, t, y, partial, load } = o;
   const j = k.reg('u32', 'j'), grp = k.reg('u32', 'grp'), col = k.reg('u32', 'col'), p = k.reg('pred', 'p');
   k.emit(`and.b32 ${col}, ${tid}, ${REDUCE_COLS - 1}`, `shr.u32 ${grp}, ${tid}, 6`, `mad.lo.u32 ${j}, ${bx}, ${REDUCE_COLS}, ${col}`, `min.u32 ${j}, ${j}, ${d - 1}`);
   const ld = pad8(d);
@@ -350,8 +362,8 @@ export function downReduce(d: number, slices: number): Kernel {
     const v = k.reg('f32', 'v'), q = k.reg('pred', 'q');
     // slice grp + 4s exists for every group only while 4s + 3 < slices
     k.emit(`mov.f32 ${v}, 0f00000000`);
-    if (s * REDUCE_GROUPS + REDUCE_GROUPS - 1 < slices) k.emit(`ld.global.f32 ${v}, [${base}+${s * REDUCE_GROUPS * ld * 4}]`);
-    else k.emit(`setp.lt.u32 ${q}, ${grp}, ${slices - s * REDUCE_GROUPS}`, `@${q} ld.global.f32 ${v}, [${base}+${s * REDUCE_GROUPS * ld * 4}]`);
+    if (s * REDUCE_GROUPS + REDUCE_GROUPS - 1 < slices) k.emit(`${load}.f32 ${v}, [${base}+${s * REDUCE_GROUPS * ld * 4}]`);
+    else k.emit(`setp.lt.u32 ${q}, ${grp}, ${slices - s * REDUCE_GROUPS}`, `@${q} ${load}.f32 ${v}, [${base}+${s * REDUCE_GROUPS * ld * 4}]`);
     vals.push(v);
   }
   const sum = k.reg('f32', 'sum');
@@ -371,7 +383,6 @@ export function downReduce(d: number, slices: number): Kernel {
   });
   k.emit(`st.global.f32 [${ya}], ${total}`);
   k.place(done);
-  return { name, text: k.render() };
 }
 
 /**
@@ -414,7 +425,18 @@ export interface UpDownSpec {
    * guess, all give the same output). Token 0 only. Params add `tau` (last).
    */
   warm?: boolean;
+  /**
+   * Who adds the partials into y: 'reduce-kernel' (default), downReduce as a second launch; 'tail',
+   * the last mocTailBlocks(d, K) blocks of row t to finish, each downReduce's work for some of its
+   * column blocks (see mocUpDown). Params then y first and counters last (mocTailCounters(T) u32).
+   */
+  merge?: 'reduce-kernel' | 'tail';
 }
+
+/** How many of a row's up·down blocks reduce its partials with merge 'tail': one per downReduce block, at most all of them. */
+export const mocTailBlocks = (d: number, kKeep: number): number => Math.min(upDownSplit(kKeep).blocks, reduceGrid(d));
+/** The u32 counters mocUpDown with merge 'tail' needs for up to `rows` token rows: a ticket, then (arrived, departed) a row. */
+export const mocTailCounters = (rows: number): number => 1 + 2 * rows;
 
 /**
  * Registers of raw W_downᵀ data that a thread of mocUpDown holds through the up projection. With
@@ -444,17 +466,51 @@ const DOWN_EARLY_WORDS = 64;
  *    column chunks of the 8 W_downᵀ rows by z.
  * The next group's idx are requested before this group's up projection.
  * Params: partial, x, wu [F, d], wd (W_downᵀ [F, d]), idx, g, [nw], [tau]. Grid (blocks, T), block 256.
+ *
+ * merge 'tail': params y, partial, …, counters, and no reduce launch follows: the last R =
+ * mocTailBlocks(d, K) of row t's blocks to store their partial add the row's partials into y
+ * themselves, tail block j doing downReduce's blocks j, j + R, … (emitReduceColumns: the same
+ * order, so the same bits as the two kernels). Unlike a single merging block (measured 13–19%
+ * slower than the two kernels, bench/NOTES.md session 13: it read 1 MiB of partials alone), the
+ * 1 MiB is shared by R blocks (32 at d = 2048: 32 KiB each, as downReduce's blocks read).
+ * Counters (u32, zero before the first launch, left at zero by every launch): c[0] a ticket,
+ * c[1 + 2t] row t's arrivals, c[2 + 2t] its tail blocks' departures.
+ *  - Ticket: before its wait, a block takes its work item (b, t) = (n mod blocks, n div blocks)
+ *    from n = atom.inc(c[0]) (bound T·blocks − 1: back at 0 after the launch), not from %ctaid,
+ *    so items are handed out in the order blocks start. Touching c before the wait is safe: only
+ *    this kernel uses them, and its previous launch is complete here (programmatic launch lets a
+ *    kernel start only once its predecessor has passed its own wait, and Top-K and the gate GEMV
+ *    lie between two up·down launches).
+ *  - Arrival: after its partial's stores, bar.sync, then thread 0's atom.acq_rel.gpu.add c[1 + 2t]
+ *    returns the arrival rank a; blocks with a < blocks − R are done. A tail block spins (thread 0,
+ *    ld.acquire.gpu) until c[1 + 2t] = blocks, then bar.sync, and reads the partials with
+ *    ld.global.cg. Memory order as in attentionSplit's merge (decode-attention.ts): each block's
+ *    stores precede its release RMW in causality order (program order, CTA barrier); the acquire
+ *    load that reads `blocks` observes the chain of RMWs; the barrier orders it before every
+ *    thread's reads. y (with the norm folded, the residual x every block reads) is written only by
+ *    tail blocks, after every block of row t has arrived, i.e. has read x[t].
+ *  - Forward progress: a tail block waits only for blocks of its own row. Tickets go out in
+ *    order, so only one row at a time has blocks not yet started; its ≤ R spinning blocks leave
+ *    the GPU's other slots to run, finish, and start the missing ones. (Blocks of the next kernel
+ *    take no slot first: programmatic launch starts them only after every block of this one ran
+ *    its launch_dependents.)
+ *  - Departure: each tail block, when done, adds 1 to c[2 + 2t]; the one that reads R − 1 (all
+ *    spinning is over) sets c[1 + 2t] and c[2 + 2t] back to 0.
  */
 export function mocUpDown(s: UpDownSpec): Kernel {
   const { dtype, d, f, kKeep } = s;
   const { rowsPerWarp: RW, perBlock: P, blocks } = upDownSplit(kKeep);
-  const name = `moc_updown_${dtype}_d${d}_f${f}_k${kKeep}${s.norm ? `_n${s.norm.dtype}` : ''}${s.warm ? '_warm' : ''}`;
-  const params = ['partial', 'x', 'wu', 'wd', 'idx', 'g', ...(s.norm ? ['nw'] : []), ...(s.warm ? ['tau'] : [])].map((n) => ({ name: n, type: 'u64' as const }));
+  const tail = s.merge === 'tail';
+  const name = `moc_updown_${dtype}_d${d}_f${f}_k${kKeep}${s.norm ? `_n${s.norm.dtype}` : ''}${s.warm ? '_warm' : ''}${tail ? '_tail' : ''}`;
+  const params = [...(tail ? ['y'] : []), 'partial', 'x', 'wu', 'wd', 'idx', 'g', ...(s.norm ? ['nw'] : []), ...(s.warm ? ['tau'] : []), ...(tail ? ['counters'] : [])].map((n) => ({ name: n, type: 'u64' as const }));
   const k = new KernelBuilder(name, params);
   k.blockSize(256);
   const partial = k.ptrParam('partial'), x = k.ptrParam('x'), wu = k.ptrParam('wu'), wd = k.ptrParam('wd'), idx = k.ptrParam('idx'), g = k.ptrParam('g');
   const nw = s.norm ? k.ptrParam('nw') : undefined;
-  const tid = k.special('%tid.x', 'tid'), b = k.special('%ctaid.x', 'b'), t = k.special('%ctaid.y', 't');
+  const tid = k.special('%tid.x', 'tid');
+  const counters = tail ? k.ptrParam('counters') : '';
+  const slot = tail ? k.sharedArray('ticket', 'u32', 1, 4) : '';
+  const { b, t } = tail ? takeTicket(k, { blocks, tid, counters, slot }) : { b: k.special('%ctaid.x', 'b'), t: k.special('%ctaid.y', 't') };
   if (s.warm) warmKeptRows(k, { f, rowBytes: pad8(d) * elemBytes(dtype), blocks, wu, wd, g, tau: k.ptrParam('tau'), b, tid, t });
   k.gridSync();
   const lane = k.reg('u32', 'lane'), warp = k.reg('u32', 'warp'), k0 = k.reg('u32', 'k0');
@@ -534,7 +590,55 @@ export function mocUpDown(s: UpDownSpec): Kernel {
     const pa = k.addr(pbase, cc, 32);
     k.emit(`@${colOk[q]} st.global.v4.f32 [${pa}], {${acc[q]!.slice(0, 4).join(', ')}}`, `@${colOk[q]} st.global.v4.f32 [${pa}+16], {${acc[q]!.slice(4).join(', ')}}`);
   });
+  if (tail) emitTailReduce(k, { d, blocks, R: mocTailBlocks(d, kKeep), tid, t, y: k.ptrParam('y'), partial, counters, slot });
   return { name, text: k.render() };
+}
+
+/** mocUpDown's ticket (merge 'tail', before its wait): thread 0 takes n from counters[0], the block reads it from `slot`; returns (n mod blocks, n div blocks). */
+function takeTicket(k: KernelBuilder, o: { blocks: number; tid: string; counters: string; slot: string }): { b: string; t: string } {
+  const t0 = k.reg('pred', 'tk0'), rows = k.reg('u32', 'rows'), bound = k.reg('u32', 'bound'), n = k.reg('u32', 'ticket'), sa = k.reg('u32', 'tsa');
+  k.comment('ticket: this block\'s (b, t), in the order blocks start (see mocUpDown, merge tail)');
+  k.emit(`setp.eq.u32 ${t0}, ${o.tid}, 0`, `mov.u32 ${rows}, %nctaid.y`, `mul.lo.u32 ${bound}, ${rows}, ${o.blocks}`, `sub.u32 ${bound}, ${bound}, 1`, `mov.u32 ${sa}, ${o.slot}`);
+  k.emit(`mov.u32 ${n}, 0`, `@${t0} atom.relaxed.gpu.global.inc.u32 ${n}, [${o.counters}], ${bound}`, `@${t0} st.shared.u32 [${sa}], ${n}`, 'bar.sync 0', `ld.shared.u32 ${n}, [${sa}]`);
+  const b = k.reg('u32', 'b'), t = k.reg('u32', 't');
+  k.emit(`div.u32 ${t}, ${n}, ${o.blocks}`, `mul.lo.u32 ${b}, ${t}, ${o.blocks}`, `sub.u32 ${b}, ${n}, ${b}`);
+  return { b, t };
+}
+
+/**
+ * mocUpDown's tail (merge 'tail'), after the block's partial is stored: count the arrival; the last
+ * R blocks of row t wait for the others, reduce downReduce's blocks j, j + R, … into y, and the
+ * last to leave resets the row's counters (see mocUpDown for the protocol and its memory order).
+ */
+function emitTailReduce(k: KernelBuilder, o: { d: number; blocks: number; R: number; tid: string; t: string; y: string; partial: string; counters: string; slot: string }): void {
+  const { d, blocks, R, tid, t, counters } = o;
+  const t0 = k.reg('pred', 'tt0'), sa = k.reg('u32', 'asa'), rank = k.reg('u32', 'rank'), p = k.reg('pred', 'p'), done = k.label('taildone');
+  const ia = k.reg('u32', 'ia');
+  k.emit(`mad.lo.u32 ${ia}, ${t}, 2, 1`);
+  const arrived = k.addr(counters, ia, 4);
+  const departed = k.reg('u64', 'departed');
+  k.emit(`add.s64 ${departed}, ${arrived}, 4`);
+  k.comment('arrival: rank among row t\'s blocks; the last R reduce');
+  k.emit(`setp.eq.u32 ${t0}, ${tid}, 0`, `mov.u32 ${sa}, ${o.slot}`, 'bar.sync 0');
+  k.emit(`mov.u32 ${rank}, 0`, `@${t0} atom.acq_rel.gpu.global.add.u32 ${rank}, [${arrived}], 1`, `@${t0} st.shared.u32 [${sa}], ${rank}`, 'bar.sync 0', `ld.shared.u32 ${rank}, [${sa}]`);
+  k.emit(`setp.lt.u32 ${p}, ${rank}, ${blocks - R}`, `@${p} bra ${done}`);
+  const spin = k.label('spin'), spun = k.label('spun'), seen = k.reg('u32', 'seen'), q = k.reg('pred', 'q');
+  k.emit(`@!${t0} bra ${spun}`);
+  k.place(spin);
+  k.emit(`ld.acquire.gpu.global.u32 ${seen}, [${arrived}]`, `setp.lt.u32 ${q}, ${seen}, ${blocks}`, `@${q} bra ${spin}`);
+  k.place(spun);
+  k.emit('bar.sync 0');
+  const bx = k.reg('u32', 'rbx'), loop = k.label('rloop');
+  k.emit(`sub.u32 ${bx}, ${rank}, ${blocks - R}`);
+  k.place(loop);
+  emitReduceColumns(k, { d, slices: blocks, tid, bx, t, y: o.y, partial: o.partial, load: 'ld.global.cg' });
+  // the next column block's stores into the shared array wait for this one's reads
+  k.emit('bar.sync 0', `add.u32 ${bx}, ${bx}, ${R}`, `setp.lt.u32 ${q}, ${bx}, ${reduceGrid(d)}`, `@${q} bra ${loop}`);
+  k.comment('departure: the last tail block to leave resets the row\'s counters');
+  const left = k.reg('u32', 'left');
+  k.emit(`mov.u32 ${left}, 0`, `@${t0} atom.acq_rel.gpu.global.add.u32 ${left}, [${departed}], 1`, `setp.eq.and.u32 ${q}, ${left}, ${R - 1}, ${t0}`);
+  k.emit(`@${q} st.relaxed.gpu.global.u32 [${arrived}], 0`, `@${q} st.relaxed.gpu.global.u32 [${departed}], 0`);
+  k.place(done);
 }
 
 /**
