@@ -86,6 +86,10 @@ export const RULES: [string, GradRule][] = [
     needs: needs([0, 1]),
     backward: (ctx, n, [dl]) => [one(ctx, 'cross_entropy_grad', [n.inputs[0]!, n.inputs[1]!, dl!]), null],
   }],
+  ['lm_head_loss', {
+    needs: needs([0, 1, 2]),
+    backward: (ctx, n, [dl]) => [...ctx.emit('lm_head_loss_grad', [...n.inputs, dl!], { chunk_rows: n.attrs.chunk_rows! }), null],
+  }],
   ['kl_div', {
     needs: needs([0, 1, 2]),
     // The teacher's logits are data: no gradient flows into them.

@@ -26,6 +26,15 @@ const checkLogits = (logits: TensorType, targets: TensorType) => {
   expectFloat(logits, 'logits');
   expectRows(targets, logits, 'targets');
 };
+/** x [T,d], weight [V,d], targets i32[T], chunk_rows ≥ 1. */
+const checkLmHead = (x: TensorType, w: TensorType, targets: TensorType, attrs: Readonly<Record<string, unknown>>) => {
+  expectRank(x, 2, 'x'); expectFloat(x, 'x');
+  expectRank(w, 2, 'weight'); expectFloat(w, 'weight');
+  expectDim(x.shape[1]!, w.shape[1]!, 'lm_head_loss inner dimension');
+  expectRows(targets, x, 'targets');
+  const c = attrs.chunk_rows;
+  if (!(Number.isInteger(c) && (c as number) >= 1)) fail(`chunk_rows must be an integer ≥ 1, got ${String(c)}`);
+};
 const positive = (attrs: Readonly<Record<string, unknown>>, k: string) => {
   if (!((attrs[k] as number) > 0)) fail(`${k} must be positive, got ${String(attrs[k])}`);
 };
@@ -47,6 +56,28 @@ export const TRAINING_OPS: OpSpec[] = [
       checkLogits(logits!, targets!);
       scalar(dloss!, 'dloss');
       return f32(...logits!.shape);
+    },
+  },
+  // The loss fused with the output projection (passes/loss.ts, option lmHeadChunkRows): logits = x·Wᵀ
+  // and cross_entropy of them, processed chunk_rows rows at a time, so that only a [chunk_rows, V]
+  // block of logits exists at a time (issue 18). Same semantics as logits → cross_entropy. The
+  // gradient recomputes each block's logits from x and W (it saves nothing but x, which the logits
+  // node needed too): dlogits of the block, then dx rows = dlogits·W and dW += dlogitsᵀ·x rows.
+  {
+    name: 'lm_head_loss', inputs: ['x', 'weight', 'targets'], attrs: { chunk_rows: { kind: 'int' } },
+    doc: 'cross_entropy(x·weightᵀ, targets) → f32[1], chunk_rows rows of logits at a time',
+    infer([x, w, targets], attrs) {
+      checkLmHead(x!, w!, targets!, attrs);
+      return f32(1);
+    },
+  },
+  {
+    name: 'lm_head_loss_grad', inputs: ['x', 'weight', 'targets', 'dloss'], attrs: { chunk_rows: { kind: 'int' } },
+    doc: 'gradients of lm_head_loss: dx [T,d] = dlogits·weight and dweight [V,d] = dlogitsᵀ·x, dlogits as cross_entropy_grad\'s, chunk_rows rows at a time',
+    infer([x, w, targets, dloss], attrs) {
+      checkLmHead(x!, w!, targets!, attrs);
+      scalar(dloss!, 'dloss');
+      return [f32(...x!.shape), f32(...w!.shape)];
     },
   },
   {

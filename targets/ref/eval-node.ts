@@ -3,6 +3,7 @@
 import type { Node } from '../../src/ir/types.js';
 import * as K from './kernels.js';
 import * as G from './train-kernels.js';
+import { lmHeadLoss, lmHeadLossGrad } from './lm-head-loss.js';
 import { newFloats } from './precision.js';
 
 export type Value = Float32Array | Int32Array | Uint16Array;
@@ -25,6 +26,7 @@ export function evalNode(n: Node, ins: Value[], dim: DimOf): Value[] {
   switch (n.op) {
     case 'split': return K.split(f(0), dim(0, 1), a.parts as number);
     case 'rmsnorm_grad': return G.rmsnormGrad(f(0), f(1), f(2), a.eps as number);
+    case 'lm_head_loss_grad': return lmHeadLossGrad(f(0), f(1), ins[2] as Int32Array, f(3), a.chunk_rows as number);
     case 'attention_grad': return G.attentionGrad(f(0), f(1), f(2), ins[3] as Int32Array, f(4), heads, kvHeads, hd);
     default: return [evalSingle(n, ins, dim)];
   }
@@ -56,6 +58,7 @@ function evalSingle(n: Node, ins: Value[], dim: DimOf): Value {
     // training ops (src/ir/ops-train.ts)
     case 'cross_entropy': return G.crossEntropy(f(0), idx(1));
     case 'cross_entropy_grad': return G.crossEntropyGrad(f(0), idx(1), f(2));
+    case 'lm_head_loss': return lmHeadLoss(f(0), f(1), idx(2), a.chunk_rows as number);
     case 'kl_div': return G.klDiv(f(0), f(1), idx(2), a.temperature as number);
     case 'kl_div_grad': return G.klDivGrad(f(0), f(1), idx(2), f(3), a.temperature as number);
     case 'fill_like': return newFloats(ins[0]!.length).fill(a.value as number);

@@ -7,7 +7,7 @@ import { columns, ropeAt, transpose, type RopeParams } from './kernels.js';
 import { floatsFrom, newFloats } from './precision.js';
 
 /** Rows counted by a loss: targets ≥ 0. A target ≥ V is an error naming the row. */
-function countedRows(targets: Int32Array, V: number): number {
+export function countedRows(targets: Int32Array, V: number): number {
   let n = 0;
   targets.forEach((t, r) => {
     if (t >= V) throw new RangeError(`target ${t} of row ${r} is outside the vocabulary (0..${V - 1})`);
@@ -17,7 +17,7 @@ function countedRows(targets: Int32Array, V: number): number {
 }
 
 /** log Σ exp(row/τ) and the softmax of row/τ into `p` (float64). */
-function softmaxRow(logits: Float32Array, off: number, V: number, tau: number, p: Float64Array): number {
+export function softmaxRow(logits: Float32Array, off: number, V: number, tau: number, p: Float64Array): number {
   let max = -Infinity;
   for (let v = 0; v < V; v++) max = Math.max(max, logits[off + v]! / tau);
   let sum = 0;

@@ -19,7 +19,7 @@ test('every op of a model graph has a gradient rule; the decode-only ops and the
   // kv_* appear only in decode graphs (training runs the model graph); the ops gradient rules emit
   // are not differentiated again (no second-order gradients).
   t.deepEqual([...missing].sort(), [
-    'attention_grad', 'concat', 'cross_entropy_grad', 'embedding_grad', 'fill_like', 'index_narrow', 'index_widen', 'kl_div_grad', 'kv_attention', 'kv_write',
+    'attention_grad', 'concat', 'cross_entropy_grad', 'embedding_grad', 'fill_like', 'index_narrow', 'index_widen', 'kl_div_grad', 'kv_attention', 'kv_write', 'lm_head_loss_grad',
     'matmul', 'matmul_tn', 'moc_rows_grad', 'moc_scatter', 'rmsnorm_grad', 'rope_grad', 'sigmoid_grad', 'silu_grad',
   ]);
   t.log(`ops without a gradient rule: ${missing.join(', ')}`);

@@ -28,6 +28,7 @@ import type { DevPtr, LaunchArg } from './device.js';
 import { BF16_MATMUL_OPS, type TrainMatmul, type TrainMocMatmul } from './ops-bf16.js';
 import { bf16AttentionOpOf } from './ops-attention-bf16.js';
 import { checkMocMatmul, DENSE_MOC_OPS } from './ops-moc-bf16.js';
+import { LM_HEAD_OPS } from './ops-lm-head.js';
 
 /** One kernel launch of a node. */
 export interface Launch {
@@ -320,6 +321,7 @@ export const TRAIN_OPS: Readonly<Record<string, TrainOp>> = {
       ];
     },
   },
+  ...LM_HEAD_OPS, // lm_head_loss, lm_head_loss_grad (ops-lm-head.ts)
 };
 
 /**
