@@ -10,6 +10,7 @@ import { TRAIN_TARGETS, type GradientTarget } from '../driver/gradient-backend.j
 import { CHECKPOINT_POLICIES, type CheckpointPolicy } from '../passes/checkpoint.js';
 import type { LossSpec } from '../passes/loss.js';
 import type { TrainingRecord } from '../src/package/manifest.js';
+import { ADAMW_STATE_DTYPES } from '../src/train/adamw.js';
 import { checkSeqFitsContext } from '../src/train/data.js';
 import { UserError } from '../src/util/errors.js';
 import { note, parseFloatArg, parseIntArg } from './common.js';
@@ -33,6 +34,8 @@ export interface TrainFlags {
   resume?: string;
   maxMemory?: number;
   dtype?: 'f32' | 'f16' | 'bf16';
+  /** How AdamW stores m and v (src/train/adamw.ts stateDType); absent: f32. */
+  optimizerState?: 'f32' | 'bf16';
   force?: boolean;
   tokenizer?: string;
   target: string;
@@ -73,6 +76,7 @@ export function addTrainOptions(cmd: Command, defaults: { steps: number; lr: num
     .option('--resume <dir>', 'continue from a checkpoint directory (same options): bit-exact, as if never stopped')
     .option('--max-memory <size>', 'refuse to start when the planned activation memory of one step is above this (e.g. 2GiB)', parseBytes)
     .addOption(new Option('--dtype <type>', 'stored weight type of the output (default f32, the master weights)').choices(['f32', 'f16', 'bf16']))
+    .addOption(new Option('--optimizer-state <type>', 'how AdamW stores its moments m and v: f32, or bf16 (rounded to nearest even after each update, half the memory; the weights stay f32); a checkpoint resumes only with the same').choices([...ADAMW_STATE_DTYPES]).default('f32'))
     .option('--tokenizer <file>', 'tokenizer to use instead of the one found with the model')
     .option('--target <name>', `where the loss and gradients are computed: ${[...TRAIN_TARGETS.keys()].join(', ')} (cuda: the f32 CUDA training executor, AdamW on the host); checkpoints resume on either`, 'ref')
     .option('--force', 'replace the output package if it exists');
@@ -84,6 +88,7 @@ export function trainConfig(f: TrainFlags, model: LoadedModel, loss: LossSpec): 
   return {
     steps: f.steps, batch: f.batch, seq: f.seq, lr: f.lr, minLr: f.minLr ?? f.lr / 10, warmup: f.warmup ?? Math.min(100, Math.floor(f.steps / 10)),
     weightDecay: f.weightDecay, clip: f.clip, policy: f.ckpt ?? (isMoc ? 'moc-gcp' : 'gcp'), trainable: f.trainable, seed: f.seed, loss,
+    optimizerState: f.optimizerState ?? 'f32',
   };
 }
 
@@ -135,7 +140,7 @@ export async function trainAndSave(trainer: Trainer, model: LoadedModel, f: Trai
     // after a --resume checkpoint was accepted, so that a refused one gives only its one-line error
     onStart() {
       const memory = trainer.stepMemory();
-      process.stderr.write(`training ${model.source}: ${cfg.steps} steps of ${cfg.batch}×${cfg.seq} tokens, ${cfg.loss.kind === 'kl_div' ? `KL to the teacher (τ ${cfg.loss.temperature})` : 'next-token cross-entropy'}, policy ${cfg.policy}, trainable ${cfg.trainable}; target ${trainer.target}, ${memory.what} ${formatBytes(memory.bytes)} per step\n`);
+      process.stderr.write(`training ${model.source}: ${cfg.steps} steps of ${cfg.batch}×${cfg.seq} tokens, ${cfg.loss.kind === 'kl_div' ? `KL to the teacher (τ ${cfg.loss.temperature})` : 'next-token cross-entropy'}, policy ${cfg.policy}, trainable ${cfg.trainable}; target ${trainer.target}, ${memory.what} ${formatBytes(memory.bytes)} per step${cfg.optimizerState === 'bf16' ? '; AdamW moments bf16' : ''}\n`);
       if (f.resume) process.stderr.write(`resumed from ${f.resume} at step ${startStep}\n`);
     },
     onStep(r, ms) {

@@ -16,7 +16,7 @@
 // (host layout), so a checkpoint made on one resumes on the other: weights() / optimizerState() are
 // what the Trainer's state() saves, load() what its restore() gives back.
 import type { Graph } from '../src/ir/types.js';
-import { AdamW, type AdamWState } from '../src/train/adamw.js';
+import { AdamW, type AdamWState, type AdamWStateDType } from '../src/train/adamw.js';
 import { clipGlobalNorm } from '../src/train/clip-grad.js';
 import { gradOutputs } from '../passes/autodiff.js';
 import type { GradientBackend, StepInputs } from './gradient-backend.js';
@@ -31,6 +31,8 @@ export interface StepRunnerInit {
   weightDecay: number;
   /** Global gradient-norm limit, the Trainer's `clip`: 0 is no clipping, and the norm is then NaN. */
   maxNorm: number;
+  /** How AdamW stores m and v (src/train/adamw.ts stateDType): 'f32' (the default) or 'bf16'. */
+  stateDType?: AdamWStateDType;
 }
 
 export interface StepRunner {
@@ -53,7 +55,7 @@ export function hostStepRunner(backend: GradientBackend, graph: Graph, init: Ste
   const weights = init.weights;
   const grads = gradOutputs(graph);
   const shapes = new Map(graph.params.map((p) => [p.name, p.type.shape as number[]]));
-  const optimizer = new AdamW(grads.map(({ param }) => ({ name: param, size: weights.get(param)!.length, shape: shapes.get(param)! })), { weightDecay: init.weightDecay });
+  const optimizer = new AdamW(grads.map(({ param }) => ({ name: param, size: weights.get(param)!.length, shape: shapes.get(param)! })), { weightDecay: init.weightDecay, stateDType: init.stateDType ?? 'f32' });
   let last: Map<string, Float32Array> | undefined;
   return {
     gradients(inputs, rows) {

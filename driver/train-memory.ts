@@ -10,6 +10,7 @@ import { mocSummary } from '../src/package/moc-summary.js';
 import { CHECKPOINT_POLICIES, type CheckpointPolicy } from '../passes/checkpoint.js';
 import { planMemory, type MemoryPlan } from '../passes/memory-plan.js';
 import { trainingGraph } from './training-graph.js';
+import { adamwMomentBytes, type AdamWStateDType } from '../src/train/adamw.js';
 
 /** Training is in f32 on the ref target (values and master weights); AdamW keeps m and v per trainable value. */
 export const TRAIN_VALUE_BYTES = 4;
@@ -20,8 +21,10 @@ export interface PolicyMemory {
   plan: MemoryPlan;
   /** f32 elements of the trainable params. */
   trainableValues: number;
-  /** AdamW's m and v, f32 each: 2 × trainable × 4 bytes. */
+  /** AdamW's m and v: 2 × trainable × 4 bytes (f32 moments) or × 2 (bf16: o.optimizerState). */
   adamBytes: number;
+  /** How those moments are stored (o.optimizerState; default f32). */
+  optimizerState: AdamWStateDType;
   /** The paper's FFN activation bytes for these rows, all layers, and which column they come from. */
   paper: { column: keyof FfnActivationBytes; f32: number; bf16: number; indexBytes: number };
 }
@@ -39,7 +42,7 @@ export function paperColumn(moc: boolean, policy: CheckpointPolicy): { column: k
   return { column, indexBytes: policy.startsWith('moc') ? 2 : 4 };
 }
 
-export function trainMemory(model: { graph: Graph; spec: ModelSpec }, o: { batch: number; seq: number; policy: CheckpointPolicy; trainable?: string }): PolicyMemory {
+export function trainMemory(model: { graph: Graph; spec: ModelSpec }, o: { batch: number; seq: number; policy: CheckpointPolicy; trainable?: string; optimizerState?: AdamWStateDType }): PolicyMemory {
   const rows = o.batch * o.seq;
   const g = trainingGraph(model.graph, { loss: { kind: 'cross_entropy' }, policy: o.policy, ...(o.trainable ? { trainable: o.trainable } : {}) });
   const plan = planMemory(g, { T: rows });
@@ -49,7 +52,7 @@ export function trainMemory(model: { graph: Graph; spec: ModelSpec }, o: { batch
   const indices = model.spec.dFfn <= 65536 ? indexBytes : 4;
   const paper = (valueBytes: number) => rows * summary.perLayerK.reduce((s, k) => s + ffnActivationBytes(model.spec.dim, model.spec.dFfn, k, valueBytes, indices)[column], 0);
   return {
-    policy: o.policy, rows, plan, trainableValues, adamBytes: 2 * trainableValues * TRAIN_VALUE_BYTES,
+    policy: o.policy, rows, plan, trainableValues, adamBytes: 2 * trainableValues * adamwMomentBytes(o.optimizerState), optimizerState: o.optimizerState ?? 'f32',
     paper: { column, f32: paper(TRAIN_VALUE_BYTES), bf16: paper(2), indexBytes: indices },
   };
 }

@@ -15,6 +15,7 @@ import { modelWeights } from './evaluate.js';
 import { checkSeqFitsContext, WindowSampler, type SamplerState, type TokenBatch, type TokenData } from '../src/train/data.js';
 import { checkSchedule, learningRate } from '../src/train/schedule.js';
 import type { TrainState } from '../src/train/train-state.js';
+import type { AdamWStateDType } from '../src/train/adamw.js';
 import { UserError } from '../src/util/errors.js';
 import type { CheckpointPolicy } from '../passes/checkpoint.js';
 import type { LossSpec } from '../passes/loss.js';
@@ -38,6 +39,12 @@ export interface TrainConfig {
   trainable: string;
   seed: number;
   loss: LossSpec;
+  /**
+   * How AdamW stores its moments (src/train/adamw.ts stateDType); absent: 'f32'. Compared on resume
+   * like every other field (a checkpoint from before this option has f32 moments): a run does not
+   * resume with the other mode, since it would then match neither an f32 nor a bf16 run.
+   */
+  optimizerState?: AdamWStateDType;
 }
 
 /** The training graph a Trainer runs for this config (also built alone to check a run before any data is read). */
@@ -90,7 +97,7 @@ export class Trainer {
     this.target = target.name;
     target.check(this.graph);
     this.gradients = target.create(this.graph);
-    const init = { weights: this.hostWeights, rows: config.batch * config.seq, weightDecay: config.weightDecay, maxNorm: config.clip };
+    const init = { weights: this.hostWeights, rows: config.batch * config.seq, weightDecay: config.weightDecay, maxNorm: config.clip, stateDType: config.optimizerState ?? 'f32' };
     try {
       this.runner = this.gradients.deviceTraining?.(init) ?? hostStepRunner(this.gradients, this.graph, init);
     } catch (e) {
@@ -172,8 +179,11 @@ export class Trainer {
       const k = (m: unknown) => { const s = m as typeof this.moc | undefined; return s ? (s.mode === 'dense' ? 'dense' : s.pattern ? `pattern ${s.pattern}` : `K ${s.perLayerK.join(',')}`) : 'unknown'; };
       throw new UserError(`the checkpoint was made for a model with other FFN channels kept (${k(saved?.moc)} there, ${k(this.moc)} now); resume with the same model and --k/--k-ratio/--pattern`);
     }
-    const differs = (Object.keys(this.config) as (keyof TrainConfig)[]).filter((k) => JSON.stringify(saved?.[k]) !== JSON.stringify(this.config[k]));
-    if (differs.length) throw new UserError(`the checkpoint was made with different ${differs.map((k) => `--${k} (${JSON.stringify(saved?.[k])} there, ${JSON.stringify(this.config[k])} now)`).join(', ')}; resume with the same options`);
+    // the moments' dtype defaults to f32 on both sides (checkpoints and configs from before the option)
+    const withDefaults = (c: Partial<TrainConfig> | undefined) => ({ ...c, optimizerState: c?.optimizerState ?? 'f32' }) as Partial<TrainConfig>;
+    const was = withDefaults(saved), now = withDefaults(this.config);
+    const differs = (Object.keys(now) as (keyof TrainConfig)[]).filter((k) => JSON.stringify(was[k]) !== JSON.stringify(now[k]));
+    if (differs.length) throw new UserError(`the checkpoint was made with different ${differs.map((k) => `--${k} (${JSON.stringify(was[k])} there, ${JSON.stringify(now[k])} now)`).join(', ')}; resume with the same options`);
     for (const [name, w] of this.hostWeights) {
       const s = st.weights.get(name);
       if (!s || s.length !== w.length) throw new UserError(`the checkpoint does not hold weight ${name} of this model (${s ? `${s.length} values, not ${w.length}` : 'missing'})`);

@@ -1,6 +1,6 @@
 // bench train: mocc's training step of the 1B preset (make_llama_1b.py; any checkpoint: --model) on the GPU — the CUDA training
 // executor (targets/cuda/train/executor.ts: the training graph run in ONE arena from the memory plan)
-// and the device optimizer (optimizer.ts: clip + AdamW, f32 master weights and moments), through the
+// and the device optimizer (optimizer.ts: clip + AdamW, f32 master weights, f32 or bf16 moments), through the
 // step runner `mocc train --target cuda` uses (step-runner.ts) — for the
 // configurations issue 18 compares with PyTorch (bench/gpu/torch_train.py): dense and MoC K, each under
 // a checkpoint policy. Per configuration:
@@ -21,6 +21,8 @@
 // MOCC_CUDA_TRAIN_MOC=dense with bf16: MoC's projections as dense GEMMs too (mocMatmul).
 // --profile: after the timed steps, one more step with a CUDA event around every launch
 // (kernel-times.ts): its GPU time by kernel family, printed and saved as kernelTimes.
+// --optimizer-state f32|bf16 (default f32): how AdamW stores m and v (src/train/adamw.ts stateDType;
+// bf16: 2 bytes an element, counted so in the planned figure; the master weights stay f32).
 // A configuration that does not fit is reported (the driver's out-of-memory error) and the next runs.
 import { writeFileSync } from 'node:fs';
 import { loadModel } from '../../driver/load.js';
@@ -38,6 +40,7 @@ import type { TrainDevice } from '../../targets/cuda/train/device.js';
 import { cudaContext } from '../../targets/cuda/index.js';
 import { trainMocMatmulFromEnv, type TrainMatmul } from '../../targets/cuda/train/ops-bf16.js';
 import { formatKernelTimes, kernelTimer } from './kernel-times.js';
+import { ADAMW_STATE_DTYPES, adamwMomentBytes, type AdamWStateDType } from '../../src/train/adamw.js';
 
 const arg = (name: string) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : undefined; };
 const dir = arg('--model'), outPath = arg('--out');
@@ -49,6 +52,8 @@ const BATCH = Number(arg('--batch') ?? 64), SEQ = Number(arg('--seq') ?? 256), S
 const K = Number(arg('--k') ?? 1024), LR = Number(arg('--lr') ?? 1e-4);
 const MATMUL = (arg('--matmul') ?? 'f32') as TrainMatmul;
 if (MATMUL !== 'f32' && MATMUL !== 'bf16') throw new Error(`train: --matmul ${MATMUL} is not f32 or bf16`);
+const OPT_STATE = (arg('--optimizer-state') ?? 'f32') as AdamWStateDType;
+if (!ADAMW_STATE_DTYPES.includes(OPT_STATE)) throw new Error(`train: --optimizer-state ${OPT_STATE} is not ${ADAMW_STATE_DTYPES.join(' or ')}`);
 const MOC_MATMUL = trainMocMatmulFromEnv(); // MOCC_CUDA_TRAIN_MOC=dense: MoC's projections as dense GEMMs (with --matmul bf16)
 const configs = (arg('--configs') ?? 'dense:gcp,moc:moc-gcp').split(',').map((c) => {
   const [ffn, policy] = c.split(':') as ['dense' | 'moc', CheckpointPolicy];
@@ -93,26 +98,28 @@ function randomTokens(vocab: number) {
 
 const results: Record<string, unknown>[] = [];
 for (const { ffn, policy } of configs) {
-  const label = `mocc ${ffn === 'dense' ? 'dense' : `MoC K=${K}`} ${policy}${MATMUL === 'bf16' ? ', bf16 matmuls' : ''}${ffn === 'moc' && MOC_MATMUL !== 'simt' ? `, MoC ${MOC_MATMUL}` : ''}`;
+  const label = `mocc ${ffn === 'dense' ? 'dense' : `MoC K=${K}`} ${policy}${MATMUL === 'bf16' ? ', bf16 matmuls' : ''}${ffn === 'moc' && MOC_MATMUL !== 'simt' ? `, MoC ${MOC_MATMUL}` : ''}${OPT_STATE === 'bf16' ? ', bf16 AdamW state' : ''}`;
   const m = loadModel(dir, { selection: ffn === 'dense' ? 'dense' : { k: K } });
   const g = trainingGraph(m.graph, { loss: { kind: 'cross_entropy' }, policy });
   const weights = modelWeights(m);
   const plan = executorPlan(g, rows);
   const paramBytes = g.params.reduce((s, p) => s + paramDeviceBytes(p.type, { T: rows }), 0);
   const trainable = new Set(gradOutputs(g).map(({ param }) => param));
-  const momentBytes = 2 * g.params.filter((p) => trainable.has(p.name)).reduce((s, p) => s + paramDeviceBytes(p.type, { T: rows }), 0);
+  // m and v: one element per padded f32 param element (paramDeviceBytes / 4), each of adamwMomentBytes
+  const momentBytes = 2 * (adamwMomentBytes(OPT_STATE) / 4) * g.params.filter((p) => trainable.has(p.name)).reduce((s, p) => s + paramDeviceBytes(p.type, { T: rows }), 0);
   let planned = plan.arenaBytes + paramBytes + momentBytes;
   const c = counting(cudaTrainDevice());
   const timer = kernelTimer(c.dev, cuda);
   const free0 = free();
   let minFree = free0;
-  const r: Record<string, unknown> = { label, ffn, policy, k: ffn === 'moc' ? K : null, matmul: MATMUL, mocMatmul: MOC_MATMUL, batch: BATCH, seq: SEQ, rows, arenaBytes: plan.arenaBytes, paramBytes, momentBytes, plannedBytes: planned };
+  const r: Record<string, unknown> = { label, ffn, policy, k: ffn === 'moc' ? K : null, matmul: MATMUL, mocMatmul: MOC_MATMUL, optimizerState: OPT_STATE, batch: BATCH, seq: SEQ, rows, arenaBytes: plan.arenaBytes, paramBytes, momentBytes, plannedBytes: planned };
   try {
     const t0 = performance.now();
     // the step `mocc train --target cuda` runs (driver/trainer.ts over this runner), at a constant lr
-    const runner = new CudaStepRunner(g, { weights, rows, weightDecay: 0.1, maxNorm: 1 }, timer.dev, { matmul: MATMUL, mocMatmul: MOC_MATMUL });
+    const runner = new CudaStepRunner(g, { weights, rows, weightDecay: 0.1, maxNorm: 1, stateDType: OPT_STATE }, timer.dev, { matmul: MATMUL, mocMatmul: MOC_MATMUL });
     planned += runner.scratchBytes;
     Object.assign(r, { scratchBytes: runner.scratchBytes, plannedBytes: planned });
+    if (runner.momentBytes !== momentBytes) throw new Error(`train: the optimizer allocated ${runner.momentBytes} bytes of moments, the plan counted ${momentBytes}`);
     minFree = Math.min(minFree, free());
     r.buildSeconds = (performance.now() - t0) / 1000;
     const sampler = new WindowSampler(randomTokens(m.spec.vocabSize), { batch: BATCH, seq: SEQ, seed: 1 });

@@ -1,4 +1,4 @@
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { OPS } from '../../src/ir/ops.js';
 import { printGraph } from '../../src/ir/print.js';
 import { elementCount } from '../../src/import/tensor.js';
@@ -10,11 +10,11 @@ import { UserError } from '../../src/util/errors.js';
 import { action, parseIntArg } from '../common.js';
 import { CATEGORY_HELP, trainMemoryReport } from '../train-memory-report.js';
 
-interface InspectFlags { ir?: boolean; tokenizer?: string; train?: boolean; batch?: number; seq?: number; ckpt?: string; trainable?: string }
+interface InspectFlags { ir?: boolean; tokenizer?: string; train?: boolean; batch?: number; seq?: number; ckpt?: string; trainable?: string; optimizerState?: 'f32' | 'bf16' }
 
 /** Checks the --train flags that need no model; the rest (--seq vs context, moc on dense) come with it. */
 function checkTrainFlags(o: InspectFlags): void {
-  const given = (['batch', 'seq', 'ckpt', 'trainable'] as const).filter((k) => o[k] !== undefined);
+  const given = (['batch', 'seq', 'ckpt', 'trainable', 'optimizerState'] as const).filter((k) => o[k] !== undefined);
   if (!o.train && given.length) throw new UserError(`--${given[0]} applies with --train`);
   if (o.train && (o.batch === undefined || o.seq === undefined)) throw new UserError('--train needs --batch B and --seq T');
   if (o.ckpt !== undefined && !CHECKPOINT_POLICIES.includes(o.ckpt as CheckpointPolicy)) throw new UserError(`unknown checkpoint policy '${o.ckpt}': use ${CHECKPOINT_POLICIES.join(', ')}`);
@@ -31,6 +31,7 @@ export function inspectCommand(): Command {
     .option('--seq <T>', "tokens per sequence (with --train), at most the model's context", parseIntArg('--seq', 1))
     .option('--ckpt <policy>', `only this checkpoint policy: ${CHECKPOINT_POLICIES.join(', ')} (with --train)`)
     .option('--trainable <spec>', 'params that train: all, ffn, or comma-separated globs over param names (with --train; default all)')
+    .addOption(new Option('--optimizer-state <type>', "AdamW's moment storage, as mocc train's flag (with --train; default f32)").choices(['f32', 'bf16']))
     .addHelpText('after', `
 Activation memory is per training token, per FFN layer, in bytes, with bf16 activations and int32 indices:
   Dense 4·d_ffn+d values · Dense+GCP 2·d_ffn+d · MoC 4·K+d values + K indices · MoC+GCP 2·K+d values + K indices
@@ -80,7 +81,7 @@ ${CATEGORY_HELP}`)
         if (o.train) {
           if (o.seq! > s.maxSeqLen) throw new UserError(`--seq ${o.seq} is above the model's context of ${s.maxSeqLen} tokens`);
           const policies = o.ckpt ? [o.ckpt as CheckpointPolicy] : applicablePolicies(m.graph);
-          const results = policies.map((policy) => trainMemory(m, { batch: o.batch!, seq: o.seq!, policy, ...(o.trainable ? { trainable: o.trainable } : {}) }));
+          const results = policies.map((policy) => trainMemory(m, { batch: o.batch!, seq: o.seq!, policy, ...(o.trainable ? { trainable: o.trainable } : {}), ...(o.optimizerState ? { optimizerState: o.optimizerState } : {}) }));
           out.push(trainMemoryReport({ batch: o.batch!, seq: o.seq!, trainable: o.trainable ?? 'all' }, results).trimEnd());
         }
         process.stdout.write(out.join('\n') + '\n');

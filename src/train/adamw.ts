@@ -11,6 +11,33 @@
 // parameters of two or more dimensions (matrices, embeddings) and none on 1-D ones (norm weights,
 // biases), as their configure_optimizers groups them; ε 1e-8, torch's default, which neither changes.
 // Only the parameters given to the constructor get state; the rest (frozen) have none.
+//
+// Moment storage (AdamWOptions.stateDType), the one definition the CUDA kernel (targets/cuda/ptx/
+// train-adamw.ts, master weights f32 with bf16 moments) is checked against:
+//   'f32'  (default) as above: m and v are each computed in f64 and stored rounded to f32.
+//   'bf16' m and v take half the memory (the paper's measurement setup keeps AdamW state in bf16).
+//          Each is computed exactly as in 'f32' from the stored m, v (f64 arithmetic, rounded to f32),
+//          then that f32 value is rounded to bf16, round to nearest even (src/util/dtype.ts
+//          f32ToBf16; NaN stays NaN) and stored. The weight update then reads the STORED (bf16)
+//          m and v, as it reads the stored f32 ones in 'f32' mode; the weight itself stays f32.
+//          The double rounding f64 → f32 → bf16 is deliberate: it is what a kernel computing in f32
+//          and storing bf16 does, so the two differ only where their f32 values differ (≤ 1 f32 ulp)
+//          and that difference straddles a bf16 rounding boundary.
+//   state() gives, and load() takes, f32 arrays in both modes (checkpoints keep one format); in
+//   'bf16' mode they hold bf16 values, and load() rounds what it is given to bf16 (a no-op for the
+//   state of a bf16 run).
+
+import { bf16ToF32, f32ToBf16 } from '../util/dtype.js';
+
+/** How AdamW stores its moments m and v (the header above says what each rounds when). */
+export type AdamWStateDType = 'f32' | 'bf16';
+export const ADAMW_STATE_DTYPES: readonly AdamWStateDType[] = ['f32', 'bf16'];
+
+/** x (an f32 value) rounded to bf16, round to nearest even, as an f32 value: what a 'bf16' moment stores. */
+export const roundBf16 = (x: number): number => bf16ToF32(f32ToBf16(x));
+
+/** Bytes one moment element takes in device memory in this mode (m and v each). */
+export const adamwMomentBytes = (d: AdamWStateDType = 'f32'): number => (d === 'bf16' ? 2 : 4);
 
 export interface AdamWParam {
   name: string;
@@ -27,6 +54,8 @@ export interface AdamWOptions {
   weightDecay?: number;
   /** Which parameters take weight decay; default: those whose shape has ≥ 2 dimensions. */
   decay?: (name: string) => boolean;
+  /** How m and v are stored: 'f32' (default) or 'bf16' (see the header). */
+  stateDType?: AdamWStateDType;
 }
 
 /** The optimizer's state, what a checkpoint must keep to continue bit-exactly. */
@@ -102,11 +131,14 @@ export class AdamW {
   readonly beta2: number;
   readonly eps: number;
   readonly weightDecay: number;
+  readonly stateDType: AdamWStateDType;
   private slots: Slot[];
   private t = 0;
 
   constructor(params: readonly AdamWParam[], opts: AdamWOptions = {}) {
     ({ beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay } = adamwHyperParams(opts));
+    this.stateDType = opts.stateDType ?? 'f32';
+    if (!ADAMW_STATE_DTYPES.includes(this.stateDType)) throw new Error(`AdamW: stateDType ${this.stateDType} is not one of ${ADAMW_STATE_DTYPES.join(', ')}`);
     this.slots = adamwParams(params, opts).map(({ name, size, decays }) => ({ name, size, decays, m: new Float32Array(size), v: new Float32Array(size) }));
   }
 
@@ -133,6 +165,7 @@ export class AdamW {
     // As torch computes them: Python floats (f64), applied to each f32 element.
     const stepSize = lr / (1 - b1 ** t);
     const bc2Sqrt = Math.sqrt(1 - b2 ** t);
+    const bf16 = this.stateDType === 'bf16';
     for (const s of this.slots) {
       const w = weights.get(s.name)!;
       const g = grads.get(s.name)!;
@@ -141,9 +174,14 @@ export class AdamW {
       for (let i = 0; i < s.size; i++) {
         const gi = g[i]!;
         const p = Math.fround(w[i]! * keep);
-        // Read back after storing: the moments are rounded to f32, as torch's are.
+        // Read back after storing: the moments are rounded to f32, as torch's are (and then, in
+        // 'bf16' mode, that f32 value to bf16: the header's rule).
         m[i] = m[i]! + (gi - m[i]!) * (1 - b1);
         v[i] = v[i]! * b2 + (1 - b2) * gi * gi;
+        if (bf16) {
+          m[i] = roundBf16(m[i]!);
+          v[i] = roundBf16(v[i]!);
+        }
         const mi = m[i]!;
         const vi = v[i]!;
         w[i] = p - (stepSize * mi) / (Math.sqrt(vi) / bc2Sqrt + eps);
@@ -168,7 +206,8 @@ export class AdamW {
   /**
    * Replaces the state with a copy of `st` (from state() or a checkpoint). It must hold moments for
    * exactly this optimizer's parameters, of their sizes; else it throws an Error (a bug: the caller
-   * checks a checkpoint against its run, and says so to the user, before loading it).
+   * checks a checkpoint against its run, and says so to the user, before loading it). In 'bf16' mode
+   * the moments are rounded to bf16 as they are loaded.
    */
   load(st: AdamWState): void {
     checkAdamWState(st, this.slots);
@@ -176,6 +215,9 @@ export class AdamW {
     for (const s of this.slots) {
       s.m.set(st.m.get(s.name)!);
       s.v.set(st.v.get(s.name)!);
+      if (this.stateDType === 'bf16') {
+        for (const a of [s.m, s.v]) for (let i = 0; i < a.length; i++) a[i] = roundBf16(a[i]!);
+      }
     }
   }
 }

@@ -207,6 +207,8 @@ export class PtxSim {
         case 'cvt.rn.bf16.f32': set(d, bf16Bits(val(a))); break;
         case 'ld.global.s32': set(d, g.getInt32(this.check(address(a), 4), true)); break;
         case 'st.global.b16': g.setUint16(this.check(address(d), 2), val(a), true); break;
+        // zero-extends the 16-bit source (here a .b16 register, compatible with .u16 per the PTX ISA's type rules)
+        case 'cvt.u32.u16': set(d, val(a) & 0xffff); break;
         default: throw new Error(`PtxSim: unknown instruction ${op} (${line})`);
       }
     }

@@ -11,8 +11,13 @@
 // Modes (AdamWKernelSpec.state):
 //   'f32'  f32 master weights: param, m, v f32; with bf16Copy the new parameter is also written as
 //          bf16 to `copy` (the forward's weight for the tensor-core GEMMs).
-//   'bf16' the paper's measurement setup: param, m, v stored bf16; loaded to f32, updated in f32,
-//          stored rounded to nearest even.
+//   'bf16' param, m, v stored bf16; loaded to f32, updated in f32, stored rounded to nearest even
+//          (the update reads the unrounded f32 m, v).
+//   'f32' with moments 'bf16': f32 master weights, m and v stored bf16 (half their memory; the
+//          paper's measurement setup keeps AdamW state in bf16): src/train/adamw.ts's stateDType
+//          'bf16', its oracle. m and v are loaded from bf16, updated in f32, rounded to bf16 (RNE,
+//          cvt.rn.bf16.f32) and stored, and the parameter's update reads those ROUNDED values (widened
+//          back exactly), as adamw.ts's reads its stored moments.
 // The gradient is f32 or bf16 (AdamWKernelSpec.grad), independently.
 //
 // Params: param, m, v, grad, copy (read only with bf16Copy; else may be 0), hyper (ADAMW_HYPER f32
@@ -32,7 +37,12 @@ export interface AdamWKernelSpec {
   decays: boolean;
   /** state 'f32' only: also write the new parameter as bf16 to `copy`. */
   bf16Copy?: boolean;
+  /** state 'f32' only: how m and v are stored (default f32; state 'bf16' stores them bf16 always). */
+  moments?: 'f32' | 'bf16';
 }
+
+/** The dtype the kernel for `s` stores m and v in. */
+export const adamwMomentDType = (s: AdamWKernelSpec): 'f32' | 'bf16' => (s.state === 'bf16' ? 'bf16' : s.moments ?? 'f32');
 
 export const adamwGrid = (n: number): [number, number, number] => [Math.ceil(n / ADAMW_THREADS), 1, 1];
 
@@ -60,7 +70,8 @@ export function adamwHyper(o: { beta1: number; beta2: number; eps: number; weigh
 
 export function adamwName(s: AdamWKernelSpec): string {
   if (s.bf16Copy && s.state !== 'f32') throw new Error('PTX generator bug: a bf16 copy of bf16 parameters');
-  return `adamw_${s.state}_g${s.grad}${s.decays ? '_wd' : ''}${s.bf16Copy ? '_copy' : ''}`;
+  if (s.moments && s.state !== 'f32') throw new Error('PTX generator bug: a moment dtype for bf16 parameters (their moments are bf16)');
+  return `adamw_${s.state}${s.moments === 'bf16' ? '_mbf16' : ''}_g${s.grad}${s.decays ? '_wd' : ''}${s.bf16Copy ? '_copy' : ''}`;
 }
 
 export function adamw(s: AdamWKernelSpec): Kernel {
@@ -76,24 +87,40 @@ export function adamw(s: AdamWKernelSpec): Kernel {
   ADAMW_HYPER.forEach((w, j) => {
     if (w !== 'unused' && (w !== 'keep' || s.decays)) k.emit(`ld.global.f32 ${h[w]}, [${hyper}+${4 * j}]`);
   });
-  const sb = s.state === 'f32' ? 4 : 2;
-  const pa = k.addr(param, i, sb), ma = k.addr(mP, i, sb), va = k.addr(vP, i, sb);
+  const md = adamwMomentDType(s), roundMoments = s.state === 'f32' && md === 'bf16';
+  const pa = k.addr(param, i, s.state === 'f32' ? 4 : 2), ma = k.addr(mP, i, md === 'f32' ? 4 : 2), va = k.addr(vP, i, md === 'f32' ? 4 : 2);
   const g = k.reg('f32', 'g'), scale = k.reg('f32', 'scale'), p = k.reg('f32', 'p'), m = k.reg('f32', 'm'), v = k.reg('f32', 'v');
   loadF32(k, s.grad, k.addr(grad, i, s.grad === 'f32' ? 4 : 2), g);
   loadF32(k, s.state, pa, p);
-  loadF32(k, s.state, ma, m);
-  loadF32(k, s.state, va, v);
+  loadF32(k, md, ma, m);
+  loadF32(k, md, va, v);
   k.emit(`ld.global.f32 ${scale}, [${clip}]`, `mul.rn.f32 ${g}, ${g}, ${scale}`);
   if (s.decays) k.emit(`mul.rn.f32 ${p}, ${p}, ${h.keep}`);
   const d = k.reg('f32', 'd'), den = k.reg('f32', 'den'), u = k.reg('f32', 'u');
   k.emit(`sub.rn.f32 ${d}, ${g}, ${m}`, `fma.rn.f32 ${m}, ${d}, ${h.oneMinusBeta1}, ${m}`);
   k.emit(`mul.rn.f32 ${d}, ${h.oneMinusBeta2}, ${g}`, `mul.rn.f32 ${d}, ${d}, ${g}`, `fma.rn.f32 ${v}, ${v}, ${h.beta2}, ${d}`);
+  if (roundMoments) {
+    storeRoundedBf16(k, ma, m);
+    storeRoundedBf16(k, va, v);
+  }
   k.emit(`sqrt.rn.f32 ${den}, ${v}`, `div.rn.f32 ${den}, ${den}, ${h.bc2Sqrt}`, `add.rn.f32 ${den}, ${den}, ${h.eps}`);
   k.emit(`mul.rn.f32 ${u}, ${h.stepSize}, ${m}`, `div.rn.f32 ${u}, ${u}, ${den}`, `sub.rn.f32 ${p}, ${p}, ${u}`);
   storeF32(k, s.state, pa, p);
-  storeF32(k, s.state, ma, m);
-  storeF32(k, s.state, va, v);
+  if (!roundMoments) {
+    storeF32(k, md, ma, m);
+    storeF32(k, md, va, v);
+  }
   if (s.bf16Copy) storeF32(k, 'bf16', k.addr(k.ptrParam('copy'), i, 2), p);
   k.place(done);
   return { name, text: k.render() };
+}
+
+/**
+ * Rounds the f32 register `x` to bf16 (nearest even), stores those 16 bits at `a`, and leaves `x`
+ * holding the stored value exactly (the bits shifted back up; cvt.u32.u16 zero-extends the .b16
+ * register, which PTX's relaxed type rules let a .u16 operand be).
+ */
+function storeRoundedBf16(k: KernelBuilder, a: string, x: string): void {
+  const h = k.reg('b16', 'h'), w = k.reg('u32', 'w');
+  k.emit(`cvt.rn.bf16.f32 ${h}, ${x}`, `st.global.b16 [${a}], ${h}`, `cvt.u32.u16 ${w}, ${h}`, `shl.b32 ${w}, ${w}, 16`, `mov.b32 ${x}, ${w}`);
 }

@@ -7,7 +7,8 @@
 // The kernels: train-clip.ts (gradSumSquares per gradient, then clipScale: the scale stays on the
 // device and AdamW multiplies each gradient element by it as it reads it; the gradients are not
 // changed) and train-adamw.ts (f32 master weights = the executor's param buffers, updated in place;
-// m and v f32, zeroed once). Which params decay is adamw.ts's rule (adamwParams), the step's scalars
+// m and v f32, zeroed once; or bf16 with opts.stateDType 'bf16', adamw.ts's bf16 moment storage:
+// 2 bytes an element, the master weights still f32). Which params decay is adamw.ts's rule (adamwParams), the step's scalars
 // adamwHyper's (one 32-byte upload a step into the hyper buffer).
 //
 // Padding: every tensor is rows of pad8(width) (values.ts). The kernels take it as one flat vector
@@ -23,8 +24,11 @@
 //   ex.launch(inputs); loss = ex.loss(); norm = opt.clipGradients();
 //   (check loss and norm are finite) opt.update(lr)
 // or opt.step(lr) for the last two. state()/load() carry t and the moments (AdamWState, as
-// src/train/train-state.ts saves them); the weights are ex.weights() / ex.setWeights().
-import { adamwHyperParams, adamwParams, checkAdamWState, type AdamWOptions, type AdamWState } from '../../../src/train/adamw.js';
+// src/train/train-state.ts saves them: f32 arrays in either mode; bf16 moments are widened exactly on
+// download and rounded to nearest even on upload, as adamw.ts's load() rounds them); the weights are
+// ex.weights() / ex.setWeights().
+import { adamwHyperParams, adamwMomentBytes, adamwParams, checkAdamWState, type AdamWOptions, type AdamWState, type AdamWStateDType } from '../../../src/train/adamw.js';
+import { bf16ToF32, f32ToBf16 } from '../../../src/util/dtype.js';
 import { gradOutputs } from '../../../passes/autodiff.js';
 import type { Kernel } from '../ptx/dense.js';
 import { pad8 } from '../ptx/layout.js';
@@ -70,6 +74,8 @@ export class CudaOptimizer {
   /** [scale, norm] f32: what clipScale writes and the AdamW kernel reads (scale). */
   private readonly clipOut: DevPtr;
   private readonly hyper: DevPtr;
+  /** How m and v are stored on the device (adamw.ts's stateDType). */
+  readonly stateDType: AdamWStateDType;
   private readonly sumsq = gradSumSquares('f32');
   private readonly scale = clipScale();
   private t = 0;
@@ -80,6 +86,8 @@ export class CudaOptimizer {
   constructor(private readonly ex: CudaTrainingExecutor, readonly opts: CudaOptimizerOptions) {
     if (!(opts.maxNorm >= 0 && Number.isFinite(opts.maxNorm))) throw new Error(`CudaOptimizer: maxNorm ${opts.maxNorm} must be a finite number ≥ 0 (0: no clipping)`);
     this.hp = adamwHyperParams(opts);
+    this.stateDType = opts.stateDType ?? 'f32';
+    const momentBytes = adamwMomentBytes(this.stateDType);
     this.dev = ex.dev;
     const grads = gradOutputs(ex.g);
     const shapes = new Map(ex.g.params.map((p) => [p.name, p.type.shape as number[]]));
@@ -89,11 +97,11 @@ export class CudaOptimizer {
     this.slots = decided.map((d, i) => {
       const { param, grad } = tensors[i]!;
       if (grad.rows !== param.rows || grad.width !== param.width) throw new Error(`CudaOptimizer: gradient of @${d.name} is [${grad.rows}, ${grad.width}], the param [${param.rows}, ${param.width}]`);
-      const n = param.rows * pad8(param.width), bytes = 4 * n;
+      const n = param.rows * pad8(param.width), bytes = momentBytes * n;
       const m = this.dev.alloc(bytes), v = this.dev.alloc(bytes);
       this.dev.fill(m, bytes, 0);
       this.dev.fill(v, bytes, 0);
-      const kernels = { adamw: adamw({ state: 'f32', grad: 'f32', decays: d.decays }), ...(hasPadding(param.width) ? { padZero: padZero(param.width) } : {}) };
+      const kernels = { adamw: adamw({ state: 'f32', grad: 'f32', decays: d.decays, ...(this.stateDType === 'bf16' ? { moments: 'bf16' as const } : {}) }), ...(hasPadding(param.width) ? { padZero: padZero(param.width) } : {}) };
       return { ...d, param, grad, m, v, n, first: plan.first[i]!, blocks: plan.blocks[i]!, ...kernels };
     });
     this.partialCount = plan.count;
@@ -159,7 +167,7 @@ export class CudaOptimizer {
 
   /** A copy of the state (moments downloaded, host layout; the step count), for a checkpoint. */
   state(): AdamWState {
-    const get = (s: Slot, p: DevPtr) => unpadRows(this.dev.download(p, new Float32Array(s.n)), s.param.rows, s.param.width);
+    const get = (s: Slot, p: DevPtr) => unpadRows(this.downloadMoment(p, s.n), s.param.rows, s.param.width);
     return { step: this.t, m: new Map(this.slots.map((s) => [s.name, get(s, s.m)])), v: new Map(this.slots.map((s) => [s.name, get(s, s.v)])) };
   }
 
@@ -167,11 +175,27 @@ export class CudaOptimizer {
   load(st: AdamWState): void {
     checkAdamWState(st, this.slots);
     for (const s of this.slots) {
-      this.dev.upload(s.m, padRows(st.m.get(s.name)!, s.param.rows, s.param.width));
-      this.dev.upload(s.v, padRows(st.v.get(s.name)!, s.param.rows, s.param.width));
+      this.uploadMoment(s.m, padRows(st.m.get(s.name)!, s.param.rows, s.param.width));
+      this.uploadMoment(s.v, padRows(st.v.get(s.name)!, s.param.rows, s.param.width));
     }
     this.t = st.step;
     this.ready = false;
+  }
+
+  /** n moment elements at p, as f32 (bf16 ones widened, exactly). */
+  private downloadMoment(p: DevPtr, n: number): Float32Array {
+    if (this.stateDType === 'f32') return this.dev.download(p, new Float32Array(n));
+    return Float32Array.from(this.dev.download(p, new Uint16Array(n)), bf16ToF32);
+  }
+
+  /** Uploads f32 moments to p in the device's dtype (bf16: rounded to nearest even). */
+  private uploadMoment(p: DevPtr, x: Float32Array): void {
+    this.dev.upload(p, this.stateDType === 'f32' ? x : Uint16Array.from(x, f32ToBf16));
+  }
+
+  /** Bytes of m and v together on the device (padding included). */
+  get momentBytes(): number {
+    return this.slots.reduce((a, s) => a + 2 * adamwMomentBytes(this.stateDType) * s.n, 0);
   }
 
   /** Frees the optimizer's buffers (not the executor's). */

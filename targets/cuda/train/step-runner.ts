@@ -8,7 +8,7 @@
 // it), in the Trainer's order: gradients() = launch, loss, clipGradients (the norm); the Trainer checks
 // both are finite; update(lr) = the AdamW kernels. A diverged step thus never reaches update() and
 // leaves weights and moments as they were.
-import type { AdamWState } from '../../../src/train/adamw.js';
+import type { AdamWState, AdamWStateDType } from '../../../src/train/adamw.js';
 import type { Graph } from '../../../src/ir/types.js';
 import type { TrainDevice } from './device.js';
 import { CudaTrainingExecutor, type StepValues, type TrainingExecutorOptions } from './executor.js';
@@ -22,6 +22,8 @@ export interface CudaStepRunnerInit {
   weightDecay: number;
   /** Global gradient-norm limit (0: no clipping, the norm is NaN). */
   maxNorm: number;
+  /** How AdamW stores m and v on the device: 'f32' (default) or 'bf16' (optimizer.ts). */
+  stateDType?: AdamWStateDType;
 }
 
 export class CudaStepRunner {
@@ -32,7 +34,7 @@ export class CudaStepRunner {
   constructor(g: Graph, init: CudaStepRunnerInit, dev: TrainDevice, executor: TrainingExecutorOptions = {}) {
     this.ex = new CudaTrainingExecutor(g, init.weights, init.rows, dev, executor);
     try {
-      this.opt = new CudaOptimizer(this.ex, { weightDecay: init.weightDecay, maxNorm: init.maxNorm });
+      this.opt = new CudaOptimizer(this.ex, { weightDecay: init.weightDecay, maxNorm: init.maxNorm, stateDType: init.stateDType ?? 'f32' });
     } catch (e) {
       this.ex.dispose();
       throw e;
@@ -42,6 +44,11 @@ export class CudaStepRunner {
   /** Bytes of the executor's one scratch buffer (what the memory plan's arena does not hold). */
   get scratchBytes(): number {
     return this.ex.scratchBytes;
+  }
+
+  /** Bytes of AdamW's m and v on the device (2 or 4 an element by the state dtype, padding included). */
+  get momentBytes(): number {
+    return this.opt.momentBytes;
   }
 
   /** Forward and backward, then the global norm before clipping: the two f32 a step downloads. */
