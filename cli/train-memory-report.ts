@@ -32,7 +32,10 @@ export const CATEGORY_HELP = `Categories (an activation counts where the forward
   backward in flight  gradients and recomputed values the backward holds at that moment
 Policies (--ckpt): none saves every value the backward reads; gcp recomputes SiLU and the product
   (Dense+GCP); moc and moc-gcp (MoC models only) are none and gcp with the MoC indices saved in
-  16 bits (the paper's MoC and MoC+GCP). Without --ckpt every policy that applies is shown.
+  16 bits (the paper's MoC and MoC+GCP); gcp-attn and moc-gcp-attn are gcp and moc-gcp that also
+  recompute each layer's attention block and its norms' outputs in the backward, keeping only the
+  residual stream of them (no attention bytes; the FFN without its input x). Without --ckpt every
+  policy that applies is shown.
 The peak is the most bytes live at once over the training step (forward, loss, backward); the arena
 is one buffer laid out greedily by size that holds every activation and weight gradient. The paper
 column is its FFN accounting per token per layer × rows, in f32 like the plan (bf16 in brackets).`;
@@ -44,7 +47,7 @@ export function trainMemoryReport(rows: { batch: number; seq: number; trainable:
   for (const r of results) {
     out.push(`  --ckpt ${r.policy}`);
     for (const [c, label] of CATEGORY_LABELS) {
-      const paper = c === 'ffn' ? `   paper ${PAPER_NAMES[r.paper.column]}${r.paper.column.startsWith('moc') ? ` + K×${r.paper.indexBytes} B indices` : ''}: ${exact(r.paper.f32)} (bf16: ${exact(r.paper.bf16)})` : '';
+      const paper = c === 'ffn' ? `   paper ${PAPER_NAMES[r.paper.column]}${r.paper.ffnInput ? '' : ' − d (x recomputed)'}${r.paper.column.startsWith('moc') ? ` + K×${r.paper.indexBytes} B indices` : ''}: ${exact(r.paper.f32)} (bf16: ${exact(r.paper.bf16)})` : '';
       line(label, r.plan.atPeak[c], paper);
     }
     line('peak activations', r.plan.peakBytes);

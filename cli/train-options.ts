@@ -103,7 +103,7 @@ export function checkTrainingPlan(model: LoadedModel, cfg: TrainConfig, maxMemor
   if (maxMemory === undefined) return;
   const planned = plannedPeakBytes(graph, cfg);
   if (planned > maxMemory) {
-    throw new UserError(`one step of --batch ${cfg.batch} --seq ${cfg.seq} plans ${formatBytes(planned)} of activations, above --max-memory ${formatBytes(maxMemory)}; lower --batch or --seq, or use --ckpt moc-gcp`);
+    throw new UserError(`one step of --batch ${cfg.batch} --seq ${cfg.seq} plans ${formatBytes(planned)} of activations, above --max-memory ${formatBytes(maxMemory)}; lower --batch or --seq, or save less with --ckpt moc-gcp-attn (gcp-attn for a dense model)`);
   }
 }
 

@@ -7,7 +7,7 @@ import { elementCount } from '../src/import/tensor.js';
 import type { Graph } from '../src/ir/types.js';
 import { ffnActivationBytes, type FfnActivationBytes } from '../src/model/memory.js';
 import { mocSummary } from '../src/package/moc-summary.js';
-import { CHECKPOINT_POLICIES, type CheckpointPolicy } from '../passes/checkpoint.js';
+import { CHECKPOINT_POLICIES, policyParts, type CheckpointPolicy } from '../passes/checkpoint.js';
 import { planMemory, type MemoryPlan } from '../passes/memory-plan.js';
 import { trainingGraph } from './training-graph.js';
 import { adamwMomentBytes, type AdamWStateDType } from '../src/train/adamw.js';
@@ -25,21 +25,27 @@ export interface PolicyMemory {
   adamBytes: number;
   /** How those moments are stored (o.optimizerState; default f32). */
   optimizerState: AdamWStateDType;
-  /** The paper's FFN activation bytes for these rows, all layers, and which column they come from. */
-  paper: { column: keyof FfnActivationBytes; f32: number; bf16: number; indexBytes: number };
+  /**
+   * The paper's FFN activation bytes for these rows, all layers, and which column they come from;
+   * without the FFN input x (d a token a layer) where the policy recomputes it (ffnInput false: -attn).
+   */
+  paper: { column: keyof FfnActivationBytes; f32: number; bf16: number; indexBytes: number; ffnInput: boolean };
 }
 
 /** Policies that apply to a graph: the moc ones need MoC layers (checkpoint.ts). */
 export function applicablePolicies(g: Graph): CheckpointPolicy[] {
   const moc = g.nodes.some((n) => n.op === 'moc_select');
-  return CHECKPOINT_POLICIES.filter((p) => moc || !p.startsWith('moc'));
+  return CHECKPOINT_POLICIES.filter((p) => moc || !policyParts(p).u16Indices);
 }
 
-/** The paper's column for a policy: gcp variants recompute S and Z; the moc ones store indices in 16 bits (d_ffn ≤ 65536). */
-export function paperColumn(moc: boolean, policy: CheckpointPolicy): { column: keyof FfnActivationBytes; indexBytes: number } {
-  const gcp = policy === 'gcp' || policy === 'moc-gcp';
-  const column = moc ? (gcp ? 'mocGcp' : 'moc') : gcp ? 'denseGcp' : 'dense';
-  return { column, indexBytes: policy.startsWith('moc') ? 2 : 4 };
+/**
+ * The paper's column for a policy: gcp variants recompute S and Z; the moc ones store indices in 16
+ * bits (d_ffn ≤ 65536); the -attn ones recompute the FFN input x from the residual stream (ffnInput false).
+ */
+export function paperColumn(moc: boolean, policy: CheckpointPolicy): { column: keyof FfnActivationBytes; indexBytes: number; ffnInput: boolean } {
+  const parts = policyParts(policy);
+  const column = moc ? (parts.ffnRecompute ? 'mocGcp' : 'moc') : parts.ffnRecompute ? 'denseGcp' : 'dense';
+  return { column, indexBytes: parts.u16Indices ? 2 : 4, ffnInput: !parts.attention };
 }
 
 export function trainMemory(model: { graph: Graph; spec: ModelSpec }, o: { batch: number; seq: number; policy: CheckpointPolicy; trainable?: string; optimizerState?: AdamWStateDType }): PolicyMemory {
@@ -48,11 +54,12 @@ export function trainMemory(model: { graph: Graph; spec: ModelSpec }, o: { batch
   const plan = planMemory(g, { T: rows });
   const trainableValues = g.params.filter((p) => p.trainable).reduce((s, p) => s + elementCount(p.type.shape as number[]), 0);
   const summary = mocSummary(model.graph, model.spec);
-  const { column, indexBytes } = paperColumn(summary.mode !== 'dense', o.policy);
+  const { column, indexBytes, ffnInput } = paperColumn(summary.mode !== 'dense', o.policy);
   const indices = model.spec.dFfn <= 65536 ? indexBytes : 4;
-  const paper = (valueBytes: number) => rows * summary.perLayerK.reduce((s, k) => s + ffnActivationBytes(model.spec.dim, model.spec.dFfn, k, valueBytes, indices)[column], 0);
+  const x = (valueBytes: number) => (ffnInput ? 0 : model.spec.dim * valueBytes);
+  const paper = (valueBytes: number) => rows * summary.perLayerK.reduce((s, k) => s + ffnActivationBytes(model.spec.dim, model.spec.dFfn, k, valueBytes, indices)[column] - x(valueBytes), 0);
   return {
     policy: o.policy, rows, plan, trainableValues, adamBytes: 2 * trainableValues * adamwMomentBytes(o.optimizerState), optimizerState: o.optimizerState ?? 'f32',
-    paper: { column, f32: paper(TRAIN_VALUE_BYTES), bf16: paper(2), indexBytes: indices },
+    paper: { column, f32: paper(TRAIN_VALUE_BYTES), bf16: paper(2), indexBytes: indices, ffnInput },
   };
 }

@@ -7,15 +7,26 @@
 //   moc      as none, indices saved in 16 bits (F ≤ 65536): MoC 4K + d values + K u16 indices
 //   moc-gcp  as gcp, indices in 16 bits:                  MoC 2K + d values + K u16 indices
 //            (the paper's MoC+GCP: G⊙M, U⊙M and M saved; S and Z recomputed)
-// moc and moc-gcp need a MoC graph. The rest of the layer is the same under every policy: saved are
-// each norm's input (the residual stream), the attention block's normed input, q and k after RoPE,
-// v, the attention output (for W_o's gradient), the final norm's output and the logits; recomputed
-// nothing (the attention softmax is never saved: attention_grad recomputes it).
+// and two that also recompute the attention block (the `-attn` suffix: the same FFN policy, plus
+// the attention block and the projections' norms recomputed from the saved residual stream):
+//   gcp-attn      as gcp, without the FFN input x:         dense 2F       MoC 2K, K i32 indices
+//   moc-gcp-attn  as moc-gcp, without the FFN input x:     MoC 2K values + K u16 indices
+// moc and moc-gcp(-attn) need a MoC graph. The rest of the layer, under none / gcp / moc / moc-gcp:
+// saved are each norm's input (the residual stream, 2d), the attention block's normed input (d), q
+// and k after RoPE (d + d_kv), v (d_kv), the attention output (d, for W_o's gradient), the final
+// norm's output and the logits; recomputed nothing (the attention softmax is never saved:
+// attention_grad recomputes it). Under the -attn policies only the residual stream (2d) is saved of
+// it: the attention RMSNorm, the q/k/v projections, RoPE and the attention forward are recomputed
+// (attentionBlockNodes), and so is every RMSNorm whose output only feeds projections (the FFN's norm
+// too; not the final norm, which feeds the logits and is read at the backward's very start).
 // Rewrite: a recomputed node keeps its forward copy (marked [ckpt=recompute]), and the backward
 // reads a clone `<name>.re` placed before its first backward reader, so the forward copy dies with
-// its last forward reader; a saved index is narrowed right after moc_select and widened (`<name>.w`)
-// before its first backward reader. Forward nodes whose outputs the backward reads are [ckpt=save]
-// (a narrowed index: its index_narrow, not the i32 moc_select).
+// its last forward reader; a clone's inputs that are recomputed too are cloned first, recursively,
+// so a chain (norm → projection → RoPE → attention) lands, whole, before the first backward node of
+// its layer that reads any of it, and each layer's recompute runs within that layer's backward. A
+// saved index is narrowed right after moc_select and widened (`<name>.w`) before its first backward
+// reader. Forward nodes whose outputs the backward reads, directly or through a clone, are
+// [ckpt=save] (a narrowed index: its index_narrow, not the i32 moc_select).
 // Gradients are bit-identical under every policy: recomputation runs the same kernels on the same
 // values, and narrowing is exact.
 import { GraphBuilder } from '../src/ir/builder.js';
@@ -24,8 +35,22 @@ import { UserError } from '../src/util/errors.js';
 import { forwardNodes } from './autodiff.js';
 import type { Pass } from './pass.js';
 
-export type CheckpointPolicy = 'none' | 'gcp' | 'moc' | 'moc-gcp';
-export const CHECKPOINT_POLICIES: readonly CheckpointPolicy[] = ['none', 'gcp', 'moc', 'moc-gcp'];
+export type CheckpointPolicy = 'none' | 'gcp' | 'moc' | 'moc-gcp' | 'gcp-attn' | 'moc-gcp-attn';
+export const CHECKPOINT_POLICIES: readonly CheckpointPolicy[] = ['none', 'gcp', 'moc', 'moc-gcp', 'gcp-attn', 'moc-gcp-attn'];
+
+/** What a policy does, part by part (the header's table): the one place a policy's name is read. */
+export interface PolicyParts {
+  /** SiLU and the product recomputed (GCP). */
+  ffnRecompute: boolean;
+  /** MoC indices saved in 16 bits; the policy needs a MoC graph. */
+  u16Indices: boolean;
+  /** The attention block and the projections' norms recomputed from the residual stream. */
+  attention: boolean;
+}
+
+export function policyParts(policy: CheckpointPolicy): PolicyParts {
+  return { ffnRecompute: policy.includes('gcp'), u16Indices: policy.startsWith('moc'), attention: policy.endsWith('-attn') };
+}
 
 const value = (name: string): Operand => ({ kind: 'value', name });
 
@@ -56,14 +81,54 @@ export function ffnActivationNodes(g: Graph, forward: Set<Node>): Set<Node> {
   return out;
 }
 
+/**
+ * The attention block's nodes the -attn policies recompute: each attention node, and back from its
+ * q, k, v the RoPE and the projection (linear) that made them; and every RMSNorm whose forward readers
+ * are all projections (linear, moc_up): the attention block's norm and the FFN's, not the final norm
+ * (it feeds the logits). The norms' inputs, the residual stream, stay saved: the chain starts there.
+ */
+export function attentionBlockNodes(g: Graph, forward: Set<Node>): Set<Node> {
+  const producer = new Map<string, Node>();
+  const readers = new Map<string, Node[]>();
+  for (const n of g.nodes) {
+    if (!forward.has(n)) continue;
+    for (const o of n.outputs) producer.set(o.name, n);
+    for (const i of n.inputs) if (i.kind === 'value') readers.set(i.name, [...(readers.get(i.name) ?? []), n]);
+  }
+  const made = (o: Operand | undefined) => (o?.kind === 'value' ? producer.get(o.name) : undefined);
+  const out = new Set<Node>();
+  for (const att of forward) {
+    if (att.op !== 'attention') continue;
+    out.add(att);
+    for (const qkv of att.inputs.slice(0, 3)) {
+      let p = made(qkv);
+      if (p?.op === 'rope') {
+        out.add(p);
+        p = made(p.inputs[0]);
+      }
+      if (p?.op === 'linear') out.add(p);
+    }
+  }
+  const PROJECTIONS = new Set(['linear', 'moc_up']);
+  for (const n of forward) {
+    const rs = readers.get(n.outputs[0]!.name) ?? [];
+    if (n.op === 'rmsnorm' && rs.length > 0 && rs.every((r) => PROJECTIONS.has(r.op))) out.add(n);
+  }
+  return out;
+}
+
 export const checkpoint: Pass<CheckpointPolicy> = {
   name: 'checkpoint',
   run(g: Graph, policy: CheckpointPolicy): Graph {
     if (!CHECKPOINT_POLICIES.includes(policy)) throw new UserError(`unknown checkpoint policy '${policy}': use ${CHECKPOINT_POLICIES.join(', ')}`);
     const forward = forwardNodes(g);
     const selects = g.nodes.filter((n) => forward.has(n) && n.op === 'moc_select');
-    if (policy.startsWith('moc') && selects.length === 0) throw new UserError(`checkpoint policy ${policy} needs a MoC model (convert with --k or --k-ratio); this one is dense: use none or gcp`);
-    const recompute = policy === 'gcp' || policy === 'moc-gcp' ? ffnActivationNodes(g, forward) : new Set<Node>();
+    const parts = policyParts(policy);
+    if (parts.u16Indices && selects.length === 0) throw new UserError(`checkpoint policy ${policy} needs a MoC model (convert with --k or --k-ratio); this one is dense: use ${CHECKPOINT_POLICIES.filter((p) => !policyParts(p).u16Indices).join(', ')}`);
+    const recompute = new Set<Node>([
+      ...(parts.ffnRecompute ? ffnActivationNodes(g, forward) : []),
+      ...(parts.attention ? attentionBlockNodes(g, forward) : []),
+    ]);
     const producer = new Map<string, Node>();
     for (const n of g.nodes) for (const o of n.outputs) producer.set(o.name, n);
     // Indices fit 16 bits when the channel count does (moc_select reads G [T, F]).
@@ -71,13 +136,21 @@ export const checkpoint: Pass<CheckpointPolicy> = {
       const gIn = sel.inputs[0]!;
       return producer.get(gIn.name)?.outputs.find((o) => o.name === gIn.name)?.type.shape[1] as number;
     };
-    const narrow = new Set(policy.startsWith('moc') ? selects.filter((n) => channels(n) <= 65536).map((n) => n.outputs[0]!.name) : []);
+    const narrow = new Set(parts.u16Indices ? selects.filter((n) => channels(n) <= 65536).map((n) => n.outputs[0]!.name) : []);
     const b = new GraphBuilder(g.name);
     for (const i of g.inputs) b.input(i.name, i.type);
     b.declareParams(g.params);
 
+    // What the backward reads once rewritten: its own inputs, where a recomputed value's clone reads
+    // its producer's inputs instead (recursively), so what a recompute starts from counts as saved.
     const readByBackward = new Set<string>();
-    for (const n of g.nodes) if (!forward.has(n)) for (const o of n.inputs) if (o.kind === 'value') readByBackward.add(o.name);
+    const read = (o: Operand) => {
+      if (o.kind !== 'value' || readByBackward.has(o.name)) return;
+      readByBackward.add(o.name);
+      const p = producer.get(o.name);
+      if (p && recompute.has(p)) p.inputs.forEach(read);
+    };
+    for (const n of g.nodes) if (!forward.has(n)) n.inputs.forEach(read);
     const replaced = new Map<string, Operand>(); // forward value → what the backward reads instead
     const narrowed = new Map<string, Operand>();
     for (const n of g.nodes) {

@@ -72,7 +72,7 @@ if [[ $what == train ]]; then
   step "train: mocc's training step of the 1B preset, batch 64 x 256: planned vs measured memory, tok/s (bf16 and f32 matmuls)"
   model=/tmp/llama-1b
   model_1b $model
-  node dist/bench/gpu/train.js --model $model --batch 64 --seq 256 --steps 3 --warmup 1 --configs moc:moc-gcp,moc:moc,dense:gcp,dense:none --matmul bf16 --out "$out/train-bf16.json" 2>&1 | tail -6 || status=1
+  node dist/bench/gpu/train.js --model $model --batch 64 --seq 256 --steps 3 --warmup 1 --configs moc:moc-gcp,moc:moc,dense:gcp,dense:none,moc:moc-gcp-attn,dense:gcp-attn --matmul bf16 --out "$out/train-bf16.json" 2>&1 | tail -8 || status=1
   echo "--- MoC's projections as dense tensor-core GEMMs around scatter/gather (MOCC_CUDA_TRAIN_MOC=dense)"
   MOCC_CUDA_TRAIN_MOC=dense node dist/bench/gpu/train.js --model $model --batch 64 --seq 256 --steps 3 --warmup 1 --configs moc:moc-gcp,moc:moc --matmul bf16 --out "$out/train-bf16-moc-dense.json" 2>&1 | tail -4 || status=1
   node dist/bench/gpu/train.js --model $model --batch 64 --seq 256 --steps 1 --warmup 1 --configs moc:moc-gcp --matmul f32 --out "$out/train-f32.json" 2>&1 | tail -3 || status=1

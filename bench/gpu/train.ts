@@ -17,6 +17,8 @@
 //           random document, the same batches for every configuration).
 // Usage: node dist/bench/gpu/train.js --model DIR --out FILE [--batch 64] [--seq 256] [--steps 3]
 //        [--warmup 1] [--k 1024] [--configs dense:gcp,moc:moc-gcp,...] [--lr 1e-4] [--matmul f32|bf16] [--profile]
+// (a config is dense:POLICY or moc:POLICY, any of passes/checkpoint.ts's, e.g. moc:moc-gcp-attn;
+// bench/train-plan-1b.ts prints the same plan on the host without a GPU)
 // --matmul: the executor's GEMMs (TrainingExecutorOptions.matmul): f32 SIMT, or bf16 tensor cores;
 // MOCC_CUDA_TRAIN_MOC=dense with bf16: MoC's projections as dense GEMMs too (mocMatmul).
 // --profile: after the timed steps, one more step with a CUDA event around every launch

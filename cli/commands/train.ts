@@ -24,6 +24,8 @@ Checkpoint policies (--ckpt), per token per layer of FFN activations kept for th
   none     every activation            dense 4·d_ffn+d  MoC 4·K+d values + K int32 indices
   gcp      SiLU and product recomputed dense 2·d_ffn+d  MoC 2·K+d values + K int32 indices
   moc      as none, MoC indices in 16 bits; moc-gcp as gcp, indices in 16 bits (the paper's MoC+GCP)
+  gcp-attn, moc-gcp-attn   as gcp and moc-gcp, without x (dense 2·d_ffn, MoC 2·K + indices), and
+           each layer's attention block recomputed too: of it only the residual stream is kept
 All policies give bit-identical gradients; see the planned bytes with mocc inspect MODEL --train.
 
 Targets (--target): ref computes each step's loss and gradients in plain TypeScript; cuda with the

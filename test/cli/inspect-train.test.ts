@@ -38,12 +38,12 @@ function expectPlan(t: import('ava').ExecutionContext, stdout: string, model: st
   return got;
 }
 
-test('dense stories260K: none and gcp, figures as planMemory gives them, paper Dense / Dense+GCP beside FFN', (t) => {
+test('dense stories260K: none, gcp and gcp-attn, figures as planMemory gives them, paper Dense / Dense+GCP beside FFN', (t) => {
   const r = mocc('inspect', CHECKPOINTS.hf, '--train', '--batch', '2', '--seq', '64');
   t.is(r.code, 0, r.stderr);
   t.regex(r.stdout, /training memory plan: batch 2 × seq 64 = 128 rows/);
   t.false(r.stdout.includes('--ckpt moc'), 'moc policies do not apply to a dense model');
-  for (const policy of ['none', 'gcp'] as const) {
+  for (const policy of ['none', 'gcp', 'gcp-attn'] as const) {
     const got = expectPlan(t, r.stdout, CHECKPOINTS.hf, policy, 128);
     t.is(got.get('AdamW state (m, v)'), 2 * 4 * 260_032);
     t.is(got.get('weight gradients'), 4 * 260_032);
@@ -52,16 +52,21 @@ test('dense stories260K: none and gcp, figures as planMemory gives them, paper D
   t.regex(r.stdout, /paper Dense 4·d_ffn\+d: 1,925,120 B \(bf16: 962,560 B\)/);
   t.regex(r.stdout, /paper Dense\+GCP 2·d_ffn\+d: 1,044,480 B \(bf16: 522,240 B\)/);
   t.regex(r.stdout, /FFN\s+1\.84 MiB\s+1,925,120 B/);
+  // gcp-attn: x recomputed, 128 rows × 5 layers × 2·172 f32; no attention value saved
+  t.regex(r.stdout, /paper Dense\+GCP 2·d_ffn\+d − d \(x recomputed\): 880,640 B \(bf16: 440,320 B\)/);
+  t.is(section(r.stdout, 'gcp-attn').get('attention'), 0);
 });
 
-test('MoC package: all four policies, or the one --ckpt names; --trainable ffn shrinks gradients and AdamW state', (t) => {
+test('MoC package: all six policies, or the one --ckpt names; --trainable ffn shrinks gradients and AdamW state', (t) => {
   const pkg = join(tempDir(t), 'pkg');
   t.is(mocc('convert', CHECKPOINTS.hf, '--k', '32', '-o', pkg).code, 0);
   const all = mocc('inspect', pkg, '--train', '--batch', '1', '--seq', '100');
   t.is(all.code, 0, all.stderr);
-  for (const policy of ['none', 'gcp', 'moc', 'moc-gcp'] as const) expectPlan(t, all.stdout, pkg, policy, 100);
+  for (const policy of ['none', 'gcp', 'moc', 'moc-gcp', 'gcp-attn', 'moc-gcp-attn'] as const) expectPlan(t, all.stdout, pkg, policy, 100);
   // 100 rows × 5 layers × ((2·32+64)·4 + 32·2)
   t.regex(all.stdout, /paper MoC\+GCP 2·K\+d \+ K×2 B indices: 288,000 B/);
+  // 100 rows × 5 layers × (2·32·4 + 32·2)
+  t.regex(all.stdout, /paper MoC\+GCP 2·K\+d − d \(x recomputed\) \+ K×2 B indices: 160,000 B/);
   const one = mocc('inspect', pkg, '--train', '--batch', '1', '--seq', '100', '--ckpt', 'moc-gcp', '--trainable', 'ffn');
   t.is(one.code, 0, one.stderr);
   t.is(one.stdout.match(/--ckpt /g)?.length, 1);
@@ -79,7 +84,7 @@ test('bad --train input: one line, exit 1', (t) => {
   userError(t, mocc('inspect', ck, '--train', '--batch', '2', '--seq', '513'), /--seq 513 is above the model's context of 512 tokens/);
   userError(t, mocc('inspect', ck, '--train', '--batch', '2'), /--train needs --batch B and --seq T/);
   userError(t, mocc('inspect', ck, '--batch', '2', '--seq', '8'), /--batch applies with --train/);
-  userError(t, mocc('inspect', ck, '--train', '--batch', '2', '--seq', '8', '--ckpt', 'lots'), /unknown checkpoint policy 'lots': use none, gcp, moc, moc-gcp/);
+  userError(t, mocc('inspect', ck, '--train', '--batch', '2', '--seq', '8', '--ckpt', 'lots'), /unknown checkpoint policy 'lots': use none, gcp, moc, moc-gcp, gcp-attn, moc-gcp-attn/);
   userError(t, mocc('inspect', ck, '--train', '--batch', '2', '--seq', '8', '--ckpt', 'moc-gcp'), /checkpoint policy moc-gcp needs a MoC model/);
 });
 

@@ -145,8 +145,8 @@ test('train: an unknown --ckpt policy', (t) => {
   refused(t, 'train', [...MOC, '--data', DATA, ...SMALL, '--ckpt', 'everything'], /'everything' is invalid.*none, gcp, moc, moc-gcp/);
 });
 
-test('train: --ckpt moc and moc-gcp on a dense model', (t) => {
-  for (const policy of ['moc', 'moc-gcp']) {
+test('train: --ckpt moc, moc-gcp and moc-gcp-attn on a dense model', (t) => {
+  for (const policy of ['moc', 'moc-gcp', 'moc-gcp-attn']) {
     refused(t, 'train', [DENSE, '--data', DATA, ...SMALL, '--ckpt', policy], new RegExp(`checkpoint policy ${policy} needs a MoC model.*dense`));
   }
 });

@@ -10,9 +10,11 @@
 //   here: the interpreter decodes every instruction each time it runs it), so it runs on the GPU.
 //   The same model as MoC (swiglu-to-moc: K = 12 of 36 channels, or the pattern 4:12): policy none
 //   with 2 layers; moc and moc-gcp (which save the indices as u16: index_narrow / index_widen) with 1;
+//   gcp-attn with 2 layers, moc-gcp-attn with 1 (each layer's attention block recomputed as clones
+//   within its backward: ordinary ops, nothing of the executor's own);
 //   and distillation (recover's kl_div loss at τ = 2, the f32 teacher logits a graph input) with 1.
-// - On a GPU (skipped without one): stories260K, all 5 layers, T = 32: dense with policies none and
-//   gcp; MoC K = 32 with policies none and moc-gcp.
+// - On a GPU (skipped without one): stories260K, all 5 layers, T = 32: dense with policies none,
+//   gcp and gcp-attn; MoC K = 32 with policies none, moc-gcp and moc-gcp-attn.
 // - ptxas (skipped without it): every kernel the stories260K graphs (dense, MoC K = 32) launch
 //   assembles for sm_80 and sm_90 with no local memory.
 //
@@ -74,7 +76,7 @@ function compareWithRef(t: ExecutionContext, g: Graph, weights: Map<string, Floa
   }
 }
 
-for (const policy of ['none', 'gcp'] as CheckpointPolicy[]) {
+for (const policy of ['none', 'gcp', 'gcp-attn'] as CheckpointPolicy[]) {
   test(`interpreted: tiny 2-layer LLaMA, policy ${policy}: loss and every gradient equal the ref executor's, in the planned arena`, (t) => {
     const g = trainingGraph(checkpointGraph(TINY, () => 'f32', 'dense'), { loss: { kind: 'cross_entropy' }, policy });
     compareWithRef(t, g, randomWeights(g, 7), batch([7, 5], TINY.vocabSize, 11), simTrainDevice(16 << 20));
@@ -86,7 +88,7 @@ const TINY_MOC_SELECTIONS: Record<'topK' | 'pattern', MocSelection> = { topK: { 
 
 // Two layers with policy none (gradients through one MoC FFN into the layer below); one layer for the
 // policies that save the indices (their difference is per layer), to keep the interpreter's time down.
-for (const [policy, sel, nLayers] of [['none', 'topK', 2], ['moc', 'topK', 1], ['moc-gcp', 'pattern', 1]] as [CheckpointPolicy, keyof typeof TINY_MOC_SELECTIONS, number][]) {
+for (const [policy, sel, nLayers] of [['none', 'topK', 2], ['moc', 'topK', 1], ['moc-gcp', 'pattern', 1], ['moc-gcp-attn', 'topK', 1]] as [CheckpointPolicy, keyof typeof TINY_MOC_SELECTIONS, number][]) {
   test(`interpreted: tiny ${nLayers}-layer LLaMA as MoC (${sel === 'topK' ? 'K = 12 of 36' : '4:12'}), policy ${policy}: loss and every gradient equal the ref executor's, in the planned arena`, (t) => {
     const g = trainingGraph(checkpointGraph({ ...TINY, nLayers }, () => 'f32', TINY_MOC_SELECTIONS[sel]), { loss: { kind: 'cross_entropy' }, policy });
     const ops = new Set(g.nodes.map((n) => n.op));
@@ -151,7 +153,7 @@ for (const selection of ['dense', { k: 32 }] as const) {
   });
 }
 
-for (const [selection, policy] of [['dense', 'none'], ['dense', 'gcp'], [{ k: 32 }, 'none'], [{ k: 32 }, 'moc-gcp']] as ['dense' | { k: number }, CheckpointPolicy][]) {
+for (const [selection, policy] of [['dense', 'none'], ['dense', 'gcp'], ['dense', 'gcp-attn'], [{ k: 32 }, 'none'], [{ k: 32 }, 'moc-gcp'], [{ k: 32 }, 'moc-gcp-attn']] as ['dense' | { k: number }, CheckpointPolicy][]) {
   const what = selection === 'dense' ? 'dense' : `MoC K = ${selection.k}`;
   testsNeeding(cudaDeviceRequirement())(`GPU: stories260K ${what}, 5 layers, T = 32, policy ${policy}: loss and every gradient equal the ref executor's`, (t) => {
     const { m, g, weights } = storiesTraining(policy, selection);

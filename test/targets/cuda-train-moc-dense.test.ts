@@ -3,7 +3,7 @@
 // moc_down / moc_rows_grad = scatter → S [T, F] (padding zeroed), cast S, cast W / b, gemm 'xw' / 'xtw'.
 //
 // Without a GPU (mma.sync does not run on the PTX interpreter):
-// - the launch list of the stories260K MoC K = 32 training graph (policies moc-gcp and none) on a device
+// - the launch list of the stories260K MoC K = 32 training graph (policies moc-gcp, none, moc-gcp-attn) on a device
 //   that records launches: it is the matmul 'bf16' list with each moc_up / moc_down / moc_rows_grad
 //   launch replaced by the dense ones, whose kernels, grids, pointers (operands, output, scratch
 //   offsets) and M, N, K are worked out here from the graph's shapes and the op meanings (ops.ts
@@ -155,7 +155,7 @@ function checkLaunchList(t: ExecutionContext, g: Graph, weights: Map<string, Flo
   t.log(`${mocNodes.length} MoC product nodes, ${h.launches.length} launches, scratch ${scratch.bytes} bytes (bf16: ${scratchB.bytes}), 128×128 tile in ${[...bigTile].join(', ') || 'none'}`);
 }
 
-for (const [policy, T] of [['moc-gcp', 45], ['none', 32], ['moc-gcp', 160]] as [CheckpointPolicy, number][]) {
+for (const [policy, T] of [['moc-gcp', 45], ['none', 32], ['moc-gcp', 160], ['moc-gcp-attn', 45]] as [CheckpointPolicy, number][]) {
   test(`launch list under bf16 + dense MoC, stories260K MoC K = 32, policy ${policy}, T = ${T}`, (t) => {
     const { m, g, weights } = storiesTraining(policy, { k: 32 });
     try {
