@@ -28,7 +28,8 @@ export function cudaContext(): Cuda {
  * Whether the prefill program runs its X·Wᵀ linears on the Hopper GEMM (LowerOptions.wgmma): on
  * compute capability 9.0 exactly (its sm_90a module loads nowhere else), unless MOCC_CUDA_WGMMA=0
  * (to measure gemm.ts's mma.sync GEMM there). On the H100 it made the 1B preset's prefill of 2048
- * tokens 33.7 → 19.1 ms (bench/NOTES.md, session 12).
+ * tokens 33.7 → 19.1 ms (bench/NOTES.md, session 12). The training executor's bf16 GEMMs follow the
+ * same switch (train/cuda-device.ts sets TrainDevice.wgmma from it).
  */
 export function wgmmaWanted(computeCapability: readonly [number, number], env: NodeJS.ProcessEnv = process.env): boolean {
   return computeCapability[0] === 9 && computeCapability[1] === 0 && env.MOCC_CUDA_WGMMA !== '0';

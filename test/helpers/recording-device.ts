@@ -17,7 +17,8 @@ export function recordingDevice() {
     upload() {},
     download: (_src, out) => out,
     fill() {},
-    launch: (kernel, grid, block, args) => void launches.push({ kernel, grid: [...grid], block, args: [...args] }),
+    launch: (kernel, grid, block, args, opts) =>
+      void launches.push({ kernel, grid: [...grid], block, args: [...args], ...(opts?.shared ? { shared: opts.shared } : {}), ...(opts?.target ? { target: opts.target } : {}) }),
     free() {},
   };
   return { dev, launches, allocs };

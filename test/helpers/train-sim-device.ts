@@ -52,13 +52,15 @@ export function simTrainDevice(bytes: number): SimTrainDevice {
       const at = inside(dst, n, 'fill');
       for (let o = 0; o < n; o += 4) sim.mem.setUint32(at + o, word >>> 0, true);
     },
-    launch(k, grid, block, args) {
+    launch(k, grid, block, args, opts) {
       if (grid[0] * grid[1] * grid[2] === 0) return;
+      // the Hopper GEMM (wgmma, TMA, dynamic shared memory) is beyond the interpreter: this device offers no `wgmma`
+      if (opts?.target || opts?.shared || args.some((a) => 'tmap' in a)) throw new Error(`simTrainDevice: ${k.name} is an sm_90a kernel (wgmma, tensor maps, dynamic shared memory), which the interpreter cannot run`);
       let m = modules.get(k.name);
       if (!m) modules.set(k.name, (m = { text: k.text, ptx: ptxModule([k.text], 'sm_80') }));
       else if (m.text !== k.text) throw new Error(`simTrainDevice: kernel ${k.name} launched again with other text (a name must say everything its text depends on)`);
       const t0 = performance.now();
-      sim.launch(m.ptx, grid, block, args.map((a) => Number('ptr' in a ? a.ptr : 'u32' in a ? a.u32 : a.f32)));
+      sim.launch(m.ptx, grid, block, args.map((a) => Number('ptr' in a ? a.ptr : 'u32' in a ? a.u32 : 'f32' in a ? a.f32 : NaN)));
       msByKernel.set(k.name, (msByKernel.get(k.name) ?? 0) + performance.now() - t0);
       launches++;
     },

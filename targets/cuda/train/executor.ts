@@ -166,7 +166,7 @@ export class CudaTrainingExecutor {
       if (v instanceof Int32Array) this.checkInput(i.name, v);
       this.dev.upload(this.valuePtr(i.name), padRows(v, rows, width));
     }
-    for (const l of this.launches) this.dev.launch(l.kernel, l.grid, l.block, l.args);
+    for (const l of this.launches) this.dev.launch(l.kernel, l.grid, l.block, l.args, l); // a Launch carries its LaunchOptions
   }
 
   /** The last launch's loss (the graph's first output), downloaded: one f32. */
@@ -247,6 +247,7 @@ export class CudaTrainingExecutor {
         const c = ropeTableConst({ name: n.outputs[0]!.name, op: n.op, inputs: n.inputs, attrs: n.attrs, type: n.outputs[0]!.type });
         return this.tables.get(c.name)!;
       },
+      ...(this.dev.wgmma ? { wgmma: this.dev.wgmma } : {}),
     };
   }
 }

@@ -1,21 +1,28 @@
 // The CUDA training executor's bf16 tensor-core matmuls (TrainingExecutorOptions.matmul = 'bf16'):
-// the four GEMM ops of a training graph run on gemm.ts's mma.sync m16n8k16 kernel (sm_80, sm_90)
-// instead of the f32 SIMT kernels of ops.ts (gemm-f32.ts, train-matmul.ts). Each node:
+// the four GEMM ops of a training graph run on tensor cores instead of the f32 SIMT kernels of ops.ts
+// (gemm-f32.ts, train-matmul.ts). Each node:
 //   1. casts both operands, f32 → bf16 rounded to nearest even (cast.ts castRows: rows of
 //      pad8(width), padding converted too), into the node's scratch;
-//   2. multiplies them with gemm.ts, f32 accumulation, 'store' epilogue (f32) into its output.
+//   2. multiplies them, f32 accumulation, 'store' epilogue (f32) into its output, with the kernel
+//      trainGemmKernel picks: gemm-sm90.ts's wgmma + TMA kernel where the device offers it
+//      (TrainDevice.wgmma: compute capability 9.0, MOCC_CUDA_WGMMA not 0), else gemm.ts's mma.sync
+//      m16n8k16 kernel (sm_80, sm_90). Both take the same operands in the same layouts.
 // Operand roles (src/ir/ops-train.ts, targets/ref/eval-node.ts; gemm.ts's header), all direct, none
 // transposed:
 //   linear / logits  y[T, N] = x[T, K]·W[N, K]ᵀ   'xwt': x = x, w = W;  M = T, N = out, K = in
 //   matmul           y[M, N] = a[M, K]·b[K, N]     'xw':  x = a, w = b;  (dx = dy·W: M = T, K = out, N = in)
 //   matmul_tn        y[M, N] = a[K, M]ᵀ·b[K, N]    'xtw': x = a, w = b;  (dW = dyᵀ·x: K = T, M = out, N = in)
-// and gemm.ts's params are y, x, w, M, N, K with grid gemmGrid(spec, M, N).
+// and gemm.ts's params are y, x, w, M, N, K with grid gemmGrid(spec, M, N); gemm-sm90.ts's y, a
+// tensor map of x, one of w (gemm90TensorMap: M rows of x, N of w, K; made here, when the launch is
+// prepared, from the scratch addresses, fixed for the executor's life), M, N, K, a persistent grid
+// (gemm90Grid), dynamic shared memory gemm90SharedBytes, an sm_90a module.
 //
 // Scratch: the bf16 x copy at offset 0, the w copy at alignUp(x bytes, 256). gemm.ts's cp.async
 // copies 16 bytes from 16-byte aligned addresses: rows of pad8(width) bf16 are 16·k bytes, the
 // scratch buffer is 256-byte aligned (device.ts alloc) and so is the second copy.
 //
-// Padding. gemm.ts multiplies the padding columns of a K-contiguous operand (x of 'xwt' and 'xw',
+// Padding. gemm-sm90.ts reads no padding: its tensor maps end at K, M and N, and the copy engine
+// zero-fills a box past them (its header, "Tails"). gemm.ts multiplies the padding columns of a K-contiguous operand (x of 'xwt' and 'xw',
 // w of 'xwt') into the sum. There they meet zeros: in 'xwt' the weight's padding (params are
 // uploaded with zero padding, values.ts padRows), in 'xw' rows K.. of w, which gemm.ts zero-fills. The
 // activation's padding is whatever finite numbers the arena holds (executor.ts: zeroed once, never
@@ -32,8 +39,9 @@
 // the embedding table or the last hidden state.
 import { castGrid, castRows, CAST_THREADS } from '../ptx/cast.js';
 import { gemm, GEMM_DEFAULT, gemmGrid, gemmThreads, type GemmLayout, type GemmSpec } from '../ptx/gemm.js';
+import { gemm90, GEMM90_DEFAULT, gemm90Grid, gemm90SharedBytes, gemm90TensorMap, gemm90Threads, type Gemm90Spec } from '../ptx/gemm-sm90.js';
 import { pad8 } from '../ptx/layout.js';
-import type { DevPtr, LaunchArg } from './device.js';
+import type { DevPtr, LaunchArg, WgmmaDevice } from './device.js';
 import type { Launch, OpContext, TrainOp } from './ops.js';
 
 /** How the executor runs linear / logits / matmul / matmul_tn: f32 SIMT (ops.ts) or bf16 tensor cores (here). */
@@ -111,10 +119,47 @@ export function castBf16Launch(c: OpContext, rows: number, width: number, to: De
   return { kernel: castRows('bf16', width), grid: [castGrid(width), rows, 1], block: CAST_THREADS, args: [ptr(to), ptr(from)] };
 }
 
-/** gemm.ts, 'store' epilogue (f32 y), bf16 x and w in `layout`, with trainGemmSpec's tile (header: params). */
-export function gemmBf16Launch(layout: GemmLayout, y: DevPtr, x: DevPtr, w: DevPtr, M: number, N: number, K: number): Launch {
-  const s = trainGemmSpec(layout, M, N);
-  return { kernel: gemm(s), grid: gemmGrid(s, M, N), block: gemmThreads(s), args: [ptr(y), ptr(x), ptr(w), u32(M), u32(N), u32(K)] };
+/** The kernel of a bf16 GEMM: gemm-sm90.ts's (wgmma, TMA) or gemm.ts's (mma.sync), with its spec. */
+export type TrainGemmKernel = { kind: 'wgmma'; spec: Gemm90Spec } | { kind: 'mma.sync'; spec: GemmSpec };
+
+/**
+ * The one place that decides which kernel runs Y[M, N] = op(X)·op(W) in `layout` ('store', f32 Y):
+ * gemm-sm90.ts where the device offers it (`wgmma`: TrainDevice.wgmma) and the product is not empty,
+ * else gemm.ts with trainGemmSpec's tile. gemm-sm90.ts takes every M, N, K ≥ 1 in every layout (its
+ * tails are the copy engine's zero fill; the GPU tests run M, N, K of 1 to 2100, cuda-gemm-sm90.test.ts);
+ * a tensor map needs every extent ≥ 1, so an empty product (M, N or K = 0: zeros or nothing) stays on
+ * gemm.ts. Its tile is GEMM90_DEFAULT (128×256, 4 stages) on every shape, as the prefill's
+ * (lower.ts hopperGemm): the fastest the gemm bench measured in all three layouts on the 1B
+ * training shapes (session 12, 590–730 TFLOP/s on the H100 against gemm.ts's 210–350).
+ */
+export function trainGemmKernel(layout: GemmLayout, M: number, N: number, K: number, wgmma?: WgmmaDevice): TrainGemmKernel {
+  if (wgmma && M > 0 && N > 0 && K > 0) return { kind: 'wgmma', spec: { dtype: 'bf16', out: 'f32', ...GEMM90_DEFAULT, ...(layout !== 'xwt' ? { layout } : {}) } };
+  return { kind: 'mma.sync', spec: trainGemmSpec(layout, M, N) };
+}
+
+/** A tensor map's global address must be 16-byte aligned (cuTensorMapEncodeTiled); the scratch pieces are 256-aligned (header). */
+function mapAddress(p: DevPtr, what: string): bigint {
+  const a = BigInt(p);
+  if (a % 16n !== 0n) throw new Error(`bf16 GEMM: the ${what} operand at ${a} is not 16-byte aligned, as a tensor map needs`);
+  return a;
+}
+
+/**
+ * The bf16 GEMM launch, 'store' epilogue (f32 y), bf16 x and w in `layout`, on trainGemmKernel's
+ * kernel (header: params; `wgmma`: the OpContext's, absent on devices without the Hopper GEMM).
+ */
+export function gemmBf16Launch(layout: GemmLayout, y: DevPtr, x: DevPtr, w: DevPtr, M: number, N: number, K: number, wgmma?: WgmmaDevice): Launch {
+  const k = trainGemmKernel(layout, M, N, K, wgmma);
+  if (k.kind === 'mma.sync') {
+    const s = k.spec;
+    return { kernel: gemm(s), grid: gemmGrid(s, M, N), block: gemmThreads(s), args: [ptr(y), ptr(x), ptr(w), u32(M), u32(N), u32(K)] };
+  }
+  const s = k.spec;
+  const map = (which: 'x' | 'w', p: DevPtr, rows: number): LaunchArg => ({ tmap: gemm90TensorMap(s, which, mapAddress(p, which), rows, K) });
+  return {
+    kernel: gemm90(s), grid: gemm90Grid(s, M, N, wgmma!.multiprocessors), block: gemm90Threads(s), shared: gemm90SharedBytes(s), target: 'sm_90a',
+    args: [ptr(y), map('x', x, M), map('w', w, N), u32(M), u32(N), u32(K)],
+  };
 }
 
 function bf16Gemm(layout: GemmLayout): TrainOp {
@@ -126,7 +171,7 @@ function bf16Gemm(layout: GemmLayout): TrainOp {
       return [
         castBf16Launch(c, g.x.rows, g.x.width, xh, c.input(g.x.input)),
         castBf16Launch(c, g.w.rows, g.w.width, wh, c.input(g.w.input)),
-        gemmBf16Launch(layout, c.output(0), xh, wh, g.M, g.N, g.K),
+        gemmBf16Launch(layout, c.output(0), xh, wh, g.M, g.N, g.K, c.wgmma),
       ];
     },
   };

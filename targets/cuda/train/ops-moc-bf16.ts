@@ -100,7 +100,7 @@ export const DENSE_MOC_OPS: Readonly<Record<string, TrainOp>> = {
       return [
         castBf16Launch(c, T, d, xh, c.input(0)),
         castBf16Launch(c, F, d, wh, c.input(1)),
-        gemmBf16Launch('xwt', G, xh, wh, T, F, d),
+        gemmBf16Launch('xwt', G, xh, wh, T, F, d, c.wgmma),
         { kernel: mocGather(F, K), grid: mocRowGrid(K, T), block: mocRowThreads(K), args: [ptr(c.output(0)), ptr(G), ptr(c.input(2))] },
       ];
     },
@@ -114,7 +114,7 @@ export const DENSE_MOC_OPS: Readonly<Record<string, TrainOp>> = {
         scatter(T, K, F, S, c.input(0), c.input(2)),
         castBf16Launch(c, T, F, sh, S),
         castBf16Launch(c, F, d, wh, c.input(1)),
-        gemmBf16Launch('xw', c.output(0), sh, wh, T, d, F),
+        gemmBf16Launch('xw', c.output(0), sh, wh, T, d, F, c.wgmma),
       ];
     },
   },
@@ -127,7 +127,7 @@ export const DENSE_MOC_OPS: Readonly<Record<string, TrainOp>> = {
         scatter(T, K, F, S, c.input(0), c.input(2)),
         castBf16Launch(c, T, F, sh, S),
         castBf16Launch(c, T, d, bh, c.input(1)),
-        gemmBf16Launch('xtw', c.output(0), sh, bh, F, d, T),
+        gemmBf16Launch('xtw', c.output(0), sh, bh, F, d, T, c.wgmma),
       ];
     },
   },

@@ -24,14 +24,14 @@ import { mocDown, mocGather, mocRowGrid, mocRowsGrad, mocRowsGradGrid, mocRowThr
 import { binary, embeddingRows, fill, rmsnormRows, rmsnormRowsThreads, ropeForward, silu } from '../ptx/train-forward.js';
 import { matmulGrid, matmulNN, matmulTN, MATMUL_THREADS } from '../ptx/train-matmul.js';
 import { ATTENTION_THREADS, attentionForward, attentionGradKV, attentionGradQ, attentionKeyGrid, attentionRowGrid, attentionStatsBytes, attentionThreads, type TrainAttentionSpec } from '../ptx/train-attention.js';
-import type { DevPtr, LaunchArg } from './device.js';
+import type { DevPtr, LaunchArg, LaunchOptions, WgmmaDevice } from './device.js';
 import { BF16_MATMUL_OPS, type TrainMatmul, type TrainMocMatmul } from './ops-bf16.js';
 import { bf16AttentionOpOf } from './ops-attention-bf16.js';
 import { checkMocMatmul, DENSE_MOC_OPS } from './ops-moc-bf16.js';
 import { LM_HEAD_OPS } from './ops-lm-head.js';
 
-/** One kernel launch of a node. */
-export interface Launch {
+/** One kernel launch of a node (shared / target: device.ts LaunchOptions, for the Hopper GEMM). */
+export interface Launch extends LaunchOptions {
   kernel: Kernel;
   grid: [number, number, number];
   block: number;
@@ -53,6 +53,8 @@ export interface OpContext {
   scratch(offset?: number): DevPtr;
   /** The (cos, sin) table (lowering/rope-table.ts) of the node's rope attrs. */
   ropeTable(): DevPtr;
+  /** The device's TrainDevice.wgmma: present where the bf16 GEMMs may run on gemm-sm90.ts (ops-bf16.ts). */
+  readonly wgmma?: WgmmaDevice;
 }
 
 export interface TrainOp {
