@@ -27,11 +27,11 @@ export function kernelTimer(dev: TrainDevice, cuda: Cuda) {
   const event = () => (used < pool.length ? pool[used++]! : (pool.push(cuda.createEvent()), pool[used++]!));
   const timed: TrainDevice = {
     ...dev,
-    launch(k, grid, block, args) {
-      if (!on) return dev.launch(k, grid, block, args);
+    launch(k, grid, block, args, opts) {
+      if (!on) return dev.launch(k, grid, block, args, opts);
       const from = used;
       event().record(null);
-      dev.launch(k, grid, block, args);
+      dev.launch(k, grid, block, args, opts);
       event().record(null);
       marks.push({ name: k.name, from });
     },

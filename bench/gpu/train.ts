@@ -66,16 +66,15 @@ const PROFILE = process.argv.includes('--profile');
 const GiB = 2 ** 30, rows = BATCH * SEQ;
 const cuda = cudaContext();
 const free = () => cuda.memGetInfo().free;
+/** Whether the bf16 GEMMs run on gemm-sm90's wgmma (Hopper, MOCC_CUDA_WGMMA not 0) or gemm.ts's mma.sync: the device says. */
+const wgmma = cudaTrainDevice().wgmma !== undefined;
 
 /** The device, counting what is allocated (and freed) through it. */
 function counting(dev: TrainDevice) {
   const sizes = new Map<unknown, number>();
   let live = 0;
   const d: TrainDevice = {
-    upload: (dst, data) => dev.upload(dst, data),
-    download: (src, out) => dev.download(src, out),
-    fill: (dst, bytes, word) => dev.fill(dst, bytes, word),
-    launch: (k, grid, block, args) => dev.launch(k, grid, block, args),
+    ...dev, // upload, download, fill, launch and the device's wgmma as they are
     alloc(bytes) {
       const p = dev.alloc(bytes);
       sizes.set(p, bytes);
@@ -100,7 +99,7 @@ function randomTokens(vocab: number) {
 
 const results: Record<string, unknown>[] = [];
 for (const { ffn, policy } of configs) {
-  const label = `mocc ${ffn === 'dense' ? 'dense' : `MoC K=${K}`} ${policy}${MATMUL === 'bf16' ? ', bf16 matmuls' : ''}${ffn === 'moc' && MOC_MATMUL !== 'simt' ? `, MoC ${MOC_MATMUL}` : ''}${OPT_STATE === 'bf16' ? ', bf16 AdamW state' : ''}`;
+  const label = `mocc ${ffn === 'dense' ? 'dense' : `MoC K=${K}`} ${policy}${MATMUL === 'bf16' ? `, bf16 matmuls (${wgmma ? 'wgmma' : 'mma.sync'})` : ''}${ffn === 'moc' && MOC_MATMUL !== 'simt' ? `, MoC ${MOC_MATMUL}` : ''}${OPT_STATE === 'bf16' ? ', bf16 AdamW state' : ''}`;
   const m = loadModel(dir, { selection: ffn === 'dense' ? 'dense' : { k: K } });
   const g = trainingGraph(m.graph, { loss: { kind: 'cross_entropy' }, policy });
   const weights = modelWeights(m);
@@ -114,7 +113,7 @@ for (const { ffn, policy } of configs) {
   const timer = kernelTimer(c.dev, cuda);
   const free0 = free();
   let minFree = free0;
-  const r: Record<string, unknown> = { label, ffn, policy, k: ffn === 'moc' ? K : null, matmul: MATMUL, mocMatmul: MOC_MATMUL, optimizerState: OPT_STATE, batch: BATCH, seq: SEQ, rows, arenaBytes: plan.arenaBytes, paramBytes, momentBytes, plannedBytes: planned };
+  const r: Record<string, unknown> = { label, ffn, policy, k: ffn === 'moc' ? K : null, matmul: MATMUL, gemm: MATMUL === 'bf16' ? (wgmma ? 'wgmma' : 'mma.sync') : 'simt', mocMatmul: MOC_MATMUL, optimizerState: OPT_STATE, batch: BATCH, seq: SEQ, rows, arenaBytes: plan.arenaBytes, paramBytes, momentBytes, plannedBytes: planned };
   try {
     const t0 = performance.now();
     // the step `mocc train --target cuda` runs (driver/trainer.ts over this runner), at a constant lr

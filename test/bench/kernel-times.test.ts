@@ -16,7 +16,8 @@ test('kernelTimer: launches timed only while on, summed by family, longest first
   let clock = 0, created = 0;
   const cost: Record<string, number> = { gemm_xwt_a: 5, gemm_xwt_b: 3, cast_rows_bf16: 1 };
   const launched: string[] = [];
-  const dev = { launch: (k: Kernel) => { launched.push(k.name); clock += cost[k.name]!; } } as unknown as TrainDevice;
+  const shared: (number | undefined)[] = [];
+  const dev = { wgmma: { multiprocessors: 132 }, launch: (k: Kernel, _g: unknown, _b: unknown, _a: unknown, o?: { shared?: number }) => { launched.push(k.name); shared.push(o?.shared); clock += cost[k.name]!; } } as unknown as TrainDevice;
   const cuda = {
     createEvent(): CudaEvent {
       created++;
@@ -27,11 +28,13 @@ test('kernelTimer: launches timed only while on, summed by family, longest first
   } as unknown as Cuda;
   const timer = kernelTimer(dev, cuda);
   const k = (name: string) => ({ name, text: '' }) as Kernel;
-  timer.dev.launch(k('gemm_xwt_a'), [1, 1, 1], 32, []);
+  timer.dev.launch(k('gemm_xwt_a'), [1, 1, 1], 32, [], { shared: 1024 });
   t.is(created, 0, 'no events while off');
+  t.deepEqual(timer.dev.wgmma, { multiprocessors: 132 }, 'the device\'s wgmma passes through');
   timer.start();
-  for (const n of ['gemm_xwt_a', 'cast_rows_bf16', 'gemm_xwt_b', 'cast_rows_bf16']) timer.dev.launch(k(n), [1, 1, 1], 32, []);
+  for (const n of ['gemm_xwt_a', 'cast_rows_bf16', 'gemm_xwt_b', 'cast_rows_bf16']) timer.dev.launch(k(n), [1, 1, 1], 32, [], n.startsWith('gemm') ? { shared: 2048 } : undefined);
   const times = timer.stop();
+  t.deepEqual(shared, [1024, 2048, undefined, 2048, undefined], 'launch options pass through, on or off');
   t.deepEqual(times, [{ family: 'gemm_xwt', launches: 2, ms: 8 }, { family: 'cast_rows', launches: 2, ms: 2 }]);
   t.is(launched.length, 5);
   timer.start(); // a second profile reuses the events
