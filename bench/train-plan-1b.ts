@@ -3,26 +3,33 @@
 // device bytes, padded rows; + f32 params and AdamW m, v), per configuration, with the categories
 // live at the peak. The scratch buffer (the largest node's, known at the executor's build) is left out.
 // Usage: npx tsx bench/train-plan-1b.ts [--batch 64] [--seq 256] [--k 1024] [--configs moc:moc-gcp,moc:moc-gcp-attn,...]
+//        [--optimizer-state f32|bf16] [--fuse-lm-head]
+// (--optimizer-state bf16: m and v at 2 bytes an element, as bench/gpu/train.ts counts them;
+// --fuse-lm-head: trainingGraph's fuseLmHead, the head + loss in blocks, as bench/gpu/train.ts's flag.)
 import { checkpointGraph } from '../driver/load.js';
 import { trainingGraph } from '../driver/training-graph.js';
 import { gradOutputs } from '../passes/autodiff.js';
 import type { CheckpointPolicy } from '../passes/checkpoint.js';
 import { PRESET_1B } from '../src/model/presets.js';
 import { executorPlan, paramDeviceBytes } from '../targets/cuda/train/executor.js';
+import { ADAMW_STATE_DTYPES, adamwMomentBytes, type AdamWStateDType } from '../src/train/adamw.js';
 
 const arg = (name: string) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : undefined; };
 const BATCH = Number(arg('--batch') ?? 64), SEQ = Number(arg('--seq') ?? 256), K = Number(arg('--k') ?? 1024), rows = BATCH * SEQ;
 const configs = (arg('--configs') ?? 'moc:moc-gcp,moc:moc-gcp-attn,dense:gcp,dense:gcp-attn').split(',').map((c) => c.split(':') as ['dense' | 'moc', CheckpointPolicy]);
+const OPT_STATE = (arg('--optimizer-state') ?? 'f32') as AdamWStateDType;
+if (!ADAMW_STATE_DTYPES.includes(OPT_STATE)) throw new Error(`train-plan-1b: --optimizer-state ${OPT_STATE} is not ${ADAMW_STATE_DTYPES.join(' or ')}`);
+const FUSE_LM_HEAD = process.argv.includes('--fuse-lm-head');
 const GiB = (n: number) => (n / 2 ** 30).toFixed(2);
-console.log(`1B preset (d ${PRESET_1B.dim}, ${PRESET_1B.nLayers} layers, d_ffn ${PRESET_1B.dFfn}), ${BATCH} × ${SEQ} rows, GiB:`);
+console.log(`1B preset (d ${PRESET_1B.dim}, ${PRESET_1B.nLayers} layers, d_ffn ${PRESET_1B.dFfn}), ${BATCH} × ${SEQ} rows, ${OPT_STATE} AdamW state${FUSE_LM_HEAD ? ', fused LM head' : ''}, GiB:`);
 console.log('| config | arena | + params, m, v | at the peak: FFN / attention / norms / logits / backward |');
 console.log('|---|---|---|---|');
 for (const [ffn, policy] of configs) {
-  const g = trainingGraph(checkpointGraph(PRESET_1B, (n) => (n.includes('norm') ? 'f32' : 'bf16'), ffn === 'dense' ? 'dense' : { k: K }), { loss: { kind: 'cross_entropy' }, policy });
+  const g = trainingGraph(checkpointGraph(PRESET_1B, (n) => (n.includes('norm') ? 'f32' : 'bf16'), ffn === 'dense' ? 'dense' : { k: K }), { loss: { kind: 'cross_entropy' }, policy, ...(FUSE_LM_HEAD ? { fuseLmHead: true } : {}) });
   const plan = executorPlan(g, rows);
   const paramBytes = g.params.reduce((s, p) => s + paramDeviceBytes(p.type, { T: rows }), 0);
   const trainable = new Set(gradOutputs(g).map(({ param }) => param));
-  const momentBytes = 2 * g.params.filter((p) => trainable.has(p.name)).reduce((s, p) => s + paramDeviceBytes(p.type, { T: rows }), 0);
+  const momentBytes = 2 * (adamwMomentBytes(OPT_STATE) / 4) * g.params.filter((p) => trainable.has(p.name)).reduce((s, p) => s + paramDeviceBytes(p.type, { T: rows }), 0);
   const a = plan.atPeak;
   console.log(`| ${ffn === 'dense' ? 'dense' : `MoC K=${K}`}, ${policy} | ${GiB(plan.arenaBytes)} | ${GiB(plan.arenaBytes + paramBytes + momentBytes)} | ${[a.ffn, a.attention, a.norms, a['logits/loss'], a.backward].map(GiB).join(' / ')} (peak at %${g.nodes[plan.peakStep]?.outputs[0]?.name}) |`);
 }

@@ -15,10 +15,24 @@ import type { Pass } from './pass.js';
 
 export type LossSpec = { kind: 'cross_entropy'; fusedChunkRows?: number } | { kind: 'kl_div'; temperature: number };
 
-/** Bytes of one block of fused logits at most: 64 MiB of f32 (rows padded to 8 floats, the device layout). */
-export const LM_HEAD_BLOCK_BYTES = 64 << 20;
-/** The default chunk of lm_head_loss for vocabulary V: as many rows as fit LM_HEAD_BLOCK_BYTES, at least 1. */
-export const lmHeadChunkRows = (V: number): number => Math.max(1, Math.floor(LM_HEAD_BLOCK_BYTES / (4 * Math.ceil(V / 8) * 8)));
+/**
+ * Bytes of one block of fused logits at most: 256 MiB of f32 (rows padded to 8 floats, the device
+ * layout). Large enough that a block's GEMMs keep tensor cores busy (the CUDA bf16 entries,
+ * targets/cuda/train/ops-lm-head-bf16.ts: 2048 rows at V = 32000, 16 row tiles of gemm90's 128), small
+ * against the [T, V] logits it replaces (2.1 GB f32 at T = 16384).
+ */
+export const LM_HEAD_BLOCK_BYTES = 256 << 20;
+/** Block rows are a multiple of this when at least this many fit (a tensor-core GEMM's row tile, gemm.ts / gemm-sm90.ts). */
+export const LM_HEAD_ROW_MULTIPLE = 128;
+/**
+ * The default chunk of lm_head_loss for vocabulary V: as many rows as fit LM_HEAD_BLOCK_BYTES, rounded
+ * down to a multiple of LM_HEAD_ROW_MULTIPLE where at least that many fit, at least 1. The one place
+ * the block size is chosen: every target's entries take the node's chunk_rows.
+ */
+export const lmHeadChunkRows = (V: number): number => {
+  const fit = Math.floor(LM_HEAD_BLOCK_BYTES / (4 * Math.ceil(V / 8) * 8));
+  return fit >= LM_HEAD_ROW_MULTIPLE ? fit - (fit % LM_HEAD_ROW_MULTIPLE) : Math.max(1, fit);
+};
 
 export const addLoss: Pass<LossSpec> = {
   name: 'add-loss',

@@ -17,6 +17,7 @@
 //           random document, the same batches for every configuration).
 // Usage: node dist/bench/gpu/train.js --model DIR --out FILE [--batch 64] [--seq 256] [--steps 3]
 //        [--warmup 1] [--k 1024] [--configs dense:gcp,moc:moc-gcp,...] [--lr 1e-4] [--matmul f32|bf16] [--profile]
+//        [--optimizer-state f32|bf16] [--fuse-lm-head]
 // (a config is dense:POLICY or moc:POLICY, any of passes/checkpoint.ts's, e.g. moc:moc-gcp-attn;
 // bench/train-plan-1b.ts prints the same plan on the host without a GPU)
 // --matmul: the executor's GEMMs (TrainingExecutorOptions.matmul): f32 SIMT, or bf16 tensor cores;
@@ -25,6 +26,9 @@
 // (kernel-times.ts): its GPU time by kernel family, printed and saved as kernelTimes.
 // --optimizer-state f32|bf16 (default f32): how AdamW stores m and v (src/train/adamw.ts stateDType;
 // bf16: 2 bytes an element, counted so in the planned figure; the master weights stay f32).
+// --fuse-lm-head: the output projection fused with the loss (trainingGraph fuseLmHead: lm_head_loss in
+// blocks of passes/loss.ts lmHeadChunkRows rows), so the [T, V] logits and dlogits are never arena
+// values; the planned figure follows from the fused graph's plan (the block lives in the scratch).
 // A configuration that does not fit is reported (the driver's out-of-memory error) and the next runs.
 import { writeFileSync } from 'node:fs';
 import { loadModel } from '../../driver/load.js';
@@ -63,6 +67,7 @@ const configs = (arg('--configs') ?? 'dense:gcp,moc:moc-gcp').split(',').map((c)
   return { ffn, policy };
 });
 const PROFILE = process.argv.includes('--profile');
+const FUSE_LM_HEAD = process.argv.includes('--fuse-lm-head');
 const GiB = 2 ** 30, rows = BATCH * SEQ;
 const cuda = cudaContext();
 const free = () => cuda.memGetInfo().free;
@@ -99,9 +104,9 @@ function randomTokens(vocab: number) {
 
 const results: Record<string, unknown>[] = [];
 for (const { ffn, policy } of configs) {
-  const label = `mocc ${ffn === 'dense' ? 'dense' : `MoC K=${K}`} ${policy}${MATMUL === 'bf16' ? `, bf16 matmuls (${wgmma ? 'wgmma' : 'mma.sync'})` : ''}${ffn === 'moc' && MOC_MATMUL !== 'simt' ? `, MoC ${MOC_MATMUL}` : ''}${OPT_STATE === 'bf16' ? ', bf16 AdamW state' : ''}`;
+  const label = `mocc ${ffn === 'dense' ? 'dense' : `MoC K=${K}`} ${policy}${MATMUL === 'bf16' ? `, bf16 matmuls (${wgmma ? 'wgmma' : 'mma.sync'})` : ''}${ffn === 'moc' && MOC_MATMUL !== 'simt' ? `, MoC ${MOC_MATMUL}` : ''}${OPT_STATE === 'bf16' ? ', bf16 AdamW state' : ''}${FUSE_LM_HEAD ? ', fused LM head' : ''}`;
   const m = loadModel(dir, { selection: ffn === 'dense' ? 'dense' : { k: K } });
-  const g = trainingGraph(m.graph, { loss: { kind: 'cross_entropy' }, policy });
+  const g = trainingGraph(m.graph, { loss: { kind: 'cross_entropy' }, policy, ...(FUSE_LM_HEAD ? { fuseLmHead: true } : {}) });
   const weights = modelWeights(m);
   const plan = executorPlan(g, rows);
   const paramBytes = g.params.reduce((s, p) => s + paramDeviceBytes(p.type, { T: rows }), 0);
@@ -113,7 +118,7 @@ for (const { ffn, policy } of configs) {
   const timer = kernelTimer(c.dev, cuda);
   const free0 = free();
   let minFree = free0;
-  const r: Record<string, unknown> = { label, ffn, policy, k: ffn === 'moc' ? K : null, matmul: MATMUL, gemm: MATMUL === 'bf16' ? (wgmma ? 'wgmma' : 'mma.sync') : 'simt', mocMatmul: MOC_MATMUL, optimizerState: OPT_STATE, batch: BATCH, seq: SEQ, rows, arenaBytes: plan.arenaBytes, paramBytes, momentBytes, plannedBytes: planned };
+  const r: Record<string, unknown> = { label, ffn, policy, k: ffn === 'moc' ? K : null, matmul: MATMUL, gemm: MATMUL === 'bf16' ? (wgmma ? 'wgmma' : 'mma.sync') : 'simt', mocMatmul: MOC_MATMUL, optimizerState: OPT_STATE, fuseLmHead: FUSE_LM_HEAD, batch: BATCH, seq: SEQ, rows, arenaBytes: plan.arenaBytes, paramBytes, momentBytes, plannedBytes: planned };
   try {
     const t0 = performance.now();
     // the step `mocc train --target cuda` runs (driver/trainer.ts over this runner), at a constant lr

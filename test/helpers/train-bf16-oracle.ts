@@ -14,6 +14,12 @@ import { flashAttentionHeadDimOk } from '../../targets/cuda/ptx/flash-attention.
 
 export const BF16_MATMUL_FAMILY: ReadonlySet<string> = new Set(['linear', 'logits', 'matmul', 'matmul_tn']);
 
+/**
+ * The inputs of the fused head + loss that ops-lm-head-bf16.ts casts to bf16: x and W (its dlogits'
+ * bf16 rounding inside the gradient is not modelled: relative 2^-9 of each dx / dW term).
+ */
+const BF16_LM_HEAD_INPUTS: Readonly<Record<string, readonly number[]>> = { lm_head_loss: [0, 1], lm_head_loss_grad: [0, 1] };
+
 /** The inputs of attention / attention_grad that ops-attention-bf16.ts casts to bf16 (seq is not). */
 const BF16_ATTENTION_INPUTS: Readonly<Record<string, readonly number[]>> = { attention: [0, 1, 2], attention_grad: [0, 1, 2, 4] };
 
@@ -30,6 +36,8 @@ export function runTrainingGraphBf16Matmuls(g: Graph, weights: ReadonlyMap<strin
   for (const n of g.nodes) {
     let ins = n.inputs.map((o) => (o.kind === 'param' ? weights.get(o.name) : values.get(o.name))!);
     if (BF16_MATMUL_FAMILY.has(n.op)) ins = ins.map((v) => roundBf16(v as Float32Array));
+    const head = BF16_LM_HEAD_INPUTS[n.op];
+    if (head) ins = ins.map((v, i) => (head.includes(i) ? roundBf16(v as Float32Array) : v));
     const att = BF16_ATTENTION_INPUTS[n.op];
     if (att && flashAttentionHeadDimOk(n.attrs.head_dim as number)) ins = ins.map((v, i) => (att.includes(i) ? roundBf16(v as Float32Array) : v));
     const outs = evalNode(n, ins, (i, axis) => {

@@ -81,7 +81,8 @@ test('add-loss with fusedChunkRows: logits → cross_entropy becomes one lm_head
   const read = TINY.replace('  output %logits', '  %y = silu(%logits) : f32[T,5]\n  output %logits');
   t.throws(() => runPipeline(parseGraph(read), [{ pass: addLoss, options: { kind: 'cross_entropy', fusedChunkRows: 2 } }]), { message: /cannot drop %logits: node %y \(silu\) reads it/ });
   t.throws(() => trainingGraph(parseGraph(TINY), { loss: { kind: 'kl_div', temperature: 1 }, policy: 'none', fuseLmHead: true }), { message: /only the cross-entropy loss fuses/ });
-  t.is(lmHeadChunkRows(32000), 524, '64 MiB of f32 rows of 32000');
+  t.is(lmHeadChunkRows(32000), 2048, '256 MiB of f32 rows of 32000 (2097), down to a multiple of 128');
+  t.is(lmHeadChunkRows(1 << 20), 64, 'fewer than 128 rows fit: as many as fit');
   t.is(lmHeadChunkRows(1 << 26), 1, 'at least one row');
 });
 

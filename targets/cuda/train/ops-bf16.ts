@@ -132,10 +132,17 @@ export type TrainGemmKernel = { kind: 'wgmma'; spec: Gemm90Spec } | { kind: 'mma
  * (lower.ts hopperGemm): the fastest the gemm bench measured in all three layouts on the 1B
  * training shapes (session 12, 590–730 TFLOP/s on the H100 against gemm.ts's 210–350).
  */
-export function trainGemmKernel(layout: GemmLayout, M: number, N: number, K: number, wgmma?: WgmmaDevice): TrainGemmKernel {
-  if (wgmma && M > 0 && N > 0 && K > 0) return { kind: 'wgmma', spec: { dtype: 'bf16', out: 'f32', ...GEMM90_DEFAULT, ...(layout !== 'xwt' ? { layout } : {}) } };
-  return { kind: 'mma.sync', spec: trainGemmSpec(layout, M, N) };
+export function trainGemmKernel(layout: GemmLayout, M: number, N: number, K: number, wgmma?: WgmmaDevice, epilogue: TrainGemmEpilogue = 'store'): TrainGemmKernel {
+  const acc = epilogue === 'accumulate' ? { epilogue } : {};
+  if (wgmma && M > 0 && N > 0 && K > 0) return { kind: 'wgmma', spec: { dtype: 'bf16', out: 'f32', ...GEMM90_DEFAULT, ...(layout !== 'xwt' ? { layout } : {}), ...acc } };
+  return { kind: 'mma.sync', spec: { ...trainGemmSpec(layout, M, N), ...acc } };
 }
+
+/**
+ * The epilogues a training GEMM may ask for (both kernels have both, f32 Y): 'store' Y = ·; 'accumulate'
+ * Y += · (a gradient summed over blocks of rows: ops-lm-head-bf16.ts's dW).
+ */
+export type TrainGemmEpilogue = 'store' | 'accumulate';
 
 /** A tensor map's global address must be 16-byte aligned (cuTensorMapEncodeTiled); the scratch pieces are 256-aligned (header). */
 function mapAddress(p: DevPtr, what: string): bigint {
@@ -145,11 +152,12 @@ function mapAddress(p: DevPtr, what: string): bigint {
 }
 
 /**
- * The bf16 GEMM launch, 'store' epilogue (f32 y), bf16 x and w in `layout`, on trainGemmKernel's
- * kernel (header: params; `wgmma`: the OpContext's, absent on devices without the Hopper GEMM).
+ * The bf16 GEMM launch, 'store' epilogue (f32 y; or `epilogue` 'accumulate': y +=), bf16 x and w in
+ * `layout`, on trainGemmKernel's kernel (header: params; `wgmma`: the OpContext's, absent on devices
+ * without the Hopper GEMM).
  */
-export function gemmBf16Launch(layout: GemmLayout, y: DevPtr, x: DevPtr, w: DevPtr, M: number, N: number, K: number, wgmma?: WgmmaDevice): Launch {
-  const k = trainGemmKernel(layout, M, N, K, wgmma);
+export function gemmBf16Launch(layout: GemmLayout, y: DevPtr, x: DevPtr, w: DevPtr, M: number, N: number, K: number, wgmma?: WgmmaDevice, epilogue: TrainGemmEpilogue = 'store'): Launch {
+  const k = trainGemmKernel(layout, M, N, K, wgmma, epilogue);
   if (k.kind === 'mma.sync') {
     const s = k.spec;
     return { kernel: gemm(s), grid: gemmGrid(s, M, N), block: gemmThreads(s), args: [ptr(y), ptr(x), ptr(w), u32(M), u32(N), u32(K)] };

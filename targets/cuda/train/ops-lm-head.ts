@@ -2,7 +2,8 @@
 // (src/ir/ops-train.ts lm_head_loss / lm_head_loss_grad; oracle targets/ref/lm-head-loss.ts): the same
 // kernels as the unfused logits → cross_entropy path (gemm-f32.ts, train-loss.ts, train-matmul.ts),
 // launched on blocks of C = chunk_rows rows, so only a [C, V] block of logits exists at a time — in
-// the node's scratch, never in the arena. f32 only (the bf16 executor option keeps these entries).
+// the node's scratch, never in the arena. f32 (the bf16 executor option swaps in ops-lm-head-bf16.ts's
+// entries, which reuse blocksOf and foldBlocks from here).
 //
 // Rows r0 .. r0 + c − 1 of a [T, w] value are at base + r0·pad8(w)·4 (the padded layout, values.ts),
 // so a block's operands are pointer offsets; the loss kernels index rows by their CTA, so their
@@ -46,7 +47,7 @@ function layout(c: OpContext) {
 type Layout = ReturnType<typeof layout>;
 
 /** Each block [r0, r0 + rows) with its row offset. */
-function* blocksOf(l: Layout): Generator<{ r0: number; rows: number }> {
+export function* blocksOf(l: { T: number; C: number }): Generator<{ r0: number; rows: number }> {
   for (let r0 = 0; r0 < l.T; r0 += l.C) yield { r0, rows: Math.min(l.C, l.T - r0) };
 }
 
@@ -56,12 +57,19 @@ function logitsLaunch(c: OpContext, l: Layout, r0: number, rows: number): Launch
   return { kernel: gemmF32(s), grid: gemmF32Grid(s, rows, l.V), block: gemmF32Threads(s), args: [ptr(c.scratch(l.at.block)), ptr(ptrAdd(c.input(0), r0 * pad8(l.d) * 4)), ptr(c.input(1)), u32(rows), u32(l.V), u32(l.d)] };
 }
 
-/** Every block's logits folded into (state, tlogit), then ceFinalize into `loss` (the mean, then n). */
-function fold(c: OpContext, l: Layout, loss: DevPtr): Launch[] {
+/** Where the loss kernels' buffers are: (state, tlogit) at these scratch offsets, the f32 logits block at `block`. */
+export interface FoldLayout { T: number; C: number; V: number; at: { state: number; tlogit: number; block: number } }
+
+/**
+ * Every block's logits (the launches `logitsOf` gives for a block, ending with L [rows, V] f32 at
+ * at.block) folded into (state, tlogit), then ceFinalize into `loss` (the mean, then n). Shared with
+ * the bf16 entries (ops-lm-head-bf16.ts), which compute L on tensor cores.
+ */
+export function foldBlocks(c: OpContext, l: FoldLayout, loss: DevPtr, logitsOf: (r0: number, rows: number) => Launch[]): Launch[] {
   const state = c.scratch(l.at.state), tlogit = c.scratch(l.at.tlogit), targets = c.input(2);
   const out: Launch[] = [];
   for (const { r0, rows } of blocksOf(l)) {
-    out.push(logitsLaunch(c, l, r0, rows), {
+    out.push(...logitsOf(r0, rows), {
       kernel: ceFold(), grid: ceRowGrid(rows), block: LOSS_THREADS,
       args: [ptr(ptrAdd(state, r0 * 8)), ptr(ptrAdd(tlogit, r0 * 4)), ptr(c.scratch(l.at.block)), ptr(ptrAdd(targets, r0 * 4)), u32(0), u32(l.V)],
     });
@@ -69,6 +77,8 @@ function fold(c: OpContext, l: Layout, loss: DevPtr): Launch[] {
   out.push({ kernel: ceFinalize(), grid: ceFinalizeGrid, block: LOSS_THREADS, args: [ptr(loss), ptr(state), ptr(tlogit), ptr(targets), u32(l.T)] });
   return out;
 }
+
+const fold = (c: OpContext, l: Layout, loss: DevPtr): Launch[] => foldBlocks(c, l, loss, (r0, rows) => [logitsLaunch(c, l, r0, rows)]);
 
 export const LM_HEAD_OPS: Readonly<Record<string, TrainOp>> = {
   lm_head_loss: {

@@ -29,6 +29,7 @@ import { BF16_MATMUL_OPS, type TrainMatmul, type TrainMocMatmul } from './ops-bf
 import { bf16AttentionOpOf } from './ops-attention-bf16.js';
 import { checkMocMatmul, DENSE_MOC_OPS } from './ops-moc-bf16.js';
 import { LM_HEAD_OPS } from './ops-lm-head.js';
+import { BF16_LM_HEAD_OPS } from './ops-lm-head-bf16.js';
 
 /** One kernel launch of a node (shared / target: device.ts LaunchOptions, for the Hopper GEMM). */
 export interface Launch extends LaunchOptions {
@@ -333,14 +334,15 @@ export const TRAIN_OPS: Readonly<Record<string, TrainOp>> = {
 export const NOT_YET_ON_CUDA: ReadonlySet<string> = new Set(['sigmoid', 'sigmoid_grad', 'concat', 'split', 'transpose']);
 
 /**
- * The entry of node n (under 'bf16': ops-bf16.ts's for its matmuls, ops-attention-bf16.ts's for
+ * The entry of node n (under 'bf16': ops-bf16.ts's for its matmuls, ops-lm-head-bf16.ts's for the
+ * fused head + loss, ops-attention-bf16.ts's for
  * attention / attention_grad where the flash kernels take its hd; with moc 'dense-bf16', which needs
  * 'bf16', ops-moc-bf16.ts's for the MoC products), or an error naming the node.
  */
 export function trainOpOf(n: Node, matmul: TrainMatmul = 'f32', moc: TrainMocMatmul = 'simt'): TrainOp {
   checkMocMatmul(matmul, moc);
   const e = (moc === 'dense-bf16' ? DENSE_MOC_OPS[n.op] : undefined)
-    ?? (matmul === 'bf16' ? BF16_MATMUL_OPS[n.op] ?? bf16AttentionOpOf(n) : undefined) ?? TRAIN_OPS[n.op];
+    ?? (matmul === 'bf16' ? BF16_MATMUL_OPS[n.op] ?? BF16_LM_HEAD_OPS[n.op] ?? bf16AttentionOpOf(n) : undefined) ?? TRAIN_OPS[n.op];
   if (e) return e;
   const what = NOT_YET_ON_CUDA.has(n.op) ? 'is not yet on cuda (no kernel in targets/cuda/train/ops.ts)' : 'is not an op the CUDA training executor knows';
   throw new Error(`training node %${n.outputs[0]?.name ?? '?'} (${n.op}) ${what}`);
