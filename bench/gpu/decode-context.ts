@@ -19,7 +19,11 @@
 // in one process. 'mocc MoC K=1024, reduce in up·down's tail' (8): no moc_reduce launch, the up·down
 // kernel's last 32 blocks of a row reduce (LowerOptions.mocMerge 'tail'; MOCC_CUDA_MOC_TAIL=1 sets it for
 // every config), to compare with 1 in one process (e.g. --configs 1,8,1,8); 9: the same with early reads.
-// The JSON's launchesPerStep counts a decode step's launches.
+// 'mocc MoC K=1024, Top-K in the gate GEMV' (10): no moc_topk launch, the gate GEMV's last block of a row
+// selects (LowerOptions.mocTopk 'gate'; MOCC_CUDA_MOC_TOPK=1 sets it for every config), to compare with
+// 1; 11: Top-K in the gate and the reduce in up·down's tail (both launches gone, to compare with 8 and
+// 10); 12: 11 with early reads (compare with 9). E.g. --configs 1,10,8,11,1,10,8,11.
+// The JSON's launchesPerStep counts a decode step's launches; mocTopkInGate says whether moc_topk went.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { loadModel } from '../../driver/load.js';
 import { createCudaSession } from '../../targets/cuda/index.js';
@@ -39,8 +43,8 @@ const torch = arg('--torch') ? JSON.parse(readFileSync(arg('--torch')!, 'utf8'))
 const CONTEXTS = (arg('--contexts') ?? '16,512,1024,2048').split(',').map(Number);
 const NEW = Number(arg('--new') ?? 32), RUNS = Number(arg('--runs') ?? 5), K = 1024;
 // [label, selection, cache, baseline: the lowering of before issue 16 (the single-block attention), decode merge (default: the session's)]
-// [..., decode early reads, MoC merge (default: the session's)]
-const configs: [string, 'dense' | { k: number }, KvCacheOption, boolean, LowerOptions['decodeMerge']?, boolean?, LowerOptions['mocMerge']?][] = [
+// [..., decode early reads, MoC merge, MoC Top-K (default: the session's)]
+const configs: [string, 'dense' | { k: number }, KvCacheOption, boolean, LowerOptions['decodeMerge']?, boolean?, LowerOptions['mocMerge']?, LowerOptions['mocTopk']?][] = [
   ['mocc dense', 'dense', 'auto', false], [`mocc MoC K=${K}`, { k: K }, 'auto', false], ['mocc dense, f32 KV cache', 'dense', 'f32', false],
   ['mocc dense, before issue 16 (f32 cache, one block per head)', 'dense', 'f32', true],
   ['mocc dense, combine kernel', 'dense', 'auto', false, 'combine-kernel'],
@@ -48,17 +52,21 @@ const configs: [string, 'dense' | { k: number }, KvCacheOption, boolean, LowerOp
   ['mocc dense, early reads', 'dense', 'auto', false, undefined, true], [`mocc MoC K=${K}, early reads`, { k: K }, 'auto', false, undefined, true],
   [`mocc MoC K=${K}, reduce in up·down's tail`, { k: K }, 'auto', false, undefined, undefined, 'tail'],
   [`mocc MoC K=${K}, reduce in up·down's tail, early reads`, { k: K }, 'auto', false, undefined, true, 'tail'],
+  [`mocc MoC K=${K}, Top-K in the gate GEMV`, { k: K }, 'auto', false, undefined, undefined, undefined, 'gate'],
+  [`mocc MoC K=${K}, Top-K in the gate GEMV, reduce in up·down's tail`, { k: K }, 'auto', false, undefined, undefined, 'tail', 'gate'],
+  [`mocc MoC K=${K}, Top-K in the gate GEMV, reduce in up·down's tail, early reads`, { k: K }, 'auto', false, undefined, true, 'tail', 'gate'],
 ];
 
 const results: Record<string, unknown>[] = [];
 const chosen = arg('--configs')?.split(',').map(Number) ?? configs.map((_, i) => i);
-for (const [label, selection, kvCache, baseline, decodeMerge, decodeEarly, mocMerge] of chosen.map((i) => configs[i]!)) {
+for (const [label, selection, kvCache, baseline, decodeMerge, decodeEarly, mocMerge, mocTopk] of chosen.map((i) => configs[i]!)) {
   const m = loadModel(dir, { selection });
-  const s = createCudaSession(m, { kvCache, baseline, ...(decodeMerge ? { decodeMerge } : {}), ...(decodeEarly ? { decodeEarly } : {}), ...(mocMerge ? { mocMerge } : {}) });
+  const s = createCudaSession(m, { kvCache, baseline, ...(decodeMerge ? { decodeMerge } : {}), ...(decodeEarly ? { decodeEarly } : {}), ...(mocMerge ? { mocMerge } : {}), ...(mocTopk ? { mocTopk } : {}) });
   const launched = (test: (kernel: string) => boolean) => s.m.program.steps.some((st) => st.kind === 'launch' && test(st.kernel));
   const merged = launched((k) => k.startsWith('attention_split_merge_')); // the session default (MOCC_CUDA_ATTN_MERGE=0: not)
   const early = launched((k) => k.startsWith('attention_split') && k.includes('_early_')); // MOCC_CUDA_ATTN_EARLY=1
   const mocTail = launched((k) => k.startsWith('moc_updown') && k.endsWith('_tail')); // MOCC_CUDA_MOC_TAIL=1
+  const mocTopkInGate = launched((k) => /^gemv_.*_topk_k\d+/.test(k)); // MOCC_CUDA_MOC_TOPK=1
   const launchesPerStep = s.m.program.steps.filter((st) => st.kind === 'launch').length;
   const spec = m.spec, cap = s.m.program.kvCache.capacity, dtype = s.m.program.kvCache.dtype;
   const tokens = Array.from({ length: cap }, (_, i) => (i * 7919 + 13) % spec.vocabSize);
@@ -85,7 +93,7 @@ for (const [label, selection, kvCache, baseline, decodeMerge, decodeEarly, mocMe
     const kvBytes = kvBytesPerToken(spec, meanPositions, dtype);
     const floor = torch ? (torch.copyBandwidthTBs * 1e12) / (weightBytes + kvBytes) : null;
     const tps = runs[Math.floor(runs.length / 2)]!;
-    results.push({ label, kvCache: dtype, splitBlocks: Number(process.env.MOCC_CUDA_SPLIT_BLOCKS) || null, mergedAttention: merged, earlyAttention: early, mocTailReduce: mocTail, launchesPerStep, context, prefillTokens: prefill, meanPositions, tokensPerSecond: tps, runs, prefillSecondsMedian: prefillSeconds[Math.floor(RUNS / 2)], weightBytesPerToken: weightBytes, kvBytesPerToken: kvBytes, floorTokensPerSecond: floor, fractionOfFloor: floor ? tps / floor : null });
+    results.push({ label, kvCache: dtype, splitBlocks: Number(process.env.MOCC_CUDA_SPLIT_BLOCKS) || null, mergedAttention: merged, earlyAttention: early, mocTailReduce: mocTail, mocTopkInGate, launchesPerStep, context, prefillTokens: prefill, meanPositions, tokensPerSecond: tps, runs, prefillSecondsMedian: prefillSeconds[Math.floor(RUNS / 2)], weightBytesPerToken: weightBytes, kvBytesPerToken: kvBytes, floorTokensPerSecond: floor, fractionOfFloor: floor ? tps / floor : null });
     console.log(`  ${(label + (early ? ', early' : '')).padEnd(26)} ${dtype.padEnd(4)} context ${String(prefill).padStart(4)}: ${tps.toFixed(1)} tok/s  (floor ${floor?.toFixed(0) ?? 'n/a'}, ${floor ? (100 * tps / floor).toFixed(0) : '?'}%; KV ${(kvBytes / 2 ** 20).toFixed(0)} MiB a token)`);
   }
   s.close(); // the session's device memory (weights, cache, buffers) before the next config's

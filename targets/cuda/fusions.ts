@@ -1,6 +1,6 @@
 // The fusions only the CUDA lowering makes, found by structure on the shared facts
 // (targets/lowering/): CUDA has kernels for them that the WGSL target lacks — GEMVs with an RMSNorm
-// prologue, a paired gate/up GEMV, MoC's fused up·down, RoPE + KV append in the Q/K/V GEMV.
+// prologue, a paired gate/up GEMV, MoC's fused up·down and Top-K in the gate GEMV, RoPE + KV append in the Q/K/V GEMV.
 // Each finder returns what it found; lower.ts maps it to kernels.
 import type { Operand } from '../../src/ir/types.js';
 import type { GraphFacts, Node } from '../lowering/analysis.js';
@@ -57,6 +57,22 @@ export function tauSlots(f: GraphFacts, upDowns: Map<string, unknown>): Map<stri
     slots.set(select.name, slots.size);
   }
   return slots;
+}
+
+/**
+ * MoC's Top-K over a gate linear's output G (a weight's GEMV, read by the Top-K as its scores):
+ * the GEMV's last block of each row can select (gate-topk.ts), where `fits(F)` says Top-K over F
+ * channels fits that block. G keeps its buffer (the up projection reads it too). By the linear's name.
+ */
+export function gateTopks(f: GraphFacts, fits: (channels: number) => boolean): Map<string, Node> {
+  const found = new Map<string, Node>();
+  for (const n of f.nodes) {
+    if (n.op !== 'moc_select' || n.attrs.k === undefined) continue;
+    const gate = f.producer(n.inputs[0]);
+    if (gate?.op !== 'linear' || gate.inputs[1]!.kind !== 'param' || gate.inputs[0]!.kind !== 'value' || found.has(gate.name) || !fits(f.width(gate))) continue;
+    found.set(gate.name, n);
+  }
+  return found;
 }
 
 /** Attention whose q and k come straight from RoPE (same rotation, each read once): rotate both and append to the cache in one launch. */

@@ -47,7 +47,7 @@ export function prefillF32Wanted(env: NodeJS.ProcessEnv = process.env): boolean 
 }
 
 /** The lowering switches a session reads from the environment (each documented at its LowerOptions field). */
-export type OptInLowering = Pick<LowerOptions, 'decodeBlocks' | 'decodeMerge' | 'decodeEarly' | 'mocMerge' | 'prefillF32'>;
+export type OptInLowering = Pick<LowerOptions, 'decodeBlocks' | 'decodeMerge' | 'decodeEarly' | 'mocMerge' | 'mocTopk' | 'prefillF32'>;
 
 /**
  * The switches a session reads from the environment, in one place: MOCC_CUDA_SPLIT_BLOCKS=N (the
@@ -56,7 +56,9 @@ export type OptInLowering = Pick<LowerOptions, 'decodeBlocks' | 'decodeMerge' | 
  * which decode-context measured as fast or faster at every context, 610 against 544 tok/s at 2016
  * tokens in one process on the H100, session 13), MOCC_CUDA_ATTN_EARLY=1 (its first loads before the
  * wait; opt-in until timed), MOCC_CUDA_MOC_TAIL=1 (the MoC reduce in the up·down kernel's tail blocks,
- * no moc_reduce launch; opt-in until timed), MOCC_CUDA_PREFILL_F32=0 (no f32 prefill program).
+ * no moc_reduce launch; opt-in until timed), MOCC_CUDA_MOC_TOPK=1 (MoC's Top-K in the gate GEMV's
+ * last block of each row, no moc_topk launch; opt-in until timed; combines with MOCC_CUDA_MOC_TAIL),
+ * MOCC_CUDA_PREFILL_F32=0 (no f32 prefill program).
  */
 export function optInLowering(env: NodeJS.ProcessEnv = process.env): OptInLowering {
   const blocks = Number(env.MOCC_CUDA_SPLIT_BLOCKS);
@@ -65,6 +67,7 @@ export function optInLowering(env: NodeJS.ProcessEnv = process.env): OptInLoweri
     decodeMerge: env.MOCC_CUDA_ATTN_MERGE === '0' ? 'combine-kernel' : 'last-block',
     ...(env.MOCC_CUDA_ATTN_EARLY === '1' ? { decodeEarly: true } : {}),
     ...(env.MOCC_CUDA_MOC_TAIL === '1' ? { mocMerge: 'tail' as const } : {}),
+    ...(env.MOCC_CUDA_MOC_TOPK === '1' ? { mocTopk: 'gate' as const } : {}),
     ...(prefillF32Wanted(env) ? { prefillF32: true } : {}),
   };
 }
@@ -82,17 +85,17 @@ export function sessionLowerOptions(o: { baseline?: boolean; warm: boolean; wgmm
 
 /**
  * kvCache: the KV cache's element type (default 'auto'); baseline: see sessionLowerOptions;
- * decodeMerge, decodeEarly, mocMerge: LowerOptions' (default: from the environment, optInLowering; a benchmark
+ * decodeMerge, decodeEarly, mocMerge, mocTopk: LowerOptions' (default: from the environment, optInLowering; a benchmark
  * sets them to compare lowerings in one process).
  */
-export function createCudaSession(model: RunnableModel, options: { kvCache?: KvCacheOption; baseline?: boolean; decodeMerge?: LowerOptions['decodeMerge']; decodeEarly?: boolean; mocMerge?: LowerOptions['mocMerge'] } = {}): CudaSession {
+export function createCudaSession(model: RunnableModel, options: { kvCache?: KvCacheOption; baseline?: boolean; decodeMerge?: LowerOptions['decodeMerge']; decodeEarly?: boolean; mocMerge?: LowerOptions['mocMerge']; mocTopk?: LowerOptions['mocTopk'] } = {}): CudaSession {
   // The MoC up·down kernel's L2 warming pays only while it overlaps Top-K, i.e. with programmatic
   // launch (without, ffn-decode measured 23.4 → 24.6 µs); MOCC_CUDA_WARM=0 turns it off to measure it.
   const warm = programmaticLaunchWanted() && process.env.MOCC_CUDA_WARM !== '0';
   const c = cudaContext();
   const baseline = options.baseline ?? false;
   const wgmma = !baseline && wgmmaWanted(c.device.computeCapability);
-  const optIn: OptInLowering = { ...optInLowering(), ...(options.decodeMerge ? { decodeMerge: options.decodeMerge } : {}), ...(options.decodeEarly !== undefined ? { decodeEarly: options.decodeEarly } : {}), ...(options.mocMerge ? { mocMerge: options.mocMerge } : {}) };
+  const optIn: OptInLowering = { ...optInLowering(), ...(options.decodeMerge ? { decodeMerge: options.decodeMerge } : {}), ...(options.decodeEarly !== undefined ? { decodeEarly: options.decodeEarly } : {}), ...(options.mocMerge ? { mocMerge: options.mocMerge } : {}), ...(options.mocTopk ? { mocTopk: options.mocTopk } : {}) };
   const lower = sessionLowerOptions({ baseline, warm, wgmma, optIn, ...(options.kvCache ? { kvCache: options.kvCache } : {}) });
   return new CudaSession(new CudaModel(c, lowerToCuda(model.graph, model.spec, lower), model));
 }

@@ -7,6 +7,7 @@
 //  - GEMVs sharing an input into one launch (Q/K/V);
 //  - a dense FFN's gate, up and SiLU·mul into one GEMV over paired rows;
 //  - RoPE of q and k with the KV-cache append;
+//  - MoC's Top-K into the gate GEMV's last block of each row, with mocTopk 'gate';
 //  - MoC's gather + up projection + SiLU(G)·U + gathered down projection into one launch (then a
 //    reduction that adds the residual, or with mocMerge 'tail' that launch's last blocks); that launch warms the L2 with the rows of the channels it
 //    guesses will be kept while Top-K still runs (from the threshold Top-K left in the last call).
@@ -19,12 +20,13 @@ import { kvCacheDtype, type KvCacheOption } from './kv-cache.js';
 import { argmax, elementwise, embedding, gemv, gemvGrid, gemvLayout, gemvMulti, gemvMultiGrid, posAdvance, rmsnorm, rmsnormThreads, type GemvSpec, type Kernel } from './ptx/dense.js';
 import { pad8, type WeightDType } from './ptx/layout.js';
 import { downPartial, downReduce, downSplit, DOWN_THREADS, mocScatterSilu, SCATTER_THREADS, mocUpDown, mocTailCounters, patternSelect, reduceGrid, REDUCE_THREADS, selectShape, topkSelect, upDownSplit } from './ptx/moc.js';
+import { gateTopkCounters, gateTopkFits, gemvTopk } from './ptx/gate-topk.js';
 import { mergeCounterSizes, type Arg, type BufferDecl, type CounterRegion, type CounterSizes, type Launch, type Program, type Step } from './program.js';
 import { bufArgIds, planBuffers as planBufferIds, remapBufArgs } from '../buffer-plan.js';
 import { GraphFacts, type Node } from '../lowering/analysis.js';
 import { DeviceInputs } from '../lowering/device-inputs.js';
 import { residualAdd, siluMuls } from '../lowering/fusion.js';
-import { ffnPairs, foldedNorms, mocUpDowns, mocUps, qkvProjections, ropedAttentions, tauSlots, type FoldedNorm } from './fusions.js';
+import { ffnPairs, foldedNorms, gateTopks, mocUpDowns, mocUps, qkvProjections, ropedAttentions, tauSlots, type FoldedNorm } from './fusions.js';
 import { castGrid, castRows, CAST_THREADS } from './ptx/cast.js';
 import { attention, ATTN_WARPS } from './ptx/attention-single.js';
 import { flashAttention, FA_ROWS, FA_THREADS, type FlashAttentionSpec } from './ptx/flash-attention.js';
@@ -84,6 +86,15 @@ export interface LowerOptions {
    * fewer. Opt-in until decode-context has measured it (MOCC_CUDA_MOC_TAIL=1, targets/cuda/index.ts).
    */
   mocMerge?: 'reduce-kernel' | 'tail';
+  /**
+   * Who runs MoC's Top-K (moc_select with k) over the gate GEMV's G in the decode lowering: 'kernel'
+   * (default) moc_topk, a launch of one block; 'gate', the gate GEMV's last block of each token row
+   * to finish (gate-topk.ts gemvTopk, over per-row counters, Arg 'counters' region 'topk'), the same
+   * idx and τ bits: one launch a layer fewer. Where G is not a plain GEMV's output, or F is past
+   * gateTopkFits, moc_topk stays. Combines with mocMerge 'tail'. Opt-in until decode-context has
+   * measured it (MOCC_CUDA_MOC_TOPK=1, targets/cuda/index.ts).
+   */
+  mocTopk?: 'kernel' | 'gate';
   /**
    * The prefill program's linears Y (+)= X·Wᵀ with an f32 Y run on the Hopper GEMM (gemm-sm90.ts:
    * wgmma, TMA; an sm_90a module, compute capability 9.0 only) instead of gemm.ts's (see
@@ -185,6 +196,7 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
     counters[region] = Math.max(counters[region] ?? 0, n);
     return { kind: 'counters', region };
   };
+  const maxRows = spec.maxSeqLen; // rows a call can have (the 'linear' case's `spec` is its GEMV's)
   const use = (k: Kernel) => (kernels.set(k.name, k.text), k.name);
   const kernelsSm90a = new Map<string, string>();
   const vbufs: VBuf[] = [];
@@ -203,6 +215,8 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
   const mocUpOf = mocUps(siluMulOf);
   const ffnPairOf = prefill ? new Map<string, { gate: Node; up: Node }>() : ffnPairs(facts, mocUpOf);
   const mocDownOf = mocUpDowns(facts, mocUpOf);
+  // Top-K in the gate GEMV's last block (LowerOptions.mocTopk): by the gate linear's name, its Top-K
+  const topkOf = !prefill && options.mocTopk === 'gate' ? gateTopks(facts, gateTopkFits) : new Map<string, Node>();
   const tauSlotOf = !prefill && (options.warm ?? true) ? tauSlots(facts, mocDownOf) : new Map<string, number>();
   const ropeOf = ropedAttentions(facts);
   const qkvOf = qkvProjections(facts, ropeOf);
@@ -400,6 +414,18 @@ function lowerPass(g: Graph, spec: ModelSpec, options: LowerOptions, mode: 'deco
             return;
           }
           y = out();
+        }
+        const select = residual ? undefined : topkOf.get(n.name);
+        if (select && spec.epilogue === 'store') {
+          // MoC's gate: the row's last block runs Top-K over G (gate-topk.ts); the select's idx lives here
+          const id = newBuf(width(select), 'i32');
+          bufOf.set(select.name, id);
+          skip.add(select.name);
+          const slot = tauSlotOf.get(select.name);
+          const kKeep = select.attrs.k as number;
+          launch({ kernel: use(gemvTopk(spec, kKeep, { tau: slot !== undefined })), grid: gemvGrid(spec, 0).map((d, j) => (j === 1 ? 'T' : d)) as Launch['grid'], block: 256,
+            args: [y, x, w.arg, ...(norm ? [norm.arg] : []), { kind: 'buf', id }, ...(slot === undefined ? [] : [{ kind: 'tau', slot } as Arg]), countersArg('topk', gateTopkCounters(maxRows))] }, n);
+          return;
         }
         launch({ kernel: use(gemv(spec)), grid: gemvGrid(spec, 0).map((d, j) => (j === 1 ? 'T' : d)) as Launch['grid'], block: 256, args: [y, x, w.arg, ...(norm ? [norm.arg] : [])] }, n);
         return;

@@ -42,7 +42,7 @@ export type Arg =
   /**
    * Region `region` of the merge counters (Program.counters: u32, zero before the first call): a
    * kernel that merges in its last block counts the finished blocks of each unit of work there and
-   * leaves them at zero (decode-attention.ts attentionSplit, moc.ts mocUpDown with merge 'tail').
+   * leaves them at zero (decode-attention.ts attentionSplit, moc.ts mocUpDown with merge 'tail', gate-topk.ts gemvTopk).
    */
   | { kind: 'counters'; region: CounterRegion }
   /** The number of tokens in the call, as a u32 parameter. */
@@ -61,12 +61,13 @@ export type Arg =
 /**
  * The regions of the one zeroed allocation of merge counters: 'attention', a (row, head) of the split
  * decode attention each; 'moc', the fused MoC up·down's ticket and per-row counters with its reduce in
- * its tail blocks (moc.ts mocUpDown, merge 'tail'). Regions are disjoint, so that no kernel depends on
+ * its tail blocks (moc.ts mocUpDown, merge 'tail'); 'topk', the gate GEMV's arrival count a row with
+ * Top-K in its last block (gate-topk.ts gemvTopk). Regions are disjoint, so that no kernel depends on
  * another leaving its counters at zero. (Session 12's 'moc' region served the reduce merged into
  * up·down's single last block, measured 13–19% slower than the two kernels and removed, bench/NOTES.md
  * session 13.)
  */
-export const COUNTER_REGIONS = ['attention', 'moc'] as const;
+export const COUNTER_REGIONS = ['attention', 'moc', 'topk'] as const;
 export type CounterRegion = (typeof COUNTER_REGIONS)[number];
 /** How many u32 counters each region holds (a region no launch uses is absent). */
 export type CounterSizes = Partial<Record<CounterRegion, number>>;

@@ -230,9 +230,9 @@ export function gemvMultiGrid(specs: GemvSpec[]): number {
   return specs.reduce((n, s) => n + gemvGrid(s, 1)[0], 0);
 }
 
-interface GemvPtrs { y: string; x: string; w: string; w2?: string; idx: string; g: string; nw?: string; table?: string; pos?: string }
+export interface GemvPtrs { y: string; x: string; w: string; w2?: string; idx: string; g: string; nw?: string; table?: string; pos?: string }
 
-function emitGemv(k: KernelBuilder, s: GemvSpec, ptr: GemvPtrs, bx: string, tid: string, t: string): void {
+export function emitGemv(k: KernelBuilder, s: GemvSpec, ptr: GemvPtrs, bx: string, tid: string, t: string): void {
   const R = s.rowsPerWarp ?? 2, S = s.split ?? 1;
   const { y, x, idx, g } = ptr;
   const mats = ptr.w2 ? [ptr.w, ptr.w2] : [ptr.w];

@@ -51,16 +51,42 @@ export const MAX_SELECT_CHANNELS = 65535;
  * Grid (1, T), block selectShape(F).threads.
  */
 export function topkSelect(f: number, kKeep: number, opts: { tau?: boolean } = {}): Kernel {
-  if (f > MAX_SELECT_CHANNELS) throw new Error(`Top-K over ${f} channels: the CUDA target selects over at most ${MAX_SELECT_CHANNELS} channels`);
-  if (!Number.isInteger(kKeep) || kKeep < 1 || kKeep > f) throw new Error(`Top-K: K = ${kKeep} is not in 1..${f}`);
+  checkTopk(f, kKeep);
   const name = `moc_topk_f${f}_k${kKeep}${opts.tau ? '_tau' : ''}`;
-  const { threads: NT, perThread: E } = selectShape(f);
-  if (E % 4 !== 0 || NT % 32 !== 0 || NT > 1024) throw new Error(`PTX generator bug in ${name}: select shape ${NT}×${E}`);
-  const W = NT / 32;
+  const { threads: NT } = selectShape(f);
   const k = new KernelBuilder(name, [{ name: 'idx', type: 'u64' }, { name: 'g', type: 'u64' }, ...(opts.tau ? [{ name: 'tau', type: 'u64' as const }] : [])]);
   k.blockSize(NT);
   const idx = k.ptrParam('idx'), g = k.ptrParam('g');
   const tid = k.special('%tid.x', 'tid'), t = k.special('%ctaid.y', 't');
+  emitTopkSelect(k, { f, kKeep, shape: selectShape(f), tid, t, idx, g, tau: opts.tau ? () => k.ptrParam('tau') : undefined, load: 'ld.global', gridSync: true });
+  return { name, text: k.render() };
+}
+
+/** Top-K's limits (topkSelect, and the gate GEMV that runs it in its last block: gate-topk.ts). */
+export function checkTopk(f: number, kKeep: number): void {
+  if (f > MAX_SELECT_CHANNELS) throw new Error(`Top-K over ${f} channels: the CUDA target selects over at most ${MAX_SELECT_CHANNELS} channels`);
+  if (!Number.isInteger(kKeep) || kKeep < 1 || kKeep > f) throw new Error(`Top-K: K = ${kKeep} is not in 1..${f}`);
+}
+
+/** The Top-K shape for a block of `threads` threads fixed by someone else (gate-topk.ts: the GEMV's 256): as few channels a thread as they allow. */
+export const selectShapeFor = (f: number, threads: number): { threads: number; perThread: number } => ({ threads, perThread: 4 * Math.ceil(f / (4 * threads)) });
+
+/**
+ * topkSelect's body for row t of g, emitted into kernel k whose blocks have shape.threads threads
+ * (shape.threads × shape.perThread ≥ F): by topkSelect itself (its own selectShape(F)) and by the
+ * gate GEMV's last block of a row (gate-topk.ts, 256 threads, more channels a thread). The selected
+ * set is fixed by τ and krem, and each kept channel is written at the count of kept channels below
+ * it, so any shape writes the same idx row (ascending) and the same τ. `load` reads g (ld.global.cg
+ * where other blocks of the same launch wrote it); with `gridSync` the wait for the previous kernel
+ * comes after the histograms are zeroed (topkSelect's own; the GEMV has waited already). `tau`, a
+ * getter so that the parameter is loaded where topkSelect always loaded it.
+ */
+export function emitTopkSelect(k: KernelBuilder, o: { f: number; kKeep: number; shape: { threads: number; perThread: number }; tid: string; t: string; idx: string; g: string; tau?: () => string; load: 'ld.global' | 'ld.global.cg'; gridSync: boolean }): void {
+  const { f, kKeep, tid, t, idx, g } = o;
+  const name = k.name;
+  const { threads: NT, perThread: E } = o.shape;
+  if (E % 4 !== 0 || NT % 32 !== 0 || NT > 1024 || NT * E < f) throw new Error(`PTX generator bug in ${name}: select shape ${NT}×${E}`);
+  const W = NT / 32;
   const lane = k.reg('u32', 'lane'), warp = k.reg('u32', 'warp'), lane0 = k.reg('pred', 'lane0');
   k.emit(`and.b32 ${lane}, ${tid}, 31`, `shr.u32 ${warp}, ${tid}, 5`, `setp.eq.u32 ${lane0}, ${lane}, 0`);
 
@@ -77,7 +103,7 @@ export function topkSelect(f: number, kKeep: number, opts: { tau?: boolean } = {
     k.emit(`add.u32 ${i}, ${tid}, ${j * NT}`, `setp.lt.u32 ${p}, ${i}, ${histWords / 4}`, `mad.lo.u32 ${a}, ${i}, 16, ${hb}`);
     k.emit(`@${p} st.shared.v4.u32 [${a}], {${zero}, ${zero}, ${zero}, ${zero}}`);
   }
-  k.gridSync();
+  if (o.gridSync) k.gridSync();
 
   // this thread's channels c0 .. c0+E-1: 16-byte loads, all in flight before the barrier. A run
   // past F reads the row's last chunk again (inside the padded row) and its keys are masked.
@@ -89,7 +115,7 @@ export function topkSelect(f: number, kKeep: number, opts: { tau?: boolean } = {
   for (let j = 0; j < E / 4; j++) {
     const c = k.reg('u32', 'c');
     k.emit(`add.u32 ${c}, ${c0}, ${4 * j}`, `min.u32 ${c}, ${c}, ${lastChunk}`);
-    k.emit(`ld.global.v4.u32 {${bits.slice(4 * j, 4 * j + 4).join(', ')}}, [${k.addr(grow, c, 4)}]`);
+    k.emit(`${o.load}.v4.u32 {${bits.slice(4 * j, 4 * j + 4).join(', ')}}, [${k.addr(grow, c, 4)}]`);
   }
   k.emit('bar.sync 0'); // the histograms are zero
   const keys = k.regs('u32', 'key', E);
@@ -175,12 +201,12 @@ export function topkSelect(f: number, kKeep: number, opts: { tau?: boolean } = {
   });
 
   // prefix = τ, krem = how many keys equal to τ to take (the lowest channels first)
-  if (opts.tau) {
+  if (o.tau) {
     // back from the key to the float's bits (key 0, i.e. NaN, gives a NaN: nothing is warmed)
     const fb = k.reg('u32', 'fb'), pos = k.reg('pred', 'pos'), last = k.reg('u32', 'last'), w0 = k.reg('pred', 'w0'), q = k.reg('pred', 'q');
     k.emit(`setp.ge.u32 ${pos}, ${prefix}, -2147483648`, `not.b32 ${fb}, ${prefix}`, `@${pos} and.b32 ${fb}, ${prefix}, 2147483647`);
     k.emit(`mov.u32 ${last}, %nctaid.y`, `sub.u32 ${last}, ${last}, 1`, `setp.eq.u32 ${w0}, ${tid}, 0`, `setp.eq.u32 ${q}, ${t}, ${last}`, `and.pred ${w0}, ${w0}, ${q}`);
-    k.emit(`@${w0} st.global.u32 [${k.ptrParam('tau')}], ${fb}`);
+    k.emit(`@${w0} st.global.u32 [${o.tau()}], ${fb}`);
   }
   const nGt = k.reg('u32', 'ngt'), nEq = k.reg('u32', 'neq');
   k.emit(`mov.u32 ${nGt}, 0`, `mov.u32 ${nEq}, 0`);
@@ -201,7 +227,6 @@ export function topkSelect(f: number, kKeep: number, opts: { tau?: boolean } = {
     k.emit(`setp.lt.u32 ${q}, ${rank}, ${krem}`, `and.pred ${q}, ${q}, ${isEq[e]}`, `@${isEq[e]} add.u32 ${rank}, ${rank}, 1`, `or.pred ${take}, ${isGt[e]}, ${q}`);
     k.emit(`add.u32 ${c}, ${c0}, ${e}`, `@${take} st.global.u32 [${k.addr(orow, pos, 4)}], ${c}`, `@${take} add.u32 ${pos}, ${pos}, 1`);
   }
-  return { name, text: k.render() };
 }
 
 /**
@@ -480,7 +505,8 @@ const DOWN_EARLY_WORDS = 64;
  *    so items are handed out in the order blocks start. Touching c before the wait is safe: only
  *    this kernel uses them, and its previous launch is complete here (programmatic launch lets a
  *    kernel start only once its predecessor has passed its own wait, and Top-K and the gate GEMV
- *    lie between two up·down launches).
+ *    lie between two up·down launches; with Top-K in the gate GEMV's last block, gate-topk.ts,
+ *    that one kernel does, and it waits as the first thing it does after its weight prefetch).
  *  - Arrival: after its partial's stores, bar.sync, then thread 0's atom.acq_rel.gpu.add c[1 + 2t]
  *    returns the arrival rank a; blocks with a < blocks − R are done. A tail block spins (thread 0,
  *    ld.acquire.gpu) until c[1 + 2t] = blocks, then bar.sync, and reads the partials with
