@@ -53,7 +53,7 @@ export function trainMemoryReport(rows: { batch: number; seq: number; trainable:
     line('peak activations', r.plan.peakBytes);
     line('arena', r.plan.arenaBytes);
     line('weight gradients', r.plan.gradientBytes);
-    line('AdamW state (m, v)', r.adamBytes, r.optimizerState === 'bf16' ? '   bf16 moments (--optimizer-state bf16)' : '');
+    line('AdamW state (m, v)', r.adamBytes, r.optimizerState !== 'f32' ? `   bf16 moments (--optimizer-state ${r.optimizerState})` : '');
   }
   return out.join('\n') + '\n';
 }

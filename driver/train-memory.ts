@@ -10,7 +10,8 @@ import { mocSummary } from '../src/package/moc-summary.js';
 import { CHECKPOINT_POLICIES, policyParts, type CheckpointPolicy } from '../passes/checkpoint.js';
 import { planMemory, type MemoryPlan } from '../passes/memory-plan.js';
 import { trainingGraph } from './training-graph.js';
-import { adamwMomentBytes, type AdamWStateDType } from '../src/train/adamw.js';
+import { adamwMomentBytes, adamwStoresBf16Params, type AdamWStateDType } from '../src/train/adamw.js';
+import { bf16StoredParams } from '../src/train/bf16-params.js';
 
 /** Training is in f32 on the ref target (values and master weights); AdamW keeps m and v per trainable value. */
 export const TRAIN_VALUE_BYTES = 4;
@@ -25,6 +26,8 @@ export interface PolicyMemory {
   adamBytes: number;
   /** How those moments are stored (o.optimizerState; default f32). */
   optimizerState: AdamWStateDType;
+  /** Trainable elements stored bf16 ('bf16-params': src/train/bf16-params.ts's rule; else 0): 2 bytes each where f32 weights take 4. */
+  bf16ParamValues: number;
   /**
    * The paper's FFN activation bytes for these rows, all layers, and which column they come from;
    * without the FFN input x (d a token a layer) where the policy recomputes it (ffnInput false: -attn).
@@ -53,13 +56,15 @@ export function trainMemory(model: { graph: Graph; spec: ModelSpec }, o: { batch
   const g = trainingGraph(model.graph, { loss: { kind: 'cross_entropy' }, policy: o.policy, ...(o.trainable ? { trainable: o.trainable } : {}) });
   const plan = planMemory(g, { T: rows });
   const trainableValues = g.params.filter((p) => p.trainable).reduce((s, p) => s + elementCount(p.type.shape as number[]), 0);
+  const bf16 = adamwStoresBf16Params(o.optimizerState) ? bf16StoredParams(g) : new Set<string>();
+  const bf16ParamValues = g.params.filter((p) => bf16.has(p.name)).reduce((s, p) => s + elementCount(p.type.shape as number[]), 0);
   const summary = mocSummary(model.graph, model.spec);
   const { column, indexBytes, ffnInput } = paperColumn(summary.mode !== 'dense', o.policy);
   const indices = model.spec.dFfn <= 65536 ? indexBytes : 4;
   const x = (valueBytes: number) => (ffnInput ? 0 : model.spec.dim * valueBytes);
   const paper = (valueBytes: number) => rows * summary.perLayerK.reduce((s, k) => s + ffnActivationBytes(model.spec.dim, model.spec.dFfn, k, valueBytes, indices)[column] - x(valueBytes), 0);
   return {
-    policy: o.policy, rows, plan, trainableValues, adamBytes: 2 * trainableValues * adamwMomentBytes(o.optimizerState), optimizerState: o.optimizerState ?? 'f32',
+    policy: o.policy, rows, plan, trainableValues, adamBytes: 2 * trainableValues * adamwMomentBytes(o.optimizerState), optimizerState: o.optimizerState ?? 'f32', bf16ParamValues,
     paper: { column, f32: paper(TRAIN_VALUE_BYTES), bf16: paper(2), indexBytes: indices, ffnInput },
   };
 }

@@ -23,21 +23,52 @@
 //          The double rounding f64 → f32 → bf16 is deliberate: it is what a kernel computing in f32
 //          and storing bf16 does, so the two differ only where their f32 values differ (≤ 1 f32 ulp)
 //          and that difference straddles a bf16 rounding boundary.
-//   state() gives, and load() takes, f32 arrays in both modes (checkpoints keep one format); in
-//   'bf16' mode they hold bf16 values, and load() rounds what it is given to bf16 (a no-op for the
-//   state of a bf16 run).
+//   'bf16-params'  the paper's measurement setup, as PyTorch with bf16 parameters: the parameters named
+//          in AdamWOptions.bf16Params (src/train/bf16-params.ts decides which: the weight matrices
+//          only bf16 GEMMs read) are STORED bf16, every moment is bf16 as in 'bf16', the other
+//          parameters (norm weights, an embedding table a gather reads) stay f32 as in 'bf16'.
+//          For a bf16 parameter the update is 'bf16''s, element by element, from the stored bf16 value
+//          (read rounded: a no-op for a stored value), and the new value, computed in f64 and rounded
+//          to f32 as everywhere, is then rounded to bf16 (RNE) and stored — again the f64 → f32 → bf16
+//          double rounding of a kernel that computes in f32 and stores bf16. Against torch's fused
+//          AdamW on bf16 tensors (bench/gpu/torch_train.py uses fused=True): the same f32 arithmetic
+//          (in torch partly f64: its lr·wd and β products are C++ doubles) and bf16 storage; two
+//          stated differences: torch's update reads the unrounded f32 moments still in registers
+//          (ours the stored bf16 ones, one rule for both bf16 modes), and torch's gradient of a bf16
+//          parameter is bf16 (ours f32: the executor accumulates gradients in f32).
+//          bench/gpu/check_adamw_bf16_params.py checks both against torch.
+//   One list of modes: ADAMW_STATE_DTYPES (the CLI's --optimizer-state choices); what a mode stores
+//   is adamwMomentDType / adamwStoresBf16Params.
+//   state() gives, and load() takes, f32 arrays in every mode (checkpoints keep one format); in
+//   'bf16' modes they hold bf16 values, and load() rounds what it is given to bf16 (a no-op for the
+//   state of a bf16 run). The weights stay f32 arrays on the host in every mode: a bf16 parameter's
+//   array holds bf16 values (roundBf16Params rounds a run's initial or loaded weights).
 
 import { bf16ToF32, f32ToBf16 } from '../util/dtype.js';
 
-/** How AdamW stores its moments m and v (the header above says what each rounds when). */
-export type AdamWStateDType = 'f32' | 'bf16';
-export const ADAMW_STATE_DTYPES: readonly AdamWStateDType[] = ['f32', 'bf16'];
+/** How AdamW stores its moments m and v, and in 'bf16-params' its GEMM weights (the header says what each rounds when). */
+export type AdamWStateDType = 'f32' | 'bf16' | 'bf16-params';
+export const ADAMW_STATE_DTYPES: readonly AdamWStateDType[] = ['f32', 'bf16', 'bf16-params'];
+
+/** The dtype m and v are stored in, in mode `d`. */
+export const adamwMomentDType = (d: AdamWStateDType = 'f32'): 'f32' | 'bf16' => (d === 'f32' ? 'f32' : 'bf16');
+
+/** Whether mode `d` stores the parameters of AdamWOptions.bf16Params as bf16. */
+export const adamwStoresBf16Params = (d: AdamWStateDType = 'f32'): boolean => d === 'bf16-params';
 
 /** x (an f32 value) rounded to bf16, round to nearest even, as an f32 value: what a 'bf16' moment stores. */
 export const roundBf16 = (x: number): number => bf16ToF32(f32ToBf16(x));
 
 /** Bytes one moment element takes in device memory in this mode (m and v each). */
-export const adamwMomentBytes = (d: AdamWStateDType = 'f32'): number => (d === 'bf16' ? 2 : 4);
+export const adamwMomentBytes = (d: AdamWStateDType = 'f32'): number => (adamwMomentDType(d) === 'bf16' ? 2 : 4);
+
+/** Rounds, in place, the arrays of `weights` named in `bf16Params` to bf16 (RNE): what a 'bf16-params' run stores of them. */
+export function roundBf16Params(weights: ReadonlyMap<string, Float32Array>, bf16Params: ReadonlySet<string>): void {
+  for (const name of bf16Params) {
+    const w = weights.get(name);
+    if (w) for (let i = 0; i < w.length; i++) w[i] = roundBf16(w[i]!);
+  }
+}
 
 export interface AdamWParam {
   name: string;
@@ -54,8 +85,10 @@ export interface AdamWOptions {
   weightDecay?: number;
   /** Which parameters take weight decay; default: those whose shape has ≥ 2 dimensions. */
   decay?: (name: string) => boolean;
-  /** How m and v are stored: 'f32' (default) or 'bf16' (see the header). */
+  /** How m and v are stored: 'f32' (default), 'bf16' or 'bf16-params' (see the header). */
   stateDType?: AdamWStateDType;
+  /** 'bf16-params' only: the parameters stored bf16 (src/train/bf16-params.ts bf16StoredParams). */
+  bf16Params?: ReadonlySet<string>;
 }
 
 /** The optimizer's state, what a checkpoint must keep to continue bit-exactly. */
@@ -122,6 +155,8 @@ interface Slot {
   name: string;
   size: number;
   decays: boolean;
+  /** Stored bf16 ('bf16-params' mode, named in bf16Params). */
+  bf16: boolean;
   m: Float32Array;
   v: Float32Array;
 }
@@ -139,7 +174,15 @@ export class AdamW {
     ({ beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay } = adamwHyperParams(opts));
     this.stateDType = opts.stateDType ?? 'f32';
     if (!ADAMW_STATE_DTYPES.includes(this.stateDType)) throw new Error(`AdamW: stateDType ${this.stateDType} is not one of ${ADAMW_STATE_DTYPES.join(', ')}`);
-    this.slots = adamwParams(params, opts).map(({ name, size, decays }) => ({ name, size, decays, m: new Float32Array(size), v: new Float32Array(size) }));
+    const bf16Params = opts.bf16Params ?? new Set<string>();
+    if (bf16Params.size && !adamwStoresBf16Params(this.stateDType)) throw new Error(`AdamW: bf16 parameters given in stateDType ${this.stateDType} (only 'bf16-params' stores them)`);
+    this.slots = adamwParams(params, opts).map(({ name, size, decays }) => ({ name, size, decays, bf16: bf16Params.has(name), m: new Float32Array(size), v: new Float32Array(size) }));
+    for (const n of bf16Params) if (!this.slots.some((s) => s.name === n)) throw new Error(`AdamW: bf16 parameter ${n} is not one it updates`);
+  }
+
+  /** The parameters it stores bf16 ('bf16-params' mode; else none). */
+  get bf16Params(): ReadonlySet<string> {
+    return new Set(this.slots.filter((s) => s.bf16).map((s) => s.name));
   }
 
   /** The parameters this optimizer updates, with whether each takes weight decay. */
@@ -165,7 +208,7 @@ export class AdamW {
     // As torch computes them: Python floats (f64), applied to each f32 element.
     const stepSize = lr / (1 - b1 ** t);
     const bc2Sqrt = Math.sqrt(1 - b2 ** t);
-    const bf16 = this.stateDType === 'bf16';
+    const bf16 = adamwMomentDType(this.stateDType) === 'bf16';
     for (const s of this.slots) {
       const w = weights.get(s.name)!;
       const g = grads.get(s.name)!;
@@ -173,7 +216,7 @@ export class AdamW {
       const keep = s.decays ? Math.fround(1 - lr * this.weightDecay) : 1;
       for (let i = 0; i < s.size; i++) {
         const gi = g[i]!;
-        const p = Math.fround(w[i]! * keep);
+        const p = Math.fround((s.bf16 ? roundBf16(w[i]!) : w[i]!) * keep);
         // Read back after storing: the moments are rounded to f32, as torch's are (and then, in
         // 'bf16' mode, that f32 value to bf16: the header's rule).
         m[i] = m[i]! + (gi - m[i]!) * (1 - b1);
@@ -185,6 +228,7 @@ export class AdamW {
         const mi = m[i]!;
         const vi = v[i]!;
         w[i] = p - (stepSize * mi) / (Math.sqrt(vi) / bc2Sqrt + eps);
+        if (s.bf16) w[i] = roundBf16(w[i]!);
       }
     }
   }
@@ -215,7 +259,7 @@ export class AdamW {
     for (const s of this.slots) {
       s.m.set(st.m.get(s.name)!);
       s.v.set(st.v.get(s.name)!);
-      if (this.stateDType === 'bf16') {
+      if (adamwMomentDType(this.stateDType) === 'bf16') {
         for (const a of [s.m, s.v]) for (let i = 0; i < a.length; i++) a[i] = roundBf16(a[i]!);
       }
     }

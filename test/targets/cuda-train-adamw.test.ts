@@ -27,7 +27,9 @@ import { cudaDeviceRequirement, findPtxas, ptxasRequirement, testsNeeding } from
 import { gpuDev, simDev, type Dev, type Ptr } from '../helpers/train-dev.js';
 
 const SPECS: AdamWKernelSpec[] = [];
-for (const state of ['f32', 'bf16'] as const) for (const grad of ['f32', 'bf16'] as const) for (const decays of [true, false]) for (const bf16Copy of state === 'f32' ? [false, true] : [false]) SPECS.push({ state, grad, decays, bf16Copy });
+// state 'bf16' (param, m, v bf16) is checked against its own oracle, adamw.ts 'bf16-params', in
+// cuda-train-adamw-bf16-params.test.ts: its update reads the rounded moments, which this file's f32 oracle does not model.
+for (const state of ['f32'] as const) for (const grad of ['f32', 'bf16'] as const) for (const decays of [true, false]) for (const bf16Copy of [false, true]) SPECS.push({ state, grad, decays, bf16Copy });
 const ALL = () => [...SPECS.map(adamw), gradSumSquares('f32'), gradSumSquares('bf16'), clipScale()];
 
 const ptxasTest = testsNeeding(ptxasRequirement(findPtxas()));
@@ -216,7 +218,7 @@ const GPU_ADAM: AdamCase[] = [...SIM_ADAM, { n: 2048 + 3, step: 100, lr: 1e-3, c
 // host's inputs and oracle take ~40 s a case (H100 machine, session 14), and every spec's arithmetic
 // is checked on the sizes above.
 const GPU_ADAM_1B: AdamCase = { n: 2048 * 5461, step: 1, lr: 3e-4, clip: 0.8, seed: 11 };
-const SPECS_1B = new Set([SPECS.find((s) => s.state === 'f32' && s.bf16Copy), SPECS.find((s) => s.state === 'bf16')]);
+const SPECS_1B = new Set([SPECS.find((s) => s.state === 'f32' && s.bf16Copy)]); // the bf16 state's 1B case: cuda-train-adamw-bf16-params.test.ts
 for (const spec of SPECS) {
   for (const c of SPECS_1B.has(spec) ? [...GPU_ADAM, GPU_ADAM_1B] : GPU_ADAM) {
     cudaTest.serial(`${adamw(spec).name} on the GPU: n=${c.n} t=${c.step} clip ${c.clip} vs adamw.ts`, (t) => {

@@ -11,8 +11,10 @@
 // Modes (AdamWKernelSpec.state):
 //   'f32'  f32 master weights: param, m, v f32; with bf16Copy the new parameter is also written as
 //          bf16 to `copy` (the forward's weight for the tensor-core GEMMs).
-//   'bf16' param, m, v stored bf16; loaded to f32, updated in f32, stored rounded to nearest even
-//          (the update reads the unrounded f32 m, v).
+//   'bf16' param, m, v stored bf16: src/train/adamw.ts's stateDType 'bf16-params' for a bf16 param,
+//          its oracle. Loaded to f32, updated in f32; m and v rounded to bf16 and stored, and the
+//          update reads those ROUNDED values (as in the mode below: one rule for bf16 moments); the
+//          new parameter, an f32 value, stored rounded to nearest even (cvt.rn.bf16.f32).
 //   'f32' with moments 'bf16': f32 master weights, m and v stored bf16 (half their memory; the
 //          paper's measurement setup keeps AdamW state in bf16): src/train/adamw.ts's stateDType
 //          'bf16', its oracle. m and v are loaded from bf16, updated in f32, rounded to bf16 (RNE,
@@ -87,7 +89,7 @@ export function adamw(s: AdamWKernelSpec): Kernel {
   ADAMW_HYPER.forEach((w, j) => {
     if (w !== 'unused' && (w !== 'keep' || s.decays)) k.emit(`ld.global.f32 ${h[w]}, [${hyper}+${4 * j}]`);
   });
-  const md = adamwMomentDType(s), roundMoments = s.state === 'f32' && md === 'bf16';
+  const md = adamwMomentDType(s), roundMoments = md === 'bf16'; // bf16 moments: the update reads the stored (rounded) values
   const pa = k.addr(param, i, s.state === 'f32' ? 4 : 2), ma = k.addr(mP, i, md === 'f32' ? 4 : 2), va = k.addr(vP, i, md === 'f32' ? 4 : 2);
   const g = k.reg('f32', 'g'), scale = k.reg('f32', 'scale'), p = k.reg('f32', 'p'), m = k.reg('f32', 'm'), v = k.reg('f32', 'v');
   loadF32(k, s.grad, k.addr(grad, i, s.grad === 'f32' ? 4 : 2), g);

@@ -87,6 +87,7 @@ export class CudaOptimizer {
     if (!(opts.maxNorm >= 0 && Number.isFinite(opts.maxNorm))) throw new Error(`CudaOptimizer: maxNorm ${opts.maxNorm} must be a finite number ≥ 0 (0: no clipping)`);
     this.hp = adamwHyperParams(opts);
     this.stateDType = opts.stateDType ?? 'f32';
+    if (this.stateDType === 'bf16-params') throw new Error("CudaOptimizer: optimizer state 'bf16-params' (bf16 weight matrices) is not implemented on CUDA yet");
     const momentBytes = adamwMomentBytes(this.stateDType);
     this.dev = ex.dev;
     const grads = gradOutputs(ex.g);
