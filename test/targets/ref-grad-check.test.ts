@@ -57,6 +57,10 @@ const CASES: Case[] = [
   { name: 'moc_down', op: 'moc_down', inputs: [{ shape: [4, 3] }, { shape: [9, 5] }, { shape: [4, 3], ints: idx }] },
   { name: 'cross_entropy (a masked row)', op: 'cross_entropy', inputs: [{ shape: [5, 11], ints: undefined }, { shape: [5], ints: [3, -1, 10, 0, 3] }], scale: 3 },
   {
+    name: 'lm_head_loss (blocks of 2 rows, a masked row)', op: 'lm_head_loss', attrs: { chunk_rows: 2 },
+    inputs: [{ shape: [5, 7] }, { shape: [11, 7] }, { shape: [5], ints: [3, -1, 10, 0, 3] }], scale: 2,
+  },
+  {
     name: 'kl_div τ=2 (a masked row)', op: 'kl_div', attrs: { temperature: 2 },
     inputs: [{ shape: [5, 11] }, { shape: [5, 11], noGrad: true }, { shape: [5], ints: [0, 0, -1, 0, 0] }], scale: 3,
   },
