@@ -30,7 +30,8 @@ import { trainOpOf, type Launch, type OpContext } from './ops.js';
 import type { TrainMatmul, TrainMocMatmul } from './ops-bf16.js';
 import { deviceBytes, padRows, rowsAndWidth, unpadRows } from './values.js';
 import { pad8 } from '../ptx/layout.js';
-import { adamwStoresBf16Params, type AdamWStateDType } from '../../../src/train/adamw.js';
+import { adamwMomentBytes, adamwStoresBf16Params, type AdamWStateDType } from '../../../src/train/adamw.js';
+import { gradOutputs } from '../../../passes/autodiff.js';
 import { bf16StoredParams } from '../../../src/train/bf16-params.js';
 import { bf16ToF32, f32ToBf16 } from '../../../src/util/dtype.js';
 
@@ -81,6 +82,19 @@ export function paramDeviceBytes(type: TensorType, dims: Record<string, number>,
 /** The params of g the executor stores bf16 in optimizer mode `mode`: bf16StoredParams' in 'bf16-params', else none. */
 export function executorBf16Params(g: Graph, mode: AdamWStateDType = 'f32'): ReadonlySet<string> {
   return adamwStoresBf16Params(mode) ? bf16StoredParams(g) : new Set();
+}
+
+/**
+ * Device bytes of g's params (paramDeviceBytes, bf16 ones by executorBf16Params) and of AdamW's m and v
+ * (one element per padded param element of each trainable param, adamwMomentBytes of the mode: bf16 in
+ * both bf16 modes) in optimizer mode `mode`: what the executor and the optimizer allocate for them, the
+ * planned figure of bench/gpu/train.ts and bench/train-plan-1b.ts.
+ */
+export function trainingStateBytes(g: Graph, dims: Record<string, number>, mode: AdamWStateDType = 'f32'): { params: number; moments: number } {
+  const bf16 = executorBf16Params(g, mode), trainable = new Set(gradOutputs(g).map(({ param }) => param));
+  const params = g.params.reduce((s, p) => s + paramDeviceBytes(p.type, dims, bf16.has(p.name)), 0);
+  const elements = g.params.filter((p) => trainable.has(p.name)).reduce((s, p) => s + paramDeviceBytes(p.type, dims) / 4, 0);
+  return { params, moments: 2 * adamwMomentBytes(mode) * elements };
 }
 
 /** Refuses 'bf16-params' where a kernel would read a bf16 param as f32 (TrainingExecutorOptions.optimizerState). */
