@@ -3,16 +3,16 @@
 // device bytes, padded rows; + f32 params and AdamW m, v), per configuration, with the categories
 // live at the peak. The scratch buffer (the largest node's, known at the executor's build) is left out.
 // Usage: npx tsx bench/train-plan-1b.ts [--batch 64] [--seq 256] [--k 1024] [--configs moc:moc-gcp,moc:moc-gcp-attn,...]
-//        [--optimizer-state f32|bf16] [--fuse-lm-head]
-// (--optimizer-state bf16: m and v at 2 bytes an element, as bench/gpu/train.ts counts them;
+//        [--optimizer-state f32|bf16|bf16-params] [--fuse-lm-head]
+// (--optimizer-state bf16: m and v at 2 bytes an element, as bench/gpu/train.ts counts them; bf16-params:
+// also the weight matrices bf16StoredParams picks at 2 bytes (executor.ts trainingStateBytes);
 // --fuse-lm-head: trainingGraph's fuseLmHead, the head + loss in blocks, as bench/gpu/train.ts's flag.)
 import { checkpointGraph } from '../driver/load.js';
 import { trainingGraph } from '../driver/training-graph.js';
-import { gradOutputs } from '../passes/autodiff.js';
 import type { CheckpointPolicy } from '../passes/checkpoint.js';
 import { PRESET_1B } from '../src/model/presets.js';
-import { executorPlan, paramDeviceBytes } from '../targets/cuda/train/executor.js';
-import { ADAMW_STATE_DTYPES, adamwMomentBytes, type AdamWStateDType } from '../src/train/adamw.js';
+import { executorPlan, trainingStateBytes } from '../targets/cuda/train/executor.js';
+import { ADAMW_STATE_DTYPES, type AdamWStateDType } from '../src/train/adamw.js';
 
 const arg = (name: string) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : undefined; };
 const BATCH = Number(arg('--batch') ?? 64), SEQ = Number(arg('--seq') ?? 256), K = Number(arg('--k') ?? 1024), rows = BATCH * SEQ;
@@ -27,9 +27,7 @@ console.log('|---|---|---|---|');
 for (const [ffn, policy] of configs) {
   const g = trainingGraph(checkpointGraph(PRESET_1B, (n) => (n.includes('norm') ? 'f32' : 'bf16'), ffn === 'dense' ? 'dense' : { k: K }), { loss: { kind: 'cross_entropy' }, policy, ...(FUSE_LM_HEAD ? { fuseLmHead: true } : {}) });
   const plan = executorPlan(g, rows);
-  const paramBytes = g.params.reduce((s, p) => s + paramDeviceBytes(p.type, { T: rows }), 0);
-  const trainable = new Set(gradOutputs(g).map(({ param }) => param));
-  const momentBytes = 2 * (adamwMomentBytes(OPT_STATE) / 4) * g.params.filter((p) => trainable.has(p.name)).reduce((s, p) => s + paramDeviceBytes(p.type, { T: rows }), 0);
+  const { params: paramBytes, moments: momentBytes } = trainingStateBytes(g, { T: rows }, OPT_STATE);
   const a = plan.atPeak;
   console.log(`| ${ffn === 'dense' ? 'dense' : `MoC K=${K}`}, ${policy} | ${GiB(plan.arenaBytes)} | ${GiB(plan.arenaBytes + paramBytes + momentBytes)} | ${[a.ffn, a.attention, a.norms, a['logits/loss'], a.backward].map(GiB).join(' / ')} (peak at %${g.nodes[plan.peakStep]?.outputs[0]?.name}) |`);
 }

@@ -10,7 +10,7 @@ import { TRAIN_TARGETS, type GradientTarget } from '../driver/gradient-backend.j
 import { CHECKPOINT_POLICIES, type CheckpointPolicy } from '../passes/checkpoint.js';
 import type { LossSpec } from '../passes/loss.js';
 import type { TrainingRecord } from '../src/package/manifest.js';
-import { ADAMW_STATE_DTYPES } from '../src/train/adamw.js';
+import { ADAMW_STATE_DTYPES, type AdamWStateDType } from '../src/train/adamw.js';
 import { checkSeqFitsContext } from '../src/train/data.js';
 import { UserError } from '../src/util/errors.js';
 import { note, parseFloatArg, parseIntArg } from './common.js';
@@ -35,7 +35,7 @@ export interface TrainFlags {
   maxMemory?: number;
   dtype?: 'f32' | 'f16' | 'bf16';
   /** How AdamW stores m and v (src/train/adamw.ts stateDType); absent: f32. */
-  optimizerState?: 'f32' | 'bf16';
+  optimizerState?: AdamWStateDType;
   force?: boolean;
   tokenizer?: string;
   target: string;
@@ -140,7 +140,7 @@ export async function trainAndSave(trainer: Trainer, model: LoadedModel, f: Trai
     // after a --resume checkpoint was accepted, so that a refused one gives only its one-line error
     onStart() {
       const memory = trainer.stepMemory();
-      process.stderr.write(`training ${model.source}: ${cfg.steps} steps of ${cfg.batch}×${cfg.seq} tokens, ${cfg.loss.kind === 'kl_div' ? `KL to the teacher (τ ${cfg.loss.temperature})` : 'next-token cross-entropy'}, policy ${cfg.policy}, trainable ${cfg.trainable}; target ${trainer.target}, ${memory.what} ${formatBytes(memory.bytes)} per step${cfg.optimizerState === 'bf16' ? '; AdamW moments bf16' : ''}\n`);
+      process.stderr.write(`training ${model.source}: ${cfg.steps} steps of ${cfg.batch}×${cfg.seq} tokens, ${cfg.loss.kind === 'kl_div' ? `KL to the teacher (τ ${cfg.loss.temperature})` : 'next-token cross-entropy'}, policy ${cfg.policy}, trainable ${cfg.trainable}; target ${trainer.target}, ${memory.what} ${formatBytes(memory.bytes)} per step${cfg.optimizerState === 'bf16' ? '; AdamW moments bf16' : cfg.optimizerState === 'bf16-params' ? '; weight matrices and AdamW moments bf16 (--optimizer-state bf16-params)' : ''}\n`);
       if (f.resume) process.stderr.write(`resumed from ${f.resume} at step ${startStep}\n`);
     },
     onStep(r, ms) {

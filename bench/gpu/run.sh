@@ -81,6 +81,8 @@ if [[ $what == train ]]; then
   node dist/bench/gpu/train.js --model $model --batch 64 --seq 256 --steps 1 --warmup 1 --configs moc:moc-gcp --matmul f32 --out "$out/train-f32.json" 2>&1 | tail -3 || status=1
   echo "--- the LM head fused with the loss (--fuse-lm-head: lm_head_loss in blocks of 2048 rows, no [T, V] logits), bf16 AdamW state, dense MoC GEMMs"
   MOCC_CUDA_TRAIN_MOC=dense node dist/bench/gpu/train.js --model $model --batch 64 --seq 256 --steps 3 --warmup 1 --configs moc:moc-gcp-attn,dense:gcp-attn --matmul bf16 --optimizer-state bf16 --fuse-lm-head --out "$out/train-bf16-fused-head.json" 2>&1 | tail -4 || status=1
+  echo "--- the same with bf16 weight matrices (--optimizer-state bf16-params: bf16StoredParams' params stored bf16, read by the GEMMs uncast; every moment bf16)"
+  MOCC_CUDA_TRAIN_MOC=dense node dist/bench/gpu/train.js --model $model --batch 64 --seq 256 --steps 3 --warmup 1 --configs moc:moc-gcp-attn,dense:gcp-attn --matmul bf16 --optimizer-state bf16-params --fuse-lm-head --out "$out/train-bf16-params-fused-head.json" 2>&1 | tail -4 || status=1
 fi
 if [[ $what == recovery ]]; then
   step "recovery: stories260K K=32, data-free recovery on the GPU (text, training, teacher logits, evals: --target cuda)"

@@ -38,15 +38,14 @@ import { trainingGraph } from '../../driver/training-graph.js';
 import { MODEL_INPUTS, TRAIN_INPUTS } from '../../src/model/graph-inputs.js';
 import { tokenDataFromDocuments, WindowSampler } from '../../src/train/data.js';
 import type { CheckpointPolicy } from '../../passes/checkpoint.js';
-import { gradOutputs } from '../../passes/autodiff.js';
-import { executorPlan, paramDeviceBytes } from '../../targets/cuda/train/executor.js';
+import { executorPlan, trainingStateBytes } from '../../targets/cuda/train/executor.js';
 import { CudaStepRunner } from '../../targets/cuda/train/step-runner.js';
 import { cudaTrainDevice } from '../../targets/cuda/train/cuda-device.js';
 import type { TrainDevice } from '../../targets/cuda/train/device.js';
 import { cudaContext } from '../../targets/cuda/index.js';
 import { trainMocMatmulFromEnv, type TrainMatmul } from '../../targets/cuda/train/ops-bf16.js';
 import { formatKernelTimes, kernelTimer } from './kernel-times.js';
-import { ADAMW_STATE_DTYPES, adamwMomentBytes, type AdamWStateDType } from '../../src/train/adamw.js';
+import { ADAMW_STATE_DTYPES, type AdamWStateDType } from '../../src/train/adamw.js';
 
 const arg = (name: string) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : undefined; };
 const dir = arg('--model'), outPath = arg('--out');
@@ -104,15 +103,13 @@ function randomTokens(vocab: number) {
 
 const results: Record<string, unknown>[] = [];
 for (const { ffn, policy } of configs) {
-  const label = `mocc ${ffn === 'dense' ? 'dense' : `MoC K=${K}`} ${policy}${MATMUL === 'bf16' ? `, bf16 matmuls (${wgmma ? 'wgmma' : 'mma.sync'})` : ''}${ffn === 'moc' && MOC_MATMUL !== 'simt' ? `, MoC ${MOC_MATMUL}` : ''}${OPT_STATE === 'bf16' ? ', bf16 AdamW state' : ''}${FUSE_LM_HEAD ? ', fused LM head' : ''}`;
+  const label = `mocc ${ffn === 'dense' ? 'dense' : `MoC K=${K}`} ${policy}${MATMUL === 'bf16' ? `, bf16 matmuls (${wgmma ? 'wgmma' : 'mma.sync'})` : ''}${ffn === 'moc' && MOC_MATMUL !== 'simt' ? `, MoC ${MOC_MATMUL}` : ''}${OPT_STATE === 'bf16' ? ', bf16 AdamW state' : OPT_STATE === 'bf16-params' ? ', bf16 params + AdamW state' : ''}${FUSE_LM_HEAD ? ', fused LM head' : ''}`;
   const m = loadModel(dir, { selection: ffn === 'dense' ? 'dense' : { k: K } });
   const g = trainingGraph(m.graph, { loss: { kind: 'cross_entropy' }, policy, ...(FUSE_LM_HEAD ? { fuseLmHead: true } : {}) });
   const weights = modelWeights(m);
   const plan = executorPlan(g, rows);
-  const paramBytes = g.params.reduce((s, p) => s + paramDeviceBytes(p.type, { T: rows }), 0);
-  const trainable = new Set(gradOutputs(g).map(({ param }) => param));
-  // m and v: one element per padded f32 param element (paramDeviceBytes / 4), each of adamwMomentBytes
-  const momentBytes = 2 * (adamwMomentBytes(OPT_STATE) / 4) * g.params.filter((p) => trainable.has(p.name)).reduce((s, p) => s + paramDeviceBytes(p.type, { T: rows }), 0);
+  // params (2 bytes an element for those a 'bf16-params' run stores bf16), m and v: the executor's and optimizer's allocations
+  const { params: paramBytes, moments: momentBytes } = trainingStateBytes(g, { T: rows }, OPT_STATE);
   let planned = plan.arenaBytes + paramBytes + momentBytes;
   const c = counting(cudaTrainDevice());
   const timer = kernelTimer(c.dev, cuda);

@@ -13,6 +13,9 @@
 //   moc_up           z = gather(x·Wᵀ)  inputs 0 (x), 1 (W)
 //   moc_down         y = scatter(z)·W  input 1 (W)   (input 0 is scattered first, idx 2 is i32)
 //   moc_rows_grad    out = scatter(a)ᵀ·b  input 1 (b) (a is scattered first)
+//   lm_head_loss, lm_head_loss_grad   the fused output projection + loss (--fuse-lm-head): inputs 0 (x)
+//                    and 1 (W), both cast before its block GEMMs (ops-lm-head-bf16.ts); so the head's
+//                    W is stored bf16 when fused as when unfused (logits), unless tied to the embedding
 // Any other reader (embedding's gather, rmsnorm and its gradient, elementwise ops) keeps the param
 // f32: an embedding table tied to the logits stays f32, so do all 1-D params. A param no node reads
 // stays f32, and so does a frozen one (not p.trainable: AdamW never updates it, so it keeps the dtype
@@ -29,6 +32,8 @@ export const BF16_GEMM_OPERANDS: Readonly<Record<string, readonly number[]>> = {
   moc_up: [0, 1],
   moc_down: [1],
   moc_rows_grad: [1],
+  lm_head_loss: [0, 1],
+  lm_head_loss_grad: [0, 1],
 };
 
 /** The params of `g` a 'bf16-params' run stores bf16 (header: trainable, 2-D, read only as bf16 GEMM operands). */

@@ -6,7 +6,8 @@
 // (values.ts: padded rows), gives every value (graph inputs, activations, weight gradients) an offset
 // in ONE arena; the executor allocates that arena once and each value lives at its offset — two
 // values whose lifetimes overlap never share bytes (checkArena), so a checkpoint policy that saves
-// less really holds less. Outside the arena: the params (uploaded once, in their padded layout), the
+// less really holds less. Outside the arena: the params (uploaded once, in their padded layout: f32,
+// or bf16 for the weight matrices an optimizerState 'bf16-params' run stores bf16), the
 // RoPE tables, and one scratch buffer as large as the largest node's scratch (ops.ts), which a node
 // uses only during its own launches.
 //
@@ -29,6 +30,10 @@ import { trainOpOf, type Launch, type OpContext } from './ops.js';
 import type { TrainMatmul, TrainMocMatmul } from './ops-bf16.js';
 import { deviceBytes, padRows, rowsAndWidth, unpadRows } from './values.js';
 import { pad8 } from '../ptx/layout.js';
+import { adamwMomentBytes, adamwStoresBf16Params, type AdamWStateDType } from '../../../src/train/adamw.js';
+import { gradOutputs } from '../../../passes/autodiff.js';
+import { bf16StoredParams } from '../../../src/train/bf16-params.js';
+import { bf16ToF32, f32ToBf16 } from '../../../src/util/dtype.js';
 
 export interface TrainingExecutorOptions {
   /** Rows of the RoPE tables: every position must be below it (default: the row count T). */
@@ -45,6 +50,14 @@ export interface TrainingExecutorOptions {
    * GEMMs around a scatter / gather ('dense-bf16', ops-moc-bf16.ts; refused unless matmul is 'bf16').
    */
   mocMatmul?: TrainMocMatmul;
+  /**
+   * The optimizer mode the params are stored for (src/train/adamw.ts; default 'f32'). 'bf16-params'
+   * stores the params src/train/bf16-params.ts bf16StoredParams picks (the one rule) as bf16: 2 bytes
+   * an element, setWeights rounds (RNE), weights() widens, and the bf16 GEMM entries read them
+   * without a cast (ops-bf16.ts bf16Operand). It needs matmul 'bf16', and mocMatmul 'dense-bf16' for
+   * a graph with MoC products (the SIMT kernels read f32 weights): refused otherwise.
+   */
+  optimizerState?: AdamWStateDType;
 }
 
 export interface TrainingStepResult {
@@ -60,10 +73,38 @@ export function executorPlan(g: Graph, rows: number): MemoryPlan {
 /**
  * Device bytes of a param: f32 master weights whatever the checkpoint's dtype (a bf16 checkpoint's
  * params are typed bf16 in the graph; training holds, uploads and updates them as f32, as the ref
- * target does).
+ * target does); `bf16`: a param stored bf16 ('bf16-params', executorBf16Params), 2 bytes an element.
  */
-export function paramDeviceBytes(type: TensorType, dims: Record<string, number>): number {
-  return deviceBytes({ ...type, dtype: 'f32' }, dims);
+export function paramDeviceBytes(type: TensorType, dims: Record<string, number>, bf16 = false): number {
+  return deviceBytes({ ...type, dtype: bf16 ? 'bf16' : 'f32' }, dims);
+}
+
+/** The params of g the executor stores bf16 in optimizer mode `mode`: bf16StoredParams' in 'bf16-params', else none. */
+export function executorBf16Params(g: Graph, mode: AdamWStateDType = 'f32'): ReadonlySet<string> {
+  return adamwStoresBf16Params(mode) ? bf16StoredParams(g) : new Set();
+}
+
+/**
+ * Device bytes of g's params (paramDeviceBytes, bf16 ones by executorBf16Params) and of AdamW's m and v
+ * (one element per padded param element of each trainable param, adamwMomentBytes of the mode: bf16 in
+ * both bf16 modes) in optimizer mode `mode`: what the executor and the optimizer allocate for them, the
+ * planned figure of bench/gpu/train.ts and bench/train-plan-1b.ts.
+ */
+export function trainingStateBytes(g: Graph, dims: Record<string, number>, mode: AdamWStateDType = 'f32'): { params: number; moments: number } {
+  const bf16 = executorBf16Params(g, mode), trainable = new Set(gradOutputs(g).map(({ param }) => param));
+  const params = g.params.reduce((s, p) => s + paramDeviceBytes(p.type, dims, bf16.has(p.name)), 0);
+  const elements = g.params.filter((p) => trainable.has(p.name)).reduce((s, p) => s + paramDeviceBytes(p.type, dims) / 4, 0);
+  return { params, moments: 2 * adamwMomentBytes(mode) * elements };
+}
+
+/** Refuses 'bf16-params' where a kernel would read a bf16 param as f32 (TrainingExecutorOptions.optimizerState). */
+function checkBf16ParamsOptions(g: Graph, opts: TrainingExecutorOptions): void {
+  if (!adamwStoresBf16Params(opts.optimizerState)) return;
+  const how = "optimizer state 'bf16-params' stores the weight matrices bf16, which only the bf16 tensor-core GEMMs read";
+  if ((opts.matmul ?? 'f32') !== 'bf16') throw new Error(`${how}: pass matmul 'bf16' (MOCC_CUDA_TRAIN_MATMUL=bf16), not '${opts.matmul ?? 'f32'}'`);
+  if (g.nodes.some((n) => n.op === 'moc_up' || n.op === 'moc_down') && (opts.mocMatmul ?? 'simt') !== 'dense-bf16') {
+    throw new Error(`${how}: this MoC graph needs mocMatmul 'dense-bf16' (MOCC_CUDA_TRAIN_MOC=dense), not '${opts.mocMatmul ?? 'simt'}'`);
+  }
 }
 
 /** A step's graph inputs by name: i32 (tokens, pos, seq, targets) or f32 (a distillation's teacher logits), host layout. */
@@ -74,6 +115,11 @@ export interface DeviceTensor {
   ptr: DevPtr;
   rows: number;
   width: number;
+}
+
+/** A param's device buffer, with its element type: f32, or bf16 for those executorBf16Params names. */
+export interface ParamTensor extends DeviceTensor {
+  dtype: 'f32' | 'bf16';
 }
 
 export class CudaTrainingExecutor {
@@ -88,6 +134,10 @@ export class CudaTrainingExecutor {
   private readonly launches: Launch[];
   private readonly dims: Record<string, number>;
   private readonly maxPositions: number;
+  /** The params stored bf16 (executorBf16Params of the optimizerState option; empty unless 'bf16-params'). */
+  readonly bf16Params: ReadonlySet<string>;
+  /** The optimizer mode the params are stored for (TrainingExecutorOptions.optimizerState). */
+  readonly optimizerState: AdamWStateDType;
 
   /**
    * Prepares g for `rows` rows (T). `weights` holds every param in its own layout (as
@@ -95,6 +145,9 @@ export class CudaTrainingExecutor {
    */
   constructor(readonly g: Graph, weights: ReadonlyMap<string, Float32Array>, readonly rows: number, readonly dev: TrainDevice, private readonly opts: TrainingExecutorOptions = {}) {
     const ops = g.nodes.map((n) => trainOpOf(n, opts.matmul, opts.mocMatmul)); // refuses an op without kernels before anything is allocated
+    checkBf16ParamsOptions(g, opts);
+    this.optimizerState = opts.optimizerState ?? 'f32';
+    this.bf16Params = executorBf16Params(g, this.optimizerState);
     this.dims = { T: rows };
     this.maxPositions = opts.maxPositions ?? Math.max(1, rows);
     for (const i of g.inputs) this.types.set(i.name, i.type);
@@ -103,7 +156,7 @@ export class CudaTrainingExecutor {
     this.plan = executorPlan(g, rows);
     checkArena(this.plan);
 
-    for (const p of g.params) this.params.set(p.name, dev.alloc(paramDeviceBytes(p.type, this.dims)));
+    for (const p of g.params) this.params.set(p.name, dev.alloc(paramDeviceBytes(p.type, this.dims, this.bf16Params.has(p.name))));
     this.setWeights(weights);
     for (const n of g.nodes) {
       if (n.op !== 'rope' && n.op !== 'rope_grad') continue;
@@ -134,14 +187,15 @@ export class CudaTrainingExecutor {
     return [...new Map(this.launches.map((l) => [l.kernel.name, l.kernel])).values()];
   }
 
-  /** Uploads the params (padded rows); every trainable param must be given. */
+  /** Uploads the params (padded rows; a bf16 param rounded to nearest even, as adamw.ts roundBf16); every trainable param must be given. */
   setWeights(weights: ReadonlyMap<string, Float32Array>): void {
     for (const p of this.g.params) {
       const w = weights.get(p.name);
       if (!w) throw new Error(`training graph ${this.g.name}: param @${p.name} not given`);
       const [rows, width] = rowsAndWidth(p.type, this.dims);
       if (w.length !== rows * width) throw new Error(`param @${p.name}: ${w.length} values for shape [${p.type.shape}]`);
-      this.dev.upload(this.params.get(p.name)!, padRows(w, rows, width));
+      const padded = padRows(w, rows, width);
+      this.dev.upload(this.params.get(p.name)!, this.bf16Params.has(p.name) ? Uint16Array.from(padded, f32ToBf16) : padded);
     }
   }
 
@@ -180,11 +234,11 @@ export class CudaTrainingExecutor {
   }
 
   /** The device buffer of param `name` (updated in place by an optimizer: setWeights and weights() see it). */
-  paramTensor(name: string): DeviceTensor {
+  paramTensor(name: string): ParamTensor {
     const ptr = this.params.get(name), t = this.types.get(`@${name}`);
     if (ptr === undefined || !t) throw new Error(`training graph ${this.g.name}: no param @${name}`);
     const [rows, width] = rowsAndWidth(t, this.dims);
-    return { ptr, rows, width };
+    return { ptr, rows, width, dtype: this.bf16Params.has(name) ? 'bf16' : 'f32' };
   }
 
   /** The arena buffer of value `name` (a graph output such as a gradient, or an input), f32 or i32. */
@@ -195,14 +249,16 @@ export class CudaTrainingExecutor {
     return { ptr: this.valuePtr(name), rows, width };
   }
 
-  /** Every param, downloaded, in its own (host) layout: what setWeights takes. */
+  /** Every param, downloaded, in its own (host) layout: what setWeights takes (a bf16 param widened to f32, exactly). */
   weights(): Map<string, Float32Array> {
     return new Map(this.g.params.map((p) => [p.name, this.download(this.paramTensor(p.name))]));
   }
 
-  /** An f32 device tensor in the host layout (padding dropped). */
-  private download(x: DeviceTensor): Float32Array {
-    return unpadRows(this.dev.download(x.ptr, new Float32Array(x.rows * pad8(x.width))), x.rows, x.width);
+  /** An f32 (or, dtype 'bf16', bf16 widened) device tensor in the host layout (padding dropped). */
+  private download(x: DeviceTensor & { dtype?: 'f32' | 'bf16' }): Float32Array {
+    const n = x.rows * pad8(x.width);
+    const flat = x.dtype === 'bf16' ? Float32Array.from(this.dev.download(x.ptr, new Uint16Array(n)), bf16ToF32) : this.dev.download(x.ptr, new Float32Array(n));
+    return unpadRows(flat, x.rows, x.width);
   }
 
   /** Frees every device buffer. */
@@ -239,6 +295,7 @@ export class CudaTrainingExecutor {
       node: n,
       T: this.rows,
       input: (i) => (n.inputs[i]!.kind === 'param' ? this.params.get(n.inputs[i]!.name)! : this.valuePtr(n.inputs[i]!.name)),
+      bf16Input: (i) => n.inputs[i]!.kind === 'param' && this.bf16Params.has(n.inputs[i]!.name),
       output: (i) => this.valuePtr(n.outputs[i]!.name),
       inDim: (i, axis) => this.dim(key(i), axis),
       outDim: (i, axis) => this.dim(n.outputs[i]!.name, axis),

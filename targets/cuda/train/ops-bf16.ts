@@ -17,6 +17,10 @@
 // prepared, from the scratch addresses, fixed for the executor's life), M, N, K, a persistent grid
 // (gemm90Grid), dynamic shared memory gemm90SharedBytes, an sm_90a module.
 //
+// A param the executor stores bf16 (--optimizer-state bf16-params: executor.ts bf16Params) is not
+// cast: the GEMM reads its own buffer, the same padded bf16 rows with zero padding (bf16Operand), and
+// its copy takes no scratch.
+//
 // Scratch: the bf16 x copy at offset 0, the w copy at alignUp(x bytes, 256). gemm.ts's cp.async
 // copies 16 bytes from 16-byte aligned addresses: rows of pad8(width) bf16 are 16·k bytes, the
 // scratch buffer is 256-byte aligned (device.ts alloc) and so is the second copy.
@@ -92,7 +96,6 @@ export interface TrainGemm { layout: GemmLayout; x: Operand; w: Operand; M: numb
 
 /** Bytes of `rows` rows of `width` bf16 in padded rows (castRows' output). */
 export const bf16RowsBytes = (rows: number, width: number) => rows * pad8(width) * 2;
-const bf16Bytes = (o: Operand) => bf16RowsBytes(o.rows, o.width);
 
 /** The GEMM of a matmul-family node (header: operand roles). */
 function gemmOf(c: OpContext, layout: GemmLayout): TrainGemm {
@@ -103,11 +106,27 @@ function gemmOf(c: OpContext, layout: GemmLayout): TrainGemm {
   return { layout, x, w, M: a.width, N: b.width, K: a.rows }; // x [K, M], w [K, N]
 }
 
-/** Scratch of a node: both bf16 copies. */
-export const trainGemmScratchBytes = (g: TrainGemm): number => alignUp(bf16Bytes(g.x)) + bf16Bytes(g.w);
+/** Scratch of a node: both bf16 copies, less any operand that is a bf16 param (bf16Operand: no copy). */
+export const trainGemmScratchBytes = (c: OpContext, g: TrainGemm): number => alignUp(copyBytes(c, g.x)) + copyBytes(c, g.w);
+const copyBytes = (c: OpContext, o: Operand) => bf16OperandBytes(c, o.input, o.rows, o.width);
 
 const ptr = (p: DevPtr): LaunchArg => ({ ptr: p });
 const u32 = (v: number): LaunchArg => ({ u32: v });
+
+/**
+ * A bf16 GEMM operand from input `i` of the node ([rows, width]): the param's own buffer where the
+ * executor stores it bf16 ('bf16-params': OpContext.bf16Input; the same padded bf16 rows castRows
+ * makes, zero padding), with no launch; else castRows' copy at `to` (one launch). The one place the
+ * bf16 GEMM entries (here, ops-moc-bf16.ts, ops-lm-head-bf16.ts) decide whether to cast an operand;
+ * bf16OperandBytes is its scratch.
+ */
+export function bf16Operand(c: OpContext, i: number, rows: number, width: number, to: DevPtr): { ptr: DevPtr; launches: Launch[] } {
+  if (c.bf16Input?.(i)) return { ptr: c.input(i), launches: [] };
+  return { ptr: to, launches: [castBf16Launch(c, rows, width, to, c.input(i))] };
+}
+
+/** Scratch bytes bf16Operand's copy of input `i` takes: none for a bf16 param (no copy). */
+export const bf16OperandBytes = (c: OpContext, i: number, rows: number, width: number): number => (c.bf16Input?.(i) ? 0 : bf16RowsBytes(rows, width));
 
 /**
  * castRows of `rows` rows of `width` f32 at `from` into bf16 at `to` (padding converted too). Its grid
@@ -172,15 +191,12 @@ export function gemmBf16Launch(layout: GemmLayout, y: DevPtr, x: DevPtr, w: DevP
 
 function bf16Gemm(layout: GemmLayout): TrainOp {
   return {
-    scratchBytes: (c) => trainGemmScratchBytes(gemmOf(c, layout)),
+    scratchBytes: (c) => trainGemmScratchBytes(c, gemmOf(c, layout)),
     launches(c): Launch[] {
       const g = gemmOf(c, layout);
-      const xh = c.scratch(0), wh = c.scratch(alignUp(bf16Bytes(g.x)));
-      return [
-        castBf16Launch(c, g.x.rows, g.x.width, xh, c.input(g.x.input)),
-        castBf16Launch(c, g.w.rows, g.w.width, wh, c.input(g.w.input)),
-        gemmBf16Launch(layout, c.output(0), xh, wh, g.M, g.N, g.K, c.wgmma),
-      ];
+      const x = bf16Operand(c, g.x.input, g.x.rows, g.x.width, c.scratch(0));
+      const w = bf16Operand(c, g.w.input, g.w.rows, g.w.width, c.scratch(alignUp(copyBytes(c, g.x))));
+      return [...x.launches, ...w.launches, gemmBf16Launch(layout, c.output(0), x.ptr, w.ptr, g.M, g.N, g.K, c.wgmma)];
     },
   };
 }

@@ -31,13 +31,16 @@
 // it in Xh / dLh (an earlier block's) are never read (gemm.ts zero-fills past M and K; gemm90's
 // tensor maps end there).
 //
+// W stored bf16 (--optimizer-state bf16-params: src/train/bf16-params.ts picks the head's W, read only
+// here and as a GEMM operand) is read from its own buffer, not cast (ops-bf16.ts bf16Operand): no Wh.
+//
 // Scratch (256-byte aligned pieces): state [T, 2] f32 | tlogit [T] f32 | (mean, n) | L [C, pad8(V)]
 // f32 | Wh [V, pad8(d)] bf16 | Xh [C, pad8(d)] bf16 | dLh [C, pad8(V)] bf16 (grad only). At the 1B
 // preset (V = 32000, d = 2048, C = 2048): 262 + 131 + 8 + 131 MB.
 import { ceGrad, ceRowGrid, LOSS_THREADS } from '../ptx/train-loss.js';
 import { pad8 } from '../ptx/layout.js';
 import { ptrAdd, type DevPtr, type LaunchArg } from './device.js';
-import { alignUp, bf16RowsBytes, castBf16Launch, gemmBf16Launch } from './ops-bf16.js';
+import { alignUp, bf16Operand, bf16OperandBytes, bf16RowsBytes, castBf16Launch, gemmBf16Launch } from './ops-bf16.js';
 import { blocksOf, foldBlocks } from './ops-lm-head.js';
 import type { Launch, OpContext, TrainOp } from './ops.js';
 
@@ -49,10 +52,13 @@ function layout(c: OpContext) {
   const T = c.inDim(0, 0), d = c.inDim(0, 1), V = c.inDim(1, 0);
   const C = Math.min(T, c.node.attrs.chunk_rows as number);
   const tlogit = alignUp(T * 8), pair = tlogit + alignUp(T * 4), block = pair + 256;
-  const wh = block + alignUp(C * pad8(V) * 4), xh = wh + alignUp(bf16RowsBytes(V, d)), dlh = xh + alignUp(bf16RowsBytes(C, d));
+  const wh = block + alignUp(C * pad8(V) * 4), xh = wh + alignUp(bf16OperandBytes(c, 1, V, d)), dlh = xh + alignUp(bf16RowsBytes(C, d));
   return { T, d, V, C, at: { state: 0, tlogit, pair, block, wh, xh, dlh }, loss: dlh, grad: dlh + bf16RowsBytes(C, V) };
 }
 type Layout = ReturnType<typeof layout>;
+
+/** W as the GEMMs read it: the param itself where it is stored bf16 ('bf16-params'), else its copy Wh (one cast a node). */
+const weight = (c: OpContext, l: Layout) => bf16Operand(c, 1, l.V, l.d, c.scratch(l.at.wh));
 
 /** Rows r0.. of the [T, d] f32 input x: the padded layout's pointer offset. */
 const xRows = (c: OpContext, l: Layout, r0: number) => ptrAdd(c.input(0), r0 * pad8(l.d) * 4);
@@ -62,13 +68,13 @@ function blockLogits(c: OpContext, l: Layout, r0: number, rows: number): Launch[
   const xh = c.scratch(l.at.xh);
   return [
     castBf16Launch(c, rows, l.d, xh, xRows(c, l, r0)),
-    gemmBf16Launch('xwt', c.scratch(l.at.block), xh, c.scratch(l.at.wh), rows, l.V, l.d, c.wgmma),
+    gemmBf16Launch('xwt', c.scratch(l.at.block), xh, weight(c, l).ptr, rows, l.V, l.d, c.wgmma),
   ];
 }
 
 /** W cast once, then every block folded and finalized into `loss` (ops-lm-head.ts foldBlocks). */
 const fold = (c: OpContext, l: Layout, loss: DevPtr): Launch[] => [
-  castBf16Launch(c, l.V, l.d, c.scratch(l.at.wh), c.input(1)),
+  ...weight(c, l).launches,
   ...foldBlocks(c, l, loss, (r0, rows) => blockLogits(c, l, r0, rows)),
 ];
 
@@ -82,7 +88,7 @@ export const BF16_LM_HEAD_OPS: Readonly<Record<string, TrainOp>> = {
     scratchBytes: (c) => layout(c).grad,
     launches(c) {
       const l = layout(c);
-      const pair = c.scratch(l.at.pair), L = c.scratch(l.at.block), wh = c.scratch(l.at.wh), xh = c.scratch(l.at.xh), dlh = c.scratch(l.at.dlh);
+      const pair = c.scratch(l.at.pair), L = c.scratch(l.at.block), wh = weight(c, l).ptr, xh = c.scratch(l.at.xh), dlh = c.scratch(l.at.dlh);
       const out = fold(c, l, pair);
       for (const { r0, rows } of blocksOf(l)) {
         out.push(

@@ -34,6 +34,9 @@
 //   moc_down       [S f32 T·pad8(F)][S bf16 T·pad8(F)][W bf16 F·pad8(d)]
 //   moc_rows_grad  [S f32 T·pad8(F)][S bf16 T·pad8(F)][b bf16 T·pad8(d)]
 //
+// A param stored bf16 (--optimizer-state bf16-params, the W of moc_up / moc_down) is read from its own
+// buffer, not cast (ops-bf16.ts bf16Operand), and its scratch piece is empty.
+//
 // Padding. gemm.ts multiplies the padding columns of a K-contiguous operand into the sum (ops-bf16.ts
 // header): moc_up's x (arena: finite) and W (params: zero padding) as linear's; moc_down's S, whose
 // padding columns F..pad8(F) meet rows ≥ F of w, which gemm.ts zero-fills — but S lives in the scratch,
@@ -45,7 +48,7 @@ import type { DevPtr, LaunchArg } from './device.js';
 import { mocGather, mocRowGrid, mocRowThreads } from '../ptx/train-moc.js';
 import { mocScatter, mocScatterGrid, SCATTER_THREADS } from '../ptx/train-scatter.js';
 import { pad8 } from '../ptx/layout.js';
-import { alignUp, bf16RowsBytes, castBf16Launch, gemmBf16Launch, type TrainMatmul, type TrainMocMatmul } from './ops-bf16.js';
+import { alignUp, bf16Operand, bf16OperandBytes, bf16RowsBytes, castBf16Launch, gemmBf16Launch, type TrainMatmul, type TrainMocMatmul } from './ops-bf16.js';
 import type { Launch, OpContext, TrainOp } from './ops.js';
 
 const ptr = (p: DevPtr): LaunchArg => ({ ptr: p });
@@ -73,21 +76,21 @@ function scatter(T: number, K: number, F: number, to: DevPtr, from: DevPtr, idx:
 const mocUpShape = (c: OpContext) => ({ T: c.inDim(0, 0), d: c.inDim(0, 1), F: c.inDim(1, 0), K: c.inDim(2, 1) });
 const mocUpScratch = (c: OpContext) => {
   const { T, d, F } = mocUpShape(c);
-  return pieces(T, F, bf16RowsBytes(T, d), bf16RowsBytes(F, d));
+  return pieces(T, F, bf16OperandBytes(c, 0, T, d), bf16OperandBytes(c, 1, F, d));
 };
 
 // inputs z [T, K], w [F, d], idx [T, K] → y [T, d]
 const mocDownShape = (c: OpContext) => ({ T: c.inDim(0, 0), K: c.inDim(0, 1), F: c.inDim(1, 0), d: c.inDim(1, 1) });
 const mocDownScratch = (c: OpContext) => {
   const { T, d, F } = mocDownShape(c);
-  return pieces(T, F, bf16RowsBytes(T, F), bf16RowsBytes(F, d));
+  return pieces(T, F, bf16RowsBytes(T, F), bf16OperandBytes(c, 1, F, d));
 };
 
 // inputs a [T, K], b [T, d], idx [T, K] → out [F, d] (F: the rows attr, the weight's channels)
 const rowsGradShape = (c: OpContext) => ({ T: c.inDim(0, 0), K: c.inDim(0, 1), d: c.inDim(1, 1), F: c.outDim(0, 0) });
 const rowsGradScratch = (c: OpContext) => {
   const { T, d, F } = rowsGradShape(c);
-  return pieces(T, F, bf16RowsBytes(T, F), bf16RowsBytes(T, d));
+  return pieces(T, F, bf16RowsBytes(T, F), bf16OperandBytes(c, 1, T, d));
 };
 
 /** The dense entries, replacing ops.ts's for these ops when mocMatmul is 'dense-bf16' (header). */
@@ -96,11 +99,11 @@ export const DENSE_MOC_OPS: Readonly<Record<string, TrainOp>> = {
     scratchBytes: (c) => mocUpScratch(c).bytes,
     launches(c) {
       const { T, d, F, K } = mocUpShape(c), s = mocUpScratch(c);
-      const G = c.scratch(s.f32), xh = c.scratch(s.bf16a), wh = c.scratch(s.bf16b);
+      const G = c.scratch(s.f32), x = bf16Operand(c, 0, T, d, c.scratch(s.bf16a)), w = bf16Operand(c, 1, F, d, c.scratch(s.bf16b));
       return [
-        castBf16Launch(c, T, d, xh, c.input(0)),
-        castBf16Launch(c, F, d, wh, c.input(1)),
-        gemmBf16Launch('xwt', G, xh, wh, T, F, d, c.wgmma),
+        ...x.launches,
+        ...w.launches,
+        gemmBf16Launch('xwt', G, x.ptr, w.ptr, T, F, d, c.wgmma),
         { kernel: mocGather(F, K), grid: mocRowGrid(K, T), block: mocRowThreads(K), args: [ptr(c.output(0)), ptr(G), ptr(c.input(2))] },
       ];
     },
@@ -109,12 +112,12 @@ export const DENSE_MOC_OPS: Readonly<Record<string, TrainOp>> = {
     scratchBytes: (c) => mocDownScratch(c).bytes,
     launches(c) {
       const { T, K, F, d } = mocDownShape(c), s = mocDownScratch(c);
-      const S = c.scratch(s.f32), sh = c.scratch(s.bf16a), wh = c.scratch(s.bf16b);
+      const S = c.scratch(s.f32), sh = c.scratch(s.bf16a), w = bf16Operand(c, 1, F, d, c.scratch(s.bf16b));
       return [
         scatter(T, K, F, S, c.input(0), c.input(2)),
         castBf16Launch(c, T, F, sh, S),
-        castBf16Launch(c, F, d, wh, c.input(1)),
-        gemmBf16Launch('xw', c.output(0), sh, wh, T, d, F, c.wgmma),
+        ...w.launches,
+        gemmBf16Launch('xw', c.output(0), sh, w.ptr, T, d, F, c.wgmma),
       ];
     },
   },
@@ -122,12 +125,12 @@ export const DENSE_MOC_OPS: Readonly<Record<string, TrainOp>> = {
     scratchBytes: (c) => rowsGradScratch(c).bytes,
     launches(c) {
       const { T, K, d, F } = rowsGradShape(c), s = rowsGradScratch(c);
-      const S = c.scratch(s.f32), sh = c.scratch(s.bf16a), bh = c.scratch(s.bf16b);
+      const S = c.scratch(s.f32), sh = c.scratch(s.bf16a), b = bf16Operand(c, 1, T, d, c.scratch(s.bf16b));
       return [
         scatter(T, K, F, S, c.input(0), c.input(2)),
         castBf16Launch(c, T, F, sh, S),
-        castBf16Launch(c, T, d, bh, c.input(1)),
-        gemmBf16Launch('xtw', c.output(0), sh, bh, F, d, T, c.wgmma),
+        ...b.launches,
+        gemmBf16Launch('xtw', c.output(0), sh, b.ptr, F, d, T, c.wgmma),
       ];
     },
   },

@@ -46,6 +46,12 @@ export interface OpContext {
   readonly T: number;
   /** Device address of input i (a value in the arena, a param in the weights) and of output i. */
   input(i: number): DevPtr;
+  /**
+   * Whether input i is a param the executor stores bf16 ('bf16-params' mode: executor.ts bf16Params),
+   * rows of pad8(width) bf16 with zero padding — what castRows would make of it, so a bf16 GEMM reads
+   * it directly (ops-bf16.ts bf16Operand). Absent: no input is.
+   */
+  bf16Input?(i: number): boolean;
   output(i: number): DevPtr;
   /** Size of axis `axis` of input i / output i (T bound); axis −1 is the last. */
   inDim(i: number, axis: number): number;

@@ -8,7 +8,9 @@
 // device and AdamW multiplies each gradient element by it as it reads it; the gradients are not
 // changed) and train-adamw.ts (f32 master weights = the executor's param buffers, updated in place;
 // m and v f32, zeroed once; or bf16 with opts.stateDType 'bf16', adamw.ts's bf16 moment storage:
-// 2 bytes an element, the master weights still f32). Which params decay is adamw.ts's rule (adamwParams), the step's scalars
+// 2 bytes an element, the master weights still f32; with 'bf16-params', the params the executor stores
+// bf16 (executor.ts bf16Params, built with the same optimizerState) take the all-bf16 kernel, state
+// 'bf16': param, m, v bf16, the gradient f32; the others as in 'bf16'). Which params decay is adamw.ts's rule (adamwParams), the step's scalars
 // adamwHyper's (one 32-byte upload a step into the hyper buffer).
 //
 // Padding: every tensor is rows of pad8(width) (values.ts). The kernels take it as one flat vector
@@ -27,12 +29,12 @@
 // src/train/train-state.ts saves them: f32 arrays in either mode; bf16 moments are widened exactly on
 // download and rounded to nearest even on upload, as adamw.ts's load() rounds them); the weights are
 // ex.weights() / ex.setWeights().
-import { adamwHyperParams, adamwMomentBytes, adamwParams, checkAdamWState, type AdamWOptions, type AdamWState, type AdamWStateDType } from '../../../src/train/adamw.js';
+import { adamwHyperParams, adamwMomentDType as modeMomentDType, adamwParams, adamwStoresBf16Params, checkAdamWState, type AdamWOptions, type AdamWState, type AdamWStateDType } from '../../../src/train/adamw.js';
 import { bf16ToF32, f32ToBf16 } from '../../../src/util/dtype.js';
 import { gradOutputs } from '../../../passes/autodiff.js';
 import type { Kernel } from '../ptx/dense.js';
 import { pad8 } from '../ptx/layout.js';
-import { adamw, ADAMW_HYPER, ADAMW_THREADS, adamwGrid, adamwHyper } from '../ptx/train-adamw.js';
+import { adamw, ADAMW_HYPER, ADAMW_THREADS, adamwGrid, adamwHyper, adamwMomentDType, type AdamWKernelSpec } from '../ptx/train-adamw.js';
 import { CLIP_THREADS, clipPlan, clipScale, gradSumSquares } from '../ptx/train-clip.js';
 import { hasPadding, PAD_ZERO_THREADS, padZero, padZeroGrid } from '../ptx/train-pad-zero.js';
 import { ptrAdd, type DevPtr, type TrainDevice } from './device.js';
@@ -55,6 +57,8 @@ interface Slot {
   v: DevPtr;
   /** Elements on the device, padding included: what the kernels run over. */
   n: number;
+  /** How m and v are stored: the AdamW kernel's (train-adamw.ts adamwMomentDType of its spec). */
+  moments: 'f32' | 'bf16';
   /** This gradient's first slot in the clip partials. */
   first: number;
   blocks: number;
@@ -87,8 +91,11 @@ export class CudaOptimizer {
     if (!(opts.maxNorm >= 0 && Number.isFinite(opts.maxNorm))) throw new Error(`CudaOptimizer: maxNorm ${opts.maxNorm} must be a finite number ≥ 0 (0: no clipping)`);
     this.hp = adamwHyperParams(opts);
     this.stateDType = opts.stateDType ?? 'f32';
-    if (this.stateDType === 'bf16-params') throw new Error("CudaOptimizer: optimizer state 'bf16-params' (bf16 weight matrices) is not implemented on CUDA yet");
-    const momentBytes = adamwMomentBytes(this.stateDType);
+    // 'bf16-params': the executor stores the params it decided (executorBf16Params) bf16; it must have
+    // been built for the same mode, so the two agree on which.
+    if (adamwStoresBf16Params(this.stateDType) !== adamwStoresBf16Params(ex.optimizerState)) {
+      throw new Error(`CudaOptimizer: optimizer state '${this.stateDType}' on an executor built for '${ex.optimizerState}' (TrainingExecutorOptions.optimizerState must match)`);
+    }
     this.dev = ex.dev;
     const grads = gradOutputs(ex.g);
     const shapes = new Map(ex.g.params.map((p) => [p.name, p.type.shape as number[]]));
@@ -98,12 +105,17 @@ export class CudaOptimizer {
     this.slots = decided.map((d, i) => {
       const { param, grad } = tensors[i]!;
       if (grad.rows !== param.rows || grad.width !== param.width) throw new Error(`CudaOptimizer: gradient of @${d.name} is [${grad.rows}, ${grad.width}], the param [${param.rows}, ${param.width}]`);
-      const n = param.rows * pad8(param.width), bytes = momentBytes * n;
+      // a bf16 param: the all-bf16 kernel (param, m, v bf16); else f32 master weights with the mode's moments
+      const spec: AdamWKernelSpec = param.dtype === 'bf16'
+        ? { state: 'bf16', grad: 'f32', decays: d.decays }
+        : { state: 'f32', grad: 'f32', decays: d.decays, ...(modeMomentDType(this.stateDType) === 'bf16' ? { moments: 'bf16' as const } : {}) };
+      const moments = adamwMomentDType(spec);
+      const n = param.rows * pad8(param.width), bytes = (moments === 'bf16' ? 2 : 4) * n;
       const m = this.dev.alloc(bytes), v = this.dev.alloc(bytes);
       this.dev.fill(m, bytes, 0);
       this.dev.fill(v, bytes, 0);
-      const kernels = { adamw: adamw({ state: 'f32', grad: 'f32', decays: d.decays, ...(this.stateDType === 'bf16' ? { moments: 'bf16' as const } : {}) }), ...(hasPadding(param.width) ? { padZero: padZero(param.width) } : {}) };
-      return { ...d, param, grad, m, v, n, first: plan.first[i]!, blocks: plan.blocks[i]!, ...kernels };
+      const kernels = { adamw: adamw(spec), ...(hasPadding(param.width) ? { padZero: padZero(param.width) } : {}) };
+      return { ...d, param, grad, m, v, n, moments, first: plan.first[i]!, blocks: plan.blocks[i]!, ...kernels };
     });
     this.partialCount = plan.count;
     this.partials = this.dev.alloc(4 * Math.max(1, plan.count));
@@ -168,7 +180,7 @@ export class CudaOptimizer {
 
   /** A copy of the state (moments downloaded, host layout; the step count), for a checkpoint. */
   state(): AdamWState {
-    const get = (s: Slot, p: DevPtr) => unpadRows(this.downloadMoment(p, s.n), s.param.rows, s.param.width);
+    const get = (s: Slot, p: DevPtr) => unpadRows(this.downloadMoment(s, p), s.param.rows, s.param.width);
     return { step: this.t, m: new Map(this.slots.map((s) => [s.name, get(s, s.m)])), v: new Map(this.slots.map((s) => [s.name, get(s, s.v)])) };
   }
 
@@ -176,27 +188,27 @@ export class CudaOptimizer {
   load(st: AdamWState): void {
     checkAdamWState(st, this.slots);
     for (const s of this.slots) {
-      this.uploadMoment(s.m, padRows(st.m.get(s.name)!, s.param.rows, s.param.width));
-      this.uploadMoment(s.v, padRows(st.v.get(s.name)!, s.param.rows, s.param.width));
+      this.uploadMoment(s, s.m, padRows(st.m.get(s.name)!, s.param.rows, s.param.width));
+      this.uploadMoment(s, s.v, padRows(st.v.get(s.name)!, s.param.rows, s.param.width));
     }
     this.t = st.step;
     this.ready = false;
   }
 
-  /** n moment elements at p, as f32 (bf16 ones widened, exactly). */
-  private downloadMoment(p: DevPtr, n: number): Float32Array {
-    if (this.stateDType === 'f32') return this.dev.download(p, new Float32Array(n));
-    return Float32Array.from(this.dev.download(p, new Uint16Array(n)), bf16ToF32);
+  /** Slot s's moment at p (s.n elements), as f32 (bf16 ones widened, exactly). */
+  private downloadMoment(s: Slot, p: DevPtr): Float32Array {
+    if (s.moments === 'f32') return this.dev.download(p, new Float32Array(s.n));
+    return Float32Array.from(this.dev.download(p, new Uint16Array(s.n)), bf16ToF32);
   }
 
-  /** Uploads f32 moments to p in the device's dtype (bf16: rounded to nearest even). */
-  private uploadMoment(p: DevPtr, x: Float32Array): void {
-    this.dev.upload(p, this.stateDType === 'f32' ? x : Uint16Array.from(x, f32ToBf16));
+  /** Uploads f32 moments to slot s's p in its dtype (bf16: rounded to nearest even). */
+  private uploadMoment(s: Slot, p: DevPtr, x: Float32Array): void {
+    this.dev.upload(p, s.moments === 'f32' ? x : Uint16Array.from(x, f32ToBf16));
   }
 
-  /** Bytes of m and v together on the device (padding included). */
+  /** Bytes of m and v together on the device (padding included; 2 or 4 an element by each slot's moment dtype). */
   get momentBytes(): number {
-    return this.slots.reduce((a, s) => a + 2 * adamwMomentBytes(this.stateDType) * s.n, 0);
+    return this.slots.reduce((a, s) => a + 2 * (s.moments === 'bf16' ? 2 : 4) * s.n, 0);
   }
 
   /** Frees the optimizer's buffers (not the executor's). */

@@ -22,7 +22,7 @@ export interface CudaStepRunnerInit {
   weightDecay: number;
   /** Global gradient-norm limit (0: no clipping, the norm is NaN). */
   maxNorm: number;
-  /** How AdamW stores m and v on the device: 'f32' (default) or 'bf16' (optimizer.ts). */
+  /** How AdamW stores m and v on the device: 'f32' (default), 'bf16', or 'bf16-params' (bf16 weight matrices too: the executor is built for it; optimizer.ts). */
   stateDType?: AdamWStateDType;
 }
 
@@ -32,7 +32,7 @@ export class CudaStepRunner {
 
   /** The executor checks each step's inputs (dtype, shape) against the graph's; `executor`: its options (matmul, mocMatmul). */
   constructor(g: Graph, init: CudaStepRunnerInit, dev: TrainDevice, executor: TrainingExecutorOptions = {}) {
-    this.ex = new CudaTrainingExecutor(g, init.weights, init.rows, dev, executor);
+    this.ex = new CudaTrainingExecutor(g, init.weights, init.rows, dev, { ...executor, optimizerState: init.stateDType ?? 'f32' });
     try {
       this.opt = new CudaOptimizer(this.ex, { weightDecay: init.weightDecay, maxNorm: init.maxNorm, stateDType: init.stateDType ?? 'f32' });
     } catch (e) {
