@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the GPU machine (no Node there: carry .carry, dist and the addon; see bench/gpu/README.md):
-#   source .carry/setup.sh && bash bench/gpu/run.sh [check|gemm|prefill|prefill-f32|sanitize|sanitize-train|ffn|e2e|context|wgsl|wgsl-check|train|train-torch|train-torch-largest|recovery|all]
+#   source .carry/setup.sh && bash bench/gpu/run.sh [check|gemm|prefill|prefill-f32|sanitize|sanitize-train|ffn|e2e|context|wgsl|wgsl-check|train|train-quick|decode-fusions|train-torch|train-torch-largest|recovery|all]
 # Writes logs and JSON under $OUT (the device tool's output folder) or bench/results/gpu.
 set -u
 what=${1:-all}
@@ -83,6 +83,31 @@ if [[ $what == train ]]; then
   MOCC_CUDA_TRAIN_MOC=dense node dist/bench/gpu/train.js --model $model --batch 64 --seq 256 --steps 3 --warmup 1 --configs moc:moc-gcp-attn,dense:gcp-attn --matmul bf16 --optimizer-state bf16 --fuse-lm-head --out "$out/train-bf16-fused-head.json" 2>&1 | tail -4 || status=1
   echo "--- the same with bf16 weight matrices (--optimizer-state bf16-params: bf16StoredParams' params stored bf16, read by the GEMMs uncast; every moment bf16)"
   MOCC_CUDA_TRAIN_MOC=dense node dist/bench/gpu/train.js --model $model --batch 64 --seq 256 --steps 3 --warmup 1 --configs moc:moc-gcp-attn,dense:gcp-attn --matmul bf16 --optimizer-state bf16-params --fuse-lm-head --out "$out/train-bf16-params-fused-head.json" 2>&1 | tail -4 || status=1
+fi
+if [[ $what == train-quick ]]; then
+  step "train-quick (about 7 min): session 15's unrun training GPU tests, then the 1B step on wgmma (profiled by kernel family) vs mma.sync, and the memory-goal configuration (-attn, fused head, bf16 params)"
+  model=/tmp/llama-1b
+  ( model_1b $model > "$out/make1b.log" 2>&1 ) &
+  timeout 240 node node_modules/ava/entrypoints/cli.mjs --timeout=200s test/targets/cuda-train-wgmma.test.ts test/targets/cuda-train-lm-head-bf16.test.ts test/targets/cuda-train-bf16-params.test.ts test/cli/train-bf16-params.test.ts test/targets/cuda-train-lm-head.test.ts test/targets/cuda-train-adamw-bf16-params.test.ts test/targets/cuda-train-adamw-bf16-state.test.ts test/targets/cuda-train-optimizer-bf16-state.test.ts > "$out/train-quick-check.log" 2>&1 || status=1
+  grep -E "✘|tests? (passed|failed|skipped)" "$out/train-quick-check.log" | tail -20
+  wait
+  t="node dist/bench/gpu/train.js --model $model --batch 64 --seq 256 --steps 2 --warmup 1 --matmul bf16"
+  MOCC_CUDA_TRAIN_MOC=dense $t --configs dense:gcp,moc:moc-gcp --profile --out "$out/train-wgmma.json" 2>&1 | tail -44 || status=1
+  echo "--- the same GEMMs on mma.sync (MOCC_CUDA_WGMMA=0), dense GCP"
+  MOCC_CUDA_WGMMA=0 $t --configs dense:gcp --out "$out/train-mma.json" 2>&1 | tail -2 || status=1
+  echo "--- the memory goal: attention recomputed, the fused head, bf16 weight matrices and moments"
+  MOCC_CUDA_TRAIN_MOC=dense $t --configs moc:moc-gcp-attn,dense:gcp-attn --optimizer-state bf16-params --fuse-lm-head --out "$out/train-memory-goal.json" 2>&1 | tail -3 || status=1
+fi
+if [[ $what == decode-fusions ]]; then
+  step "decode-fusions (about 6 min): the MoC reduce in up·down's tail and Top-K in the gate GEMV, their GPU tests, then decode-context configs 1 / 10 / 8 / 11 twice in one process"
+  model=/tmp/llama-1b
+  ( model_1b $model > "$out/make1b.log" 2>&1 ) &
+  timeout 150 node node_modules/ava/entrypoints/cli.mjs --timeout=140s test/targets/cuda-moc-tail.test.ts test/targets/cuda-moc-topk.test.ts > "$out/decode-fusions-check.log" 2>&1 || status=1
+  timeout 90 node node_modules/ava/entrypoints/cli.mjs --timeout=80s --match='*tail*' test/targets/cuda-kernels.test.ts test/targets/cuda-model.test.ts >> "$out/decode-fusions-check.log" 2>&1 || status=1
+  grep -E "✘|tests? (passed|failed|skipped)" "$out/decode-fusions-check.log" | tail -20
+  wait
+  torch_ffn
+  node dist/bench/gpu/decode-context.js --model $model --torch "$out/torch_ffn.json" --configs 1,10,8,11,1,10,8,11 --contexts 16,1024,2048 --runs 3 --new 64 --out "$out/decode-context-fusions.json" 2>&1 | tail -26 || status=1
 fi
 if [[ $what == recovery ]]; then
   step "recovery: stories260K K=32, data-free recovery on the GPU (text, training, teacher logits, evals: --target cuda)"
