@@ -99,7 +99,7 @@ export function trainConfig(f: TrainFlags, model: LoadedModel, loss: LossSpec): 
  */
 export function checkTrainingPlan(model: LoadedModel, cfg: TrainConfig, maxMemory: number | undefined, target: GradientTarget): void {
   const graph = trainerGraph(model.graph, cfg);
-  target.check(graph);
+  target.check(graph, cfg.optimizerState);
   if (maxMemory === undefined) return;
   const planned = plannedPeakBytes(graph, cfg);
   if (planned > maxMemory) {

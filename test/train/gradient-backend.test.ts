@@ -217,6 +217,24 @@ test('the cuda backend refuses a training graph with an op it has no kernel for 
   t.is(opened, 0);
 });
 
+test("the cuda backend refuses --optimizer-state bf16-params without the bf16 GEMMs (and a MoC graph without the dense MoC GEMMs) as a UserError naming the switch, before opening the device", (t) => {
+  let opened = 0;
+  const device = () => (opened++, simTrainDevice(1 << 20));
+  const dense = trainingGraph(tinyModel().graph, { loss: { kind: 'cross_entropy' }, policy: 'none' });
+  const moc = trainingGraph(checkpointGraph(SPEC, () => 'f32', { k: 8 }), { loss: { kind: 'cross_entropy' }, policy: 'none' });
+  t.true(moc.nodes.some((n) => n.op === 'moc_up'), 'the MoC graph has moc_up');
+  const f32 = t.throws(() => cudaGradients(device, { matmul: 'f32' }).check(dense, 'bf16-params'), { instanceOf: UserError });
+  t.regex(f32!.message, /^--target cuda --optimizer-state bf16-params: .*MOCC_CUDA_TRAIN_MATMUL=bf16/);
+  const simt = t.throws(() => cudaGradients(device, { matmul: 'bf16', mocMatmul: 'simt' }).check(moc, 'bf16-params'), { instanceOf: UserError });
+  t.regex(simt!.message, /^--target cuda --optimizer-state bf16-params: .*MOCC_CUDA_TRAIN_MOC=dense/);
+  t.is(opened, 0);
+  // the other modes, and bf16-params with the GEMMs it needs, pass the check (which then opens the device)
+  cudaGradients(device, { matmul: 'f32' }).check(dense, 'bf16');
+  cudaGradients(device, { matmul: 'bf16' }).check(dense, 'bf16-params');
+  cudaGradients(device, { matmul: 'bf16', mocMatmul: 'dense-bf16' }).check(moc, 'bf16-params');
+  t.is(opened, 3);
+});
+
 test('interpreted: distillation (kl_div, the f32 teacher logits passed through) for 2 steps on the cuda backend gives the ref backend\'s losses and weights', (t) => {
   const model = tinyModel(), data = tinyData();
   const config: TrainConfig = { ...CONFIG, loss: { kind: 'kl_div', temperature: 2 } };

@@ -97,14 +97,19 @@ export function trainingStateBytes(g: Graph, dims: Record<string, number>, mode:
   return { params, moments: 2 * adamwMomentBytes(mode) * elements };
 }
 
-/** Refuses 'bf16-params' where a kernel would read a bf16 param as f32 (TrainingExecutorOptions.optimizerState). */
-function checkBf16ParamsOptions(g: Graph, opts: TrainingExecutorOptions): void {
-  if (!adamwStoresBf16Params(opts.optimizerState)) return;
+/**
+ * Why these options cannot run 'bf16-params' on g (a kernel would read a bf16 param as f32), naming the
+ * switch to set; undefined when they can. The executor throws it; the cuda gradient target's check
+ * (driver/gradient-backend.ts) raises it as a UserError before anything is built.
+ */
+export function bf16ParamsRefusal(g: Graph, opts: TrainingExecutorOptions): string | undefined {
+  if (!adamwStoresBf16Params(opts.optimizerState)) return undefined;
   const how = "optimizer state 'bf16-params' stores the weight matrices bf16, which only the bf16 tensor-core GEMMs read";
-  if ((opts.matmul ?? 'f32') !== 'bf16') throw new Error(`${how}: pass matmul 'bf16' (MOCC_CUDA_TRAIN_MATMUL=bf16), not '${opts.matmul ?? 'f32'}'`);
+  if ((opts.matmul ?? 'f32') !== 'bf16') return `${how}: pass matmul 'bf16' (MOCC_CUDA_TRAIN_MATMUL=bf16), not '${opts.matmul ?? 'f32'}'`;
   if (g.nodes.some((n) => n.op === 'moc_up' || n.op === 'moc_down') && (opts.mocMatmul ?? 'simt') !== 'dense-bf16') {
-    throw new Error(`${how}: this MoC graph needs mocMatmul 'dense-bf16' (MOCC_CUDA_TRAIN_MOC=dense), not '${opts.mocMatmul ?? 'simt'}'`);
+    return `${how}: this MoC graph needs mocMatmul 'dense-bf16' (MOCC_CUDA_TRAIN_MOC=dense), not '${opts.mocMatmul ?? 'simt'}'`;
   }
+  return undefined;
 }
 
 /** A step's graph inputs by name: i32 (tokens, pos, seq, targets) or f32 (a distillation's teacher logits), host layout. */
@@ -145,7 +150,8 @@ export class CudaTrainingExecutor {
    */
   constructor(readonly g: Graph, weights: ReadonlyMap<string, Float32Array>, readonly rows: number, readonly dev: TrainDevice, private readonly opts: TrainingExecutorOptions = {}) {
     const ops = g.nodes.map((n) => trainOpOf(n, opts.matmul, opts.mocMatmul)); // refuses an op without kernels before anything is allocated
-    checkBf16ParamsOptions(g, opts);
+    const refusal = bf16ParamsRefusal(g, opts);
+    if (refusal) throw new Error(refusal);
     this.optimizerState = opts.optimizerState ?? 'f32';
     this.bf16Params = executorBf16Params(g, this.optimizerState);
     this.dims = { T: rows };
