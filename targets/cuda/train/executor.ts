@@ -32,7 +32,7 @@ import { deviceBytes, padRows, rowsAndWidth, unpadRows } from './values.js';
 import { pad8 } from '../ptx/layout.js';
 import { adamwMomentBytes, adamwStoresBf16Params, type AdamWStateDType } from '../../../src/train/adamw.js';
 import { gradOutputs } from '../../../passes/autodiff.js';
-import { bf16StoredParams } from '../../../src/train/bf16-params.js';
+import { bf16ParamsInMode } from '../../../src/train/bf16-params.js';
 import { bf16ToF32, f32ToBf16 } from '../../../src/util/dtype.js';
 
 export interface TrainingExecutorOptions {
@@ -79,9 +79,9 @@ export function paramDeviceBytes(type: TensorType, dims: Record<string, number>,
   return deviceBytes({ ...type, dtype: bf16 ? 'bf16' : 'f32' }, dims);
 }
 
-/** The params of g the executor stores bf16 in optimizer mode `mode`: bf16StoredParams' in 'bf16-params', else none. */
+/** The params of g the executor stores bf16 in optimizer mode `mode`: src/train/bf16-params.ts bf16ParamsInMode, the host's set. */
 export function executorBf16Params(g: Graph, mode: AdamWStateDType = 'f32'): ReadonlySet<string> {
-  return adamwStoresBf16Params(mode) ? bf16StoredParams(g) : new Set();
+  return bf16ParamsInMode(g, mode);
 }
 
 /**
