@@ -1,6 +1,7 @@
 // The CUDA training executor: runs a training graph (driver/training-graph.ts: forward, loss,
 // backward, checkpoint policy) node by node in the graph's order, as targets/ref/train.ts does on the
-// ref target, with generated PTX kernels (the op table, ops.ts), in f32.
+// ref target, with generated PTX kernels (the op table, ops.ts): every arena value f32; the GEMMs f32 SIMT,
+// or on bf16 tensor cores with options.matmul 'bf16' (ops-bf16.ts: wgmma on Hopper, else mma.sync).
 //
 // The memory plan executed (issue 18): passes/memory-plan.ts planMemory, in the device's bytes
 // (values.ts: padded rows), gives every value (graph inputs, activations, weight gradients) an offset
