@@ -1,6 +1,6 @@
 // The 1B preset's training memory plan on the host, no GPU and no checkpoint: what bench/gpu/train.ts
 // reports as "planned" before anything is allocated (executorPlan: the CUDA executor's arena in
-// device bytes, padded rows; + f32 params and AdamW m, v), per configuration, with the categories
+// device bytes, padded rows; + params and AdamW m, v by --optimizer-state), per configuration, with the categories
 // live at the peak. The scratch buffer (the largest node's, known at the executor's build) is left out.
 // Usage: npx tsx bench/train-plan-1b.ts [--batch 64] [--seq 256] [--k 1024] [--configs moc:moc-gcp,moc:moc-gcp-attn,...]
 //        [--optimizer-state f32|bf16|bf16-params] [--fuse-lm-head]

@@ -76,9 +76,9 @@ export function addTrainOptions(cmd: Command, defaults: { steps: number; lr: num
     .option('--resume <dir>', 'continue from a checkpoint directory (same options): bit-exact, as if never stopped')
     .option('--max-memory <size>', 'refuse to start when the planned activation memory of one step is above this (e.g. 2GiB)', parseBytes)
     .addOption(new Option('--dtype <type>', 'stored weight type of the output (default f32, the master weights)').choices(['f32', 'f16', 'bf16']))
-    .addOption(new Option('--optimizer-state <type>', 'how AdamW stores its moments m and v: f32, or bf16 (rounded to nearest even after each update, half the memory; the weights stay f32); a checkpoint resumes only with the same').choices([...ADAMW_STATE_DTYPES]).default('f32'))
+    .addOption(new Option('--optimizer-state <type>', 'how AdamW stores its moments m and v: f32, bf16 (rounded to nearest even after each update, half the memory; the weights stay f32), or bf16-params (the weight matrices bf16 GEMMs read stored bf16 too; --target cuda needs MOCC_CUDA_TRAIN_MATMUL=bf16, and MOCC_CUDA_TRAIN_MOC=dense for MoC); a checkpoint resumes only with the same').choices([...ADAMW_STATE_DTYPES]).default('f32'))
     .option('--tokenizer <file>', 'tokenizer to use instead of the one found with the model')
-    .option('--target <name>', `where the loss and gradients are computed: ${[...TRAIN_TARGETS.keys()].join(', ')} (cuda: the f32 CUDA training executor, AdamW on the host); checkpoints resume on either`, 'ref')
+    .option('--target <name>', `where the loss and gradients are computed: ${[...TRAIN_TARGETS.keys()].join(', ')} (cuda: the CUDA training executor, clipping and AdamW on the GPU; its GEMMs f32, or bf16 with MOCC_CUDA_TRAIN_MATMUL=bf16); checkpoints resume on either`, 'ref')
     .option('--force', 'replace the output package if it exists');
 }
 
@@ -99,7 +99,7 @@ export function trainConfig(f: TrainFlags, model: LoadedModel, loss: LossSpec): 
  */
 export function checkTrainingPlan(model: LoadedModel, cfg: TrainConfig, maxMemory: number | undefined, target: GradientTarget): void {
   const graph = trainerGraph(model.graph, cfg);
-  target.check(graph);
+  target.check(graph, cfg.optimizerState);
   if (maxMemory === undefined) return;
   const planned = plannedPeakBytes(graph, cfg);
   if (planned > maxMemory) {

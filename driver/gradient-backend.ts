@@ -23,7 +23,7 @@ import type { Graph } from '../src/ir/types.js';
 import { UserError } from '../src/util/errors.js';
 import { planMemory } from '../passes/memory-plan.js';
 import { runTrainingGraph } from '../targets/ref/train.js';
-import { CudaTrainingExecutor, executorPlan, type StepValues, type TrainingExecutorOptions } from '../targets/cuda/train/executor.js';
+import { bf16ParamsRefusal, CudaTrainingExecutor, executorPlan, type StepValues, type TrainingExecutorOptions } from '../targets/cuda/train/executor.js';
 import { cudaTrainDevice } from '../targets/cuda/train/cuda-device.js';
 import type { TrainDevice } from '../targets/cuda/train/device.js';
 import { trainOpOf } from '../targets/cuda/train/ops.js';
@@ -32,6 +32,7 @@ import { CudaStepRunner } from '../targets/cuda/train/step-runner.js';
 import type { StepRunner, StepRunnerInit } from './step-runner.js';
 import { batchLogits, modelWeights, type BatchLogits } from './evaluate.js';
 import type { RunnableModel } from '../src/model/runnable.js';
+import type { AdamWStateDType } from '../src/train/adamw.js';
 import { MODEL_INPUTS } from '../src/model/graph-inputs.js';
 
 /** One batch's graph inputs by name: i32 tokens, positions, sequence ids, targets; f32 teacher logits (kl_div). */
@@ -62,8 +63,11 @@ export interface GradientTarget {
    * a student trained here, or the student itself for an eval mid-run.
    */
   batchLogits(model: RunnableModel, weights?: ReadonlyMap<string, Float32Array>): TargetLogits;
-  /** Refuses (UserError) a training graph this target cannot run, or a machine it cannot run on: before any data is read. */
-  check(graph: Graph): void;
+  /**
+   * Refuses (UserError) a training graph this target cannot run, an optimizer mode (--optimizer-state,
+   * default 'f32') it cannot run it in, or a machine it cannot run on: before any data is read.
+   */
+  check(graph: Graph, optimizerState?: AdamWStateDType): void;
   /** A backend for this training graph (after check). */
   create(graph: Graph): GradientBackend;
 }
@@ -116,7 +120,7 @@ export function cudaGradients(device: () => TrainDevice, opts: { matmul?: TrainM
   const opened = () => (dev ??= device());
   return {
     name: 'cuda',
-    check(graph) {
+    check(graph, optimizerState) {
       for (const n of graph.nodes) {
         try {
           trainOpOf(n);
@@ -124,6 +128,9 @@ export function cudaGradients(device: () => TrainDevice, opts: { matmul?: TrainM
           throw new UserError(`--target cuda cannot train this model yet: ${(e as Error).message}; use --target ref`);
         }
       }
+      // the executor's own refusal (executor.ts bf16ParamsRefusal), raised here before anything is built
+      const refusal = bf16ParamsRefusal(graph, { ...executorOptions(opts), optimizerState });
+      if (refusal) throw new UserError(`--target cuda --optimizer-state ${optimizerState}: ${refusal}; or train with another --optimizer-state`);
       opened(); // a machine without the CUDA driver is refused here, naming what is missing
     },
     // the model's forward graph on the training executor (its outputs: the logits), rebuilt when

@@ -16,8 +16,8 @@
 // (host layout), so a checkpoint made on one resumes on the other: weights() / optimizerState() are
 // what the Trainer's state() saves, load() what its restore() gives back.
 import type { Graph } from '../src/ir/types.js';
-import { AdamW, adamwStoresBf16Params, roundBf16Params, type AdamWState, type AdamWStateDType } from '../src/train/adamw.js';
-import { bf16StoredParams } from '../src/train/bf16-params.js';
+import { AdamW, roundBf16Params, type AdamWState, type AdamWStateDType } from '../src/train/adamw.js';
+import { bf16ParamsInMode } from '../src/train/bf16-params.js';
 import { clipGlobalNorm } from '../src/train/clip-grad.js';
 import { gradOutputs } from '../passes/autodiff.js';
 import type { GradientBackend, StepInputs } from './gradient-backend.js';
@@ -59,7 +59,7 @@ export function hostStepRunner(backend: GradientBackend, graph: Graph, init: Ste
   const stateDType = init.stateDType ?? 'f32';
   // 'bf16-params': the GEMM weight matrices are stored bf16 (adamw.ts header, bf16-params.ts's rule);
   // the host keeps them as f32 arrays of bf16 values, rounded here, on load(), and by each update.
-  const bf16Params = adamwStoresBf16Params(stateDType) ? bf16StoredParams(graph) : new Set<string>();
+  const bf16Params = bf16ParamsInMode(graph, stateDType);
   roundBf16Params(weights, bf16Params);
   const optimizer = new AdamW(grads.map(({ param }) => ({ name: param, size: weights.get(param)!.length, shape: shapes.get(param)! })), { weightDecay: init.weightDecay, stateDType, bf16Params });
   let last: Map<string, Float32Array> | undefined;

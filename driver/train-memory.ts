@@ -10,8 +10,8 @@ import { mocSummary } from '../src/package/moc-summary.js';
 import { CHECKPOINT_POLICIES, policyParts, type CheckpointPolicy } from '../passes/checkpoint.js';
 import { planMemory, type MemoryPlan } from '../passes/memory-plan.js';
 import { trainingGraph } from './training-graph.js';
-import { adamwMomentBytes, adamwStoresBf16Params, type AdamWStateDType } from '../src/train/adamw.js';
-import { bf16StoredParams } from '../src/train/bf16-params.js';
+import { adamwMomentBytes, type AdamWStateDType } from '../src/train/adamw.js';
+import { bf16ParamsInMode } from '../src/train/bf16-params.js';
 
 /** Training is in f32 on the ref target (values and master weights); AdamW keeps m and v per trainable value. */
 export const TRAIN_VALUE_BYTES = 4;
@@ -56,7 +56,7 @@ export function trainMemory(model: { graph: Graph; spec: ModelSpec }, o: { batch
   const g = trainingGraph(model.graph, { loss: { kind: 'cross_entropy' }, policy: o.policy, ...(o.trainable ? { trainable: o.trainable } : {}) });
   const plan = planMemory(g, { T: rows });
   const trainableValues = g.params.filter((p) => p.trainable).reduce((s, p) => s + elementCount(p.type.shape as number[]), 0);
-  const bf16 = adamwStoresBf16Params(o.optimizerState) ? bf16StoredParams(g) : new Set<string>();
+  const bf16 = bf16ParamsInMode(g, o.optimizerState);
   const bf16ParamValues = g.params.filter((p) => bf16.has(p.name)).reduce((s, p) => s + elementCount(p.type.shape as number[]), 0);
   const summary = mocSummary(model.graph, model.spec);
   const { column, indexBytes, ffnInput } = paperColumn(summary.mode !== 'dense', o.policy);

@@ -95,7 +95,7 @@ export class Trainer {
     this.hostWeights = modelWeights(model);
     this.sampler = new WindowSampler(data, { batch: config.batch, seq: config.seq, seed: config.seed });
     this.target = target.name;
-    target.check(this.graph);
+    target.check(this.graph, config.optimizerState);
     this.gradients = target.create(this.graph);
     const init = { weights: this.hostWeights, rows: config.batch * config.seq, weightDecay: config.weightDecay, maxNorm: config.clip, stateDType: config.optimizerState ?? 'f32' };
     try {

@@ -1,6 +1,6 @@
 // bench train: mocc's training step of the 1B preset (make_llama_1b.py; any checkpoint: --model) on the GPU — the CUDA training
 // executor (targets/cuda/train/executor.ts: the training graph run in ONE arena from the memory plan)
-// and the device optimizer (optimizer.ts: clip + AdamW, f32 master weights, f32 or bf16 moments), through the
+// and the device optimizer (optimizer.ts: clip + AdamW, --optimizer-state's weights and moments), through the
 // step runner `mocc train --target cuda` uses (step-runner.ts) — for the
 // configurations issue 18 compares with PyTorch (bench/gpu/torch_train.py): dense and MoC K, each under
 // a checkpoint policy. Per configuration:
@@ -17,15 +17,17 @@
 //           random document, the same batches for every configuration).
 // Usage: node dist/bench/gpu/train.js --model DIR --out FILE [--batch 64] [--seq 256] [--steps 3]
 //        [--warmup 1] [--k 1024] [--configs dense:gcp,moc:moc-gcp,...] [--lr 1e-4] [--matmul f32|bf16] [--profile]
-//        [--optimizer-state f32|bf16] [--fuse-lm-head]
+//        [--optimizer-state f32|bf16|bf16-params] [--fuse-lm-head]
 // (a config is dense:POLICY or moc:POLICY, any of passes/checkpoint.ts's, e.g. moc:moc-gcp-attn;
 // bench/train-plan-1b.ts prints the same plan on the host without a GPU)
 // --matmul: the executor's GEMMs (TrainingExecutorOptions.matmul): f32 SIMT, or bf16 tensor cores;
 // MOCC_CUDA_TRAIN_MOC=dense with bf16: MoC's projections as dense GEMMs too (mocMatmul).
 // --profile: after the timed steps, one more step with a CUDA event around every launch
 // (kernel-times.ts): its GPU time by kernel family, printed and saved as kernelTimes.
-// --optimizer-state f32|bf16 (default f32): how AdamW stores m and v (src/train/adamw.ts stateDType;
-// bf16: 2 bytes an element, counted so in the planned figure; the master weights stay f32).
+// --optimizer-state f32|bf16|bf16-params (default f32): how AdamW stores m and v (src/train/adamw.ts
+// stateDType; bf16: 2 bytes an element, the master weights f32; bf16-params: the weight matrices bf16
+// too, needs --matmul bf16 and, for moc configs, MOCC_CUDA_TRAIN_MOC=dense; the planned figure counts
+// each so, executor.ts trainingStateBytes).
 // --fuse-lm-head: the output projection fused with the loss (trainingGraph fuseLmHead: lm_head_loss in
 // blocks of passes/loss.ts lmHeadChunkRows rows), so the [T, V] logits and dlogits are never arena
 // values; the planned figure follows from the fused graph's plan (the block lives in the scratch).

@@ -29,7 +29,8 @@ Checkpoint policies (--ckpt), per token per layer of FFN activations kept for th
 All policies give bit-identical gradients; see the planned bytes with mocc inspect MODEL --train.
 
 Targets (--target): ref computes each step's loss and gradients in plain TypeScript; cuda with the
-f32 CUDA training executor (needs an NVIDIA GPU and its driver, libcuda.so.1). Clipping, AdamW and
+CUDA training executor, f32 GEMMs or bf16 with MOCC_CUDA_TRAIN_MATMUL=bf16 (needs an NVIDIA GPU and
+its driver, libcuda.so.1). Clipping, AdamW and
 checkpoints are the same on both: a checkpoint made on one resumes on the other. --eval is measured
 on the ref target.
 

@@ -22,6 +22,7 @@
 // it was given in; only trainable params change storage). On the 1B preset every attention / FFN matrix qualifies: nearly all
 // of its 1.34e9 parameters (driver/train-memory.ts counts the bytes).
 import type { Graph } from '../ir/types.js';
+import { adamwStoresBf16Params, type AdamWStateDType } from './adamw.js';
 
 /** Per op, the input positions a bf16 GEMM reads as a bf16-rounded operand (header). */
 export const BF16_GEMM_OPERANDS: Readonly<Record<string, readonly number[]>> = {
@@ -47,4 +48,9 @@ export function bf16StoredParams(g: Graph): Set<string> {
     });
   }
   return new Set(g.params.filter((p) => p.trainable && p.type.shape.length === 2 && ok.get(p.name) === true).map((p) => p.name));
+}
+
+/** The params of `g` stored bf16 in optimizer mode `mode` (adamw.ts; default 'f32'): bf16StoredParams' in 'bf16-params', none in the others. */
+export function bf16ParamsInMode(g: Graph, mode: AdamWStateDType = 'f32'): Set<string> {
+  return adamwStoresBf16Params(mode) ? bf16StoredParams(g) : new Set();
 }

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadTrainState } from '../../src/train/train-state.js';
 import { mocc, moccWithEnv, tempDir } from '../helpers/cli.js';
+import { userError } from '../helpers/cli-assert.js';
 import { CHECKPOINTS, LLAMA2C_TOKENIZER, ROOT } from '../helpers/fixtures.js';
 import { cudaDeviceRequirement, testsNeeding } from '../helpers/requires.js';
 
@@ -39,6 +40,11 @@ test('train --optimizer-state bf16-params on ref: checkpoint records it, bf16 we
   const r2 = mocc('train', ...MOC_K32, ...ARGS, '--optimizer-state', 'bf16', '--resume', ckpt, '-o', join(dir, 'refused'));
   t.not(r2.code, 0);
   t.regex(r2.stderr, /--optimizerState \("bf16-params" there, "bf16" now\)/);
+});
+
+test('train --target cuda --optimizer-state bf16-params without MOCC_CUDA_TRAIN_MATMUL=bf16 is refused before anything is built, naming the switch (no GPU needed)', (t) => {
+  const r = moccWithEnv({ MOCC_CUDA_TRAIN_MATMUL: 'f32' }, 'train', CHECKPOINTS.llama2c, ...ARGS.slice(0, -2), '--target', 'cuda', '--optimizer-state', 'bf16-params', '-o', join(tempDir(t), 'out'));
+  userError(t, r, /^mocc: --target cuda --optimizer-state bf16-params: .*MOCC_CUDA_TRAIN_MATMUL=bf16/);
 });
 
 /** The `step N/M  loss X` lines of a run's stderr, by step; and the `|g| X` of the same lines. */

@@ -24,6 +24,7 @@ import { PRESET_1B } from '../../src/model/presets.js';
 import { CHECKPOINTS, REF, maxAbsDiff, referenceLogits } from '../helpers/fixtures.js';
 import { download, freeAll, launch, pad8, padF32, poisoned, randomF32, relErr, rng, unpadF32, upload, weight } from '../helpers/cuda.js';
 import { assertEachAssembles } from '../helpers/ptxas.js';
+import { stepwiseLogits } from '../helpers/cuda-decode.js';
 import { cudaDeviceRequirement, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
 
 const ptxasTest = testsNeeding(ptxasRequirement());
@@ -184,17 +185,6 @@ for (const dtype of ['f32', 'bf16', 'f16'] as const) {
 }
 
 // ---- GPU: stories260K ----
-/** The decode path from a fresh start: 4 tokens of prefill, then one token at a time through the captured graph (as cuda-model.test.ts's). */
-function stepwiseLogits(s: ReturnType<typeof createCudaSession>, toks: readonly number[]): Float32Array {
-  s.reset();
-  const rows = [s.forward(toks.slice(0, 4))];
-  for (const tok of toks.slice(4)) rows.push(s.forward([tok]));
-  const out = new Float32Array(rows.reduce((n, r) => n + r.length, 0));
-  let o = 0;
-  for (const row of rows) (out.set(row, o), (o += row.length));
-  return out;
-}
-
 // With programmatic launch (layers' kernels overlap; every layer and the captured graph reuse the
 // same counters): logits within 1e-3 of HF through the T-row steps (several rows' Top-K at once) and
 // the graph decode; bit for bit the switch off (the same idx, so the same everything), the same

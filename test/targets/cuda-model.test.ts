@@ -13,20 +13,10 @@ import { createCudaSession } from '../../targets/cuda/index.js';
 import { readFileSync } from 'node:fs';
 import { CHECKPOINTS, FIX, REF, maxAbsDiff, meanAbsDiff, referenceLogits } from '../helpers/fixtures.js';
 import { freeAll } from '../helpers/cuda.js';
+import { stepwiseLogits } from '../helpers/cuda-decode.js';
 import { cudaDeviceRequirement, testsNeeding } from '../helpers/requires.js';
 
 const cudaTest = testsNeeding(cudaDeviceRequirement());
-
-/** The decode path from a fresh start: 4 tokens of prefill, then one token at a time through the captured graph; all rows' logits. */
-function stepwiseLogits(s: ReturnType<typeof createCudaSession>, toks: readonly number[]): Float32Array {
-  s.reset();
-  const rows = [s.forward(toks.slice(0, 4))];
-  for (const tok of toks.slice(4)) rows.push(s.forward([tok]));
-  const out = new Float32Array(rows.reduce((n, r) => n + r.length, 0));
-  let o = 0;
-  for (const row of rows) (out.set(row, o), (o += row.length));
-  return out;
-}
 
 /** Both reference sequences through s, whole (one forward) and token by token through the captured graph: each within 1e-3 of HF's `label` logits. */
 function matchesHf(t: ExecutionContext, s: ReturnType<typeof createCudaSession>, label: 'dense' | 'moc_k32' | 'moc_k128', whole: string): void {

@@ -65,16 +65,16 @@ function tinyData() {
 
 const simCuda = (): GradientTarget => cudaGradients(() => simTrainDevice(16 << 20));
 
-/** The interpreter's device, counting the copies each way (bytes), to check what a step moves. */
+/**
+ * The interpreter's device, counting the copies each way (bytes), to check what a step moves. The rest
+ * (launch with its options, any wgmma) is the device's own, so the wrapper never changes which kernels run.
+ */
 function countingDevice(): { dev: TrainDevice; copies: { up: number; down: number; downs: number } } {
   const inner = simTrainDevice(16 << 20), copies = { up: 0, down: 0, downs: 0 };
   const dev: TrainDevice = {
-    alloc: (n) => inner.alloc(n),
+    ...inner, // alloc, fill, launch, free and the device's wgmma as they are
     upload: (dst, data) => ((copies.up += data.byteLength), inner.upload(dst, data)),
     download: (src, out) => ((copies.down += out.byteLength), copies.downs++, inner.download(src, out)),
-    fill: (dst, n, word) => inner.fill(dst, n, word),
-    launch: (k, grid, block, args) => inner.launch(k, grid, block, args),
-    free: (p) => inner.free(p),
   };
   return { dev, copies };
 }
@@ -215,6 +215,24 @@ test('the cuda backend refuses a training graph with an op it has no kernel for 
   const e = t.throws(() => target.check(withSigmoid), { instanceOf: UserError });
   t.regex(e!.message, /--target cuda cannot train this model yet: training node %\S+ \(sigmoid\) is not yet on cuda/);
   t.is(opened, 0);
+});
+
+test("the cuda backend refuses --optimizer-state bf16-params without the bf16 GEMMs (and a MoC graph without the dense MoC GEMMs) as a UserError naming the switch, before opening the device", (t) => {
+  let opened = 0;
+  const device = () => (opened++, simTrainDevice(1 << 20));
+  const dense = trainingGraph(tinyModel().graph, { loss: { kind: 'cross_entropy' }, policy: 'none' });
+  const moc = trainingGraph(checkpointGraph(SPEC, () => 'f32', { k: 8 }), { loss: { kind: 'cross_entropy' }, policy: 'none' });
+  t.true(moc.nodes.some((n) => n.op === 'moc_up'), 'the MoC graph has moc_up');
+  const f32 = t.throws(() => cudaGradients(device, { matmul: 'f32' }).check(dense, 'bf16-params'), { instanceOf: UserError });
+  t.regex(f32!.message, /^--target cuda --optimizer-state bf16-params: .*MOCC_CUDA_TRAIN_MATMUL=bf16/);
+  const simt = t.throws(() => cudaGradients(device, { matmul: 'bf16', mocMatmul: 'simt' }).check(moc, 'bf16-params'), { instanceOf: UserError });
+  t.regex(simt!.message, /^--target cuda --optimizer-state bf16-params: .*MOCC_CUDA_TRAIN_MOC=dense/);
+  t.is(opened, 0);
+  // the other modes, and bf16-params with the GEMMs it needs, pass the check (which then opens the device)
+  cudaGradients(device, { matmul: 'f32' }).check(dense, 'bf16');
+  cudaGradients(device, { matmul: 'bf16' }).check(dense, 'bf16-params');
+  cudaGradients(device, { matmul: 'bf16', mocMatmul: 'dense-bf16' }).check(moc, 'bf16-params');
+  t.is(opened, 3);
 });
 
 test('interpreted: distillation (kl_div, the f32 teacher logits passed through) for 2 steps on the cuda backend gives the ref backend\'s losses and weights', (t) => {

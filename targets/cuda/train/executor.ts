@@ -1,6 +1,7 @@
 // The CUDA training executor: runs a training graph (driver/training-graph.ts: forward, loss,
 // backward, checkpoint policy) node by node in the graph's order, as targets/ref/train.ts does on the
-// ref target, with generated PTX kernels (the op table, ops.ts), in f32.
+// ref target, with generated PTX kernels (the op table, ops.ts): every arena value f32; the GEMMs f32 SIMT,
+// or on bf16 tensor cores with options.matmul 'bf16' (ops-bf16.ts: wgmma on Hopper, else mma.sync).
 //
 // The memory plan executed (issue 18): passes/memory-plan.ts planMemory, in the device's bytes
 // (values.ts: padded rows), gives every value (graph inputs, activations, weight gradients) an offset
@@ -32,7 +33,7 @@ import { deviceBytes, padRows, rowsAndWidth, unpadRows } from './values.js';
 import { pad8 } from '../ptx/layout.js';
 import { adamwMomentBytes, adamwStoresBf16Params, type AdamWStateDType } from '../../../src/train/adamw.js';
 import { gradOutputs } from '../../../passes/autodiff.js';
-import { bf16StoredParams } from '../../../src/train/bf16-params.js';
+import { bf16ParamsInMode } from '../../../src/train/bf16-params.js';
 import { bf16ToF32, f32ToBf16 } from '../../../src/util/dtype.js';
 
 export interface TrainingExecutorOptions {
@@ -79,9 +80,9 @@ export function paramDeviceBytes(type: TensorType, dims: Record<string, number>,
   return deviceBytes({ ...type, dtype: bf16 ? 'bf16' : 'f32' }, dims);
 }
 
-/** The params of g the executor stores bf16 in optimizer mode `mode`: bf16StoredParams' in 'bf16-params', else none. */
+/** The params of g the executor stores bf16 in optimizer mode `mode`: src/train/bf16-params.ts bf16ParamsInMode, the host's set. */
 export function executorBf16Params(g: Graph, mode: AdamWStateDType = 'f32'): ReadonlySet<string> {
-  return adamwStoresBf16Params(mode) ? bf16StoredParams(g) : new Set();
+  return bf16ParamsInMode(g, mode);
 }
 
 /**
@@ -97,14 +98,19 @@ export function trainingStateBytes(g: Graph, dims: Record<string, number>, mode:
   return { params, moments: 2 * adamwMomentBytes(mode) * elements };
 }
 
-/** Refuses 'bf16-params' where a kernel would read a bf16 param as f32 (TrainingExecutorOptions.optimizerState). */
-function checkBf16ParamsOptions(g: Graph, opts: TrainingExecutorOptions): void {
-  if (!adamwStoresBf16Params(opts.optimizerState)) return;
+/**
+ * Why these options cannot run 'bf16-params' on g (a kernel would read a bf16 param as f32), naming the
+ * switch to set; undefined when they can. The executor throws it; the cuda gradient target's check
+ * (driver/gradient-backend.ts) raises it as a UserError before anything is built.
+ */
+export function bf16ParamsRefusal(g: Graph, opts: TrainingExecutorOptions): string | undefined {
+  if (!adamwStoresBf16Params(opts.optimizerState)) return undefined;
   const how = "optimizer state 'bf16-params' stores the weight matrices bf16, which only the bf16 tensor-core GEMMs read";
-  if ((opts.matmul ?? 'f32') !== 'bf16') throw new Error(`${how}: pass matmul 'bf16' (MOCC_CUDA_TRAIN_MATMUL=bf16), not '${opts.matmul ?? 'f32'}'`);
+  if ((opts.matmul ?? 'f32') !== 'bf16') return `${how}: pass matmul 'bf16' (MOCC_CUDA_TRAIN_MATMUL=bf16), not '${opts.matmul ?? 'f32'}'`;
   if (g.nodes.some((n) => n.op === 'moc_up' || n.op === 'moc_down') && (opts.mocMatmul ?? 'simt') !== 'dense-bf16') {
-    throw new Error(`${how}: this MoC graph needs mocMatmul 'dense-bf16' (MOCC_CUDA_TRAIN_MOC=dense), not '${opts.mocMatmul ?? 'simt'}'`);
+    return `${how}: this MoC graph needs mocMatmul 'dense-bf16' (MOCC_CUDA_TRAIN_MOC=dense), not '${opts.mocMatmul ?? 'simt'}'`;
   }
+  return undefined;
 }
 
 /** A step's graph inputs by name: i32 (tokens, pos, seq, targets) or f32 (a distillation's teacher logits), host layout. */
@@ -145,7 +151,8 @@ export class CudaTrainingExecutor {
    */
   constructor(readonly g: Graph, weights: ReadonlyMap<string, Float32Array>, readonly rows: number, readonly dev: TrainDevice, private readonly opts: TrainingExecutorOptions = {}) {
     const ops = g.nodes.map((n) => trainOpOf(n, opts.matmul, opts.mocMatmul)); // refuses an op without kernels before anything is allocated
-    checkBf16ParamsOptions(g, opts);
+    const refusal = bf16ParamsRefusal(g, opts);
+    if (refusal) throw new Error(refusal);
     this.optimizerState = opts.optimizerState ?? 'f32';
     this.bf16Params = executorBf16Params(g, this.optimizerState);
     this.dims = { T: rows };

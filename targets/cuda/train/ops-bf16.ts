@@ -34,7 +34,8 @@
 // the f32 GEMM's (gemm-f32.ts) same assumption. Padding columns of a [K, ·] operand ('xw' w, 'xtw'
 // both) reach only output rows/columns past M or N, which are never stored.
 //
-// Cost of casting the weights each step (f32 master weights stay the only copy, nothing to keep in
+// Cost of casting the weights each step, in the modes with f32 master weights ('bf16-params' stores
+// the GEMM weights bf16 and casts none; the f32 weights stay the only copy, nothing to keep in
 // sync with the optimizer): every weight matrix is cast twice a step (forward 'xwt', backward 'xw'),
 // 6 bytes of traffic an element each time: for the 1B preset's ~1.1e9 weights ≈ 13 GB a step, ~5 ms
 // at H100 bandwidth against ~6·1.1e9·16384 ≈ 1.1e14 flops of GEMMs (≥ 150 ms): a few percent. The

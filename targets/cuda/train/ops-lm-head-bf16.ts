@@ -41,27 +41,22 @@ import { ceGrad, ceRowGrid, LOSS_THREADS } from '../ptx/train-loss.js';
 import { pad8 } from '../ptx/layout.js';
 import { ptrAdd, type DevPtr, type LaunchArg } from './device.js';
 import { alignUp, bf16Operand, bf16OperandBytes, bf16RowsBytes, castBf16Launch, gemmBf16Launch } from './ops-bf16.js';
-import { blocksOf, foldBlocks } from './ops-lm-head.js';
+import { blocksOf, foldBlocks, foldScratch, xRows } from './ops-lm-head.js';
 import type { Launch, OpContext, TrainOp } from './ops.js';
 
 const ptr = (p: DevPtr): LaunchArg => ({ ptr: p });
 const u32 = (v: number): LaunchArg => ({ u32: v });
 
-/** The node's sizes and scratch layout (header). Inputs x [T, d], W [V, d], targets [T](, dloss). */
+/** The node's sizes and scratch layout (header): ops-lm-head.ts foldScratch's pieces, then Wh, Xh, dLh. */
 function layout(c: OpContext) {
-  const T = c.inDim(0, 0), d = c.inDim(0, 1), V = c.inDim(1, 0);
-  const C = Math.min(T, c.node.attrs.chunk_rows as number);
-  const tlogit = alignUp(T * 8), pair = tlogit + alignUp(T * 4), block = pair + 256;
-  const wh = block + alignUp(C * pad8(V) * 4), xh = wh + alignUp(bf16OperandBytes(c, 1, V, d)), dlh = xh + alignUp(bf16RowsBytes(C, d));
-  return { T, d, V, C, at: { state: 0, tlogit, pair, block, wh, xh, dlh }, loss: dlh, grad: dlh + bf16RowsBytes(C, V) };
+  const f = foldScratch(c);
+  const wh = f.end, xh = wh + alignUp(bf16OperandBytes(c, 1, f.V, f.d)), dlh = xh + alignUp(bf16RowsBytes(f.C, f.d));
+  return { ...f, at: { ...f.at, wh, xh, dlh }, loss: dlh, grad: dlh + bf16RowsBytes(f.C, f.V) };
 }
 type Layout = ReturnType<typeof layout>;
 
 /** W as the GEMMs read it: the param itself where it is stored bf16 ('bf16-params'), else its copy Wh (one cast a node). */
 const weight = (c: OpContext, l: Layout) => bf16Operand(c, 1, l.V, l.d, c.scratch(l.at.wh));
-
-/** Rows r0.. of the [T, d] f32 input x: the padded layout's pointer offset. */
-const xRows = (c: OpContext, l: Layout, r0: number) => ptrAdd(c.input(0), r0 * pad8(l.d) * 4);
 
 /** The block's x rows cast to Xh, then its logits L [rows, V] = Xh·Whᵀ (f32). */
 function blockLogits(c: OpContext, l: Layout, r0: number, rows: number): Launch[] {

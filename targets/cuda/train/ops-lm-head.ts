@@ -36,14 +36,26 @@ const ptr = (p: DevPtr): LaunchArg => ({ ptr: p });
 const u32 = (v: number): LaunchArg => ({ u32: v });
 const align = (n: number) => Math.ceil(n / 256) * 256;
 
-/** The node's sizes and scratch layout (header). Inputs x [T, d], W [V, d], targets [T](, dloss). */
-function layout(c: OpContext) {
+/**
+ * The node's sizes and the scratch the loss kernels use, shared with the bf16 entries (header): state
+ * [T, 2] f32 | tlogit [T] f32 | (mean, n) | L [C, pad8(V)] f32; `end`: the first byte after L, where
+ * each entry's own pieces start. Inputs x [T, d], W [V, d], targets [T](, dloss).
+ */
+export function foldScratch(c: OpContext) {
   const T = c.inDim(0, 0), d = c.inDim(0, 1), V = c.inDim(1, 0);
   const C = Math.min(T, c.node.attrs.chunk_rows as number);
-  const tlogit = align(T * 8), pair = tlogit + align(T * 4), block = pair + 256, partial = block + align(C * pad8(V) * 4);
-  const blocks = Math.ceil(T / C);
-  return { T, d, V, C, blocks, at: { state: 0, tlogit, pair, block, partial }, grad: partial + (blocks > 1 ? V * pad8(d) * 4 : 0), loss: partial };
+  const tlogit = align(T * 8), pair = tlogit + align(T * 4), block = pair + 256;
+  return { T, d, V, C, at: { state: 0, tlogit, pair, block }, end: block + align(C * pad8(V) * 4) };
 }
+
+/** The f32 entries' layout (header): foldScratch's, then P [V, pad8(d)] f32 (grad only, more than one block). */
+function layout(c: OpContext) {
+  const f = foldScratch(c), partial = f.end, blocks = Math.ceil(f.T / f.C);
+  return { ...f, blocks, at: { ...f.at, partial }, grad: partial + (blocks > 1 ? f.V * pad8(f.d) * 4 : 0), loss: partial };
+}
+
+/** Rows r0.. of the node's [T, d] f32 input x: the padded layout's pointer offset (header). */
+export const xRows = (c: OpContext, l: { d: number }, r0: number): DevPtr => ptrAdd(c.input(0), r0 * pad8(l.d) * 4);
 type Layout = ReturnType<typeof layout>;
 
 /** Each block [r0, r0 + rows) with its row offset. */
@@ -54,7 +66,7 @@ export function* blocksOf(l: { T: number; C: number }): Generator<{ r0: number; 
 /** gemmF32 'store' of the block's logits L [rows, V] = x[r0..]·Wᵀ (gemm-f32.ts: y, x, w, M, N, K). */
 function logitsLaunch(c: OpContext, l: Layout, r0: number, rows: number): Launch {
   const s = GEMM_F32_DEFAULT;
-  return { kernel: gemmF32(s), grid: gemmF32Grid(s, rows, l.V), block: gemmF32Threads(s), args: [ptr(c.scratch(l.at.block)), ptr(ptrAdd(c.input(0), r0 * pad8(l.d) * 4)), ptr(c.input(1)), u32(rows), u32(l.V), u32(l.d)] };
+  return { kernel: gemmF32(s), grid: gemmF32Grid(s, rows, l.V), block: gemmF32Threads(s), args: [ptr(c.scratch(l.at.block)), ptr(xRows(c, l, r0)), ptr(c.input(1)), u32(rows), u32(l.V), u32(l.d)] };
 }
 
 /** Where the loss kernels' buffers are: (state, tlogit) at these scratch offsets, the f32 logits block at `block`. */
@@ -93,7 +105,7 @@ export const LM_HEAD_OPS: Readonly<Record<string, TrainOp>> = {
       const pair = c.scratch(l.at.pair), L = c.scratch(l.at.block), P = c.scratch(l.at.partial);
       const out = fold(c, l, pair);
       for (const { r0, rows } of blocksOf(l)) {
-        const xBlk = ptrAdd(c.input(0), r0 * pad8(l.d) * 4), first = r0 === 0;
+        const xBlk = xRows(c, l, r0), first = r0 === 0;
         out.push(
           logitsLaunch(c, l, r0, rows),
           { kernel: ceGrad('f32'), grid: ceRowGrid(rows), block: LOSS_THREADS, args: [ptr(L), ptr(L), ptr(ptrAdd(c.scratch(l.at.state), r0 * 8)), ptr(pair), ptr(c.input(3)), ptr(ptrAdd(c.input(2), r0 * 4)), u32(0), u32(l.V)] },

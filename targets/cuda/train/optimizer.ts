@@ -6,12 +6,13 @@
 // gradient, then AdamW.step (src/train/adamw.ts) at the schedule's learning rate, t counting steps.
 // The kernels: train-clip.ts (gradSumSquares per gradient, then clipScale: the scale stays on the
 // device and AdamW multiplies each gradient element by it as it reads it; the gradients are not
-// changed) and train-adamw.ts (f32 master weights = the executor's param buffers, updated in place;
-// m and v f32, zeroed once; or bf16 with opts.stateDType 'bf16', adamw.ts's bf16 moment storage:
-// 2 bytes an element, the master weights still f32; with 'bf16-params', the params the executor stores
-// bf16 (executor.ts bf16Params, built with the same optimizerState) take the all-bf16 kernel, state
-// 'bf16': param, m, v bf16, the gradient f32; the others as in 'bf16'). Which params decay is adamw.ts's rule (adamwParams), the step's scalars
-// adamwHyper's (one 32-byte upload a step into the hyper buffer).
+// changed) and train-adamw.ts (the weights are the executor's param buffers, updated in place; m and
+// v zeroed once, stored by opts.stateDType (src/train/adamw.ts): 'f32' f32 weights and moments;
+// 'bf16' f32 weights, bf16 moments (2 bytes an element); 'bf16-params' the params the executor stores
+// bf16 (executor.ts bf16Params, built with the same optimizerState) on the all-bf16 kernel, state
+// 'bf16': param, m, v bf16, the gradient f32, the others as in 'bf16'). Which params decay is
+// adamw.ts's rule (adamwParams), the step's scalars adamwHyper's (one 32-byte upload a step into the
+// hyper buffer).
 //
 // Padding: every tensor is rows of pad8(width) (values.ts). The kernels take it as one flat vector
 // of rows · pad8(width) elements; the gradient's padding (never written by the training kernels) is

@@ -1,8 +1,9 @@
 // The training step kept on the device: the CUDA training executor (executor.ts) computes the loss
 // and the gradients in its arena, the CUDA optimizer (optimizer.ts) clips them and runs AdamW on the
-// executor's own param buffers (the f32 master weights) with its own moments. Nothing is copied per
-// step but the inputs up, and the loss and the gradient norm (one f32 each) down; weights and moments
-// come to the host only for a checkpoint or the end of a run (weights(), optimizerState()).
+// executor's own param buffers (the master weights: f32, or bf16 where optimizer state 'bf16-params'
+// stores them so) with its own moments. Nothing is copied per step but the inputs up, and the loss
+// and the gradient norm (one f32 each) down; weights and moments come to the host only for a
+// checkpoint or the end of a run (weights(), optimizerState()).
 //
 // This is driver/step-runner.ts's StepRunner for `--target cuda` (driver/gradient-backend.ts builds
 // it), in the Trainer's order: gradients() = launch, loss, clipGradients (the norm); the Trainer checks
