@@ -36,6 +36,8 @@ export interface TrainFlags {
   dtype?: 'f32' | 'f16' | 'bf16';
   /** How AdamW stores m and v (src/train/adamw.ts stateDType); absent: f32. */
   optimizerState?: AdamWStateDType;
+  /** --fuse-lm-head: the output projection fused with the cross-entropy loss (TrainConfig.fuseLmHead). */
+  fuseLmHead?: boolean;
   force?: boolean;
   tokenizer?: string;
   target: string;
@@ -85,10 +87,12 @@ export function addTrainOptions(cmd: Command, defaults: { steps: number; lr: num
 export function trainConfig(f: TrainFlags, model: LoadedModel, loss: LossSpec): TrainConfig {
   const isMoc = model.graph.nodes.some((n) => n.op === 'moc_select');
   checkSeqFitsContext(f.seq, model.spec.maxSeqLen);
+  if (f.fuseLmHead && loss.kind !== 'cross_entropy') throw new UserError(`--fuse-lm-head fuses the output projection with next-token cross-entropy (mocc train); this run's loss is ${loss.kind}`);
   return {
     steps: f.steps, batch: f.batch, seq: f.seq, lr: f.lr, minLr: f.minLr ?? f.lr / 10, warmup: f.warmup ?? Math.min(100, Math.floor(f.steps / 10)),
     weightDecay: f.weightDecay, clip: f.clip, policy: f.ckpt ?? (isMoc ? 'moc-gcp' : 'gcp'), trainable: f.trainable, seed: f.seed, loss,
     optimizerState: f.optimizerState ?? 'f32',
+    ...(f.fuseLmHead ? { fuseLmHead: true } : {}),
   };
 }
 
@@ -140,7 +144,7 @@ export async function trainAndSave(trainer: Trainer, model: LoadedModel, f: Trai
     // after a --resume checkpoint was accepted, so that a refused one gives only its one-line error
     onStart() {
       const memory = trainer.stepMemory();
-      process.stderr.write(`training ${model.source}: ${cfg.steps} steps of ${cfg.batch}×${cfg.seq} tokens, ${cfg.loss.kind === 'kl_div' ? `KL to the teacher (τ ${cfg.loss.temperature})` : 'next-token cross-entropy'}, policy ${cfg.policy}, trainable ${cfg.trainable}; target ${trainer.target}, ${memory.what} ${formatBytes(memory.bytes)} per step${cfg.optimizerState === 'bf16' ? '; AdamW moments bf16' : cfg.optimizerState === 'bf16-params' ? '; weight matrices and AdamW moments bf16 (--optimizer-state bf16-params)' : ''}\n`);
+      process.stderr.write(`training ${model.source}: ${cfg.steps} steps of ${cfg.batch}×${cfg.seq} tokens, ${cfg.loss.kind === 'kl_div' ? `KL to the teacher (τ ${cfg.loss.temperature})` : 'next-token cross-entropy'}, policy ${cfg.policy}, trainable ${cfg.trainable}; target ${trainer.target}, ${memory.what} ${formatBytes(memory.bytes)} per step${cfg.optimizerState === 'bf16' ? '; AdamW moments bf16' : cfg.optimizerState === 'bf16-params' ? '; weight matrices and AdamW moments bf16 (--optimizer-state bf16-params)' : ''}${cfg.fuseLmHead ? '; output projection fused with the loss' : ''}\n`);
       if (f.resume) process.stderr.write(`resumed from ${f.resume} at step ${startStep}\n`);
     },
     onStep(r, ms) {

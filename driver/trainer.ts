@@ -45,11 +45,17 @@ export interface TrainConfig {
    * resume with the other mode, since it would then match neither an f32 nor a bf16 run.
    */
   optimizerState?: AdamWStateDType;
+  /**
+   * Cross-entropy only: the output projection fused with the loss in row blocks (trainingGraph's
+   * fuseLmHead: the [T, V] logits never exist whole); absent: false. On ref the weights are bit-identical
+   * either way; on cuda dW's sum is blocked, so it is compared on resume like the rest.
+   */
+  fuseLmHead?: boolean;
 }
 
 /** The training graph a Trainer runs for this config (also built alone to check a run before any data is read). */
 export function trainerGraph(model: Graph, config: TrainConfig): Graph {
-  return trainingGraph(model, { loss: config.loss, policy: config.policy, trainable: config.trainable });
+  return trainingGraph(model, { loss: config.loss, policy: config.policy, trainable: config.trainable, ...(config.fuseLmHead ? { fuseLmHead: true } : {}) });
 }
 
 /** Planned peak activation bytes of one step of this training graph (passes/memory-plan.ts). */
@@ -179,8 +185,8 @@ export class Trainer {
       const k = (m: unknown) => { const s = m as typeof this.moc | undefined; return s ? (s.mode === 'dense' ? 'dense' : s.pattern ? `pattern ${s.pattern}` : `K ${s.perLayerK.join(',')}`) : 'unknown'; };
       throw new UserError(`the checkpoint was made for a model with other FFN channels kept (${k(saved?.moc)} there, ${k(this.moc)} now); resume with the same model and --k/--k-ratio/--pattern`);
     }
-    // the moments' dtype defaults to f32 on both sides (checkpoints and configs from before the option)
-    const withDefaults = (c: Partial<TrainConfig> | undefined) => ({ ...c, optimizerState: c?.optimizerState ?? 'f32' }) as Partial<TrainConfig>;
+    // the moments' dtype defaults to f32 and the head to unfused on both sides (checkpoints and configs from before the options)
+    const withDefaults = (c: Partial<TrainConfig> | undefined) => ({ ...c, optimizerState: c?.optimizerState ?? 'f32', fuseLmHead: c?.fuseLmHead ?? false }) as Partial<TrainConfig>;
     const was = withDefaults(saved), now = withDefaults(this.config);
     const differs = (Object.keys(now) as (keyof TrainConfig)[]).filter((k) => JSON.stringify(was[k]) !== JSON.stringify(now[k]));
     if (differs.length) throw new UserError(`the checkpoint was made with different ${differs.map((k) => `--${k} (${JSON.stringify(was[k])} there, ${JSON.stringify(now[k])} now)`).join(', ')}; resume with the same options`);

@@ -18,6 +18,7 @@ export function trainCommand(): Command {
     .addOption(new Option('--data-format <format>', 'read --data (and --eval) as this instead of detecting it').choices(DATA_FORMATS as string[]))
     .option('--eval <file>', 'held-out text: its mean next-token NLL is measured before and after training and recorded in the package');
   addTrainOptions(cmd, { steps: 200, lr: 5e-4, seq: 128 });
+  cmd.option('--fuse-lm-head', 'compute the output projection and the loss together in blocks of rows, so the [batch·seq, vocab] logits never exist whole (less memory; on ref the same weights bit for bit)');
   addSelectionOptions(cmd, 'checkpoints only, converted in memory; default: the checkpoint\'s own MoC selection (an exported MoC ONNX), else dense');
   cmd.addHelpText('after', `
 Checkpoint policies (--ckpt), per token per layer of FFN activations kept for the backward pass:
