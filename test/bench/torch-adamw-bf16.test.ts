@@ -2,51 +2,15 @@
 // recomputes each of our steps in torch f32 ops with m, v rounded through torch.bfloat16 (torch has no
 // stock AdamW of f32 parameters with bf16 moments; the script's docstring says what it computes and
 // the bound). Our host AdamW runs 5 steps over random tensors of awkward sizes; the script gets the
-// state before and after each step. Needs python3 with torch; without it the test is skipped.
-import test from 'ava';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { AdamW, ADAMW_DEFAULTS } from '../../src/train/adamw.js';
-import { ROOT } from '../helpers/fixtures.js';
+// state before and after each step (test/helpers/torch-adamw.ts). Needs python3 with torch; without it
+// the test is skipped.
+import { AdamW } from '../../src/train/adamw.js';
 import { rng, randomFrom } from '../helpers/random.js';
-import { testsNeeding } from '../helpers/requires.js';
-
-function torchRequirement() {
-  const r = spawnSync('python3', ['-c', 'import torch'], { encoding: 'utf8' });
-  return { missing: r.status === 0 ? null : 'python3 with torch not found (pip install torch)', optionalInCi: true };
-}
-
-const torchTest = testsNeeding(torchRequirement());
+import { ADAMW_CHECK_PARAMS, checkStepsWithTorch, elements, torchTest } from '../helpers/torch-adamw.js';
 
 torchTest('AdamW with bf16 moments: 5 host steps agree with torch f32 arithmetic + bf16 rounding (check_adamw_bf16_state.py)', (t) => {
   const r = rng(7);
-  const params = [{ name: 'w', shape: [33, 61] }, { name: 'norm', shape: [9] }, { name: 'one', shape: [1, 1] }];
-  const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
-  const opt = new AdamW(params.map((p) => ({ name: p.name, size: size(p.shape), shape: p.shape })), { stateDType: 'bf16' });
-  const weights = new Map(params.map((p) => [p.name, randomFrom(size(p.shape), r, 1.5)]));
-  const decays = new Map(opt.params().map((p) => [p.name, p.decays]));
-  const steps = [];
-  for (const [i, lr] of [3e-3, 1e-2, 1e-3, 2e-2, 5e-4].entries()) {
-    const grads = new Map(params.map((p) => [p.name, Float32Array.from(randomFrom(size(p.shape), r, 1), (x, j) => (j % 11 === 0 ? 0 : x * 10 ** (2 * Math.abs(x) - 3)))]));
-    const before = opt.state(), p0 = new Map([...weights].map(([k, w]) => [k, Array.from(w)]));
-    opt.step(weights, grads, lr);
-    const after = opt.state();
-    steps.push({
-      t: i + 1, lr,
-      tensors: Object.fromEntries(params.map((p) => [p.name, {
-        decays: decays.get(p.name), p0: p0.get(p.name), m0: Array.from(before.m.get(p.name)!), v0: Array.from(before.v.get(p.name)!), g: Array.from(grads.get(p.name)!),
-        p1: Array.from(weights.get(p.name)!), m1: Array.from(after.m.get(p.name)!), v1: Array.from(after.v.get(p.name)!),
-      }])),
-    });
-  }
-  const dir = mkdtempSync(join(tmpdir(), 'mocc-adamw-bf16-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const file = join(dir, 'steps.json');
-  writeFileSync(file, JSON.stringify({ ...ADAMW_DEFAULTS, steps }));
-  const p = spawnSync('python3', [join(ROOT, 'bench/gpu/check_adamw_bf16_state.py'), file], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' } });
-  t.is(p.status, 0, p.stdout + p.stderr);
-  t.log(p.stdout.trim());
-  t.regex(p.stdout, /check_adamw_bf16_state: all checks passed/);
+  const opt = new AdamW(ADAMW_CHECK_PARAMS.map((p) => ({ name: p.name, size: elements(p.shape), shape: p.shape })), { stateDType: 'bf16' });
+  const weights = new Map(ADAMW_CHECK_PARAMS.map((p) => [p.name, randomFrom(elements(p.shape), r, 1.5)]));
+  checkStepsWithTorch(t, r, opt, weights, 'check_adamw_bf16_state.py');
 });
