@@ -21,10 +21,11 @@ Input: a JSON file (argv[1]) from test/bench/torch-adamw-bf16-params.test.ts. Pr
 "check_adamw_bf16_params: all checks passed" or exits 1.
 """
 import json
-import math
 import sys
 
 import torch
+
+from check_adamw_bf16_state import f32, rule_step  # the same f32 update with bf16 moments
 
 
 def bf16(x):
@@ -47,16 +48,9 @@ def main() -> int:
     for s in d["steps"]:
         t, lr = s["t"], s["lr"]
         for name, x in s["tensors"].items():
-            f32 = lambda a: torch.tensor(a, dtype=torch.float32)
-            p, m, v, g = f32(x["p0"]), f32(x["m0"]), f32(x["v0"]), f32(x["g"])
             want_p, want_m, want_v = f32(x["p1"]), f32(x["m1"]), f32(x["v1"])
-            p0 = p.clone()
-            if x["decays"]:
-                p.mul_(1 - lr * wd)
-            m.lerp_(g, 1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            m, v = bf16(m), bf16(v)
-            p.addcdiv_(m, (v.sqrt() / math.sqrt(1 - b2 ** t)).add_(eps), value=-lr / (1 - b1 ** t))
+            p0 = f32(x["p0"])
+            p, m, v = rule_step(x, t, lr, b1, b2, eps, wd)  # the bf16-moment rule; a bf16 param is rounded below
             n = m.numel()
             flip = (m != want_m) | (v != want_v)
             if x["bf16"]:

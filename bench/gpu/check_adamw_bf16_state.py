@@ -24,6 +24,26 @@ import sys
 import torch
 
 
+def f32(a):
+    return torch.tensor(a, dtype=torch.float32)
+
+
+def rule_step(x, t, lr, b1, b2, eps, wd):
+    """One AdamW step of recorded tensor x (p0, m0, v0, g, decays) in torch f32 ops, m and v rounded
+    through torch.bfloat16 before the update reads them: (p, m, v) after it. check_adamw_bf16_params.py
+    uses it too (its bf16 params then round p)."""
+    p, m, v, g = f32(x["p0"]), f32(x["m0"]), f32(x["v0"]), f32(x["g"])
+    if x["decays"]:
+        p.mul_(1 - lr * wd)
+    m.lerp_(g, 1 - b1)
+    v.mul_(b2).addcmul_(g, g, value=1 - b2)
+    m = m.to(torch.bfloat16).to(torch.float32)
+    v = v.to(torch.bfloat16).to(torch.float32)
+    denom = (v.sqrt() / math.sqrt(1 - b2 ** t)).add_(eps)
+    p.addcdiv_(m, denom, value=-lr / (1 - b1 ** t))
+    return p, m, v
+
+
 def main() -> int:
     with open(sys.argv[1]) as f:
         d = json.load(f)
@@ -33,18 +53,9 @@ def main() -> int:
     for s in d["steps"]:
         t, lr = s["t"], s["lr"]
         for name, x in s["tensors"].items():
-            f32 = lambda a: torch.tensor(a, dtype=torch.float32)
-            p, m, v, g = f32(x["p0"]), f32(x["m0"]), f32(x["v0"]), f32(x["g"])
             want_p, want_m, want_v = f32(x["p1"]), f32(x["m1"]), f32(x["v1"])
-            p0 = p.clone()
-            if x["decays"]:
-                p.mul_(1 - lr * wd)
-            m.lerp_(g, 1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            m = m.to(torch.bfloat16).to(torch.float32)
-            v = v.to(torch.bfloat16).to(torch.float32)
-            denom = (v.sqrt() / math.sqrt(1 - b2 ** t)).add_(eps)
-            p.addcdiv_(m, denom, value=-lr / (1 - b1 ** t))
+            p0 = f32(x["p0"])
+            p, m, v = rule_step(x, t, lr, b1, b2, eps, wd)
             flip = (m != want_m) | (v != want_v)
             n_flip = int(flip.sum())
             total_flips += n_flip
