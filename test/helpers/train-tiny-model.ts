@@ -25,13 +25,18 @@ export function randomWeights(g: Graph, seed: number): Map<string, Float32Array>
   }));
 }
 
-/** Packed sequences of the given lengths: tokens, positions, sequence ids, next-token targets (−1 at each end). */
+/** Random packed sequences of the given lengths (packedInputs of tokens drawn from `seed`). */
 export function batch(lengths: number[], vocab: number, seed: number): Record<string, Int32Array> {
   const r = rng(seed);
-  const tokens: number[] = [], pos: number[] = [], seq: number[] = [], targets: number[] = [];
-  lengths.forEach((len, j) => {
-    const toks = Array.from({ length: len }, () => Math.floor(((r() + 1) / 2) * vocab));
-    toks.forEach((tok, i) => (tokens.push(tok), pos.push(i), seq.push(j), targets.push(i + 1 < len ? toks[i + 1]! : -1)));
-  });
-  return { [MODEL_INPUTS.tokens]: Int32Array.from(tokens), [MODEL_INPUTS.pos]: Int32Array.from(pos), [MODEL_INPUTS.seq]: Int32Array.from(seq), [TRAIN_INPUTS.targets]: Int32Array.from(targets) };
+  return packedInputs(lengths.map((len) => Array.from({ length: len }, () => Math.floor(((r() + 1) / 2) * vocab))));
+}
+
+/** A training graph's inputs for these sequences packed: tokens, positions, sequence ids, next-token targets (−1 at each end). */
+export function packedInputs(seqs: readonly (readonly number[])[]): Record<string, Int32Array> {
+  return {
+    [MODEL_INPUTS.tokens]: Int32Array.from(seqs.flat()),
+    [MODEL_INPUTS.pos]: Int32Array.from(seqs.flatMap((s) => s.map((_, i) => i))),
+    [MODEL_INPUTS.seq]: Int32Array.from(seqs.flatMap((s, j) => s.map(() => j))),
+    [TRAIN_INPUTS.targets]: Int32Array.from(seqs.flatMap((s) => s.map((_, i) => (i + 1 < s.length ? s[i + 1]! : -1)))),
+  };
 }

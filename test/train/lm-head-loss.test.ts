@@ -13,13 +13,13 @@ import { planMemory } from '../../passes/memory-plan.js';
 import { addLoss, lmHeadChunkRows } from '../../passes/loss.js';
 import { runPipeline } from '../../passes/index.js';
 import { parseGraph } from '../../src/ir/parse.js';
-import { MODEL_INPUTS, TRAIN_INPUTS } from '../../src/model/graph-inputs.js';
 import { paramF32 } from '../../src/model/runnable.js';
 import { lmHeadLoss, lmHeadLossGrad } from '../../targets/ref/lm-head-loss.js';
 import { linear } from '../../targets/ref/kernels.js';
 import { crossEntropy, crossEntropyGrad, matmul, matmulTn } from '../../targets/ref/train-kernels.js';
 import { runTrainingGraph } from '../../targets/ref/train.js';
 import { CHECKPOINTS } from '../helpers/fixtures.js';
+import { packedInputs } from '../helpers/train-tiny-model.js';
 import { inParamLayout, referenceGrads } from '../helpers/grad-reference.js';
 import { randomFrom, rng } from '../helpers/random.js';
 
@@ -96,12 +96,7 @@ for (const [label, selection, which, policies] of [
     try {
       const seqs = ref.batch;
       const rows = seqs.flat().length;
-      const inputs = {
-        [MODEL_INPUTS.tokens]: Int32Array.from(seqs.flat()),
-        [MODEL_INPUTS.pos]: Int32Array.from(seqs.flatMap((s) => s.map((_, i) => i))),
-        [MODEL_INPUTS.seq]: Int32Array.from(seqs.flatMap((s, j) => s.map(() => j))),
-        [TRAIN_INPUTS.targets]: Int32Array.from(seqs.flatMap((s) => s.map((_, i) => (i + 1 < s.length ? s[i + 1]! : -1)))),
-      };
+      const inputs = packedInputs(seqs);
       const weights = new Map(m.graph.params.map((p) => [p.name, paramF32(m.weights, p)]));
       for (const policy of policies as readonly CheckpointPolicy[]) {
         const run = (fuseLmHead?: number | true) => {

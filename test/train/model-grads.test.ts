@@ -10,10 +10,10 @@ import { trainingGraph } from '../../driver/training-graph.js';
 import { gradOutputs } from '../../passes/autodiff.js';
 import { CHECKPOINT_POLICIES, type CheckpointPolicy } from '../../passes/checkpoint.js';
 import { planMemory } from '../../passes/memory-plan.js';
-import { MODEL_INPUTS, TRAIN_INPUTS } from '../../src/model/graph-inputs.js';
 import { paramF32 } from '../../src/model/runnable.js';
 import { runTrainingGraph } from '../../targets/ref/train.js';
 import { CHECKPOINTS } from '../helpers/fixtures.js';
+import { packedInputs } from '../helpers/train-tiny-model.js';
 import { inParamLayout, referenceGrads } from '../helpers/grad-reference.js';
 
 for (const [label, selection, which] of [['dense', 'dense', 'dense'], ['MoC K=32', { k: 32 }, 'moc_k32']] as const) {
@@ -23,12 +23,7 @@ for (const [label, selection, which] of [['dense', 'dense', 'dense'], ['MoC K=32
     try {
       const seqs = ref.batch;
       const rows = seqs.flat().length;
-      const inputs = {
-        [MODEL_INPUTS.tokens]: Int32Array.from(seqs.flat()),
-        [MODEL_INPUTS.pos]: Int32Array.from(seqs.flatMap((s) => s.map((_, i) => i))),
-        [MODEL_INPUTS.seq]: Int32Array.from(seqs.flatMap((s, j) => s.map(() => j))),
-        [TRAIN_INPUTS.targets]: Int32Array.from(seqs.flatMap((s) => s.map((_, i) => (i + 1 < s.length ? s[i + 1]! : -1)))),
-      };
+      const inputs = packedInputs(seqs);
       const weights = new Map(m.graph.params.map((p) => [p.name, paramF32(m.weights, p)]));
       const policies = CHECKPOINT_POLICIES.filter((p) => which === 'moc_k32' || !p.startsWith('moc'));
       let first: Map<string, Float32Array> | undefined;
