@@ -28,6 +28,7 @@ import { cudaTrainDevice } from '../targets/cuda/train/cuda-device.js';
 import type { TrainDevice } from '../targets/cuda/train/device.js';
 import { trainOpOf } from '../targets/cuda/train/ops.js';
 import { trainMatmulFromEnv, trainMocMatmulFromEnv, type TrainMatmul, type TrainMocMatmul } from '../targets/cuda/train/ops-bf16.js';
+import { checkMocMatmul } from '../targets/cuda/train/ops-moc-bf16.js';
 import { CudaStepRunner } from '../targets/cuda/train/step-runner.js';
 import type { StepRunner, StepRunnerInit } from './step-runner.js';
 import { batchLogits, modelWeights, type BatchLogits } from './evaluate.js';
@@ -128,8 +129,11 @@ export function cudaGradients(device: () => TrainDevice, opts: { matmul?: TrainM
           throw new UserError(`--target cuda cannot train this model yet: ${(e as Error).message}; use --target ref`);
         }
       }
-      // the executor's own refusal (executor.ts bf16ParamsRefusal), raised here before anything is built
-      const refusal = bf16ParamsRefusal(graph, { ...executorOptions(opts), optimizerState });
+      // the environment's switches (UserErrors when bad or unmatched) and the executor's own refusal
+      // (executor.ts bf16ParamsRefusal), raised here before anything is built
+      const options = executorOptions(opts);
+      checkMocMatmul(options.matmul, options.mocMatmul);
+      const refusal = bf16ParamsRefusal(graph, { ...options, optimizerState });
       if (refusal) throw new UserError(`--target cuda --optimizer-state ${optimizerState}: ${refusal}; or train with another --optimizer-state`);
       opened(); // a machine without the CUDA driver is refused here, naming what is missing
     },

@@ -41,6 +41,13 @@ test('train --target cuda without a CUDA driver: one line naming what is missing
   refused(t, (o) => moccWithEnv(NO_DRIVER, 'train', MODEL, '--data', DATA, ...SMALL, '--target', 'cuda', '-o', o), CUDA_MISSING);
 });
 
+test('train --target cuda with a bad or unmatched MOCC_CUDA_TRAIN_* switch: one line naming it, before the driver is opened, nothing written', (t) => {
+  const run = (env: Record<string, string>) => (o: string) => moccWithEnv({ ...NO_DRIVER, ...env }, 'train', MODEL, '--data', DATA, ...SMALL, '--target', 'cuda', '-o', o);
+  refused(t, run({ MOCC_CUDA_TRAIN_MATMUL: 'fp16' }), /^mocc: MOCC_CUDA_TRAIN_MATMUL=fp16: expected f32 or bf16$/);
+  refused(t, run({ MOCC_CUDA_TRAIN_MOC: 'sparse' }), /^mocc: MOCC_CUDA_TRAIN_MOC=sparse: expected simt or dense$/);
+  refused(t, run({ MOCC_CUDA_TRAIN_MATMUL: 'f32', MOCC_CUDA_TRAIN_MOC: 'dense' }), /^mocc: mocMatmul 'dense-bf16' \(MOCC_CUDA_TRAIN_MOC=dense\) needs matmul 'bf16' \(MOCC_CUDA_TRAIN_MATMUL=bf16\)/);
+});
+
 test('eval --target cuda without a CUDA driver: one line naming what is missing', (t) => {
   userError(t, moccWithEnv(NO_DRIVER, 'eval', MODEL, '--data', DATA, '--target', 'cuda'), CUDA_MISSING);
 });

@@ -46,6 +46,7 @@ import { castGrid, castRows, CAST_THREADS } from '../ptx/cast.js';
 import { gemm, GEMM_DEFAULT, gemmGrid, gemmThreads, type GemmLayout, type GemmSpec } from '../ptx/gemm.js';
 import { gemm90, GEMM90_DEFAULT, gemm90Grid, gemm90SharedBytes, gemm90TensorMap, gemm90Threads, type Gemm90Spec } from '../ptx/gemm-sm90.js';
 import { pad8 } from '../ptx/layout.js';
+import { UserError } from '../../../src/util/errors.js';
 import type { DevPtr, LaunchArg, WgmmaDevice } from './device.js';
 import type { Launch, OpContext, TrainOp } from './ops.js';
 
@@ -57,7 +58,7 @@ export function trainMatmulFromEnv(env: NodeJS.ProcessEnv = process.env): TrainM
   const v = env.MOCC_CUDA_TRAIN_MATMUL;
   if (v === undefined || v === '' || v === 'f32') return 'f32';
   if (v === 'bf16') return 'bf16';
-  throw new Error(`MOCC_CUDA_TRAIN_MATMUL=${v}: expected f32 or bf16`);
+  throw new UserError(`MOCC_CUDA_TRAIN_MATMUL=${v}: expected f32 or bf16`);
 }
 
 /**
@@ -71,7 +72,7 @@ export function trainMocMatmulFromEnv(env: NodeJS.ProcessEnv = process.env): Tra
   const v = env.MOCC_CUDA_TRAIN_MOC;
   if (v === undefined || v === '' || v === 'simt') return 'simt';
   if (v === 'dense') return 'dense-bf16';
-  throw new Error(`MOCC_CUDA_TRAIN_MOC=${v}: expected simt or dense`);
+  throw new UserError(`MOCC_CUDA_TRAIN_MOC=${v}: expected simt or dense`);
 }
 
 /** The 64×64 tile (4 warps of 32×32) for a narrow output; else gemm.ts's 128×128 (8 warps of 64×32), the prefill's. */

@@ -44,6 +44,7 @@
 // (mocScatter's zeroPadding variant). In 'xtw' (moc_rows_grad) padding columns of S and b reach only
 // output rows / columns past M, N, never stored. G's padding (gemm.ts does not write past column N)
 // is never read: mocGather reads only the idx channels < F.
+import { UserError } from '../../../src/util/errors.js';
 import type { DevPtr, LaunchArg } from './device.js';
 import { mocGather, mocRowGrid, mocRowThreads } from '../ptx/train-moc.js';
 import { mocScatter, mocScatterGrid, SCATTER_THREADS } from '../ptx/train-scatter.js';
@@ -53,9 +54,9 @@ import type { Launch, OpContext, TrainOp } from './ops.js';
 
 const ptr = (p: DevPtr): LaunchArg => ({ ptr: p });
 
-/** The refusal of mocMatmul 'dense-bf16' without matmul 'bf16' (the dense MoC GEMMs are the bf16 mode's). */
+/** The refusal of mocMatmul 'dense-bf16' without matmul 'bf16' (the dense MoC GEMMs are the bf16 mode's): a UserError, as both come from the environment. */
 export function checkMocMatmul(matmul: TrainMatmul, moc: TrainMocMatmul): void {
-  if (moc === 'dense-bf16' && matmul !== 'bf16') throw new Error(`mocMatmul 'dense-bf16' (MOCC_CUDA_TRAIN_MOC=dense) needs matmul 'bf16' (MOCC_CUDA_TRAIN_MATMUL=bf16), not '${matmul}'`);
+  if (moc === 'dense-bf16' && matmul !== 'bf16') throw new UserError(`mocMatmul 'dense-bf16' (MOCC_CUDA_TRAIN_MOC=dense) needs matmul 'bf16' (MOCC_CUDA_TRAIN_MATMUL=bf16), not '${matmul}'`);
 }
 
 /** f32 bytes of [rows, width] in padded rows. */
