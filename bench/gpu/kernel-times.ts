@@ -15,6 +15,8 @@ export interface KernelFamilyTime {
   family: string;
   launches: number;
   ms: number;
+  /** The family's kernels by full name, longest first (a family such as train_moc holds Top-K and gathers). */
+  kernels: { name: string; launches: number; ms: number }[];
 }
 
 /** A kernel's family: its name up to the second '_'. */
@@ -50,12 +52,16 @@ export function kernelTimer(dev: TrainDevice, cuda: Cuda) {
       if (used) pool[used - 1]!.synchronize();
       const by = new Map<string, KernelFamilyTime>();
       for (const m of marks) {
-        const f = kernelFamily(m.name);
-        const e = by.get(f) ?? { family: f, launches: 0, ms: 0 };
+        const f = kernelFamily(m.name), ms = pool[m.from + 1]!.elapsedMs(pool[m.from]!);
+        const e = by.get(f) ?? { family: f, launches: 0, ms: 0, kernels: [] };
         e.launches++;
-        e.ms += pool[m.from + 1]!.elapsedMs(pool[m.from]!);
+        e.ms += ms;
+        const k = e.kernels.find((x) => x.name === m.name) ?? (e.kernels.push({ name: m.name, launches: 0, ms: 0 }), e.kernels.at(-1)!);
+        k.launches++;
+        k.ms += ms;
         by.set(f, e);
       }
+      for (const e of by.values()) e.kernels.sort((a, b) => b.ms - a.ms);
       return [...by.values()].sort((a, b) => b.ms - a.ms);
     },
     dispose() {
@@ -65,10 +71,17 @@ export function kernelTimer(dev: TrainDevice, cuda: Cuda) {
   };
 }
 
-/** The families as lines: launches, ms, share of the families' sum. */
-export function formatKernelTimes(times: readonly KernelFamilyTime[], top = 16): string[] {
+/**
+ * The families as lines: launches, ms, share of the families' sum; under a family of several kernels,
+ * its `perFamily` longest kernels by full name.
+ */
+export function formatKernelTimes(times: readonly KernelFamilyTime[], top = 16, perFamily = 3): string[] {
   const total = times.reduce((s, t) => s + t.ms, 0);
-  const lines = times.slice(0, top).map((t) => `    ${t.family.padEnd(26)} x${String(t.launches).padStart(5)} ${t.ms.toFixed(2).padStart(10)} ms ${((100 * t.ms) / total).toFixed(1).padStart(5)}%`);
+  const line = (indent: string, name: string, launches: number, ms: number) => `${indent}${name.padEnd(32 - indent.length)} x${String(launches).padStart(5)} ${ms.toFixed(2).padStart(10)} ms ${((100 * ms) / total).toFixed(1).padStart(5)}%`;
+  const lines = times.slice(0, top).flatMap((t) => [
+    line('    ', t.family, t.launches, t.ms),
+    ...(t.kernels.length > 1 ? t.kernels.slice(0, perFamily).map((k) => line('        ', k.name, k.launches, k.ms)) : []),
+  ]);
   const rest = times.slice(top);
   if (rest.length) lines.push(`    (${rest.length} more families) ${rest.reduce((s, t) => s + t.ms, 0).toFixed(2)} ms`);
   lines.push(`    sum of ${times.reduce((s, t) => s + t.launches, 0)} launches: ${total.toFixed(1)} ms`);

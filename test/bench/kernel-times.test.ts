@@ -12,7 +12,7 @@ test('kernelFamily: the name up to its second underscore', (t) => {
   t.is(kernelFamily('train_moc_gather_172'), 'train_moc');
 });
 
-test('kernelTimer: launches timed only while on, summed by family, longest first', (t) => {
+test('kernelTimer: launches timed only while on, summed by family and by kernel, longest first', (t) => {
   let clock = 0, created = 0;
   const cost: Record<string, number> = { gemm_xwt_a: 5, gemm_xwt_b: 3, cast_rows_bf16: 1 };
   const launched: string[] = [];
@@ -35,13 +35,18 @@ test('kernelTimer: launches timed only while on, summed by family, longest first
   for (const n of ['gemm_xwt_a', 'cast_rows_bf16', 'gemm_xwt_b', 'cast_rows_bf16']) timer.dev.launch(k(n), [1, 1, 1], 32, [], n.startsWith('gemm') ? { shared: 2048 } : undefined);
   const times = timer.stop();
   t.deepEqual(shared, [1024, 2048, undefined, 2048, undefined], 'launch options pass through, on or off');
-  t.deepEqual(times, [{ family: 'gemm_xwt', launches: 2, ms: 8 }, { family: 'cast_rows', launches: 2, ms: 2 }]);
+  t.deepEqual(times, [
+    { family: 'gemm_xwt', launches: 2, ms: 8, kernels: [{ name: 'gemm_xwt_a', launches: 1, ms: 5 }, { name: 'gemm_xwt_b', launches: 1, ms: 3 }] },
+    { family: 'cast_rows', launches: 2, ms: 2, kernels: [{ name: 'cast_rows_bf16', launches: 2, ms: 2 }] },
+  ]);
   t.is(launched.length, 5);
   timer.start(); // a second profile reuses the events
   timer.dev.launch(k('cast_rows_bf16'), [1, 1, 1], 32, []);
-  t.deepEqual(timer.stop(), [{ family: 'cast_rows', launches: 1, ms: 1 }]);
+  t.deepEqual(timer.stop(), [{ family: 'cast_rows', launches: 1, ms: 1, kernels: [{ name: 'cast_rows_bf16', launches: 1, ms: 1 }] }]);
   t.is(created, 8);
   const lines = formatKernelTimes(times, 1);
   t.regex(lines[0]!, /gemm_xwt +x +2 +8\.00 ms +80\.0%/);
+  t.regex(lines[1]!, /^ {8}gemm_xwt_a +x +1 +5\.00 ms +50\.0%/, 'a family of two kernels lists them');
+  t.regex(lines[2]!, /^ {8}gemm_xwt_b +x +1 +3\.00 ms +30\.0%/);
   t.regex(lines.at(-1)!, /sum of 4 launches: 10\.0 ms/);
 });
