@@ -27,7 +27,7 @@ import { bf16ParamsRefusal, CudaTrainingExecutor, executorPlan, type StepValues,
 import { cudaTrainDevice } from '../targets/cuda/train/cuda-device.js';
 import type { TrainDevice } from '../targets/cuda/train/device.js';
 import { trainOpOf } from '../targets/cuda/train/ops.js';
-import { trainMatmulFromEnv, trainMocMatmulFromEnv, type TrainMatmul, type TrainMocMatmul } from '../targets/cuda/train/ops-bf16.js';
+import { trainCastOnceFromEnv, trainMatmulFromEnv, trainMocMatmulFromEnv, type TrainMatmul, type TrainMocMatmul } from '../targets/cuda/train/ops-bf16.js';
 import { checkMocMatmul } from '../targets/cuda/train/ops-moc-bf16.js';
 import { CudaStepRunner } from '../targets/cuda/train/step-runner.js';
 import type { StepRunner, StepRunnerInit } from './step-runner.js';
@@ -89,7 +89,7 @@ export const refGradients: GradientTarget = {
 
 /** The executor's matmul options: those given, else the environment's (read when called). */
 const executorOptions = (opts: { matmul?: TrainMatmul; mocMatmul?: TrainMocMatmul }) => ({
-  matmul: opts.matmul ?? trainMatmulFromEnv(), mocMatmul: opts.mocMatmul ?? trainMocMatmulFromEnv(),
+  matmul: opts.matmul ?? trainMatmulFromEnv(), mocMatmul: opts.mocMatmul ?? trainMocMatmulFromEnv(), castOnce: trainCastOnceFromEnv(),
 });
 
 /** One executor of `graph` at a time, built with `weights` on first use and rebuilt when a call has other rows (built: just now). */
@@ -156,7 +156,7 @@ export function cudaGradients(device: () => TrainDevice, opts: { matmul?: TrainM
         },
         deviceTraining: (init) => new CudaStepRunner(graph, init, opened(), options),
         // The executor's one arena (every activation and weight gradient, rows padded to 8): what it allocates.
-        stepMemory: (rows) => ({ bytes: executorPlan(graph, rows).arenaBytes, what: 'device arena (planned activations and gradients, padded rows)' }),
+        stepMemory: (rows) => ({ bytes: executorPlan(graph, rows, options).arenaBytes, what: 'device arena (planned activations and gradients, padded rows)' }),
         dispose: () => executors.dispose(),
       };
     },

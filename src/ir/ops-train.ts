@@ -227,4 +227,15 @@ export const TRAINING_OPS: OpSpec[] = [
       return { dtype: 'i32', shape: idx!.shape };
     },
   },
+  // ---- a GEMM operand's bf16 copy, made once for the GEMMs near each other that read it
+  //      (passes/bf16-gemm-operands.ts, for a target whose GEMMs multiply bf16)
+  {
+    name: 'cast', inputs: ['x'], attrs: { dtype: { kind: 'string' } },
+    doc: 'x rounded to `dtype` (bf16: round to nearest even), same shape',
+    infer([x], attrs) {
+      if (x!.dtype !== 'f32') fail(`x must be f32, got ${typeToString(x!)}`);
+      if (attrs.dtype !== 'bf16') fail(`dtype must be bf16, got ${String(attrs.dtype)}`);
+      return { dtype: 'bf16', shape: x!.shape };
+    },
+  },
 ];

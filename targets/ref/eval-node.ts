@@ -5,6 +5,7 @@ import * as K from './kernels.js';
 import * as G from './train-kernels.js';
 import { lmHeadLoss, lmHeadLossGrad } from './lm-head-loss.js';
 import { newFloats } from './precision.js';
+import { bf16ToF32, f32ToBf16 } from '../../src/util/dtype.js';
 
 export type Value = Float32Array | Int32Array | Uint16Array;
 
@@ -73,6 +74,8 @@ function evalSingle(n: Node, ins: Value[], dim: DimOf): Value {
     case 'concat': return G.concat(ins as Float32Array[], ins.map((_, i) => dim(i, 1)));
     case 'index_narrow': return G.indexNarrow(idx(0));
     case 'index_widen': return G.indexWiden(ins[0] as Uint16Array);
+    // bf16 values are held as the f32 numbers they are (a bf16 value is exactly an f32)
+    case 'cast': return Float32Array.from(f(0), (v) => bf16ToF32(f32ToBf16(v)));
     default: throw new Error(`ref target has no kernel for op '${n.op}'`);
   }
 }

@@ -65,7 +65,7 @@ function recorded(g: Graph, weights: Map<string, Float32Array>, T: number, opts:
 }
 
 /**
- * The launch list as (kernel name, ptr operands classified): a GEMM's pointer argument that is param P
+ * The launch list as (kernel name, ptr operands classified): a GEMM's operand pointer that is param P
  * is 'P'; in the 'bf16' list the copy a cast made of param P (the latest cast into that address) is
  * 'P' too; every other argument is dropped from the comparison (its address differs between lists).
  * `dropCasts`: remove the casts of these params (in 'bf16' they exist, in 'bf16-params' they must not).
@@ -82,7 +82,9 @@ function classified(ex: CudaTrainingExecutor, launches: Launch[], names: Readonl
         if (dropCasts) continue;
       } else copyOf.delete(to);
     }
-    const ops = GEMM.test(l.kernel.name) ? l.args.map((a) => { const p = ptrOf(a); return p === undefined ? '' : byPtr.get(p) ?? copyOf.get(p) ?? ''; }).filter((s) => s) : [];
+    // a GEMM's operands (args[1], args[2]) classified; its output y (args[0]) overwrites whatever copy was there
+    const ops = GEMM.test(l.kernel.name) ? l.args.slice(1).map((a) => { const p = ptrOf(a); return p === undefined ? '' : byPtr.get(p) ?? copyOf.get(p) ?? ''; }).filter((s) => s) : [];
+    if (GEMM.test(l.kernel.name)) copyOf.delete(ptrOf(l.args[0]!)!);
     out.push(`${l.kernel.name}(${ops.join(',')})`);
   }
   return out;

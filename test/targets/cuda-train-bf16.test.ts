@@ -2,8 +2,9 @@
 // targets/cuda/train/ops-bf16.ts: castRows of both operands into the node's scratch, then gemm.ts).
 //
 // Without a GPU (mma.sync does not run on the PTX interpreter):
-// - the launch list, on a device that records launches instead of running them: it is the 'f32'
-//   list with each linear / logits / matmul / matmul_tn launch replaced by cast x, cast w, gemm, whose
+// - the launch list, on a device that records launches instead of running them, with each GEMM
+//   casting its own operands (castOnce false; the shared casts are test/passes/bf16-gemm-operands.test.ts's):
+//   it is the 'f32' list with each linear / logits / matmul / matmul_tn launch replaced by cast x, cast w, gemm, whose
 //   kernels, grids, pointers (operands, output, scratch offsets) and M, N, K are worked out here from
 //   the graph's shapes (src/ir/ops-train.ts: matmul a [M, K]·b [K, N]; matmul_tn a [K, M]ᵀ·b [K, N]);
 //   every other launch unchanged; the scratch buffer exactly large enough (bytes computed here);
@@ -95,7 +96,7 @@ const plain = (l: Launch) => ({ kernel: l.kernel.name, grid: l.grid, block: l.bl
 function checkLaunchList(t: ExecutionContext, g: Graph, weights: Map<string, Float32Array>, inputs: Record<string, Int32Array>): void {
   const T = inputs[MODEL_INPUTS.tokens]!.length, shape = shapesOf(g, T);
   const f = recordingDevice(), h = recordingDevice();
-  const exF = new CudaTrainingExecutor(g, weights, T, f.dev), exH = new CudaTrainingExecutor(g, weights, T, h.dev, { matmul: 'bf16' });
+  const exF = new CudaTrainingExecutor(g, weights, T, f.dev), exH = new CudaTrainingExecutor(g, weights, T, h.dev, { matmul: 'bf16', castOnce: false });
   exF.launch(inputs);
   exH.launch(inputs);
   // the scratch is the last allocation; the arena and every value sit at the same addresses in both

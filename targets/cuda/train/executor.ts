@@ -33,6 +33,7 @@ import { deviceBytes, padRows, rowsAndWidth, unpadRows } from './values.js';
 import { pad8 } from '../ptx/layout.js';
 import { adamwMomentBytes, adamwStoresBf16Params, type AdamWStateDType } from '../../../src/train/adamw.js';
 import { gradOutputs } from '../../../passes/autodiff.js';
+import { bf16GemmOperands, GEMM_OPERANDS } from '../../../passes/bf16-gemm-operands.js';
 import { bf16ParamsInMode } from '../../../src/train/bf16-params.js';
 import { bf16ToF32, f32ToBf16 } from '../../../src/util/dtype.js';
 
@@ -59,6 +60,13 @@ export interface TrainingExecutorOptions {
    * a graph with MoC products (the SIMT kernels read f32 weights): refused otherwise.
    */
   optimizerState?: AdamWStateDType;
+  /**
+   * With matmul 'bf16': round each GEMM operand value to bf16 once for the GEMMs near each other that
+   * read it (passes/bf16-gemm-operands.ts: explicit `cast` nodes, bf16 values in the arena) instead of
+   * once per GEMM (default true; false: every GEMM casts its own operands, as before, for side-by-side
+   * runs: MOCC_CUDA_TRAIN_CAST_ONCE=0 in bench/gpu/train.ts). Outputs are bit-identical either way.
+   */
+  castOnce?: boolean;
 }
 
 export interface TrainingStepResult {
@@ -66,10 +74,35 @@ export interface TrainingStepResult {
   outputs: Float32Array[];
 }
 
-/** The memory plan the executor lays its arena out by, for g at `rows` rows (device bytes: padded rows). */
-export function executorPlan(g: Graph, rows: number): MemoryPlan {
-  return planMemory(g, { T: rows }, deviceBytes);
+/**
+ * The graph the executor runs for g under `opts`: g itself, or with matmul 'bf16' (unless castOnce is
+ * false) g with its GEMM operands' casts made explicit and shared (passes/bf16-gemm-operands.ts).
+ */
+export function executorGraph(g: Graph, opts: Pick<TrainingExecutorOptions, 'matmul' | 'castOnce'> = {}): Graph {
+  return opts.matmul === 'bf16' && opts.castOnce !== false ? bf16GemmOperands.run(g) : g;
 }
+
+/** The memory plan the executor lays its arena out by, for g at `rows` rows under `opts` (executorGraph; device bytes: padded rows). */
+export function executorPlan(g: Graph, rows: number, opts: Pick<TrainingExecutorOptions, 'matmul' | 'castOnce'> = {}): MemoryPlan {
+  return loweredPlan(executorGraph(g, opts), rows);
+}
+
+/**
+ * Only the bf16 GEMMs read bf16 values (every other kernel reads f32): a bf16 value anywhere else is
+ * an error naming the node, before anything is allocated.
+ */
+function checkBf16Reads(g: Graph, matmul: TrainMatmul): void {
+  const bf16 = new Set(g.nodes.flatMap((n) => n.outputs.filter((o) => o.type.dtype === 'bf16').map((o) => o.name)));
+  for (const n of g.nodes) {
+    n.inputs.forEach((o, slot) => {
+      if (o.kind !== 'value' || !bf16.has(o.name) || (matmul === 'bf16' && GEMM_OPERANDS[n.op]?.includes(slot))) return;
+      throw new Error(`training node %${n.outputs[0]?.name ?? '?'} (${n.op}) reads the bf16 value %${o.name} as its input ${slot}: only the bf16 GEMMs' operands may be bf16`);
+    });
+  }
+}
+
+/** The plan of a graph executorGraph already gave. */
+const loweredPlan = (lowered: Graph, rows: number): MemoryPlan => planMemory(lowered, { T: rows }, deviceBytes);
 
 /**
  * Device bytes of a param: f32 master weights whatever the checkpoint's dtype (a bf16 checkpoint's
@@ -129,6 +162,8 @@ export interface ParamTensor extends DeviceTensor {
 }
 
 export class CudaTrainingExecutor {
+  /** The graph run: executorGraph of the one given (its params, inputs and outputs are the given graph's). */
+  readonly g: Graph;
   readonly plan: MemoryPlan;
   private readonly types = new Map<string, TensorType>();
   private readonly params = new Map<string, DevPtr>();
@@ -149,8 +184,10 @@ export class CudaTrainingExecutor {
    * Prepares g for `rows` rows (T). `weights` holds every param in its own layout (as
    * runTrainingGraph takes them); they are uploaded once (setWeights re-uploads).
    */
-  constructor(readonly g: Graph, weights: ReadonlyMap<string, Float32Array>, readonly rows: number, readonly dev: TrainDevice, private readonly opts: TrainingExecutorOptions = {}) {
+  constructor(graph: Graph, weights: ReadonlyMap<string, Float32Array>, readonly rows: number, readonly dev: TrainDevice, private readonly opts: TrainingExecutorOptions = {}) {
+    const g = (this.g = executorGraph(graph, opts));
     const ops = g.nodes.map((n) => trainOpOf(n, opts.matmul, opts.mocMatmul)); // refuses an op without kernels before anything is allocated
+    checkBf16Reads(g, opts.matmul ?? 'f32');
     const refusal = bf16ParamsRefusal(g, opts);
     if (refusal) throw new Error(refusal);
     this.optimizerState = opts.optimizerState ?? 'f32';
@@ -160,7 +197,7 @@ export class CudaTrainingExecutor {
     for (const i of g.inputs) this.types.set(i.name, i.type);
     for (const p of g.params) this.types.set(`@${p.name}`, p.type);
     for (const n of g.nodes) for (const o of n.outputs) this.types.set(o.name, o.type);
-    this.plan = executorPlan(g, rows);
+    this.plan = loweredPlan(g, rows);
     checkArena(this.plan);
 
     for (const p of g.params) this.params.set(p.name, dev.alloc(paramDeviceBytes(p.type, this.dims, this.bf16Params.has(p.name))));
@@ -302,7 +339,8 @@ export class CudaTrainingExecutor {
       node: n,
       T: this.rows,
       input: (i) => (n.inputs[i]!.kind === 'param' ? this.params.get(n.inputs[i]!.name)! : this.valuePtr(n.inputs[i]!.name)),
-      bf16Input: (i) => n.inputs[i]!.kind === 'param' && this.bf16Params.has(n.inputs[i]!.name),
+      // a bf16 param ('bf16-params'), or a cast's bf16 value (castOnce)
+      bf16Input: (i) => (n.inputs[i]!.kind === 'param' ? this.bf16Params.has(n.inputs[i]!.name) : this.types.get(n.inputs[i]!.name)?.dtype === 'bf16'),
       output: (i) => this.valuePtr(n.outputs[i]!.name),
       inDim: (i, axis) => this.dim(key(i), axis),
       outDim: (i, axis) => this.dim(n.outputs[i]!.name, axis),

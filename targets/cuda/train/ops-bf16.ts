@@ -75,6 +75,17 @@ export function trainMocMatmulFromEnv(env: NodeJS.ProcessEnv = process.env): Tra
   throw new UserError(`MOCC_CUDA_TRAIN_MOC=${v}: expected simt or dense`);
 }
 
+/**
+ * The environment switch, read here only: MOCC_CUDA_TRAIN_CAST_ONCE=0 makes every bf16 GEMM cast its
+ * own operands (TrainingExecutorOptions.castOnce false, for side-by-side runs); unset or 1: shared casts.
+ */
+export function trainCastOnceFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  const v = env.MOCC_CUDA_TRAIN_CAST_ONCE;
+  if (v === undefined || v === '' || v === '1') return true;
+  if (v === '0') return false;
+  throw new UserError(`MOCC_CUDA_TRAIN_CAST_ONCE=${v}: expected 0 or 1`);
+}
+
 /** The 64×64 tile (4 warps of 32×32) for a narrow output; else gemm.ts's 128×128 (8 warps of 64×32), the prefill's. */
 const SMALL_TILE: Omit<GemmSpec, 'dtype'> = { bm: 64, bn: 64, warpsM: 2, warpsN: 2 };
 

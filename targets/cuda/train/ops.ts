@@ -25,7 +25,7 @@ import { binary, embeddingRows, fill, rmsnormRows, rmsnormRowsThreads, ropeForwa
 import { matmulGrid, matmulNN, matmulTN, MATMUL_THREADS } from '../ptx/train-matmul.js';
 import { ATTENTION_THREADS, attentionForward, attentionGradKV, attentionGradQ, attentionKeyGrid, attentionRowGrid, attentionStatsBytes, attentionThreads, type TrainAttentionSpec } from '../ptx/train-attention.js';
 import type { DevPtr, LaunchArg, LaunchOptions, WgmmaDevice } from './device.js';
-import { BF16_MATMUL_OPS, type TrainMatmul, type TrainMocMatmul } from './ops-bf16.js';
+import { BF16_MATMUL_OPS, castBf16Launch, type TrainMatmul, type TrainMocMatmul } from './ops-bf16.js';
 import { bf16AttentionOpOf } from './ops-attention-bf16.js';
 import { checkMocMatmul, DENSE_MOC_OPS } from './ops-moc-bf16.js';
 import { LM_HEAD_OPS } from './ops-lm-head.js';
@@ -260,6 +260,10 @@ export const TRAIN_OPS: Readonly<Record<string, TrainOp>> = {
   },
   index_narrow: indexCastOp('narrow'),
   index_widen: indexCastOp('widen'),
+  // f32 → bf16 (round to nearest even, padding converted too): a GEMM operand's copy that the bf16
+  // GEMMs near each other share (passes/bf16-gemm-operands.ts); the same launch a bf16 GEMM makes
+  // for its own operand (ops-bf16.ts bf16Operand)
+  cast: { launches: (c) => [castBf16Launch(c, c.outDim(0, 0), c.outDim(0, 1), c.output(0), c.input(0))] },
   cross_entropy: {
     scratchBytes: (c) => ceScratch(c.inDim(0, 0)),
     launches: (c) => ceLoss(c, c.output(0)),
