@@ -205,6 +205,10 @@ export class PtxSim {
         case 'ex2.approx.ftz.f32': { const e = f32(2 ** val(a)); set(d, e < 2 ** -126 ? 0 : e); break; }
         case 'lg2.approx.f32': set(d, f32(Math.log2(val(a)))); break;
         case 'cvt.rn.bf16.f32': set(d, bf16Bits(val(a))); break;
+        // d, a, b: a (the first source) goes in the upper half, b in the lower (PTX ISA, cvt with .bf16x2 / .f16x2)
+        case 'cvt.rn.bf16x2.f32': set(d, ((bf16Bits(val(a)) << 16) | bf16Bits(val(b))) >>> 0); break;
+        case 'cvt.rn.f16x2.f32': set(d, ((f16Bits(val(a)) << 16) | f16Bits(val(b))) >>> 0); break;
+        case 'st.global.v4.b32': { const p = this.check(address(d), 16); list(a).forEach((x, i) => g.setUint32(p + 4 * i, val(x) >>> 0, true)); break; }
         case 'ld.global.s32': set(d, g.getInt32(this.check(address(a), 4), true)); break;
         case 'st.global.b16': g.setUint16(this.check(address(d), 2), val(a), true); break;
         // zero-extends the 16-bit source (here a .b16 register, compatible with .u16 per the PTX ISA's type rules)
@@ -229,6 +233,28 @@ export class PtxSim {
     if (!this.buffers.some((b) => p >= b.addr && p + size <= b.addr + b.bytes)) throw new Error(`PtxSim: global access at ${p} outside every allocation`);
     return p;
   }
+}
+
+/** x rounded to the nearest integer, ties to even (x ≥ 0, exact in float64). */
+function roundHalfEven(x: number): number {
+  const r = Math.floor(x), frac = x - r;
+  return frac > 0.5 || (frac === 0.5 && r % 2 === 1) ? r + 1 : r;
+}
+
+/**
+ * The f16 bits of f32 v, rounded to nearest even (cvt.rn.f16.f32; NaN → the canonical 0x7FFF), worked
+ * out here in float64 (exact for an f32's scaling by powers of two), not by the host's f32ToF16.
+ */
+function f16Bits(v: number): number {
+  if (Number.isNaN(v)) return 0x7fff;
+  const sign = v < 0 || Object.is(v, -0) ? 0x8000 : 0, a = Math.abs(v);
+  if (a < 2 ** -14) return sign | roundHalfEven(a / 2 ** -24); // subnormal (2^-24 steps); 0x400 if it rounds up to the smallest normal
+  let e = Math.floor(Math.log2(a));
+  if (2 ** e > a) e--;
+  if (2 ** (e + 1) <= a) e++;
+  let q = roundHalfEven((a / 2 ** e - 1) * 1024);
+  if (q === 1024) (e++, (q = 0));
+  return e + 15 >= 31 ? sign | 0x7c00 : sign | ((e + 15) << 10) | q;
 }
 
 /** The bf16 bits of f32 v, rounded to nearest even (cvt.rn.bf16.f32; NaN → the canonical 0x7FFF). */

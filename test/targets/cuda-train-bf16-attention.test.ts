@@ -127,7 +127,7 @@ for (const [policy, T, lengths] of [['none', 32, [20, 12]], ['gcp', 45, [30, 15]
       t.false(list.some((l) => l.kernel.startsWith('train_attention_')), 'no f32 attention kernel left');
       const fwdAt = list.flatMap((l, i) => (l.kernel.startsWith('flash_attention_seq_') ? [i] : []));
       t.is(fwdAt.length, nodes.length, 'one flash forward a node');
-      const cast = (w: number, to: number, from: number) => ({ kernel: `cast_bf16_w${w}`, grid: [Math.ceil(pad8(w) / 512), T, 1], block: 256, args: [{ ptr: to }, { ptr: from }] });
+      const cast = (w: number, to: number, from: number) => ({ kernel: `cast_bf16_w${w}`, grid: [Math.ceil(pad8(w) / 2048), T, 1], block: 256, args: [{ ptr: to }, { ptr: from }] });
       const rows64 = Math.ceil(T / 64);
       let maxScratch = 0;
       nodes.forEach((n, i) => {

@@ -128,7 +128,7 @@ function checkLaunchList(t: ExecutionContext, g: Graph, weights: Map<string, Flo
     need = Math.max(need, align256(bf16Bytes(e.x)) + bf16Bytes(e.w));
     const [cx, cw, gm] = [h.launches[j++]!, h.launches[j++]!, h.launches[j++]!].map(plain);
     const castOf = ([rows, width]: [number, number], to: number, from: number) => ({
-      kernel: `cast_bf16_w${width}`, grid: [Math.ceil(pad8(width) / 512), rows, 1], block: 256, args: [{ ptr: to }, { ptr: from }],
+      kernel: `cast_bf16_w${width}`, grid: [Math.ceil(pad8(width) / 2048), rows, 1], block: 256, args: [{ ptr: to }, { ptr: from }],
     });
     t.deepEqual(cx, castOf(e.x, scratch.ptr, ptrOf(n.inputs[0]!)), `%${n.outputs[0]!.name} (${n.op}): cast x`);
     t.deepEqual(cw, castOf(e.w, wAt, ptrOf(n.inputs[1]!)), `%${n.outputs[0]!.name} (${n.op}): cast w`);

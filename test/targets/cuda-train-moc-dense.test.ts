@@ -1,6 +1,6 @@
 // The MoC products as dense bf16 GEMMs (TrainingExecutorOptions.mocMatmul = 'dense-bf16' with matmul
 // 'bf16', targets/cuda/train/ops-moc-bf16.ts): moc_up = cast x, cast W, gemm 'xwt' → G [T, F], gather;
-// moc_down / moc_rows_grad = scatter → S [T, F] (padding zeroed), cast S, cast W / b, gemm 'xw' / 'xtw'.
+// moc_down / moc_rows_grad = scatter → S [T, F] in bf16 (padding zeroed), cast W / b, gemm 'xw' / 'xtw'.
 //
 // Without a GPU (mma.sync does not run on the PTX interpreter):
 // - the launch list of the stories260K MoC K = 32 training graph (policies moc-gcp, none, moc-gcp-attn) on a device
@@ -12,7 +12,7 @@
 // - the option: default 'simt', swaps only the three ops, refused without matmul 'bf16' (before
 //   anything is allocated), MOCC_CUDA_TRAIN_MOC, and cudaGradients passing it on;
 // - every kernel of that graph under the option assembles for sm_80 and sm_90 with no local memory;
-// - the scatter's zeroPadding variant, interpreted, against the ref's moc_scatter, padding zero.
+// - the bf16 scatter, interpreted, against the ref's moc_scatter rounded to bf16, padding zero.
 // On a GPU (skipped without one): each entry alone (through a hand-made OpContext) on random operands,
 // shapes of the stories260K graph's MoC nodes at T = 32 and 45 and a 1B-like T = 256, F = 5461,
 // K = 1024, d = 2048: against the ref kernel (targets/ref/kernels.ts mocUp / mocDown,
@@ -33,7 +33,8 @@ import type { DevPtr, LaunchArg, TrainDevice } from '../../targets/cuda/train/de
 import { trainOpOf, TRAIN_OPS, type Launch, type OpContext } from '../../targets/cuda/train/ops.js';
 import { BF16_MATMUL_OPS, trainMocMatmulFromEnv } from '../../targets/cuda/train/ops-bf16.js';
 import { DENSE_MOC_OPS } from '../../targets/cuda/train/ops-moc-bf16.js';
-import { mocScatter, mocScatterGrid, SCATTER_THREADS } from '../../targets/cuda/ptx/train-scatter.js';
+import { mocScatterBf16, mocScatterGrid, SCATTER_THREADS } from '../../targets/cuda/ptx/train-scatter.js';
+import { f32ToBf16 } from '../../src/util/dtype.js';
 import { pad8 } from '../../targets/cuda/ptx/layout.js';
 import { storiesTraining } from '../helpers/stories-training.js';
 import { batch } from '../helpers/train-tiny-model.js';
@@ -65,7 +66,7 @@ const plain = (l: Launch) => ({ kernel: l.kernel.name, grid: l.grid, block: l.bl
 
 /** castRows of [rows, width] f32 at `from` into bf16 at `to` (cast.ts: 256 threads, two elements a thread over pad8(width)). */
 const castOf = (rows: number, width: number, to: number, from: number) => ({
-  kernel: `cast_bf16_w${width}`, grid: [Math.ceil(pad8(width) / 512), rows, 1], block: 256, args: [{ ptr: to }, { ptr: from }],
+  kernel: `cast_bf16_w${width}`, grid: [Math.ceil(pad8(width) / 2048), rows, 1], block: 256, args: [{ ptr: to }, { ptr: from }],
 });
 /** gemm.ts launch: 128×128 (8 warps) when M and N are both ≥ 128, else 64×64 (4 warps); params y, x, w, M, N, K. */
 function gemmOf(layout: string, y: number, x: number, w: number, M: number, N: number, K: number) {
@@ -81,7 +82,8 @@ function expectedDense(n: Node, shape: (o: Operand) => number[], ptrOf: (o: Oper
   const [i0, i1, idx] = n.inputs.map(ptrOf) as [number, number, number];
   const T = shape(n.inputs[0]!)[0]!, K = shape(n.inputs[2]!)[1]!;
   const f32TF = (F: number) => align256(T * pad8(F) * 4), bf16 = (rows: number, width: number) => rows * pad8(width) * 2;
-  const scatterOf = (F: number, from: number) => ({ kernel: `moc_scatter_k${K}_f${F}_zpad`, grid: [1, T, 1], block: 256, args: [{ ptr: scratch }, { ptr: from }, { ptr: idx }] });
+  // the scatter writes S in bf16 straight into the scratch's first piece (no f32 S, no cast of it)
+  const scatterOf = (F: number, from: number) => ({ kernel: `moc_scatter_k${K}_f${F}_bf16`, grid: [1, T, 1], block: 256, args: [{ ptr: scratch }, { ptr: from }, { ptr: idx }] });
   if (n.op === 'moc_up') {
     const [F, d] = shape(n.inputs[1]!) as [number, number];
     const xh = scratch + f32TF(F), wh = xh + align256(bf16(T, d));
@@ -96,12 +98,12 @@ function expectedDense(n: Node, shape: (o: Operand) => number[], ptrOf: (o: Oper
   }
   if (n.op === 'moc_down') {
     const [F, d] = shape(n.inputs[1]!) as [number, number];
-    const sh = scratch + f32TF(F), wh = sh + align256(bf16(T, F));
-    return { need: wh - scratch + bf16(F, d), launches: [scatterOf(F, i0), castOf(T, F, sh, scratch), castOf(F, d, wh, i1), gemmOf('xw', out, sh, wh, T, d, F)] };
+    const sh = scratch, wh = sh + align256(bf16(T, F));
+    return { need: wh - scratch + bf16(F, d), launches: [scatterOf(F, i0), castOf(F, d, wh, i1), gemmOf('xw', out, sh, wh, T, d, F)] };
   }
   const [F, d] = shape({ kind: 'value', name: n.outputs[0]!.name }) as [number, number]; // moc_rows_grad: out [rows, d]
-  const sh = scratch + f32TF(F), bh = sh + align256(bf16(T, F));
-  return { need: bh - scratch + bf16(T, d), launches: [scatterOf(F, i0), castOf(T, F, sh, scratch), castOf(T, d, bh, i1), gemmOf('xtw', out, sh, bh, F, d, T)] };
+  const sh = scratch, bh = sh + align256(bf16(T, F));
+  return { need: bh - scratch + bf16(T, d), launches: [scatterOf(F, i0), castOf(T, d, bh, i1), gemmOf('xtw', out, sh, bh, F, d, T)] };
 }
 
 /** A hand-made OpContext over device pointers (what the executor's context gives an entry). */
@@ -197,7 +199,7 @@ test('the executor refuses mocMatmul dense-bf16 without matmul bf16 before alloc
       const back = make(() => r.dev).create(g);
       back.lossAndGrads(weights, inputs, 5);
       back.dispose();
-      return r.launches.filter((l) => /^moc_scatter_\w+_zpad$/.test(l.kernel.name)).length;
+      return r.launches.filter((l) => /^moc_scatter_\w+_bf16$/.test(l.kernel.name)).length;
     };
     const saved = { matmul: process.env.MOCC_CUDA_TRAIN_MATMUL, moc: process.env.MOCC_CUDA_TRAIN_MOC };
     try {
@@ -229,7 +231,7 @@ testsNeeding(ptxasRequirement(findPtxas()))('every kernel of the stories260K MoC
     // (the 128×128 'xw' / 'xtw' kernels are the bf16 matmuls' own, assembled in cuda-train-bf16.test.ts)
     const ex = new CudaTrainingExecutor(g, weights, 160, recordingDevice().dev, DENSE);
     const names = ex.kernels.map((k) => k.name);
-    for (const re of [/^moc_scatter_\w+_zpad$/, /^gemm_xw_bf16_/, /^gemm_xtw_bf16_/, /^gemm_xwt_bf16_m128n128/, /^train_moc_gather_/]) t.true(names.some((n) => re.test(n)), `${re}: ${names.join(' ')}`);
+    for (const re of [/^moc_scatter_\w+_bf16$/, /^gemm_xw_bf16_/, /^gemm_xtw_bf16_/, /^gemm_xwt_bf16_m128n128/, /^train_moc_gather_/]) t.true(names.some((n) => re.test(n)), `${re}: ${names.join(' ')}`);
     t.false(names.some((n) => /^train_moc_(up|down|rows_grad)_/.test(n)), 'no SIMT MoC product left');
     assertEachAssembles(t, ex.kernels);
     t.log(`${ex.kernels.length} kernels`);
@@ -238,15 +240,10 @@ testsNeeding(ptxasRequirement(findPtxas()))('every kernel of the stories260K MoC
   }
 });
 
-test('mocScatter without zeroPadding is the kernel it was (name, text)', (t) => {
-  t.is(mocScatter(32, 172).name, 'moc_scatter_k32_f172');
-  t.is(mocScatter(32, 172, false).text, mocScatter(32, 172).text);
-  t.is(mocScatter(32, 172, true).name, 'moc_scatter_k32_f172_zpad');
-});
-
-// [T, K, F]: padding of 7, 4 and 0 columns (F = 1, 700, 16); K past a block of threads
-for (const [T, K, F] of [[2, 1, 1], [4, 300, 700], [3, 5, 16]] as [number, number, number][]) {
-  test(`moc_scatter zeroPadding T=${T} K=${K} F=${F}, interpreted: the ref's moc_scatter, padding columns zero`, (t) => {
+// [T, K, F]: padding of 7, 4 and 0 columns (F = 1, 700, 16); K past a block of threads; rows of
+// pad8(F) bf16 past one round of 16-byte zero stores (F = 5000: 625 stores, 256 threads)
+for (const [T, K, F] of [[2, 1, 1], [4, 300, 700], [3, 5, 16], [2, 40, 5000]] as [number, number, number][]) {
+  test(`moc_scatter into bf16 T=${T} K=${K} F=${F}, interpreted: the ref's moc_scatter rounded to bf16 (host RNE), padding columns zero`, (t) => {
     const r = rng(T * 7 + K + F);
     const dy = randomF32(T * K, r), idx = randomDistinctIdx(T, K, F, r);
     const dyPadded = new Float32Array(T * pad8(K)).fill(NaN), idxPadded = new Int32Array(T * pad8(K)).fill(-1);
@@ -254,12 +251,13 @@ for (const [T, K, F] of [[2, 1, 1], [4, 300, 700], [3, 5, 16]] as [number, numbe
       dyPadded.set(dy.subarray(tt * K, (tt + 1) * K), tt * pad8(K));
       idxPadded.set(idx.subarray(tt * K, (tt + 1) * K), tt * pad8(K));
     }
-    const out = runOn('sim', { out: { poison: T * pad8(F) * 4 }, dy: { data: dyPadded }, idx: { data: idxPadded } },
-      [{ kernel: mocScatter(K, F, true), grid: mocScatterGrid(T), block: SCATTER_THREADS, args: ['out', 'dy', 'idx'] }]);
-    const raw = floats(out.out!);
-    t.deepEqual(Array.from(unpadRows(raw, T, F)), Array.from(refT.mocScatter(dy, idx, K, F)));
+    const out = runOn('sim', { out: { poison: T * pad8(F) * 2 }, dy: { data: dyPadded }, idx: { data: idxPadded } },
+      [{ kernel: mocScatterBf16(K, F), grid: mocScatterGrid(T), block: SCATTER_THREADS, args: ['out', 'dy', 'idx'] }]);
+    const raw = new Uint16Array(out.out!.buffer, out.out!.byteOffset, T * pad8(F));
+    const want = Array.from(refT.mocScatter(dy, idx, K, F), f32ToBf16);
+    t.deepEqual(Array.from({ length: T * F }, (_, i) => raw[((i / F) | 0) * pad8(F) + (i % F)]!), want);
     let nonzero = 0;
-    for (let row = 0; row < T; row++) for (let c = F; c < pad8(F); c++) if (!Object.is(raw[row * pad8(F) + c], 0)) nonzero++;
+    for (let row = 0; row < T; row++) for (let c = F; c < pad8(F); c++) if (raw[row * pad8(F) + c] !== 0) nonzero++;
     t.is(nonzero, 0, 'padding columns not +0');
   });
 }

@@ -136,13 +136,12 @@ export const mocScatterGrid = (T: number): [number, number, number] => [1, T, 1]
 /**
  * moc_scatter: out [T, pad8(F)] = 0 except out[t, idx[t, k]] = dy[t, k] (k < K). The indices of a
  * row are distinct (moc_select's top-k), so no two threads write one element. Params out, dy, idx.
- * Grid mocScatterGrid(T) = (1, T, 1), block SCATTER_THREADS: the row's zeros, a barrier, then the kept channels.
- * The padding columns F..pad8(F) are left as they are, unless `zeroPadding` (name suffix _zpad):
- * then they are zeroed too, for a row that feeds a GEMM reading them (ops-moc-bf16.ts: its scratch
- * holds stale bits, not the arena's finite values, and gemm.ts multiplies a K-contiguous x's padding).
+ * Grid mocScatterGrid(T) = (1, T, 1), block SCATTER_THREADS: the row's zeros, a barrier, then the kept
+ * channels. The padding columns F..pad8(F) are left as they are (mocScatterBf16, for a GEMM operand,
+ * zeroes them).
  */
-export function mocScatter(K: number, F: number, zeroPadding = false): Kernel {
-  const name = `moc_scatter_k${K}_f${F}${zeroPadding ? '_zpad' : ''}`;
+export function mocScatter(K: number, F: number): Kernel {
+  const name = `moc_scatter_k${K}_f${F}`;
   const k = new KernelBuilder(name, ['out', 'dy', 'idx'].map((n) => ({ name: n, type: 'u64' as const })));
   k.blockSize(SCATTER_THREADS);
   const out = k.ptrParam('out'), dy = k.ptrParam('dy'), idx = k.ptrParam('idx');
@@ -152,7 +151,7 @@ export function mocScatter(K: number, F: number, zeroPadding = false): Kernel {
   const zero = k.label('zero'), zeroed = k.label('zeroed');
   k.emit(`mov.u32 ${i}, ${tid}`);
   k.place(zero);
-  k.emit(`setp.ge.u32 ${p}, ${i}, ${zeroPadding ? pad8(F) : F}`, `@${p} bra ${zeroed}`, `st.global.f32 [${k.addr(orow, i, 4)}], 0f00000000`, `add.u32 ${i}, ${i}, ${SCATTER_THREADS}`, `bra ${zero}`);
+  k.emit(`setp.ge.u32 ${p}, ${i}, ${F}`, `@${p} bra ${zeroed}`, `st.global.f32 [${k.addr(orow, i, 4)}], 0f00000000`, `add.u32 ${i}, ${i}, ${SCATTER_THREADS}`, `bra ${zero}`);
   k.place(zeroed);
   // the zeros are written before any channel's value (bar.sync orders the block's global writes)
   k.emit('bar.sync 0', `mov.u32 ${i}, ${tid}`);
@@ -161,6 +160,38 @@ export function mocScatter(K: number, F: number, zeroPadding = false): Kernel {
   k.place(put);
   k.emit(`setp.ge.u32 ${p}, ${i}, ${K}`, `@${p} bra ${done}`, `ld.global.u32 ${ch}, [${k.addr(irow, i, 4)}]`, `ld.global.f32 ${x}, [${k.addr(dyrow, i, 4)}]`);
   k.emit(`st.global.f32 [${k.addr(orow, ch, 4)}], ${x}`, `add.u32 ${i}, ${i}, ${SCATTER_THREADS}`, `bra ${put}`);
+  k.place(done);
+  return { name, text: k.render() };
+}
+
+/**
+ * moc_scatter into bf16 rows: out [T, pad8(F)] bf16 = 0 (padding included) except out[t, idx[t, k]] =
+ * dy[t, k] rounded to nearest even. Bit for bit castRows' bf16 copy of mocScatter's output with its
+ * padding zeroed (0 casts to 0; each value gets the same cvt.rn), without that f32 [T, F] matrix and its
+ * cast: what the dense MoC GEMMs multiply (ops-moc-bf16.ts). Params out, dy, idx. Grid
+ * mocScatterGrid(T), block SCATTER_THREADS: the row's zeros in 16-byte stores (pad8(F) bf16 is a
+ * whole number of them), a barrier, then the kept channels.
+ */
+export function mocScatterBf16(K: number, F: number): Kernel {
+  const name = `moc_scatter_k${K}_f${F}_bf16`;
+  const k = new KernelBuilder(name, ['out', 'dy', 'idx'].map((n) => ({ name: n, type: 'u64' as const })));
+  k.blockSize(SCATTER_THREADS);
+  const out = k.ptrParam('out'), dy = k.ptrParam('dy'), idx = k.ptrParam('idx');
+  const tid = k.special('%tid.x', 'tid'), t = k.special('%ctaid.y', 't');
+  const orow = k.addr(out, t, pad8(F) * 2), dyrow = k.addr(dy, t, pad8(K) * 4), irow = k.addr(idx, t, pad8(K) * 4);
+  const i = k.reg('u32', 'i'), p = k.reg('pred', 'p'), z = k.reg('b32', 'z');
+  const zero = k.label('zero'), zeroed = k.label('zeroed');
+  k.emit(`mov.b32 ${z}, 0`, `mov.u32 ${i}, ${tid}`);
+  k.place(zero);
+  k.emit(`setp.ge.u32 ${p}, ${i}, ${pad8(F) / 8}`, `@${p} bra ${zeroed}`, `st.global.v4.b32 [${k.addr(orow, i, 16)}], {${z}, ${z}, ${z}, ${z}}`, `add.u32 ${i}, ${i}, ${SCATTER_THREADS}`, `bra ${zero}`);
+  k.place(zeroed);
+  // the zeros are written before any channel's value (bar.sync orders the block's global writes)
+  k.emit('bar.sync 0', `mov.u32 ${i}, ${tid}`);
+  const ch = k.reg('u32', 'ch'), x = k.reg('f32', 'x'), h = k.reg('b16', 'h');
+  const put = k.label('put'), done = k.label('done');
+  k.place(put);
+  k.emit(`setp.ge.u32 ${p}, ${i}, ${K}`, `@${p} bra ${done}`, `ld.global.u32 ${ch}, [${k.addr(irow, i, 4)}]`, `ld.global.f32 ${x}, [${k.addr(dyrow, i, 4)}]`);
+  k.emit(`cvt.rn.bf16.f32 ${h}, ${x}`, `st.global.b16 [${k.addr(orow, ch, 2)}], ${h}`, `add.u32 ${i}, ${i}, ${SCATTER_THREADS}`, `bra ${put}`);
   k.place(done);
   return { name, text: k.render() };
 }

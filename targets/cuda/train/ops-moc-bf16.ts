@@ -8,10 +8,11 @@
 //     cast x, W → bf16; gemm 'xwt' G[T, F] = x·Wᵀ (f32, scratch; M = T, N = F, K = d);
 //     moc_gather(G, idx) → z (train-moc.ts mocGather).
 //   moc_down(z [T, K], W, idx) → y [T, d], y[t] = Σ_k z[t, k]·W[idx[t, k]]:
-//     moc_scatter(z, idx) → S[T, F] f32 (zero but the kept channels); cast S, W → bf16;
+//     moc_scatter(z, idx) → S[T, F] bf16 (zero but the kept channels, rounded: train-scatter.ts
+//     mocScatterBf16, bit for bit the cast of the f32 scatter); cast W → bf16;
 //     gemm 'xw' y = S·W (x = S [M = T, K = F], w = W as [K = F, N = d]).
 //   moc_rows_grad(a [T, K], b [T, d], idx) → out [F, d], out[r] = Σ_{idx[t, k] = r} a[t, k]·b[t]:
-//     moc_scatter(a, idx) → S[T, F]; cast S, b → bf16; gemm 'xtw' out = Sᵀ·b (x = S [K = T, M = F],
+//     moc_scatter(a, idx) → S[T, F] bf16; cast b → bf16; gemm 'xtw' out = Sᵀ·b (x = S [K = T, M = F],
 //     w = b [K = T, N = d]). Rows never selected come out 0, as the ref's.
 // (also the backward's uses: d(moc_down)/dz is moc_up(dy, W_down, idx), d(moc_up)/dx is
 // moc_down(dy, W_up, idx): train-moc.ts's header.)
@@ -31,8 +32,10 @@
 // Scratch (ops.ts scratchBytes; each piece at a 256-byte aligned offset, ops-bf16.ts alignUp: the
 // buffer is 256-aligned and gemm.ts's cp.async reads 16-byte chunks of rows of pad8 elements):
 //   moc_up         [G f32 T·pad8(F)][x bf16 T·pad8(d)][W bf16 F·pad8(d)]
-//   moc_down       [S f32 T·pad8(F)][S bf16 T·pad8(F)][W bf16 F·pad8(d)]
-//   moc_rows_grad  [S f32 T·pad8(F)][S bf16 T·pad8(F)][b bf16 T·pad8(d)]
+//   moc_down       [S bf16 T·pad8(F)][W bf16 F·pad8(d)]
+//   moc_rows_grad  [S bf16 T·pad8(F)][b bf16 T·pad8(d)]
+// (S used to be scattered in f32 and then cast, 6 bytes an element more of traffic: about 86 GB a
+// 1B MoC+GCP step; the scatter writes it in bf16 now.)
 //
 // A param stored bf16 (--optimizer-state bf16-params, the W of moc_up / moc_down) is read from its own
 // buffer, not cast (ops-bf16.ts bf16Operand), and its scratch piece is empty.
@@ -41,15 +44,15 @@
 // header): moc_up's x (arena: finite) and W (params: zero padding) as linear's; moc_down's S, whose
 // padding columns F..pad8(F) meet rows ≥ F of w, which gemm.ts zero-fills — but S lives in the scratch,
 // whose stale bits may read as NaN / Inf (NaN·0 = NaN), so the scatter here zeroes S's padding too
-// (mocScatter's zeroPadding variant). In 'xtw' (moc_rows_grad) padding columns of S and b reach only
+// (mocScatterBf16 zeroes every padding column). In 'xtw' (moc_rows_grad) padding columns of S and b reach only
 // output rows / columns past M, N, never stored. G's padding (gemm.ts does not write past column N)
 // is never read: mocGather reads only the idx channels < F.
 import { UserError } from '../../../src/util/errors.js';
 import type { DevPtr, LaunchArg } from './device.js';
 import { mocGather, mocRowGrid, mocRowThreads } from '../ptx/train-moc.js';
-import { mocScatter, mocScatterGrid, SCATTER_THREADS } from '../ptx/train-scatter.js';
+import { mocScatterBf16, mocScatterGrid, SCATTER_THREADS } from '../ptx/train-scatter.js';
 import { pad8 } from '../ptx/layout.js';
-import { alignUp, bf16Operand, bf16OperandBytes, bf16RowsBytes, castBf16Launch, gemmBf16Launch, type TrainMatmul, type TrainMocMatmul } from './ops-bf16.js';
+import { alignUp, bf16Operand, bf16OperandBytes, bf16RowsBytes, gemmBf16Launch, type TrainMatmul, type TrainMocMatmul } from './ops-bf16.js';
 import type { Launch, OpContext, TrainOp } from './ops.js';
 
 const ptr = (p: DevPtr): LaunchArg => ({ ptr: p });
@@ -62,15 +65,15 @@ export function checkMocMatmul(matmul: TrainMatmul, moc: TrainMocMatmul): void {
 /** f32 bytes of [rows, width] in padded rows. */
 const f32RowsBytes = (rows: number, width: number) => rows * pad8(width) * 4;
 
-/** Byte offsets of a node's three scratch pieces: the f32 [T, F] matrix, then two bf16 operands of the given sizes; and the total. */
-function pieces(T: number, F: number, first: number, second: number) {
-  const one = alignUp(f32RowsBytes(T, F)), two = one + alignUp(first);
+/** Byte offsets of a node's scratch pieces: an f32 [T, F] matrix (`f32F` columns; 0: none), then two bf16 operands of the given sizes; and the total. */
+function pieces(T: number, f32F: number, first: number, second: number) {
+  const one = f32F ? alignUp(f32RowsBytes(T, f32F)) : 0, two = one + alignUp(first);
   return { f32: 0, bf16a: one, bf16b: two, bytes: two + second };
 }
 
-/** The [T, F] f32 scatter of `from` [T, K] by idx (zero padding too: header) into `to`. */
+/** The [T, F] bf16 scatter of `from` [T, K] by idx (zeros and padding zeroed, values rounded: header) into `to`. */
 function scatter(T: number, K: number, F: number, to: DevPtr, from: DevPtr, idx: DevPtr): Launch {
-  return { kernel: mocScatter(K, F, true), grid: mocScatterGrid(T), block: SCATTER_THREADS, args: [ptr(to), ptr(from), ptr(idx)] };
+  return { kernel: mocScatterBf16(K, F), grid: mocScatterGrid(T), block: SCATTER_THREADS, args: [ptr(to), ptr(from), ptr(idx)] };
 }
 
 // inputs x [T, d], w [F, d], idx [T, K] → z [T, K]
@@ -84,14 +87,14 @@ const mocUpScratch = (c: OpContext) => {
 const mocDownShape = (c: OpContext) => ({ T: c.inDim(0, 0), K: c.inDim(0, 1), F: c.inDim(1, 0), d: c.inDim(1, 1) });
 const mocDownScratch = (c: OpContext) => {
   const { T, d, F } = mocDownShape(c);
-  return pieces(T, F, bf16RowsBytes(T, F), bf16OperandBytes(c, 1, F, d));
+  return pieces(T, 0, bf16RowsBytes(T, F), bf16OperandBytes(c, 1, F, d));
 };
 
 // inputs a [T, K], b [T, d], idx [T, K] → out [F, d] (F: the rows attr, the weight's channels)
 const rowsGradShape = (c: OpContext) => ({ T: c.inDim(0, 0), K: c.inDim(0, 1), d: c.inDim(1, 1), F: c.outDim(0, 0) });
 const rowsGradScratch = (c: OpContext) => {
   const { T, d, F } = rowsGradShape(c);
-  return pieces(T, F, bf16RowsBytes(T, F), bf16OperandBytes(c, 1, T, d));
+  return pieces(T, 0, bf16RowsBytes(T, F), bf16OperandBytes(c, 1, T, d));
 };
 
 /** The dense entries, replacing ops.ts's for these ops when mocMatmul is 'dense-bf16' (header). */
@@ -113,10 +116,9 @@ export const DENSE_MOC_OPS: Readonly<Record<string, TrainOp>> = {
     scratchBytes: (c) => mocDownScratch(c).bytes,
     launches(c) {
       const { T, K, F, d } = mocDownShape(c), s = mocDownScratch(c);
-      const S = c.scratch(s.f32), sh = c.scratch(s.bf16a), w = bf16Operand(c, 1, F, d, c.scratch(s.bf16b));
+      const sh = c.scratch(s.bf16a), w = bf16Operand(c, 1, F, d, c.scratch(s.bf16b));
       return [
-        scatter(T, K, F, S, c.input(0), c.input(2)),
-        castBf16Launch(c, T, F, sh, S),
+        scatter(T, K, F, sh, c.input(0), c.input(2)),
         ...w.launches,
         gemmBf16Launch('xw', c.output(0), sh, w.ptr, T, d, F, c.wgmma),
       ];
@@ -126,10 +128,9 @@ export const DENSE_MOC_OPS: Readonly<Record<string, TrainOp>> = {
     scratchBytes: (c) => rowsGradScratch(c).bytes,
     launches(c) {
       const { T, K, d, F } = rowsGradShape(c), s = rowsGradScratch(c);
-      const S = c.scratch(s.f32), sh = c.scratch(s.bf16a), b = bf16Operand(c, 1, T, d, c.scratch(s.bf16b));
+      const sh = c.scratch(s.bf16a), b = bf16Operand(c, 1, T, d, c.scratch(s.bf16b));
       return [
-        scatter(T, K, F, S, c.input(0), c.input(2)),
-        castBf16Launch(c, T, F, sh, S),
+        scatter(T, K, F, sh, c.input(0), c.input(2)),
         ...b.launches,
         gemmBf16Launch('xtw', c.output(0), sh, b.ptr, F, d, T, c.wgmma),
       ];
