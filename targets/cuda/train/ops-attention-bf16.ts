@@ -32,13 +32,13 @@
 // Padding: the kernels read only columns < heads·hd (or kvHeads·hd) of a row, and the casts convert
 // the padding columns too (finite: executor.ts keeps the arena finite), so no NaN can enter.
 import type { Node } from '../../../src/ir/types.js';
-import { castGrid, castRows, CAST_THREADS } from '../ptx/cast.js';
 import { FA_THREADS, flashAttention, flashAttentionGrid, flashAttentionHeadDimOk, type FlashAttentionSpec } from '../ptx/flash-attention.js';
 import {
   FAB_PRE_THREADS, FAB_THREADS, flashAttentionBackwardDkdv, flashAttentionBackwardDkdvGrid, flashAttentionBackwardDq, flashAttentionBackwardDqGrid,
   flashAttentionBackwardPre, flashAttentionBackwardPreGrid, type FlashAttentionBackwardPreSpec, type FlashAttentionBackwardSpec,
 } from '../ptx/flash-attention-backward.js';
 import { pad8 } from '../ptx/layout.js';
+import { castBf16Launch } from './ops-bf16.js';
 import type { DevPtr, LaunchArg } from './device.js';
 import type { Launch, OpContext, TrainOp } from './ops.js';
 
@@ -69,12 +69,8 @@ export function attentionScratch(s: Shape) {
 const ptr = (p: DevPtr): LaunchArg => ({ ptr: p });
 const u32 = (v: number): LaunchArg => ({ u32: v });
 
-/** castRows of `rows` rows of `width` f32 at `from` into bf16 at `to`. */
-function cast(c: OpContext, width: number, rows: number, to: DevPtr, from: DevPtr): Launch {
-  // castRows' grid y is the row count: at most 65535
-  if (rows > 65535) throw new Error(`bf16 attention of %${c.node.outputs[0]!.name}: ${rows} rows, more than castRows' grid takes (65535)`);
-  return { kernel: castRows('bf16', width), grid: [castGrid(width), rows, 1], block: CAST_THREADS, args: [ptr(to), ptr(from)] };
-}
+/** castRows of `rows` rows of `width` f32 at `from` into bf16 at `to` (ops-bf16.ts castBf16Launch: the one cast launch, its row limit named after this node). */
+const cast = (c: OpContext, width: number, rows: number, to: DevPtr, from: DevPtr): Launch => castBf16Launch(c, rows, width, to, from);
 
 const attention: TrainOp = {
   scratchBytes: (c) => attentionScratch(shapeOf(c)).forward.bytes,
