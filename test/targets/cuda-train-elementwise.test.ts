@@ -11,11 +11,12 @@
 // float64 values, so each rotated element is within 1e-6·(|a| + |b|) of its pair. A wrong element
 // index or formula is off by O(1).
 import test from 'ava';
-import { sigmoidGrad, siluGrad, swigluGrad, elementwiseGrid, ELEMENTWISE_THREADS, ropeGrad, ropeGradGrid } from '../../targets/cuda/ptx/train-elementwise.js';
+import { sigmoidGrad, siluGrad, swigluGrad, elementwiseGrid, mapGrid, ELEMENTWISE_THREADS, ropeGrad, ropeGradGrid } from '../../targets/cuda/ptx/train-elementwise.js';
 import { ROPE_THREADS } from '../../targets/cuda/ptx/attention.js';
 import { pad8 } from '../../targets/cuda/ptx/layout.js';
 import * as ref from '../../targets/ref/train-kernels.js';
-import { mul, silu, type RopeParams } from '../../targets/ref/kernels.js';
+import { mul, silu as refSilu, type RopeParams } from '../../targets/ref/kernels.js';
+import { binary, silu as siluKernel } from '../../targets/cuda/ptx/train-forward.js';
 import { ropeTableImage } from '../../targets/lowering/rope-table.js';
 import { randomF32, rng } from '../helpers/cuda.js';
 import { findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
@@ -38,10 +39,14 @@ test('train elementwise kernel text is deterministic and named by its shape', (t
   t.is(swigluGrad(7).name, 'swiglu_grad_w7');
   t.is(ropeGrad(3, 8, 'interleaved').name, 'rope_grad_interleaved_h3_hd8');
   t.deepEqual(elementwiseGrid(257, 5), [2, 5, 1]);
+  t.deepEqual(mapGrid(257, 5), [1, 5, 1], 'map kernels: a thread a group of four columns');
+  t.deepEqual(mapGrid(1027, 2), [2, 2, 1]);
 });
 
-// [T, width]: one element; under a chunk; a chunk; one past a block; several blocks with a tail
-const SHAPES: [number, number][] = [[1, 1], [3, 7], [2, 8], [5, 257], [4, 600]];
+
+// [T, width]: one element; under a chunk; a chunk; one past a block; several blocks with a tail; a
+// map kernel's groups of 4 with a tail of 2, and past one block of groups (257 groups, a tail of 3)
+const SHAPES: [number, number][] = [[1, 1], [3, 7], [2, 8], [5, 257], [4, 600], [3, 6], [2, 1027]];
 
 /** x spread over [-12, 12) so σ saturates on both sides; dy in [-1, 1). */
 const inputs = (seed: number, n: number) => {
@@ -55,7 +60,7 @@ for (const [T, w] of SHAPES) {
       const { x, dy } = inputs(T * 1000 + w, T * w);
       const kernel = op === 'silu' ? siluGrad(w) : sigmoidGrad(w);
       const out = runOn(where, { dx: { poison: T * pad8(w) * 4 }, x: { data: padRows(x, T, w) }, dy: { data: padRows(dy, T, w) } },
-        [{ kernel, grid: elementwiseGrid(w, T), block: ELEMENTWISE_THREADS, args: ['dx', 'x', 'dy'] }]);
+        [{ kernel, grid: mapGrid(w, T), block: ELEMENTWISE_THREADS, args: ['dx', 'x', 'dy'] }]);
       const raw = floats(out.dx!);
       const want = (op === 'silu' ? ref.siluGrad : ref.sigmoidGrad)(x, dy);
       const { bad, first } = mismatches(unpadRows(raw, T, w), want, (i) => 1e-5 * (Math.abs(want[i]!) + Math.abs(dy[i]!) * (1 + Math.abs(x[i]!))));
@@ -66,10 +71,10 @@ for (const [T, w] of SHAPES) {
   simAndGpu(`swiglu_grad T=${T} w=${w} vs silu_grad(g, dz·u) and dz·silu(g)`, (where) => (t) => {
     const { x: g, dy: dz, u } = inputs(T * 7 + w, T * w);
     const out = runOn(where, { dg: { poison: T * pad8(w) * 4 }, du: { poison: T * pad8(w) * 4 }, g: { data: padRows(g, T, w) }, u: { data: padRows(u, T, w) }, dz: { data: padRows(dz, T, w) } },
-      [{ kernel: swigluGrad(w), grid: elementwiseGrid(w, T), block: ELEMENTWISE_THREADS, args: ['dg', 'du', 'g', 'u', 'dz'] }]);
+      [{ kernel: swigluGrad(w), grid: mapGrid(w, T), block: ELEMENTWISE_THREADS, args: ['dg', 'du', 'g', 'u', 'dz'] }]);
     // the composition grad-rules.ts emits for z = mul(silu(g), u)
     const dzu = mul(dz, u);
-    const wantG = ref.siluGrad(g, dzu), wantU = mul(dz, silu(g));
+    const wantG = ref.siluGrad(g, dzu), wantU = mul(dz, refSilu(g));
     const rawG = floats(out.dg!), rawU = floats(out.du!);
     const eg = mismatches(unpadRows(rawG, T, w), wantG, (i) => 1e-5 * (Math.abs(wantG[i]!) + Math.abs(dzu[i]!) * (1 + Math.abs(g[i]!))));
     const eu = mismatches(unpadRows(rawU, T, w), wantU, (i) => 1e-5 * (Math.abs(wantU[i]!) + Math.abs(dz[i]!)));
@@ -101,6 +106,33 @@ for (const [T, heads, hd, style, llama3] of ROPES) {
       return style === 'half' ? base + ((c + hd / 2) % hd) : base + (c ^ 1);
     };
     const { bad, first } = mismatches(unpadRows(raw, T, w), want, (i) => 1e-6 * (Math.abs(dy[i]!) + Math.abs(dy[partner(i)]!)));
+    t.is(bad, 0, first);
+    t.is(paddingWritten(raw, T, w), 0, 'padding written');
+  });
+}
+
+// The forward map kernels (train-forward.ts): add and mul exactly the f32 operation (one rounding),
+// silu within its ex2.approx tolerance; out aliasing an input (in place), as the executor may run them.
+for (const [T, w] of SHAPES) {
+  for (const op of ['add', 'mul'] as const) {
+    simAndGpu(`${op} T=${T} w=${w}, in place over a: the f32 ${op} of each pair`, (where) => (t) => {
+      const { x: a, u: b } = inputs(T * 31 + w, T * w);
+      const out = runOn(where, { a: { data: padRows(a, T, w, NaN) }, b: { data: padRows(b, T, w, NaN) } },
+        [{ kernel: binary(op, w), grid: mapGrid(w, T), block: ELEMENTWISE_THREADS, args: ['a', 'a', 'b'] }]);
+      const raw = floats(out.a!), got = unpadRows(raw, T, w);
+      const want = Float32Array.from(a, (v, i) => (op === 'add' ? v + b[i]! : v * b[i]!));
+      t.deepEqual(Array.from(got), Array.from(want));
+      let nan = 0;
+      for (let r = 0; r < T; r++) for (let c = w; c < pad8(w); c++) if (Number.isNaN(raw[r * pad8(w) + c]!)) nan++;
+      t.is(nan, T * (pad8(w) - w), 'padding untouched (still NaN)');
+    });
+  }
+  simAndGpu(`silu T=${T} w=${w} vs ref`, (where) => (t) => {
+    const { x } = inputs(T * 17 + w, T * w);
+    const out = runOn(where, { y: { poison: T * pad8(w) * 4 }, x: { data: padRows(x, T, w) } },
+      [{ kernel: siluKernel(w), grid: mapGrid(w, T), block: ELEMENTWISE_THREADS, args: ['y', 'x'] }]);
+    const raw = floats(out.y!), want = refSilu(x);
+    const { bad, first } = mismatches(unpadRows(raw, T, w), want, (i) => 1e-5 * (Math.abs(want[i]!) + Math.abs(x[i]!) * 2 ** -20));
     t.is(bad, 0, first);
     t.is(paddingWritten(raw, T, w), 0, 'padding written');
   });

@@ -56,6 +56,68 @@ export function elementwiseKernel(name: string, params: string[], width: number,
   return { name, text: k.render() };
 }
 
+/**
+ * Columns a thread of a map kernel (mapKernel) computes: four, each input read with one 16-byte load
+ * and each output written with one 16-byte store. One column a thread (elementwiseKernel) keeps too
+ * few bytes in flight per SM to cover DRAM latency: the 1B training step's elementwise kernels and
+ * casts ran at about 2.2–2.5 TB/s of the H200's 4.8 (bench/NOTES.md session 16).
+ */
+export const MAP_LANES = 4;
+
+/** Grid of a map kernel over T rows of `width`: one thread a group of MAP_LANES columns. Block ELEMENTWISE_THREADS. */
+export const mapGrid = (width: number, T: number): [number, number, number] => [Math.max(1, Math.ceil(Math.ceil(width / MAP_LANES) / ELEMENTWISE_THREADS)), T, 1];
+
+/**
+ * A kernel computing outputs[j][t, c] = f(inputs[·][t, c], scalars) for every column c < width of row
+ * t (the grid's y), MAP_LANES columns a thread: every input's group read first (16-byte loads), then f
+ * for each column, then the outputs (16-byte stores), so an output may alias an input (no other
+ * thread touches the group). A row's last group of width mod MAP_LANES columns, if any, goes one column
+ * at a time: only the first `width` columns are read or written, padding never touched. A group
+ * starts at a multiple of 4 columns of a row of pad8(width) f32, so its address is 16-byte aligned.
+ * Params: `outs`, then `ins` (pointers), then `scalars` (f32). Grid mapGrid(width, T), block
+ * ELEMENTWISE_THREADS. `f` gets one f32 register per input and the scalars' registers, and returns one
+ * register per output.
+ */
+export function mapKernel(name: string, outs: string[], ins: string[], width: number, f: (k: KernelBuilder, x: string[], scalars: Record<string, string>) => string[], scalars: string[] = []): Kernel {
+  const k = new KernelBuilder(name, [...[...outs, ...ins].map((n) => ({ name: n, type: 'u64' as const })), ...scalars.map((n) => ({ name: n, type: 'f32' as const }))]);
+  k.blockSize(ELEMENTWISE_THREADS);
+  const ptr = Object.fromEntries([...outs, ...ins].map((n) => [n, k.ptrParam(n)]));
+  const sc = Object.fromEntries(scalars.map((n) => [n, k.f32Param(n)]));
+  const tid = k.special('%tid.x', 'tid'), bx = k.special('%ctaid.x', 'bx'), t = k.special('%ctaid.y', 't');
+  const c0 = k.reg('u32', 'c0'), i = k.reg('u32', 'i'), p = k.reg('pred', 'p'), done = k.label('done');
+  k.emit(`mad.lo.u32 ${c0}, ${bx}, ${ELEMENTWISE_THREADS}, ${tid}`, `shl.b32 ${c0}, ${c0}, 2`, `setp.ge.u32 ${p}, ${c0}, ${width}`, `@${p} bra ${done}`, `mad.lo.u32 ${i}, ${t}, ${pad8(width)}, ${c0}`);
+  const off = k.reg('u64', 'off');
+  k.emit(`mul.wide.u32 ${off}, ${i}, 4`);
+  const full = width - (width % MAP_LANES), tail = k.label('tail');
+  if (full < width) k.emit(`setp.ge.u32 ${p}, ${c0}, ${full}`, `@${p} bra ${tail}`);
+  // a whole group: loads, f per column, stores
+  const x = ins.map((n) => {
+    const r = Array.from({ length: MAP_LANES }, () => k.reg('f32', n));
+    k.emit(`ld.global.v4.f32 {${r.join(', ')}}, [${at(k, ptr[n]!, off)}]`);
+    return r;
+  });
+  const y = Array.from({ length: MAP_LANES }, (_, l) => f(k, x.map((r) => r[l]!), sc));
+  outs.forEach((n, j) => k.emit(`st.global.v4.f32 [${at(k, ptr[n]!, off)}], {${y.map((o) => o[j]!).join(', ')}}`));
+  if (full < width) {
+    k.emit(`bra ${done}`);
+    k.place(tail);
+    // the row's last width mod 4 columns, one at a time (c0 = full here: the tail is static)
+    for (let l = 0; l < width - full; l++) {
+      const o = k.reg('u64', 'o');
+      k.emit(`add.s64 ${o}, ${off}, ${4 * l}`);
+      const v = ins.map((n) => {
+        const r = k.reg('f32', n);
+        k.emit(`ld.global.f32 ${r}, [${at(k, ptr[n]!, o)}]`);
+        return r;
+      });
+      const w = f(k, v, sc);
+      outs.forEach((n, j) => k.emit(`st.global.f32 [${at(k, ptr[n]!, o)}], ${w[j]}`));
+    }
+  }
+  k.place(done);
+  return { name, text: k.render() };
+}
+
 /** Address ptr + off. */
 export const at = (k: KernelBuilder, ptr: string, off: string): string => {
   const a = k.reg('u64', 'a');
@@ -63,22 +125,17 @@ export const at = (k: KernelBuilder, ptr: string, off: string): string => {
   return a;
 };
 
-/** silu_grad: dx = dy · σ(x)·(1 + x·(1 − σ(x))). Params dx, x, dy (dx may alias either). Grid elementwiseGrid. */
+/** silu_grad: dx = dy · σ(x)·(1 + x·(1 − σ(x))). Params dx, x, dy (dx may alias either). Grid mapGrid. */
 export function siluGrad(width: number): Kernel {
-  return elementwiseKernel(`silu_grad_w${width}`, ['dx', 'x', 'dy'], width, (k, p, off) => {
-    const x = k.reg('f32', 'x'), dy = k.reg('f32', 'dy');
-    k.emit(`ld.global.f32 ${x}, [${at(k, p.x!, off)}]`, `ld.global.f32 ${dy}, [${at(k, p.dy!, off)}]`);
-    k.emit(`st.global.f32 [${at(k, p.dx!, off)}], ${siluGradOf(k, x, dy)}`);
-  });
+  return mapKernel(`silu_grad_w${width}`, ['dx'], ['x', 'dy'], width, (k, [x, dy]) => [siluGradOf(k, x!, dy!)]);
 }
 
-/** sigmoid_grad: dx = dy · σ(x)·(1 − σ(x)). Params dx, x, dy (dx may alias either). Grid elementwiseGrid. */
+/** sigmoid_grad: dx = dy · σ(x)·(1 − σ(x)). Params dx, x, dy (dx may alias either). Grid mapGrid. */
 export function sigmoidGrad(width: number): Kernel {
-  return elementwiseKernel(`sigmoid_grad_w${width}`, ['dx', 'x', 'dy'], width, (k, p, off) => {
-    const x = k.reg('f32', 'x'), dy = k.reg('f32', 'dy');
-    k.emit(`ld.global.f32 ${x}, [${at(k, p.x!, off)}]`, `ld.global.f32 ${dy}, [${at(k, p.dy!, off)}]`);
-    const [s, m] = sigmoidPair(k, x);
-    k.emit(`mul.f32 ${s}, ${s}, ${m}`, `mul.f32 ${s}, ${s}, ${dy}`, `st.global.f32 [${at(k, p.dx!, off)}], ${s}`);
+  return mapKernel(`sigmoid_grad_w${width}`, ['dx'], ['x', 'dy'], width, (k, [x, dy]) => {
+    const [s, m] = sigmoidPair(k, x!);
+    k.emit(`mul.f32 ${s}, ${s}, ${m}`, `mul.f32 ${s}, ${s}, ${dy}`);
+    return [s];
   });
 }
 
@@ -87,19 +144,17 @@ export function sigmoidGrad(width: number): Kernel {
  * du = dz·silu(g) — exactly the ops grad-rules.ts emits for mul(silu(g), u) (mul's rule:
  * d_a = dy·b, d_b = dy·a; silu's: silu_grad(x, dy)), dz·u rounded to f32 before silu_grad as the
  * composition rounds it. Params dg, du, g, u, dz (dg may alias g, du may alias u or dz: each thread
- * reads its three elements before it writes). Grid elementwiseGrid.
+ * reads its elements before it writes, mapKernel). Grid mapGrid.
  */
 export function swigluGrad(width: number): Kernel {
-  return elementwiseKernel(`swiglu_grad_w${width}`, ['dg', 'du', 'g', 'u', 'dz'], width, (k, p, off) => {
-    const g = k.reg('f32', 'g'), u = k.reg('f32', 'u'), dz = k.reg('f32', 'dz');
-    k.emit(`ld.global.f32 ${g}, [${at(k, p.g!, off)}]`, `ld.global.f32 ${u}, [${at(k, p.u!, off)}]`, `ld.global.f32 ${dz}, [${at(k, p.dz!, off)}]`);
+  return mapKernel(`swiglu_grad_w${width}`, ['dg', 'du'], ['g', 'u', 'dz'], width, (k, [g, u, dz]) => {
     const dzu = k.reg('f32', 'dzu');
     k.emit(`mul.f32 ${dzu}, ${dz}, ${u}`);
-    const [s, m] = sigmoidPair(k, g);
+    const [s, m] = sigmoidPair(k, g!);
     const dg = k.reg('f32', 'dg'), du = k.reg('f32', 'du');
     k.emit(`fma.rn.f32 ${dg}, ${g}, ${m}, 0f3F800000`, `mul.f32 ${dg}, ${dg}, ${s}`, `mul.f32 ${dg}, ${dg}, ${dzu}`);
     k.emit(`mul.f32 ${du}, ${g}, ${s}`, `mul.f32 ${du}, ${du}, ${dz}`);
-    k.emit(`st.global.f32 [${at(k, p.dg!, off)}], ${dg}`, `st.global.f32 [${at(k, p.du!, off)}], ${du}`);
+    return [dg, du];
   });
 }
 

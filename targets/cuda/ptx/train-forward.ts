@@ -11,10 +11,10 @@
 import { f32Imm, KernelBuilder } from './builder.js';
 import { rmsnormThreads, type Kernel } from './dense.js';
 import { pad8 } from './layout.js';
-import { at, elementwiseKernel, ropeAtPositions } from './train-elementwise.js';
+import { at, elementwiseKernel, mapKernel, ropeAtPositions } from './train-elementwise.js';
 import { blockTreeSum } from './train-norm.js';
 
-export { elementwiseGrid, ELEMENTWISE_THREADS, ropeGradGrid as ropeGrid } from './train-elementwise.js';
+export { elementwiseGrid, ELEMENTWISE_THREADS, mapGrid, ropeGradGrid as ropeGrid } from './train-elementwise.js';
 
 /**
  * embedding: out[t, c] = table[tokens[t], c]. Tokens must lie in 0 .. V-1 (the executor checks on
@@ -28,32 +28,31 @@ export function embeddingRows(d: number): Kernel {
   });
 }
 
-/** add / mul: out = a ∘ b elementwise. Params out, a, b (out may alias either). Grid elementwiseGrid. */
+/** add / mul: out = a ∘ b elementwise. Params out, a, b (out may alias either). Grid mapGrid. */
 export function binary(op: 'add' | 'mul', width: number): Kernel {
-  return elementwiseKernel(`${op}_f32_w${width}`, ['out', 'a', 'b'], width, (k, p, off) => {
-    const a = k.reg('f32', 'a'), b = k.reg('f32', 'b');
-    k.emit(`ld.global.f32 ${a}, [${at(k, p.a!, off)}]`, `ld.global.f32 ${b}, [${at(k, p.b!, off)}]`, `${op}.f32 ${a}, ${a}, ${b}`, `st.global.f32 [${at(k, p.out!, off)}], ${a}`);
+  return mapKernel(`${op}_f32_w${width}`, ['out'], ['a', 'b'], width, (k, [a, b]) => {
+    const r = k.reg('f32', op);
+    k.emit(`${op}.f32 ${r}, ${a}, ${b}`);
+    return [r];
   });
 }
 
 /**
  * silu: out = x / (1 + 2^(−x·log2 e)), the exponential ex2.approx (relative error about 2^-22) and
  * the division correctly rounded. For x ≪ 0 the exponential is inf and x / inf = −0, the limit.
- * Params out, x (may alias). Grid elementwiseGrid.
+ * Params out, x (may alias). Grid mapGrid.
  */
 export function silu(width: number): Kernel {
-  return elementwiseKernel(`silu_f32_w${width}`, ['out', 'x'], width, (k, p, off) => {
-    const x = k.reg('f32', 'x'), e = k.reg('f32', 'e');
-    k.emit(`ld.global.f32 ${x}, [${at(k, p.x!, off)}]`, `mul.f32 ${e}, ${x}, ${f32Imm(-Math.LOG2E)}`, `ex2.approx.f32 ${e}, ${e}`, `add.f32 ${e}, ${e}, 0f3F800000`);
-    k.emit(`div.rn.f32 ${e}, ${x}, ${e}`, `st.global.f32 [${at(k, p.out!, off)}], ${e}`);
+  return mapKernel(`silu_f32_w${width}`, ['out'], ['x'], width, (k, [x]) => {
+    const e = k.reg('f32', 'e');
+    k.emit(`mul.f32 ${e}, ${x}, ${f32Imm(-Math.LOG2E)}`, `ex2.approx.f32 ${e}, ${e}`, `add.f32 ${e}, ${e}, 0f3F800000`, `div.rn.f32 ${e}, ${x}, ${e}`);
+    return [e];
   });
 }
 
-/** fill_like: out = value everywhere (the value a run-time f32 param). Params out, value. Grid elementwiseGrid. */
+/** fill_like: out = value everywhere (the value a run-time f32 param). Params out, value. Grid mapGrid. */
 export function fill(width: number): Kernel {
-  return elementwiseKernel(`fill_f32_w${width}`, ['out'], width, (k, p, off) => {
-    k.emit(`st.global.f32 [${at(k, p.out!, off)}], ${p.value}`);
-  }, ['value']);
+  return mapKernel(`fill_f32_w${width}`, ['out'], [], width, (_k, _x, sc) => [sc.value!], ['value']);
 }
 
 /** rope: each pair of row t rotated by position pos[t]'s angles. Params out, x, table, pos. Grid ropeGrid, block ROPE_THREADS. */

@@ -28,7 +28,7 @@ import { pad8 } from '../ptx/layout.js';
 import { ceFinalize, ceFinalizeGrid, ceFold, ceGrad, ceRowGrid, LOSS_THREADS } from '../ptx/train-loss.js';
 import { matmulGrid, matmulNN, matmulTN, MATMUL_THREADS } from '../ptx/train-matmul.js';
 import { binary } from '../ptx/train-forward.js';
-import { ELEMENTWISE_THREADS, elementwiseGrid } from '../ptx/train-elementwise.js';
+import { ELEMENTWISE_THREADS, mapGrid } from '../ptx/train-elementwise.js';
 import { ptrAdd, type DevPtr, type LaunchArg } from './device.js';
 import type { Launch, OpContext, TrainOp } from './ops.js';
 
@@ -112,7 +112,7 @@ export const LM_HEAD_OPS: Readonly<Record<string, TrainOp>> = {
           { kernel: matmulNN(l.V, l.d), grid: matmulGrid(rows, l.d), block: MATMUL_THREADS, args: [ptr(ptrAdd(c.output(0), r0 * pad8(l.d) * 4)), ptr(L), ptr(c.input(1)), u32(l.V)] },
           { kernel: matmulTN(l.V, l.d), grid: matmulGrid(l.V, l.d), block: MATMUL_THREADS, args: [ptr(first ? c.output(1) : P), ptr(L), ptr(xBlk), u32(rows)] },
         );
-        if (!first) out.push({ kernel: binary('add', l.d), grid: elementwiseGrid(l.d, l.V), block: ELEMENTWISE_THREADS, args: [ptr(c.output(1)), ptr(c.output(1)), ptr(P)] });
+        if (!first) out.push({ kernel: binary('add', l.d), grid: mapGrid(l.d, l.V), block: ELEMENTWISE_THREADS, args: [ptr(c.output(1)), ptr(c.output(1)), ptr(P)] });
       }
       return out;
     },

@@ -18,7 +18,7 @@ import { ROPE_THREADS } from '../ptx/attention.js';
 import { ceFinalize, ceFinalizeGrid, ceFold, ceGrad, ceRowGrid, LOSS_THREADS } from '../ptx/train-loss.js';
 import { klFinalize, klFold, klGrad, KL_STATE_WORDS } from '../ptx/train-kl.js';
 import { columnSum, columnSumGrid, COLUMN_SUM_THREADS, rmsnormGradGrid, rmsnormGradPartRows, rmsnormGradRows, rmsnormGradThreads, type RmsnormGradSpec } from '../ptx/train-norm.js';
-import { ELEMENTWISE_THREADS, elementwiseGrid, ropeGrad, ropeGradGrid, siluGrad } from '../ptx/train-elementwise.js';
+import { ELEMENTWISE_THREADS, elementwiseGrid, mapGrid, ropeGrad, ropeGradGrid, siluGrad } from '../ptx/train-elementwise.js';
 import { embeddingGradGrids, embeddingGradRows, embeddingGradSlots, embeddingGradSort, EMBEDDING_ROWS_THREADS, EMBEDDING_SORT_THREADS, indexCast, indexCastGrid, mocScatter, mocScatterGrid, SCATTER_THREADS } from '../ptx/train-scatter.js';
 import { mocDown, mocGather, mocRowGrid, mocRowsGrad, mocRowsGradGrid, mocRowThreads, mocSelect, mocSelectGrid, mocSelectThreads, mocUp, ROWS_GRAD_PER_THREAD, ROWS_GRAD_THREADS, type MocSelectSpec } from '../ptx/train-moc.js';
 import { binary, embeddingRows, fill, rmsnormRows, rmsnormRowsThreads, ropeForward, silu } from '../ptx/train-forward.js';
@@ -75,12 +75,12 @@ const u32 = (v: number): LaunchArg => ({ u32: v });
 const f32 = (v: number): LaunchArg => ({ f32: v });
 
 
-/** An elementwise node over [rows, width] of output 0: params out, then its inputs (or `args`). */
+/** An elementwise node over [rows, width] of output 0 (a map kernel, train-elementwise.ts mapKernel): params out, then its inputs (or `args`). */
 function elementwise(kernel: (width: number) => Kernel, args: (c: OpContext) => LaunchArg[] = (c) => c.node.inputs.map((_, i) => ptr(c.input(i)))): TrainOp {
   return {
     launches(c) {
       const w = c.outDim(0, -1), rows = outRows(c);
-      return [{ kernel: kernel(w), grid: elementwiseGrid(w, rows), block: ELEMENTWISE_THREADS, args: [ptr(c.output(0)), ...args(c)] }];
+      return [{ kernel: kernel(w), grid: mapGrid(w, rows), block: ELEMENTWISE_THREADS, args: [ptr(c.output(0)), ...args(c)] }];
     },
   };
 }
