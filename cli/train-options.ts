@@ -15,6 +15,7 @@ import { checkSeqFitsContext } from '../src/train/data.js';
 import { UserError } from '../src/util/errors.js';
 import { note, parseFloatArg, parseIntArg } from './common.js';
 import { VERSION } from './version.js';
+import { formatBytes } from '../src/util/format-bytes.js';
 
 export interface TrainFlags {
   output: string;
@@ -52,13 +53,6 @@ export function parseBytes(v: string): number {
   return Math.round(Number(m[1]) * (unit.includes('i') || unit === '' ? 1024 : 1000) ** pow);
 }
 
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) (n /= 1024, i++);
-  return `${i ? n.toFixed(1) : n} ${units[i]}`;
-}
-
 export function addTrainOptions(cmd: Command, defaults: { steps: number; lr: number; seq: number }): Command {
   return cmd
     .requiredOption('-o, --output <dir>', 'package to write with the trained weights (written to a temporary name, renamed when complete)')
@@ -76,7 +70,7 @@ export function addTrainOptions(cmd: Command, defaults: { steps: number; lr: num
     .option('--save-every <n>', 'write a checkpoint every n steps (weights, optimizer, data position) into --checkpoint-dir', parseIntArg('--save-every', 0), 0)
     .option('--checkpoint-dir <dir>', 'where checkpoints go (default: <output>.ckpt)')
     .option('--resume <dir>', 'continue from a checkpoint directory (same options): bit-exact, as if never stopped')
-    .option('--max-memory <size>', 'refuse to start when the planned activation memory of one step is above this (e.g. 2GiB)', parseBytes)
+    .option('--max-memory <size>', 'refuse to start when one step plans more than this (e.g. 2GiB): its activations on --target ref; on --target cuda the device memory (the arena of activations and gradients, the weights and AdamW state)', parseBytes)
     .addOption(new Option('--dtype <type>', 'stored weight type of the output (default f32, the master weights)').choices(['f32', 'f16', 'bf16']))
     .addOption(new Option('--optimizer-state <type>', 'how AdamW stores its moments m and v: f32, bf16 (rounded to nearest even after each update, half the memory; the weights stay f32), or bf16-params (the weight matrices bf16 GEMMs read stored bf16 too; --target cuda needs MOCC_CUDA_TRAIN_MATMUL=bf16, and MOCC_CUDA_TRAIN_MOC=dense for MoC); a checkpoint resumes only with the same').choices([...ADAMW_STATE_DTYPES]).default('f32'))
     .option('--tokenizer <file>', 'tokenizer to use instead of the one found with the model')
@@ -103,12 +97,14 @@ export function trainConfig(f: TrainFlags, model: LoadedModel, loss: LossSpec): 
  */
 export function checkTrainingPlan(model: LoadedModel, cfg: TrainConfig, maxMemory: number | undefined, target: GradientTarget): void {
   const graph = trainerGraph(model.graph, cfg);
-  target.check(graph, cfg.optimizerState);
-  if (maxMemory === undefined) return;
-  const planned = plannedPeakBytes(graph, cfg);
-  if (planned > maxMemory) {
-    throw new UserError(`one step of --batch ${cfg.batch} --seq ${cfg.seq} plans ${formatBytes(planned)} of activations, above --max-memory ${formatBytes(maxMemory)}; lower --batch or --seq, or save less with --ckpt moc-gcp-attn (gcp-attn for a dense model)`);
+  // the plan first: pure arithmetic, refused before the target opens its device
+  if (maxMemory !== undefined) {
+    const plan = target.plannedDeviceBytes?.(graph, cfg.batch * cfg.seq, cfg.optimizerState) ?? { bytes: plannedPeakBytes(graph, cfg), what: 'of activations' };
+    if (plan.bytes > maxMemory) {
+      throw new UserError(`one step of --batch ${cfg.batch} --seq ${cfg.seq} plans ${formatBytes(plan.bytes)} ${plan.what}, above --max-memory ${formatBytes(maxMemory)}; lower --batch or --seq, or save less with --ckpt moc-gcp-attn (gcp-attn for a dense model)`);
+    }
   }
+  target.check(graph, cfg.optimizerState);
 }
 
 const fmtTime = (s: number) => (s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m` : s >= 60 ? `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, '0')}s` : `${s.toFixed(0)}s`);

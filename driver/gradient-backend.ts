@@ -21,9 +21,10 @@
 // one here, never with if/else on names.
 import type { Graph } from '../src/ir/types.js';
 import { UserError } from '../src/util/errors.js';
+import { formatBytes } from '../src/util/format-bytes.js';
 import { planMemory } from '../passes/memory-plan.js';
 import { runTrainingGraph } from '../targets/ref/train.js';
-import { bf16ParamsRefusal, CudaTrainingExecutor, executorPlan, type StepValues, type TrainingExecutorOptions } from '../targets/cuda/train/executor.js';
+import { bf16ParamsRefusal, CudaTrainingExecutor, executorPlan, trainingStateBytes, type StepValues, type TrainingExecutorOptions } from '../targets/cuda/train/executor.js';
 import { cudaTrainDevice } from '../targets/cuda/train/cuda-device.js';
 import type { TrainDevice } from '../targets/cuda/train/device.js';
 import { trainOpOf } from '../targets/cuda/train/ops.js';
@@ -69,6 +70,12 @@ export interface GradientTarget {
    * default 'f32') it cannot run it in, or a machine it cannot run on: before any data is read.
    */
   check(graph: Graph, optimizerState?: AdamWStateDType): void;
+  /**
+   * What one step of this training graph at `rows` rows will hold on the target's device, planned
+   * before anything is allocated (--max-memory compares it), and what that number counts. Absent: the
+   * ref plan's activations are the figure (trainer.ts plannedPeakBytes).
+   */
+  plannedDeviceBytes?(graph: Graph, rows: number, optimizerState?: AdamWStateDType): { bytes: number; what: string };
   /** A backend for this training graph (after check). */
   create(graph: Graph): GradientBackend;
 }
@@ -136,6 +143,14 @@ export function cudaGradients(device: () => TrainDevice, opts: { matmul?: TrainM
       const refusal = bf16ParamsRefusal(graph, { ...options, optimizerState });
       if (refusal) throw new UserError(`--target cuda --optimizer-state ${optimizerState}: ${refusal}; or train with another --optimizer-state`);
       opened(); // a machine without the CUDA driver is refused here, naming what is missing
+    },
+    // the executor's arena (its graph under these options: executor.ts executorPlan) + params and AdamW's
+    // m, v (trainingStateBytes): bench/gpu/train.ts's "planned" less the scratch, which is known only
+    // once the executor is built
+    plannedDeviceBytes(graph, rows, optimizerState = 'f32') {
+      const arena = executorPlan(graph, rows, executorOptions(opts)).arenaBytes;
+      const { params, moments } = trainingStateBytes(graph, { T: rows }, optimizerState);
+      return { bytes: arena + params + moments, what: `of device memory (arena ${formatBytes(arena)}, weights and AdamW state ${formatBytes(params + moments)}; the scratch buffer comes on top)` };
     },
     // the model's forward graph on the training executor (its outputs: the logits), rebuilt when
     // a batch has other rows; weights uploaded once

@@ -48,6 +48,13 @@ test('train --target cuda with a bad or unmatched MOCC_CUDA_TRAIN_* switch: one 
   refused(t, run({ MOCC_CUDA_TRAIN_MATMUL: 'f32', MOCC_CUDA_TRAIN_MOC: 'dense' }), /^mocc: mocMatmul 'dense-bf16' \(MOCC_CUDA_TRAIN_MOC=dense\) needs matmul 'bf16' \(MOCC_CUDA_TRAIN_MATMUL=bf16\)/);
 });
 
+test('train --target cuda --max-memory: the device plan (arena, weights, AdamW state) is compared before the driver is opened, nothing written', (t) => {
+  refused(t, (o) => moccWithEnv(NO_DRIVER, 'train', MODEL, '--data', DATA, ...SMALL, '--target', 'cuda', '--max-memory', '64KiB', '-o', o),
+    /^mocc: one step of --batch 1 --seq 16 plans [\d.]+ [KM]iB of device memory \(arena [\d.]+ [KM]iB, weights and AdamW state [\d.]+ [KM]iB; the scratch buffer comes on top\), above --max-memory 64\.0 KiB/);
+  // a plan that fits goes on to the target's own check: here, the missing driver
+  refused(t, (o) => moccWithEnv(NO_DRIVER, 'train', MODEL, '--data', DATA, ...SMALL, '--target', 'cuda', '--max-memory', '1GiB', '-o', o), CUDA_MISSING);
+});
+
 test('eval --target cuda without a CUDA driver: one line naming what is missing', (t) => {
   userError(t, moccWithEnv(NO_DRIVER, 'eval', MODEL, '--data', DATA, '--target', 'cuda'), CUDA_MISSING);
 });

@@ -31,6 +31,10 @@ import { UserError } from '../../src/util/errors.js';
 import type { TrainDevice } from '../../targets/cuda/train/device.js';
 import { rng } from '../helpers/random.js';
 import { simTrainDevice } from '../helpers/train-sim-device.js';
+import { recordingDevice } from '../helpers/recording-device.js';
+import { CudaStepRunner } from '../../targets/cuda/train/step-runner.js';
+import { executorPlan } from '../../targets/cuda/train/executor.js';
+import { gradOutputs } from '../../passes/autodiff.js';
 
 const SPEC: ModelSpec = {
   arch: 'llama', dim: 24, nLayers: 1, nHeads: 4, nKvHeads: 2, headDim: 6, dFfn: 36, vocabSize: 40, normEps: 1e-5, maxSeqLen: 64,
@@ -272,3 +276,33 @@ test.serial("interpreted: a teacher's batchLogits on cuda (its forward graph on 
     t.true(worst <= 1e-5 * scale, `${dtype}: worst ${worst} of scale ${scale}`);
   }
 });
+
+// --max-memory on --target cuda compares plannedDeviceBytes: the arena, the params and AdamW's m and v,
+// before anything is allocated. Checked against what a step runner built on a recording device really
+// allocates for them (the scratch, the RoPE tables and the optimizer's scalars are left out of the
+// figure, which says so for the scratch), for each optimizer mode and both matmul modes.
+for (const [matmul, state] of [['f32', 'f32'], ['f32', 'bf16'], ['bf16', 'f32'], ['bf16', 'bf16-params']] as const) {
+  test(`cuda plannedDeviceBytes (${matmul} matmuls, ${state} optimizer state) is what the step runner allocates for params, arena, m and v`, (t) => {
+    const model = tinyModel(), rows = CONFIG.batch * CONFIG.seq;
+    const graph = trainingGraph(model.graph, { loss: CONFIG.loss, policy: 'gcp' });
+    const r = recordingDevice();
+    const target = cudaGradients(() => r.dev, { matmul });
+    const plan = target.plannedDeviceBytes!(graph, rows, state);
+    const runner = new CudaStepRunner(graph, { weights: new Map(graph.params.map((p) => [p.name, model.weights.get(p.name)!.toFloat32()])), rows, weightDecay: 0.1, maxNorm: 1, stateDType: state }, r.dev, { matmul });
+    try {
+      // the allocations in order: the params, the RoPE tables, the arena, the scratch (the executor),
+      // then m and v of each trainable param and a few scalars (the optimizer)
+      const n = graph.params.length, trainable = gradOutputs(graph).length, bytes = r.allocs.map((a) => a.bytes);
+      const arena = executorPlan(graph, rows, { matmul }).arenaBytes, at = bytes.findIndex((b, i) => i >= n && b === arena);
+      t.true(at >= n, 'the arena is allocated after the params');
+      t.true(bytes.slice(n, at).every((b) => b < 4096), `between them only the small RoPE tables: ${bytes.slice(n, at).join(' ')}`);
+      t.is(bytes[at + 1], runner.scratchBytes, 'then the scratch');
+      const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+      const params = sum(bytes.slice(0, n)), moments = sum(bytes.slice(at + 2, at + 2 + 2 * trainable));
+      t.is(params + arena + moments, plan.bytes, plan.what);
+      t.regex(plan.what, /^of device memory \(arena .*, weights and AdamW state .*; the scratch buffer comes on top\)$/);
+    } finally {
+      runner.dispose();
+    }
+  });
+}
