@@ -7,8 +7,10 @@
 // and v read one normed input; a linear's dx and dW read one dy; dW re-reads the forward's input —
 // and the casts were the step's largest kernel family (21%, bench/NOTES.md session 16).
 //
-// What it rewrites. The value operands of linear and logits (x) and of matmul and matmul_tn (both):
-// GEMM_OPERANDS. Params are left to the ops (cast per use, or stored bf16 under 'bf16-params':
+// What it rewrites. The value operands of linear, logits, matmul and matmul_tn: GEMM_OPERANDS, those
+// four ops' entries of src/train/bf16-params.ts BF16_GEMM_OPERANDS (the one table of what bf16 GEMMs
+// round; its MoC and fused-head entries round inside kernels this pass does not rewrite for). Params
+// are left to the ops (cast per use, or stored bf16 under 'bf16-params':
 // keeping a bf16 copy of every weight from forward to backward would cost a weight-sized buffer).
 // For each f32 value v, its GEMM reads are grouped, in schedule order:
 //   - if every read of v is a GEMM operand (and v is not a graph output), all of them form one
@@ -28,9 +30,10 @@
 import type { Graph, Node, Operand } from '../src/ir/types.js';
 import { opDef } from '../src/ir/ops.js';
 import type { Pass } from './pass.js';
+import { BF16_GEMM_OPERANDS } from '../src/train/bf16-params.js';
 
-/** The operand positions of the GEMM ops that a bf16 GEMM reads as bf16. */
-export const GEMM_OPERANDS: Readonly<Record<string, readonly number[]>> = { linear: [0], logits: [0], matmul: [0, 1], matmul_tn: [0, 1] };
+/** The operand positions the four matmul ops' bf16 GEMMs read as bf16 (header). */
+export const GEMM_OPERANDS: Readonly<Record<string, readonly number[]>> = Object.fromEntries(['linear', 'logits', 'matmul', 'matmul_tn'].map((op) => [op, BF16_GEMM_OPERANDS[op]!]));
 
 /** Nearby: GEMM reads of a value at most this many nodes apart share one cast (the layer's forward or backward, never both). */
 export const WINDOW = 16;
@@ -63,7 +66,8 @@ export const bf16GemmOperands: Pass = {
     const reads = new Map<string, Read[]>();
     g.nodes.forEach((n, node) => n.inputs.forEach((o, slot) => {
       if (o.kind !== 'value' || types.get(o.name)?.dtype !== 'f32') return;
-      reads.set(o.name, [...(reads.get(o.name) ?? []), { node, slot, gemm: GEMM_OPERANDS[n.op]?.includes(slot) ?? false }]);
+      if (!reads.has(o.name)) reads.set(o.name, []);
+      reads.get(o.name)!.push({ node, slot, gemm: GEMM_OPERANDS[n.op]?.includes(slot) ?? false });
     }));
     const outputs = new Set(g.outputs);
     const taken = new Set([...types.keys(), ...g.params.map((p) => p.name)]);
@@ -81,11 +85,11 @@ export const bf16GemmOperands: Pass = {
         const type = opDef('cast').infer([types.get(v)!], { dtype: 'bf16' })[0]!;
         const cast: Node = { op: 'cast', inputs: [{ kind: 'value', name: v }], attrs: { dtype: 'bf16' }, outputs: [{ name: fresh(`${v}.bf16`), type }] };
         const first = group[0]!.node;
-        before.set(first, [...(before.get(first) ?? []), cast]);
+        if (!before.has(first)) before.set(first, []);
+        before.get(first)!.push(cast);
         for (const r of group) {
-          const slots = replace.get(r.node) ?? new Map<number, Operand>();
-          slots.set(r.slot, { kind: 'value', name: cast.outputs[0]!.name });
-          replace.set(r.node, slots);
+          if (!replace.has(r.node)) replace.set(r.node, new Map());
+          replace.get(r.node)!.set(r.slot, { kind: 'value', name: cast.outputs[0]!.name });
         }
       }
     }
