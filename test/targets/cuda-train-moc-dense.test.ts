@@ -33,7 +33,7 @@ import type { DevPtr, LaunchArg, TrainDevice } from '../../targets/cuda/train/de
 import { trainOpOf, TRAIN_OPS, type Launch, type OpContext } from '../../targets/cuda/train/ops.js';
 import { BF16_MATMUL_OPS, trainMocMatmulFromEnv } from '../../targets/cuda/train/ops-bf16.js';
 import { DENSE_MOC_OPS } from '../../targets/cuda/train/ops-moc-bf16.js';
-import { mocScatterBf16, mocScatterGrid, SCATTER_THREADS } from '../../targets/cuda/ptx/train-scatter.js';
+import { mocScatter, mocScatterGrid, SCATTER_THREADS } from '../../targets/cuda/ptx/train-scatter.js';
 import { f32ToBf16 } from '../../src/util/dtype.js';
 import { pad8 } from '../../targets/cuda/ptx/layout.js';
 import { storiesTraining } from '../helpers/stories-training.js';
@@ -252,7 +252,7 @@ for (const [T, K, F] of [[2, 1, 1], [4, 300, 700], [3, 5, 16], [2, 40, 5000]] as
       idxPadded.set(idx.subarray(tt * K, (tt + 1) * K), tt * pad8(K));
     }
     const out = runOn('sim', { out: { poison: T * pad8(F) * 2 }, dy: { data: dyPadded }, idx: { data: idxPadded } },
-      [{ kernel: mocScatterBf16(K, F), grid: mocScatterGrid(T), block: SCATTER_THREADS, args: ['out', 'dy', 'idx'] }]);
+      [{ kernel: mocScatter(K, F, 'bf16'), grid: mocScatterGrid(T), block: SCATTER_THREADS, args: ['out', 'dy', 'idx'] }]);
     const raw = new Uint16Array(out.out!.buffer, out.out!.byteOffset, T * pad8(F));
     const want = Array.from(refT.mocScatter(dy, idx, K, F), f32ToBf16);
     t.deepEqual(Array.from({ length: T * F }, (_, i) => raw[((i / F) | 0) * pad8(F) + (i % F)]!), want);

@@ -137,61 +137,39 @@ export const mocScatterGrid = (T: number): [number, number, number] => [1, T, 1]
  * moc_scatter: out [T, pad8(F)] = 0 except out[t, idx[t, k]] = dy[t, k] (k < K). The indices of a
  * row are distinct (moc_select's top-k), so no two threads write one element. Params out, dy, idx.
  * Grid mocScatterGrid(T) = (1, T, 1), block SCATTER_THREADS: the row's zeros, a barrier, then the kept
- * channels. The padding columns F..pad8(F) are left as they are (mocScatterBf16, for a GEMM operand,
- * zeroes them).
+ * channels. `out`:
+ *   'f32'   f32 rows; the padding columns F..pad8(F) are left as they are;
+ *   'bf16'  bf16 rows (name suffix _bf16), each value rounded to nearest even, the padding zeroed too,
+ *           the zeros in 16-byte stores (pad8(F) bf16 is a whole number of them): bit for bit castRows'
+ *           bf16 copy of the f32 scatter with its padding zeroed (0 casts to 0; each value gets the same
+ *           cvt.rn), without that f32 [T, F] matrix and its cast: what the dense MoC GEMMs multiply
+ *           (ops-moc-bf16.ts; its scratch holds stale bits, and gemm.ts multiplies a K-contiguous x's padding).
  */
-export function mocScatter(K: number, F: number): Kernel {
-  const name = `moc_scatter_k${K}_f${F}`;
+export function mocScatter(K: number, F: number, out: 'f32' | 'bf16' = 'f32'): Kernel {
+  const bf16 = out === 'bf16';
+  const name = `moc_scatter_k${K}_f${F}${bf16 ? '_bf16' : ''}`;
   const k = new KernelBuilder(name, ['out', 'dy', 'idx'].map((n) => ({ name: n, type: 'u64' as const })));
   k.blockSize(SCATTER_THREADS);
-  const out = k.ptrParam('out'), dy = k.ptrParam('dy'), idx = k.ptrParam('idx');
+  const o = k.ptrParam('out'), dy = k.ptrParam('dy'), idx = k.ptrParam('idx');
   const tid = k.special('%tid.x', 'tid'), t = k.special('%ctaid.y', 't');
-  const orow = k.addr(out, t, pad8(F) * 4), dyrow = k.addr(dy, t, pad8(K) * 4), irow = k.addr(idx, t, pad8(K) * 4);
-  const i = k.reg('u32', 'i'), p = k.reg('pred', 'p');
+  const orow = k.addr(o, t, pad8(F) * (bf16 ? 2 : 4)), dyrow = k.addr(dy, t, pad8(K) * 4), irow = k.addr(idx, t, pad8(K) * 4);
+  const i = k.reg('u32', 'i'), p = k.reg('pred', 'p'), z = bf16 ? k.reg('b32', 'z') : '';
   const zero = k.label('zero'), zeroed = k.label('zeroed');
-  k.emit(`mov.u32 ${i}, ${tid}`);
+  k.emit(...(bf16 ? [`mov.b32 ${z}, 0`] : []), `mov.u32 ${i}, ${tid}`);
   k.place(zero);
-  k.emit(`setp.ge.u32 ${p}, ${i}, ${F}`, `@${p} bra ${zeroed}`, `st.global.f32 [${k.addr(orow, i, 4)}], 0f00000000`, `add.u32 ${i}, ${i}, ${SCATTER_THREADS}`, `bra ${zero}`);
+  // f32: one zero a thread per round over the F columns; bf16: eight (16 bytes) over all pad8(F)
+  const store = bf16 ? `st.global.v4.b32 [${k.addr(orow, i, 16)}], {${z}, ${z}, ${z}, ${z}}` : `st.global.f32 [${k.addr(orow, i, 4)}], 0f00000000`;
+  k.emit(`setp.ge.u32 ${p}, ${i}, ${bf16 ? pad8(F) / 8 : F}`, `@${p} bra ${zeroed}`, store, `add.u32 ${i}, ${i}, ${SCATTER_THREADS}`, `bra ${zero}`);
   k.place(zeroed);
   // the zeros are written before any channel's value (bar.sync orders the block's global writes)
   k.emit('bar.sync 0', `mov.u32 ${i}, ${tid}`);
-  const ch = k.reg('u32', 'ch'), x = k.reg('f32', 'x');
+  const ch = k.reg('u32', 'ch'), x = k.reg('f32', 'x'), h = bf16 ? k.reg('b16', 'h') : '';
   const put = k.label('put'), done = k.label('done');
   k.place(put);
   k.emit(`setp.ge.u32 ${p}, ${i}, ${K}`, `@${p} bra ${done}`, `ld.global.u32 ${ch}, [${k.addr(irow, i, 4)}]`, `ld.global.f32 ${x}, [${k.addr(dyrow, i, 4)}]`);
-  k.emit(`st.global.f32 [${k.addr(orow, ch, 4)}], ${x}`, `add.u32 ${i}, ${i}, ${SCATTER_THREADS}`, `bra ${put}`);
-  k.place(done);
-  return { name, text: k.render() };
-}
-
-/**
- * moc_scatter into bf16 rows: out [T, pad8(F)] bf16 = 0 (padding included) except out[t, idx[t, k]] =
- * dy[t, k] rounded to nearest even. Bit for bit castRows' bf16 copy of mocScatter's output with its
- * padding zeroed (0 casts to 0; each value gets the same cvt.rn), without that f32 [T, F] matrix and its
- * cast: what the dense MoC GEMMs multiply (ops-moc-bf16.ts). Params out, dy, idx. Grid
- * mocScatterGrid(T), block SCATTER_THREADS: the row's zeros in 16-byte stores (pad8(F) bf16 is a
- * whole number of them), a barrier, then the kept channels.
- */
-export function mocScatterBf16(K: number, F: number): Kernel {
-  const name = `moc_scatter_k${K}_f${F}_bf16`;
-  const k = new KernelBuilder(name, ['out', 'dy', 'idx'].map((n) => ({ name: n, type: 'u64' as const })));
-  k.blockSize(SCATTER_THREADS);
-  const out = k.ptrParam('out'), dy = k.ptrParam('dy'), idx = k.ptrParam('idx');
-  const tid = k.special('%tid.x', 'tid'), t = k.special('%ctaid.y', 't');
-  const orow = k.addr(out, t, pad8(F) * 2), dyrow = k.addr(dy, t, pad8(K) * 4), irow = k.addr(idx, t, pad8(K) * 4);
-  const i = k.reg('u32', 'i'), p = k.reg('pred', 'p'), z = k.reg('b32', 'z');
-  const zero = k.label('zero'), zeroed = k.label('zeroed');
-  k.emit(`mov.b32 ${z}, 0`, `mov.u32 ${i}, ${tid}`);
-  k.place(zero);
-  k.emit(`setp.ge.u32 ${p}, ${i}, ${pad8(F) / 8}`, `@${p} bra ${zeroed}`, `st.global.v4.b32 [${k.addr(orow, i, 16)}], {${z}, ${z}, ${z}, ${z}}`, `add.u32 ${i}, ${i}, ${SCATTER_THREADS}`, `bra ${zero}`);
-  k.place(zeroed);
-  // the zeros are written before any channel's value (bar.sync orders the block's global writes)
-  k.emit('bar.sync 0', `mov.u32 ${i}, ${tid}`);
-  const ch = k.reg('u32', 'ch'), x = k.reg('f32', 'x'), h = k.reg('b16', 'h');
-  const put = k.label('put'), done = k.label('done');
-  k.place(put);
-  k.emit(`setp.ge.u32 ${p}, ${i}, ${K}`, `@${p} bra ${done}`, `ld.global.u32 ${ch}, [${k.addr(irow, i, 4)}]`, `ld.global.f32 ${x}, [${k.addr(dyrow, i, 4)}]`);
-  k.emit(`cvt.rn.bf16.f32 ${h}, ${x}`, `st.global.b16 [${k.addr(orow, ch, 2)}], ${h}`, `add.u32 ${i}, ${i}, ${SCATTER_THREADS}`, `bra ${put}`);
+  if (bf16) k.emit(`cvt.rn.bf16.f32 ${h}, ${x}`, `st.global.b16 [${k.addr(orow, ch, 2)}], ${h}`);
+  else k.emit(`st.global.f32 [${k.addr(orow, ch, 4)}], ${x}`);
+  k.emit(`add.u32 ${i}, ${i}, ${SCATTER_THREADS}`, `bra ${put}`);
   k.place(done);
   return { name, text: k.render() };
 }

@@ -9,7 +9,7 @@
 //     moc_gather(G, idx) → z (train-moc.ts mocGather).
 //   moc_down(z [T, K], W, idx) → y [T, d], y[t] = Σ_k z[t, k]·W[idx[t, k]]:
 //     moc_scatter(z, idx) → S[T, F] bf16 (zero but the kept channels, rounded: train-scatter.ts
-//     mocScatterBf16, bit for bit the cast of the f32 scatter); cast W → bf16;
+//     mocScatter's 'bf16' rows, bit for bit the cast of the f32 scatter); cast W → bf16;
 //     gemm 'xw' y = S·W (x = S [M = T, K = F], w = W as [K = F, N = d]).
 //   moc_rows_grad(a [T, K], b [T, d], idx) → out [F, d], out[r] = Σ_{idx[t, k] = r} a[t, k]·b[t]:
 //     moc_scatter(a, idx) → S[T, F] bf16; cast b → bf16; gemm 'xtw' out = Sᵀ·b (x = S [K = T, M = F],
@@ -44,13 +44,13 @@
 // header): moc_up's x (arena: finite) and W (params: zero padding) as linear's; moc_down's S, whose
 // padding columns F..pad8(F) meet rows ≥ F of w, which gemm.ts zero-fills — but S lives in the scratch,
 // whose stale bits may read as NaN / Inf (NaN·0 = NaN), so the scatter here zeroes S's padding too
-// (mocScatterBf16 zeroes every padding column). In 'xtw' (moc_rows_grad) padding columns of S and b reach only
+// (mocScatter's 'bf16' rows zero every padding column). In 'xtw' (moc_rows_grad) padding columns of S and b reach only
 // output rows / columns past M, N, never stored. G's padding (gemm.ts does not write past column N)
 // is never read: mocGather reads only the idx channels < F.
 import { UserError } from '../../../src/util/errors.js';
 import type { DevPtr, LaunchArg } from './device.js';
 import { mocGather, mocRowGrid, mocRowThreads } from '../ptx/train-moc.js';
-import { mocScatterBf16, mocScatterGrid, SCATTER_THREADS } from '../ptx/train-scatter.js';
+import { mocScatter, mocScatterGrid, SCATTER_THREADS } from '../ptx/train-scatter.js';
 import { pad8 } from '../ptx/layout.js';
 import { alignUp, bf16Operand, bf16OperandBytes, bf16RowsBytes, gemmBf16Launch, type TrainMatmul, type TrainMocMatmul } from './ops-bf16.js';
 import type { Launch, OpContext, TrainOp } from './ops.js';
@@ -73,7 +73,7 @@ function pieces(T: number, f32F: number, first: number, second: number) {
 
 /** The [T, F] bf16 scatter of `from` [T, K] by idx (zeros and padding zeroed, values rounded: header) into `to`. */
 function scatter(T: number, K: number, F: number, to: DevPtr, from: DevPtr, idx: DevPtr): Launch {
-  return { kernel: mocScatterBf16(K, F), grid: mocScatterGrid(T), block: SCATTER_THREADS, args: [ptr(to), ptr(from), ptr(idx)] };
+  return { kernel: mocScatter(K, F, 'bf16'), grid: mocScatterGrid(T), block: SCATTER_THREADS, args: [ptr(to), ptr(from), ptr(idx)] };
 }
 
 // inputs x [T, d], w [F, d], idx [T, K] → z [T, K]
