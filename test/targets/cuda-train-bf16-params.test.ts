@@ -33,7 +33,7 @@ import { AdamW, roundBf16 } from '../../src/train/adamw.js';
 import { bf16StoredParams } from '../../src/train/bf16-params.js';
 import { clipGlobalNorm } from '../../src/train/clip-grad.js';
 import type { LaunchArg } from '../../targets/cuda/train/device.js';
-import { CudaTrainingExecutor, executorBf16Params, type TrainingExecutorOptions } from '../../targets/cuda/train/executor.js';
+import { CudaTrainingExecutor, type TrainingExecutorOptions } from '../../targets/cuda/train/executor.js';
 import { CudaOptimizer } from '../../targets/cuda/train/optimizer.js';
 import type { Launch } from '../../targets/cuda/train/ops.js';
 import { pad8 } from '../../targets/cuda/ptx/layout.js';
@@ -137,7 +137,7 @@ test("refusals: 'bf16-params' without matmul bf16, on a MoC graph without dense 
     t.throws(() => new CudaOptimizer(ex, { maxNorm: 1, stateDType: 'bf16-params' }), { message: /executor built for 'f32'/ });
     const ex2 = new CudaTrainingExecutor(dense.g, dense.weights, 8, r.dev, { ...BF16, optimizerState: 'bf16-params' });
     t.throws(() => new CudaOptimizer(ex2, { maxNorm: 1, stateDType: 'bf16' }), { message: /executor built for 'bf16-params'/ });
-    t.deepEqual(executorBf16Params(dense.g, 'bf16'), new Set(), "no bf16 params in 'bf16' mode");
+    t.deepEqual(new CudaTrainingExecutor(dense.g, dense.weights, 8, r.dev, { ...BF16, optimizerState: 'bf16' }).bf16Params, new Set(), "no bf16 params in 'bf16' mode");
   } finally {
     dense.m.close();
     moc.m.close();

@@ -107,25 +107,20 @@ const loweredPlan = (lowered: Graph, rows: number): MemoryPlan => planMemory(low
 /**
  * Device bytes of a param: f32 master weights whatever the checkpoint's dtype (a bf16 checkpoint's
  * params are typed bf16 in the graph; training holds, uploads and updates them as f32, as the ref
- * target does); `bf16`: a param stored bf16 ('bf16-params', executorBf16Params), 2 bytes an element.
+ * target does); `bf16`: a param stored bf16 ('bf16-params', src/train/bf16-params.ts bf16ParamsInMode), 2 bytes an element.
  */
 export function paramDeviceBytes(type: TensorType, dims: Record<string, number>, bf16 = false): number {
   return deviceBytes({ ...type, dtype: bf16 ? 'bf16' : 'f32' }, dims);
 }
 
-/** The params of g the executor stores bf16 in optimizer mode `mode`: src/train/bf16-params.ts bf16ParamsInMode, the host's set. */
-export function executorBf16Params(g: Graph, mode: AdamWStateDType = 'f32'): ReadonlySet<string> {
-  return bf16ParamsInMode(g, mode);
-}
-
 /**
- * Device bytes of g's params (paramDeviceBytes, bf16 ones by executorBf16Params) and of AdamW's m and v
+ * Device bytes of g's params (paramDeviceBytes, bf16 ones by src/train/bf16-params.ts bf16ParamsInMode) and of AdamW's m and v
  * (one element per padded param element of each trainable param, adamwMomentBytes of the mode: bf16 in
  * both bf16 modes) in optimizer mode `mode`: what the executor and the optimizer allocate for them, the
  * planned figure of bench/gpu/train.ts and bench/train-plan-1b.ts.
  */
 export function trainingStateBytes(g: Graph, dims: Record<string, number>, mode: AdamWStateDType = 'f32'): { params: number; moments: number } {
-  const bf16 = executorBf16Params(g, mode), trainable = new Set(gradOutputs(g).map(({ param }) => param));
+  const bf16 = bf16ParamsInMode(g, mode), trainable = new Set(gradOutputs(g).map(({ param }) => param));
   const params = g.params.reduce((s, p) => s + paramDeviceBytes(p.type, dims, bf16.has(p.name)), 0);
   const elements = g.params.filter((p) => trainable.has(p.name)).reduce((s, p) => s + paramDeviceBytes(p.type, dims) / 4, 0);
   return { params, moments: 2 * adamwMomentBytes(mode) * elements };
@@ -156,7 +151,7 @@ export interface DeviceTensor {
   width: number;
 }
 
-/** A param's device buffer, with its element type: f32, or bf16 for those executorBf16Params names. */
+/** A param's device buffer, with its element type: f32, or bf16 for those src/train/bf16-params.ts bf16ParamsInMode names. */
 export interface ParamTensor extends DeviceTensor {
   dtype: 'f32' | 'bf16';
 }
@@ -175,7 +170,7 @@ export class CudaTrainingExecutor {
   private readonly launches: Launch[];
   private readonly dims: Record<string, number>;
   private readonly maxPositions: number;
-  /** The params stored bf16 (executorBf16Params of the optimizerState option; empty unless 'bf16-params'). */
+  /** The params stored bf16 (src/train/bf16-params.ts bf16ParamsInMode of the optimizerState option; empty unless 'bf16-params'). */
   readonly bf16Params: ReadonlySet<string>;
   /** The optimizer mode the params are stored for (TrainingExecutorOptions.optimizerState). */
   readonly optimizerState: AdamWStateDType;
@@ -191,7 +186,7 @@ export class CudaTrainingExecutor {
     const refusal = bf16ParamsRefusal(g, opts);
     if (refusal) throw new Error(refusal);
     this.optimizerState = opts.optimizerState ?? 'f32';
-    this.bf16Params = executorBf16Params(g, this.optimizerState);
+    this.bf16Params = bf16ParamsInMode(g, this.optimizerState);
     this.dims = { T: rows };
     this.maxPositions = opts.maxPositions ?? Math.max(1, rows);
     for (const i of g.inputs) this.types.set(i.name, i.type);

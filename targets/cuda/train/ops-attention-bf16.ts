@@ -40,7 +40,7 @@ import {
 import { pad8 } from '../ptx/layout.js';
 import { castBf16Launch } from './ops-bf16.js';
 import type { DevPtr, LaunchArg } from './device.js';
-import type { Launch, OpContext, TrainOp } from './ops.js';
+import type { OpContext, TrainOp } from './ops.js';
 
 const ALIGN = 256;
 const alignUp = (n: number) => Math.ceil(n / ALIGN) * ALIGN;
@@ -69,17 +69,14 @@ export function attentionScratch(s: Shape) {
 const ptr = (p: DevPtr): LaunchArg => ({ ptr: p });
 const u32 = (v: number): LaunchArg => ({ u32: v });
 
-/** castRows of `rows` rows of `width` f32 at `from` into bf16 at `to` (ops-bf16.ts castBf16Launch: the one cast launch, its row limit named after this node). */
-const cast = (c: OpContext, width: number, rows: number, to: DevPtr, from: DevPtr): Launch => castBf16Launch(c, rows, width, to, from);
-
 const attention: TrainOp = {
   scratchBytes: (c) => attentionScratch(shapeOf(c)).forward.bytes,
   launches(c) {
     const s = shapeOf(c), at = attentionScratch(s).forward, kvw = s.kvHeads * s.hd, spec = trainFlashForwardSpec(s, false);
     const kh = c.scratch(at.k), vh = c.scratch(at.v);
     return [
-      cast(c, kvw, s.T, kh, c.input(1)),
-      cast(c, kvw, s.T, vh, c.input(2)),
+      castBf16Launch(c, s.T, kvw, kh, c.input(1)),
+      castBf16Launch(c, s.T, kvw, vh, c.input(2)),
       { kernel: flashAttention(spec), grid: flashAttentionGrid(spec, s.T), block: FA_THREADS, args: [ptr(c.output(0)), ptr(c.input(0)), ptr(kh), ptr(vh), ptr(c.input(3)), u32(s.T)] },
     ];
   },
@@ -94,10 +91,10 @@ const attentionGrad: TrainOp = {
     const fwd = trainFlashForwardSpec(s, true), bwd = trainFlashBackwardSpec(s), pre = trainFlashPreSpec(s);
     const bf16 = [qh, kh, vh, dyh].map(ptr);
     return [
-      cast(c, qw, s.T, qh, c.input(0)),
-      cast(c, kvw, s.T, kh, c.input(1)),
-      cast(c, kvw, s.T, vh, c.input(2)),
-      cast(c, qw, s.T, dyh, c.input(4)),
+      castBf16Launch(c, s.T, qw, qh, c.input(0)),
+      castBf16Launch(c, s.T, kvw, kh, c.input(1)),
+      castBf16Launch(c, s.T, kvw, vh, c.input(2)),
+      castBf16Launch(c, s.T, qw, dyh, c.input(4)),
       // the forward again (header): o and lse into the scratch
       { kernel: flashAttention(fwd), grid: flashAttentionGrid(fwd, s.T), block: FA_THREADS, args: [ptr(o), ptr(c.input(0)), ptr(kh), ptr(vh), seq, ptr(lse), T] },
       { kernel: flashAttentionBackwardPre(pre), grid: flashAttentionBackwardPreGrid(pre, s.T), block: FAB_PRE_THREADS, args: [ptr(d), ptr(dyh), ptr(o), T] },

@@ -92,7 +92,7 @@ export class CudaOptimizer {
     if (!(opts.maxNorm >= 0 && Number.isFinite(opts.maxNorm))) throw new Error(`CudaOptimizer: maxNorm ${opts.maxNorm} must be a finite number ≥ 0 (0: no clipping)`);
     this.hp = adamwHyperParams(opts);
     this.stateDType = opts.stateDType ?? 'f32';
-    // 'bf16-params': the executor stores the params it decided (executorBf16Params) bf16; it must have
+    // 'bf16-params': the executor stores the params it decided (executor.ts bf16Params: bf16ParamsInMode) bf16; it must have
     // been built for the same mode, so the two agree on which.
     if (adamwStoresBf16Params(this.stateDType) !== adamwStoresBf16Params(ex.optimizerState)) {
       throw new Error(`CudaOptimizer: optimizer state '${this.stateDType}' on an executor built for '${ex.optimizerState}' (TrainingExecutorOptions.optimizerState must match)`);
