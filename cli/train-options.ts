@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import type { LoadedModel } from '../driver/load.js';
 import { runTraining } from '../driver/run-training.js';
 import { checkTrainedOutput, writeTrainedPackage } from '../driver/save-trained.js';
-import { plannedPeakBytes, trainerGraph, type Trainer, type TrainConfig } from '../driver/trainer.js';
+import { trainerGraph, type Trainer, type TrainConfig } from '../driver/trainer.js';
 import { TRAIN_TARGETS, type GradientTarget } from '../driver/gradient-backend.js';
 import { CHECKPOINT_POLICIES, type CheckpointPolicy } from '../passes/checkpoint.js';
 import type { LossSpec } from '../passes/loss.js';
@@ -99,7 +99,7 @@ export function checkTrainingPlan(model: LoadedModel, cfg: TrainConfig, maxMemor
   const graph = trainerGraph(model.graph, cfg);
   // the plan first: pure arithmetic, refused before the target opens its device
   if (maxMemory !== undefined) {
-    const plan = target.plannedDeviceBytes?.(graph, cfg.batch * cfg.seq, cfg.optimizerState) ?? { bytes: plannedPeakBytes(graph, cfg), what: 'of activations' };
+    const plan = target.plannedStepBytes(graph, cfg.batch * cfg.seq, cfg.optimizerState);
     if (plan.bytes > maxMemory) {
       throw new UserError(`one step of --batch ${cfg.batch} --seq ${cfg.seq} plans ${formatBytes(plan.bytes)} ${plan.what}, above --max-memory ${formatBytes(maxMemory)}; lower --batch or --seq, or save less with --ckpt moc-gcp-attn (gcp-attn for a dense model)`);
     }

@@ -71,25 +71,30 @@ export interface GradientTarget {
    */
   check(graph: Graph, optimizerState?: AdamWStateDType): void;
   /**
-   * What one step of this training graph at `rows` rows will hold on the target's device, planned
-   * before anything is allocated (--max-memory compares it), and what that number counts. Absent: the
-   * ref plan's activations are the figure (trainer.ts plannedPeakBytes).
+   * What one step of this training graph at `rows` rows will hold on the target, planned before
+   * anything is allocated or opened (--max-memory compares it), and what that number counts (`what`,
+   * read after the byte count: "of activations", "of device memory (…)").
    */
-  plannedDeviceBytes?(graph: Graph, rows: number, optimizerState?: AdamWStateDType): { bytes: number; what: string };
+  plannedStepBytes(graph: Graph, rows: number, optimizerState?: AdamWStateDType): { bytes: number; what: string };
   /** A backend for this training graph (after check). */
   create(graph: Graph): GradientBackend;
 }
 
+/** The ref target's planned peak activation bytes of a step at `rows` rows (passes/memory-plan.ts; trainer.ts plannedPeakBytes is the same plan by batch × seq). */
+const refPeakBytes = (graph: Graph, rows: number): number => planMemory(graph, { T: rows }).peakBytes;
+
 export const refGradients: GradientTarget = {
   name: 'ref',
   check() {},
+  // host arrays, no device: the activations' planned peak
+  plannedStepBytes: (graph, rows) => ({ bytes: refPeakBytes(graph, rows), what: 'of activations' }),
   batchLogits(model, weights) {
     const w = weights ?? modelWeights(model);
     return { logits: (b) => batchLogits(model, w, b), dispose() {} };
   },
   create: (graph) => ({
     lossAndGrads: (weights, inputs, rows) => runTrainingGraph(graph, weights, { ...inputs }, rows).outputs as Float32Array[],
-    stepMemory: (rows) => ({ bytes: planMemory(graph, { T: rows }).peakBytes, what: 'planned activations' }),
+    stepMemory: (rows) => ({ bytes: refPeakBytes(graph, rows), what: 'planned activations' }),
     dispose() {},
   }),
 };
@@ -147,7 +152,7 @@ export function cudaGradients(device: () => TrainDevice, opts: { matmul?: TrainM
     // the executor's arena (its graph under these options: executor.ts executorPlan) + params and AdamW's
     // m, v (trainingStateBytes): bench/gpu/train.ts's "planned" less the scratch, which is known only
     // once the executor is built
-    plannedDeviceBytes(graph, rows, optimizerState = 'f32') {
+    plannedStepBytes(graph, rows, optimizerState = 'f32') {
       const arena = executorPlan(graph, rows, executorOptions(opts)).arenaBytes;
       const { params, moments } = trainingStateBytes(graph, { T: rows }, optimizerState);
       return { bytes: arena + params + moments, what: `of device memory (arena ${formatBytes(arena)}, weights and AdamW state ${formatBytes(params + moments)}; the scratch buffer comes on top)` };

@@ -277,17 +277,17 @@ test.serial("interpreted: a teacher's batchLogits on cuda (its forward graph on 
   }
 });
 
-// --max-memory on --target cuda compares plannedDeviceBytes: the arena, the params and AdamW's m and v,
+// --max-memory on --target cuda compares plannedStepBytes: the arena, the params and AdamW's m and v,
 // before anything is allocated. Checked against what a step runner built on a recording device really
 // allocates for them (the scratch, the RoPE tables and the optimizer's scalars are left out of the
 // figure, which says so for the scratch), for each optimizer mode and both matmul modes.
 for (const [matmul, state] of [['f32', 'f32'], ['f32', 'bf16'], ['bf16', 'f32'], ['bf16', 'bf16-params']] as const) {
-  test(`cuda plannedDeviceBytes (${matmul} matmuls, ${state} optimizer state) is what the step runner allocates for params, arena, m and v`, (t) => {
+  test(`cuda plannedStepBytes (${matmul} matmuls, ${state} optimizer state) is what the step runner allocates for params, arena, m and v`, (t) => {
     const model = tinyModel(), rows = CONFIG.batch * CONFIG.seq;
     const graph = trainingGraph(model.graph, { loss: CONFIG.loss, policy: 'gcp' });
     const r = recordingDevice();
     const target = cudaGradients(() => r.dev, { matmul });
-    const plan = target.plannedDeviceBytes!(graph, rows, state);
+    const plan = target.plannedStepBytes(graph, rows, state);
     const runner = new CudaStepRunner(graph, { weights: new Map(graph.params.map((p) => [p.name, model.weights.get(p.name)!.toFloat32()])), rows, weightDecay: 0.1, maxNorm: 1, stateDType: state }, r.dev, { matmul });
     try {
       // the allocations in order: the params, the RoPE tables, the arena, the scratch (the executor),
