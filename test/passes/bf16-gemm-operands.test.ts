@@ -21,27 +21,19 @@ import { CudaTrainingExecutor, executorPlan, type TrainingExecutorOptions } from
 import { CHECKPOINTS } from '../helpers/fixtures.js';
 import { recordingDevice } from '../helpers/recording-device.js';
 import { runTrainingGraphBf16Matmuls } from '../helpers/train-bf16-oracle.js';
-import { packedInputs } from '../helpers/train-tiny-model.js';
-import { rng } from '../helpers/random.js';
+import { batch } from '../helpers/train-tiny-model.js';
 import { cudaDeviceRequirement, testsNeeding } from '../helpers/requires.js';
 import { cudaTrainDevice } from '../../targets/cuda/train/cuda-device.js';
 
-const BEFORE = `graph block
+/** The test graph around its body: the same inputs, params and outputs before and after. */
+const block = (body: string) => `graph block
   input %x : f32[T,8]
   input %dy : f32[T,6]
   param @n : f32[8]
   param @wq : f32[6,8]
   param @wk : f32[6,8]
   param @wo : f32[8,6]
-  %xn = rmsnorm(%x, @n) {eps=0.00001} : f32[T,8]
-  %q = linear(%xn, @wq) : f32[T,6]
-  %k = linear(%xn, @wk) : f32[T,6]
-  %h = mul(%q, %k) : f32[T,6]
-  %y = linear(%h, @wo) : f32[T,8]
-  %dh = matmul(%dy, @wq) : f32[T,8]
-  %dwq = matmul_tn(%dy, %xn) : f32[6,8]
-  %dwo = matmul_tn(%dy, %h) : f32[6,6]
-  %dk = matmul(%k, @wk) : f32[T,8]
+${body}
   output %y
   output %dh
   output %dwq
@@ -50,17 +42,20 @@ const BEFORE = `graph block
 end
 `;
 
+const BEFORE = block(`  %xn = rmsnorm(%x, @n) {eps=0.00001} : f32[T,8]
+  %q = linear(%xn, @wq) : f32[T,6]
+  %k = linear(%xn, @wk) : f32[T,6]
+  %h = mul(%q, %k) : f32[T,6]
+  %y = linear(%h, @wo) : f32[T,8]
+  %dh = matmul(%dy, @wq) : f32[T,8]
+  %dwq = matmul_tn(%dy, %xn) : f32[6,8]
+  %dwo = matmul_tn(%dy, %h) : f32[6,6]
+  %dk = matmul(%k, @wk) : f32[T,8]`);
+
 // %xn: read by GEMMs only (q, k, dwq): one cast, before its first reader. %h: read by GEMMs only (y,
 // dwo). %dy: a graph input read by three GEMMs. %k: read by mul (not a GEMM) and once by a GEMM: left
 // to the GEMM's own cast. Params are never cast here.
-const AFTER = `graph block
-  input %x : f32[T,8]
-  input %dy : f32[T,6]
-  param @n : f32[8]
-  param @wq : f32[6,8]
-  param @wk : f32[6,8]
-  param @wo : f32[8,6]
-  %xn = rmsnorm(%x, @n) {eps=0.00001} : f32[T,8]
+const AFTER = block(`  %xn = rmsnorm(%x, @n) {eps=0.00001} : f32[T,8]
   %xn.bf16 = cast(%xn) {dtype="bf16"} : bf16[T,8]
   %q = linear(%xn.bf16, @wq) : f32[T,6]
   %k = linear(%xn.bf16, @wk) : f32[T,6]
@@ -71,14 +66,7 @@ const AFTER = `graph block
   %dh = matmul(%dy.bf16, @wq) : f32[T,8]
   %dwq = matmul_tn(%dy.bf16, %xn.bf16) : f32[6,8]
   %dwo = matmul_tn(%dy.bf16, %h.bf16) : f32[6,6]
-  %dk = matmul(%k, @wk) : f32[T,8]
-  output %y
-  output %dh
-  output %dwq
-  output %dwo
-  output %dk
-end
-`;
+  %dk = matmul(%k, @wk) : f32[T,8]`);
 
 test('shares one cast among the GEMM reads of a value: before/after IR text', (t) => {
   const before = parseGraph(BEFORE);
@@ -120,8 +108,7 @@ for (const [what, selection, policy, opts] of CASES) {
       t.false(after.nodes.some((n) => n.op !== 'cast' && !GEMM_OPERANDS[n.op] && n.inputs.some((o) => shared.has(o.name))), 'only GEMM operands read the bf16 values');
 
       const T = 45, weights = modelWeights(m);
-      const r = rng(7), token = () => Math.floor((r() + 1) / 2 * m.spec.vocabSize) % m.spec.vocabSize; // r() in [-1, 1)
-      const inputs = packedInputs([Array.from({ length: 20 }, token), Array.from({ length: 25 }, token)]);
+      const inputs = batch([20, 25], m.spec.vocabSize, 7);
       const want = runTrainingGraphBf16Matmuls(g, weights, inputs, T), got = runTrainingGraphBf16Matmuls(after, weights, inputs, T);
       t.is(got.length, want.length);
       got.forEach((v, i) => t.true(Buffer.from(v.buffer, v.byteOffset, v.byteLength).equals(Buffer.from(want[i]!.buffer, want[i]!.byteOffset, want[i]!.byteLength)), `output ${g.outputs[i]} bit-identical`));
@@ -170,8 +157,7 @@ for (const [what, selection, policy, opts] of CASES) {
     const m = loadModel(CHECKPOINTS.hf, { selection });
     try {
       const g = trainingGraph(m.graph, { loss: { kind: 'cross_entropy' }, policy });
-      const r = rng(11), token = () => Math.floor(((r() + 1) / 2) * m.spec.vocabSize) % m.spec.vocabSize;
-      const inputs = packedInputs([Array.from({ length: 20 }, token), Array.from({ length: 25 }, token)]);
+      const inputs = batch([20, 25], m.spec.vocabSize, 11);
       const run = (castOnce: boolean) => {
         const ex = new CudaTrainingExecutor(g, modelWeights(m), 45, cudaTrainDevice(), { ...opts, castOnce });
         try {
