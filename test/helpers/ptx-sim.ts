@@ -1,11 +1,16 @@
 // A tiny interpreter of generated PTX, for checking a kernel's indexing, tails and barriers on a
-// machine without a GPU. It knows only the instructions the SIMT kernels it is used on emit (an
-// unknown one throws, so it never guesses), runs each CTA's threads one after another up to each
-// bar.sync (a kernel whose threads all reach the same barriers in order: no warp-level operations),
-// and rounds f32 arithmetic as the GPU does (fma.rn: one rounding of the exact a·b + c, which the
+// machine without a GPU. It knows only the instructions the kernels it is used on emit (an unknown
+// one throws, so it never guesses), runs each CTA's threads one after another up to each bar.sync
+// (a kernel whose threads all reach the same barriers in order), and rounds f32 arithmetic as the GPU does (fma.rn: one rounding of the exact a·b + c, which the
 // float64 product and sum give exactly for f32 operands unless the sum needs more than 53 bits:
 // then it rounds twice, a difference far below any test's tolerance). Global memory is one flat
 // byte array; addresses are plain numbers.
+// Warp-level operations (shfl.sync, vote.sync, redux.sync, bar.warp.sync; full mask only): each warp's
+// lanes run one after another up to the operation, which then runs for all 32 lanes at once; every
+// lane of the warp must reach the same one (with the same guard), else it throws, as it does for a
+// partial warp. Atomics on shared memory need nothing special: threads run one at a time, so each
+// read-modify-write is whole (any order of them is one the GPU may produce; kernels whose result
+// depends on that order would show it as a difference between runs on the GPU only).
 export interface SimBuffer {
   addr: number;
   bytes: number;
@@ -69,15 +74,74 @@ export class PtxSim {
     }
     for (let bz = 0; bz < grid[2]; bz++) for (let by = 0; by < grid[1]; by++) for (let bx = 0; bx < grid[0]; bx++) {
       const sm = new DataView(new ArrayBuffer(Math.max(4, sharedBytes)));
-      const threads = Array.from({ length: block }, (_, tid) => ({ pc: 0, done: false, regs: new Map<string, number>([['%tid.x', tid], ['%ctaid.x', bx], ['%ctaid.y', by], ['%ctaid.z', bz], ['%ntid.x', block], ['%nctaid.x', grid[0]]]) }));
+      const threads: SimThread[] = Array.from({ length: block }, (_, tid) => ({ pc: 0, done: false, atWarpOp: false, regs: new Map<string, number>([['%tid.x', tid], ['%ctaid.x', bx], ['%ctaid.y', by], ['%ctaid.z', bz], ['%ntid.x', block], ['%nctaid.x', grid[0]], ['%nctaid.y', grid[1]], ['%nctaid.z', grid[2]]]) }));
+      const warps = Array.from({ length: Math.ceil(block / 32) }, (_, w) => threads.slice(32 * w, 32 * w + 32));
       while (threads.some((t) => !t.done)) {
-        for (const t of threads) if (!t.done) this.runToBarrier(t, code, labels, param, shared, sm);
+        for (const warp of warps) {
+          // the warp's lanes up to the next barrier (or exit), running each warp-level operation on the way
+          for (;;) {
+            for (const t of warp) if (!t.done) this.runToBarrier(t, code, labels, param, shared, sm);
+            const waiting = warp.filter((t) => t.atWarpOp).length;
+            if (waiting === 0) break;
+            if (waiting !== 32) throw new Error(`PtxSim: a warp-level operation reached by ${waiting} of the warp's ${warp.length} threads (${code[warp.find((t) => t.atWarpOp)!.pc]})`);
+            this.warpOp(warp, code);
+          }
+        }
         if (threads.some((t) => t.done) && threads.some((t) => !t.done)) throw new Error('PtxSim: some threads exited while others wait at a barrier');
       }
     }
   }
 
-  private runToBarrier(t: { pc: number; done: boolean; regs: Map<string, number> }, code: string[], labels: Map<string, number>, param: Map<string, number>, shared: Map<string, number>, sm: DataView): void {
+  /**
+   * Runs warp-level operation code[pc] for the 32 lanes of `warp`, all stopped at it (runToBarrier),
+   * and moves them past it. PTX ISA semantics, full mask (membermask −1) only.
+   */
+  private warpOp(warp: SimThread[], code: string[]): void {
+    const line = code[warp[0]!.pc]!;
+    if (warp.some((t) => t.pc !== warp[0]!.pc)) throw new Error(`PtxSim: the warp's lanes are at different warp-level operations (${line})`);
+    const guard = /^@(!?)(%\w+)\s+/.exec(line);
+    const text = guard ? line.slice(guard[0].length) : line;
+    const on = warp.map((t) => (guard ? Boolean(reg(t, guard[2]!)) !== (guard[1] === '!') : true));
+    for (const t of warp) (t.pc++, (t.atWarpOp = false));
+    if (on.every((x) => !x)) return;
+    if (!on.every((x) => x)) throw new Error(`PtxSim: a warp-level operation guarded off in some lanes only (${line})`);
+    const sp = text.indexOf(' ');
+    const op = text.slice(0, sp);
+    const ops = text.slice(sp + 1).split(',').map((x) => x.trim());
+    if (ops[ops.length - 1] !== '-1') throw new Error(`PtxSim: only the full membermask is known (${line})`);
+    const read = (s: string) => warp.map((t) => operand(t, s));
+    if (op === 'bar.warp.sync') return;
+    if (op.startsWith('shfl.sync.')) {
+      // shfl.sync.mode.b32 d[|p], a, b, c, mask (PTX ISA, shfl.sync): c = clamp | segmask << 8; here segmask 0
+      const [dst, a, b, c] = ops as [string, string, string, string];
+      const [d, p] = dst.split('|') as [string, string | undefined];
+      const mode = op.split('.')[2]!, av = read(a), bv = read(b), cv = read(c);
+      warp.forEach((t, lane) => {
+        if ((cv[lane]! >>> 8) & 31) throw new Error(`PtxSim: shfl with a segment mask (${line})`);
+        const maxLane = mode === 'up' ? 0 : cv[lane]! & 31, bl = bv[lane]! & 31;
+        const j = mode === 'up' ? lane - bl : mode === 'down' ? lane + bl : mode === 'bfly' ? lane ^ bl : bl;
+        const ok = mode === 'up' ? j >= maxLane : j <= maxLane;
+        t.regs.set(d, av[ok ? j : lane]!);
+        if (p) t.regs.set(p, Number(ok));
+      });
+      return;
+    }
+    if (op === 'vote.sync.ballot.b32') {
+      const pv = read(ops[1]!);
+      const ballot = pv.reduce((m, v, lane) => (v ? m | (1 << lane) : m), 0) >>> 0;
+      for (const t of warp) t.regs.set(ops[0]!, ballot);
+      return;
+    }
+    if (op === 'redux.sync.add.u32' || op === 'redux.sync.min.u32' || op === 'redux.sync.max.u32') {
+      const av = read(ops[1]!);
+      const r = op.endsWith('add.u32') ? av.reduce((x, y) => (x + y) >>> 0, 0) : op.endsWith('min.u32') ? Math.min(...av) : Math.max(...av);
+      for (const t of warp) t.regs.set(ops[0]!, r);
+      return;
+    }
+    throw new Error(`PtxSim: unknown warp-level instruction ${op} (${line})`);
+  }
+
+  private runToBarrier(t: SimThread, code: string[], labels: Map<string, number>, param: Map<string, number>, shared: Map<string, number>, sm: DataView): void {
     const r = t.regs, g = this.mem;
     const val = (s: string): number => {
       if (s.startsWith('%')) {
@@ -100,6 +164,7 @@ export class PtxSim {
       if (steps > 1e7) throw new Error('PtxSim: runaway thread');
       const line = code[t.pc++];
       if (line === undefined || line === 'ret') return void (t.done = true);
+      if (WARP_OP.test(line)) return void (t.pc--, (t.atWarpOp = true));
       let text = line;
       const guard = /^@(!?)(%\w+)\s+/.exec(text);
       if (guard) {
@@ -120,6 +185,7 @@ export class PtxSim {
       }
       if (cur.trim()) ops.push(cur.trim());
       const [d, a, b, c] = ops as [string, string, string, string];
+      // u32 operands as u32 (an immediate such as -2147483648 is its two's-complement bits, as ptxas reads it)
       const u32 = (v: number) => v >>> 0;
       const f32 = Math.fround;
       const set = (reg: string, v: number) => r.set(reg, v);
@@ -142,9 +208,9 @@ export class PtxSim {
         case 'mul.wide.u32': set(d, val(a) * val(b)); break;
         case 'rem.u32': set(d, val(a) % val(b)); break;
         case 'div.u32': set(d, Math.floor(val(a) / val(b))); break;
-        case 'setp.lt.u32': set(d, Number(val(a) < val(b))); break;
-        case 'setp.ge.u32': set(d, Number(val(a) >= val(b))); break;
-        case 'setp.lt.and.u32': set(d, Number(val(a) < val(b) && Boolean(val(c)))); break;
+        case 'setp.lt.u32': set(d, Number(u32(val(a)) < u32(val(b)))); break;
+        case 'setp.ge.u32': set(d, Number(u32(val(a)) >= u32(val(b)))); break;
+        case 'setp.lt.and.u32': set(d, Number(u32(val(a)) < u32(val(b)) && Boolean(val(c)))); break;
         case 'and.pred': set(d, Number(Boolean(val(a)) && Boolean(val(b)))); break;
         case 'xor.pred': set(d, Number(Boolean(val(a)) !== Boolean(val(b)))); break;
         case 'fma.rn.f32': set(d, f32(val(a) * val(b) + val(c))); break;
@@ -161,13 +227,13 @@ export class PtxSim {
         // ex2.approx is an approximation (max relative error about 2^-22 per the PTX ISA); the sim
         // gives the correctly rounded 2^a, one of the values the GPU may return within that bound.
         case 'ex2.approx.f32': set(d, f32(2 ** val(a))); break;
-        case 'min.u32': set(d, Math.min(val(a), val(b))); break;
-        case 'max.u32': set(d, Math.max(val(a), val(b))); break;
+        case 'min.u32': set(d, Math.min(u32(val(a)), u32(val(b)))); break;
+        case 'max.u32': set(d, Math.max(u32(val(a)), u32(val(b)))); break;
         case 'or.b32': set(d, u32(val(a) | val(b))); break;
-        case 'setp.eq.u32': set(d, Number(val(a) === val(b))); break;
-        case 'setp.ne.u32': set(d, Number(val(a) !== val(b))); break;
-        case 'setp.gt.u32': set(d, Number(val(a) > val(b))); break;
-        case 'setp.le.u32': set(d, Number(val(a) <= val(b))); break;
+        case 'setp.eq.u32': set(d, Number(u32(val(a)) === u32(val(b)))); break;
+        case 'setp.ne.u32': set(d, Number(u32(val(a)) !== u32(val(b)))); break;
+        case 'setp.gt.u32': set(d, Number(u32(val(a)) > u32(val(b)))); break;
+        case 'setp.le.u32': set(d, Number(u32(val(a)) <= u32(val(b)))); break;
         case 'or.pred': set(d, Number(Boolean(val(a)) || Boolean(val(b)))); break;
         case 'not.pred': set(d, Number(!val(a))); break;
         case 'selp.u32': set(d, val(c) ? val(a) : val(b)); break;
@@ -213,6 +279,15 @@ export class PtxSim {
         case 'st.global.b16': g.setUint16(this.check(address(d), 2), val(a), true); break;
         // zero-extends the 16-bit source (here a .b16 register, compatible with .u16 per the PTX ISA's type rules)
         case 'cvt.u32.u16': set(d, val(a) & 0xffff); break;
+        // Added for the radix Top-K (targets/cuda/ptx/moc.ts emitTopkSelect), per the PTX ISA:
+        case 'not.b32': set(d, u32(~val(a))); break;
+        case 'bfe.u32': { const pos = val(b) & 0xff, len = val(c) & 0xff; set(d, len === 0 || pos >= 32 ? 0 : u32(val(a) >>> pos) & (len >= 32 ? 0xffffffff : (2 ** len - 1))); break; }
+        case 'bfind.u32': { const v = val(a); set(d, v === 0 ? 0xffffffff : 31 - Math.clz32(v)); break; }
+        case 'red.shared.add.u32': { const p = address(d); sm.setUint32(p, u32(sm.getUint32(p, true) + val(a)), true); break; }
+        case 'atom.shared.add.u32': { const p = address(a); set(d, sm.getUint32(p, true)); sm.setUint32(p, u32(sm.getUint32(p, true) + val(b)), true); break; }
+        case 'ld.shared.v2.u32': { const p = address(a); if (p % 8) throw new Error(`PtxSim: misaligned ld.shared.v2 at ${p}`); list(d).forEach((x, i) => set(x, sm.getUint32(p + 4 * i, true))); break; }
+        case 'st.shared.v4.u32': { const p = address(d); if (p % 16) throw new Error(`PtxSim: misaligned st.shared.v4 at ${p}`); list(a).forEach((x, i) => sm.setUint32(p + 4 * i, u32(val(x)), true)); break; }
+        case 'ld.global.v4.u32': case 'ld.global.cg.v4.u32': { const p = this.check(address(a), 16); list(d).forEach((x, i) => set(x, g.getUint32(p + 4 * i, true))); break; }
         default: throw new Error(`PtxSim: unknown instruction ${op} (${line})`);
       }
     }
@@ -233,6 +308,29 @@ export class PtxSim {
     if (!this.buffers.some((b) => p >= b.addr && p + size <= b.addr + b.bytes)) throw new Error(`PtxSim: global access at ${p} outside every allocation`);
     return p;
   }
+}
+
+interface SimThread {
+  pc: number;
+  done: boolean;
+  /** Stopped at a warp-level operation (code[pc]), for warpOp to run with the rest of its warp. */
+  atWarpOp: boolean;
+  regs: Map<string, number>;
+}
+
+/** The warp-level operations (guarded or not), which runToBarrier leaves to warpOp. */
+const WARP_OP = /^(@!?%\w+\s+)?(shfl\.sync|vote\.sync|redux\.sync|bar\.warp\.sync)\b/;
+
+/** A register's value or an integer immediate, in thread t. */
+function operand(t: SimThread, s: string): number {
+  if (s.startsWith('%')) return reg(t, s);
+  if (/^-?\d+$/.test(s)) return Number(s);
+  throw new Error(`PtxSim: operand ${s}`);
+}
+function reg(t: SimThread, s: string): number {
+  const v = t.regs.get(s);
+  if (v === undefined) throw new Error(`PtxSim: ${s} read before written`);
+  return v;
 }
 
 /** x rounded to the nearest integer, ties to even (x ≥ 0, exact in float64). */

@@ -77,7 +77,7 @@ function rng(seed: number): () => number {
   };
 }
 
-// rows without -0 and -Inf: there mocSelect's order (NaN = -Inf, -0 = +0) and the keys' agree
+// the keys' order is mocSelect's (NaN = -Inf, -0 = +0), so any row is compared with it, -0 and -Inf included
 const ROWS: Record<string, (f: number, r: () => number) => Float32Array> = {
   random: (f, r) => Float32Array.from({ length: f }, () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r()) * 4),
   halves: (f, r) => Float32Array.from({ length: f }, (_, i) => (i % 17 === 3 ? NaN : i % 13 === 5 ? 0 : Math.round((r() - 0.5) * 16) / 2 + 0)), // + 0: no -0
@@ -85,6 +85,7 @@ const ROWS: Record<string, (f: number, r: () => number) => Float32Array> = {
   close: (f, r) => Float32Array.from({ length: f }, () => 1 + Math.floor(r() * 4096) * 2 ** -23), // differ in the last passes
   equal: (f) => new Float32Array(f).fill(1.5),
   nan: (f, r) => Float32Array.from({ length: f }, () => (r() < 0.7 ? NaN : -r())),
+  signed: (f, r) => Float32Array.from({ length: f }, () => [NaN, -Infinity, -0, 0, -1, 1][Math.floor(r() * 6)]!),
 };
 
 test('the algorithm of topkSelect equals mocSelect', (t) => {
@@ -103,15 +104,18 @@ test('the algorithm of topkSelect equals mocSelect', (t) => {
   t.true(n > 300);
 });
 
-test('the algorithm of topkSelect orders -0 below +0 and NaN (of either sign) below -Inf', (t) => {
+test('the algorithm of topkSelect orders as the ref: -0 ties +0, NaN (of either sign) ties -Inf', (t) => {
   const r = rng(2);
   const specials = [0x80000000, 0x00000000, 0xff800000, 0x7f800000, 0x7fc00000, 0xffc00001, 0x00000001, 0x80000001];
   for (const f of [5, 172, 5464]) {
     const bits = Uint32Array.from({ length: f }, () => (r() < 0.5 ? specials[Math.floor(r() * specials.length)]! : (r() * 2 ** 32) >>> 0));
     const row = new Float32Array(bits.buffer);
-    for (const k of [1, 3, Math.ceil(f / 2), f]) t.deepEqual(simulate(row, k), byKey(row, k), `F=${f} K=${k}`);
+    for (const k of [1, 3, Math.ceil(f / 2), f]) {
+      t.deepEqual(simulate(row, k), byKey(row, k), `F=${f} K=${k}: by the keys`);
+      t.deepEqual(simulate(row, k), [...mocSelect(row, f, { k })], `F=${f} K=${k}: the ref`);
+    }
   }
-  t.true(key(-0) < key(0) && key(NaN) < key(-Infinity));
+  t.true(key(-0) === key(0) && key(NaN) === key(-Infinity) && key(-Infinity) < key(-3e38) && key(-Infinity) > 0);
 });
 
 test('select shapes: 16-byte runs, at most 1024 threads, every channel owned; F above the counters is an error', (t) => {

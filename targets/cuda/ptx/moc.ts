@@ -20,14 +20,25 @@ export function selectShape(f: number): { threads: number; perThread: number } {
 
 /**
  * The Top-K kernel's order-preserving key of a float, in TypeScript (the tests and the GPU check
- * use it to say what the kernel must do): negative → ~bits, non-negative → bits | 0x80000000,
- * NaN → 0 (the smallest).
+ * use it to say what the kernel must do): negative → ~bits, non-negative → bits | 0x80000000, with
+ * the ref's order (targets/ref/kernels.ts mocSelect, and WGSL's selKey): NaN ranks as −∞ (key
+ * 0x007FFFFF) and −0 as +0, so those pairs tie and ties go to the lower channel. Key 0 is below every
+ * float's: the kernel gives it to the channels past F.
  */
 export function selectKey(x: number): number {
   keyF32[0] = x;
   const b = keyU32[0]!;
-  if ((b & 0x7fffffff) > 0x7f800000) return 0;
+  if ((b & 0x7fffffff) > 0x7f800000) return NEG_INF_KEY;
+  if (b === 0x80000000) return 0x80000000;
   return (b & 0x80000000 ? ~b : b | 0x80000000) >>> 0;
+}
+/** The key of −∞ (and of NaN). */
+const NEG_INF_KEY = 0x007fffff;
+
+/** The float a key stands for (selectKey's inverse where it is one: NaN's key gives −∞, −0's +0), as the kernel writes τ. */
+export function selectKeyValue(key: number): number {
+  keyU32[0] = key >= 0x80000000 ? key & 0x7fffffff : ~key >>> 0;
+  return keyF32[0]!;
 }
 const keyF32 = new Float32Array(1), keyU32 = new Uint32Array(keyF32.buffer);
 
@@ -40,7 +51,7 @@ export const MAX_SELECT_CHANNELS = 65535;
 
 /**
  * idx[t, 0..K) = the K channels with the largest g[t, :], ascending, ties → lower channel.
- * Keys are the floats' bits made order-preserving as u32 (NaN → 0, the smallest). Three radix passes
+ * Keys are the floats' bits made order-preserving as u32 (selectKey: the ref's order). Three radix passes
  * (11, 11, 10 bits) find the K-th largest key τ exactly, each with its own shared histogram (all
  * zeroed once) and two barriers: one after the histogram, one after 32 segment totals; then every
  * warp finds the winning segment and bin itself with shuffles, so none waits for a broadcast. Last,
@@ -123,9 +134,11 @@ export function emitTopkSelect(k: KernelBuilder, o: { f: number; kKeep: number; 
   for (let e = 0; e < E; e++) {
     const c = k.reg('u32', 'c'), neg = k.reg('pred', 'neg'), nan = k.reg('pred', 'nan'), abs = k.reg('u32', 'abs'), flip = k.reg('u32', 'flip');
     k.emit(`add.u32 ${c}, ${c0}, ${e}`, `setp.lt.u32 ${inRange[e]}, ${c}, ${f}`);
-    // order-preserving: negative → ~bits, non-negative → bits | 0x80000000; NaN and out-of-range → 0
+    // selectKey: negative → ~bits, non-negative → bits | 0x80000000; −0 → +0's key, NaN → −∞'s; past F → 0
+    const mz = k.reg('pred', 'mz');
     k.emit(`setp.lt.s32 ${neg}, ${bits[e]}, 0`, `not.b32 ${flip}, ${bits[e]}`, `or.b32 ${keys[e]}, ${bits[e]}, -2147483648`, `@${neg} mov.u32 ${keys[e]}, ${flip}`);
-    k.emit(`and.b32 ${abs}, ${bits[e]}, 2147483647`, `setp.gt.u32 ${nan}, ${abs}, 2139095040`, `@${nan} mov.u32 ${keys[e]}, 0`, `@!${inRange[e]} mov.u32 ${keys[e]}, 0`);
+    k.emit(`setp.eq.u32 ${mz}, ${bits[e]}, 2147483648`, `@${mz} mov.u32 ${keys[e]}, 2147483648`);
+    k.emit(`and.b32 ${abs}, ${bits[e]}, 2147483647`, `setp.gt.u32 ${nan}, ${abs}, 2139095040`, `@${nan} mov.u32 ${keys[e]}, ${NEG_INF_KEY}`, `@!${inRange[e]} mov.u32 ${keys[e]}, 0`);
   }
 
   // prefix: τ's digits found so far; krem: how many of the keys matching them are still to take
@@ -202,7 +215,7 @@ export function emitTopkSelect(k: KernelBuilder, o: { f: number; kKeep: number; 
 
   // prefix = τ, krem = how many keys equal to τ to take (the lowest channels first)
   if (o.tau) {
-    // back from the key to the float's bits (key 0, i.e. NaN, gives a NaN: nothing is warmed)
+    // back from the key to the float's bits (NaN's key gives −∞: everything is warmed, a correct if slow hint)
     const fb = k.reg('u32', 'fb'), pos = k.reg('pred', 'pos'), last = k.reg('u32', 'last'), w0 = k.reg('pred', 'w0'), q = k.reg('pred', 'q');
     k.emit(`setp.ge.u32 ${pos}, ${prefix}, -2147483648`, `not.b32 ${fb}, ${prefix}`, `@${pos} and.b32 ${fb}, ${prefix}, 2147483647`);
     k.emit(`mov.u32 ${last}, %nctaid.y`, `sub.u32 ${last}, ${last}, 1`, `setp.eq.u32 ${w0}, ${tid}, 0`, `setp.eq.u32 ${q}, ${t}, ${last}`, `and.pred ${w0}, ${w0}, ${q}`);

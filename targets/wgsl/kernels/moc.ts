@@ -30,7 +30,7 @@ import {
  * WGSL `fn selKey(bits: u32) -> u32`: a u32 key of a float's bits whose order is the ref's order of
  * values (mocSelect): negative → ~bits, non-negative → bits | 0x80000000, with NaN (of any sign or
  * payload) ranked as -Inf and -0 as +0, so that those pairs tie and ties go to the lower channel.
- * (targets/cuda/ptx/moc.ts's selectKey instead puts NaN below -Inf and -0 below +0.) Branch-free: as
+ * (targets/cuda/ptx/moc.ts's selectKey is the same rule.) Branch-free: as
  * ifs, 22 keys an invocation cost the fused select several µs on the H100 (bench/wgsl/fused-ablation.ts).
  */
 export const SELECT_KEY = `fn selKey(bits: u32) -> u32 {
