@@ -33,7 +33,7 @@ ptxasTest('train MoC kernels assemble for sm_80 and sm_90, no local memory', (t)
   }
 });
 
-test('train MoC: names, grids, counts, no shuffles or atomics, bad specs refused', (t) => {
+test('train MoC: names, grids, counts, Top-K by the radix select and the rest without shuffles or atomics, bad specs refused', (t) => {
   const s: MocSelectSpec = { F: 172, sel: { k: 32 } }, p: MocSelectSpec = { F: 10, sel: { a: 2, b: 4 } };
   t.is(mocSelect(s).name, 'train_moc_select_f172_k32');
   t.is(mocSelect(p).name, 'train_moc_select_f10_a2b4');
@@ -43,11 +43,12 @@ test('train MoC: names, grids, counts, no shuffles or atomics, bad specs refused
   t.deepEqual(mocSelectGrid(p, 5), [5, 3, 1]);
   t.is(mocSelectThreads(s), 256);
   t.is(mocSelectThreads(p), 32);
-  t.is(mocSelectThreads({ F: 5464, sel: { k: 1 } }), 1024);
+  t.is(mocSelectThreads({ F: 5464, sel: { k: 1 } }), 704); // moc.ts selectShape: 704 threads of 8 channels
+  t.regex(mocSelect(s).text, /red\.shared\.add\.u32[^]*shfl\.sync/, 'Top-K: the radix select (shared histograms, shuffles)');
   t.deepEqual(mocRowGrid(300, 7), [7, 3, 1]);
   t.is(mocRowThreads(5), 32);
   t.deepEqual(mocRowsGradGrid(172), [172, 1, 1]);
-  for (const k of [mocSelect(s), mocSelect(p), mocGather(172, 32), mocUp(64, 32), mocDown(64, 32), mocRowsGrad(64, 32)]) t.notRegex(k.text, /shfl|vote|atom\.|\bred\./);
+  for (const k of [mocSelect(p), mocGather(172, 32), mocUp(64, 32), mocDown(64, 32), mocRowsGrad(64, 32)]) t.notRegex(k.text, /shfl|vote|atom\.|\bred\./);
   t.throws(() => mocSelect({ F: 8, sel: { k: 9 } }), { message: /not in 1\.\.8/ });
   t.throws(() => mocSelect({ F: 8, sel: { a: 3, b: 2 } }), { message: /1 ≤ a ≤ b/ });
   t.throws(() => mocSelect({ F: 70000, sel: { k: 9 } }), { message: /exceed/ });
@@ -72,8 +73,8 @@ const idxRows = (raw: Uint8Array, T: number, K: number) => {
 };
 
 // [T, F, selection]: stories260K's gate; one row of one channel; K = F; a smaller K with ties; a:b
-// with a tail block shorter than a and one longer; F past one block of threads
-const SELECTS: [number, number, MocSelectSpec['sel']][] = [[3, 172, { k: 32 }], [1, 1, { k: 1 }], [2, 13, { k: 13 }], [4, 40, { k: 7 }], [2, 10, { a: 3, b: 4 }], [2, 11, { a: 2, b: 4 }], [1, 1100, { k: 300 }]];
+// with a tail block shorter than a and one longer; F past one block of threads; the 1B preset's gate
+const SELECTS: [number, number, MocSelectSpec['sel']][] = [[3, 172, { k: 32 }], [1, 1, { k: 1 }], [2, 13, { k: 13 }], [4, 40, { k: 7 }], [2, 10, { a: 3, b: 4 }], [2, 11, { a: 2, b: 4 }], [1, 1100, { k: 300 }], [2, 5464, { k: 1024 }]];
 for (const [T, F, sel] of SELECTS) {
   simAndGpu(`moc_select + moc_gather T=${T} F=${F} ${'k' in sel ? `k=${sel.k}` : `${sel.a}:${sel.b}`} vs ref`, (where) => (t) => {
     const s = { F, sel }, K = mocSelectedCount(s);

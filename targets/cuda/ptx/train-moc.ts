@@ -1,19 +1,24 @@
-// MoC kernels of training in f32, plain SIMT (no shuffles, votes or atomics: test/helpers/ptx-sim.ts
-// runs them on the CPU; every sum has a fixed order). Oracle: targets/ref/kernels.ts mocSelect,
-// mocGather, mocUp, mocDown and targets/ref/train-kernels.ts mocRowsGrad.
+// MoC kernels of training in f32 (test/helpers/ptx-sim.ts runs them all on the CPU; every sum has a
+// fixed order). Oracle: targets/ref/kernels.ts mocSelect, mocGather, mocUp, mocDown and
+// targets/ref/train-kernels.ts mocRowsGrad.
 //
 // The MoC backward needs no other MoC kernel (src/ir/grad-rules.ts): d(moc_up)/dx is moc_down(dy,
 // W_up, idx) and d(moc_down)/dz is moc_up(dy, W_down, idx) — W_up and W_down are both [F, d] in the
 // graph (w_down is the checkpoint's W_downᵀ, the param flagged `transposed`) — and both weight
 // gradients are moc_rows_grad. moc_gather's gradient is moc_scatter (train-scatter.ts).
 //
-//   mocSelect    — block (t, j): the kk largest of g[t, from..to) (k: one block, from..to = 0..F; a:b:
-//                  block j of b channels, kk = a, or min(a, tail) for the last) written in ascending
-//                  channel order at idx[t, j·a ..]. Exactly the ref's order: values compare as the ref
-//                  compares them (NaN as −∞, −0 = +0), ties → lower channel. How: each value becomes an
+//   mocSelect    — Top-K (sel k): block t keeps the K largest of g[t, :], ascending: decoding's radix
+//                  select (moc.ts emitTopkSelect: three histogram passes in shared memory, warp
+//                  shuffles, 8 barriers), in selectShape(F) blocks, one a row, T on x. Its keys are
+//                  the ref's order (selectKey: NaN as −∞, −0 = +0), ties → lower channel.
+//                  a:b (sel a:b) — block (t, j): the kk largest of g[t, from..to) (block j of b
+//                  channels, kk = a, or min(a, tail) for the last) written in ascending channel order
+//                  at idx[t, j·a ..], same order and ties. Plain SIMT: each value becomes the same
 //                  order-preserving u32 key; the kk-th largest key τ is built bit by bit (32 block-wide
 //                  counts of keys ≥ candidate, high bit first); then the keys > τ and the first
-//                  kk − #(> τ) keys = τ in channel order are kept, placed by a block scan.
+//                  kk − #(> τ) keys = τ in channel order are kept, placed by a block scan. (This was
+//                  Top-K's kernel too until session 17: 32 block reductions of 1024 threads, ~10
+//                  barriers each, about 40 ms of a 1B MoC step on the H200.)
 //   mocGather    — out[t, k] = g[t, idx[t, k]].
 //   mocUp        — z[t, k] = Σ_i x[t, i]·W[idx[t, k], i], one thread a (t, k), i in order.
 //   mocDown      — y[t, c] = Σ_k z[t, k]·W[idx[t, k], c], one thread a (t, c), k in order.
@@ -33,6 +38,7 @@ import { KernelBuilder } from './builder.js';
 import type { Kernel } from './dense.js';
 import { pad8 } from './layout.js';
 import { blockReduceTree } from './train-reduce.js';
+import { checkTopk, emitTopkSelect, selectShape } from './moc.js';
 
 const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 const ptrs = (names: string[]) => names.map((name) => ({ name, type: 'u64' as const }));
@@ -70,8 +76,8 @@ export const MAX_SELECT_WIDTH = 65535;
 
 /** Channels one block scans: F for Top-K, b for a:b. */
 const selectWidth = (s: MocSelectSpec) => ('k' in s.sel ? s.F : Math.min(s.sel.b, s.F));
-/** Threads of a mocSelect block: a power of two in 32..1024, each owning ⌈width / threads⌉ channels. */
-export const mocSelectThreads = (s: MocSelectSpec): number => Math.min(1024, Math.max(32, nextPow2(selectWidth(s))));
+/** Threads of a mocSelect block: Top-K, the radix select's selectShape(F); a:b, a power of two in 32..1024, each owning ⌈b / threads⌉ channels. */
+export const mocSelectThreads = (s: MocSelectSpec): number => ('k' in s.sel ? selectShape(s.F).threads : Math.min(1024, Math.max(32, nextPow2(selectWidth(s)))));
 /** Grid of mocSelect over T rows: (T, blocks of the pattern). */
 export const mocSelectGrid = (s: MocSelectSpec, T: number): [number, number, number] => [T, 'k' in s.sel ? 1 : Math.ceil(s.F / s.sel.b), 1];
 /** Channels kept a row (ops.ts selectedCount's rule). */
@@ -92,6 +98,7 @@ export function mocSelect(s: MocSelectSpec): Kernel {
   if (width > MAX_SELECT_WIDTH) throw new Error(`moc_select: ${width} channels a block exceed ${MAX_SELECT_WIDTH}`);
   const K = mocSelectedCount(s), NT = mocSelectThreads(s), E = Math.ceil(width / NT);
   const name = `train_moc_select_f${F}_${byK ? `k${a}` : `a${a}b${b}`}`;
+  if (byK) return topkRows(name, F, a);
   const k = new KernelBuilder(name, ptrs(['idx', 'g']));
   k.blockSize(NT);
   const idx = k.ptrParam('idx'), g = k.ptrParam('g');
@@ -151,6 +158,18 @@ export function mocSelect(s: MocSelectSpec): Kernel {
     k.emit(`@${keep} st.global.u32 [${k.addr(irow, pos, 4)}], ${c}`);
     k.emit(`@${keep} add.u32 ${pos}, ${pos}, 1`, `@${isEq} add.u32 ${eqBefore}, ${eqBefore}, 1`);
   }
+  return { name, text: k.render() };
+}
+
+/** Top-K of every row of g by decoding's radix select (moc.ts), block t = row t (T on x: no 65535 limit). */
+function topkRows(name: string, F: number, K: number): Kernel {
+  checkTopk(F, K);
+  const k = new KernelBuilder(name, ptrs(['idx', 'g']));
+  const shape = selectShape(F);
+  k.blockSize(shape.threads);
+  const idx = k.ptrParam('idx'), g = k.ptrParam('g');
+  const tid = k.special('%tid.x', 'tid'), t = k.special('%ctaid.x', 't');
+  emitTopkSelect(k, { f: F, kKeep: K, shape, tid, t, idx, g, load: 'ld.global', gridSync: false });
   return { name, text: k.render() };
 }
 
