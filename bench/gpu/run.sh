@@ -99,10 +99,10 @@ if [[ $what == train-quick ]]; then
   MOCC_CUDA_TRAIN_MOC=dense $t --configs moc:moc-gcp-attn,dense:gcp-attn --optimizer-state bf16-params --fuse-lm-head --out "$out/train-memory-goal.json" 2>&1 | tail -3 || status=1
 fi
 if [[ $what == train-casts ]]; then
-  step "train-casts (about 8 min): session 16's unrun GPU tests (shared casts, castRows 8-wide, bf16 scatter, map kernels, AdamW bounds), the 1B step with a cast per GEMM vs shared casts (profiled), the memory-goal configuration, torch.compile beside it"
+  step "train-casts (about 8 min): session 16's unrun GPU tests (shared casts, castRows 8-wide, bf16 scatter, map kernels, AdamW bounds) and the radix training Top-K, the 1B step with a cast per GEMM vs shared casts (profiled), the memory-goal configuration, torch.compile beside it"
   model=/tmp/llama-1b
   ( model_1b $model > "$out/make1b.log" 2>&1 ) &
-  timeout 150 node node_modules/ava/entrypoints/cli.mjs --timeout=140s test/passes/bf16-gemm-operands.test.ts test/targets/cuda-cast.test.ts test/targets/cuda-train-elementwise.test.ts test/targets/cuda-train-adamw-bf16-state.test.ts test/targets/cuda-train-adamw-bf16-params.test.ts test/targets/cuda-train-moc-dense.test.ts > "$out/train-casts-check.log" 2>&1 || status=1
+  timeout 150 node node_modules/ava/entrypoints/cli.mjs --timeout=140s test/passes/bf16-gemm-operands.test.ts test/targets/cuda-cast.test.ts test/targets/cuda-train-elementwise.test.ts test/targets/cuda-train-adamw-bf16-state.test.ts test/targets/cuda-train-adamw-bf16-params.test.ts test/targets/cuda-train-moc-dense.test.ts test/targets/cuda-train-moc.test.ts > "$out/train-casts-check.log" 2>&1 || status=1
   grep -E "✘|tests? (passed|failed|skipped)" "$out/train-casts-check.log" | tail -20
   wait
   t="node dist/bench/gpu/train.js --model $model --batch 64 --seq 256 --steps 2 --warmup 1 --matmul bf16"
