@@ -117,6 +117,7 @@ if [[ $what == train-acc ]]; then
   model=/tmp/llama-1b
   ( model_1b $model > "$out/make1b.log" 2>&1 ) &
   timeout 150 node node_modules/ava/entrypoints/cli.mjs --timeout=140s test/passes/matmul-accumulate.test.ts test/targets/cuda-train-wgmma.test.ts > "$out/train-acc-check.log" 2>&1 || status=1
+  timeout 90 node node_modules/ava/entrypoints/cli.mjs --timeout=80s --match='gemm90 xw bf16->f32 128x256 s4 acc*' test/targets/cuda-gemm-sm90.test.ts >> "$out/train-acc-check.log" 2>&1 || status=1
   grep -E "✘|tests? (passed|failed|skipped)" "$out/train-acc-check.log" | tail -20
   wait
   t="node dist/bench/gpu/train.js --model $model --batch 64 --seq 256 --steps 2 --warmup 1 --matmul bf16"

@@ -7,7 +7,7 @@
 // bf16 GEMMs do not run on the interpreter), and under bf16 on a recording device each fold removes
 // one add launch and turns its matmul's GEMM into the accumulate one writing where the acc input is.
 // The 1B preset's census (adds removed, arena) as bench/NOTES.md session 17 states it. On a GPU: the
-// bf16 executor's outputs with and without the fold, bit for bit.
+// bf16 executor's outputs with and without the fold, bit for bit. With ptxas: the accumulate kernels assemble.
 import test from 'ava';
 import { checkpointGraph } from '../../driver/load.js';
 import { trainingGraph } from '../../driver/training-graph.js';
@@ -28,7 +28,8 @@ import { simTrainDevice } from '../helpers/train-sim-device.js';
 import { storiesTraining } from '../helpers/stories-training.js';
 import { runTrainingGraphBf16Matmuls } from '../helpers/train-bf16-oracle.js';
 import { batch, POISON, randomWeights, TINY } from '../helpers/train-tiny-model.js';
-import { cudaDeviceRequirement, testsNeeding } from '../helpers/requires.js';
+import { cudaDeviceRequirement, findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
+import { assertEachAssembles } from '../helpers/ptxas.js';
 
 /** The test graph around its body: the same inputs, params and outputs before and after. */
 const block = (body: string) => `graph block
@@ -253,6 +254,13 @@ test('the switch: MOCC_CUDA_TRAIN_MATMUL_ACC 0 | 1 | unset (the executor\'s defa
   t.is(folds({ matmul: 'bf16', matmulAccumulate: false }), 0);
   t.is(folds({}), 0, 'f32 mode: off unless asked');
   t.true(folds({ matmulAccumulate: true }) > 0);
+});
+
+testsNeeding(ptxasRequirement(findPtxas()))('the accumulate kernels the fold launches (f32 SIMT matmul; bf16 mma.sync GEMMs) assemble for sm_80 and sm_90 with no local memory', (t) => {
+  const g = TINY_CASES[0]![1], weights = randomWeights(g, 1);
+  const acc = [{}, { matmul: 'bf16' }].flatMap((o: TrainingExecutorOptions) => new CudaTrainingExecutor(g, weights, 12, recordingDevice().dev, { ...o, matmulAccumulate: true }).kernels.filter((k) => k.name.endsWith('_acc')));
+  t.deepEqual([...new Set(acc.map((k) => k.name.replace(/_k\d+_n\d+|_m\d+n\d+k\d+_w\dx\d/, '')))].sort(), ['gemm_xw_bf16_acc', 'matmul_f32_acc']);
+  assertEachAssembles(t, acc);
 });
 
 // On a GPU (skipped without one): the bf16 executor's outputs with the fold equal, bit for bit, those
