@@ -32,8 +32,8 @@ import { opDef } from '../src/ir/ops.js';
 import type { Pass } from './pass.js';
 import { BF16_GEMM_OPERANDS } from '../src/train/bf16-params.js';
 
-/** The operand positions the four matmul ops' bf16 GEMMs read as bf16 (header). */
-export const GEMM_OPERANDS: Readonly<Record<string, readonly number[]>> = Object.fromEntries(['linear', 'logits', 'matmul', 'matmul_tn'].map((op) => [op, BF16_GEMM_OPERANDS[op]!]));
+/** The operand positions the matmul ops' bf16 GEMMs read as bf16 (header; matmul_acc, matmul folded with an add, reads a and b as matmul does). */
+export const GEMM_OPERANDS: Readonly<Record<string, readonly number[]>> = Object.fromEntries(['linear', 'logits', 'matmul', 'matmul_acc', 'matmul_tn'].map((op) => [op, BF16_GEMM_OPERANDS[op]!]));
 
 /** Nearby: GEMM reads of a value at most this many nodes apart share one cast (the layer's forward or backward, never both). */
 export const WINDOW = 16;

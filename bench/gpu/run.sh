@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the GPU machine (no Node there: carry .carry, dist and the addon; see bench/gpu/README.md):
-#   source .carry/setup.sh && bash bench/gpu/run.sh [check|gemm|prefill|prefill-f32|sanitize|sanitize-train|ffn|e2e|context|wgsl|wgsl-check|train|train-quick|train-casts|decode-fusions|train-torch|train-torch-largest|recovery|all]
+#   source .carry/setup.sh && bash bench/gpu/run.sh [check|gemm|prefill|prefill-f32|sanitize|sanitize-train|ffn|e2e|context|wgsl|wgsl-check|train|train-quick|train-casts|train-acc|decode-fusions|train-torch|train-torch-largest|recovery|all]
 # Writes logs and JSON under $OUT (the device tool's output folder) or bench/results/gpu.
 set -u
 what=${1:-all}
@@ -16,7 +16,7 @@ model_1b() { [[ -f $1/config.json ]] || python3 bench/gpu/make_llama_1b.py --out
 torch_ffn() { [[ -f $out/torch_ffn.json ]] || python3 bench/gpu/torch_ffn.py --shapes 2048x5464,4096x14336 --out "$out/torch_ffn.json" 2>&1 | tail -8; }
 if [[ $what == all || $what == check ]]; then
   step "cuda-check: the CUDA kernel and model tests (kernels vs ref, stories260K logits and greedy text) and the rest of the CUDA tests"
-  node node_modules/ava/entrypoints/cli.mjs test/targets/cuda-kernels.test.ts test/targets/cuda-flash-attention.test.ts test/targets/cuda-flash-attention-backward.test.ts test/targets/cuda-train-elementwise.test.ts test/targets/cuda-train-norm.test.ts test/targets/cuda-train-scatter.test.ts test/targets/cuda-train-loss.test.ts test/targets/cuda-train-adamw.test.ts test/targets/cuda-train-executor.test.ts test/targets/cuda-train-attention.test.ts test/targets/cuda-train-moc.test.ts test/targets/cuda-train-optimizer.test.ts test/targets/cuda-train-kl.test.ts test/targets/cuda-train-bf16.test.ts test/targets/cuda-train-bf16-attention.test.ts test/targets/cuda-train-moc-dense.test.ts test/targets/cuda-train-wgmma.test.ts test/train/gradient-backend.test.ts test/cli/train-target.test.ts test/targets/cuda-gemm.test.ts test/targets/cuda-gemm-f32.test.ts test/targets/cuda-gemm-layouts.test.ts test/targets/cuda-gemm-sm90.test.ts test/targets/cuda-prefill.test.ts test/targets/cuda-prefill-f32.test.ts test/targets/cuda-wgmma-lowering.test.ts test/targets/cuda-model.test.ts test/targets/cuda-driver.test.ts test/targets/cuda-ptx.test.ts test/targets/cuda-moc-tail.test.ts test/targets/cuda-train-lm-head.test.ts test/targets/cuda-train-lm-head-bf16.test.ts test/targets/cuda-train-adamw-bf16-state.test.ts test/targets/cuda-train-optimizer-bf16-state.test.ts test/targets/cuda-moc-topk.test.ts test/targets/cuda-cast.test.ts test/passes/bf16-gemm-operands.test.ts > "$out/cuda-check.log" 2>&1 || status=1
+  node node_modules/ava/entrypoints/cli.mjs test/targets/cuda-kernels.test.ts test/targets/cuda-flash-attention.test.ts test/targets/cuda-flash-attention-backward.test.ts test/targets/cuda-train-elementwise.test.ts test/targets/cuda-train-norm.test.ts test/targets/cuda-train-scatter.test.ts test/targets/cuda-train-loss.test.ts test/targets/cuda-train-adamw.test.ts test/targets/cuda-train-executor.test.ts test/targets/cuda-train-attention.test.ts test/targets/cuda-train-moc.test.ts test/targets/cuda-train-optimizer.test.ts test/targets/cuda-train-kl.test.ts test/targets/cuda-train-bf16.test.ts test/targets/cuda-train-bf16-attention.test.ts test/targets/cuda-train-moc-dense.test.ts test/targets/cuda-train-wgmma.test.ts test/train/gradient-backend.test.ts test/cli/train-target.test.ts test/targets/cuda-gemm.test.ts test/targets/cuda-gemm-f32.test.ts test/targets/cuda-gemm-layouts.test.ts test/targets/cuda-gemm-sm90.test.ts test/targets/cuda-prefill.test.ts test/targets/cuda-prefill-f32.test.ts test/targets/cuda-wgmma-lowering.test.ts test/targets/cuda-model.test.ts test/targets/cuda-driver.test.ts test/targets/cuda-ptx.test.ts test/targets/cuda-moc-tail.test.ts test/targets/cuda-train-lm-head.test.ts test/targets/cuda-train-lm-head-bf16.test.ts test/targets/cuda-train-adamw-bf16-state.test.ts test/targets/cuda-train-optimizer-bf16-state.test.ts test/targets/cuda-moc-topk.test.ts test/targets/cuda-cast.test.ts test/passes/bf16-gemm-operands.test.ts test/passes/matmul-accumulate.test.ts > "$out/cuda-check.log" 2>&1 || status=1
   grep -E "✘|skip|tests? (passed|failed|skipped)" "$out/cuda-check.log" | tail -40
 fi
 if [[ $what == all || $what == gemm ]]; then
@@ -111,6 +111,17 @@ if [[ $what == train-casts ]]; then
   MOCC_CUDA_TRAIN_MOC=dense $t --configs moc:moc-gcp-attn,dense:gcp-attn --optimizer-state bf16-params --fuse-lm-head --out "$out/train-memory-goal.json" 2>&1 | tail -3 || status=1
   echo "--- PyTorch dense under torch.compile, same machine"
   python3 bench/gpu/torch_train.py --model $model --batch 64 --seq 256 --steps 3 --warmup 1 --k 1024 --configs compile --out "$out/torch_train.json" 2>&1 | tail -4 || status=1
+fi
+if [[ $what == train-acc ]]; then
+  step "train-acc (about 7 min): adds of matmul products folded into the GEMMs' accumulate epilogue (passes/matmul-accumulate.ts): its GPU tests (bit-identical both ways), the wgmma launch lists, then the 1B step with adds kept vs folded, profiled"
+  model=/tmp/llama-1b
+  ( model_1b $model > "$out/make1b.log" 2>&1 ) &
+  timeout 150 node node_modules/ava/entrypoints/cli.mjs --timeout=140s test/passes/matmul-accumulate.test.ts test/targets/cuda-train-wgmma.test.ts > "$out/train-acc-check.log" 2>&1 || status=1
+  timeout 90 node node_modules/ava/entrypoints/cli.mjs --timeout=80s --match='gemm90 xw bf16->f32 128x256 s4 acc*' test/targets/cuda-gemm-sm90.test.ts >> "$out/train-acc-check.log" 2>&1 || status=1
+  grep -E "✘|tests? (passed|failed|skipped)" "$out/train-acc-check.log" | tail -20
+  wait
+  t="node dist/bench/gpu/train.js --model $model --batch 64 --seq 256 --steps 2 --warmup 1 --matmul bf16"
+  MOCC_CUDA_TRAIN_MOC=dense $t --configs dense:gcp,moc:moc-gcp --matmul-acc both --profile --out "$out/train-matmul-acc.json" 2>&1 | tail -100 || status=1
 fi
 if [[ $what == decode-fusions ]]; then
   step "decode-fusions (about 6 min): the MoC reduce in up·down's tail and Top-K in the gate GEMV, their GPU tests, then decode-context configs 1 / 10 / 8 / 11 twice in one process"

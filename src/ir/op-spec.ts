@@ -19,6 +19,8 @@ export interface OpSpec {
   /** Takes one or more inputs, all described by `inputs[0]` (concat). */
   variadic?: boolean;
   attrs: Record<string, AttrSpec>;
+  /** The input that output 0 is written over (OpDef.consumes: an accumulate-in-place op). */
+  consumes?: number;
   infer(inputs: TensorType[], attrs: Readonly<Record<string, AttrValue>>): TensorType | TensorType[];
   doc: string;
 }

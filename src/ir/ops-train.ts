@@ -35,6 +35,12 @@ const checkLmHead = (x: TensorType, w: TensorType, targets: TensorType, attrs: R
   const c = attrs.chunk_rows;
   if (!(Number.isInteger(c) && (c as number) >= 1)) fail(`chunk_rows must be an integer ≥ 1, got ${String(c)}`);
 };
+/** matmul's a [M,K] · b [K,N] → f32 [M,N]. */
+const matmulType = (a: TensorType, b: TensorType): TensorType => {
+  expectRank(a, 2, 'a'); expectRank(b, 2, 'b'); expectFloat(a, 'a'); expectFloat(b, 'b');
+  expectDim(a.shape[1]!, b.shape[0]!, 'matmul inner dimension');
+  return f32(a.shape[0]!, b.shape[1]!);
+};
 const positive = (attrs: Readonly<Record<string, unknown>>, k: string) => {
   if (!((attrs[k] as number) > 0)) fail(`${k} must be positive, got ${String(attrs[k])}`);
 };
@@ -112,10 +118,19 @@ export const TRAINING_OPS: OpSpec[] = [
   {
     name: 'matmul', inputs: ['a', 'b'], attrs: {},
     doc: 'a [M,K] · b [K,N] → [M,N] (dx of linear: dy · W)',
-    infer([a, b]) {
-      expectRank(a!, 2, 'a'); expectRank(b!, 2, 'b'); expectFloat(a!, 'a'); expectFloat(b!, 'b');
-      expectDim(a!.shape[1]!, b!.shape[0]!, 'matmul inner dimension');
-      return f32(a!.shape[0]!, b!.shape[1]!);
+    infer: ([a, b]) => matmulType(a!, b!),
+  },
+  // add(acc, matmul(a, b)) as one node whose GEMM adds its product to acc where acc is stored
+  // (passes/matmul-accumulate.ts, for a target whose GEMMs have an accumulate epilogue): acc is
+  // consumed (OpSpec.consumes), the result takes its storage. Same numbers as the add of the matmul.
+  {
+    name: 'matmul_acc', inputs: ['a', 'b', 'acc'], attrs: {}, consumes: 2,
+    doc: 'acc + a [M,K] · b [K,N] → [M,N], written over acc (the add of a matmul into the value it adds to: dx = dq·Wq + dk·Wk + …)',
+    infer([a, b, acc]) {
+      const y = matmulType(a!, b!);
+      if (acc!.dtype !== 'f32') fail(`acc must be f32, got ${typeToString(acc!)}`);
+      sameShape(acc!, y, 'acc and a·b differ');
+      return y;
     },
   },
   {

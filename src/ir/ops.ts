@@ -14,6 +14,13 @@ export interface OpDef {
   /** Takes one or more inputs, all described by `inputs[0]` (concat). */
   variadic?: boolean;
   attrs: Record<string, AttrSpec>;
+  /**
+   * The input that output 0 is written over, of output 0's type: the node consumes it (an
+   * accumulate-in-place op, matmul_acc's acc). verify.ts: it is a value that no later node reads,
+   * not a graph output, not another input of the node; the memory plan (passes/memory-plan.ts) gives
+   * output 0 its storage, so a target may write the result where the input is.
+   */
+  consumes?: number;
   /** Computes the output types from the input types and attributes; throws a plain message on mismatch. */
   infer(inputs: TensorType[], attrs: Readonly<Record<string, AttrValue>>): TensorType[];
   doc: string;

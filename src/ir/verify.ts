@@ -1,5 +1,6 @@
 // The verifier: SSA form, known ops, valid attributes, every declared output type equal to the op
-// table's rule, parameters declared once, checkpoint annotations of a known kind.
+// table's rule, parameters declared once, checkpoint annotations of a known kind, and an input an op
+// consumes (OpDef.consumes) read by nothing after it.
 import { opDef, type OpDef } from './ops.js';
 import type { Graph, TensorType } from './types.js';
 import { CHECKPOINTS, operandToString, sameType, typeToString } from './types.js';
@@ -57,6 +58,7 @@ export function verifyGraph(g: Graph): void {
       types.set(o.name, o.type);
     });
   }
+  checkConsumed(g, err);
   if (g.outputs.length === 0) err('no outputs');
   for (const o of g.outputs) if (!types.has(o)) err(`output %${o} is not defined`);
   for (const s of g.states) {
@@ -64,4 +66,24 @@ export function verifyGraph(g: Graph): void {
     if (!t) err(`state %${s.name}: next value %${s.next} is not defined`);
     if (!sameType(t!, s.type)) err(`state %${s.name} is ${typeToString(s.type)} but its next value %${s.next} is ${typeToString(t!)}`);
   }
+}
+
+/**
+ * An op's consumed input (OpDef.consumes: its output is written over it) must be a value (not a
+ * param), of output 0's type, read by no later node and by no other input of the node, and not a
+ * graph output or a state's next value: nothing may read it after the node overwrote it.
+ */
+function checkConsumed(g: Graph, err: (msg: string) => never): void {
+  const lastRead = new Map<string, number>();
+  g.nodes.forEach((n, i) => n.inputs.forEach((o) => o.kind === 'value' && lastRead.set(o.name, i)));
+  const kept = new Set([...g.outputs, ...g.states.map((s) => s.next)]);
+  g.nodes.forEach((n, i) => {
+    const slot = opDef(n.op).consumes;
+    if (slot === undefined) return;
+    const o = n.inputs[slot]!, where = `${n.outputs.map((x) => `%${x.name}`).join(', ')} = ${n.op}`;
+    if (o.kind !== 'value') err(`${where}: consumes its input ${slot}, which must be a value, not ${operandToString(o)}`);
+    if (lastRead.get(o.name) !== i) err(`${where}: consumes %${o.name}, which a later node reads`);
+    if (kept.has(o.name)) err(`${where}: consumes %${o.name}, which the graph keeps (an output or a state's next value)`);
+    if (n.inputs.some((x, j) => j !== slot && x.kind === 'value' && x.name === o.name)) err(`${where}: consumes %${o.name}, which it also reads as another input`);
+  });
 }

@@ -9,6 +9,7 @@
 // directly instead of casting it (no cast launch, no scratch copy). The operands (BF16_GEMM_OPERANDS):
 //   linear / logits  y = x·Wᵀ       inputs 0 (x) and 1 (W)
 //   matmul           y = a·b        inputs 0, 1      (the backward's dx = dy·W)
+//   matmul_acc       y = acc + a·b  inputs 0, 1      (matmul folded with an add: passes/matmul-accumulate.ts)
 //   matmul_tn        y = aᵀ·b       inputs 0, 1      (dW = dyᵀ·x: no param in practice)
 //   moc_up           z = gather(x·Wᵀ)  inputs 0 (x), 1 (W)
 //   moc_down         y = scatter(z)·W  input 1 (W)   (input 0 is scattered first, idx 2 is i32)
@@ -29,6 +30,7 @@ export const BF16_GEMM_OPERANDS: Readonly<Record<string, readonly number[]>> = {
   linear: [0, 1],
   logits: [0, 1],
   matmul: [0, 1],
+  matmul_acc: [0, 1],
   matmul_tn: [0, 1],
   moc_up: [0, 1],
   moc_down: [1],

@@ -64,6 +64,8 @@ function evalSingle(n: Node, ins: Value[], dim: DimOf): Value {
     case 'kl_div_grad': return G.klDivGrad(f(0), f(1), idx(2), f(3), a.temperature as number);
     case 'fill_like': return newFloats(ins[0]!.length).fill(a.value as number);
     case 'matmul': return G.matmul(f(0), f(1), ins[0]!.length / dim(0, 1), dim(0, 1));
+    // exactly add(acc, matmul(a, b)): the same product, then one f32 rounding of the sum (K.add)
+    case 'matmul_acc': return K.add(f(2), G.matmul(f(0), f(1), ins[0]!.length / dim(0, 1), dim(0, 1)));
     case 'matmul_tn': return G.matmulTn(f(0), f(1), ins[0]!.length / dim(0, 1));
     case 'embedding_grad': return G.embeddingGrad(f(0), idx(1), a.rows as number);
     case 'rope_grad': return G.ropeGrad(f(0), ropeParams(a), idx(1));

@@ -1,6 +1,7 @@
 // The oracle of the CUDA training executor's bf16 matmuls (targets/cuda/train/ops-bf16.ts): the ref
 // target's training run (targets/ref/train.ts runTrainingGraph, node by node through evalNode, the
-// ref kernels) with the f32 operands of every linear, logits, matmul and matmul_tn rounded to bf16
+// ref kernels) with the f32 operands of every linear, logits, matmul and matmul_tn (and matmul_acc's
+// a and b) rounded to bf16
 // (round to nearest even, src/util/dtype.ts f32ToBf16) before the ref kernel multiplies them in
 // float64: the arithmetic ops-bf16.ts's castRows + tensor-core GEMM performs, up to the GEMM's f32
 // accumulation. Likewise the attention operands where ops-attention-bf16.ts runs flash attention (hd
@@ -20,6 +21,9 @@ export const BF16_MATMUL_FAMILY: ReadonlySet<string> = new Set(['linear', 'logit
  */
 const BF16_LM_HEAD_INPUTS: Readonly<Record<string, readonly number[]>> = { lm_head_loss: [0, 1], lm_head_loss_grad: [0, 1] };
 
+/** matmul_acc (a matmul folded with an add, passes/matmul-accumulate.ts): its a and b, as matmul's; acc is added in f32. */
+const BF16_ACC_INPUTS: Readonly<Record<string, readonly number[]>> = { matmul_acc: [0, 1] };
+
 /** The inputs of attention / attention_grad that ops-attention-bf16.ts casts to bf16 (seq is not). */
 const BF16_ATTENTION_INPUTS: Readonly<Record<string, readonly number[]>> = { attention: [0, 1, 2], attention_grad: [0, 1, 2, 4] };
 
@@ -36,7 +40,7 @@ export function runTrainingGraphBf16Matmuls(g: Graph, weights: ReadonlyMap<strin
   for (const n of g.nodes) {
     let ins = n.inputs.map((o) => (o.kind === 'param' ? weights.get(o.name) : values.get(o.name))!);
     if (BF16_MATMUL_FAMILY.has(n.op)) ins = ins.map((v) => roundBf16(v as Float32Array));
-    const head = BF16_LM_HEAD_INPUTS[n.op];
+    const head = BF16_LM_HEAD_INPUTS[n.op] ?? BF16_ACC_INPUTS[n.op];
     if (head) ins = ins.map((v, i) => (head.includes(i) ? roundBf16(v as Float32Array) : v));
     const att = BF16_ATTENTION_INPUTS[n.op];
     if (att && flashAttentionHeadDimOk(n.attrs.head_dim as number)) ins = ins.map((v, i) => (att.includes(i) ? roundBf16(v as Float32Array) : v));

@@ -33,6 +33,7 @@ const CONFIGS: Gemm90Spec[] = [
   { dtype: 'bf16', out: 'bf16', ...GEMM90_DEFAULT, layout: 'xw' },
   { dtype: 'bf16', out: 'f32', ...GEMM90_DEFAULT, layout: 'xtw', epilogue: 'accumulate' }, // gradient accumulation
   { dtype: 'f16', out: 'f32', ...GEMM90_DEFAULT, layout: 'xw', epilogue: 'accumulate' }, // the MoC prefill's down GEMM into the residual
+  { dtype: 'bf16', out: 'f32', ...GEMM90_DEFAULT, layout: 'xw', epilogue: 'accumulate' }, // matmul_acc: a dx summed into another (passes/matmul-accumulate.ts)
 ];
 const label = (s: Gemm90Spec) =>
   `${s.layout && s.layout !== 'xwt' ? `${s.layout} ` : ''}${s.dtype}->${s.out} ${64 * s.consumers}x${s.bn} s${s.stages}${s.epilogue === 'accumulate' ? ' acc' : ''}`;

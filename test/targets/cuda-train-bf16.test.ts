@@ -3,7 +3,8 @@
 //
 // Without a GPU (mma.sync does not run on the PTX interpreter):
 // - the launch list, on a device that records launches instead of running them, with each GEMM
-//   casting its own operands (castOnce false; the shared casts are test/passes/bf16-gemm-operands.test.ts's):
+//   casting its own operands and every add kept (castOnce and matmulAccumulate false; the shared casts are
+//   test/passes/bf16-gemm-operands.test.ts's, the folded adds test/passes/matmul-accumulate.test.ts's):
 //   it is the 'f32' list with each linear / logits / matmul / matmul_tn launch replaced by cast x, cast w, gemm, whose
 //   kernels, grids, pointers (operands, output, scratch offsets) and M, N, K are worked out here from
 //   the graph's shapes (src/ir/ops-train.ts: matmul a [M, K]·b [K, N]; matmul_tn a [K, M]ᵀ·b [K, N]);
@@ -96,7 +97,7 @@ const plain = (l: Launch) => ({ kernel: l.kernel.name, grid: l.grid, block: l.bl
 function checkLaunchList(t: ExecutionContext, g: Graph, weights: Map<string, Float32Array>, inputs: Record<string, Int32Array>): void {
   const T = inputs[MODEL_INPUTS.tokens]!.length, shape = shapesOf(g, T);
   const f = recordingDevice(), h = recordingDevice();
-  const exF = new CudaTrainingExecutor(g, weights, T, f.dev), exH = new CudaTrainingExecutor(g, weights, T, h.dev, { matmul: 'bf16', castOnce: false });
+  const exF = new CudaTrainingExecutor(g, weights, T, f.dev), exH = new CudaTrainingExecutor(g, weights, T, h.dev, { matmul: 'bf16', castOnce: false, matmulAccumulate: false });
   exF.launch(inputs);
   exH.launch(inputs);
   // the scratch is the last allocation; the arena and every value sit at the same addresses in both
@@ -178,7 +179,7 @@ test('matmul option: f32 by default (ops.ts entries), bf16 swaps only the four m
     t.is(trainOpOf(node(op), 'f32'), TRAIN_OPS[op]);
     t.is(trainOpOf(node(op), 'bf16'), BF16_MATMUL_OPS[op] ?? TRAIN_OPS[op]);
   }
-  t.deepEqual(Object.keys(BF16_MATMUL_OPS).sort(), [...BF16_MATMUL_FAMILY].sort());
+  t.deepEqual(Object.keys(BF16_MATMUL_OPS).sort(), [...BF16_MATMUL_FAMILY, 'matmul_acc'].sort(), 'and matmul_acc (passes/matmul-accumulate.ts: test/passes/matmul-accumulate.test.ts)');
   t.is(trainMatmulFromEnv({}), 'f32');
   t.is(trainMatmulFromEnv({ MOCC_CUDA_TRAIN_MATMUL: 'f32' }), 'f32');
   t.is(trainMatmulFromEnv({ MOCC_CUDA_TRAIN_MATMUL: 'bf16' }), 'bf16');

@@ -11,7 +11,8 @@
 //   device without wgmma, each gemm.ts launch replaced by a gemm90 launch whose kernel, persistent
 //   grid, block, dynamic shared bytes, sm_90a target, tensor maps (address, dims, row stride, box:
 //   worked out here from gemm-sm90.ts's header, "Tails") and M, N, K follow from the mma.sync launch's
-//   pointers and sizes; every other launch unchanged. No GEMM of these graphs must stay on mma.sync;
+//   pointers and sizes, its epilogue too (matmul_acc's accumulate GEMMs, passes/matmul-accumulate.ts);
+//   every other launch unchanged. No GEMM of these graphs must stay on mma.sync;
 // - every kernel of those lists assembles for sm_90a (the module target of gemm90) with no local memory;
 // - the interpreter's device refuses an sm_90a launch by name.
 // On a Hopper GPU (skipped elsewhere):
@@ -103,7 +104,7 @@ function expectedWgmma(l: ReturnType<typeof plain>) {
   const kMajor = (p: number, rows: number, boxRows: number) => ({ dtype: 'bf16', address: BigInt(p), dims: [K, rows], strides: [pad8(K) * 2], box: [64, boxRows], swizzle: '128B' });
   const mnMajor = (p: number, rows: number) => ({ dtype: 'bf16', address: BigInt(p), dims: [rows, K], strides: [pad8(rows) * 2], box: [64, 64], swizzle: '128B' });
   return {
-    kernel: `gemm90_${layout}_bf16_f32_m128n256k64_s4`,
+    kernel: `gemm90_${layout}_bf16_f32_m128n256k64_s4${l.kernel.endsWith('_acc') ? '_acc' : ''}`, // the accumulate epilogue kept (matmul_acc)
     grid: [Math.min(Math.ceil(M / 128) * Math.ceil(N / 256), HOPPER.multiprocessors), 1, 1], block: 384,
     args: [{ ptr: y }, { tmap: layout === 'xtw' ? mnMajor(x, M) : kMajor(x, M, 128) }, { tmap: layout === 'xwt' ? kMajor(w, N, 256) : mnMajor(w, N) }, { u32: M }, { u32: N }, { u32: K }],
     shared: 4 * (128 + 256) * 128 + 1024, target: 'sm_90a',

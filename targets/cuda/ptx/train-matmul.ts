@@ -23,8 +23,10 @@ export const matmulGrid = (M: number, N: number): [number, number, number] => [M
 /**
  * The frame: thread (row m = ctaid.y, column n < N); `kLoop` runs the reduction. Params out, a, b,
  * then u32 K (used by matmul_tn; matmul's K is static). Threads past N leave at once (no barriers).
+ * `accumulate`: out += the sum (matmul_acc, passes/matmul-accumulate.ts): the thread reads its element
+ * and adds the finished sum to it with one add.f32, the add kernel's arithmetic (train-forward.ts binary).
  */
-function matmulKernel(name: string, N: number, body: (k: KernelBuilder, p: { a: string; b: string; K: string }, m: string, n: string, acc: string) => void): Kernel {
+function matmulKernel(name: string, N: number, body: (k: KernelBuilder, p: { a: string; b: string; K: string }, m: string, n: string, acc: string) => void, accumulate = false): Kernel {
   const k = new KernelBuilder(name, [...['out', 'a', 'b'].map((x) => ({ name: x, type: 'u64' as const })), { name: 'K', type: 'u32' as const }]);
   k.blockSize(MATMUL_THREADS);
   const out = k.ptrParam('out'), a = k.ptrParam('a'), b = k.ptrParam('b'), K = k.u32Param('K');
@@ -34,7 +36,12 @@ function matmulKernel(name: string, N: number, body: (k: KernelBuilder, p: { a: 
   const acc = k.reg('f32', 'acc');
   k.emit(`mov.f32 ${acc}, 0f00000000`);
   body(k, { a, b, K }, m, n, acc);
-  k.emit(`st.global.f32 [${k.addr(k.addr(out, m, pad8(N) * 4), n, 4)}], ${acc}`);
+  const at = k.addr(k.addr(out, m, pad8(N) * 4), n, 4);
+  if (accumulate) {
+    const old = k.reg('f32', 'old');
+    k.emit(`ld.global.f32 ${old}, [${at}]`, `add.f32 ${acc}, ${old}, ${acc}`);
+  }
+  k.emit(`st.global.f32 [${at}], ${acc}`);
   k.place(done);
   return { name, text: k.render() };
 }
@@ -56,13 +63,13 @@ function dotLoop(k: KernelBuilder, K: string | number, xa: string, xStep: number
 
 /**
  * matmul: out[m, n] = Σ_k a[m, k]·b[k, n], a [M, pad8(K)], b [K, pad8(N)]. K and N static; the K
- * param is ignored (pass K). Grid matmulGrid(M, N).
+ * param is ignored (pass K). Grid matmulGrid(M, N). `accumulate`: out[m, n] += the sum (matmul_acc).
  */
-export function matmulNN(K: number, N: number): Kernel {
-  return matmulKernel(`matmul_f32_k${K}_n${N}`, N, (k, p, m, n, acc) => {
+export function matmulNN(K: number, N: number, accumulate = false): Kernel {
+  return matmulKernel(`matmul_f32_k${K}_n${N}${accumulate ? '_acc' : ''}`, N, (k, p, m, n, acc) => {
     const xa = k.addr(p.a, m, pad8(K) * 4), ya = k.addr(p.b, n, 4);
     dotLoop(k, K, xa, 4, ya, pad8(N) * 4, acc);
-  });
+  }, accumulate);
 }
 
 /**

@@ -7,7 +7,8 @@
 // (values.ts: padded rows), gives every value (graph inputs, activations, weight gradients) an offset
 // in ONE arena; the executor allocates that arena once and each value lives at its offset — two
 // values whose lifetimes overlap never share bytes (checkArena), so a checkpoint policy that saves
-// less really holds less. Outside the arena: the params (uploaded once, in their padded layout: f32,
+// less really holds less; the one exception is by design: a node that consumes an input (matmul_acc,
+// passes/matmul-accumulate.ts) writes its output over that input's bytes (values.ts checkInPlace). Outside the arena: the params (uploaded once, in their padded layout: f32,
 // or bf16 for the weight matrices an optimizerState 'bf16-params' run stores bf16), the
 // RoPE tables, and one scratch buffer as large as the largest node's scratch (ops.ts), which a node
 // uses only during its own launches.
@@ -34,6 +35,7 @@ import { pad8 } from '../ptx/layout.js';
 import { adamwMomentBytes, adamwStoresBf16Params, type AdamWStateDType } from '../../../src/train/adamw.js';
 import { gradOutputs } from '../../../passes/autodiff.js';
 import { bf16GemmOperands, GEMM_OPERANDS } from '../../../passes/bf16-gemm-operands.js';
+import { matmulAccumulate } from '../../../passes/matmul-accumulate.js';
 import { bf16ParamsInMode } from '../../../src/train/bf16-params.js';
 import { bf16ToF32, f32ToBf16 } from '../../../src/util/dtype.js';
 
@@ -67,6 +69,15 @@ export interface TrainingExecutorOptions {
    * runs: MOCC_CUDA_TRAIN_CAST_ONCE=0 in bench/gpu/train.ts). Outputs are bit-identical either way.
    */
   castOnce?: boolean;
+  /**
+   * Fold each add of a matmul's product into that matmul's GEMM (passes/matmul-accumulate.ts:
+   * matmul_acc, the product added where the other operand is stored, in place in the plan): one add
+   * launch and one [T, d] buffer fewer each. Default: on with matmul 'bf16' (the GEMM's 'accumulate'
+   * epilogue), off with 'f32' (true runs the f32 SIMT kernel's accumulate variant: how the
+   * interpreter checks the fold end to end, as the bf16 GEMMs do not run there). false for
+   * side-by-side runs (MOCC_CUDA_TRAIN_MATMUL_ACC=0). Outputs are bit-identical either way.
+   */
+  matmulAccumulate?: boolean;
 }
 
 export interface TrainingStepResult {
@@ -74,16 +85,22 @@ export interface TrainingStepResult {
   outputs: Float32Array[];
 }
 
+/** The options that shape the graph the executor runs (executorGraph). */
+export type ExecutorGraphOptions = Pick<TrainingExecutorOptions, 'matmul' | 'castOnce' | 'matmulAccumulate'>;
+
 /**
- * The graph the executor runs for g under `opts`: g itself, or with matmul 'bf16' (unless castOnce is
- * false) g with its GEMM operands' casts made explicit and shared (passes/bf16-gemm-operands.ts).
+ * The graph the executor runs for g under `opts`: g itself; with matmul 'bf16' (unless castOnce is
+ * false) its GEMM operands' casts made explicit and shared (passes/bf16-gemm-operands.ts); then,
+ * where matmulAccumulate is on (its default: with 'bf16'), its adds of matmul products folded into
+ * the GEMMs (passes/matmul-accumulate.ts).
  */
-export function executorGraph(g: Graph, opts: Pick<TrainingExecutorOptions, 'matmul' | 'castOnce'> = {}): Graph {
-  return opts.matmul === 'bf16' && opts.castOnce !== false ? bf16GemmOperands.run(g) : g;
+export function executorGraph(g: Graph, opts: ExecutorGraphOptions = {}): Graph {
+  const cast = opts.matmul === 'bf16' && opts.castOnce !== false ? bf16GemmOperands.run(g) : g;
+  return (opts.matmulAccumulate ?? opts.matmul === 'bf16') ? matmulAccumulate.run(cast) : cast;
 }
 
 /** The memory plan the executor lays its arena out by, for g at `rows` rows under `opts` (executorGraph; device bytes: padded rows). */
-export function executorPlan(g: Graph, rows: number, opts: Pick<TrainingExecutorOptions, 'matmul' | 'castOnce'> = {}): MemoryPlan {
+export function executorPlan(g: Graph, rows: number, opts: ExecutorGraphOptions = {}): MemoryPlan {
   return loweredPlan(executorGraph(g, opts), rows);
 }
 

@@ -3,7 +3,9 @@
 // (gemm-f32.ts, train-matmul.ts). Each node:
 //   1. casts both operands, f32 → bf16 rounded to nearest even (cast.ts castRows: rows of
 //      pad8(width), padding converted too), into the node's scratch;
-//   2. multiplies them, f32 accumulation, 'store' epilogue (f32) into its output, with the kernel
+//   2. multiplies them, f32 accumulation, 'store' epilogue (f32) into its output ('accumulate' for
+//      matmul_acc: the product added, with one add.f32 as the add kernel's, to the acc input whose
+//      storage the output takes: passes/matmul-accumulate.ts, values.ts checkInPlace), with the kernel
 //      trainGemmKernel picks: gemm-sm90.ts's wgmma + TMA kernel where the device offers it
 //      (TrainDevice.wgmma: compute capability 9.0, MOCC_CUDA_WGMMA not 0), else gemm.ts's mma.sync
 //      m16n8k16 kernel (sm_80, sm_90). Both take the same operands in the same layouts.
@@ -49,6 +51,7 @@ import { pad8 } from '../ptx/layout.js';
 import { UserError } from '../../../src/util/errors.js';
 import type { DevPtr, LaunchArg, WgmmaDevice } from './device.js';
 import type { Launch, OpContext, TrainOp } from './ops.js';
+import { checkInPlace } from './values.js';
 
 /** How the executor runs linear / logits / matmul / matmul_tn: f32 SIMT (ops.ts) or bf16 tensor cores (here). */
 export type TrainMatmul = 'f32' | 'bf16';
@@ -73,6 +76,18 @@ export function trainMocMatmulFromEnv(env: NodeJS.ProcessEnv = process.env): Tra
   if (v === undefined || v === '' || v === 'simt') return 'simt';
   if (v === 'dense') return 'dense-bf16';
   throw new UserError(`MOCC_CUDA_TRAIN_MOC=${v}: expected simt or dense`);
+}
+
+/**
+ * The environment switch, read here only: MOCC_CUDA_TRAIN_MATMUL_ACC=0 keeps every add of a matmul
+ * product (TrainingExecutorOptions.matmulAccumulate false, for side-by-side runs), 1 folds them in the
+ * f32 mode as well; unset: the executor's default (folded with bf16 GEMMs only).
+ */
+export function trainMatmulAccumulateFromEnv(env: NodeJS.ProcessEnv = process.env): boolean | undefined {
+  const v = env.MOCC_CUDA_TRAIN_MATMUL_ACC;
+  if (v === undefined || v === '') return undefined;
+  if (v === '0' || v === '1') return v === '1';
+  throw new UserError(`MOCC_CUDA_TRAIN_MATMUL_ACC=${v}: expected 0 or 1`);
 }
 
 /**
@@ -202,14 +217,16 @@ export function gemmBf16Launch(layout: GemmLayout, y: DevPtr, x: DevPtr, w: DevP
   };
 }
 
-function bf16Gemm(layout: GemmLayout): TrainOp {
+/** A matmul-family node's entry; 'accumulate': matmul_acc, the product added into its acc input, whose storage the output takes (ops.ts checkInPlace). */
+function bf16Gemm(layout: GemmLayout, epilogue: TrainGemmEpilogue = 'store'): TrainOp {
   return {
     scratchBytes: (c) => trainGemmScratchBytes(c, gemmOf(c, layout)),
     launches(c): Launch[] {
+      if (epilogue === 'accumulate') checkInPlace(c);
       const g = gemmOf(c, layout);
       const x = bf16Operand(c, g.x.input, g.x.rows, g.x.width, c.scratch(0));
       const w = bf16Operand(c, g.w.input, g.w.rows, g.w.width, c.scratch(alignUp(copyBytes(c, g.x))));
-      return [...x.launches, ...w.launches, gemmBf16Launch(layout, c.output(0), x.ptr, w.ptr, g.M, g.N, g.K, c.wgmma)];
+      return [...x.launches, ...w.launches, gemmBf16Launch(layout, c.output(0), x.ptr, w.ptr, g.M, g.N, g.K, c.wgmma, epilogue)];
     },
   };
 }
@@ -219,6 +236,7 @@ export const BF16_MATMUL_OPS: Readonly<Record<string, TrainOp>> = {
   linear: bf16Gemm('xwt'),
   logits: bf16Gemm('xwt'),
   matmul: bf16Gemm('xw'),
+  matmul_acc: bf16Gemm('xw', 'accumulate'),
   matmul_tn: bf16Gemm('xtw'),
 };
 

@@ -5,7 +5,7 @@
 // entry is refused by the executor before anything is allocated, naming the node.
 //
 // All f32 (the correctness backbone); the executor's matmul option 'bf16' swaps in ops-bf16.ts's
-// tensor-core entries for linear, logits, matmul and matmul_tn, and ops-attention-bf16.ts's flash
+// tensor-core entries for linear, logits, matmul, matmul_acc and matmul_tn, and ops-attention-bf16.ts's flash
 // attention for attention and attention_grad; with it, the mocMatmul option 'dense-bf16' swaps in
 // ops-moc-bf16.ts's dense GEMMs for moc_up, moc_down, moc_rows_grad (trainOpOf). Values are in the
 // executor's padded layout (values.ts); a node's scratch (scratchBytes) is the executor's one scratch
@@ -25,6 +25,7 @@ import { binary, embeddingRows, fill, rmsnormRows, rmsnormRowsThreads, ropeForwa
 import { matmulGrid, matmulNN, matmulTN, MATMUL_THREADS } from '../ptx/train-matmul.js';
 import { ATTENTION_THREADS, attentionForward, attentionGradKV, attentionGradQ, attentionKeyGrid, attentionRowGrid, attentionStatsBytes, attentionThreads, type TrainAttentionSpec } from '../ptx/train-attention.js';
 import type { DevPtr, LaunchArg, LaunchOptions, WgmmaDevice } from './device.js';
+import { checkInPlace } from './values.js';
 import { BF16_MATMUL_OPS, castBf16Launch, type TrainMatmul, type TrainMocMatmul } from './ops-bf16.js';
 import { bf16AttentionOpOf } from './ops-attention-bf16.js';
 import { checkMocMatmul, DENSE_MOC_OPS } from './ops-moc-bf16.js';
@@ -302,6 +303,14 @@ export const TRAIN_OPS: Readonly<Record<string, TrainOp>> = {
     launches(c) {
       const M = c.inDim(0, 0), K = c.inDim(0, 1), N = c.inDim(1, 1);
       return [{ kernel: matmulNN(K, N), grid: matmulGrid(M, N), block: MATMUL_THREADS, args: [ptr(c.output(0)), ptr(c.input(0)), ptr(c.input(1)), u32(K)] }];
+    },
+  },
+  // the product added into acc's storage, which the output takes (checkInPlace)
+  matmul_acc: {
+    launches(c) {
+      checkInPlace(c);
+      const M = c.inDim(0, 0), K = c.inDim(0, 1), N = c.inDim(1, 1);
+      return [{ kernel: matmulNN(K, N, true), grid: matmulGrid(M, N), block: MATMUL_THREADS, args: [ptr(c.output(0)), ptr(c.input(0)), ptr(c.input(1)), u32(K)] }];
     },
   },
   matmul_tn: {
