@@ -258,7 +258,7 @@ test('the switch: MOCC_CUDA_TRAIN_MATMUL_ACC 0 | 1 | unset (the executor\'s defa
 
 testsNeeding(ptxasRequirement(findPtxas()))('the accumulate kernels the fold launches (f32 SIMT matmul; bf16 mma.sync GEMMs) assemble for sm_80 and sm_90 with no local memory', (t) => {
   const g = TINY_CASES[0]![1], weights = randomWeights(g, 1);
-  const acc = [{}, { matmul: 'bf16' }].flatMap((o: TrainingExecutorOptions) => new CudaTrainingExecutor(g, weights, 12, recordingDevice().dev, { ...o, matmulAccumulate: true }).kernels.filter((k) => k.name.endsWith('_acc')));
+  const acc = ([{}, { matmul: 'bf16' }] as TrainingExecutorOptions[]).flatMap((o) => new CudaTrainingExecutor(g, weights, 12, recordingDevice().dev, { ...o, matmulAccumulate: true }).kernels.filter((k) => k.name.endsWith('_acc')));
   t.deepEqual([...new Set(acc.map((k) => k.name.replace(/_k\d+_n\d+|_m\d+n\d+k\d+_w\dx\d/, '')))].sort(), ['gemm_xw_bf16_acc', 'matmul_f32_acc']);
   assertEachAssembles(t, acc);
 });
