@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the GPU machine (no Node there: carry .carry, dist and the addon; see bench/gpu/README.md):
-#   source .carry/setup.sh && bash bench/gpu/run.sh [check|gemm|prefill|prefill-f32|sanitize|sanitize-train|ffn|e2e|context|wgsl|wgsl-check|train|train-quick|train-casts|train-acc|decode-fusions|train-torch|train-torch-largest|recovery|all]
+#   source .carry/setup.sh && bash bench/gpu/run.sh [check|gemm|prefill|prefill-f32|sanitize|sanitize-train|ffn|e2e|context|wgsl|wgsl-check|train|train-quick|train-casts|train-acc|train-s17|decode-fusions|train-torch|train-torch-largest|recovery|all]
 # Writes logs and JSON under $OUT (the device tool's output folder) or bench/results/gpu.
 set -u
 what=${1:-all}
@@ -122,6 +122,22 @@ if [[ $what == train-acc ]]; then
   wait
   t="node dist/bench/gpu/train.js --model $model --batch 64 --seq 256 --steps 2 --warmup 1 --matmul bf16"
   MOCC_CUDA_TRAIN_MOC=dense $t --configs dense:gcp,moc:moc-gcp --matmul-acc both --profile --out "$out/train-matmul-acc.json" 2>&1 | tail -100 || status=1
+fi
+if [[ $what == train-s17 ]]; then
+  step "train-s17 (about 9 min): every training change since session 15's GPU run in one call: their GPU tests (shared casts, castRows, bf16 scatter, map kernels, AdamW bounds, radix Top-K, matmul_acc), then the 1B step: a cast per GEMM vs shared (profiled, adds folded), adds kept (MoC), the memory-goal configuration, torch.compile beside it"
+  model=/tmp/llama-1b
+  ( model_1b $model > "$out/make1b.log" 2>&1 ) &
+  timeout 170 node node_modules/ava/entrypoints/cli.mjs --timeout=160s test/passes/bf16-gemm-operands.test.ts test/targets/cuda-cast.test.ts test/targets/cuda-train-elementwise.test.ts test/targets/cuda-train-adamw-bf16-state.test.ts test/targets/cuda-train-adamw-bf16-params.test.ts test/targets/cuda-train-moc-dense.test.ts test/targets/cuda-train-moc.test.ts test/passes/matmul-accumulate.test.ts test/targets/cuda-train-wgmma.test.ts > "$out/train-s17-check.log" 2>&1 || status=1
+  grep -E "✘|tests? (passed|failed|skipped)" "$out/train-s17-check.log" | tail -20
+  wait
+  t="node dist/bench/gpu/train.js --model $model --batch 64 --seq 256 --steps 2 --warmup 1 --matmul bf16"
+  MOCC_CUDA_TRAIN_MOC=dense $t --configs dense:gcp,moc:moc-gcp --cast-once both --profile --out "$out/train-s17.json" 2>&1 | tail -100 || status=1
+  echo "--- adds kept (MOCC_CUDA_TRAIN_MATMUL_ACC=0), shared casts"
+  MOCC_CUDA_TRAIN_MOC=dense $t --configs moc:moc-gcp --matmul-acc 0 --out "$out/train-s17-adds-kept.json" 2>&1 | tail -3 || status=1
+  echo "--- the memory goal: attention recomputed, the fused head, bf16 weight matrices and moments"
+  MOCC_CUDA_TRAIN_MOC=dense $t --configs moc:moc-gcp-attn,dense:gcp-attn --optimizer-state bf16-params --fuse-lm-head --out "$out/train-memory-goal.json" 2>&1 | tail -3 || status=1
+  echo "--- PyTorch dense under torch.compile, same machine"
+  python3 bench/gpu/torch_train.py --model $model --batch 64 --seq 256 --steps 3 --warmup 1 --k 1024 --configs compile --out "$out/torch_train.json" 2>&1 | tail -4 || status=1
 fi
 if [[ $what == decode-fusions ]]; then
   step "decode-fusions (about 6 min): the MoC reduce in up·down's tail and Top-K in the gate GEMV, their GPU tests, then decode-context configs 1 / 10 / 8 / 11 twice in one process"
