@@ -32,6 +32,8 @@
 // --matmul bf16, each GEMM operand value cast once for the GEMMs near each other that read it
 // (TrainingExecutorOptions.castOnce, passes/bf16-gemm-operands.ts) or once per GEMM (0); both: every
 // config twice, per-GEMM casts first, side by side in this process.
+// MOCC_CUDA_TRAIN_BF16_PRODUCERS=0: with shared casts, keep the casts of values only casts read (by
+// default their producers write bf16: TrainingExecutorOptions.bf16Producers, passes/bf16-producers.ts).
 // --fuse-lm-head: the output projection fused with the loss (trainingGraph fuseLmHead: lm_head_loss in
 // blocks of passes/loss.ts lmHeadChunkRows rows), so the [T, V] logits and dlogits are never arena
 // values; the planned figure follows from the fused graph's plan (the block lives in the scratch).
@@ -49,7 +51,7 @@ import { CudaStepRunner } from '../../targets/cuda/train/step-runner.js';
 import { cudaTrainDevice } from '../../targets/cuda/train/cuda-device.js';
 import type { TrainDevice } from '../../targets/cuda/train/device.js';
 import { cudaContext } from '../../targets/cuda/index.js';
-import { trainCastOnceFromEnv, trainMocMatmulFromEnv, type TrainMatmul } from '../../targets/cuda/train/ops-bf16.js';
+import { trainBf16ProducersFromEnv, trainCastOnceFromEnv, trainMocMatmulFromEnv, type TrainMatmul } from '../../targets/cuda/train/ops-bf16.js';
 import { formatKernelTimes, kernelTimer } from './kernel-times.js';
 import { ADAMW_STATE_DTYPES, type AdamWStateDType } from '../../src/train/adamw.js';
 
@@ -69,6 +71,7 @@ const CAST_ONCE_ARG = arg('--cast-once');
 if (CAST_ONCE_ARG !== undefined && !['0', '1', 'both'].includes(CAST_ONCE_ARG)) throw new Error(`train: --cast-once ${CAST_ONCE_ARG} is not 0, 1 or both`);
 const CAST_ONCE_MODES = CAST_ONCE_ARG === 'both' ? [false, true] : [CAST_ONCE_ARG === undefined ? trainCastOnceFromEnv() : CAST_ONCE_ARG === '1'];
 const MOC_MATMUL = trainMocMatmulFromEnv(); // MOCC_CUDA_TRAIN_MOC=dense: MoC's projections as dense GEMMs (with --matmul bf16)
+const BF16_PRODUCERS = trainBf16ProducersFromEnv(); // MOCC_CUDA_TRAIN_BF16_PRODUCERS=0: keep the casts bf16-producers folds
 const configs = (arg('--configs') ?? 'dense:gcp,moc:moc-gcp').split(',').flatMap((c) => {
   const [ffn, policy] = c.split(':') as ['dense' | 'moc', CheckpointPolicy];
   if ((ffn !== 'dense' && ffn !== 'moc') || !policy) throw new Error(`train: config '${c}' is not dense:POLICY or moc:POLICY`);
@@ -112,11 +115,11 @@ function randomTokens(vocab: number) {
 
 const results: Record<string, unknown>[] = [];
 for (const { ffn, policy, castOnce } of configs) {
-  const label = `mocc ${ffn === 'dense' ? 'dense' : `MoC K=${K}`} ${policy}${MATMUL === 'bf16' ? `, bf16 matmuls (${wgmma ? 'wgmma' : 'mma.sync'}${castOnce ? '' : ', a cast per GEMM'})` : ''}${ffn === 'moc' && MOC_MATMUL !== 'simt' ? `, MoC ${MOC_MATMUL}` : ''}${OPT_STATE === 'bf16' ? ', bf16 AdamW state' : OPT_STATE === 'bf16-params' ? ', bf16 params + AdamW state' : ''}${FUSE_LM_HEAD ? ', fused LM head' : ''}`;
+  const label = `mocc ${ffn === 'dense' ? 'dense' : `MoC K=${K}`} ${policy}${MATMUL === 'bf16' ? `, bf16 matmuls (${wgmma ? 'wgmma' : 'mma.sync'}${castOnce ? (BF16_PRODUCERS ? '' : ', casts not folded into producers') : ', a cast per GEMM'})` : ''}${ffn === 'moc' && MOC_MATMUL !== 'simt' ? `, MoC ${MOC_MATMUL}` : ''}${OPT_STATE === 'bf16' ? ', bf16 AdamW state' : OPT_STATE === 'bf16-params' ? ', bf16 params + AdamW state' : ''}${FUSE_LM_HEAD ? ', fused LM head' : ''}`;
   const m = loadModel(dir, { selection: ffn === 'dense' ? 'dense' : { k: K } });
   const g = trainingGraph(m.graph, { loss: { kind: 'cross_entropy' }, policy, ...(FUSE_LM_HEAD ? { fuseLmHead: true } : {}) });
   const weights = modelWeights(m);
-  const plan = executorPlan(g, rows, { matmul: MATMUL, castOnce });
+  const plan = executorPlan(g, rows, { matmul: MATMUL, castOnce, bf16Producers: BF16_PRODUCERS });
   // params (2 bytes an element for those a 'bf16-params' run stores bf16), m and v: the executor's and optimizer's allocations
   const { params: paramBytes, moments: momentBytes } = trainingStateBytes(g, { T: rows }, OPT_STATE);
   let planned = plan.arenaBytes + paramBytes + momentBytes;
@@ -124,11 +127,11 @@ for (const { ffn, policy, castOnce } of configs) {
   const timer = kernelTimer(c.dev, cuda);
   const free0 = free();
   let minFree = free0;
-  const r: Record<string, unknown> = { label, ffn, policy, k: ffn === 'moc' ? K : null, matmul: MATMUL, gemm: MATMUL === 'bf16' ? (wgmma ? 'wgmma' : 'mma.sync') : 'simt', mocMatmul: MOC_MATMUL, castOnce: MATMUL === 'bf16' && castOnce, optimizerState: OPT_STATE, fuseLmHead: FUSE_LM_HEAD, batch: BATCH, seq: SEQ, rows, arenaBytes: plan.arenaBytes, paramBytes, momentBytes, plannedBytes: planned };
+  const r: Record<string, unknown> = { label, ffn, policy, k: ffn === 'moc' ? K : null, matmul: MATMUL, gemm: MATMUL === 'bf16' ? (wgmma ? 'wgmma' : 'mma.sync') : 'simt', mocMatmul: MOC_MATMUL, castOnce: MATMUL === 'bf16' && castOnce, bf16Producers: MATMUL === 'bf16' && castOnce && BF16_PRODUCERS, optimizerState: OPT_STATE, fuseLmHead: FUSE_LM_HEAD, batch: BATCH, seq: SEQ, rows, arenaBytes: plan.arenaBytes, paramBytes, momentBytes, plannedBytes: planned };
   try {
     const t0 = performance.now();
     // the step `mocc train --target cuda` runs (driver/trainer.ts over this runner), at a constant lr
-    const runner = new CudaStepRunner(g, { weights, rows, weightDecay: 0.1, maxNorm: 1, stateDType: OPT_STATE }, timer.dev, { matmul: MATMUL, mocMatmul: MOC_MATMUL, castOnce });
+    const runner = new CudaStepRunner(g, { weights, rows, weightDecay: 0.1, maxNorm: 1, stateDType: OPT_STATE }, timer.dev, { matmul: MATMUL, mocMatmul: MOC_MATMUL, castOnce, bf16Producers: BF16_PRODUCERS });
     planned += runner.scratchBytes;
     Object.assign(r, { scratchBytes: runner.scratchBytes, plannedBytes: planned });
     if (runner.momentBytes !== momentBytes) throw new Error(`train: the optimizer allocated ${runner.momentBytes} bytes of moments, the plan counted ${momentBytes}`);

@@ -34,6 +34,7 @@ import { pad8 } from '../ptx/layout.js';
 import { adamwMomentBytes, adamwStoresBf16Params, type AdamWStateDType } from '../../../src/train/adamw.js';
 import { gradOutputs } from '../../../passes/autodiff.js';
 import { bf16GemmOperands, GEMM_OPERANDS } from '../../../passes/bf16-gemm-operands.js';
+import { bf16Producers } from '../../../passes/bf16-producers.js';
 import { bf16ParamsInMode } from '../../../src/train/bf16-params.js';
 import { bf16ToF32, f32ToBf16 } from '../../../src/util/dtype.js';
 
@@ -67,6 +68,13 @@ export interface TrainingExecutorOptions {
    * runs: MOCC_CUDA_TRAIN_CAST_ONCE=0 in bench/gpu/train.ts). Outputs are bit-identical either way.
    */
   castOnce?: boolean;
+  /**
+   * With the shared casts (matmul 'bf16', castOnce): where only casts read a value and its producer
+   * can write bf16 (src/ir/ops.ts BF16_OUTPUT_OPS), the producer writes it bf16 and the casts go
+   * (passes/bf16-producers.ts; default true; false: MOCC_CUDA_TRAIN_BF16_PRODUCERS=0, for side-by-side
+   * runs). Outputs are bit-identical either way.
+   */
+  bf16Producers?: boolean;
 }
 
 export interface TrainingStepResult {
@@ -74,16 +82,22 @@ export interface TrainingStepResult {
   outputs: Float32Array[];
 }
 
+/** The options executorGraph follows. */
+export type ExecutorGraphOptions = Pick<TrainingExecutorOptions, 'matmul' | 'castOnce' | 'bf16Producers'>;
+
 /**
  * The graph the executor runs for g under `opts`: g itself, or with matmul 'bf16' (unless castOnce is
- * false) g with its GEMM operands' casts made explicit and shared (passes/bf16-gemm-operands.ts).
+ * false) g with its GEMM operands' casts made explicit and shared (passes/bf16-gemm-operands.ts), then
+ * (unless bf16Producers is false) the casts of values only casts read folded into their producers
+ * (passes/bf16-producers.ts; nothing to fold without the explicit casts).
  */
-export function executorGraph(g: Graph, opts: Pick<TrainingExecutorOptions, 'matmul' | 'castOnce'> = {}): Graph {
-  return opts.matmul === 'bf16' && opts.castOnce !== false ? bf16GemmOperands.run(g) : g;
+export function executorGraph(g: Graph, opts: ExecutorGraphOptions = {}): Graph {
+  const shared = opts.matmul === 'bf16' && opts.castOnce !== false ? bf16GemmOperands.run(g) : g;
+  return opts.bf16Producers !== false ? bf16Producers.run(shared) : shared;
 }
 
 /** The memory plan the executor lays its arena out by, for g at `rows` rows under `opts` (executorGraph; device bytes: padded rows). */
-export function executorPlan(g: Graph, rows: number, opts: Pick<TrainingExecutorOptions, 'matmul' | 'castOnce'> = {}): MemoryPlan {
+export function executorPlan(g: Graph, rows: number, opts: ExecutorGraphOptions = {}): MemoryPlan {
   return loweredPlan(executorGraph(g, opts), rows);
 }
 
@@ -183,6 +197,9 @@ export class CudaTrainingExecutor {
     const g = (this.g = executorGraph(graph, opts));
     const ops = g.nodes.map((n) => trainOpOf(n, opts.matmul, opts.mocMatmul)); // refuses an op without kernels before anything is allocated
     checkBf16Reads(g, opts.matmul ?? 'f32');
+    g.nodes.forEach((n, i) => {
+      if (n.outputs.some((o) => o.type.dtype === 'bf16') && !ops[i]!.bf16Output) throw new Error(`training node %${n.outputs[0]!.name} (${n.op}) writes bf16, which its CUDA kernels do not (ops.ts TrainOp.bf16Output)`);
+    });
     const refusal = bf16ParamsRefusal(g, opts);
     if (refusal) throw new Error(refusal);
     this.optimizerState = opts.optimizerState ?? 'f32';
