@@ -28,7 +28,7 @@ import { bf16ParamsRefusal, CudaTrainingExecutor, executorPlan, trainingStateByt
 import { cudaTrainDevice } from '../targets/cuda/train/cuda-device.js';
 import type { TrainDevice } from '../targets/cuda/train/device.js';
 import { trainOpOf } from '../targets/cuda/train/ops.js';
-import { trainCastOnceFromEnv, trainMatmulAccumulateFromEnv, trainMatmulFromEnv, trainMocMatmulFromEnv, type TrainMatmul, type TrainMocMatmul } from '../targets/cuda/train/ops-bf16.js';
+import { trainBf16ProducersFromEnv, trainCastOnceFromEnv, trainMatmulAccumulateFromEnv, trainMatmulFromEnv, trainMocMatmulFromEnv, type TrainMatmul, type TrainMocMatmul } from '../targets/cuda/train/ops-bf16.js';
 import { checkMocMatmul } from '../targets/cuda/train/ops-moc-bf16.js';
 import { CudaStepRunner } from '../targets/cuda/train/step-runner.js';
 import type { StepRunner, StepRunnerInit } from './step-runner.js';
@@ -102,7 +102,7 @@ export const refGradients: GradientTarget = {
 /** The executor's matmul options: those given, else the environment's (read when called). */
 const executorOptions = (opts: { matmul?: TrainMatmul; mocMatmul?: TrainMocMatmul }): TrainingExecutorOptions & { matmul: TrainMatmul; mocMatmul: TrainMocMatmul } => {
   const acc = trainMatmulAccumulateFromEnv();
-  return { matmul: opts.matmul ?? trainMatmulFromEnv(), mocMatmul: opts.mocMatmul ?? trainMocMatmulFromEnv(), castOnce: trainCastOnceFromEnv(), ...(acc === undefined ? {} : { matmulAccumulate: acc }) };
+  return { matmul: opts.matmul ?? trainMatmulFromEnv(), mocMatmul: opts.mocMatmul ?? trainMocMatmulFromEnv(), castOnce: trainCastOnceFromEnv(), bf16Producers: trainBf16ProducersFromEnv(), ...(acc === undefined ? {} : { matmulAccumulate: acc }) };
 };
 
 /** One executor of `graph` at a time, built with `weights` on first use and rebuilt when a call has other rows (built: just now). */

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the GPU machine (no Node there: carry .carry, dist and the addon; see bench/gpu/README.md):
-#   source .carry/setup.sh && bash bench/gpu/run.sh [check|gemm|prefill|prefill-f32|sanitize|sanitize-train|ffn|e2e|context|wgsl|wgsl-check|train|train-quick|train-casts|train-acc|train-s17|decode-fusions|train-torch|train-torch-largest|recovery|all]
+#   source .carry/setup.sh && bash bench/gpu/run.sh [check|gemm|prefill|prefill-f32|sanitize|sanitize-train|ffn|e2e|context|wgsl|wgsl-check|train|train-quick|train-casts|train-acc|train-producers|train-s17|decode-fusions|train-torch|train-torch-largest|recovery|all]
 # Writes logs and JSON under $OUT (the device tool's output folder) or bench/results/gpu.
 set -u
 what=${1:-all}
@@ -138,6 +138,17 @@ if [[ $what == train-s17 ]]; then
   MOCC_CUDA_TRAIN_MOC=dense $t --configs moc:moc-gcp-attn,dense:gcp-attn --optimizer-state bf16-params --fuse-lm-head --out "$out/train-memory-goal.json" 2>&1 | tail -3 || status=1
   echo "--- PyTorch dense under torch.compile, same machine"
   python3 bench/gpu/torch_train.py --model $model --batch 64 --seq 256 --steps 3 --warmup 1 --k 1024 --configs compile --out "$out/torch_train.json" 2>&1 | tail -4 || status=1
+fi
+if [[ $what == train-producers ]]; then
+  step "train-producers (about 7 min): the bf16-output producers (passes/bf16-producers.ts) — their GPU tests (kernels vs f32 + cast bit for bit, the executor on and off bit for bit), then the 1B step with MOCC_CUDA_TRAIN_BF16_PRODUCERS=0 and 1, profiled"
+  model=/tmp/llama-1b
+  ( model_1b $model > "$out/make1b.log" 2>&1 ) &
+  timeout 150 node node_modules/ava/entrypoints/cli.mjs --timeout=140s test/targets/cuda-train-bf16-out.test.ts test/targets/cuda-train-bf16-producers.test.ts test/passes/bf16-gemm-operands.test.ts > "$out/train-producers-check.log" 2>&1 || status=1
+  grep -E "✘|tests? (passed|failed|skipped)" "$out/train-producers-check.log" | tail -20
+  wait
+  t="node dist/bench/gpu/train.js --model $model --batch 64 --seq 256 --steps 2 --warmup 1 --matmul bf16 --configs dense:gcp,moc:moc-gcp --profile"
+  MOCC_CUDA_TRAIN_MOC=dense MOCC_CUDA_TRAIN_BF16_PRODUCERS=0 $t --out "$out/train-producers-off.json" 2>&1 | tail -60 || status=1
+  MOCC_CUDA_TRAIN_MOC=dense MOCC_CUDA_TRAIN_BF16_PRODUCERS=1 $t --out "$out/train-producers-on.json" 2>&1 | tail -60 || status=1
 fi
 if [[ $what == decode-fusions ]]; then
   step "decode-fusions (about 6 min): the MoC reduce in up·down's tail and Top-K in the gate GEMV, their GPU tests, then decode-context configs 1 / 10 / 8 / 11 twice in one process"

@@ -36,6 +36,8 @@
 // bf16): each add of a matmul product folded into the GEMM's accumulate epilogue
 // (TrainingExecutorOptions.matmulAccumulate, passes/matmul-accumulate.ts) or kept (0); both: every
 // config twice, adds kept first, side by side in this process (crossed with --cast-once both).
+// MOCC_CUDA_TRAIN_BF16_PRODUCERS=0: with shared casts, keep the casts of values only casts read (by
+// default their producers write bf16: TrainingExecutorOptions.bf16Producers, passes/bf16-producers.ts).
 // --fuse-lm-head: the output projection fused with the loss (trainingGraph fuseLmHead: lm_head_loss in
 // blocks of passes/loss.ts lmHeadChunkRows rows), so the [T, V] logits and dlogits are never arena
 // values; the planned figure follows from the fused graph's plan (the block lives in the scratch).
@@ -53,7 +55,7 @@ import { CudaStepRunner } from '../../targets/cuda/train/step-runner.js';
 import { cudaTrainDevice } from '../../targets/cuda/train/cuda-device.js';
 import type { TrainDevice } from '../../targets/cuda/train/device.js';
 import { cudaContext } from '../../targets/cuda/index.js';
-import { trainCastOnceFromEnv, trainMatmulAccumulateFromEnv, trainMocMatmulFromEnv, type TrainMatmul } from '../../targets/cuda/train/ops-bf16.js';
+import { trainBf16ProducersFromEnv, trainCastOnceFromEnv, trainMatmulAccumulateFromEnv, trainMocMatmulFromEnv, type TrainMatmul } from '../../targets/cuda/train/ops-bf16.js';
 import { formatKernelTimes, kernelTimer } from './kernel-times.js';
 import { ADAMW_STATE_DTYPES, type AdamWStateDType } from '../../src/train/adamw.js';
 
@@ -77,6 +79,7 @@ if (ACC_ARG !== undefined && !['0', '1', 'both'].includes(ACC_ARG)) throw new Er
 // the executor's matmulAccumulate, resolved as it resolves it (its default: on with bf16 GEMMs)
 const ACC_MODES = (ACC_ARG === 'both' ? [false, true] : [ACC_ARG === undefined ? trainMatmulAccumulateFromEnv() : ACC_ARG === '1']).map((a) => a ?? MATMUL === 'bf16');
 const MOC_MATMUL = trainMocMatmulFromEnv(); // MOCC_CUDA_TRAIN_MOC=dense: MoC's projections as dense GEMMs (with --matmul bf16)
+const BF16_PRODUCERS = trainBf16ProducersFromEnv(); // MOCC_CUDA_TRAIN_BF16_PRODUCERS=0: keep the casts bf16-producers folds
 const configs = (arg('--configs') ?? 'dense:gcp,moc:moc-gcp').split(',').flatMap((c) => {
   const [ffn, policy] = c.split(':') as ['dense' | 'moc', CheckpointPolicy];
   if ((ffn !== 'dense' && ffn !== 'moc') || !policy) throw new Error(`train: config '${c}' is not dense:POLICY or moc:POLICY`);
@@ -120,11 +123,11 @@ function randomTokens(vocab: number) {
 
 const results: Record<string, unknown>[] = [];
 for (const { ffn, policy, castOnce, matmulAccumulate } of configs) {
-  const label = `mocc ${ffn === 'dense' ? 'dense' : `MoC K=${K}`} ${policy}${MATMUL === 'bf16' ? `, bf16 matmuls (${wgmma ? 'wgmma' : 'mma.sync'}${castOnce ? '' : ', a cast per GEMM'}${matmulAccumulate ? '' : ', adds kept'})` : matmulAccumulate ? ', adds folded' : ''}${ffn === 'moc' && MOC_MATMUL !== 'simt' ? `, MoC ${MOC_MATMUL}` : ''}${OPT_STATE === 'bf16' ? ', bf16 AdamW state' : OPT_STATE === 'bf16-params' ? ', bf16 params + AdamW state' : ''}${FUSE_LM_HEAD ? ', fused LM head' : ''}`;
+  const label = `mocc ${ffn === 'dense' ? 'dense' : `MoC K=${K}`} ${policy}${MATMUL === 'bf16' ? `, bf16 matmuls (${wgmma ? 'wgmma' : 'mma.sync'}${castOnce ? (BF16_PRODUCERS ? '' : ', casts not folded into producers') : ', a cast per GEMM'}${matmulAccumulate ? '' : ', adds kept'})` : matmulAccumulate ? ', adds folded' : ''}${ffn === 'moc' && MOC_MATMUL !== 'simt' ? `, MoC ${MOC_MATMUL}` : ''}${OPT_STATE === 'bf16' ? ', bf16 AdamW state' : OPT_STATE === 'bf16-params' ? ', bf16 params + AdamW state' : ''}${FUSE_LM_HEAD ? ', fused LM head' : ''}`;
   const m = loadModel(dir, { selection: ffn === 'dense' ? 'dense' : { k: K } });
   const g = trainingGraph(m.graph, { loss: { kind: 'cross_entropy' }, policy, ...(FUSE_LM_HEAD ? { fuseLmHead: true } : {}) });
   const weights = modelWeights(m);
-  const plan = executorPlan(g, rows, { matmul: MATMUL, castOnce, matmulAccumulate });
+  const plan = executorPlan(g, rows, { matmul: MATMUL, castOnce, bf16Producers: BF16_PRODUCERS, matmulAccumulate });
   // params (2 bytes an element for those a 'bf16-params' run stores bf16), m and v: the executor's and optimizer's allocations
   const { params: paramBytes, moments: momentBytes } = trainingStateBytes(g, { T: rows }, OPT_STATE);
   let planned = plan.arenaBytes + paramBytes + momentBytes;
@@ -132,11 +135,11 @@ for (const { ffn, policy, castOnce, matmulAccumulate } of configs) {
   const timer = kernelTimer(c.dev, cuda);
   const free0 = free();
   let minFree = free0;
-  const r: Record<string, unknown> = { label, ffn, policy, k: ffn === 'moc' ? K : null, matmul: MATMUL, gemm: MATMUL === 'bf16' ? (wgmma ? 'wgmma' : 'mma.sync') : 'simt', mocMatmul: MOC_MATMUL, castOnce: MATMUL === 'bf16' && castOnce, matmulAccumulate, optimizerState: OPT_STATE, fuseLmHead: FUSE_LM_HEAD, batch: BATCH, seq: SEQ, rows, arenaBytes: plan.arenaBytes, paramBytes, momentBytes, plannedBytes: planned };
+  const r: Record<string, unknown> = { label, ffn, policy, k: ffn === 'moc' ? K : null, matmul: MATMUL, gemm: MATMUL === 'bf16' ? (wgmma ? 'wgmma' : 'mma.sync') : 'simt', mocMatmul: MOC_MATMUL, castOnce: MATMUL === 'bf16' && castOnce, bf16Producers: MATMUL === 'bf16' && castOnce && BF16_PRODUCERS, matmulAccumulate, optimizerState: OPT_STATE, fuseLmHead: FUSE_LM_HEAD, batch: BATCH, seq: SEQ, rows, arenaBytes: plan.arenaBytes, paramBytes, momentBytes, plannedBytes: planned };
   try {
     const t0 = performance.now();
     // the step `mocc train --target cuda` runs (driver/trainer.ts over this runner), at a constant lr
-    const runner = new CudaStepRunner(g, { weights, rows, weightDecay: 0.1, maxNorm: 1, stateDType: OPT_STATE }, timer.dev, { matmul: MATMUL, mocMatmul: MOC_MATMUL, castOnce, matmulAccumulate });
+    const runner = new CudaStepRunner(g, { weights, rows, weightDecay: 0.1, maxNorm: 1, stateDType: OPT_STATE }, timer.dev, { matmul: MATMUL, mocMatmul: MOC_MATMUL, castOnce, bf16Producers: BF16_PRODUCERS, matmulAccumulate });
     planned += runner.scratchBytes;
     Object.assign(r, { scratchBytes: runner.scratchBytes, plannedBytes: planned });
     if (runner.momentBytes !== momentBytes) throw new Error(`train: the optimizer allocated ${runner.momentBytes} bytes of moments, the plan counted ${momentBytes}`);

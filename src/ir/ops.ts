@@ -193,7 +193,32 @@ const defs: OpSpec[] = [
   },
 ];
 
-export const OPS: ReadonlyMap<string, OpDef> = new Map([...defs, ...TRAINING_OPS].map((d): [string, OpDef] => [d.name, {
+/**
+ * The ops that may write their output as bf16 (passes/bf16-producers.ts): each takes the optional
+ * attribute dtype="bf16", which makes its one f32 output bf16 — the op computes the f32 values it
+ * always does and rounds each once to nearest even, exactly as a `cast` of its f32 output would (the
+ * ref target: eval-node.ts; the CUDA training executor: a bf16-output variant of the op's kernel).
+ * Single-output ops only: one attribute names one output's dtype.
+ */
+export const BF16_OUTPUT_OPS: ReadonlySet<string> = new Set(['moc_scatter', 'rmsnorm', 'rope_grad', 'cross_entropy_grad']);
+
+/** An op of BF16_OUTPUT_OPS: the optional dtype attribute, and its output f32 → bf16 when dtype="bf16". */
+function withOutputDtype(d: OpSpec): OpSpec {
+  if (!BF16_OUTPUT_OPS.has(d.name)) return d;
+  return {
+    ...d,
+    attrs: { ...d.attrs, dtype: { kind: 'string', optional: true } },
+    infer(ins, attrs) {
+      const t = d.infer(ins, attrs);
+      if (Array.isArray(t) || t.dtype !== 'f32') fail(`${d.name} with a dtype attribute must have one f32 output`);
+      if (attrs.dtype === undefined) return t;
+      if (attrs.dtype !== 'bf16') fail(`dtype must be bf16, got ${String(attrs.dtype)}`);
+      return { dtype: 'bf16', shape: t.shape };
+    },
+  };
+}
+
+export const OPS: ReadonlyMap<string, OpDef> = new Map([...defs, ...TRAINING_OPS].map(withOutputDtype).map((d): [string, OpDef] => [d.name, {
   ...d,
   infer: (ins, attrs) => {
     const t = d.infer(ins, attrs);

@@ -19,8 +19,17 @@ function ropeParams(a: Node['attrs']): K.RopeParams {
   };
 }
 
-/** The node's output values, one per output. */
+/**
+ * The node's output values, one per output. A node with dtype="bf16" (a cast, or an op of
+ * src/ir/ops.ts BF16_OUTPUT_OPS writing bf16) rounds its f32 result to nearest even, here only:
+ * bf16 values are held as the f32 numbers they are (a bf16 value is exactly an f32).
+ */
 export function evalNode(n: Node, ins: Value[], dim: DimOf): Value[] {
+  const outs = evalF32(n, ins, dim);
+  return n.attrs.dtype === 'bf16' ? outs.map((v) => Float32Array.from(v as Float32Array, (x) => bf16ToF32(f32ToBf16(x)))) : outs;
+}
+
+function evalF32(n: Node, ins: Value[], dim: DimOf): Value[] {
   const f = (i: number) => ins[i] as Float32Array;
   const a = n.attrs;
   const heads = a.heads as number, kvHeads = a.kv_heads as number, hd = a.head_dim as number;
@@ -76,8 +85,7 @@ function evalSingle(n: Node, ins: Value[], dim: DimOf): Value {
     case 'concat': return G.concat(ins as Float32Array[], ins.map((_, i) => dim(i, 1)));
     case 'index_narrow': return G.indexNarrow(idx(0));
     case 'index_widen': return G.indexWiden(ins[0] as Uint16Array);
-    // bf16 values are held as the f32 numbers they are (a bf16 value is exactly an f32)
-    case 'cast': return Float32Array.from(f(0), (v) => bf16ToF32(f32ToBf16(v)));
+    case 'cast': return f(0); // rounded by evalNode (dtype="bf16")
     default: throw new Error(`ref target has no kernel for op '${n.op}'`);
   }
 }

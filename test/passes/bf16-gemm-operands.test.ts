@@ -114,12 +114,14 @@ for (const [what, selection, policy, opts] of CASES) {
       got.forEach((v, i) => t.true(Buffer.from(v.buffer, v.byteOffset, v.byteLength).equals(Buffer.from(want[i]!.buffer, want[i]!.byteOffset, want[i]!.byteLength)), `output ${g.outputs[i]} bit-identical`));
 
       // at this size the bf16 copies can land at the peak (moc-gcp: +0.4%); at the 1B preset's the plan falls (below)
-      const per = executorPlan(g, T, { ...opts, castOnce: false }).arenaBytes, once = executorPlan(g, T, opts).arenaBytes;
+      // this pass alone: the casts bf16-producers would fold stay (its own test: bf16-producers.test.ts)
+      const alone = { ...opts, bf16Producers: false };
+      const per = executorPlan(g, T, { ...opts, castOnce: false }).arenaBytes, once = executorPlan(g, T, alone).arenaBytes;
       t.true(once <= per * 1.01, `arena ${once} within 1% of ${per} bytes`);
 
       const launchesOf = (castOnce: boolean) => {
         const r = recordingDevice();
-        const ex = new CudaTrainingExecutor(g, weights, T, r.dev, { ...opts, castOnce });
+        const ex = new CudaTrainingExecutor(g, weights, T, r.dev, { ...alone, castOnce });
         ex.launch(inputs);
         return { ex, launches: r.launches };
       };
@@ -149,8 +151,9 @@ test('the 1B preset at 64 × 256 rows: the shared casts plan a smaller arena (de
   }
 });
 
-// On a GPU (skipped without one): the executor's outputs with shared casts equal, bit for bit, those
-// of every GEMM casting its own operands (the same rounding of the same values, the same GEMMs).
+// On a GPU (skipped without one): the executor's outputs with shared casts (and, by default, the
+// casts of values only casts read folded into their producers: passes/bf16-producers.ts) equal, bit
+// for bit, those of every GEMM casting its own operands (the same rounding of the same values, the same GEMMs).
 const gpu = testsNeeding(cudaDeviceRequirement());
 for (const [what, selection, policy, opts] of CASES) {
   gpu(`GPU: stories260K ${what}, T = 45: the executor's loss and gradients with shared casts are bit-identical to a cast per GEMM`, (t) => {

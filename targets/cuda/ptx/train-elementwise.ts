@@ -165,37 +165,53 @@ export const ropeGradGrid = (heads: number, hd: number, T: number): [number, num
  * rope_grad: dx = dy with each pair rotated back by its angle (the forward's rotation with sin
  * negated, rope-pair.ts), row t at position pos[t] (i32 [T]: training rows carry their own
  * positions, unlike the forward's pos[0] + t). `table` is the forward's (cos, sin) table
- * (rope-table.ts), rows up to max(pos). Params dx, dy, table, pos; dx may alias dy.
- * Grid ropeGradGrid, block ROPE_THREADS.
+ * (rope-table.ts), rows up to max(pos). Params dx, dy, table, pos; dx may alias dy (f32 dx).
+ * `out` 'bf16' (name suffix _bf16): dx in bf16 rows (ropeAtPositions). Grid ropeGradGrid, block ROPE_THREADS.
  */
-export function ropeGrad(heads: number, hd: number, style: 'half' | 'interleaved'): Kernel {
-  return ropeAtPositions(`rope_grad_${style}_h${heads}_hd${hd}`, heads, hd, style, 'inverse');
+export function ropeGrad(heads: number, hd: number, style: 'half' | 'interleaved', out: 'f32' | 'bf16' = 'f32'): Kernel {
+  return ropeAtPositions(`rope_grad_${style}_h${heads}_hd${hd}${out === 'bf16' ? '_bf16' : ''}`, heads, hd, style, 'inverse', out);
 }
 
 /**
  * A rotation of every pair of [T, heads·hd] rows, row t by the angles of position pos[t]: the
  * training forward rope ('forward', train-forward.ts) and its gradient ('inverse'). Params out, in,
- * table, pos (out may alias in: each thread reads its pair before writing it). Grid ropeGradGrid,
- * block ROPE_THREADS.
+ * table, pos (f32 out may alias in: each thread reads its pair before writing it). Grid ropeGradGrid,
+ * block ROPE_THREADS. `out` 'bf16': out is rows of pad8(heads·hd) bf16 (a bf16 GEMM operand, read
+ * whole by gemm.ts: its padding matters), each value the f32 result rounded to nearest even (as
+ * castRows rounds it) and the padding zeroed by the first threads of each row, so the rows are bit
+ * for bit castRows' copy of the f32 result with zero padding; out cannot alias in.
  */
-export function ropeAtPositions(name: string, heads: number, hd: number, style: 'half' | 'interleaved', direction: 'forward' | 'inverse'): Kernel {
-  const half = hd / 2;
+export function ropeAtPositions(name: string, heads: number, hd: number, style: 'half' | 'interleaved', direction: 'forward' | 'inverse', out: 'f32' | 'bf16' = 'f32'): Kernel {
+  const half = hd / 2, bf16 = out === 'bf16', width = heads * hd;
   const k = new KernelBuilder(name, ['dx', 'dy', 'table', 'pos'].map((n) => ({ name: n, type: 'u64' as const })));
   k.blockSize(ROPE_THREADS);
   const dx = k.ptrParam('dx'), dy = k.ptrParam('dy'), table = k.ptrParam('table'), pos = k.ptrParam('pos');
   const tid = k.special('%tid.x', 'tid'), bx = k.special('%ctaid.x', 'bx'), t = k.special('%ctaid.y', 't');
   const j = k.reg('u32', 'j'), p = k.reg('pred', 'p'), done = k.label('done');
-  k.emit(`mad.lo.u32 ${j}, ${bx}, ${ROPE_THREADS}, ${tid}`, `setp.ge.u32 ${p}, ${j}, ${heads * half}`, `@${p} bra ${done}`);
+  k.emit(`mad.lo.u32 ${j}, ${bx}, ${ROPE_THREADS}, ${tid}`);
+  const dst16 = bf16 ? k.addr(dx, t, pad8(width) * 2) : '';
+  if (bf16 && pad8(width) > width) {
+    // the row's padding columns width .. pad8(width) − 1: zeros, one a thread (j < 7, all in block x 0)
+    const at = k.addr(k.addr(dst16, width, 2), j, 2);
+    k.emit(`setp.lt.u32 ${p}, ${j}, ${pad8(width) - width}`, `@${p} st.global.b16 [${at}], 0`);
+  }
+  k.emit(`setp.ge.u32 ${p}, ${j}, ${heads * half}`, `@${p} bra ${done}`);
   const h = k.reg('u32', 'h'), i = k.reg('u32', 'i'), position = k.reg('u32', 'position');
   k.emit(`div.u32 ${h}, ${j}, ${half}`, `rem.u32 ${i}, ${j}, ${half}`, `ld.global.u32 ${position}, [${k.addr(pos, t, 4)}]`);
   const [c, s] = ropeCosSin(k, table, position, i, hd);
   const { ia, ib } = ropeColumns(k, h, i, hd, style);
-  const ld = pad8(heads * hd) * 4;
-  const src = k.addr(dy, t, ld), dst = k.addr(dx, t, ld);
+  const ld = pad8(width) * 4;
+  const src = k.addr(dy, t, ld), dst = bf16 ? dst16 : k.addr(dx, t, ld);
   const a = k.reg('f32', 'va'), b = k.reg('f32', 'vb');
   k.emit(`ld.global.f32 ${a}, [${k.addr(src, ia, 4)}]`, `ld.global.f32 ${b}, [${k.addr(src, ib, 4)}]`);
   const [ra, rb] = ropeRotate(k, a, b, c, direction === 'inverse' ? k.neg(s) : s);
-  k.emit(`st.global.f32 [${k.addr(dst, ia, 4)}], ${ra}`, `st.global.f32 [${k.addr(dst, ib, 4)}], ${rb}`);
+  if (bf16) {
+    const ha = k.reg('b16', 'ha'), hb = k.reg('b16', 'hb');
+    k.emit(`cvt.rn.bf16.f32 ${ha}, ${ra}`, `cvt.rn.bf16.f32 ${hb}, ${rb}`);
+    k.emit(`st.global.b16 [${k.addr(dst, ia, 2)}], ${ha}`, `st.global.b16 [${k.addr(dst, ib, 2)}], ${hb}`);
+  } else {
+    k.emit(`st.global.f32 [${k.addr(dst, ia, 4)}], ${ra}`, `st.global.f32 [${k.addr(dst, ib, 4)}], ${rb}`);
+  }
   k.place(done);
   return { name, text: k.render() };
 }

@@ -68,16 +68,20 @@ export const rmsnormRowsThreads = (d: number): number => rmsnormThreads(d);
  * rmsnormRowsThreads(d). Thread tid holds columns tid + j·threads; Σx² is a SIMT tree
  * (train-norm.ts blockTreeSum), the same r = 1/√(·) as rmsnorm_grad recomputes. Params y, x, w
  * (y may alias x: every read of the row is before the tree's barriers, every write after).
+ * `out` 'bf16' (name suffix _bf16): y is rows of pad8(d) bf16 (a bf16 GEMM operand, read whole by
+ * gemm.ts: its padding matters), each value the f32 result rounded to nearest even (as castRows
+ * rounds it), the padding zeroed by threads 0 .. pad8(d) − d − 1: bit for bit castRows' copy of the
+ * f32 rows with zero padding; y cannot alias x.
  */
-export function rmsnormRows(d: number, eps: number): Kernel {
-  const nt = rmsnormRowsThreads(d), cols = Math.ceil(d / nt);
-  const name = `rmsnorm_rows_d${d}_e${f32Imm(eps).slice(2)}`;
+export function rmsnormRows(d: number, eps: number, out: 'f32' | 'bf16' = 'f32'): Kernel {
+  const nt = rmsnormRowsThreads(d), cols = Math.ceil(d / nt), bf16 = out === 'bf16';
+  const name = `rmsnorm_rows_d${d}_e${f32Imm(eps).slice(2)}${bf16 ? '_bf16' : ''}`;
   const k = new KernelBuilder(name, ['y', 'x', 'w'].map((n) => ({ name: n, type: 'u64' as const })));
   k.blockSize(nt);
   const y = k.ptrParam('y'), x = k.ptrParam('x'), w = k.ptrParam('w');
   const tid = k.special('%tid.x', 'tid'), t = k.special('%ctaid.y', 't');
   const ld = pad8(d) * 4;
-  const xrow = k.addr(x, t, ld), yrow = k.addr(y, t, ld);
+  const xrow = k.addr(x, t, ld), yrow = k.addr(y, t, bf16 ? pad8(d) * 2 : ld);
   const guard: string[] = [], col: string[] = [], xv = k.regs('f32', 'x', cols);
   const ss = k.reg('f32', 'ss');
   k.emit(`mov.f32 ${ss}, 0f00000000`);
@@ -91,8 +95,16 @@ export function rmsnormRows(d: number, eps: number): Kernel {
   blockTreeSum(k, [ss], tid, nt);
   const inv = k.reg('f32', 'inv'), wv = k.reg('f32', 'w'), v = k.reg('f32', 'v');
   k.emit(`mul.f32 ${ss}, ${ss}, ${f32Imm(1 / d)}`, `add.f32 ${ss}, ${ss}, ${f32Imm(eps)}`, `sqrt.rn.f32 ${inv}, ${ss}`, `rcp.rn.f32 ${inv}, ${inv}`);
+  const h = bf16 ? k.reg('b16', 'h') : '';
   for (let j = 0; j < cols; j++) {
-    k.emit(`mov.f32 ${wv}, 0f00000000`, `@${guard[j]} ld.global.nc.f32 ${wv}, [${k.addr(w, col[j]!, 4)}]`, `mul.f32 ${v}, ${xv[j]}, ${inv}`, `mul.f32 ${v}, ${v}, ${wv}`, `@${guard[j]} st.global.f32 [${k.addr(yrow, col[j]!, 4)}], ${v}`);
+    const wa = k.addr(w, col[j]!, 4), ya = k.addr(yrow, col[j]!, bf16 ? 2 : 4);
+    const store = bf16 ? [`cvt.rn.bf16.f32 ${h}, ${v}`, `@${guard[j]} st.global.b16 [${ya}], ${h}`] : [`@${guard[j]} st.global.f32 [${ya}], ${v}`];
+    k.emit(`mov.f32 ${wv}, 0f00000000`, `@${guard[j]} ld.global.nc.f32 ${wv}, [${wa}]`, `mul.f32 ${v}, ${xv[j]}, ${inv}`, `mul.f32 ${v}, ${v}, ${wv}`, ...store);
+  }
+  if (bf16 && pad8(d) > d) {
+    // the row's padding columns d .. pad8(d) − 1: zeros, one a thread (fewer than 8 ≤ nt)
+    const p = k.reg('pred', 'pad');
+    k.emit(`setp.lt.u32 ${p}, ${tid}, ${pad8(d) - d}`, `@${p} st.global.b16 [${k.addr(k.addr(yrow, d, 2), tid, 2)}], 0`);
   }
   return { name, text: k.render() };
 }

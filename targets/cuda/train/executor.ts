@@ -36,6 +36,7 @@ import { adamwMomentBytes, adamwStoresBf16Params, type AdamWStateDType } from '.
 import { gradOutputs } from '../../../passes/autodiff.js';
 import { bf16GemmOperands, GEMM_OPERANDS } from '../../../passes/bf16-gemm-operands.js';
 import { matmulAccumulate } from '../../../passes/matmul-accumulate.js';
+import { bf16Producers } from '../../../passes/bf16-producers.js';
 import { bf16ParamsInMode } from '../../../src/train/bf16-params.js';
 import { bf16ToF32, f32ToBf16 } from '../../../src/util/dtype.js';
 
@@ -78,6 +79,13 @@ export interface TrainingExecutorOptions {
    * side-by-side runs (MOCC_CUDA_TRAIN_MATMUL_ACC=0). Outputs are bit-identical either way.
    */
   matmulAccumulate?: boolean;
+  /**
+   * With the shared casts (matmul 'bf16', castOnce): where only casts read a value and its producer
+   * can write bf16 (src/ir/ops.ts BF16_OUTPUT_OPS), the producer writes it bf16 and the casts go
+   * (passes/bf16-producers.ts; default true; false: MOCC_CUDA_TRAIN_BF16_PRODUCERS=0, for side-by-side
+   * runs). Outputs are bit-identical either way.
+   */
+  bf16Producers?: boolean;
 }
 
 export interface TrainingStepResult {
@@ -86,17 +94,20 @@ export interface TrainingStepResult {
 }
 
 /** The options that shape the graph the executor runs (executorGraph). */
-export type ExecutorGraphOptions = Pick<TrainingExecutorOptions, 'matmul' | 'castOnce' | 'matmulAccumulate'>;
+export type ExecutorGraphOptions = Pick<TrainingExecutorOptions, 'matmul' | 'castOnce' | 'bf16Producers' | 'matmulAccumulate'>;
 
 /**
  * The graph the executor runs for g under `opts`: g itself; with matmul 'bf16' (unless castOnce is
- * false) its GEMM operands' casts made explicit and shared (passes/bf16-gemm-operands.ts); then,
- * where matmulAccumulate is on (its default: with 'bf16'), its adds of matmul products folded into
- * the GEMMs (passes/matmul-accumulate.ts).
+ * false) its GEMM operands' casts made explicit and shared (passes/bf16-gemm-operands.ts); then
+ * (unless bf16Producers is false) the casts of values only casts read folded into their producers
+ * (passes/bf16-producers.ts; nothing to fold without the explicit casts); then, where
+ * matmulAccumulate is on (its default: with 'bf16'), its adds of matmul products folded into the
+ * GEMMs (passes/matmul-accumulate.ts).
  */
 export function executorGraph(g: Graph, opts: ExecutorGraphOptions = {}): Graph {
-  const cast = opts.matmul === 'bf16' && opts.castOnce !== false ? bf16GemmOperands.run(g) : g;
-  return (opts.matmulAccumulate ?? opts.matmul === 'bf16') ? matmulAccumulate.run(cast) : cast;
+  const shared = opts.matmul === 'bf16' && opts.castOnce !== false ? bf16GemmOperands.run(g) : g;
+  const produced = opts.bf16Producers !== false ? bf16Producers.run(shared) : shared;
+  return (opts.matmulAccumulate ?? opts.matmul === 'bf16') ? matmulAccumulate.run(produced) : produced;
 }
 
 /** The memory plan the executor lays its arena out by, for g at `rows` rows under `opts` (executorGraph; device bytes: padded rows). */
@@ -200,6 +211,9 @@ export class CudaTrainingExecutor {
     const g = (this.g = executorGraph(graph, opts));
     const ops = g.nodes.map((n) => trainOpOf(n, opts.matmul, opts.mocMatmul)); // refuses an op without kernels before anything is allocated
     checkBf16Reads(g, opts.matmul ?? 'f32');
+    g.nodes.forEach((n, i) => {
+      if (n.outputs.some((o) => o.type.dtype === 'bf16') && !ops[i]!.bf16Output) throw new Error(`training node %${n.outputs[0]!.name} (${n.op}) writes bf16, which its CUDA kernels do not (ops.ts TrainOp.bf16Output)`);
+    });
     const refusal = bf16ParamsRefusal(g, opts);
     if (refusal) throw new Error(refusal);
     this.optimizerState = opts.optimizerState ?? 'f32';

@@ -101,6 +101,18 @@ export function trainCastOnceFromEnv(env: NodeJS.ProcessEnv = process.env): bool
   throw new UserError(`MOCC_CUDA_TRAIN_CAST_ONCE=${v}: expected 0 or 1`);
 }
 
+/**
+ * The environment switch, read here only: MOCC_CUDA_TRAIN_BF16_PRODUCERS=0 keeps the casts of values
+ * only casts read (TrainingExecutorOptions.bf16Producers false, for side-by-side runs); unset or 1:
+ * their producers write bf16 (passes/bf16-producers.ts).
+ */
+export function trainBf16ProducersFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  const v = env.MOCC_CUDA_TRAIN_BF16_PRODUCERS;
+  if (v === undefined || v === '' || v === '1') return true;
+  if (v === '0') return false;
+  throw new UserError(`MOCC_CUDA_TRAIN_BF16_PRODUCERS=${v}: expected 0 or 1`);
+}
+
 /** The 64×64 tile (4 warps of 32×32) for a narrow output; else gemm.ts's 128×128 (8 warps of 64×32), the prefill's. */
 const SMALL_TILE: Omit<GemmSpec, 'dtype'> = { bm: 64, bn: 64, warpsM: 2, warpsN: 2 };
 

@@ -69,11 +69,19 @@ export interface TrainOp {
   /** Scratch bytes the node needs during its launches (none if absent). */
   scratchBytes?(c: OpContext): number;
   launches(c: OpContext): Launch[];
+  /**
+   * The entry writes output 0 as bf16 rows (pad8(width), zero padding: castRows' layout) when the
+   * node declares it bf16 (a cast; an op of src/ir/ops.ts BF16_OUTPUT_OPS with dtype="bf16",
+   * passes/bf16-producers.ts). The executor refuses a bf16 output of any other entry.
+   */
+  bf16Output?: true;
 }
 
 const ptr = (p: DevPtr): LaunchArg => ({ ptr: p });
 const u32 = (v: number): LaunchArg => ({ u32: v });
 const f32 = (v: number): LaunchArg => ({ f32: v });
+/** Output 0's element type as the node declares it (bf16: an entry with bf16Output runs its bf16-output kernel). */
+const out0 = (c: OpContext): 'f32' | 'bf16' => (c.node.outputs[0]!.type.dtype === 'bf16' ? 'bf16' : 'f32');
 
 
 /** An elementwise node over [rows, width] of output 0 (a map kernel, train-elementwise.ts mapKernel): params out, then its inputs (or `args`). */
@@ -107,10 +115,11 @@ const linear: TrainOp = {
 
 const ropeAttrs = (n: Node) => ({ heads: n.attrs.heads as number, hd: n.attrs.head_dim as number, style: n.attrs.style as 'half' | 'interleaved' });
 
-const rope = (kernel: typeof ropeForward): TrainOp => ({
+/** rope / rope_grad; `out` the output's element type (rope_grad may write bf16: ropeGrad's out). */
+const rope = (kernel: (heads: number, hd: number, style: 'half' | 'interleaved', out: 'f32' | 'bf16') => Kernel): TrainOp => ({
   launches(c) {
     const { heads, hd, style } = ropeAttrs(c.node);
-    return [{ kernel: kernel(heads, hd, style), grid: ropeGradGrid(heads, hd, outRows(c)), block: ROPE_THREADS, args: [ptr(c.output(0)), ptr(c.input(0)), ptr(c.ropeTable()), ptr(c.input(1))] }];
+    return [{ kernel: kernel(heads, hd, style, out0(c)), grid: ropeGradGrid(heads, hd, outRows(c)), block: ROPE_THREADS, args: [ptr(c.output(0)), ptr(c.input(0)), ptr(c.ropeTable()), ptr(c.input(1))] }];
   },
 });
 
@@ -182,9 +191,10 @@ export const TRAIN_OPS: Readonly<Record<string, TrainOp>> = {
     },
   },
   rmsnorm: {
+    bf16Output: true,
     launches(c) {
       const d = c.outDim(0, 1);
-      return [{ kernel: rmsnormRows(d, c.node.attrs.eps as number), grid: [1, outRows(c), 1], block: rmsnormRowsThreads(d), args: [ptr(c.output(0)), ptr(c.input(0)), ptr(c.input(1))] }];
+      return [{ kernel: rmsnormRows(d, c.node.attrs.eps as number, out0(c)), grid: [1, outRows(c), 1], block: rmsnormRowsThreads(d), args: [ptr(c.output(0)), ptr(c.input(0)), ptr(c.input(1))] }];
     },
   },
   linear,
@@ -254,9 +264,10 @@ export const TRAIN_OPS: Readonly<Record<string, TrainOp>> = {
   },
   // inputs dy [T, K], idx [T, K] → [T, channels] (moc_gather's gradient)
   moc_scatter: {
+    bf16Output: true,
     launches(c) {
       const K = c.inDim(0, 1), F = c.outDim(0, 1);
-      return [{ kernel: mocScatter(K, F), grid: mocScatterGrid(c.T), block: SCATTER_THREADS, args: [ptr(c.output(0)), ptr(c.input(0)), ptr(c.input(1))] }];
+      return [{ kernel: mocScatter(K, F, out0(c)), grid: mocScatterGrid(c.T), block: SCATTER_THREADS, args: [ptr(c.output(0)), ptr(c.input(0)), ptr(c.input(1))] }];
     },
   },
   index_narrow: indexCastOp('narrow'),
@@ -264,21 +275,23 @@ export const TRAIN_OPS: Readonly<Record<string, TrainOp>> = {
   // f32 → bf16 (round to nearest even, padding converted too): a GEMM operand's copy that the bf16
   // GEMMs near each other share (passes/bf16-gemm-operands.ts); the same launch a bf16 GEMM makes
   // for its own operand (ops-bf16.ts bf16Operand)
-  cast: { launches: (c) => [castBf16Launch(c, c.outDim(0, 0), c.outDim(0, 1), c.output(0), c.input(0))] },
+  cast: { bf16Output: true, launches: (c) => [castBf16Launch(c, c.outDim(0, 0), c.outDim(0, 1), c.output(0), c.input(0))] },
   cross_entropy: {
     scratchBytes: (c) => ceScratch(c.inDim(0, 0)),
     launches: (c) => ceLoss(c, c.output(0)),
   },
   // The loss's per-row state is not kept from the cross_entropy node (its output is the loss alone):
-  // the gradient folds the logits again into its own scratch, then writes dlogits in one pass.
+  // the gradient folds the logits again into its own scratch, then writes dlogits in one pass (bf16
+  // dlogits: ceGrad's bf16 rows, padding zeroed as its f32 rows' is).
   cross_entropy_grad: {
+    bf16Output: true,
     scratchBytes: (c) => ceScratch(c.inDim(0, 0)),
     launches(c) {
       const T = c.inDim(0, 0), V = c.inDim(0, 1);
       const pair = c.scratch(align64(T * 12));
       return [
         ...ceLoss(c, pair),
-        { kernel: ceGrad('f32'), grid: ceRowGrid(T), block: LOSS_THREADS, args: [ptr(c.output(0)), ptr(c.input(0)), ptr(c.scratch(0)), ptr(pair), ptr(c.input(2)), ptr(c.input(1)), u32(0), u32(V)] },
+        { kernel: ceGrad(out0(c)), grid: ceRowGrid(T), block: LOSS_THREADS, args: [ptr(c.output(0)), ptr(c.input(0)), ptr(c.scratch(0)), ptr(pair), ptr(c.input(2)), ptr(c.input(1)), u32(0), u32(V)] },
       ];
     },
   },
@@ -331,7 +344,7 @@ export const TRAIN_OPS: Readonly<Record<string, TrainOp>> = {
     },
   },
   silu_grad: elementwise(siluGrad),
-  rope_grad: rope(ropeGrad),
+  rope_grad: { ...rope(ropeGrad), bf16Output: true },
   embedding_grad: {
     scratchBytes: (c) => embeddingGradSlots(c.inDim(0, 0)) * 4,
     launches(c) {
