@@ -24,10 +24,10 @@ const FUSE_LM_HEAD = process.argv.includes('--fuse-lm-head');
 // --matmul (default bf16, as every GPU run since session 12) and --cast-once 0|1 (default 1): the
 // executor's graph (executor.ts executorGraph) has the bf16 GEMM operands' shared casts in the plan
 const MATMUL = (arg('--matmul') ?? 'bf16') as 'f32' | 'bf16', CAST_ONCE = arg('--cast-once') !== '0';
-// --matmul-acc 0|1 (default: the executor's, on with bf16): adds of matmul products folded in place (passes/matmul-accumulate.ts)
+// --matmul-acc 0|1 (default: the executor's, on with bf16): adds of matmul products and of rmsnorm_grad's dx folded in place (passes/matmul-accumulate.ts)
 const ACC = arg('--matmul-acc') === undefined ? undefined : arg('--matmul-acc') === '1';
 const GiB = (n: number) => (n / 2 ** 30).toFixed(2);
-console.log(`1B preset (d ${PRESET_1B.dim}, ${PRESET_1B.nLayers} layers, d_ffn ${PRESET_1B.dFfn}), ${BATCH} × ${SEQ} rows, ${MATMUL} GEMMs${MATMUL === 'bf16' ? (CAST_ONCE ? ' (shared operand casts)' : ' (a cast per GEMM)') : ''}${(ACC ?? MATMUL === 'bf16') ? ', adds of matmul products folded' : ''}, ${OPT_STATE} AdamW state${FUSE_LM_HEAD ? ', fused LM head' : ''}, GiB:`);
+console.log(`1B preset (d ${PRESET_1B.dim}, ${PRESET_1B.nLayers} layers, d_ffn ${PRESET_1B.dFfn}), ${BATCH} × ${SEQ} rows, ${MATMUL} GEMMs${MATMUL === 'bf16' ? (CAST_ONCE ? ' (shared operand casts)' : ' (a cast per GEMM)') : ''}${(ACC ?? MATMUL === 'bf16') ? ', adds folded into matmuls and norm gradients' : ''}, ${OPT_STATE} AdamW state${FUSE_LM_HEAD ? ', fused LM head' : ''}, GiB:`);
 console.log('| config | arena | + params, m, v | at the peak: FFN / attention / norms / logits / backward |');
 console.log('|---|---|---|---|');
 for (const [ffn, policy] of configs) {
