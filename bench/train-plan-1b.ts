@@ -25,10 +25,10 @@ const FUSE_LM_HEAD = process.argv.includes('--fuse-lm-head');
 // executor's graph (executor.ts executorGraph) has the bf16 GEMM operands' shared casts in the plan
 // and --bf16-producers 0|1 (default 1): with it, the casts of values only casts read folded into their producers (passes/bf16-producers.ts)
 const MATMUL = (arg('--matmul') ?? 'bf16') as 'f32' | 'bf16', CAST_ONCE = arg('--cast-once') !== '0', BF16_PRODUCERS = arg('--bf16-producers') !== '0';
-// --matmul-acc 0|1 (default: the executor's, on with bf16): adds of matmul products folded in place (passes/matmul-accumulate.ts)
+// --matmul-acc 0|1 (default: the executor's, on with bf16): adds of matmul products and of rmsnorm_grad's dx folded in place (passes/matmul-accumulate.ts)
 const ACC = arg('--matmul-acc') === undefined ? undefined : arg('--matmul-acc') === '1';
 const GiB = (n: number) => (n / 2 ** 30).toFixed(2);
-console.log(`1B preset (d ${PRESET_1B.dim}, ${PRESET_1B.nLayers} layers, d_ffn ${PRESET_1B.dFfn}), ${BATCH} × ${SEQ} rows, ${MATMUL} GEMMs${MATMUL === 'bf16' ? (CAST_ONCE ? ` (shared operand casts${BF16_PRODUCERS ? ', bf16 producers' : ''})` : ' (a cast per GEMM)') : ''}${(ACC ?? MATMUL === 'bf16') ? ', adds of matmul products folded' : ''}, ${OPT_STATE} AdamW state${FUSE_LM_HEAD ? ', fused LM head' : ''}, GiB:`);
+console.log(`1B preset (d ${PRESET_1B.dim}, ${PRESET_1B.nLayers} layers, d_ffn ${PRESET_1B.dFfn}), ${BATCH} × ${SEQ} rows, ${MATMUL} GEMMs${MATMUL === 'bf16' ? (CAST_ONCE ? ` (shared operand casts${BF16_PRODUCERS ? ', bf16 producers' : ''})` : ' (a cast per GEMM)') : ''}${(ACC ?? MATMUL === 'bf16') ? ', adds folded into matmuls and norm gradients' : ''}, ${OPT_STATE} AdamW state${FUSE_LM_HEAD ? ', fused LM head' : ''}, GiB:`);
 console.log('| config | arena | + params, m, v | at the peak: FFN / attention / norms / logits / backward |');
 console.log('|---|---|---|---|');
 for (const [ffn, policy] of configs) {

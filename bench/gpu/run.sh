@@ -124,10 +124,10 @@ if [[ $what == train-acc ]]; then
   MOCC_CUDA_TRAIN_MOC=dense $t --configs dense:gcp,moc:moc-gcp --matmul-acc both --profile --out "$out/train-matmul-acc.json" 2>&1 | tail -100 || status=1
 fi
 if [[ $what == train-s17 ]]; then
-  step "train-s17 (about 9 min): every training change since session 15's GPU run in one call: their GPU tests (shared casts, castRows, bf16 scatter, map kernels, AdamW bounds, radix Top-K, matmul_acc), then the 1B step: a cast per GEMM vs shared (profiled, adds folded), adds kept (MoC), the memory-goal configuration, torch.compile beside it"
+  step "train-s17 (about 9 min): every training change since session 15's GPU run in one call: their GPU tests (shared casts, castRows, bf16 scatter, map kernels, AdamW bounds, radix Top-K, matmul_acc, rmsnorm_grad_acc), then the 1B step: a cast per GEMM vs shared (profiled, adds folded), adds kept (MoC), the memory-goal configuration, torch.compile beside it"
   model=/tmp/llama-1b
   ( model_1b $model > "$out/make1b.log" 2>&1 ) &
-  timeout 170 node node_modules/ava/entrypoints/cli.mjs --timeout=160s test/passes/bf16-gemm-operands.test.ts test/targets/cuda-cast.test.ts test/targets/cuda-train-elementwise.test.ts test/targets/cuda-train-adamw-bf16-state.test.ts test/targets/cuda-train-adamw-bf16-params.test.ts test/targets/cuda-train-moc-dense.test.ts test/targets/cuda-train-moc.test.ts test/passes/matmul-accumulate.test.ts test/targets/cuda-train-wgmma.test.ts > "$out/train-s17-check.log" 2>&1 || status=1
+  timeout 170 node node_modules/ava/entrypoints/cli.mjs --timeout=160s test/passes/bf16-gemm-operands.test.ts test/targets/cuda-cast.test.ts test/targets/cuda-train-elementwise.test.ts test/targets/cuda-train-adamw-bf16-state.test.ts test/targets/cuda-train-adamw-bf16-params.test.ts test/targets/cuda-train-moc-dense.test.ts test/targets/cuda-train-moc.test.ts test/passes/matmul-accumulate.test.ts test/targets/cuda-train-wgmma.test.ts test/targets/cuda-train-norm.test.ts > "$out/train-s17-check.log" 2>&1 || status=1
   grep -E "✘|tests? (passed|failed|skipped)" "$out/train-s17-check.log" | tail -20
   wait
   t="node dist/bench/gpu/train.js --model $model --batch 64 --seq 256 --steps 2 --warmup 1 --matmul bf16"

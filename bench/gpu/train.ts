@@ -33,8 +33,8 @@
 // (TrainingExecutorOptions.castOnce, passes/bf16-gemm-operands.ts) or once per GEMM (0); both: every
 // config twice, per-GEMM casts first, side by side in this process.
 // --matmul-acc 1|0|both (default: MOCC_CUDA_TRAIN_MATMUL_ACC's, else the executor's: on with --matmul
-// bf16): each add of a matmul product folded into the GEMM's accumulate epilogue
-// (TrainingExecutorOptions.matmulAccumulate, passes/matmul-accumulate.ts) or kept (0); both: every
+// bf16): each add of a matmul product folded into the GEMM's accumulate epilogue, and of rmsnorm_grad's
+// dx into its kernel's store (TrainingExecutorOptions.matmulAccumulate, passes/matmul-accumulate.ts) or kept (0); both: every
 // config twice, adds kept first, side by side in this process (crossed with --cast-once both).
 // MOCC_CUDA_TRAIN_BF16_PRODUCERS=0: with shared casts, keep the casts of values only casts read (by
 // default their producers write bf16: TrainingExecutorOptions.bf16Producers, passes/bf16-producers.ts).

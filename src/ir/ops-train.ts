@@ -159,6 +159,20 @@ export const TRAINING_OPS: OpSpec[] = [
       return [f32(...x!.shape), f32(...w!.shape)];
     },
   },
+  // add(acc, rmsnorm_grad(x, weight, dy)'s dx) as one node whose kernel adds its dx to acc where acc
+  // is stored (passes/matmul-accumulate.ts): acc is consumed (OpSpec.consumes), output 0 takes its
+  // storage. Same numbers as the add of rmsnorm_grad's dx; dweight as rmsnorm_grad's.
+  {
+    name: 'rmsnorm_grad_acc', inputs: ['x', 'weight', 'dy', 'acc'], attrs: { eps: { kind: 'float' } }, consumes: 3,
+    doc: 'acc + dx and dweight of rmsnorm(x, weight), dx written over acc (the residual gradient plus the norm\'s: dh + rmsnorm_grad(…))',
+    infer([x, w, dy, acc]) {
+      expectRank(w!, 1, 'weight');
+      sameShape(x!, dy!, 'x and dy differ');
+      if (acc!.dtype !== 'f32') fail(`acc must be f32, got ${typeToString(acc!)}`);
+      sameShape(acc!, x!, 'acc and x differ');
+      return [f32(...x!.shape), f32(...w!.shape)];
+    },
+  },
   {
     name: 'rope_grad', inputs: ['dy', 'pos'], attrs: ROPE_ATTRS,
     doc: 'the gradient of rope: each row rotated back by its angle (the rotation\'s transpose)',

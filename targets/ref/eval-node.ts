@@ -36,6 +36,11 @@ function evalF32(n: Node, ins: Value[], dim: DimOf): Value[] {
   switch (n.op) {
     case 'split': return K.split(f(0), dim(0, 1), a.parts as number);
     case 'rmsnorm_grad': return G.rmsnormGrad(f(0), f(1), f(2), a.eps as number);
+    // exactly add(acc, rmsnorm_grad's dx) (passes/matmul-accumulate.ts): the same dx, then one f32 rounding of the sum (K.add)
+    case 'rmsnorm_grad_acc': {
+      const [dx, dw] = G.rmsnormGrad(f(0), f(1), f(2), a.eps as number);
+      return [K.add(f(3), dx), dw];
+    }
     case 'lm_head_loss_grad': return lmHeadLossGrad(f(0), f(1), ins[2] as Int32Array, f(3), a.chunk_rows as number);
     case 'attention_grad': return G.attentionGrad(f(0), f(1), f(2), ins[3] as Int32Array, f(4), heads, kvHeads, hd);
     default: return [evalSingle(n, ins, dim)];

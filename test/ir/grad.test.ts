@@ -17,11 +17,11 @@ test('every op of a model graph has a gradient rule; the decode-only ops and the
   const missing = opsWithoutGradRule();
   t.deepEqual(missing, [...OPS.keys()].filter((op) => !GRAD_RULES.has(op)));
   // kv_* appear only in decode graphs (training runs the model graph); the ops gradient rules emit
-  // are not differentiated again (no second-order gradients); cast and matmul_acc are added after
+  // are not differentiated again (no second-order gradients); cast, matmul_acc and rmsnorm_grad_acc are added after
   // autodiff, by a target's lowering (passes/bf16-gemm-operands.ts, passes/matmul-accumulate.ts).
   t.deepEqual([...missing].sort(), [
     'attention_grad', 'cast', 'concat', 'cross_entropy_grad', 'embedding_grad', 'fill_like', 'index_narrow', 'index_widen', 'kl_div_grad', 'kv_attention', 'kv_write', 'lm_head_loss_grad',
-    'matmul', 'matmul_acc', 'matmul_tn', 'moc_rows_grad', 'moc_scatter', 'rmsnorm_grad', 'rope_grad', 'sigmoid_grad', 'silu_grad',
+    'matmul', 'matmul_acc', 'matmul_tn', 'moc_rows_grad', 'moc_scatter', 'rmsnorm_grad', 'rmsnorm_grad_acc', 'rope_grad', 'sigmoid_grad', 'silu_grad',
   ]);
   t.log(`ops without a gradient rule: ${missing.join(', ')}`);
 });

@@ -7,6 +7,7 @@
 //      PTX interpreter runs it), writes dx = r·dy·w − (r³/d)·x·Σ(dy·w·x), and accumulates dy·x·r of
 //      its rows per column in registers: thread `tid` owns columns tid + j·threads, j < cols, the
 //      same columns for every row. At the end it writes its partial dweight row part[block, :].
+//      Its accumulate variant (rmsnorm_grad_acc) adds dx to what dx's storage holds, as add does.
 //   2. columnSum — dweight[i] = Σ_b part[b, i] in b order, one thread a column.
 //
 // Every sum has a fixed order (per-thread partials in j order, the tree in a fixed shape, the row
@@ -65,10 +66,14 @@ export function blockTreeSum(k: KernelBuilder, vals: string[], tid: string, thre
  * Phase 1. Params dx, part, x, w, dy, then T (u32). Grid rmsnormGradGrid, block rmsnormGradThreads.
  * dx may alias dy (each thread reads its elements of a row before writing them; the reduction's
  * barrier separates every read of the row from every write).
+ * `accumulate` (rmsnorm_grad_acc, passes/matmul-accumulate.ts): dx holds acc on entry and gets
+ * acc + dx: each thread reads its element of acc just before storing there and adds with one f32
+ * add rounded to nearest, the add kernel's arithmetic (train-forward.ts binary: add.f32; the .rn
+ * here only rules out a contraction, of which there is none to make: dx comes out of an fma.rn).
  */
-export function rmsnormGradRows(s: RmsnormGradSpec): Kernel {
+export function rmsnormGradRows(s: RmsnormGradSpec, accumulate = false): Kernel {
   const { d, eps } = s, R = rowsOf(s), nt = rmsnormGradThreads(s), cols = Math.ceil(d / nt);
-  const name = `rmsnorm_grad_rows_d${d}_e${f32Imm(eps).slice(2)}_r${R}`;
+  const name = `rmsnorm_grad_rows_d${d}_e${f32Imm(eps).slice(2)}_r${R}${accumulate ? '_acc' : ''}`;
   const k = new KernelBuilder(name, [...['dx', 'part', 'x', 'w', 'dy'].map((n) => ({ name: n, type: 'u64' as const })), { name: 'T', type: 'u32' as const }]);
   k.blockSize(nt);
   const dx = k.ptrParam('dx'), part = k.ptrParam('part'), x = k.ptrParam('x'), w = k.ptrParam('w'), dy = k.ptrParam('dy'), T = k.u32Param('T');
@@ -105,11 +110,13 @@ export function rmsnormGradRows(s: RmsnormGradSpec): Kernel {
   const inv = k.reg('f32', 'inv'), coef = k.reg('f32', 'coef');
   k.emit(`mul.f32 ${ss}, ${ss}, ${f32Imm(1 / d)}`, `add.f32 ${ss}, ${ss}, ${f32Imm(eps)}`, `sqrt.rn.f32 ${inv}, ${ss}`, `rcp.rn.f32 ${inv}, ${inv}`);
   k.emit(`mul.f32 ${coef}, ${inv}, ${inv}`, `mul.f32 ${coef}, ${coef}, ${inv}`, `mul.f32 ${coef}, ${coef}, ${dot}`, `mul.f32 ${coef}, ${coef}, ${f32Imm(1 / d)}`, `neg.f32 ${coef}, ${coef}`);
-  const g = k.reg('f32', 'g'), dxy = k.reg('f32', 'dxy');
+  const g = k.reg('f32', 'g'), dxy = k.reg('f32', 'dxy'), old = accumulate ? k.reg('f32', 'old') : '';
   for (let j = 0; j < cols; j++) {
     // dx = r·dy·w − coef·x; dweight partial += dy·x·r
     k.emit(`mul.f32 ${g}, ${dv[j]}, ${wv[j]}`, `mul.f32 ${g}, ${g}, ${inv}`, `fma.rn.f32 ${g}, ${coef}, ${xv[j]}, ${g}`);
-    k.emit(`@${guard[j]} st.global.f32 [${at(dxrow, j)}], ${g}`);
+    const dst = at(dxrow, j);
+    if (accumulate) k.emit(`@${guard[j]} ld.global.f32 ${old}, [${dst}]`, `@${guard[j]} add.rn.f32 ${g}, ${old}, ${g}`);
+    k.emit(`@${guard[j]} st.global.f32 [${dst}], ${g}`);
     k.emit(`mul.f32 ${dxy}, ${dv[j]}, ${xv[j]}`, `fma.rn.f32 ${dw[j]}, ${dxy}, ${inv}, ${dw[j]}`);
   }
   k.emit(`add.u32 ${r}, ${r}, 1`, `bra ${loop}`);

@@ -8,7 +8,7 @@
 // in ONE arena; the executor allocates that arena once and each value lives at its offset — two
 // values whose lifetimes overlap never share bytes (checkArena), so a checkpoint policy that saves
 // less really holds less; the one exception is by design: a node that consumes an input (matmul_acc,
-// passes/matmul-accumulate.ts) writes its output over that input's bytes (values.ts checkInPlace). Outside the arena: the params (uploaded once, in their padded layout: f32,
+// rmsnorm_grad_acc: passes/matmul-accumulate.ts) writes its output over that input's bytes (values.ts checkInPlace). Outside the arena: the params (uploaded once, in their padded layout: f32,
 // or bf16 for the weight matrices an optimizerState 'bf16-params' run stores bf16), the
 // RoPE tables, and one scratch buffer as large as the largest node's scratch (ops.ts), which a node
 // uses only during its own launches.
@@ -71,12 +71,13 @@ export interface TrainingExecutorOptions {
    */
   castOnce?: boolean;
   /**
-   * Fold each add of a matmul's product into that matmul's GEMM (passes/matmul-accumulate.ts:
-   * matmul_acc, the product added where the other operand is stored, in place in the plan): one add
-   * launch and one [T, d] buffer fewer each. Default: on with matmul 'bf16' (the GEMM's 'accumulate'
-   * epilogue), off with 'f32' (true runs the f32 SIMT kernel's accumulate variant: how the
-   * interpreter checks the fold end to end, as the bf16 GEMMs do not run there). false for
-   * side-by-side runs (MOCC_CUDA_TRAIN_MATMUL_ACC=0). Outputs are bit-identical either way.
+   * Fold each add of a matmul's product into that matmul's GEMM, and each add of rmsnorm_grad's dx
+   * into that kernel's store (passes/matmul-accumulate.ts: matmul_acc, rmsnorm_grad_acc, the result
+   * added where the other operand is stored, in place in the plan): one add launch and one [T, d]
+   * buffer fewer each. Default: on with matmul 'bf16' (the GEMM's 'accumulate' epilogue), off with
+   * 'f32' (true runs the f32 SIMT kernel's accumulate variant: how the interpreter checks the fold
+   * end to end, as the bf16 GEMMs do not run there). false for side-by-side runs
+   * (MOCC_CUDA_TRAIN_MATMUL_ACC=0). Outputs are bit-identical either way.
    */
   matmulAccumulate?: boolean;
   /**

@@ -79,9 +79,10 @@ export function trainMocMatmulFromEnv(env: NodeJS.ProcessEnv = process.env): Tra
 }
 
 /**
- * The environment switch, read here only: MOCC_CUDA_TRAIN_MATMUL_ACC=0 keeps every add of a matmul
- * product (TrainingExecutorOptions.matmulAccumulate false, for side-by-side runs), 1 folds them in the
- * f32 mode as well; unset: the executor's default (folded with bf16 GEMMs only).
+ * The environment switch, read here only: MOCC_CUDA_TRAIN_MATMUL_ACC=0 keeps every add that
+ * passes/matmul-accumulate.ts would fold into its producer (a matmul product, rmsnorm_grad's dx;
+ * TrainingExecutorOptions.matmulAccumulate false, for side-by-side runs), 1 folds them in the f32
+ * mode as well; unset: the executor's default (folded with bf16 GEMMs only).
  */
 export function trainMatmulAccumulateFromEnv(env: NodeJS.ProcessEnv = process.env): boolean | undefined {
   const v = env.MOCC_CUDA_TRAIN_MATMUL_ACC;

@@ -169,6 +169,21 @@ const klScratch = (T: number) => align64(T * 4 * KL_STATE_WORDS) + 64;
 
 const rmsnormGradSpec = (n: Node, d: number): RmsnormGradSpec => ({ d, eps: n.attrs.eps as number });
 
+/** rmsnorm_grad's entry (inputs x, w, dy; outputs dx, dweight); `accumulate`: rmsnorm_grad_acc's, dx added into input 3 where output 0 is stored. */
+function rmsnormGradOp(accumulate: boolean): TrainOp {
+  return {
+    scratchBytes: (c) => rmsnormGradPartRows(rmsnormGradSpec(c.node, c.inDim(0, 1)), c.inDim(0, 0)) * pad8(c.inDim(0, 1)) * 4,
+    launches(c) {
+      if (accumulate) checkInPlace(c);
+      const T = c.inDim(0, 0), d = c.inDim(0, 1), s = rmsnormGradSpec(c.node, d);
+      return [
+        { kernel: rmsnormGradRows(s, accumulate), grid: rmsnormGradGrid(s, T), block: rmsnormGradThreads(s), args: [ptr(c.output(0)), ptr(c.scratch()), ptr(c.input(0)), ptr(c.input(1)), ptr(c.input(2)), u32(T)] },
+        { kernel: columnSum(d), grid: columnSumGrid(d), block: COLUMN_SUM_THREADS, args: [ptr(c.output(1)), ptr(c.scratch()), u32(rmsnormGradPartRows(s, T))] },
+      ];
+    },
+  };
+}
+
 /** moc_select's spec from its attrs (k, or the a:b pattern) and its input's F channels. */
 const mocSelectSpec = (c: OpContext): MocSelectSpec => {
   const a = c.node.attrs;
@@ -332,17 +347,9 @@ export const TRAIN_OPS: Readonly<Record<string, TrainOp>> = {
       return [{ kernel: matmulTN(M, N), grid: matmulGrid(M, N), block: MATMUL_THREADS, args: [ptr(c.output(0)), ptr(c.input(0)), ptr(c.input(1)), u32(K)] }];
     },
   },
-  rmsnorm_grad: {
-    scratchBytes: (c) => rmsnormGradPartRows(rmsnormGradSpec(c.node, c.inDim(0, 1)), c.inDim(0, 0)) * pad8(c.inDim(0, 1)) * 4,
-    launches(c) {
-      const T = c.inDim(0, 0), d = c.inDim(0, 1), s = rmsnormGradSpec(c.node, d);
-      // inputs x, w, dy; outputs dx, dweight
-      return [
-        { kernel: rmsnormGradRows(s), grid: rmsnormGradGrid(s, T), block: rmsnormGradThreads(s), args: [ptr(c.output(0)), ptr(c.scratch()), ptr(c.input(0)), ptr(c.input(1)), ptr(c.input(2)), u32(T)] },
-        { kernel: columnSum(d), grid: columnSumGrid(d), block: COLUMN_SUM_THREADS, args: [ptr(c.output(1)), ptr(c.scratch()), u32(rmsnormGradPartRows(s, T))] },
-      ];
-    },
-  },
+  rmsnorm_grad: rmsnormGradOp(false),
+  // dx added into acc's storage (input 3), which output 0 takes (checkInPlace)
+  rmsnorm_grad_acc: rmsnormGradOp(true),
   silu_grad: elementwise(siluGrad),
   rope_grad: { ...rope(ropeGrad), bf16Output: true },
   embedding_grad: {

@@ -25,7 +25,7 @@ export const deviceBytes: ValueBytes = (t, dims) => {
 };
 
 /**
- * A node whose op consumes an input (src/ir/ops.ts OpDef.consumes: matmul_acc's acc) adds into it
+ * A node whose op consumes an input (src/ir/ops.ts OpDef.consumes: matmul_acc's and rmsnorm_grad_acc's acc) adds into it
  * where it is stored: the memory plan puts output 0 at that input's offset (passes/memory-plan.ts, in
  * place). Refused if it does not (the kernel would add to whatever output 0's bytes held).
  */
