@@ -124,18 +124,20 @@ if [[ $what == train-acc ]]; then
   MOCC_CUDA_TRAIN_MOC=dense $t --configs dense:gcp,moc:moc-gcp --matmul-acc both --profile --out "$out/train-matmul-acc.json" 2>&1 | tail -100 || status=1
 fi
 if [[ $what == train-s17 ]]; then
-  step "train-s17 (about 9 min): every training change since session 15's GPU run in one call: their GPU tests (shared casts, castRows, bf16 scatter, map kernels, AdamW bounds, radix Top-K, matmul_acc, rmsnorm_grad_acc), then the 1B step: a cast per GEMM vs shared (profiled, adds folded), adds kept (MoC), the memory-goal configuration, torch.compile beside it"
+  step "train-s17 (about 10 min; most important first): the GPU tests of every training change since the last GPU run (shared casts, castRows, bf16 scatter, map kernels, AdamW bounds, radix Top-K, matmul_acc, rmsnorm_grad_acc, bf16 producers), the 1B step with all of them (profiled), the memory-goal configuration, then MoC+GCP with each switched off, torch.compile beside it"
   model=/tmp/llama-1b
   ( model_1b $model > "$out/make1b.log" 2>&1 ) &
-  timeout 170 node node_modules/ava/entrypoints/cli.mjs --timeout=160s test/passes/bf16-gemm-operands.test.ts test/targets/cuda-cast.test.ts test/targets/cuda-train-elementwise.test.ts test/targets/cuda-train-adamw-bf16-state.test.ts test/targets/cuda-train-adamw-bf16-params.test.ts test/targets/cuda-train-moc-dense.test.ts test/targets/cuda-train-moc.test.ts test/passes/matmul-accumulate.test.ts test/targets/cuda-train-wgmma.test.ts test/targets/cuda-train-norm.test.ts > "$out/train-s17-check.log" 2>&1 || status=1
+  timeout 160 node node_modules/ava/entrypoints/cli.mjs --timeout=150s test/passes/bf16-gemm-operands.test.ts test/targets/cuda-cast.test.ts test/targets/cuda-train-elementwise.test.ts test/targets/cuda-train-adamw-bf16-state.test.ts test/targets/cuda-train-adamw-bf16-params.test.ts test/targets/cuda-train-moc-dense.test.ts test/targets/cuda-train-moc.test.ts test/passes/matmul-accumulate.test.ts test/targets/cuda-train-wgmma.test.ts test/targets/cuda-train-norm.test.ts test/targets/cuda-train-bf16-out.test.ts test/targets/cuda-train-bf16-producers.test.ts > "$out/train-s17-check.log" 2>&1 || status=1
   grep -E "✘|tests? (passed|failed|skipped)" "$out/train-s17-check.log" | tail -20
   wait
   t="node dist/bench/gpu/train.js --model $model --batch 64 --seq 256 --steps 2 --warmup 1 --matmul bf16"
-  MOCC_CUDA_TRAIN_MOC=dense $t --configs dense:gcp,moc:moc-gcp --cast-once both --profile --out "$out/train-s17.json" 2>&1 | tail -100 || status=1
-  echo "--- adds kept (MOCC_CUDA_TRAIN_MATMUL_ACC=0), shared casts"
-  MOCC_CUDA_TRAIN_MOC=dense $t --configs moc:moc-gcp --matmul-acc 0 --out "$out/train-s17-adds-kept.json" 2>&1 | tail -3 || status=1
+  MOCC_CUDA_TRAIN_MOC=dense $t --configs dense:gcp,moc:moc-gcp --profile --out "$out/train-s17.json" 2>&1 | tail -90 || status=1
   echo "--- the memory goal: attention recomputed, the fused head, bf16 weight matrices and moments"
   MOCC_CUDA_TRAIN_MOC=dense $t --configs moc:moc-gcp-attn,dense:gcp-attn --optimizer-state bf16-params --fuse-lm-head --out "$out/train-memory-goal.json" 2>&1 | tail -3 || status=1
+  echo "--- MoC+GCP with one change off each: producers' casts kept; adds kept; a cast per GEMM (no shared casts, so no bf16 producers either)"
+  MOCC_CUDA_TRAIN_MOC=dense MOCC_CUDA_TRAIN_BF16_PRODUCERS=0 $t --configs moc:moc-gcp --out "$out/train-s17-producers-off.json" 2>&1 | tail -2 || status=1
+  MOCC_CUDA_TRAIN_MOC=dense $t --configs moc:moc-gcp --matmul-acc 0 --out "$out/train-s17-adds-kept.json" 2>&1 | tail -2 || status=1
+  MOCC_CUDA_TRAIN_MOC=dense $t --configs moc:moc-gcp --cast-once 0 --out "$out/train-s17-cast-per-gemm.json" 2>&1 | tail -2 || status=1
   echo "--- PyTorch dense under torch.compile, same machine"
   python3 bench/gpu/torch_train.py --model $model --batch 64 --seq 256 --steps 3 --warmup 1 --k 1024 --configs compile --out "$out/torch_train.json" 2>&1 | tail -4 || status=1
 fi
