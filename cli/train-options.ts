@@ -6,7 +6,7 @@ import type { LoadedModel } from '../driver/load.js';
 import { runTraining } from '../driver/run-training.js';
 import { checkTrainedOutput, writeTrainedPackage } from '../driver/save-trained.js';
 import { trainerGraph, type Trainer, type TrainConfig } from '../driver/trainer.js';
-import { TRAIN_TARGETS, type GradientTarget } from '../driver/gradient-backend.js';
+import { TRAIN_GEMMS, TRAIN_TARGETS, type GradientTarget, type TrainGemm } from '../driver/gradient-backend.js';
 import { CHECKPOINT_POLICIES, type CheckpointPolicy } from '../passes/checkpoint.js';
 import type { LossSpec } from '../passes/loss.js';
 import type { TrainingRecord } from '../src/package/manifest.js';
@@ -42,6 +42,8 @@ export interface TrainFlags {
   force?: boolean;
   tokenizer?: string;
   target: string;
+  /** --gemm: what the target's GEMMs multiply (GradientTarget.withGemm); absent: the target's default. */
+  gemm?: TrainGemm;
 }
 
 /** Sizes such as 512MiB, 2GB, 1.5GiB or a plain number of bytes (commander's argument parser: InvalidArgumentError gives its one-line error). */
@@ -72,9 +74,10 @@ export function addTrainOptions(cmd: Command, defaults: { steps: number; lr: num
     .option('--resume <dir>', 'continue from a checkpoint directory (same options): bit-exact, as if never stopped')
     .option('--max-memory <size>', 'refuse to start when one step plans more than this (e.g. 2GiB): its activations on --target ref; on --target cuda the device memory (the arena of activations and gradients, the weights and AdamW state)', parseBytes)
     .addOption(new Option('--dtype <type>', 'stored weight type of the output (default f32, the master weights)').choices(['f32', 'f16', 'bf16']))
-    .addOption(new Option('--optimizer-state <type>', 'how AdamW stores its moments m and v: f32, bf16 (rounded to nearest even after each update, half the memory; the weights stay f32), or bf16-params (the weight matrices bf16 GEMMs read stored bf16 too; --target cuda needs MOCC_CUDA_TRAIN_MATMUL=bf16, and MOCC_CUDA_TRAIN_MOC=dense for MoC); a checkpoint resumes only with the same').choices([...ADAMW_STATE_DTYPES]).default('f32'))
+    .addOption(new Option('--optimizer-state <type>', 'how AdamW stores its moments m and v: f32, bf16 (rounded to nearest even after each update, half the memory; the weights stay f32), or bf16-params (the weight matrices bf16 GEMMs read stored bf16 too; --target cuda needs --gemm bf16); a checkpoint resumes only with the same').choices([...ADAMW_STATE_DTYPES]).default('f32'))
     .option('--tokenizer <file>', 'tokenizer to use instead of the one found with the model')
-    .option('--target <name>', `where the loss and gradients are computed: ${[...TRAIN_TARGETS.keys()].join(', ')} (cuda: the CUDA training executor, clipping and AdamW on the GPU; its GEMMs f32, or bf16 with MOCC_CUDA_TRAIN_MATMUL=bf16); checkpoints resume on either`, 'ref')
+    .option('--target <name>', `where the loss and gradients are computed: ${[...TRAIN_TARGETS.keys()].join(', ')} (cuda: the CUDA training executor, clipping and AdamW on the GPU; its GEMMs f32, or bf16 with --gemm bf16); checkpoints resume on either`, 'ref')
+    .addOption(new Option('--gemm <type>', 'what --target cuda\'s matrix products multiply: f32 (SIMT cores; the ref target\'s arithmetic up to f32 rounding) or bf16 (tensor cores, f32 accumulation and f32 master weights, as PyTorch\'s bf16 autocast; MoC\'s products as dense GEMMs around the kept channels: on an H100 about 2x the speed of f32 for the 1B preset; bench/NOTES.md session 17); default f32').choices([...TRAIN_GEMMS]))
     .option('--force', 'replace the output package if it exists');
 }
 

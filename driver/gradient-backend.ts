@@ -8,8 +8,9 @@
 // - cuda: targets/cuda/train/ CudaTrainingExecutor, built once for the step's row count (batch·seq)
 //   and given the weights with setWeights before every step (lossAndGrads: the gradients alone, on
 //   the host; the Trainer itself uses deviceTraining below). Its matmuls are f32, or bf16 on tensor
-//   cores with MOCC_CUDA_TRAIN_MATMUL=bf16, and with it the MoC products as dense bf16 GEMMs with
-//   MOCC_CUDA_TRAIN_MOC=dense (read once, when the backend is created: targets/cuda/train/ops-bf16.ts
+//   cores with the MoC products as dense bf16 GEMMs (--gemm bf16: GradientTarget.withGemm). Without
+//   --gemm, the environment's switches for benchmarks and tests: MOCC_CUDA_TRAIN_MATMUL=bf16 and
+//   MOCC_CUDA_TRAIN_MOC=dense (read when the backend is created: targets/cuda/train/ops-bf16.ts
 //   trainMatmulFromEnv, trainMocMatmulFromEnv).
 //
 // A backend may also keep the whole step on its device (deviceTraining: driver/step-runner.ts's
@@ -78,7 +79,17 @@ export interface GradientTarget {
   plannedStepBytes(graph: Graph, rows: number, optimizerState?: AdamWStateDType): { bytes: number; what: string };
   /** A backend for this training graph (after check). */
   create(graph: Graph): GradientBackend;
+  /**
+   * This target with its GEMMs multiplying `gemm` operands (--gemm), where it has the choice: cuda
+   * (f32: SIMT; bf16: tensor cores, f32 accumulation, MoC's products as dense GEMMs around the kept
+   * channels). Absent: the target multiplies in f32 only (ref).
+   */
+  withGemm?(gemm: TrainGemm): GradientTarget;
 }
+
+/** What the training GEMMs multiply (--gemm of train and recover). */
+export const TRAIN_GEMMS = ['f32', 'bf16'] as const;
+export type TrainGemm = (typeof TRAIN_GEMMS)[number];
 
 /** The ref target's planned peak activation bytes of a step at `rows` rows (passes/memory-plan.ts; trainer.ts plannedPeakBytes is the same plan by batch × seq). */
 const refPeakBytes = (graph: Graph, rows: number): number => planMemory(graph, { T: rows }).peakBytes;
@@ -134,6 +145,8 @@ export function cudaGradients(device: () => TrainDevice, opts: { matmul?: TrainM
   const opened = () => (dev ??= device());
   return {
     name: 'cuda',
+    // bf16 takes the MoC products along (dense-bf16): their SIMT kernels would be the step's slowest part
+    withGemm: (gemm) => cudaGradients(device, { matmul: gemm, mocMatmul: gemm === 'bf16' ? 'dense-bf16' : 'simt' }),
     check(graph, optimizerState) {
       for (const n of graph.nodes) {
         try {
@@ -186,9 +199,14 @@ export function cudaGradients(device: () => TrainDevice, opts: { matmul?: TrainM
 
 export const TRAIN_TARGETS: ReadonlyMap<string, GradientTarget> = new Map([refGradients, cudaGradients(cudaTrainDevice)].map((t) => [t.name, t]));
 
-/** The gradient target called `name`, or a UserError naming those there are. */
-export function trainTarget(name: string): GradientTarget {
+/**
+ * The gradient target called `name`, or a UserError naming those there are; with `gemm` (--gemm), the
+ * target multiplying those operands (a UserError where it has no choice).
+ */
+export function trainTarget(name: string, gemm?: TrainGemm): GradientTarget {
   const t = TRAIN_TARGETS.get(name);
   if (!t) throw new UserError(`unknown target '${name}' for training; available: ${[...TRAIN_TARGETS.keys()].join(', ')}`);
-  return t;
+  if (gemm === undefined) return t;
+  if (!t.withGemm) throw new UserError(`--gemm ${gemm}: --target ${name} multiplies in f32 only; --gemm chooses for ${[...TRAIN_TARGETS.values()].filter((x) => x.withGemm).map((x) => `--target ${x.name}`).join(', ')}`);
+  return t.withGemm(gemm);
 }

@@ -47,7 +47,7 @@ Example:
   mocc recover out/k32 --teacher fixtures/stories260K/hf --steps 300 -o out/k32-recovered \\
       --eval fixtures/tinystories/validation-head.txt`);
   return cmd.action(action(async (path: string, o: RecoverFlags) => {
-    const target = trainTarget(o.target); // an unknown --target before any work
+    const target = trainTarget(o.target, o.gemm); // an unknown --target (or a --gemm it cannot) before any work
     const student = loadModel(path, { selection: selectionFromFlags(o), ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}) });
     let teacher: ReturnType<typeof loadModel> | undefined;
     try {

@@ -30,7 +30,7 @@ Checkpoint policies (--ckpt), per token per layer of FFN activations kept for th
 All policies give bit-identical gradients; see the planned bytes with mocc inspect MODEL --train.
 
 Targets (--target): ref computes each step's loss and gradients in plain TypeScript; cuda with the
-CUDA training executor, f32 GEMMs or bf16 with MOCC_CUDA_TRAIN_MATMUL=bf16 (needs an NVIDIA GPU and
+CUDA training executor, f32 GEMMs or bf16 ones with --gemm bf16 (needs an NVIDIA GPU and
 its driver, libcuda.so.1). Clipping, AdamW and
 checkpoints are the same on both: a checkpoint made on one resumes on the other. --eval is measured
 on the ref target.
@@ -40,9 +40,9 @@ Examples:
       --data fixtures/tinystories/validation-head.txt --steps 100 -o out/s260k-k32-ft
   mocc train out/moc --data corpus.jsonl --steps 2000 --save-every 200 -o out/moc-ft
   mocc train out/moc --data corpus.jsonl --steps 2000 --save-every 200 -o out/moc-ft --resume out/moc-ft.ckpt
-  mocc train out/moc --data corpus.jsonl --steps 2000 -o out/moc-ft --target cuda`);
+  mocc train out/moc --data corpus.jsonl --steps 2000 -o out/moc-ft --target cuda --gemm bf16`);
   return cmd.action(action(async (path: string, o: TrainFlags & SelectionFlags & { data: string; dataFormat?: DataFormat; eval?: string }) => {
-    const target = trainTarget(o.target); // an unknown --target before any work
+    const target = trainTarget(o.target, o.gemm); // an unknown --target (or a --gemm it cannot) before any work
     const model = loadModel(path, { selection: selectionFromFlags(o), ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}) });
     try {
       noteKRatio(o, model.spec.dFfn);

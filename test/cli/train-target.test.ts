@@ -63,11 +63,26 @@ test('recover --target cuda without a CUDA driver: the KL loss has kernels, so o
   refused(t, (o) => moccWithEnv(NO_DRIVER, 'recover', MODEL, '--k', '32', '--teacher', MODEL, ...SMALL, '--target', 'cuda', '-o', o), CUDA_MISSING);
 });
 
+test('train, recover --gemm: bf16 reaches the cuda target (bf16-params then passes its check and only the missing driver is refused); ref has no choice; a bad type is refused, nothing written', (t) => {
+  const train = (env: Record<string, string>, ...args: string[]) => (o: string) => moccWithEnv({ ...NO_DRIVER, ...env }, 'train', MODEL, '--data', DATA, ...SMALL, ...args, '-o', o);
+  // without --gemm, the environment's f32 GEMMs: bf16-params is refused, naming the flag
+  refused(t, train({}, '--target', 'cuda', '--optimizer-state', 'bf16-params'), /^mocc: --target cuda --optimizer-state bf16-params: .*--gemm bf16/);
+  refused(t, train({}, '--target', 'cuda', '--gemm', 'bf16', '--optimizer-state', 'bf16-params'), CUDA_MISSING);
+  // a MoC model: --gemm bf16 also takes the MoC products to the dense bf16 GEMMs bf16-params needs
+  refused(t, train({}, '--k', '32', '--target', 'cuda', '--gemm', 'bf16', '--optimizer-state', 'bf16-params'), CUDA_MISSING);
+  // --gemm f32 wins over the environment's bf16
+  refused(t, train({ MOCC_CUDA_TRAIN_MATMUL: 'bf16' }, '--target', 'cuda', '--gemm', 'f32', '--optimizer-state', 'bf16-params'), /bf16-params: .*not 'f32'/);
+  refused(t, train({}, '--gemm', 'bf16'), /^mocc: --gemm bf16: --target ref multiplies in f32 only; --gemm chooses for --target cuda$/);
+  refused(t, (o) => mocc('recover', MODEL, '--k', '32', '--teacher', MODEL, ...SMALL, '--gemm', 'bf16', '-o', o), /--gemm bf16: --target ref multiplies in f32 only/);
+  refused(t, train({}, '--target', 'cuda', '--gemm', 'fp8'), /argument 'fp8' is invalid.*Allowed choices are f32, bf16/);
+});
+
 test('--help of train, recover and eval documents --target', (t) => {
   for (const cmd of ['train', 'recover', 'eval']) {
     const r = mocc(cmd, '--help');
     t.is(r.code, 0);
     t.regex(r.stdout, /--target <name>\s+where the (loss and gradients|logits) are computed: ref, cuda/, cmd);
+    if (cmd !== 'eval') t.regex(r.stdout.replace(/\s+/g, ' '), /--gemm <type> what --target cuda's matrix products multiply: f32 .* or bf16 \(tensor cores/, cmd);
   }
 });
 

@@ -163,9 +163,9 @@ export function trainingStateBytes(g: Graph, dims: Record<string, number>, mode:
 export function bf16ParamsRefusal(g: Graph, opts: TrainingExecutorOptions): string | undefined {
   if (!adamwStoresBf16Params(opts.optimizerState)) return undefined;
   const how = "optimizer state 'bf16-params' stores the weight matrices bf16, which only the bf16 tensor-core GEMMs read";
-  if ((opts.matmul ?? 'f32') !== 'bf16') return `${how}: pass matmul 'bf16' (MOCC_CUDA_TRAIN_MATMUL=bf16), not '${opts.matmul ?? 'f32'}'`;
+  if ((opts.matmul ?? 'f32') !== 'bf16') return `${how}: pass matmul 'bf16' (--gemm bf16, or MOCC_CUDA_TRAIN_MATMUL=bf16), not '${opts.matmul ?? 'f32'}'`;
   if (g.nodes.some((n) => n.op === 'moc_up' || n.op === 'moc_down') && (opts.mocMatmul ?? 'simt') !== 'dense-bf16') {
-    return `${how}: this MoC graph needs mocMatmul 'dense-bf16' (MOCC_CUDA_TRAIN_MOC=dense), not '${opts.mocMatmul ?? 'simt'}'`;
+    return `${how}: this MoC graph needs mocMatmul 'dense-bf16' (--gemm bf16, or MOCC_CUDA_TRAIN_MOC=dense), not '${opts.mocMatmul ?? 'simt'}'`;
   }
   return undefined;
 }
