@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the GPU machine (no Node there: carry .carry, dist and the addon; see bench/gpu/README.md):
-#   source .carry/setup.sh && bash bench/gpu/run.sh [check|gemm|prefill|prefill-f32|sanitize|sanitize-train|ffn|e2e|context|wgsl|wgsl-check|train|train-quick|train-casts|train-acc|train-producers|train-s17|decode-fusions|train-torch|train-torch-largest|recovery|all]
+#   source .carry/setup.sh && bash bench/gpu/run.sh [check|gemm|prefill|prefill-f32|sanitize|sanitize-train|ffn|e2e|context|wgsl|wgsl-check|train|train-quick|train-casts|train-acc|train-producers|train-s17|train-s17b|decode-fusions|train-torch|train-torch-largest|recovery|all]
 # Writes logs and JSON under $OUT (the device tool's output folder) or bench/results/gpu.
 set -u
 what=${1:-all}
@@ -138,6 +138,25 @@ if [[ $what == train-s17 ]]; then
   MOCC_CUDA_TRAIN_MOC=dense MOCC_CUDA_TRAIN_BF16_PRODUCERS=0 $t --configs moc:moc-gcp --out "$out/train-s17-producers-off.json" 2>&1 | tail -2 || status=1
   MOCC_CUDA_TRAIN_MOC=dense $t --configs moc:moc-gcp --matmul-acc 0 --out "$out/train-s17-adds-kept.json" 2>&1 | tail -2 || status=1
   MOCC_CUDA_TRAIN_MOC=dense $t --configs moc:moc-gcp --cast-once 0 --out "$out/train-s17-cast-per-gemm.json" 2>&1 | tail -2 || status=1
+  echo "--- PyTorch dense under torch.compile, same machine"
+  python3 bench/gpu/torch_train.py --model $model --batch 64 --seq 256 --steps 3 --warmup 1 --k 1024 --configs compile --out "$out/torch_train.json" 2>&1 | tail -4 || status=1
+fi
+if [[ $what == train-s17b ]]; then
+  step "train-s17b (about 8 min): what train-s17 did not reach: decoding's Top-K GPU tests after the key change (NaN = -Inf, -0 = +0), the memory-goal configuration, MoC+GCP with each session-17 change off, torch.compile beside it"
+  model=/tmp/llama-1b
+  ( model_1b $model > "$out/make1b.log" 2>&1 ) &
+  timeout 120 node node_modules/ava/entrypoints/cli.mjs --timeout=110s --match='*topk*' test/targets/cuda-kernels.test.ts > "$out/train-s17b-check.log" 2>&1 || status=1
+  timeout 120 node node_modules/ava/entrypoints/cli.mjs --timeout=110s test/targets/cuda-moc-topk.test.ts >> "$out/train-s17b-check.log" 2>&1 || status=1
+  grep -E "✘|tests? (passed|failed|skipped)" "$out/train-s17b-check.log" | tail -20
+  wait
+  t="node dist/bench/gpu/train.js --model $model --batch 64 --seq 256 --steps 2 --warmup 1 --matmul bf16"
+  echo "--- the memory goal: attention recomputed, the fused head, bf16 weight matrices and moments"
+  MOCC_CUDA_TRAIN_MOC=dense $t --configs moc:moc-gcp-attn,dense:gcp-attn --optimizer-state bf16-params --fuse-lm-head --out "$out/train-memory-goal.json" 2>&1 | tail -3 || status=1
+  echo "--- MoC+GCP: all on, then with one change off each: producers' casts kept; adds kept; a cast per GEMM (no shared casts, so no bf16 producers either)"
+  MOCC_CUDA_TRAIN_MOC=dense $t --configs moc:moc-gcp --out "$out/train-s17b-all-on.json" 2>&1 | tail -2 || status=1
+  MOCC_CUDA_TRAIN_MOC=dense MOCC_CUDA_TRAIN_BF16_PRODUCERS=0 $t --configs moc:moc-gcp --out "$out/train-s17b-producers-off.json" 2>&1 | tail -2 || status=1
+  MOCC_CUDA_TRAIN_MOC=dense $t --configs moc:moc-gcp --matmul-acc 0 --out "$out/train-s17b-adds-kept.json" 2>&1 | tail -2 || status=1
+  MOCC_CUDA_TRAIN_MOC=dense $t --configs moc:moc-gcp --cast-once 0 --out "$out/train-s17b-cast-per-gemm.json" 2>&1 | tail -2 || status=1
   echo "--- PyTorch dense under torch.compile, same machine"
   python3 bench/gpu/torch_train.py --model $model --batch 64 --seq 256 --steps 3 --warmup 1 --k 1024 --configs compile --out "$out/torch_train.json" 2>&1 | tail -4 || status=1
 fi
