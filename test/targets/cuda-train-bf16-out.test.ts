@@ -86,7 +86,7 @@ for (const [T, heads, hd, style] of [[3, 3, 6, 'half'], [2, 4, 8, 'interleaved']
     dy.set(SPECIAL.subarray(0, Math.min(SPECIAL.length, dy.length)).filter((v) => Number.isFinite(v)));
     const pos = Int32Array.from({ length: T }, () => Math.floor(((r() + 1) / 2) * maxPos));
     const table = ropeTableImage({ name: 'rope', kind: 'rope', headDim: hd, theta: 10000 }, maxPos);
-    const launch = (out: 'f32' | 'bf16'): TrainLaunch => ({ kernel: ropeGrad(heads, hd, style, out), grid: ropeGradGrid(heads, hd, T), block: ROPE_THREADS, args: [out === 'f32' ? 'y32' : 'y16', 'dy', 'table', 'pos'] });
+    const launch = (out: 'f32' | 'bf16'): TrainLaunch => ({ kernel: ropeGrad(heads, hd, style, out), grid: ropeGradGrid(heads, hd, style, T), block: ROPE_THREADS, args: [out === 'f32' ? 'y32' : 'y16', 'dy', 'table', 'pos'] });
     const { got, want } = both(where, T, w, { dy: { data: padRows(dy, T, w) }, table: { data: table }, pos: { data: pos } }, [launch('f32')], [launch('bf16')]);
     t.is(differences(got, want, w), '');
   });

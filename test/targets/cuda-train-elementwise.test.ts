@@ -11,7 +11,7 @@
 // float64 values, so each rotated element is within 1e-6·(|a| + |b|) of its pair. A wrong element
 // index or formula is off by O(1).
 import test from 'ava';
-import { sigmoidGrad, siluGrad, swigluGrad, elementwiseGrid, mapGrid, ELEMENTWISE_THREADS, ropeGrad, ropeGradGrid } from '../../targets/cuda/ptx/train-elementwise.js';
+import { sigmoidGrad, siluGrad, swigluGrad, elementwiseGrid, mapGrid, ELEMENTWISE_THREADS, ropeAtPositions, ropeGrad, ropeGradGrid, ropePairsPerThread } from '../../targets/cuda/ptx/train-elementwise.js';
 import { ROPE_THREADS } from '../../targets/cuda/ptx/attention.js';
 import { pad8 } from '../../targets/cuda/ptx/layout.js';
 import * as ref from '../../targets/ref/train-kernels.js';
@@ -97,7 +97,7 @@ for (const [T, heads, hd, style, llama3] of ROPES) {
     const p: RopeParams = { heads, headDim: hd, theta: 10000, style, ...(llama3 ? { llama3: { factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPos: 64 } } : {}) };
     const table = ropeTableImage({ name: 'rope', kind: 'rope', headDim: hd, theta: p.theta, ...(p.llama3 ? { llama3: p.llama3 } : {}) }, maxPos);
     const out = runOn(where, { dx: { poison: T * pad8(w) * 4 }, dy: { data: padRows(dy, T, w) }, table: { data: table }, pos: { data: pos } },
-      [{ kernel: ropeGrad(heads, hd, style), grid: ropeGradGrid(heads, hd, T), block: ROPE_THREADS, args: ['dx', 'dy', 'table', 'pos'] }]);
+      [{ kernel: ropeGrad(heads, hd, style), grid: ropeGradGrid(heads, hd, style, T), block: ROPE_THREADS, args: ['dx', 'dy', 'table', 'pos'] }]);
     const raw = floats(out.dx!);
     const want = ref.ropeGrad(dy, p, pos);
     // a pair's two elements: (i, i + hd/2) for 'half', (2i, 2i + 1) for 'interleaved'
@@ -109,6 +109,28 @@ for (const [T, heads, hd, style, llama3] of ROPES) {
     t.is(bad, 0, first);
     t.is(paddingWritten(raw, T, w), 0, 'padding written');
   });
+}
+
+// The 4-pair rope threads (ropePairsPerThread: style 'half' with hd/2 a multiple of 4) against the
+// one-pair kernel of the same shape, bit for bit: forward and inverse rotations, f32 and bf16 rows,
+// heads spanning several threads and blocks, rows at scattered positions, NaN-poisoned outputs.
+for (const [T, heads, hd] of [[3, 1, 8], [2, 3, 24], [4, 5, 64], [1, 40, 16]] as const) {
+  for (const direction of ['forward', 'inverse'] as const) {
+    for (const out of ['f32', 'bf16'] as const) {
+      simAndGpu(`rope ${direction} ${out} T=${T} heads=${heads} hd=${hd}: 4 pairs a thread = one pair a thread, bit for bit`, (where) => (t) => {
+        t.is(ropePairsPerThread(hd, 'half'), 4);
+        const r = rng(T * 131 + heads * 17 + hd), w = heads * hd, maxPos = 200;
+        const dy = randomF32(T * w, r, 3);
+        const pos = Int32Array.from({ length: T }, () => Math.floor(((r() + 1) / 2) * maxPos));
+        const table = ropeTableImage({ name: 'rope', kind: 'rope', headDim: hd, theta: 10000 }, maxPos);
+        const rowBytes = T * pad8(w) * (out === 'bf16' ? 2 : 4);
+        const run = (pairs: number) => runOn(where, { dx: { poison: rowBytes }, dy: { data: padRows(dy, T, w) }, table: { data: table }, pos: { data: pos } },
+          [{ kernel: ropeAtPositions(`rope_test_p${pairs}`, heads, hd, 'half', direction, out, pairs), grid: ropeGradGrid(heads, hd, 'half', T, pairs), block: ROPE_THREADS, args: ['dx', 'dy', 'table', 'pos'] }]).dx!;
+        const one = run(1), four = run(4);
+        t.is(Buffer.compare(Buffer.from(one), Buffer.from(four)), 0, 'the two kernels wrote different bytes');
+      });
+    }
+  }
 }
 
 // The forward map kernels (train-forward.ts): add and mul exactly the f32 operation (one rounding),

@@ -119,7 +119,7 @@ const ropeAttrs = (n: Node) => ({ heads: n.attrs.heads as number, hd: n.attrs.he
 const rope = (kernel: (heads: number, hd: number, style: 'half' | 'interleaved', out: 'f32' | 'bf16') => Kernel): TrainOp => ({
   launches(c) {
     const { heads, hd, style } = ropeAttrs(c.node);
-    return [{ kernel: kernel(heads, hd, style, out0(c)), grid: ropeGradGrid(heads, hd, outRows(c)), block: ROPE_THREADS, args: [ptr(c.output(0)), ptr(c.input(0)), ptr(c.ropeTable()), ptr(c.input(1))] }];
+    return [{ kernel: kernel(heads, hd, style, out0(c)), grid: ropeGradGrid(heads, hd, style, outRows(c)), block: ROPE_THREADS, args: [ptr(c.output(0)), ptr(c.input(0)), ptr(c.ropeTable()), ptr(c.input(1))] }];
   },
 });
 
