@@ -65,7 +65,10 @@ test('gemm90 text is deterministic and on the Hopper path (TMA with mbarriers, w
   const acc = gemm90(CONFIGS[5]!);
   t.is(acc.name, 'gemm90_xwt_bf16_f32_m128n256k64_s4_acc');
   t.is(a.name, 'gemm90_xwt_bf16_f32_m128n256k64_s4');
-  t.regex(acc.text, /@%both_\d+ ld\.global\.v2\.f32 \{%old0_\d+, %old1_\d+\}/);
+  t.regex(acc.text, /@%bg_\d+ ld\.global\.v2\.f32 \{%oldg_\d+, %oldg_\d+\}/);
+  // the accumulate epilogue's loads come 8 fragments at a time, before that group's stores
+  const loads = [...acc.text.matchAll(/ld\.global\.v2\.f32/g)].map((m) => m.index!), firstStore = acc.text.indexOf('st.global.v2.f32');
+  t.true(loads.length === 64 && loads.filter((i) => i < firstStore).length === 8, `${loads.length} loads, ${loads.filter((i) => i < firstStore).length} before the first store`);
   t.notRegex(a.text, /ld\.global/);
 });
 

@@ -99,6 +99,8 @@ const MN_BOX = 64;
 const MN_BOX_BYTES = MN_BOX * ROW_BYTES;
 /** Row tiles walked together in the grouped tile order. */
 const GROUP_M = 8;
+/** Fragments of Y an 'accumulate' epilogue loads before adding and storing them (the epilogue's comment). */
+const ACC_GROUP = 8;
 /** The most shared memory a block may opt into on sm_90 (227 KB). */
 const MAX_SHARED = 227 * 1024;
 
@@ -296,20 +298,39 @@ export function gemm90(s: Gemm90Spec): Kernel {
     const row = k.reg('u32', 'row'), col = k.reg('u32', 'col'), col1 = k.reg('u32', 'col1'), rowOk = k.reg('pred', 'rowok');
     const both = k.reg('pred', 'both'), single = k.reg('pred', 'single'), ya = k.reg('u64', 'ya'), off = k.reg('u64', 'off'), a = k.reg('u64', 'ys');
     const packed = k.reg('b32', 'packed'), half16 = k.reg('b16', 'h');
-    const acc0 = k.reg('f32', 'old0'), acc1 = k.reg('f32', 'old1');
+    // 'accumulate': the loads of Y come in groups of ACC_GROUP fragments, all issued before the group's
+    // adds and stores. One load-add-store after another (as the store path goes) waited a full memory
+    // latency per fragment, 2·bn/8 of them a thread: the accumulate GEMMs of a 1B step ran at about
+    // half the 'store' GEMMs' rate (H100: 72 launches, 47.9 ms for 15.4 TFLOP; bench/NOTES.md session 17).
+    const groupRegs = s.epilogue === 'accumulate' ? {
+      old: k.regs('f32', 'oldg', 2 * ACC_GROUP), addr: k.regs('u64', 'ag', ACC_GROUP), both: k.regs('pred', 'bg', ACC_GROUP), single: k.regs('pred', 'sg', ACC_GROUP),
+    } : undefined;
     for (const half of [0, 1]) {
       k.emit(`add.u32 ${row}, ${r0}, ${half * 8}`, `setp.lt.u32 ${rowOk}, ${row}, ${M}`, `mul.wide.u32 ${off}, ${row}, ${ldy}`, `add.s64 ${ya}, ${y}, ${off}`);
       k.emit(`mul.wide.u32 ${off}, ${c0}, ${ob}`, `add.s64 ${ya}, ${ya}, ${off}`);
+      if (groupRegs) {
+        const { old, addr, both: bg, single: sg } = groupRegs;
+        for (let j0 = 0; j0 < s.bn / 8; j0 += ACC_GROUP) {
+          const js = Array.from({ length: Math.min(ACC_GROUP, s.bn / 8 - j0) }, (_, x) => j0 + x);
+          // guards and loads of the group (same guards as the store path: an element outside both is neither read nor written)
+          js.forEach((j, x) => {
+            k.emit(`add.u32 ${col}, ${c0}, ${8 * j}`, `add.u32 ${col1}, ${col}, 1`, `setp.lt.and.u32 ${bg[x]}, ${col1}, ${N}, ${rowOk}`, `setp.lt.and.u32 ${sg[x]}, ${col}, ${N}, ${rowOk}`);
+            k.emit(`xor.pred ${sg[x]}, ${sg[x]}, ${bg[x]}`, `add.s64 ${addr[x]}, ${ya}, ${8 * j * ob}`);
+            k.emit(`@${bg[x]} ld.global.v2.f32 {${old[2 * x]}, ${old[2 * x + 1]}}, [${addr[x]}]`, `@${sg[x]} ld.global.f32 ${old[2 * x]}, [${addr[x]}]`);
+          });
+          js.forEach((j, x) => {
+            const v0 = acc[4 * j + 2 * half]!, v1 = acc[4 * j + 2 * half + 1]!;
+            k.emit(`add.f32 ${v0}, ${v0}, ${old[2 * x]}`, `add.f32 ${v1}, ${v1}, ${old[2 * x + 1]}`);
+            k.emit(`@${bg[x]} st.global.v2.f32 [${addr[x]}], {${v0}, ${v1}}`, `@${sg[x]} st.global.f32 [${addr[x]}], ${v0}`);
+          });
+        }
+        continue;
+      }
       for (let j = 0; j < s.bn / 8; j++) {
         const v0 = acc[4 * j + 2 * half]!, v1 = acc[4 * j + 2 * half + 1]!;
         // both columns in range: one store (col is even, rows are pad8(N) elements: aligned)
         k.emit(`add.u32 ${col}, ${c0}, ${8 * j}`, `add.u32 ${col1}, ${col}, 1`, `setp.lt.and.u32 ${both}, ${col1}, ${N}, ${rowOk}`, `setp.lt.and.u32 ${single}, ${col}, ${N}, ${rowOk}`);
         k.emit(`xor.pred ${single}, ${single}, ${both}`, `add.s64 ${a}, ${ya}, ${8 * j * ob}`);
-        if (s.epilogue === 'accumulate') {
-          // read what is there with the same guards; an element outside both is neither read nor written
-          k.emit(`@${both} ld.global.v2.f32 {${acc0}, ${acc1}}, [${a}]`, `@${single} ld.global.f32 ${acc0}, [${a}]`);
-          k.emit(`add.f32 ${v0}, ${v0}, ${acc0}`, `add.f32 ${v1}, ${v1}, ${acc1}`);
-        }
         if (s.out === 'f32') {
           k.emit(`@${both} st.global.v2.f32 [${a}], {${v0}, ${v1}}`, `@${single} st.global.f32 [${a}], ${v0}`);
         } else {
