@@ -286,6 +286,9 @@ export class PtxSim {
         case 'red.shared.add.u32': { const p = address(d); sm.setUint32(p, u32(sm.getUint32(p, true) + val(a)), true); break; }
         case 'atom.shared.add.u32': { const p = address(a); set(d, sm.getUint32(p, true)); sm.setUint32(p, u32(sm.getUint32(p, true) + val(b)), true); break; }
         case 'ld.shared.v2.u32': { const p = address(a); if (p % 8) throw new Error(`PtxSim: misaligned ld.shared.v2 at ${p}`); list(d).forEach((x, i) => set(x, sm.getUint32(p + 4 * i, true))); break; }
+        // 16 bits of a .b16 register into shared memory; the vector shared load moves 16 bytes as bits (PTX ISA: st, ld)
+        case 'st.shared.b16': sm.setUint16(address(d), val(a) & 0xffff, true); break;
+        case 'ld.shared.v4.u32': { const p = address(a); if (p % 16) throw new Error(`PtxSim: misaligned ld.shared.v4 at ${p}`); list(d).forEach((x, i) => set(x, sm.getUint32(p + 4 * i, true))); break; }
         case 'st.shared.v4.u32': { const p = address(d); if (p % 16) throw new Error(`PtxSim: misaligned st.shared.v4 at ${p}`); list(a).forEach((x, i) => sm.setUint32(p + 4 * i, u32(val(x)), true)); break; }
         // Added for the training rope's 4-pair threads (targets/cuda/ptx/train-elementwise.ts), per the PTX ISA:
         case 'ld.global.nc.v4.f32': { const p = this.check(address(a), 16); list(d).forEach((x, i) => set(x, g.getFloat32(p + 4 * i, true))); break; }

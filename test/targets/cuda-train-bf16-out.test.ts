@@ -92,8 +92,10 @@ for (const [T, heads, hd, style] of [[3, 3, 6, 'half'], [2, 4, 8, 'interleaved']
   });
 }
 
-// [T, K, F]: padding (37); none (64). dy holds every special value: the scatter moves values, so the rounding alone is tested.
-for (const [T, K, F] of [[3, 5, 37], [2, 8, 64]] as const) {
+// [T, K, F]: padding (37); none (64); K past a round of 4-channel loads, with a tail (the f32 and bf16 kernels
+// both stage the row in shared memory); bf16 rows past 48 KiB (the direct kernel, f32 too). dy holds every
+// special value: the scatter moves values, so the rounding alone is tested.
+for (const [T, K, F] of [[3, 5, 37], [2, 8, 64], [2, 1027, 1102], [1, 6, 24580]] as const) {
   simAndGpu(`moc_scatter T=${T} K=${K} F=${F}: bf16 rows = the f32 kernel's rows cast, bit for bit`, (where) => (t) => {
     const r = rng(T * 5 + K + F);
     const dy = randomF32(T * K, r);

@@ -21,7 +21,7 @@ const ptxasTest = testsNeeding(ptxasRequirement(findPtxas()));
 const cudaTest = testsNeeding(cudaDeviceRequirement());
 
 ptxasTest('train scatter kernels assemble for sm_80 and sm_90, no local memory', (t) => {
-  const kernels = [embeddingGradSort(), embeddingGradRows(2048), mocScatter(1024, 5464), indexCast('narrow', 1024), indexCast('widen', 1024)];
+  const kernels = [embeddingGradSort(), embeddingGradRows(2048), mocScatter(1024, 5464), mocScatter(1030, 5461), mocScatter(7, 12300), indexCast('narrow', 1024), indexCast('widen', 1024)];
   for (const arch of ['sm_80', 'sm_90'] as const) {
     const r = assemblePtx(kernels.map((k) => k.text), arch);
     t.is(r.status, 0, `${arch}: ${r.stderr}`);
@@ -84,8 +84,10 @@ cudaTest.serial('embedding_grad T=4000 V=3000 d=2048: two GPU runs give the same
   t.is(checkEmbeddingGrad(first, 3000, 2048), '');
 });
 
-// [T, K, F]: one channel of one; K under a chunk; K and F past a block of threads
-for (const [T, K, F] of [[1, 1, 1], [3, 5, 13], [4, 300, 700]] as [number, number, number][]) {
+// [T, K, F]: one channel of one; K under a chunk; K and F past a block of threads; K past a round of
+// 4-channel loads (1024) with a tail of 2 and F with a tail of 1 (16-byte copy-out); K mod 4 = 3;
+// a row past 48 KiB of shared memory (12300 f32: the direct kernel)
+for (const [T, K, F] of [[1, 1, 1], [3, 5, 13], [4, 300, 700], [2, 1030, 1501], [2, 1027, 1103], [1, 7, 12300]] as [number, number, number][]) {
   simAndGpu(`moc_scatter T=${T} K=${K} F=${F} vs ref`, (where) => (t) => {
     const r = rng(T * 5 + K + F);
     const dy = randomF32(T * K, r);

@@ -67,7 +67,8 @@ export function blockTreeSum(k: KernelBuilder, vals: string[], tid: string, thre
  * dx may alias dy (each thread reads its elements of a row before writing them; the reduction's
  * barrier separates every read of the row from every write).
  * `accumulate` (rmsnorm_grad_acc, passes/matmul-accumulate.ts): dx holds acc on entry and gets
- * acc + dx: each thread reads its element of acc just before storing there and adds with one f32
+ * acc + dx: each thread reads its elements of acc with x and dy (before the row's reduction, so every
+ * load of a row is issued before its stores; it alone writes them) and adds with one f32
  * add rounded to nearest, the add kernel's arithmetic (train-forward.ts binary: add.f32; the .rn
  * here only rules out a contraction, of which there is none to make: dx comes out of an fma.rn).
  */
@@ -102,6 +103,10 @@ export function rmsnormGradRows(s: RmsnormGradSpec, accumulate = false): Kernel 
   const xv = k.regs('f32', 'x', cols), dv = k.regs('f32', 'dy', cols);
   for (let j = 0; j < cols; j++) k.emit(`mov.f32 ${xv[j]}, 0f00000000`, `mov.f32 ${dv[j]}, 0f00000000`);
   for (let j = 0; j < cols; j++) k.emit(`@${guard[j]} ld.global.f32 ${xv[j]}, [${at(xrow, j)}]`, `@${guard[j]} ld.global.f32 ${dv[j]}, [${at(dyrow, j)}]`);
+  // accumulate: acc is loaded with x and dy, so its latency hides behind the reduction instead of
+  // following it (each element is the thread's own: no other thread writes it in between)
+  const dst = Array.from({ length: accumulate ? cols : 0 }, (_, j) => at(dxrow, j)), old = k.regs('f32', 'old', dst.length);
+  dst.forEach((a, j) => k.emit(`@${guard[j]} ld.global.f32 ${old[j]}, [${a}]`));
   const ss = k.reg('f32', 'ss'), dot = k.reg('f32', 'dot'), dwx = k.reg('f32', 'dwx');
   k.emit(`mov.f32 ${ss}, 0f00000000`, `mov.f32 ${dot}, 0f00000000`);
   for (let j = 0; j < cols; j++) k.emit(`fma.rn.f32 ${ss}, ${xv[j]}, ${xv[j]}, ${ss}`, `mul.f32 ${dwx}, ${dv[j]}, ${wv[j]}`, `fma.rn.f32 ${dot}, ${dwx}, ${xv[j]}, ${dot}`);
@@ -110,13 +115,12 @@ export function rmsnormGradRows(s: RmsnormGradSpec, accumulate = false): Kernel 
   const inv = k.reg('f32', 'inv'), coef = k.reg('f32', 'coef');
   k.emit(`mul.f32 ${ss}, ${ss}, ${f32Imm(1 / d)}`, `add.f32 ${ss}, ${ss}, ${f32Imm(eps)}`, `sqrt.rn.f32 ${inv}, ${ss}`, `rcp.rn.f32 ${inv}, ${inv}`);
   k.emit(`mul.f32 ${coef}, ${inv}, ${inv}`, `mul.f32 ${coef}, ${coef}, ${inv}`, `mul.f32 ${coef}, ${coef}, ${dot}`, `mul.f32 ${coef}, ${coef}, ${f32Imm(1 / d)}`, `neg.f32 ${coef}, ${coef}`);
-  const g = k.reg('f32', 'g'), dxy = k.reg('f32', 'dxy'), old = accumulate ? k.reg('f32', 'old') : '';
+  const g = k.reg('f32', 'g'), dxy = k.reg('f32', 'dxy');
   for (let j = 0; j < cols; j++) {
     // dx = r·dy·w − coef·x; dweight partial += dy·x·r
     k.emit(`mul.f32 ${g}, ${dv[j]}, ${wv[j]}`, `mul.f32 ${g}, ${g}, ${inv}`, `fma.rn.f32 ${g}, ${coef}, ${xv[j]}, ${g}`);
-    const dst = at(dxrow, j);
-    if (accumulate) k.emit(`@${guard[j]} ld.global.f32 ${old}, [${dst}]`, `@${guard[j]} add.rn.f32 ${g}, ${old}, ${g}`);
-    k.emit(`@${guard[j]} st.global.f32 [${dst}], ${g}`);
+    if (accumulate) k.emit(`@${guard[j]} add.rn.f32 ${g}, ${old[j]}, ${g}`);
+    k.emit(`@${guard[j]} st.global.f32 [${accumulate ? dst[j] : at(dxrow, j)}], ${g}`);
     k.emit(`mul.f32 ${dxy}, ${dv[j]}, ${xv[j]}`, `fma.rn.f32 ${dw[j]}, ${dxy}, ${inv}, ${dw[j]}`);
   }
   k.emit(`add.u32 ${r}, ${r}, 1`, `bra ${loop}`);

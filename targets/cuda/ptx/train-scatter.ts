@@ -133,22 +133,125 @@ export const SCATTER_THREADS = 256;
 /** Grid of mocScatter over T rows: one block a row. */
 export const mocScatterGrid = (T: number): [number, number, number] => [1, T, 1];
 
+/** Bytes of static shared memory a block may declare without an opt-in (CUDA's 48 KiB). */
+const STATIC_SHARED_BYTES = 48 * 1024;
+/** Channels a thread of mocScatter loads a round: idx and dy each in one 16-byte load. */
+const SCATTER_LANES = 4;
+
 /**
  * moc_scatter: out [T, pad8(F)] = 0 except out[t, idx[t, k]] = dy[t, k] (k < K). The indices of a
  * row are distinct (moc_select's top-k), so no two threads write one element. Params out, dy, idx.
- * Grid mocScatterGrid(T) = (1, T, 1), block SCATTER_THREADS: the row's zeros, a barrier, then the kept
- * channels. `out`:
+ * Grid mocScatterGrid(T) = (1, T, 1), block SCATTER_THREADS. `out`:
  *   'f32'   f32 rows; the padding columns F..pad8(F) are left as they are;
- *   'bf16'  bf16 rows (name suffix _bf16), each value rounded to nearest even, the padding zeroed too,
- *           the zeros in 16-byte stores (pad8(F) bf16 is a whole number of them): bit for bit castRows'
- *           bf16 copy of the f32 scatter with its padding zeroed (0 casts to 0; each value gets the same
- *           cvt.rn), without that f32 [T, F] matrix and its cast: what the dense MoC GEMMs multiply
- *           (ops-moc-bf16.ts; its scratch holds stale bits, and gemm.ts multiplies a K-contiguous x's padding).
+ *   'bf16'  bf16 rows (name suffix _bf16), each value rounded to nearest even, the padding zeroed too:
+ *           bit for bit castRows' bf16 copy of the f32 scatter with its padding zeroed (0 casts to 0;
+ *           each value gets the same cvt.rn), without that f32 [T, F] matrix and its cast: what the
+ *           dense MoC GEMMs multiply (ops-moc-bf16.ts; its scratch holds stale bits, and gemm.ts
+ *           multiplies a K-contiguous x's padding).
+ * The row is built in shared memory (mocScatterStaged) when it fits the static 48 KiB, else written
+ * in global memory directly (mocScatterDirect); both store the same bits.
  */
 export function mocScatter(K: number, F: number, out: 'f32' | 'bf16' = 'f32'): Kernel {
+  return pad8(F) * (out === 'bf16' ? 2 : 4) <= STATIC_SHARED_BYTES ? mocScatterStaged(K, F, out) : mocScatterDirect(K, F, out);
+}
+
+const scatterName = (K: number, F: number, out: 'f32' | 'bf16') => `moc_scatter_k${K}_f${F}${out === 'bf16' ? '_bf16' : ''}`;
+
+/**
+ * The row in shared memory. Each thread loads its first SCATTER_LANES channels' idx and dy (16-byte
+ * loads, issued first, so their latency overlaps the zeroing), the block zeroes the shared row, then
+ * writes each kept value at its channel (2- or 4-byte shared stores: the random columns never reach
+ * global memory one sector at a time), then copies the row out with 16-byte stores. A round covers
+ * SCATTER_THREADS · SCATTER_LANES channels; with K past one round, round r + 1's loads are issued before
+ * round r's shared stores. Why: one channel a thread with its loads right before a dependent 2-byte global
+ * store kept about 8 bytes a thread in flight and sent each value to L2 as its own partial-sector write
+ * (bench/NOTES.md session 17: 0.13 ms a launch at 1B, ~1.4 TB/s of row writes).
+ * Channel groups start at multiples of 4 of a row of pad8(K) 4-byte values (16-byte aligned); a row's
+ * last K mod 4 channels are loaded one at a time, so the padding of dy and idx is never read.
+ */
+function mocScatterStaged(K: number, F: number, out: 'f32' | 'bf16'): Kernel {
+  const bf16 = out === 'bf16', eb = bf16 ? 2 : 4, nt = SCATTER_THREADS, L = SCATTER_LANES;
+  const k = new KernelBuilder(scatterName(K, F, out), ['out', 'dy', 'idx'].map((n) => ({ name: n, type: 'u64' as const })));
+  k.blockSize(nt);
+  const o = k.ptrParam('out'), dy = k.ptrParam('dy'), idx = k.ptrParam('idx');
+  const tid = k.special('%tid.x', 'tid'), t = k.special('%ctaid.y', 't');
+  const rowBytes = pad8(F) * eb, row = k.sharedArray('row', 'b32', rowBytes / 4, 16);
+  const sh = k.reg('u32', 'sh'), s16 = k.reg('u32', 's16'), g16 = k.reg('u64', 'g16');
+  // this thread's 16-byte slot: in shared memory, and in a row of dy / idx / out
+  k.emit(`mov.u32 ${sh}, ${row}`, `shl.b32 ${s16}, ${tid}, 4`, `add.u32 ${s16}, ${sh}, ${s16}`, `mul.wide.u32 ${g16}, ${tid}, 16`);
+  const dyrow = k.addr(dy, t, pad8(K) * 4), irow = k.addr(idx, t, pad8(K) * 4);
+  const dyg = k.reg('u64', 'dyg'), ig = k.reg('u64', 'ig');
+  k.emit(`add.s64 ${dyg}, ${dyrow}, ${g16}`, `add.s64 ${ig}, ${irow}, ${g16}`);
+  /** A predicate true for tid < lim (null: for every thread; undefined: for none). */
+  const below = (lim: number): string | null | undefined => {
+    if (lim >= nt) return null;
+    if (lim <= 0) return undefined;
+    const p = k.reg('pred', 'lt');
+    k.emit(`setp.lt.u32 ${p}, ${tid}, ${lim}`);
+    return p;
+  };
+  const on = (p: string | null) => (p === null ? '' : `@${p} `);
+  const full = Math.floor(K / L), groups = Math.ceil(K / L), rounds = Math.ceil(groups / nt), tail = K % L;
+  interface Round { ch: string[]; v: string[]; whole: string | null | undefined; any: string | null | undefined }
+  const load = (r: number): Round => {
+    const ch = k.regs('u32', 'ch', L), v = k.regs('f32', 'v', L);
+    const whole = below(full - r * nt), any = tail ? below(groups - r * nt) : whole;
+    if (whole !== undefined) k.emit(`${on(whole)}ld.global.v4.u32 {${ch.join(', ')}}, [${ig}+${r * nt * 16}]`, `${on(whole)}ld.global.v4.f32 {${v.join(', ')}}, [${dyg}+${r * nt * 16}]`);
+    if (tail && full - r * nt < nt && any !== undefined) {
+      // the row's last group (thread full − r·nt of this round, if it is in the round): its K mod 4 channels
+      const last = k.reg('pred', 'last');
+      k.emit(`setp.eq.u32 ${last}, ${tid}, ${full - r * nt}`);
+      for (let l = 0; l < tail; l++) k.emit(`@${last} ld.global.u32 ${ch[l]}, [${ig}+${r * nt * 16 + 4 * l}]`, `@${last} ld.global.f32 ${v[l]}, [${dyg}+${r * nt * 16 + 4 * l}]`);
+    }
+    return { ch, v, whole, any };
+  };
+  let cur = load(0);
+  // zero the shared row, every 16 bytes of it (the padding too: bf16 copies it out)
+  const z = k.reg('b32', 'z');
+  k.emit(`mov.b32 ${z}, 0`);
+  for (let c = 0; c * nt < rowBytes / 16; c++) {
+    const p = below(rowBytes / 16 - c * nt);
+    k.emit(`${on(p!)}st.shared.v4.u32 [${s16}+${c * nt * 16}], {${z}, ${z}, ${z}, ${z}}`);
+  }
+  k.emit('bar.sync 0');
+  const a = k.reg('u32', 'a'), h = bf16 ? k.reg('b16', 'h') : '';
+  for (let r = 0; r < rounds; r++) {
+    const next = r + 1 < rounds ? load(r + 1) : undefined;
+    for (let l = 0; l < L; l++) {
+      const p = l < tail ? cur.any : cur.whole;
+      if (p === undefined) continue;
+      k.emit(`${on(p)}mad.lo.u32 ${a}, ${cur.ch[l]}, ${eb}, ${sh}`);
+      if (bf16) k.emit(`${on(p)}cvt.rn.bf16.f32 ${h}, ${cur.v[l]}`, `${on(p)}st.shared.b16 [${a}], ${h}`);
+      else k.emit(`${on(p)}st.shared.f32 [${a}], ${cur.v[l]}`);
+    }
+    if (next) cur = next;
+  }
+  // the row out, 16 bytes a thread a round: bf16 all pad8(F) columns; f32 the F columns, the last F mod 4 one at a time
+  k.emit('bar.sync 0');
+  const orow = k.reg('u64', 'orow');
+  k.emit(`add.s64 ${orow}, ${k.addr(o, t, rowBytes)}, ${g16}`);
+  const perChunk = 16 / eb, chunks = bf16 ? rowBytes / 16 : Math.floor(F / perChunk), rest = bf16 ? 0 : F % perChunk;
+  const w = k.regs('b32', 'w', 4);
+  for (let c = 0; c * nt < chunks + (rest ? 1 : 0); c++) {
+    const p = below(chunks - c * nt);
+    if (p !== undefined) k.emit(`${on(p)}ld.shared.v4.u32 {${w.join(', ')}}, [${s16}+${c * nt * 16}]`, `${on(p)}st.global.v4.b32 [${orow}+${c * nt * 16}], {${w.join(', ')}}`);
+    if (rest && chunks - c * nt >= 0 && chunks - c * nt < nt) {
+      const last = k.reg('pred', 'last');
+      k.emit(`setp.eq.u32 ${last}, ${tid}, ${chunks - c * nt}`);
+      for (let l = 0; l < rest; l++) k.emit(`@${last} ld.shared.u32 ${w[l]}, [${s16}+${c * nt * 16 + 4 * l}]`, `@${last} st.global.u32 [${orow}+${c * nt * 16 + 4 * l}], ${w[l]}`);
+    }
+  }
+  return { name: k.name, text: k.render() };
+}
+
+/**
+ * The row in global memory (rows past the static shared memory): the row's zeros (f32: one a thread
+ * per round over the F columns; bf16: eight, 16 bytes, over all pad8(F)), a barrier (it orders the
+ * block's global writes), then each kept channel's value, one a thread per round.
+ */
+function mocScatterDirect(K: number, F: number, out: 'f32' | 'bf16'): Kernel {
   const bf16 = out === 'bf16';
-  const name = `moc_scatter_k${K}_f${F}${bf16 ? '_bf16' : ''}`;
-  const k = new KernelBuilder(name, ['out', 'dy', 'idx'].map((n) => ({ name: n, type: 'u64' as const })));
+  const k = new KernelBuilder(scatterName(K, F, out), ['out', 'dy', 'idx'].map((n) => ({ name: n, type: 'u64' as const })));
   k.blockSize(SCATTER_THREADS);
   const o = k.ptrParam('out'), dy = k.ptrParam('dy'), idx = k.ptrParam('idx');
   const tid = k.special('%tid.x', 'tid'), t = k.special('%ctaid.y', 't');
@@ -157,11 +260,9 @@ export function mocScatter(K: number, F: number, out: 'f32' | 'bf16' = 'f32'): K
   const zero = k.label('zero'), zeroed = k.label('zeroed');
   k.emit(...(bf16 ? [`mov.b32 ${z}, 0`] : []), `mov.u32 ${i}, ${tid}`);
   k.place(zero);
-  // f32: one zero a thread per round over the F columns; bf16: eight (16 bytes) over all pad8(F)
   const store = bf16 ? `st.global.v4.b32 [${k.addr(orow, i, 16)}], {${z}, ${z}, ${z}, ${z}}` : `st.global.f32 [${k.addr(orow, i, 4)}], 0f00000000`;
   k.emit(`setp.ge.u32 ${p}, ${i}, ${bf16 ? pad8(F) / 8 : F}`, `@${p} bra ${zeroed}`, store, `add.u32 ${i}, ${i}, ${SCATTER_THREADS}`, `bra ${zero}`);
   k.place(zeroed);
-  // the zeros are written before any channel's value (bar.sync orders the block's global writes)
   k.emit('bar.sync 0', `mov.u32 ${i}, ${tid}`);
   const ch = k.reg('u32', 'ch'), x = k.reg('f32', 'x'), h = bf16 ? k.reg('b16', 'h') : '';
   const put = k.label('put'), done = k.label('done');
@@ -171,7 +272,7 @@ export function mocScatter(K: number, F: number, out: 'f32' | 'bf16' = 'f32'): K
   else k.emit(`st.global.f32 [${k.addr(orow, ch, 4)}], ${x}`);
   k.emit(`add.u32 ${i}, ${i}, ${SCATTER_THREADS}`, `bra ${put}`);
   k.place(done);
-  return { name, text: k.render() };
+  return { name: k.name, text: k.render() };
 }
 
 /** Grid of index_narrow / index_widen over T rows of K indices; block SCATTER_THREADS. */
