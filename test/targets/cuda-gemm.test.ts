@@ -47,6 +47,12 @@ test('gemm text is deterministic and uses the tensor-core path (cp.async, ldmatr
   t.not(gemm({ dtype: 'bf16', ...GEMM_DEFAULT }).name, gemm({ dtype: 'f16', ...GEMM_DEFAULT }).name);
 });
 
+test("gemm 'accumulate': Y's old values are loaded a group of fragments at a time, before that group's stores", (t) => {
+  const acc = gemm({ dtype: 'bf16', bm: 128, bn: 128, warpsM: 4, warpsN: 2, epilogue: 'accumulate' }).text; // warp tiles 32×64: 8 n-tiles, one group of 8
+  const loads = [...acc.matchAll(/ld\.global\.v2\.f32/g)].map((m) => m.index!), firstStore = acc.indexOf('st.global.v2.f32');
+  t.true(loads.length > 8 && loads.filter((i) => i < firstStore).length === 8, `${loads.length} loads, ${loads.filter((i) => i < firstStore).length} before the first store`);
+});
+
 test('gemm rejects a tile its warps cannot cover', (t) => {
   t.throws(() => gemm({ dtype: 'bf16', bm: 128, bn: 128, warpsM: 3, warpsN: 4 }), { message: /warp tile rows/ });
   t.throws(() => gemm({ dtype: 'bf16', bm: 128, bn: 64, warpsM: 2, warpsN: 8 }), { message: /warp tile columns/ });

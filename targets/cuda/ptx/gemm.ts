@@ -72,6 +72,8 @@ export interface GemmSpec {
 export const GEMM_DEFAULT: Omit<GemmSpec, 'dtype'> = { bm: 128, bn: 128, warpsM: 2, warpsN: 4 };
 
 const BK = 32;
+/** Fragments of Y an 'accumulate' epilogue loads before adding and storing them (the epilogue's comment). */
+const ACC_GROUP = 8;
 /** Shared row length in elements of a K-contiguous tile: BK plus 8 of padding against bank conflicts. */
 const SROW = BK + 8;
 
@@ -359,9 +361,32 @@ export function gemm(s: GemmSpec): Kernel {
       k.emit(`cvt.rn.bf16.f32 ${h}, ${v0}`, `@${one} st.global.b16 [${a}], ${h}`);
     }
   };
+  // 'accumulate': Y's old values are loaded ACC_GROUP fragments at a time, all before the group's adds
+  // and stores, not one dependent load-add-store after another (gemm-sm90.ts's epilogue, where that
+  // ran the accumulate GEMMs at half the store GEMMs' rate: bench/NOTES.md session 17)
+  const group = s.epilogue === 'accumulate' ? {
+    old: k.regs('f32', 'yog', 2 * ACC_GROUP), addr: k.regs('u64', 'yag', ACC_GROUP), both: k.regs('pred', 'bg', ACC_GROUP), one: k.regs('pred', 'og', ACC_GROUP),
+  } : undefined;
   for (let i = 0; i < mt; i++) {
     for (const half of [0, 1]) {
       k.emit(`add.u32 ${row}, ${r0}, ${i * 16 + half * 8}`, `setp.lt.u32 ${rowOk}, ${row}, ${M}`, `mul.wide.u32 ${yoff}, ${row}, ${ldy}`, `add.s64 ${ya}, ${y}, ${yoff}`);
+      if (group) {
+        for (let j0 = 0; j0 < nt; j0 += ACC_GROUP) {
+          const js = Array.from({ length: Math.min(ACC_GROUP, nt - j0) }, (_, x) => j0 + x);
+          // guards (as the store path's: an element outside both is neither read nor written) and loads
+          js.forEach((j, x) => {
+            k.emit(`add.u32 ${col}, ${c0}, ${j * 8}`, `add.u32 ${col1}, ${col}, 1`, `setp.lt.and.u32 ${group.both[x]}, ${col1}, ${N}, ${rowOk}`, `setp.lt.and.u32 ${group.one[x]}, ${col}, ${N}, ${rowOk}`);
+            k.emit(`mul.wide.u32 ${yoff}, ${col}, ${ob}`, `add.s64 ${group.addr[x]}, ${ya}, ${yoff}`, `xor.pred ${group.one[x]}, ${group.one[x]}, ${group.both[x]}`);
+            k.emit(`@${group.both[x]} ld.global.v2.f32 {${group.old[2 * x]}, ${group.old[2 * x + 1]}}, [${group.addr[x]}]`, `@${group.one[x]} ld.global.f32 ${group.old[2 * x]}, [${group.addr[x]}]`);
+          });
+          js.forEach((j, x) => {
+            const [v0, v1] = acc[i]![j]!.slice(half * 2, half * 2 + 2);
+            k.emit(`add.f32 ${v0}, ${v0}, ${group.old[2 * x]}`, `add.f32 ${v1}, ${v1}, ${group.old[2 * x + 1]}`);
+            k.emit(`@${group.both[x]} st.global.v2.f32 [${group.addr[x]}], {${v0}, ${v1}}`, `@${group.one[x]} st.global.f32 [${group.addr[x]}], ${v0}`);
+          });
+        }
+        continue;
+      }
       // silu_pair: n-tiles 2j (gate) and 2j+1 (up) make output columns c0 + 8j, + 1
       for (let j = 0; j < (silu ? nt / 2 : nt); j++) {
         const [v0, v1] = acc[i]![silu ? 2 * j : j]!.slice(half * 2, half * 2 + 2);
@@ -369,12 +394,6 @@ export function gemm(s: GemmSpec): Kernel {
         // both columns in range: one 8-byte (4-byte) store (col is even and rows are pad8(N) elements, so aligned)
         k.emit(`add.u32 ${col}, ${c0}, ${j * 8}`, `add.u32 ${col1}, ${col}, 1`, `setp.lt.and.u32 ${both}, ${col1}, ${N}, ${rowOk}`, `setp.lt.and.u32 ${one}, ${col}, ${N}, ${rowOk}`);
         k.emit(`mul.wide.u32 ${yoff}, ${col}, ${ob}`, `add.s64 ${a}, ${ya}, ${yoff}`, `xor.pred ${one}, ${one}, ${both}`);
-        if (s.epilogue === 'accumulate') {
-          // each element belongs to one thread of one CTA: a plain read-modify-write, no atomics
-          const [o0, o1] = [k.reg('f32', 'yo'), k.reg('f32', 'yo')];
-          k.emit(`@${both} ld.global.v2.f32 {${o0}, ${o1}}, [${a}]`, `@${one} ld.global.f32 ${o0}, [${a}]`);
-          k.emit(`add.f32 ${v0}, ${v0}, ${o0}`, `add.f32 ${v1}, ${v1}, ${o1}`);
-        }
         if (silu) {
           // u ← silu(g)·u, the gate's registers overwritten
           const [u0, u1] = acc[i]![2 * j + 1]!.slice(half * 2, half * 2 + 2);
