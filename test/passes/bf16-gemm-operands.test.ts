@@ -13,17 +13,14 @@ import { PRESET_1B } from '../../src/model/presets.js';
 import { modelWeights } from '../../driver/evaluate.js';
 import { trainingGraph } from '../../driver/training-graph.js';
 import { bf16GemmOperands, castGroups, GEMM_OPERANDS, WINDOW } from '../../passes/bf16-gemm-operands.js';
-import type { CheckpointPolicy } from '../../passes/checkpoint.js';
-import { parseGraph } from '../../src/ir/parse.js';
-import { printGraph } from '../../src/ir/print.js';
 import { verifyGraph } from '../../src/ir/verify.js';
-import { CudaTrainingExecutor, executorPlan, type TrainingExecutorOptions } from '../../targets/cuda/train/executor.js';
+import { CudaTrainingExecutor, executorPlan } from '../../targets/cuda/train/executor.js';
 import { CHECKPOINTS } from '../helpers/fixtures.js';
 import { recordingDevice } from '../helpers/recording-device.js';
 import { runTrainingGraphBf16Matmuls } from '../helpers/train-bf16-oracle.js';
 import { batch } from '../helpers/train-tiny-model.js';
-import { cudaDeviceRequirement, testsNeeding } from '../helpers/requires.js';
-import { cudaTrainDevice } from '../../targets/cuda/train/cuda-device.js';
+import { assertRewrite, sameBits } from '../helpers/pass-checks.js';
+import { gpuSwitchKeepsBits, type StoriesCase } from '../helpers/stories-training.js';
 
 /** The test graph around its body: the same inputs, params and outputs before and after. */
 const block = (body: string) => `graph block
@@ -69,12 +66,7 @@ const AFTER = block(`  %xn = rmsnorm(%x, @n) {eps=0.00001} : f32[T,8]
   %dk = matmul(%k, @wk) : f32[T,8]`);
 
 test('shares one cast among the GEMM reads of a value: before/after IR text', (t) => {
-  const before = parseGraph(BEFORE);
-  verifyGraph(before);
-  const after = bf16GemmOperands.run(before);
-  verifyGraph(after);
-  t.is(printGraph(after), AFTER);
-  t.is(printGraph(bf16GemmOperands.run(after)), AFTER, 'a second run finds nothing more to share (bf16 values are not cast again)');
+  assertRewrite(t, bf16GemmOperands, BEFORE, AFTER, 'a second run finds nothing more to share (bf16 values are not cast again)');
 });
 
 test('castGroups: all-GEMM readers form one group however far apart; otherwise runs of GEMM reads at most WINDOW nodes apart, groups of one dropped', (t) => {
@@ -88,7 +80,7 @@ test('castGroups: all-GEMM readers form one group however far apart; otherwise r
   t.deepEqual(castGroups(mixed, false), [[gemm(10), gemm(12), gemm(12 + WINDOW)]], 'a non-GEMM read: nearby runs only');
 });
 
-const CASES: Array<[string, 'dense' | { k: number }, CheckpointPolicy, TrainingExecutorOptions]> = [
+const CASES: StoriesCase[] = [
   ['dense, gcp', 'dense', 'gcp', { matmul: 'bf16' }],
   ['MoC K = 32, moc-gcp, dense MoC GEMMs', { k: 32 }, 'moc-gcp', { matmul: 'bf16', mocMatmul: 'dense-bf16' }],
   ['MoC K = 32, moc-gcp-attn, dense MoC GEMMs', { k: 32 }, 'moc-gcp-attn', { matmul: 'bf16', mocMatmul: 'dense-bf16' }],
@@ -110,8 +102,7 @@ for (const [what, selection, policy, opts] of CASES) {
       const T = 45, weights = modelWeights(m);
       const inputs = batch([20, 25], m.spec.vocabSize, 7);
       const want = runTrainingGraphBf16Matmuls(g, weights, inputs, T), got = runTrainingGraphBf16Matmuls(after, weights, inputs, T);
-      t.is(got.length, want.length);
-      got.forEach((v, i) => t.true(Buffer.from(v.buffer, v.byteOffset, v.byteLength).equals(Buffer.from(want[i]!.buffer, want[i]!.byteOffset, want[i]!.byteLength)), `output ${g.outputs[i]} bit-identical`));
+      sameBits(t, got, want, g.outputs);
 
       // at this size the bf16 copies can land at the peak (moc-gcp: +0.4%); at the 1B preset's the plan falls (below)
       // this pass alone: the casts bf16-producers would fold stay (its own test: bf16-producers.test.ts)
@@ -154,25 +145,4 @@ test('the 1B preset at 64 × 256 rows: the shared casts plan a smaller arena (de
 // On a GPU (skipped without one): the executor's outputs with shared casts (and, by default, the
 // casts of values only casts read folded into their producers: passes/bf16-producers.ts) equal, bit
 // for bit, those of every GEMM casting its own operands (the same rounding of the same values, the same GEMMs).
-const gpu = testsNeeding(cudaDeviceRequirement());
-for (const [what, selection, policy, opts] of CASES) {
-  gpu(`GPU: stories260K ${what}, T = 45: the executor's loss and gradients with shared casts are bit-identical to a cast per GEMM`, (t) => {
-    const m = loadModel(CHECKPOINTS.hf, { selection });
-    try {
-      const g = trainingGraph(m.graph, { loss: { kind: 'cross_entropy' }, policy });
-      const inputs = batch([20, 25], m.spec.vocabSize, 11);
-      const run = (castOnce: boolean) => {
-        const ex = new CudaTrainingExecutor(g, modelWeights(m), 45, cudaTrainDevice(), { ...opts, castOnce });
-        try {
-          return ex.run(inputs).outputs;
-        } finally {
-          ex.dispose();
-        }
-      };
-      const per = run(false), once = run(true);
-      once.forEach((v, i) => t.true(Buffer.from(v.buffer, v.byteOffset, v.byteLength).equals(Buffer.from(per[i]!.buffer, per[i]!.byteOffset, per[i]!.byteLength)), `output ${g.outputs[i]}`));
-    } finally {
-      m.close();
-    }
-  });
-}
+gpuSwitchKeepsBits((what) => `GPU: stories260K ${what}, T = 45: the executor's loss and gradients with shared casts are bit-identical to a cast per GEMM`, CASES, 'castOnce');

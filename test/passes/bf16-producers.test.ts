@@ -14,11 +14,11 @@ import { bf16ProducerValues, bf16Producers } from '../../passes/bf16-producers.j
 import type { CheckpointPolicy } from '../../passes/checkpoint.js';
 import { BF16_OUTPUT_OPS } from '../../src/ir/ops.js';
 import { parseGraph } from '../../src/ir/parse.js';
-import { printGraph } from '../../src/ir/print.js';
 import { verifyGraph } from '../../src/ir/verify.js';
 import { CHECKPOINTS } from '../helpers/fixtures.js';
 import { runTrainingGraphBf16Matmuls } from '../helpers/train-bf16-oracle.js';
 import { batch } from '../helpers/train-tiny-model.js';
+import { assertRewrite, sameBits } from '../helpers/pass-checks.js';
 import { roundBf16 } from '../helpers/train-bf16-oracle.js';
 import { evalNode } from '../../targets/ref/eval-node.js';
 import { PRESET_1B } from '../../src/model/presets.js';
@@ -87,12 +87,7 @@ const AFTER = block(`  %xn = rmsnorm(%x, @n) {dtype="bf16", eps=0.00001} : bf16[
   %dwg = matmul_tn(%dg, %h.bf16) : f32[5,8]`);
 
 test('folds the casts of values only casts read into their producers: before/after IR text', (t) => {
-  const before = parseGraph(BEFORE);
-  verifyGraph(before);
-  const after = bf16Producers.run(before);
-  verifyGraph(after);
-  t.is(printGraph(after), AFTER);
-  t.is(printGraph(bf16Producers.run(after)), AFTER, 'a second run finds nothing more to fold');
+  assertRewrite(t, bf16Producers, BEFORE, AFTER, 'a second run finds nothing more to fold');
 });
 
 test('the dtype attribute: only on the ops of BF16_OUTPUT_OPS, only "bf16", and the declared type must follow it', (t) => {
@@ -136,8 +131,7 @@ for (const [what, selection, policy] of CASES) {
       const T = 45, weights = modelWeights(m);
       const inputs = batch([20, 25], m.spec.vocabSize, 7);
       const want = runTrainingGraphBf16Matmuls(g, weights, inputs, T), got = runTrainingGraphBf16Matmuls(after, weights, inputs, T);
-      t.is(got.length, want.length);
-      got.forEach((v, i) => t.true(Buffer.from(v.buffer, v.byteOffset, v.byteLength).equals(Buffer.from(want[i]!.buffer, want[i]!.byteOffset, want[i]!.byteLength)), `output ${g.outputs[i]} bit-identical`));
+      sameBits(t, got, want, g.outputs);
       t.log(`${folded.size} producers write bf16 (${[...ops].join(', ')}), ${g.nodes.length - after.nodes.length} casts gone`);
     } finally {
       m.close();

@@ -16,7 +16,6 @@ import { trainingGraph } from '../../driver/training-graph.js';
 import { ACCUMULATE_FOLDS, foldableAdds, matmulAccumulate } from '../../passes/matmul-accumulate.js';
 import { opDef } from '../../src/ir/ops.js';
 import { checkArena, planMemory } from '../../passes/memory-plan.js';
-import type { CheckpointPolicy } from '../../passes/checkpoint.js';
 import { parseGraph } from '../../src/ir/parse.js';
 import { printGraph } from '../../src/ir/print.js';
 import { verifyGraph } from '../../src/ir/verify.js';
@@ -25,13 +24,13 @@ import { PRESET_1B } from '../../src/model/presets.js';
 import { runTrainingGraph } from '../../targets/ref/train.js';
 import { CudaTrainingExecutor, executorGraph, executorPlan, type TrainingExecutorOptions } from '../../targets/cuda/train/executor.js';
 import { trainMatmulAccumulateFromEnv } from '../../targets/cuda/train/ops-bf16.js';
-import { cudaTrainDevice } from '../../targets/cuda/train/cuda-device.js';
 import { recordingDevice } from '../helpers/recording-device.js';
 import { simTrainDevice } from '../helpers/train-sim-device.js';
-import { storiesTraining } from '../helpers/stories-training.js';
+import { gpuSwitchKeepsBits, storiesTraining, type StoriesCase } from '../helpers/stories-training.js';
+import { assertRewrite, sameBits } from '../helpers/pass-checks.js';
 import { runTrainingGraphBf16Matmuls } from '../helpers/train-bf16-oracle.js';
 import { batch, POISON, randomWeights, TINY } from '../helpers/train-tiny-model.js';
-import { cudaDeviceRequirement, findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
+import { findPtxas, ptxasRequirement, testsNeeding } from '../helpers/requires.js';
 import { assertEachAssembles } from '../helpers/ptxas.js';
 import { pad8 } from '../../targets/cuda/ptx/layout.js';
 
@@ -80,12 +79,7 @@ const AFTER = block(`  %v = matmul(%dv, @wv) : f32[T,8]
   %u = mul(%t, %e) : f32[T,8]`);
 
 test('folds add(a, matmul) where the product has one reader and a dies there: before/after IR text', (t) => {
-  const before = parseGraph(BEFORE);
-  verifyGraph(before);
-  const after = matmulAccumulate.run(before);
-  verifyGraph(after);
-  t.is(printGraph(after), AFTER);
-  t.is(printGraph(matmulAccumulate.run(after)), AFTER, 'a second run finds nothing more');
+  assertRewrite(t, matmulAccumulate, BEFORE, AFTER);
 });
 
 const NORM_BEFORE = `graph norms
@@ -139,12 +133,7 @@ end
 `;
 
 test('folds add(a, rmsnorm_grad\'s dx) where dx has one reader, a dies there and the dweight is not read before: before/after IR text', (t) => {
-  const before = parseGraph(NORM_BEFORE);
-  verifyGraph(before);
-  const after = matmulAccumulate.run(before);
-  verifyGraph(after);
-  t.is(printGraph(after), NORM_AFTER);
-  t.is(printGraph(matmulAccumulate.run(after)), NORM_AFTER, 'a second run finds nothing more');
+  assertRewrite(t, matmulAccumulate, NORM_BEFORE, NORM_AFTER);
 });
 
 test('no fold where a producer moved to its add would read a value an earlier fold consumed', (t) => {
@@ -272,14 +261,6 @@ const foldsOf = (g: Graph) => ({
 const accOf = (n: Graph['nodes'][number]) => n.inputs[opDef(n.op).consumes!]!.name;
 
 /** Bitwise equality of two output lists. */
-function sameBits(t: import('ava').ExecutionContext, got: ArrayLike<number>[], want: ArrayLike<number>[], names: readonly string[]) {
-  t.is(got.length, want.length);
-  got.forEach((v, i) => {
-    const a = v as Float32Array, b = want[i] as Float32Array;
-    t.true(Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength)), `output %${names[i]} bit-identical`);
-  });
-}
-
 const TINY_CASES: Array<[string, Graph]> = [
   ['tiny 2-layer LLaMA, gcp', trainingGraph(checkpointGraph(TINY, () => 'f32', 'dense'), { loss: { kind: 'cross_entropy' }, policy: 'gcp' })],
   ['tiny 1-layer LLaMA as MoC (K = 12 of 36), moc-gcp', trainingGraph(checkpointGraph({ ...TINY, nLayers: 1 }, () => 'f32', { k: 12 }), { loss: { kind: 'cross_entropy' }, policy: 'moc-gcp' })],
@@ -312,7 +293,7 @@ for (const [what, g] of TINY_CASES) {
   });
 }
 
-const STORIES: Array<[string, 'dense' | { k: number }, CheckpointPolicy, TrainingExecutorOptions]> = [
+const STORIES: StoriesCase[] = [
   ['dense, gcp', 'dense', 'gcp', { matmul: 'bf16' }],
   ['MoC K = 32, moc-gcp, dense MoC GEMMs', { k: 32 }, 'moc-gcp', { matmul: 'bf16', mocMatmul: 'dense-bf16' }],
 ];
@@ -400,23 +381,4 @@ testsNeeding(ptxasRequirement(findPtxas()))('the accumulate kernels the fold lau
 // On a GPU (skipped without one): the bf16 executor's outputs with the fold equal, bit for bit, those
 // without: the GEMM's accumulate epilogue adds the same f32 product to the same acc with one add.f32,
 // as the add kernel does (mma.sync, or wgmma on Hopper).
-const gpu = testsNeeding(cudaDeviceRequirement());
-for (const [what, selection, policy, opts] of STORIES) {
-  gpu(`GPU: stories260K ${what}, T = 45: the executor's loss and gradients with adds folded are bit-identical to adds kept`, (t) => {
-    const { m, g, weights } = storiesTraining(policy, selection);
-    try {
-      const inputs = batch([20, 25], m.spec.vocabSize, 11);
-      const run = (matmulAccumulate: boolean) => {
-        const ex = new CudaTrainingExecutor(g, weights, 45, cudaTrainDevice(), { ...opts, matmulAccumulate, poison: POISON });
-        try {
-          return ex.run(inputs).outputs;
-        } finally {
-          ex.dispose();
-        }
-      };
-      sameBits(t, run(true), run(false), g.outputs);
-    } finally {
-      m.close();
-    }
-  });
-}
+gpuSwitchKeepsBits((what) => `GPU: stories260K ${what}, T = 45: the executor's loss and gradients with adds folded are bit-identical to adds kept`, STORIES, 'matmulAccumulate', { poison: POISON });

@@ -20,11 +20,9 @@ import { trainBf16ProducersFromEnv } from '../../targets/cuda/train/ops-bf16.js'
 import type { Kernel } from '../../targets/cuda/ptx/dense.js';
 import { hostGemmDevice } from '../helpers/host-gemm-device.js';
 import { batch, randomWeights, TINY } from '../helpers/train-tiny-model.js';
-import { checkpointGraph, loadModel } from '../../driver/load.js';
-import { modelWeights } from '../../driver/evaluate.js';
-import { cudaTrainDevice } from '../../targets/cuda/train/cuda-device.js';
-import { CHECKPOINTS } from '../helpers/fixtures.js';
-import { cudaDeviceRequirement, testsNeeding } from '../helpers/requires.js';
+import { checkpointGraph } from '../../driver/load.js';
+import { sameBits } from '../helpers/pass-checks.js';
+import { gpuSwitchKeepsBits } from '../helpers/stories-training.js';
 
 const POISON_BF16_NAN_LOW = 0x3f807fc1;
 
@@ -68,7 +66,7 @@ for (const [what, spec, selection, policy, opts] of CASES) {
     const off = run(false), on = run(true);
     t.true(off.gemms > 0 && on.gemms === off.gemms, `${off.gemms} host GEMMs each way`);
     t.true(Number.isFinite(off.outputs[0]![0]!), `loss ${off.outputs[0]![0]}`);
-    off.outputs.forEach((v, i) => t.true(Buffer.from(v.buffer, v.byteOffset, v.byteLength).equals(Buffer.from(on.outputs[i]!.buffer, on.outputs[i]!.byteOffset, on.outputs[i]!.byteLength)), `output ${g.outputs[i]} bit-identical`));
+    sameBits(t, on.outputs, off.outputs, g.outputs);
     const count = (names: string[], re: RegExp) => names.filter((n) => re.test(n)).length;
     t.is(count(off.names, /^cast_bf16_w\d+$/) - count(on.names, /^cast_bf16_w\d+$/), casts, 'a cast launch fewer per cast folded');
     t.is(off.names.length - on.names.length, casts, 'nothing else changes in number');
@@ -79,28 +77,7 @@ for (const [what, spec, selection, policy, opts] of CASES) {
 }
 
 // On a GPU (skipped without one): stories260K, the real GEMMs (wgmma on Hopper), bit-identical on and off.
-const gpu = testsNeeding(cudaDeviceRequirement());
-for (const [what, selection, policy, opts] of [
+gpuSwitchKeepsBits((what) => `GPU: stories260K ${what}, T = 45: loss and gradients bit-identical with bf16 producers on and off`, [
   ['dense, gcp', 'dense', 'gcp', { matmul: 'bf16' }],
   ['MoC K = 32, moc-gcp, dense MoC GEMMs', { k: 32 }, 'moc-gcp', { matmul: 'bf16', mocMatmul: 'dense-bf16' }],
-] as Array<[string, 'dense' | { k: number }, CheckpointPolicy, TrainingExecutorOptions]>) {
-  gpu(`GPU: stories260K ${what}, T = 45: loss and gradients bit-identical with bf16 producers on and off`, (t) => {
-    const m = loadModel(CHECKPOINTS.hf, { selection });
-    try {
-      const g = trainingGraph(m.graph, { loss: { kind: 'cross_entropy' }, policy });
-      const inputs = batch([20, 25], m.spec.vocabSize, 11);
-      const run = (bf16Producers: boolean) => {
-        const ex = new CudaTrainingExecutor(g, modelWeights(m), 45, cudaTrainDevice(), { ...opts, bf16Producers });
-        try {
-          return ex.run(inputs).outputs;
-        } finally {
-          ex.dispose();
-        }
-      };
-      const off = run(false), on = run(true);
-      on.forEach((v, i) => t.true(Buffer.from(v.buffer, v.byteOffset, v.byteLength).equals(Buffer.from(off[i]!.buffer, off[i]!.byteOffset, off[i]!.byteLength)), `output ${g.outputs[i]}`));
-    } finally {
-      m.close();
-    }
-  });
-}
+], 'bf16Producers');
