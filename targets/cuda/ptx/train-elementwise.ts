@@ -192,57 +192,14 @@ export function ropeGrad(heads: number, hd: number, style: 'half' | 'interleaved
  * for bit castRows' copy of the f32 result with zero padding; out cannot alias in.
  */
 export function ropeAtPositions(name: string, heads: number, hd: number, style: 'half' | 'interleaved', direction: 'forward' | 'inverse', out: 'f32' | 'bf16' = 'f32', pairs = ropePairsPerThread(hd, style)): Kernel {
-  if (pairs !== 1) return ropeAtPositionsVec(name, heads, hd, style, direction, out, pairs);
   const half = hd / 2, bf16 = out === 'bf16', width = heads * hd;
+  if (pairs !== 1 && (style !== 'half' || pairs !== 4 || half % 4 !== 0)) throw new Error(`PTX generator bug in ${name}: ${pairs} pairs a thread need style 'half' and hd/2 a multiple of 4`);
   const k = new KernelBuilder(name, ['dx', 'dy', 'table', 'pos'].map((n) => ({ name: n, type: 'u64' as const })));
   k.blockSize(ROPE_THREADS);
   const dx = k.ptrParam('dx'), dy = k.ptrParam('dy'), table = k.ptrParam('table'), pos = k.ptrParam('pos');
   const tid = k.special('%tid.x', 'tid'), bx = k.special('%ctaid.x', 'bx'), t = k.special('%ctaid.y', 't');
-  const j = k.reg('u32', 'j'), p = k.reg('pred', 'p'), done = k.label('done');
-  k.emit(`mad.lo.u32 ${j}, ${bx}, ${ROPE_THREADS}, ${tid}`);
-  const dst16 = bf16 ? k.addr(dx, t, pad8(width) * 2) : '';
-  if (bf16 && pad8(width) > width) {
-    // the row's padding columns width .. pad8(width) − 1: zeros, one a thread (j < 7, all in block x 0)
-    const at = k.addr(k.addr(dst16, width, 2), j, 2);
-    k.emit(`setp.lt.u32 ${p}, ${j}, ${pad8(width) - width}`, `@${p} st.global.b16 [${at}], 0`);
-  }
-  k.emit(`setp.ge.u32 ${p}, ${j}, ${heads * half}`, `@${p} bra ${done}`);
-  const h = k.reg('u32', 'h'), i = k.reg('u32', 'i'), position = k.reg('u32', 'position');
-  k.emit(`div.u32 ${h}, ${j}, ${half}`, `rem.u32 ${i}, ${j}, ${half}`, `ld.global.u32 ${position}, [${k.addr(pos, t, 4)}]`);
-  const [c, s] = ropeCosSin(k, table, position, i, hd);
-  const { ia, ib } = ropeColumns(k, h, i, hd, style);
-  const ld = pad8(width) * 4;
-  const src = k.addr(dy, t, ld), dst = bf16 ? dst16 : k.addr(dx, t, ld);
-  const a = k.reg('f32', 'va'), b = k.reg('f32', 'vb');
-  k.emit(`ld.global.f32 ${a}, [${k.addr(src, ia, 4)}]`, `ld.global.f32 ${b}, [${k.addr(src, ib, 4)}]`);
-  const [ra, rb] = ropeRotate(k, a, b, c, direction === 'inverse' ? k.neg(s) : s);
-  if (bf16) {
-    const ha = k.reg('b16', 'ha'), hb = k.reg('b16', 'hb');
-    k.emit(`cvt.rn.bf16.f32 ${ha}, ${ra}`, `cvt.rn.bf16.f32 ${hb}, ${rb}`);
-    k.emit(`st.global.b16 [${k.addr(dst, ia, 2)}], ${ha}`, `st.global.b16 [${k.addr(dst, ib, 2)}], ${hb}`);
-  } else {
-    k.emit(`st.global.f32 [${k.addr(dst, ia, 4)}], ${ra}`, `st.global.f32 [${k.addr(dst, ib, 4)}], ${rb}`);
-  }
-  k.place(done);
-  return { name, text: k.render() };
-}
-
-/**
- * ropeAtPositions with `pairs` (4) consecutive pairs a thread, style 'half' only (ropePairsPerThread):
- * thread g of row t rotates pairs 4g .. 4g + 3, all in head h = 4g / (hd/2) at i = 4g mod (hd/2):
- * one 16-byte load of each half (columns h·hd + i .. +3 and those + hd/2), two of the table's
- * (cos, sin) pairs, then per pair exactly ropeRotate's operations (bit for bit the one-pair kernel),
- * then 16-byte stores (bf16: each pair of results packed by cvt.rn.bf16x2, 8-byte stores). Same
- * params, aliasing and padding rules as the one-pair kernel.
- */
-function ropeAtPositionsVec(name: string, heads: number, hd: number, style: 'half' | 'interleaved', direction: 'forward' | 'inverse', out: 'f32' | 'bf16', pairs: number): Kernel {
-  const half = hd / 2, bf16 = out === 'bf16', width = heads * hd;
-  if (style !== 'half' || pairs !== 4 || half % 4 !== 0) throw new Error(`PTX generator bug in ${name}: ${pairs} pairs a thread need style 'half' and hd/2 a multiple of 4`);
-  const k = new KernelBuilder(name, ['dx', 'dy', 'table', 'pos'].map((n) => ({ name: n, type: 'u64' as const })));
-  k.blockSize(ROPE_THREADS);
-  const dx = k.ptrParam('dx'), dy = k.ptrParam('dy'), table = k.ptrParam('table'), pos = k.ptrParam('pos');
-  const tid = k.special('%tid.x', 'tid'), bx = k.special('%ctaid.x', 'bx'), t = k.special('%ctaid.y', 't');
-  const g = k.reg('u32', 'g'), p = k.reg('pred', 'p'), done = k.label('done');
+  // g: this thread's index in the row, which rotates pairs g·pairs .. g·pairs + pairs − 1
+  const g = k.reg('u32', pairs === 1 ? 'j' : 'g'), p = k.reg('pred', 'p'), done = k.label('done');
   k.emit(`mad.lo.u32 ${g}, ${bx}, ${ROPE_THREADS}, ${tid}`);
   const dst16 = bf16 ? k.addr(dx, t, pad8(width) * 2) : '';
   if (bf16 && pad8(width) > width) {
@@ -251,31 +208,53 @@ function ropeAtPositionsVec(name: string, heads: number, hd: number, style: 'hal
     k.emit(`setp.lt.u32 ${p}, ${g}, ${pad8(width) - width}`, `@${p} st.global.b16 [${at}], 0`);
   }
   k.emit(`setp.ge.u32 ${p}, ${g}, ${(heads * half) / pairs}`, `@${p} bra ${done}`);
-  // first pair j = 4g: head h = j / half, i = j mod half (a multiple of 4)
-  const j = k.reg('u32', 'j'), h = k.reg('u32', 'h'), i = k.reg('u32', 'i'), position = k.reg('u32', 'position');
-  k.emit(`shl.b32 ${j}, ${g}, 2`, `div.u32 ${h}, ${j}, ${half}`, `rem.u32 ${i}, ${j}, ${half}`, `ld.global.u32 ${position}, [${k.addr(pos, t, 4)}]`);
-  const ti = k.reg('u32', 'ti');
-  k.emit(`mad.lo.u32 ${ti}, ${position}, ${half}, ${i}`);
-  const cs = k.regs('f32', 'cs', 8); // c0, s0, c1, s1, …
-  const tab = k.addr(table, ti, 8);
-  k.emit(`ld.global.nc.v4.f32 {${cs.slice(0, 4).join(', ')}}, [${tab}]`, `ld.global.nc.v4.f32 {${cs.slice(4).join(', ')}}, [${tab}+16]`);
-  const { ia, ib } = ropeColumns(k, h, i, hd, style);
+  // the first pair j = g·pairs: head h = j / half, i = j mod half (a multiple of pairs)
+  let j = g;
+  if (pairs !== 1) (j = k.reg('u32', 'j')), k.emit(`shl.b32 ${j}, ${g}, ${Math.log2(pairs)}`);
+  const h = k.reg('u32', 'h'), i = k.reg('u32', 'i'), position = k.reg('u32', 'position');
+  k.emit(`div.u32 ${h}, ${j}, ${half}`, `rem.u32 ${i}, ${j}, ${half}`, `ld.global.u32 ${position}, [${k.addr(pos, t, 4)}]`);
   const ld = pad8(width) * 4;
-  const src = k.addr(dy, t, ld), dst = bf16 ? dst16 : k.addr(dx, t, ld);
-  const a = k.regs('f32', 'va', 4), b = k.regs('f32', 'vb', 4);
-  k.emit(`ld.global.v4.f32 {${a.join(', ')}}, [${k.addr(src, ia, 4)}]`, `ld.global.v4.f32 {${b.join(', ')}}, [${k.addr(src, ib, 4)}]`);
-  const ra: string[] = [], rb: string[] = [];
-  for (let e = 0; e < 4; e++) {
-    const [x, y] = ropeRotate(k, a[e]!, b[e]!, cs[2 * e]!, direction === 'inverse' ? k.neg(cs[2 * e + 1]!) : cs[2 * e + 1]!);
-    ra.push(x), rb.push(y);
-  }
-  if (bf16) {
-    // cvt.rn.bf16x2.f32 d, hi, lo: the lower column in the low half (little-endian memory order)
-    const pa = k.regs('b32', 'pa', 2), pb = k.regs('b32', 'pb', 2);
-    for (let q = 0; q < 2; q++) k.emit(`cvt.rn.bf16x2.f32 ${pa[q]}, ${ra[2 * q + 1]}, ${ra[2 * q]}`, `cvt.rn.bf16x2.f32 ${pb[q]}, ${rb[2 * q + 1]}, ${rb[2 * q]}`);
-    k.emit(`st.global.v2.b32 [${k.addr(dst, ia, 2)}], {${pa.join(', ')}}`, `st.global.v2.b32 [${k.addr(dst, ib, 2)}], {${pb.join(', ')}}`);
+  const sinOf = (s: string) => (direction === 'inverse' ? k.neg(s) : s);
+  if (pairs === 1) {
+    const [c, s] = ropeCosSin(k, table, position, i, hd);
+    const { ia, ib } = ropeColumns(k, h, i, hd, style);
+    const src = k.addr(dy, t, ld), dst = bf16 ? dst16 : k.addr(dx, t, ld);
+    const a = k.reg('f32', 'va'), b = k.reg('f32', 'vb');
+    k.emit(`ld.global.f32 ${a}, [${k.addr(src, ia, 4)}]`, `ld.global.f32 ${b}, [${k.addr(src, ib, 4)}]`);
+    const [ra, rb] = ropeRotate(k, a, b, c, sinOf(s));
+    if (bf16) {
+      const ha = k.reg('b16', 'ha'), hb = k.reg('b16', 'hb');
+      k.emit(`cvt.rn.bf16.f32 ${ha}, ${ra}`, `cvt.rn.bf16.f32 ${hb}, ${rb}`);
+      k.emit(`st.global.b16 [${k.addr(dst, ia, 2)}], ${ha}`, `st.global.b16 [${k.addr(dst, ib, 2)}], ${hb}`);
+    } else {
+      k.emit(`st.global.f32 [${k.addr(dst, ia, 4)}], ${ra}`, `st.global.f32 [${k.addr(dst, ib, 4)}], ${rb}`);
+    }
   } else {
-    k.emit(`st.global.v4.f32 [${k.addr(dst, ia, 4)}], {${ra.join(', ')}}`, `st.global.v4.f32 [${k.addr(dst, ib, 4)}], {${rb.join(', ')}}`);
+    // 4 pairs (ropePairsPerThread): one 16-byte load of each half (columns h·hd + i .. +3 and those
+    // + hd/2), two of the table's (cos, sin) pairs, then per pair exactly ropeRotate's operations (bit
+    // for bit the one-pair kernel), then 16-byte stores (bf16: pairs of results packed by cvt.rn.bf16x2)
+    const ti = k.reg('u32', 'ti');
+    k.emit(`mad.lo.u32 ${ti}, ${position}, ${half}, ${i}`);
+    const cs = k.regs('f32', 'cs', 8); // c0, s0, c1, s1, …
+    const tab = k.addr(table, ti, 8);
+    k.emit(`ld.global.nc.v4.f32 {${cs.slice(0, 4).join(', ')}}, [${tab}]`, `ld.global.nc.v4.f32 {${cs.slice(4).join(', ')}}, [${tab}+16]`);
+    const { ia, ib } = ropeColumns(k, h, i, hd, style);
+    const src = k.addr(dy, t, ld), dst = bf16 ? dst16 : k.addr(dx, t, ld);
+    const a = k.regs('f32', 'va', 4), b = k.regs('f32', 'vb', 4);
+    k.emit(`ld.global.v4.f32 {${a.join(', ')}}, [${k.addr(src, ia, 4)}]`, `ld.global.v4.f32 {${b.join(', ')}}, [${k.addr(src, ib, 4)}]`);
+    const ra: string[] = [], rb: string[] = [];
+    for (let e = 0; e < 4; e++) {
+      const [x, y] = ropeRotate(k, a[e]!, b[e]!, cs[2 * e]!, sinOf(cs[2 * e + 1]!));
+      ra.push(x), rb.push(y);
+    }
+    if (bf16) {
+      // cvt.rn.bf16x2.f32 d, hi, lo: the lower column in the low half (little-endian memory order)
+      const pa = k.regs('b32', 'pa', 2), pb = k.regs('b32', 'pb', 2);
+      for (let q = 0; q < 2; q++) k.emit(`cvt.rn.bf16x2.f32 ${pa[q]}, ${ra[2 * q + 1]}, ${ra[2 * q]}`, `cvt.rn.bf16x2.f32 ${pb[q]}, ${rb[2 * q + 1]}, ${rb[2 * q]}`);
+      k.emit(`st.global.v2.b32 [${k.addr(dst, ia, 2)}], {${pa.join(', ')}}`, `st.global.v2.b32 [${k.addr(dst, ib, 2)}], {${pb.join(', ')}}`);
+    } else {
+      k.emit(`st.global.v4.f32 [${k.addr(dst, ia, 4)}], {${ra.join(', ')}}`, `st.global.v4.f32 [${k.addr(dst, ib, 4)}], {${rb.join(', ')}}`);
+    }
   }
   k.place(done);
   return { name, text: k.render() };
