@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the GPU machine (no Node there: carry .carry, dist and the addon; see bench/gpu/README.md):
-#   source .carry/setup.sh && bash bench/gpu/run.sh [check|gemm|prefill|prefill-f32|sanitize|sanitize-train|ffn|e2e|context|wgsl|wgsl-check|train|train-quick|train-casts|train-acc|train-producers|train-s17|train-s17b|decode-fusions|train-torch|train-torch-largest|recovery|all]
+#   source .carry/setup.sh && bash bench/gpu/run.sh [check|gemm|prefill|prefill-f32|sanitize|sanitize-train|ffn|e2e|context|wgsl|wgsl-check|train|train-quick|train-s17|train-s17b|decode-fusions|train-torch|train-torch-largest|recovery|all]
 # Writes logs and JSON under $OUT (the device tool's output folder) or bench/results/gpu.
 set -u
 what=${1:-all}
@@ -14,6 +14,22 @@ step() { echo; echo "=== $1"; }
 model_1b() { [[ -f $1/config.json ]] || python3 bench/gpu/make_llama_1b.py --out "$1" --seed 0 "${@:2}" 2>&1 | tail -3; }
 # cuBLAS FFN timings and the copy bandwidth (torch_ffn.py), measured once per run
 torch_ffn() { [[ -f $out/torch_ffn.json ]] || python3 bench/gpu/torch_ffn.py --shapes 2048x5464,4096x14336 --out "$out/torch_ffn.json" 2>&1 | tail -8; }
+# session 17's 1B training runs (bench/gpu/train.ts), shared by train-s17 and train-s17b; $1 names the output files
+train_1b() { MOCC_CUDA_TRAIN_MOC=dense node dist/bench/gpu/train.js --model /tmp/llama-1b --batch 64 --seq 256 --steps 2 --warmup 1 --matmul bf16 "$@"; }
+memory_goal() {
+  echo "--- the memory goal: attention recomputed, the fused head, bf16 weight matrices and moments"
+  train_1b --configs moc:moc-gcp-attn,dense:gcp-attn --optimizer-state bf16-params --fuse-lm-head --out "$out/train-memory-goal.json" 2>&1 | tail -3 || status=1
+}
+moc_one_off() {
+  echo "--- MoC+GCP with one change off each: producers' casts kept; adds kept; a cast per GEMM (no shared casts, so no bf16 producers either)"
+  MOCC_CUDA_TRAIN_BF16_PRODUCERS=0 train_1b --configs moc:moc-gcp --out "$out/$1-producers-off.json" 2>&1 | tail -2 || status=1
+  train_1b --configs moc:moc-gcp --matmul-acc 0 --out "$out/$1-adds-kept.json" 2>&1 | tail -2 || status=1
+  train_1b --configs moc:moc-gcp --cast-once 0 --out "$out/$1-cast-per-gemm.json" 2>&1 | tail -2 || status=1
+}
+torch_compile() {
+  echo "--- PyTorch dense under torch.compile, same machine"
+  python3 bench/gpu/torch_train.py --model /tmp/llama-1b --batch 64 --seq 256 --steps 3 --warmup 1 --k 1024 --configs compile --out "$out/torch_train.json" 2>&1 | tail -4 || status=1
+}
 if [[ $what == all || $what == check ]]; then
   step "cuda-check: the CUDA kernel and model tests (kernels vs ref, stories260K logits and greedy text) and the rest of the CUDA tests"
   node node_modules/ava/entrypoints/cli.mjs test/targets/cuda-kernels.test.ts test/targets/cuda-flash-attention.test.ts test/targets/cuda-flash-attention-backward.test.ts test/targets/cuda-train-elementwise.test.ts test/targets/cuda-train-norm.test.ts test/targets/cuda-train-scatter.test.ts test/targets/cuda-train-loss.test.ts test/targets/cuda-train-adamw.test.ts test/targets/cuda-train-executor.test.ts test/targets/cuda-train-attention.test.ts test/targets/cuda-train-moc.test.ts test/targets/cuda-train-optimizer.test.ts test/targets/cuda-train-kl.test.ts test/targets/cuda-train-bf16.test.ts test/targets/cuda-train-bf16-attention.test.ts test/targets/cuda-train-moc-dense.test.ts test/targets/cuda-train-wgmma.test.ts test/train/gradient-backend.test.ts test/cli/train-target.test.ts test/targets/cuda-gemm.test.ts test/targets/cuda-gemm-f32.test.ts test/targets/cuda-gemm-layouts.test.ts test/targets/cuda-gemm-sm90.test.ts test/targets/cuda-prefill.test.ts test/targets/cuda-prefill-f32.test.ts test/targets/cuda-wgmma-lowering.test.ts test/targets/cuda-model.test.ts test/targets/cuda-driver.test.ts test/targets/cuda-ptx.test.ts test/targets/cuda-moc-tail.test.ts test/targets/cuda-train-lm-head.test.ts test/targets/cuda-train-lm-head-bf16.test.ts test/targets/cuda-train-adamw-bf16-state.test.ts test/targets/cuda-train-optimizer-bf16-state.test.ts test/targets/cuda-moc-topk.test.ts test/targets/cuda-cast.test.ts test/passes/bf16-gemm-operands.test.ts test/passes/matmul-accumulate.test.ts test/passes/bf16-producers.test.ts test/targets/cuda-train-bf16-out.test.ts test/targets/cuda-train-bf16-producers.test.ts > "$out/cuda-check.log" 2>&1 || status=1
@@ -98,31 +114,6 @@ if [[ $what == train-quick ]]; then
   echo "--- the memory goal: attention recomputed, the fused head, bf16 weight matrices and moments"
   MOCC_CUDA_TRAIN_MOC=dense $t --configs moc:moc-gcp-attn,dense:gcp-attn --optimizer-state bf16-params --fuse-lm-head --out "$out/train-memory-goal.json" 2>&1 | tail -3 || status=1
 fi
-if [[ $what == train-casts ]]; then
-  step "train-casts (about 8 min): session 16's unrun GPU tests (shared casts, castRows 8-wide, bf16 scatter, map kernels, AdamW bounds) and the radix training Top-K, the 1B step with a cast per GEMM vs shared casts (profiled), the memory-goal configuration, torch.compile beside it"
-  model=/tmp/llama-1b
-  ( model_1b $model > "$out/make1b.log" 2>&1 ) &
-  timeout 150 node node_modules/ava/entrypoints/cli.mjs --timeout=140s test/passes/bf16-gemm-operands.test.ts test/targets/cuda-cast.test.ts test/targets/cuda-train-elementwise.test.ts test/targets/cuda-train-adamw-bf16-state.test.ts test/targets/cuda-train-adamw-bf16-params.test.ts test/targets/cuda-train-moc-dense.test.ts test/targets/cuda-train-moc.test.ts > "$out/train-casts-check.log" 2>&1 || status=1
-  grep -E "✘|tests? (passed|failed|skipped)" "$out/train-casts-check.log" | tail -20
-  wait
-  t="node dist/bench/gpu/train.js --model $model --batch 64 --seq 256 --steps 2 --warmup 1 --matmul bf16"
-  MOCC_CUDA_TRAIN_MOC=dense $t --configs dense:gcp,moc:moc-gcp --cast-once both --profile --out "$out/train-cast-once.json" 2>&1 | tail -100 || status=1
-  echo "--- the memory goal: attention recomputed, the fused head, bf16 weight matrices and moments"
-  MOCC_CUDA_TRAIN_MOC=dense $t --configs moc:moc-gcp-attn,dense:gcp-attn --optimizer-state bf16-params --fuse-lm-head --out "$out/train-memory-goal.json" 2>&1 | tail -3 || status=1
-  echo "--- PyTorch dense under torch.compile, same machine"
-  python3 bench/gpu/torch_train.py --model $model --batch 64 --seq 256 --steps 3 --warmup 1 --k 1024 --configs compile --out "$out/torch_train.json" 2>&1 | tail -4 || status=1
-fi
-if [[ $what == train-acc ]]; then
-  step "train-acc (about 7 min): adds of matmul products folded into the GEMMs' accumulate epilogue (passes/matmul-accumulate.ts): its GPU tests (bit-identical both ways), the wgmma launch lists, then the 1B step with adds kept vs folded, profiled"
-  model=/tmp/llama-1b
-  ( model_1b $model > "$out/make1b.log" 2>&1 ) &
-  timeout 150 node node_modules/ava/entrypoints/cli.mjs --timeout=140s test/passes/matmul-accumulate.test.ts test/targets/cuda-train-wgmma.test.ts > "$out/train-acc-check.log" 2>&1 || status=1
-  timeout 90 node node_modules/ava/entrypoints/cli.mjs --timeout=80s --match='gemm90 xw bf16->f32 128x256 s4 acc*' test/targets/cuda-gemm-sm90.test.ts >> "$out/train-acc-check.log" 2>&1 || status=1
-  grep -E "✘|tests? (passed|failed|skipped)" "$out/train-acc-check.log" | tail -20
-  wait
-  t="node dist/bench/gpu/train.js --model $model --batch 64 --seq 256 --steps 2 --warmup 1 --matmul bf16"
-  MOCC_CUDA_TRAIN_MOC=dense $t --configs dense:gcp,moc:moc-gcp --matmul-acc both --profile --out "$out/train-matmul-acc.json" 2>&1 | tail -100 || status=1
-fi
 if [[ $what == train-s17 ]]; then
   step "train-s17 (about 10 min; most important first): the GPU tests of every training change since the last GPU run (shared casts, castRows, bf16 scatter, map kernels, AdamW bounds, radix Top-K, matmul_acc, rmsnorm_grad_acc, bf16 producers), the 1B step with all of them (profiled), the memory-goal configuration, then MoC+GCP with each switched off, torch.compile beside it"
   model=/tmp/llama-1b
@@ -130,16 +121,10 @@ if [[ $what == train-s17 ]]; then
   timeout 160 node node_modules/ava/entrypoints/cli.mjs --timeout=150s test/passes/bf16-gemm-operands.test.ts test/targets/cuda-cast.test.ts test/targets/cuda-train-elementwise.test.ts test/targets/cuda-train-adamw-bf16-state.test.ts test/targets/cuda-train-adamw-bf16-params.test.ts test/targets/cuda-train-moc-dense.test.ts test/targets/cuda-train-moc.test.ts test/passes/matmul-accumulate.test.ts test/targets/cuda-train-wgmma.test.ts test/targets/cuda-train-norm.test.ts test/targets/cuda-train-bf16-out.test.ts test/targets/cuda-train-bf16-producers.test.ts > "$out/train-s17-check.log" 2>&1 || status=1
   grep -E "✘|tests? (passed|failed|skipped)" "$out/train-s17-check.log" | tail -20
   wait
-  t="node dist/bench/gpu/train.js --model $model --batch 64 --seq 256 --steps 2 --warmup 1 --matmul bf16"
-  MOCC_CUDA_TRAIN_MOC=dense $t --configs dense:gcp,moc:moc-gcp --profile --out "$out/train-s17.json" 2>&1 | tail -90 || status=1
-  echo "--- the memory goal: attention recomputed, the fused head, bf16 weight matrices and moments"
-  MOCC_CUDA_TRAIN_MOC=dense $t --configs moc:moc-gcp-attn,dense:gcp-attn --optimizer-state bf16-params --fuse-lm-head --out "$out/train-memory-goal.json" 2>&1 | tail -3 || status=1
-  echo "--- MoC+GCP with one change off each: producers' casts kept; adds kept; a cast per GEMM (no shared casts, so no bf16 producers either)"
-  MOCC_CUDA_TRAIN_MOC=dense MOCC_CUDA_TRAIN_BF16_PRODUCERS=0 $t --configs moc:moc-gcp --out "$out/train-s17-producers-off.json" 2>&1 | tail -2 || status=1
-  MOCC_CUDA_TRAIN_MOC=dense $t --configs moc:moc-gcp --matmul-acc 0 --out "$out/train-s17-adds-kept.json" 2>&1 | tail -2 || status=1
-  MOCC_CUDA_TRAIN_MOC=dense $t --configs moc:moc-gcp --cast-once 0 --out "$out/train-s17-cast-per-gemm.json" 2>&1 | tail -2 || status=1
-  echo "--- PyTorch dense under torch.compile, same machine"
-  python3 bench/gpu/torch_train.py --model $model --batch 64 --seq 256 --steps 3 --warmup 1 --k 1024 --configs compile --out "$out/torch_train.json" 2>&1 | tail -4 || status=1
+  train_1b --configs dense:gcp,moc:moc-gcp --profile --out "$out/train-s17.json" 2>&1 | tail -90 || status=1
+  memory_goal
+  moc_one_off train-s17
+  torch_compile
 fi
 if [[ $what == train-s17b ]]; then
   step "train-s17b (about 8 min): what train-s17 did not reach: decoding's Top-K GPU tests after the key change (NaN = -Inf, -0 = +0), the memory-goal configuration, MoC+GCP with each session-17 change off, torch.compile beside it"
@@ -149,27 +134,11 @@ if [[ $what == train-s17b ]]; then
   timeout 120 node node_modules/ava/entrypoints/cli.mjs --timeout=110s test/targets/cuda-moc-topk.test.ts >> "$out/train-s17b-check.log" 2>&1 || status=1
   grep -E "✘|tests? (passed|failed|skipped)" "$out/train-s17b-check.log" | tail -20
   wait
-  t="node dist/bench/gpu/train.js --model $model --batch 64 --seq 256 --steps 2 --warmup 1 --matmul bf16"
-  echo "--- the memory goal: attention recomputed, the fused head, bf16 weight matrices and moments"
-  MOCC_CUDA_TRAIN_MOC=dense $t --configs moc:moc-gcp-attn,dense:gcp-attn --optimizer-state bf16-params --fuse-lm-head --out "$out/train-memory-goal.json" 2>&1 | tail -3 || status=1
-  echo "--- MoC+GCP: all on, then with one change off each: producers' casts kept; adds kept; a cast per GEMM (no shared casts, so no bf16 producers either)"
-  MOCC_CUDA_TRAIN_MOC=dense $t --configs moc:moc-gcp --out "$out/train-s17b-all-on.json" 2>&1 | tail -2 || status=1
-  MOCC_CUDA_TRAIN_MOC=dense MOCC_CUDA_TRAIN_BF16_PRODUCERS=0 $t --configs moc:moc-gcp --out "$out/train-s17b-producers-off.json" 2>&1 | tail -2 || status=1
-  MOCC_CUDA_TRAIN_MOC=dense $t --configs moc:moc-gcp --matmul-acc 0 --out "$out/train-s17b-adds-kept.json" 2>&1 | tail -2 || status=1
-  MOCC_CUDA_TRAIN_MOC=dense $t --configs moc:moc-gcp --cast-once 0 --out "$out/train-s17b-cast-per-gemm.json" 2>&1 | tail -2 || status=1
-  echo "--- PyTorch dense under torch.compile, same machine"
-  python3 bench/gpu/torch_train.py --model $model --batch 64 --seq 256 --steps 3 --warmup 1 --k 1024 --configs compile --out "$out/torch_train.json" 2>&1 | tail -4 || status=1
-fi
-if [[ $what == train-producers ]]; then
-  step "train-producers (about 7 min): the bf16-output producers (passes/bf16-producers.ts) — their GPU tests (kernels vs f32 + cast bit for bit, the executor on and off bit for bit), then the 1B step with MOCC_CUDA_TRAIN_BF16_PRODUCERS=0 and 1, profiled"
-  model=/tmp/llama-1b
-  ( model_1b $model > "$out/make1b.log" 2>&1 ) &
-  timeout 150 node node_modules/ava/entrypoints/cli.mjs --timeout=140s test/targets/cuda-train-bf16-out.test.ts test/targets/cuda-train-bf16-producers.test.ts test/passes/bf16-gemm-operands.test.ts > "$out/train-producers-check.log" 2>&1 || status=1
-  grep -E "✘|tests? (passed|failed|skipped)" "$out/train-producers-check.log" | tail -20
-  wait
-  t="node dist/bench/gpu/train.js --model $model --batch 64 --seq 256 --steps 2 --warmup 1 --matmul bf16 --configs dense:gcp,moc:moc-gcp --profile"
-  MOCC_CUDA_TRAIN_MOC=dense MOCC_CUDA_TRAIN_BF16_PRODUCERS=0 $t --out "$out/train-producers-off.json" 2>&1 | tail -60 || status=1
-  MOCC_CUDA_TRAIN_MOC=dense MOCC_CUDA_TRAIN_BF16_PRODUCERS=1 $t --out "$out/train-producers-on.json" 2>&1 | tail -60 || status=1
+  memory_goal
+  echo "--- MoC+GCP, all on"
+  train_1b --configs moc:moc-gcp --out "$out/train-s17b-all-on.json" 2>&1 | tail -2 || status=1
+  moc_one_off train-s17b
+  torch_compile
 fi
 if [[ $what == decode-fusions ]]; then
   step "decode-fusions (about 6 min): the MoC reduce in up·down's tail and Top-K in the gate GEMV, their GPU tests, then decode-context configs 1 / 10 / 8 / 11 twice in one process"
