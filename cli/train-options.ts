@@ -77,7 +77,7 @@ export function addTrainOptions(cmd: Command, defaults: { steps: number; lr: num
     .addOption(new Option('--optimizer-state <type>', 'how AdamW stores its moments m and v: f32, bf16 (rounded to nearest even after each update, half the memory; the weights stay f32), or bf16-params (the weight matrices bf16 GEMMs read stored bf16 too; --target cuda needs --gemm bf16); a checkpoint resumes only with the same').choices([...ADAMW_STATE_DTYPES]).default('f32'))
     .option('--tokenizer <file>', 'tokenizer to use instead of the one found with the model')
     .option('--target <name>', `where the loss and gradients are computed: ${[...TRAIN_TARGETS.keys()].join(', ')} (cuda: the CUDA training executor, clipping and AdamW on the GPU; its GEMMs f32, or bf16 with --gemm bf16); checkpoints resume on either`, 'ref')
-    .addOption(new Option('--gemm <type>', 'what --target cuda\'s matrix products multiply: f32 (SIMT cores; the ref target\'s arithmetic up to f32 rounding) or bf16 (tensor cores, f32 accumulation and f32 master weights, as PyTorch\'s bf16 autocast; MoC\'s products as dense GEMMs around the kept channels: on an H100 about 2x the speed of f32 for the 1B preset; bench/NOTES.md session 17); default f32').choices([...TRAIN_GEMMS]))
+    .addOption(new Option('--gemm <type>', 'what --target cuda\'s matrix products multiply: f32 (SIMT cores; the ref target\'s arithmetic up to f32 rounding) or bf16 (tensor cores, f32 accumulation and f32 master weights, as PyTorch\'s bf16 autocast; MoC\'s products as dense GEMMs around the kept channels; speed figures in bench/NOTES.md); default f32').choices([...TRAIN_GEMMS]))
     .option('--force', 'replace the output package if it exists');
 }
 

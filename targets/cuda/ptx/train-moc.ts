@@ -38,7 +38,7 @@ import { KernelBuilder } from './builder.js';
 import type { Kernel } from './dense.js';
 import { pad8 } from './layout.js';
 import { blockReduceTree } from './train-reduce.js';
-import { checkTopk, emitTopkSelect, selectShape } from './moc.js';
+import { checkTopk, emitTopkSelect, MAX_SELECT_CHANNELS, selectShape } from './moc.js';
 
 const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 const ptrs = (names: string[]) => names.map((name) => ({ name, type: 'u64' as const }));
@@ -71,8 +71,8 @@ export interface MocSelectSpec {
   sel: MocSelection;
 }
 
-/** The most channels a selection block scans (its counts are packed in 16-bit halves). */
-export const MAX_SELECT_WIDTH = 65535;
+/** The most channels a selection block scans (its counts are packed in 16-bit halves, as moc.ts's Top-K packs them). */
+export const MAX_SELECT_WIDTH = MAX_SELECT_CHANNELS;
 
 /** Channels one block scans: F for Top-K, b for a:b. */
 const selectWidth = (s: MocSelectSpec) => ('k' in s.sel ? s.F : Math.min(s.sel.b, s.F));
@@ -96,9 +96,9 @@ export function mocSelect(s: MocSelectSpec): Kernel {
   if (!byK && !(Number.isInteger(a) && Number.isInteger(b) && a >= 1 && b >= a)) throw new Error(`moc_select: pattern ${a}:${b} needs 1 ≤ a ≤ b`);
   const width = selectWidth(s);
   if (width > MAX_SELECT_WIDTH) throw new Error(`moc_select: ${width} channels a block exceed ${MAX_SELECT_WIDTH}`);
-  const K = mocSelectedCount(s), NT = mocSelectThreads(s), E = Math.ceil(width / NT);
   const name = `train_moc_select_f${F}_${byK ? `k${a}` : `a${a}b${b}`}`;
   if (byK) return topkRows(name, F, a);
+  const K = mocSelectedCount(s), NT = mocSelectThreads(s), E = Math.ceil(width / NT);
   const k = new KernelBuilder(name, ptrs(['idx', 'g']));
   k.blockSize(NT);
   const idx = k.ptrParam('idx'), g = k.ptrParam('g');
