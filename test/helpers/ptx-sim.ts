@@ -72,6 +72,8 @@ export class PtxSim {
       if (l.endsWith(':')) labels.set(l.slice(0, -1), code.length);
       else code.push(l.replace(/;$/, ''));
     }
+    // the lines runToBarrier leaves to warpOp, found once here rather than at every step
+    const warpOps = new Set(code.flatMap((l, i) => (WARP_OP.test(l) ? [i] : [])));
     for (let bz = 0; bz < grid[2]; bz++) for (let by = 0; by < grid[1]; by++) for (let bx = 0; bx < grid[0]; bx++) {
       const sm = new DataView(new ArrayBuffer(Math.max(4, sharedBytes)));
       const threads: SimThread[] = Array.from({ length: block }, (_, tid) => ({ pc: 0, done: false, atWarpOp: false, regs: new Map<string, number>([['%tid.x', tid], ['%ctaid.x', bx], ['%ctaid.y', by], ['%ctaid.z', bz], ['%ntid.x', block], ['%nctaid.x', grid[0]], ['%nctaid.y', grid[1]], ['%nctaid.z', grid[2]]]) }));
@@ -80,7 +82,7 @@ export class PtxSim {
         for (const warp of warps) {
           // the warp's lanes up to the next barrier (or exit), running each warp-level operation on the way
           for (;;) {
-            for (const t of warp) if (!t.done) this.runToBarrier(t, code, labels, param, shared, sm);
+            for (const t of warp) if (!t.done) this.runToBarrier(t, code, warpOps, labels, param, shared, sm);
             const waiting = warp.filter((t) => t.atWarpOp).length;
             if (waiting === 0) break;
             if (waiting !== 32) throw new Error(`PtxSim: a warp-level operation reached by ${waiting} of the warp's ${warp.length} threads (${code[warp.find((t) => t.atWarpOp)!.pc]})`);
@@ -141,7 +143,7 @@ export class PtxSim {
     throw new Error(`PtxSim: unknown warp-level instruction ${op} (${line})`);
   }
 
-  private runToBarrier(t: SimThread, code: string[], labels: Map<string, number>, param: Map<string, number>, shared: Map<string, number>, sm: DataView): void {
+  private runToBarrier(t: SimThread, code: string[], warpOps: ReadonlySet<number>, labels: Map<string, number>, param: Map<string, number>, shared: Map<string, number>, sm: DataView): void {
     const r = t.regs, g = this.mem;
     const val = (s: string): number => {
       if (s.startsWith('%')) {
@@ -164,7 +166,7 @@ export class PtxSim {
       if (steps > 1e7) throw new Error('PtxSim: runaway thread');
       const line = code[t.pc++];
       if (line === undefined || line === 'ret') return void (t.done = true);
-      if (WARP_OP.test(line)) return void (t.pc--, (t.atWarpOp = true));
+      if (warpOps.has(t.pc - 1)) return void (t.pc--, (t.atWarpOp = true));
       let text = line;
       const guard = /^@(!?)(%\w+)\s+/.exec(text);
       if (guard) {
